@@ -1,0 +1,53 @@
+# jubao: `make run` starts the service with demo tenants; `make test` installs and runs every test.
+SHELL := /bin/bash
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+INSTALL_INPUTS := pyproject.toml clients/python/pyproject.toml requirements/constraints.txt
+
+.PHONY: help venv run test lint format proto proto-check bench bench-full cassandra-test clean
+
+help:
+	@echo "make run    start jubao on 127.0.0.1:50051 (embedded SQLite, demo tenants)"
+	@echo "make test   install everything and run lint + all tests (starts Cassandra when Java is present)"
+	@echo "make lint   ruff, mypy, buf lint      make proto   regenerate protobuf code"
+	@echo "make bench  write loadtest/results/latest.json"
+	@echo "make cassandra-up / cassandra-down / cassandra-status / cassandra-logs"
+
+venv: $(STAMP)
+
+$(STAMP): $(INSTALL_INPUTS)
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -c requirements/constraints.txt -e clients/python -e '.[dev]'
+	touch $(STAMP)
+
+run: venv
+	$(VENV)/bin/jubao-server serve --banner tenants/demo-keys.txt
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/buf lint
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+proto: venv
+	$(PYTHON) scripts/gen_protos.py
+
+test: venv
+	bash scripts/test.sh
+
+bench: venv
+	bash scripts/with_cassandra.sh $(PYTHON) -m loadtest bench --quick
+
+bench-full: venv
+	bash scripts/with_cassandra.sh $(PYTHON) -m loadtest bench --full
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+
+include mk/cassandra.mk

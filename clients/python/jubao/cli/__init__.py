@@ -1,0 +1,1 @@
+"""The `jubao` command line; `main.app` is the entry point, one module per command group."""

@@ -1,0 +1,72 @@
+"""The `jubao` command: operate and try the jubao service. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jubao.cli import keys, meta, tenants
+from jubao.cli.common import CliState
+from jubao.client import ClientConfig
+from jubao.client.config import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_TIMEOUT_MS,
+    ENV_API_KEY,
+    ENV_ENDPOINT,
+    ENV_TIMEOUT_MS,
+    ENV_TLS_CA,
+    ENV_TLS_CERT,
+    ENV_TLS_KEY,
+)
+
+app = typer.Typer(
+    name="jubao",
+    help="Operate and try the jubao financial cloud.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(meta.app)
+app.add_typer(tenants.app, name="tenants")
+app.add_typer(keys.app, name="keys")
+
+
+EndpointOption = Annotated[str, typer.Option(envvar=ENV_ENDPOINT, help="host:port of the service.")]
+ApiKeyOption = Annotated[
+    str | None, typer.Option(envvar=ENV_API_KEY, show_default=False, help="Bearer API key; never printed.")
+]
+TlsOption = Annotated[bool, typer.Option("--tls", help="Use TLS verified by the system roots.")]
+CaOption = Annotated[Path | None, typer.Option(envvar=ENV_TLS_CA, help="CA certificate (PEM); implies TLS.")]
+CertOption = Annotated[Path | None, typer.Option(envvar=ENV_TLS_CERT, help="Client certificate (PEM), mTLS.")]
+KeyOption = Annotated[Path | None, typer.Option(envvar=ENV_TLS_KEY, help="Client private key (PEM), mTLS.")]
+TimeoutOption = Annotated[int, typer.Option(envvar=ENV_TIMEOUT_MS, min=1, help="Deadline per call, ms.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print responses as proto JSON.")]
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    *,
+    endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    api_key: ApiKeyOption = None,
+    tls: TlsOption = False,
+    tls_ca: CaOption = None,
+    tls_cert: CertOption = None,
+    tls_key: KeyOption = None,
+    timeout_ms: TimeoutOption = DEFAULT_TIMEOUT_MS,
+    json_output: JsonOption = False,
+) -> None:
+    """Global options; the JUBAO_* environment variables give their defaults."""
+    make_config = functools.partial(
+        ClientConfig,
+        endpoint=endpoint,
+        api_key=api_key or None,
+        tls=tls,
+        root_certificates_path=tls_ca,
+        client_certificate_path=tls_cert,
+        client_key_path=tls_key,
+        default_timeout_ms=timeout_ms,
+    )
+    ctx.obj = CliState(make_config=make_config, json_output=json_output)

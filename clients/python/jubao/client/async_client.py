@@ -1,0 +1,47 @@
+"""The asyncio client: one `grpc.aio` channel, one typed stub per service."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Final, Self
+
+import grpc
+
+from jubao.admin.v1.tenant_admin_pb2_grpc import TenantAdminStub
+from jubao.client.channel import channel_credentials, channel_options
+from jubao.client.config import ClientConfig
+from jubao.client.interceptors import AsyncInterceptor, CallPolicy
+from jubao.meta.v1.meta_pb2_grpc import MetaServiceStub
+
+
+class AsyncClient:
+    """An asyncio jubao client. Without a config it reads `ClientConfig.from_env()`.
+
+    Awaiting a stub method returns the response or raises the `JubaoError` subclass of the status code.
+    """
+
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        self.config: Final = config or ClientConfig.from_env()
+        self._channel = _open_channel(self.config)
+        self.admin: Final = TenantAdminStub(self._channel)
+        self.meta: Final = MetaServiceStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+def _open_channel(config: ClientConfig) -> grpc.aio.Channel:
+    credentials = channel_credentials(config)
+    options = channel_options(config)
+    interceptors = [AsyncInterceptor(CallPolicy.of(config))]
+    if credentials is None:
+        return grpc.aio.insecure_channel(config.endpoint, options, interceptors=interceptors)
+    return grpc.aio.secure_channel(config.endpoint, credentials, options, interceptors=interceptors)

@@ -1,0 +1,1 @@
+"""Load tests and micro-benchmarks of the jubao server."""

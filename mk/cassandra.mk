@@ -1,0 +1,24 @@
+# Single-node Apache Cassandra for development and tests (jars from Maven Central, no Docker).
+# Included by the top-level Makefile; standalone use: make -f mk/cassandra.mk cassandra-up
+# Details and env knobs (JUBAO_CASSANDRA_CACHE, _HEAP_MIN/_MAX, _PORT, ...): scripts/cassandra/node.py
+
+CASSANDRA_PYTHON ?= python3
+CASSANDRA_NODE = $(CASSANDRA_PYTHON) scripts/cassandra/node.py
+CASSANDRA_LOG_LINES ?= 80
+
+.PHONY: cassandra-fetch cassandra-up cassandra-down cassandra-status cassandra-logs
+
+cassandra-fetch: ## download Cassandra's jars from Maven Central into the cache (once)
+	$(CASSANDRA_NODE) fetch
+
+cassandra-up: ## start the local Cassandra node and wait until CQL answers on 127.0.0.1:9042
+	$(CASSANDRA_NODE) up
+
+cassandra-down: ## stop the local Cassandra node
+	$(CASSANDRA_NODE) down
+
+cassandra-status: ## exit 0 if the node answers CQL, 1 if it does not answer, 3 if stopped
+	$(CASSANDRA_NODE) status
+
+cassandra-logs: ## tail of var/cassandra/logs/system.log and stdout.log
+	$(CASSANDRA_NODE) logs --lines $(CASSANDRA_LOG_LINES)

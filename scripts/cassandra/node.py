@@ -1,0 +1,590 @@
+#!/usr/bin/env python3
+"""Run one local Apache Cassandra node for development and tests (no Docker, no tarball).
+
+The jars come from Maven Central (scripts/cassandra/pom.xml pins the version); the node binds to
+127.0.0.1 only and keeps its data, commit log, caches, hints, logs and pid file under var/cassandra/.
+
+    node.py fetch    download cassandra-all + runtime deps into the jar cache (once)
+    node.py up       start the node (idempotent) and wait until CQL answers
+    node.py down     stop the node: SIGTERM, bounded wait, then SIGKILL (idempotent)
+    node.py status   exit 0 if the node answers CQL, 1 if it runs but does not answer, 3 if stopped
+    node.py logs     print the tail of system.log and stdout.log
+
+Environment:
+    JUBAO_CASSANDRA_CACHE         jar cache folder            (default var/cache/cassandra)
+    JUBAO_CASSANDRA_HEAP_MIN/MAX  -Xms / -Xmx                 (default 512m / 1g)
+    JUBAO_CASSANDRA_PORT          CQL native transport port   (default 9042)
+    JUBAO_CASSANDRA_STORAGE_PORT  internode port              (default 7000)
+    JUBAO_CASSANDRA_JVM_OPTS      extra JVM flags, shell-split, appended last
+    JAVA_HOME                     used when it is a JDK 17
+
+Dependency free on purpose: the readiness check speaks the CQL native protocol (v4) over a socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+SCRIPT_DIR = Path(__file__).resolve().parent
+ROOT = SCRIPT_DIR.parent.parent
+POM = SCRIPT_DIR / "pom.xml"
+YAML_TEMPLATE = SCRIPT_DIR / "cassandra.yaml.in"
+LOGBACK = SCRIPT_DIR / "logback.xml"
+JVM_OPTIONS = SCRIPT_DIR / "jvm.options"
+
+STATE_DIR = ROOT / "var" / "cassandra"
+CONF_DIR = STATE_DIR / "conf"
+LOG_DIR = STATE_DIR / "logs"
+PID_FILE = STATE_DIR / "cassandra.pid"
+SYSTEM_LOG = LOG_DIR / "system.log"
+STDOUT_LOG = LOG_DIR / "stdout.log"
+NODE_SUBDIRS = ("data", "commitlog", "saved_caches", "hints", "cdc_raw", "logs", "conf/triggers")
+
+HOST = "127.0.0.1"
+MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
+DEBIAN_JAVA17 = "/usr/lib/jvm/java-17-openjdk-amd64/bin/java"
+SUPPORTED_JAVA = (17, 11)  # in order of preference
+
+# Every wait below is bounded by one of these.
+FETCH_TIMEOUT_S = 1800.0
+JAVA_PROBE_TIMEOUT_S = 20.0
+START_TIMEOUT_S = 115.0
+STOP_TIMEOUT_S = 45.0
+KILL_TIMEOUT_S = 15.0
+CQL_IO_TIMEOUT_S = 5.0
+POLL_INTERVAL_S = 0.5
+LOG_TAIL_LINES = 80
+
+EXIT_NOT_RUNNING = 3
+
+
+class NodeError(Exception):
+    """A failure the user should read; main() prints it and exits non-zero."""
+
+
+# ---------------------------------------------------------------- settings
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def env_port(name: str, default: int) -> int:
+    raw = env_str(name, str(default))
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise NodeError(f"{name}={raw!r} is not a TCP port")
+    return int(raw)
+
+
+def native_port() -> int:
+    return env_port("JUBAO_CASSANDRA_PORT", 9042)
+
+
+def storage_port() -> int:
+    return env_port("JUBAO_CASSANDRA_STORAGE_PORT", 7000)
+
+
+def cache_root() -> Path:
+    return Path(env_str("JUBAO_CASSANDRA_CACHE", str(ROOT / "var" / "cache" / "cassandra"))).resolve()
+
+
+def pinned_version() -> str:
+    match = re.search(r"<cassandra\.version>\s*([^<\s]+)\s*</cassandra\.version>", POM.read_text())
+    if match is None:
+        raise NodeError(f"no <cassandra.version> property in {POM}")
+    return match.group(1)
+
+
+# ---------------------------------------------------------------- java
+
+
+def java_major(java: str) -> int | None:
+    try:
+        out = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=JAVA_PROBE_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if match is None:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def java_candidates() -> list[str]:
+    found: list[str] = []
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        found.append(str(Path(java_home) / "bin" / "java"))
+    found.append(DEBIAN_JAVA17)
+    on_path = shutil.which("java")
+    if on_path:
+        found.append(on_path)
+    return [c for i, c in enumerate(found) if Path(c).is_file() and c not in found[:i]]
+
+
+def find_java() -> str:
+    """JAVA_HOME if it is a JDK 17, else Debian's JDK 17, else `java` on PATH; must be 17 (or 11)."""
+    majors = {candidate: java_major(candidate) for candidate in java_candidates()}
+    for wanted in SUPPORTED_JAVA:
+        for candidate, major in majors.items():
+            if major == wanted:
+                return candidate
+    tried = ", ".join(f"{c} (major {m})" for c, m in majors.items()) or "nothing found"
+    raise NodeError(f"Cassandra needs Java 17 (or 11); tried {tried}. Point JAVA_HOME at a JDK 17.")
+
+
+# ---------------------------------------------------------------- fetch
+
+
+def lib_dir(version: str) -> Path:
+    return cache_root() / f"cassandra-{version}" / "lib"
+
+
+def pom_digest() -> str:
+    return hashlib.sha256(POM.read_bytes()).hexdigest()
+
+
+def fetched(lib: Path) -> bool:
+    marker = lib.parent / "fetched.sha256"
+    return marker.is_file() and marker.read_text().strip() == pom_digest() and any(lib.glob("*.jar"))
+
+
+def fetch(version: str) -> Path:
+    lib = lib_dir(version)
+    if fetched(lib):
+        return lib
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise NodeError("Maven (mvn) is not on PATH; it is needed once to fetch Cassandra's jars")
+    partial = lib.with_name("lib.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    started = time.monotonic()
+    print(f"fetching cassandra-all {version} and its runtime dependencies into {lib} ...", flush=True)
+    cmd = [mvn, "-B", "-q", "-Dstyle.color=never", "-f", str(POM), "dependency:copy-dependencies"]
+    cmd.append(f"-DoutputDirectory={partial}")
+    try:
+        result = subprocess.run(cmd, cwd=SCRIPT_DIR, timeout=FETCH_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise NodeError(f"Maven fetch did not finish within {FETCH_TIMEOUT_S:.0f}s") from exc
+    if result.returncode != 0 or not any(partial.glob("cassandra-all-*.jar")):
+        raise NodeError(f"Maven fetch failed (exit {result.returncode}): {shlex.join(cmd)}")
+    shutil.rmtree(lib, ignore_errors=True)
+    partial.rename(lib)
+    (lib.parent / "fetched.sha256").write_text(pom_digest() + "\n")
+    jars = list(lib.glob("*.jar"))
+    size_mib = sum(jar.stat().st_size for jar in jars) / 2**20
+    print(f"fetched {len(jars)} jars ({size_mib:.0f} MiB) in {time.monotonic() - started:.1f}s")
+    return lib
+
+
+# ---------------------------------------------------------------- config + command line
+
+
+def render_config() -> None:
+    for sub in NODE_SUBDIRS:
+        (STATE_DIR / sub).mkdir(parents=True, exist_ok=True)
+    values = {
+        "STATE_DIR": str(STATE_DIR),
+        "LISTEN_ADDRESS": HOST,
+        "RPC_ADDRESS": HOST,
+        "STORAGE_PORT": str(storage_port()),
+        "NATIVE_PORT": str(native_port()),
+    }
+    text = YAML_TEMPLATE.read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    leftover = re.findall(r"@[A-Z_]+@", text)
+    if leftover:
+        raise NodeError(f"{YAML_TEMPLATE.name}: unknown placeholders {sorted(set(leftover))}")
+    (CONF_DIR / "cassandra.yaml").write_text(text)
+    shutil.copyfile(LOGBACK, CONF_DIR / "logback.xml")
+
+
+def jvm_options() -> list[str]:
+    lines = (line.strip() for line in JVM_OPTIONS.read_text().splitlines())
+    return [line for line in lines if line.startswith("-")]
+
+
+def java_command(java: str, lib: Path) -> list[str]:
+    jars = sorted(lib.glob("*.jar"))
+    jamm = next((jar for jar in jars if jar.name.startswith("jamm-")), None)
+    if jamm is None:
+        raise NodeError(f"no jamm jar in {lib}; run `node.py fetch` again")
+    classpath = os.pathsep.join([str(CONF_DIR), *map(str, jars)])
+    return [
+        java,
+        f"-Xms{env_str('JUBAO_CASSANDRA_HEAP_MIN', '512m')}",
+        f"-Xmx{env_str('JUBAO_CASSANDRA_HEAP_MAX', '1g')}",
+        *jvm_options(),
+        f"-javaagent:{jamm}",
+        f"-XX:ErrorFile={LOG_DIR}/hs_err_pid%p.log",
+        f"-Dcassandra.config={(CONF_DIR / 'cassandra.yaml').as_uri()}",
+        f"-Dcassandra.storagedir={STATE_DIR}",
+        f"-Dcassandra.logdir={LOG_DIR}",
+        f"-Dcassandra.triggers_dir={CONF_DIR / 'triggers'}",
+        f"-Dlogback.configurationFile={CONF_DIR / 'logback.xml'}",
+        "-Dcassandra-foreground=no",  # any value keeps stdout/stderr open (they go to stdout.log)
+        *shlex.split(os.environ.get("JUBAO_CASSANDRA_JVM_OPTS", "")),
+        "-cp",
+        classpath,
+        MAIN_CLASS,
+    ]
+
+
+# ---------------------------------------------------------------- processes
+
+
+def proc_cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.decode(errors="replace").split("\0")
+
+
+def is_our_node(pid: int) -> bool:
+    """True only for a live CassandraDaemon whose storage dir is this checkout's var/cassandra."""
+    args = proc_cmdline(pid)
+    return MAIN_CLASS in args and f"-Dcassandra.storagedir={STATE_DIR}" in args
+
+
+def read_pid_file() -> int | None:
+    try:
+        text = PID_FILE.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def scan_for_node() -> int | None:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and is_our_node(int(entry.name)):
+            return int(entry.name)
+    return None
+
+
+def find_node_pid() -> int | None:
+    """The running node's pid (pid file first, /proc scan if the file is missing or stale)."""
+    pid = read_pid_file()
+    if pid is not None and is_our_node(pid):
+        return pid
+    pid = scan_for_node()
+    if pid is None:
+        PID_FILE.unlink(missing_ok=True)
+    else:
+        PID_FILE.write_text(f"{pid}\n")
+    return pid
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(POLL_INTERVAL_S)
+    return condition()
+
+
+def stop_pid(pid: int, proc: subprocess.Popen[bytes] | None = None) -> str:
+    """SIGTERM, wait up to STOP_TIMEOUT_S, then SIGKILL and wait up to KILL_TIMEOUT_S."""
+
+    def gone() -> bool:
+        return proc.poll() is not None if proc is not None else not is_our_node(pid)
+
+    for sig, timeout_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, KILL_TIMEOUT_S)):
+        if gone():
+            return "already gone"
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return "already gone"
+        if wait_for(gone, timeout_s):
+            return signal.Signals(sig).name
+    raise NodeError(f"pid {pid} survived SIGKILL for {KILL_TIMEOUT_S:.0f}s")
+
+
+def launch(command: list[str]) -> subprocess.Popen[bytes]:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    with SYSTEM_LOG.open("a") as system_log:  # marks where this run starts in the appended log
+        system_log.write(f"----- {stamp} node.py up: starting {MAIN_CLASS} -----\n")
+    with STDOUT_LOG.open("wb") as out:
+        out.write(f"# {stamp} {shlex.join(command)}\n\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            command,
+            cwd=STATE_DIR,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # not killed with the make / shell that started it
+        )
+    PID_FILE.write_text(f"{proc.pid}\n")
+    return proc
+
+
+# ---------------------------------------------------------------- CQL native protocol probe
+
+CQL_VERSION_BYTE = 0x04  # protocol v4, request direction
+OP_ERROR, OP_STARTUP, OP_READY, OP_OPTIONS, OP_SUPPORTED, OP_QUERY, OP_RESULT = 0, 1, 2, 5, 6, 7, 8
+RESULT_ROWS = 2
+CONSISTENCY_ONE = 0x0001
+HEADER = struct.Struct(">BBhBi")
+
+
+def cql_string(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack(">H", len(data)) + data
+
+
+class Reader:
+    """Cursor over a response body (CQL [int], [short], [string], [bytes])."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, size: int) -> bytes:
+        if size < 0 or self.pos + size > len(self.data):
+            raise ValueError("truncated CQL frame")
+        chunk = self.data[self.pos : self.pos + size]
+        self.pos += size
+        return chunk
+
+    def int32(self) -> int:
+        return int(struct.unpack(">i", self.take(4))[0])
+
+    def uint16(self) -> int:
+        return int(struct.unpack(">H", self.take(2))[0])
+
+    def string(self) -> str:
+        return self.take(self.uint16()).decode()
+
+
+def recv_exact(sock: socket.socket, size: int) -> bytes:
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining > 0:  # bounded: each recv() has the socket timeout and must make progress
+        chunk = sock.recv(remaining)
+        if not chunk:
+            raise ConnectionError("connection closed mid-frame")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def request(sock: socket.socket, opcode: int, body: bytes, stream: int) -> tuple[int, bytes]:
+    sock.sendall(HEADER.pack(CQL_VERSION_BYTE, 0, stream, opcode, len(body)) + body)
+    _version, _flags, _stream, reply_op, length = HEADER.unpack(recv_exact(sock, HEADER.size))
+    payload = recv_exact(sock, length)
+    if reply_op == OP_ERROR:
+        reader = Reader(payload)
+        code = reader.int32()
+        raise ConnectionError(f"CQL error 0x{code:04x}: {reader.string()}")
+    return reply_op, payload
+
+
+def first_text_cell(payload: bytes) -> str:
+    """Value of column 0, row 0 of a Rows result whose columns are all simple types."""
+    reader = Reader(payload)
+    if reader.int32() != RESULT_ROWS:
+        raise ValueError("not a Rows result")
+    flags, columns = reader.int32(), reader.int32()
+    if flags & 0x0002:  # has_more_pages: paging state
+        reader.take(reader.int32())
+    if not flags & 0x0004:  # metadata present
+        if flags & 0x0001:  # global table spec
+            reader.string(), reader.string()
+        for _ in range(columns):
+            if not flags & 0x0001:
+                reader.string(), reader.string()
+            reader.string()  # column name
+            reader.uint16()  # type id (text/varchar: no extra payload)
+    if reader.int32() < 1:
+        raise ValueError("no rows")
+    return reader.take(reader.int32()).decode()
+
+
+def cql_release_version(port: int) -> str:
+    """OPTIONS, STARTUP, then `SELECT release_version FROM system.local` over one connection."""
+    with socket.create_connection((HOST, port), timeout=CQL_IO_TIMEOUT_S) as sock:
+        sock.settimeout(CQL_IO_TIMEOUT_S)
+        if request(sock, OP_OPTIONS, b"", 1)[0] != OP_SUPPORTED:
+            raise ConnectionError("unexpected reply to OPTIONS")
+        startup = struct.pack(">H", 1) + cql_string("CQL_VERSION") + cql_string("3.0.0")
+        if request(sock, OP_STARTUP, startup, 2)[0] != OP_READY:
+            raise ConnectionError("STARTUP not answered with READY (authentication enabled?)")
+        query = "SELECT release_version FROM system.local"
+        body = struct.pack(">i", len(query)) + query.encode() + struct.pack(">HB", CONSISTENCY_ONE, 0)
+        opcode, payload = request(sock, OP_QUERY, body, 3)
+        if opcode != OP_RESULT:
+            raise ConnectionError(f"unexpected opcode {opcode} for QUERY")
+        return first_text_cell(payload)
+
+
+def probe(port: int) -> str | None:
+    try:
+        return cql_release_version(port)
+    except (OSError, ValueError):
+        return None
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(CQL_IO_TIMEOUT_S)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+# ---------------------------------------------------------------- logs
+
+
+def tail(path: Path, lines: int) -> str:
+    if not path.is_file():
+        return f"({path} does not exist)\n"
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - 512 * lines))  # enough bytes for `lines` long log lines
+        text = handle.read().decode(errors="replace")
+    return "\n".join(text.splitlines()[-lines:]) + "\n"
+
+
+def print_logs(lines: int, stream: TextIO) -> None:
+    for path in (SYSTEM_LOG, STDOUT_LOG):
+        print(f"===== last {lines} lines of {path.relative_to(ROOT)} =====", file=stream)
+        print(tail(path, lines), end="", file=stream)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def wait_ready(port: int, alive: Callable[[], bool]) -> str:
+    """Poll CQL until it answers; NodeError if the process dies or START_TIMEOUT_S passes."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not alive():
+            raise NodeError("the Cassandra process exited during start-up")
+        release = probe(port)
+        if release is not None:
+            return release
+        time.sleep(POLL_INTERVAL_S)
+    raise NodeError(f"CQL did not answer on {HOST}:{port} within {START_TIMEOUT_S:.0f}s")
+
+
+def check_ports_free() -> None:
+    for port in (native_port(), storage_port()):
+        if port_in_use(port):
+            raise NodeError(f"{HOST}:{port} is already taken by another process (another Cassandra?)")
+
+
+def cmd_fetch(_args: argparse.Namespace) -> int:
+    version = pinned_version()
+    lib = fetch(version)
+    print(f"Cassandra {version}: {len(list(lib.glob('*.jar')))} jars in {lib}")
+    return 0
+
+
+def up_existing(pid: int) -> int:
+    print(f"Cassandra is already running (pid {pid}); checking CQL on {HOST}:{native_port()}")
+    try:
+        release = wait_ready(native_port(), lambda: is_our_node(pid))
+    except NodeError as exc:
+        print_logs(LOG_TAIL_LINES, sys.stderr)
+        raise NodeError(f"{exc}; try `node.py down` then `node.py up`") from exc
+    print(f"Cassandra {release} is up on {HOST}:{native_port()} (pid {pid})")
+    return 0
+
+
+def up_new(java: str, lib: Path) -> int:
+    check_ports_free()
+    render_config()
+    started = time.monotonic()
+    proc = launch(java_command(java, lib))
+    print(f"started {MAIN_CLASS} (pid {proc.pid}, {java}); waiting for CQL on {HOST}:{native_port()} ...")
+    try:
+        release = wait_ready(native_port(), lambda: proc.poll() is None)
+    except NodeError as exc:
+        print_logs(LOG_TAIL_LINES, sys.stderr)
+        stop_pid(proc.pid, proc)
+        PID_FILE.unlink(missing_ok=True)
+        raise NodeError(f"{exc} (exit code {proc.returncode}); full logs in {LOG_DIR}") from exc
+    elapsed = time.monotonic() - started
+    print(f"Cassandra {release} is up on {HOST}:{native_port()} (pid {proc.pid}); start took {elapsed:.1f}s")
+    return 0
+
+
+def cmd_up(_args: argparse.Namespace) -> int:
+    version = pinned_version()
+    lib = fetch(version)
+    pid = find_node_pid()
+    if pid is not None:
+        return up_existing(pid)
+    return up_new(find_java(), lib)
+
+
+def cmd_down(_args: argparse.Namespace) -> int:
+    pid = find_node_pid()
+    if pid is None:
+        print("Cassandra is not running")
+        return 0
+    started = time.monotonic()
+    how = stop_pid(pid)
+    PID_FILE.unlink(missing_ok=True)
+    print(f"Cassandra (pid {pid}) stopped ({how}) in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def cmd_status(_args: argparse.Namespace) -> int:
+    pid = find_node_pid()
+    if pid is None:
+        print("Cassandra is not running")
+        return EXIT_NOT_RUNNING
+    release = probe(native_port())
+    if release is None:
+        print(f"Cassandra is running (pid {pid}) but CQL does not answer on {HOST}:{native_port()}")
+        return 1
+    print(f"Cassandra {release} is running (pid {pid}), CQL answers on {HOST}:{native_port()}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    print_logs(args.lines, sys.stdout)
+    return 0
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func in (("fetch", cmd_fetch), ("up", cmd_up), ("down", cmd_down), ("status", cmd_status)):
+        sub.add_parser(name).set_defaults(func=func)
+    logs = sub.add_parser("logs")
+    logs.add_argument("-n", "--lines", type=int, default=LOG_TAIL_LINES)
+    logs.set_defaults(func=cmd_logs)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return int(args.func(args))
+    except NodeError as exc:
+        print(f"node.py {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

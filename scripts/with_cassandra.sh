@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run a command with the local Cassandra node up: start it when Java and Maven are present (and stop it
+# afterwards if this script started it). With CI=true a missing JDK or a node that fails to start fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+started_node=0
+stop_node() { if [[ $started_node == 1 ]]; then make --no-print-directory cassandra-down || true; fi; }
+trap stop_node EXIT
+
+if command -v java >/dev/null && command -v mvn >/dev/null; then
+  if ! make --no-print-directory cassandra-status >/dev/null 2>&1; then
+    make --no-print-directory cassandra-up
+    started_node=1
+  fi
+  export JUBAO_TEST_CASSANDRA=required
+elif [[ "${CI:-}" == "true" ]]; then
+  echo "CI=true but Java or Maven is missing: the Cassandra node cannot start" >&2
+  exit 1
+else
+  echo "!!! Java or Maven not found: Cassandra is NOT available, its tests are SKIPPED (install JDK 17 + Maven)" >&2
+fi
+
+"$@"

@@ -1,0 +1,1 @@
+"""jubao server: the multi-tenant gRPC financial cloud."""

@@ -1,0 +1,104 @@
+"""Errors the service returns: `ApiError` carries the gRPC code, an `ErrorInfo` reason and optional
+`BadRequest` field violations or `RetryInfo`; `to_status` renders it as a `google.rpc.Status`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from jubao.errors import ERROR_DOMAIN, FieldViolation, Reason
+
+
+class ApiError(Exception):
+    """A rejection with a stable reason. Raised anywhere below a servicer; nothing was written."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        reason: Reason,
+        message: str,
+        *,
+        field_violations: tuple[FieldViolation, ...] = (),
+        retry_delay_ms: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.field_violations = field_violations
+        self.retry_delay_ms = retry_delay_ms
+        self.metadata = dict(metadata or {})
+
+    def to_status(self) -> status_pb2.Status:
+        details = [
+            _pack(
+                error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN, metadata=self.metadata)
+            )
+        ]
+        if self.field_violations:
+            violations = [
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in self.field_violations
+            ]
+            details.append(_pack(error_details_pb2.BadRequest(field_violations=violations)))
+        if self.retry_delay_ms is not None:
+            delay = duration_pb2.Duration()
+            delay.FromMilliseconds(self.retry_delay_ms)
+            details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+        code: int = self.code.value[0]
+        return status_pb2.Status(code=code, message=self.message, details=details)
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def invalid(field: str, description: str) -> ApiError:
+    """INVALID_ARGUMENT for one bad field."""
+    return invalid_fields((FieldViolation(field, description),))
+
+
+def invalid_fields(violations: tuple[FieldViolation, ...]) -> ApiError:
+    summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
+    return ApiError(
+        grpc.StatusCode.INVALID_ARGUMENT, Reason.INVALID_ARGUMENT, summary, field_violations=violations
+    )
+
+
+def not_found(reason: Reason, message: str, **metadata: str) -> ApiError:
+    return ApiError(grpc.StatusCode.NOT_FOUND, reason, message, metadata=metadata)
+
+
+def already_exists(reason: Reason, message: str, **metadata: str) -> ApiError:
+    return ApiError(grpc.StatusCode.ALREADY_EXISTS, reason, message, metadata=metadata)
+
+
+def failed_precondition(reason: Reason, message: str, **metadata: str) -> ApiError:
+    return ApiError(grpc.StatusCode.FAILED_PRECONDITION, reason, message, metadata=metadata)
+
+
+def unauthenticated(reason: Reason, message: str) -> ApiError:
+    return ApiError(grpc.StatusCode.UNAUTHENTICATED, reason, message)
+
+
+def permission_denied(reason: Reason, message: str, **metadata: str) -> ApiError:
+    return ApiError(grpc.StatusCode.PERMISSION_DENIED, reason, message, metadata=metadata)
+
+
+def resource_exhausted(reason: Reason, message: str, retry_delay_ms: int | None, **metadata: str) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, reason, message, retry_delay_ms=retry_delay_ms, metadata=metadata
+    )
+
+
+def unavailable(reason: Reason, message: str) -> ApiError:
+    return ApiError(grpc.StatusCode.UNAVAILABLE, reason, message)
+
+
+def internal(message: str) -> ApiError:
+    return ApiError(grpc.StatusCode.INTERNAL, Reason.INTERNAL, message)

@@ -1,0 +1,70 @@
+"""Every bound of the system, in one place (TigerBeetle style: a limit on each loop, queue, page, batch).
+
+Names end in the unit or in `_max`/`_min`. Configuration may lower a bound; nothing may raise one above
+the value here without changing this file.
+"""
+
+from __future__ import annotations
+
+# gRPC transport
+message_size_max_bytes = 8 * 1024 * 1024
+concurrent_streams_max = 1024
+server_threads_max = 16
+deadline_default_ms = 10_000
+deadline_max_ms = 60_000
+shutdown_grace_max_ms = 30_000
+ping_payload_max_bytes = 1024
+metadata_value_max_bytes = 4096
+
+# Tenancy
+tenant_id_length_max = 40
+display_name_length_max = 200
+tenants_max = 10_000
+api_keys_per_tenant_max = 100
+quota_requests_per_s_max = 100_000
+quota_burst_requests_max = 100_000
+quota_concurrent_calls_max = 10_000
+auth_cache_entries_max = 100_000
+auth_cache_ttl_ms_max = 60_000
+quota_buckets_max = tenants_max
+retry_after_max_ms = 60_000
+catalogue_files_max = 10_000
+catalogue_file_size_max_bytes = 64 * 1024
+
+# Paging (AIP-158)
+page_size_default = 50
+page_size_max = 500
+page_token_length_max = 1024
+
+# Idempotency (AIP-155)
+request_id_length_max = 64
+request_log_ttl_s = 7 * 24 * 3600
+
+# Storage contract
+batch_rows_max = 1000
+batch_bytes_max = 4 * 1024 * 1024
+storage_page_rows_max = 5000
+row_ttl_s_max = 20 * 365 * 24 * 3600
+key_component_length_max_bytes = 1024
+storage_timeout_ms_max = 120_000
+storage_pool_connections_max = 64
+migration_files_max = 1000
+
+# Telemetry
+log_field_length_max = 2048
+
+# Cassandra backend
+cassandra_requests_in_flight_max = 1024
+cassandra_prepared_statements_max = 512
+migration_statements_per_file_max = 200
+
+# SQLite backend (storage/sqlite)
+sqlite_queued_writes_max = 1024
+sqlite_queued_reads_max = 1024
+ttl_sweep_rows_max = 10_000
+storage_tables_max = 1000
+migration_sets_max = 16
+migration_file_size_max_bytes = 1024 * 1024
+
+# Load tests (loadtest/)
+bench_ops_per_worker_max = 10_000_000

@@ -1,0 +1,259 @@
+"""The per-call pipeline every product RPC passes through, in this order:
+
+1. telemetry: a SERVER span (parent taken from the caller's W3C `traceparent`), call counter, latency
+   histogram and in-flight gauge, labelled by method, tenant and status code;
+2. draining: once shutdown began, new calls get UNAVAILABLE (DRAINING) so clients retry elsewhere;
+3. authentication: the credential resolves the tenant (`tenancy.auth`);
+4. authorization: the service's policy (operator only, or a product the tenant must have enabled);
+5. admission: the tenant's rate and concurrency quota (`tenancy.quotas`);
+6. deadline: the client's deadline, or the default, capped at the maximum;
+7. the servicer, with the caller in a context variable; `ApiError` becomes a rich `google.rpc.Status`,
+   `StorageError` UNAVAILABLE, anything else INTERNAL (logged with its trace id).
+
+Services without a policy (health, reflection) are not wrapped: standard tools reach them without a key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, cast
+
+import grpc
+import structlog
+from grpc_status import rpc_status
+from jubao.errors import Reason
+from opentelemetry import propagate, trace
+
+from jubao_server.config import ServerSettings
+from jubao_server.errors import ApiError, internal, permission_denied, unavailable
+from jubao_server.invariants import InvariantViolation
+from jubao_server.platform.context import reset_caller, set_caller
+from jubao_server.storage.contract import StorageError
+from jubao_server.telemetry import Telemetry
+from jubao_server.tenancy.auth import Authenticator, Caller, metadata_credentials
+from jubao_server.tenancy.model import Product, TenantKind
+from jubao_server.tenancy.quotas import QuotaGate
+
+log = structlog.get_logger("jubao.rpc")
+
+Context = grpc.aio.ServicerContext[Any, Any]
+UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
+StreamBehavior = Callable[[Any, Context], AsyncIterator[Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ServicePolicy:
+    """Who may call a service: operators only, or tenants with `product` enabled, or any tenant."""
+
+    operator_only: bool = False
+    product: Product | None = None
+
+
+@dataclasses.dataclass
+class _Call:
+    """What the pipeline learns about one call while it runs."""
+
+    method: str
+    tenant_id: str = "-"
+    code: grpc.StatusCode = grpc.StatusCode.OK
+
+
+class CallPipeline(grpc.aio.ServerInterceptor):
+    def __init__(
+        self,
+        policies: Mapping[str, ServicePolicy],
+        authenticator: Authenticator,
+        gate: QuotaGate,
+        telemetry: Telemetry,
+        settings: ServerSettings,
+    ) -> None:
+        self._policies = policies
+        self._auth = authenticator
+        self._gate = gate
+        self._telemetry = telemetry
+        self._default_timeout_s = settings.deadline_default_ms / 1000
+        self._max_timeout_s = settings.deadline_max_ms / 1000
+        self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+        self.draining = False
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method: str = details.method
+        cached = self._handlers.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(details)
+        policy = self._policies.get(method.lstrip("/").split("/")[0])
+        if handler is None or policy is None:
+            return handler
+        wrapped = self._wrap(handler, method, policy)
+        self._handlers[method] = wrapped
+        return wrapped
+
+    def _wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str, policy: ServicePolicy
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(cast(UnaryBehavior, handler.unary_unary), method, policy),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(cast(StreamBehavior, handler.unary_stream), method, policy),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _unary(self, behavior: UnaryBehavior, method: str, policy: ServicePolicy) -> UnaryBehavior:
+        async def call(request: Any, context: Context) -> Any:
+            state = _Call(method)
+            with self._observe(state, context):
+                try:
+                    caller = await self._admit(state, context, policy)
+                    return await self._run_unary(behavior, request, context, caller)
+                except BaseException as error:
+                    await self._fail(state, context, error)
+            return None
+
+        return call
+
+    def _stream(self, behavior: StreamBehavior, method: str, policy: ServicePolicy) -> StreamBehavior:
+        async def call(request: Any, context: Context) -> AsyncIterator[Any]:
+            state = _Call(method)
+            with self._observe(state, context):
+                try:
+                    caller = await self._admit(state, context, policy)
+                    admission = self._gate.admit(caller.tenant)
+                    token = set_caller(caller)
+                    try:
+                        async for response in behavior(request, context):
+                            yield response
+                    finally:
+                        reset_caller(token)
+                        admission.release()
+                except BaseException as error:
+                    await self._fail(state, context, error)
+
+        return call
+
+    async def _admit(self, state: _Call, context: Context, policy: ServicePolicy) -> Caller:
+        if self.draining:
+            raise unavailable(Reason.DRAINING, "the server is shutting down; retry on another server")
+        metadata = tuple(context.invocation_metadata() or ())
+        pem = None if any(k == "authorization" for k, _ in metadata) else _peer_certificate(context)
+        caller = await self._auth.authenticate(metadata_credentials(metadata, pem))
+        state.tenant_id = caller.tenant.tenant_id
+        trace.get_current_span().set_attribute("jubao.tenant_id", state.tenant_id)
+        _authorize(caller, policy)
+        return caller
+
+    async def _run_unary(
+        self, behavior: UnaryBehavior, request: Any, context: Context, caller: Caller
+    ) -> Any:
+        admission = self._gate.admit(caller.tenant)
+        token = set_caller(caller)
+        try:
+            async with asyncio.timeout(self._timeout_s(context)):
+                return await behavior(request, context)
+        finally:
+            reset_caller(token)
+            admission.release()
+
+    def _timeout_s(self, context: Context) -> float:
+        remaining_s = context.time_remaining()
+        if remaining_s is None:
+            return self._default_timeout_s
+        return min(float(remaining_s), self._max_timeout_s)
+
+    async def _fail(self, state: _Call, context: Context, error: BaseException) -> None:
+        if isinstance(error, asyncio.CancelledError | grpc.aio.AbortError):
+            state.code = grpc.StatusCode.CANCELLED
+            raise error
+        api_error = _api_error(error, state)
+        state.code = api_error.code
+        await context.abort_with_status(rpc_status.to_status(api_error.to_status()))
+
+    def _observe(self, state: _Call, context: Context) -> _Observation:
+        return _Observation(self._telemetry, state, context)
+
+
+class _Observation:
+    """Span, metrics and the in-flight gauge around one call."""
+
+    def __init__(self, telemetry: Telemetry, state: _Call, context: Context) -> None:
+        self._telemetry = telemetry
+        self._state = state
+        carrier = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        self._span_cm = telemetry.tracer.start_as_current_span(
+            state.method.lstrip("/"),
+            context=propagate.extract(carrier),
+            kind=trace.SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.method": state.method},
+        )
+        self._started_s = 0.0
+
+    def __enter__(self) -> None:
+        self._span = self._span_cm.__enter__()
+        self._started_s = time.perf_counter()
+        self._telemetry.in_flight.add(1, {"rpc.method": self._state.method})
+
+    def __exit__(self, *exc: object) -> None:
+        state = self._state
+        elapsed_ms = (time.perf_counter() - self._started_s) * 1000
+        labels = {
+            "rpc.method": state.method,
+            "jubao.tenant_id": state.tenant_id,
+            "rpc.grpc.status_code": state.code.name,
+        }
+        self._telemetry.in_flight.add(-1, {"rpc.method": state.method})
+        self._telemetry.calls.add(1, labels)
+        self._telemetry.duration_ms.record(elapsed_ms, labels)
+        self._span.set_attribute("rpc.grpc.status_code", state.code.value[0])
+        if state.code is not grpc.StatusCode.OK:
+            self._span.set_status(trace.Status(trace.StatusCode.ERROR, state.code.name))
+        self._span_cm.__exit__(None, None, None)
+
+
+def _authorize(caller: Caller, policy: ServicePolicy) -> None:
+    tenant = caller.tenant
+    if policy.operator_only and tenant.kind is not TenantKind.OPERATOR:
+        raise permission_denied(Reason.OPERATOR_ONLY, "only operator tenants may call this service")
+    if policy.product is not None and policy.product not in tenant.products:
+        raise permission_denied(
+            Reason.PRODUCT_NOT_ENABLED,
+            f"product {policy.product.value} is not enabled for tenant {tenant.tenant_id}",
+            product=policy.product.value,
+        )
+
+
+def _api_error(error: BaseException, state: _Call) -> ApiError:
+    if isinstance(error, ApiError):
+        if error.code is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+            log.info("rpc rejected", method=state.method, tenant_id=state.tenant_id, reason=error.reason)
+        return error
+    if isinstance(error, TimeoutError):
+        return ApiError(
+            grpc.StatusCode.DEADLINE_EXCEEDED, Reason.DEADLINE_EXCEEDED, "the call ran out of time"
+        )
+    if isinstance(error, StorageError):
+        log.warning("storage unavailable", method=state.method, tenant_id=state.tenant_id, error=str(error))
+        return unavailable(
+            Reason.STORAGE_UNAVAILABLE, "storage is unavailable; retry with the same request_id"
+        )
+    level = "invariant violated" if isinstance(error, InvariantViolation) else "unexpected error"
+    log.error(level, method=state.method, tenant_id=state.tenant_id, exc_info=error)
+    return internal("internal error; it has been logged")
+
+
+def _peer_certificate(context: Context) -> bytes | None:
+    certificates = list(context.auth_context().get("x509_pem_cert", ()))
+    return certificates[0] if certificates else None

@@ -1,0 +1,1 @@
+"""The Cassandra backend: `backend.CassandraBackend` (design notes in README.md of this folder)."""

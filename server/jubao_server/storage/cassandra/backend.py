@@ -1,0 +1,313 @@
+"""The Cassandra backend of the storage contract (see README.md in this folder for the design)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from cassandra.query import BatchStatement, BatchType, PreparedStatement, SimpleStatement
+
+from jubao_server import limits
+from jubao_server.invariants import ensure
+from jubao_server.storage.cassandra import cql, migrations
+from jubao_server.storage.cassandra.driver import (
+    DRIVER_ERRORS,
+    NOT_SENT,
+    REJECTED_STATEMENT,
+    ResultRows,
+    build_cluster,
+    consistency_level,
+    execute,
+    open_session,
+)
+from jubao_server.storage.config import CassandraSettings
+from jubao_server.storage.contract import (
+    Batch,
+    BatchOutcome,
+    Consistency,
+    FaultPlan,
+    Key,
+    MigrationError,
+    MigrationSet,
+    Page,
+    PartitionRef,
+    Row,
+    RowQuery,
+    StorageBackend,
+    StorageError,
+    UnknownOutcome,
+    failed_outcome,
+    read_touched,
+    resolve_unknown_outcome,
+)
+
+_PROBE = "SELECT release_version FROM system.local"
+_COLUMNS = "SELECT column_name, type FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?"
+
+
+@contextlib.contextmanager
+def _storage_errors(what: str) -> Iterator[None]:
+    """Driver and node failures become StorageError; a rejected statement (a bug) propagates."""
+    try:
+        yield
+    except REJECTED_STATEMENT:
+        raise
+    except DRIVER_ERRORS as error:
+        raise StorageError(f"cassandra: {what}: {error!r}") from error
+
+
+class _PreparedCache:
+    """Prepared statements by CQL text (one text per table and statement shape), least recently used
+    evicted beyond the bound. Preparing blocks in the driver, so it runs in a thread, one at a time."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self._entries: collections.OrderedDict[str, PreparedStatement] = collections.OrderedDict()
+        self._preparing = asyncio.Lock()
+
+    async def get(self, text: str) -> PreparedStatement:
+        found = self._entries.get(text)
+        if found is None:
+            async with self._preparing:
+                return self._entries.get(text) or await self._prepare(text)
+        self._entries.move_to_end(text)
+        return found
+
+    async def _prepare(self, text: str) -> PreparedStatement:
+        with _storage_errors("prepare"):
+            prepared: PreparedStatement = await asyncio.to_thread(self._session.prepare, text)
+        self._entries[text] = prepared
+        if len(self._entries) > limits.cassandra_prepared_statements_max:
+            self._entries.popitem(last=False)
+        return prepared
+
+
+class CassandraBackend(StorageBackend):
+    name = "cassandra"
+
+    def __init__(self, settings: CassandraSettings, faults: FaultPlan, cluster: Any, session: Any) -> None:
+        self._settings = settings
+        self._faults = faults
+        self._cluster = cluster
+        self._session = session
+        self._serial = consistency_level(settings.serial_consistency)
+        self._prepared = _PreparedCache(session)
+        self._in_flight = asyncio.Semaphore(limits.cassandra_requests_in_flight_max)
+        self._closed = False
+
+    @classmethod
+    async def connect(cls, settings: CassandraSettings, faults: FaultPlan) -> CassandraBackend:
+        """Connect to the cluster (in a thread: the driver blocks while it discovers the ring)."""
+        cluster = build_cluster(settings)
+        where = f"connect to {','.join(settings.contact_points)}:{settings.port}"
+        try:
+            with _storage_errors(where):
+                session = await asyncio.to_thread(open_session, cluster)
+        except BaseException:
+            await asyncio.to_thread(cluster.shutdown)
+            raise
+        return cls(settings, faults, cluster, session)
+
+    @property
+    def keyspace(self) -> str:
+        return self._settings.keyspace
+
+    # ------------------------------------------------------------------ reads
+
+    async def read_row(
+        self, partition: PartitionRef, clustering: Key = (), consistency: Consistency = Consistency.DEFAULT
+    ) -> Row | None:
+        self._faults.raise_storage_error()
+        table = partition.table
+        ensure(len(clustering) == len(table.clustering_key), f"{table.name}: wrong clustering arity")
+        params = cql.partition_values(partition) + clustering
+        rows = await self._read(cql.select_row(self.keyspace, table), params, consistency)
+        return _row(cql.row_columns(table), rows[0]) if rows else None
+
+    async def read_static(
+        self, partition: PartitionRef, consistency: Consistency = Consistency.DEFAULT
+    ) -> Row | None:
+        self._faults.raise_storage_error()
+        table = partition.table
+        ensure(bool(table.static_columns), f"{table.name}: no static columns")
+        text = cql.select_static(self.keyspace, table)
+        rows = await self._read(text, cql.partition_values(partition), consistency)
+        if not rows or all(value is None for value in rows[0]):
+            return None
+        return _row(cql.static_columns(table), rows[0])
+
+    async def read_page(self, query: RowQuery) -> Page:
+        self._faults.raise_storage_error()
+        table = query.partition.table
+        columns = cql.row_columns(table)
+        first_clustering = columns.index(table.clustering_key[0])
+        rows = await self._read(*cql.select_page(self.keyspace, query), query.consistency)
+        # A partition holding only static columns reads as one row with null clustering columns.
+        found = [_row(columns, r) for r in rows if r[first_clustering] is not None]
+        if len(found) <= query.limit:
+            return Page(tuple(found), next_after=None)
+        last = found[query.limit - 1]
+        return Page(tuple(found[: query.limit]), next_after=cql.clustering_of(table, last.values))
+
+    async def _read(self, text: str, params: cql.Params, consistency: Consistency) -> ResultRows:
+        statement = (await self._prepared.get(text)).bind(params)
+        statement.is_idempotent = True
+        if consistency is Consistency.SERIAL:
+            statement.consistency_level = self._serial
+        with _storage_errors("read"):
+            return await self._send(statement)
+
+    # ----------------------------------------------------------------- writes
+
+    async def write(self, batch: Batch) -> BatchOutcome:
+        self._faults.raise_storage_error()
+        if not batch.conditional:
+            statement = await self._statement(batch)
+            with _storage_errors(f"write {batch.partition.table.name}"):
+                await self._send(statement)
+            return BatchOutcome(applied=True)
+        try:
+            return await self._write_once(batch)
+        except UnknownOutcome:
+            return await resolve_unknown_outcome(self, batch, self._write_once)
+
+    async def _write_once(self, batch: Batch) -> BatchOutcome:
+        """One attempt of a conditional batch; UnknownOutcome when its answer was lost."""
+        statement = await self._statement(batch)
+        if self._faults.take_conditional_timeout():
+            if self._faults.applied_before_timeout:
+                await self._compare_and_set(batch, statement)
+            raise UnknownOutcome(f"{batch.partition.table.name}: injected conditional timeout")
+        if await self._compare_and_set(batch, statement):
+            return BatchOutcome(applied=True)
+        rows, static = await read_touched(self, batch)
+        return failed_outcome(batch, rows, static)
+
+    async def _compare_and_set(self, batch: Batch, statement: Any) -> bool:
+        """Whether the conditional statement applied. Only an error that proves nothing was sent is a
+        StorageError; any other failure (timeouts of every kind, a lost connection) leaves it unknown."""
+        table = batch.partition.table.name
+        try:
+            rows = await self._send(statement)
+        except REJECTED_STATEMENT:
+            raise
+        except NOT_SENT as error:
+            raise StorageError(f"cassandra: conditional write {table} not sent: {error!r}") from error
+        except DRIVER_ERRORS as error:
+            raise UnknownOutcome(f"{table}: {error!r}") from error
+        # An LWT answers with `[applied]` first; a batch whose only condition compares nothing has none.
+        if not rows:
+            return True
+        applied = rows[0][0]
+        ensure(isinstance(applied, bool), f"{table}: conditional write answered without [applied]")
+        return bool(applied)
+
+    async def _statement(self, batch: Batch) -> Any:
+        """One bound statement, or an UNLOGGED batch of them (one partition: atomic and isolated)."""
+        bound = [
+            (await self._prepared.get(text)).bind(params)
+            for text, params in cql.batch_statements(self.keyspace, batch)
+        ]
+        statement: Any = bound[0]
+        if len(bound) > 1:
+            statement = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for item in bound:
+                statement.add(item)
+        # Conditional writes must never be re-sent blindly; plain ones rewrite the same cells.
+        statement.is_idempotent = not batch.conditional
+        return statement
+
+    async def _send(self, statement: Any) -> ResultRows:
+        ensure(not self._closed, "cassandra backend used after close")
+        async with self._in_flight:
+            return await execute(self._session, statement)
+
+    # -------------------------------------------------------------- migrations
+
+    async def migrate(self, sets: Sequence[MigrationSet]) -> list[str]:
+        self._faults.raise_storage_error()
+        loaded = [(s.name, migrations.load_files(s)) for s in sets]
+        await self._ddl(migrations.keyspace_cql(self.keyspace, self._settings.replication), "keyspace")
+        with _storage_errors("use keyspace"):
+            await asyncio.to_thread(self._session.set_keyspace, self.keyspace)
+        await self._ddl(migrations.table_cql(self.keyspace), migrations.TABLE)
+        applied: list[str] = []
+        for set_name, files in loaded:
+            applied.extend(await self._migrate_set(set_name, files))
+        await self._await_schema_agreement()
+        return applied
+
+    async def _migrate_set(self, set_name: str, files: list[migrations.MigrationFile]) -> list[str]:
+        recorded = await self._recorded(set_name)
+        applied: list[str] = []
+        for file in files:
+            if file.version not in recorded:
+                if await self._apply(set_name, file):
+                    applied.append(file.name)
+                    continue
+                recorded = await self._recorded(set_name)
+            migrations.check_recorded(set_name, file, recorded[file.version])
+        return applied
+
+    async def _apply(self, set_name: str, file: migrations.MigrationFile) -> bool:
+        """Run the file's statements (each `IF NOT EXISTS`), then record it. False when a concurrent
+        migration recorded it first."""
+        for text in file.statements:
+            await self._ddl(text, f"{set_name}/{file.name}")
+        statement = (await self._prepared.get(migrations.record_cql(self.keyspace))).bind(
+            (set_name, file.version, file.name, file.checksum, time.time_ns() // 1_000_000)
+        )
+        # A lost answer fails the run; the next run finds the file unrecorded and applies it again.
+        with _storage_errors(f"record {set_name}/{file.name}"):
+            rows = await self._send(statement)
+        return bool(rows[0][0])
+
+    async def _recorded(self, set_name: str) -> dict[int, tuple[str, str]]:
+        text = migrations.recorded_cql(self.keyspace)
+        rows = await self._read(text, (set_name,), Consistency.SERIAL)
+        return {version: (name, checksum) for version, name, checksum in rows}
+
+    async def _ddl(self, text: str, where: str) -> None:
+        statement = SimpleStatement(text, is_idempotent=True)
+        try:
+            with _storage_errors(f"migrate {where}"):
+                await self._send(statement)
+        except REJECTED_STATEMENT as error:
+            raise MigrationError(f"{where}: {error}") from error
+
+    async def _await_schema_agreement(self) -> None:
+        with _storage_errors("schema agreement"):
+            agreed = await asyncio.to_thread(self._cluster.control_connection.wait_for_schema_agreement)
+        if not agreed:
+            raise StorageError("cassandra: the nodes did not agree on the schema in time")
+
+    # ------------------------------------------------------------------- admin
+
+    async def table_columns(self, table: str) -> dict[str, str]:
+        """Column name to CQL type of a table of this keyspace (for the schema conformance test)."""
+        rows = await self._read(_COLUMNS, (self.keyspace, table), Consistency.DEFAULT)
+        return {name: kind for name, kind in rows}
+
+    async def ready(self) -> bool:
+        if self._closed:
+            return False
+        try:
+            with _storage_errors("probe"):
+                await self._send(SimpleStatement(_PROBE, is_idempotent=True))
+        except StorageError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._cluster.shutdown)
+
+
+def _row(columns: tuple[str, ...], values: tuple[Any, ...]) -> Row:
+    return Row(dict(zip(columns, values, strict=True)))

@@ -1,0 +1,47 @@
+"""Helpers for the storage test suite: the local node (`make cassandra-up`) and its schema."""
+
+from __future__ import annotations
+
+import os
+
+from jubao_server.storage.cassandra.backend import CassandraBackend
+from jubao_server.storage.config import CassandraSettings
+from jubao_server.storage.contract import FaultPlan, StorageError
+
+TEST_HOST = "127.0.0.1"
+TEST_KEYSPACE = "jubao_test"
+# The same knob as scripts/cassandra/node.py, so a node on another port is found too.
+PORT_VARIABLE = "JUBAO_CASSANDRA_PORT"
+DEFAULT_PORT = 9042
+CONNECT_TIMEOUT_MS = 3_000
+REQUEST_TIMEOUT_MS = 15_000
+
+
+class NodeUnavailable(ConnectionError):
+    """No Cassandra node answers on the test address; the suite decides whether to skip or fail."""
+
+
+def test_settings() -> CassandraSettings:
+    return CassandraSettings(
+        contact_points=[TEST_HOST],
+        port=int(os.environ.get(PORT_VARIABLE, DEFAULT_PORT)),
+        keyspace=TEST_KEYSPACE,
+        connect_timeout_ms=CONNECT_TIMEOUT_MS,
+        request_timeout_ms=REQUEST_TIMEOUT_MS,
+    )
+
+
+async def open_test_backend(faults: FaultPlan) -> CassandraBackend:
+    """A backend on the local node, keyspace `jubao_test` (not migrated: the caller migrates)."""
+    settings = test_settings()
+    try:
+        return await CassandraBackend.connect(settings, faults)
+    except StorageError as error:
+        raise NodeUnavailable(
+            f"no Cassandra node at {TEST_HOST}:{settings.port} (start one with make cassandra-up): {error}"
+        ) from error
+
+
+async def table_columns(backend: CassandraBackend, table: str) -> dict[str, str]:
+    """Column name to CQL type for `table` of the backend's keyspace, key columns and `scope` included."""
+    return await backend.table_columns(table)

@@ -1,0 +1,31 @@
+"""Open the configured backend and apply the product schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jubao_server.storage.config import StorageSettings
+from jubao_server.storage.contract import FaultPlan, MigrationSet, StorageBackend
+
+_HERE = Path(__file__).resolve().parent
+
+
+def product_migrations(backend: str) -> list[MigrationSet]:
+    """The product schema files of `backend` (storage/<backend>/migrations)."""
+    return [MigrationSet("jubao", _HERE / backend / "migrations")]
+
+
+async def open_backend(settings: StorageSettings, faults: FaultPlan | None = None) -> StorageBackend:
+    """Connect to the configured backend. The caller migrates (`migrate_product`) and closes it."""
+    plan = faults if faults is not None else FaultPlan()
+    if settings.backend == "cassandra":
+        from jubao_server.storage.cassandra.backend import CassandraBackend  # noqa: PLC0415 (optional driver)
+
+        return await CassandraBackend.connect(settings.cassandra, plan)
+    from jubao_server.storage.sqlite.backend import SqliteBackend  # noqa: PLC0415
+
+    return await SqliteBackend.open(settings.sqlite, plan)
+
+
+async def migrate_product(backend: StorageBackend) -> list[str]:
+    return await backend.migrate(product_migrations(backend.name))

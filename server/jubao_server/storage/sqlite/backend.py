@@ -1,0 +1,208 @@
+"""The SQLite backend: one database file in WAL mode, one writer thread, a few reader threads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import queue
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import structlog
+
+from jubao_server import limits
+from jubao_server.storage.config import SqliteSettings
+from jubao_server.storage.contract import (
+    Batch,
+    BatchOutcome,
+    Consistency,
+    FaultPlan,
+    Key,
+    MigrationSet,
+    Page,
+    PartitionRef,
+    Row,
+    RowQuery,
+    StorageBackend,
+    StorageError,
+    UnknownOutcome,
+    resolve_unknown_outcome,
+)
+from jubao_server.storage.sqlite import rows
+from jubao_server.storage.sqlite.connections import (
+    connect_reader,
+    connect_writer,
+    unavailable_as_storage_error,
+)
+from jubao_server.storage.sqlite.migrator import apply_sets
+
+T = TypeVar("T")
+Job = Callable[[sqlite3.Connection], T]
+
+_log = structlog.get_logger(__name__)
+
+
+def _connect_all(settings: SqliteSettings) -> tuple[sqlite3.Connection, list[sqlite3.Connection]]:
+    writer = connect_writer(settings)
+    return writer, [connect_reader(settings) for _ in range(settings.readers_max)]
+
+
+class SqliteBackend(StorageBackend):
+    """Every write runs on one thread that owns the only writer connection, so batches never contend for
+    the lock inside this process (other processes wait up to busy_timeout). Reads run on `readers_max`
+    threads with their own connections; WAL lets them read while a write commits. Both SERIAL and
+    DEFAULT reads see every committed batch, as there is a single writer and no replica."""
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        settings: SqliteSettings,
+        faults: FaultPlan,
+        writer_pool: ThreadPoolExecutor,
+        writer: sqlite3.Connection,
+        readers: list[sqlite3.Connection],
+    ) -> None:
+        self._settings = settings
+        self._faults = faults
+        self._writer_pool = writer_pool
+        self._writer = writer
+        self._readers = readers
+        self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        for reader in readers:
+            self._idle_readers.put(reader)
+        self._reader_pool = ThreadPoolExecutor(len(readers), thread_name_prefix="jubao-sqlite-reader")
+        self._write_slots = asyncio.Semaphore(limits.sqlite_queued_writes_max)
+        self._read_slots = asyncio.Semaphore(limits.sqlite_queued_reads_max)
+        self._closed = False
+        self._sweeper = asyncio.create_task(self._sweep_periodically())
+
+    @classmethod
+    async def open(cls, settings: SqliteSettings, faults: FaultPlan) -> SqliteBackend:
+        """Open (creating the file and its folder if needed) in WAL mode. The caller migrates."""
+        writer_pool = ThreadPoolExecutor(1, thread_name_prefix="jubao-sqlite-writer")
+        try:
+            writer, readers = await asyncio.get_running_loop().run_in_executor(
+                writer_pool, _connect_all, settings
+            )
+        except BaseException:
+            writer_pool.shutdown(wait=False)
+            raise
+        return cls(settings, faults, writer_pool, writer, readers)
+
+    @property
+    def path(self) -> Path:
+        return self._settings.path
+
+    async def migrate(self, sets: Sequence[MigrationSet]) -> list[str]:
+        self._faults.raise_storage_error()
+        return await self._on_writer(functools.partial(apply_sets, sets=tuple(sets)))
+
+    async def read_row(
+        self, partition: PartitionRef, clustering: Key = (), consistency: Consistency = Consistency.DEFAULT
+    ) -> Row | None:
+        self._faults.raise_storage_error()
+        return await self._on_reader(lambda c: rows.fetch_row(c, partition, clustering, rows.wall_ms()))
+
+    async def read_static(
+        self, partition: PartitionRef, consistency: Consistency = Consistency.DEFAULT
+    ) -> Row | None:
+        self._faults.raise_storage_error()
+        return await self._on_reader(lambda c: rows.fetch_static(c, partition, rows.wall_ms()))
+
+    async def read_page(self, query: RowQuery) -> Page:
+        self._faults.raise_storage_error()
+        return await self._on_reader(lambda c: rows.fetch_page(c, query, rows.wall_ms()))
+
+    async def write(self, batch: Batch) -> BatchOutcome:
+        self._faults.raise_storage_error()
+        rows.check_batch_types(batch)
+        try:
+            return await self._attempt(batch)
+        except UnknownOutcome:
+            return await resolve_unknown_outcome(self, batch, self._attempt)
+
+    async def _attempt(self, batch: Batch) -> BatchOutcome:
+        """An armed fault loses the answer of a conditional one, after or instead of applying it."""
+        if batch.conditional and self._faults.take_conditional_timeout():
+            if self._faults.applied_before_timeout:
+                await self._write_once(batch)
+            raise UnknownOutcome(f"{batch.partition.table.name}: injected conditional write timeout")
+        return await self._write_once(batch)
+
+    async def _write_once(self, batch: Batch) -> BatchOutcome:
+        return await self._on_writer(functools.partial(rows.apply_batch, batch=batch))
+
+    async def sweep_expired(self) -> int:
+        """Delete expired rows now (bounded per table); return how many went."""
+        return await self._on_writer(rows.sweep_expired)
+
+    async def ready(self) -> bool:
+        try:
+            self._faults.raise_storage_error()
+            await self._on_reader(lambda c: c.execute("SELECT 1").fetchone())
+            await self._on_writer(lambda c: c.execute("SELECT 1").fetchone())
+        except StorageError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sweeper
+        await asyncio.to_thread(self._shut_down)
+
+    def _shut_down(self) -> None:
+        """Wait for queued jobs, then close every connection on the thread that uses it."""
+        self._reader_pool.shutdown(wait=True)
+        for reader in self._readers:
+            reader.close()
+        self._writer_pool.submit(self._writer.close).result()
+        self._writer_pool.shutdown(wait=True)
+
+    async def _on_writer(self, job: Job[T]) -> T:
+        async with self._write_slots:
+            self._check_open()
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._writer_pool, self._run_writer, job)
+
+    def _run_writer(self, job: Job[T]) -> T:
+        with unavailable_as_storage_error():
+            return job(self._writer)
+
+    async def _on_reader(self, job: Job[T]) -> T:
+        async with self._read_slots:
+            self._check_open()
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._reader_pool, self._run_reader, job)
+
+    def _run_reader(self, job: Job[T]) -> T:
+        """The pool has as many threads as connections, so an idle connection is always there."""
+        connection = self._idle_readers.get_nowait()
+        try:
+            with unavailable_as_storage_error():
+                return job(connection)
+        finally:
+            self._idle_readers.put(connection)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("sqlite backend is closed")
+
+    async def _sweep_periodically(self) -> None:
+        interval_s = self._settings.ttl_sweep_interval_ms / 1000
+        while not self._closed:
+            await asyncio.sleep(interval_s)
+            try:
+                deleted = await self.sweep_expired()
+            except StorageError as error:
+                _log.warning("sqlite_ttl_sweep_failed", error=str(error))
+            else:
+                _log.debug("sqlite_ttl_swept", rows=deleted)

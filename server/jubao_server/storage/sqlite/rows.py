@@ -1,0 +1,193 @@
+"""Reads and writes on one connection; the backend runs them on its reader and writer threads."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from jubao_server import limits
+from jubao_server.invariants import ensure
+from jubao_server.storage.contract import (
+    Batch,
+    BatchOutcome,
+    Bound,
+    ColumnType,
+    Key,
+    Page,
+    PartitionRef,
+    Put,
+    Row,
+    RowQuery,
+    StaticMatches,
+    Table,
+    Value,
+    check_value,
+    conditions_hold,
+    failed_outcome,
+    touched_rows,
+)
+from jubao_server.storage.sqlite import sql
+from jubao_server.storage.sqlite.connections import immediate_transaction
+
+Params = dict[str, Value]
+
+
+def wall_ms() -> int:
+    """Wall-clock milliseconds: expiry times are stored, so they cannot use a monotonic clock."""
+    return time.time_ns() // 1_000_000
+
+
+def _key_params(partition: PartitionRef, clustering: Key = ()) -> Params:
+    table = partition.table
+    values = (partition.scope, *partition.key, *clustering)
+    return {f"k_{c}": v for c, v in zip(sql.key_columns(table)[: len(values)], values, strict=True)}
+
+
+def _bound_params(side: str, bound: Bound | None) -> Params:
+    return {} if bound is None else {f"{side}_{i}": v for i, v in enumerate(bound.values)}
+
+
+def _decode(table: Table, names: Sequence[str], values: Sequence[Any]) -> Row:
+    """Booleans are stored as 0/1 and come back as bool."""
+    return Row(
+        {
+            name: bool(value) if value is not None and table.columns[name] is ColumnType.BOOLEAN else value
+            for name, value in zip(names, values, strict=True)
+        }
+    )
+
+
+def _decode_row(table: Table, record: Sequence[Any]) -> Row:
+    return _decode(table, sql.row_columns(table), record[1:])  # record[0] is the scope
+
+
+def fetch_row(
+    connection: sqlite3.Connection, partition: PartitionRef, clustering: Key, now_ms: int
+) -> Row | None:
+    table = partition.table
+    ensure(len(clustering) == len(table.clustering_key), f"{table.name}: wrong clustering arity")
+    params = {**_key_params(partition, clustering), "now": now_ms}
+    record = connection.execute(sql.select_row(table), params).fetchone()
+    return None if record is None else _decode_row(table, record)
+
+
+def fetch_static(connection: sqlite3.Connection, partition: PartitionRef, now_ms: int) -> Row | None:
+    table = partition.table
+    if not table.static_columns:
+        return None
+    params = {**_key_params(partition), "now": now_ms}
+    record = connection.execute(sql.select_static(table), params).fetchone()
+    return None if record is None else _decode(table, sql.static_columns(table), record)
+
+
+def fetch_page(connection: sqlite3.Connection, query: RowQuery, now_ms: int) -> Page:
+    """One page; fetches `limit + 1` rows to learn whether more follow."""
+    table = query.partition.table
+    params = {
+        **_key_params(query.partition),
+        **_bound_params("lo", query.lower),
+        **_bound_params("hi", query.upper),
+        "now": now_ms,
+        "limit": query.limit + 1,
+    }
+    text = sql.select_page(table, query.lower, query.upper, query.reverse)
+    records = connection.execute(text, params).fetchall()
+    rows = tuple(_decode_row(table, r) for r in records[: query.limit])
+    more = len(records) > query.limit
+    last = tuple(rows[-1].values[c] for c in table.clustering_key) if more else None
+    return Page(rows=rows, next_after=last)
+
+
+def _check_types(table: Table, values: Mapping[str, Value]) -> None:
+    for column, value in values.items():
+        ensure(check_value(table.columns[column], value), f"{table.name}.{column}: wrong type {value!r}")
+
+
+def check_batch_types(batch: Batch) -> None:
+    """Every key and value has its column's type (SQLite itself would store anything)."""
+    table = batch.partition.table
+    _check_types(table, dict(zip(table.partition_key, batch.partition.key, strict=True)))
+    for clustering in touched_rows(batch):
+        _check_types(table, dict(zip(table.clustering_key, clustering, strict=True)))
+    for put in batch.puts:
+        _check_types(table, put.values)
+    _check_types(table, batch.static_values or {})
+
+
+def _current_state(
+    connection: sqlite3.Connection, batch: Batch, now_ms: int
+) -> tuple[dict[Key, Row | None], Row | None]:
+    named = (c.clustering for c in batch.conditions if not isinstance(c, StaticMatches))
+    rows = {key: fetch_row(connection, batch.partition, key, now_ms) for key in named}
+    return rows, fetch_static(connection, batch.partition, now_ms)
+
+
+def _put(connection: sqlite3.Connection, partition: PartitionRef, put: Put, now_ms: int) -> None:
+    table = partition.table
+    params = _key_params(partition, put.clustering)
+    connection.execute(sql.purge_expired_row(table), {**params, "now": now_ms})
+    params |= {f"v_{c}": v for c, v in put.values.items()}
+    params["expires"] = None if put.ttl_s is None else now_ms + put.ttl_s * 1000
+    connection.execute(sql.upsert(table.name, sql.key_columns(table), tuple(put.values)), params)
+
+
+def _write_static(
+    connection: sqlite3.Connection, partition: PartitionRef, values: Mapping[str, Value]
+) -> None:
+    """Static rows never expire: a batch gives static values no TTL."""
+    table = partition.table
+    params = {**_key_params(partition), "expires": None, **{f"v_{c}": v for c, v in values.items()}}
+    connection.execute(
+        sql.upsert(sql.static_table(table), sql.partition_columns(table), tuple(values)), params
+    )
+
+
+def _write_rows(connection: sqlite3.Connection, batch: Batch, now_ms: int) -> None:
+    for put in batch.puts:
+        _put(connection, batch.partition, put, now_ms)
+    for delete in batch.deletes:
+        connection.execute(
+            sql.delete_row(batch.partition.table), _key_params(batch.partition, delete.clustering)
+        )
+    if batch.static_values:
+        _write_static(connection, batch.partition, batch.static_values)
+
+
+def apply_batch(connection: sqlite3.Connection, batch: Batch) -> BatchOutcome:
+    """Check the conditions and apply every write in one `BEGIN IMMEDIATE` transaction (writer thread).
+    A put writes the listed columns and sets the expiry of the whole row (see the package doc)."""
+    with immediate_transaction(connection):
+        now_ms = wall_ms()
+        if batch.conditional:
+            rows, static = _current_state(connection, batch, now_ms)
+            if not conditions_hold(batch, rows, static):
+                return failed_outcome(batch, rows, static)
+        _write_rows(connection, batch, now_ms)
+    return BatchOutcome(applied=True)
+
+
+def _expiring_tables(connection: sqlite3.Connection) -> list[tuple[str, tuple[str, ...]]]:
+    """Every table with an expiry column, with its primary key columns in key order."""
+    names = connection.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT ?",
+        (limits.storage_tables_max,),
+    ).fetchall()
+    found = []
+    for (name,) in names:
+        info = connection.execute("SELECT name, pk FROM pragma_table_info(?) ORDER BY pk", (name,)).fetchall()
+        if any(column == sql.EXPIRES for column, _ in info):
+            found.append((name, tuple(column for column, pk in info if pk > 0)))
+    return found
+
+
+def sweep_expired(connection: sqlite3.Connection) -> int:
+    """Delete up to `ttl_sweep_rows_max` expired rows per table (writer thread); return the count."""
+    now_ms = wall_ms()
+    deleted = 0
+    for name, keys in _expiring_tables(connection):
+        with immediate_transaction(connection):
+            params = {"now": now_ms, "rows": limits.ttl_sweep_rows_max}
+            deleted += connection.execute(sql.sweep(name, keys), params).rowcount
+    return deleted

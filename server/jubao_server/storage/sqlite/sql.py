@@ -1,0 +1,121 @@
+"""SQL text for the table conventions of the package doc. Parameters are named: `:k_<column>` for key
+columns (scope included), `:v_<column>` for written values, `:lo_<i>`/`:hi_<i>` for bounds, `:now` and
+`:expires` for the TTL, `:limit` and `:rows` for row counts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from jubao_server.storage.contract import SCOPE_COLUMN, Bound, Table
+
+EXPIRES: Final = "_expires_at_ms"
+STATIC_SUFFIX: Final = "__static"
+
+
+def q(name: str) -> str:
+    """A quoted identifier (names are checked by `Table`, quoting guards against SQL keywords)."""
+    return f'"{name}"'
+
+
+def static_table(table: Table) -> str:
+    return table.name + STATIC_SUFFIX
+
+
+def partition_columns(table: Table) -> tuple[str, ...]:
+    return (SCOPE_COLUMN, *table.partition_key)
+
+
+def key_columns(table: Table) -> tuple[str, ...]:
+    return (*partition_columns(table), *table.clustering_key)
+
+
+def static_columns(table: Table) -> tuple[str, ...]:
+    """Static columns in declaration order."""
+    return tuple(c for c in table.columns if c in table.static_columns)
+
+
+def row_columns(table: Table) -> tuple[str, ...]:
+    """The columns of a `Row` as read: clustering, regular, then static columns."""
+    return (*table.clustering_key, *table.regular_columns, *static_columns(table))
+
+
+def _match(columns: Iterable[str], owner: str = "") -> list[str]:
+    prefix = f"{owner}." if owner else ""
+    return [f"{prefix}{q(c)} = :k_{c}" for c in columns]
+
+
+def _live(owner: str) -> str:
+    return f"({owner}.{EXPIRES} IS NULL OR {owner}.{EXPIRES} > :now)"
+
+
+def _select(table: Table, extra: list[str]) -> str:
+    """Live rows of one partition joined to its live static row. The scope leads every result row so
+    that a table of key columns only still selects something."""
+    statics = static_columns(table)
+    names = [f"m.{q(c)}" for c in (SCOPE_COLUMN, *table.clustering_key, *table.regular_columns)]
+    text = f"SELECT {', '.join(names + [f's.{q(c)}' for c in statics])} FROM {q(table.name)} AS m"
+    if statics:
+        joined = [f"s.{q(c)} = m.{q(c)}" for c in partition_columns(table)]
+        text += f" LEFT JOIN {q(static_table(table))} AS s ON {' AND '.join([*joined, _live('s')])}"
+    where = [*_match(partition_columns(table), "m"), _live("m"), *extra]
+    return f"{text} WHERE {' AND '.join(where)}"
+
+
+def select_row(table: Table) -> str:
+    return _select(table, _match(table.clustering_key, "m"))
+
+
+def _bound(table: Table, bound: Bound, side: str, operator: str) -> str:
+    columns = table.clustering_key[: len(bound.values)]
+    names = ", ".join(f"m.{q(c)}" for c in columns)
+    params = ", ".join(f":{side}_{i}" for i in range(len(columns)))
+    return f"({names}) {operator}{'=' if bound.inclusive else ''} ({params})"
+
+
+def select_page(table: Table, lower: Bound | None, upper: Bound | None, reverse: bool) -> str:
+    """Rows within the bounds in clustering order, at most `:limit`. A bound on a prefix compares the
+    prefix only, so `(ts) <= (4)` keeps every row whose `ts` is 4."""
+    extra = []
+    if lower is not None:
+        extra.append(_bound(table, lower, "lo", ">"))
+    if upper is not None:
+        extra.append(_bound(table, upper, "hi", "<"))
+    direction = "DESC" if reverse else "ASC"
+    order = ", ".join(f"m.{q(c)} {direction}" for c in table.clustering_key)
+    return f"{_select(table, extra)} ORDER BY {order} LIMIT :limit"
+
+
+def select_static(table: Table) -> str:
+    names = ", ".join(q(c) for c in static_columns(table))
+    where = " AND ".join([*_match(partition_columns(table)), _live(q(static_table(table)))])
+    return f"SELECT {names} FROM {q(static_table(table))} WHERE {where}"
+
+
+def upsert(table_name: str, keys: tuple[str, ...], names: tuple[str, ...]) -> str:
+    """Insert a row or overwrite the listed columns and the expiry of an existing one."""
+    columns = ", ".join(q(c) for c in (*keys, *names, EXPIRES))
+    values = ", ".join([*(f":k_{c}" for c in keys), *(f":v_{c}" for c in names), ":expires"])
+    updates = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in (*names, EXPIRES))
+    conflict = ", ".join(q(c) for c in keys)
+    return (
+        f"INSERT INTO {q(table_name)} ({columns}) VALUES ({values}) "
+        f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
+    )
+
+
+def delete_row(table: Table) -> str:
+    return f"DELETE FROM {q(table.name)} WHERE {' AND '.join(_match(key_columns(table)))}"
+
+
+def purge_expired_row(table: Table) -> str:
+    """Drop the row if it expired, so that a later upsert does not revive its unwritten columns."""
+    where = [*_match(key_columns(table)), f"{EXPIRES} <= :now"]
+    return f"DELETE FROM {q(table.name)} WHERE {' AND '.join(where)}"
+
+
+def sweep(table_name: str, keys: tuple[str, ...]) -> str:
+    """Delete at most `:rows` expired rows of a table whose primary key is `keys`."""
+    names = ", ".join(q(c) for c in keys)
+    expired = f"SELECT {names} FROM {q(table_name)} WHERE {EXPIRES} <= :now LIMIT :rows"
+    return f"DELETE FROM {q(table_name)} WHERE ({names}) IN ({expired})"

@@ -1,0 +1,1 @@
+"""Tenancy: partner institutions, their credentials and quotas, and the TenantAdmin API."""

@@ -1,0 +1,52 @@
+"""The Python SDK and the `jubao` CLI against the real server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from jubao.cli.main import app
+from jubao.client import AsyncClient, ClientConfig, Unauthenticated
+from jubao.errors import Reason
+from jubao.meta.v1 import meta_pb2
+from typer.testing import CliRunner
+
+from tests.platform.harness import Running
+
+
+async def test_async_client_resolves_its_tenant_and_types_errors(
+    running: Running, keys: dict[str, str]
+) -> None:
+    async with AsyncClient(ClientConfig(endpoint=running.address, api_key=keys["demo-fund"])) as client:
+        caller = await client.meta.GetCaller(meta_pb2.GetCallerRequest())
+        assert caller.tenant_id == "demo-fund"
+    async with AsyncClient(ClientConfig(endpoint=running.address)) as anonymous:
+        with pytest.raises(Unauthenticated) as caught:
+            await anonymous.meta.Ping(meta_pb2.PingRequest())
+        assert caught.value.reason == Reason.API_KEY_MISSING
+
+
+async def test_cli_creates_a_tenant_with_default_quota_and_lists_it(
+    running: Running, keys: dict[str, str]
+) -> None:
+    base = ["--endpoint", running.address, "--api-key", keys["demo-operator"], "--json"]
+    runner = CliRunner()
+    create = [
+        *base,
+        "tenants",
+        "create",
+        "cli-bank",
+        "--name",
+        "CLI Bank",
+        "--kind",
+        "bank",
+        "--product",
+        "payments",
+    ]
+    created = await asyncio.to_thread(runner.invoke, app, create)
+    assert created.exit_code == 0, created.output
+    assert '"requestsPerS": 100' in created.output
+    listed = await asyncio.to_thread(runner.invoke, app, [*base, "tenants", "list"])
+    assert listed.exit_code == 0 and "cli-bank" in listed.output
+    denied = await asyncio.to_thread(runner.invoke, app, [*base[:3], keys["demo-bank"], "tenants", "list"])
+    assert denied.exit_code == 1 and "OPERATOR_ONLY" in denied.output

@@ -1,0 +1,56 @@
+"""Every call produces a span and metrics; the caller's W3C trace context is the span's parent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from jubao.meta.v1 import meta_pb2
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
+
+from tests.platform.harness import Running, bearer
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+async def test_span_and_metrics_for_a_call(running: Running, keys: dict[str, str]) -> None:
+    metadata = (*bearer(keys["demo-bank"]), ("traceparent", TRACEPARENT))
+    await running.meta.Ping(meta_pb2.PingRequest(), metadata=metadata)
+
+    span = next(s for s in running.spans.get_finished_spans() if s.name == "jubao.meta.v1.MetaService/Ping")
+    assert span.attributes is not None
+    assert span.attributes["jubao.tenant_id"] == "demo-bank"
+    assert span.attributes["rpc.grpc.status_code"] == 0
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert span.parent is not None and format(span.parent.span_id, "016x") == "00f067aa0ba902b7"
+
+    points = _points(running)
+    calls = points["rpc.server.calls"]
+    assert any(
+        _attrs(p).get("jubao.tenant_id") == "demo-bank" and _attrs(p).get("rpc.grpc.status_code") == "OK"
+        for p in calls
+    )
+    durations = [p for p in points["rpc.server.duration"] if isinstance(p, HistogramDataPoint)]
+    assert sum(p.count for p in durations) >= 1
+    assert "rpc.server.in_flight" in points
+
+
+async def test_rejected_call_is_counted_with_its_code(running: Running) -> None:
+    await running.meta.Ping(meta_pb2.PingRequest()).code()
+    calls = _points(running)["rpc.server.calls"]
+    assert any(_attrs(p).get("rpc.grpc.status_code") == "UNAUTHENTICATED" for p in calls)
+
+
+def _points(running: Running) -> dict[str, list[NumberDataPoint | HistogramDataPoint]]:
+    data = running.metrics.get_metrics_data()
+    assert data is not None
+    found: dict[str, list[NumberDataPoint | HistogramDataPoint]] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                found.setdefault(metric.name, []).extend(metric.data.data_points)  # type: ignore[arg-type]
+    return found
+
+
+def _attrs(point: NumberDataPoint | HistogramDataPoint) -> Mapping[str, object]:
+    return point.attributes or {}

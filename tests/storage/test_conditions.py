@@ -1,0 +1,160 @@
+"""Conditional batches: insert races, compare-and-set, static fencing and all-or-nothing batches."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+from jubao_server.storage.contract import (
+    Batch,
+    BatchOutcome,
+    Condition,
+    Consistency,
+    Delete,
+    Put,
+    RowAbsent,
+    RowMatches,
+    RowQuery,
+    StaticMatches,
+    StorageBackend,
+)
+
+from .support import put_row, read_all
+from .tables import KV, LEDGER
+
+RACERS: Final = 32
+CAS_WORKERS: Final = 16
+CAS_ATTEMPTS: Final = 6
+
+
+async def test_concurrent_inserts_have_one_winner(backend: StorageBackend, scope: str) -> None:
+    partition = KV.partition(scope, "contested")
+
+    async def insert(writer: int) -> BatchOutcome:
+        put = Put((), {"v": f"writer-{writer}", "n": writer})
+        return await backend.write(Batch(partition, puts=(put,), conditions=(RowAbsent(()),)))
+
+    outcomes = await asyncio.gather(*(insert(w) for w in range(RACERS)))
+    winners = [w for w, outcome in enumerate(outcomes) if outcome.applied]
+    assert len(winners) == 1
+    for outcome in outcomes:
+        if not outcome.applied:
+            current = outcome.current_rows[()]
+            assert current is not None
+            assert dict(current.values) == {"v": f"writer-{winners[0]}", "n": winners[0]}
+    row = await backend.read_row(partition, (), Consistency.SERIAL)
+    assert row is not None
+    assert row["n"] == winners[0]
+
+
+async def test_compare_and_set_counts_every_applied_increment(backend: StorageBackend, scope: str) -> None:
+    partition = KV.partition(scope, "counter")
+    await put_row(backend, partition, (), {"v": "start", "n": 0})
+
+    async def increment(worker: int) -> int:
+        applied = 0
+        for attempt in range(CAS_ATTEMPTS):
+            row = await backend.read_row(partition, (), Consistency.SERIAL)
+            assert row is not None
+            seen = row.as_int("n")
+            put = Put((), {"n": seen + 1, "v": f"worker-{worker}-{attempt}"})
+            batch = Batch(partition, puts=(put,), conditions=(RowMatches((), {"n": seen}),))
+            outcome = await backend.write(batch)
+            applied += outcome.applied
+            assert outcome.applied or outcome.current_rows[()] is not None
+        return applied
+
+    applied = sum(await asyncio.gather(*(increment(w) for w in range(CAS_WORKERS))))
+    row = await backend.read_row(partition, (), Consistency.SERIAL)
+    assert row is not None
+    assert applied >= CAS_ATTEMPTS
+    assert row["n"] == applied
+
+
+async def test_static_epoch_fences_clustered_writes(backend: StorageBackend, scope: str) -> None:
+    partition = LEDGER.partition(scope, "acct")
+    claim = Batch(
+        partition, static_values={"epoch": 1, "balance": 0}, conditions=(StaticMatches({"epoch": None}),)
+    )
+    assert (await backend.write(claim)).applied
+    assert not (await backend.write(claim)).applied
+
+    def post(epoch: int, seq: int, balance: int) -> Batch:
+        return Batch(
+            partition,
+            puts=(Put((seq,), {"amount": 10, "note": f"epoch-{epoch}"}),),
+            static_values={"balance": balance},
+            conditions=(StaticMatches({"epoch": epoch}), RowAbsent((seq,))),
+        )
+
+    assert (await backend.write(post(epoch=1, seq=1, balance=10))).applied
+    takeover = Batch(partition, static_values={"epoch": 2}, conditions=(StaticMatches({"epoch": 1}),))
+    assert (await backend.write(takeover)).applied
+    fenced = await backend.write(post(epoch=1, seq=2, balance=20))
+    assert not fenced.applied
+    assert fenced.current_static is not None
+    assert dict(fenced.current_static.values) == {"balance": 10, "epoch": 2}
+    assert fenced.current_rows == {(2,): None}
+    assert (await backend.write(post(epoch=2, seq=3, balance=20))).applied
+    rows = await read_all(backend, RowQuery(partition))
+    assert [(r["seq"], r["note"], r["balance"], r["epoch"]) for r in rows] == [
+        (1, "epoch-1", 20, 2),
+        (3, "epoch-2", 20, 2),
+    ]
+
+
+async def test_a_failed_condition_writes_nothing(backend: StorageBackend, scope: str) -> None:
+    partition = LEDGER.partition(scope, "acct")
+    await put_row(backend, partition, (5,), {"note": "old"})
+    await backend.write(Batch(partition, static_values={"epoch": 1, "balance": 0}))
+    puts = tuple(Put((seq,), {"note": "new", "amount": seq}) for seq in range(1, 11))
+    failing: list[tuple[Condition, ...]] = [
+        (RowAbsent((5,)),),
+        (RowMatches((5,), {"note": "other"}),),
+        (RowMatches((1,), {}),),
+        (StaticMatches({"epoch": 2}), RowMatches((5,), {"note": "old"})),
+    ]
+    for conditions in failing:
+        batch = Batch(partition, puts=puts, static_values={"balance": 99}, conditions=conditions)
+        outcome = await backend.write(batch)
+        assert not outcome.applied
+        assert outcome.current_static is not None
+        assert dict(outcome.current_static.values) == {"epoch": 1, "balance": 0}
+    assert [(r["seq"], r["note"]) for r in await read_all(backend, RowQuery(partition))] == [(5, "old")]
+    holding = Batch(
+        partition, puts=puts, static_values={"balance": 55}, conditions=(StaticMatches({"epoch": 1}),)
+    )
+    assert (await backend.write(holding)).applied
+    rows = await read_all(backend, RowQuery(partition))
+    assert [(r["seq"], r["note"], r["balance"]) for r in rows] == [(seq, "new", 55) for seq in range(1, 11)]
+
+
+async def test_failed_outcome_shows_the_named_rows(backend: StorageBackend, scope: str) -> None:
+    partition = LEDGER.partition(scope, "acct")
+    await put_row(backend, partition, (1,), {"note": "one", "flag": False})
+    batch = Batch(
+        partition,
+        puts=(Put((1,), {"note": "uno"}), Put((2,), {"note": "dos"})),
+        conditions=(RowMatches((1,), {"flag": True}), RowAbsent((2,))),
+    )
+    outcome = await backend.write(batch)
+    assert not outcome.applied
+    assert set(outcome.current_rows) == {(1,), (2,)}
+    assert outcome.current_rows[(2,)] is None
+    current = outcome.current_rows[(1,)]
+    assert current is not None
+    assert (current["note"], current["flag"]) == ("one", False)
+
+
+async def test_conditions_on_null_cells_and_conditional_deletes(backend: StorageBackend, scope: str) -> None:
+    partition = KV.partition(scope, "k")
+    guarded_delete = Batch(partition, deletes=(Delete(()),), conditions=(RowMatches((), {}),))
+    missing = await backend.write(guarded_delete)
+    assert not missing.applied
+    assert missing.current_rows == {(): None}
+    await put_row(backend, partition, (), {"v": "x"})
+    null_n = Batch(partition, puts=(Put((), {"n": 1}),), conditions=(RowMatches((), {"n": None}),))
+    assert (await backend.write(null_n)).applied
+    assert not (await backend.write(null_n)).applied
+    assert (await backend.write(guarded_delete)).applied
+    assert await backend.read_row(partition, (), Consistency.SERIAL) is None
