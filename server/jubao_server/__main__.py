@@ -38,6 +38,7 @@ def _print_banner(server: JubaoServer, demo_keys: Path) -> None:
     lines = [
         "",
         f"jubao is serving on {address} (storage: {server.backend.name}, health: SERVING)",
+        f"Prometheus metrics: http://127.0.0.1:{server.telemetry.prometheus_port}/metrics",
         "Demo tenants and their API keys (for this laptop only):",
     ]
     lines += [f"  {line}" for line in demo_keys.read_text().splitlines() if line and not line.startswith("#")]

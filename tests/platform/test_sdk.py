@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from jubao.cli.main import app
@@ -50,3 +51,12 @@ async def test_cli_creates_a_tenant_with_default_quota_and_lists_it(
     assert listed.exit_code == 0 and "cli-bank" in listed.output
     denied = await asyncio.to_thread(runner.invoke, app, [*base[:3], keys["demo-bank"], "tenants", "list"])
     assert denied.exit_code == 1 and "OPERATOR_ONLY" in denied.output
+
+
+def test_cli_migrate_applies_the_schema_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUBAO_STORAGE__SQLITE__PATH", str(tmp_path / "migrated.db"))
+    runner = CliRunner()
+    first = runner.invoke(app, ["migrate"])
+    assert first.exit_code == 0 and "applied 1 schema file(s)" in first.output, first.output
+    second = runner.invoke(app, ["migrate"])
+    assert second.exit_code == 0 and "applied 0 schema file(s)" in second.output

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import urllib.request
 from collections.abc import Mapping
+from pathlib import Path
 
+import pytest
+import structlog
 from jubao.meta.v1 import meta_pb2
+from jubao_server.config import TelemetrySettings
+from jubao_server.telemetry import setup_logging
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
 
-from tests.platform.harness import Running, bearer
+from tests.platform.harness import Running, bearer, settings_for, start
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -54,3 +62,29 @@ def _points(running: Running) -> dict[str, list[NumberDataPoint | HistogramDataP
 
 def _attrs(point: NumberDataPoint | HistogramDataPoint) -> Mapping[str, object]:
     return point.attributes or {}
+
+
+async def test_prometheus_endpoint_exports_call_metrics(tmp_path: Path, keys: dict[str, str]) -> None:
+    running = await start(settings_for(tmp_path / "jubao.db", telemetry={"prometheus_port": 0}))
+    try:
+        await running.meta.Ping(meta_pb2.PingRequest(), metadata=bearer(keys["demo-bank"]))
+        port = running.server.telemetry.prometheus_port
+        body = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
+    finally:
+        await running.close()
+    assert 'rpc_server_calls_total{jubao_tenant_id="demo-bank"' in body
+    assert "rpc_server_duration_milliseconds_bucket" in body
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+async def test_logs_are_json_with_trace_ids(running: Running, capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging(TelemetrySettings(log_format="json"))
+    with running.server.telemetry.tracer.start_as_current_span("probe") as span:
+        structlog.get_logger("jubao.test").info("probe event", answer=42)
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["event"] == "probe event" and line["answer"] == 42
+    assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")

@@ -3,8 +3,8 @@
 Isolation: SQLite gets a new database file per test; Cassandra shares one keyspace, so every test also
 writes under its own random `scope`, which isolates it on both backends.
 
-Cassandra policy: when no node answers, a CI run (`CI=true`) fails, a local run skips with a loud reason
-(repeated in the terminal summary).
+Cassandra policy: when no node answers, a CI run (`CI=true`) or a `make test` that started the node
+(`JUBAO_TEST_CASSANDRA=required`) fails, any other run skips with a loud reason (repeated in the summary).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 def _node_unavailable(error: Exception) -> NoReturn:
     message = f"Cassandra node not running: run `make cassandra-up` ({error})"
-    if os.environ.get("CI") == "true":
+    if os.environ.get("CI") == "true" or os.environ.get("JUBAO_TEST_CASSANDRA") == "required":
         pytest.fail(message)
     _skip_reasons.add(message)
     pytest.skip(message)

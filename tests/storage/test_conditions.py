@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
+import pytest
+from jubao_server.invariants import InvariantViolation
 from jubao_server.storage.contract import (
     Batch,
     BatchOutcome,
@@ -147,14 +149,32 @@ async def test_failed_outcome_shows_the_named_rows(backend: StorageBackend, scop
 
 
 async def test_conditions_on_null_cells_and_conditional_deletes(backend: StorageBackend, scope: str) -> None:
+    partition = LEDGER.partition(scope, "acct")
+    await put_row(backend, partition, (1,), {"note": "to remove"})
+    null_amount = Batch(
+        partition,
+        puts=(Put((2,), {"amount": 5}),),
+        conditions=(RowMatches((1,), {"amount": None}),),
+        deletes=(Delete((1,)),),
+    )
+    assert (await backend.write(null_amount)).applied
+    assert await backend.read_row(partition, (1,), Consistency.SERIAL) is None
+    row = await backend.read_row(partition, (2,), Consistency.SERIAL)
+    assert row is not None and row["amount"] == 5
+    await put_row(backend, partition, (1,), {"amount": 3})
+    refused = await backend.write(null_amount)
+    current = refused.current_rows[(1,)]
+    assert not refused.applied and current is not None and current["amount"] == 3
+    await backend.write(Batch(partition, deletes=(Delete((1,)),)))
+    missing_reads_as_null = await backend.write(null_amount)
+    assert missing_reads_as_null.applied
+    exists = Batch(partition, puts=(Put((1,), {"amount": 9}),), conditions=(RowMatches((1,), {}),))
+    assert not (await backend.write(exists)).applied
+
+
+def test_a_conditional_batch_must_write_a_value(scope: str) -> None:
     partition = KV.partition(scope, "k")
-    guarded_delete = Batch(partition, deletes=(Delete(()),), conditions=(RowMatches((), {}),))
-    missing = await backend.write(guarded_delete)
-    assert not missing.applied
-    assert missing.current_rows == {(): None}
-    await put_row(backend, partition, (), {"v": "x"})
-    null_n = Batch(partition, puts=(Put((), {"n": 1}),), conditions=(RowMatches((), {"n": None}),))
-    assert (await backend.write(null_n)).applied
-    assert not (await backend.write(null_n)).applied
-    assert (await backend.write(guarded_delete)).applied
-    assert await backend.read_row(partition, (), Consistency.SERIAL) is None
+    with pytest.raises(InvariantViolation, match="must write a value"):
+        Batch(partition, deletes=(Delete(()),), conditions=(RowMatches((), {}),))
+    with pytest.raises(InvariantViolation, match="bad value for n"):
+        Batch(partition, puts=(Put((), {"n": "not a number"}),))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Final
 
@@ -93,18 +93,18 @@ async def test_a_held_write_lock_is_a_storage_error(backend: SqliteBackend, scop
     await put_row(backend, partition, (), {"v": "x"})
 
 
-async def test_values_must_match_column_types(backend: SqliteBackend, scope: str) -> None:
-    wrong = [
-        Batch(KV.partition(scope, "k"), puts=(Put((), {"n": "1"}),)),
-        Batch(KV.partition(scope, "k"), puts=(Put((), {"v": b"bytes"}),)),
-        Batch(LEDGER.partition(scope, "acct"), puts=(Put((1,), {"flag": 1}),)),
-        Batch(LEDGER.partition(scope, "acct"), puts=(Put(("1",), {"amount": 1}),)),
-        Batch(LEDGER.partition(scope, 7), puts=(Put((1,), {"amount": 1}),)),
-        Batch(LEDGER.partition(scope, "acct"), static_values={"balance": True}),
+def test_values_must_match_column_types(scope: str) -> None:
+    wrong: list[Callable[[], Batch]] = [
+        lambda: Batch(KV.partition(scope, "k"), puts=(Put((), {"n": "1"}),)),
+        lambda: Batch(KV.partition(scope, "k"), puts=(Put((), {"v": b"bytes"}),)),
+        lambda: Batch(LEDGER.partition(scope, "acct"), puts=(Put((1,), {"flag": 1}),)),
+        lambda: Batch(LEDGER.partition(scope, "acct"), puts=(Put(("1",), {"amount": 1}),)),
+        lambda: Batch(LEDGER.partition(scope, 7), puts=(Put((1,), {"amount": 1}),)),
+        lambda: Batch(LEDGER.partition(scope, "acct"), static_values={"balance": True}),
     ]
-    for batch in wrong:
+    for build in wrong:
         with pytest.raises(InvariantViolation):
-            await backend.write(batch)
+            build()
 
 
 async def test_ready_and_close(backend: SqliteBackend, faults: FaultPlan, scope: str) -> None:

@@ -31,6 +31,7 @@ a request id, a fencing epoch); `Batch` checks that a conditional batch writes s
 from __future__ import annotations
 
 import abc
+import asyncio
 import dataclasses
 import re
 import typing
@@ -120,8 +121,12 @@ class PartitionRef:
             len(self.key) == len(self.table.partition_key),
             f"{self.table.name}: partition key needs {len(self.table.partition_key)} values",
         )
-        for value in (self.scope, *self.key):
+        ensure(isinstance(self.scope, str), "scope must be text")
+        for column, value in zip(self.table.partition_key, self.key, strict=True):
             _check_key_value(value)
+            ensure(
+                check_value(self.table.columns[column], value), f"{self.table.name}: bad value for {column}"
+            )
 
 
 def _check_key_value(value: Value) -> None:
@@ -180,9 +185,10 @@ class RowAbsent:
 
 @dataclasses.dataclass(frozen=True)
 class RowMatches:
-    """The row must exist and each listed column must equal the given value (None: the cell is null).
-    An empty `expected` means only "the row exists" (CQL `IF EXISTS`). It must be the target of a `Put`
-    or a `Delete` in the batch."""
+    """Each listed column must equal the given value (None: the cell is null). As in CQL, the cells of a
+    missing row read as null, so a comparison only with None also holds for a missing row, and a
+    comparison with any value needs the row. An empty `expected` means "the row exists" (CQL
+    `IF EXISTS`). It must be the target of a `Put` or a `Delete` in the batch."""
 
     clustering: Key
     expected: Mapping[str, Value]
@@ -228,13 +234,28 @@ class Batch:
         if self.static_values is not None:
             ensure(bool(self.static_values), f"{table.name}: empty static write")
             ensure(set(self.static_values) <= table.static_columns, f"{table.name}: not a static column")
+        self._check_values()
         self._check_conditions(set(written))
+        ensure(
+            not self.conditions or bool(self.puts or self.static_values),
+            f"{table.name}: a conditional batch must write a value (see unknown outcomes)",
+        )
+
+    def _check_values(self) -> None:
+        table = self.partition.table
+        size_bytes = 0
+        for values in [p.values for p in self.puts] + [self.static_values or {}]:
+            for column, value in values.items():
+                ensure(check_value(table.columns[column], value), f"{table.name}: bad value for {column}")
+                size_bytes += len(value) if isinstance(value, str | bytes) else 8
+        ensure(size_bytes <= limits.batch_bytes_max, f"{table.name}: batch over batch_bytes_max")
 
     def _check_clustering(self, clustering: Key) -> None:
         table = self.partition.table
         ensure(len(clustering) == len(table.clustering_key), f"{table.name}: wrong clustering arity")
-        for value in clustering:
+        for column, value in zip(table.clustering_key, clustering, strict=True):
             _check_key_value(value)
+            ensure(check_value(table.columns[column], value), f"{table.name}: bad value for {column}")
 
     def _check_conditions(self, written: set[Key]) -> None:
         table = self.partition.table
@@ -404,9 +425,17 @@ def conditions_hold(batch: Batch, rows: Mapping[Key, Row | None], static: Row | 
         if isinstance(condition, RowAbsent):
             if row is not None:
                 return False
-        elif row is None or any(row.values.get(c) != v for c, v in condition.expected.items()):
+        elif not row_matches(condition, row):
             return False
     return True
+
+
+def row_matches(condition: RowMatches, row: Row | None) -> bool:
+    """CQL semantics: `IF EXISTS` needs the row; compared cells of a missing row read as null."""
+    if not condition.expected:
+        return row is not None
+    current = row.values if row is not None else {}
+    return all(current.get(c) == v for c, v in condition.expected.items())
 
 
 def touched_rows(batch: Batch) -> tuple[Key, ...]:
@@ -466,9 +495,9 @@ class FaultPlan:
 
 async def read_touched(backend: StorageBackend, batch: Batch) -> tuple[dict[Key, Row | None], Row | None]:
     """Read, at SERIAL, every row the batch touches and the partition's static columns."""
-    rows = {
-        key: await backend.read_row(batch.partition, key, Consistency.SERIAL) for key in touched_rows(batch)
-    }
+    keys = touched_rows(batch)
+    reads = [backend.read_row(batch.partition, key, Consistency.SERIAL) for key in keys]
+    rows = dict(zip(keys, await asyncio.gather(*reads), strict=True))
     static = None
     if batch.partition.table.static_columns:
         static = await backend.read_static(batch.partition, Consistency.SERIAL)

@@ -7,7 +7,8 @@ import dataclasses
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO, cast
+from wsgiref.simple_server import WSGIServer
 
 import structlog
 from opentelemetry import metrics, trace
@@ -39,9 +40,16 @@ class Telemetry:
     in_flight: metrics.UpDownCounter
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
-    prometheus_port: int | None
+    prometheus: WSGIServer | None
+
+    @property
+    def prometheus_port(self) -> int | None:
+        return int(self.prometheus.server_port) if self.prometheus is not None else None
 
     def shutdown(self) -> None:
+        if self.prometheus is not None:
+            self.prometheus.shutdown()
+            self.prometheus.server_close()
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
 
@@ -59,9 +67,9 @@ def setup_telemetry(
         tracer_provider.add_span_processor(processor)
     readers = _metric_readers(settings, metric_reader)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
-    prometheus_port = (
-        _serve_prometheus(settings) if any(isinstance(r, PrometheusMetricReader) for r in readers) else None
-    )
+    prometheus = None
+    if any(isinstance(r, PrometheusMetricReader) for r in readers):
+        prometheus, _ = start_http_server(settings.prometheus_port or 0, addr="127.0.0.1")
     meter = meter_provider.get_meter("jubao.server")
     tracer = tracer_provider.get_tracer("jubao.server")
     return Telemetry(
@@ -78,7 +86,7 @@ def setup_telemetry(
         ),
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
-        prometheus_port=prometheus_port,
+        prometheus=prometheus,
     )
 
 
@@ -112,17 +120,22 @@ def _metric_readers(settings: TelemetrySettings, extra: MetricReader | None) -> 
     return readers
 
 
-def _serve_prometheus(settings: TelemetrySettings) -> int:
-    server, _ = start_http_server(settings.prometheus_port or 0, addr="127.0.0.1")
-    return int(server.server_port)
-
-
 def _add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     span = trace.get_current_span().get_span_context()
     if span.is_valid:
         event["trace_id"] = format(span.trace_id, "032x")
         event["span_id"] = format(span.span_id, "016x")
     return event
+
+
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is at the time of the write (tests swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def setup_logging(settings: TelemetrySettings) -> None:
@@ -143,6 +156,6 @@ def setup_logging(settings: TelemetrySettings) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=True,
     )
