@@ -1,0 +1,1 @@
+"""Payments: a double-entry ledger sharded by account, with exactly-once transfers."""

@@ -1,0 +1,81 @@
+"""The ledger as the payments service sees it. `jubao_server.payments.ledger.Ledger` implements it.
+
+Every method takes the tenant from the caller (never from the request). Mutations take the request id
+(AIP-155) and the SHA-256 of the request body without its request id: the same id and body return the
+first result, the same id with another body raises ALREADY_EXISTS (REQUEST_ID_REUSED). Rejections raise
+`jubao_server.errors.ApiError` with the reasons of `jubao.errors.Reason` and change nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+from jubao_server.payments.model import Account, AccountKind, AccountPolicy, Balance, Entry, Leg, Transfer
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenAccountCommand:
+    account_id: str
+    currency: str
+    kind: AccountKind
+    policy: AccountPolicy
+    display_name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountChange:
+    """Fields to change; None keeps the current value."""
+
+    policy: AccountPolicy | None = None
+    display_name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferCommand:
+    """All legs share one debit account and one currency; they commit together or not at all."""
+
+    currency: str
+    legs: tuple[Leg, ...]
+    memo: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Idempotency:
+    request_id: str
+    body_sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountView:
+    account: Account
+    balance: Balance
+
+
+@dataclasses.dataclass(frozen=True)
+class EntryQuery:
+    account_id: str
+    start_time_ms: int | None
+    end_time_ms: int | None
+    after_entry_seq: int | None
+    limit: int
+
+
+class LedgerApi(Protocol):
+    async def open_account(self, tenant_id: str, command: OpenAccountCommand, key: Idempotency) -> AccountView: ...
+
+    async def get_account(self, tenant_id: str, account_id: str) -> AccountView: ...
+
+    async def list_accounts(
+        self, tenant_id: str, after: str | None, limit: int
+    ) -> tuple[list[AccountView], str | None]: ...
+
+    async def update_account(
+        self, tenant_id: str, account_id: str, change: AccountChange, key: Idempotency
+    ) -> AccountView: ...
+
+    async def create_transfer(self, tenant_id: str, command: TransferCommand, key: Idempotency) -> Transfer: ...
+
+    async def get_transfer(self, tenant_id: str, transfer_id: str) -> Transfer: ...
+
+    async def list_entries(self, tenant_id: str, query: EntryQuery) -> tuple[list[Entry], int | None]: ...
