@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Final
@@ -25,13 +26,15 @@ from jubao_server.storage.config import CassandraSettings, SqliteSettings, Stora
 from jubao_server.storage.contract import StorageBackend, StorageError
 from jubao_server.storage.factory import migrate_product, open_backend
 
-from loadtest.rpc_bench import RpcLoad, measure_empty_rpc
+from loadtest.payments_bench import PaymentsPlan, payments_figures
+from loadtest.report import Figure, figure
+from loadtest.rpc_bench import RpcLoad, measure
 from loadtest.server_process import REPO, ServerProcess
 from loadtest.storage_bench import run_storage_bench
 
 RESULTS: Final = REPO / "loadtest" / "results"
 BENCH_TENANT: Final = "bench-tenant"
-Figure = dict[str, Any]
+BENCH_KEYSPACE: Final = "jubao_bench"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,13 +45,14 @@ class BenchPlan:
     rpc_concurrency: int
     rpc_workers: int
     storage_seconds: float
+    payments: PaymentsPlan
 
     @classmethod
     def of(cls, quick: bool) -> BenchPlan:
         workers = os.cpu_count() or 1
         if quick:
-            return cls("quick", 8.0, 2.0, 32, workers, 3.0)
-        return cls("full", 30.0, 5.0, 64, workers, 15.0)
+            return cls("quick", 8.0, 2.0, 32, workers, 3.0, PaymentsPlan(2_000, 8.0, 2.0, 32, workers))
+        return cls("full", 30.0, 5.0, 64, workers, 15.0, PaymentsPlan(10_000, 30.0, 5.0, 64, workers))
 
 
 def machine() -> dict[str, Any]:
@@ -97,31 +101,29 @@ def rpc_figures(plan: BenchPlan, address: str, api_key: str) -> list[Figure]:
     load = RpcLoad(
         address, api_key, plan.rpc_seconds, plan.rpc_warmup_s, plan.rpc_concurrency, plan.rpc_workers
     )
-    result = measure_empty_rpc(load)
+    result = measure(load)
     notes = (
         f"MetaService.Ping with API key auth, quota and telemetry; {load.workers} client processes x "
         f"{load.concurrency} in flight (closed loop); {result.calls} calls, {result.errors} errors in "
         f"{load.seconds:.0f} s"
     )
     return [
-        _figure("grpc_empty_rpc_per_s", round(result.calls_per_s), "calls/s", "none", notes),
-        _figure(
+        figure("grpc_empty_rpc_per_s", round(result.calls_per_s), "calls/s", "none", notes),
+        figure(
             "grpc_empty_rpc_p50_ms", round(result.percentile_ms(50), 3), "ms", "none", "at the ceiling load"
         ),
-        _figure(
+        figure(
             "grpc_empty_rpc_p99_ms", round(result.percentile_ms(99), 3), "ms", "none", "at the ceiling load"
         ),
     ]
 
 
-def _figure(name: str, value: float, unit: str, backend: str, notes: str) -> Figure:
-    return {"name": name, "value": value, "unit": unit, "backend": backend, "notes": notes}
-
-
 async def storage_figures(plan: BenchPlan, scratch: Path) -> list[Figure]:
     figures: list[Figure] = []
     settings = [StorageSettings(backend="sqlite", sqlite=SqliteSettings(path=scratch / "storage-bench.db"))]
-    settings.append(StorageSettings(backend="cassandra", cassandra=CassandraSettings(keyspace="jubao_bench")))
+    settings.append(
+        StorageSettings(backend="cassandra", cassandra=CassandraSettings(keyspace=BENCH_KEYSPACE))
+    )
     for choice in settings:
         backend = await _open_or_none(choice)
         if backend is None:
@@ -153,23 +155,56 @@ def run(quick: bool, output: Path) -> dict[str, Any]:
         "figures": [],
     }
     scratch = Path(tempfile.mkdtemp(prefix="jubao-bench-", dir=_scratch_root()))
+    cassandra = cassandra_reachable()
     try:
-        server = ServerProcess.start(
-            {
-                "JUBAO_STORAGE__SQLITE__PATH": str(scratch / "server.db"),
-                "JUBAO_TELEMETRY__LOG_LEVEL": "warning",
-            }
+        if cassandra:
+            drop_bench_keyspace()
+        report["figures"] += server_figures(
+            plan, {"JUBAO_STORAGE__SQLITE__PATH": str(scratch / "server.db")}, "sqlite"
         )
-        try:
-            report["figures"] += rpc_figures(plan, server.address, provision_bench_key(server.address))
-        finally:
-            server.terminate()
+        if cassandra:
+            settings = {
+                "JUBAO_STORAGE__BACKEND": "cassandra",
+                "JUBAO_STORAGE__CASSANDRA__KEYSPACE": BENCH_KEYSPACE,
+            }
+            report["figures"] += server_figures(plan, settings, "cassandra")
         report["figures"] += asyncio.run(storage_figures(plan, scratch))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def server_figures(plan: BenchPlan, settings: dict[str, str], backend: str) -> list[Figure]:
+    """Figures measured through a server process on `backend`; the empty-RPC ceiling on the first."""
+    server = ServerProcess.start({**settings, "JUBAO_TELEMETRY__LOG_LEVEL": "warning"})
+    try:
+        key = provision_bench_key(server.address)
+        figures = rpc_figures(plan, server.address, key) if backend == "sqlite" else []
+        return figures + payments_figures(plan.payments, server.address, key, backend)
+    finally:
+        server.terminate()
+
+
+def cassandra_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 9042), timeout=1):
+            return True
+    except OSError:
+        print("bench: no Cassandra node on 127.0.0.1:9042; its figures are left out (make cassandra-up)")
+        return False
+
+
+def drop_bench_keyspace() -> None:
+    """Every run starts from an empty bench keyspace."""
+    from cassandra.cluster import Cluster  # noqa: PLC0415 (only the bench drops keyspaces)
+
+    cluster = Cluster(["127.0.0.1"], protocol_version=5)
+    try:
+        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {BENCH_KEYSPACE}", timeout=60)
+    finally:
+        cluster.shutdown()
 
 
 def _scratch_root() -> Path:

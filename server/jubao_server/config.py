@@ -16,6 +16,7 @@ from pydantic_settings import (
 )
 
 from jubao_server import limits
+from jubao_server.payments.config import PaymentsSettings
 from jubao_server.storage.config import StorageSettings
 
 
@@ -86,6 +87,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     tenancy: TenancySettings = TenancySettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    payments: PaymentsSettings = PaymentsSettings()
     # Apply pending schema files at start (dev default); production runs `jubao-server migrate` first.
     migrate_on_start: bool = True
 

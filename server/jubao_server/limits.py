@@ -68,3 +68,23 @@ migration_file_size_max_bytes = 1024 * 1024
 
 # Load tests (loadtest/)
 bench_ops_per_worker_max = 10_000_000
+
+# Payments ledger
+ledger_shards_max = 1024
+ledger_group_commit_max = 512
+ledger_shard_queue_max = 100_000
+ledger_batch_rows_max = 900
+ledger_materialize_concurrency_max = 64
+ledger_recovery_rows_max = 10_000_000
+ledger_actors_max = 100_000
+ledger_recent_transfers_max = 100_000
+binary_search_steps_max = 64
+
+# Payments API
+transfer_legs_max = 16
+transfer_memo_length_max = 200
+
+# SQLite group commit (storage/sqlite/group.py): one transaction takes at most this many queued batches
+# and, past the first batch, at most this many rows.
+sqlite_group_commit_batches_max = 256
+sqlite_group_commit_rows_max = 10_000

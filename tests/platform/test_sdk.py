@@ -57,6 +57,7 @@ def test_cli_migrate_applies_the_schema_once(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("JUBAO_STORAGE__SQLITE__PATH", str(tmp_path / "migrated.db"))
     runner = CliRunner()
     first = runner.invoke(app, ["migrate"])
-    assert first.exit_code == 0 and "applied 1 schema file(s)" in first.output, first.output
+    assert first.exit_code == 0 and "0001_platform.sql" in first.output, first.output
+    assert "0002_payments.sql" in first.output
     second = runner.invoke(app, ["migrate"])
     assert second.exit_code == 0 and "applied 0 schema file(s)" in second.output

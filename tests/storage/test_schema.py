@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from jubao_server.payments import tables as payments_tables
 from jubao_server.platform.idempotency import REQUEST_LOG
 from jubao_server.storage.contract import ColumnType, StorageBackend, Table
 from jubao_server.tenancy import tables as tenancy_tables
@@ -13,6 +14,7 @@ from .tables import CONFORMANCE_TABLES
 
 TABLES: Final = (
     *(value for value in vars(tenancy_tables).values() if isinstance(value, Table)),
+    *(value for value in vars(payments_tables).values() if isinstance(value, Table)),
     REQUEST_LOG,
     *CONFORMANCE_TABLES,
 )

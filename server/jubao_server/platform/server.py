@@ -14,9 +14,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from jubao.admin.v1 import tenant_admin_pb2, tenant_admin_pb2_grpc
 from jubao.meta.v1 import meta_pb2, meta_pb2_grpc
+from jubao.payments.v1 import payments_pb2, payments_pb2_grpc
 
 from jubao_server import limits
 from jubao_server.config import ServerSettings, Settings, TlsSettings
+from jubao_server.payments.api import LedgerApi
+from jubao_server.payments.ledger import Ledger
+from jubao_server.payments.service import PaymentService
 from jubao_server.platform.idempotency import RequestLog
 from jubao_server.platform.pipeline import CallPipeline, ServicePolicy
 from jubao_server.platform.service import MetaService
@@ -25,6 +29,7 @@ from jubao_server.storage.factory import migrate_product, open_backend
 from jubao_server.telemetry import Telemetry, setup_telemetry
 from jubao_server.tenancy.auth import Authenticator
 from jubao_server.tenancy.catalogue import load_catalogue
+from jubao_server.tenancy.model import Product
 from jubao_server.tenancy.quotas import QuotaGate
 from jubao_server.tenancy.seed import seed_catalogue
 from jubao_server.tenancy.service import TenantAdminService
@@ -34,9 +39,11 @@ log = structlog.get_logger("jubao.server")
 
 ADMIN_SERVICE = tenant_admin_pb2.DESCRIPTOR.services_by_name["TenantAdmin"].full_name
 META_SERVICE = meta_pb2.DESCRIPTOR.services_by_name["MetaService"].full_name
+PAYMENTS_SERVICE = payments_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name
 POLICIES = {
     ADMIN_SERVICE: ServicePolicy(operator_only=True),
     META_SERVICE: ServicePolicy(),
+    PAYMENTS_SERVICE: ServicePolicy(product=Product.PAYMENTS),
 }
 storage_probe_interval_s = 5.0
 
@@ -46,6 +53,7 @@ class JubaoServer:
     settings: Settings
     telemetry: Telemetry
     backend: StorageBackend
+    ledger: Ledger
     server: grpc.aio.Server
     health: health.aio.HealthServicer
     pipeline: CallPipeline
@@ -65,13 +73,17 @@ class JubaoServer:
         if settings.tenancy.seed_catalogue:
             await seed_catalogue(store, load_catalogue(settings.tenancy.catalogue_dir))
         authenticator = Authenticator(store, settings.tenancy.auth_cache_ttl_ms)
+        ledger = Ledger(backend, settings.payments)
+        await ledger.start()
         pipeline = CallPipeline(POLICIES, authenticator, QuotaGate(), telemetry, settings.server)
         server = grpc.aio.server(interceptors=[pipeline], options=_channel_options(settings.server))
         health_servicer = health.aio.HealthServicer()
-        _add_services(server, store, RequestLog(backend), authenticator, health_servicer)
+        _add_services(server, store, RequestLog(backend), authenticator, health_servicer, ledger=ledger)
         port = _bind(server, settings.server)
         await server.start()
-        started = cls(settings, telemetry, backend, server, health_servicer, pipeline, authenticator, port)
+        started = cls(
+            settings, telemetry, backend, ledger, server, health_servicer, pipeline, authenticator, port
+        )
         await started._set_health(health_pb2.HealthCheckResponse.SERVING)
         started._probe = asyncio.create_task(started._probe_storage())
         log.info("serving", address=f"{settings.server.host}:{port}", backend=backend.name)
@@ -87,6 +99,7 @@ class JubaoServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
         await self.server.stop(grace_s)
+        await self.ledger.stop()
         await self.backend.close()
         self.telemetry.shutdown()
         log.info("stopped")
@@ -127,11 +140,14 @@ def _add_services(
     request_log: RequestLog,
     authenticator: Authenticator,
     health_servicer: health.aio.HealthServicer,
+    *,
+    ledger: LedgerApi,
 ) -> None:
     tenant_admin_pb2_grpc.add_TenantAdminServicer_to_server(
         TenantAdminService(store, request_log, authenticator), server
     )
     meta_pb2_grpc.add_MetaServiceServicer_to_server(MetaService(), server)
+    payments_pb2_grpc.add_PaymentServiceServicer_to_server(PaymentService(ledger), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     reflection.enable_server_reflection((*POLICIES, health_name, reflection.SERVICE_NAME), server)

@@ -12,6 +12,7 @@ from jubao.client.channel import channel_credentials, channel_options
 from jubao.client.config import ClientConfig
 from jubao.client.interceptors import AsyncInterceptor, CallPolicy
 from jubao.meta.v1.meta_pb2_grpc import MetaServiceStub
+from jubao.payments.v1.payments_pb2_grpc import PaymentServiceStub
 
 
 class AsyncClient:
@@ -25,6 +26,7 @@ class AsyncClient:
         self._channel = _open_channel(self.config)
         self.admin: Final = TenantAdminStub(self._channel)
         self.meta: Final = MetaServiceStub(self._channel)
+        self.payments: Final = PaymentServiceStub(self._channel)
 
     async def close(self) -> None:
         await self._channel.close()

@@ -12,6 +12,7 @@ from jubao.client.channel import channel_credentials, channel_options
 from jubao.client.config import ClientConfig
 from jubao.client.interceptors import CallPolicy, SyncInterceptor
 from jubao.meta.v1.meta_pb2_grpc import MetaServiceStub
+from jubao.payments.v1.payments_pb2_grpc import PaymentServiceStub
 
 
 class Client:
@@ -26,6 +27,7 @@ class Client:
         self._channel = _open_channel(self.config)
         self.admin: Final = TenantAdminStub(self._channel)
         self.meta: Final = MetaServiceStub(self._channel)
+        self.payments: Final = PaymentServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()

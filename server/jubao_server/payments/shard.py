@@ -1,0 +1,282 @@
+"""One ledger shard, owned by this process: a queue of commands applied in order and group-committed.
+
+Ownership is an epoch in the shard partition's static columns, taken with a conditional write when the
+shard starts (`acquire`). Every group commit is one batch on that partition conditioned on the epoch and
+the last sequence number it saw, so a stale owner's commit fails and it stops (`lost`). The batch
+carries the new state of every touched account, the write-ahead records of the group and the outbox or
+credit-marker rows: either all of it is stored or none of it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Protocol
+
+import grpc
+import structlog
+from jubao.errors import Reason
+
+from jubao_server import limits
+from jubao_server.errors import ApiError, resource_exhausted, unavailable
+from jubao_server.payments.commands import Applied, Command, Record, decode, encode, transfer_of
+from jubao_server.payments.config import PaymentsSettings
+from jubao_server.payments.model import Transfer
+from jubao_server.payments.state import AccountState, Stage
+from jubao_server.payments.tables import SHARDS
+from jubao_server.storage.contract import (
+    Batch,
+    Bound,
+    Consistency,
+    Delete,
+    Put,
+    Row,
+    RowQuery,
+    StaticMatches,
+    StorageBackend,
+    StorageError,
+)
+
+log = structlog.get_logger("jubao.payments")
+
+acquire_attempts_max = 8
+stop_timeout_s = 10.0
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def wal_key(seq: int) -> str:
+    return f"{seq:019d}"
+
+
+@dataclasses.dataclass
+class _Pending:
+    command: Command
+    future: asyncio.Future[object]
+
+
+Records = list[tuple[int, Record]]
+
+
+class CommitListener(Protocol):
+    async def materialize(self, actor: ShardActor, records: Records) -> None:
+        """Write the journal rows derived from the records (idempotent); awaited before callers return."""
+
+    def committed(self, actor: ShardActor, records: Records) -> None:
+        """Start the follow-up work of the records (cross-shard deliveries); not awaited."""
+
+
+class ShardActor:
+    def __init__(
+        self,
+        backend: StorageBackend,
+        tenant_id: str,
+        shard: int,
+        settings: PaymentsSettings,
+        listener: CommitListener,
+    ) -> None:
+        self.backend = backend
+        self.tenant_id = tenant_id
+        self.shard = shard
+        self.partition = SHARDS.partition(tenant_id, shard)
+        self.accounts: dict[str, AccountState] = {}
+        self.epoch = 0
+        self.last_seq = 0
+        self.materialized_seq = 0
+        self.outbox: dict[str, Record] = {}
+        # Transfers committed by this owner, newest last: retries of them are answered, not re-applied.
+        self.transfers: dict[str, Transfer] = {}
+        self.lost = False
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(settings.shard_queue_max)
+        self._group_max = settings.group_commit_max
+        self._wal_ttl_s = settings.wal_ttl_s
+        self._listener = listener
+        self._task: asyncio.Task[None] | None = None
+
+    async def acquire(self) -> Records:
+        """Take ownership (a new epoch) and load the shard; returns the records not yet materialized."""
+        for _ in range(acquire_attempts_max):
+            static = await self.backend.read_static(self.partition, Consistency.SERIAL)
+            epoch = static.as_int("epoch") if static is not None and static["epoch"] is not None else 0
+            last_seq = _int_or_zero(static, "last_seq")
+            materialized_seq = _int_or_zero(static, "materialized_seq")
+            fence = Batch(
+                self.partition,
+                static_values={
+                    "epoch": epoch + 1,
+                    "last_seq": last_seq,
+                    "materialized_seq": materialized_seq,
+                },
+                conditions=(StaticMatches({"epoch": epoch if epoch else None}),),
+            )
+            if (await self.backend.write(fence)).applied:
+                self.epoch, self.last_seq, self.materialized_seq = epoch + 1, last_seq, materialized_seq
+                return await self._load()
+        raise unavailable(Reason.STORAGE_UNAVAILABLE, f"ledger shard {self.shard} is contended; retry")
+
+    async def _load(self) -> Records:
+        self.accounts = {r.as_text("row_key"): AccountState.from_row(r) for r in await self._rows("account")}
+        self.outbox = {r.as_text("row_key"): decode(r["record"]) for r in await self._rows("outbox")}
+        wal = await self._rows("wal", after=wal_key(self.materialized_seq))
+        records = [(int(r.as_text("row_key")), decode(r["record"])) for r in wal]
+        self._remember({t.transfer_id: t for t in (transfer_of(r) for _, r in records) if t is not None})
+        log.info(
+            "ledger shard acquired",
+            tenant_id=self.tenant_id,
+            shard=self.shard,
+            epoch=self.epoch,
+            accounts=len(self.accounts),
+            unmaterialized=len(wal),
+            outbox=len(self.outbox),
+        )
+        return records
+
+    async def _rows(self, kind: str, after: str | None = None) -> list[Row]:
+        lower = Bound((kind, after), inclusive=False) if after is not None else Bound((kind,), inclusive=True)
+        query = RowQuery(
+            self.partition,
+            lower=lower,
+            upper=Bound((kind,), inclusive=True),
+            limit=limits.storage_page_rows_max,
+        )
+        rows: list[Row] = []
+        while len(rows) < limits.ledger_recovery_rows_max:
+            page = await self.backend.read_page(query)
+            rows += page.rows
+            if page.next_after is None:
+                return rows
+            query = query.after(page.next_after)
+        raise StorageError(
+            f"ledger shard {self.shard} holds more than ledger_recovery_rows_max rows of {kind}"
+        )
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"ledger-{self.tenant_id}-{self.shard}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=stop_timeout_s)
+
+    async def submit(self, command: Command) -> object:
+        """Queue a command and wait for its committed result (or its rejection)."""
+        if self.lost:
+            raise _moved(self.shard)
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Pending(command, future))
+        except asyncio.QueueFull:
+            raise resource_exhausted(
+                Reason.CONCURRENCY_LIMITED, f"ledger shard {self.shard} is saturated", 50
+            ) from None
+        return await future
+
+    async def _run(self) -> None:
+        while not self.lost:
+            group = [await self._queue.get()]
+            rows = group[0].command.rows_max
+            while len(group) < self._group_max and not self._queue.empty():
+                following = self._queue.get_nowait()
+                group.append(following)
+                rows += following.command.rows_max
+                if rows >= limits.ledger_batch_rows_max:
+                    break
+            await self._commit(group)
+        self._fail_queued(_moved(self.shard))
+
+    async def _commit(self, group: list[_Pending]) -> None:
+        stage = Stage(self.accounts, self.transfers, now_ms())
+        outcomes: list[tuple[_Pending, Applied | ApiError]] = []
+        for pending in group:
+            try:
+                outcomes.append((pending, pending.command.apply(stage)))
+            except ApiError as error:
+                outcomes.append((pending, error))
+        applied = [a for _, a in outcomes if isinstance(a, Applied)]
+        records = [(self.last_seq + i + 1, r) for i, r in enumerate(a.record for a in applied if a.record)]
+        try:
+            if records or any(a.rows or a.deleted for a in applied):
+                await self._store(stage, applied, records)
+            await self._listener.materialize(self, records)
+        except (StorageError, ApiError) as error:
+            self.lost = True
+            failure = (
+                error if isinstance(error, ApiError) else unavailable(Reason.STORAGE_UNAVAILABLE, str(error))
+            )
+            for pending, _ in outcomes:
+                _settle(pending.future, failure)
+            return
+        if records:
+            self.materialized_seq = records[-1][0]
+            self._listener.committed(self, records)
+        for pending, outcome in outcomes:
+            _settle(pending.future, outcome.result if isinstance(outcome, Applied) else outcome)
+
+    async def _store(self, stage: Stage, applied: list[Applied], records: Records) -> None:
+        puts = [Put(("account", a), s.row_values()) for a, s in stage.touched.items()]
+        puts += [
+            Put(("wal", wal_key(seq)), {"record": encode(r)}, ttl_s=self._wal_ttl_s) for seq, r in records
+        ]
+        deletes = []
+        for outcome in applied:
+            puts += [Put((row.kind, row.key), row.values(), ttl_s=row.ttl_s) for row in outcome.rows]
+            deletes += [Delete(key) for key in outcome.deleted]
+        new_last = self.last_seq + len(records)
+        batch = Batch(
+            self.partition,
+            puts=tuple(puts),
+            deletes=tuple(deletes),
+            static_values={
+                "epoch": self.epoch,
+                "last_seq": new_last,
+                "materialized_seq": self.materialized_seq,
+            },
+            conditions=(StaticMatches({"epoch": self.epoch, "last_seq": self.last_seq}),),
+        )
+        if not (await self.backend.write(batch)).applied:
+            log.warning("ledger shard fenced", tenant_id=self.tenant_id, shard=self.shard, epoch=self.epoch)
+            raise _moved(self.shard)
+        self.last_seq = new_last
+        self.accounts.update(stage.touched)
+        self._remember(stage.new_transfers)
+        for outcome in applied:
+            for row in outcome.rows:
+                if row.kind == "outbox":
+                    self.outbox[row.key] = row.record
+            for kind, key in outcome.deleted:
+                if kind == "outbox":
+                    self.outbox.pop(key, None)
+
+    def _remember(self, transfers: dict[str, Transfer]) -> None:
+        self.transfers.update(transfers)
+        while len(self.transfers) > limits.ledger_recent_transfers_max:
+            del self.transfers[next(iter(self.transfers))]
+
+    def _fail_queued(self, error: ApiError) -> None:
+        while not self._queue.empty():
+            _settle(self._queue.get_nowait().future, error)
+
+
+def _settle(future: asyncio.Future[object], outcome: object) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _moved(shard: int) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.UNAVAILABLE,
+        Reason.STORAGE_UNAVAILABLE,
+        f"ledger shard {shard} changed owner or lost storage; retry with the same request_id",
+    )
+
+
+def _int_or_zero(row: Row | None, column: str) -> int:
+    value = row[column] if row is not None else None
+    return value if isinstance(value, int) else 0

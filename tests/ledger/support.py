@@ -1,0 +1,51 @@
+"""Helpers of the ledger tests: accounts, transfers and a conservation check."""
+
+from __future__ import annotations
+
+import uuid
+
+from jubao_server.payments.api import Idempotency, OpenAccountCommand, TransferCommand
+from jubao_server.payments.ledger import Ledger, shard_of
+from jubao_server.payments.model import AccountKind, AccountPolicy, Leg, Transfer
+
+CURRENCY = "CNY"
+
+
+def key(request_id: str | None = None, body: str = "body") -> Idempotency:
+    return Idempotency(request_id or uuid.uuid4().hex, body)
+
+
+async def open_account(ledger: Ledger, tenant: str, account_id: str, **policy: object) -> None:
+    kind = AccountKind.SETTLEMENT if policy.get("allow_negative") else AccountKind.CUSTOMER
+    command = OpenAccountCommand(account_id, CURRENCY, kind, AccountPolicy(**policy), account_id)  # type: ignore[arg-type]
+    await ledger.open_account(tenant, command, key())
+
+
+async def pay(
+    ledger: Ledger, tenant: str, payer: str, *credits: tuple[str, int], request_id: str = ""
+) -> Transfer:
+    legs = tuple(Leg(payer, payee, amount) for payee, amount in credits)
+    body = repr(legs)
+    return await ledger.create_transfer(
+        tenant, TransferCommand(CURRENCY, legs, "test"), key(request_id or None, body)
+    )
+
+
+async def balance(ledger: Ledger, tenant: str, account_id: str) -> int:
+    return (await ledger.get_account(tenant, account_id)).balance.ledger_minor
+
+
+async def total(ledger: Ledger, tenant: str) -> int:
+    views, _ = await ledger.list_accounts(tenant, None, 10_000)
+    return sum(view.balance.ledger_minor for view in views)
+
+
+def ids_in_distinct_shards(prefix: str, shard_count: int, count: int) -> list[str]:
+    """Account ids that land in `count` different shards."""
+    chosen: dict[int, str] = {}
+    for index in range(10_000):
+        candidate = f"{prefix}-{index}"
+        chosen.setdefault(shard_of(candidate, shard_count), candidate)
+        if len(chosen) == count:
+            return list(chosen.values())
+    raise AssertionError("not enough shards")

@@ -1,0 +1,181 @@
+"""The ledger on both backends: transfers, statements, idempotency, rejections, recovery, fencing."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import grpc
+import pytest
+from jubao.errors import Reason
+from jubao_server.errors import ApiError
+from jubao_server.payments.api import AccountChange, EntryQuery
+from jubao_server.payments.config import PaymentsSettings
+from jubao_server.payments.ledger import Ledger
+from jubao_server.payments.model import AccountPolicy, EntryKind, TransferState
+from jubao_server.storage.contract import StorageBackend
+
+from tests.ledger.conftest import SHARDS
+from tests.ledger.support import balance, ids_in_distinct_shards, key, open_account, pay, total
+
+
+@pytest.fixture
+async def ledger(backend: StorageBackend, settings: PaymentsSettings) -> Ledger:
+    return Ledger(backend, settings)
+
+
+async def test_cross_shard_split_payment_conserves_money(ledger: Ledger, tenant: str) -> None:
+    bank, buyer, merchant, fees = ids_in_distinct_shards("acct", SHARDS, 4)
+    await open_account(ledger, tenant, bank, allow_negative=True)
+    for account in (buyer, merchant, fees):
+        await open_account(ledger, tenant, account)
+    await pay(ledger, tenant, bank, (buyer, 10_000))
+    split = await pay(ledger, tenant, buyer, (merchant, 9_700), (fees, 300))
+    assert split.state is TransferState.COMPLETED
+    assert [await balance(ledger, tenant, a) for a in (bank, buyer, merchant, fees)] == [
+        -10_000,
+        0,
+        9_700,
+        300,
+    ]
+    assert await total(ledger, tenant) == 0
+    fetched = await ledger.get_transfer(tenant, split.transfer_id)
+    assert fetched.legs == split.legs and fetched.state is TransferState.COMPLETED
+    entries, _ = await ledger.list_entries(tenant, EntryQuery(buyer, None, None, None, 10))
+    assert [(e.kind, e.amount_minor, e.balance_after_minor) for e in entries] == [
+        (EntryKind.CREDIT, 10_000, 10_000),
+        (EntryKind.DEBIT, -9_700, 300),
+        (EntryKind.DEBIT, -300, 0),
+    ]
+    merchant_entries, _ = await ledger.list_entries(tenant, EntryQuery(merchant, None, None, None, 10))
+    assert [e.balance_after_minor for e in merchant_entries] == [9_700]
+    await ledger.stop()
+
+
+async def test_a_request_id_is_applied_once(ledger: Ledger, tenant: str) -> None:
+    bank, buyer = ids_in_distinct_shards("acct", SHARDS, 2)
+    await open_account(ledger, tenant, bank, allow_negative=True)
+    await open_account(ledger, tenant, buyer)
+    first = await pay(ledger, tenant, bank, (buyer, 500), request_id="pay-1")
+    retries = await asyncio.gather(
+        *(pay(ledger, tenant, bank, (buyer, 500), request_id="pay-1") for _ in range(5))
+    )
+    assert all(r.transfer_id == first.transfer_id for r in retries)
+    assert await balance(ledger, tenant, buyer) == 500
+    with pytest.raises(ApiError) as reused:
+        await pay(ledger, tenant, bank, (buyer, 501), request_id="pay-1")
+    assert (
+        reused.value.code == grpc.StatusCode.ALREADY_EXISTS
+        and reused.value.reason == Reason.REQUEST_ID_REUSED
+    )
+    await ledger.stop()
+
+
+async def test_rejections_change_nothing(ledger: Ledger, tenant: str) -> None:
+    bank, payer, payee = ids_in_distinct_shards("acct", SHARDS, 3)
+    await open_account(ledger, tenant, bank, allow_negative=True)
+    await open_account(
+        ledger, tenant, payer, single_payment_limit_minor=1_000, daily_outflow_limit_minor=1_500
+    )
+    await open_account(ledger, tenant, payee)
+    await pay(ledger, tenant, bank, (payer, 5_000))
+    cases = [
+        ((payee, 6_000), Reason.LIMIT_EXCEEDED),
+        ((payee, 1_001), Reason.LIMIT_EXCEEDED),
+        (("nobody", 10), Reason.ACCOUNT_NOT_FOUND),
+    ]
+    await pay(ledger, tenant, payer, (payee, 1_000))
+    cases.append(((payee, 600), Reason.LIMIT_EXCEEDED))
+    for credit, reason in cases:
+        with pytest.raises(ApiError) as rejected:
+            await pay(ledger, tenant, payer, credit)
+        assert rejected.value.reason == reason
+    change = AccountChange(policy=AccountPolicy(debits_frozen=True))
+    freeze = key("freeze-1")
+    await ledger.update_account(tenant, payer, change, freeze)
+    with pytest.raises(ApiError) as frozen:
+        await pay(ledger, tenant, payer, (payee, 10))
+    assert frozen.value.reason == Reason.ACCOUNT_FROZEN
+    await ledger.update_account(tenant, payer, AccountChange(policy=AccountPolicy()), key())
+    replayed = await ledger.update_account(tenant, payer, change, freeze)
+    assert not replayed.account.policy.debits_frozen
+    with pytest.raises(ApiError) as broke:
+        await pay(ledger, tenant, payer, (payee, 4_001))
+    assert broke.value.reason == Reason.INSUFFICIENT_FUNDS
+    assert [await balance(ledger, tenant, a) for a in (payer, payee)] == [4_000, 1_000]
+    assert await total(ledger, tenant) == 0
+    await ledger.stop()
+
+
+async def test_state_survives_a_restart(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> None:
+    first = Ledger(backend, settings)
+    bank, buyer, merchant = ids_in_distinct_shards("acct", SHARDS, 3)
+    await open_account(first, tenant, bank, allow_negative=True)
+    await open_account(first, tenant, buyer)
+    await open_account(first, tenant, merchant)
+    await pay(first, tenant, bank, (buyer, 1_000))
+    paid = await pay(first, tenant, buyer, (merchant, 400), request_id="order-7")
+    await first.stop()
+    second = Ledger(backend, settings)
+    assert [await balance(second, tenant, a) for a in (bank, buyer, merchant)] == [-1_000, 600, 400]
+    again = await pay(second, tenant, buyer, (merchant, 400), request_id="order-7")
+    assert again.transfer_id == paid.transfer_id and await balance(second, tenant, merchant) == 400
+    await pay(second, tenant, buyer, (merchant, 100))
+    entries, _ = await second.list_entries(tenant, EntryQuery(merchant, None, None, None, 10))
+    assert [e.balance_after_minor for e in entries] == [400, 500]
+    await second.stop()
+
+
+async def test_a_stale_owner_is_fenced(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> None:
+    old, new = Ledger(backend, settings), Ledger(backend, settings)
+    bank, buyer = ids_in_distinct_shards("acct", SHARDS, 2)
+    await open_account(old, tenant, bank, allow_negative=True)
+    await open_account(old, tenant, buyer)
+    await pay(old, tenant, bank, (buyer, 100))
+    assert await balance(new, tenant, buyer) == 100
+    delivered = await pay(old, tenant, bank, (buyer, 1))
+    assert delivered.state is TransferState.COMPLETED
+    with pytest.raises(ApiError) as fenced:
+        await pay(new, tenant, buyer, (bank, 50))
+    assert fenced.value.code == grpc.StatusCode.UNAVAILABLE
+    await pay(new, tenant, buyer, (bank, 50))
+    await old.stop()
+    await new.stop()
+    audit = Ledger(backend, settings)
+    assert [await balance(audit, tenant, a) for a in (bank, buyer)] == [-51, 51]
+    assert await total(audit, tenant) == 0
+    await audit.stop()
+
+
+async def test_concurrent_random_transfers_conserve_money(ledger: Ledger, tenant: str) -> None:
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    accounts = [f"c{index}" for index in range(12)]
+    await open_account(ledger, tenant, "bank", allow_negative=True)
+    for account in accounts:
+        await open_account(ledger, tenant, account)
+        await pay(ledger, tenant, "bank", (account, 1_000))
+
+    async def attempt(payer: str, payee: str, amount: int) -> int:
+        try:
+            await pay(ledger, tenant, payer, (payee, amount))
+        except ApiError as error:
+            assert error.reason == Reason.INSUFFICIENT_FUNDS, f"seed {seed}: {error}"
+            return 0
+        return amount
+
+    pairs = [rng.sample(accounts, 2) for _ in range(300)]
+    moved = await asyncio.gather(*(attempt(a, b, rng.randrange(1, 400)) for a, b in pairs))
+    balances = {a: await balance(ledger, tenant, a) for a in accounts}
+    assert all(value >= 0 for value in balances.values()), f"seed {seed}: {balances}"
+    assert sum(balances.values()) == 12_000 and await total(ledger, tenant) == 0, f"seed {seed}"
+    assert sum(moved) > 0
+    for account in accounts:
+        entries, _ = await ledger.list_entries(tenant, EntryQuery(account, None, None, None, 500))
+        assert entries[-1].balance_after_minor == balances[account], f"seed {seed}"
+        assert sum(e.amount_minor for e in entries) == balances[account], f"seed {seed}"
+    await ledger.stop()

@@ -1,0 +1,48 @@
+"""Fixtures of the payments tests: a real server on SQLite and SDK clients of the demo tenants."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from jubao.client import AsyncClient, ClientConfig
+
+from tests.platform.harness import Running, demo_keys, settings_for, start
+
+
+@pytest.fixture(scope="session")
+def keys() -> dict[str, str]:
+    return demo_keys()
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    handle = await start(settings_for(tmp_path / "jubao.db"))
+    yield handle
+    await handle.close()
+
+
+def client_of(running: Running, api_key: str) -> AsyncClient:
+    return AsyncClient(ClientConfig(endpoint=running.address, api_key=api_key, default_timeout_ms=10_000))
+
+
+@pytest.fixture
+async def bank(running: Running, keys: dict[str, str]) -> AsyncIterator[AsyncClient]:
+    """demo-bank: has the payments product."""
+    async with client_of(running, keys["demo-bank"]) as client:
+        yield client
+
+
+@pytest.fixture
+async def platform(running: Running, keys: dict[str, str]) -> AsyncIterator[AsyncClient]:
+    """demo-platform: has payments too, but its own ledger."""
+    async with client_of(running, keys["demo-platform"]) as client:
+        yield client
+
+
+@pytest.fixture
+async def fund(running: Running, keys: dict[str, str]) -> AsyncIterator[AsyncClient]:
+    """demo-fund: no payments product."""
+    async with client_of(running, keys["demo-fund"]) as client:
+        yield client
