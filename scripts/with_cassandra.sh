@@ -8,7 +8,12 @@ started_node=0
 stop_node() { if [[ $started_node == 1 ]]; then make --no-print-directory cassandra-down || true; fi; }
 trap stop_node EXIT
 
-if command -v java >/dev/null && command -v mvn >/dev/null; then
+cql_port_open() { python3 -c 'import socket; socket.create_connection(("127.0.0.1", 9042), timeout=1)' 2>/dev/null; }
+
+if cql_port_open && ! make --no-print-directory cassandra-status >/dev/null 2>&1; then
+  echo "using the Cassandra node already listening on 127.0.0.1:9042 (not started by this checkout)"
+  export JUBAO_TEST_CASSANDRA=required
+elif command -v java >/dev/null && command -v mvn >/dev/null; then
   if ! make --no-print-directory cassandra-status >/dev/null 2>&1; then
     make --no-print-directory cassandra-up
     started_node=1
