@@ -1,25 +1,43 @@
-"""SQLite-only behaviour: file layout, the TTL sweeper, lock errors, type checks and the lifecycle."""
+"""SQLite-only behaviour: file layout, the TTL sweeper, lock errors, type checks, the lifecycle and the
+group commit of the writer thread."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import dataclasses
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pytest
+from jubao_server import limits
 from jubao_server.invariants import InvariantViolation
 from jubao_server.storage.config import SqliteSettings
-from jubao_server.storage.contract import Batch, FaultPlan, Put, StorageError
+from jubao_server.storage.contract import (
+    Batch,
+    BatchOutcome,
+    FaultPlan,
+    Put,
+    RowAbsent,
+    RowMatches,
+    RowQuery,
+    StaticMatches,
+    StorageError,
+)
 from jubao_server.storage.sqlite import SqliteBackend
+from jubao_server.storage.sqlite.group import PendingWrite, WriteStats, run_group
 
 from .support import migration_sets, put_row
 from .tables import KV, LEDGER
 
 SWEEP_INTERVAL_MS: Final = 20
 SWEEP_POLLS: Final = 250
+CONCURRENT_WRITES: Final = 200
+HOLD_TIMEOUT_S: Final = 30
 
 
 @pytest.fixture
@@ -34,6 +52,16 @@ def settings(tmp_path: Path) -> SqliteSettings:
 @pytest.fixture
 async def backend(settings: SqliteSettings, faults: FaultPlan) -> AsyncIterator[SqliteBackend]:
     opened = await SqliteBackend.open(settings, faults)
+    await opened.migrate(migration_sets("sqlite"))
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def unswept_backend(settings: SqliteSettings, faults: FaultPlan) -> AsyncIterator[SqliteBackend]:
+    """A backend whose periodic sweeper does not run during the test (only explicit sweeps)."""
+    quiet = settings.model_copy(update={"ttl_sweep_interval_ms": 3_600_000})
+    opened = await SqliteBackend.open(quiet, faults)
     await opened.migrate(migration_sets("sqlite"))
     yield opened
     await opened.close()
@@ -61,7 +89,8 @@ async def test_the_file_is_created_in_wal_mode(backend: SqliteBackend) -> None:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-async def test_sweep_deletes_expired_rows_only(backend: SqliteBackend, scope: str) -> None:
+async def test_sweep_deletes_expired_rows_only(unswept_backend: SqliteBackend, scope: str) -> None:
+    backend = unswept_backend
     await put_row(backend, KV.partition(scope, "gone"), (), {"v": "a"}, ttl_s=60)
     await put_row(backend, KV.partition(scope, "kept"), (), {"v": "b"})
     await put_row(backend, LEDGER.partition(scope, "acct"), (1,), {"amount": 1}, ttl_s=60)
@@ -117,3 +146,223 @@ async def test_ready_and_close(backend: SqliteBackend, faults: FaultPlan, scope:
     assert not await backend.ready()
     with pytest.raises(StorageError, match="closed"):
         await backend.read_row(KV.partition(scope, "k"))
+
+
+# Group commit. `_one_group` holds the writer thread while the writes start, so that they all queue up
+# and the writer takes them as one group, in the order they started.
+
+
+@contextlib.asynccontextmanager
+async def _writer_held(backend: SqliteBackend) -> AsyncIterator[None]:
+    release = threading.Event()
+    held = backend._writer_pool.submit(release.wait, HOLD_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        release.set()
+        await asyncio.wrap_future(held)
+
+
+async def _one_group(backend: SqliteBackend, writes: Sequence[Awaitable[BatchOutcome]]) -> list[Any]:
+    """The results (outcomes or errors) of writes that queue up while the writer is held."""
+    async with _writer_held(backend):
+        tasks = [asyncio.ensure_future(write) for write in writes]
+        for _ in range(3):
+            await asyncio.sleep(0)  # every write reaches the queue
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _delta(before: WriteStats, after: WriteStats) -> WriteStats:
+    fields = {f.name: getattr(after, f.name) - getattr(before, f.name) for f in dataclasses.fields(after)}
+    return WriteStats(**{**fields, "group_batches_max": after.group_batches_max})
+
+
+def _kv_put(scope: str, key: str, value: str, *, if_absent: bool = False) -> Batch:
+    conditions = (RowAbsent(()),) if if_absent else ()
+    return Batch(KV.partition(scope, key), puts=(Put((), {"v": value}),), conditions=conditions)
+
+
+async def _kv_value(backend: SqliteBackend, scope: str, key: str) -> object:
+    row = await backend.read_row(KV.partition(scope, key))
+    return None if row is None else row["v"]
+
+
+async def test_concurrent_writes_share_transactions(backend: SqliteBackend, scope: str) -> None:
+    before = backend.stats
+    batches = [_kv_put(scope, f"k{i}", f"v{i}") for i in range(CONCURRENT_WRITES)]
+    outcomes = await asyncio.gather(*(backend.write(b) for b in batches))
+    assert all(outcome.applied for outcome in outcomes)
+    for i in range(CONCURRENT_WRITES):
+        assert await _kv_value(backend, scope, f"k{i}") == f"v{i}"
+    stats = _delta(before, backend.stats)
+    assert (stats.batches, stats.applied, stats.failed) == (CONCURRENT_WRITES, CONCURRENT_WRITES, 0)
+    assert stats.transactions < CONCURRENT_WRITES
+    assert stats.group_batches_max > 1
+
+
+async def test_a_lone_write_is_a_group_of_one(backend: SqliteBackend, scope: str) -> None:
+    await put_row(backend, KV.partition(scope, "k"), (), {"v": "x"})
+    assert backend.stats == WriteStats(groups=1, transactions=1, batches=1, applied=1, group_batches_max=1)
+
+
+async def test_groups_are_bounded(backend: SqliteBackend, scope: str) -> None:
+    count = limits.sqlite_group_commit_batches_max + 10
+    before = backend.stats
+    outcomes = await _one_group(backend, [backend.write(_kv_put(scope, f"k{i}", "v")) for i in range(count)])
+    assert all(outcome.applied for outcome in outcomes)
+    stats = _delta(before, backend.stats)
+    assert (stats.groups, stats.group_batches_max) == (2, limits.sqlite_group_commit_batches_max)
+
+    rows = 1000
+    batches = limits.sqlite_group_commit_rows_max // rows + 1
+    before = backend.stats
+    big = [
+        Batch(LEDGER.partition(scope, f"acct{b}"), puts=tuple(Put((i,), {"amount": i}) for i in range(rows)))
+        for b in range(batches)
+    ]
+    outcomes = await _one_group(backend, [backend.write(batch) for batch in big])
+    assert all(outcome.applied for outcome in outcomes)
+    assert _delta(before, backend.stats).groups == 2
+
+
+async def test_a_failed_condition_leaves_the_rest_of_its_group(backend: SqliteBackend, scope: str) -> None:
+    await put_row(backend, KV.partition(scope, "taken"), (), {"v": "old"})
+    before = backend.stats
+    outcomes = await _one_group(
+        backend,
+        [
+            backend.write(_kv_put(scope, "a", "a1", if_absent=True)),
+            backend.write(_kv_put(scope, "taken", "new", if_absent=True)),
+            backend.write(_kv_put(scope, "b", "b1")),
+            # Sees the insert of "a" earlier in the same group, as if the batches ran one by one.
+            backend.write(
+                Batch(
+                    KV.partition(scope, "a"),
+                    puts=(Put((), {"v": "a2"}),),
+                    conditions=(RowMatches((), {"v": "a1"}),),
+                )
+            ),
+        ],
+    )
+    assert [outcome.applied for outcome in outcomes] == [True, False, True, True]
+    current = outcomes[1].current_rows[()]
+    assert current is not None
+    assert current["v"] == "old"
+    assert _delta(before, backend.stats) == WriteStats(
+        groups=1, transactions=1, batches=4, applied=3, not_applied=1, group_batches_max=4
+    )
+    values = [await _kv_value(backend, scope, key) for key in ("a", "taken", "b")]
+    assert values == ["a2", "old", "b1"]
+
+
+async def test_two_inserts_of_one_key_in_a_group_have_one_winner(backend: SqliteBackend, scope: str) -> None:
+    before = backend.stats
+    outcomes: list[BatchOutcome] = await _one_group(
+        backend, [backend.write(_kv_put(scope, "k", f"writer-{w}", if_absent=True)) for w in range(2)]
+    )
+    assert _delta(before, backend.stats).groups == 1
+    winners = [w for w, outcome in enumerate(outcomes) if outcome.applied]
+    assert len(winners) == 1
+    loser = outcomes[1 - winners[0]]
+    current = loser.current_rows[()]
+    assert current is not None
+    assert dict(current.values) == {"v": f"writer-{winners[0]}", "n": None}
+    assert await _kv_value(backend, scope, "k") == f"writer-{winners[0]}"
+
+
+async def test_a_batch_failing_midway_is_undone_alone(backend: SqliteBackend, scope: str) -> None:
+    """A trigger fails the second row of a batch after its first row was written."""
+    with _raw(backend.path) as connection:
+        connection.execute(
+            "CREATE TRIGGER conf_boom BEFORE INSERT ON conf_ledger WHEN NEW.note = 'boom' "
+            "BEGIN SELECT RAISE(ABORT, 'boom'); END"
+        )
+    partition = LEDGER.partition(scope, "acct")
+    failing = Batch(
+        partition,
+        puts=(Put((2,), {"amount": 2}), Put((3,), {"note": "boom"})),
+        static_values={"balance": 99},
+        conditions=(StaticMatches({"balance": 10}),),
+    )
+    before = backend.stats
+    outcomes = await _one_group(
+        backend,
+        [
+            backend.write(Batch(partition, puts=(Put((1,), {"amount": 1}),), static_values={"balance": 10})),
+            backend.write(failing),
+            backend.write(Batch(partition, puts=(Put((4,), {"amount": 4}),), static_values={"epoch": 7})),
+            backend.write(_kv_put(scope, "k", "v")),
+        ],
+    )
+    assert isinstance(outcomes[1], sqlite3.IntegrityError)
+    assert [isinstance(o, BatchOutcome) and o.applied for o in outcomes] == [True, False, True, True]
+    assert _delta(before, backend.stats) == WriteStats(
+        groups=1, transactions=1, batches=4, applied=3, failed=1, group_batches_max=4
+    )
+    rows = (await backend.read_page(RowQuery(partition))).rows
+    assert [(r["seq"], r["amount"], r["balance"], r["epoch"]) for r in rows] == [(1, 1, 10, 7), (4, 4, 10, 7)]
+    assert await _kv_value(backend, scope, "k") == "v"
+
+
+@pytest.mark.parametrize("applied_before_timeout", [True, False])
+async def test_a_lost_answer_in_a_group_is_resolved_alone(
+    backend: SqliteBackend, faults: FaultPlan, scope: str, applied_before_timeout: bool
+) -> None:
+    faults.conditional_timeouts = 1
+    faults.applied_before_timeout = applied_before_timeout
+    outcomes: list[BatchOutcome] = await _one_group(
+        backend,
+        [
+            backend.write(_kv_put(scope, "a", "a")),
+            backend.write(_kv_put(scope, "lost", "mine", if_absent=True)),
+            backend.write(_kv_put(scope, "b", "b")),
+        ],
+    )
+    assert [(o.applied, o.resolved_unknown) for o in outcomes] == [(True, False), (True, True), (True, False)]
+    assert faults.conditional_timeouts == 0
+    values = [await _kv_value(backend, scope, key) for key in ("a", "lost", "b")]
+    assert values == ["a", "mine", "b"]
+
+
+async def test_close_commits_the_queued_writes(backend: SqliteBackend, scope: str) -> None:
+    count = limits.sqlite_group_commit_batches_max + 10
+    async with _writer_held(backend):
+        tasks = [asyncio.ensure_future(backend.write(_kv_put(scope, f"k{i}", "v"))) for i in range(count)]
+        for _ in range(3):
+            await asyncio.sleep(0)
+        closing = asyncio.ensure_future(backend.close())
+        await asyncio.sleep(0)
+    outcomes = await asyncio.gather(*tasks)
+    await closing
+    assert all(outcome.applied for outcome in outcomes)
+    with pytest.raises(StorageError, match="closed"):
+        await backend.write(_kv_put(scope, "late", "v"))
+    assert _count(backend.path, "conf_kv") == count
+
+
+class _CommitFails(sqlite3.Connection):
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("disk I/O error")
+        return super().execute(sql, parameters)
+
+
+async def test_a_failed_commit_fails_the_whole_group(backend: SqliteBackend, scope: str) -> None:
+    batches = [
+        _kv_put(scope, "a", "a"),
+        _kv_put(scope, "b", "b", if_absent=True),
+        Batch(LEDGER.partition(scope, "acct"), puts=(Put((1,), {"amount": 1}),)),
+    ]
+    writes = [PendingWrite(batch, concurrent.futures.Future()) for batch in batches]
+    for write in writes:
+        assert write.future.set_running_or_notify_cancel()
+    connection = sqlite3.connect(backend.path, isolation_level=None, factory=_CommitFails)
+    recorded: list[WriteStats] = []
+    with contextlib.closing(connection):
+        run_group(connection, writes, recorded.append)
+        assert not connection.in_transaction
+    assert recorded == [WriteStats(groups=1, batches=3, failed=3, group_batches_max=3)]
+    for write in writes:
+        with pytest.raises(StorageError, match=r"not committed.*disk I/O error"):
+            write.future.result()
+    assert (_count(backend.path, "conf_kv"), _count(backend.path, "conf_ledger")) == (0, 0)

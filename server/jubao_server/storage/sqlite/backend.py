@@ -1,4 +1,5 @@
-"""The SQLite backend: one database file in WAL mode, one writer thread, a few reader threads."""
+"""The SQLite backend: one database file in WAL mode, one writer thread that group-commits the queued
+batches (see `group.py`), a few reader threads."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from jubao_server.storage.sqlite.connections import (
     connect_writer,
     unavailable_as_storage_error,
 )
+from jubao_server.storage.sqlite.group import GroupCommitter, WriteStats
 from jubao_server.storage.sqlite.migrator import apply_sets
 
 T = TypeVar("T")
@@ -53,7 +55,8 @@ def _connect_all(settings: SqliteSettings) -> tuple[sqlite3.Connection, list[sql
 
 class SqliteBackend(StorageBackend):
     """Every write runs on one thread that owns the only writer connection, so batches never contend for
-    the lock inside this process (other processes wait up to busy_timeout). Reads run on `readers_max`
+    the lock inside this process (other processes wait up to busy_timeout); it commits the batches queued
+    meanwhile in one transaction, one savepoint each (`group.py`). Reads run on `readers_max`
     threads with their own connections; WAL lets them read while a write commits. Both SERIAL and
     DEFAULT reads see every committed batch, as there is a single writer and no replica."""
 
@@ -71,6 +74,7 @@ class SqliteBackend(StorageBackend):
         self._faults = faults
         self._writer_pool = writer_pool
         self._writer = writer
+        self._group_commit = GroupCommitter(writer, writer_pool)
         self._readers = readers
         self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         for reader in readers:
@@ -97,6 +101,11 @@ class SqliteBackend(StorageBackend):
     @property
     def path(self) -> Path:
         return self._settings.path
+
+    @property
+    def stats(self) -> WriteStats:
+        """Group commit counters: batches written, transactions committed, the largest group."""
+        return self._group_commit.stats
 
     async def migrate(self, sets: Sequence[MigrationSet]) -> list[str]:
         self._faults.raise_storage_error()
@@ -135,7 +144,10 @@ class SqliteBackend(StorageBackend):
         return await self._write_once(batch)
 
     async def _write_once(self, batch: Batch) -> BatchOutcome:
-        return await self._on_writer(functools.partial(rows.apply_batch, batch=batch))
+        """Queue the batch for the next group commit of the writer thread and wait for its outcome."""
+        async with self._write_slots:
+            self._check_open()
+            return await asyncio.wrap_future(self._group_commit.submit(batch))
 
     async def sweep_expired(self) -> int:
         """Delete expired rows now (bounded per table); return how many went."""
@@ -164,8 +176,13 @@ class SqliteBackend(StorageBackend):
         self._reader_pool.shutdown(wait=True)
         for reader in self._readers:
             reader.close()
-        self._writer_pool.submit(self._writer.close).result()
+        self._writer_pool.submit(self._close_writer).result()
         self._writer_pool.shutdown(wait=True)
+
+    def _close_writer(self) -> None:
+        """Writer thread: commit the batches still queued (none can join now), then close."""
+        self._group_commit.drain_all()
+        self._writer.close()
 
     async def _on_writer(self, job: Job[T]) -> T:
         async with self._write_slots:

@@ -155,16 +155,17 @@ def _write_rows(connection: sqlite3.Connection, batch: Batch, now_ms: int) -> No
         _write_static(connection, batch.partition, batch.static_values)
 
 
-def apply_batch(connection: sqlite3.Connection, batch: Batch) -> BatchOutcome:
-    """Check the conditions and apply every write in one `BEGIN IMMEDIATE` transaction (writer thread).
-    A put writes the listed columns and sets the expiry of the whole row (see the package doc)."""
-    with immediate_transaction(connection):
-        now_ms = wall_ms()
-        if batch.conditional:
-            rows, static = _current_state(connection, batch, now_ms)
-            if not conditions_hold(batch, rows, static):
-                return failed_outcome(batch, rows, static)
-        _write_rows(connection, batch, now_ms)
+def apply_in_transaction(connection: sqlite3.Connection, batch: Batch) -> BatchOutcome:
+    """Check the conditions and apply every write inside the caller's transaction (writer thread; the
+    group commit of `group.py` wraps each batch in a savepoint). Conditions see everything written
+    earlier in the transaction. A put writes the listed columns and sets the expiry of the whole row (see
+    the package doc)."""
+    now_ms = wall_ms()
+    if batch.conditional:
+        rows, static = _current_state(connection, batch, now_ms)
+        if not conditions_hold(batch, rows, static):
+            return failed_outcome(batch, rows, static)
+    _write_rows(connection, batch, now_ms)
     return BatchOutcome(applied=True)
 
 

@@ -4,6 +4,7 @@ columns (scope included), `:v_<column>` for written values, `:lo_<i>`/`:hi_<i>` 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Final
 
@@ -11,6 +12,9 @@ from jubao_server.storage.contract import SCOPE_COLUMN, Bound, Table
 
 EXPIRES: Final = "_expires_at_ms"
 STATIC_SUFFIX: Final = "__static"
+# Write statements are built once per shape (table, written columns): building the text costs about as
+# much as running a single-row upsert on the writer thread.
+_WRITE_TEXTS_MAX: Final = 1024
 
 
 def q(name: str) -> str:
@@ -92,6 +96,7 @@ def select_static(table: Table) -> str:
     return f"SELECT {names} FROM {q(static_table(table))} WHERE {where}"
 
 
+@functools.lru_cache(maxsize=_WRITE_TEXTS_MAX)
 def upsert(table_name: str, keys: tuple[str, ...], names: tuple[str, ...]) -> str:
     """Insert a row or overwrite the listed columns and the expiry of an existing one."""
     columns = ", ".join(q(c) for c in (*keys, *names, EXPIRES))
@@ -110,8 +115,13 @@ def delete_row(table: Table) -> str:
 
 def purge_expired_row(table: Table) -> str:
     """Drop the row if it expired, so that a later upsert does not revive its unwritten columns."""
-    where = [*_match(key_columns(table)), f"{EXPIRES} <= :now"]
-    return f"DELETE FROM {q(table.name)} WHERE {' AND '.join(where)}"
+    return _purge_expired_row(table.name, key_columns(table))
+
+
+@functools.lru_cache(maxsize=_WRITE_TEXTS_MAX)
+def _purge_expired_row(table_name: str, keys: tuple[str, ...]) -> str:
+    where = [*_match(keys), f"{EXPIRES} <= :now"]
+    return f"DELETE FROM {q(table_name)} WHERE {' AND '.join(where)}"
 
 
 def sweep(table_name: str, keys: tuple[str, ...]) -> str:
