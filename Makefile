@@ -51,3 +51,4 @@ clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
 
 include mk/cassandra.mk
+include mk/simulate.mk

@@ -83,8 +83,21 @@ binary_search_steps_max = 64
 # Payments API
 transfer_legs_max = 16
 transfer_memo_length_max = 200
+hold_expiry_max_ms = 30 * 24 * 3600 * 1000
+escrow_window_max_ms = 90 * 24 * 3600 * 1000
+batch_transfers_max = 1000
+batch_transfers_concurrency_max = 64
 
 # SQLite group commit (storage/sqlite/group.py): one transaction takes at most this many queued batches
 # and, past the first batch, at most this many rows.
 sqlite_group_commit_batches_max = 256
 sqlite_group_commit_rows_max = 10_000
+sweep_commands_max = 1000
+
+# Ledger reconciliation (payments/reconcile.py): an audit reads a tenant's shards and journals page by
+# page; a pass only counts when no shard committed while it ran.
+reconcile_page_rows_max = 1000
+reconcile_shard_rows_max = 10_000_000
+reconcile_entries_per_account_max = 100_000_000
+reconcile_passes_max = 5
+reconcile_journals_concurrency_max = 32

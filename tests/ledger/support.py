@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 
 from jubao_server.payments.api import Idempotency, OpenAccountCommand, TransferCommand
-from jubao_server.payments.ledger import Ledger, shard_of
+from jubao_server.payments.commands import shard_of
+from jubao_server.payments.ledger import Ledger
 from jubao_server.payments.model import AccountKind, AccountPolicy, Leg, Transfer
 
 CURRENCY = "CNY"

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 from jubao.client import AsyncClient, ClientConfig
+from jubao.payments.v1 import payments_pb2 as pb
 
+from tests.payments.support import FUNDS_MINOR, leg, open_account, pay
 from tests.platform.harness import Running, demo_keys, settings_for, start
 
 
@@ -46,3 +48,13 @@ async def fund(running: Running, keys: dict[str, str]) -> AsyncIterator[AsyncCli
     """demo-fund: no payments product."""
     async with client_of(running, keys["demo-fund"]) as client:
         yield client
+
+
+@pytest.fixture
+async def funded(bank: AsyncClient) -> AsyncClient:
+    """demo-bank with a settlement account that may go negative and alice funded with FUNDS_MINOR fen."""
+    await open_account(bank, "settlement", kind=pb.ACCOUNT_KIND_SETTLEMENT, allow_negative=True)
+    for account_id in ("alice", "bob", "shop", "fees"):
+        await open_account(bank, account_id)
+    await pay(bank, leg("settlement", "alice", FUNDS_MINOR))
+    return bank

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import status_pb2
 from jubao.errors import Reason
 from jubao.payments.v1 import payments_pb2 as pb
 from jubao_server import limits
-from jubao_server.errors import ApiError
+from jubao_server.errors import ApiError, failed_precondition
 from jubao_server.payments import convert, currencies
-from jubao_server.payments.api import AccountView
+from jubao_server.payments.api import AccountView, BalanceAt, HoldCommand
 from jubao_server.payments.model import (
     AMOUNT_MAX_MINOR,
     Account,
@@ -20,10 +24,19 @@ from jubao_server.payments.model import (
     Balance,
     Entry,
     EntryKind,
+    Escrow,
+    EscrowState,
+    Hold,
+    HoldState,
     Leg,
+    Refund,
     Transfer,
     TransferState,
 )
+
+M = TypeVar("M", bound=Message)
+NOW_MS = 1_800_000_000_000
+DAY_MS = 24 * 3600 * 1000
 
 
 def leg(debit: str, credit: str, amount_minor: int) -> pb.Leg:
@@ -205,3 +218,181 @@ def test_domain_objects_become_messages() -> None:
     assert convert.transfer_to_pb(transfer).legs[0] == leg("alice", "bob", 5)
     entry = convert.entry_to_pb(Entry("alice", 4, "tr_1", 0, EntryKind.DEBIT, -5, 895, 3_000))
     assert entry.kind == pb.ENTRY_KIND_DEBIT and entry.amount_minor == -5 and entry.balance_after_minor == 895
+
+
+def stamp(ms: int) -> Timestamp:
+    at = Timestamp()
+    at.FromMilliseconds(ms)
+    return at
+
+
+def with_fields(request: M, fields: dict[str, object]) -> M:
+    for field, value in fields.items():
+        if isinstance(value, Message):
+            getattr(request, field).CopyFrom(value)
+        else:
+            setattr(request, field, value)
+    return request
+
+
+def hold_request(**fields: object) -> pb.CreateHoldRequest:
+    request = pb.CreateHoldRequest(
+        request_id="h-1",
+        account_id="alice",
+        payee_account_id="shop",
+        currency_code="CNY",
+        amount_minor=300,
+        expire_time=stamp(NOW_MS + DAY_MS),
+    )
+    return with_fields(request, fields)
+
+
+def escrow_request(**fields: object) -> pb.CreateEscrowRequest:
+    request = pb.CreateEscrowRequest(
+        request_id="e-1",
+        buyer_account_id="alice",
+        seller_account_id="shop",
+        escrow_account_id="escrow",
+        currency_code="CNY",
+        amount_minor=1_000,
+        fee_account_id="fees",
+        fee_minor=50,
+        release_time=stamp(NOW_MS + DAY_MS),
+    )
+    return with_fields(request, fields)
+
+
+def test_a_hold_request_becomes_a_command() -> None:
+    assert convert.hold_command(hold_request(), NOW_MS) == HoldCommand(
+        "alice", "shop", "CNY", 300, NOW_MS + DAY_MS
+    )
+
+
+def test_every_bad_field_of_a_hold_is_reported_at_once() -> None:
+    request = hold_request(request_id="", payee_account_id="alice", amount_minor=0, currency_code="XYZ")
+    request.ClearField("expire_time")
+    with pytest.raises(ApiError) as caught:
+        convert.hold_command(request, NOW_MS)
+    reason, fields = rejection(caught)
+    assert reason == Reason.UNKNOWN_CURRENCY
+    assert set(fields) == {"request_id", "payee_account_id", "currency_code", "amount_minor", "expire_time"}
+
+
+@pytest.mark.parametrize("expire_ms", [NOW_MS, NOW_MS - 1, NOW_MS + limits.hold_expiry_max_ms + 1])
+def test_a_hold_expires_in_the_next_30_days(expire_ms: int) -> None:
+    with pytest.raises(ApiError) as caught:
+        convert.hold_command(hold_request(expire_time=stamp(expire_ms)), NOW_MS)
+    assert rejection(caught)[1].keys() == {"expire_time"}
+    latest = hold_request(expire_time=stamp(NOW_MS + limits.hold_expiry_max_ms))
+    assert convert.hold_command(latest, NOW_MS).expire_time_ms == NOW_MS + limits.hold_expiry_max_ms
+
+
+def test_an_escrow_request_becomes_a_command() -> None:
+    command = convert.escrow_command(escrow_request(), NOW_MS)
+    assert (command.buyer_account_id, command.seller_account_id, command.escrow_account_id) == (
+        "alice",
+        "shop",
+        "escrow",
+    )
+    assert (command.amount_minor, command.fee_account_id, command.fee_minor) == (1_000, "fees", 50)
+    assert command.release_time_ms == NOW_MS + DAY_MS
+    free = convert.escrow_command(escrow_request(fee_account_id="", fee_minor=0), NOW_MS)
+    assert (free.fee_account_id, free.fee_minor) == ("", 0)
+
+
+@pytest.mark.parametrize(
+    ("fields", "bad"),
+    [
+        ({"fee_minor": 1_000}, "fee_minor"),
+        ({"fee_minor": -1}, "fee_minor"),
+        ({"fee_account_id": ""}, "fee_account_id"),
+        ({"fee_minor": 0}, "fee_account_id"),
+        ({"seller_account_id": "alice"}, "seller_account_id"),
+        ({"escrow_account_id": "fees"}, "escrow_account_id"),
+        ({"amount_minor": -1, "fee_minor": 0, "fee_account_id": ""}, "amount_minor"),
+        ({"release_time": stamp(NOW_MS + limits.escrow_window_max_ms + 1)}, "release_time"),
+        ({"release_time": stamp(NOW_MS)}, "release_time"),
+    ],
+)
+def test_bad_escrows_name_the_field(fields: dict[str, object], bad: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        convert.escrow_command(escrow_request(**fields), NOW_MS)
+    assert rejection(caught)[1].keys() == {bad}
+
+
+def test_changes_of_holds_and_escrows_need_a_request_id_and_no_negative_amount() -> None:
+    assert convert.checked_item_id("c-1", "hold_id", "hd_1", 0) == "hd_1"
+    with pytest.raises(ApiError) as caught:
+        convert.checked_item_id("", "escrow_id", "", -1)
+    assert rejection(caught)[1].keys() == {"request_id", "escrow_id", "amount_minor"}
+
+
+def test_refunds_name_a_leg_and_a_positive_amount() -> None:
+    convert.check_refund(
+        pb.CreateRefundRequest(request_id="r-1", transfer_id="tr_1", leg_index=15, amount_minor=1)
+    )
+    bad = pb.CreateRefundRequest(transfer_id="tr_1", leg_index=limits.transfer_legs_max, amount_minor=0)
+    with pytest.raises(ApiError) as caught:
+        convert.check_refund(bad)
+    assert rejection(caught)[1].keys() == {"request_id", "leg_index", "amount_minor"}
+
+
+def test_balances_are_of_the_past() -> None:
+    request = pb.GetBalanceRequest(account_id="alice", as_of_time=stamp(NOW_MS))
+    assert convert.balance_time_ms(request, NOW_MS) == NOW_MS
+    for bad in (pb.GetBalanceRequest(account_id="alice"), pb.GetBalanceRequest(as_of_time=stamp(NOW_MS + 1))):
+        with pytest.raises(ApiError) as caught:
+            convert.balance_time_ms(bad, NOW_MS)
+        assert "as_of_time" in rejection(caught)[1]
+
+
+def test_batch_items_fail_alone() -> None:
+    good = transfer_request(leg("alice", "bob", 1), request_id="t-1")
+    invalid = transfer_request(leg("alice", "bob", 0), request_id="t-2")
+    repeated = transfer_request(leg("alice", "shop", 1), request_id="t-1")
+    items = convert.batch_items(pb.BatchCreateTransfersRequest(requests=[good, invalid, repeated]))
+    assert items[0] == convert.transfer_command(good)
+    assert [type(item) for item in items[1:]] == [ApiError, ApiError]
+    assert [v.field for item in items[1:] if isinstance(item, ApiError) for v in item.field_violations] == [
+        "legs[0].amount_minor",
+        "request_id",
+    ]
+
+
+@pytest.mark.parametrize("count", [0, limits.batch_transfers_max + 1])
+def test_a_batch_has_1_to_1000_requests(count: int) -> None:
+    requests = [transfer_request(leg("alice", "bob", 1), request_id=f"t-{i}") for i in range(count)]
+    with pytest.raises(ApiError) as caught:
+        convert.batch_items(pb.BatchCreateTransfersRequest(requests=requests))
+    assert rejection(caught)[1].keys() == {"requests"}
+
+
+def test_holds_escrows_refunds_and_errors_become_messages() -> None:
+    hold = Hold("hd_1", "h-1", "alice", "shop", "CNY", 300, 100, HoldState.CAPTURED, 9_000, 1_000, "tr_9")
+    message = convert.hold_to_pb(hold)
+    assert message.state == pb.HOLD_STATE_CAPTURED and message.expire_time.ToMilliseconds() == 9_000
+    assert (message.captured_minor, message.capture_transfer_id) == (100, "tr_9")
+    escrow = Escrow(
+        "es_1",
+        "e-1",
+        "alice",
+        "shop",
+        "escrow",
+        "fees",
+        "CNY",
+        1_000,
+        50,
+        300,
+        EscrowState.DISPUTED,
+        9_000,
+        1_000,
+    )
+    assert convert.escrow_to_pb(escrow).state == pb.ESCROW_STATE_DISPUTED
+    assert convert.escrow_to_pb(escrow).refunded_minor == 300
+    refund = convert.refund_to_pb(Refund("rf_1", "r-1", "tr_1", 2, 40, "tr_2", 5_000))
+    assert (refund.leg_index, refund.amount_minor, refund.refund_transfer_id) == (2, 40, "tr_2")
+    balance = convert.balance_to_pb(BalanceAt("alice", 5_000, 700, 3))
+    assert (balance.ledger_minor, balance.entry_seq, balance.as_of_time.ToMilliseconds()) == (700, 3, 5_000)
+    error = failed_precondition(Reason.INVALID_STATE, "hold hd_1 is voided", hold_id="hd_1")
+    status = status_pb2.Status.FromString(convert.error_to_pb(error).SerializeToString())
+    assert status == error.to_status()

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import re
-from collections.abc import Awaitable
-from typing import Any
-
-import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
-from jubao.cli.main import app
 from jubao.client import (
     AlreadyExists,
     AsyncClient,
@@ -23,107 +15,22 @@ from jubao.client import (
     Reason,
 )
 from jubao.payments.v1 import payments_pb2 as pb
-from typer.testing import CliRunner
 
+from tests.payments.support import (
+    CUSTOMER,
+    FUNDS_MINOR,
+    INT64_MAX,
+    cli_of,
+    completed,
+    entries,
+    ledgers_minor,
+    leg,
+    open_account,
+    pay,
+    rejected,
+    update_policy,
+)
 from tests.platform.harness import Running
-
-INT64_MAX = 2**63 - 1
-FUNDS_MINOR = 10_000
-COMPLETION_POLLS_MAX = 50
-CUSTOMER = pb.ACCOUNT_KIND_CUSTOMER
-
-
-def leg(debit: str, credit: str, amount_minor: int) -> pb.Leg:
-    return pb.Leg(debit_account_id=debit, credit_account_id=credit, amount_minor=amount_minor)
-
-
-async def open_account(
-    client: AsyncClient,
-    account_id: str,
-    currency: str = "CNY",
-    kind: pb.AccountKind.ValueType = CUSTOMER,
-    **policy: Any,
-) -> pb.Account:
-    account = pb.Account(
-        account_id=account_id, currency_code=currency, kind=kind, policy=pb.AccountPolicy(**policy)
-    )
-    response = await client.payments.OpenAccount(pb.OpenAccountRequest(account=account))
-    return response.account
-
-
-async def pay(
-    client: AsyncClient, *legs: pb.Leg, currency: str = "CNY", request_id: str = "", memo: str = ""
-) -> pb.Transfer:
-    request = pb.CreateTransferRequest(request_id=request_id, currency_code=currency, legs=legs, memo=memo)
-    response = await client.payments.CreateTransfer(request)
-    return response.transfer
-
-
-async def balance(client: AsyncClient, account_id: str) -> pb.Balance:
-    response = await client.payments.GetAccount(pb.GetAccountRequest(account_id=account_id))
-    return response.account.balance
-
-
-async def ledgers_minor(client: AsyncClient, *account_ids: str) -> list[int]:
-    return [(await balance(client, account_id)).ledger_minor for account_id in account_ids]
-
-
-async def entries(client: AsyncClient, account_id: str, page_size: int = 0) -> list[pb.Entry]:
-    """Every entry of an account, page by page."""
-    found: list[pb.Entry] = []
-    token = ""
-    for _ in range(100):
-        request = pb.ListEntriesRequest(account_id=account_id, page_size=page_size, page_token=token)
-        response = await client.payments.ListEntries(request)
-        found += response.entries
-        token = response.next_page_token
-        if not token:
-            return found
-    raise AssertionError("ListEntries did not end")
-
-
-async def update_policy(client: AsyncClient, account_id: str, **policy: Any) -> pb.Account:
-    request = pb.UpdateAccountRequest(
-        account_id=account_id, policy=pb.AccountPolicy(**policy), update_mask=FieldMask(paths=["policy"])
-    )
-    return (await client.payments.UpdateAccount(request)).account
-
-
-async def completed(client: AsyncClient, transfer_id: str) -> pb.Transfer:
-    """The transfer once every credit is delivered (cross-shard credits land shortly after the debit)."""
-    request = pb.GetTransferRequest(transfer_id=transfer_id)
-    for _ in range(COMPLETION_POLLS_MAX):
-        transfer = (await client.payments.GetTransfer(request)).transfer
-        if transfer.state == pb.TRANSFER_STATE_COMPLETED:
-            return transfer
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"transfer {transfer_id} did not complete")
-
-
-def json_document(output: str) -> dict[str, Any]:
-    """The JSON the CLI printed; the in-process server's log lines share its stdout."""
-    start = re.search(r"^\{$", output, re.MULTILINE)
-    assert start is not None, output
-    parsed, _ = json.JSONDecoder().raw_decode(output, start.start())
-    assert isinstance(parsed, dict)
-    return parsed
-
-
-async def rejected(call: Awaitable[Any], error_type: type[JubaoError], reason: Reason) -> JubaoError:
-    with pytest.raises(error_type) as caught:
-        await call
-    assert caught.value.reason == reason, caught.value
-    return caught.value
-
-
-@pytest.fixture
-async def funded(bank: AsyncClient) -> AsyncClient:
-    """demo-bank with a settlement account that may go negative and alice funded with FUNDS_MINOR fen."""
-    await open_account(bank, "settlement", kind=pb.ACCOUNT_KIND_SETTLEMENT, allow_negative=True)
-    for account_id in ("alice", "bob", "shop", "fees"):
-        await open_account(bank, account_id)
-    await pay(bank, leg("settlement", "alice", FUNDS_MINOR))
-    return bank
 
 
 async def test_open_account_starts_at_zero_and_replays(bank: AsyncClient) -> None:
@@ -291,6 +198,18 @@ async def test_rejected_transfers_change_nothing(funded: AsyncClient) -> None:
     assert len(await entries(bank, "alice")) == 1
 
 
+async def test_a_refused_transfer_is_kept_and_its_retry_refused_alike(funded: AsyncClient) -> None:
+    bank = funded
+    too_much = leg("alice", "bob", FUNDS_MINOR + 1)
+    await rejected(pay(bank, too_much, request_id="order-9"), FailedPrecondition, Reason.INSUFFICIENT_FUNDS)
+    await pay(bank, leg("settlement", "alice", 1))
+    await rejected(pay(bank, too_much, request_id="order-9"), FailedPrecondition, Reason.INSUFFICIENT_FUNDS)
+    assert await ledgers_minor(bank, "alice", "bob") == [FUNDS_MINOR + 1, 0]
+    retried = await pay(bank, too_much, request_id="order-10")
+    found = await bank.payments.GetTransfer(pb.GetTransferRequest(transfer_id=retried.transfer_id))
+    assert found.transfer.state == pb.TRANSFER_STATE_COMPLETED
+
+
 async def test_frozen_accounts_and_limits_refuse_transfers(funded: AsyncClient) -> None:
     bank = funded
     await update_policy(bank, "alice", debits_frozen=True)
@@ -336,13 +255,7 @@ async def test_tenants_without_payments_are_refused(fund: AsyncClient) -> None:
 
 
 async def test_cli_opens_accounts_transfers_and_lists_entries(running: Running, keys: dict[str, str]) -> None:
-    base = ["--endpoint", running.address, "--api-key", keys["demo-bank"], "--json", "payments"]
-
-    async def cli(*args: str) -> dict[str, Any]:
-        result = await asyncio.to_thread(CliRunner().invoke, app, [*base, *args])
-        assert result.exit_code == 0, result.output
-        return json_document(result.stdout)
-
+    cli = cli_of(running, keys["demo-bank"])
     await cli("accounts", "open", "settle", "--currency", "cny", "--kind", "settlement", "--allow-negative")
     await cli("accounts", "open", "a1", "--currency", "CNY", "--kind", "customer", "--name", "A One")
     await cli("accounts", "open", "a2", "--currency", "CNY", "--kind", "merchant")

@@ -61,6 +61,15 @@ class Reason(StrEnum):
     DRAINING = "DRAINING"
     STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
     INTERNAL = "INTERNAL"
+    # NOT_FOUND (payments holds and escrows)
+    HOLD_NOT_FOUND = "HOLD_NOT_FOUND"
+    ESCROW_NOT_FOUND = "ESCROW_NOT_FOUND"
+    # FAILED_PRECONDITION (payments holds, escrows and refunds)
+    INVALID_STATE = "INVALID_STATE"
+    REFUND_EXCEEDS_ORIGINAL = "REFUND_EXCEEDS_ORIGINAL"
+    AMOUNT_EXCEEDS_HOLD = "AMOUNT_EXCEEDS_HOLD"
+    # UNAVAILABLE (payments): committed, but a credit to another shard is still on its way; retry
+    DELIVERY_PENDING = "DELIVERY_PENDING"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Protocol
 
-from jubao_server.payments.model import Account, AccountKind, AccountPolicy, Balance, Entry, Leg, Transfer
+from jubao_server.payments.model import (
+    Account,
+    AccountKind,
+    AccountPolicy,
+    Balance,
+    Entry,
+    Escrow,
+    Hold,
+    Leg,
+    Refund,
+    Transfer,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +72,38 @@ class EntryQuery:
     limit: int
 
 
+@dataclasses.dataclass(frozen=True)
+class HoldCommand:
+    account_id: str
+    payee_account_id: str
+    currency: str
+    amount_minor: int
+    expire_time_ms: int
+
+
+@dataclasses.dataclass(frozen=True)
+class EscrowCommand:
+    buyer_account_id: str
+    seller_account_id: str
+    escrow_account_id: str
+    currency: str
+    amount_minor: int
+    # Optional platform fee taken at release; 0 and "" for none.
+    fee_account_id: str
+    fee_minor: int
+    # Released automatically at this time unless disputed, refunded or released before.
+    release_time_ms: int
+
+
+@dataclasses.dataclass(frozen=True)
+class BalanceAt:
+    account_id: str
+    time_ms: int
+    ledger_minor: int
+    # The last entry at or before `time_ms` (0 when the account had none yet).
+    entry_seq: int
+
+
 class LedgerApi(Protocol):
     async def open_account(
         self, tenant_id: str, command: OpenAccountCommand, key: Idempotency
@@ -83,3 +126,35 @@ class LedgerApi(Protocol):
     async def get_transfer(self, tenant_id: str, transfer_id: str) -> Transfer: ...
 
     async def list_entries(self, tenant_id: str, query: EntryQuery) -> tuple[list[Entry], int | None]: ...
+
+    async def balance_at(self, tenant_id: str, account_id: str, time_ms: int) -> BalanceAt: ...
+
+    async def create_hold(self, tenant_id: str, command: HoldCommand, key: Idempotency) -> Hold: ...
+
+    async def capture_hold(self, tenant_id: str, hold_id: str, amount_minor: int, key: Idempotency) -> Hold:
+        """Capture `amount_minor` (0: all) to the hold's payee; the rest is released."""
+        ...
+
+    async def void_hold(self, tenant_id: str, hold_id: str, key: Idempotency) -> Hold: ...
+
+    async def get_hold(self, tenant_id: str, hold_id: str) -> Hold: ...
+
+    async def create_escrow(self, tenant_id: str, command: EscrowCommand, key: Idempotency) -> Escrow: ...
+
+    async def release_escrow(self, tenant_id: str, escrow_id: str, key: Idempotency) -> Escrow: ...
+
+    async def refund_escrow(
+        self, tenant_id: str, escrow_id: str, amount_minor: int, key: Idempotency
+    ) -> Escrow:
+        """Refund `amount_minor` (0: all that is left) to the buyer; allowed while held or disputed."""
+        ...
+
+    async def dispute_escrow(self, tenant_id: str, escrow_id: str, key: Idempotency) -> Escrow:
+        """Block release (manual and automatic) until the escrow is refunded."""
+        ...
+
+    async def get_escrow(self, tenant_id: str, escrow_id: str) -> Escrow: ...
+
+    async def create_refund(
+        self, tenant_id: str, transfer_id: str, leg_index: int, amount_minor: int, key: Idempotency
+    ) -> Refund: ...

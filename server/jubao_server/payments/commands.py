@@ -1,18 +1,34 @@
 """Commands a shard applies in order. Each `apply` checks everything first and then changes the stage,
-so a rejected command leaves no trace; it returns its result and the write-ahead record to commit."""
+so a rejected command leaves no trace; it returns its result and the write-ahead record to commit.
+
+Money moves through `post_transfer`: the payer's legs are debited here, legs whose payee lives in this
+shard are credited here, and the others become outbox credits delivered to their shards.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import zlib
 from typing import Any
 
+import grpc
 from jubao.errors import Reason
 
-from jubao_server.errors import already_exists
+from jubao_server.errors import ApiError, already_exists, failed_precondition, not_found
 from jubao_server.invariants import ensure
 from jubao_server.payments.api import AccountChange, AccountView, OpenAccountCommand
-from jubao_server.payments.model import Account, Leg, Transfer, TransferState
+from jubao_server.payments.model import (
+    Account,
+    Escrow,
+    EscrowState,
+    Failure,
+    Hold,
+    HoldState,
+    Leg,
+    Transfer,
+    TransferState,
+)
 from jubao_server.payments.state import AccountState, Posting, Stage, check_credit, check_debit
 from jubao_server.storage.contract import Value
 
@@ -21,7 +37,7 @@ Record = dict[str, Any]
 
 @dataclasses.dataclass(frozen=True)
 class ShardRow:
-    """A row of the shard partition other than an account: an outbox entry or a credit marker."""
+    """A row of the shard partition other than an account or an item: an outbox entry or a credit marker."""
 
     kind: str
     key: str
@@ -47,6 +63,82 @@ def encode(record: Record) -> bytes:
 def decode(blob: object) -> Record:
     loaded: Record = json.loads(blob) if isinstance(blob, bytes) else {}
     return loaded
+
+
+def shard_of(account_id: str, shard_count: int) -> int:
+    return zlib.crc32(account_id.encode()) % shard_count
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteCredit:
+    """A credit owed to an account of another shard; `escrow` opens an escrow there when it lands."""
+
+    leg_index: int
+    account_id: str
+    amount_minor: int
+    shard: int
+    escrow: Record | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferPlan:
+    """A transfer and which of its credits land in the payer's shard."""
+
+    transfer: Transfer
+    local_credits: frozenset[int]
+    remote: tuple[RemoteCredit, ...]
+
+    @classmethod
+    def of(cls, transfer: Transfer, shard_count: int, escrow: Record | None = None) -> TransferPlan:
+        payer_shard = shard_of(transfer.legs[0].debit_account_id, shard_count)
+        local: set[int] = set()
+        remote: list[RemoteCredit] = []
+        for index, leg in enumerate(transfer.legs):
+            shard = shard_of(leg.credit_account_id, shard_count)
+            if shard == payer_shard:
+                local.add(index)
+            else:
+                opens = escrow if index == 0 else None
+                remote.append(RemoteCredit(index, leg.credit_account_id, leg.amount_minor, shard, opens))
+        return cls(transfer, frozenset(local), tuple(remote))
+
+    @property
+    def rows_max(self) -> int:
+        return 2 * len(self.transfer.legs) + 4
+
+
+def new_transfer(
+    transfer_id: str, request_id: str, currency: str, legs: tuple[Leg, ...], memo: str
+) -> Transfer:
+    return Transfer(transfer_id, request_id, currency, legs, memo, TransferState.DEBITED, 0)
+
+
+def post_transfer(
+    stage: Stage, plan: TransferPlan, released_minor: int = 0
+) -> tuple[Transfer, Record, list[ShardRow]]:
+    """Debit the payer (after releasing `released_minor` it held), credit local payees, owe the rest."""
+    transfer = plan.transfer
+    payer = stage.require(transfer.legs[0].debit_account_id)
+    trial = dataclasses.replace(payer, held_minor=payer.held_minor - released_minor)
+    check_debit(trial, sum(leg.amount_minor for leg in transfer.legs), transfer.currency, stage.now_ms)
+    payees = {i: stage.require(transfer.legs[i].credit_account_id) for i in plan.local_credits}
+    for index, payee in payees.items():
+        check_credit(payee, transfer.legs[index].amount_minor, transfer.currency)
+    payer.held_minor -= released_minor
+    postings = [stage.post(payer, i, -leg.amount_minor) for i, leg in enumerate(transfer.legs)]
+    postings += [stage.post(payees[i], i, transfer.legs[i].amount_minor) for i in sorted(payees)]
+    state = TransferState.DEBITED if plan.remote else TransferState.COMPLETED
+    completed = dataclasses.replace(transfer, state=state, create_time_ms=stage.now_ms)
+    stage.new_transfers[transfer.transfer_id] = completed
+    record = {"transfer": transfer_record(completed), "postings": [p.as_record() for p in postings]}
+    rows = []
+    if plan.remote:
+        owed = {
+            "transfer": transfer_record(completed),
+            "credits": [dataclasses.asdict(c) for c in plan.remote],
+        }
+        rows.append(ShardRow("outbox", transfer.transfer_id, owed))
+    return completed, record, rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,59 +200,25 @@ class UpdateAccount:
 
 
 @dataclasses.dataclass(frozen=True)
-class RemoteCredit:
-    """A credit owed to an account of another shard."""
-
-    leg_index: int
-    account_id: str
-    amount_minor: int
-    shard: int
-
-
-@dataclasses.dataclass(frozen=True)
 class Debit:
-    """The payer side of a transfer: debit every leg, credit the legs whose payee is in this shard, and
-    record in the outbox the credits owed to other shards."""
+    """A transfer from the payer's side; with `escrow`, its first leg opens that escrow where it lands."""
 
-    transfer: Transfer
+    plan: TransferPlan
     body_sha256: str
-    local_credits: frozenset[int]
-    remote: tuple[RemoteCredit, ...]
+    escrow: Record | None = None
 
     @property
     def rows_max(self) -> int:
-        return 2 * len(self.transfer.legs) + 3
+        return self.plan.rows_max
 
     def apply(self, stage: Stage) -> Applied:
-        transfer = self.transfer
-        earlier = stage.transfer(transfer.transfer_id)
+        earlier = stage.transfer(self.plan.transfer.transfer_id)
         if earlier is not None:
-            return Applied(earlier)
-        payer = stage.require(transfer.legs[0].debit_account_id)
-        check_debit(payer, sum(leg.amount_minor for leg in transfer.legs), transfer.currency, stage.now_ms)
-        payees = {i: stage.require(transfer.legs[i].credit_account_id) for i in self.local_credits}
-        for index, payee in payees.items():
-            check_credit(payee, transfer.legs[index].amount_minor, transfer.currency)
-        postings = [stage.post(payer, i, -leg.amount_minor) for i, leg in enumerate(transfer.legs)]
-        for index in sorted(payees):
-            postings.append(stage.post(payees[index], index, transfer.legs[index].amount_minor))
-        state = TransferState.DEBITED if self.remote else TransferState.COMPLETED
-        completed = dataclasses.replace(transfer, state=state, create_time_ms=stage.now_ms)
-        stage.new_transfers[transfer.transfer_id] = completed
-        record = {
-            "type": "transfer",
-            "transfer": transfer_record(completed),
-            "body_sha256": self.body_sha256,
-            "postings": [p.as_record() for p in postings],
-        }
-        rows = []
-        if self.remote:
-            owed = {
-                "transfer": transfer_record(completed),
-                "credits": [dataclasses.asdict(c) for c in self.remote],
-            }
-            rows.append(ShardRow("outbox", transfer.transfer_id, owed))
-        return Applied(completed, record, rows)
+            return replay(earlier)
+        completed, record, rows = post_transfer(stage, self.plan)
+        if self.escrow is not None and 0 in self.plan.local_credits:
+            stage.put_item("escrow", self.escrow["escrow_id"], self.escrow)
+        return Applied(completed, {"type": "transfer", "body_sha256": self.body_sha256, **record}, rows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,16 +230,21 @@ class Credit:
     credit: RemoteCredit
     marker_ttl_s: int
 
-    rows_max = 3
+    rows_max = 4
 
     @property
     def marker_key(self) -> str:
         return f"{self.transfer_id}:{self.credit.leg_index}"
 
     def apply(self, stage: Stage) -> Applied:
+        if stage.credited(self.marker_key):
+            return Applied(None)
         payee = stage.require(self.credit.account_id)
         ensure(payee.account.currency == self.currency, "credit currency was checked before the debit")
         posting: Posting = stage.post(payee, self.credit.leg_index, self.credit.amount_minor)
+        stage.new_credits.add(self.marker_key)
+        if self.credit.escrow is not None:
+            stage.put_item("escrow", self.credit.escrow["escrow_id"], self.credit.escrow)
         record = {"type": "credit", "transfer_id": self.transfer_id, "postings": [posting.as_record()]}
         marker = ShardRow("credit", self.marker_key, {"entry_seq": posting.entry_seq}, self.marker_ttl_s)
         return Applied(None, record, [marker])
@@ -196,11 +259,292 @@ class Delivered:
     rows_max = 2
 
     def apply(self, stage: Stage) -> Applied:
+        if not stage.owes(self.transfer_id):
+            return Applied(None)
+        stage.dropped_outbox.add(self.transfer_id)
         record = {"type": "delivered", "transfer_id": self.transfer_id}
         return Applied(None, record, deleted=[("outbox", self.transfer_id)])
 
 
-Command = OpenAccount | UpdateAccount | Debit | Credit | Delivered
+@dataclasses.dataclass(frozen=True)
+class CreateHold:
+    hold: Hold
+
+    rows_max = 3
+
+    def apply(self, stage: Stage) -> Applied:
+        existing = stage.item("hold", self.hold.hold_id)
+        if existing is not None:
+            earlier = hold_from_record(existing)
+            return Applied(error_of(earlier.failure) if earlier.failure else earlier)
+        hold = dataclasses.replace(self.hold, create_time_ms=stage.now_ms)
+        payer = stage.require(hold.account_id)
+        check_debit(payer, hold.amount_minor, hold.currency, stage.now_ms)
+        payer.held_minor += hold.amount_minor
+        stage.put(payer)
+        stage.put_item("hold", hold.hold_id, hold_record(hold))
+        return Applied(hold, {"type": "hold_created", "hold": hold_record(hold)})
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptureHold:
+    """Capture part or all of a hold as a transfer to its payee; what is not captured is released."""
+
+    hold_id: str
+    plan: TransferPlan
+
+    @property
+    def rows_max(self) -> int:
+        return self.plan.rows_max + 1
+
+    def apply(self, stage: Stage) -> Applied:
+        hold = _hold(stage, self.hold_id)
+        earlier = stage.transfer(self.plan.transfer.transfer_id)
+        if earlier is not None or hold.capture_transfer_id == self.plan.transfer.transfer_id:
+            return replay(earlier) if earlier is not None and earlier.failure else Applied(hold)
+        _still_held(hold)
+        amount_minor = sum(leg.amount_minor for leg in self.plan.transfer.legs)
+        if amount_minor > hold.amount_minor:
+            raise failed_precondition(
+                Reason.AMOUNT_EXCEEDS_HOLD,
+                f"hold {hold.hold_id} reserves {hold.amount_minor}, not {amount_minor}",
+            )
+        _, record, rows = post_transfer(stage, self.plan, released_minor=hold.amount_minor)
+        captured = dataclasses.replace(
+            hold,
+            state=HoldState.CAPTURED,
+            captured_minor=amount_minor,
+            capture_transfer_id=self.plan.transfer.transfer_id,
+        )
+        stage.put_item("hold", hold.hold_id, hold_record(captured))
+        return Applied(captured, {"type": "hold_captured", "hold": hold_record(captured), **record}, rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class CloseHold:
+    """Void a hold, or expire it (`expired`); the reserved amount becomes available again."""
+
+    hold_id: str
+    expired: bool = False
+
+    rows_max = 3
+
+    def apply(self, stage: Stage) -> Applied:
+        hold = _hold(stage, self.hold_id)
+        final = HoldState.EXPIRED if self.expired else HoldState.VOIDED
+        if hold.state is final:
+            return Applied(hold)
+        _still_held(hold)
+        payer = stage.require(hold.account_id)
+        payer.held_minor -= hold.amount_minor
+        stage.put(payer)
+        closed = dataclasses.replace(hold, state=final)
+        stage.put_item("hold", hold.hold_id, hold_record(closed))
+        return Applied(closed, {"type": f"hold_{final.value}", "hold": hold_record(closed)})
+
+
+def _hold(stage: Stage, hold_id: str) -> Hold:
+    record = stage.item("hold", hold_id)
+    if record is None:
+        raise not_found(Reason.HOLD_NOT_FOUND, f"no hold {hold_id}", hold_id=hold_id)
+    return hold_from_record(record)
+
+
+def _still_held(hold: Hold) -> None:
+    if hold.state is not HoldState.HELD:
+        raise failed_precondition(Reason.INVALID_STATE, f"hold {hold.hold_id} is {hold.state.value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SettleEscrow:
+    """Pay an escrow out: what is left of it to the seller (minus the fee) on release, `amount_minor`
+    (0: all that is left) back to the buyer on refund. The legs are worked out here, from the escrow as
+    it is when the command applies, so a refund and a release racing each other never overpay."""
+
+    escrow_id: str
+    transfer_id: str
+    request_id: str
+    amount_minor: int
+    release: bool
+    shard_count: int
+
+    rows_max = 2 * 2 + 5
+
+    def apply(self, stage: Stage) -> Applied:
+        escrow = _escrow(stage, self.escrow_id)
+        if escrow.release_transfer_id == self.transfer_id or stage.transfer(self.transfer_id) is not None:
+            return Applied(escrow)
+        allowed = (EscrowState.HELD,) if self.release else (EscrowState.HELD, EscrowState.DISPUTED)
+        if escrow.state not in allowed:
+            raise failed_precondition(
+                Reason.INVALID_STATE, f"escrow {escrow.escrow_id} is {escrow.state.value}"
+            )
+        remaining_minor = escrow.amount_minor - escrow.refunded_minor
+        amount_minor = remaining_minor if self.release else self.amount_minor or remaining_minor
+        if amount_minor > remaining_minor:
+            raise failed_precondition(
+                Reason.REFUND_EXCEEDS_ORIGINAL,
+                f"escrow {escrow.escrow_id} holds {remaining_minor}, not {amount_minor}",
+            )
+        plan = TransferPlan.of(self._transfer(escrow, amount_minor), self.shard_count)
+        _, record, rows = post_transfer(stage, plan)
+        settled = self._settled(escrow, amount_minor)
+        stage.put_item("escrow", escrow.escrow_id, escrow_record(settled))
+        kind = "escrow_released" if self.release else "escrow_refunded"
+        return Applied(settled, {"type": kind, "escrow": escrow_record(settled), **record}, rows)
+
+    def _transfer(self, escrow: Escrow, amount_minor: int) -> Transfer:
+        if self.release:
+            fee_minor = min(escrow.fee_minor, amount_minor)
+            legs = [
+                Leg(escrow.escrow_account_id, escrow.seller_account_id, amount_minor - fee_minor),
+                Leg(escrow.escrow_account_id, escrow.fee_account_id, fee_minor),
+            ]
+            memo = f"release of escrow {escrow.escrow_id}"
+        else:
+            legs = [Leg(escrow.escrow_account_id, escrow.buyer_account_id, amount_minor)]
+            memo = f"refund of escrow {escrow.escrow_id}"
+        paid = tuple(leg for leg in legs if leg.amount_minor > 0)
+        return new_transfer(self.transfer_id, self.request_id, escrow.currency, paid, memo)
+
+    def _settled(self, escrow: Escrow, amount_minor: int) -> Escrow:
+        if self.release:
+            return dataclasses.replace(
+                escrow, state=EscrowState.RELEASED, release_transfer_id=self.transfer_id
+            )
+        refunded_minor = escrow.refunded_minor + amount_minor
+        state = EscrowState.REFUNDED if refunded_minor == escrow.amount_minor else escrow.state
+        return dataclasses.replace(escrow, refunded_minor=refunded_minor, state=state)
+
+
+@dataclasses.dataclass(frozen=True)
+class DisputeEscrow:
+    escrow_id: str
+
+    rows_max = 2
+
+    def apply(self, stage: Stage) -> Applied:
+        escrow = _escrow(stage, self.escrow_id)
+        if escrow.state is EscrowState.DISPUTED:
+            return Applied(escrow)
+        if escrow.state is not EscrowState.HELD:
+            raise failed_precondition(
+                Reason.INVALID_STATE, f"escrow {escrow.escrow_id} is {escrow.state.value}"
+            )
+        disputed = dataclasses.replace(escrow, state=EscrowState.DISPUTED)
+        stage.put_item("escrow", escrow.escrow_id, escrow_record(disputed))
+        return Applied(disputed, {"type": "escrow_disputed", "escrow": escrow_record(disputed)})
+
+
+def _escrow(stage: Stage, escrow_id: str) -> Escrow:
+    record = stage.item("escrow", escrow_id)
+    if record is None:
+        raise not_found(Reason.ESCROW_NOT_FOUND, f"no escrow {escrow_id}", escrow_id=escrow_id)
+    return escrow_from_record(record)
+
+
+@dataclasses.dataclass(frozen=True)
+class RefundLeg:
+    """Send back part of one leg of a completed transfer: the payee pays the payer, and the refunds of
+    a leg never add up to more than the leg."""
+
+    transfer_id: str
+    leg_index: int
+    leg_amount_minor: int
+    plan: TransferPlan
+    body_sha256: str
+
+    @property
+    def rows_max(self) -> int:
+        return self.plan.rows_max + 1
+
+    def apply(self, stage: Stage) -> Applied:
+        earlier = stage.transfer(self.plan.transfer.transfer_id)
+        if earlier is not None:
+            return replay(earlier)
+        key = f"{self.transfer_id}:{self.leg_index}"
+        tally = stage.item("refunded", key) or {"refunded_minor": 0}
+        amount_minor = self.plan.transfer.legs[0].amount_minor
+        if tally["refunded_minor"] + amount_minor > self.leg_amount_minor:
+            raise failed_precondition(
+                Reason.REFUND_EXCEEDS_ORIGINAL,
+                f"leg {self.leg_index} of {self.transfer_id} was {self.leg_amount_minor}, "
+                f"{tally['refunded_minor']} is refunded already",
+            )
+        completed, record, rows = post_transfer(stage, self.plan)
+        stage.put_item("refunded", key, {"refunded_minor": tally["refunded_minor"] + amount_minor})
+        refund = {"transfer_id": self.transfer_id, "leg_index": self.leg_index, "amount_minor": amount_minor}
+        return Applied(
+            completed, {"type": "refund", "body_sha256": self.body_sha256, "refund": refund, **record}, rows
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Reject:
+    """Keep the refusal of a transfer that a check outside the payer's shard refused (a payee of another
+    shard), unless a retry racing this request committed the transfer first."""
+
+    transfer: Transfer
+    error: ApiError
+
+    rows_max = 2
+
+    def apply(self, stage: Stage) -> Applied:
+        earlier = stage.transfer(self.transfer.transfer_id)
+        if earlier is not None:
+            return replay(earlier)
+        return _refuse_transfer(stage, self.transfer, self.error)
+
+
+def replay(earlier: Transfer) -> Applied:
+    """The answer to a retry of a transfer this shard decided: the transfer, or its refusal again."""
+    return Applied(error_of(earlier.failure) if earlier.failure else earlier)
+
+
+def refusal(stage: Stage, command: Command, error: ApiError) -> Applied | ApiError:
+    """What a rejected command leaves: a refused transfer or hold, kept for the retries of its request
+    (which could pass later, when the payer has the money), or nothing."""
+    if isinstance(command, (Debit, CaptureHold, RefundLeg)):
+        return _refuse_transfer(stage, command.plan.transfer, error)
+    if isinstance(command, CreateHold):
+        refused = dataclasses.replace(
+            command.hold, state=HoldState.REJECTED, create_time_ms=stage.now_ms, failure=failure_of(error)
+        )
+        stage.put_item("hold", refused.hold_id, hold_record(refused))
+        return Applied(error, {"type": "hold_rejected", "hold": hold_record(refused)})
+    return error
+
+
+def _refuse_transfer(stage: Stage, transfer: Transfer, error: ApiError) -> Applied:
+    refused = dataclasses.replace(
+        transfer, state=TransferState.REJECTED, create_time_ms=stage.now_ms, failure=failure_of(error)
+    )
+    stage.new_transfers[transfer.transfer_id] = refused
+    return Applied(error, {"type": "rejected", "transfer": transfer_record(refused)})
+
+
+def failure_of(error: ApiError) -> Failure:
+    return Failure(error.code.name, str(error.reason), error.message)
+
+
+def error_of(failure: Failure) -> ApiError:
+    return ApiError(grpc.StatusCode[failure.code], Reason(failure.reason), failure.message)
+
+
+Command = (
+    Reject
+    | OpenAccount
+    | UpdateAccount
+    | Debit
+    | Credit
+    | Delivered
+    | CreateHold
+    | CaptureHold
+    | CloseHold
+    | SettleEscrow
+    | DisputeEscrow
+    | RefundLeg
+)
 
 
 def transfer_record(transfer: Transfer) -> Record:
@@ -212,6 +556,7 @@ def transfer_record(transfer: Transfer) -> Record:
         "memo": transfer.memo,
         "state": transfer.state.value,
         "create_time_ms": transfer.create_time_ms,
+        "failure": dataclasses.asdict(transfer.failure) if transfer.failure else None,
     }
 
 
@@ -224,9 +569,32 @@ def transfer_from_record(record: Record) -> Transfer:
         memo=record["memo"],
         state=TransferState(record["state"]),
         create_time_ms=int(record["create_time_ms"]),
+        failure=_failure(record.get("failure")),
     )
 
 
+def _failure(record: Record | None) -> Failure | None:
+    return Failure(**record) if record else None
+
+
 def transfer_of(record: Record) -> Transfer | None:
-    """The transfer a write-ahead record committed, if it is a transfer record."""
-    return transfer_from_record(record["transfer"]) if record.get("type") == "transfer" else None
+    """The transfer a write-ahead record committed, if it moved money."""
+    return transfer_from_record(record["transfer"]) if "transfer" in record else None
+
+
+def hold_record(hold: Hold) -> Record:
+    return dataclasses.asdict(hold) | {"state": hold.state.value}
+
+
+def hold_from_record(record: Record) -> Hold:
+    return Hold(
+        **(record | {"state": HoldState(record["state"]), "failure": _failure(record.get("failure"))})
+    )
+
+
+def escrow_record(escrow: Escrow) -> Record:
+    return dataclasses.asdict(escrow) | {"state": escrow.state.value}
+
+
+def escrow_from_record(record: Record) -> Escrow:
+    return Escrow(**(record | {"state": EscrowState(record["state"])}))

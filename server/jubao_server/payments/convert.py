@@ -8,21 +8,27 @@ reason UNKNOWN_CURRENCY instead of INVALID_ARGUMENT.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from jubao.errors import FieldViolation, Reason
 from jubao.payments.v1 import payments_pb2 as pb
 
 from jubao_server import limits
-from jubao_server.errors import ApiError, invalid_fields
+from jubao_server.errors import ApiError, invalid, invalid_fields
 from jubao_server.payments import currencies
 from jubao_server.payments.api import (
     AccountChange,
     AccountView,
+    BalanceAt,
     EntryQuery,
+    EscrowCommand,
+    HoldCommand,
     OpenAccountCommand,
     TransferCommand,
 )
+from jubao_server.payments.commands import error_of
 from jubao_server.payments.model import (
     ACCOUNT_ID_PATTERN,
     AMOUNT_MAX_MINOR,
@@ -31,7 +37,13 @@ from jubao_server.payments.model import (
     AccountPolicy,
     Entry,
     EntryKind,
+    Escrow,
+    EscrowState,
+    Failure,
+    Hold,
+    HoldState,
     Leg,
+    Refund,
     Transfer,
     TransferState,
 )
@@ -53,8 +65,23 @@ _KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
 _TRANSFER_STATE_TO_PB = {
     TransferState.DEBITED: pb.TRANSFER_STATE_DEBITED,
     TransferState.COMPLETED: pb.TRANSFER_STATE_COMPLETED,
+    TransferState.REJECTED: pb.TRANSFER_STATE_REJECTED,
 }
 _ENTRY_KIND_TO_PB = {EntryKind.DEBIT: pb.ENTRY_KIND_DEBIT, EntryKind.CREDIT: pb.ENTRY_KIND_CREDIT}
+_HOLD_STATE_TO_PB = {
+    HoldState.HELD: pb.HOLD_STATE_HELD,
+    HoldState.CAPTURED: pb.HOLD_STATE_CAPTURED,
+    HoldState.VOIDED: pb.HOLD_STATE_VOIDED,
+    HoldState.EXPIRED: pb.HOLD_STATE_EXPIRED,
+    HoldState.REJECTED: pb.HOLD_STATE_REJECTED,
+}
+_ESCROW_STATE_TO_PB = {
+    EscrowState.HELD: pb.ESCROW_STATE_HELD,
+    EscrowState.DISPUTED: pb.ESCROW_STATE_DISPUTED,
+    EscrowState.RELEASED: pb.ESCROW_STATE_RELEASED,
+    EscrowState.REFUNDED: pb.ESCROW_STATE_REFUNDED,
+}
+_DAY_MS = 24 * 3600 * 1000
 
 
 # Requests to commands
@@ -114,12 +141,106 @@ def transfer_command(request: pb.CreateTransferRequest) -> TransferCommand:
 
 def entry_query(request: pb.ListEntriesRequest, after_entry_seq: int | None, limit: int) -> EntryQuery:
     violations = id_violations("account_id", request.account_id)
-    start_time_ms = request.start_time.ToMilliseconds() if request.HasField("start_time") else None
-    end_time_ms = request.end_time.ToMilliseconds() if request.HasField("end_time") else None
+    start_time_ms, end_time_ms = time_ms(request, "start_time"), time_ms(request, "end_time")
     if start_time_ms is not None and end_time_ms is not None and end_time_ms < start_time_ms:
         violations.append(FieldViolation("end_time", "must not be before start_time"))
     raise_if_any(violations)
     return EntryQuery(request.account_id, start_time_ms, end_time_ms, after_entry_seq, limit)
+
+
+def hold_command(request: pb.CreateHoldRequest, now_ms: int) -> HoldCommand:
+    violations = request_id_violations(request.request_id, required=True)
+    violations += id_violations("account_id", request.account_id)
+    violations += id_violations("payee_account_id", request.payee_account_id)
+    violations += differs_violations(
+        "payee_account_id", request.payee_account_id, {"account_id": request.account_id}
+    )
+    violations += currency_violations("currency_code", request.currency_code)
+    violations += positive_violations("amount_minor", request.amount_minor)
+    violations += ahead_violations(
+        "expire_time", time_ms(request, "expire_time"), now_ms, limits.hold_expiry_max_ms
+    )
+    raise_if_any(violations)
+    return HoldCommand(
+        account_id=request.account_id,
+        payee_account_id=request.payee_account_id,
+        currency=request.currency_code,
+        amount_minor=request.amount_minor,
+        expire_time_ms=request.expire_time.ToMilliseconds(),
+    )
+
+
+def escrow_command(request: pb.CreateEscrowRequest, now_ms: int) -> EscrowCommand:
+    violations = request_id_violations(request.request_id, required=True)
+    violations += escrow_parties_violations(request)
+    violations += currency_violations("currency_code", request.currency_code)
+    violations += positive_violations("amount_minor", request.amount_minor)
+    violations += fee_violations(request)
+    violations += ahead_violations(
+        "release_time", time_ms(request, "release_time"), now_ms, limits.escrow_window_max_ms
+    )
+    raise_if_any(violations)
+    return EscrowCommand(
+        buyer_account_id=request.buyer_account_id,
+        seller_account_id=request.seller_account_id,
+        escrow_account_id=request.escrow_account_id,
+        currency=request.currency_code,
+        amount_minor=request.amount_minor,
+        fee_account_id=request.fee_account_id,
+        fee_minor=request.fee_minor,
+        release_time_ms=request.release_time.ToMilliseconds(),
+    )
+
+
+def checked_item_id(request_id: str, id_field: str, item_id: str, amount_minor: int = 0) -> str:
+    """The id of the hold or escrow a mutation names, after checking the request id and the amount to
+    move (0 meaning "all"), or INVALID_ARGUMENT."""
+    violations = request_id_violations(request_id, required=True)
+    violations += id_violations(id_field, item_id)
+    violations += portion_violations("amount_minor", amount_minor)
+    raise_if_any(violations)
+    return item_id
+
+
+def batch_items(request: pb.BatchCreateTransfersRequest) -> list[TransferCommand | ApiError]:
+    """Each request of a batch as a command, or the INVALID_ARGUMENT it gets on its own. The batch
+    itself must hold 1 to `batch_transfers_max` requests."""
+    if not 1 <= len(request.requests) <= limits.batch_transfers_max:
+        raise invalid("requests", f"1 to {limits.batch_transfers_max} transfers")
+    first_index: dict[str, int] = {}
+    return [batch_item(index, item, first_index) for index, item in enumerate(request.requests)]
+
+
+def batch_item(
+    index: int, item: pb.CreateTransferRequest, first_index: dict[str, int]
+) -> TransferCommand | ApiError:
+    try:
+        command = transfer_command(item)
+    except ApiError as error:
+        return error
+    earlier = first_index.setdefault(item.request_id, index)
+    if earlier != index:
+        return invalid("request_id", f"repeats the request_id of requests[{earlier}]")
+    return command
+
+
+def check_refund(request: pb.CreateRefundRequest) -> None:
+    violations = request_id_violations(request.request_id, required=True)
+    violations += id_violations("transfer_id", request.transfer_id)
+    if not 0 <= request.leg_index < limits.transfer_legs_max:
+        violations.append(FieldViolation("leg_index", f"0 to {limits.transfer_legs_max - 1}"))
+    violations += positive_violations("amount_minor", request.amount_minor)
+    raise_if_any(violations)
+
+
+def balance_time_ms(request: pb.GetBalanceRequest, now_ms: int) -> int:
+    """The as_of_time of a GetBalance request (required, from 1970 to now), or INVALID_ARGUMENT."""
+    violations = id_violations("account_id", request.account_id)
+    as_of_ms = time_ms(request, "as_of_time")
+    if as_of_ms is None or not 0 <= as_of_ms <= now_ms:
+        violations.append(FieldViolation("as_of_time", "required: a time from 1970 to now"))
+    raise_if_any(violations)
+    return request.as_of_time.ToMilliseconds()
 
 
 def checked_id(field: str, value: str) -> str:
@@ -143,6 +264,14 @@ def policy_from_pb(message: pb.AccountPolicy) -> AccountPolicy:
     )
 
 
+def time_ms(message: Message, field: str) -> int | None:
+    """A Timestamp field in milliseconds since the epoch, None when unset."""
+    if not message.HasField(field):
+        return None
+    stamp: Timestamp = getattr(message, field)
+    return stamp.ToMilliseconds()
+
+
 # Validation
 
 
@@ -157,7 +286,7 @@ def raise_if_any(violations: Sequence[FieldViolation]) -> None:
 
 def request_id_violations(request_id: str, *, required: bool) -> list[FieldViolation]:
     if required and not request_id:
-        return [FieldViolation("request_id", "required: a transfer must be safe to retry")]
+        return [FieldViolation("request_id", "required: a call that moves money must be safe to retry")]
     try:
         check_request_id(request_id)
     except ApiError as error:
@@ -225,8 +354,60 @@ def leg_violations(prefix: str, leg: pb.Leg, payer_id: str) -> list[FieldViolati
         )
     if leg.credit_account_id == leg.debit_account_id:
         violations.append(FieldViolation(f"{prefix}.credit_account_id", "must differ from the debit account"))
-    if leg.amount_minor <= 0:
-        violations.append(FieldViolation(f"{prefix}.amount_minor", "must be positive (minor units)"))
+    violations += positive_violations(f"{prefix}.amount_minor", leg.amount_minor)
+    return violations
+
+
+def positive_violations(field: str, amount_minor: int) -> list[FieldViolation]:
+    if amount_minor > 0:
+        return []
+    return [FieldViolation(field, "must be positive (minor units)")]
+
+
+def portion_violations(field: str, amount_minor: int) -> list[FieldViolation]:
+    if amount_minor >= 0:
+        return []
+    return [FieldViolation(field, "must not be negative (minor units; 0 means all)")]
+
+
+def differs_violations(field: str, value: str, others: Mapping[str, str]) -> list[FieldViolation]:
+    """`field` must name another account than each of `others` (field -> value)."""
+    return [
+        FieldViolation(field, f"must differ from {name}") for name, other in others.items() if value == other
+    ]
+
+
+def ahead_violations(field: str, at_ms: int | None, now_ms: int, ahead_max_ms: int) -> list[FieldViolation]:
+    if at_ms is not None and now_ms < at_ms <= now_ms + ahead_max_ms:
+        return []
+    return [
+        FieldViolation(field, f"required: in the future and at most {ahead_max_ms // _DAY_MS} days ahead")
+    ]
+
+
+def escrow_parties_violations(request: pb.CreateEscrowRequest) -> list[FieldViolation]:
+    buyer, seller, holder = request.buyer_account_id, request.seller_account_id, request.escrow_account_id
+    violations = id_violations("buyer_account_id", buyer)
+    violations += id_violations("seller_account_id", seller)
+    violations += id_violations("escrow_account_id", holder)
+    violations += differs_violations("seller_account_id", seller, {"buyer_account_id": buyer})
+    others = {
+        "buyer_account_id": buyer,
+        "seller_account_id": seller,
+        "fee_account_id": request.fee_account_id,
+    }
+    violations += differs_violations("escrow_account_id", holder, others)
+    return violations
+
+
+def fee_violations(request: pb.CreateEscrowRequest) -> list[FieldViolation]:
+    if request.fee_minor == 0:
+        if request.fee_account_id:
+            return [FieldViolation("fee_account_id", "must be empty when fee_minor is 0")]
+        return []
+    violations = id_violations("fee_account_id", request.fee_account_id)
+    if not 0 < request.fee_minor < request.amount_minor:
+        violations.append(FieldViolation("fee_minor", "0 or more, and less than amount_minor"))
     return violations
 
 
@@ -274,6 +455,7 @@ def transfer_to_pb(transfer: Transfer) -> pb.Transfer:
         memo=transfer.memo,
         state=_TRANSFER_STATE_TO_PB[transfer.state],
         create_time=timestamp(transfer.create_time_ms),
+        failure=_failure_to_pb(transfer.failure),
     )
 
 
@@ -288,3 +470,68 @@ def entry_to_pb(entry: Entry) -> pb.Entry:
         balance_after_minor=entry.balance_after_minor,
         time=timestamp(entry.time_ms),
     )
+
+
+def balance_to_pb(balance: BalanceAt) -> pb.GetBalanceResponse:
+    return pb.GetBalanceResponse(
+        account_id=balance.account_id,
+        as_of_time=timestamp(balance.time_ms),
+        ledger_minor=balance.ledger_minor,
+        entry_seq=balance.entry_seq,
+    )
+
+
+def hold_to_pb(hold: Hold) -> pb.Hold:
+    return pb.Hold(
+        hold_id=hold.hold_id,
+        request_id=hold.request_id,
+        account_id=hold.account_id,
+        payee_account_id=hold.payee_account_id,
+        currency_code=hold.currency,
+        amount_minor=hold.amount_minor,
+        captured_minor=hold.captured_minor,
+        state=_HOLD_STATE_TO_PB[hold.state],
+        expire_time=timestamp(hold.expire_time_ms),
+        create_time=timestamp(hold.create_time_ms),
+        capture_transfer_id=hold.capture_transfer_id,
+        failure=_failure_to_pb(hold.failure),
+    )
+
+
+def escrow_to_pb(escrow: Escrow) -> pb.Escrow:
+    return pb.Escrow(
+        escrow_id=escrow.escrow_id,
+        request_id=escrow.request_id,
+        buyer_account_id=escrow.buyer_account_id,
+        seller_account_id=escrow.seller_account_id,
+        escrow_account_id=escrow.escrow_account_id,
+        fee_account_id=escrow.fee_account_id,
+        currency_code=escrow.currency,
+        amount_minor=escrow.amount_minor,
+        fee_minor=escrow.fee_minor,
+        refunded_minor=escrow.refunded_minor,
+        state=_ESCROW_STATE_TO_PB[escrow.state],
+        release_time=timestamp(escrow.release_time_ms),
+        create_time=timestamp(escrow.create_time_ms),
+    )
+
+
+def refund_to_pb(refund: Refund) -> pb.Refund:
+    return pb.Refund(
+        refund_id=refund.refund_id,
+        request_id=refund.request_id,
+        transfer_id=refund.transfer_id,
+        leg_index=refund.leg_index,
+        amount_minor=refund.amount_minor,
+        refund_transfer_id=refund.refund_transfer_id,
+        create_time=timestamp(refund.create_time_ms),
+    )
+
+
+def _failure_to_pb(failure: Failure | None) -> pb.Status | None:
+    return error_to_pb(error_of(failure)) if failure is not None else None
+
+
+def error_to_pb(error: ApiError) -> pb.Status:
+    status = error.to_status()
+    return pb.Status(code=status.code, message=status.message, details=status.details)

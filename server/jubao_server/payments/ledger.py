@@ -12,40 +12,80 @@ records and re-delivers its outbox, so every debited transfer completes.
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import dataclasses
 import json
-import zlib
-from collections.abc import Awaitable
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+import grpc
 import structlog
 from jubao.errors import Reason
 
 from jubao_server import limits
-from jubao_server.errors import ApiError, already_exists, invalid, not_found
+from jubao_server.errors import (
+    ApiError,
+    already_exists,
+    failed_precondition,
+    invalid,
+    not_found,
+    unavailable,
+)
 from jubao_server.invariants import ensure
 from jubao_server.payments.api import (
     AccountChange,
     AccountView,
+    BalanceAt,
     EntryQuery,
+    EscrowCommand,
+    HoldCommand,
     Idempotency,
     OpenAccountCommand,
     TransferCommand,
 )
 from jubao_server.payments.commands import (
+    CaptureHold,
+    CloseHold,
+    Command,
+    CreateHold,
     Credit,
     Debit,
     Delivered,
+    DisputeEscrow,
     OpenAccount,
     Record,
+    RefundLeg,
+    Reject,
     RemoteCredit,
+    SettleEscrow,
+    TransferPlan,
     UpdateAccount,
+    error_of,
+    escrow_from_record,
+    escrow_record,
+    hold_from_record,
+    new_transfer,
+    shard_of,
     transfer_from_record,
     transfer_of,
 )
 from jubao_server.payments.config import PaymentsSettings
-from jubao_server.payments.model import Entry, EntryKind, Transfer, TransferState
+from jubao_server.payments.model import (
+    AccountKind,
+    Entry,
+    EntryKind,
+    Escrow,
+    EscrowState,
+    Hold,
+    HoldState,
+    Leg,
+    Refund,
+    Transfer,
+    TransferState,
+)
 from jubao_server.payments.shard import Records, ShardActor, now_ms
 from jubao_server.payments.state import AccountState, check_credit
+from jubao_server.payments.sweep import derived_id
 from jubao_server.payments.tables import ENTRIES, REQUESTS, TENANT_CONFIG, TRANSFERS
 from jubao_server.storage.contract import (
     Batch,
@@ -64,6 +104,8 @@ log = structlog.get_logger("jubao.payments")
 delivery_wait_s = 2.0
 delivery_attempts_max = 6
 delivery_backoff_s = 0.05
+# Refusals a request keeps: a retry gets them again. Others (UNAVAILABLE, ...) leave the outcome open.
+_FINAL_CODES = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION)
 
 
 class Ledger:
@@ -148,27 +190,253 @@ class Ledger:
     async def create_transfer(self, tenant_id: str, command: TransferCommand, key: Idempotency) -> Transfer:
         ensure(bool(key.request_id), "transfers need a request id (checked by the service)")
         transfer_id = transfer_id_of(tenant_id, key.request_id)
-        if not await self._claim(tenant_id, "transfer", key, transfer_id):
-            earlier = await self._find_transfer(tenant_id, transfer_id)
-            if earlier is not None:
-                return earlier
-        transfer = Transfer(
-            transfer_id,
-            key.request_id,
-            command.currency,
-            command.legs,
-            command.memo,
-            TransferState.DEBITED,
-            0,
-        )
-        debit = await self._debit_command(tenant_id, transfer, key.body_sha256)
-        payer = await self._actor(tenant_id, command.legs[0].debit_account_id)
-        result = await payer.submit(debit)
-        ensure(isinstance(result, Transfer), "a debit returns its transfer")
+        fresh = await self._claim(tenant_id, "transfer", key, transfer_id)
+        transfer = new_transfer(transfer_id, key.request_id, command.currency, command.legs, command.memo)
+        actor = await self._owner(tenant_id, command.legs[0].debit_account_id, transfer_id, fresh)
+        if actor is not None:
+            await self._decide(actor, tenant_id, transfer, lambda plan: Debit(plan, key.body_sha256))
+        return await self._completed(tenant_id, transfer_id)
+
+    async def _owner(self, tenant_id: str, payer_id: str, transfer_id: str, fresh: bool) -> ShardActor | None:
+        """The payer's shard to submit a request's transfer to, or None when the request is a retry whose
+        transfer is committed already. The journal is read once the shard is owned: what an earlier owner
+        committed is materialized by then, what this owner commits it remembers, so a retry racing its
+        first attempt is still applied once."""
+        actor = await self._actor(tenant_id, payer_id)
+        if fresh or await self._find_transfer(tenant_id, transfer_id) is None:
+            return actor
+        return None
+
+    async def _submit(self, tenant_id: str, account_id: str, command: Command) -> object:
+        return await (await self._actor(tenant_id, account_id)).submit(command)
+
+    async def _decide(
+        self,
+        actor: ShardActor,
+        tenant_id: str,
+        transfer: Transfer,
+        command_of: Callable[[TransferPlan], Command],
+        escrow: Escrow | None = None,
+    ) -> None:
+        """Plan a transfer and submit it to the payer's shard. A refusal of the plan's checks is kept by
+        that shard too (`Reject`), so every retry of the request gets one answer."""
+        try:
+            plan = await self._plan(tenant_id, transfer, escrow)
+        except ApiError as error:
+            if error.code not in _FINAL_CODES:
+                raise
+            await actor.submit(Reject(transfer, error))
+            return
+        await actor.submit(command_of(plan))
+
+    async def _completed(self, tenant_id: str, transfer_id: str) -> Transfer:
+        """A committed transfer, once its cross-shard credits landed (or a bounded wait passed); the
+        refusal again if the ledger refused it."""
         done = self._completions.get(transfer_id)
         if done is not None:
             await asyncio.wait([done], timeout=delivery_wait_s)
-        return await self._find_transfer(tenant_id, transfer_id) or result  # type: ignore[return-value]
+        transfer = await self._find_transfer(tenant_id, transfer_id)
+        ensure(transfer is not None, "a committed transfer is materialized before its caller returns")
+        if transfer is not None and transfer.failure is not None:
+            raise error_of(transfer.failure)
+        return transfer  # type: ignore[return-value]
+
+    async def _plan(self, tenant_id: str, transfer: Transfer, escrow: Escrow | None) -> TransferPlan:
+        """Split a transfer by shard and check the payees of other shards (the payer's checks the rest)
+        and, for the funding of an escrow, the escrow's parties."""
+        if escrow is not None:
+            await self._check_escrow_accounts(tenant_id, escrow)
+        record = escrow_record(escrow) if escrow is not None else None
+        plan = TransferPlan.of(transfer, await self._shard_count(tenant_id), record)
+        for credit in plan.remote:
+            await self._check_payee(tenant_id, credit.account_id, credit.amount_minor, transfer.currency)
+        return plan
+
+    # Holds
+
+    async def create_hold(self, tenant_id: str, command: HoldCommand, key: Idempotency) -> Hold:
+        hold_id = derived_id("hd_", tenant_id, key.request_id or uuid.uuid4().hex)
+        await self._claim(tenant_id, "hold", key, hold_id)
+        await self._check_payee(tenant_id, command.payee_account_id, command.amount_minor, command.currency)
+        hold = Hold(
+            hold_id,
+            key.request_id,
+            command.account_id,
+            command.payee_account_id,
+            command.currency,
+            command.amount_minor,
+            0,
+            HoldState.HELD,
+            command.expire_time_ms,
+            0,
+        )
+        return _as(Hold, await self._submit(tenant_id, command.account_id, CreateHold(hold)))
+
+    async def capture_hold(self, tenant_id: str, hold_id: str, amount_minor: int, key: Idempotency) -> Hold:
+        hold = await self.get_hold(tenant_id, hold_id)
+        fresh = await self._claim(tenant_id, "capture_hold", key, hold_id)
+        transfer_id = derived_id("tr_", tenant_id, f"hold-capture\n{key.request_id or uuid.uuid4().hex}")
+        leg = Leg(hold.account_id, hold.payee_account_id, amount_minor or hold.amount_minor)
+        transfer = new_transfer(
+            transfer_id, key.request_id, hold.currency, (leg,), f"capture of hold {hold_id}"
+        )
+        actor = await self._owner(tenant_id, hold.account_id, transfer_id, fresh)
+        if actor is not None:
+            await self._decide(actor, tenant_id, transfer, lambda plan: CaptureHold(hold_id, plan))
+        await self._completed(tenant_id, transfer_id)
+        return await self.get_hold(tenant_id, hold_id)
+
+    async def void_hold(self, tenant_id: str, hold_id: str, key: Idempotency) -> Hold:
+        """Voiding a voided hold returns it as it is: the command is idempotent, so retries are too."""
+        hold = await self.get_hold(tenant_id, hold_id)
+        await self._claim(tenant_id, "void_hold", key, hold_id)
+        return _as(Hold, await self._submit(tenant_id, hold.account_id, CloseHold(hold_id)))
+
+    async def get_hold(self, tenant_id: str, hold_id: str) -> Hold:
+        record = await self._item(tenant_id, "hold", hold_id)
+        if record is None:
+            raise not_found(Reason.HOLD_NOT_FOUND, f"no hold {hold_id}", hold_id=hold_id)
+        return hold_from_record(record)
+
+    # Escrow
+
+    async def create_escrow(self, tenant_id: str, command: EscrowCommand, key: Idempotency) -> Escrow:
+        escrow_id = derived_id("es_", tenant_id, key.request_id or uuid.uuid4().hex)
+        transfer_id = _funding_id(tenant_id, escrow_id)
+        fresh = await self._claim(tenant_id, "escrow", key, escrow_id)
+        escrow = Escrow(
+            escrow_id,
+            key.request_id,
+            command.buyer_account_id,
+            command.seller_account_id,
+            command.escrow_account_id,
+            command.fee_account_id,
+            command.currency,
+            command.amount_minor,
+            command.fee_minor,
+            0,
+            EscrowState.HELD,
+            command.release_time_ms,
+            now_ms(),
+        )
+        leg = Leg(command.buyer_account_id, command.escrow_account_id, command.amount_minor)
+        transfer = new_transfer(transfer_id, key.request_id, command.currency, (leg,), f"escrow {escrow_id}")
+        actor = await self._owner(tenant_id, command.buyer_account_id, transfer_id, fresh)
+        if actor is not None:
+
+            def fund(plan: TransferPlan) -> Command:
+                return Debit(plan, key.body_sha256, escrow_record(escrow))
+
+            await self._decide(actor, tenant_id, transfer, fund, escrow)
+        await self._completed(tenant_id, transfer_id)
+        return await self._find_escrow(tenant_id, escrow_id) or escrow
+
+    async def _check_escrow_accounts(self, tenant_id: str, escrow: Escrow) -> None:
+        holder = await self._account_state(tenant_id, escrow.escrow_account_id)
+        if holder.account.kind is not AccountKind.ESCROW:
+            raise failed_precondition(
+                Reason.INVALID_STATE, f"account {escrow.escrow_account_id} is not an escrow account"
+            )
+        await self._check_payee(tenant_id, escrow.seller_account_id, escrow.amount_minor, escrow.currency)
+        if escrow.fee_minor:
+            await self._check_payee(tenant_id, escrow.fee_account_id, escrow.fee_minor, escrow.currency)
+
+    async def release_escrow(self, tenant_id: str, escrow_id: str, key: Idempotency) -> Escrow:
+        return await self._settle(tenant_id, escrow_id, "release_escrow", 0, key)
+
+    async def refund_escrow(
+        self, tenant_id: str, escrow_id: str, amount_minor: int, key: Idempotency
+    ) -> Escrow:
+        return await self._settle(tenant_id, escrow_id, "refund_escrow", amount_minor, key)
+
+    async def _settle(
+        self, tenant_id: str, escrow_id: str, operation: str, amount_minor: int, key: Idempotency
+    ) -> Escrow:
+        """Release or refund an escrow; the escrow account's shard works out the legs when it applies."""
+        escrow = await self.get_escrow(tenant_id, escrow_id)
+        fresh = await self._claim(tenant_id, operation, key, escrow_id)
+        request = key.request_id or uuid.uuid4().hex
+        transfer_id = derived_id("tr_", tenant_id, f"{operation}\n{escrow_id}\n{request}")
+        actor = await self._owner(tenant_id, escrow.escrow_account_id, transfer_id, fresh)
+        if actor is not None:
+            release = operation == "release_escrow"
+            if not release:
+                await self._check_payee(
+                    tenant_id, escrow.buyer_account_id, amount_minor or escrow.amount_minor, escrow.currency
+                )
+            count = await self._shard_count(tenant_id)
+            await actor.submit(
+                SettleEscrow(escrow_id, transfer_id, key.request_id, amount_minor, release, count)
+            )
+        await self._completed(tenant_id, transfer_id)
+        return await self.get_escrow(tenant_id, escrow_id)
+
+    async def dispute_escrow(self, tenant_id: str, escrow_id: str, key: Idempotency) -> Escrow:
+        escrow = await self.get_escrow(tenant_id, escrow_id)
+        await self._claim(tenant_id, "dispute_escrow", key, escrow_id)
+        return _as(Escrow, await self._submit(tenant_id, escrow.escrow_account_id, DisputeEscrow(escrow_id)))
+
+    async def get_escrow(self, tenant_id: str, escrow_id: str) -> Escrow:
+        """An escrow opens where its funding credit lands: while that credit is on its way (after a
+        crash, say), the escrow is DELIVERY_PENDING (retry), not NOT_FOUND."""
+        escrow = await self._find_escrow(tenant_id, escrow_id)
+        if escrow is not None:
+            return escrow
+        funding = await self._find_transfer(tenant_id, _funding_id(tenant_id, escrow_id))
+        if funding is None or funding.failure is not None:
+            raise not_found(Reason.ESCROW_NOT_FOUND, f"no escrow {escrow_id}", escrow_id=escrow_id)
+        await self._completed(tenant_id, funding.transfer_id)
+        escrow = await self._find_escrow(tenant_id, escrow_id)
+        if escrow is None:
+            raise unavailable(Reason.DELIVERY_PENDING, f"escrow {escrow_id} is still being funded; retry")
+        return escrow
+
+    async def _find_escrow(self, tenant_id: str, escrow_id: str) -> Escrow | None:
+        record = await self._item(tenant_id, "escrow", escrow_id)
+        return escrow_from_record(record) if record is not None else None
+
+    # Refunds of completed transfers
+
+    async def create_refund(
+        self, tenant_id: str, transfer_id: str, leg_index: int, amount_minor: int, key: Idempotency
+    ) -> Refund:
+        refund_transfer_id = derived_id("tr_", tenant_id, f"refund\n{key.request_id or uuid.uuid4().hex}")
+        fresh = await self._claim(tenant_id, "refund", key, refund_transfer_id)
+        original = await self.get_transfer(tenant_id, transfer_id)
+        if not 0 <= leg_index < len(original.legs):
+            raise invalid("leg_index", f"transfer {transfer_id} has {len(original.legs)} legs")
+        if original.state is not TransferState.COMPLETED:
+            raise failed_precondition(Reason.INVALID_STATE, f"transfer {transfer_id} is not completed yet")
+        leg = original.legs[leg_index]
+        back = Leg(leg.credit_account_id, leg.debit_account_id, amount_minor)
+        transfer = new_transfer(
+            refund_transfer_id, key.request_id, original.currency, (back,), f"refund of {transfer_id}"
+        )
+        actor = await self._owner(tenant_id, back.debit_account_id, refund_transfer_id, fresh)
+        if actor is not None:
+
+            def refund(plan: TransferPlan) -> Command:
+                return RefundLeg(transfer_id, leg_index, leg.amount_minor, plan, key.body_sha256)
+
+            await self._decide(actor, tenant_id, transfer, refund)
+        moved = await self._completed(tenant_id, refund_transfer_id)
+        return Refund(
+            derived_id("rf_", tenant_id, refund_transfer_id),
+            key.request_id,
+            transfer_id,
+            leg_index,
+            amount_minor,
+            refund_transfer_id,
+            moved.create_time_ms,
+        )
+
+    async def _item(self, tenant_id: str, kind: str, item_id: str) -> Record | None:
+        """An item of the shard that owns it: a hold lives with its payer, found by scanning the shards."""
+        for shard in range(await self._shard_count(tenant_id)):
+            record = (await self._actor_of_shard(tenant_id, shard)).items.get((kind, item_id))
+            if record is not None:
+                return record
+        return None
 
     async def get_transfer(self, tenant_id: str, transfer_id: str) -> Transfer:
         transfer = await self._find_transfer(tenant_id, transfer_id)
@@ -193,6 +461,15 @@ class Ledger:
             if len(entries) < len(page.rows):
                 return entries, None
         return entries, entries[-1].entry_seq if page.next_after is not None and entries else None
+
+    async def balance_at(self, tenant_id: str, account_id: str, time_ms: int) -> BalanceAt:
+        state = await self._account_state(tenant_id, account_id)
+        after = await self._first_entry_at(tenant_id, account_id, time_ms + 1, state.entry_seq)
+        if after <= 1:
+            return BalanceAt(account_id, time_ms, 0, 0)
+        row = await self._backend.read_row(ENTRIES.partition(tenant_id, account_id), (after - 1,))
+        ensure(row is not None, "journal entries before the newest are materialized")
+        return BalanceAt(account_id, time_ms, row.as_int("balance_after_minor") if row else 0, after - 1)
 
     async def _first_entry_at(
         self, tenant_id: str, account_id: str, start_time_ms: int, last_seq: int
@@ -244,7 +521,10 @@ class Ledger:
 
     async def _acquire(self, tenant_id: str, shard: int) -> ShardActor:
         ensure(len(self._actors) < limits.ledger_actors_max, "more ledger shards than ledger_actors_max")
-        actor = ShardActor(self._backend, tenant_id, shard, self._settings, self)
+        count = await self._shard_count(tenant_id)
+        actor = ShardActor(
+            self._backend, tenant_id, shard, shard_count=count, settings=self._settings, listener=self
+        )
         await self.materialize(actor, await actor.acquire())
         self._actors[(tenant_id, shard)] = actor
         actor.start()
@@ -252,25 +532,7 @@ class Ledger:
             self._spawn(self._deliver(actor, transfer_id, owed, recovering=True))
         return actor
 
-    async def _debit_command(self, tenant_id: str, transfer: Transfer, body_sha256: str) -> Debit:
-        count = await self._shard_count(tenant_id)
-        payer_shard = shard_of(transfer.legs[0].debit_account_id, count)
-        local: set[int] = set()
-        remote: list[RemoteCredit] = []
-        for index, leg in enumerate(transfer.legs):
-            shard = shard_of(leg.credit_account_id, count)
-            if shard == payer_shard:
-                local.add(index)
-                continue
-            await self._check_remote_payee(
-                tenant_id, leg.credit_account_id, leg.amount_minor, transfer.currency
-            )
-            remote.append(RemoteCredit(index, leg.credit_account_id, leg.amount_minor, shard))
-        return Debit(transfer, body_sha256, frozenset(local), tuple(remote))
-
-    async def _check_remote_payee(
-        self, tenant_id: str, account_id: str, amount_minor: int, currency: str
-    ) -> None:
+    async def _check_payee(self, tenant_id: str, account_id: str, amount_minor: int, currency: str) -> None:
         check_credit(await self._account_state(tenant_id, account_id), amount_minor, currency)
 
     # Idempotency
@@ -333,7 +595,7 @@ class Ledger:
         transfer = transfer_of(record)
         if transfer is not None:
             state = TransferState.COMPLETED if transfer.transfer_id in delivered else transfer.state
-            transfer_row = _transfer_batch(tenant_id, transfer, record["body_sha256"], state)
+            transfer_row = _transfer_batch(tenant_id, transfer, record.get("body_sha256", ""), state)
             writes.append(self._backend.write(transfer_row))
         elif record.get("type") == "delivered":
             writes.append(self._mark_completed(tenant_id, record["transfer_id"]))
@@ -393,19 +655,25 @@ class Ledger:
             )
 
 
-def shard_of(account_id: str, shard_count: int) -> int:
-    return zlib.crc32(account_id.encode()) % shard_count
+def _funding_id(tenant_id: str, escrow_id: str) -> str:
+    return derived_id("tr_", tenant_id, f"escrow-fund\n{escrow_id}")
 
 
 def transfer_id_of(tenant_id: str, request_id: str) -> str:
     """Transfer ids derive from the request id, so every retry of a request names the same transfer."""
-    return "tr_" + hashlib.sha256(f"{tenant_id}\n{request_id}".encode()).hexdigest()[:32]
+    return derived_id("tr_", tenant_id, request_id)
+
+
+T = TypeVar("T")
+
+
+def _as(kind: type[T], result: object) -> T:
+    ensure(isinstance(result, kind), f"a shard command returned {type(result).__name__}, not {kind.__name__}")
+    return result  # type: ignore[return-value]
 
 
 def _entry_batch(tenant_id: str, posting: Record, record: Record) -> Batch:
-    transfer_id = (
-        record["transfer"]["transfer_id"] if record.get("type") == "transfer" else record["transfer_id"]
-    )
+    transfer_id = record["transfer"]["transfer_id"] if "transfer" in record else record["transfer_id"]
     values: dict[str, Value] = {
         "transfer_id": transfer_id,
         "leg_index": posting["leg_index"],
@@ -428,6 +696,7 @@ def _transfer_batch(tenant_id: str, transfer: Transfer, body_sha256: str, state:
         "memo": transfer.memo,
         "state": state.value,
         "create_time_ms": transfer.create_time_ms,
+        "failure": json.dumps(dataclasses.asdict(transfer.failure)) if transfer.failure else None,
     }
     return Batch(TRANSFERS.partition(tenant_id, transfer.transfer_id), (Put((), values),))
 
@@ -441,6 +710,7 @@ def _transfer(transfer_id: str, row: Row) -> Transfer:
         "memo": row.as_text("memo"),
         "state": row.as_text("state"),
         "create_time_ms": row.as_int("create_time_ms"),
+        "failure": json.loads(row["failure"]) if isinstance(row["failure"], str) else None,
     }
     return transfer_from_record(record)
 

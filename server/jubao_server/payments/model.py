@@ -70,6 +70,18 @@ class TransferState(StrEnum):
     # Debited at the payer; credits to payees in other shards are being delivered.
     DEBITED = "debited"
     COMPLETED = "completed"
+    # Refused (see `failure`); nothing moved.
+    REJECTED = "rejected"
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """Why the ledger refused a request. It is kept, so a retry of the request is refused the same way
+    even if it would pass now: a request has one outcome."""
+
+    code: str
+    reason: str
+    message: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +93,7 @@ class Transfer:
     memo: str
     state: TransferState
     create_time_ms: int
+    failure: Failure | None = None
 
 
 class EntryKind(StrEnum):
@@ -100,3 +113,74 @@ class Entry:
     amount_minor: int
     balance_after_minor: int
     time_ms: int
+
+
+class HoldState(StrEnum):
+    HELD = "held"
+    CAPTURED = "captured"
+    VOIDED = "voided"
+    EXPIRED = "expired"
+    # Refused (see `failure`); nothing is reserved.
+    REJECTED = "rejected"
+
+
+@dataclasses.dataclass(frozen=True)
+class Hold:
+    """Funds reserved on `account_id` for a later capture to `payee_account_id` (two-phase payment).
+    Held funds stay in the ledger balance but not in the available balance."""
+
+    hold_id: str
+    request_id: str
+    account_id: str
+    payee_account_id: str
+    currency: str
+    amount_minor: int
+    captured_minor: int
+    state: HoldState
+    expire_time_ms: int
+    create_time_ms: int
+    capture_transfer_id: str = ""
+    failure: Failure | None = None
+
+
+class EscrowState(StrEnum):
+    # The buyer paid into the escrow account; waiting for confirmation.
+    HELD = "held"
+    DISPUTED = "disputed"
+    RELEASED = "released"
+    REFUNDED = "refunded"
+
+
+@dataclasses.dataclass(frozen=True)
+class Escrow:
+    """A guaranteed transaction (担保交易): the buyer's payment waits in `escrow_account_id` until the
+    buyer confirms (release to the seller, minus `fee_minor` to `fee_account_id`), it is refunded, or
+    `release_time_ms` passes without a dispute (automatic release)."""
+
+    escrow_id: str
+    request_id: str
+    buyer_account_id: str
+    seller_account_id: str
+    escrow_account_id: str
+    fee_account_id: str
+    currency: str
+    amount_minor: int
+    fee_minor: int
+    refunded_minor: int
+    state: EscrowState
+    release_time_ms: int
+    create_time_ms: int
+    release_transfer_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Refund:
+    """Money sent back for one leg of a completed transfer; refunds of a leg never add up to more than it."""
+
+    refund_id: str
+    request_id: str
+    transfer_id: str
+    leg_index: int
+    amount_minor: int
+    refund_transfer_id: str
+    create_time_ms: int

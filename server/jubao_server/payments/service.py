@@ -1,9 +1,11 @@
-"""jubao.payments.v1.PaymentService: accounts, transfers and journal entries of the caller's tenant. The
-pipeline has already checked that the tenant has the payments product; the ledger does the rest,
-including idempotency by request id."""
+"""jubao.payments.v1.PaymentService: accounts, transfers, journal entries, holds, escrows and refunds of
+the caller's tenant. The pipeline has already checked that the tenant has the payments product; the
+ledger does the rest, including idempotency by request id."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -11,18 +13,32 @@ from google.protobuf.message import Message
 from jubao.payments.v1 import payments_pb2 as pb
 from jubao.payments.v1 import payments_pb2_grpc as pb_grpc
 
-from jubao_server.errors import invalid
-from jubao_server.payments.api import Idempotency, LedgerApi
+from jubao_server import limits
+from jubao_server.errors import ApiError, invalid
+from jubao_server.invariants import ensure
+from jubao_server.payments.api import Idempotency, LedgerApi, TransferCommand
 from jubao_server.payments.convert import (
     account_change,
     account_to_pb,
+    balance_time_ms,
+    balance_to_pb,
+    batch_items,
+    check_refund,
     checked_id,
+    checked_item_id,
     entry_query,
     entry_to_pb,
+    error_to_pb,
+    escrow_command,
+    escrow_to_pb,
+    hold_command,
+    hold_to_pb,
     open_account_command,
+    refund_to_pb,
     transfer_command,
     transfer_to_pb,
 )
+from jubao_server.payments.shard import now_ms
 from jubao_server.platform.context import current_caller
 from jubao_server.platform.idempotency import body_sha256
 from jubao_server.platform.paging import decode_token, encode_token, page_size
@@ -85,6 +101,110 @@ class PaymentService(pb_grpc.PaymentServiceServicer):
             next_page_token=encode_token("ListEntries", None if last_seq is None else str(last_seq)),
         )
 
+    async def GetBalance(self, request: pb.GetBalanceRequest, context: Context) -> pb.GetBalanceResponse:
+        as_of_ms = balance_time_ms(request, now_ms())
+        return balance_to_pb(await self._ledger.balance_at(_tenant_id(), request.account_id, as_of_ms))
+
+    async def BatchCreateTransfers(
+        self, request: pb.BatchCreateTransfersRequest, context: Context
+    ) -> pb.BatchCreateTransfersResponse:
+        """Every valid request runs through the ledger, at most `batch_transfers_concurrency_max` at once;
+        each result is the transfer or the error of that request alone."""
+        items = batch_items(request)
+        results = [
+            pb.TransferResult(error=error_to_pb(i)) if isinstance(i, ApiError) else pb.TransferResult()
+            for i in items
+        ]
+        valid = [(index, item) for index, item in enumerate(items) if isinstance(item, TransferCommand)]
+        tenant_id = _tenant_id()
+
+        async def run(index: int, command: TransferCommand) -> None:
+            key = _idempotency(request.requests[index])
+            results[index] = await self._transfer_result(tenant_id, command, key)
+
+        await _for_each_bounded(valid, run, limits.batch_transfers_concurrency_max)
+        ensure(all(r.WhichOneof("result") for r in results), "every request of a batch has its result")
+        return pb.BatchCreateTransfersResponse(results=results)
+
+    async def _transfer_result(
+        self, tenant_id: str, command: TransferCommand, key: Idempotency
+    ) -> pb.TransferResult:
+        try:
+            transfer = await self._ledger.create_transfer(tenant_id, command, key)
+        except ApiError as error:
+            return pb.TransferResult(error=error_to_pb(error))
+        return pb.TransferResult(transfer=transfer_to_pb(transfer))
+
+    # Holds
+
+    async def CreateHold(self, request: pb.CreateHoldRequest, context: Context) -> pb.CreateHoldResponse:
+        command = hold_command(request, now_ms())
+        hold = await self._ledger.create_hold(_tenant_id(), command, _idempotency(request))
+        return pb.CreateHoldResponse(hold=hold_to_pb(hold))
+
+    async def CaptureHold(self, request: pb.CaptureHoldRequest, context: Context) -> pb.CaptureHoldResponse:
+        hold_id = checked_item_id(request.request_id, "hold_id", request.hold_id, request.amount_minor)
+        hold = await self._ledger.capture_hold(
+            _tenant_id(), hold_id, request.amount_minor, _idempotency(request)
+        )
+        return pb.CaptureHoldResponse(hold=hold_to_pb(hold))
+
+    async def VoidHold(self, request: pb.VoidHoldRequest, context: Context) -> pb.VoidHoldResponse:
+        hold_id = checked_item_id(request.request_id, "hold_id", request.hold_id)
+        hold = await self._ledger.void_hold(_tenant_id(), hold_id, _idempotency(request))
+        return pb.VoidHoldResponse(hold=hold_to_pb(hold))
+
+    async def GetHold(self, request: pb.GetHoldRequest, context: Context) -> pb.GetHoldResponse:
+        hold = await self._ledger.get_hold(_tenant_id(), checked_id("hold_id", request.hold_id))
+        return pb.GetHoldResponse(hold=hold_to_pb(hold))
+
+    # Escrows
+
+    async def CreateEscrow(
+        self, request: pb.CreateEscrowRequest, context: Context
+    ) -> pb.CreateEscrowResponse:
+        command = escrow_command(request, now_ms())
+        escrow = await self._ledger.create_escrow(_tenant_id(), command, _idempotency(request))
+        return pb.CreateEscrowResponse(escrow=escrow_to_pb(escrow))
+
+    async def ReleaseEscrow(
+        self, request: pb.ReleaseEscrowRequest, context: Context
+    ) -> pb.ReleaseEscrowResponse:
+        escrow_id = checked_item_id(request.request_id, "escrow_id", request.escrow_id)
+        escrow = await self._ledger.release_escrow(_tenant_id(), escrow_id, _idempotency(request))
+        return pb.ReleaseEscrowResponse(escrow=escrow_to_pb(escrow))
+
+    async def RefundEscrow(
+        self, request: pb.RefundEscrowRequest, context: Context
+    ) -> pb.RefundEscrowResponse:
+        escrow_id = checked_item_id(request.request_id, "escrow_id", request.escrow_id, request.amount_minor)
+        escrow = await self._ledger.refund_escrow(
+            _tenant_id(), escrow_id, request.amount_minor, _idempotency(request)
+        )
+        return pb.RefundEscrowResponse(escrow=escrow_to_pb(escrow))
+
+    async def DisputeEscrow(
+        self, request: pb.DisputeEscrowRequest, context: Context
+    ) -> pb.DisputeEscrowResponse:
+        escrow_id = checked_item_id(request.request_id, "escrow_id", request.escrow_id)
+        escrow = await self._ledger.dispute_escrow(_tenant_id(), escrow_id, _idempotency(request))
+        return pb.DisputeEscrowResponse(escrow=escrow_to_pb(escrow))
+
+    async def GetEscrow(self, request: pb.GetEscrowRequest, context: Context) -> pb.GetEscrowResponse:
+        escrow = await self._ledger.get_escrow(_tenant_id(), checked_id("escrow_id", request.escrow_id))
+        return pb.GetEscrowResponse(escrow=escrow_to_pb(escrow))
+
+    # Refunds
+
+    async def CreateRefund(
+        self, request: pb.CreateRefundRequest, context: Context
+    ) -> pb.CreateRefundResponse:
+        check_refund(request)
+        refund = await self._ledger.create_refund(
+            _tenant_id(), request.transfer_id, request.leg_index, request.amount_minor, _idempotency(request)
+        )
+        return pb.CreateRefundResponse(refund=refund_to_pb(refund))
+
 
 def _tenant_id() -> str:
     return current_caller().tenant.tenant_id
@@ -93,6 +213,23 @@ def _tenant_id() -> str:
 def _idempotency(request: Message) -> Idempotency:
     request_id: str = getattr(request, "request_id")  # noqa: B009
     return Idempotency(request_id, body_sha256(request))
+
+
+async def _for_each_bounded(
+    items: Sequence[tuple[int, TransferCommand]],
+    run: Callable[[int, TransferCommand], Awaitable[None]],
+    concurrency_max: int,
+) -> None:
+    """`run` every item, at most `concurrency_max` at a time: that many workers take the items in order."""
+    queue = iter(items)
+
+    async def worker() -> None:
+        for index, command in queue:
+            await run(index, command)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(concurrency_max, len(items))):
+            group.create_task(worker())
 
 
 def _entry_seq(position: str | None) -> int | None:

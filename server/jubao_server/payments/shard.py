@@ -12,18 +12,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import grpc
 import structlog
 from jubao.errors import Reason
 
 from jubao_server import limits
-from jubao_server.errors import ApiError, resource_exhausted, unavailable
-from jubao_server.payments.commands import Applied, Command, Record, decode, encode, transfer_of
+from jubao_server.errors import ApiError, internal, resource_exhausted, unavailable
+from jubao_server.payments.commands import (
+    Applied,
+    Command,
+    Record,
+    decode,
+    encode,
+    refusal,
+    transfer_of,
+)
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.model import Transfer
-from jubao_server.payments.state import AccountState, Stage
+from jubao_server.payments.state import AccountState, ItemKey, Stage
+from jubao_server.payments.sweep import ITEM_KINDS, due_commands, item_closed
 from jubao_server.payments.tables import SHARDS
 from jubao_server.storage.contract import (
     Batch,
@@ -42,6 +51,7 @@ log = structlog.get_logger("jubao.payments")
 
 acquire_attempts_max = 8
 stop_timeout_s = 10.0
+sweep_interval_s = 1.0
 
 
 def now_ms() -> int:
@@ -59,6 +69,7 @@ class _Pending:
 
 
 Records = list[tuple[int, Record]]
+T = TypeVar("T")
 
 
 class CommitListener(Protocol):
@@ -75,12 +86,15 @@ class ShardActor:
         backend: StorageBackend,
         tenant_id: str,
         shard: int,
+        *,
+        shard_count: int,
         settings: PaymentsSettings,
         listener: CommitListener,
     ) -> None:
         self.backend = backend
         self.tenant_id = tenant_id
         self.shard = shard
+        self.shard_count = shard_count
         self.partition = SHARDS.partition(tenant_id, shard)
         self.accounts: dict[str, AccountState] = {}
         self.epoch = 0
@@ -89,12 +103,18 @@ class ShardActor:
         self.outbox: dict[str, Record] = {}
         # Transfers committed by this owner, newest last: retries of them are answered, not re-applied.
         self.transfers: dict[str, Transfer] = {}
+        # Credits applied by this owner, newest last (marker keys): a credit delivered twice lands once.
+        self.credits: dict[str, None] = {}
+        # Holds, escrows and refund tallies of this shard, by (row kind, id).
+        self.items: dict[ItemKey, Record] = {}
         self.lost = False
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(settings.shard_queue_max)
         self._group_max = settings.group_commit_max
         self._wal_ttl_s = settings.wal_ttl_s
+        self._closed_ttl_s = settings.request_ttl_s
         self._listener = listener
         self._task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def acquire(self) -> Records:
         """Take ownership (a new epoch) and load the shard; returns the records not yet materialized."""
@@ -120,9 +140,14 @@ class ShardActor:
     async def _load(self) -> Records:
         self.accounts = {r.as_text("row_key"): AccountState.from_row(r) for r in await self._rows("account")}
         self.outbox = {r.as_text("row_key"): decode(r["record"]) for r in await self._rows("outbox")}
+        for kind in ITEM_KINDS:
+            self.items.update(
+                {(kind, r.as_text("row_key")): decode(r["record"]) for r in await self._rows(kind)}
+            )
         wal = await self._rows("wal", after=wal_key(self.materialized_seq))
         records = [(int(r.as_text("row_key")), decode(r["record"])) for r in wal]
-        self._remember({t.transfer_id: t for t in (transfer_of(r) for _, r in records) if t is not None})
+        recovered = (transfer_of(r) for _, r in records)
+        _keep_recent(self.transfers, {t.transfer_id: t for t in recovered if t is not None})
         log.info(
             "ledger shard acquired",
             tenant_id=self.tenant_id,
@@ -155,11 +180,29 @@ class ShardActor:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"ledger-{self.tenant_id}-{self.shard}")
+        self._sweeper = asyncio.create_task(self._sweep(), name=f"ledger-sweep-{self.tenant_id}-{self.shard}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task], timeout=stop_timeout_s)
+        tasks = [t for t in (self._task, self._sweeper) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=stop_timeout_s)
+
+    async def _sweep(self) -> None:
+        """Expire holds and release escrows whose time has come, about once a second."""
+        while not self.lost:
+            await asyncio.sleep(sweep_interval_s)
+            for command in due_commands(self.items, self.tenant_id, self.shard_count, now_ms()):
+                try:
+                    await self.submit(command)
+                except ApiError as error:
+                    log.warning(
+                        "ledger sweep step refused",
+                        shard=self.shard,
+                        reason=error.reason,
+                        error=error.message,
+                    )
 
     async def submit(self, command: Command) -> object:
         """Queue a command and wait for its committed result (or its rejection)."""
@@ -184,21 +227,35 @@ class ShardActor:
                 rows += following.command.rows_max
                 if rows >= limits.ledger_batch_rows_max:
                     break
-            await self._commit(group)
+            try:
+                await self._commit(group)
+            except Exception:
+                # A programmer error in a command: this owner stops and the shard is acquired afresh.
+                log.exception("ledger shard failed", tenant_id=self.tenant_id, shard=self.shard)
+                self.lost = True
+                for pending in group:
+                    _settle(pending.future, internal(f"ledger shard {self.shard} failed"))
         self._fail_queued(_moved(self.shard))
 
     async def _commit(self, group: list[_Pending]) -> None:
-        stage = Stage(self.accounts, self.transfers, now_ms())
+        stage = Stage(
+            self.accounts,
+            self.transfers,
+            self.items,
+            now_ms(),
+            known_credits=self.credits,
+            outbox=self.outbox,
+        )
         outcomes: list[tuple[_Pending, Applied | ApiError]] = []
         for pending in group:
             try:
                 outcomes.append((pending, pending.command.apply(stage)))
             except ApiError as error:
-                outcomes.append((pending, error))
+                outcomes.append((pending, refusal(stage, pending.command, error)))
         applied = [a for _, a in outcomes if isinstance(a, Applied)]
         records = [(self.last_seq + i + 1, r) for i, r in enumerate(a.record for a in applied if a.record)]
         try:
-            if records or any(a.rows or a.deleted for a in applied):
+            if records or stage.touched_items or any(a.rows or a.deleted for a in applied):
                 await self._store(stage, applied, records)
             await self._listener.materialize(self, records)
         except (StorageError, ApiError) as error:
@@ -220,6 +277,9 @@ class ShardActor:
         puts += [
             Put(("wal", wal_key(seq)), {"record": encode(r)}, ttl_s=self._wal_ttl_s) for seq, r in records
         ]
+        for (kind, key), record in stage.touched_items.items():
+            ttl_s = self._closed_ttl_s if item_closed(record) else None
+            puts.append(Put((kind, key), {"record": encode(record)}, ttl_s=ttl_s))
         deletes = []
         for outcome in applied:
             puts += [Put((row.kind, row.key), row.values(), ttl_s=row.ttl_s) for row in outcome.rows]
@@ -241,7 +301,9 @@ class ShardActor:
             raise _moved(self.shard)
         self.last_seq = new_last
         self.accounts.update(stage.touched)
-        self._remember(stage.new_transfers)
+        self.items.update(stage.touched_items)
+        _keep_recent(self.transfers, stage.new_transfers)
+        _keep_recent(self.credits, dict.fromkeys(sorted(stage.new_credits)))
         for outcome in applied:
             for row in outcome.rows:
                 if row.kind == "outbox":
@@ -250,14 +312,16 @@ class ShardActor:
                 if kind == "outbox":
                     self.outbox.pop(key, None)
 
-    def _remember(self, transfers: dict[str, Transfer]) -> None:
-        self.transfers.update(transfers)
-        while len(self.transfers) > limits.ledger_recent_transfers_max:
-            del self.transfers[next(iter(self.transfers))]
-
     def _fail_queued(self, error: ApiError) -> None:
         while not self._queue.empty():
             _settle(self._queue.get_nowait().future, error)
+
+
+def _keep_recent(recent: dict[str, T], new: dict[str, T]) -> None:
+    """Add `new` to `recent`, forgetting the oldest beyond `ledger_recent_transfers_max`."""
+    recent.update(new)
+    while len(recent) > limits.ledger_recent_transfers_max:
+        del recent[next(iter(recent))]
 
 
 def _settle(future: asyncio.Future[object], outcome: object) -> None:

@@ -7,7 +7,8 @@ the stage completely or raises `ApiError` having changed nothing (all checks run
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from typing import Any
 
 import grpc
 from jubao.errors import Reason
@@ -18,6 +19,8 @@ from jubao_server.payments.model import Account, AccountKind, AccountPolicy, Bal
 from jubao_server.storage.contract import INT64_MAX, INT64_MIN, Row, Value
 
 DAY_MS = 86_400_000
+# (row kind, row key) of a shard item: ("hold", id), ("escrow", id), ("refunded", "<transfer>:<leg>").
+ItemKey = tuple[str, str]
 
 
 @dataclasses.dataclass
@@ -106,14 +109,45 @@ class Stage:
     """Accounts touched by the commands of one group commit, over the shard's committed state."""
 
     def __init__(
-        self, committed: dict[str, AccountState], known_transfers: Mapping[str, Transfer], now_ms: int
+        self,
+        committed: dict[str, AccountState],
+        known_transfers: Mapping[str, Transfer],
+        items: Mapping[ItemKey, dict[str, Any]],
+        now_ms: int,
+        *,
+        known_credits: Collection[str] = (),
+        outbox: Collection[str] = (),
     ) -> None:
         self._committed = committed
         self._copies: dict[str, AccountState] = {}
         self._known_transfers = known_transfers
+        self._items = items
+        self._known_credits = known_credits
+        self._outbox = outbox
         self.now_ms = now_ms
         self.touched: dict[str, AccountState] = {}
         self.new_transfers: dict[str, Transfer] = {}
+        self.touched_items: dict[ItemKey, dict[str, Any]] = {}
+        self.new_credits: set[str] = set()
+        self.dropped_outbox: set[str] = set()
+
+    def credited(self, marker_key: str) -> bool:
+        """Whether this owner applied the credit `marker_key` (earlier, or earlier in this group)."""
+        return marker_key in self.new_credits or marker_key in self._known_credits
+
+    def owes(self, transfer_id: str) -> bool:
+        """Whether the outbox still holds credits of `transfer_id` (not dropped earlier in this group)."""
+        return transfer_id in self._outbox and transfer_id not in self.dropped_outbox
+
+    def item(self, kind: str, key: str) -> dict[str, Any] | None:
+        """A hold, escrow or refund tally of this shard (a copy: change it through `put_item`)."""
+        staged = self.touched_items.get((kind, key))
+        if staged is None:
+            staged = self._items.get((kind, key))
+        return dict(staged) if staged is not None else None
+
+    def put_item(self, kind: str, key: str, record: dict[str, Any]) -> None:
+        self.touched_items[(kind, key)] = record
 
     def transfer(self, transfer_id: str) -> Transfer | None:
         """A transfer this shard committed since it was acquired, or earlier in this group."""

@@ -78,6 +78,7 @@ TRANSFERS = Table(
         "memo": T.TEXT,
         "state": T.TEXT,
         "create_time_ms": T.BIGINT,
+        "failure": T.TEXT,
     },
 )
 

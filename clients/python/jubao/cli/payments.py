@@ -1,4 +1,5 @@
-"""`jubao payments ...`: accounts, transfers and journal entries of the caller's tenant (PaymentService).
+"""`jubao payments ...`: accounts, transfers, journal entries, holds, escrows and refunds of the caller's
+tenant (PaymentService).
 
 Amounts are integers in the minor unit of the currency (fen for CNY, cents for USD, yen for JPY).
 """
@@ -7,12 +8,17 @@ from __future__ import annotations
 
 import datetime
 import functools
+import uuid
+from collections.abc import Sequence
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from google.protobuf import json_format
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2
 from rich.table import Table
 
 from jubao.cli.common import (
@@ -29,11 +35,23 @@ from jubao.cli.common import (
 from jubao.client import Client
 from jubao.payments.v1 import payments_pb2 as pb
 
-app = typer.Typer(help="Accounts, transfers and journal entries (payments product).", no_args_is_help=True)
+app = typer.Typer(
+    help="Accounts, transfers, journal entries, holds, escrows and refunds (payments product).",
+    no_args_is_help=True,
+)
 accounts_app = typer.Typer(help="Open, show, list, freeze and unfreeze accounts.", no_args_is_help=True)
 transfers_app = typer.Typer(help="Show transfers.", no_args_is_help=True)
+holds_app = typer.Typer(
+    help="Reserve funds, then capture or void them (two-phase payments).", no_args_is_help=True
+)
+escrows_app = typer.Typer(
+    help="Guaranteed transactions: the buyer's payment waits until released or refunded.",
+    no_args_is_help=True,
+)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(transfers_app, name="transfers")
+app.add_typer(holds_app, name="holds")
+app.add_typer(escrows_app, name="escrows")
 
 
 class Kind(StrEnum):
@@ -51,6 +69,10 @@ CURRENCY_OPTION = typer.Option("--currency", help="ISO 4217 code, e.g. CNY.")
 NewAccountArgument = Annotated[
     str, typer.Argument(metavar="[ID]", help="Account id; omit to let the service choose one.")
 ]
+HoldArgument = Annotated[str, typer.Argument(metavar="ID", help="Hold id.")]
+EscrowArgument = Annotated[str, typer.Argument(metavar="ID", help="Escrow id.")]
+CurrencyOption = Annotated[str, CURRENCY_OPTION]
+PortionOption = Annotated[int, typer.Option("--amount", min=0, help="Minor units; 0 (default) means all.")]
 
 
 @accounts_app.command("open")
@@ -169,6 +191,162 @@ def entries(
     emit(ctx, pb.ListEntriesResponse(entries=found), lambda: entries_table(found))
 
 
+@app.command()
+def balance(
+    ctx: typer.Context,
+    account_id: Annotated[str, typer.Argument(metavar="ACCOUNT", help="Account id.")],
+    at: Annotated[str, typer.Option("--at", help="ISO time in the past; UTC without an offset.")],
+) -> None:
+    """Show an account's ledger balance as it was at a past time."""
+    request = pb.GetBalanceRequest(account_id=account_id, as_of_time=_timestamp("--at", at))
+    with connect(ctx) as client:
+        response = client.payments.GetBalance(request)
+    emit(ctx, response, lambda: balance_record(response))
+
+
+@app.command()
+def refund(
+    ctx: typer.Context,
+    transfer_id: Annotated[str, typer.Argument(metavar="TRANSFER_ID", help="A completed transfer.")],
+    *,
+    leg: Annotated[int, typer.Option("--leg", min=0, help="Which leg to refund (0-based).")] = 0,
+    amount: Annotated[int, typer.Option("--amount", min=1, help="Minor units to send back.")],
+) -> None:
+    """Send money of one leg of a transfer back from its payee to its payer."""
+    request = pb.CreateRefundRequest(transfer_id=transfer_id, leg_index=leg, amount_minor=amount)
+    with connect(ctx) as client:
+        response = client.payments.CreateRefund(request)
+    emit(ctx, response, lambda: refund_record(response.refund))
+
+
+@app.command()
+def batch(
+    ctx: typer.Context,
+    path: Annotated[
+        Path, typer.Argument(metavar="FILE.jsonl", exists=True, dir_okay=False, help="One transfer per line.")
+    ],
+) -> None:
+    """Make up to 1000 independent transfers, one per line of FILE; each succeeds or fails on its own.
+
+    A line is a CreateTransferRequest as proto JSON: {"requestId": "pay-1", "currencyCode": "CNY",
+    "legs": [{"debitAccountId": "a", "creditAccountId": "b", "amountMinor": "100"}]}. Give every line a
+    requestId to make a rerun of the file safe; a line without one gets a fresh id.
+    """
+    requests = _batch_requests(path)
+    with connect(ctx) as client:
+        response = client.payments.BatchCreateTransfers(pb.BatchCreateTransfersRequest(requests=requests))
+    emit(ctx, response, lambda: batch_table(requests, response.results))
+
+
+@holds_app.command("create")
+def create_hold(
+    ctx: typer.Context,
+    *,
+    payer: Annotated[str, typer.Option("--from", help="Account to reserve the amount on.")],
+    payee: Annotated[str, typer.Option("--to", help="Account a capture pays.")],
+    amount: Annotated[int, typer.Option("--amount", min=1, help="Minor units to reserve.")],
+    currency: CurrencyOption,
+    expires: Annotated[str, typer.Option("--expires", help="ISO time, at most 30 days ahead.")],
+) -> None:
+    """Reserve money on an account; it is released by itself when it expires uncaptured."""
+    request = pb.CreateHoldRequest(
+        account_id=payer,
+        payee_account_id=payee,
+        currency_code=currency.upper(),
+        amount_minor=amount,
+        expire_time=_timestamp("--expires", expires),
+    )
+    with connect(ctx) as client:
+        response = client.payments.CreateHold(request)
+    emit(ctx, response, lambda: hold_record(response.hold))
+
+
+@holds_app.command("capture")
+def capture_hold(ctx: typer.Context, hold_id: HoldArgument, amount: PortionOption = 0) -> None:
+    """Pay all or part of a hold to its payee; the rest is released."""
+    with connect(ctx) as client:
+        response = client.payments.CaptureHold(pb.CaptureHoldRequest(hold_id=hold_id, amount_minor=amount))
+    emit(ctx, response, lambda: hold_record(response.hold))
+
+
+@holds_app.command("void")
+def void_hold(ctx: typer.Context, hold_id: HoldArgument) -> None:
+    """Release a hold without paying anything."""
+    with connect(ctx) as client:
+        response = client.payments.VoidHold(pb.VoidHoldRequest(hold_id=hold_id))
+    emit(ctx, response, lambda: hold_record(response.hold))
+
+
+@holds_app.command("get")
+def get_hold(ctx: typer.Context, hold_id: HoldArgument) -> None:
+    """Show a hold."""
+    with connect(ctx) as client:
+        response = client.payments.GetHold(pb.GetHoldRequest(hold_id=hold_id))
+    emit(ctx, response, lambda: hold_record(response.hold))
+
+
+@escrows_app.command("create")
+def create_escrow(
+    ctx: typer.Context,
+    *,
+    buyer: Annotated[str, typer.Option("--buyer", help="Account that pays.")],
+    seller: Annotated[str, typer.Option("--seller", help="Account paid on release.")],
+    holder: Annotated[str, typer.Option("--escrow-account", help="Escrow account the money waits in.")],
+    amount: Annotated[int, typer.Option("--amount", min=1, help="Minor units the buyer pays.")],
+    currency: CurrencyOption,
+    release_at: Annotated[str, typer.Option("--release-at", help="ISO time of the automatic release.")],
+    fee: Annotated[int, typer.Option("--fee", min=0, help="Minor units taken at release.")] = 0,
+    fee_account: Annotated[str, typer.Option("--fee-account", help="Account the fee goes to.")] = "",
+) -> None:
+    """Debit the buyer into an escrow account until release (to the seller, less the fee) or refund."""
+    request = pb.CreateEscrowRequest(
+        buyer_account_id=buyer,
+        seller_account_id=seller,
+        escrow_account_id=holder,
+        currency_code=currency.upper(),
+        amount_minor=amount,
+        fee_account_id=fee_account,
+        fee_minor=fee,
+        release_time=_timestamp("--release-at", release_at),
+    )
+    with connect(ctx) as client:
+        response = client.payments.CreateEscrow(request)
+    emit(ctx, response, lambda: escrow_record(response.escrow))
+
+
+@escrows_app.command("release")
+def release_escrow(ctx: typer.Context, escrow_id: EscrowArgument) -> None:
+    """Pay what is left of an escrow to the seller, less the fee."""
+    with connect(ctx) as client:
+        response = client.payments.ReleaseEscrow(pb.ReleaseEscrowRequest(escrow_id=escrow_id))
+    emit(ctx, response, lambda: escrow_record(response.escrow))
+
+
+@escrows_app.command("refund")
+def refund_escrow(ctx: typer.Context, escrow_id: EscrowArgument, amount: PortionOption = 0) -> None:
+    """Return all or part of what is left of an escrow to the buyer."""
+    request = pb.RefundEscrowRequest(escrow_id=escrow_id, amount_minor=amount)
+    with connect(ctx) as client:
+        response = client.payments.RefundEscrow(request)
+    emit(ctx, response, lambda: escrow_record(response.escrow))
+
+
+@escrows_app.command("dispute")
+def dispute_escrow(ctx: typer.Context, escrow_id: EscrowArgument) -> None:
+    """Block the release of an escrow; it can then only be refunded."""
+    with connect(ctx) as client:
+        response = client.payments.DisputeEscrow(pb.DisputeEscrowRequest(escrow_id=escrow_id))
+    emit(ctx, response, lambda: escrow_record(response.escrow))
+
+
+@escrows_app.command("get")
+def get_escrow(ctx: typer.Context, escrow_id: EscrowArgument) -> None:
+    """Show an escrow."""
+    with connect(ctx) as client:
+        response = client.payments.GetEscrow(pb.GetEscrowRequest(escrow_id=escrow_id))
+    emit(ctx, response, lambda: escrow_record(response.escrow))
+
+
 def _set_frozen(ctx: typer.Context, account_id: str, debits: bool, credits: bool, *, frozen: bool) -> None:
     both = not debits and not credits
     with connect(ctx) as client:
@@ -202,6 +380,21 @@ def _timestamp(option: str, text: str) -> Timestamp:
     return stamp
 
 
+def _batch_requests(path: Path) -> list[pb.CreateTransferRequest]:
+    lines = enumerate(path.read_text().splitlines(), 1)
+    return [_batch_request(path, number, line) for number, line in lines if line.strip()]
+
+
+def _batch_request(path: Path, number: int, line: str) -> pb.CreateTransferRequest:
+    """One line as a request; without a request id it gets a fresh one (the SDK fills only top-level ids)."""
+    try:
+        request = json_format.Parse(line, pb.CreateTransferRequest())
+    except json_format.ParseError as error:
+        raise typer.BadParameter(f"line {number}: {error}", param_hint=str(path)) from None
+    request.request_id = request.request_id or str(uuid.uuid4())
+    return request
+
+
 def _account_page(client: Client, page_token: str) -> Page[pb.Account]:
     response = client.payments.ListAccounts(
         pb.ListAccountsRequest(page_size=PAGE_SIZE, page_token=page_token)
@@ -215,6 +408,11 @@ def _entry_page(client: Client, query: pb.ListEntriesRequest, page_token: str) -
     request.page_token = page_token
     response = client.payments.ListEntries(request)
     return response.entries, response.next_page_token
+
+
+def _reason(status: pb.Status) -> str:
+    info = error_details_pb2.ErrorInfo()
+    return next((info.reason for detail in status.details if detail.Unpack(info)), "")
 
 
 def _kind(account: pb.Account) -> str:
@@ -281,6 +479,7 @@ def transfer_record(transfer: pb.Transfer) -> Table:
             ("legs (minor)", legs),
             ("memo", transfer.memo),
             ("created", time_label(transfer.create_time)),
+            ("refused", transfer.failure.message),
         ]
     )
 
@@ -300,3 +499,82 @@ def entries_table(found: list[pb.Entry]) -> Table:
         for entry in found
     ]
     return list_table(headers, rows)
+
+
+def balance_record(response: pb.GetBalanceResponse) -> Table:
+    return record_table(
+        [
+            ("account", response.account_id),
+            ("as of", time_label(response.as_of_time)),
+            ("ledger (minor)", str(response.ledger_minor)),
+            ("last entry", str(response.entry_seq or "none")),
+        ]
+    )
+
+
+def refund_record(found: pb.Refund) -> Table:
+    return record_table(
+        [
+            ("refund", found.refund_id),
+            ("request id", found.request_id),
+            ("transfer", found.transfer_id),
+            ("leg", str(found.leg_index)),
+            ("amount (minor)", str(found.amount_minor)),
+            ("refund transfer", found.refund_transfer_id),
+            ("created", time_label(found.create_time)),
+        ]
+    )
+
+
+def batch_table(requests: list[pb.CreateTransferRequest], results: Sequence[pb.TransferResult]) -> Table:
+    headers = ("#", "REQUEST ID", "TRANSFER", "ERROR", "MESSAGE")
+    rows = [
+        (
+            str(index),
+            request.request_id,
+            result.transfer.transfer_id,
+            _reason(result.error),
+            result.error.message,
+        )
+        for index, (request, result) in enumerate(zip(requests, results, strict=True))
+    ]
+    return list_table(headers, rows)
+
+
+def hold_record(hold: pb.Hold) -> Table:
+    return record_table(
+        [
+            ("hold", hold.hold_id),
+            ("request id", hold.request_id),
+            ("state", enum_label(pb.HoldState.Name(hold.state), "HOLD_STATE_")),
+            ("account", hold.account_id),
+            ("payee", hold.payee_account_id),
+            ("currency", hold.currency_code),
+            ("amount (minor)", str(hold.amount_minor)),
+            ("captured (minor)", str(hold.captured_minor or "")),
+            ("capture transfer", hold.capture_transfer_id),
+            ("expires", time_label(hold.expire_time)),
+            ("created", time_label(hold.create_time)),
+            ("refused", hold.failure.message),
+        ]
+    )
+
+
+def escrow_record(escrow: pb.Escrow) -> Table:
+    return record_table(
+        [
+            ("escrow", escrow.escrow_id),
+            ("request id", escrow.request_id),
+            ("state", enum_label(pb.EscrowState.Name(escrow.state), "ESCROW_STATE_")),
+            ("buyer", escrow.buyer_account_id),
+            ("seller", escrow.seller_account_id),
+            ("escrow account", escrow.escrow_account_id),
+            ("currency", escrow.currency_code),
+            ("amount (minor)", str(escrow.amount_minor)),
+            ("fee (minor)", str(escrow.fee_minor or "")),
+            ("fee account", escrow.fee_account_id),
+            ("refunded (minor)", str(escrow.refunded_minor or "")),
+            ("release time", time_label(escrow.release_time)),
+            ("created", time_label(escrow.create_time)),
+        ]
+    )

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
@@ -71,6 +72,11 @@ class _TransferStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Transfe
     """
     TRANSFER_STATE_COMPLETED: _TransferState.ValueType  # 2
     """Every leg is posted to both of its accounts."""
+    TRANSFER_STATE_REJECTED: _TransferState.ValueType  # 3
+    """Refused (see Transfer.failure); nothing moved. The refusal is kept: a
+    retry with the same request_id is refused the same way, even if it would
+    pass now. Send a new request_id to try again.
+    """
 
 class TransferState(_TransferState, metaclass=_TransferStateEnumTypeWrapper): ...
 
@@ -81,6 +87,11 @@ Delivery is guaranteed: the transfer becomes COMPLETED without any call.
 """
 TRANSFER_STATE_COMPLETED: TransferState.ValueType  # 2
 """Every leg is posted to both of its accounts."""
+TRANSFER_STATE_REJECTED: TransferState.ValueType  # 3
+"""Refused (see Transfer.failure); nothing moved. The refusal is kept: a
+retry with the same request_id is refused the same way, even if it would
+pass now. Send a new request_id to try again.
+"""
 Global___TransferState: _TypeAlias = TransferState  # noqa: Y015
 
 class _EntryKind:
@@ -103,6 +114,72 @@ ENTRY_KIND_DEBIT: EntryKind.ValueType  # 1
 ENTRY_KIND_CREDIT: EntryKind.ValueType  # 2
 """Money arrived; the entry's amount is positive."""
 Global___EntryKind: _TypeAlias = EntryKind  # noqa: Y015
+
+class _HoldState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HoldStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HoldState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HOLD_STATE_UNSPECIFIED: _HoldState.ValueType  # 0
+    HOLD_STATE_HELD: _HoldState.ValueType  # 1
+    """The amount is reserved; it may be captured or voided."""
+    HOLD_STATE_CAPTURED: _HoldState.ValueType  # 2
+    """Captured (all or part); the rest was released."""
+    HOLD_STATE_VOIDED: _HoldState.ValueType  # 3
+    """Released by VoidHold."""
+    HOLD_STATE_EXPIRED: _HoldState.ValueType  # 4
+    """Released because expire_time passed."""
+    HOLD_STATE_REJECTED: _HoldState.ValueType  # 5
+    """Refused (see Hold.failure); nothing is reserved. A retry of the request
+    is refused the same way.
+    """
+
+class HoldState(_HoldState, metaclass=_HoldStateEnumTypeWrapper): ...
+
+HOLD_STATE_UNSPECIFIED: HoldState.ValueType  # 0
+HOLD_STATE_HELD: HoldState.ValueType  # 1
+"""The amount is reserved; it may be captured or voided."""
+HOLD_STATE_CAPTURED: HoldState.ValueType  # 2
+"""Captured (all or part); the rest was released."""
+HOLD_STATE_VOIDED: HoldState.ValueType  # 3
+"""Released by VoidHold."""
+HOLD_STATE_EXPIRED: HoldState.ValueType  # 4
+"""Released because expire_time passed."""
+HOLD_STATE_REJECTED: HoldState.ValueType  # 5
+"""Refused (see Hold.failure); nothing is reserved. A retry of the request
+is refused the same way.
+"""
+Global___HoldState: _TypeAlias = HoldState  # noqa: Y015
+
+class _EscrowState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EscrowStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EscrowState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ESCROW_STATE_UNSPECIFIED: _EscrowState.ValueType  # 0
+    ESCROW_STATE_HELD: _EscrowState.ValueType  # 1
+    """The buyer's payment waits in the escrow account."""
+    ESCROW_STATE_DISPUTED: _EscrowState.ValueType  # 2
+    """Release is blocked; it can only be refunded."""
+    ESCROW_STATE_RELEASED: _EscrowState.ValueType  # 3
+    """Paid to the seller (and the fee account)."""
+    ESCROW_STATE_REFUNDED: _EscrowState.ValueType  # 4
+    """Everything went back to the buyer."""
+
+class EscrowState(_EscrowState, metaclass=_EscrowStateEnumTypeWrapper): ...
+
+ESCROW_STATE_UNSPECIFIED: EscrowState.ValueType  # 0
+ESCROW_STATE_HELD: EscrowState.ValueType  # 1
+"""The buyer's payment waits in the escrow account."""
+ESCROW_STATE_DISPUTED: EscrowState.ValueType  # 2
+"""Release is blocked; it can only be refunded."""
+ESCROW_STATE_RELEASED: EscrowState.ValueType  # 3
+"""Paid to the seller (and the fee account)."""
+ESCROW_STATE_REFUNDED: EscrowState.ValueType  # 4
+"""Everything went back to the buyer."""
+Global___EscrowState: _TypeAlias = EscrowState  # noqa: Y015
 
 @_typing.final
 class AccountPolicy(_message.Message):
@@ -271,6 +348,7 @@ class Transfer(_message.Message):
     MEMO_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    FAILURE_FIELD_NUMBER: _builtins.int
     transfer_id: _builtins.str
     """Set by the server."""
     request_id: _builtins.str
@@ -282,6 +360,10 @@ class Transfer(_message.Message):
     def legs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Leg]: ...
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def failure(self) -> Global___Status:
+        """Why the transfer was refused, when state is REJECTED."""
+
     def __init__(
         self,
         *,
@@ -292,10 +374,11 @@ class Transfer(_message.Message):
         memo: _builtins.str = ...,
         state: Global___TransferState.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        failure: Global___Status | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "failure", b"failure"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "currency_code", b"currency_code", "legs", b"legs", "memo", b"memo", "request_id", b"request_id", "state", b"state", "transfer_id", b"transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "currency_code", b"currency_code", "failure", b"failure", "legs", b"legs", "memo", b"memo", "request_id", b"request_id", "state", b"state", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -699,3 +782,832 @@ class ListEntriesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListEntriesResponse: _TypeAlias = ListEntriesResponse  # noqa: Y015
+
+@_typing.final
+class GetBalanceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    AS_OF_TIME_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    @_builtins.property
+    def as_of_time(self) -> _timestamp_pb2.Timestamp:
+        """Required; from 1970 to now (not in the future)."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        as_of_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "as_of_time", b"as_of_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBalanceRequest: _TypeAlias = GetBalanceRequest  # noqa: Y015
+
+@_typing.final
+class GetBalanceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    AS_OF_TIME_FIELD_NUMBER: _builtins.int
+    LEDGER_MINOR_FIELD_NUMBER: _builtins.int
+    ENTRY_SEQ_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    ledger_minor: _builtins.int
+    """The ledger balance after entry entry_seq, in minor units of the account's
+    currency.
+    """
+    entry_seq: _builtins.int
+    """The last entry at or before as_of_time; 0 when the account had none yet."""
+    @_builtins.property
+    def as_of_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        as_of_time: _timestamp_pb2.Timestamp | None = ...,
+        ledger_minor: _builtins.int = ...,
+        entry_seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "as_of_time", b"as_of_time", "entry_seq", b"entry_seq", "ledger_minor", b"ledger_minor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBalanceResponse: _TypeAlias = GetBalanceResponse  # noqa: Y015
+
+@_typing.final
+class BatchCreateTransfersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateTransferRequest]:
+        """1 to 1000 transfers; each needs its own request_id (not repeated within
+        the batch).
+        """
+
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___CreateTransferRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreateTransfersRequest: _TypeAlias = BatchCreateTransfersRequest  # noqa: Y015
+
+@_typing.final
+class BatchCreateTransfersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___TransferResult]:
+        """One per request, in the order of the requests."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___TransferResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreateTransfersResponse: _TypeAlias = BatchCreateTransfersResponse  # noqa: Y015
+
+@_typing.final
+class TransferResult(_message.Message):
+    """The outcome of one request of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def transfer(self) -> Global___Transfer: ...
+    @_builtins.property
+    def error(self) -> Global___Status: ...
+    def __init__(
+        self,
+        *,
+        transfer: Global___Transfer | None = ...,
+        error: Global___Status | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result", b"result", "transfer", b"transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result", b"result", "transfer", b"transfer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["transfer", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___TransferResult: _TypeAlias = TransferResult  # noqa: Y015
+
+@_typing.final
+class Status(_message.Message):
+    """The error of one item of a batch: google.rpc.Status field for field (same
+    numbers and types, so the bytes parse as a google.rpc.Status), with an
+    ErrorInfo and, for INVALID_ARGUMENT, a BadRequest among the details.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """A google.rpc.Code value."""
+    message: _builtins.str
+    @_builtins.property
+    def details(self) -> _containers.RepeatedCompositeFieldContainer[_any_pb2.Any]: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        details: _abc.Iterable[_any_pb2.Any] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "details", b"details", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Status: _TypeAlias = Status  # noqa: Y015
+
+@_typing.final
+class Hold(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    PAYEE_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    CAPTURED_MINOR_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    CAPTURE_TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    FAILURE_FIELD_NUMBER: _builtins.int
+    hold_id: _builtins.str
+    """Set by the server."""
+    request_id: _builtins.str
+    """The request_id of the CreateHold call that made it."""
+    account_id: _builtins.str
+    """The account the amount is reserved on."""
+    payee_account_id: _builtins.str
+    """The account a capture pays."""
+    currency_code: _builtins.str
+    amount_minor: _builtins.int
+    """Reserved, in minor units of the currency."""
+    captured_minor: _builtins.int
+    """Paid to the payee by the capture; 0 until captured."""
+    state: Global___HoldState.ValueType
+    capture_transfer_id: _builtins.str
+    """The transfer of the capture, once captured."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def failure(self) -> Global___Status:
+        """Why the hold was refused, when state is REJECTED."""
+
+    def __init__(
+        self,
+        *,
+        hold_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        payee_account_id: _builtins.str = ...,
+        currency_code: _builtins.str = ...,
+        amount_minor: _builtins.int = ...,
+        captured_minor: _builtins.int = ...,
+        state: Global___HoldState.ValueType = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        capture_transfer_id: _builtins.str = ...,
+        failure: Global___Status | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "failure", b"failure"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "amount_minor", b"amount_minor", "capture_transfer_id", b"capture_transfer_id", "captured_minor", b"captured_minor", "create_time", b"create_time", "currency_code", b"currency_code", "expire_time", b"expire_time", "failure", b"failure", "hold_id", b"hold_id", "payee_account_id", b"payee_account_id", "request_id", b"request_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Hold: _TypeAlias = Hold  # noqa: Y015
+
+@_typing.final
+class CreateHoldRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    PAYEE_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Required: a retry with the same id and body returns the first hold."""
+    account_id: _builtins.str
+    payee_account_id: _builtins.str
+    """Must differ from account_id."""
+    currency_code: _builtins.str
+    """Active ISO 4217 code; both accounts must hold it."""
+    amount_minor: _builtins.int
+    """Positive."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """Required; in the future and at most 30 days ahead."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        payee_account_id: _builtins.str = ...,
+        currency_code: _builtins.str = ...,
+        amount_minor: _builtins.int = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "amount_minor", b"amount_minor", "currency_code", b"currency_code", "expire_time", b"expire_time", "payee_account_id", b"payee_account_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateHoldRequest: _TypeAlias = CreateHoldRequest  # noqa: Y015
+
+@_typing.final
+class CreateHoldResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def hold(self) -> Global___Hold: ...
+    def __init__(
+        self,
+        *,
+        hold: Global___Hold | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateHoldResponse: _TypeAlias = CreateHoldResponse  # noqa: Y015
+
+@_typing.final
+class CaptureHoldRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Required."""
+    hold_id: _builtins.str
+    amount_minor: _builtins.int
+    """What to pay the payee, at most the hold's amount; 0 captures all of it."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        hold_id: _builtins.str = ...,
+        amount_minor: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "hold_id", b"hold_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaptureHoldRequest: _TypeAlias = CaptureHoldRequest  # noqa: Y015
+
+@_typing.final
+class CaptureHoldResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def hold(self) -> Global___Hold: ...
+    def __init__(
+        self,
+        *,
+        hold: Global___Hold | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaptureHoldResponse: _TypeAlias = CaptureHoldResponse  # noqa: Y015
+
+@_typing.final
+class VoidHoldRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Required."""
+    hold_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        hold_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold_id", b"hold_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VoidHoldRequest: _TypeAlias = VoidHoldRequest  # noqa: Y015
+
+@_typing.final
+class VoidHoldResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def hold(self) -> Global___Hold: ...
+    def __init__(
+        self,
+        *,
+        hold: Global___Hold | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VoidHoldResponse: _TypeAlias = VoidHoldResponse  # noqa: Y015
+
+@_typing.final
+class GetHoldRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    hold_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        hold_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold_id", b"hold_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHoldRequest: _TypeAlias = GetHoldRequest  # noqa: Y015
+
+@_typing.final
+class GetHoldResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def hold(self) -> Global___Hold: ...
+    def __init__(
+        self,
+        *,
+        hold: Global___Hold | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHoldResponse: _TypeAlias = GetHoldResponse  # noqa: Y015
+
+@_typing.final
+class Escrow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESCROW_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    BUYER_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    SELLER_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    ESCROW_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    FEE_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    FEE_MINOR_FIELD_NUMBER: _builtins.int
+    REFUNDED_MINOR_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    RELEASE_TIME_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    escrow_id: _builtins.str
+    """Set by the server."""
+    request_id: _builtins.str
+    """The request_id of the CreateEscrow call that made it."""
+    buyer_account_id: _builtins.str
+    seller_account_id: _builtins.str
+    escrow_account_id: _builtins.str
+    """Where the money waits."""
+    fee_account_id: _builtins.str
+    """Empty when there is no fee."""
+    currency_code: _builtins.str
+    amount_minor: _builtins.int
+    """What the buyer paid, in minor units of the currency."""
+    fee_minor: _builtins.int
+    """Taken from the amount at release for the fee account."""
+    refunded_minor: _builtins.int
+    """Returned to the buyer so far."""
+    state: Global___EscrowState.ValueType
+    @_builtins.property
+    def release_time(self) -> _timestamp_pb2.Timestamp:
+        """When a HELD escrow is released automatically."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        escrow_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        buyer_account_id: _builtins.str = ...,
+        seller_account_id: _builtins.str = ...,
+        escrow_account_id: _builtins.str = ...,
+        fee_account_id: _builtins.str = ...,
+        currency_code: _builtins.str = ...,
+        amount_minor: _builtins.int = ...,
+        fee_minor: _builtins.int = ...,
+        refunded_minor: _builtins.int = ...,
+        state: Global___EscrowState.ValueType = ...,
+        release_time: _timestamp_pb2.Timestamp | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "release_time", b"release_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "buyer_account_id", b"buyer_account_id", "create_time", b"create_time", "currency_code", b"currency_code", "escrow_account_id", b"escrow_account_id", "escrow_id", b"escrow_id", "fee_account_id", b"fee_account_id", "fee_minor", b"fee_minor", "refunded_minor", b"refunded_minor", "release_time", b"release_time", "request_id", b"request_id", "seller_account_id", b"seller_account_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Escrow: _TypeAlias = Escrow  # noqa: Y015
+
+@_typing.final
+class CreateEscrowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    BUYER_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    SELLER_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    ESCROW_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    FEE_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    FEE_MINOR_FIELD_NUMBER: _builtins.int
+    RELEASE_TIME_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Required: a retry with the same id and body returns the first escrow and
+    debits the buyer only once.
+    """
+    buyer_account_id: _builtins.str
+    seller_account_id: _builtins.str
+    """Must differ from the buyer."""
+    escrow_account_id: _builtins.str
+    """An account of kind ESCROW; must differ from the buyer, the seller and the
+    fee account.
+    """
+    currency_code: _builtins.str
+    """Active ISO 4217 code; every account named must hold it."""
+    amount_minor: _builtins.int
+    """Positive."""
+    fee_account_id: _builtins.str
+    """Required when fee_minor is positive, empty when it is 0."""
+    fee_minor: _builtins.int
+    """0 or more, and less than amount_minor."""
+    @_builtins.property
+    def release_time(self) -> _timestamp_pb2.Timestamp:
+        """Required; in the future and at most 90 days ahead."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        buyer_account_id: _builtins.str = ...,
+        seller_account_id: _builtins.str = ...,
+        escrow_account_id: _builtins.str = ...,
+        currency_code: _builtins.str = ...,
+        amount_minor: _builtins.int = ...,
+        fee_account_id: _builtins.str = ...,
+        fee_minor: _builtins.int = ...,
+        release_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["release_time", b"release_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "buyer_account_id", b"buyer_account_id", "currency_code", b"currency_code", "escrow_account_id", b"escrow_account_id", "fee_account_id", b"fee_account_id", "fee_minor", b"fee_minor", "release_time", b"release_time", "request_id", b"request_id", "seller_account_id", b"seller_account_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateEscrowRequest: _TypeAlias = CreateEscrowRequest  # noqa: Y015
+
+@_typing.final
+class CreateEscrowResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESCROW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def escrow(self) -> Global___Escrow: ...
+    def __init__(
+        self,
+        *,
+        escrow: Global___Escrow | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["escrow", b"escrow"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escrow", b"escrow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateEscrowResponse: _TypeAlias = CreateEscrowResponse  # noqa: Y015
+
+@_typing.final
+class ReleaseEscrowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ESCROW_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Required."""
+    escrow_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        escrow_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escrow_id", b"escrow_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseEscrowRequest: _TypeAlias = ReleaseEscrowRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseEscrowResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESCROW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def escrow(self) -> Global___Escrow: ...
+    def __init__(
+        self,
+        *,
+        escrow: Global___Escrow | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["escrow", b"escrow"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escrow", b"escrow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseEscrowResponse: _TypeAlias = ReleaseEscrowResponse  # noqa: Y015
+
+@_typing.final
+class RefundEscrowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ESCROW_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Required."""
+    escrow_id: _builtins.str
+    amount_minor: _builtins.int
+    """What to return to the buyer, at most what is left; 0 returns all of it."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        escrow_id: _builtins.str = ...,
+        amount_minor: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "escrow_id", b"escrow_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundEscrowRequest: _TypeAlias = RefundEscrowRequest  # noqa: Y015
+
+@_typing.final
+class RefundEscrowResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESCROW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def escrow(self) -> Global___Escrow: ...
+    def __init__(
+        self,
+        *,
+        escrow: Global___Escrow | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["escrow", b"escrow"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escrow", b"escrow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundEscrowResponse: _TypeAlias = RefundEscrowResponse  # noqa: Y015
+
+@_typing.final
+class DisputeEscrowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ESCROW_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Required."""
+    escrow_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        escrow_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escrow_id", b"escrow_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisputeEscrowRequest: _TypeAlias = DisputeEscrowRequest  # noqa: Y015
+
+@_typing.final
+class DisputeEscrowResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESCROW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def escrow(self) -> Global___Escrow: ...
+    def __init__(
+        self,
+        *,
+        escrow: Global___Escrow | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["escrow", b"escrow"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escrow", b"escrow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisputeEscrowResponse: _TypeAlias = DisputeEscrowResponse  # noqa: Y015
+
+@_typing.final
+class GetEscrowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESCROW_ID_FIELD_NUMBER: _builtins.int
+    escrow_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        escrow_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escrow_id", b"escrow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEscrowRequest: _TypeAlias = GetEscrowRequest  # noqa: Y015
+
+@_typing.final
+class GetEscrowResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ESCROW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def escrow(self) -> Global___Escrow: ...
+    def __init__(
+        self,
+        *,
+        escrow: Global___Escrow | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["escrow", b"escrow"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escrow", b"escrow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEscrowResponse: _TypeAlias = GetEscrowResponse  # noqa: Y015
+
+@_typing.final
+class Refund(_message.Message):
+    """Money sent back for one leg of a transfer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    LEG_INDEX_FIELD_NUMBER: _builtins.int
+    AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    REFUND_TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    refund_id: _builtins.str
+    """Set by the server."""
+    request_id: _builtins.str
+    """The request_id of the CreateRefund call that made it."""
+    transfer_id: _builtins.str
+    """The transfer refunded."""
+    leg_index: _builtins.int
+    """Its leg refunded (0-based)."""
+    amount_minor: _builtins.int
+    refund_transfer_id: _builtins.str
+    """The transfer from the leg's payee back to its payer."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        refund_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        transfer_id: _builtins.str = ...,
+        leg_index: _builtins.int = ...,
+        amount_minor: _builtins.int = ...,
+        refund_transfer_id: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "create_time", b"create_time", "leg_index", b"leg_index", "refund_id", b"refund_id", "refund_transfer_id", b"refund_transfer_id", "request_id", b"request_id", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Refund: _TypeAlias = Refund  # noqa: Y015
+
+@_typing.final
+class CreateRefundRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    LEG_INDEX_FIELD_NUMBER: _builtins.int
+    AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Required: a retry with the same id and body refunds only once."""
+    transfer_id: _builtins.str
+    leg_index: _builtins.int
+    """0-based index of the leg to refund."""
+    amount_minor: _builtins.int
+    """Positive; with the earlier refunds of the leg, at most its amount."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        transfer_id: _builtins.str = ...,
+        leg_index: _builtins.int = ...,
+        amount_minor: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "leg_index", b"leg_index", "request_id", b"request_id", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateRefundRequest: _TypeAlias = CreateRefundRequest  # noqa: Y015
+
+@_typing.final
+class CreateRefundResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUND_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def refund(self) -> Global___Refund: ...
+    def __init__(
+        self,
+        *,
+        refund: Global___Refund | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["refund", b"refund"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["refund", b"refund"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateRefundResponse: _TypeAlias = CreateRefundResponse  # noqa: Y015

@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class PaymentServiceStub:
     """PaymentService keeps the double-entry ledger of a tenant: accounts, transfers
-    between them and the journal entries the transfers leave. Tenants need the
+    between them and the journal entries the transfers leave; holds (two-phase
+    payments), escrows (guaranteed transactions) and refunds. Tenants need the
     PAYMENTS product (else PERMISSION_DENIED, reason PRODUCT_NOT_ENABLED) and
     only ever see their own accounts: another tenant's account is NOT_FOUND.
 
@@ -42,11 +43,14 @@ class PaymentServiceStub:
     INVALID_ARGUMENT     INVALID_ARGUMENT (with a BadRequest listing every bad
     field of the request), UNKNOWN_CURRENCY (the currency
     is not an active ISO 4217 code), INVALID_PAGE_TOKEN
-    NOT_FOUND            ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND
+    NOT_FOUND            ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND, HOLD_NOT_FOUND,
+    ESCROW_NOT_FOUND
     ALREADY_EXISTS       ACCOUNT_EXISTS, REQUEST_ID_REUSED (the request_id was
     used before with another request body)
     FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
-    CURRENCY_MISMATCH
+    CURRENCY_MISMATCH, INVALID_STATE (the hold or escrow
+    is in a state that does not allow the call),
+    AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL
     A rejected call changes nothing.
     """
 
@@ -91,11 +95,72 @@ class PaymentServiceStub:
                 request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.ListEntriesRequest.SerializeToString,
                 response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.ListEntriesResponse.FromString,
                 _registered_method=True)
+        self.GetBalance = channel.unary_unary(
+                '/jubao.payments.v1.PaymentService/GetBalance',
+                request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.GetBalanceRequest.SerializeToString,
+                response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.GetBalanceResponse.FromString,
+                _registered_method=True)
+        self.BatchCreateTransfers = channel.unary_unary(
+                '/jubao.payments.v1.PaymentService/BatchCreateTransfers',
+                request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.BatchCreateTransfersRequest.SerializeToString,
+                response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.BatchCreateTransfersResponse.FromString,
+                _registered_method=True)
+        self.CreateHold = channel.unary_unary(
+                '/jubao.payments.v1.PaymentService/CreateHold',
+                request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CreateHoldRequest.SerializeToString,
+                response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CreateHoldResponse.FromString,
+                _registered_method=True)
+        self.CaptureHold = channel.unary_unary(
+                '/jubao.payments.v1.PaymentService/CaptureHold',
+                request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CaptureHoldRequest.SerializeToString,
+                response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CaptureHoldResponse.FromString,
+                _registered_method=True)
+        self.VoidHold = channel.unary_unary(
+                '/jubao.payments.v1.PaymentService/VoidHold',
+                request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.VoidHoldRequest.SerializeToString,
+                response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.VoidHoldResponse.FromString,
+                _registered_method=True)
+        self.GetHold = channel.unary_unary(
+                '/jubao.payments.v1.PaymentService/GetHold',
+                request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.GetHoldRequest.SerializeToString,
+                response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.GetHoldResponse.FromString,
+                _registered_method=True)
+        self.CreateEscrow = channel.unary_unary(
+                '/jubao.payments.v1.PaymentService/CreateEscrow',
+                request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CreateEscrowRequest.SerializeToString,
+                response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CreateEscrowResponse.FromString,
+                _registered_method=True)
+        self.ReleaseEscrow = channel.unary_unary(
+                '/jubao.payments.v1.PaymentService/ReleaseEscrow',
+                request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.ReleaseEscrowRequest.SerializeToString,
+                response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.ReleaseEscrowResponse.FromString,
+                _registered_method=True)
+        self.RefundEscrow = channel.unary_unary(
+                '/jubao.payments.v1.PaymentService/RefundEscrow',
+                request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.RefundEscrowRequest.SerializeToString,
+                response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.RefundEscrowResponse.FromString,
+                _registered_method=True)
+        self.DisputeEscrow = channel.unary_unary(
+                '/jubao.payments.v1.PaymentService/DisputeEscrow',
+                request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.DisputeEscrowRequest.SerializeToString,
+                response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.DisputeEscrowResponse.FromString,
+                _registered_method=True)
+        self.GetEscrow = channel.unary_unary(
+                '/jubao.payments.v1.PaymentService/GetEscrow',
+                request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.GetEscrowRequest.SerializeToString,
+                response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.GetEscrowResponse.FromString,
+                _registered_method=True)
+        self.CreateRefund = channel.unary_unary(
+                '/jubao.payments.v1.PaymentService/CreateRefund',
+                request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CreateRefundRequest.SerializeToString,
+                response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CreateRefundResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
     """PaymentService keeps the double-entry ledger of a tenant: accounts, transfers
-    between them and the journal entries the transfers leave. Tenants need the
+    between them and the journal entries the transfers leave; holds (two-phase
+    payments), escrows (guaranteed transactions) and refunds. Tenants need the
     PAYMENTS product (else PERMISSION_DENIED, reason PRODUCT_NOT_ENABLED) and
     only ever see their own accounts: another tenant's account is NOT_FOUND.
 
@@ -110,11 +175,14 @@ class PaymentServiceServicer:
     INVALID_ARGUMENT     INVALID_ARGUMENT (with a BadRequest listing every bad
     field of the request), UNKNOWN_CURRENCY (the currency
     is not an active ISO 4217 code), INVALID_PAGE_TOKEN
-    NOT_FOUND            ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND
+    NOT_FOUND            ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND, HOLD_NOT_FOUND,
+    ESCROW_NOT_FOUND
     ALREADY_EXISTS       ACCOUNT_EXISTS, REQUEST_ID_REUSED (the request_id was
     used before with another request body)
     FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
-    CURRENCY_MISMATCH
+    CURRENCY_MISMATCH, INVALID_STATE (the hold or escrow
+    is in a state that does not allow the call),
+    AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL
     A rejected call changes nothing.
     """
 
@@ -176,6 +244,127 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBalance(self, request, context):
+        """GetBalance returns an account's ledger balance as it was at a past time:
+        the balance after its last entry at or before as_of_time.
+        ACCOUNT_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCreateTransfers(self, request, context):
+        """BatchCreateTransfers makes up to 1000 independent transfers, each exactly
+        like CreateTransfer (its own request_id, required, makes it safe to
+        retry: a replayed batch moves no money twice). It returns one result per
+        request, in order: the transfer, or the error that transfer alone got
+        (INVALID_ARGUMENT for a bad request, or any error of CreateTransfer). A
+        failing item fails neither the batch nor the other items; the call itself
+        fails only with INVALID_ARGUMENT for a malformed batch (no requests or
+        more than 1000).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateHold(self, request, context):
+        """CreateHold reserves an amount of an account for a later capture to a
+        payee (a two-phase payment): the account's available balance drops by
+        the amount, its ledger balance does not. A hold neither captured nor
+        voided by its expire_time releases itself (state EXPIRED). Refused like
+        CreateTransfer: INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
+        CURRENCY_MISMATCH, ACCOUNT_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CaptureHold(self, request, context):
+        """CaptureHold moves all or part of a HELD hold to its payee in one transfer
+        and releases the rest; the hold becomes CAPTURED. AMOUNT_EXCEEDS_HOLD when
+        the amount is more than the hold reserves; INVALID_STATE when the hold is
+        not HELD (captured before, voided or expired); HOLD_NOT_FOUND; and the
+        refusals of CreateTransfer (a frozen payee is ACCOUNT_FROZEN).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VoidHold(self, request, context):
+        """VoidHold releases a HELD hold without moving money; it becomes VOIDED.
+        INVALID_STATE when the hold is not HELD; HOLD_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHold(self, request, context):
+        """GetHold returns a hold by its id. HOLD_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateEscrow(self, request, context):
+        """CreateEscrow starts a guaranteed transaction: the buyer pays the amount
+        into an escrow account at once, where it waits until it is released to
+        the seller (less the fee, which goes to the fee account), refunded to the
+        buyer, or released automatically at release_time unless disputed. Refused
+        like CreateTransfer: INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
+        CURRENCY_MISMATCH, ACCOUNT_NOT_FOUND; INVALID_STATE when the escrow
+        account is not of kind ESCROW.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseEscrow(self, request, context):
+        """ReleaseEscrow pays what is left of a HELD escrow to the seller, less the
+        fee to the fee account; the escrow becomes RELEASED. INVALID_STATE when
+        it is not HELD (disputed, released or refunded); ESCROW_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefundEscrow(self, request, context):
+        """RefundEscrow returns all or part of what is left of a HELD or DISPUTED
+        escrow to the buyer; once nothing is left it becomes REFUNDED.
+        REFUND_EXCEEDS_ORIGINAL when the amount is more than is left;
+        INVALID_STATE when it is RELEASED or REFUNDED; ESCROW_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisputeEscrow(self, request, context):
+        """DisputeEscrow blocks the release of a HELD escrow, manual and automatic;
+        it can then only be refunded. INVALID_STATE when it is not HELD;
+        ESCROW_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEscrow(self, request, context):
+        """GetEscrow returns an escrow by its id. ESCROW_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateRefund(self, request, context):
+        """CreateRefund sends money of one leg of a completed transfer back from its
+        payee to its payer, in a new transfer. The refunds of a leg never add up
+        to more than the leg: REFUND_EXCEEDS_ORIGINAL. TRANSFER_NOT_FOUND,
+        INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE while
+        the transfer is not COMPLETED, and the refusals of CreateTransfer for the
+        payee's debit (INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -214,6 +403,66 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.ListEntriesRequest.FromString,
                     response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.ListEntriesResponse.SerializeToString,
             ),
+            'GetBalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBalance,
+                    request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.GetBalanceRequest.FromString,
+                    response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.GetBalanceResponse.SerializeToString,
+            ),
+            'BatchCreateTransfers': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateTransfers,
+                    request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.BatchCreateTransfersRequest.FromString,
+                    response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.BatchCreateTransfersResponse.SerializeToString,
+            ),
+            'CreateHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateHold,
+                    request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CreateHoldRequest.FromString,
+                    response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CreateHoldResponse.SerializeToString,
+            ),
+            'CaptureHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.CaptureHold,
+                    request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CaptureHoldRequest.FromString,
+                    response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CaptureHoldResponse.SerializeToString,
+            ),
+            'VoidHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.VoidHold,
+                    request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.VoidHoldRequest.FromString,
+                    response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.VoidHoldResponse.SerializeToString,
+            ),
+            'GetHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHold,
+                    request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.GetHoldRequest.FromString,
+                    response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.GetHoldResponse.SerializeToString,
+            ),
+            'CreateEscrow': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEscrow,
+                    request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CreateEscrowRequest.FromString,
+                    response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CreateEscrowResponse.SerializeToString,
+            ),
+            'ReleaseEscrow': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseEscrow,
+                    request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.ReleaseEscrowRequest.FromString,
+                    response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.ReleaseEscrowResponse.SerializeToString,
+            ),
+            'RefundEscrow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefundEscrow,
+                    request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.RefundEscrowRequest.FromString,
+                    response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.RefundEscrowResponse.SerializeToString,
+            ),
+            'DisputeEscrow': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisputeEscrow,
+                    request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.DisputeEscrowRequest.FromString,
+                    response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.DisputeEscrowResponse.SerializeToString,
+            ),
+            'GetEscrow': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEscrow,
+                    request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.GetEscrowRequest.FromString,
+                    response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.GetEscrowResponse.SerializeToString,
+            ),
+            'CreateRefund': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRefund,
+                    request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CreateRefundRequest.FromString,
+                    response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CreateRefundResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'jubao.payments.v1.PaymentService', rpc_method_handlers)
@@ -224,7 +473,8 @@ def add_PaymentServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class PaymentService:
     """PaymentService keeps the double-entry ledger of a tenant: accounts, transfers
-    between them and the journal entries the transfers leave. Tenants need the
+    between them and the journal entries the transfers leave; holds (two-phase
+    payments), escrows (guaranteed transactions) and refunds. Tenants need the
     PAYMENTS product (else PERMISSION_DENIED, reason PRODUCT_NOT_ENABLED) and
     only ever see their own accounts: another tenant's account is NOT_FOUND.
 
@@ -239,11 +489,14 @@ class PaymentService:
     INVALID_ARGUMENT     INVALID_ARGUMENT (with a BadRequest listing every bad
     field of the request), UNKNOWN_CURRENCY (the currency
     is not an active ISO 4217 code), INVALID_PAGE_TOKEN
-    NOT_FOUND            ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND
+    NOT_FOUND            ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND, HOLD_NOT_FOUND,
+    ESCROW_NOT_FOUND
     ALREADY_EXISTS       ACCOUNT_EXISTS, REQUEST_ID_REUSED (the request_id was
     used before with another request body)
     FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
-    CURRENCY_MISMATCH
+    CURRENCY_MISMATCH, INVALID_STATE (the hold or escrow
+    is in a state that does not allow the call),
+    AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL
     A rejected call changes nothing.
     """
 
@@ -426,6 +679,330 @@ class PaymentService:
             '/jubao.payments.v1.PaymentService/ListEntries',
             jubao_dot_payments_dot_v1_dot_payments__pb2.ListEntriesRequest.SerializeToString,
             jubao_dot_payments_dot_v1_dot_payments__pb2.ListEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.payments.v1.PaymentService/GetBalance',
+            jubao_dot_payments_dot_v1_dot_payments__pb2.GetBalanceRequest.SerializeToString,
+            jubao_dot_payments_dot_v1_dot_payments__pb2.GetBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateTransfers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.payments.v1.PaymentService/BatchCreateTransfers',
+            jubao_dot_payments_dot_v1_dot_payments__pb2.BatchCreateTransfersRequest.SerializeToString,
+            jubao_dot_payments_dot_v1_dot_payments__pb2.BatchCreateTransfersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.payments.v1.PaymentService/CreateHold',
+            jubao_dot_payments_dot_v1_dot_payments__pb2.CreateHoldRequest.SerializeToString,
+            jubao_dot_payments_dot_v1_dot_payments__pb2.CreateHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CaptureHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.payments.v1.PaymentService/CaptureHold',
+            jubao_dot_payments_dot_v1_dot_payments__pb2.CaptureHoldRequest.SerializeToString,
+            jubao_dot_payments_dot_v1_dot_payments__pb2.CaptureHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VoidHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.payments.v1.PaymentService/VoidHold',
+            jubao_dot_payments_dot_v1_dot_payments__pb2.VoidHoldRequest.SerializeToString,
+            jubao_dot_payments_dot_v1_dot_payments__pb2.VoidHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.payments.v1.PaymentService/GetHold',
+            jubao_dot_payments_dot_v1_dot_payments__pb2.GetHoldRequest.SerializeToString,
+            jubao_dot_payments_dot_v1_dot_payments__pb2.GetHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEscrow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.payments.v1.PaymentService/CreateEscrow',
+            jubao_dot_payments_dot_v1_dot_payments__pb2.CreateEscrowRequest.SerializeToString,
+            jubao_dot_payments_dot_v1_dot_payments__pb2.CreateEscrowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseEscrow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.payments.v1.PaymentService/ReleaseEscrow',
+            jubao_dot_payments_dot_v1_dot_payments__pb2.ReleaseEscrowRequest.SerializeToString,
+            jubao_dot_payments_dot_v1_dot_payments__pb2.ReleaseEscrowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefundEscrow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.payments.v1.PaymentService/RefundEscrow',
+            jubao_dot_payments_dot_v1_dot_payments__pb2.RefundEscrowRequest.SerializeToString,
+            jubao_dot_payments_dot_v1_dot_payments__pb2.RefundEscrowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisputeEscrow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.payments.v1.PaymentService/DisputeEscrow',
+            jubao_dot_payments_dot_v1_dot_payments__pb2.DisputeEscrowRequest.SerializeToString,
+            jubao_dot_payments_dot_v1_dot_payments__pb2.DisputeEscrowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEscrow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.payments.v1.PaymentService/GetEscrow',
+            jubao_dot_payments_dot_v1_dot_payments__pb2.GetEscrowRequest.SerializeToString,
+            jubao_dot_payments_dot_v1_dot_payments__pb2.GetEscrowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRefund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.payments.v1.PaymentService/CreateRefund',
+            jubao_dot_payments_dot_v1_dot_payments__pb2.CreateRefundRequest.SerializeToString,
+            jubao_dot_payments_dot_v1_dot_payments__pb2.CreateRefundResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,7 +28,8 @@ GRPC_VERSION: str
 
 class PaymentServiceStub:
     """PaymentService keeps the double-entry ledger of a tenant: accounts, transfers
-    between them and the journal entries the transfers leave. Tenants need the
+    between them and the journal entries the transfers leave; holds (two-phase
+    payments), escrows (guaranteed transactions) and refunds. Tenants need the
     PAYMENTS product (else PERMISSION_DENIED, reason PRODUCT_NOT_ENABLED) and
     only ever see their own accounts: another tenant's account is NOT_FOUND.
 
@@ -43,11 +44,14 @@ class PaymentServiceStub:
       INVALID_ARGUMENT     INVALID_ARGUMENT (with a BadRequest listing every bad
                            field of the request), UNKNOWN_CURRENCY (the currency
                            is not an active ISO 4217 code), INVALID_PAGE_TOKEN
-      NOT_FOUND            ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND
+      NOT_FOUND            ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND, HOLD_NOT_FOUND,
+                           ESCROW_NOT_FOUND
       ALREADY_EXISTS       ACCOUNT_EXISTS, REQUEST_ID_REUSED (the request_id was
                            used before with another request body)
       FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
-                           CURRENCY_MISMATCH
+                           CURRENCY_MISMATCH, INVALID_STATE (the hold or escrow
+                           is in a state that does not allow the call),
+                           AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL
     A rejected call changes nothing.
     """
 
@@ -82,11 +86,83 @@ class PaymentServiceStub:
     """GetTransfer returns a transfer by its id."""
     ListEntries: _grpc.UnaryUnaryMultiCallable[_payments_pb2.ListEntriesRequest, _payments_pb2.ListEntriesResponse]
     """ListEntries pages through the journal of one account, oldest first."""
+    GetBalance: _grpc.UnaryUnaryMultiCallable[_payments_pb2.GetBalanceRequest, _payments_pb2.GetBalanceResponse]
+    """GetBalance returns an account's ledger balance as it was at a past time:
+    the balance after its last entry at or before as_of_time.
+    ACCOUNT_NOT_FOUND.
+    """
+    BatchCreateTransfers: _grpc.UnaryUnaryMultiCallable[_payments_pb2.BatchCreateTransfersRequest, _payments_pb2.BatchCreateTransfersResponse]
+    """BatchCreateTransfers makes up to 1000 independent transfers, each exactly
+    like CreateTransfer (its own request_id, required, makes it safe to
+    retry: a replayed batch moves no money twice). It returns one result per
+    request, in order: the transfer, or the error that transfer alone got
+    (INVALID_ARGUMENT for a bad request, or any error of CreateTransfer). A
+    failing item fails neither the batch nor the other items; the call itself
+    fails only with INVALID_ARGUMENT for a malformed batch (no requests or
+    more than 1000).
+    """
+    CreateHold: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CreateHoldRequest, _payments_pb2.CreateHoldResponse]
+    """CreateHold reserves an amount of an account for a later capture to a
+    payee (a two-phase payment): the account's available balance drops by
+    the amount, its ledger balance does not. A hold neither captured nor
+    voided by its expire_time releases itself (state EXPIRED). Refused like
+    CreateTransfer: INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
+    CURRENCY_MISMATCH, ACCOUNT_NOT_FOUND.
+    """
+    CaptureHold: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CaptureHoldRequest, _payments_pb2.CaptureHoldResponse]
+    """CaptureHold moves all or part of a HELD hold to its payee in one transfer
+    and releases the rest; the hold becomes CAPTURED. AMOUNT_EXCEEDS_HOLD when
+    the amount is more than the hold reserves; INVALID_STATE when the hold is
+    not HELD (captured before, voided or expired); HOLD_NOT_FOUND; and the
+    refusals of CreateTransfer (a frozen payee is ACCOUNT_FROZEN).
+    """
+    VoidHold: _grpc.UnaryUnaryMultiCallable[_payments_pb2.VoidHoldRequest, _payments_pb2.VoidHoldResponse]
+    """VoidHold releases a HELD hold without moving money; it becomes VOIDED.
+    INVALID_STATE when the hold is not HELD; HOLD_NOT_FOUND.
+    """
+    GetHold: _grpc.UnaryUnaryMultiCallable[_payments_pb2.GetHoldRequest, _payments_pb2.GetHoldResponse]
+    """GetHold returns a hold by its id. HOLD_NOT_FOUND."""
+    CreateEscrow: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CreateEscrowRequest, _payments_pb2.CreateEscrowResponse]
+    """CreateEscrow starts a guaranteed transaction: the buyer pays the amount
+    into an escrow account at once, where it waits until it is released to
+    the seller (less the fee, which goes to the fee account), refunded to the
+    buyer, or released automatically at release_time unless disputed. Refused
+    like CreateTransfer: INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
+    CURRENCY_MISMATCH, ACCOUNT_NOT_FOUND; INVALID_STATE when the escrow
+    account is not of kind ESCROW.
+    """
+    ReleaseEscrow: _grpc.UnaryUnaryMultiCallable[_payments_pb2.ReleaseEscrowRequest, _payments_pb2.ReleaseEscrowResponse]
+    """ReleaseEscrow pays what is left of a HELD escrow to the seller, less the
+    fee to the fee account; the escrow becomes RELEASED. INVALID_STATE when
+    it is not HELD (disputed, released or refunded); ESCROW_NOT_FOUND.
+    """
+    RefundEscrow: _grpc.UnaryUnaryMultiCallable[_payments_pb2.RefundEscrowRequest, _payments_pb2.RefundEscrowResponse]
+    """RefundEscrow returns all or part of what is left of a HELD or DISPUTED
+    escrow to the buyer; once nothing is left it becomes REFUNDED.
+    REFUND_EXCEEDS_ORIGINAL when the amount is more than is left;
+    INVALID_STATE when it is RELEASED or REFUNDED; ESCROW_NOT_FOUND.
+    """
+    DisputeEscrow: _grpc.UnaryUnaryMultiCallable[_payments_pb2.DisputeEscrowRequest, _payments_pb2.DisputeEscrowResponse]
+    """DisputeEscrow blocks the release of a HELD escrow, manual and automatic;
+    it can then only be refunded. INVALID_STATE when it is not HELD;
+    ESCROW_NOT_FOUND.
+    """
+    GetEscrow: _grpc.UnaryUnaryMultiCallable[_payments_pb2.GetEscrowRequest, _payments_pb2.GetEscrowResponse]
+    """GetEscrow returns an escrow by its id. ESCROW_NOT_FOUND."""
+    CreateRefund: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CreateRefundRequest, _payments_pb2.CreateRefundResponse]
+    """CreateRefund sends money of one leg of a completed transfer back from its
+    payee to its payer, in a new transfer. The refunds of a leg never add up
+    to more than the leg: REFUND_EXCEEDS_ORIGINAL. TRANSFER_NOT_FOUND,
+    INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE while
+    the transfer is not COMPLETED, and the refusals of CreateTransfer for the
+    payee's debit (INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
+    """
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
     """PaymentService keeps the double-entry ledger of a tenant: accounts, transfers
-    between them and the journal entries the transfers leave. Tenants need the
+    between them and the journal entries the transfers leave; holds (two-phase
+    payments), escrows (guaranteed transactions) and refunds. Tenants need the
     PAYMENTS product (else PERMISSION_DENIED, reason PRODUCT_NOT_ENABLED) and
     only ever see their own accounts: another tenant's account is NOT_FOUND.
 
@@ -101,11 +177,14 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
       INVALID_ARGUMENT     INVALID_ARGUMENT (with a BadRequest listing every bad
                            field of the request), UNKNOWN_CURRENCY (the currency
                            is not an active ISO 4217 code), INVALID_PAGE_TOKEN
-      NOT_FOUND            ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND
+      NOT_FOUND            ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND, HOLD_NOT_FOUND,
+                           ESCROW_NOT_FOUND
       ALREADY_EXISTS       ACCOUNT_EXISTS, REQUEST_ID_REUSED (the request_id was
                            used before with another request body)
       FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
-                           CURRENCY_MISMATCH
+                           CURRENCY_MISMATCH, INVALID_STATE (the hold or escrow
+                           is in a state that does not allow the call),
+                           AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL
     A rejected call changes nothing.
     """
 
@@ -137,10 +216,82 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     """GetTransfer returns a transfer by its id."""
     ListEntries: _aio.UnaryUnaryMultiCallable[_payments_pb2.ListEntriesRequest, _payments_pb2.ListEntriesResponse]  # type: ignore[assignment]
     """ListEntries pages through the journal of one account, oldest first."""
+    GetBalance: _aio.UnaryUnaryMultiCallable[_payments_pb2.GetBalanceRequest, _payments_pb2.GetBalanceResponse]  # type: ignore[assignment]
+    """GetBalance returns an account's ledger balance as it was at a past time:
+    the balance after its last entry at or before as_of_time.
+    ACCOUNT_NOT_FOUND.
+    """
+    BatchCreateTransfers: _aio.UnaryUnaryMultiCallable[_payments_pb2.BatchCreateTransfersRequest, _payments_pb2.BatchCreateTransfersResponse]  # type: ignore[assignment]
+    """BatchCreateTransfers makes up to 1000 independent transfers, each exactly
+    like CreateTransfer (its own request_id, required, makes it safe to
+    retry: a replayed batch moves no money twice). It returns one result per
+    request, in order: the transfer, or the error that transfer alone got
+    (INVALID_ARGUMENT for a bad request, or any error of CreateTransfer). A
+    failing item fails neither the batch nor the other items; the call itself
+    fails only with INVALID_ARGUMENT for a malformed batch (no requests or
+    more than 1000).
+    """
+    CreateHold: _aio.UnaryUnaryMultiCallable[_payments_pb2.CreateHoldRequest, _payments_pb2.CreateHoldResponse]  # type: ignore[assignment]
+    """CreateHold reserves an amount of an account for a later capture to a
+    payee (a two-phase payment): the account's available balance drops by
+    the amount, its ledger balance does not. A hold neither captured nor
+    voided by its expire_time releases itself (state EXPIRED). Refused like
+    CreateTransfer: INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
+    CURRENCY_MISMATCH, ACCOUNT_NOT_FOUND.
+    """
+    CaptureHold: _aio.UnaryUnaryMultiCallable[_payments_pb2.CaptureHoldRequest, _payments_pb2.CaptureHoldResponse]  # type: ignore[assignment]
+    """CaptureHold moves all or part of a HELD hold to its payee in one transfer
+    and releases the rest; the hold becomes CAPTURED. AMOUNT_EXCEEDS_HOLD when
+    the amount is more than the hold reserves; INVALID_STATE when the hold is
+    not HELD (captured before, voided or expired); HOLD_NOT_FOUND; and the
+    refusals of CreateTransfer (a frozen payee is ACCOUNT_FROZEN).
+    """
+    VoidHold: _aio.UnaryUnaryMultiCallable[_payments_pb2.VoidHoldRequest, _payments_pb2.VoidHoldResponse]  # type: ignore[assignment]
+    """VoidHold releases a HELD hold without moving money; it becomes VOIDED.
+    INVALID_STATE when the hold is not HELD; HOLD_NOT_FOUND.
+    """
+    GetHold: _aio.UnaryUnaryMultiCallable[_payments_pb2.GetHoldRequest, _payments_pb2.GetHoldResponse]  # type: ignore[assignment]
+    """GetHold returns a hold by its id. HOLD_NOT_FOUND."""
+    CreateEscrow: _aio.UnaryUnaryMultiCallable[_payments_pb2.CreateEscrowRequest, _payments_pb2.CreateEscrowResponse]  # type: ignore[assignment]
+    """CreateEscrow starts a guaranteed transaction: the buyer pays the amount
+    into an escrow account at once, where it waits until it is released to
+    the seller (less the fee, which goes to the fee account), refunded to the
+    buyer, or released automatically at release_time unless disputed. Refused
+    like CreateTransfer: INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
+    CURRENCY_MISMATCH, ACCOUNT_NOT_FOUND; INVALID_STATE when the escrow
+    account is not of kind ESCROW.
+    """
+    ReleaseEscrow: _aio.UnaryUnaryMultiCallable[_payments_pb2.ReleaseEscrowRequest, _payments_pb2.ReleaseEscrowResponse]  # type: ignore[assignment]
+    """ReleaseEscrow pays what is left of a HELD escrow to the seller, less the
+    fee to the fee account; the escrow becomes RELEASED. INVALID_STATE when
+    it is not HELD (disputed, released or refunded); ESCROW_NOT_FOUND.
+    """
+    RefundEscrow: _aio.UnaryUnaryMultiCallable[_payments_pb2.RefundEscrowRequest, _payments_pb2.RefundEscrowResponse]  # type: ignore[assignment]
+    """RefundEscrow returns all or part of what is left of a HELD or DISPUTED
+    escrow to the buyer; once nothing is left it becomes REFUNDED.
+    REFUND_EXCEEDS_ORIGINAL when the amount is more than is left;
+    INVALID_STATE when it is RELEASED or REFUNDED; ESCROW_NOT_FOUND.
+    """
+    DisputeEscrow: _aio.UnaryUnaryMultiCallable[_payments_pb2.DisputeEscrowRequest, _payments_pb2.DisputeEscrowResponse]  # type: ignore[assignment]
+    """DisputeEscrow blocks the release of a HELD escrow, manual and automatic;
+    it can then only be refunded. INVALID_STATE when it is not HELD;
+    ESCROW_NOT_FOUND.
+    """
+    GetEscrow: _aio.UnaryUnaryMultiCallable[_payments_pb2.GetEscrowRequest, _payments_pb2.GetEscrowResponse]  # type: ignore[assignment]
+    """GetEscrow returns an escrow by its id. ESCROW_NOT_FOUND."""
+    CreateRefund: _aio.UnaryUnaryMultiCallable[_payments_pb2.CreateRefundRequest, _payments_pb2.CreateRefundResponse]  # type: ignore[assignment]
+    """CreateRefund sends money of one leg of a completed transfer back from its
+    payee to its payer, in a new transfer. The refunds of a leg never add up
+    to more than the leg: REFUND_EXCEEDS_ORIGINAL. TRANSFER_NOT_FOUND,
+    INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE while
+    the transfer is not COMPLETED, and the refusals of CreateTransfer for the
+    payee's debit (INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
+    """
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     """PaymentService keeps the double-entry ledger of a tenant: accounts, transfers
-    between them and the journal entries the transfers leave. Tenants need the
+    between them and the journal entries the transfers leave; holds (two-phase
+    payments), escrows (guaranteed transactions) and refunds. Tenants need the
     PAYMENTS product (else PERMISSION_DENIED, reason PRODUCT_NOT_ENABLED) and
     only ever see their own accounts: another tenant's account is NOT_FOUND.
 
@@ -155,11 +306,14 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
       INVALID_ARGUMENT     INVALID_ARGUMENT (with a BadRequest listing every bad
                            field of the request), UNKNOWN_CURRENCY (the currency
                            is not an active ISO 4217 code), INVALID_PAGE_TOKEN
-      NOT_FOUND            ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND
+      NOT_FOUND            ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND, HOLD_NOT_FOUND,
+                           ESCROW_NOT_FOUND
       ALREADY_EXISTS       ACCOUNT_EXISTS, REQUEST_ID_REUSED (the request_id was
                            used before with another request body)
       FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
-                           CURRENCY_MISMATCH
+                           CURRENCY_MISMATCH, INVALID_STATE (the hold or escrow
+                           is in a state that does not allow the call),
+                           AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL
     A rejected call changes nothing.
     """
 
@@ -231,5 +385,148 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payments_pb2.ListEntriesResponse, _abc.Awaitable[_payments_pb2.ListEntriesResponse]]:
         """ListEntries pages through the journal of one account, oldest first."""
+
+    @_abc_1.abstractmethod
+    def GetBalance(
+        self,
+        request: _payments_pb2.GetBalanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.GetBalanceResponse, _abc.Awaitable[_payments_pb2.GetBalanceResponse]]:
+        """GetBalance returns an account's ledger balance as it was at a past time:
+        the balance after its last entry at or before as_of_time.
+        ACCOUNT_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchCreateTransfers(
+        self,
+        request: _payments_pb2.BatchCreateTransfersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.BatchCreateTransfersResponse, _abc.Awaitable[_payments_pb2.BatchCreateTransfersResponse]]:
+        """BatchCreateTransfers makes up to 1000 independent transfers, each exactly
+        like CreateTransfer (its own request_id, required, makes it safe to
+        retry: a replayed batch moves no money twice). It returns one result per
+        request, in order: the transfer, or the error that transfer alone got
+        (INVALID_ARGUMENT for a bad request, or any error of CreateTransfer). A
+        failing item fails neither the batch nor the other items; the call itself
+        fails only with INVALID_ARGUMENT for a malformed batch (no requests or
+        more than 1000).
+        """
+
+    @_abc_1.abstractmethod
+    def CreateHold(
+        self,
+        request: _payments_pb2.CreateHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.CreateHoldResponse, _abc.Awaitable[_payments_pb2.CreateHoldResponse]]:
+        """CreateHold reserves an amount of an account for a later capture to a
+        payee (a two-phase payment): the account's available balance drops by
+        the amount, its ledger balance does not. A hold neither captured nor
+        voided by its expire_time releases itself (state EXPIRED). Refused like
+        CreateTransfer: INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
+        CURRENCY_MISMATCH, ACCOUNT_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def CaptureHold(
+        self,
+        request: _payments_pb2.CaptureHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.CaptureHoldResponse, _abc.Awaitable[_payments_pb2.CaptureHoldResponse]]:
+        """CaptureHold moves all or part of a HELD hold to its payee in one transfer
+        and releases the rest; the hold becomes CAPTURED. AMOUNT_EXCEEDS_HOLD when
+        the amount is more than the hold reserves; INVALID_STATE when the hold is
+        not HELD (captured before, voided or expired); HOLD_NOT_FOUND; and the
+        refusals of CreateTransfer (a frozen payee is ACCOUNT_FROZEN).
+        """
+
+    @_abc_1.abstractmethod
+    def VoidHold(
+        self,
+        request: _payments_pb2.VoidHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.VoidHoldResponse, _abc.Awaitable[_payments_pb2.VoidHoldResponse]]:
+        """VoidHold releases a HELD hold without moving money; it becomes VOIDED.
+        INVALID_STATE when the hold is not HELD; HOLD_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def GetHold(
+        self,
+        request: _payments_pb2.GetHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.GetHoldResponse, _abc.Awaitable[_payments_pb2.GetHoldResponse]]:
+        """GetHold returns a hold by its id. HOLD_NOT_FOUND."""
+
+    @_abc_1.abstractmethod
+    def CreateEscrow(
+        self,
+        request: _payments_pb2.CreateEscrowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.CreateEscrowResponse, _abc.Awaitable[_payments_pb2.CreateEscrowResponse]]:
+        """CreateEscrow starts a guaranteed transaction: the buyer pays the amount
+        into an escrow account at once, where it waits until it is released to
+        the seller (less the fee, which goes to the fee account), refunded to the
+        buyer, or released automatically at release_time unless disputed. Refused
+        like CreateTransfer: INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
+        CURRENCY_MISMATCH, ACCOUNT_NOT_FOUND; INVALID_STATE when the escrow
+        account is not of kind ESCROW.
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseEscrow(
+        self,
+        request: _payments_pb2.ReleaseEscrowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.ReleaseEscrowResponse, _abc.Awaitable[_payments_pb2.ReleaseEscrowResponse]]:
+        """ReleaseEscrow pays what is left of a HELD escrow to the seller, less the
+        fee to the fee account; the escrow becomes RELEASED. INVALID_STATE when
+        it is not HELD (disputed, released or refunded); ESCROW_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def RefundEscrow(
+        self,
+        request: _payments_pb2.RefundEscrowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.RefundEscrowResponse, _abc.Awaitable[_payments_pb2.RefundEscrowResponse]]:
+        """RefundEscrow returns all or part of what is left of a HELD or DISPUTED
+        escrow to the buyer; once nothing is left it becomes REFUNDED.
+        REFUND_EXCEEDS_ORIGINAL when the amount is more than is left;
+        INVALID_STATE when it is RELEASED or REFUNDED; ESCROW_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def DisputeEscrow(
+        self,
+        request: _payments_pb2.DisputeEscrowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.DisputeEscrowResponse, _abc.Awaitable[_payments_pb2.DisputeEscrowResponse]]:
+        """DisputeEscrow blocks the release of a HELD escrow, manual and automatic;
+        it can then only be refunded. INVALID_STATE when it is not HELD;
+        ESCROW_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def GetEscrow(
+        self,
+        request: _payments_pb2.GetEscrowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.GetEscrowResponse, _abc.Awaitable[_payments_pb2.GetEscrowResponse]]:
+        """GetEscrow returns an escrow by its id. ESCROW_NOT_FOUND."""
+
+    @_abc_1.abstractmethod
+    def CreateRefund(
+        self,
+        request: _payments_pb2.CreateRefundRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.CreateRefundResponse, _abc.Awaitable[_payments_pb2.CreateRefundResponse]]:
+        """CreateRefund sends money of one leg of a completed transfer back from its
+        payee to its payer, in a new transfer. The refunds of a leg never add up
+        to more than the leg: REFUND_EXCEEDS_ORIGINAL. TRANSFER_NOT_FOUND,
+        INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE while
+        the transfer is not COMPLETED, and the refusals of CreateTransfer for the
+        payee's debit (INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
+        """
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

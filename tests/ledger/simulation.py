@@ -1,0 +1,1061 @@
+"""A seeded randomized simulation of the payments ledger, in the style of TigerBeetle's VOPR, at the
+domain level (a `Ledger` on a real backend, no gRPC).
+
+Clients (asyncio tasks) send random requests: transfers of 1-3 legs across shards and, when the ledger
+has them, holds (capture, void, expiry), escrows (release, refund, dispute, automatic release) and
+refunds of transfer legs. A client retries with the same request id after an answer that leaves the
+outcome unknown (UNAVAILABLE, RESOURCE_EXHAUSTED, StorageError, a killed process, a missed deadline),
+sometimes sends a request twice at once (a retry racing the first attempt), and sometimes replays a
+request that succeeded: every answer to one request must agree.
+
+Faults drawn from the seed fire before given operations: lost answers of conditional writes (applied or
+not), storage errors, and kills. A kill cancels every task of the current `Process` at once (the
+ledger's shard actors, sweepers, deliveries and the calls in flight), without `stop()`, and a new
+`Ledger` carries on over the same storage. A task of the ledger that dies of anything but a rejection
+or a storage error is reported, as is a call with no answer within its deadline.
+
+The auditor (`Model`) records what every acknowledged request did. At the end, with faults off and
+after one more restart, the requests whose outcome is still unknown are resolved: a transfer by looking
+up the id derived from its request id, anything else by sending it once more (a request applies at
+most once, so the answer says what happened). Once deliveries and expiries have settled: the
+reconciliation report is clean; every account's balance and held amount equal what the model derives
+from the acknowledged requests and the final state of holds and escrows; every acknowledged transfer
+exists, completed, with its legs, and a rejected one is kept refused; no journal holds an entry twice.
+
+The run stops at the first problem. Replay it with `JUBAO_SIM_SEED=<seed> make simulate`: the seed fixes
+every client's requests and the faults; the interleaving still depends on timing (real storage, real
+clock), so a replay usually, not always, takes the same path.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import functools
+import hashlib
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+import grpc
+from jubao.errors import Reason
+from jubao_server.errors import ApiError
+from jubao_server.payments.api import (
+    AccountView,
+    EntryQuery,
+    EscrowCommand,
+    HoldCommand,
+    Idempotency,
+    OpenAccountCommand,
+    TransferCommand,
+)
+from jubao_server.payments.config import PaymentsSettings
+from jubao_server.payments.ledger import Ledger, transfer_id_of
+from jubao_server.payments.model import (
+    AccountKind,
+    AccountPolicy,
+    Escrow,
+    EscrowState,
+    Hold,
+    HoldState,
+    Leg,
+    Refund,
+    Transfer,
+    TransferState,
+)
+from jubao_server.payments.reconcile import ReconcileReport, reconcile
+from jubao_server.storage.contract import FaultPlan, StorageBackend, StorageError
+
+A = TypeVar("A")
+
+SEED_VARIABLE = "JUBAO_SIM_SEED"
+OPS_VARIABLE = "JUBAO_SIM_OPS"
+# `make test` runs this many operations per backend; `make simulate` 5000
+ops_default = 300
+# Shape of the world
+currencies = ("CNY", "USD")
+customers_per_currency = 6
+merchants_per_currency = 3
+escrow_accounts_per_currency = 2
+opening_minor = 20_000
+leg_max_minor = 1_500
+legs_max = 3
+# Clients and their retries
+clients = 12
+attempts_max = 6
+retry_backoff_s = 0.02
+call_deadline_s = 8.0
+replay_after_ack_probability = 0.15
+racing_retry_probability = 0.1
+recent_items = 24
+# Faults
+fault_probability = 0.05
+faults_in_a_row_max = 3
+ops_per_kill = 150
+kill_wait_s = 5.0
+# Holds and escrows fall due within the run, or long after it
+due_soon_s = (0.3, 2.0)
+due_late_s = 3600.0
+due_soon_probability = 0.5
+# Settling at the end: the shards sweep due items about once a second
+sweep_margin_s = 2.5
+settle_polls_max = 100
+settle_poll_s = 0.1
+entries_page_max = 500
+entries_pages_max = 100
+problems_shown_max = 30
+
+MEMO = "simulation"
+EXPECTED_REJECTIONS = frozenset(
+    {
+        Reason.INSUFFICIENT_FUNDS,
+        Reason.INVALID_STATE,
+        Reason.AMOUNT_EXCEEDS_HOLD,
+        Reason.REFUND_EXCEEDS_ORIGINAL,
+    }
+)
+OUTCOME_UNKNOWN_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED}
+)
+
+
+def ledger_has(*methods: str) -> bool:
+    """Whether this version of the ledger offers these operations."""
+    return all(hasattr(Ledger, method) for method in methods)
+
+
+HOLDS = ledger_has("create_hold", "capture_hold", "void_hold", "get_hold")
+ESCROWS = ledger_has("create_escrow", "release_escrow", "refund_escrow", "dispute_escrow", "get_escrow")
+REFUNDS = ledger_has("create_refund")
+
+
+# The world: accounts
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountSpec:
+    account_id: str
+    currency: str
+    kind: AccountKind
+
+    @property
+    def allow_negative(self) -> bool:
+        return self.kind is AccountKind.SETTLEMENT
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    tenant: str
+    accounts: tuple[AccountSpec, ...]
+
+    @classmethod
+    def build(cls, tenant: str) -> World:
+        kinds = {
+            AccountKind.SETTLEMENT: 1,
+            AccountKind.CUSTOMER: customers_per_currency,
+            AccountKind.MERCHANT: merchants_per_currency,
+            AccountKind.ESCROW: escrow_accounts_per_currency,
+            AccountKind.FEES: 1,
+        }
+        specs = [
+            AccountSpec(f"{kind.value}-{currency}-{index}", currency, kind)
+            for currency in currencies
+            for kind, count in kinds.items()
+            for index in range(count)
+        ]
+        return cls(tenant, tuple(specs))
+
+    def ids(self, currency: str, *kinds: AccountKind) -> list[str]:
+        return [a.account_id for a in self.accounts if a.currency == currency and a.kind in kinds]
+
+
+# Requests
+
+
+class Outcome(StrEnum):
+    UNKNOWN = "unknown"
+    ACKED = "acked"
+    REJECTED = "rejected"
+
+
+@dataclasses.dataclass(frozen=True)
+class Op(abc.ABC, Generic[A]):
+    """One client request, sent with the same request id and body on every retry."""
+
+    request_id: str
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__} {self.request_id}"
+
+    @property
+    def key(self) -> Idempotency:
+        body = repr(dataclasses.replace(self, request_id=""))
+        return Idempotency(self.request_id, hashlib.sha256(body.encode()).hexdigest())
+
+    @abc.abstractmethod
+    async def send(self, ledger: Ledger, tenant: str) -> A: ...
+
+    @abc.abstractmethod
+    def wrong_answer(self, tenant: str, answer: A) -> str:
+        """Why a success answer contradicts the request ("" when it does not); holds for replays too."""
+
+    @abc.abstractmethod
+    def answer_id(self, answer: A) -> str:
+        """What every answer to this request must name again."""
+
+    @abc.abstractmethod
+    def acknowledged(self, model: Model, answer: A) -> None:
+        """Record the effect of the request, acknowledged for the first time."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Pay(Op[Transfer]):
+    currency: str
+    legs: tuple[Leg, ...]
+
+    async def send(self, ledger: Ledger, tenant: str) -> Transfer:
+        return await ledger.create_transfer(tenant, TransferCommand(self.currency, self.legs, MEMO), self.key)
+
+    def wrong_answer(self, tenant: str, answer: Transfer) -> str:
+        if answer.transfer_id != transfer_id_of(tenant, self.request_id) or answer.legs != self.legs:
+            return f"answered transfer {answer.transfer_id} with legs {answer.legs}"
+        return ""
+
+    def answer_id(self, answer: Transfer) -> str:
+        return answer.transfer_id
+
+    def acknowledged(self, model: Model, answer: Transfer) -> None:
+        model.transfers.append(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateHold(Op[Hold]):
+    command: HoldCommand
+
+    async def send(self, ledger: Ledger, tenant: str) -> Hold:
+        return await ledger.create_hold(tenant, self.command, self.key)
+
+    def wrong_answer(self, tenant: str, answer: Hold) -> str:
+        asked = self.command
+        got = HoldCommand(
+            answer.account_id,
+            answer.payee_account_id,
+            answer.currency,
+            answer.amount_minor,
+            answer.expire_time_ms,
+        )
+        return f"answered {got}" if got != asked else ""
+
+    def answer_id(self, answer: Hold) -> str:
+        return answer.hold_id
+
+    def acknowledged(self, model: Model, answer: Hold) -> None:
+        model.holds[answer.hold_id] = HoldFacts(answer)
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptureHold(Op[Hold]):
+    hold_id: str
+    amount_minor: int
+    hold_amount_minor: int
+
+    @property
+    def captured_minor(self) -> int:
+        return self.amount_minor or self.hold_amount_minor
+
+    async def send(self, ledger: Ledger, tenant: str) -> Hold:
+        return await ledger.capture_hold(tenant, self.hold_id, self.amount_minor, self.key)
+
+    def wrong_answer(self, tenant: str, answer: Hold) -> str:
+        if (answer.state, answer.captured_minor) != (HoldState.CAPTURED, self.captured_minor):
+            return f"answered {answer.state.value} with {answer.captured_minor} captured"
+        return ""
+
+    def answer_id(self, answer: Hold) -> str:
+        return answer.hold_id
+
+    def acknowledged(self, model: Model, answer: Hold) -> None:
+        model.holds[self.hold_id].captured_minor = self.captured_minor
+
+
+@dataclasses.dataclass(frozen=True)
+class VoidHold(Op[Hold]):
+    hold_id: str
+
+    async def send(self, ledger: Ledger, tenant: str) -> Hold:
+        return await ledger.void_hold(tenant, self.hold_id, self.key)
+
+    def wrong_answer(self, tenant: str, answer: Hold) -> str:
+        return f"answered {answer.state.value}" if answer.state is not HoldState.VOIDED else ""
+
+    def answer_id(self, answer: Hold) -> str:
+        return answer.hold_id
+
+    def acknowledged(self, model: Model, answer: Hold) -> None:
+        model.holds[self.hold_id].voided = True
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateEscrow(Op[Escrow]):
+    command: EscrowCommand
+
+    async def send(self, ledger: Ledger, tenant: str) -> Escrow:
+        return await ledger.create_escrow(tenant, self.command, self.key)
+
+    def wrong_answer(self, tenant: str, answer: Escrow) -> str:
+        got = EscrowCommand(
+            answer.buyer_account_id,
+            answer.seller_account_id,
+            answer.escrow_account_id,
+            answer.currency,
+            answer.amount_minor,
+            answer.fee_account_id,
+            answer.fee_minor,
+            answer.release_time_ms,
+        )
+        return f"answered {got}" if got != self.command else ""
+
+    def answer_id(self, answer: Escrow) -> str:
+        return answer.escrow_id
+
+    def acknowledged(self, model: Model, answer: Escrow) -> None:
+        model.escrows[answer.escrow_id] = EscrowFacts(answer)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseEscrow(Op[Escrow]):
+    escrow_id: str
+
+    async def send(self, ledger: Ledger, tenant: str) -> Escrow:
+        return await ledger.release_escrow(tenant, self.escrow_id, self.key)
+
+    def wrong_answer(self, tenant: str, answer: Escrow) -> str:
+        return f"answered {answer.state.value}" if answer.state is not EscrowState.RELEASED else ""
+
+    def answer_id(self, answer: Escrow) -> str:
+        return answer.escrow_id
+
+    def acknowledged(self, model: Model, answer: Escrow) -> None:
+        model.escrows[self.escrow_id].released = True
+
+
+@dataclasses.dataclass(frozen=True)
+class RefundEscrow(Op[Escrow]):
+    escrow_id: str
+    amount_minor: int
+
+    async def send(self, ledger: Ledger, tenant: str) -> Escrow:
+        return await ledger.refund_escrow(tenant, self.escrow_id, self.amount_minor, self.key)
+
+    def wrong_answer(self, tenant: str, answer: Escrow) -> str:
+        if answer.refunded_minor < self.amount_minor:
+            return f"answered {answer.refunded_minor} refunded"
+        return ""
+
+    def answer_id(self, answer: Escrow) -> str:
+        return answer.escrow_id
+
+    def acknowledged(self, model: Model, answer: Escrow) -> None:
+        model.escrows[self.escrow_id].refunded_minor += self.amount_minor
+
+
+@dataclasses.dataclass(frozen=True)
+class DisputeEscrow(Op[Escrow]):
+    escrow_id: str
+
+    async def send(self, ledger: Ledger, tenant: str) -> Escrow:
+        return await ledger.dispute_escrow(tenant, self.escrow_id, self.key)
+
+    def wrong_answer(self, tenant: str, answer: Escrow) -> str:
+        if answer.state not in (EscrowState.DISPUTED, EscrowState.REFUNDED):
+            return f"answered {answer.state.value}"
+        return ""
+
+    def answer_id(self, answer: Escrow) -> str:
+        return answer.escrow_id
+
+    def acknowledged(self, model: Model, answer: Escrow) -> None:
+        model.escrows[self.escrow_id].disputed = True
+
+
+@dataclasses.dataclass(frozen=True)
+class RefundLeg(Op[Refund]):
+    transfer_id: str
+    leg_index: int
+    leg: Leg
+    amount_minor: int
+
+    async def send(self, ledger: Ledger, tenant: str) -> Refund:
+        return await ledger.create_refund(
+            tenant, self.transfer_id, self.leg_index, self.amount_minor, self.key
+        )
+
+    def wrong_answer(self, tenant: str, answer: Refund) -> str:
+        asked = (self.transfer_id, self.leg_index, self.amount_minor)
+        got = (answer.transfer_id, answer.leg_index, answer.amount_minor)
+        return f"answered {got}" if got != asked else ""
+
+    def answer_id(self, answer: Refund) -> str:
+        return answer.refund_transfer_id
+
+    def acknowledged(self, model: Model, answer: Refund) -> None:
+        model.refunds.append((self, answer))
+
+    @property
+    def back(self) -> Leg:
+        return Leg(self.leg.credit_account_id, self.leg.debit_account_id, self.amount_minor)
+
+
+# The auditor's model
+
+
+@dataclasses.dataclass
+class HoldFacts:
+    hold: Hold
+    captured_minor: int | None = None
+    voided: bool = False
+
+
+@dataclasses.dataclass
+class EscrowFacts:
+    escrow: Escrow
+    released: bool = False
+    disputed: bool = False
+    refunded_minor: int = 0
+
+
+@dataclasses.dataclass
+class Attempt:
+    op: Op[Any]
+    outcome: Outcome = Outcome.UNKNOWN
+    answer_id: str = ""
+    rejection: str = ""
+
+
+@dataclasses.dataclass
+class Model:
+    """Every request and its outcome, the effects of the acknowledged ones, and the problems seen."""
+
+    tenant: str
+    attempts: dict[str, Attempt] = dataclasses.field(default_factory=dict)
+    transfers: list[Pay] = dataclasses.field(default_factory=list)
+    holds: dict[str, HoldFacts] = dataclasses.field(default_factory=dict)
+    escrows: dict[str, EscrowFacts] = dataclasses.field(default_factory=dict)
+    refunds: list[tuple[RefundLeg, Refund]] = dataclasses.field(default_factory=list)
+    problems: list[str] = dataclasses.field(default_factory=list)
+    unknown_answers: Counter[str] = dataclasses.field(default_factory=Counter)
+    latest_due_ms: int = 0
+
+    def begin(self, op: Op[Any]) -> Attempt:
+        attempt = self.attempts[op.request_id] = Attempt(op)
+        return attempt
+
+    def answered(self, attempt: Attempt, answer: object) -> None:
+        op = attempt.op
+        wrong = op.wrong_answer(self.tenant, answer)
+        if wrong:
+            self.problem(f"{op}: {wrong}")
+        if attempt.outcome is Outcome.REJECTED:
+            self.problem(f"{op}: rejected ({attempt.rejection}), then acknowledged by a retry")
+        if attempt.outcome is Outcome.ACKED:
+            if op.answer_id(answer) != attempt.answer_id:
+                self.problem(f"{op}: a replay named {op.answer_id(answer)}, not {attempt.answer_id}")
+            return
+        attempt.outcome, attempt.answer_id = Outcome.ACKED, op.answer_id(answer)
+        op.acknowledged(self, answer)
+
+    def rejected(self, attempt: Attempt, error: ApiError) -> None:
+        if error.reason not in EXPECTED_REJECTIONS:
+            self.problem(f"{attempt.op}: unexpected {error.code.name} {error.reason}: {error.message}")
+        if attempt.outcome is Outcome.ACKED:
+            self.problem(f"{attempt.op}: acknowledged, then a replay was rejected: {error.message}")
+            return
+        attempt.outcome, attempt.rejection = Outcome.REJECTED, f"{error.reason}: {error.message}"
+
+    def unknown(self, why: str) -> None:
+        self.unknown_answers[why] += 1
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+
+    def due(self, seconds: float) -> int:
+        due_ms = int((time.time() + seconds) * 1000)
+        if seconds < due_late_s:
+            self.latest_due_ms = max(self.latest_due_ms, due_ms)
+        return due_ms
+
+    def outcomes(self) -> Counter[str]:
+        return Counter(f"{type(a.op).__name__}:{a.outcome.value}" for a in self.attempts.values())
+
+
+# Processes: a Ledger and every task it started
+
+
+_PROCESS: contextvars.ContextVar[Process | None] = contextvars.ContextVar("sim_process", default=None)
+
+
+class Lost(Exception):
+    """No answer: the process died. The outcome is unknown."""
+
+
+class Hung(Lost):
+    """No answer within `call_deadline_s`: the call was cancelled, its outcome is unknown."""
+
+
+class Process:
+    """A server process. Tasks created while serving its calls (shard actors, sweepers, deliveries,
+    gathers) inherit it through the context; `kill` cancels all of them at once. A task that dies of
+    anything but a rejection or a storage error is a bug, reported to `model`."""
+
+    def __init__(self, ledger: Ledger, model: Model) -> None:
+        self.ledger = ledger
+        self.model = model
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Calls from clients: their errors are answers, the client judges them.
+        self._calls: set[asyncio.Task[Any]] = set()
+
+    def start(self, work: Callable[[Ledger], Coroutine[Any, Any, A]]) -> asyncio.Task[A]:
+        token = _PROCESS.set(self)
+        try:
+            call = asyncio.create_task(work(self.ledger))
+        finally:
+            _PROCESS.reset(token)
+        self._calls.add(call)
+        return call
+
+    def adopt(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if task in self._calls:
+            self._calls.discard(task)
+        elif error is not None and not isinstance(error, ApiError | StorageError):
+            self.model.problem(f"task {task.get_name()} of the ledger died: {error!r}")
+
+    async def kill(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=kill_wait_s)
+
+
+def _track(loop: asyncio.AbstractEventLoop, coro: Any, **options: Any) -> asyncio.Task[Any]:
+    task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **options)
+    owner = _PROCESS.get()
+    if owner is not None:
+        owner.adopt(task)
+    return task
+
+
+@contextlib.contextmanager
+def processes_tracked() -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    assert loop.get_task_factory() is None, "the simulation needs the loop's task factory"
+    loop.set_task_factory(_track)
+    try:
+        yield
+    finally:
+        loop.set_task_factory(None)
+
+
+class Cluster:
+    """The storage, its fault plan, and the one process serving the clients."""
+
+    def __init__(
+        self, backend: StorageBackend, faults: FaultPlan, settings: PaymentsSettings, model: Model
+    ) -> None:
+        self.backend = backend
+        self.faults = faults
+        self.settings = settings
+        self.model = model
+        self.process = Process(Ledger(backend, settings), model)
+        self.injected: Counter[str] = Counter()
+
+    async def call(self, work: Callable[[Ledger], Coroutine[Any, Any, A]]) -> A:
+        task = self.process.start(work)
+        done, _ = await asyncio.wait([task], timeout=call_deadline_s)
+        if not done:
+            task.cancel()
+            raise Hung(f"no answer within {call_deadline_s} s")
+        if task.cancelled():
+            raise Lost("the process was killed")
+        return task.result()
+
+    async def restart(self) -> None:
+        """Kill the process abruptly (no `stop()`) and start a new one over the same storage."""
+        dead, self.process = self.process, Process(Ledger(self.backend, self.settings), self.model)
+        await dead.kill()
+
+    def calm(self) -> None:
+        self.faults.conditional_timeouts = 0
+        self.faults.storage_errors = 0
+
+
+# Faults
+
+
+class FaultKind(StrEnum):
+    TIMEOUTS_APPLIED = "timeouts_applied"
+    TIMEOUTS_LOST = "timeouts_lost"
+    STORAGE_ERRORS = "storage_errors"
+    KILL = "kill"
+
+
+def fault_schedule(seed: int, ops: int) -> dict[int, tuple[FaultKind, int]]:
+    """Which fault fires before which operation, and how many in a row."""
+    rng = random.Random(f"{seed}/faults")
+    kinds = [FaultKind.TIMEOUTS_APPLIED, FaultKind.TIMEOUTS_LOST, FaultKind.STORAGE_ERRORS]
+    plan = {
+        index: (rng.choice(kinds), rng.randint(1, faults_in_a_row_max))
+        for index in range(ops)
+        if rng.random() < fault_probability
+    }
+    for index in rng.sample(range(ops), min(ops, 1 + ops // ops_per_kill)):
+        plan[index] = (FaultKind.KILL, 1)
+    return plan
+
+
+async def inject(cluster: Cluster, kind: FaultKind, count: int) -> None:
+    cluster.injected[kind.value] += count
+    if kind is FaultKind.KILL:
+        await cluster.restart()
+    elif kind is FaultKind.STORAGE_ERRORS:
+        cluster.faults.storage_errors = count
+    else:
+        cluster.faults.conditional_timeouts = count
+        cluster.faults.applied_before_timeout = kind is FaultKind.TIMEOUTS_APPLIED
+
+
+# Workload
+
+
+class Workload:
+    """One client's random requests, drawn from its own generator."""
+
+    def __init__(self, world: World, model: Model, rng: random.Random) -> None:
+        self.world = world
+        self.model = model
+        self.rng = rng
+        makers: list[tuple[int, Callable[[str], Op[Any] | None]]] = [(6, self.pay)]
+        if HOLDS:
+            makers += [(2, self.create_hold), (2, self.capture_hold), (1, self.void_hold)]
+        if ESCROWS:
+            makers += [(2, self.create_escrow), (1, self.release_escrow), (1, self.refund_escrow)]
+            makers += [(1, self.dispute_escrow)]
+        if REFUNDS:
+            makers += [(1, self.refund_leg)]
+        self._weights = [weight for weight, _ in makers]
+        self._makers = [maker for _, maker in makers]
+
+    def next(self, request_id: str) -> Op[Any]:
+        maker = self.rng.choices(self._makers, self._weights)[0]
+        return maker(request_id) or self.pay(request_id)
+
+    def _currency(self) -> str:
+        return self.rng.choice(currencies)
+
+    def _amount(self, most_minor: int) -> int:
+        return self.rng.randint(1, max(1, most_minor))
+
+    def _due_ms(self) -> int:
+        soon = self.rng.random() < due_soon_probability
+        return self.model.due(self.rng.uniform(*due_soon_s) if soon else due_late_s)
+
+    def pay(self, request_id: str) -> Pay:
+        currency = self._currency()
+        parties = self.world.ids(currency, AccountKind.CUSTOMER, AccountKind.MERCHANT, AccountKind.FEES)
+        payer = self.rng.choice(parties)
+        payees = [p for p in parties if p != payer]
+        chosen = self.rng.sample(payees, self.rng.randint(1, legs_max))
+        legs = tuple(Leg(payer, payee, self._amount(leg_max_minor)) for payee in chosen)
+        return Pay(request_id, currency, legs)
+
+    def create_hold(self, request_id: str) -> CreateHold:
+        currency = self._currency()
+        payer = self.rng.choice(self.world.ids(currency, AccountKind.CUSTOMER))
+        payee = self.rng.choice(self.world.ids(currency, AccountKind.MERCHANT))
+        amount_minor = self._amount(2 * leg_max_minor)
+        return CreateHold(request_id, HoldCommand(payer, payee, currency, amount_minor, self._due_ms()))
+
+    def _recent_hold(self) -> Hold | None:
+        holds = list(self.model.holds.values())[-recent_items:]
+        return self.rng.choice(holds).hold if holds else None
+
+    def capture_hold(self, request_id: str) -> CaptureHold | None:
+        hold = self._recent_hold()
+        if hold is None:
+            return None
+        amount_minor = self.rng.choice([0, self._amount(hold.amount_minor), hold.amount_minor + 1])
+        return CaptureHold(request_id, hold.hold_id, amount_minor, hold.amount_minor)
+
+    def void_hold(self, request_id: str) -> VoidHold | None:
+        hold = self._recent_hold()
+        return VoidHold(request_id, hold.hold_id) if hold is not None else None
+
+    def create_escrow(self, request_id: str) -> CreateEscrow:
+        currency = self._currency()
+        amount_minor = self._amount(2 * leg_max_minor)
+        command = EscrowCommand(
+            buyer_account_id=self.rng.choice(self.world.ids(currency, AccountKind.CUSTOMER)),
+            seller_account_id=self.rng.choice(self.world.ids(currency, AccountKind.MERCHANT)),
+            escrow_account_id=self.rng.choice(self.world.ids(currency, AccountKind.ESCROW)),
+            currency=currency,
+            amount_minor=amount_minor,
+            fee_account_id=self.world.ids(currency, AccountKind.FEES)[0],
+            fee_minor=self.rng.randint(0, amount_minor // 10),
+            release_time_ms=self._due_ms(),
+        )
+        return CreateEscrow(request_id, command)
+
+    def _recent_escrow(self) -> Escrow | None:
+        escrows = list(self.model.escrows.values())[-recent_items:]
+        return self.rng.choice(escrows).escrow if escrows else None
+
+    def release_escrow(self, request_id: str) -> ReleaseEscrow | None:
+        escrow = self._recent_escrow()
+        return ReleaseEscrow(request_id, escrow.escrow_id) if escrow is not None else None
+
+    def refund_escrow(self, request_id: str) -> RefundEscrow | None:
+        escrow = self._recent_escrow()
+        if escrow is None:
+            return None
+        return RefundEscrow(request_id, escrow.escrow_id, self._amount(escrow.amount_minor // 2))
+
+    def dispute_escrow(self, request_id: str) -> DisputeEscrow | None:
+        escrow = self._recent_escrow()
+        return DisputeEscrow(request_id, escrow.escrow_id) if escrow is not None else None
+
+    def refund_leg(self, request_id: str) -> RefundLeg | None:
+        paid = self.model.transfers[-recent_items:]
+        if not paid:
+            return None
+        pay = self.rng.choice(paid)
+        index = self.rng.randrange(len(pay.legs))
+        leg = pay.legs[index]
+        amount_minor = self.rng.choice([self._amount(leg.amount_minor // 2), leg.amount_minor + 1])
+        return RefundLeg(
+            request_id, transfer_id_of(self.model.tenant, pay.request_id), index, leg, amount_minor
+        )
+
+
+# Clients
+
+
+class Client:
+    def __init__(self, cluster: Cluster, model: Model, workload: Workload) -> None:
+        self.cluster = cluster
+        self.model = model
+        self.workload = workload
+
+    async def run(self, tickets: Iterator[int], faults: dict[int, tuple[FaultKind, int]]) -> None:
+        for index in tickets:
+            if self.model.problems:
+                return
+            fault = faults.get(index)
+            if fault is not None:
+                await inject(self.cluster, *fault)
+            await self.execute(self.model.begin(self.workload.next(f"r{index}")))
+
+    async def execute(self, attempt: Attempt) -> None:
+        """Send, sometimes twice at once (a retry racing the first attempt); retry while the outcome is
+        unknown (bounded); sometimes replay an acknowledged request."""
+        racing = self.workload.rng.random() < racing_retry_probability
+        await asyncio.gather(*(self.send(attempt) for _ in range(1 + racing)))
+        for _ in range(attempts_max):
+            if attempt.outcome is not Outcome.UNKNOWN or self.model.problems:
+                break
+            await asyncio.sleep(retry_backoff_s)
+            await self.send(attempt)
+        if attempt.outcome is Outcome.ACKED and self.workload.rng.random() < replay_after_ack_probability:
+            await self.send(attempt)
+
+    async def send(self, attempt: Attempt) -> None:
+        tenant = self.model.tenant
+        try:
+            answer = await self.cluster.call(lambda ledger: attempt.op.send(ledger, tenant))
+        except ApiError as error:
+            if error.code in OUTCOME_UNKNOWN_CODES:
+                self.model.unknown(error.code.name)
+            else:
+                self.model.rejected(attempt, error)
+        except (StorageError, Lost) as error:
+            self.model.unknown(type(error).__name__)
+            if isinstance(error, Hung):
+                self.model.problem(f"{attempt.op}: {error}")
+        except Exception as error:  # a bug: the service would answer INTERNAL, the outcome unknown
+            self.model.problem(f"{attempt.op}: raised {error!r}")
+        else:
+            self.model.answered(attempt, answer)
+
+
+# The audit at the end
+
+
+@dataclasses.dataclass
+class Books:
+    """What the balances must be, from the model and the final state of holds and escrows."""
+
+    ledger: Ledger
+    model: Model
+    ledger_minor: Counter[str] = dataclasses.field(default_factory=Counter)
+    held_minor: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    def move(self, legs: tuple[Leg, ...]) -> None:
+        for leg in legs:
+            self.ledger_minor[leg.debit_account_id] -= leg.amount_minor
+            self.ledger_minor[leg.credit_account_id] += leg.amount_minor
+
+    async def transfer(self, transfer_id: str) -> Transfer | None:
+        return await _found(self.ledger.get_transfer(self.model.tenant, transfer_id))
+
+    async def expect_transfer(self, transfer_id: str, legs: tuple[Leg, ...], what: str) -> None:
+        """A transfer that must exist, completed, with these legs; its legs move money either way."""
+        found = await self.transfer(transfer_id)
+        if found is None or found.legs != legs or found.state is not TransferState.COMPLETED:
+            self.model.problem(f"{what}: transfer {transfer_id} is {found}, expected legs {legs}")
+        self.move(legs)
+
+
+async def _found(call: Awaitable[A]) -> A | None:
+    try:
+        return await call
+    except ApiError as error:
+        if error.code is grpc.StatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+async def audit_transfers(books: Books, world: World) -> None:
+    for attempt in books.model.attempts.values():
+        if isinstance(attempt.op, Pay):
+            await audit_transfer(books, attempt.op, attempt)
+
+
+async def audit_transfer(books: Books, pay: Pay, attempt: Attempt) -> None:
+    found = await books.transfer(transfer_id_of(books.model.tenant, pay.request_id))
+    if found is None or found.state is TransferState.REJECTED:
+        if attempt.outcome is Outcome.ACKED:
+            books.model.problem(f"{pay}: acknowledged, but the transfer is {found}")
+        return
+    if attempt.outcome is Outcome.REJECTED:
+        books.model.problem(f"{pay}: rejected ({attempt.rejection}), but the transfer moved money")
+    if found.legs != pay.legs or found.state is not TransferState.COMPLETED:
+        books.model.problem(f"{pay}: stored as {found}")
+    books.move(found.legs)
+
+
+async def audit_holds(books: Books, world: World) -> None:
+    for facts in books.model.holds.values():
+        hold = await books.ledger.get_hold(books.model.tenant, facts.hold.hold_id)
+        captured = (hold.state, hold.captured_minor) == (HoldState.CAPTURED, facts.captured_minor)
+        if facts.captured_minor is not None and not captured:
+            books.model.problem(f"hold captured ({facts.captured_minor}) when acknowledged, now {hold}")
+        if facts.voided and hold.state is not HoldState.VOIDED:
+            books.model.problem(f"hold voided when acknowledged, now {hold}")
+        if hold.state is HoldState.HELD:
+            books.held_minor[hold.account_id] += hold.amount_minor
+        if hold.state is HoldState.CAPTURED:
+            leg = Leg(hold.account_id, hold.payee_account_id, hold.captured_minor)
+            await books.expect_transfer(hold.capture_transfer_id, (leg,), f"capture of {hold.hold_id}")
+
+
+async def audit_escrows(books: Books, world: World) -> None:
+    for facts in books.model.escrows.values():
+        escrow = await books.ledger.get_escrow(books.model.tenant, facts.escrow.escrow_id)
+        for wrong in escrow_problems(facts, escrow):
+            books.model.problem(f"{escrow}: {wrong}")
+        books.move(escrow_legs(escrow))
+
+
+def escrow_problems(facts: EscrowFacts, escrow: Escrow) -> list[str]:
+    problems = []
+    if facts.released and escrow.state is not EscrowState.RELEASED:
+        problems.append("released when acknowledged")
+    if facts.disputed and escrow.state not in (EscrowState.DISPUTED, EscrowState.REFUNDED):
+        problems.append("disputed when acknowledged")
+    if escrow.refunded_minor != facts.refunded_minor:
+        problems.append(f"refunds acknowledged add up to {facts.refunded_minor}")
+    if (escrow.state is EscrowState.REFUNDED) != (escrow.refunded_minor == escrow.amount_minor):
+        problems.append("refunded state and amount disagree")
+    return problems
+
+
+def escrow_legs(escrow: Escrow) -> tuple[Leg, ...]:
+    """Money an escrow moved: paid in, refunded, and on release paid out (the fee first)."""
+    buyer, holder = escrow.buyer_account_id, escrow.escrow_account_id
+    legs = [Leg(buyer, holder, escrow.amount_minor), Leg(holder, buyer, escrow.refunded_minor)]
+    if escrow.state is EscrowState.RELEASED:
+        left_minor = escrow.amount_minor - escrow.refunded_minor
+        fee_minor = min(escrow.fee_minor, left_minor)
+        legs += [
+            Leg(holder, escrow.seller_account_id, left_minor - fee_minor),
+            Leg(holder, escrow.fee_account_id, fee_minor),
+        ]
+    return tuple(legs)
+
+
+async def audit_refunds(books: Books, world: World) -> None:
+    refunded_minor: Counter[tuple[str, int]] = Counter()
+    for op, refund in books.model.refunds:
+        await books.expect_transfer(refund.refund_transfer_id, (op.back,), f"{op}")
+        refunded_minor[(op.transfer_id, op.leg_index)] += op.amount_minor
+        if refunded_minor[(op.transfer_id, op.leg_index)] > op.leg.amount_minor:
+            books.model.problem(f"refunds of leg {op.leg_index} of {op.transfer_id} exceed {op.leg}")
+
+
+async def audit_accounts(books: Books, world: World) -> None:
+    for spec in world.accounts:
+        view = await books.ledger.get_account(world.tenant, spec.account_id)
+        balance = view.balance
+        expected = (books.ledger_minor[spec.account_id], books.held_minor[spec.account_id])
+        if (balance.ledger_minor, balance.held_minor) != expected:
+            books.model.problem(f"{spec.account_id}: (ledger, held) = {balance}, the model says {expected}")
+        if not spec.allow_negative and balance.available_minor < 0:
+            books.model.problem(f"{spec.account_id}: available {balance.available_minor} < 0")
+        await audit_journal(books, spec.account_id)
+
+
+async def audit_journal(books: Books, account_id: str) -> None:
+    """No entry of a transfer leg is in an account's journal twice."""
+    seen: Counter[tuple[str, int, str]] = Counter()
+    after: int | None = None
+    for _ in range(entries_pages_max):
+        query = EntryQuery(account_id, None, None, after, entries_page_max)
+        entries, after = await books.ledger.list_entries(books.model.tenant, query)
+        seen.update((e.transfer_id, e.leg_index, e.kind.value) for e in entries)
+        if after is None:
+            break
+    for entry, count in seen.items():
+        if count > 1:
+            books.model.problem(f"{account_id}: journal entry {entry} is there {count} times")
+
+
+# The run
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    seed: int
+    ops: int
+    backend: str
+    elapsed_s: float
+    stats: tuple[str, ...]
+    report: ReconcileReport | None
+    problems: tuple[str, ...]
+
+    def describe(self) -> str:
+        lines = [f"simulation on {self.backend}: seed={self.seed} ops={self.ops} in {self.elapsed_s:.1f} s"]
+        lines += [f"  {line}" for line in self.stats]
+        if self.report is not None:
+            lines.append(f"  reconcile: clean={self.report.clean} in flight={self.report.in_flight_minor}")
+        if self.problems:
+            lines.insert(0, f"SIMULATION FAILED seed={self.seed}")
+            lines += [f"  - {problem}" for problem in self.problems[:problems_shown_max]]
+            lines.append(f"  replay: JUBAO_SIM_SEED={self.seed} JUBAO_SIM_OPS={self.ops} make simulate")
+        return "\n".join(lines)
+
+
+async def simulate(
+    backend: StorageBackend,
+    faults: FaultPlan,
+    settings: PaymentsSettings,
+    tenant: str,
+    *,
+    seed: int,
+    ops: int,
+) -> Result:
+    started = time.monotonic()
+    world, model = World.build(tenant), Model(tenant)
+    cluster = Cluster(backend, faults, settings, model)
+    crowd = [
+        Client(cluster, model, Workload(world, model, random.Random(f"{seed}/{n}"))) for n in range(clients)
+    ]
+    report: ReconcileReport | None = None
+    with processes_tracked():
+        try:
+            await open_world(cluster, world, model, crowd[0])
+            tickets, faults_before = iter(range(ops)), fault_schedule(seed, ops)
+            await asyncio.gather(*(client.run(tickets, faults_before) for client in crowd))
+            if not model.problems:
+                report = await settle(cluster, world, model, crowd[0])
+                await audit(cluster.process.ledger, world, model, report)
+        except Exception as error:  # reported with the seed like any other problem
+            model.problem(f"the simulation stopped: {error!r}")
+        finally:
+            await cluster.process.kill()
+    elapsed_s = time.monotonic() - started
+    stats = (
+        f"requests: {counted(model.outcomes())}",
+        f"answers that left the outcome unknown: {counted(model.unknown_answers)}",
+        f"faults: {counted(cluster.injected)}",
+    )
+    return Result(seed, ops, backend.name, elapsed_s, stats, report, tuple(model.problems))
+
+
+def counted(counts: Counter[str]) -> str:
+    return " ".join(f"{name}={count}" for name, count in sorted(counts.items())) or "none"
+
+
+async def open_world(cluster: Cluster, world: World, model: Model, opener: Client) -> None:
+    """Open every account and fund the customers from their currency's settlement account."""
+    for spec in world.accounts:
+        await cluster.call(functools.partial(open_account, tenant=world.tenant, spec=spec))
+    for currency in currencies:
+        bank = world.ids(currency, AccountKind.SETTLEMENT)[0]
+        for customer in world.ids(currency, AccountKind.CUSTOMER):
+            pay = Pay(f"fund-{customer}", currency, (Leg(bank, customer, opening_minor),))
+            await opener.execute(model.begin(pay))
+
+
+async def open_account(ledger: Ledger, tenant: str, spec: AccountSpec) -> AccountView:
+    policy = AccountPolicy(allow_negative=spec.allow_negative)
+    command = OpenAccountCommand(spec.account_id, spec.currency, spec.kind, policy, spec.account_id)
+    return await ledger.open_account(tenant, command, Idempotency(f"open-{spec.account_id}", "open"))
+
+
+async def settle(cluster: Cluster, world: World, model: Model, client: Client) -> ReconcileReport:
+    """Faults off, one more restart, unknown outcomes resolved, every shard recovered, due items swept,
+    deliveries landed: then the reconciliation report."""
+    cluster.calm()
+    await cluster.restart()
+    for attempt in list(model.attempts.values()):
+        if attempt.outcome is Outcome.UNKNOWN and not isinstance(attempt.op, Pay):
+            await client.execute(attempt)
+    await cluster.call(lambda ledger: ledger.list_accounts(world.tenant, None, len(world.accounts) + 1))
+    await asyncio.sleep(max(0.0, model.latest_due_ms / 1000 - time.time()) + sweep_margin_s)
+    report = await reconcile(cluster.backend, model.tenant)
+    for _ in range(settle_polls_max):
+        if report.in_flight_minor == 0 and not report.moving:
+            break
+        await asyncio.sleep(settle_poll_s)
+        report = await reconcile(cluster.backend, model.tenant)
+    return report
+
+
+async def audit(ledger: Ledger, world: World, model: Model, report: ReconcileReport) -> None:
+    for discrepancy in report.discrepancies:
+        model.problem(f"reconcile: {discrepancy}")
+    if report.in_flight_minor:
+        model.problem(f"reconcile: {report.in_flight_minor} still in flight after settling")
+    books = Books(ledger, model)
+    for step in (audit_transfers, audit_holds, audit_escrows, audit_refunds, audit_accounts):
+        try:
+            await step(books, world)
+        except (ApiError, StorageError) as error:
+            model.problem(f"{step.__name__} failed: {error!r}")
+
+
+def seed_and_ops(environ: Mapping[str, str]) -> tuple[int, int]:
+    """The seed (random unless `JUBAO_SIM_SEED`) and the number of operations (`JUBAO_SIM_OPS`)."""
+    seed = int(environ.get(SEED_VARIABLE) or random.randrange(2**32))
+    return seed, int(environ.get(OPS_VARIABLE) or ops_default)

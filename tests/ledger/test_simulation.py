@@ -1,0 +1,280 @@
+"""The ledger simulation (tests/ledger/simulation.py) on both backends, and the bugs it found, each as a
+minimal test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from jubao.errors import Reason
+from jubao_server.errors import ApiError
+from jubao_server.payments.api import EscrowCommand, HoldCommand, OpenAccountCommand
+from jubao_server.payments.commands import shard_of
+from jubao_server.payments.config import PaymentsSettings
+from jubao_server.payments.ledger import Ledger, transfer_id_of
+from jubao_server.payments.model import (
+    AccountKind,
+    AccountPolicy,
+    EscrowState,
+    HoldState,
+    Transfer,
+    TransferState,
+)
+from jubao_server.payments.reconcile import DiscrepancyKind, reconcile
+from jubao_server.payments.shard import Records, ShardActor
+from jubao_server.payments.tables import SHARDS as SHARDS_TABLE
+from jubao_server.payments.tables import TRANSFERS
+from jubao_server.storage.contract import (
+    Batch,
+    Consistency,
+    FaultPlan,
+    Key,
+    PartitionRef,
+    Put,
+    Row,
+    StorageBackend,
+    Value,
+)
+from jubao_server.storage.factory import migrate_product
+
+from tests.backends import BACKENDS, open_test_backend
+from tests.ledger.conftest import SHARDS
+from tests.ledger.simulation import seed_and_ops, simulate
+from tests.ledger.support import CURRENCY, balance, ids_in_distinct_shards, key, open_account, pay
+
+
+@pytest.fixture(params=BACKENDS)
+async def faulty(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[StorageBackend, FaultPlan]]:
+    """A migrated backend and the fault plan it obeys."""
+    faults = FaultPlan()
+    opened = await open_test_backend(request.param, tmp_path, faults)
+    try:
+        await migrate_product(opened)
+        yield opened, faults
+    finally:
+        await opened.close()
+
+
+async def test_simulation(
+    faulty: tuple[StorageBackend, FaultPlan], settings: PaymentsSettings, tenant: str
+) -> None:
+    backend, faults = faulty
+    seed, ops = seed_and_ops(os.environ)
+    result = await simulate(backend, faults, settings, tenant, seed=seed, ops=ops)
+    print(result.describe())
+    assert not result.problems, result.describe()
+
+
+wait_steps_max = 40
+wait_step_s = 0.05
+due_later_s = 3600
+
+
+async def buyer_and_seller(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> tuple[Ledger, str, str, str]:
+    """A process with a funded buyer, a seller and an escrow pool, each in its own shard."""
+    ledger = Ledger(backend, settings)
+    bank, buyer, seller, pool = ids_in_distinct_shards("acct", SHARDS, 4)
+    await open_account(ledger, tenant, bank, allow_negative=True)
+    await open_account(ledger, tenant, buyer)
+    await open_account(ledger, tenant, seller)
+    escrow_pool = OpenAccountCommand(pool, CURRENCY, AccountKind.ESCROW, AccountPolicy(), pool)
+    await ledger.open_account(tenant, escrow_pool, key())
+    await pay(ledger, tenant, bank, (buyer, 1_000))
+    return ledger, buyer, seller, pool
+
+
+async def take_shard(backend: StorageBackend, settings: PaymentsSettings, tenant: str, account: str) -> None:
+    """Another process takes the account's shard: the first one's next commit there fails."""
+    taker = Ledger(backend, settings)
+    await taker.get_account(tenant, account)
+    await taker.stop()
+
+
+def later_ms() -> int:
+    return int((time.time() + due_later_s) * 1000)
+
+
+async def completed(ledger: Ledger, tenant: str, transfer_id: str) -> Transfer:
+    """The transfer once it completed, or as it is after `wait_steps_max` polls."""
+    transfer = await ledger.get_transfer(tenant, transfer_id)
+    for _ in range(wait_steps_max):
+        if transfer.state is TransferState.COMPLETED:
+            break
+        await asyncio.sleep(wait_step_s)
+        transfer = await ledger.get_transfer(tenant, transfer_id)
+    return transfer
+
+
+async def tamper(backend: StorageBackend, tenant: str, account_id: str, **added: int) -> None:
+    """Add to columns of an account's row in storage, behind the ledger's back."""
+    partition = SHARDS_TABLE.partition(tenant, shard_of(account_id, SHARDS))
+    row = await backend.read_row(partition, ("account", account_id))
+    assert row is not None
+    values: dict[str, Value] = {column: row.as_int(column) + added[column] for column in added}
+    await backend.write(Batch(partition, (Put(("account", account_id), values),)))
+
+
+def hide_once(backend: StorageBackend, hidden: PartitionRef) -> None:
+    """The next read of `hidden` misses it, as a read racing the write of the row would."""
+    read_row = backend.read_row
+    pending = [hidden]
+
+    async def racing(
+        partition: PartitionRef, clustering: Key = (), consistency: Consistency = Consistency.DEFAULT
+    ) -> Row | None:
+        if pending and (partition.table.name, partition.key) == (hidden.table.name, hidden.key):
+            pending.clear()
+            return None
+        return await read_row(partition, clustering, consistency)
+
+    backend.read_row = racing  # type: ignore[method-assign]
+
+
+async def test_reconcile_finds_what_does_not_add_up(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> None:
+    """The auditor's own check: clean on a quiet ledger with a hold, an escrow and a credit in flight;
+    each kind of difference once the rows are changed behind the ledger's back."""
+    ledger, buyer, seller, pool = await buyer_and_seller(backend, settings, tenant)
+    await ledger.create_hold(tenant, HoldCommand(buyer, seller, CURRENCY, 600, later_ms()), key())
+    escrow = EscrowCommand(buyer, seller, pool, CURRENCY, 300, "", 0, later_ms())
+    await ledger.create_escrow(tenant, escrow, key())
+    ledger.committed = lambda actor, records: None  # type: ignore[method-assign]
+    await pay(ledger, tenant, buyer, (seller, 50))
+    await ledger.stop()
+    report = await reconcile(backend, tenant)
+    assert (report.clean, report.accounts_checked, report.in_flight_minor) == (True, 4, 50)
+    await tamper(backend, tenant, buyer, held_minor=7)
+    await tamper(backend, tenant, seller, held_minor=1, entry_seq=1)
+    await tamper(backend, tenant, pool, ledger_minor=3)
+    found = {(d.kind, d.account_id) for d in (await reconcile(backend, tenant)).discrepancies}
+    kind = DiscrepancyKind
+    assert found == {
+        (kind.HELD, buyer),
+        (kind.HELD, seller),
+        (kind.NEGATIVE_AVAILABLE, seller),
+        (kind.ENTRY_COUNT, seller),
+        (kind.ESCROW, pool),
+        (kind.JOURNAL_SUM, pool),
+        (kind.JOURNAL_BALANCE, pool),
+        (kind.MONEY_NOT_CONSERVED, ""),
+    }
+
+
+# Bugs the simulation found, each reduced to a minimal test.
+
+
+async def test_a_transfer_delivered_twice_is_credited_once(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> None:
+    """A payer shard acquired again while a delivery still runs delivers the same outbox entry a second
+    time (the simulation on Cassandra, e.g. seed 1968455435). When both credits, or both `Delivered`,
+    land in one group, the batch writes a row twice: the shard actor dies of the InvariantViolation and
+    every later call to that shard hangs. In two groups, the payee is paid twice."""
+    ledger = Ledger(backend, settings)
+    bank, buyer = ids_in_distinct_shards("acct", SHARDS, 2)
+    await open_account(ledger, tenant, bank, allow_negative=True)
+    await open_account(ledger, tenant, buyer)
+    deliver = ledger.committed
+
+    def deliver_twice(actor: ShardActor, records: Records) -> None:
+        deliver(actor, records)
+        deliver(actor, records)
+
+    ledger.committed = deliver_twice  # type: ignore[method-assign]
+    paid = await pay(ledger, tenant, bank, (buyer, 100))
+    assert (await completed(ledger, tenant, paid.transfer_id)).state is TransferState.COMPLETED
+    assert await balance(ledger, tenant, buyer) == 100
+    await ledger.stop()
+
+
+async def test_a_void_retried_after_unavailable_voids_the_hold(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> None:
+    """The request id is claimed before the shard commits. When the commit fails, the retry with the
+    same request id finds its claim and answers the hold as it is, still held, without voiding it.
+    capture_hold, release_escrow, refund_escrow and dispute_escrow do the same."""
+    old, buyer, seller, _ = await buyer_and_seller(backend, settings, tenant)
+    hold = await old.create_hold(tenant, HoldCommand(buyer, seller, CURRENCY, 600, later_ms()), key())
+    await take_shard(backend, settings, tenant, buyer)
+    void = key("void-1")
+    with pytest.raises(ApiError) as fenced:
+        await old.void_hold(tenant, hold.hold_id, void)
+    assert fenced.value.code == grpc.StatusCode.UNAVAILABLE
+    assert (await old.void_hold(tenant, hold.hold_id, void)).state is HoldState.VOIDED
+    assert (await old.get_account(tenant, buyer)).balance.held_minor == 0
+    await old.stop()
+
+
+async def test_an_escrow_retried_after_unavailable_is_created(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> None:
+    """The same claim-then-fail as above: the retry of create_escrow answers ESCROW_NOT_FOUND forever
+    (the simulation also sees it while the escrow's funding credit is still in flight)."""
+    old, buyer, seller, pool = await buyer_and_seller(backend, settings, tenant)
+    await take_shard(backend, settings, tenant, buyer)
+    command = EscrowCommand(buyer, seller, pool, CURRENCY, 400, "", 0, later_ms())
+    order = key("order-1")
+    with pytest.raises(ApiError) as fenced:
+        await old.create_escrow(tenant, command, order)
+    assert fenced.value.code == grpc.StatusCode.UNAVAILABLE
+    escrow = await old.create_escrow(tenant, command, order)
+    assert (escrow.state, escrow.amount_minor) == (EscrowState.HELD, 400)
+    await old.stop()
+
+
+async def test_a_retry_racing_the_first_attempt_is_applied_once(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> None:
+    """A retry looks the transfer up only once the payer's shard is owned: a transfer committed by an
+    earlier owner is in payments_transfers by then, one committed by this owner is in its memory. So a
+    retry whose look-up ran before the first attempt committed (here: the read is made to miss it), one
+    sent at the same time, and one sent to a new owner are all answered with the first transfer."""
+    first = Ledger(backend, settings)
+    bank, buyer = ids_in_distinct_shards("acct", SHARDS, 2)
+    await open_account(first, tenant, bank, allow_negative=True)
+    await open_account(first, tenant, buyer)
+    racing = [pay(first, tenant, bank, (buyer, 100), request_id="order-1") for _ in range(2)]
+    paid, raced = await asyncio.gather(*racing)
+    assert raced.transfer_id == paid.transfer_id
+    hide_once(backend, TRANSFERS.partition(tenant, paid.transfer_id))
+    missed = await pay(first, tenant, bank, (buyer, 100), request_id="order-1")
+    assert missed.transfer_id == paid.transfer_id
+    await pay(first, tenant, bank, (buyer, 1))
+    await first.stop()
+    second = Ledger(backend, settings)
+    again = await pay(second, tenant, bank, (buyer, 100), request_id="order-1")
+    assert again.transfer_id == paid.transfer_id
+    assert await balance(second, tenant, buyer) == 101
+    await second.stop()
+
+
+async def test_a_rejected_request_stays_rejected(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> None:
+    """The same id and body return the first result, a refusal too: sent again once the payer has the
+    money, the request is still refused (a retry racing the first attempt never gets both answers)."""
+    ledger = Ledger(backend, settings)
+    bank, buyer, merchant = ids_in_distinct_shards("acct", SHARDS, 3)
+    await open_account(ledger, tenant, bank, allow_negative=True)
+    await open_account(ledger, tenant, buyer)
+    await open_account(ledger, tenant, merchant)
+    for _ in range(2):
+        with pytest.raises(ApiError) as short:
+            await pay(ledger, tenant, buyer, (merchant, 500), request_id="order-1")
+        assert short.value.reason == Reason.INSUFFICIENT_FUNDS
+        await pay(ledger, tenant, bank, (buyer, 1_000))
+    assert await balance(ledger, tenant, merchant) == 0
+    refused = await ledger.get_transfer(tenant, transfer_id_of(tenant, "order-1"))
+    assert refused.state is TransferState.REJECTED
+    assert refused.failure is not None and refused.failure.reason == Reason.INSUFFICIENT_FUNDS
+    await ledger.stop()

@@ -1,0 +1,150 @@
+"""Helpers of the payments end-to-end tests: accounts, transfers, balances, rejections and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import status_pb2
+from jubao.cli.main import app
+from jubao.client import AsyncClient, JubaoError, Reason
+from jubao.errors import error_from_status
+from jubao.payments.v1 import payments_pb2 as pb
+from typer.testing import CliRunner
+
+from tests.platform.harness import Running
+
+INT64_MAX = 2**63 - 1
+FUNDS_MINOR = 10_000
+COMPLETION_POLLS_MAX = 50
+# Holds expire and escrows release on a sweep that runs at least every second.
+SWEEP_WAIT_S = 10.0
+SWEEP_POLL_S = 0.1
+
+T = TypeVar("T")
+CUSTOMER = pb.ACCOUNT_KIND_CUSTOMER
+
+
+def leg(debit: str, credit: str, amount_minor: int) -> pb.Leg:
+    return pb.Leg(debit_account_id=debit, credit_account_id=credit, amount_minor=amount_minor)
+
+
+async def open_account(
+    client: AsyncClient,
+    account_id: str,
+    currency: str = "CNY",
+    kind: pb.AccountKind.ValueType = CUSTOMER,
+    **policy: Any,
+) -> pb.Account:
+    account = pb.Account(
+        account_id=account_id, currency_code=currency, kind=kind, policy=pb.AccountPolicy(**policy)
+    )
+    response = await client.payments.OpenAccount(pb.OpenAccountRequest(account=account))
+    return response.account
+
+
+async def pay(
+    client: AsyncClient, *legs: pb.Leg, currency: str = "CNY", request_id: str = "", memo: str = ""
+) -> pb.Transfer:
+    request = pb.CreateTransferRequest(request_id=request_id, currency_code=currency, legs=legs, memo=memo)
+    response = await client.payments.CreateTransfer(request)
+    return response.transfer
+
+
+async def balance(client: AsyncClient, account_id: str) -> pb.Balance:
+    response = await client.payments.GetAccount(pb.GetAccountRequest(account_id=account_id))
+    return response.account.balance
+
+
+async def ledgers_minor(client: AsyncClient, *account_ids: str) -> list[int]:
+    return [(await balance(client, account_id)).ledger_minor for account_id in account_ids]
+
+
+async def entries(client: AsyncClient, account_id: str, page_size: int = 0) -> list[pb.Entry]:
+    """Every entry of an account, page by page."""
+    found: list[pb.Entry] = []
+    token = ""
+    for _ in range(100):
+        request = pb.ListEntriesRequest(account_id=account_id, page_size=page_size, page_token=token)
+        response = await client.payments.ListEntries(request)
+        found += response.entries
+        token = response.next_page_token
+        if not token:
+            return found
+    raise AssertionError("ListEntries did not end")
+
+
+async def update_policy(client: AsyncClient, account_id: str, **policy: Any) -> pb.Account:
+    request = pb.UpdateAccountRequest(
+        account_id=account_id, policy=pb.AccountPolicy(**policy), update_mask=FieldMask(paths=["policy"])
+    )
+    return (await client.payments.UpdateAccount(request)).account
+
+
+async def completed(client: AsyncClient, transfer_id: str) -> pb.Transfer:
+    """The transfer once every credit is delivered (cross-shard credits land shortly after the debit)."""
+    request = pb.GetTransferRequest(transfer_id=transfer_id)
+    for _ in range(COMPLETION_POLLS_MAX):
+        transfer = (await client.payments.GetTransfer(request)).transfer
+        if transfer.state == pb.TRANSFER_STATE_COMPLETED:
+            return transfer
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"transfer {transfer_id} did not complete")
+
+
+def json_document(output: str) -> dict[str, Any]:
+    """The JSON the CLI printed; the in-process server's log lines share its stdout."""
+    start = re.search(r"^\{$", output, re.MULTILINE)
+    assert start is not None, output
+    parsed, _ = json.JSONDecoder().raw_decode(output, start.start())
+    assert isinstance(parsed, dict)
+    return parsed
+
+
+async def rejected(call: Awaitable[Any], error_type: type[JubaoError], reason: Reason) -> JubaoError:
+    with pytest.raises(error_type) as caught:
+        await call
+    assert caught.value.reason == reason, caught.value
+    return caught.value
+
+
+def cli_of(running: Running, api_key: str) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """`jubao --json payments ARGS...` against the running server; the JSON it printed."""
+    base = ["--endpoint", running.address, "--api-key", api_key, "--json", "payments"]
+
+    async def cli(*args: str) -> dict[str, Any]:
+        result = await asyncio.to_thread(CliRunner().invoke, app, [*base, *args])
+        assert result.exit_code == 0, result.output
+        return json_document(result.stdout)
+
+    return cli
+
+
+def seconds_from_now(seconds: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromMilliseconds(time.time_ns() // 1_000_000 + int(seconds * 1000))
+    return stamp
+
+
+async def eventually(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool]) -> T:
+    """What `fetch` returns once `done` holds, polling for at most SWEEP_WAIT_S."""
+    for _ in range(int(SWEEP_WAIT_S / SWEEP_POLL_S)):
+        found = await fetch()
+        if done(found):
+            return found
+        await asyncio.sleep(SWEEP_POLL_S)
+    raise AssertionError(f"still not done after {SWEEP_WAIT_S} s: {found}")
+
+
+def item_error(status: pb.Status) -> JubaoError:
+    """The typed error of a batch item's status, read as the google.rpc.Status it is on the wire."""
+    code = next(c for c in grpc.StatusCode if c.value[0] == status.code)
+    return error_from_status(code, status_pb2.Status.FromString(status.SerializeToString()), "")
