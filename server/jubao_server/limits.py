@@ -101,3 +101,5 @@ reconcile_shard_rows_max = 10_000_000
 reconcile_entries_per_account_max = 100_000_000
 reconcile_passes_max = 5
 reconcile_journals_concurrency_max = 32
+# A Reconcile answer lists at most this many discrepancies (and counts the rest).
+reconcile_discrepancies_listed_max = 1000

@@ -9,7 +9,7 @@ first result, the same id with another body raises ALREADY_EXISTS (REQUEST_ID_RE
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from jubao_server.payments.model import (
     Account,
@@ -23,6 +23,9 @@ from jubao_server.payments.model import (
     Refund,
     Transfer,
 )
+
+if TYPE_CHECKING:
+    from jubao_server.payments.reconcile import ReconcileReport
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,3 +161,6 @@ class LedgerApi(Protocol):
     async def create_refund(
         self, tenant_id: str, transfer_id: str, leg_index: int, amount_minor: int, key: Idempotency
     ) -> Refund: ...
+
+    async def reconcile(self, tenant_id: str) -> ReconcileReport:
+        """Audit the tenant's ledger (reads only): see `payments.reconcile`."""

@@ -47,6 +47,7 @@ from jubao_server.payments.model import (
     Transfer,
     TransferState,
 )
+from jubao_server.payments.reconcile import ReconcileReport
 from jubao_server.platform.idempotency import check_request_id
 from jubao_server.tenancy.convert import timestamp
 
@@ -525,6 +526,35 @@ def refund_to_pb(refund: Refund) -> pb.Refund:
         amount_minor=refund.amount_minor,
         refund_transfer_id=refund.refund_transfer_id,
         create_time=timestamp(refund.create_time_ms),
+    )
+
+
+def reconcile_to_pb(report: ReconcileReport) -> pb.ReconcileResponse:
+    listed = report.discrepancies[: limits.reconcile_discrepancies_listed_max]
+    return pb.ReconcileResponse(
+        clean=report.clean,
+        shard_count=report.shard_count,
+        accounts_checked=report.accounts_checked,
+        currencies=[
+            pb.CurrencyTotal(
+                currency_code=total.currency,
+                accounts=total.accounts,
+                ledger_minor=total.ledger_minor,
+                in_flight_minor=total.in_flight_minor,
+            )
+            for total in report.currencies
+        ],
+        discrepancies=[
+            pb.Discrepancy(
+                kind=pb.DiscrepancyKind.Value(f"DISCREPANCY_KIND_{found.kind.name}"),
+                account_id=found.account_id,
+                expected=found.expected,
+                actual=found.actual,
+                detail=found.detail,
+            )
+            for found in listed
+        ],
+        discrepancies_omitted=len(report.discrepancies) - len(listed),
     )
 
 

@@ -83,6 +83,7 @@ from jubao_server.payments.model import (
     Transfer,
     TransferState,
 )
+from jubao_server.payments.reconcile import ReconcileReport, reconcile
 from jubao_server.payments.shard import Records, ShardActor, now_ms
 from jubao_server.payments.state import AccountState, check_credit
 from jubao_server.payments.sweep import derived_id
@@ -437,6 +438,9 @@ class Ledger:
             if record is not None:
                 return record
         return None
+
+    async def reconcile(self, tenant_id: str) -> ReconcileReport:
+        return await reconcile(self._backend, tenant_id)
 
     async def get_transfer(self, tenant_id: str, transfer_id: str) -> Transfer:
         transfer = await self._find_transfer(tenant_id, transfer_id)

@@ -34,6 +34,7 @@ from jubao_server.payments.convert import (
     hold_command,
     hold_to_pb,
     open_account_command,
+    reconcile_to_pb,
     refund_to_pb,
     transfer_command,
     transfer_to_pb,
@@ -193,6 +194,11 @@ class PaymentService(pb_grpc.PaymentServiceServicer):
     async def GetEscrow(self, request: pb.GetEscrowRequest, context: Context) -> pb.GetEscrowResponse:
         escrow = await self._ledger.get_escrow(_tenant_id(), checked_id("escrow_id", request.escrow_id))
         return pb.GetEscrowResponse(escrow=escrow_to_pb(escrow))
+
+    # Reconciliation
+
+    async def Reconcile(self, request: pb.ReconcileRequest, context: Context) -> pb.ReconcileResponse:
+        return reconcile_to_pb(await self._ledger.reconcile(_tenant_id()))
 
     # Refunds
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from jubao.cli import keys, meta, payments, server, tenants
+from jubao.cli import keys, meta, payments, reconcile, server, tenants
 from jubao.cli.common import CliState
 from jubao.client import ClientConfig
 from jubao.client.config import (
@@ -32,6 +32,7 @@ app.add_typer(meta.app)
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(keys.app, name="keys")
 app.add_typer(payments.app, name="payments")
+app.add_typer(reconcile.app)
 app.add_typer(server.app)
 
 

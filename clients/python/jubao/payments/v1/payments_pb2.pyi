@@ -181,6 +181,51 @@ ESCROW_STATE_REFUNDED: EscrowState.ValueType  # 4
 """Everything went back to the buyer."""
 Global___EscrowState: _TypeAlias = EscrowState  # noqa: Y015
 
+class _DiscrepancyKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DiscrepancyKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DiscrepancyKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DISCREPANCY_KIND_UNSPECIFIED: _DiscrepancyKind.ValueType  # 0
+    DISCREPANCY_KIND_MONEY_NOT_CONSERVED: _DiscrepancyKind.ValueType  # 1
+    """A currency's balances and credits in flight do not sum to zero."""
+    DISCREPANCY_KIND_ENTRY_COUNT: _DiscrepancyKind.ValueType  # 2
+    """The journal has another number of entries than the account's entry_seq."""
+    DISCREPANCY_KIND_JOURNAL_SUM: _DiscrepancyKind.ValueType  # 3
+    """The journal entries do not sum to the ledger balance."""
+    DISCREPANCY_KIND_JOURNAL_BALANCE: _DiscrepancyKind.ValueType  # 4
+    """The last entry's running balance is not the ledger balance."""
+    DISCREPANCY_KIND_HELD: _DiscrepancyKind.ValueType  # 5
+    """The held amount is not the sum of the open holds."""
+    DISCREPANCY_KIND_ESCROW: _DiscrepancyKind.ValueType  # 6
+    """An escrow account does not hold what its open escrows have left."""
+    DISCREPANCY_KIND_NEGATIVE_AVAILABLE: _DiscrepancyKind.ValueType  # 7
+    """An account that may not go negative has a negative available balance."""
+    DISCREPANCY_KIND_LEDGER_MOVING: _DiscrepancyKind.ValueType  # 8
+    """The shards kept committing during every pass: no consistent reading."""
+
+class DiscrepancyKind(_DiscrepancyKind, metaclass=_DiscrepancyKindEnumTypeWrapper): ...
+
+DISCREPANCY_KIND_UNSPECIFIED: DiscrepancyKind.ValueType  # 0
+DISCREPANCY_KIND_MONEY_NOT_CONSERVED: DiscrepancyKind.ValueType  # 1
+"""A currency's balances and credits in flight do not sum to zero."""
+DISCREPANCY_KIND_ENTRY_COUNT: DiscrepancyKind.ValueType  # 2
+"""The journal has another number of entries than the account's entry_seq."""
+DISCREPANCY_KIND_JOURNAL_SUM: DiscrepancyKind.ValueType  # 3
+"""The journal entries do not sum to the ledger balance."""
+DISCREPANCY_KIND_JOURNAL_BALANCE: DiscrepancyKind.ValueType  # 4
+"""The last entry's running balance is not the ledger balance."""
+DISCREPANCY_KIND_HELD: DiscrepancyKind.ValueType  # 5
+"""The held amount is not the sum of the open holds."""
+DISCREPANCY_KIND_ESCROW: DiscrepancyKind.ValueType  # 6
+"""An escrow account does not hold what its open escrows have left."""
+DISCREPANCY_KIND_NEGATIVE_AVAILABLE: DiscrepancyKind.ValueType  # 7
+"""An account that may not go negative has a negative available balance."""
+DISCREPANCY_KIND_LEDGER_MOVING: DiscrepancyKind.ValueType  # 8
+"""The shards kept committing during every pass: no consistent reading."""
+Global___DiscrepancyKind: _TypeAlias = DiscrepancyKind  # noqa: Y015
+
 @_typing.final
 class AccountPolicy(_message.Message):
     """What may happen to an account. Limits are in minor units of the account's
@@ -1611,3 +1656,130 @@ class CreateRefundResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateRefundResponse: _TypeAlias = CreateRefundResponse  # noqa: Y015
+
+@_typing.final
+class ReconcileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconcileRequest: _TypeAlias = ReconcileRequest  # noqa: Y015
+
+@_typing.final
+class ReconcileResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLEAN_FIELD_NUMBER: _builtins.int
+    SHARD_COUNT_FIELD_NUMBER: _builtins.int
+    ACCOUNTS_CHECKED_FIELD_NUMBER: _builtins.int
+    CURRENCIES_FIELD_NUMBER: _builtins.int
+    DISCREPANCIES_FIELD_NUMBER: _builtins.int
+    DISCREPANCIES_OMITTED_FIELD_NUMBER: _builtins.int
+    clean: _builtins.bool
+    """True when no discrepancy was found."""
+    shard_count: _builtins.int
+    """The tenant's ledger shards (0 when it never used the ledger)."""
+    accounts_checked: _builtins.int
+    discrepancies_omitted: _builtins.int
+    """Discrepancies found beyond the ones listed."""
+    @_builtins.property
+    def currencies(self) -> _containers.RepeatedCompositeFieldContainer[Global___CurrencyTotal]:
+        """One per currency, by currency code."""
+
+    @_builtins.property
+    def discrepancies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Discrepancy]:
+        """At most 1000, in the order found."""
+
+    def __init__(
+        self,
+        *,
+        clean: _builtins.bool = ...,
+        shard_count: _builtins.int = ...,
+        accounts_checked: _builtins.int = ...,
+        currencies: _abc.Iterable[Global___CurrencyTotal] | None = ...,
+        discrepancies: _abc.Iterable[Global___Discrepancy] | None = ...,
+        discrepancies_omitted: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_checked", b"accounts_checked", "clean", b"clean", "currencies", b"currencies", "discrepancies", b"discrepancies", "discrepancies_omitted", b"discrepancies_omitted", "shard_count", b"shard_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconcileResponse: _TypeAlias = ReconcileResponse  # noqa: Y015
+
+@_typing.final
+class CurrencyTotal(_message.Message):
+    """The money of one currency: `ledger_minor + in_flight_minor` is zero when
+    money is conserved.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    ACCOUNTS_FIELD_NUMBER: _builtins.int
+    LEDGER_MINOR_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_MINOR_FIELD_NUMBER: _builtins.int
+    currency_code: _builtins.str
+    accounts: _builtins.int
+    ledger_minor: _builtins.int
+    """Sum of the ledger balances."""
+    in_flight_minor: _builtins.int
+    """Debited at a payer, not credited yet at a payee of another shard."""
+    def __init__(
+        self,
+        *,
+        currency_code: _builtins.str = ...,
+        accounts: _builtins.int = ...,
+        ledger_minor: _builtins.int = ...,
+        in_flight_minor: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "currency_code", b"currency_code", "in_flight_minor", b"in_flight_minor", "ledger_minor", b"ledger_minor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CurrencyTotal: _TypeAlias = CurrencyTotal  # noqa: Y015
+
+@_typing.final
+class Discrepancy(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    EXPECTED_FIELD_NUMBER: _builtins.int
+    ACTUAL_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    kind: Global___DiscrepancyKind.ValueType
+    account_id: _builtins.str
+    """Empty for a whole currency or the whole ledger (see detail)."""
+    expected: _builtins.int
+    """What the rule expects and what was found: minor units, or a number of
+    entries for ENTRY_COUNT.
+    """
+    actual: _builtins.int
+    detail: _builtins.str
+    def __init__(
+        self,
+        *,
+        kind: Global___DiscrepancyKind.ValueType = ...,
+        account_id: _builtins.str = ...,
+        expected: _builtins.int = ...,
+        actual: _builtins.int = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "actual", b"actual", "detail", b"detail", "expected", b"expected", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Discrepancy: _TypeAlias = Discrepancy  # noqa: Y015

@@ -155,6 +155,11 @@ class PaymentServiceStub:
                 request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CreateRefundRequest.SerializeToString,
                 response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CreateRefundResponse.FromString,
                 _registered_method=True)
+        self.Reconcile = channel.unary_unary(
+                '/jubao.payments.v1.PaymentService/Reconcile',
+                request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.ReconcileRequest.SerializeToString,
+                response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.ReconcileResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -365,6 +370,20 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reconcile(self, request, context):
+        """Reconcile audits the caller's ledger, reading only: per currency the
+        balances plus the credits in flight between shards sum to zero; each
+        balance equals the sum of its journal and the running balance of its last
+        entry; each account's held amount is the sum of its open holds and each
+        escrow account holds what its open escrows have left; no account that may
+        not go negative has a negative available balance. A clean ledger answers
+        `clean`; otherwise the discrepancies are listed. LEDGER_MOVING means the
+        shards kept committing while they were read: call again when quieter.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -462,6 +481,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.CreateRefund,
                     request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CreateRefundRequest.FromString,
                     response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.CreateRefundResponse.SerializeToString,
+            ),
+            'Reconcile': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reconcile,
+                    request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.ReconcileRequest.FromString,
+                    response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.ReconcileResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1003,6 +1027,33 @@ class PaymentService:
             '/jubao.payments.v1.PaymentService/CreateRefund',
             jubao_dot_payments_dot_v1_dot_payments__pb2.CreateRefundRequest.SerializeToString,
             jubao_dot_payments_dot_v1_dot_payments__pb2.CreateRefundResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reconcile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.payments.v1.PaymentService/Reconcile',
+            jubao_dot_payments_dot_v1_dot_payments__pb2.ReconcileRequest.SerializeToString,
+            jubao_dot_payments_dot_v1_dot_payments__pb2.ReconcileResponse.FromString,
             options,
             channel_credentials,
             insecure,

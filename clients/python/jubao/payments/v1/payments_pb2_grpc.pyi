@@ -157,6 +157,16 @@ class PaymentServiceStub:
     the transfer is not COMPLETED, and the refusals of CreateTransfer for the
     payee's debit (INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
     """
+    Reconcile: _grpc.UnaryUnaryMultiCallable[_payments_pb2.ReconcileRequest, _payments_pb2.ReconcileResponse]
+    """Reconcile audits the caller's ledger, reading only: per currency the
+    balances plus the credits in flight between shards sum to zero; each
+    balance equals the sum of its journal and the running balance of its last
+    entry; each account's held amount is the sum of its open holds and each
+    escrow account holds what its open escrows have left; no account that may
+    not go negative has a negative available balance. A clean ledger answers
+    `clean`; otherwise the discrepancies are listed. LEDGER_MOVING means the
+    shards kept committing while they were read: call again when quieter.
+    """
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
@@ -286,6 +296,16 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE while
     the transfer is not COMPLETED, and the refusals of CreateTransfer for the
     payee's debit (INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
+    """
+    Reconcile: _aio.UnaryUnaryMultiCallable[_payments_pb2.ReconcileRequest, _payments_pb2.ReconcileResponse]  # type: ignore[assignment]
+    """Reconcile audits the caller's ledger, reading only: per currency the
+    balances plus the credits in flight between shards sum to zero; each
+    balance equals the sum of its journal and the running balance of its last
+    entry; each account's held amount is the sum of its open holds and each
+    escrow account holds what its open escrows have left; no account that may
+    not go negative has a negative available balance. A clean ledger answers
+    `clean`; otherwise the discrepancies are listed. LEDGER_MOVING means the
+    shards kept committing while they were read: call again when quieter.
     """
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -527,6 +547,22 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE while
         the transfer is not COMPLETED, and the refusals of CreateTransfer for the
         payee's debit (INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
+        """
+
+    @_abc_1.abstractmethod
+    def Reconcile(
+        self,
+        request: _payments_pb2.ReconcileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.ReconcileResponse, _abc.Awaitable[_payments_pb2.ReconcileResponse]]:
+        """Reconcile audits the caller's ledger, reading only: per currency the
+        balances plus the credits in flight between shards sum to zero; each
+        balance equals the sum of its journal and the running balance of its last
+        entry; each account's held amount is the sum of its open holds and each
+        escrow account holds what its open escrows have left; no account that may
+        not go negative has a negative available balance. A clean ledger answers
+        `clean`; otherwise the discrepancies are listed. LEDGER_MOVING means the
+        shards kept committing while they were read: call again when quieter.
         """
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
