@@ -101,5 +101,12 @@ reconcile_shard_rows_max = 10_000_000
 reconcile_entries_per_account_max = 100_000_000
 reconcile_passes_max = 5
 reconcile_journals_concurrency_max = 32
+# WatchEvents: a read takes at most this many events per shard; a stream ends after this long (the
+# client resumes from its cursor), and without new commits it reads again this often.
+events_per_shard_max = 500
+events_stream_max_s = 3600
+events_poll_s = 0.25
+events_heartbeat_s = 5.0
+
 # A Reconcile answer lists at most this many discrepancies (and counts the rest).
 reconcile_discrepancies_listed_max = 1000

@@ -70,6 +70,8 @@ class Reason(StrEnum):
     AMOUNT_EXCEEDS_HOLD = "AMOUNT_EXCEEDS_HOLD"
     # UNAVAILABLE (payments): committed, but a credit to another shard is still on its way; retry
     DELIVERY_PENDING = "DELIVERY_PENDING"
+    # FAILED_PRECONDITION (payments events): the cursor is older than the events kept; start afresh
+    CURSOR_EXPIRED = "CURSOR_EXPIRED"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,7 @@ first result, the same id with another body raises ALREADY_EXISTS (REQUEST_ID_RE
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
 from jubao_server.payments.model import (
@@ -25,6 +26,7 @@ from jubao_server.payments.model import (
 )
 
 if TYPE_CHECKING:
+    from jubao_server.payments.events import Event, EventFilter
     from jubao_server.payments.reconcile import ReconcileReport
 
 
@@ -164,3 +166,8 @@ class LedgerApi(Protocol):
 
     async def reconcile(self, tenant_id: str) -> ReconcileReport:
         """Audit the tenant's ledger (reads only): see `payments.reconcile`."""
+
+    def watch_events(
+        self, tenant_id: str, cursor: str, from_oldest: bool, wanted: EventFilter
+    ) -> AsyncIterator[tuple[list[Event], str]]:
+        """The tenant's money events in batches, each with the cursor to resume after it."""

@@ -218,6 +218,7 @@ class Debit:
         completed, record, rows = post_transfer(stage, self.plan)
         if self.escrow is not None and 0 in self.plan.local_credits:
             stage.put_item("escrow", self.escrow["escrow_id"], self.escrow)
+            record["escrow"] = self.escrow
         return Applied(completed, {"type": "transfer", "body_sha256": self.body_sha256, **record}, rows)
 
 
@@ -243,9 +244,14 @@ class Credit:
         ensure(payee.account.currency == self.currency, "credit currency was checked before the debit")
         posting: Posting = stage.post(payee, self.credit.leg_index, self.credit.amount_minor)
         stage.new_credits.add(self.marker_key)
+        record: Record = {
+            "type": "credit",
+            "transfer_id": self.transfer_id,
+            "postings": [posting.as_record()],
+        }
         if self.credit.escrow is not None:
             stage.put_item("escrow", self.credit.escrow["escrow_id"], self.credit.escrow)
-        record = {"type": "credit", "transfer_id": self.transfer_id, "postings": [posting.as_record()]}
+            record["escrow"] = self.credit.escrow
         marker = ShardRow("credit", self.marker_key, {"entry_seq": posting.entry_seq}, self.marker_ttl_s)
         return Applied(None, record, [marker])
 
@@ -259,10 +265,11 @@ class Delivered:
     rows_max = 2
 
     def apply(self, stage: Stage) -> Applied:
-        if not stage.owes(self.transfer_id):
+        owed = stage.owed(self.transfer_id)
+        if owed is None:
             return Applied(None)
         stage.dropped_outbox.add(self.transfer_id)
-        record = {"type": "delivered", "transfer_id": self.transfer_id}
+        record = {"type": "delivered", "transfer_id": self.transfer_id, "legs": owed["transfer"]["legs"]}
         return Applied(None, record, deleted=[("outbox", self.transfer_id)])
 
 

@@ -29,6 +29,7 @@ from jubao_server.payments.api import (
     TransferCommand,
 )
 from jubao_server.payments.commands import error_of
+from jubao_server.payments.events import Event, EventFilter, EventKind
 from jubao_server.payments.model import (
     ACCOUNT_ID_PATTERN,
     AMOUNT_MAX_MINOR,
@@ -526,6 +527,34 @@ def refund_to_pb(refund: Refund) -> pb.Refund:
         amount_minor=refund.amount_minor,
         refund_transfer_id=refund.refund_transfer_id,
         create_time=timestamp(refund.create_time_ms),
+    )
+
+
+def event_filter(request: pb.WatchEventsRequest) -> EventFilter:
+    if request.account_id:
+        raise_if_any(id_violations("account_id", request.account_id))
+    if len(request.kinds) > len(EventKind):
+        raise invalid("kinds", f"at most {len(EventKind)} kinds")
+    kinds = set()
+    for kind in request.kinds:
+        name = pb.EventKind.Name(kind) if kind in pb.EventKind.values() else ""
+        if not name or kind == pb.EVENT_KIND_UNSPECIFIED:
+            raise invalid("kinds", f"{kind} is not an event kind")
+        kinds.add(EventKind[name.removeprefix("EVENT_KIND_")])
+    return EventFilter(frozenset(kinds), request.account_id)
+
+
+def event_to_pb(event: Event) -> pb.Event:
+    return pb.Event(
+        event_id=event.event_id,
+        kind=pb.EventKind.Value(f"EVENT_KIND_{event.kind.name}"),
+        time=timestamp(event.time_ms),
+        account_ids=event.account_ids,
+        transfer_id=event.transfer_id,
+        transfer=transfer_to_pb(event.transfer) if event.transfer is not None else None,
+        hold=hold_to_pb(event.hold) if event.hold is not None else None,
+        escrow=escrow_to_pb(event.escrow) if event.escrow is not None else None,
+        entries=[entry_to_pb(entry) for entry in event.entries],
     )
 
 

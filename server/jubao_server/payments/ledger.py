@@ -12,10 +12,12 @@ records and re-delivers its outbox, so every debited transfer completes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import grpc
@@ -70,6 +72,14 @@ from jubao_server.payments.commands import (
     transfer_of,
 )
 from jubao_server.payments.config import PaymentsSettings
+from jubao_server.payments.events import (
+    Event,
+    EventFilter,
+    decode_cursor,
+    encode_cursor,
+    last_seqs,
+    read_events,
+)
 from jubao_server.payments.model import (
     AccountKind,
     Entry,
@@ -118,7 +128,8 @@ class Ledger:
         self._shard_counts: dict[str, int] = {}
         self._completions: dict[str, asyncio.Future[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._limit = asyncio.Semaphore(limits.ledger_materialize_concurrency_max)
+        # Set (and dropped) on a tenant's next commit in this process: wakes its event watchers.
+        self._commit_signals: dict[str, asyncio.Event] = {}
 
     async def start(self) -> None:
         """Nothing to load up front: shards are acquired on first use."""
@@ -439,6 +450,28 @@ class Ledger:
                 return record
         return None
 
+    async def watch_events(
+        self, tenant_id: str, cursor: str, from_oldest: bool, wanted: EventFilter
+    ) -> AsyncIterator[tuple[list[Event], str]]:
+        """Batches of events with the cursor after them, for `events_stream_max_s`. A batch comes when
+        events match, or every `events_heartbeat_s` while others go by (so the cursor moves on). Commits
+        of this process wake the watcher; those of others are seen within `events_poll_s`."""
+        count = await self._shard_count(tenant_id)
+        seqs = decode_cursor(cursor, count)
+        if seqs is None:
+            seqs = [0] * count if from_oldest else await last_seqs(self._backend, tenant_id, count)
+        started_s = last_sent_s = time.monotonic()
+        while time.monotonic() - started_s < limits.events_stream_max_s:
+            signal = self._commit_signals.setdefault(tenant_id, asyncio.Event())
+            events = await read_events(self._backend, tenant_id, seqs, limits.events_per_shard_max)
+            matching = [event for event in events if wanted.matches(event)]
+            if matching or (events and time.monotonic() - last_sent_s >= limits.events_heartbeat_s):
+                last_sent_s = time.monotonic()
+                yield matching, encode_cursor(seqs)
+            elif not events:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(signal.wait(), limits.events_poll_s)
+
     async def reconcile(self, tenant_id: str) -> ReconcileReport:
         return await reconcile(self._backend, tenant_id)
 
@@ -580,6 +613,9 @@ class Ledger:
             )
 
     def committed(self, actor: ShardActor, records: Records) -> None:
+        signal = self._commit_signals.pop(actor.tenant_id, None)
+        if signal is not None:
+            signal.set()
         for _, record in records:
             transfer = transfer_of(record)
             if transfer is not None and transfer.transfer_id in actor.outbox:

@@ -5,7 +5,7 @@ ledger does the rest, including idempotency by request id."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -31,6 +31,8 @@ from jubao_server.payments.convert import (
     error_to_pb,
     escrow_command,
     escrow_to_pb,
+    event_filter,
+    event_to_pb,
     hold_command,
     hold_to_pb,
     open_account_command,
@@ -199,6 +201,14 @@ class PaymentService(pb_grpc.PaymentServiceServicer):
 
     async def Reconcile(self, request: pb.ReconcileRequest, context: Context) -> pb.ReconcileResponse:
         return reconcile_to_pb(await self._ledger.reconcile(_tenant_id()))
+
+    async def WatchEvents(
+        self, request: pb.WatchEventsRequest, context: Context
+    ) -> AsyncIterator[pb.WatchEventsResponse]:
+        wanted = event_filter(request)
+        batches = self._ledger.watch_events(_tenant_id(), request.cursor, request.from_oldest, wanted)
+        async for events, cursor in batches:
+            yield pb.WatchEventsResponse(events=[event_to_pb(e) for e in events], cursor=cursor)
 
     # Refunds
 

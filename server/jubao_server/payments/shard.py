@@ -253,7 +253,8 @@ class ShardActor:
             except ApiError as error:
                 outcomes.append((pending, refusal(stage, pending.command, error)))
         applied = [a for _, a in outcomes if isinstance(a, Applied)]
-        records = [(self.last_seq + i + 1, r) for i, r in enumerate(a.record for a in applied if a.record)]
+        stamped = (a.record | {"time_ms": stage.now_ms} for a in applied if a.record)
+        records = [(self.last_seq + i + 1, r) for i, r in enumerate(stamped)]
         try:
             if records or stage.touched_items or any(a.rows or a.deleted for a in applied):
                 await self._store(stage, applied, records)

@@ -116,14 +116,14 @@ class Stage:
         now_ms: int,
         *,
         known_credits: Collection[str] = (),
-        outbox: Collection[str] = (),
+        outbox: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         self._committed = committed
         self._copies: dict[str, AccountState] = {}
         self._known_transfers = known_transfers
         self._items = items
         self._known_credits = known_credits
-        self._outbox = outbox
+        self._outbox = outbox or {}
         self.now_ms = now_ms
         self.touched: dict[str, AccountState] = {}
         self.new_transfers: dict[str, Transfer] = {}
@@ -135,9 +135,9 @@ class Stage:
         """Whether this owner applied the credit `marker_key` (earlier, or earlier in this group)."""
         return marker_key in self.new_credits or marker_key in self._known_credits
 
-    def owes(self, transfer_id: str) -> bool:
-        """Whether the outbox still holds credits of `transfer_id` (not dropped earlier in this group)."""
-        return transfer_id in self._outbox and transfer_id not in self.dropped_outbox
+    def owed(self, transfer_id: str) -> dict[str, Any] | None:
+        """The outbox entry of `transfer_id`, unless it is gone (or dropped earlier in this group)."""
+        return None if transfer_id in self.dropped_outbox else self._outbox.get(transfer_id)
 
     def item(self, kind: str, key: str) -> dict[str, Any] | None:
         """A hold, escrow or refund tally of this shard (a copy: change it through `put_item`)."""

@@ -20,16 +20,19 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from rich.table import Table
+from rich.text import Text
 
 from jubao.cli.common import (
     PAGE_SIZE,
     Page,
     collect_pages,
     connect,
+    console,
     emit,
     enum_label,
     list_table,
     record_table,
+    state,
     time_label,
 )
 from jubao.client import Client
@@ -259,6 +262,42 @@ def create_hold(
     with connect(ctx) as client:
         response = client.payments.CreateHold(request)
     emit(ctx, response, lambda: hold_record(response.hold))
+
+
+@app.command()
+def events(
+    ctx: typer.Context,
+    *,
+    cursor: Annotated[str, typer.Option("--cursor", help="Resume after this cursor.")] = "",
+    from_oldest: Annotated[
+        bool, typer.Option("--from-oldest", help="Start at the oldest event kept.")
+    ] = False,
+    account: Annotated[str, typer.Option("--account", help="Only events about this account.")] = "",
+    count: Annotated[
+        int, typer.Option("--count", min=0, help="Stop after this many events (0: follow).")
+    ] = 0,
+) -> None:
+    """Follow the tenant's money events (WatchEvents); the last line is the cursor to resume from."""
+    request = pb.WatchEventsRequest(cursor=cursor, from_oldest=from_oldest, account_id=account)
+    seen = 0
+    with connect(ctx) as client:
+        for response in client.payments.WatchEvents(request):
+            emit(ctx, response, functools.partial(_event_lines, response))
+            cursor, seen = response.cursor, seen + len(response.events)
+            if count and seen >= count:
+                break
+    if not state(ctx).json_output:
+        console.print(Text(f"cursor {cursor}"))
+
+
+def _event_lines(response: pb.WatchEventsResponse) -> Text:
+    lines = [
+        f"{event.event_id}  {enum_label(pb.EventKind.Name(event.kind), 'EVENT_KIND_')}  "
+        f"{time_label(event.time)}  {event.transfer_id or event.hold.hold_id or event.escrow.escrow_id}  "
+        f"{' '.join(event.account_ids)}"
+        for event in response.events
+    ]
+    return Text("\n".join(lines))
 
 
 @holds_app.command("capture")

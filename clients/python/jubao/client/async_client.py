@@ -10,7 +10,7 @@ import grpc
 from jubao.admin.v1.tenant_admin_pb2_grpc import TenantAdminStub
 from jubao.client.channel import channel_credentials, channel_options
 from jubao.client.config import ClientConfig
-from jubao.client.interceptors import AsyncInterceptor, CallPolicy
+from jubao.client.interceptors import AsyncInterceptor, AsyncStreamInterceptor, CallPolicy
 from jubao.meta.v1.meta_pb2_grpc import MetaServiceStub
 from jubao.payments.v1.payments_pb2_grpc import PaymentServiceStub
 
@@ -43,7 +43,11 @@ class AsyncClient:
 def _open_channel(config: ClientConfig) -> grpc.aio.Channel:
     credentials = channel_credentials(config)
     options = channel_options(config)
-    interceptors = [AsyncInterceptor(CallPolicy.of(config))]
+    policy = CallPolicy.of(config)
+    interceptors: list[grpc.aio.ClientInterceptor] = [
+        AsyncInterceptor(policy),
+        AsyncStreamInterceptor(policy),
+    ]
     if credentials is None:
         return grpc.aio.insecure_channel(config.endpoint, options, interceptors=interceptors)
     return grpc.aio.secure_channel(config.endpoint, credentials, options, interceptors=interceptors)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Final, NamedTuple, TypeAlias, TypeVar
 
 import grpc
@@ -52,9 +52,10 @@ class CallPolicy:
         """Fill the request id, default the deadline, and add authorization and trace context metadata."""
         fill_request_id(request)
         timeout_s = self.default_timeout_s if timeout_s is None else timeout_s
-        return PreparedCall(timeout_s, self._metadata(metadata))
+        return PreparedCall(timeout_s, self.metadata(metadata))
 
-    def _metadata(self, metadata: Iterable[Metadatum] | None) -> list[Metadatum]:
+    def metadata(self, metadata: Iterable[Metadatum] | None) -> list[Metadatum]:
+        """The caller's metadata plus authorization and trace context."""
         items = list(metadata or ())
         present = {key for key, _ in items}
         if self.api_key is not None and AUTHORIZATION_KEY not in present:
@@ -151,3 +152,70 @@ class AsyncInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         except grpc.aio.AioRpcError as error:
             raise error_from_rpc(error) from error
         return call
+
+
+class AsyncStreamInterceptor(grpc.aio.UnaryStreamClientInterceptor):
+    """Applies `CallPolicy` to a server-streaming call of an asyncio channel (no default deadline: a
+    stream lives as long as the caller reads it); a failure while reading raises a `JubaoError`."""
+
+    def __init__(self, policy: CallPolicy) -> None:
+        self._policy = policy
+
+    async def intercept_unary_stream(
+        self,
+        continuation: Callable[
+            [grpc.aio.ClientCallDetails, RequestT], Awaitable[grpc.aio.UnaryStreamCall[RequestT, ResponseT]]
+        ],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: RequestT,
+    ) -> AsyncIterator[ResponseT]:
+        details = client_call_details
+        metadata = grpc.aio.Metadata(*self._policy.metadata(details.metadata))
+        call = await continuation(
+            grpc.aio.ClientCallDetails(
+                details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+            ),
+            request,
+        )
+        return _typed_errors(call)
+
+
+async def _typed_errors(call: grpc.aio.UnaryStreamCall[RequestT, ResponseT]) -> AsyncIterator[ResponseT]:
+    try:
+        async for response in call:
+            yield response
+    except grpc.aio.AioRpcError as error:
+        raise error_from_rpc(error) from error
+    finally:
+        call.cancel()
+
+
+class SyncStreamInterceptor(grpc.UnaryStreamClientInterceptor):
+    """`AsyncStreamInterceptor` for a sync channel: iterating a failed stream raises a `JubaoError`."""
+
+    def __init__(self, policy: CallPolicy) -> None:
+        self._policy = policy
+
+    def intercept_unary_stream(  # type: ignore[override]  # gRPC accepts any iterator of responses
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, RequestT], Iterator[ResponseT]],
+        client_call_details: grpc.ClientCallDetails,
+        request: RequestT,
+    ) -> Iterator[ResponseT]:
+        details = client_call_details
+        prepared = _SyncCallDetails(
+            method=details.method,
+            timeout=details.timeout,
+            metadata=tuple(self._policy.metadata(details.metadata)),
+            credentials=details.credentials,
+            wait_for_ready=details.wait_for_ready,
+            compression=details.compression,
+        )
+        return _typed_sync_errors(continuation(prepared, request))
+
+
+def _typed_sync_errors(responses: Iterator[ResponseT]) -> Iterator[ResponseT]:
+    try:
+        yield from responses
+    except grpc.RpcError as error:
+        raise error_from_rpc(error) from error

@@ -10,7 +10,7 @@ import grpc
 from jubao.admin.v1.tenant_admin_pb2_grpc import TenantAdminStub
 from jubao.client.channel import channel_credentials, channel_options
 from jubao.client.config import ClientConfig
-from jubao.client.interceptors import CallPolicy, SyncInterceptor
+from jubao.client.interceptors import CallPolicy, SyncInterceptor, SyncStreamInterceptor
 from jubao.meta.v1.meta_pb2_grpc import MetaServiceStub
 from jubao.payments.v1.payments_pb2_grpc import PaymentServiceStub
 
@@ -49,4 +49,5 @@ def _open_channel(config: ClientConfig) -> grpc.Channel:
         if credentials is None
         else grpc.secure_channel(config.endpoint, credentials, options)
     )
-    return grpc.intercept_channel(channel, SyncInterceptor(CallPolicy.of(config)))
+    policy = CallPolicy.of(config)
+    return grpc.intercept_channel(channel, SyncInterceptor(policy), SyncStreamInterceptor(policy))

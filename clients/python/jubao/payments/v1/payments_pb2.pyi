@@ -226,6 +226,55 @@ DISCREPANCY_KIND_LEDGER_MOVING: DiscrepancyKind.ValueType  # 8
 """The shards kept committing during every pass: no consistent reading."""
 Global___DiscrepancyKind: _TypeAlias = DiscrepancyKind  # noqa: Y015
 
+class _EventKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EVENT_KIND_UNSPECIFIED: _EventKind.ValueType  # 0
+    EVENT_KIND_ACCOUNT_OPENED: _EventKind.ValueType  # 1
+    EVENT_KIND_ACCOUNT_UPDATED: _EventKind.ValueType  # 2
+    EVENT_KIND_TRANSFER_DEBITED: _EventKind.ValueType  # 3
+    """The payer was debited; credits to other shards are on their way."""
+    EVENT_KIND_TRANSFER_CREDITED: _EventKind.ValueType  # 4
+    """A payee in another shard than the payer's was credited (one leg)."""
+    EVENT_KIND_TRANSFER_COMPLETED: _EventKind.ValueType  # 5
+    EVENT_KIND_TRANSFER_REJECTED: _EventKind.ValueType  # 6
+    EVENT_KIND_HOLD_CREATED: _EventKind.ValueType  # 7
+    EVENT_KIND_HOLD_CAPTURED: _EventKind.ValueType  # 8
+    EVENT_KIND_HOLD_VOIDED: _EventKind.ValueType  # 9
+    EVENT_KIND_HOLD_EXPIRED: _EventKind.ValueType  # 10
+    EVENT_KIND_HOLD_REJECTED: _EventKind.ValueType  # 11
+    EVENT_KIND_ESCROW_CREATED: _EventKind.ValueType  # 12
+    EVENT_KIND_ESCROW_RELEASED: _EventKind.ValueType  # 13
+    EVENT_KIND_ESCROW_REFUNDED: _EventKind.ValueType  # 14
+    EVENT_KIND_ESCROW_DISPUTED: _EventKind.ValueType  # 15
+    EVENT_KIND_REFUND_CREATED: _EventKind.ValueType  # 16
+
+class EventKind(_EventKind, metaclass=_EventKindEnumTypeWrapper): ...
+
+EVENT_KIND_UNSPECIFIED: EventKind.ValueType  # 0
+EVENT_KIND_ACCOUNT_OPENED: EventKind.ValueType  # 1
+EVENT_KIND_ACCOUNT_UPDATED: EventKind.ValueType  # 2
+EVENT_KIND_TRANSFER_DEBITED: EventKind.ValueType  # 3
+"""The payer was debited; credits to other shards are on their way."""
+EVENT_KIND_TRANSFER_CREDITED: EventKind.ValueType  # 4
+"""A payee in another shard than the payer's was credited (one leg)."""
+EVENT_KIND_TRANSFER_COMPLETED: EventKind.ValueType  # 5
+EVENT_KIND_TRANSFER_REJECTED: EventKind.ValueType  # 6
+EVENT_KIND_HOLD_CREATED: EventKind.ValueType  # 7
+EVENT_KIND_HOLD_CAPTURED: EventKind.ValueType  # 8
+EVENT_KIND_HOLD_VOIDED: EventKind.ValueType  # 9
+EVENT_KIND_HOLD_EXPIRED: EventKind.ValueType  # 10
+EVENT_KIND_HOLD_REJECTED: EventKind.ValueType  # 11
+EVENT_KIND_ESCROW_CREATED: EventKind.ValueType  # 12
+EVENT_KIND_ESCROW_RELEASED: EventKind.ValueType  # 13
+EVENT_KIND_ESCROW_REFUNDED: EventKind.ValueType  # 14
+EVENT_KIND_ESCROW_DISPUTED: EventKind.ValueType  # 15
+EVENT_KIND_REFUND_CREATED: EventKind.ValueType  # 16
+Global___EventKind: _TypeAlias = EventKind  # noqa: Y015
+
 @_typing.final
 class AccountPolicy(_message.Message):
     """What may happen to an account. Limits are in minor units of the account's
@@ -1783,3 +1832,127 @@ class Discrepancy(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Discrepancy: _TypeAlias = Discrepancy  # noqa: Y015
+
+@_typing.final
+class WatchEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    FROM_OLDEST_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """A cursor from an earlier response. Empty: start from now on, or with
+    from_oldest from the oldest event kept.
+    """
+    from_oldest: _builtins.bool
+    account_id: _builtins.str
+    """Only events about this account (see Event.account_ids); empty: all."""
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedScalarFieldContainer[Global___EventKind.ValueType]:
+        """Only events of these kinds; empty: all."""
+
+    def __init__(
+        self,
+        *,
+        cursor: _builtins.str = ...,
+        from_oldest: _builtins.bool = ...,
+        kinds: _abc.Iterable[Global___EventKind.ValueType] | None = ...,
+        account_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "cursor", b"cursor", "from_oldest", b"from_oldest", "kinds", b"kinds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchEventsRequest: _TypeAlias = WatchEventsRequest  # noqa: Y015
+
+@_typing.final
+class WatchEventsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """Resume after these events."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]:
+        """In order per account; may be empty when only the cursor moved on."""
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___Event] | None = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchEventsResponse: _TypeAlias = WatchEventsResponse  # noqa: Y015
+
+@_typing.final
+class Event(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    ACCOUNT_IDS_FIELD_NUMBER: _builtins.int
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    TRANSFER_FIELD_NUMBER: _builtins.int
+    HOLD_FIELD_NUMBER: _builtins.int
+    ESCROW_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Stable: the same event always has the same id."""
+    kind: Global___EventKind.ValueType
+    transfer_id: _builtins.str
+    """The transfer the event is about, if any."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def account_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The accounts the event is about: the parties of its transfer, hold or
+        escrow, and every account it posted entries to.
+        """
+
+    @_builtins.property
+    def transfer(self) -> Global___Transfer:
+        """Set for events that commit a transfer (as it was then)."""
+
+    @_builtins.property
+    def hold(self) -> Global___Hold:
+        """Set for hold events."""
+
+    @_builtins.property
+    def escrow(self) -> Global___Escrow:
+        """Set for escrow events."""
+
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Entry]:
+        """The journal entries the event posted, with their running balances."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        kind: Global___EventKind.ValueType = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        account_ids: _abc.Iterable[_builtins.str] | None = ...,
+        transfer_id: _builtins.str = ...,
+        transfer: Global___Transfer | None = ...,
+        hold: Global___Hold | None = ...,
+        escrow: Global___Escrow | None = ...,
+        entries: _abc.Iterable[Global___Entry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["escrow", b"escrow", "hold", b"hold", "time", b"time", "transfer", b"transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_ids", b"account_ids", "entries", b"entries", "escrow", b"escrow", "event_id", b"event_id", "hold", b"hold", "kind", b"kind", "time", b"time", "transfer", b"transfer", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Event: _TypeAlias = Event  # noqa: Y015

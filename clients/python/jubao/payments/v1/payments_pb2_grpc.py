@@ -160,6 +160,11 @@ class PaymentServiceStub:
                 request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.ReconcileRequest.SerializeToString,
                 response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.ReconcileResponse.FromString,
                 _registered_method=True)
+        self.WatchEvents = channel.unary_stream(
+                '/jubao.payments.v1.PaymentService/WatchEvents',
+                request_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.WatchEventsResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -384,6 +389,20 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchEvents(self, request, context):
+        """WatchEvents streams the caller's money events: accounts opened, transfers
+        debited, credited, completed or refused, holds and escrows changing state,
+        refunds. Each response carries events and the cursor after them; pass the
+        last cursor received to resume. Delivery is at least once (resuming from
+        an older cursor repeats events), event ids are stable, and the events of
+        one account come in the order they happened. A stream ends after an hour:
+        resume from its last cursor. CURSOR_EXPIRED when the cursor is older than
+        the events kept (24 hours by default).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -486,6 +505,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.Reconcile,
                     request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.ReconcileRequest.FromString,
                     response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.ReconcileResponse.SerializeToString,
+            ),
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=jubao_dot_payments_dot_v1_dot_payments__pb2.WatchEventsRequest.FromString,
+                    response_serializer=jubao_dot_payments_dot_v1_dot_payments__pb2.WatchEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1054,6 +1078,33 @@ class PaymentService:
             '/jubao.payments.v1.PaymentService/Reconcile',
             jubao_dot_payments_dot_v1_dot_payments__pb2.ReconcileRequest.SerializeToString,
             jubao_dot_payments_dot_v1_dot_payments__pb2.ReconcileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/jubao.payments.v1.PaymentService/WatchEvents',
+            jubao_dot_payments_dot_v1_dot_payments__pb2.WatchEventsRequest.SerializeToString,
+            jubao_dot_payments_dot_v1_dot_payments__pb2.WatchEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

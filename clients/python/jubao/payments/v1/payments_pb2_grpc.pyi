@@ -167,6 +167,16 @@ class PaymentServiceStub:
     `clean`; otherwise the discrepancies are listed. LEDGER_MOVING means the
     shards kept committing while they were read: call again when quieter.
     """
+    WatchEvents: _grpc.UnaryStreamMultiCallable[_payments_pb2.WatchEventsRequest, _payments_pb2.WatchEventsResponse]
+    """WatchEvents streams the caller's money events: accounts opened, transfers
+    debited, credited, completed or refused, holds and escrows changing state,
+    refunds. Each response carries events and the cursor after them; pass the
+    last cursor received to resume. Delivery is at least once (resuming from
+    an older cursor repeats events), event ids are stable, and the events of
+    one account come in the order they happened. A stream ends after an hour:
+    resume from its last cursor. CURSOR_EXPIRED when the cursor is older than
+    the events kept (24 hours by default).
+    """
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
@@ -306,6 +316,16 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     not go negative has a negative available balance. A clean ledger answers
     `clean`; otherwise the discrepancies are listed. LEDGER_MOVING means the
     shards kept committing while they were read: call again when quieter.
+    """
+    WatchEvents: _aio.UnaryStreamMultiCallable[_payments_pb2.WatchEventsRequest, _payments_pb2.WatchEventsResponse]  # type: ignore[assignment]
+    """WatchEvents streams the caller's money events: accounts opened, transfers
+    debited, credited, completed or refused, holds and escrows changing state,
+    refunds. Each response carries events and the cursor after them; pass the
+    last cursor received to resume. Delivery is at least once (resuming from
+    an older cursor repeats events), event ids are stable, and the events of
+    one account come in the order they happened. A stream ends after an hour:
+    resume from its last cursor. CURSOR_EXPIRED when the cursor is older than
+    the events kept (24 hours by default).
     """
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -563,6 +583,22 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         not go negative has a negative available balance. A clean ledger answers
         `clean`; otherwise the discrepancies are listed. LEDGER_MOVING means the
         shards kept committing while they were read: call again when quieter.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchEvents(
+        self,
+        request: _payments_pb2.WatchEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_payments_pb2.WatchEventsResponse], _abc.AsyncIterator[_payments_pb2.WatchEventsResponse]]:
+        """WatchEvents streams the caller's money events: accounts opened, transfers
+        debited, credited, completed or refused, holds and escrows changing state,
+        refunds. Each response carries events and the cursor after them; pass the
+        last cursor received to resume. Delivery is at least once (resuming from
+        an older cursor repeats events), event ids are stable, and the events of
+        one account come in the order they happened. A stream ends after an hour:
+        resume from its last cursor. CURSOR_EXPIRED when the cursor is older than
+        the events kept (24 hours by default).
         """
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,55 @@
+"""Events from the shards' write-ahead records, on both backends: stable ids, kinds, per-account order,
+and a cursor older than what is kept refused, never skipped."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from jubao.errors import Reason
+from jubao_server.errors import ApiError
+from jubao_server.payments.config import PaymentsSettings
+from jubao_server.payments.events import EventKind, read_events
+from jubao_server.payments.ledger import Ledger
+from jubao_server.storage.contract import StorageBackend
+
+from tests.ledger.conftest import SHARDS
+from tests.ledger.support import ids_in_distinct_shards, open_account, pay
+
+
+async def test_events_name_each_commit_once_in_order(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> None:
+    ledger = Ledger(backend, settings)
+    bank, buyer = ids_in_distinct_shards("acct", SHARDS, 2)
+    await open_account(ledger, tenant, bank, allow_negative=True)
+    await open_account(ledger, tenant, buyer)
+    paid = [await pay(ledger, tenant, bank, (buyer, amount)) for amount in (5, 7)]
+    seqs = [0] * SHARDS
+    events = await read_events(backend, tenant, seqs, 100)
+    assert len({e.event_id for e in events}) == len(events)
+    assert [e.kind for e in events].count(EventKind.ACCOUNT_OPENED) == 2
+    credits = [entry for e in events for entry in e.entries if entry.account_id == buyer]
+    assert [(c.entry_seq, c.balance_after_minor) for c in credits] == [(1, 5), (2, 12)]
+    completed = [e.transfer_id for e in events if e.kind is EventKind.TRANSFER_COMPLETED]
+    assert completed == [t.transfer_id for t in paid]
+    assert await read_events(backend, tenant, seqs, 100) == []
+    assert await read_events(backend, tenant, [0] * SHARDS, 100) == events
+    await ledger.stop()
+
+
+async def test_a_cursor_older_than_the_kept_events_is_refused(backend: StorageBackend, tenant: str) -> None:
+    ledger = Ledger(backend, PaymentsSettings(shard_count=SHARDS, wal_ttl_s=1))
+    bank, buyer = ids_in_distinct_shards("acct", SHARDS, 2)
+    await open_account(ledger, tenant, bank, allow_negative=True)
+    await open_account(ledger, tenant, buyer)
+    seqs = [0] * SHARDS
+    await read_events(backend, tenant, seqs, 100)
+    stale = list(seqs)
+    await pay(ledger, tenant, bank, (buyer, 5))
+    await asyncio.sleep(2.2)
+    await pay(ledger, tenant, bank, (buyer, 5))
+    with pytest.raises(ApiError) as expired:
+        await read_events(backend, tenant, stale, 100)
+    assert expired.value.reason == Reason.CURSOR_EXPIRED
+    await ledger.stop()
