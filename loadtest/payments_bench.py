@@ -1,5 +1,5 @@
-"""Payments figures: unary transfers among many accounts, transfers into one hot merchant account, and
-latency percentiles at half of the unary peak rate (open loop)."""
+"""Payments figures: unary transfers among many accounts, transfers into one hot merchant account,
+latency percentiles at half of the unary peak rate (open loop), and transfers committed through batches."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Final
 from jubao.client import AsyncClient, ClientConfig
 from jubao.payments.v1 import payments_pb2 as pb
 
+from loadtest.batch_bench import BatchLoad, BatchResult, batch_callers, batch_size, measure_batches
 from loadtest.report import Figure, figure
 from loadtest.rpc_bench import RpcLoad, RpcResult, Workload, measure
 
@@ -70,6 +71,9 @@ def payments_figures(plan: PaymentsPlan, endpoint: str, api_key: str, backend: s
     hot_result = measure(dataclasses.replace(base, workload=hot))
     half_rate = unary.calls_per_s / 2
     paced = measure(dataclasses.replace(base, rate_per_s=half_rate))
+    batches = measure_batches(
+        BatchLoad(endpoint, api_key, plan.seconds, plan.warmup_s, prefix, plan.accounts, CURRENCY)
+    )
     paced_note = f"open loop at {half_rate:.0f}/s (half the unary peak), latency from the scheduled send"
     where = f"{plan.accounts:,} accounts, {plan.workers} client processes"
     return [
@@ -101,8 +105,20 @@ def payments_figures(plan: PaymentsPlan, endpoint: str, api_key: str, backend: s
             backend,
             paced_note,
         ),
+        figure(
+            "payments_transfer_batch_per_s",
+            round(batches.transfers_per_s),
+            "transfers/s",
+            backend,
+            f"BatchCreateTransfers of {batch_size:,}, {batch_callers} callers in one client process, "
+            f"{plan.accounts:,} accounts, random payer and payee; {_batch_errors(batches)}",
+        ),
     ]
 
 
 def _errors(result: RpcResult) -> str:
     return f"{result.calls} ok, {result.errors} errors in {result.elapsed_s:.0f} s"
+
+
+def _batch_errors(result: BatchResult) -> str:
+    return f"{result.transfers} ok, {result.errors} errors in {result.elapsed_s:.0f} s"
