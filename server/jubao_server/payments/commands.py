@@ -584,6 +584,11 @@ def _failure(record: Record | None) -> Failure | None:
     return Failure(**record) if record else None
 
 
+def transfer_id_of_record(record: Record) -> str:
+    """The transfer a write-ahead record is about: the one it committed, or the one it credits or closes."""
+    return str(record["transfer"]["transfer_id"] if "transfer" in record else record.get("transfer_id", ""))
+
+
 def transfer_of(record: Record) -> Transfer | None:
     """The transfer a write-ahead record committed, if it moved money."""
     return transfer_from_record(record["transfer"]) if "transfer" in record else None

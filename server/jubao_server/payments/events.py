@@ -21,6 +21,7 @@ from jubao_server.payments.commands import (
     decode,
     escrow_from_record,
     hold_from_record,
+    transfer_id_of_record,
     transfer_of,
 )
 from jubao_server.payments.model import Entry, EntryKind, Escrow, Hold, Transfer, TransferState
@@ -144,7 +145,8 @@ def event_of(shard: int, seq: int, record: Record) -> Event:
     transfer = transfer_of(record)
     hold = hold_from_record(record["hold"]) if "hold" in record else None
     escrow = escrow_from_record(record["escrow"]) if "escrow" in record else None
-    entries = tuple(_entry(posting, transfer, record) for posting in record.get("postings", ()))
+    transfer_id = transfer_id_of_record(record)
+    entries = tuple(_entry(posting, transfer_id) for posting in record.get("postings", ()))
     accounts = {entry.account_id for entry in entries}
     legs = transfer.legs if transfer is not None else ()
     accounts.update(a for leg in legs for a in (leg.debit_account_id, leg.credit_account_id))
@@ -152,7 +154,6 @@ def event_of(shard: int, seq: int, record: Record) -> Event:
     accounts.update(_parties(hold, escrow))
     if "account_id" in record:
         accounts.add(record["account_id"])
-    transfer_id = transfer.transfer_id if transfer is not None else record.get("transfer_id", "")
     return Event(
         event_id=f"{shard}.{seq}",
         kind=_kind(record, transfer, escrow),
@@ -185,11 +186,11 @@ def _parties(hold: Hold | None, escrow: Escrow | None) -> set[str]:
     return parties
 
 
-def _entry(posting: Record, transfer: Transfer | None, record: Record) -> Entry:
+def _entry(posting: Record, transfer_id: str) -> Entry:
     return Entry(
         account_id=posting["account_id"],
         entry_seq=posting["entry_seq"],
-        transfer_id=transfer.transfer_id if transfer is not None else record["transfer_id"],
+        transfer_id=transfer_id,
         leg_index=posting["leg_index"],
         kind=EntryKind(posting["kind"]),
         amount_minor=posting["amount_minor"],

@@ -69,6 +69,7 @@ from jubao_server.payments.commands import (
     new_transfer,
     shard_of,
     transfer_from_record,
+    transfer_id_of_record,
     transfer_of,
 )
 from jubao_server.payments.config import PaymentsSettings
@@ -566,7 +567,7 @@ class Ledger:
         self._actors[(tenant_id, shard)] = actor
         actor.start()
         for transfer_id, owed in actor.outbox.items():
-            self._spawn(self._deliver(actor, transfer_id, owed, recovering=True))
+            self._spawn(self._deliver(actor, transfer_id, owed))
         return actor
 
     async def _check_payee(self, tenant_id: str, account_id: str, amount_minor: int, currency: str) -> None:
@@ -621,7 +622,7 @@ class Ledger:
             if transfer is not None and transfer.transfer_id in actor.outbox:
                 owed = actor.outbox[transfer.transfer_id]
                 self._completions.setdefault(transfer.transfer_id, asyncio.get_running_loop().create_future())
-                self._spawn(self._deliver(actor, transfer.transfer_id, owed, recovering=False))
+                self._spawn(self._deliver(actor, transfer.transfer_id, owed))
 
     def _materialization(
         self, tenant_id: str, record: Record, delivered: set[str]
@@ -644,13 +645,19 @@ class Ledger:
     async def _mark_completed(self, tenant_id: str, transfer_id: str) -> None:
         put = Put((), {"state": TransferState.COMPLETED.value})
         await self._backend.write(Batch(TRANSFERS.partition(tenant_id, transfer_id), (put,)))
+        self._stop_waiting(transfer_id)
+
+    def _stop_waiting(self, transfer_id: str) -> None:
+        """Wake (and forget) the callers waiting for a transfer's credits to land."""
         done = self._completions.pop(transfer_id, None)
         if done is not None and not done.done():
             done.set_result(None)
 
-    async def _deliver(self, payer: ShardActor, transfer_id: str, owed: Record, recovering: bool) -> None:
+    async def _deliver(self, payer: ShardActor, transfer_id: str, owed: Record) -> None:
         """Apply each owed credit once, then drop the outbox entry. A failed attempt (a shard that moved,
-        storage trouble) is retried with backoff; retries check the credit marker first."""
+        storage trouble) is retried with backoff. The credit marker is read once the payee's shard is
+        owned: a credit an earlier owner applied is found there, one this owner applied it remembers, so
+        a delivery that runs twice (the payer shard acquired again meanwhile) credits once."""
         transfer = owed["transfer"]
         for attempt in range(delivery_attempts_max):
             try:
@@ -659,7 +666,7 @@ class Ledger:
                         transfer_id, transfer["currency"], RemoteCredit(**item), self._settings.wal_ttl_s
                     )
                     payee = await self._actor_of_shard(payer.tenant_id, credit.credit.shard)
-                    if not (recovering or attempt) or not await self._credited(payee, credit):
+                    if not await self._credited(payee, credit):
                         await payee.submit(credit)
                 owner = await self._actor_of_shard(payer.tenant_id, payer.shard)
                 await owner.submit(Delivered(transfer_id))
@@ -676,6 +683,7 @@ class Ledger:
             "credit delivery gave up; the payer shard delivers again when it is next acquired",
             transfer_id=transfer_id,
         )
+        self._stop_waiting(transfer_id)
 
     async def _credited(self, payee: ShardActor, command: Credit) -> bool:
         row = await self._backend.read_row(payee.partition, ("credit", command.marker_key))
@@ -713,9 +721,8 @@ def _as(kind: type[T], result: object) -> T:
 
 
 def _entry_batch(tenant_id: str, posting: Record, record: Record) -> Batch:
-    transfer_id = record["transfer"]["transfer_id"] if "transfer" in record else record["transfer_id"]
     values: dict[str, Value] = {
-        "transfer_id": transfer_id,
+        "transfer_id": transfer_id_of_record(record),
         "leg_index": posting["leg_index"],
         "entry_kind": posting["kind"],
         "amount_minor": posting["amount_minor"],
