@@ -48,6 +48,8 @@ row_ttl_s_max = 20 * 365 * 24 * 3600
 key_component_length_max_bytes = 1024
 storage_timeout_ms_max = 120_000
 storage_pool_connections_max = 64
+# Unconditional batches one `write_all` has in flight at once.
+storage_writes_in_flight_max = 64
 migration_files_max = 1000
 
 # Telemetry
@@ -74,7 +76,6 @@ ledger_shards_max = 1024
 ledger_group_commit_max = 512
 ledger_shard_queue_max = 100_000
 ledger_batch_rows_max = 900
-ledger_materialize_concurrency_max = 64
 ledger_recovery_rows_max = 10_000_000
 ledger_actors_max = 100_000
 ledger_recent_transfers_max = 100_000

@@ -109,6 +109,7 @@ from jubao_server.storage.contract import (
     StorageBackend,
     StorageError,
     Value,
+    write_all,
 )
 
 log = structlog.get_logger("jubao.payments")
@@ -127,7 +128,7 @@ class Ledger:
         self._actors: dict[tuple[str, int], ShardActor] = {}
         self._starting: dict[tuple[str, int], asyncio.Lock] = {}
         self._shard_counts: dict[str, int] = {}
-        self._completions: dict[str, asyncio.Future[None]] = {}
+        self._completions: dict[str, asyncio.Future[bool]] = {}
         self._background: set[asyncio.Task[None]] = set()
         # Set (and dropped) on a tenant's next commit in this process: wakes its event watchers.
         self._commit_signals: dict[str, asyncio.Event] = {}
@@ -206,9 +207,10 @@ class Ledger:
         fresh = await self._claim(tenant_id, "transfer", key, transfer_id)
         transfer = new_transfer(transfer_id, key.request_id, command.currency, command.legs, command.memo)
         actor = await self._owner(tenant_id, command.legs[0].debit_account_id, transfer_id, fresh)
-        if actor is not None:
-            await self._decide(actor, tenant_id, transfer, lambda plan: Debit(plan, key.body_sha256))
-        return await self._completed(tenant_id, transfer_id)
+        if actor is None:
+            return await self._completed(tenant_id, transfer_id)
+        committed = await self._decide(actor, tenant_id, transfer, lambda plan: Debit(plan, key.body_sha256))
+        return await self._completed(tenant_id, transfer_id, committed)
 
     async def _owner(self, tenant_id: str, payer_id: str, transfer_id: str, fresh: bool) -> ShardActor | None:
         """The payer's shard to submit a request's transfer to, or None when the request is a retry whose
@@ -230,24 +232,28 @@ class Ledger:
         transfer: Transfer,
         command_of: Callable[[TransferPlan], Command],
         escrow: Escrow | None = None,
-    ) -> None:
-        """Plan a transfer and submit it to the payer's shard. A refusal of the plan's checks is kept by
-        that shard too (`Reject`), so every retry of the request gets one answer."""
+    ) -> object:
+        """Plan a transfer and submit it to the payer's shard; the shard's answer. A refusal of the plan's
+        checks is kept by that shard too (`Reject`), so every retry of the request gets one answer."""
         try:
             plan = await self._plan(tenant_id, transfer, escrow)
         except ApiError as error:
             if error.code not in _FINAL_CODES:
                 raise
-            await actor.submit(Reject(transfer, error))
-            return
-        await actor.submit(command_of(plan))
+            return await actor.submit(Reject(transfer, error))
+        return await actor.submit(command_of(plan))
 
-    async def _completed(self, tenant_id: str, transfer_id: str) -> Transfer:
+    async def _completed(self, tenant_id: str, transfer_id: str, committed: object = None) -> Transfer:
         """A committed transfer, once its cross-shard credits landed (or a bounded wait passed); the
-        refusal again if the ledger refused it."""
+        refusal again if the ledger refused it. `committed` is the payer shard's answer when this call
+        committed the transfer: it is the answer once every credit landed, with no read."""
+        if isinstance(committed, Transfer) and committed.state is TransferState.COMPLETED:
+            return committed
         done = self._completions.get(transfer_id)
         if done is not None:
             await asyncio.wait([done], timeout=delivery_wait_s)
+            if isinstance(committed, Transfer) and done.done() and done.result():
+                return dataclasses.replace(committed, state=TransferState.COMPLETED)
         transfer = await self._find_transfer(tenant_id, transfer_id)
         ensure(transfer is not None, "a committed transfer is materialized before its caller returns")
         if transfer is not None and transfer.failure is not None:
@@ -563,7 +569,8 @@ class Ledger:
         actor = ShardActor(
             self._backend, tenant_id, shard, shard_count=count, settings=self._settings, listener=self
         )
-        await self.materialize(actor, await actor.acquire())
+        recovered = await actor.acquire()
+        await write_all(self._backend, self.journal(actor, recovered))
         self._actors[(tenant_id, shard)] = actor
         actor.start()
         for transfer_id, owed in actor.outbox.items():
@@ -603,55 +610,32 @@ class Ledger:
 
     # After a commit: materialize records, deliver credits (the shards' CommitListener)
 
-    async def materialize(self, actor: ShardActor, records: Records) -> None:
+    def journal(self, actor: ShardActor, records: Records) -> list[Batch]:
         delivered = {r["transfer_id"] for _, r in records if r.get("type") == "delivered"}
-        writes: list[Awaitable[object]] = []
+        batches: list[Batch] = []
         for _, record in records:
-            writes += self._materialization(actor.tenant_id, record, delivered)
-        for chunk_start in range(0, len(writes), limits.ledger_materialize_concurrency_max):
-            await asyncio.gather(
-                *writes[chunk_start : chunk_start + limits.ledger_materialize_concurrency_max]
-            )
+            batches += _materialization(actor.tenant_id, record, delivered)
+        return batches
 
     def committed(self, actor: ShardActor, records: Records) -> None:
         signal = self._commit_signals.pop(actor.tenant_id, None)
         if signal is not None:
             signal.set()
         for _, record in records:
+            if record.get("type") == "delivered":
+                self._stop_waiting(record["transfer_id"], delivered=True)
             transfer = transfer_of(record)
             if transfer is not None and transfer.transfer_id in actor.outbox:
                 owed = actor.outbox[transfer.transfer_id]
                 self._completions.setdefault(transfer.transfer_id, asyncio.get_running_loop().create_future())
                 self._spawn(self._deliver(actor, transfer.transfer_id, owed))
 
-    def _materialization(
-        self, tenant_id: str, record: Record, delivered: set[str]
-    ) -> list[Awaitable[object]]:
-        """The idempotent writes of one record. A transfer delivered in the same set is written completed,
-        so the writes of one set never race on a transfer's state."""
-        writes: list[Awaitable[object]] = [
-            self._backend.write(_entry_batch(tenant_id, posting, record))
-            for posting in record.get("postings", [])
-        ]
-        transfer = transfer_of(record)
-        if transfer is not None:
-            state = TransferState.COMPLETED if transfer.transfer_id in delivered else transfer.state
-            transfer_row = _transfer_batch(tenant_id, transfer, record.get("body_sha256", ""), state)
-            writes.append(self._backend.write(transfer_row))
-        elif record.get("type") == "delivered":
-            writes.append(self._mark_completed(tenant_id, record["transfer_id"]))
-        return writes
-
-    async def _mark_completed(self, tenant_id: str, transfer_id: str) -> None:
-        put = Put((), {"state": TransferState.COMPLETED.value})
-        await self._backend.write(Batch(TRANSFERS.partition(tenant_id, transfer_id), (put,)))
-        self._stop_waiting(transfer_id)
-
-    def _stop_waiting(self, transfer_id: str) -> None:
-        """Wake (and forget) the callers waiting for a transfer's credits to land."""
+    def _stop_waiting(self, transfer_id: str, delivered: bool) -> None:
+        """Wake (and forget) the callers waiting for a transfer's credits to land; `delivered` tells them
+        whether they did."""
         done = self._completions.pop(transfer_id, None)
         if done is not None and not done.done():
-            done.set_result(None)
+            done.set_result(delivered)
 
     async def _deliver(self, payer: ShardActor, transfer_id: str, owed: Record) -> None:
         """Apply each owed credit once, then drop the outbox entry. A failed attempt (a shard that moved,
@@ -683,7 +667,7 @@ class Ledger:
             "credit delivery gave up; the payer shard delivers again when it is next acquired",
             transfer_id=transfer_id,
         )
-        self._stop_waiting(transfer_id)
+        self._stop_waiting(transfer_id, delivered=False)
 
     async def _credited(self, payee: ShardActor, command: Credit) -> bool:
         row = await self._backend.read_row(payee.partition, ("credit", command.marker_key))
@@ -718,6 +702,20 @@ T = TypeVar("T")
 def _as(kind: type[T], result: object) -> T:
     ensure(isinstance(result, kind), f"a shard command returned {type(result).__name__}, not {kind.__name__}")
     return result  # type: ignore[return-value]
+
+
+def _materialization(tenant_id: str, record: Record, delivered: set[str]) -> list[Batch]:
+    """The idempotent journal writes of one record. A transfer delivered in the same set is written
+    completed, so the writes of one set never race on a transfer's state."""
+    batches = [_entry_batch(tenant_id, posting, record) for posting in record.get("postings", [])]
+    transfer = transfer_of(record)
+    if transfer is not None:
+        state = TransferState.COMPLETED if transfer.transfer_id in delivered else transfer.state
+        batches.append(_transfer_batch(tenant_id, transfer, record.get("body_sha256", ""), state))
+    elif record.get("type") == "delivered":
+        put = Put((), {"state": TransferState.COMPLETED.value})
+        batches.append(Batch(TRANSFERS.partition(tenant_id, record["transfer_id"]), (put,)))
+    return batches
 
 
 def _entry_batch(tenant_id: str, posting: Record, record: Record) -> Batch:

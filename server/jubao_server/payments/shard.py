@@ -73,8 +73,8 @@ T = TypeVar("T")
 
 
 class CommitListener(Protocol):
-    async def materialize(self, actor: ShardActor, records: Records) -> None:
-        """Write the journal rows derived from the records (idempotent); awaited before callers return."""
+    def journal(self, actor: ShardActor, records: Records) -> list[Batch]:
+        """The journal batches derived from the records (idempotent), written with the shard's commit."""
 
     def committed(self, actor: ShardActor, records: Records) -> None:
         """Start the follow-up work of the records (cross-shard deliveries); not awaited."""
@@ -257,8 +257,7 @@ class ShardActor:
         records = [(self.last_seq + i + 1, r) for i, r in enumerate(stamped)]
         try:
             if records or stage.touched_items or any(a.rows or a.deleted for a in applied):
-                await self._store(stage, applied, records)
-            await self._listener.materialize(self, records)
+                await self._store(stage, applied, records, self._listener.journal(self, records))
         except (StorageError, ApiError) as error:
             self.lost = True
             failure = (
@@ -273,7 +272,9 @@ class ShardActor:
         for pending, outcome in outcomes:
             _settle(pending.future, outcome.result if isinstance(outcome, Applied) else outcome)
 
-    async def _store(self, stage: Stage, applied: list[Applied], records: Records) -> None:
+    async def _store(
+        self, stage: Stage, applied: list[Applied], records: Records, journal: list[Batch]
+    ) -> None:
         puts = [Put(("account", a), s.row_values()) for a, s in stage.touched.items()]
         puts += [
             Put(("wal", wal_key(seq)), {"record": encode(r)}, ttl_s=self._wal_ttl_s) for seq, r in records
@@ -297,7 +298,7 @@ class ShardActor:
             },
             conditions=(StaticMatches({"epoch": self.epoch, "last_seq": self.last_seq}),),
         )
-        if not (await self.backend.write(batch)).applied:
+        if not (await self.backend.write_after(batch, journal)).applied:
             log.warning("ledger shard fenced", tenant_id=self.tenant_id, shard=self.shard, epoch=self.epoch)
             raise _moved(self.shard)
         self.last_seq = new_last

@@ -33,6 +33,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import dataclasses
+import functools
 import re
 import typing
 from collections.abc import Mapping, Sequence
@@ -100,10 +101,14 @@ class Table:
             f"{self.name}: static columns need clustering columns",
         )
 
-    @property
+    @functools.cached_property
     def regular_columns(self) -> tuple[str, ...]:
         keys = set(self.partition_key) | set(self.clustering_key)
         return tuple(c for c in self.columns if c not in keys and c not in self.static_columns)
+
+    @functools.cached_property
+    def regular_column_set(self) -> frozenset[str]:
+        return frozenset(self.regular_columns)
 
     def partition(self, scope: str, *key: Value) -> PartitionRef:
         return PartitionRef(self, scope, tuple(key))
@@ -223,8 +228,9 @@ class Batch:
         for put in self.puts:
             self._check_clustering(put.clustering)
             ensure(bool(put.values) or not table.regular_columns, f"{table.name}: put writes nothing")
-            for column in put.values:
-                ensure(column in table.regular_columns, f"{table.name}: {column} is not a regular column")
+            ensure(
+                table.regular_column_set.issuperset(put.values), f"{table.name}: writes a non-regular column"
+            )
             ensure(put.ttl_s is None or 0 < put.ttl_s <= limits.row_ttl_s_max, f"{table.name}: bad ttl_s")
             written.append(put.clustering)
         for delete in self.deletes:
@@ -275,7 +281,7 @@ class Batch:
             else:
                 ensure(condition.clustering in written, f"{table.name}: RowMatches needs a write of the row")
                 for column in condition.expected:
-                    ensure(column in table.regular_columns, f"{table.name}: cannot compare {column}")
+                    ensure(column in table.regular_column_set, f"{table.name}: cannot compare {column}")
         ensure(statics <= 1, f"{table.name}: two static conditions")
 
     @property
@@ -389,6 +395,19 @@ class StorageBackend(abc.ABC):
     async def write(self, batch: Batch) -> BatchOutcome:
         """Apply the batch atomically. An unconditional batch always applies (or raises StorageError)."""
 
+    async def write_after(self, batch: Batch, following: Sequence[Batch]) -> BatchOutcome:
+        """Apply `batch`; when it applies, also apply `following`, unconditional batches of other
+        partitions derived from it (a journal materialized from the records `batch` commits). Writing a
+        following batch twice must be harmless. A backend may write them in the same transaction
+        (SQLite does: all or nothing, one commit) or after `batch` (Cassandra: a crash in between leaves
+        them unwritten, so the caller must be able to write them again from what `batch` stored). Raises
+        StorageError when a following batch fails; `batch` may then have applied."""
+        ensure(not any(b.conditional for b in following), "following batches are unconditional")
+        outcome = await self.write(batch)
+        if outcome.applied:
+            await write_all(self, following)
+        return outcome
+
     @abc.abstractmethod
     async def ready(self) -> bool:
         """True when the backend answers reads and writes."""
@@ -396,6 +415,13 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release connections. Idempotent."""
+
+
+async def write_all(backend: StorageBackend, batches: Sequence[Batch]) -> None:
+    """Write unconditional batches, at most `storage_writes_in_flight_max` at once."""
+    step = limits.storage_writes_in_flight_max
+    for start in range(0, len(batches), step):
+        await asyncio.gather(*(backend.write(b) for b in batches[start : start + step]))
 
 
 def batch_visible(batch: Batch, rows: Mapping[Key, Row | None], static: Row | None) -> bool:

@@ -44,6 +44,7 @@ from jubao_server.storage.contract import (
     read_touched,
     resolve_unknown_outcome,
 )
+from jubao_server.storage.slots import Slots
 
 _PROBE = "SELECT release_version FROM system.local"
 _COLUMNS = "SELECT column_name, type FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?"
@@ -96,7 +97,7 @@ class CassandraBackend(StorageBackend):
         self._session = session
         self._serial = consistency_level(settings.serial_consistency)
         self._prepared = _PreparedCache(session)
-        self._in_flight = asyncio.Semaphore(limits.cassandra_requests_in_flight_max)
+        self._in_flight = Slots(limits.cassandra_requests_in_flight_max)
         self._closed = False
 
     @classmethod

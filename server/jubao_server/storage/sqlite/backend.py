@@ -16,6 +16,7 @@ from typing import TypeVar
 import structlog
 
 from jubao_server import limits
+from jubao_server.invariants import ensure
 from jubao_server.storage.config import SqliteSettings
 from jubao_server.storage.contract import (
     Batch,
@@ -33,6 +34,7 @@ from jubao_server.storage.contract import (
     UnknownOutcome,
     resolve_unknown_outcome,
 )
+from jubao_server.storage.slots import Slots
 from jubao_server.storage.sqlite import rows
 from jubao_server.storage.sqlite.connections import (
     connect_reader,
@@ -80,8 +82,8 @@ class SqliteBackend(StorageBackend):
         for reader in readers:
             self._idle_readers.put(reader)
         self._reader_pool = ThreadPoolExecutor(len(readers), thread_name_prefix="jubao-sqlite-reader")
-        self._write_slots = asyncio.Semaphore(limits.sqlite_queued_writes_max)
-        self._read_slots = asyncio.Semaphore(limits.sqlite_queued_reads_max)
+        self._write_slots = Slots(limits.sqlite_queued_writes_max)
+        self._read_slots = Slots(limits.sqlite_queued_reads_max)
         self._closed = False
         self._sweeper = asyncio.create_task(self._sweep_periodically())
 
@@ -128,26 +130,31 @@ class SqliteBackend(StorageBackend):
         return await self._on_reader(lambda c: rows.fetch_page(c, query, rows.wall_ms()))
 
     async def write(self, batch: Batch) -> BatchOutcome:
-        self._faults.raise_storage_error()
-        rows.check_batch_types(batch)
-        try:
-            return await self._attempt(batch)
-        except UnknownOutcome:
-            return await resolve_unknown_outcome(self, batch, self._attempt)
+        return await self.write_after(batch, ())
 
-    async def _attempt(self, batch: Batch) -> BatchOutcome:
+    async def write_after(self, batch: Batch, following: Sequence[Batch]) -> BatchOutcome:
+        """`following` goes in the batch's savepoint: both are written, or neither."""
+        self._faults.raise_storage_error()
+        ensure(not any(b.conditional for b in following), "following batches are unconditional")
+        attempt = functools.partial(self._attempt, following=tuple(following))
+        try:
+            return await attempt(batch)
+        except UnknownOutcome:
+            return await resolve_unknown_outcome(self, batch, attempt)
+
+    async def _attempt(self, batch: Batch, following: tuple[Batch, ...]) -> BatchOutcome:
         """An armed fault loses the answer of a conditional one, after or instead of applying it."""
         if batch.conditional and self._faults.take_conditional_timeout():
             if self._faults.applied_before_timeout:
-                await self._write_once(batch)
+                await self._write_once(batch, following)
             raise UnknownOutcome(f"{batch.partition.table.name}: injected conditional write timeout")
-        return await self._write_once(batch)
+        return await self._write_once(batch, following)
 
-    async def _write_once(self, batch: Batch) -> BatchOutcome:
+    async def _write_once(self, batch: Batch, following: tuple[Batch, ...]) -> BatchOutcome:
         """Queue the batch for the next group commit of the writer thread and wait for its outcome."""
         async with self._write_slots:
             self._check_open()
-            return await asyncio.wrap_future(self._group_commit.submit(batch))
+            return await asyncio.wrap_future(self._group_commit.submit(batch, following))
 
     async def sweep_expired(self) -> int:
         """Delete expired rows now (bounded per table); return how many went."""

@@ -62,8 +62,15 @@ class WriteStats:
 
 @dataclasses.dataclass(frozen=True)
 class PendingWrite:
+    """A batch and the batches written with it, in its savepoint, when it applies (`write_after`)."""
+
     batch: Batch
     future: concurrent.futures.Future[BatchOutcome]
+    following: tuple[Batch, ...] = ()
+
+    @property
+    def row_count(self) -> int:
+        return self.batch.row_count + sum(b.row_count for b in self.following)
 
 
 def run_group(
@@ -76,7 +83,7 @@ def run_group(
     try:
         with unavailable_as_storage_error():
             connection.execute("BEGIN IMMEDIATE")
-        results = [_run_in_savepoint(connection, write.batch) for write in writes]
+        results = [_run_in_savepoint(connection, write) for write in writes]
         wrote = any(isinstance(result, BatchOutcome) and result.applied for result in results)
         connection.execute("COMMIT" if wrote else "ROLLBACK")
     except Exception as error:
@@ -107,13 +114,15 @@ def run_group(
             write.future.set_exception(result)
 
 
-def _run_in_savepoint(connection: sqlite3.Connection, batch: Batch) -> BatchResult:
-    """The batch's outcome, or its error once what it wrote is undone. Raises when the transaction
-    cannot go on, which fails the whole group."""
+def _run_in_savepoint(connection: sqlite3.Connection, write: PendingWrite) -> BatchResult:
+    """The batch's outcome (its following batches written too when it applied), or its error once
+    what it wrote is undone. Raises when the transaction cannot go on, which fails the whole group."""
     connection.execute("SAVEPOINT batch")
     try:
         with unavailable_as_storage_error():
-            outcome = rows.apply_in_transaction(connection, batch)
+            outcome = rows.apply_in_transaction(connection, write.batch)
+            for following in write.following if outcome.applied else ():
+                rows.apply_in_transaction(connection, following)
     except Exception as error:
         if not connection.in_transaction:
             raise StorageError(f"sqlite rolled the transaction back: {error}") from error
@@ -153,12 +162,14 @@ class GroupCommitter:
         with self._lock:
             return dataclasses.replace(self._stats)
 
-    def submit(self, batch: Batch) -> concurrent.futures.Future[BatchOutcome]:
-        """Queue the batch (any thread, while the writer pool runs); the future resolves with its outcome
-        once its group has committed."""
+    def submit(
+        self, batch: Batch, following: tuple[Batch, ...] = ()
+    ) -> concurrent.futures.Future[BatchOutcome]:
+        """Queue the batch and the batches to write with it when it applies (any thread, while the writer
+        pool runs); the future resolves with its outcome once its group has committed."""
         future: concurrent.futures.Future[BatchOutcome] = concurrent.futures.Future()
         with self._lock:
-            self._queue.append(PendingWrite(batch, future))
+            self._queue.append(PendingWrite(batch, future, following))
             if self._drain_scheduled:
                 return future
             self._drain_scheduled = True
@@ -187,7 +198,7 @@ class GroupCommitter:
         group_rows = 0
         with self._lock:
             while self._queue and len(group) < limits.sqlite_group_commit_batches_max:
-                row_count = self._queue[0].batch.row_count
+                row_count = self._queue[0].row_count
                 if group and group_rows + row_count > limits.sqlite_group_commit_rows_max:
                     break
                 write = self._queue.popleft()

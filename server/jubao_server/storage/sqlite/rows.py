@@ -23,10 +23,8 @@ from jubao_server.storage.contract import (
     StaticMatches,
     Table,
     Value,
-    check_value,
     conditions_hold,
     failed_outcome,
-    touched_rows,
 )
 from jubao_server.storage.sqlite import sql
 from jubao_server.storage.sqlite.connections import immediate_transaction
@@ -100,22 +98,6 @@ def fetch_page(connection: sqlite3.Connection, query: RowQuery, now_ms: int) -> 
     return Page(rows=rows, next_after=last)
 
 
-def _check_types(table: Table, values: Mapping[str, Value]) -> None:
-    for column, value in values.items():
-        ensure(check_value(table.columns[column], value), f"{table.name}.{column}: wrong type {value!r}")
-
-
-def check_batch_types(batch: Batch) -> None:
-    """Every key and value has its column's type (SQLite itself would store anything)."""
-    table = batch.partition.table
-    _check_types(table, dict(zip(table.partition_key, batch.partition.key, strict=True)))
-    for clustering in touched_rows(batch):
-        _check_types(table, dict(zip(table.clustering_key, clustering, strict=True)))
-    for put in batch.puts:
-        _check_types(table, put.values)
-    _check_types(table, batch.static_values or {})
-
-
 def _current_state(
     connection: sqlite3.Connection, batch: Batch, now_ms: int
 ) -> tuple[dict[Key, Row | None], Row | None]:
@@ -127,10 +109,12 @@ def _current_state(
 def _put(connection: sqlite3.Connection, partition: PartitionRef, put: Put, now_ms: int) -> None:
     table = partition.table
     params = _key_params(partition, put.clustering)
-    connection.execute(sql.purge_expired_row(table), {**params, "now": now_ms})
     params |= {f"v_{c}": v for c, v in put.values.items()}
     params["expires"] = None if put.ttl_s is None else now_ms + put.ttl_s * 1000
-    connection.execute(sql.upsert(table.name, sql.key_columns(table), tuple(put.values)), params)
+    params["now"] = now_ms
+    names = tuple(put.values)
+    others = tuple(c for c in table.regular_columns if c not in put.values)
+    connection.execute(sql.upsert(table.name, sql.key_columns(table), names, others), params)
 
 
 def _write_static(

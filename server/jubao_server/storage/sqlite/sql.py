@@ -97,31 +97,26 @@ def select_static(table: Table) -> str:
 
 
 @functools.lru_cache(maxsize=_WRITE_TEXTS_MAX)
-def upsert(table_name: str, keys: tuple[str, ...], names: tuple[str, ...]) -> str:
-    """Insert a row or overwrite the listed columns and the expiry of an existing one."""
+def upsert(
+    table_name: str, keys: tuple[str, ...], names: tuple[str, ...], others: tuple[str, ...] = ()
+) -> str:
+    """Insert a row or overwrite the listed columns and the expiry of an existing one. The `others`
+    (the columns not written) of an existing row that expired are cleared, so that the upsert does not
+    revive them: a put on an expired row writes a new row."""
     columns = ", ".join(q(c) for c in (*keys, *names, EXPIRES))
     values = ", ".join([*(f":k_{c}" for c in keys), *(f":v_{c}" for c in names), ":expires"])
-    updates = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in (*names, EXPIRES))
+    expired = f"{EXPIRES} IS NOT NULL AND {EXPIRES} <= :now"
+    updates = [f"{q(c)} = CASE WHEN {expired} THEN NULL ELSE {q(c)} END" for c in others]
+    updates += [f"{q(c)} = excluded.{q(c)}" for c in (*names, EXPIRES)]
     conflict = ", ".join(q(c) for c in keys)
     return (
         f"INSERT INTO {q(table_name)} ({columns}) VALUES ({values}) "
-        f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
+        f"ON CONFLICT ({conflict}) DO UPDATE SET {', '.join(updates)}"
     )
 
 
 def delete_row(table: Table) -> str:
     return f"DELETE FROM {q(table.name)} WHERE {' AND '.join(_match(key_columns(table)))}"
-
-
-def purge_expired_row(table: Table) -> str:
-    """Drop the row if it expired, so that a later upsert does not revive its unwritten columns."""
-    return _purge_expired_row(table.name, key_columns(table))
-
-
-@functools.lru_cache(maxsize=_WRITE_TEXTS_MAX)
-def _purge_expired_row(table_name: str, keys: tuple[str, ...]) -> str:
-    where = [*_match(keys), f"{EXPIRES} <= :now"]
-    return f"DELETE FROM {q(table_name)} WHERE {' AND '.join(where)}"
 
 
 def sweep(table_name: str, keys: tuple[str, ...]) -> str:
