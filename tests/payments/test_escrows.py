@@ -13,6 +13,7 @@ from tests.payments.support import (
     open_account,
     rejected,
     seconds_from_now,
+    update_policy,
 )
 
 HOUR_S = 3600.0
@@ -157,3 +158,24 @@ async def test_escrow_refusals(market: AsyncClient) -> None:
     await rejected(release(bank, "es_nope"), NotFound, Reason.ESCROW_NOT_FOUND)
     await rejected(get_escrow(bank, "es_nope"), NotFound, Reason.ESCROW_NOT_FOUND)
     assert await ledgers_minor(bank, *PARTIES, "bob") == [FUNDS_MINOR, 0, 0, 0, 0]
+
+
+async def test_a_refund_refused_by_the_buyer_is_kept_for_retries(market: AsyncClient) -> None:
+    bank = market
+    escrow = await create(bank)
+    await update_policy(bank, "alice", credits_frozen=True)
+    request = pb.RefundEscrowRequest(request_id="refund-1", escrow_id=escrow.escrow_id, amount_minor=100)
+    await rejected(bank.payments.RefundEscrow(request), FailedPrecondition, Reason.ACCOUNT_FROZEN)
+    await update_policy(bank, "alice")
+    await rejected(bank.payments.RefundEscrow(request), FailedPrecondition, Reason.ACCOUNT_FROZEN)
+    assert (await get_escrow(bank, escrow.escrow_id)).refunded_minor == 0
+    await release(bank, escrow.escrow_id)
+    late = pb.RefundEscrowRequest(request_id="refund-2", escrow_id=escrow.escrow_id, amount_minor=100)
+    await rejected(bank.payments.RefundEscrow(late), FailedPrecondition, Reason.INVALID_STATE)
+    await rejected(bank.payments.RefundEscrow(late), FailedPrecondition, Reason.INVALID_STATE)
+    assert await ledgers_minor(bank, *PARTIES) == [
+        FUNDS_MINOR - AMOUNT_MINOR,
+        0,
+        AMOUNT_MINOR - FEE_MINOR,
+        FEE_MINOR,
+    ]

@@ -16,6 +16,7 @@ from tests.payments.support import (
     pay,
     rejected,
     seconds_from_now,
+    update_policy,
 )
 
 HOUR_S = 3600.0
@@ -131,3 +132,16 @@ async def test_a_hold_expires_by_itself(funded: AsyncClient) -> None:
 async def test_bad_holds_are_invalid(funded: AsyncClient, amount_minor: int, expires_in_s: float) -> None:
     await rejected(hold(funded, amount_minor, expires_in_s), InvalidArgument, Reason.INVALID_ARGUMENT)
     assert await balance(funded, "alice") == alice_balance(held_minor=0)
+
+
+async def test_a_hold_refused_by_its_payee_is_kept_for_retries(funded: AsyncClient) -> None:
+    bank = funded
+    await update_policy(bank, "shop", credits_frozen=True)
+    request = hold_request(100)
+    request.request_id = "hold-order-1"
+    await rejected(bank.payments.CreateHold(request), FailedPrecondition, Reason.ACCOUNT_FROZEN)
+    await update_policy(bank, "shop")
+    await rejected(bank.payments.CreateHold(request), FailedPrecondition, Reason.ACCOUNT_FROZEN)
+    assert (await balance(bank, "alice")) == alice_balance(held_minor=0)
+    request.request_id = "hold-order-2"
+    assert (await bank.payments.CreateHold(request)).hold.state == pb.HOLD_STATE_HELD

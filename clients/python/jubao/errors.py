@@ -68,6 +68,7 @@ class Reason(StrEnum):
     INVALID_STATE = "INVALID_STATE"
     REFUND_EXCEEDS_ORIGINAL = "REFUND_EXCEEDS_ORIGINAL"
     AMOUNT_EXCEEDS_HOLD = "AMOUNT_EXCEEDS_HOLD"
+    REFUND_WINDOW_CLOSED = "REFUND_WINDOW_CLOSED"
     # UNAVAILABLE (payments): committed, but a credit to another shard is still on its way; retry
     DELIVERY_PENDING = "DELIVERY_PENDING"
     # FAILED_PRECONDITION (payments events): the cursor is older than the events kept; start afresh

@@ -275,7 +275,11 @@ class Delivered:
 
 @dataclasses.dataclass(frozen=True)
 class CreateHold:
+    """Reserve funds on the payer. `refused`: a check made outside this shard (the payee's) refused the
+    hold; it is kept as a REJECTED hold so that every retry of the request gets that answer."""
+
     hold: Hold
+    refused: ApiError | None = None
 
     rows_max = 3
 
@@ -284,6 +288,8 @@ class CreateHold:
         if existing is not None:
             earlier = hold_from_record(existing)
             return Applied(error_of(earlier.failure) if earlier.failure else earlier)
+        if self.refused is not None:
+            raise self.refused
         hold = dataclasses.replace(self.hold, create_time_ms=stage.now_ms)
         payer = stage.require(hold.account_id)
         check_debit(payer, hold.amount_minor, hold.currency, stage.now_ms)
@@ -366,7 +372,8 @@ def _still_held(hold: Hold) -> None:
 class SettleEscrow:
     """Pay an escrow out: what is left of it to the seller (minus the fee) on release, `amount_minor`
     (0: all that is left) back to the buyer on refund. The legs are worked out here, from the escrow as
-    it is when the command applies, so a refund and a release racing each other never overpay."""
+    it is when the command applies, so a refund and a release racing each other never overpay. A refusal
+    is kept as a REJECTED transfer (`refused`: a check outside this shard, the buyer's, refused it)."""
 
     escrow_id: str
     transfer_id: str
@@ -374,20 +381,26 @@ class SettleEscrow:
     amount_minor: int
     release: bool
     shard_count: int
+    refused: ApiError | None = None
 
     rows_max = 2 * 2 + 5
 
     def apply(self, stage: Stage) -> Applied:
         escrow = _escrow(stage, self.escrow_id)
-        if escrow.release_transfer_id == self.transfer_id or stage.transfer(self.transfer_id) is not None:
+        earlier = stage.transfer(self.transfer_id)
+        if earlier is not None and earlier.failure is not None:
+            return replay(earlier)
+        if escrow.release_transfer_id == self.transfer_id or earlier is not None:
             return Applied(escrow)
+        if self.refused is not None:
+            raise self.refused
         allowed = (EscrowState.HELD,) if self.release else (EscrowState.HELD, EscrowState.DISPUTED)
         if escrow.state not in allowed:
             raise failed_precondition(
                 Reason.INVALID_STATE, f"escrow {escrow.escrow_id} is {escrow.state.value}"
             )
         remaining_minor = escrow.amount_minor - escrow.refunded_minor
-        amount_minor = remaining_minor if self.release else self.amount_minor or remaining_minor
+        amount_minor = self._payout_minor(escrow)
         if amount_minor > remaining_minor:
             raise failed_precondition(
                 Reason.REFUND_EXCEEDS_ORIGINAL,
@@ -399,6 +412,19 @@ class SettleEscrow:
         stage.put_item("escrow", escrow.escrow_id, escrow_record(settled))
         kind = "escrow_released" if self.release else "escrow_refunded"
         return Applied(settled, {"type": kind, "escrow": escrow_record(settled), **record}, rows)
+
+    def refused_transfer(self, stage: Stage) -> Transfer | None:
+        """The payout this command asked for, to keep as refused (None when the escrow is unknown)."""
+        record = stage.item("escrow", self.escrow_id)
+        if record is None:
+            return None
+        escrow = escrow_from_record(record)
+        return self._transfer(escrow, self._payout_minor(escrow))
+
+    def _payout_minor(self, escrow: Escrow) -> int:
+        """All that is left on release; the asked amount (0: all that is left) on refund."""
+        remaining_minor = escrow.amount_minor - escrow.refunded_minor
+        return remaining_minor if self.release else self.amount_minor or remaining_minor
 
     def _transfer(self, escrow: Escrow, amount_minor: int) -> Transfer:
         if self.release:
@@ -460,6 +486,8 @@ class RefundLeg:
     leg_amount_minor: int
     plan: TransferPlan
     body_sha256: str
+    # The end of the original transfer's refund window; its tally expires then.
+    window_end_ms: int
 
     @property
     def rows_max(self) -> int:
@@ -469,6 +497,10 @@ class RefundLeg:
         earlier = stage.transfer(self.plan.transfer.transfer_id)
         if earlier is not None:
             return replay(earlier)
+        if stage.now_ms > self.window_end_ms:
+            raise failed_precondition(
+                Reason.REFUND_WINDOW_CLOSED, f"the refund window of {self.transfer_id} has closed"
+            )
         key = f"{self.transfer_id}:{self.leg_index}"
         tally = stage.item("refunded", key) or {"refunded_minor": 0}
         amount_minor = self.plan.transfer.legs[0].amount_minor
@@ -479,7 +511,10 @@ class RefundLeg:
                 f"{tally['refunded_minor']} is refunded already",
             )
         completed, record, rows = post_transfer(stage, self.plan)
-        stage.put_item("refunded", key, {"refunded_minor": tally["refunded_minor"] + amount_minor})
+        refunded_minor = tally["refunded_minor"] + amount_minor
+        stage.put_item(
+            "refunded", key, {"refunded_minor": refunded_minor, "expire_time_ms": self.window_end_ms}
+        )
         refund = {"transfer_id": self.transfer_id, "leg_index": self.leg_index, "amount_minor": amount_minor}
         return Applied(
             completed, {"type": "refund", "body_sha256": self.body_sha256, "refund": refund, **record}, rows
@@ -513,6 +548,9 @@ def refusal(stage: Stage, command: Command, error: ApiError) -> Applied | ApiErr
     (which could pass later, when the payer has the money), or nothing."""
     if isinstance(command, (Debit, CaptureHold, RefundLeg)):
         return _refuse_transfer(stage, command.plan.transfer, error)
+    if isinstance(command, SettleEscrow):
+        payout = command.refused_transfer(stage)
+        return _refuse_transfer(stage, payout, error) if payout is not None else error
     if isinstance(command, CreateHold):
         refused = dataclasses.replace(
             command.hold, state=HoldState.REJECTED, create_time_ms=stage.now_ms, failure=failure_of(error)

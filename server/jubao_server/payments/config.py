@@ -21,3 +21,5 @@ class PaymentsSettings(BaseModel):
     wal_ttl_s: int = Field(24 * 3600, gt=0, le=limits.row_ttl_s_max)
     # How long a request id is remembered (AIP-155); a transfer id also stays unique after that.
     request_ttl_s: int = Field(7 * 24 * 3600, gt=0, le=limits.row_ttl_s_max)
+    # How long after its creation a transfer can be refunded; a leg's refund tally is kept that long.
+    refund_window_s: int = Field(180 * 24 * 3600, gt=0, le=limits.row_ttl_s_max)

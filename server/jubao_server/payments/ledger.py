@@ -276,7 +276,9 @@ class Ledger:
     async def create_hold(self, tenant_id: str, command: HoldCommand, key: Idempotency) -> Hold:
         hold_id = derived_id("hd_", tenant_id, key.request_id or uuid.uuid4().hex)
         await self._claim(tenant_id, "hold", key, hold_id)
-        await self._check_payee(tenant_id, command.payee_account_id, command.amount_minor, command.currency)
+        refused = await self._payee_refusal(
+            tenant_id, command.payee_account_id, command.amount_minor, command.currency
+        )
         hold = Hold(
             hold_id,
             key.request_id,
@@ -289,7 +291,7 @@ class Ledger:
             command.expire_time_ms,
             0,
         )
-        return _as(Hold, await self._submit(tenant_id, command.account_id, CreateHold(hold)))
+        return _as(Hold, await self._submit(tenant_id, command.account_id, CreateHold(hold, refused)))
 
     async def capture_hold(self, tenant_id: str, hold_id: str, amount_minor: int, key: Idempotency) -> Hold:
         hold = await self.get_hold(tenant_id, hold_id)
@@ -379,13 +381,15 @@ class Ledger:
         actor = await self._owner(tenant_id, escrow.escrow_account_id, transfer_id, fresh)
         if actor is not None:
             release = operation == "release_escrow"
+            refused = None
             if not release:
-                await self._check_payee(
-                    tenant_id, escrow.buyer_account_id, amount_minor or escrow.amount_minor, escrow.currency
+                refund_minor = amount_minor or escrow.amount_minor
+                refused = await self._payee_refusal(
+                    tenant_id, escrow.buyer_account_id, refund_minor, escrow.currency
                 )
             count = await self._shard_count(tenant_id)
             await actor.submit(
-                SettleEscrow(escrow_id, transfer_id, key.request_id, amount_minor, release, count)
+                SettleEscrow(escrow_id, transfer_id, key.request_id, amount_minor, release, count, refused)
             )
         await self._completed(tenant_id, transfer_id)
         return await self.get_escrow(tenant_id, escrow_id)
@@ -435,7 +439,10 @@ class Ledger:
         if actor is not None:
 
             def refund(plan: TransferPlan) -> Command:
-                return RefundLeg(transfer_id, leg_index, leg.amount_minor, plan, key.body_sha256)
+                window_end_ms = original.create_time_ms + self._settings.refund_window_s * 1000
+                return RefundLeg(
+                    transfer_id, leg_index, leg.amount_minor, plan, key.body_sha256, window_end_ms
+                )
 
             await self._decide(actor, tenant_id, transfer, refund)
         moved = await self._completed(tenant_id, refund_transfer_id)
@@ -579,6 +586,18 @@ class Ledger:
 
     async def _check_payee(self, tenant_id: str, account_id: str, amount_minor: int, currency: str) -> None:
         check_credit(await self._account_state(tenant_id, account_id), amount_minor, currency)
+
+    async def _payee_refusal(
+        self, tenant_id: str, account_id: str, amount_minor: int, currency: str
+    ) -> ApiError | None:
+        """A payee check's refusal when it is final (the payer's shard keeps it for the retries)."""
+        try:
+            await self._check_payee(tenant_id, account_id, amount_minor, currency)
+        except ApiError as error:
+            if error.code not in _FINAL_CODES:
+                raise
+            return error
+        return None
 
     # Idempotency
 

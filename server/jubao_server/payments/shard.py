@@ -32,7 +32,7 @@ from jubao_server.payments.commands import (
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.model import Transfer
 from jubao_server.payments.state import AccountState, ItemKey, Stage
-from jubao_server.payments.sweep import ITEM_KINDS, due_commands, item_closed
+from jubao_server.payments.sweep import ITEM_KINDS, due_commands, expired_tallies, item_ttl_s
 from jubao_server.payments.tables import SHARDS
 from jubao_server.storage.contract import (
     Batch,
@@ -193,6 +193,8 @@ class ShardActor:
         """Expire holds and release escrows whose time has come, about once a second."""
         while not self.lost:
             await asyncio.sleep(sweep_interval_s)
+            for key in expired_tallies(self.items, now_ms()):
+                del self.items[key]
             for command in due_commands(self.items, self.tenant_id, self.shard_count, now_ms()):
                 try:
                     await self.submit(command)
@@ -280,7 +282,7 @@ class ShardActor:
             Put(("wal", wal_key(seq)), {"record": encode(r)}, ttl_s=self._wal_ttl_s) for seq, r in records
         ]
         for (kind, key), record in stage.touched_items.items():
-            ttl_s = self._closed_ttl_s if item_closed(record) else None
+            ttl_s = item_ttl_s(record, stage.now_ms, self._closed_ttl_s)
             puts.append(Put((kind, key), {"record": encode(record)}, ttl_s=ttl_s))
         deletes = []
         for outcome in applied:

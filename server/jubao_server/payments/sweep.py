@@ -29,6 +29,26 @@ def item_closed(record: Record) -> bool:
     return record.get("state") in _CLOSED
 
 
+def item_ttl_s(record: Record, now_ms: int, closed_ttl_s: int) -> int | None:
+    """How long an item's row is kept: closed holds and escrows for the retries of their requests, a
+    refund tally until its refund window ends (then for the retries too); open items for ever."""
+    if item_closed(record):
+        return closed_ttl_s
+    expire_time_ms = record.get("expire_time_ms")
+    if "refunded_minor" in record and isinstance(expire_time_ms, int):
+        return max(0, expire_time_ms - now_ms) // 1000 + closed_ttl_s
+    return None
+
+
+def expired_tallies(items: dict[ItemKey, Record], now_ms: int) -> list[ItemKey]:
+    """Refund tallies whose window has closed: their rows expire, and the owner forgets them."""
+    return [
+        key
+        for key, record in items.items()
+        if key[0] == "refunded" and record.get("expire_time_ms", now_ms + 1) <= now_ms
+    ][: limits.sweep_commands_max]
+
+
 def auto_release(tenant_id: str, escrow_id: str, shard_count: int) -> SettleEscrow:
     """The release of an escrow whose window passed: one transfer id per escrow, however often it runs."""
     transfer_id = derived_id("tr_", tenant_id, f"escrow-release\n{escrow_id}")

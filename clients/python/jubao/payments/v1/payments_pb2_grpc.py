@@ -50,7 +50,8 @@ class PaymentServiceStub:
     FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
     CURRENCY_MISMATCH, INVALID_STATE (the hold or escrow
     is in a state that does not allow the call),
-    AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL
+    AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL,
+    REFUND_WINDOW_CLOSED
     A rejected call changes nothing.
     """
 
@@ -192,7 +193,8 @@ class PaymentServiceServicer:
     FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
     CURRENCY_MISMATCH, INVALID_STATE (the hold or escrow
     is in a state that does not allow the call),
-    AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL
+    AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL,
+    REFUND_WINDOW_CLOSED
     A rejected call changes nothing.
     """
 
@@ -366,7 +368,9 @@ class PaymentServiceServicer:
     def CreateRefund(self, request, context):
         """CreateRefund sends money of one leg of a completed transfer back from its
         payee to its payer, in a new transfer. The refunds of a leg never add up
-        to more than the leg: REFUND_EXCEEDS_ORIGINAL. TRANSFER_NOT_FOUND,
+        to more than the leg: REFUND_EXCEEDS_ORIGINAL. A transfer is refundable
+        for the tenant's refund window after it was created (180 days by
+        default): REFUND_WINDOW_CLOSED after that. TRANSFER_NOT_FOUND,
         INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE while
         the transfer is not COMPLETED, and the refusals of CreateTransfer for the
         payee's debit (INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
@@ -544,7 +548,8 @@ class PaymentService:
     FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
     CURRENCY_MISMATCH, INVALID_STATE (the hold or escrow
     is in a state that does not allow the call),
-    AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL
+    AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL,
+    REFUND_WINDOW_CLOSED
     A rejected call changes nothing.
     """
 

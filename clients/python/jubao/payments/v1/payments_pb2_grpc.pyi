@@ -51,7 +51,8 @@ class PaymentServiceStub:
       FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
                            CURRENCY_MISMATCH, INVALID_STATE (the hold or escrow
                            is in a state that does not allow the call),
-                           AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL
+                           AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL,
+                           REFUND_WINDOW_CLOSED
     A rejected call changes nothing.
     """
 
@@ -152,7 +153,9 @@ class PaymentServiceStub:
     CreateRefund: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CreateRefundRequest, _payments_pb2.CreateRefundResponse]
     """CreateRefund sends money of one leg of a completed transfer back from its
     payee to its payer, in a new transfer. The refunds of a leg never add up
-    to more than the leg: REFUND_EXCEEDS_ORIGINAL. TRANSFER_NOT_FOUND,
+    to more than the leg: REFUND_EXCEEDS_ORIGINAL. A transfer is refundable
+    for the tenant's refund window after it was created (180 days by
+    default): REFUND_WINDOW_CLOSED after that. TRANSFER_NOT_FOUND,
     INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE while
     the transfer is not COMPLETED, and the refusals of CreateTransfer for the
     payee's debit (INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
@@ -204,7 +207,8 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
       FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
                            CURRENCY_MISMATCH, INVALID_STATE (the hold or escrow
                            is in a state that does not allow the call),
-                           AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL
+                           AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL,
+                           REFUND_WINDOW_CLOSED
     A rejected call changes nothing.
     """
 
@@ -302,7 +306,9 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     CreateRefund: _aio.UnaryUnaryMultiCallable[_payments_pb2.CreateRefundRequest, _payments_pb2.CreateRefundResponse]  # type: ignore[assignment]
     """CreateRefund sends money of one leg of a completed transfer back from its
     payee to its payer, in a new transfer. The refunds of a leg never add up
-    to more than the leg: REFUND_EXCEEDS_ORIGINAL. TRANSFER_NOT_FOUND,
+    to more than the leg: REFUND_EXCEEDS_ORIGINAL. A transfer is refundable
+    for the tenant's refund window after it was created (180 days by
+    default): REFUND_WINDOW_CLOSED after that. TRANSFER_NOT_FOUND,
     INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE while
     the transfer is not COMPLETED, and the refusals of CreateTransfer for the
     payee's debit (INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
@@ -353,7 +359,8 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
       FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
                            CURRENCY_MISMATCH, INVALID_STATE (the hold or escrow
                            is in a state that does not allow the call),
-                           AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL
+                           AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL,
+                           REFUND_WINDOW_CLOSED
     A rejected call changes nothing.
     """
 
@@ -563,7 +570,9 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_payments_pb2.CreateRefundResponse, _abc.Awaitable[_payments_pb2.CreateRefundResponse]]:
         """CreateRefund sends money of one leg of a completed transfer back from its
         payee to its payer, in a new transfer. The refunds of a leg never add up
-        to more than the leg: REFUND_EXCEEDS_ORIGINAL. TRANSFER_NOT_FOUND,
+        to more than the leg: REFUND_EXCEEDS_ORIGINAL. A transfer is refundable
+        for the tenant's refund window after it was created (180 days by
+        default): REFUND_WINDOW_CLOSED after that. TRANSFER_NOT_FOUND,
         INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE while
         the transfer is not COMPLETED, and the refusals of CreateTransfer for the
         payee's debit (INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
