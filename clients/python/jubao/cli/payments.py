@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import datetime
 import functools
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
 import typer
 from google.protobuf import json_format
@@ -36,7 +37,14 @@ from jubao.cli.common import (
     time_label,
 )
 from jubao.client import Client
+from jubao.errors import DeadlineExceeded, Unavailable
 from jubao.payments.v1 import payments_pb2 as pb
+
+# `jubao payments events`: streams opened in one run, failures in a row before giving up, and backoff.
+events_streams_max: Final = 1_000_000
+events_failures_in_a_row_max: Final = 8
+events_reconnect_backoff_s: Final = 0.25
+events_backoff_doublings_max: Final = 4
 
 app = typer.Typer(
     help="Accounts, transfers, journal entries, holds, escrows and refunds (payments product).",
@@ -277,17 +285,51 @@ def events(
         int, typer.Option("--count", min=0, help="Stop after this many events (0: follow).")
     ] = 0,
 ) -> None:
-    """Follow the tenant's money events (WatchEvents); the last line is the cursor to resume from."""
+    """Follow the tenant's money events (WatchEvents); the last line is the cursor to resume from. A
+    stream that ends or breaks (the server restarts, say) is opened again from the last cursor."""
     request = pb.WatchEventsRequest(cursor=cursor, from_oldest=from_oldest, account_id=account)
-    seen = 0
     with connect(ctx) as client:
-        for response in client.payments.WatchEvents(request):
-            emit(ctx, response, functools.partial(_event_lines, response))
-            cursor, seen = response.cursor, seen + len(response.events)
-            if count and seen >= count:
-                break
+        cursor = follow_events(
+            client.payments.WatchEvents,
+            request,
+            count,
+            lambda response: emit(ctx, response, functools.partial(_event_lines, response)),
+        )
     if not state(ctx).json_output:
         console.print(Text(f"cursor {cursor}"))
+
+
+Watch = Callable[[pb.WatchEventsRequest], Iterable[pb.WatchEventsResponse]]
+
+
+def follow_events(
+    watch: Watch,
+    request: pb.WatchEventsRequest,
+    count: int,
+    show: Callable[[pb.WatchEventsResponse], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Show the responses of `watch` until `count` events (0: for ever), opening the stream again from
+    the last cursor when it ends or fails with UNAVAILABLE or DEADLINE_EXCEEDED; gives up after
+    `events_failures_in_a_row_max` failures in a row. Returns the last cursor."""
+    cursor, seen, failures = request.cursor, 0, 0
+    for _ in range(events_streams_max):
+        attempt = pb.WatchEventsRequest()
+        attempt.CopyFrom(request)
+        attempt.cursor = cursor
+        try:
+            for response in watch(attempt):
+                show(response)
+                cursor, seen, failures = response.cursor, seen + len(response.events), 0
+                if count and seen >= count:
+                    return cursor
+        except (Unavailable, DeadlineExceeded) as error:
+            failures += 1
+            if failures > events_failures_in_a_row_max:
+                raise
+            typer.echo(f"event stream broke ({error.reason}); reconnecting", err=True)
+            sleep(events_reconnect_backoff_s * 2 ** min(failures, events_backoff_doublings_max))
+    return cursor
 
 
 def _event_lines(response: pb.WatchEventsResponse) -> Text:
