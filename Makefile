@@ -11,7 +11,8 @@ help:
 	@echo "make run    start jubao on 127.0.0.1:50051 (embedded SQLite, demo tenants)"
 	@echo "make test   install everything and run lint + all tests (starts Cassandra when Java is present)"
 	@echo "make lint   ruff, mypy, buf lint      make proto   regenerate protobuf code"
-	@echo "make bench  write loadtest/results/latest.json"
+	@echo "make bench  write loadtest/results/latest.json (and the double11 find-peak plots)"
+	@echo "make double11 / find-peak   the Double 11 load scenario, checked; LOADTEST_ARGS='--endpoint ...'"
 	@echo "make cassandra-up / cassandra-down / cassandra-status / cassandra-logs"
 
 venv: $(STAMP)
@@ -41,10 +42,10 @@ proto: venv
 test: venv
 	bash scripts/test.sh
 
-bench: venv
+bench: venv ghz
 	bash scripts/with_cassandra.sh $(PYTHON) -m loadtest bench --quick
 
-bench-full: venv
+bench-full: venv ghz
 	bash scripts/with_cassandra.sh $(PYTHON) -m loadtest bench --full
 
 clean:
@@ -52,3 +53,4 @@ clean:
 
 include mk/cassandra.mk
 include mk/simulate.mk
+include mk/loadtest.mk

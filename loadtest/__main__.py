@@ -1,23 +1,84 @@
-"""`python -m loadtest bench [--full]`: run the benchmarks and write loadtest/results/latest.json."""
+"""`python -m loadtest bench [--full]`: the benchmarks, into loadtest/results/latest.json.
+`python -m loadtest run --scenario double11`: a scenario's load, checked, reported under loadtest/results/.
+`python -m loadtest find-peak --scenario double11`: the highest rate sustained within the scenario's bounds.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
+import sys
 from pathlib import Path
 
 from loadtest.bench import RESULTS, run
+from loadtest.commands import Options, find_peak_command, run_command
+from loadtest.harness import HarnessError
+from loadtest.scenario import ScenarioError, check_peak, load_scenario
+
+EXIT_USAGE = 2
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m loadtest")
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser("bench", help="measure and write the results JSON")
-    bench.add_argument("--quick", action="store_true", default=True, help="the default: under 5 minutes")
+    bench.add_argument("--quick", action="store_true", default=True, help="the default: a few minutes")
     bench.add_argument("--full", dest="quick", action="store_false", help="longer runs, steadier figures")
     bench.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    _load_arguments(commands.add_parser("run", help="run a scenario, check the ledger, write a report"))
+    peak = commands.add_parser("find-peak", help="step the rate up to the highest one within the bounds")
+    _load_arguments(peak)
+    peak.add_argument("--p99-max-ms", type=float, help="the p99 bound (default: the scenario's [peak])")
+    peak.add_argument("--error-rate-max", type=float, help="the error-rate bound, e.g. 0.001")
+    peak.add_argument("--start-per-s", type=float, help="the first step's rate")
+    peak.add_argument("--step-s", type=float, help="how long each step lasts")
     args = parser.parse_args()
-    report = run(args.quick, args.output)
-    print(f"wrote {args.output}")
+    if args.command == "bench":
+        _bench(args.quick, args.output)
+        return
+    try:
+        options = _options(args)
+        command = run_command if args.command == "run" else find_peak_command
+        sys.exit(command(options))
+    except (ScenarioError, HarnessError) as error:
+        print(f"loadtest: {error}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _load_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scenario", type=Path, required=True, help="a TOML file, or a name in loadtest/scenarios"
+    )
+    parser.add_argument("--endpoint", help="host:port of a running server (default: start one on SQLite)")
+    parser.add_argument("--api-key", help="the key of a tenant with payments (default: JUBAO_API_KEY)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="client processes")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS)
+
+
+def _options(args: argparse.Namespace) -> Options:
+    scenario = load_scenario(args.scenario)
+    if args.command == "find-peak":
+        peak = scenario.peak
+        peak = dataclasses.replace(
+            peak,
+            p99_max_ms=_given(args.p99_max_ms, peak.p99_max_ms),
+            error_rate_max=_given(args.error_rate_max, peak.error_rate_max),
+            start_per_s=_given(args.start_per_s, peak.start_per_s),
+            step_s=_given(args.step_s, peak.step_s),
+        )
+        check_peak(peak, "the command line")
+        scenario = dataclasses.replace(scenario, peak=peak)
+    return Options(scenario, args.workers, args.output_dir, args.endpoint, args.api_key)
+
+
+def _given(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _bench(quick: bool, output: Path) -> None:
+    report = run(quick, output)
+    print(f"wrote {output}")
     for figure in report["figures"]:
         print(f"  {figure['name']:<36} {figure['value']:>12} {figure['unit']:<8} [{figure['backend']}]")
 

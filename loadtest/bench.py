@@ -1,40 +1,49 @@
-"""`make bench`: measure and write `loadtest/results/latest.json`.
+"""`make bench`: measure and write `loadtest/results/latest.json`, and the double11 find-peak report and
+plot of each backend beside it.
 
 Format: `{"machine": {...}, "started_at": "...", "mode": "quick|full", "figures": [{"name", "value", "unit",
 "backend", "notes"}]}`. Every run measures the empty-RPC ceiling (`grpc_empty_rpc_per_s`: authenticated
-Ping calls through the same server, pipeline and SDK) so that other figures read as fractions of it.
+Ping calls through the same server, pipeline and SDK) so that other figures read as fractions of it, and
+ghz's ceiling on the same call as a check of the harness. Every backend's loads are checked against its
+ledger at the end: a lost or duplicated payment fails the bench.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime
 import json
 import os
-import platform
 import shutil
 import socket
-import tempfile
 from pathlib import Path
 from typing import Any, Final
 
-from jubao.admin.v1 import tenant_admin_pb2 as admin_pb
-from jubao.client import Client, ClientConfig
 from jubao_server.storage.cassandra.testing import NodeUnavailable
 from jubao_server.storage.config import CassandraSettings, SqliteSettings, StorageSettings
 from jubao_server.storage.contract import StorageBackend, StorageError
 from jubao_server.storage.factory import migrate_product, open_backend
 
-from loadtest.payments_bench import PaymentsPlan, payments_figures
-from loadtest.report import Figure, figure
-from loadtest.rpc_bench import RpcLoad, measure
-from loadtest.server_process import REPO, ServerProcess
+from loadtest.commands import find_peak, print_step
+from loadtest.engine import ClosedLoop, Engine
+from loadtest.ghz import GhzLoad, ghz_figure
+from loadtest.harness import Run, prepare, scratch_dir, serving, verify
+from loadtest.payments_bench import PaymentsPlan, measure, only, payments_figures
+from loadtest.report import Figure, check_json, figure, machine, now_iso, write_report
+from loadtest.scenario import SCENARIOS, Scenario, load_scenario
+from loadtest.server_process import REPO
 from loadtest.storage_bench import run_storage_bench
+from loadtest.tally import Tally
 
 RESULTS: Final = REPO / "loadtest" / "results"
-BENCH_TENANT: Final = "bench-tenant"
 BENCH_KEYSPACE: Final = "jubao_bench"
+# double11_peak_sustained_per_s: the highest rate of the double11 mix within these bounds.
+DOUBLE11_P99_MAX_MS: Final = 50.0
+DOUBLE11_ERROR_RATE_MAX: Final = 0.001
+
+
+class BenchCheckFailed(RuntimeError):
+    """The ledger does not agree with what the bench's loads were told: a payment was lost or doubled."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,79 +52,44 @@ class BenchPlan:
     rpc_seconds: float
     rpc_warmup_s: float
     rpc_concurrency: int
-    rpc_workers: int
+    workers: int
     storage_seconds: float
     payments: PaymentsPlan
+    double11: Path
 
     @classmethod
     def of(cls, quick: bool) -> BenchPlan:
         workers = os.cpu_count() or 1
         if quick:
-            return cls("quick", 8.0, 2.0, 32, workers, 3.0, PaymentsPlan(2_000, 8.0, 2.0, 32, workers))
-        return cls("full", 30.0, 5.0, 64, workers, 15.0, PaymentsPlan(10_000, 30.0, 5.0, 64, workers))
+            payments = PaymentsPlan(8.0, 2.0, 32)
+            return cls("quick", 8.0, 2.0, 32, workers, 3.0, payments, SCENARIOS / "double11_short.toml")
+        payments = PaymentsPlan(30.0, 5.0, 64)
+        return cls("full", 30.0, 5.0, 64, workers, 15.0, payments, SCENARIOS / "double11.toml")
+
+    def scenario(self) -> Scenario:
+        scenario = load_scenario(self.double11)
+        peak = dataclasses.replace(
+            scenario.peak, p99_max_ms=DOUBLE11_P99_MAX_MS, error_rate_max=DOUBLE11_ERROR_RATE_MAX
+        )
+        return dataclasses.replace(scenario, peak=peak)
 
 
-def machine() -> dict[str, Any]:
-    load_1m, load_5m, _ = os.getloadavg()
-    return {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": _cpu_model(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "load_average_1m_at_start": round(load_1m, 2),
-        "load_average_5m_at_start": round(load_5m, 2),
-    }
-
-
-def _cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    return next(
-        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine()
-    )
-
-
-def provision_bench_key(address: str) -> str:
-    """Create (once) a tenant with quotas far above what the bench offers, and issue it a key."""
-    demo = dict(
-        line.split(" ", 1)
-        for line in (REPO / "tenants" / "demo-keys.txt").read_text().splitlines()
-        if line and not line.startswith("#")
-    )
-    quota = admin_pb.Quota(requests_per_s=100_000, burst_requests=100_000, concurrent_calls_max=10_000)
-    tenant = admin_pb.Tenant(
-        tenant_id=BENCH_TENANT,
-        display_name="Benchmark",
-        kind=admin_pb.TENANT_KIND_PLATFORM,
-        quota=quota,
-        products=[admin_pb.PRODUCT_PAYMENTS, admin_pb.PRODUCT_FUND_TA, admin_pb.PRODUCT_COCREATION],
-    )
-    with Client(ClientConfig(endpoint=address, api_key=demo["demo-operator"])) as operator:
-        operator.admin.CreateTenant(admin_pb.CreateTenantRequest(request_id="bench-create", tenant=tenant))
-        issued = operator.admin.IssueApiKey(admin_pb.IssueApiKeyRequest(tenant_id=BENCH_TENANT))
-    return issued.secret
-
-
-def rpc_figures(plan: BenchPlan, address: str, api_key: str) -> list[Figure]:
-    load = RpcLoad(
-        address, api_key, plan.rpc_seconds, plan.rpc_warmup_s, plan.rpc_concurrency, plan.rpc_workers
-    )
-    result = measure(load)
+def rpc_figures(engine: Engine, run: Run, plan: BenchPlan) -> list[Figure]:
+    drive = ClosedLoop(plan.rpc_concurrency, plan.rpc_warmup_s + plan.rpc_seconds)
+    result = measure(engine, run, only(run.scenario, "ping"), drive, plan.rpc_warmup_s).window
     notes = (
-        f"MetaService.Ping with API key auth, quota and telemetry; {load.workers} client processes x "
-        f"{load.concurrency} in flight (closed loop); {result.calls} calls, {result.errors} errors in "
-        f"{load.seconds:.0f} s"
+        f"MetaService.Ping with API key auth, quota and telemetry; {engine.workers} client processes x "
+        f"{plan.rpc_concurrency} in flight (closed loop); {result.ok} calls, {result.error_count} errors in "
+        f"{result.seconds} s"
     )
-    return [
-        figure("grpc_empty_rpc_per_s", round(result.calls_per_s), "calls/s", "none", notes),
-        figure(
-            "grpc_empty_rpc_p50_ms", round(result.percentile_ms(50), 3), "ms", "none", "at the ceiling load"
-        ),
-        figure(
-            "grpc_empty_rpc_p99_ms", round(result.percentile_ms(99), 3), "ms", "none", "at the ceiling load"
-        ),
+    figures = [
+        figure("grpc_empty_rpc_per_s", round(result.achieved_per_s), "calls/s", "none", notes),
+        figure("grpc_empty_rpc_p50_ms", round(result.latency_ms[0], 3), "ms", "none", "at the ceiling load"),
+        figure("grpc_empty_rpc_p99_ms", round(result.p99_ms, 3), "ms", "none", "at the ceiling load"),
     ]
+    load = GhzLoad(plan.rpc_seconds, plan.rpc_concurrency * engine.workers, engine.workers)
+    ghz = ghz_figure(run.target, load, result.achieved_per_s)
+    return figures if ghz is None else [*figures, ghz]
 
 
 async def storage_figures(plan: BenchPlan, scratch: Path) -> list[Figure]:
@@ -147,27 +121,19 @@ async def _open_or_none(settings: StorageSettings) -> StorageBackend | None:
 
 def run(quick: bool, output: Path) -> dict[str, Any]:
     plan = BenchPlan.of(quick)
-    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    report: dict[str, Any] = {
-        "machine": machine(),
-        "started_at": started_at,
-        "mode": plan.mode,
-        "figures": [],
-    }
-    scratch = Path(tempfile.mkdtemp(prefix="jubao-bench-", dir=_scratch_root()))
+    report: dict[str, Any] = {"machine": machine(), "started_at": now_iso(), "mode": plan.mode, "figures": []}
+    scratch = scratch_dir("bench")
     cassandra = cassandra_reachable()
     try:
         if cassandra:
             drop_bench_keyspace()
-        report["figures"] += server_figures(
-            plan, {"JUBAO_STORAGE__SQLITE__PATH": str(scratch / "server.db")}, "sqlite"
-        )
+        report["figures"] += server_figures(plan, {}, "sqlite", output.parent)
         if cassandra:
             settings = {
                 "JUBAO_STORAGE__BACKEND": "cassandra",
                 "JUBAO_STORAGE__CASSANDRA__KEYSPACE": BENCH_KEYSPACE,
             }
-            report["figures"] += server_figures(plan, settings, "cassandra")
+            report["figures"] += server_figures(plan, settings, "cassandra", output.parent)
         report["figures"] += asyncio.run(storage_figures(plan, scratch))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -176,15 +142,48 @@ def run(quick: bool, output: Path) -> dict[str, Any]:
     return report
 
 
-def server_figures(plan: BenchPlan, settings: dict[str, str], backend: str) -> list[Figure]:
-    """Figures measured through a server process on `backend`; the empty-RPC ceiling on the first."""
-    server = ServerProcess.start({**settings, "JUBAO_TELEMETRY__LOG_LEVEL": "warning"})
-    try:
-        key = provision_bench_key(server.address)
-        figures = rpc_figures(plan, server.address, key) if backend == "sqlite" else []
-        return figures + payments_figures(plan.payments, server.address, key, backend)
-    finally:
-        server.terminate()
+def server_figures(plan: BenchPlan, settings: dict[str, str], backend: str, results: Path) -> list[Figure]:
+    """Figures measured through a server process on `backend` (the empty-RPC ceilings on the first), then
+    the check of its ledger against every load's tally."""
+    scenario = plan.scenario()
+    with serving(None, None, settings) as target, Engine(plan.workers) as engine:
+        run, setup = prepare(target, scenario)
+        figures = rpc_figures(engine, run, plan) if backend == "sqlite" else []
+        payments, moved = payments_figures(engine, run, plan.payments, backend)
+        print(f"bench: find-peak of {scenario.name} on {backend}")
+        peak = find_peak(engine, run, print_step)
+        tally = Tally.merge([setup, moved, peak.tally])
+        check = verify(target, tally, run.names.every())
+    document = {
+        "command": "find-peak",
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "backend": backend,
+        "workers": plan.workers,
+        "started_at": now_iso(),
+        "machine": machine(),
+        **peak.document,
+        "check": check_json(check, tally),
+    }
+    json_path, png_path = write_report(document, results, f"{scenario.name}-find-peak-{backend}")
+    print(f"bench: {check.summary()}\nbench: wrote {json_path} and {png_path}")
+    if not check.passed:
+        raise BenchCheckFailed(check.summary())
+    steps = ", ".join(f"{s.rate_per_s:g}/s {'ok' if s.passed else 'over'}" for s in peak.steps)
+    notes = (
+        f"find-peak on the {scenario.name} mix ({_mix(scenario)}): the highest constant rate with p99 <= "
+        f"{DOUBLE11_P99_MAX_MS:g} ms and errors <= {DOUBLE11_ERROR_RATE_MAX:.1%} over "
+        f"{scenario.peak.step_s:g} s steps ({steps}); {plan.workers} client processes; ledger checked "
+        f"({check.movements_checked:,} movements); plot {png_path.name}"
+    )
+    peak_figure = figure(
+        "double11_peak_sustained_per_s", round(peak.peak_per_s, 1), "requests/s", backend, notes
+    )
+    return [*figures, *payments, peak_figure]
+
+
+def _mix(scenario: Scenario) -> str:
+    return ", ".join(f"{kind} {weight}" for kind, weight in scenario.mix)
 
 
 def cassandra_reachable() -> bool:
@@ -205,9 +204,3 @@ def drop_bench_keyspace() -> None:
         cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {BENCH_KEYSPACE}", timeout=60)
     finally:
         cluster.shutdown()
-
-
-def _scratch_root() -> Path:
-    root = REPO / "var" / "bench"
-    root.mkdir(parents=True, exist_ok=True)
-    return root

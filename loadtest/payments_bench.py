@@ -1,124 +1,118 @@
-"""Payments figures: unary transfers among many accounts, transfers into one hot merchant account,
-latency percentiles at half of the unary peak rate (open loop), and transfers committed through batches."""
+"""Payments figures, measured with the load engine on the accounts of the bench's double11 run: unary
+transfers (closed loop, customers paying merchants), transfers into one hot merchant account, latency at
+half the unary peak rate (open loop, from the due time), and transfers committed through batches of 1,000.
+Every figure is read over its load's seconds after a warm-up."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import uuid
 from typing import Final
 
-from jubao.client import AsyncClient, ClientConfig
-from jubao.payments.v1 import payments_pb2 as pb
-
-from loadtest.batch_bench import BatchLoad, BatchResult, batch_callers, batch_size, measure_batches
+from loadtest.engine import ClosedLoop, Drive, Engine, OpenLoop
+from loadtest.harness import Run, load
 from loadtest.report import Figure, figure
-from loadtest.rpc_bench import RpcLoad, RpcResult, Workload, measure
+from loadtest.scenario import Profile, Scenario
+from loadtest.stats import Window
+from loadtest.tally import Tally
 
-CURRENCY: Final = "CNY"
-FUNDING_MINOR: Final = 10**12
-setup_concurrency: Final = 64
+batch_size: Final = 1_000
+batch_callers: Final = 4
+# A batch of 1,000 takes seconds (its items queue behind the other callers' in the server); the server
+# caps deadlines at 30 s.
+batch_deadline_ms: Final = 30_000
 
 
 @dataclasses.dataclass(frozen=True)
 class PaymentsPlan:
-    accounts: int
     seconds: float
     warmup_s: float
-    concurrency: int
-    workers: int
+    concurrency: int  # callers per worker
 
 
-async def open_accounts(endpoint: str, api_key: str, prefix: str, count: int) -> None:
-    """Open `count` funded customer accounts, a funding settlement account and a hot merchant."""
-    async with AsyncClient(ClientConfig(endpoint=endpoint, api_key=api_key)) as client:
-        await _open(client, f"{prefix}bank", pb.ACCOUNT_KIND_SETTLEMENT, allow_negative=True)
-        await _open(client, f"{prefix}merchant", pb.ACCOUNT_KIND_MERCHANT)
-        limit = asyncio.Semaphore(setup_concurrency)
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    window: Window
+    tally: Tally
 
-        async def funded(index: int) -> None:
-            async with limit:
-                await _open(client, f"{prefix}{index}", pb.ACCOUNT_KIND_CUSTOMER)
-                leg = pb.Leg(
-                    debit_account_id=f"{prefix}bank",
-                    credit_account_id=f"{prefix}{index}",
-                    amount_minor=FUNDING_MINOR,
-                )
-                await client.payments.CreateTransfer(
-                    pb.CreateTransferRequest(currency_code=CURRENCY, legs=[leg], memo="funding")
-                )
-
-        await asyncio.gather(*(funded(i) for i in range(count)))
+    def errors_note(self) -> str:
+        window = self.window
+        return f"{window.ok} ok, {window.error_count} errors in {window.seconds} s"
 
 
-async def _open(client: AsyncClient, account_id: str, kind: int, allow_negative: bool = False) -> None:
-    account = pb.Account(
-        account_id=account_id,
-        currency_code=CURRENCY,
-        kind=kind,  # type: ignore[arg-type]
-        policy=pb.AccountPolicy(allow_negative=allow_negative),
+def measure(
+    engine: Engine,
+    run: Run,
+    scenario: Scenario,
+    drive: Drive,
+    warmup_s: float,
+    *,
+    until_answered: bool = False,
+) -> Measured:
+    """Run a load and read its figures after `warmup_s`, up to the end of the drive (or, `until_answered`,
+    up to the last answer: a batch sent before the end may take many seconds)."""
+    segment = load(engine, run, drive, scenario)
+    end = segment.series.seconds if until_answered else int(drive.duration_s)
+    return Measured(segment.series.window(int(warmup_s), end), segment.tally)
+
+
+def only(scenario: Scenario, kind: str, **changes: object) -> Scenario:
+    """The scenario with one kind of request in its mix."""
+    return dataclasses.replace(scenario, mix=((kind, 1),), **changes)  # type: ignore[arg-type]
+
+
+def payments_figures(
+    engine: Engine, run: Run, plan: PaymentsPlan, backend: str
+) -> tuple[list[Figure], Tally]:
+    total_s = plan.warmup_s + plan.seconds
+    spread = only(
+        run.scenario, "transfer", accounts=dataclasses.replace(run.scenario.accounts, hot_share=0.0)
     )
-    await client.payments.OpenAccount(pb.OpenAccountRequest(account=account))
-
-
-def payments_figures(plan: PaymentsPlan, endpoint: str, api_key: str, backend: str) -> list[Figure]:
-    prefix = f"b{uuid.uuid4().hex[:8]}-"
-    asyncio.run(open_accounts(endpoint, api_key, prefix, plan.accounts))
-    spread = Workload("transfer", prefix, plan.accounts)
-    hot = Workload("transfer", prefix, plan.accounts, hot_account=f"{prefix}merchant")
-    base = RpcLoad(endpoint, api_key, plan.seconds, plan.warmup_s, plan.concurrency, plan.workers, spread)
-    unary = measure(base)
-    hot_result = measure(dataclasses.replace(base, workload=hot))
-    half_rate = unary.calls_per_s / 2
-    paced = measure(dataclasses.replace(base, rate_per_s=half_rate))
-    batches = measure_batches(
-        BatchLoad(endpoint, api_key, plan.seconds, plan.warmup_s, prefix, plan.accounts, CURRENCY)
+    hot_accounts = dataclasses.replace(run.scenario.accounts, hot_merchants=1, hot_share=1.0)
+    closed = ClosedLoop(plan.concurrency, total_s)
+    unary = measure(engine, run, spread, closed, plan.warmup_s)
+    hot = measure(engine, run, only(run.scenario, "transfer", accounts=hot_accounts), closed, plan.warmup_s)
+    half_rate = round(unary.window.achieved_per_s / 2, 1)
+    paced = measure(engine, run, spread, OpenLoop(Profile.constant(half_rate, total_s)), plan.warmup_s)
+    batches = only(run.scenario, "batch", batch_size=batch_size, deadline_ms=batch_deadline_ms)
+    callers = max(1, batch_callers // engine.workers)
+    batched = measure(engine, run, batches, ClosedLoop(callers, total_s), plan.warmup_s, until_answered=True)
+    accounts = run.scenario.accounts
+    where = (
+        f"{accounts.customers:,} customers paying {accounts.merchants:,} merchants, "
+        f"{engine.workers} client processes"
     )
     paced_note = f"open loop at {half_rate:.0f}/s (half the unary peak), latency from the scheduled send"
-    where = f"{plan.accounts:,} accounts, {plan.workers} client processes"
-    return [
+    figures = [
         figure(
             "payments_transfer_unary_per_s",
-            round(unary.calls_per_s),
+            round(unary.window.achieved_per_s),
             "transfers/s",
             backend,
-            f"{where} x {plan.concurrency} in flight, random payer and payee; {_errors(unary)}",
+            f"{where} x {plan.concurrency} in flight, random payer and payee; {unary.errors_note()}",
         ),
         figure(
             "payments_transfer_hot_per_s",
-            round(hot_result.calls_per_s),
+            round(hot.window.achieved_per_s),
             "transfers/s",
             backend,
-            f"{where}, every payee one merchant account; {_errors(hot_result)}",
+            f"{where} x {plan.concurrency} in flight, every payee one merchant account; {hot.errors_note()}",
         ),
         figure(
             "payments_transfer_p50_ms",
-            round(paced.percentile_ms(50), 2),
+            round(paced.window.latency_ms[0], 2),
             "ms",
             backend,
-            f"{paced_note}; {_errors(paced)}",
+            f"{paced_note}; {paced.errors_note()}",
         ),
-        figure(
-            "payments_transfer_p99_ms",
-            round(paced.percentile_ms(99), 2),
-            "ms",
-            backend,
-            paced_note,
-        ),
+        figure("payments_transfer_p99_ms", round(paced.window.p99_ms, 2), "ms", backend, paced_note),
         figure(
             "payments_transfer_batch_per_s",
-            round(batches.transfers_per_s),
+            round(batched.window.transfers_per_s),
             "transfers/s",
             backend,
-            f"BatchCreateTransfers of {batch_size:,}, {batch_callers} callers in one client process, "
-            f"{plan.accounts:,} accounts, random payer and payee; {_batch_errors(batches)}",
+            f"BatchCreateTransfers of {batch_size:,}, {callers * engine.workers} callers over "
+            f"{engine.workers} client processes, random payer and payee, counted until the last batch "
+            f"answered; {batched.errors_note()} (batches)",
         ),
     ]
-
-
-def _errors(result: RpcResult) -> str:
-    return f"{result.calls} ok, {result.errors} errors in {result.elapsed_s:.0f} s"
-
-
-def _batch_errors(result: BatchResult) -> str:
-    return f"{result.transfers} ok, {result.errors} errors in {result.elapsed_s:.0f} s"
+    return figures, Tally.merge(m.tally for m in (unary, hot, paced, batched))

@@ -1,4 +1,5 @@
-"""Run `jubao-server serve` as a child process on a free loopback port, and stop it with SIGTERM."""
+"""Run `jubao-server serve` as a child process on a free loopback port, and stop it with SIGTERM; give the
+load a tenant of its own with quotas far above what it offers."""
 
 from __future__ import annotations
 
@@ -14,11 +15,15 @@ from typing import Final
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from jubao.admin.v1 import tenant_admin_pb2 as admin_pb
+from jubao.client import Client, ClientConfig
 
 REPO: Final = Path(__file__).resolve().parent.parent
+BENCH_TENANT: Final = "bench-tenant"
 start_timeout_s: Final = 60.0
 stop_timeout_s: Final = 30.0
 poll_interval_s: Final = 0.2
+log_tail_max_chars: Final = 4000
 
 
 def free_port() -> int:
@@ -31,14 +36,16 @@ def free_port() -> int:
 class ServerProcess:
     process: subprocess.Popen[bytes]
     port: int
+    log_path: Path
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, env: dict[str, str]) -> ServerProcess:
-        """Start a server with `env` (JUBAO_* settings) added, and wait until health says SERVING."""
+    def start(cls, env: dict[str, str], log_path: Path) -> ServerProcess:
+        """Start a server with `env` (JUBAO_* settings) added, logging to `log_path`, and wait until health
+        says SERVING."""
         port = free_port()
         settings = {
             "JUBAO_SERVER__PORT": str(port),
@@ -46,10 +53,11 @@ class ServerProcess:
             **env,
         }
         command = [sys.executable, "-m", "jubao_server", "serve"]
-        process = subprocess.Popen(
-            command, cwd=REPO, env={**os.environ, **settings}, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        server = cls(process, port)
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command, cwd=REPO, env={**os.environ, **settings}, stdout=log, stderr=subprocess.STDOUT
+            )
+        server = cls(process, port, log_path)
         server.wait_serving()
         return server
 
@@ -59,7 +67,9 @@ class ServerProcess:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline_s:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"server exited {self.process.returncode}: {self.stderr_text()}")
+                    raise RuntimeError(
+                        f"server exited {self.process.returncode}: {self.log_text()[-log_tail_max_chars:]}"
+                    )
                 try:
                     reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -79,10 +89,26 @@ class ServerProcess:
             self.process.kill()
             self.process.wait()
 
-    def stderr_text(self) -> str:
-        stream = self.process.stderr
-        return (
-            stream.read().decode(errors="replace")
-            if stream is not None and self.process.poll() is not None
-            else ""
-        )
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def provision_bench_key(address: str) -> str:
+    """Create (once) a tenant with quotas far above what the bench offers, and issue it a key."""
+    demo = dict(
+        line.split(" ", 1)
+        for line in (REPO / "tenants" / "demo-keys.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    quota = admin_pb.Quota(requests_per_s=100_000, burst_requests=100_000, concurrent_calls_max=10_000)
+    tenant = admin_pb.Tenant(
+        tenant_id=BENCH_TENANT,
+        display_name="Benchmark",
+        kind=admin_pb.TENANT_KIND_PLATFORM,
+        quota=quota,
+        products=[admin_pb.PRODUCT_PAYMENTS, admin_pb.PRODUCT_FUND_TA, admin_pb.PRODUCT_COCREATION],
+    )
+    with Client(ClientConfig(endpoint=address, api_key=demo["demo-operator"])) as operator:
+        operator.admin.CreateTenant(admin_pb.CreateTenantRequest(request_id="bench-create", tenant=tenant))
+        issued = operator.admin.IssueApiKey(admin_pb.IssueApiKeyRequest(tenant_id=BENCH_TENANT))
+    return issued.secret

@@ -44,14 +44,14 @@ async def test_sigterm_drains_and_exits_cleanly(tmp_path: Path, keys: dict[str, 
         "JUBAO_STORAGE__SQLITE__PATH": str(tmp_path / "jubao.db"),
         "JUBAO_SERVER__SHUTDOWN_GRACE_MS": "3000",
     }
-    server = await asyncio.to_thread(ServerProcess.start, env)
+    server = await asyncio.to_thread(ServerProcess.start, env, tmp_path / "server.log")
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
             stub = meta_pb2_grpc.MetaServiceStub(channel)
             reply = await stub.GetCaller(meta_pb2.GetCallerRequest(), metadata=bearer(keys["demo-bank"]))
             assert reply.tenant_id == "demo-bank"
         assert await asyncio.to_thread(server.terminate) == 0
-        logs = server.stderr_text()
+        logs = server.log_text()
         assert '"event": "shutdown requested"' in logs and '"event": "stopped"' in logs
     finally:
         server.kill()

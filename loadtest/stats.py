@@ -1,0 +1,150 @@
+"""Per-second figures of a load: each worker counts what it offered, what succeeded and each error by
+gRPC status, and records latencies into an HDR histogram per second; it hands each finished second over
+encoded (`Tick`), and the parent merges the workers' seconds (`Series`) and reads figures over any window.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+from hdrh.histogram import HdrHistogram
+
+from loadtest import bounds
+
+OK = "OK"
+# A scheduled request the worker could not send because `in_flight_max` of its requests were in flight.
+IN_FLIGHT_CAP = "CLIENT_IN_FLIGHT_CAP"
+PERCENTILES = (50.0, 90.0, 99.0)
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(bounds.latency_min_us, bounds.latency_max_us, bounds.latency_digits)
+
+
+def merged(encoded: Iterable[bytes]) -> HdrHistogram:
+    histogram = new_histogram()
+    for part in encoded:
+        histogram.add(HdrHistogram.decode(part))
+    return histogram
+
+
+def record_latency(histogram: HdrHistogram, latency_s: float) -> None:
+    microseconds = round(latency_s * 1_000_000)
+    histogram.record_value(min(bounds.latency_max_us, max(bounds.latency_min_us, microseconds)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Tick:
+    """One worker's second: requests offered (due) in it, answers that came in it, their latencies."""
+
+    worker: int
+    second: int
+    offered: int
+    ok: int
+    transfers: int
+    errors: tuple[tuple[str, int], ...]
+    histogram: bytes
+
+
+class SecondCounter:
+    """A worker's counts for the second under way; `close` hands it over and starts the next."""
+
+    def __init__(self) -> None:
+        self.offered = 0
+        self.ok = 0
+        self.transfers = 0
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.histogram = new_histogram()
+
+    def record(self, status: str, latency_s: float | None, transfers: int = 0) -> None:
+        self.transfers += transfers
+        if status == OK:
+            self.ok += 1
+        else:
+            self.errors[status] += 1
+        if latency_s is not None:
+            record_latency(self.histogram, latency_s)
+
+    def close(self, worker: int, second: int) -> Tick:
+        errors = tuple(sorted(self.errors.items()))
+        return Tick(worker, second, self.offered, self.ok, self.transfers, errors, self.histogram.encode())
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """Merged figures over some seconds; `transfers` counts the transfers acknowledged (a batch has many)."""
+
+    seconds: int
+    offered: int
+    ok: int
+    transfers: int
+    errors: tuple[tuple[str, int], ...]
+    latency_ms: tuple[float, float, float, float]  # p50, p90, p99, max
+
+    @property
+    def error_count(self) -> int:
+        return sum(count for _, count in self.errors)
+
+    @property
+    def offered_per_s(self) -> float:
+        return self.offered / self.seconds if self.seconds else 0.0
+
+    @property
+    def achieved_per_s(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    @property
+    def transfers_per_s(self) -> float:
+        return self.transfers / self.seconds if self.seconds else 0.0
+
+    @property
+    def error_rate(self) -> float:
+        answered = self.ok + self.error_count
+        return self.error_count / answered if answered else 0.0
+
+    @property
+    def p99_ms(self) -> float:
+        return self.latency_ms[2]
+
+
+def window_of(ticks: Sequence[Tick], seconds: int) -> Window:
+    errors: collections.Counter[str] = collections.Counter()
+    for tick in ticks:
+        errors.update(dict(tick.errors))
+    histogram = merged(tick.histogram for tick in ticks)
+    p50, p90, p99 = (histogram.get_value_at_percentile(p) / 1000 for p in PERCENTILES)
+    return Window(
+        seconds=seconds,
+        offered=sum(tick.offered for tick in ticks),
+        ok=sum(tick.ok for tick in ticks),
+        transfers=sum(tick.transfers for tick in ticks),
+        errors=tuple(sorted(errors.items())),
+        latency_ms=(p50, p90, p99, histogram.get_max_value() / 1000),
+    )
+
+
+class Series:
+    """Every worker's ticks, by second."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.ticks: dict[int, list[Tick]] = collections.defaultdict(list)
+
+    def add(self, tick: Tick) -> bool:
+        """Keep a tick; True when it completes its second (every worker has reported it)."""
+        self.ticks[tick.second].append(tick)
+        return len(self.ticks[tick.second]) == self.workers
+
+    @property
+    def seconds(self) -> int:
+        return max(self.ticks, default=-1) + 1
+
+    def second(self, second: int) -> Window:
+        return window_of(self.ticks.get(second, []), 1)
+
+    def window(self, first: int, end: int) -> Window:
+        """Seconds `first` to `end - 1`."""
+        ticks = [tick for second in range(first, end) for tick in self.ticks.get(second, [])]
+        return window_of(ticks, max(0, end - first))

@@ -1,0 +1,64 @@
+"""Per-second figures: workers' histograms travel encoded and merge into the same percentiles as one
+histogram of every latency; windows add counts and errors up."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from loadtest.stats import IN_FLIGHT_CAP, OK, SecondCounter, Series, new_histogram, record_latency
+
+
+def _tick(
+    worker: int, second: int, latencies_s: list[float], errors: int = 0
+) -> tuple[SecondCounter, object]:
+    counter = SecondCounter()
+    counter.offered = len(latencies_s) + errors
+    for latency_s in latencies_s:
+        counter.record(OK, latency_s, transfers=1)
+    for _ in range(errors):
+        counter.record(IN_FLIGHT_CAP, None)
+    return counter, counter.close(worker, second)
+
+
+def test_merged_worker_histograms_equal_one_histogram_of_everything() -> None:
+    rng = random.Random(5)
+    parts = [[rng.expovariate(1 / 0.01) for _ in range(2_000)] for _ in range(3)]
+    series = Series(workers=3)
+    for worker, latencies in enumerate(parts):
+        _, tick = _tick(worker, 0, latencies)
+        series.add(tick)  # type: ignore[arg-type]
+    whole = new_histogram()
+    for latency in (latency for part in parts for latency in part):
+        record_latency(whole, latency)
+    window = series.second(0)
+    expected = [whole.get_value_at_percentile(p) / 1000 for p in (50, 90, 99)]
+    assert list(window.latency_ms[:3]) == expected
+    assert window.latency_ms[3] == whole.get_max_value() / 1000
+    assert window.ok == window.transfers == 6_000
+
+
+def test_a_second_is_complete_when_every_worker_reported_it() -> None:
+    series = Series(workers=2)
+    _, first = _tick(0, 0, [0.001])
+    _, second = _tick(1, 0, [0.002])
+    assert series.add(first) is False  # type: ignore[arg-type]
+    assert series.add(second) is True  # type: ignore[arg-type]
+
+
+def test_a_window_adds_up_counts_and_errors_by_status() -> None:
+    series = Series(workers=2)
+    for second in range(4):
+        for worker in range(2):
+            _, tick = _tick(worker, second, [0.005] * 10, errors=second)
+            series.add(tick)  # type: ignore[arg-type]
+    window = series.window(1, 4)
+    assert window.seconds == 3
+    assert window.ok == 60 and window.offered == 60 + 2 * (1 + 2 + 3)
+    assert window.errors == ((IN_FLIGHT_CAP, 12),)
+    assert window.achieved_per_s == 20
+    assert window.error_rate == pytest.approx(12 / 72)
+    assert window.latency_ms[2] == pytest.approx(5, rel=0.01)
+    assert series.seconds == 4
+    assert series.window(9, 12).ok == 0
