@@ -43,6 +43,8 @@ class TlsSettings(_Strict):
 class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(50051, ge=0, lt=65536)
+    # The host other servers of the cluster reach this one at, for forwarded calls (default: `host`).
+    advertise_host: str | None = None
     message_size_max_bytes: int = Field(4 * 1024 * 1024, gt=0, le=limits.message_size_max_bytes)
     concurrent_streams_max: int = Field(256, gt=0, le=limits.concurrent_streams_max)
     deadline_default_ms: int = Field(limits.deadline_default_ms, gt=0, le=limits.deadline_max_ms)

@@ -15,6 +15,8 @@ deadline_max_ms = 60_000
 shutdown_grace_max_ms = 30_000
 ping_payload_max_bytes = 1024
 metadata_value_max_bytes = 4096
+# Servers of the cluster one server keeps a channel open to, for forwarded calls.
+forward_channels_max = 64
 
 # Tenancy
 tenant_id_length_max = 40
@@ -79,6 +81,11 @@ ledger_batch_rows_max = 900
 ledger_recovery_rows_max = 10_000_000
 ledger_actors_max = 100_000
 ledger_recent_transfers_max = 100_000
+ledger_shard_lease_ms_min = 200
+ledger_shard_lease_ms_max = 600_000
+ledger_inbox_poll_ms_max = 10_000
+# Inbox rows (credits left by other processes) one owner applies per poll.
+ledger_inbox_rows_max = 500
 binary_search_steps_max = 64
 
 # Payments API

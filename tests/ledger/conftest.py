@@ -37,4 +37,5 @@ def tenant() -> str:
 
 @pytest.fixture
 def settings() -> PaymentsSettings:
-    return PaymentsSettings(shard_count=SHARDS)
+    """Short leases: a process killed mid-run (the simulation) is taken over within a second."""
+    return PaymentsSettings(shard_count=SHARDS, shard_lease_ms=1_000)

@@ -128,25 +128,33 @@ async def test_state_survives_a_restart(
     await second.stop()
 
 
-async def test_a_stale_owner_is_fenced(
-    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+async def test_a_leased_shard_is_not_taken_and_a_stale_owner_is_fenced(
+    backend: StorageBackend, tenant: str
 ) -> None:
+    settings = PaymentsSettings(shard_count=SHARDS, shard_lease_ms=300)
     old, new = Ledger(backend, settings), Ledger(backend, settings)
     bank, buyer = ids_in_distinct_shards("acct", SHARDS, 2)
     await open_account(old, tenant, bank, allow_negative=True)
     await open_account(old, tenant, buyer)
     await pay(old, tenant, bank, (buyer, 100))
     assert await balance(new, tenant, buyer) == 100
-    delivered = await pay(old, tenant, bank, (buyer, 1))
-    assert delivered.state is TransferState.COMPLETED
-    with pytest.raises(ApiError) as fenced:
+    with pytest.raises(ApiError) as held:
         await pay(new, tenant, buyer, (bank, 50))
-    assert fenced.value.code == grpc.StatusCode.UNAVAILABLE
+    assert (held.value.code, held.value.reason) == (grpc.StatusCode.UNAVAILABLE, Reason.SHARD_MOVED)
+    paused = list(old._actors.values())
+    for actor in paused:
+        actor._sweeper.cancel()  # type: ignore[union-attr]
+    await asyncio.sleep(0.4)
     await pay(new, tenant, buyer, (bank, 50))
+    for actor in paused:
+        actor.lease_until_ms = 2**62
+    with pytest.raises(ApiError) as fenced:
+        await pay(old, tenant, bank, (buyer, 1))
+    assert fenced.value.code == grpc.StatusCode.UNAVAILABLE
     await old.stop()
     await new.stop()
     audit = Ledger(backend, settings)
-    assert [await balance(audit, tenant, a) for a in (bank, buyer)] == [-51, 51]
+    assert [await balance(audit, tenant, a) for a in (bank, buyer)] == [-50, 50]
     assert await total(audit, tenant) == 0
     await audit.stop()
 

@@ -93,9 +93,13 @@ async def buyer_and_seller(
 
 
 async def take_shard(backend: StorageBackend, settings: PaymentsSettings, tenant: str, account: str) -> None:
-    """Another process takes the account's shard: the first one's next commit there fails."""
+    """The holder of the account's shard is paused past its lease (its lease is ended in storage, while
+    it still believes it holds it) and another process takes the shard: the holder's next commit there
+    fails."""
+    shard = shard_of(account, SHARDS)
+    await backend.write(Batch(SHARDS_TABLE.partition(tenant, shard), static_values={"lease_until_ms": 0}))
     taker = Ledger(backend, settings)
-    await taker.get_account(tenant, account)
+    await taker._actor_of_shard(tenant, shard)
     await taker.stop()
 
 

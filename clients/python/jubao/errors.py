@@ -71,6 +71,8 @@ class Reason(StrEnum):
     REFUND_WINDOW_CLOSED = "REFUND_WINDOW_CLOSED"
     # UNAVAILABLE (payments): committed, but a credit to another shard is still on its way; retry
     DELIVERY_PENDING = "DELIVERY_PENDING"
+    # UNAVAILABLE (payments): the ledger shard is held by another server that could not be reached; retry
+    SHARD_MOVED = "SHARD_MOVED"
     # FAILED_PRECONDITION (payments events): the cursor is older than the events kept; start afresh
     CURSOR_EXPIRED = "CURSOR_EXPIRED"
 

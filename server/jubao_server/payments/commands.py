@@ -224,22 +224,40 @@ class Debit:
 
 @dataclasses.dataclass(frozen=True)
 class Credit:
-    """A payee side delivered from another shard; applied once per (transfer, leg)."""
+    """A payee side delivered from another shard; applied once per (transfer, leg). `from_inbox`: another
+    process left it in this shard's inbox (under its marker key), and the row goes once it is applied."""
 
     transfer_id: str
     currency: str
     credit: RemoteCredit
     marker_ttl_s: int
+    from_inbox: bool = False
+    # The marker is stored already (an earlier owner applied it): only the inbox row goes.
+    landed: bool = False
 
-    rows_max = 4
+    rows_max = 5
 
     @property
     def marker_key(self) -> str:
         return f"{self.transfer_id}:{self.credit.leg_index}"
 
+    def inbox_record(self) -> Record:
+        """The inbox row another process writes for this credit."""
+        return {
+            "transfer_id": self.transfer_id,
+            "currency": self.currency,
+            "credit": dataclasses.asdict(self.credit),
+        }
+
+    @classmethod
+    def from_inbox_record(cls, record: Record, marker_ttl_s: int) -> Credit:
+        credit = RemoteCredit(**record["credit"])
+        return cls(record["transfer_id"], record["currency"], credit, marker_ttl_s, from_inbox=True)
+
     def apply(self, stage: Stage) -> Applied:
-        if stage.credited(self.marker_key):
-            return Applied(None)
+        inbox = [("inbox", self.marker_key)] if self.from_inbox else []
+        if self.landed or stage.credited(self.marker_key):
+            return Applied(None, deleted=inbox)
         payee = stage.require(self.credit.account_id)
         ensure(payee.account.currency == self.currency, "credit currency was checked before the debit")
         posting: Posting = stage.post(payee, self.credit.leg_index, self.credit.amount_minor)
@@ -253,7 +271,7 @@ class Credit:
             stage.put_item("escrow", self.credit.escrow["escrow_id"], self.credit.escrow)
             record["escrow"] = self.credit.escrow
         marker = ShardRow("credit", self.marker_key, {"entry_seq": posting.entry_seq}, self.marker_ttl_s)
-        return Applied(None, record, [marker])
+        return Applied(None, record, [marker], deleted=inbox)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,3 +23,10 @@ class PaymentsSettings(BaseModel):
     request_ttl_s: int = Field(7 * 24 * 3600, gt=0, le=limits.row_ttl_s_max)
     # How long after its creation a transfer can be refunded; a leg's refund tally is kept that long.
     refund_window_s: int = Field(180 * 24 * 3600, gt=0, le=limits.row_ttl_s_max)
+    # How long a process holds a shard without renewing it; another process takes the shard over only
+    # once the lease has run out (so the failover time after a crash), and forwards to it meanwhile.
+    shard_lease_ms: int = Field(
+        10_000, ge=limits.ledger_shard_lease_ms_min, le=limits.ledger_shard_lease_ms_max
+    )
+    # How often an owner looks for credits that other processes left in its shards' inboxes.
+    inbox_poll_ms: int = Field(200, gt=0, le=limits.ledger_inbox_poll_ms_max)

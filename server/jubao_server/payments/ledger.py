@@ -62,6 +62,8 @@ from jubao_server.payments.commands import (
     SettleEscrow,
     TransferPlan,
     UpdateAccount,
+    decode,
+    encode,
     error_of,
     escrow_from_record,
     escrow_record,
@@ -95,10 +97,10 @@ from jubao_server.payments.model import (
     TransferState,
 )
 from jubao_server.payments.reconcile import ReconcileReport, reconcile
-from jubao_server.payments.shard import Records, ShardActor, now_ms
+from jubao_server.payments.shard import Node, Records, ShardActor, ShardElsewhere, now_ms
 from jubao_server.payments.state import AccountState, check_credit
 from jubao_server.payments.sweep import derived_id
-from jubao_server.payments.tables import ENTRIES, REQUESTS, TENANT_CONFIG, TRANSFERS
+from jubao_server.payments.tables import ENTRIES, REQUESTS, SHARDS, TENANT_CONFIG, TRANSFERS
 from jubao_server.storage.contract import (
     Batch,
     Bound,
@@ -117,15 +119,24 @@ log = structlog.get_logger("jubao.payments")
 delivery_wait_s = 2.0
 delivery_attempts_max = 6
 delivery_backoff_s = 0.05
+lease_waits_max = 3
+# Polls for the markers of credits left in another process's inbox, `inbox_poll_ms` apart.
+inbox_polls_max = 25
 # Refusals a request keeps: a retry gets them again. Others (UNAVAILABLE, ...) leave the outcome open.
 _FINAL_CODES = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION)
 
 
 class Ledger:
-    def __init__(self, backend: StorageBackend, settings: PaymentsSettings) -> None:
+    def __init__(self, backend: StorageBackend, settings: PaymentsSettings, node: Node | None = None) -> None:
         self._backend = backend
         self._settings = settings
+        self.node = node or Node.local()
+        self._stopping = False
+        # Transfers whose credits a task of this process is delivering now.
+        self._delivering: set[str] = set()
         self._actors: dict[tuple[str, int], ShardActor] = {}
+        # Shards another process holds, until its lease as last seen runs out.
+        self._elsewhere: dict[tuple[str, int], ShardElsewhere] = {}
         self._starting: dict[tuple[str, int], asyncio.Lock] = {}
         self._shard_counts: dict[str, int] = {}
         self._completions: dict[str, asyncio.Future[bool]] = {}
@@ -137,8 +148,10 @@ class Ledger:
         """Nothing to load up front: shards are acquired on first use."""
 
     async def stop(self) -> None:
+        """Stop every shard and give its lease up, so that another process takes over at once."""
+        self._stopping = True
         for actor in list(self._actors.values()):
-            await actor.stop()
+            await actor.stop(release=True)
         if self._background:
             await asyncio.wait(self._background, timeout=delivery_wait_s)
 
@@ -158,9 +171,14 @@ class Ledger:
         return AccountView(state.account, state.balance)
 
     async def _account_state(self, tenant_id: str, account_id: str) -> AccountState:
-        """The committed state of an account, from the shard that owns it."""
-        actor = await self._actor(tenant_id, account_id)
-        state = actor.accounts.get(account_id)
+        """The committed state of an account: from its shard's owner when that is this process, else as
+        stored (every owner stores a commit before it answers)."""
+        shard = shard_of(account_id, await self._shard_count(tenant_id))
+        try:
+            state = (await self._actor_of_shard(tenant_id, shard, wait=False)).accounts.get(account_id)
+        except ShardElsewhere:
+            row = await self._backend.read_row(SHARDS.partition(tenant_id, shard), ("account", account_id))
+            state = AccountState.from_row(row) if row is not None else None
         if state is None:
             raise not_found(Reason.ACCOUNT_NOT_FOUND, f"no account {account_id}", account_id=account_id)
         return state
@@ -174,19 +192,29 @@ class Ledger:
             raise invalid("page_token", "is not a position of this list")
         views: list[AccountView] = []
         for index in range(int(shard), await self._shard_count(tenant_id)):
-            actor = await self._actor_of_shard(tenant_id, index)
-            ids = (
-                sorted(a for a in actor.accounts if a > after_id)
-                if index == int(shard)
-                else sorted(actor.accounts)
-            )
-            for account_id in ids[: limit - len(views)]:
-                state = actor.accounts[account_id]
-                views.append(AccountView(state.account, state.balance))
+            first = after_id if index == int(shard) else ""
+            states = await self._accounts_after(tenant_id, index, first, limit - len(views))
+            views += [AccountView(state.account, state.balance) for state in states]
             if len(views) == limit:
                 last = views[-1].account.account_id
                 return views, f"{index}/{last}"
         return views, None
+
+    async def _accounts_after(
+        self, tenant_id: str, shard: int, after_id: str, limit: int
+    ) -> list[AccountState]:
+        """Up to `limit` accounts of a shard after `after_id`, in id order."""
+        try:
+            accounts = (await self._actor_of_shard(tenant_id, shard, wait=False)).accounts
+            return [accounts[a] for a in sorted(a for a in accounts if a > after_id)[:limit]]
+        except ShardElsewhere:
+            query = RowQuery(
+                SHARDS.partition(tenant_id, shard),
+                lower=Bound(("account", after_id), inclusive=False),
+                upper=Bound(("account",), inclusive=True),
+                limit=limit,
+            )
+            return [AccountState.from_row(row) for row in (await self._backend.read_page(query)).rows]
 
     async def update_account(
         self, tenant_id: str, account_id: str, change: AccountChange, key: Idempotency
@@ -459,7 +487,11 @@ class Ledger:
     async def _item(self, tenant_id: str, kind: str, item_id: str) -> Record | None:
         """An item of the shard that owns it: a hold lives with its payer, found by scanning the shards."""
         for shard in range(await self._shard_count(tenant_id)):
-            record = (await self._actor_of_shard(tenant_id, shard)).items.get((kind, item_id))
+            try:
+                record = (await self._actor_of_shard(tenant_id, shard, wait=False)).items.get((kind, item_id))
+            except ShardElsewhere:
+                row = await self._backend.read_row(SHARDS.partition(tenant_id, shard), (kind, item_id))
+                record = decode(row["record"]) if row is not None else None
             if record is not None:
                 return record
         return None
@@ -559,29 +591,58 @@ class Ledger:
     async def _actor(self, tenant_id: str, account_id: str) -> ShardActor:
         return await self._actor_of_shard(tenant_id, shard_of(account_id, await self._shard_count(tenant_id)))
 
-    async def _actor_of_shard(self, tenant_id: str, shard: int) -> ShardActor:
+    async def _actor_of_shard(self, tenant_id: str, shard: int, wait: bool = True) -> ShardActor:
+        """This process's owner of the shard, acquired if need be. Raises ShardElsewhere while another
+        process holds its lease, unless that process takes no forwarded calls and `wait` is set: then
+        the lease is waited out (a reader does not wait: it reads what the holder stored)."""
         key = (tenant_id, shard)
         actor = self._actors.get(key)
-        if actor is not None and not actor.lost:
+        if actor is not None and actor.serving():
             return actor
+        elsewhere = self._elsewhere.get(key)
+        if elsewhere is not None and elsewhere.lease_until_ms > now_ms() and (elsewhere.address or not wait):
+            raise elsewhere
         async with self._starting.setdefault(key, asyncio.Lock()):
             actor = self._actors.get(key)
-            if actor is None or actor.lost:
-                actor = await self._acquire(tenant_id, shard)
+            if actor is not None and not actor.lost and not actor.serving():
+                await actor.renew()
+            if actor is None or not actor.serving():
+                if actor is not None:
+                    await actor.stop()
+                actor = await self._acquire(tenant_id, shard, wait)
         return actor
 
-    async def _acquire(self, tenant_id: str, shard: int) -> ShardActor:
+    async def _acquire(self, tenant_id: str, shard: int, wait: bool) -> ShardActor:
+        """Take the shard over; a lease held elsewhere is waited out at most `lease_waits_max` times."""
         ensure(len(self._actors) < limits.ledger_actors_max, "more ledger shards than ledger_actors_max")
+        if self._stopping:
+            raise unavailable(Reason.DRAINING, "the ledger is stopping; retry on another server")
         count = await self._shard_count(tenant_id)
         actor = ShardActor(
-            self._backend, tenant_id, shard, shard_count=count, settings=self._settings, listener=self
+            self._backend,
+            tenant_id,
+            shard,
+            shard_count=count,
+            settings=self._settings,
+            listener=self,
+            node=self.node,
         )
-        recovered = await actor.acquire()
+        for _ in range(lease_waits_max):
+            try:
+                recovered = await actor.acquire()
+                break
+            except ShardElsewhere as elsewhere:
+                if elsewhere.address or not wait:
+                    self._elsewhere[(tenant_id, shard)] = elsewhere
+                    raise
+                await asyncio.sleep(max(0, elsewhere.lease_until_ms - now_ms()) / 1000)
+        else:
+            raise unavailable(Reason.SHARD_MOVED, f"ledger shard {shard} is held by another process; retry")
+        self._elsewhere.pop((tenant_id, shard), None)
         await write_all(self._backend, self.journal(actor, recovered))
         self._actors[(tenant_id, shard)] = actor
         actor.start()
-        for transfer_id, owed in actor.outbox.items():
-            self._spawn(self._deliver(actor, transfer_id, owed))
+        self.stalled(actor)
         return actor
 
     async def _check_payee(self, tenant_id: str, account_id: str, amount_minor: int, currency: str) -> None:
@@ -647,7 +708,8 @@ class Ledger:
             if transfer is not None and transfer.transfer_id in actor.outbox:
                 owed = actor.outbox[transfer.transfer_id]
                 self._completions.setdefault(transfer.transfer_id, asyncio.get_running_loop().create_future())
-                self._spawn(self._deliver(actor, transfer.transfer_id, owed))
+                if transfer.transfer_id not in self._delivering:
+                    self._spawn(self._deliver(actor, transfer.transfer_id, owed))
 
     def _stop_waiting(self, transfer_id: str, delivered: bool) -> None:
         """Wake (and forget) the callers waiting for a transfer's credits to land; `delivered` tells them
@@ -656,41 +718,64 @@ class Ledger:
         if done is not None and not done.done():
             done.set_result(delivered)
 
+    def stalled(self, actor: ShardActor) -> None:
+        for transfer_id, owed in actor.outbox.items():
+            if transfer_id not in self._delivering:
+                self._spawn(self._deliver(actor, transfer_id, owed))
+
     async def _deliver(self, payer: ShardActor, transfer_id: str, owed: Record) -> None:
         """Apply each owed credit once, then drop the outbox entry. A failed attempt (a shard that moved,
-        storage trouble) is retried with backoff. The credit marker is read once the payee's shard is
-        owned: a credit an earlier owner applied is found there, one this owner applied it remembers, so
-        a delivery that runs twice (the payer shard acquired again meanwhile) credits once."""
-        transfer = owed["transfer"]
-        for attempt in range(delivery_attempts_max):
-            try:
-                for item in owed["credits"]:
-                    credit = Credit(
-                        transfer_id, transfer["currency"], RemoteCredit(**item), self._settings.wal_ttl_s
+        storage trouble) is retried with backoff; the owner's upkeep starts a delivery again while its
+        outbox still owes. The credit marker is read once the payee's shard is owned: a credit an
+        earlier owner applied is found there, one this owner applied it remembers, so a delivery that
+        runs twice (the payer shard acquired again meanwhile) credits once. A payee shard that another
+        process holds gets the credit in its inbox, and the delivery waits for its marker."""
+        self._delivering.add(transfer_id)
+        try:
+            for attempt in range(delivery_attempts_max):
+                try:
+                    await self._credit_all(payer.tenant_id, transfer_id, owed)
+                    owner = await self._actor_of_shard(payer.tenant_id, payer.shard)
+                    await owner.submit(Delivered(transfer_id))
+                    return
+                except (ApiError, StorageError, ShardElsewhere) as error:
+                    log.warning(
+                        "credit delivery failed; retrying",
+                        transfer_id=transfer_id,
+                        attempt=attempt,
+                        error=str(error),
                     )
-                    payee = await self._actor_of_shard(payer.tenant_id, credit.credit.shard)
-                    if not await self._credited(payee, credit):
-                        await payee.submit(credit)
-                owner = await self._actor_of_shard(payer.tenant_id, payer.shard)
-                await owner.submit(Delivered(transfer_id))
-                return
-            except (ApiError, StorageError) as error:
-                log.warning(
-                    "credit delivery failed; retrying",
-                    transfer_id=transfer_id,
-                    attempt=attempt,
-                    error=str(error),
-                )
-                await asyncio.sleep(delivery_backoff_s * 2**attempt)
-        log.error(
-            "credit delivery gave up; the payer shard delivers again when it is next acquired",
-            transfer_id=transfer_id,
-        )
-        self._stop_waiting(transfer_id, delivered=False)
+                    await asyncio.sleep(delivery_backoff_s * 2**attempt)
+            log.error("credit delivery gave up; the payer shard delivers again", transfer_id=transfer_id)
+            self._stop_waiting(transfer_id, delivered=False)
+        finally:
+            self._delivering.discard(transfer_id)
 
-    async def _credited(self, payee: ShardActor, command: Credit) -> bool:
-        row = await self._backend.read_row(payee.partition, ("credit", command.marker_key))
-        return row is not None
+    async def _credit_all(self, tenant_id: str, transfer_id: str, owed: Record) -> None:
+        currency = owed["transfer"]["currency"]
+        left: list[Credit] = []
+        for item in owed["credits"]:
+            credit = Credit(transfer_id, currency, RemoteCredit(**item), self._settings.wal_ttl_s)
+            partition = SHARDS.partition(tenant_id, credit.credit.shard)
+            try:
+                payee = await self._actor_of_shard(tenant_id, credit.credit.shard)
+            except ShardElsewhere:
+                put = Put(("inbox", credit.marker_key), {"record": encode(credit.inbox_record())})
+                await self._backend.write(Batch(partition, (put,)))
+                left.append(credit)
+                continue
+            if not await self._credited(tenant_id, credit):
+                await payee.submit(credit)
+        for _ in range(inbox_polls_max):
+            if not left:
+                return
+            await asyncio.sleep(self._settings.inbox_poll_ms / 1000)
+            left = [credit for credit in left if not await self._credited(tenant_id, credit)]
+        raise unavailable(Reason.DELIVERY_PENDING, f"credits of {transfer_id} wait in another shard's inbox")
+
+    async def _credited(self, tenant_id: str, credit: Credit) -> bool:
+        partition = SHARDS.partition(tenant_id, credit.credit.shard)
+        return await self._backend.read_row(partition, ("credit", credit.marker_key)) is not None
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 import grpc
 from google.protobuf.message import Message
+from jubao.errors import Reason
 from jubao.payments.v1 import payments_pb2 as pb
 from jubao.payments.v1 import payments_pb2_grpc as pb_grpc
 
 from jubao_server import limits
-from jubao_server.errors import ApiError, invalid
+from jubao_server.errors import ApiError, invalid, unavailable
 from jubao_server.invariants import ensure
 from jubao_server.payments.api import Idempotency, LedgerApi, TransferCommand
 from jubao_server.payments.convert import (
@@ -43,15 +44,20 @@ from jubao_server.payments.convert import (
 )
 from jubao_server.payments.shard import now_ms
 from jubao_server.platform.context import current_caller
+from jubao_server.platform.forwarding import ForwardedError, Forwarder, HeldElsewhere
 from jubao_server.platform.idempotency import body_sha256
 from jubao_server.platform.paging import decode_token, encode_token, page_size
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+BATCH_METHOD: Final = "/jubao.payments.v1.PaymentService/BatchCreateTransfers"
+
+
 class PaymentService(pb_grpc.PaymentServiceServicer):
-    def __init__(self, ledger: LedgerApi) -> None:
+    def __init__(self, ledger: LedgerApi, forwarder: Forwarder) -> None:
         self._ledger = ledger
+        self._forwarder = forwarder
 
     async def OpenAccount(self, request: pb.OpenAccountRequest, context: Context) -> pb.OpenAccountResponse:
         command = open_account_command(request)
@@ -112,7 +118,8 @@ class PaymentService(pb_grpc.PaymentServiceServicer):
         self, request: pb.BatchCreateTransfersRequest, context: Context
     ) -> pb.BatchCreateTransfersResponse:
         """Every valid request runs through the ledger, at most `batch_transfers_concurrency_max` at once;
-        each result is the transfer or the error of that request alone."""
+        each result is the transfer or the error of that request alone. The requests whose payer's shard
+        another server holds go to that server, in one batch per server."""
         items = batch_items(request)
         results = [
             pb.TransferResult(error=error_to_pb(i)) if isinstance(i, ApiError) else pb.TransferResult()
@@ -121,13 +128,43 @@ class PaymentService(pb_grpc.PaymentServiceServicer):
         valid = [(index, item) for index, item in enumerate(items) if isinstance(item, TransferCommand)]
         tenant_id = _tenant_id()
 
+        held: dict[str, list[int]] = {}
+
         async def run(index: int, command: TransferCommand) -> None:
             key = _idempotency(request.requests[index])
-            results[index] = await self._transfer_result(tenant_id, command, key)
+            try:
+                results[index] = await self._transfer_result(tenant_id, command, key)
+            except HeldElsewhere as elsewhere:
+                held.setdefault(elsewhere.address, []).append(index)
 
         await _for_each_bounded(valid, run, limits.batch_transfers_concurrency_max)
+        for address, indexes in held.items():
+            await self._forward_items(request, indexes, results, address, context)
         ensure(all(r.WhichOneof("result") for r in results), "every request of a batch has its result")
         return pb.BatchCreateTransfersResponse(results=results)
+
+    async def _forward_items(
+        self,
+        request: pb.BatchCreateTransfersRequest,
+        indexes: list[int],
+        results: list[pb.TransferResult],
+        address: str,
+        context: Context,
+    ) -> None:
+        """The results of the requests at `indexes`, from the server at `address`."""
+        part = pb.BatchCreateTransfersRequest(requests=[request.requests[i] for i in indexes])
+        timeout_s = context.time_remaining() or limits.deadline_default_ms / 1000
+        try:
+            answer = await self._forwarder.forward(
+                BATCH_METHOD, part.SerializeToString(), context, address, timeout_s
+            )
+            forwarded = list(pb.BatchCreateTransfersResponse.FromString(answer).results)
+        except (ApiError, ForwardedError) as error:
+            failure = error if isinstance(error, ApiError) else unavailable(Reason.SHARD_MOVED, str(error))
+            forwarded = [pb.TransferResult(error=error_to_pb(failure))] * len(indexes)
+        ensure(len(forwarded) == len(indexes), "a forwarded batch has a result per request")
+        for index, result in zip(indexes, forwarded, strict=True):
+            results[index] = result
 
     async def _transfer_result(
         self, tenant_id: str, command: TransferCommand, key: Idempotency

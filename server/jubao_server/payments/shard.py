@@ -5,6 +5,12 @@ shard starts (`acquire`). Every group commit is one batch on that partition cond
 the last sequence number it saw, so a stale owner's commit fails and it stops (`lost`). The batch
 carries the new state of every touched account, the write-ahead records of the group and the outbox or
 credit-marker rows: either all of it is stored or none of it is.
+
+Ownership is also a lease (`owner`, `lease_until_ms`): every commit and a renewal every tick extend it,
+another process takes the shard over only once it has run out (`ShardElsewhere` until then), and the
+owner answers from memory only while its lease has a margin left (`serving`), so a process that stopped
+renewing (paused, cut off) stops answering before anyone else can take over. Credits that other
+processes owe to this shard's accounts arrive as `inbox` rows of its partition; the owner polls them.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import uuid
 from typing import Protocol, TypeVar
 
 import grpc
@@ -23,6 +30,7 @@ from jubao_server.errors import ApiError, internal, resource_exhausted, unavaila
 from jubao_server.payments.commands import (
     Applied,
     Command,
+    Credit,
     Record,
     decode,
     encode,
@@ -34,6 +42,7 @@ from jubao_server.payments.model import Transfer
 from jubao_server.payments.state import AccountState, ItemKey, Stage
 from jubao_server.payments.sweep import ITEM_KINDS, due_commands, expired_tallies, item_ttl_s
 from jubao_server.payments.tables import SHARDS
+from jubao_server.platform.forwarding import HeldElsewhere
 from jubao_server.storage.contract import (
     Batch,
     Bound,
@@ -58,6 +67,35 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@dataclasses.dataclass(frozen=True)
+class Node:
+    """This process as a shard owner: an id of its own, and the address other processes forward calls
+    to ("" when it takes none, as in tests and tools)."""
+
+    node_id: str
+    address: str = ""
+
+    @classmethod
+    def local(cls, address: str = "") -> Node:
+        return cls(f"node-{uuid.uuid4().hex[:16]}", address)
+
+    @property
+    def tag(self) -> str:
+        """What the `owner` static column holds."""
+        return f"{self.node_id}@{self.address}"
+
+
+class ShardElsewhere(HeldElsewhere):
+    """Another process holds the shard's lease: calls go to it (`address`), or wait until the lease
+    runs out when it has none."""
+
+    def __init__(self, shard: int, owner: str, lease_until_ms: int) -> None:
+        message = f"ledger shard {shard} is leased by {owner} until {lease_until_ms}"
+        super().__init__(message, owner.partition("@")[2])
+        self.shard = shard
+        self.lease_until_ms = lease_until_ms
+
+
 def wal_key(seq: int) -> str:
     return f"{seq:019d}"
 
@@ -79,6 +117,9 @@ class CommitListener(Protocol):
     def committed(self, actor: ShardActor, records: Records) -> None:
         """Start the follow-up work of the records (cross-shard deliveries); not awaited."""
 
+    def stalled(self, actor: ShardActor) -> None:
+        """Deliver again what the outbox still owes and nothing is delivering now."""
+
 
 class ShardActor:
     def __init__(
@@ -90,6 +131,7 @@ class ShardActor:
         shard_count: int,
         settings: PaymentsSettings,
         listener: CommitListener,
+        node: Node,
     ) -> None:
         self.backend = backend
         self.tenant_id = tenant_id
@@ -108,6 +150,10 @@ class ShardActor:
         # Holds, escrows and refund tallies of this shard, by (row kind, id).
         self.items: dict[ItemKey, Record] = {}
         self.lost = False
+        self.lease_until_ms = 0
+        self._node = node
+        self._lease_ms = settings.shard_lease_ms
+        self._tick_s = min(settings.inbox_poll_ms, settings.shard_lease_ms // 4) / 1000
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(settings.shard_queue_max)
         self._group_max = settings.group_commit_max
         self._wal_ttl_s = settings.wal_ttl_s
@@ -123,17 +169,25 @@ class ShardActor:
             epoch = static.as_int("epoch") if static is not None and static["epoch"] is not None else 0
             last_seq = _int_or_zero(static, "last_seq")
             materialized_seq = _int_or_zero(static, "materialized_seq")
+            holder = static["owner"] if static is not None else None
+            held_until_ms = _int_or_zero(static, "lease_until_ms")
+            if isinstance(holder, str) and holder != self._node.tag and held_until_ms > now_ms():
+                raise ShardElsewhere(self.shard, holder, held_until_ms)
+            lease_until_ms = now_ms() + self._lease_ms
             fence = Batch(
                 self.partition,
                 static_values={
                     "epoch": epoch + 1,
                     "last_seq": last_seq,
                     "materialized_seq": materialized_seq,
+                    "owner": self._node.tag,
+                    "lease_until_ms": lease_until_ms,
                 },
                 conditions=(StaticMatches({"epoch": epoch if epoch else None}),),
             )
             if (await self.backend.write(fence)).applied:
                 self.epoch, self.last_seq, self.materialized_seq = epoch + 1, last_seq, materialized_seq
+                self.lease_until_ms = lease_until_ms
                 return await self._load()
         raise unavailable(Reason.STORAGE_UNAVAILABLE, f"ledger shard {self.shard} is contended; retry")
 
@@ -178,33 +232,90 @@ class ShardActor:
             f"ledger shard {self.shard} holds more than ledger_recovery_rows_max rows of {kind}"
         )
 
+    def serving(self) -> bool:
+        """Whether this owner may answer: not fenced, and its lease has a quarter of its length left."""
+        return not self.lost and now_ms() + self._lease_ms // 4 < self.lease_until_ms
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"ledger-{self.tenant_id}-{self.shard}")
-        self._sweeper = asyncio.create_task(self._sweep(), name=f"ledger-sweep-{self.tenant_id}-{self.shard}")
+        self._sweeper = asyncio.create_task(self._tend(), name=f"ledger-tend-{self.tenant_id}-{self.shard}")
 
-    async def stop(self) -> None:
+    async def stop(self, release: bool = False) -> None:
+        """Stop the actor's tasks; with `release`, give the lease up so that another process need not
+        wait for it to run out."""
         tasks = [t for t in (self._task, self._sweeper) if t is not None]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=stop_timeout_s)
+        if release and not self.lost:
+            self.lost = True
+            released = Batch(
+                self.partition,
+                static_values={"lease_until_ms": 0},
+                conditions=(StaticMatches({"epoch": self.epoch}),),
+            )
+            try:
+                await self.backend.write(released)
+            except StorageError as error:
+                log.warning("ledger shard lease not released", shard=self.shard, error=str(error))
+
+    async def _tend(self) -> None:
+        """Every tick: renew the lease when a third of it is used, apply the credits other processes
+        left in the inbox; about once a second: expire holds, release escrows whose time has come,
+        forget closed refund tallies, and deliver again what the outbox still owes."""
+        swept_s = time.monotonic()
+        while not self.lost:
+            await asyncio.sleep(self._tick_s)
+            try:
+                if self.lease_until_ms - now_ms() < self._lease_ms * 2 // 3:
+                    await self.renew()
+                await self._apply_inbox()
+                if time.monotonic() - swept_s >= sweep_interval_s:
+                    swept_s = time.monotonic()
+                    await self._sweep()
+            except (ApiError, StorageError) as error:
+                log.warning("ledger shard upkeep failed", shard=self.shard, error=str(error))
+
+    async def renew(self) -> None:
+        """Extend the lease, if the shard is still this owner's (else it is lost)."""
+        lease_until_ms = now_ms() + self._lease_ms
+        renewal = Batch(
+            self.partition,
+            static_values={"lease_until_ms": lease_until_ms},
+            conditions=(StaticMatches({"epoch": self.epoch}),),
+        )
+        if (await self.backend.write(renewal)).applied:
+            self.lease_until_ms = max(self.lease_until_ms, lease_until_ms)
+        else:
+            log.warning("ledger shard fenced", tenant_id=self.tenant_id, shard=self.shard, epoch=self.epoch)
+            self.lost = True
+
+    async def _apply_inbox(self) -> None:
+        """Apply the credits other processes left here. The marker is read first, as a delivery does:
+        a credit an earlier owner applied only has its inbox row dropped."""
+        query = RowQuery(
+            self.partition,
+            lower=Bound(("inbox",), inclusive=True),
+            upper=Bound(("inbox",), inclusive=True),
+            limit=limits.ledger_inbox_rows_max,
+        )
+        for row in (await self.backend.read_page(query)).rows:
+            credit = Credit.from_inbox_record(decode(row["record"]), self._wal_ttl_s)
+            landed = await self.backend.read_row(self.partition, ("credit", credit.marker_key))
+            await self.submit(dataclasses.replace(credit, landed=landed is not None))
 
     async def _sweep(self) -> None:
-        """Expire holds and release escrows whose time has come, about once a second."""
-        while not self.lost:
-            await asyncio.sleep(sweep_interval_s)
-            for key in expired_tallies(self.items, now_ms()):
-                del self.items[key]
-            for command in due_commands(self.items, self.tenant_id, self.shard_count, now_ms()):
-                try:
-                    await self.submit(command)
-                except ApiError as error:
-                    log.warning(
-                        "ledger sweep step refused",
-                        shard=self.shard,
-                        reason=error.reason,
-                        error=error.message,
-                    )
+        for key in expired_tallies(self.items, now_ms()):
+            del self.items[key]
+        for command in due_commands(self.items, self.tenant_id, self.shard_count, now_ms()):
+            try:
+                await self.submit(command)
+            except ApiError as error:
+                log.warning(
+                    "ledger sweep step refused", shard=self.shard, reason=error.reason, error=error.message
+                )
+        self._listener.stalled(self)
 
     async def submit(self, command: Command) -> object:
         """Queue a command and wait for its committed result (or its rejection)."""
@@ -220,24 +331,35 @@ class ShardActor:
         return await future
 
     async def _run(self) -> None:
-        while not self.lost:
-            group = [await self._queue.get()]
-            rows = group[0].command.rows_max
-            while len(group) < self._group_max and not self._queue.empty():
-                following = self._queue.get_nowait()
-                group.append(following)
-                rows += following.command.rows_max
-                if rows >= limits.ledger_batch_rows_max:
-                    break
-            try:
-                await self._commit(group)
-            except Exception:
-                # A programmer error in a command: this owner stops and the shard is acquired afresh.
-                log.exception("ledger shard failed", tenant_id=self.tenant_id, shard=self.shard)
-                self.lost = True
-                for pending in group:
-                    _settle(pending.future, internal(f"ledger shard {self.shard} failed"))
-        self._fail_queued(_moved(self.shard))
+        """Commit groups until the owner is lost or stopped; then every caller still waiting (the group
+        cut short by a stop, the queued ones) gets UNAVAILABLE and retries with its request id."""
+        group: list[_Pending] = []
+        try:
+            while not self.lost:
+                group = self._next_group(await self._queue.get())
+                try:
+                    await self._commit(group)
+                except Exception:
+                    # A programmer error in a command: this owner stops and the shard is acquired afresh.
+                    log.exception("ledger shard failed", tenant_id=self.tenant_id, shard=self.shard)
+                    self.lost = True
+                    for pending in group:
+                        _settle(pending.future, internal(f"ledger shard {self.shard} failed"))
+        finally:
+            for pending in group:
+                _settle(pending.future, _moved(self.shard))
+            self._fail_queued(_moved(self.shard))
+
+    def _next_group(self, first: _Pending) -> list[_Pending]:
+        group = [first]
+        rows = first.command.rows_max
+        while len(group) < self._group_max and not self._queue.empty():
+            following = self._queue.get_nowait()
+            group.append(following)
+            rows += following.command.rows_max
+            if rows >= limits.ledger_batch_rows_max:
+                break
+        return group
 
     async def _commit(self, group: list[_Pending]) -> None:
         stage = Stage(
@@ -289,6 +411,7 @@ class ShardActor:
             puts += [Put((row.kind, row.key), row.values(), ttl_s=row.ttl_s) for row in outcome.rows]
             deletes += [Delete(key) for key in outcome.deleted]
         new_last = self.last_seq + len(records)
+        lease_until_ms = stage.now_ms + self._lease_ms
         batch = Batch(
             self.partition,
             puts=tuple(puts),
@@ -297,6 +420,7 @@ class ShardActor:
                 "epoch": self.epoch,
                 "last_seq": new_last,
                 "materialized_seq": self.materialized_seq,
+                "lease_until_ms": lease_until_ms,
             },
             conditions=(StaticMatches({"epoch": self.epoch, "last_seq": self.last_seq}),),
         )
@@ -304,6 +428,7 @@ class ShardActor:
             log.warning("ledger shard fenced", tenant_id=self.tenant_id, shard=self.shard, epoch=self.epoch)
             raise _moved(self.shard)
         self.last_seq = new_last
+        self.lease_until_ms = max(self.lease_until_ms, lease_until_ms)
         self.accounts.update(stage.touched)
         self.items.update(stage.touched_items)
         _keep_recent(self.transfers, stage.new_transfers)

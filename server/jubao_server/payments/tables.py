@@ -2,7 +2,9 @@
 
 `payments_shards` holds one partition per (tenant, shard): the static fencing epoch and sequence, the
 current state of every account of the shard (kind "account"), write-ahead records not yet expired
-(kind "wal"), credits owed to other shards (kind "outbox") and credits received (kind "credit").
+(kind "wal"), credits owed to other shards (kind "outbox"), credits received (kind "credit") and credits
+other processes left for the owner to apply (kind "inbox"). The owner's lease is static too: `owner`
+(the process holding the shard) and `lease_until_ms`.
 A shard's whole change is one conditional batch on this partition. The other tables are materialized
 from the write-ahead records: idempotent, and replayed after a crash.
 """
@@ -44,10 +46,12 @@ SHARDS = Table(
         "epoch": T.BIGINT,
         "last_seq": T.BIGINT,
         "materialized_seq": T.BIGINT,
+        "owner": T.TEXT,
+        "lease_until_ms": T.BIGINT,
         "record": T.BLOB,
         **ACCOUNT_COLUMNS,
     },
-    static_columns=frozenset({"epoch", "last_seq", "materialized_seq"}),
+    static_columns=frozenset({"epoch", "last_seq", "materialized_seq", "owner", "lease_until_ms"}),
 )
 
 ENTRIES = Table(

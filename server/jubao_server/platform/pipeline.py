@@ -29,8 +29,9 @@ from opentelemetry import propagate, trace
 
 from jubao_server.config import ServerSettings
 from jubao_server.errors import ApiError, internal, permission_denied, unavailable
-from jubao_server.invariants import InvariantViolation
+from jubao_server.invariants import InvariantViolation, ensure
 from jubao_server.platform.context import reset_caller, set_caller
+from jubao_server.platform.forwarding import ForwardedError, Forwarder, HeldElsewhere
 from jubao_server.storage.contract import StorageError
 from jubao_server.telemetry import Telemetry
 from jubao_server.tenancy.auth import Authenticator, Caller, metadata_credentials
@@ -69,8 +70,11 @@ class CallPipeline(grpc.aio.ServerInterceptor):
         gate: QuotaGate,
         telemetry: Telemetry,
         settings: ServerSettings,
+        *,
+        forwarder: Forwarder,
     ) -> None:
         self._policies = policies
+        self.forwarder = forwarder
         self._auth = authenticator
         self._gate = gate
         self._telemetry = telemetry
@@ -100,10 +104,12 @@ class CallPipeline(grpc.aio.ServerInterceptor):
         self, handler: grpc.RpcMethodHandler[Any, Any], method: str, policy: ServicePolicy
     ) -> grpc.RpcMethodHandler[Any, Any]:
         if handler.unary_unary is not None:
+            serialize = handler.response_serializer
+            ensure(serialize is not None, f"{method} has no response serializer")
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(cast(UnaryBehavior, handler.unary_unary), method, policy),
                 request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                response_serializer=lambda r: r if isinstance(r, bytes) else serialize(r),
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
@@ -119,7 +125,10 @@ class CallPipeline(grpc.aio.ServerInterceptor):
             with self._observe(state, context):
                 try:
                     caller = await self._admit(state, context, policy)
-                    return await self._run_unary(behavior, request, context, caller)
+                    try:
+                        return await self._run_unary(behavior, request, context, caller)
+                    except HeldElsewhere as held:
+                        return await self._forward(method, request, context, held)
                 except BaseException as error:
                     await self._fail(state, context, error)
             return None
@@ -168,6 +177,10 @@ class CallPipeline(grpc.aio.ServerInterceptor):
             reset_caller(token)
             admission.release()
 
+    async def _forward(self, method: str, request: Any, context: Context, held: HeldElsewhere) -> bytes:
+        payload = request.SerializeToString()
+        return await self.forwarder.forward(method, payload, context, held.address, self._timeout_s(context))
+
     def _timeout_s(self, context: Context) -> float:
         remaining_s = context.time_remaining()
         if remaining_s is None:
@@ -178,6 +191,11 @@ class CallPipeline(grpc.aio.ServerInterceptor):
         if isinstance(error, asyncio.CancelledError | grpc.aio.AbortError):
             state.code = grpc.StatusCode.CANCELLED
             raise error
+        if isinstance(error, ForwardedError):
+            state.code = error.failure.code()
+            failure = error.failure
+            trailers = tuple(failure.trailing_metadata() or ())
+            await context.abort(failure.code(), failure.details() or "", trailers)
         api_error = _api_error(error, state)
         state.code = api_error.code
         await context.abort_with_status(rpc_status.to_status(api_error.to_status()))

@@ -21,6 +21,8 @@ from jubao_server.config import ServerSettings, Settings, TlsSettings
 from jubao_server.payments.api import LedgerApi
 from jubao_server.payments.ledger import Ledger
 from jubao_server.payments.service import PaymentService
+from jubao_server.payments.shard import Node
+from jubao_server.platform.forwarding import Forwarder
 from jubao_server.platform.idempotency import RequestLog
 from jubao_server.platform.pipeline import CallPipeline, ServicePolicy
 from jubao_server.platform.service import MetaService
@@ -75,11 +77,24 @@ class JubaoServer:
         authenticator = Authenticator(store, settings.tenancy.auth_cache_ttl_ms)
         ledger = Ledger(backend, settings.payments)
         await ledger.start()
-        pipeline = CallPipeline(POLICIES, authenticator, QuotaGate(), telemetry, settings.server)
+        forwarder = Forwarder(settings.server)
+        pipeline = CallPipeline(
+            POLICIES, authenticator, QuotaGate(), telemetry, settings.server, forwarder=forwarder
+        )
         server = grpc.aio.server(interceptors=[pipeline], options=_channel_options(settings.server))
         health_servicer = health.aio.HealthServicer()
-        _add_services(server, store, RequestLog(backend), authenticator, health_servicer, ledger=ledger)
+        _add_services(
+            server,
+            store,
+            RequestLog(backend),
+            authenticator,
+            health_servicer,
+            ledger=ledger,
+            forwarder=forwarder,
+        )
         port = _bind(server, settings.server)
+        forwarder.address = f"{settings.server.advertise_host or settings.server.host}:{port}"
+        ledger.node = Node.local(forwarder.address)
         await server.start()
         started = cls(
             settings, telemetry, backend, ledger, server, health_servicer, pipeline, authenticator, port
@@ -100,6 +115,7 @@ class JubaoServer:
                 await self._probe
         await self.server.stop(grace_s)
         await self.ledger.stop()
+        await self.pipeline.forwarder.close()
         await self.backend.close()
         self.telemetry.shutdown()
         log.info("stopped")
@@ -142,12 +158,13 @@ def _add_services(
     health_servicer: health.aio.HealthServicer,
     *,
     ledger: LedgerApi,
+    forwarder: Forwarder,
 ) -> None:
     tenant_admin_pb2_grpc.add_TenantAdminServicer_to_server(
         TenantAdminService(store, request_log, authenticator), server
     )
     meta_pb2_grpc.add_MetaServiceServicer_to_server(MetaService(), server)
-    payments_pb2_grpc.add_PaymentServiceServicer_to_server(PaymentService(ledger), server)
+    payments_pb2_grpc.add_PaymentServiceServicer_to_server(PaymentService(ledger, forwarder), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     reflection.enable_server_reflection((*POLICIES, health_name, reflection.SERVICE_NAME), server)

@@ -52,6 +52,10 @@ class PaymentServiceStub:
     is in a state that does not allow the call),
     AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL,
     REFUND_WINDOW_CLOSED
+    UNAVAILABLE          DELIVERY_PENDING (committed, a credit is still on its
+    way), SHARD_MOVED (the ledger shard is held by
+    another server that could not be reached), DRAINING,
+    STORAGE_UNAVAILABLE: retry with the same request_id
     A rejected call changes nothing.
     """
 
@@ -195,6 +199,10 @@ class PaymentServiceServicer:
     is in a state that does not allow the call),
     AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL,
     REFUND_WINDOW_CLOSED
+    UNAVAILABLE          DELIVERY_PENDING (committed, a credit is still on its
+    way), SHARD_MOVED (the ledger shard is held by
+    another server that could not be reached), DRAINING,
+    STORAGE_UNAVAILABLE: retry with the same request_id
     A rejected call changes nothing.
     """
 
@@ -550,6 +558,10 @@ class PaymentService:
     is in a state that does not allow the call),
     AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL,
     REFUND_WINDOW_CLOSED
+    UNAVAILABLE          DELIVERY_PENDING (committed, a credit is still on its
+    way), SHARD_MOVED (the ledger shard is held by
+    another server that could not be reached), DRAINING,
+    STORAGE_UNAVAILABLE: retry with the same request_id
     A rejected call changes nothing.
     """
 

@@ -53,6 +53,10 @@ class PaymentServiceStub:
                            is in a state that does not allow the call),
                            AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL,
                            REFUND_WINDOW_CLOSED
+      UNAVAILABLE          DELIVERY_PENDING (committed, a credit is still on its
+                           way), SHARD_MOVED (the ledger shard is held by
+                           another server that could not be reached), DRAINING,
+                           STORAGE_UNAVAILABLE: retry with the same request_id
     A rejected call changes nothing.
     """
 
@@ -209,6 +213,10 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
                            is in a state that does not allow the call),
                            AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL,
                            REFUND_WINDOW_CLOSED
+      UNAVAILABLE          DELIVERY_PENDING (committed, a credit is still on its
+                           way), SHARD_MOVED (the ledger shard is held by
+                           another server that could not be reached), DRAINING,
+                           STORAGE_UNAVAILABLE: retry with the same request_id
     A rejected call changes nothing.
     """
 
@@ -361,6 +369,10 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
                            is in a state that does not allow the call),
                            AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL,
                            REFUND_WINDOW_CLOSED
+      UNAVAILABLE          DELIVERY_PENDING (committed, a credit is still on its
+                           way), SHARD_MOVED (the ledger shard is held by
+                           another server that could not be reached), DRAINING,
+                           STORAGE_UNAVAILABLE: retry with the same request_id
     A rejected call changes nothing.
     """
 

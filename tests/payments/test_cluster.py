@@ -1,0 +1,214 @@
+"""Two server processes on one store: each ledger shard is leased by one of them, the other forwards the
+calls that need it, money is conserved, nothing is overdrawn, and no shard changes hands.
+
+It runs on SQLite (two processes, one database file) and on the local Cassandra node, the deployment
+it is meant for. A failure prints the seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Final
+
+import pytest
+from jubao.admin.v1 import tenant_admin_pb2 as admin_pb
+from jubao.client import AsyncClient, ClientConfig, FailedPrecondition, JubaoError, Reason, Unavailable
+from jubao.payments.v1 import payments_pb2 as pb
+from jubao_server.payments.tables import SHARDS
+from jubao_server.storage.cassandra import testing as cassandra_testing
+from jubao_server.storage.contract import FaultPlan, StorageBackend
+from jubao_server.storage.factory import migrate_product
+
+from loadtest.server_process import ServerProcess
+from tests.backends import BACKENDS, open_test_backend
+from tests.payments.support import leg
+from tests.platform.harness import demo_keys
+
+CUSTOMERS: Final = 10
+FUNDING_MINOR: Final = 1_000
+TRANSFERS: Final = 160
+IN_FLIGHT_MAX: Final = 12
+RETRIES_MAX: Final = 40
+SHARD_COUNT: Final = 16
+SETTLE_POLLS_MAX: Final = 50
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[StorageBackend, dict[str, str]]]:
+    """A migrated store and the settings that point a server process at it."""
+    backend = await open_test_backend(request.param, tmp_path, FaultPlan())
+    await migrate_product(backend)
+    env = {"JUBAO_STORAGE__SQLITE__PATH": str(tmp_path / "var" / "test.db")}
+    if request.param == "cassandra":
+        env = {
+            "JUBAO_STORAGE__BACKEND": "cassandra",
+            "JUBAO_STORAGE__CASSANDRA__KEYSPACE": cassandra_testing.TEST_KEYSPACE,
+        }
+    try:
+        yield (
+            backend,
+            env | {"JUBAO_PAYMENTS__SHARD_LEASE_MS": "3000", "JUBAO_TELEMETRY__LOG_LEVEL": "warning"},
+        )
+    finally:
+        await backend.close()
+
+
+@pytest.fixture
+async def servers(
+    store: tuple[StorageBackend, dict[str, str]], tmp_path: Path
+) -> AsyncIterator[list[ServerProcess]]:
+    """Two server processes on the store, stopped gracefully (their leases released) at the end."""
+    started: list[ServerProcess] = []
+    try:
+        for index in range(2):
+            log_path = tmp_path / f"server-{index}.log"
+            started.append(await asyncio.to_thread(ServerProcess.start, store[1], log_path))
+        yield started
+    finally:
+        for server in started:
+            await asyncio.to_thread(server.terminate)
+
+
+async def fresh_tenant(address: str) -> tuple[str, str]:
+    """A new tenant with payments, so that its shards start unowned; its id and key."""
+    tenant_id = f"cluster-{uuid.uuid4().hex[:12]}"
+    tenant = admin_pb.Tenant(
+        tenant_id=tenant_id,
+        display_name="Cluster test",
+        kind=admin_pb.TENANT_KIND_BANK,
+        quota=admin_pb.Quota(requests_per_s=10_000, burst_requests=10_000, concurrent_calls_max=1_000),
+        products=[admin_pb.PRODUCT_PAYMENTS],
+    )
+    config = ClientConfig(endpoint=address, api_key=demo_keys()["demo-operator"])
+    async with AsyncClient(config) as operator:
+        await operator.admin.CreateTenant(admin_pb.CreateTenantRequest(request_id=tenant_id, tenant=tenant))
+        issued = await operator.admin.IssueApiKey(admin_pb.IssueApiKeyRequest(tenant_id=tenant_id))
+    return tenant_id, issued.secret
+
+
+async def test_two_processes_share_the_ledger_without_taking_shards_from_each_other(
+    store: tuple[StorageBackend, dict[str, str]], servers: list[ServerProcess]
+) -> None:
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    backend, _ = store
+    tenant_id, api_key = await fresh_tenant(servers[0].address)
+    clients = [AsyncClient(ClientConfig(endpoint=s.address, api_key=api_key)) for s in servers]
+    try:
+        customers = await _open_and_fund(clients)
+        moved = await _pay_at_random(clients, customers, rng)
+        expected = Counter({c: FUNDING_MINOR + 1 for c in customers})
+        await _top_up_in_one_batch(clients[1], customers)
+        for payer, payee, amount_minor in moved:
+            expected[payer] -= amount_minor
+            expected[payee] += amount_minor
+        for client in clients:
+            balances = await _settled_balances(client, customers, expected)
+            assert balances == dict(expected), f"seed {seed}"
+            assert min(balances.values()) >= 0, f"seed {seed}"
+            report = await client.payments.Reconcile(pb.ReconcileRequest())
+            assert report.clean, f"seed {seed}: {report}"
+    finally:
+        for client in clients:
+            await client.close()
+    owners, epochs = await _shard_leases(backend, tenant_id)
+    assert owners == {s.address for s in servers}, f"seed {seed}: both processes hold shards"
+    assert set(epochs) == {1}, f"seed {seed}: every shard was taken once and kept: {epochs}"
+
+
+async def _open_and_fund(clients: list[AsyncClient]) -> list[str]:
+    bank = pb.Account(
+        account_id="bank",
+        currency_code="CNY",
+        kind=pb.ACCOUNT_KIND_SETTLEMENT,
+        policy=pb.AccountPolicy(allow_negative=True),
+    )
+    await clients[0].payments.OpenAccount(pb.OpenAccountRequest(account=bank))
+    customers = [f"customer-{index}" for index in range(CUSTOMERS)]
+    for index, account_id in enumerate(customers):
+        client = clients[index % len(clients)]
+        account = pb.Account(account_id=account_id, currency_code="CNY", kind=pb.ACCOUNT_KIND_CUSTOMER)
+        await client.payments.OpenAccount(pb.OpenAccountRequest(account=account))
+        funding = pb.CreateTransferRequest(currency_code="CNY", legs=[leg("bank", account_id, FUNDING_MINOR)])
+        await clients[(index + 1) % len(clients)].payments.CreateTransfer(funding)
+    return customers
+
+
+async def _pay_at_random(
+    clients: list[AsyncClient], customers: list[str], rng: random.Random
+) -> list[tuple[str, str, int]]:
+    """Random transfers through random servers; an unknown outcome is retried with its request id."""
+    limit = asyncio.Semaphore(IN_FLIGHT_MAX)
+    plans = [
+        (rng.sample(customers, 2), rng.randrange(1, 600), rng.randrange(len(clients)))
+        for _ in range(TRANSFERS)
+    ]
+
+    async def pay(index: int) -> tuple[str, str, int] | None:
+        (payer, payee), amount_minor, first = plans[index]
+        request = pb.CreateTransferRequest(
+            request_id=f"t-{index}", currency_code="CNY", legs=[leg(payer, payee, amount_minor)]
+        )
+        async with limit:
+            for attempt in range(RETRIES_MAX):
+                try:
+                    await clients[(first + attempt) % len(clients)].payments.CreateTransfer(request)
+                    return payer, payee, amount_minor
+                except FailedPrecondition as refused:
+                    assert refused.reason == Reason.INSUFFICIENT_FUNDS, refused
+                    return None
+                except Unavailable:
+                    await asyncio.sleep(0.05)
+        raise AssertionError(f"transfer {index} never resolved")
+
+    outcomes = await asyncio.gather(*(pay(index) for index in range(TRANSFERS)))
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+async def _top_up_in_one_batch(client: AsyncClient, customers: list[str]) -> None:
+    """One minor unit to each customer from the bank, whose shard the first server holds: the second
+    sends the batch's requests on to the first in one batch."""
+    requests = [
+        pb.CreateTransferRequest(request_id=f"top-up-{c}", currency_code="CNY", legs=[leg("bank", c, 1)])
+        for c in customers
+    ]
+    reply = await client.payments.BatchCreateTransfers(pb.BatchCreateTransfersRequest(requests=requests))
+    assert [r.WhichOneof("result") for r in reply.results] == ["transfer"] * len(customers), reply
+
+
+async def _settled_balances(
+    client: AsyncClient, customers: list[str], expected: Counter[str]
+) -> dict[str, int]:
+    """Balances once every credit landed (a credit left in another process's inbox lands a poll later)."""
+    balances: dict[str, int] = {}
+    for _ in range(SETTLE_POLLS_MAX):
+        try:
+            for account_id in customers:
+                reply = await client.payments.GetAccount(pb.GetAccountRequest(account_id=account_id))
+                balances[account_id] = reply.account.balance.ledger_minor
+        except JubaoError:
+            await asyncio.sleep(0.1)
+            continue
+        if balances == dict(expected):
+            break
+        await asyncio.sleep(0.1)
+    return balances
+
+
+async def _shard_leases(backend: StorageBackend, tenant_id: str) -> tuple[set[str], list[int]]:
+    """The addresses holding the tenant's shards, and each shard's epoch (how often it was taken)."""
+    owners: set[str] = set()
+    epochs: list[int] = []
+    for shard in range(SHARD_COUNT):
+        static = await backend.read_static(SHARDS.partition(tenant_id, shard))
+        if static is not None and static["epoch"] is not None:
+            owners.add(static.as_text("owner").partition("@")[2])
+            epochs.append(static.as_int("epoch"))
+    return owners, epochs
