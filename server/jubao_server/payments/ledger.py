@@ -708,8 +708,7 @@ class Ledger:
             if transfer is not None and transfer.transfer_id in actor.outbox:
                 owed = actor.outbox[transfer.transfer_id]
                 self._completions.setdefault(transfer.transfer_id, asyncio.get_running_loop().create_future())
-                if transfer.transfer_id not in self._delivering:
-                    self._spawn(self._deliver(actor, transfer.transfer_id, owed))
+                self._start_delivery(actor, transfer.transfer_id, owed)
 
     def _stop_waiting(self, transfer_id: str, delivered: bool) -> None:
         """Wake (and forget) the callers waiting for a transfer's credits to land; `delivered` tells them
@@ -720,8 +719,13 @@ class Ledger:
 
     def stalled(self, actor: ShardActor) -> None:
         for transfer_id, owed in actor.outbox.items():
-            if transfer_id not in self._delivering:
-                self._spawn(self._deliver(actor, transfer_id, owed))
+            self._start_delivery(actor, transfer_id, owed)
+
+    def _start_delivery(self, payer: ShardActor, transfer_id: str, owed: Record) -> None:
+        """Deliver a transfer's credits, unless a task of this process is delivering them already."""
+        if transfer_id not in self._delivering:
+            self._delivering.add(transfer_id)
+            self._spawn(self._deliver(payer, transfer_id, owed))
 
     async def _deliver(self, payer: ShardActor, transfer_id: str, owed: Record) -> None:
         """Apply each owed credit once, then drop the outbox entry. A failed attempt (a shard that moved,
@@ -730,7 +734,6 @@ class Ledger:
         earlier owner applied is found there, one this owner applied it remembers, so a delivery that
         runs twice (the payer shard acquired again meanwhile) credits once. A payee shard that another
         process holds gets the credit in its inbox, and the delivery waits for its marker."""
-        self._delivering.add(transfer_id)
         try:
             for attempt in range(delivery_attempts_max):
                 try:
