@@ -1,6 +1,7 @@
 """find-peak: the highest constant arrival rate the server sustains within a p99 latency bound and an
 error-rate bound. Steps grow the rate by `growth` until one fails, then bisect between the best pass and
-the first failure `refine_steps` times; the peak is the highest rate that passed."""
+the first failure `refine_steps` times; the peak is the highest rate that passed. When the first steps
+fail, the rate shrinks by `growth` until one passes (down to `RATE_MIN_PER_S`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from loadtest.stats import Window
 
 # Bisection stops when the pass and the failure are closer than this share of the passing rate.
 REFINE_SHARE_MIN = 0.02
+# Below this rate a failing server has no sustainable rate worth reporting.
+RATE_MIN_PER_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +39,8 @@ def next_rate(steps: Sequence[Step], plan: PeakPlan) -> float | None:
     if not failed:
         return round(steps[-1].rate_per_s * plan.growth, 1)
     if not passed:
-        return None
+        lower = round(min(failed) / plan.growth, 1)
+        return lower if lower >= RATE_MIN_PER_S else None
     best = max(passed)
     above = [rate for rate in failed if rate > best]
     first_failure = next(index for index, step in enumerate(steps) if not step.passed)

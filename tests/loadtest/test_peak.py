@@ -40,8 +40,14 @@ def test_the_rate_grows_until_a_step_fails_then_bisects() -> None:
     assert next_rate([*history, step(300, True), step(350, False)], PLAN) is None  # refine_steps done
 
 
-def test_the_search_stops_when_the_first_step_fails_or_steps_run_out() -> None:
-    assert next_rate([step(100, False)], PLAN) is None
+def test_the_rate_shrinks_while_the_first_steps_fail() -> None:
+    assert next_rate([step(100, False)], PLAN) == 50
+    assert next_rate([step(100, False), step(50, False)], PLAN) == 25
+    assert next_rate([step(100, False), step(50, True)], PLAN) == 75  # then bisects up again
+    assert next_rate([step(1.5, False)], PLAN) is None  # nothing sustainable
+
+
+def test_the_search_stops_when_steps_run_out() -> None:
     assert next_rate([step(100 * 2**i, True) for i in range(10)], PLAN) is None
     close = [step(100, True), step(101, False)]
     assert next_rate(close, PLAN) is None  # nothing left to bisect
