@@ -28,5 +28,6 @@ class PaymentsSettings(BaseModel):
     shard_lease_ms: int = Field(
         10_000, ge=limits.ledger_shard_lease_ms_min, le=limits.ledger_shard_lease_ms_max
     )
-    # How often an owner looks for credits that other processes left in its shards' inboxes.
+    # How often an owner looks again for credits other processes left in a shard's inbox while they keep
+    # coming (it looks about once a second otherwise).
     inbox_poll_ms: int = Field(200, gt=0, le=limits.ledger_inbox_poll_ms_max)

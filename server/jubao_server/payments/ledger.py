@@ -120,8 +120,9 @@ delivery_wait_s = 2.0
 delivery_attempts_max = 6
 delivery_backoff_s = 0.05
 lease_waits_max = 3
-# Polls for the markers of credits left in another process's inbox, `inbox_poll_ms` apart.
-inbox_polls_max = 25
+# Polls for the markers of credits left in another process's inbox, `inbox_poll_ms` apart (its holder
+# looks at its inbox about once a second, and every `inbox_poll_ms` while credits keep coming).
+inbox_polls_max = 40
 # Refusals a request keeps: a retry gets them again. Others (UNAVAILABLE, ...) leave the outcome open.
 _FINAL_CODES = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION)
 

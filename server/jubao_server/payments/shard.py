@@ -261,17 +261,21 @@ class ShardActor:
                 log.warning("ledger shard lease not released", shard=self.shard, error=str(error))
 
     async def _tend(self) -> None:
-        """Every tick: renew the lease when a third of it is used, apply the credits other processes
-        left in the inbox; about once a second: expire holds, release escrows whose time has come,
-        forget closed refund tallies, and deliver again what the outbox still owes."""
+        """Every tick: renew the lease when a third of it is used. About once a second, and every tick
+        while credits keep arriving: apply the credits other processes left in the inbox. About once a
+        second: expire holds, release escrows whose time has come, forget closed refund tallies, and
+        deliver again what the outbox still owes."""
         swept_s = time.monotonic()
+        inbox_busy = False
         while not self.lost:
             await asyncio.sleep(self._tick_s)
             try:
                 if self.lease_until_ms - now_ms() < self._lease_ms * 2 // 3:
                     await self.renew()
-                await self._apply_inbox()
-                if time.monotonic() - swept_s >= sweep_interval_s:
+                due = time.monotonic() - swept_s >= sweep_interval_s
+                if due or inbox_busy:
+                    inbox_busy = await self._apply_inbox()
+                if due:
                     swept_s = time.monotonic()
                     await self._sweep()
             except (ApiError, StorageError) as error:
@@ -291,19 +295,21 @@ class ShardActor:
             log.warning("ledger shard fenced", tenant_id=self.tenant_id, shard=self.shard, epoch=self.epoch)
             self.lost = True
 
-    async def _apply_inbox(self) -> None:
-        """Apply the credits other processes left here. The marker is read first, as a delivery does:
-        a credit an earlier owner applied only has its inbox row dropped."""
+    async def _apply_inbox(self) -> bool:
+        """Apply the credits other processes left here; whether there were any. The marker is read
+        first, as a delivery does: a credit an earlier owner applied only has its inbox row dropped."""
         query = RowQuery(
             self.partition,
             lower=Bound(("inbox",), inclusive=True),
             upper=Bound(("inbox",), inclusive=True),
             limit=limits.ledger_inbox_rows_max,
         )
-        for row in (await self.backend.read_page(query)).rows:
+        rows = (await self.backend.read_page(query)).rows
+        for row in rows:
             credit = Credit.from_inbox_record(decode(row["record"]), self._wal_ttl_s)
             landed = await self.backend.read_row(self.partition, ("credit", credit.marker_key))
             await self.submit(dataclasses.replace(credit, landed=landed is not None))
+        return bool(rows)
 
     async def _sweep(self) -> None:
         for key in expired_tallies(self.items, now_ms()):
