@@ -10,6 +10,7 @@ import pytest
 from jubao.errors import Reason
 from jubao_server.errors import ApiError
 from jubao_server.payments.api import AccountChange, EntryQuery
+from jubao_server.payments.commands import Delivered
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.ledger import Ledger
 from jubao_server.payments.model import AccountPolicy, EntryKind, TransferState
@@ -186,4 +187,16 @@ async def test_concurrent_random_transfers_conserve_money(ledger: Ledger, tenant
         entries, _ = await ledger.list_entries(tenant, EntryQuery(account, None, None, None, 500))
         assert entries[-1].balance_after_minor == balances[account], f"seed {seed}"
         assert sum(e.amount_minor for e in entries) == balances[account], f"seed {seed}"
+    await ledger.stop()
+
+
+async def test_a_stopped_owner_refuses_commands_instead_of_queueing_them(ledger: Ledger, tenant: str) -> None:
+    """An owner replaced while a caller still holds it (its lease lapsed, say) must answer that caller."""
+    await open_account(ledger, tenant, "bank", allow_negative=True)
+    (owner,) = ledger._actors.values()
+    await owner.stop()
+    async with asyncio.timeout(5):
+        with pytest.raises(ApiError) as refused:
+            await owner.submit(Delivered("tr_none"))
+    assert refused.value.code == grpc.StatusCode.UNAVAILABLE
     await ledger.stop()

@@ -241,15 +241,16 @@ class ShardActor:
         self._sweeper = asyncio.create_task(self._tend(), name=f"ledger-tend-{self.tenant_id}-{self.shard}")
 
     async def stop(self, release: bool = False) -> None:
-        """Stop the actor's tasks; with `release`, give the lease up so that another process need not
-        wait for it to run out."""
+        """Stop the actor's tasks; callers still waiting, and any that submit later, get UNAVAILABLE.
+        With `release`, give the lease up so that another process need not wait for it to run out."""
+        held = not self.lost
+        self.lost = True
         tasks = [t for t in (self._task, self._sweeper) if t is not None]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=stop_timeout_s)
-        if release and not self.lost:
-            self.lost = True
+        if release and held:
             released = Batch(
                 self.partition,
                 static_values={"lease_until_ms": 0},
