@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Final, NoReturn
 
 import pytest
+from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.storage.cassandra import testing as cassandra_testing
 from jubao_server.storage.config import SqliteSettings
 from jubao_server.storage.contract import FaultPlan, StorageBackend
@@ -36,7 +37,9 @@ def _node_unavailable(error: Exception) -> NoReturn:
 
 async def open_test_backend(name: str, tmp_path: Path, faults: FaultPlan) -> StorageBackend:
     if name == "sqlite":
-        return await SqliteBackend.open(SqliteSettings(path=tmp_path / "var" / "test.db"), faults)
+        return await SqliteBackend.open(
+            SqliteSettings(path=tmp_path / "var" / "test.db"), SYSTEM_CLOCK, faults
+        )
     try:
         return await cassandra_testing.open_test_backend(faults)
     except cassandra_testing.NodeUnavailable as error:

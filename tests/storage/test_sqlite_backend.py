@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import pytest
 from jubao_server import limits
+from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.invariants import InvariantViolation
 from jubao_server.storage.config import SqliteSettings
 from jubao_server.storage.contract import (
@@ -51,7 +52,7 @@ def settings(tmp_path: Path) -> SqliteSettings:
 
 @pytest.fixture
 async def backend(settings: SqliteSettings, faults: FaultPlan) -> AsyncIterator[SqliteBackend]:
-    opened = await SqliteBackend.open(settings, faults)
+    opened = await SqliteBackend.open(settings, SYSTEM_CLOCK, faults)
     await opened.migrate(migration_sets("sqlite"))
     yield opened
     await opened.close()
@@ -61,7 +62,7 @@ async def backend(settings: SqliteSettings, faults: FaultPlan) -> AsyncIterator[
 async def unswept_backend(settings: SqliteSettings, faults: FaultPlan) -> AsyncIterator[SqliteBackend]:
     """A backend whose periodic sweeper does not run during the test (only explicit sweeps)."""
     quiet = settings.model_copy(update={"ttl_sweep_interval_ms": 3_600_000})
-    opened = await SqliteBackend.open(quiet, faults)
+    opened = await SqliteBackend.open(quiet, SYSTEM_CLOCK, faults)
     await opened.migrate(migration_sets("sqlite"))
     yield opened
     await opened.close()
@@ -359,7 +360,7 @@ async def test_a_failed_commit_fails_the_whole_group(backend: SqliteBackend, sco
     connection = sqlite3.connect(backend.path, isolation_level=None, factory=_CommitFails)
     recorded: list[WriteStats] = []
     with contextlib.closing(connection):
-        run_group(connection, writes, recorded.append)
+        run_group(connection, writes, recorded.append, SYSTEM_CLOCK.wall_ms())
         assert not connection.in_transaction
     assert recorded == [WriteStats(groups=1, batches=3, failed=3, group_batches_max=3)]
     for write in writes:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.storage.config import SqliteSettings
 from jubao_server.storage.contract import FaultPlan, MigrationError, MigrationSet
 from jubao_server.storage.sqlite import SqliteBackend
@@ -26,7 +27,7 @@ def settings(tmp_path: Path) -> SqliteSettings:
 
 @pytest.fixture
 async def backend(settings: SqliteSettings) -> AsyncIterator[SqliteBackend]:
-    opened = await SqliteBackend.open(settings, FaultPlan())
+    opened = await SqliteBackend.open(settings, SYSTEM_CLOCK, FaultPlan())
     yield opened
     await opened.close()
 
@@ -92,7 +93,7 @@ async def test_a_failing_file_applies_nothing(backend: SqliteBackend, folder: Pa
 
 
 async def test_concurrent_migrations_apply_each_file_once(settings: SqliteSettings, folder: Path) -> None:
-    backends = [await SqliteBackend.open(settings, FaultPlan()) for _ in range(3)]
+    backends = [await SqliteBackend.open(settings, SYSTEM_CLOCK, FaultPlan()) for _ in range(3)]
     try:
         results = await asyncio.gather(*(b.migrate([MigrationSet("app", folder)]) for b in backends))
     finally:

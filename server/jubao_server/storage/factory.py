@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jubao_server.clock import SYSTEM_CLOCK, Clock
 from jubao_server.storage.config import StorageSettings
 from jubao_server.storage.contract import FaultPlan, MigrationSet, StorageBackend
 
@@ -15,16 +16,18 @@ def product_migrations(backend: str) -> list[MigrationSet]:
     return [MigrationSet("jubao", _HERE / backend / "migrations")]
 
 
-async def open_backend(settings: StorageSettings, faults: FaultPlan | None = None) -> StorageBackend:
+async def open_backend(
+    settings: StorageSettings, faults: FaultPlan | None = None, clock: Clock = SYSTEM_CLOCK
+) -> StorageBackend:
     """Connect to the configured backend. The caller migrates (`migrate_product`) and closes it."""
     plan = faults if faults is not None else FaultPlan()
     if settings.backend == "cassandra":
         from jubao_server.storage.cassandra.backend import CassandraBackend  # noqa: PLC0415 (optional driver)
 
-        return await CassandraBackend.connect(settings.cassandra, plan)
+        return await CassandraBackend.connect(settings.cassandra, clock, plan)
     from jubao_server.storage.sqlite.backend import SqliteBackend  # noqa: PLC0415
 
-    return await SqliteBackend.open(settings.sqlite, plan)
+    return await SqliteBackend.open(settings.sqlite, clock, plan)
 
 
 async def migrate_product(backend: StorageBackend) -> list[str]:

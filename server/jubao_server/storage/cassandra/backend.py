@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, SimpleStatement
 
 from jubao_server import limits
+from jubao_server.clock import Clock
 from jubao_server.invariants import ensure
 from jubao_server.storage.cassandra import cql, migrations
 from jubao_server.storage.cassandra.driver import (
@@ -88,10 +88,16 @@ class _PreparedCache:
 
 
 class CassandraBackend(StorageBackend):
+    """TTLs are Cassandra's own: the coordinator stamps each written cell and the replicas expire it on
+    their clocks, so the injected clock does not decide expiry here (it dates the migration records)."""
+
     name = "cassandra"
 
-    def __init__(self, settings: CassandraSettings, faults: FaultPlan, cluster: Any, session: Any) -> None:
+    def __init__(
+        self, settings: CassandraSettings, clock: Clock, faults: FaultPlan, cluster: Any, session: Any
+    ) -> None:
         self._settings = settings
+        self._clock = clock
         self._faults = faults
         self._cluster = cluster
         self._session = session
@@ -101,7 +107,7 @@ class CassandraBackend(StorageBackend):
         self._closed = False
 
     @classmethod
-    async def connect(cls, settings: CassandraSettings, faults: FaultPlan) -> CassandraBackend:
+    async def connect(cls, settings: CassandraSettings, clock: Clock, faults: FaultPlan) -> CassandraBackend:
         """Connect to the cluster (in a thread: the driver blocks while it discovers the ring)."""
         cluster = build_cluster(settings)
         where = f"connect to {','.join(settings.contact_points)}:{settings.port}"
@@ -111,7 +117,7 @@ class CassandraBackend(StorageBackend):
         except BaseException:
             await asyncio.to_thread(cluster.shutdown)
             raise
-        return cls(settings, faults, cluster, session)
+        return cls(settings, clock, faults, cluster, session)
 
     @property
     def keyspace(self) -> str:
@@ -260,7 +266,7 @@ class CassandraBackend(StorageBackend):
         for text in file.statements:
             await self._ddl(text, f"{set_name}/{file.name}")
         statement = (await self._prepared.get(migrations.record_cql(self.keyspace))).bind(
-            (set_name, file.version, file.name, file.checksum, time.time_ns() // 1_000_000)
+            (set_name, file.version, file.name, file.checksum, self._clock.wall_ms())
         )
         # A lost answer fails the run; the next run finds the file unrecorded and applies it again.
         with _storage_errors(f"record {set_name}/{file.name}"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.storage.cassandra.backend import CassandraBackend
 from jubao_server.storage.config import CassandraSettings
 from jubao_server.storage.contract import FaultPlan, StorageError
@@ -35,7 +36,7 @@ async def open_test_backend(faults: FaultPlan) -> CassandraBackend:
     """A backend on the local node, keyspace `jubao_test` (not migrated: the caller migrates)."""
     settings = test_settings()
     try:
-        return await CassandraBackend.connect(settings, faults)
+        return await CassandraBackend.connect(settings, SYSTEM_CLOCK, faults)
     except StorageError as error:
         raise NodeUnavailable(
             f"no Cassandra node at {TEST_HOST}:{settings.port} (start one with make cassandra-up): {error}"

@@ -16,6 +16,7 @@ from typing import TypeVar
 import structlog
 
 from jubao_server import limits
+from jubao_server.clock import Clock
 from jubao_server.invariants import ensure
 from jubao_server.storage.config import SqliteSettings
 from jubao_server.storage.contract import (
@@ -60,23 +61,27 @@ class SqliteBackend(StorageBackend):
     the lock inside this process (other processes wait up to busy_timeout); it commits the batches queued
     meanwhile in one transaction, one savepoint each (`group.py`). Reads run on `readers_max`
     threads with their own connections; WAL lets them read while a write commits. Both SERIAL and
-    DEFAULT reads see every committed batch, as there is a single writer and no replica."""
+    DEFAULT reads see every committed batch, as there is a single writer and no replica. TTL expiry is
+    decided by the injected clock's wall time, read when a group commits and when a read starts."""
 
     name = "sqlite"
 
     def __init__(
         self,
         settings: SqliteSettings,
-        faults: FaultPlan,
         writer_pool: ThreadPoolExecutor,
         writer: sqlite3.Connection,
         readers: list[sqlite3.Connection],
+        *,
+        clock: Clock,
+        faults: FaultPlan,
     ) -> None:
         self._settings = settings
+        self._clock = clock
         self._faults = faults
         self._writer_pool = writer_pool
         self._writer = writer
-        self._group_commit = GroupCommitter(writer, writer_pool)
+        self._group_commit = GroupCommitter(writer, writer_pool, clock)
         self._readers = readers
         self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         for reader in readers:
@@ -88,7 +93,7 @@ class SqliteBackend(StorageBackend):
         self._sweeper = asyncio.create_task(self._sweep_periodically())
 
     @classmethod
-    async def open(cls, settings: SqliteSettings, faults: FaultPlan) -> SqliteBackend:
+    async def open(cls, settings: SqliteSettings, clock: Clock, faults: FaultPlan) -> SqliteBackend:
         """Open (creating the file and its folder if needed) in WAL mode. The caller migrates."""
         writer_pool = ThreadPoolExecutor(1, thread_name_prefix="jubao-sqlite-writer")
         try:
@@ -98,7 +103,7 @@ class SqliteBackend(StorageBackend):
         except BaseException:
             writer_pool.shutdown(wait=False)
             raise
-        return cls(settings, faults, writer_pool, writer, readers)
+        return cls(settings, writer_pool, writer, readers, clock=clock, faults=faults)
 
     @property
     def path(self) -> Path:
@@ -111,23 +116,27 @@ class SqliteBackend(StorageBackend):
 
     async def migrate(self, sets: Sequence[MigrationSet]) -> list[str]:
         self._faults.raise_storage_error()
-        return await self._on_writer(functools.partial(apply_sets, sets=tuple(sets)))
+        job = functools.partial(apply_sets, sets=tuple(sets), now_ms=self._clock.wall_ms())
+        return await self._on_writer(job)
 
     async def read_row(
         self, partition: PartitionRef, clustering: Key = (), consistency: Consistency = Consistency.DEFAULT
     ) -> Row | None:
         self._faults.raise_storage_error()
-        return await self._on_reader(lambda c: rows.fetch_row(c, partition, clustering, rows.wall_ms()))
+        now_ms = self._clock.wall_ms()
+        return await self._on_reader(lambda c: rows.fetch_row(c, partition, clustering, now_ms))
 
     async def read_static(
         self, partition: PartitionRef, consistency: Consistency = Consistency.DEFAULT
     ) -> Row | None:
         self._faults.raise_storage_error()
-        return await self._on_reader(lambda c: rows.fetch_static(c, partition, rows.wall_ms()))
+        now_ms = self._clock.wall_ms()
+        return await self._on_reader(lambda c: rows.fetch_static(c, partition, now_ms))
 
     async def read_page(self, query: RowQuery) -> Page:
         self._faults.raise_storage_error()
-        return await self._on_reader(lambda c: rows.fetch_page(c, query, rows.wall_ms()))
+        now_ms = self._clock.wall_ms()
+        return await self._on_reader(lambda c: rows.fetch_page(c, query, now_ms))
 
     async def write(self, batch: Batch) -> BatchOutcome:
         return await self.write_after(batch, ())
@@ -158,7 +167,7 @@ class SqliteBackend(StorageBackend):
 
     async def sweep_expired(self) -> int:
         """Delete expired rows now (bounded per table); return how many went."""
-        return await self._on_writer(rows.sweep_expired)
+        return await self._on_writer(functools.partial(rows.sweep_expired, now_ms=self._clock.wall_ms()))
 
     async def ready(self) -> bool:
         try:
@@ -223,7 +232,7 @@ class SqliteBackend(StorageBackend):
     async def _sweep_periodically(self) -> None:
         interval_s = self._settings.ttl_sweep_interval_ms / 1000
         while not self._closed:
-            await asyncio.sleep(interval_s)
+            await self._clock.sleep(interval_s)
             try:
                 deleted = await self.sweep_expired()
             except StorageError as error:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from jubao_server import limits
+from jubao_server.clock import Clock
 from jubao_server.storage.contract import Batch, BatchOutcome, StorageError
 from jubao_server.storage.sqlite import rows
 from jubao_server.storage.sqlite.connections import unavailable_as_storage_error
@@ -74,16 +75,19 @@ class PendingWrite:
 
 
 def run_group(
-    connection: sqlite3.Connection, writes: Sequence[PendingWrite], record: Callable[[WriteStats], None]
+    connection: sqlite3.Connection,
+    writes: Sequence[PendingWrite],
+    record: Callable[[WriteStats], None],
+    now_ms: int,
 ) -> None:
-    """Run `writes` in one transaction (writer thread), pass the group's counters to `record`, then
-    resolve every future, so that a caller who got its outcome also sees it counted. Each future must be
-    running already (`set_running_or_notify_cancel`)."""
+    """Run `writes` in one transaction (writer thread) at wall time `now_ms` (TTL expiry), pass the
+    group's counters to `record`, then resolve every future, so that a caller who got its outcome also
+    sees it counted. Each future must be running already (`set_running_or_notify_cancel`)."""
     size = len(writes)
     try:
         with unavailable_as_storage_error():
             connection.execute("BEGIN IMMEDIATE")
-        results = [_run_in_savepoint(connection, write) for write in writes]
+        results = [_run_in_savepoint(connection, write, now_ms) for write in writes]
         wrote = any(isinstance(result, BatchOutcome) and result.applied for result in results)
         connection.execute("COMMIT" if wrote else "ROLLBACK")
     except Exception as error:
@@ -114,15 +118,15 @@ def run_group(
             write.future.set_exception(result)
 
 
-def _run_in_savepoint(connection: sqlite3.Connection, write: PendingWrite) -> BatchResult:
+def _run_in_savepoint(connection: sqlite3.Connection, write: PendingWrite, now_ms: int) -> BatchResult:
     """The batch's outcome (its following batches written too when it applied), or its error once
     what it wrote is undone. Raises when the transaction cannot go on, which fails the whole group."""
     connection.execute("SAVEPOINT batch")
     try:
         with unavailable_as_storage_error():
-            outcome = rows.apply_in_transaction(connection, write.batch)
+            outcome = rows.apply_in_transaction(connection, write.batch, now_ms)
             for following in write.following if outcome.applied else ():
-                rows.apply_in_transaction(connection, following)
+                rows.apply_in_transaction(connection, following, now_ms)
     except Exception as error:
         if not connection.in_transaction:
             raise StorageError(f"sqlite rolled the transaction back: {error}") from error
@@ -148,9 +152,10 @@ class GroupCommitter:
     writer jobs (a TTL sweep, a migration, a readiness probe) take their turn between groups.
     """
 
-    def __init__(self, connection: sqlite3.Connection, writer_pool: ThreadPoolExecutor) -> None:
+    def __init__(self, connection: sqlite3.Connection, writer_pool: ThreadPoolExecutor, clock: Clock) -> None:
         self._connection = connection
         self._writer_pool = writer_pool
+        self._clock = clock
         self._lock = threading.Lock()
         self._queue: collections.deque[PendingWrite] = collections.deque()
         self._drain_scheduled = False
@@ -180,12 +185,12 @@ class GroupCommitter:
         """Run every queued batch now (writer thread; the backend calls it before closing the
         connection, once nothing more can be queued)."""
         while group := self._take():
-            run_group(self._connection, group, self._record)
+            run_group(self._connection, group, self._record, self._clock.wall_ms())
 
     def _drain_one_group(self) -> None:
         group = self._take()
         if group:
-            run_group(self._connection, group, self._record)
+            run_group(self._connection, group, self._record, self._clock.wall_ms())
         with self._lock:
             self._drain_scheduled = bool(self._queue)
             again = self._drain_scheduled

@@ -16,7 +16,6 @@ from typing import Final
 from jubao_server import limits
 from jubao_server.storage.contract import MigrationError, MigrationSet
 from jubao_server.storage.sqlite.connections import immediate_transaction, is_unavailable
-from jubao_server.storage.sqlite.rows import wall_ms
 
 _FILE_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LEDGER: Final = """
@@ -86,7 +85,7 @@ def _statements(file: _File) -> Iterator[str]:
         raise MigrationError(f"{file.label}: statement without a closing ';'")
 
 
-def _apply(connection: sqlite3.Connection, file: _File) -> bool:
+def _apply(connection: sqlite3.Connection, file: _File, now_ms: int) -> bool:
     """Apply one file unless it is recorded; False when it was. A recorded file must be unchanged."""
     with immediate_transaction(connection):
         recorded = connection.execute(
@@ -101,7 +100,7 @@ def _apply(connection: sqlite3.Connection, file: _File) -> bool:
             _execute(connection, file, statement)
         connection.execute(
             "INSERT INTO schema_migrations VALUES (?, ?, ?, ?, ?)",
-            (file.set_name, file.version, file.path.name, file.checksum, wall_ms()),
+            (file.set_name, file.version, file.path.name, file.checksum, now_ms),
         )
     return True
 
@@ -115,10 +114,11 @@ def _execute(connection: sqlite3.Connection, file: _File, statement: str) -> Non
         raise MigrationError(f"{file.label}: {error}") from error
 
 
-def apply_sets(connection: sqlite3.Connection, sets: Sequence[MigrationSet]) -> list[str]:
-    """Check every file of every set, then apply the new ones in order; return their `set/file` names."""
+def apply_sets(connection: sqlite3.Connection, sets: Sequence[MigrationSet], now_ms: int) -> list[str]:
+    """Check every file of every set, then apply the new ones in order, recorded as applied at wall time
+    `now_ms`; return their `set/file` names."""
     if len(sets) > limits.migration_sets_max:
         raise MigrationError("more than migration_sets_max migration sets")
     files = [f for s in sets for f in _discover(s)]
     connection.execute(_LEDGER)
-    return [f.label for f in files if _apply(connection, f)]
+    return [f.label for f in files if _apply(connection, f, now_ms)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,11 +29,6 @@ from jubao_server.storage.sqlite import sql
 from jubao_server.storage.sqlite.connections import immediate_transaction
 
 Params = dict[str, Value]
-
-
-def wall_ms() -> int:
-    """Wall-clock milliseconds: expiry times are stored, so they cannot use a monotonic clock."""
-    return time.time_ns() // 1_000_000
 
 
 def _key_params(partition: PartitionRef, clustering: Key = ()) -> Params:
@@ -139,12 +133,11 @@ def _write_rows(connection: sqlite3.Connection, batch: Batch, now_ms: int) -> No
         _write_static(connection, batch.partition, batch.static_values)
 
 
-def apply_in_transaction(connection: sqlite3.Connection, batch: Batch) -> BatchOutcome:
+def apply_in_transaction(connection: sqlite3.Connection, batch: Batch, now_ms: int) -> BatchOutcome:
     """Check the conditions and apply every write inside the caller's transaction (writer thread; the
-    group commit of `group.py` wraps each batch in a savepoint). Conditions see everything written
-    earlier in the transaction. A put writes the listed columns and sets the expiry of the whole row (see
-    the package doc)."""
-    now_ms = wall_ms()
+    group commit of `group.py` wraps each batch in a savepoint), at wall time `now_ms`. Conditions see
+    everything written earlier in the transaction. A put writes the listed columns and sets the expiry of
+    the whole row (see the package doc)."""
     if batch.conditional:
         rows, static = _current_state(connection, batch, now_ms)
         if not conditions_hold(batch, rows, static):
@@ -167,9 +160,9 @@ def _expiring_tables(connection: sqlite3.Connection) -> list[tuple[str, tuple[st
     return found
 
 
-def sweep_expired(connection: sqlite3.Connection) -> int:
-    """Delete up to `ttl_sweep_rows_max` expired rows per table (writer thread); return the count."""
-    now_ms = wall_ms()
+def sweep_expired(connection: sqlite3.Connection, now_ms: int) -> int:
+    """Delete up to `ttl_sweep_rows_max` rows per table expired at `now_ms` (writer thread); return the
+    count."""
     deleted = 0
     for name, keys in _expiring_tables(connection):
         with immediate_transaction(connection):
