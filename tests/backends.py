@@ -12,10 +12,11 @@ from typing import Final, NoReturn
 
 import pytest
 from jubao_server.clock import SYSTEM_CLOCK
-from jubao_server.storage.cassandra import testing as cassandra_testing
 from jubao_server.storage.config import SqliteSettings
-from jubao_server.storage.contract import FaultPlan, StorageBackend
+from jubao_server.storage.contract import Faults, StorageBackend
 from jubao_server.storage.sqlite import SqliteBackend
+
+from tests import cassandra_node
 
 BACKENDS: Final = ("sqlite", "cassandra")
 
@@ -35,12 +36,12 @@ def _node_unavailable(error: Exception) -> NoReturn:
     pytest.skip(message)
 
 
-async def open_test_backend(name: str, tmp_path: Path, faults: FaultPlan) -> StorageBackend:
+async def open_test_backend(name: str, tmp_path: Path, faults: Faults) -> StorageBackend:
+    """The backend `name` on the system clock, obeying `faults` (not migrated: the caller migrates)."""
     if name == "sqlite":
-        return await SqliteBackend.open(
-            SqliteSettings(path=tmp_path / "var" / "test.db"), SYSTEM_CLOCK, faults
-        )
+        settings = SqliteSettings(path=tmp_path / "var" / "test.db")
+        return await SqliteBackend.open(settings, SYSTEM_CLOCK, faults=faults)
     try:
-        return await cassandra_testing.open_test_backend(faults)
-    except cassandra_testing.NodeUnavailable as error:
+        return await cassandra_node.open_test_backend(faults)
+    except cassandra_node.NodeUnavailable as error:
         _node_unavailable(error)

@@ -53,6 +53,8 @@ storage_pool_connections_max = 64
 # Unconditional batches one `write_all` has in flight at once.
 storage_writes_in_flight_max = 64
 migration_files_max = 1000
+# Reads and re-sends that resolve a conditional write whose answer was lost (storage/contract/unknown.py).
+cas_unknown_retries_max = 3
 
 # Telemetry
 log_field_length_max = 2048

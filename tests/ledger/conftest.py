@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from jubao_server.payments.config import PaymentsSettings
-from jubao_server.storage.contract import FaultPlan, StorageBackend
+from jubao_server.storage.contract import NO_FAULTS, StorageBackend
 from jubao_server.storage.factory import migrate_product
 
 from tests.backends import BACKENDS, open_test_backend, report_skips
@@ -22,7 +22,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(params=BACKENDS)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageBackend]:
-    opened = await open_test_backend(request.param, tmp_path, FaultPlan())
+    opened = await open_test_backend(request.param, tmp_path, NO_FAULTS)
     try:
         await migrate_product(opened)
         yield opened

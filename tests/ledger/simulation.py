@@ -70,7 +70,9 @@ from jubao_server.payments.model import (
     TransferState,
 )
 from jubao_server.payments.reconcile import ReconcileReport, reconcile
-from jubao_server.storage.contract import FaultPlan, StorageBackend, StorageError
+from jubao_server.storage.contract import StorageBackend, StorageError
+
+from tests.sim.faults import FaultPlan
 
 A = TypeVar("A")
 

@@ -32,7 +32,6 @@ from jubao_server.payments.tables import TRANSFERS
 from jubao_server.storage.contract import (
     Batch,
     Consistency,
-    FaultPlan,
     Key,
     PartitionRef,
     Put,
@@ -46,6 +45,7 @@ from tests.backends import BACKENDS, open_test_backend
 from tests.ledger.conftest import SHARDS
 from tests.ledger.simulation import seed_and_ops, simulate
 from tests.ledger.support import CURRENCY, balance, ids_in_distinct_shards, key, open_account, pay
+from tests.sim.faults import FaultPlan
 
 
 @pytest.fixture(params=BACKENDS)

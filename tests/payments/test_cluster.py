@@ -20,11 +20,11 @@ from jubao.admin.v1 import tenant_admin_pb2 as admin_pb
 from jubao.client import AsyncClient, ClientConfig, FailedPrecondition, JubaoError, Reason, Unavailable
 from jubao.payments.v1 import payments_pb2 as pb
 from jubao_server.payments.tables import SHARDS
-from jubao_server.storage.cassandra import testing as cassandra_testing
-from jubao_server.storage.contract import FaultPlan, StorageBackend
+from jubao_server.storage.contract import NO_FAULTS, StorageBackend
 from jubao_server.storage.factory import migrate_product
 
 from loadtest.server_process import ServerProcess
+from tests import cassandra_node
 from tests.backends import BACKENDS, open_test_backend
 from tests.payments.support import leg
 from tests.platform.harness import demo_keys
@@ -43,13 +43,13 @@ async def store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[StorageBackend, dict[str, str]]]:
     """A migrated store and the settings that point a server process at it."""
-    backend = await open_test_backend(request.param, tmp_path, FaultPlan())
+    backend = await open_test_backend(request.param, tmp_path, NO_FAULTS)
     await migrate_product(backend)
     env = {"JUBAO_STORAGE__SQLITE__PATH": str(tmp_path / "var" / "test.db")}
     if request.param == "cassandra":
         env = {
             "JUBAO_STORAGE__BACKEND": "cassandra",
-            "JUBAO_STORAGE__CASSANDRA__KEYSPACE": cassandra_testing.TEST_KEYSPACE,
+            "JUBAO_STORAGE__CASSANDRA__KEYSPACE": cassandra_node.TEST_KEYSPACE,
         }
     try:
         yield (

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from jubao_server.storage.contract import FaultPlan, StorageBackend
+from jubao_server.storage.contract import StorageBackend
 
 from tests.backends import BACKENDS, open_test_backend, report_skips
+from tests.sim.faults import FaultPlan
 
 from .support import migration_sets
 

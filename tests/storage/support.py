@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from jubao_server.storage.cassandra import testing as cassandra_testing
 from jubao_server.storage.cassandra.backend import CassandraBackend
 from jubao_server.storage.contract import (
     Batch,
@@ -26,6 +25,8 @@ from jubao_server.storage.contract import (
 from jubao_server.storage.factory import product_migrations
 from jubao_server.storage.sqlite import SqliteBackend
 from jubao_server.storage.sqlite.sql import STATIC_SUFFIX
+
+from tests import cassandra_node
 
 PAGES_MAX: Final = 1000
 _MIGRATIONS: Final = Path(__file__).resolve().parent / "migrations"
@@ -76,9 +77,9 @@ def _sqlite_columns(path: Path, table_name: str) -> dict[str, str]:
 
 
 async def physical_schema(backend: StorageBackend, table: Table) -> dict[str, dict[str, str]]:
-    """The stored shape of `table`: physical table name -> column -> backend type."""
+    """The stored shape of `table` on SQLite or Cassandra: physical table name -> column -> backend type."""
     if isinstance(backend, SqliteBackend):
         names = [table.name] + ([table.name + STATIC_SUFFIX] if table.static_columns else [])
         return {name: _sqlite_columns(backend.path, name) for name in names}
     assert isinstance(backend, CassandraBackend)
-    return {table.name: await cassandra_testing.table_columns(backend, table.name)}
+    return {table.name: await cassandra_node.table_columns(backend, table.name)}

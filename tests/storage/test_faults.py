@@ -5,17 +5,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
+from jubao_server.limits import cas_unknown_retries_max
 from jubao_server.storage.contract import (
     Batch,
-    FaultPlan,
     Put,
     RowAbsent,
     RowMatches,
     RowQuery,
     StorageBackend,
     StorageError,
-    cas_unknown_retries_max,
 )
+
+from tests.sim.faults import FaultPlan
 
 from .support import migration_sets, put_row
 from .tables import KV, LEDGER

@@ -21,7 +21,6 @@ from jubao_server.storage.config import SqliteSettings
 from jubao_server.storage.contract import (
     Batch,
     BatchOutcome,
-    FaultPlan,
     Put,
     RowAbsent,
     RowMatches,
@@ -31,6 +30,8 @@ from jubao_server.storage.contract import (
 )
 from jubao_server.storage.sqlite import SqliteBackend
 from jubao_server.storage.sqlite.group import PendingWrite, WriteStats, run_group
+
+from tests.sim.faults import FaultPlan
 
 from .support import migration_sets, put_row
 from .tables import KV, LEDGER
@@ -52,7 +53,7 @@ def settings(tmp_path: Path) -> SqliteSettings:
 
 @pytest.fixture
 async def backend(settings: SqliteSettings, faults: FaultPlan) -> AsyncIterator[SqliteBackend]:
-    opened = await SqliteBackend.open(settings, SYSTEM_CLOCK, faults)
+    opened = await SqliteBackend.open(settings, SYSTEM_CLOCK, faults=faults)
     await opened.migrate(migration_sets("sqlite"))
     yield opened
     await opened.close()
@@ -62,7 +63,7 @@ async def backend(settings: SqliteSettings, faults: FaultPlan) -> AsyncIterator[
 async def unswept_backend(settings: SqliteSettings, faults: FaultPlan) -> AsyncIterator[SqliteBackend]:
     """A backend whose periodic sweeper does not run during the test (only explicit sweeps)."""
     quiet = settings.model_copy(update={"ttl_sweep_interval_ms": 3_600_000})
-    opened = await SqliteBackend.open(quiet, SYSTEM_CLOCK, faults)
+    opened = await SqliteBackend.open(quiet, SYSTEM_CLOCK, faults=faults)
     await opened.migrate(migration_sets("sqlite"))
     yield opened
     await opened.close()

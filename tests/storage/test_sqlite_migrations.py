@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.storage.config import SqliteSettings
-from jubao_server.storage.contract import FaultPlan, MigrationError, MigrationSet
+from jubao_server.storage.contract import MigrationError, MigrationSet
 from jubao_server.storage.sqlite import SqliteBackend
 
 _FIRST = (
@@ -27,7 +27,7 @@ def settings(tmp_path: Path) -> SqliteSettings:
 
 @pytest.fixture
 async def backend(settings: SqliteSettings) -> AsyncIterator[SqliteBackend]:
-    opened = await SqliteBackend.open(settings, SYSTEM_CLOCK, FaultPlan())
+    opened = await SqliteBackend.open(settings, SYSTEM_CLOCK)
     yield opened
     await opened.close()
 
@@ -93,7 +93,7 @@ async def test_a_failing_file_applies_nothing(backend: SqliteBackend, folder: Pa
 
 
 async def test_concurrent_migrations_apply_each_file_once(settings: SqliteSettings, folder: Path) -> None:
-    backends = [await SqliteBackend.open(settings, SYSTEM_CLOCK, FaultPlan()) for _ in range(3)]
+    backends = [await SqliteBackend.open(settings, SYSTEM_CLOCK) for _ in range(3)]
     try:
         results = await asyncio.gather(*(b.migrate([MigrationSet("app", folder)]) for b in backends))
     finally:

@@ -6,13 +6,14 @@ import pytest
 from jubao_server.invariants import InvariantViolation
 from jubao_server.storage.contract import (
     Batch,
-    FaultPlan,
     Put,
     RowAbsent,
     RowQuery,
     StaticMatches,
     StorageBackend,
 )
+
+from tests.sim.faults import FaultPlan
 
 from .support import read_all
 from .tables import EVENTS, KV, LEDGER

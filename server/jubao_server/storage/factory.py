@@ -6,7 +6,7 @@ from pathlib import Path
 
 from jubao_server.clock import SYSTEM_CLOCK, Clock
 from jubao_server.storage.config import StorageSettings
-from jubao_server.storage.contract import FaultPlan, MigrationSet, StorageBackend
+from jubao_server.storage.contract import NO_FAULTS, Faults, MigrationSet, StorageBackend
 
 _HERE = Path(__file__).resolve().parent
 
@@ -17,17 +17,16 @@ def product_migrations(backend: str) -> list[MigrationSet]:
 
 
 async def open_backend(
-    settings: StorageSettings, faults: FaultPlan | None = None, clock: Clock = SYSTEM_CLOCK
+    settings: StorageSettings, *, clock: Clock = SYSTEM_CLOCK, faults: Faults = NO_FAULTS
 ) -> StorageBackend:
     """Connect to the configured backend. The caller migrates (`migrate_product`) and closes it."""
-    plan = faults if faults is not None else FaultPlan()
     if settings.backend == "cassandra":
         from jubao_server.storage.cassandra.backend import CassandraBackend  # noqa: PLC0415 (optional driver)
 
-        return await CassandraBackend.connect(settings.cassandra, clock, plan)
+        return await CassandraBackend.connect(settings.cassandra, clock, faults=faults)
     from jubao_server.storage.sqlite.backend import SqliteBackend  # noqa: PLC0415
 
-    return await SqliteBackend.open(settings.sqlite, clock, plan)
+    return await SqliteBackend.open(settings.sqlite, clock, faults=faults)
 
 
 async def migrate_product(backend: StorageBackend) -> list[str]:

@@ -26,10 +26,11 @@ from jubao_server.storage.cassandra.driver import (
 )
 from jubao_server.storage.config import CassandraSettings
 from jubao_server.storage.contract import (
+    NO_FAULTS,
     Batch,
     BatchOutcome,
     Consistency,
-    FaultPlan,
+    Faults,
     Key,
     MigrationError,
     MigrationSet,
@@ -39,15 +40,13 @@ from jubao_server.storage.contract import (
     RowQuery,
     StorageBackend,
     StorageError,
-    UnknownOutcome,
-    failed_outcome,
-    read_touched,
-    resolve_unknown_outcome,
 )
+from jubao_server.storage.contract.conditions import failed_outcome
+from jubao_server.storage.contract.migrations import check_unchanged
+from jubao_server.storage.contract.unknown import UnknownOutcome, read_touched, write_conditional
 from jubao_server.storage.slots import Slots
 
 _PROBE = "SELECT release_version FROM system.local"
-_COLUMNS = "SELECT column_name, type FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?"
 
 
 @contextlib.contextmanager
@@ -94,7 +93,7 @@ class CassandraBackend(StorageBackend):
     name = "cassandra"
 
     def __init__(
-        self, settings: CassandraSettings, clock: Clock, faults: FaultPlan, cluster: Any, session: Any
+        self, settings: CassandraSettings, clock: Clock, faults: Faults, cluster: Any, session: Any
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -107,7 +106,9 @@ class CassandraBackend(StorageBackend):
         self._closed = False
 
     @classmethod
-    async def connect(cls, settings: CassandraSettings, clock: Clock, faults: FaultPlan) -> CassandraBackend:
+    async def connect(
+        cls, settings: CassandraSettings, clock: Clock, *, faults: Faults = NO_FAULTS
+    ) -> CassandraBackend:
         """Connect to the cluster (in a thread: the driver blocks while it discovers the ring)."""
         cluster = build_cluster(settings)
         where = f"connect to {','.join(settings.contact_points)}:{settings.port}"
@@ -128,7 +129,7 @@ class CassandraBackend(StorageBackend):
     async def read_row(
         self, partition: PartitionRef, clustering: Key = (), consistency: Consistency = Consistency.DEFAULT
     ) -> Row | None:
-        self._faults.raise_storage_error()
+        await self._faults.before_operation()
         table = partition.table
         ensure(len(clustering) == len(table.clustering_key), f"{table.name}: wrong clustering arity")
         params = cql.partition_values(partition) + clustering
@@ -138,7 +139,7 @@ class CassandraBackend(StorageBackend):
     async def read_static(
         self, partition: PartitionRef, consistency: Consistency = Consistency.DEFAULT
     ) -> Row | None:
-        self._faults.raise_storage_error()
+        await self._faults.before_operation()
         table = partition.table
         ensure(bool(table.static_columns), f"{table.name}: no static columns")
         text = cql.select_static(self.keyspace, table)
@@ -148,7 +149,7 @@ class CassandraBackend(StorageBackend):
         return _row(cql.static_columns(table), rows[0])
 
     async def read_page(self, query: RowQuery) -> Page:
-        self._faults.raise_storage_error()
+        await self._faults.before_operation()
         table = query.partition.table
         columns = cql.row_columns(table)
         first_clustering = columns.index(table.clustering_key[0])
@@ -171,24 +172,17 @@ class CassandraBackend(StorageBackend):
     # ----------------------------------------------------------------- writes
 
     async def write(self, batch: Batch) -> BatchOutcome:
-        self._faults.raise_storage_error()
+        await self._faults.before_operation()
         if not batch.conditional:
             statement = await self._statement(batch)
             with _storage_errors(f"write {batch.partition.table.name}"):
                 await self._send(statement)
             return BatchOutcome(applied=True)
-        try:
-            return await self._write_once(batch)
-        except UnknownOutcome:
-            return await resolve_unknown_outcome(self, batch, self._write_once)
+        return await write_conditional(self, self._faults, batch, self._write_once)
 
     async def _write_once(self, batch: Batch) -> BatchOutcome:
         """One attempt of a conditional batch; UnknownOutcome when its answer was lost."""
         statement = await self._statement(batch)
-        if self._faults.take_conditional_timeout():
-            if self._faults.applied_before_timeout:
-                await self._compare_and_set(batch, statement)
-            raise UnknownOutcome(f"{batch.partition.table.name}: injected conditional timeout")
         if await self._compare_and_set(batch, statement):
             return BatchOutcome(applied=True)
         rows, static = await read_touched(self, batch)
@@ -236,7 +230,7 @@ class CassandraBackend(StorageBackend):
     # -------------------------------------------------------------- migrations
 
     async def migrate(self, sets: Sequence[MigrationSet]) -> list[str]:
-        self._faults.raise_storage_error()
+        await self._faults.before_operation()
         loaded = [(s.name, migrations.load_files(s)) for s in sets]
         await self._ddl(migrations.keyspace_cql(self.keyspace, self._settings.replication), "keyspace")
         with _storage_errors("use keyspace"):
@@ -252,24 +246,25 @@ class CassandraBackend(StorageBackend):
         recorded = await self._recorded(set_name)
         applied: list[str] = []
         for file in files:
-            if file.version not in recorded:
+            if file.schema.version not in recorded:
                 if await self._apply(set_name, file):
-                    applied.append(file.name)
+                    applied.append(file.schema.name)
                     continue
                 recorded = await self._recorded(set_name)
-            migrations.check_recorded(set_name, file, recorded[file.version])
+            check_unchanged(file.schema, *recorded[file.schema.version])
         return applied
 
     async def _apply(self, set_name: str, file: migrations.MigrationFile) -> bool:
         """Run the file's statements (each `IF NOT EXISTS`), then record it. False when a concurrent
         migration recorded it first."""
+        schema = file.schema
         for text in file.statements:
-            await self._ddl(text, f"{set_name}/{file.name}")
+            await self._ddl(text, schema.label)
         statement = (await self._prepared.get(migrations.record_cql(self.keyspace))).bind(
-            (set_name, file.version, file.name, file.checksum, self._clock.wall_ms())
+            (set_name, schema.version, schema.name, schema.checksum, self._clock.wall_ms())
         )
         # A lost answer fails the run; the next run finds the file unrecorded and applies it again.
-        with _storage_errors(f"record {set_name}/{file.name}"):
+        with _storage_errors(f"record {schema.label}"):
             rows = await self._send(statement)
         return bool(rows[0][0])
 
@@ -293,11 +288,6 @@ class CassandraBackend(StorageBackend):
             raise StorageError("cassandra: the nodes did not agree on the schema in time")
 
     # ------------------------------------------------------------------- admin
-
-    async def table_columns(self, table: str) -> dict[str, str]:
-        """Column name to CQL type of a table of this keyspace (for the schema conformance test)."""
-        rows = await self._read(_COLUMNS, (self.keyspace, table), Consistency.DEFAULT)
-        return {name: kind for name, kind in rows}
 
     async def ready(self) -> bool:
         if self._closed:

@@ -4,7 +4,6 @@ statements. The backend executes what this module prepares."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 from typing import Final
 
@@ -12,8 +11,8 @@ from jubao_server import limits
 from jubao_server.storage.cassandra.cql import quoted
 from jubao_server.storage.config import ReplicationSettings
 from jubao_server.storage.contract import MigrationError, MigrationSet
+from jubao_server.storage.contract.migrations import SchemaFile, schema_files
 
-_FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.cql$")
 _DATACENTER_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _COMMENT = "--"
 _END = ";"
@@ -23,9 +22,7 @@ TABLE: Final = "schema_migrations"
 
 @dataclasses.dataclass(frozen=True)
 class MigrationFile:
-    version: int
-    name: str
-    checksum: str
+    schema: SchemaFile
     statements: tuple[str, ...]
 
 
@@ -62,26 +59,7 @@ def record_cql(keyspace: str) -> str:
 
 def load_files(migration_set: MigrationSet) -> list[MigrationFile]:
     """The set's `NNNN_description.cql` files in version order, read and split into statements."""
-    directory = migration_set.directory
-    if not directory.is_dir():
-        raise MigrationError(f"{migration_set.name}: no folder {directory}")
-    paths = sorted(p for p in directory.iterdir() if p.suffix == SUFFIX)
-    if len(paths) > limits.migration_files_max:
-        raise MigrationError(f"{migration_set.name}: more than {limits.migration_files_max} files")
-    files: dict[int, MigrationFile] = {}
-    for path in paths:
-        found = _FILE_NAME.match(path.name)
-        if found is None:
-            raise MigrationError(f"{migration_set.name}/{path.name}: name is not NNNN_description.cql")
-        version = int(found.group(1))
-        if version in files:
-            raise MigrationError(f"{migration_set.name}/{path.name}: version {version} is taken")
-        data = path.read_bytes()
-        where = f"{migration_set.name}/{path.name}"
-        files[version] = MigrationFile(
-            version, path.name, hashlib.sha256(data).hexdigest(), split_statements(data.decode(), where)
-        )
-    return [files[v] for v in sorted(files)]
+    return [MigrationFile(f, split_statements(f.text, f.label)) for f in schema_files(migration_set, SUFFIX)]
 
 
 def split_statements(text: str, where: str) -> tuple[str, ...]:
@@ -104,13 +82,3 @@ def split_statements(text: str, where: str) -> tuple[str, ...]:
     if len(statements) > limits.migration_statements_per_file_max:
         raise MigrationError(f"{where}: over {limits.migration_statements_per_file_max} statements")
     return tuple(statements)
-
-
-def check_recorded(set_name: str, file: MigrationFile, recorded: tuple[str, str]) -> None:
-    """An applied file may not change: same name, same checksum."""
-    name, checksum = recorded
-    if (name, checksum) != (file.name, file.checksum):
-        raise MigrationError(
-            f"{set_name}/{file.name}: changed after it was applied"
-            f" (recorded {name} sha256 {checksum}, now sha256 {file.checksum})"
-        )

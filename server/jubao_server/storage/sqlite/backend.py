@@ -20,10 +20,11 @@ from jubao_server.clock import Clock
 from jubao_server.invariants import ensure
 from jubao_server.storage.config import SqliteSettings
 from jubao_server.storage.contract import (
+    NO_FAULTS,
     Batch,
     BatchOutcome,
     Consistency,
-    FaultPlan,
+    Faults,
     Key,
     MigrationSet,
     Page,
@@ -32,9 +33,8 @@ from jubao_server.storage.contract import (
     RowQuery,
     StorageBackend,
     StorageError,
-    UnknownOutcome,
-    resolve_unknown_outcome,
 )
+from jubao_server.storage.contract.unknown import write_conditional
 from jubao_server.storage.slots import Slots
 from jubao_server.storage.sqlite import rows
 from jubao_server.storage.sqlite.connections import (
@@ -74,7 +74,7 @@ class SqliteBackend(StorageBackend):
         readers: list[sqlite3.Connection],
         *,
         clock: Clock,
-        faults: FaultPlan,
+        faults: Faults,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -93,7 +93,9 @@ class SqliteBackend(StorageBackend):
         self._sweeper = asyncio.create_task(self._sweep_periodically())
 
     @classmethod
-    async def open(cls, settings: SqliteSettings, clock: Clock, faults: FaultPlan) -> SqliteBackend:
+    async def open(
+        cls, settings: SqliteSettings, clock: Clock, *, faults: Faults = NO_FAULTS
+    ) -> SqliteBackend:
         """Open (creating the file and its folder if needed) in WAL mode. The caller migrates."""
         writer_pool = ThreadPoolExecutor(1, thread_name_prefix="jubao-sqlite-writer")
         try:
@@ -115,26 +117,26 @@ class SqliteBackend(StorageBackend):
         return self._group_commit.stats
 
     async def migrate(self, sets: Sequence[MigrationSet]) -> list[str]:
-        self._faults.raise_storage_error()
+        await self._faults.before_operation()
         job = functools.partial(apply_sets, sets=tuple(sets), now_ms=self._clock.wall_ms())
         return await self._on_writer(job)
 
     async def read_row(
         self, partition: PartitionRef, clustering: Key = (), consistency: Consistency = Consistency.DEFAULT
     ) -> Row | None:
-        self._faults.raise_storage_error()
+        await self._faults.before_operation()
         now_ms = self._clock.wall_ms()
         return await self._on_reader(lambda c: rows.fetch_row(c, partition, clustering, now_ms))
 
     async def read_static(
         self, partition: PartitionRef, consistency: Consistency = Consistency.DEFAULT
     ) -> Row | None:
-        self._faults.raise_storage_error()
+        await self._faults.before_operation()
         now_ms = self._clock.wall_ms()
         return await self._on_reader(lambda c: rows.fetch_static(c, partition, now_ms))
 
     async def read_page(self, query: RowQuery) -> Page:
-        self._faults.raise_storage_error()
+        await self._faults.before_operation()
         now_ms = self._clock.wall_ms()
         return await self._on_reader(lambda c: rows.fetch_page(c, query, now_ms))
 
@@ -143,21 +145,12 @@ class SqliteBackend(StorageBackend):
 
     async def write_after(self, batch: Batch, following: Sequence[Batch]) -> BatchOutcome:
         """`following` goes in the batch's savepoint: both are written, or neither."""
-        self._faults.raise_storage_error()
+        await self._faults.before_operation()
         ensure(not any(b.conditional for b in following), "following batches are unconditional")
-        attempt = functools.partial(self._attempt, following=tuple(following))
-        try:
+        attempt = functools.partial(self._write_once, following=tuple(following))
+        if not batch.conditional:
             return await attempt(batch)
-        except UnknownOutcome:
-            return await resolve_unknown_outcome(self, batch, attempt)
-
-    async def _attempt(self, batch: Batch, following: tuple[Batch, ...]) -> BatchOutcome:
-        """An armed fault loses the answer of a conditional one, after or instead of applying it."""
-        if batch.conditional and self._faults.take_conditional_timeout():
-            if self._faults.applied_before_timeout:
-                await self._write_once(batch, following)
-            raise UnknownOutcome(f"{batch.partition.table.name}: injected conditional write timeout")
-        return await self._write_once(batch, following)
+        return await write_conditional(self, self._faults, batch, attempt)
 
     async def _write_once(self, batch: Batch, following: tuple[Batch, ...]) -> BatchOutcome:
         """Queue the batch for the next group commit of the writer thread and wait for its outcome."""
@@ -171,7 +164,7 @@ class SqliteBackend(StorageBackend):
 
     async def ready(self) -> bool:
         try:
-            self._faults.raise_storage_error()
+            await self._faults.before_operation()
             await self._on_reader(lambda c: c.execute("SELECT 1").fetchone())
             await self._on_writer(lambda c: c.execute("SELECT 1").fetchone())
         except StorageError:

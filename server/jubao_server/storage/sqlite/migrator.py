@@ -4,20 +4,16 @@ processes that migrate the same file at once."""
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import itertools
-import re
 import sqlite3
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Final
 
 from jubao_server import limits
 from jubao_server.storage.contract import MigrationError, MigrationSet
+from jubao_server.storage.contract.migrations import SchemaFile, check_unchanged, schema_files
 from jubao_server.storage.sqlite.connections import immediate_transaction, is_unavailable
 
-_FILE_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+SUFFIX: Final = ".sql"
 _LEDGER: Final = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     set_name TEXT NOT NULL,
@@ -30,43 +26,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
-@dataclasses.dataclass(frozen=True)
-class _File:
-    set_name: str
-    version: int
-    path: Path
-    text: str
-    checksum: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.set_name}/{self.path.name}"
-
-
-def _read(set_name: str, path: Path) -> _File:
-    match = _FILE_NAME.match(path.name)
-    if match is None or not path.is_file():
-        raise MigrationError(f"{set_name}: {path.name} is not a schema file named NNNN_description.sql")
-    if path.stat().st_size > limits.migration_file_size_max_bytes:
-        raise MigrationError(f"{set_name}/{path.name}: over migration_file_size_max_bytes")
-    data = path.read_bytes()
-    checksum = hashlib.sha256(data).hexdigest()
-    return _File(set_name, int(match.group(1)), path, data.decode(), checksum)
-
-
-def _discover(migration_set: MigrationSet) -> list[_File]:
-    """The set's files in version order; every file in the folder must be a well-named schema file."""
-    paths = list(itertools.islice(migration_set.directory.iterdir(), limits.migration_files_max + 1))
-    if len(paths) > limits.migration_files_max:
-        raise MigrationError(f"{migration_set.name}: more than migration_files_max files")
-    files = sorted((_read(migration_set.name, p) for p in paths), key=lambda f: f.version)
-    versions = [f.version for f in files]
-    if len(set(versions)) != len(versions):
-        raise MigrationError(f"{migration_set.name}: two files share a version number")
-    return files
-
-
-def _statements(file: _File) -> Iterator[str]:
+def _statements(file: SchemaFile) -> Iterator[str]:
     """Cut after each ';' that ends a statement as SQLite's tokenizer sees it (not one inside a string
     literal or a trigger body), so one line may hold several statements."""
     *pieces, tail = file.text.split(";")
@@ -85,7 +45,7 @@ def _statements(file: _File) -> Iterator[str]:
         raise MigrationError(f"{file.label}: statement without a closing ';'")
 
 
-def _apply(connection: sqlite3.Connection, file: _File, now_ms: int) -> bool:
+def _apply(connection: sqlite3.Connection, file: SchemaFile, now_ms: int) -> bool:
     """Apply one file unless it is recorded; False when it was. A recorded file must be unchanged."""
     with immediate_transaction(connection):
         recorded = connection.execute(
@@ -93,19 +53,18 @@ def _apply(connection: sqlite3.Connection, file: _File, now_ms: int) -> bool:
             (file.set_name, file.version),
         ).fetchone()
         if recorded is not None:
-            if tuple(recorded) != (file.path.name, file.checksum):
-                raise MigrationError(f"{file.label}: changed since it was applied as {recorded[0]}")
+            check_unchanged(file, *recorded)
             return False
         for statement in _statements(file):
             _execute(connection, file, statement)
         connection.execute(
             "INSERT INTO schema_migrations VALUES (?, ?, ?, ?, ?)",
-            (file.set_name, file.version, file.path.name, file.checksum, now_ms),
+            (file.set_name, file.version, file.name, file.checksum, now_ms),
         )
     return True
 
 
-def _execute(connection: sqlite3.Connection, file: _File, statement: str) -> None:
+def _execute(connection: sqlite3.Connection, file: SchemaFile, statement: str) -> None:
     try:
         connection.execute(statement)
     except sqlite3.Error as error:
@@ -119,6 +78,6 @@ def apply_sets(connection: sqlite3.Connection, sets: Sequence[MigrationSet], now
     `now_ms`; return their `set/file` names."""
     if len(sets) > limits.migration_sets_max:
         raise MigrationError("more than migration_sets_max migration sets")
-    files = [f for s in sets for f in _discover(s)]
+    files = [f for s in sets for f in schema_files(s, SUFFIX)]
     connection.execute(_LEDGER)
     return [f.label for f in files if _apply(connection, f, now_ms)]

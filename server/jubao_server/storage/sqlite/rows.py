@@ -19,12 +19,10 @@ from jubao_server.storage.contract import (
     Put,
     Row,
     RowQuery,
-    StaticMatches,
     Table,
     Value,
-    conditions_hold,
-    failed_outcome,
 )
+from jubao_server.storage.contract.conditions import conditioned_rows, conditions_hold, failed_outcome
 from jubao_server.storage.sqlite import sql
 from jubao_server.storage.sqlite.connections import immediate_transaction
 
@@ -95,8 +93,7 @@ def fetch_page(connection: sqlite3.Connection, query: RowQuery, now_ms: int) -> 
 def _current_state(
     connection: sqlite3.Connection, batch: Batch, now_ms: int
 ) -> tuple[dict[Key, Row | None], Row | None]:
-    named = (c.clustering for c in batch.conditions if not isinstance(c, StaticMatches))
-    rows = {key: fetch_row(connection, batch.partition, key, now_ms) for key in named}
+    rows = {key: fetch_row(connection, batch.partition, key, now_ms) for key in conditioned_rows(batch)}
     return rows, fetch_static(connection, batch.partition, now_ms)
 
 

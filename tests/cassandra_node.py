@@ -1,13 +1,14 @@
-"""Helpers for the storage test suite: the local node (`make cassandra-up`) and its schema."""
+"""The local Cassandra node of the tests (`make cassandra-up`): how to reach it, and its schema."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.storage.cassandra.backend import CassandraBackend
 from jubao_server.storage.config import CassandraSettings
-from jubao_server.storage.contract import FaultPlan, StorageError
+from jubao_server.storage.contract import Faults, StorageError
 
 TEST_HOST = "127.0.0.1"
 TEST_KEYSPACE = "jubao_test"
@@ -16,6 +17,7 @@ PORT_VARIABLE = "JUBAO_CASSANDRA_PORT"
 DEFAULT_PORT = 9042
 CONNECT_TIMEOUT_MS = 3_000
 REQUEST_TIMEOUT_MS = 15_000
+_COLUMNS = "SELECT column_name, type FROM system_schema.columns WHERE keyspace_name = %s AND table_name = %s"
 
 
 class NodeUnavailable(ConnectionError):
@@ -32,11 +34,11 @@ def test_settings() -> CassandraSettings:
     )
 
 
-async def open_test_backend(faults: FaultPlan) -> CassandraBackend:
+async def open_test_backend(faults: Faults) -> CassandraBackend:
     """A backend on the local node, keyspace `jubao_test` (not migrated: the caller migrates)."""
     settings = test_settings()
     try:
-        return await CassandraBackend.connect(settings, SYSTEM_CLOCK, faults)
+        return await CassandraBackend.connect(settings, SYSTEM_CLOCK, faults=faults)
     except StorageError as error:
         raise NodeUnavailable(
             f"no Cassandra node at {TEST_HOST}:{settings.port} (start one with make cassandra-up): {error}"
@@ -44,5 +46,7 @@ async def open_test_backend(faults: FaultPlan) -> CassandraBackend:
 
 
 async def table_columns(backend: CassandraBackend, table: str) -> dict[str, str]:
-    """Column name to CQL type for `table` of the backend's keyspace, key columns and `scope` included."""
-    return await backend.table_columns(table)
+    """Column name to CQL type for `table` of the backend's keyspace, key columns and `scope` included,
+    read from `system_schema` on the backend's own driver session."""
+    rows = await asyncio.to_thread(backend._session.execute, _COLUMNS, (backend.keyspace, table))
+    return {name: kind for name, kind in rows}

@@ -1,0 +1,80 @@
+"""The storage contract: what every backend offers and every domain store may rely on.
+
+It is modelled on what Apache Cassandra does well, so that nothing built on it depends on a feature
+Cassandra lacks:
+
+* A row is addressed by a partition key plus clustering columns. Every partition key starts with the
+  implicit `scope` column: the tenant id for tenant data, `PLATFORM_SCOPE` for the platform's own data
+  (the tenant registry). Tenant ids cannot start with `~`, so the scopes never meet.
+* The only atomic multi-row write is a `Batch` on one partition of one table. It may carry conditions
+  (compare-and-set, like a Cassandra lightweight transaction): either every condition holds and every
+  write is applied, or nothing is written and the outcome shows the current values of the rows the
+  conditions named.
+* Reads are point reads (`read_row`, `read_static`) and paged range reads inside one partition
+  (`read_page`), ordered by the clustering columns. There are no joins, no cross-partition transactions
+  and no secondary-index scans.
+* A row written by a `Put` may carry a TTL in seconds; once it has passed, the row is invisible.
+* Static columns (Cassandra `STATIC`) belong to the whole partition: a conditional batch may compare
+  them and write clustered rows in the same atomic step (a balance and its journal rows, an owner epoch
+  and the changes it fences).
+* A conditional batch whose answer was lost is resolved inside the backend (`unknown.py`): callers never
+  see "maybe".
+
+This package is the contract's front door: domain code imports its names from here. The modules follow
+its seams: `values` (cells and column types), `tables` (tables, partitions), `reads` (rows, range queries,
+pages), `writes` (puts, deletes, conditions), `batch` (the batch and its outcome), `checks` (the checks a
+batch passes when built), `errors`, `migrations` (migration sets and their schema files), `backend` (the
+base class), and, for backends, `conditions` (evaluating conditions), `unknown` (resolving lost answers)
+and `faults` (the fault-injection hooks).
+"""
+
+from jubao_server.storage.contract.backend import StorageBackend, write_all
+from jubao_server.storage.contract.batch import Batch, BatchOutcome
+from jubao_server.storage.contract.errors import MigrationError, StorageError
+from jubao_server.storage.contract.faults import NO_FAULTS, Faults, LostAnswer
+from jubao_server.storage.contract.migrations import MigrationSet
+from jubao_server.storage.contract.reads import Bound, Consistency, Page, Row, RowQuery
+from jubao_server.storage.contract.tables import PartitionRef, Table
+from jubao_server.storage.contract.values import (
+    INT64_MAX,
+    INT64_MIN,
+    PLATFORM_SCOPE,
+    SCOPE_COLUMN,
+    ColumnType,
+    Key,
+    Value,
+)
+from jubao_server.storage.contract.writes import Condition, Delete, Put, RowAbsent, RowMatches, StaticMatches
+
+__all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
+    "NO_FAULTS",
+    "PLATFORM_SCOPE",
+    "SCOPE_COLUMN",
+    "Batch",
+    "BatchOutcome",
+    "Bound",
+    "ColumnType",
+    "Condition",
+    "Consistency",
+    "Delete",
+    "Faults",
+    "Key",
+    "LostAnswer",
+    "MigrationError",
+    "MigrationSet",
+    "Page",
+    "PartitionRef",
+    "Put",
+    "Row",
+    "RowAbsent",
+    "RowMatches",
+    "RowQuery",
+    "StaticMatches",
+    "StorageBackend",
+    "StorageError",
+    "Table",
+    "Value",
+    "write_all",
+]

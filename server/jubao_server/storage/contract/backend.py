@@ -1,0 +1,73 @@
+"""The base class of every backend."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Sequence
+
+from jubao_server import limits
+from jubao_server.invariants import ensure
+from jubao_server.storage.contract.batch import Batch, BatchOutcome
+from jubao_server.storage.contract.migrations import MigrationSet
+from jubao_server.storage.contract.reads import Consistency, Page, Row, RowQuery
+from jubao_server.storage.contract.tables import PartitionRef
+from jubao_server.storage.contract.values import Key
+
+
+class StorageBackend(abc.ABC):
+    """One storage backend. All methods are coroutines; backends bound their own concurrency."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def migrate(self, sets: Sequence[MigrationSet]) -> list[str]:
+        """Apply the files not applied yet; return their names. Safe to run concurrently and repeatedly."""
+
+    @abc.abstractmethod
+    async def read_row(
+        self, partition: PartitionRef, clustering: Key = (), consistency: Consistency = Consistency.DEFAULT
+    ) -> Row | None:
+        """One row by its full primary key, with the partition's static columns."""
+
+    @abc.abstractmethod
+    async def read_static(
+        self, partition: PartitionRef, consistency: Consistency = Consistency.DEFAULT
+    ) -> Row | None:
+        """The partition's static columns, or None if none was ever written."""
+
+    @abc.abstractmethod
+    async def read_page(self, query: RowQuery) -> Page:
+        """Rows of one partition in clustering order within the bounds."""
+
+    @abc.abstractmethod
+    async def write(self, batch: Batch) -> BatchOutcome:
+        """Apply the batch atomically. An unconditional batch always applies (or raises StorageError)."""
+
+    async def write_after(self, batch: Batch, following: Sequence[Batch]) -> BatchOutcome:
+        """Apply `batch`; when it applies, also apply `following`, unconditional batches of other
+        partitions derived from it (a journal materialized from the records `batch` commits). Writing a
+        following batch twice must be harmless. A backend may write them in the same transaction
+        (SQLite does: all or nothing, one commit) or after `batch` (Cassandra: a crash in between leaves
+        them unwritten, so the caller must be able to write them again from what `batch` stored). Raises
+        StorageError when a following batch fails; `batch` may then have applied."""
+        ensure(not any(b.conditional for b in following), "following batches are unconditional")
+        outcome = await self.write(batch)
+        if outcome.applied:
+            await write_all(self, following)
+        return outcome
+
+    @abc.abstractmethod
+    async def ready(self) -> bool:
+        """True when the backend answers reads and writes."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections. Idempotent."""
+
+
+async def write_all(backend: StorageBackend, batches: Sequence[Batch]) -> None:
+    """Write unconditional batches, at most `storage_writes_in_flight_max` at once."""
+    step = limits.storage_writes_in_flight_max
+    for start in range(0, len(batches), step):
+        await asyncio.gather(*(backend.write(b) for b in batches[start : start + step]))

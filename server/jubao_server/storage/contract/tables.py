@@ -1,0 +1,88 @@
+"""Tables and partitions: the shape a domain package declares, and the address of a partition."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from collections.abc import Mapping
+
+from jubao_server.invariants import ensure
+from jubao_server.storage.contract.values import (
+    SCOPE_COLUMN,
+    ColumnType,
+    Key,
+    Value,
+    check_key_value,
+    check_value,
+)
+
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+
+def is_identifier(name: str) -> bool:
+    """A table or column name: lowercase letters, digits and `_`, starting with a letter."""
+    return bool(_IDENTIFIER.match(name))
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A table's shape, declared by the domain package that owns it.
+
+    `columns` names every column but `scope`, keys included. The backend schema files (SQL, CQL) must
+    create exactly this shape; the conformance suite checks that they do.
+    """
+
+    name: str
+    partition_key: tuple[str, ...]
+    columns: Mapping[str, ColumnType]
+    clustering_key: tuple[str, ...] = ()
+    static_columns: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        ensure(is_identifier(self.name), f"bad table name {self.name!r}")
+        ensure(SCOPE_COLUMN not in self.columns, f"{self.name}: 'scope' is implicit")
+        for column in self.columns:
+            ensure(is_identifier(column), f"{self.name}: bad column name {column!r}")
+        keys = self.partition_key + self.clustering_key
+        ensure(len(set(keys)) == len(keys), f"{self.name}: repeated key column")
+        for column in keys:
+            ensure(column in self.columns, f"{self.name}: key column {column} has no type")
+        ensure(self.static_columns <= set(self.columns), f"{self.name}: unknown static column")
+        ensure(not self.static_columns & set(keys), f"{self.name}: a key column cannot be static")
+        ensure(
+            not self.static_columns or bool(self.clustering_key),
+            f"{self.name}: static columns need clustering columns",
+        )
+
+    @functools.cached_property
+    def regular_columns(self) -> tuple[str, ...]:
+        keys = set(self.partition_key) | set(self.clustering_key)
+        return tuple(c for c in self.columns if c not in keys and c not in self.static_columns)
+
+    @functools.cached_property
+    def regular_column_set(self) -> frozenset[str]:
+        return frozenset(self.regular_columns)
+
+    def partition(self, scope: str, *key: Value) -> PartitionRef:
+        return PartitionRef(self, scope, tuple(key))
+
+
+@dataclasses.dataclass(frozen=True)
+class PartitionRef:
+    table: Table
+    scope: str
+    key: Key
+
+    def __post_init__(self) -> None:
+        ensure(bool(self.scope), "empty scope")
+        ensure(
+            len(self.key) == len(self.table.partition_key),
+            f"{self.table.name}: partition key needs {len(self.table.partition_key)} values",
+        )
+        ensure(isinstance(self.scope, str), "scope must be text")
+        for column, value in zip(self.table.partition_key, self.key, strict=True):
+            check_key_value(value)
+            ensure(
+                check_value(self.table.columns[column], value), f"{self.table.name}: bad value for {column}"
+            )
