@@ -1,1 +1,1 @@
-"""Simulation support: the fault plans tests and the simulator arm on a backend."""
+"""Simulation support: fault plans for the backends, a simulated clock and a virtual-time event loop."""
