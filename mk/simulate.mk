@@ -1,4 +1,4 @@
-# The ledger simulation (tests/ledger/simulation.py) at length, on SQLite and on the local Cassandra node.
+# The ledger simulation (tests/ledger/simulation.py) at length, on SQLite, the local Cassandra node and memory.
 # Included by the top-level Makefile (it needs its `venv` target).
 #   make simulate                              5000 operations per backend, a random seed
 #   JUBAO_SIM_SEED=<seed> make simulate        replay the seed a failed run printed

@@ -1,4 +1,4 @@
-"""Open a real backend for a test: SQLite in the test's temp folder, or the local Cassandra node.
+"""Open a real backend for a test: SQLite in the test's temp folder, the local Cassandra node, or memory.
 
 Cassandra policy: when no node answers, a CI run (`CI=true`) or a `make test` that started the node
 (`JUBAO_TEST_CASSANDRA=required`) fails; any other run skips with a loud reason, repeated in the summary.
@@ -14,11 +14,14 @@ import pytest
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.storage.config import SqliteSettings
 from jubao_server.storage.contract import Faults, StorageBackend
+from jubao_server.storage.memory import MemoryBackend
 from jubao_server.storage.sqlite import SqliteBackend
 
 from tests import cassandra_node
 
-BACKENDS: Final = ("sqlite", "cassandra")
+BACKENDS: Final = ("sqlite", "cassandra", "memory")
+# The backends several processes can share: a memory store lives and dies inside one process.
+SHARED_BACKENDS: Final = ("sqlite", "cassandra")
 
 skip_reasons: set[str] = set()
 
@@ -41,6 +44,8 @@ async def open_test_backend(name: str, tmp_path: Path, faults: Faults) -> Storag
     if name == "sqlite":
         settings = SqliteSettings(path=tmp_path / "var" / "test.db")
         return await SqliteBackend.open(settings, SYSTEM_CLOCK, faults=faults)
+    if name == "memory":
+        return MemoryBackend(SYSTEM_CLOCK, faults=faults)
     try:
         return await cassandra_node.open_test_backend(faults)
     except cassandra_node.NodeUnavailable as error:

@@ -1,4 +1,4 @@
-"""A `Ledger` on a real backend (SQLite, and the local Cassandra node), in a fresh tenant per test."""
+"""A `Ledger` on a real backend (SQLite, the local Cassandra node, memory), in a fresh tenant per test."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Events from the shards' write-ahead records, on both backends: stable ids, kinds, per-account order,
+"""Events from the shards' write-ahead records, on every backend: stable ids, kinds, per-account order,
 and a cursor older than what is kept refused, never skipped."""
 
 from __future__ import annotations

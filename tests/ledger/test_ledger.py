@@ -1,4 +1,4 @@
-"""The ledger on both backends: transfers, statements, idempotency, rejections, recovery, fencing."""
+"""The ledger on every backend: transfers, statements, idempotency, rejections, recovery, fencing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ledger simulation (tests/ledger/simulation.py) on both backends, and the bugs it found, each as a
+"""The ledger simulation (tests/ledger/simulation.py) on every backend, and the bugs it found, each as a
 minimal test."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Holds, escrow (担保交易), refunds and past balances, on both backends."""
+"""Holds, escrow (担保交易), refunds and past balances, on every backend."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from jubao_server.storage.factory import migrate_product
 
 from loadtest.server_process import ServerProcess
 from tests import cassandra_node
-from tests.backends import BACKENDS, open_test_backend
+from tests.backends import SHARED_BACKENDS, open_test_backend
 from tests.payments.support import leg
 from tests.platform.harness import demo_keys
 
@@ -38,7 +38,7 @@ SHARD_COUNT: Final = 16
 SETTLE_POLLS_MAX: Final = 50
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=SHARED_BACKENDS)
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[StorageBackend, dict[str, str]]]:

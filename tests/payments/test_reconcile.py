@@ -1,4 +1,4 @@
-"""PaymentService.Reconcile and `jubao reconcile` end to end; the audit itself is tested on both backends
+"""PaymentService.Reconcile and `jubao reconcile` end to end; the audit itself is tested on every backend
 in tests/ledger/test_simulation.py."""
 
 from __future__ import annotations

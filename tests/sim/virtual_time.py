@@ -8,7 +8,7 @@ program and its seeds alone: ready callbacks run in the order they became ready,
 their times (then of their scheduling).
 
 Threads would make a run depend on the machine again, so the loop refuses `run_in_executor` (and so
-`asyncio.to_thread`): run it on a backend that starts none. A run in which every task
+`asyncio.to_thread`): run it on a backend that starts none (`storage/memory/`). A run in which every task
 waits for something that can never happen (no ready callback, no timer) stops with `Stalled`.
 """
 

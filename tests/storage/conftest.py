@@ -1,8 +1,8 @@
 """Fixtures of the conformance suite: every test runs once per backend on a fresh store.
 
-Isolation: SQLite gets a new database file per test; Cassandra shares one keyspace, so every test also
-writes under its own random `scope`, which isolates it on both backends. The skip-or-fail policy for a
-missing Cassandra node is in `tests/backends.py`.
+Isolation: SQLite gets a new database file per test and memory a new store; Cassandra shares one
+keyspace, so every test also writes under its own random `scope`, which isolates it on every backend.
+The skip-or-fail policy for a missing Cassandra node is in `tests/backends.py`.
 """
 
 from __future__ import annotations

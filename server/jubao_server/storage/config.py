@@ -49,6 +49,9 @@ class CassandraSettings(_Strict):
 
 
 class StorageSettings(_Strict):
-    backend: Literal["sqlite", "cassandra"] = "sqlite"
+    """`backend`: "sqlite" (the embedded default), "cassandra" (scale), or "memory": not durable (every
+    row is lost when the process ends, and processes never share it), for tests and the simulator."""
+
+    backend: Literal["sqlite", "cassandra", "memory"] = "sqlite"
     sqlite: SqliteSettings = SqliteSettings()
     cassandra: CassandraSettings = CassandraSettings()

@@ -24,6 +24,10 @@ async def open_backend(
         from jubao_server.storage.cassandra.backend import CassandraBackend  # noqa: PLC0415 (optional driver)
 
         return await CassandraBackend.connect(settings.cassandra, clock, faults=faults)
+    if settings.backend == "memory":
+        from jubao_server.storage.memory import MemoryBackend  # noqa: PLC0415
+
+        return MemoryBackend(clock, faults=faults)
     from jubao_server.storage.sqlite.backend import SqliteBackend  # noqa: PLC0415
 
     return await SqliteBackend.open(settings.sqlite, clock, faults=faults)

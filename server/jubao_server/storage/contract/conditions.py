@@ -1,5 +1,5 @@
 """Conditions evaluated on a partition's current state, with CQL semantics. A backend that checks
-conditions itself (SQLite inside its transaction) and the unknown-outcome read-back share these."""
+conditions itself (SQLite inside its transaction, memory) and the unknown-outcome read-back share these."""
 
 from __future__ import annotations
 

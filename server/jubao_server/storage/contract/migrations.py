@@ -15,8 +15,8 @@ from jubao_server.storage.contract.errors import MigrationError
 @dataclasses.dataclass(frozen=True)
 class MigrationSet:
     """A named folder of versioned schema files `NNNN_description.<suffix>` (`.sql` on SQLite, `.cql` on
-    Cassandra), applied in order, each once. An applied file may not change: its checksum is recorded
-    and checked."""
+    Cassandra, `.tables` in memory), applied in order, each once. An applied file may not change: its
+    checksum is recorded and checked."""
 
     name: str
     directory: Path

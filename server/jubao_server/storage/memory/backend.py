@@ -1,0 +1,224 @@
+"""`MemoryBackend`: the storage contract in memory, deterministic (see the package doc)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import heapq
+from collections.abc import Sequence
+
+from jubao_server import limits
+from jubao_server.clock import Clock
+from jubao_server.invariants import ensure, unreachable
+from jubao_server.storage.contract import (
+    NO_FAULTS,
+    Batch,
+    BatchOutcome,
+    Consistency,
+    Faults,
+    Key,
+    MigrationSet,
+    Page,
+    PartitionRef,
+    Row,
+    RowQuery,
+    StorageBackend,
+    StorageError,
+    Table,
+    Value,
+)
+from jubao_server.storage.contract.conditions import conditioned_rows, conditions_hold, failed_outcome
+from jubao_server.storage.contract.migrations import check_unchanged
+from jubao_server.storage.contract.unknown import write_conditional
+from jubao_server.storage.memory.partition import Partition
+from jubao_server.storage.memory.schema import load_sets
+
+PartitionId = tuple[Value, ...]  # scope, then the partition key
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class _Expiry:
+    """A row that expires at `expires_ms`; `sequence` orders equal times by when they were written."""
+
+    expires_ms: int
+    sequence: int
+    table: str = dataclasses.field(compare=False)
+    partition: PartitionId = dataclasses.field(compare=False)
+    clustering: Key = dataclasses.field(compare=False)
+
+
+@dataclasses.dataclass
+class _TableData:
+    """A table created by a schema file; `table` is its declared shape, known from its first use."""
+
+    table: Table | None = None
+    partitions: dict[PartitionId, Partition] = dataclasses.field(default_factory=dict)
+
+
+class MemoryBackend(StorageBackend):
+    name = "memory"
+
+    def __init__(self, clock: Clock, *, faults: Faults = NO_FAULTS) -> None:
+        self._clock = clock
+        self._faults = faults
+        self._tables: dict[str, _TableData] = {}
+        self._applied: dict[tuple[str, int], tuple[str, str]] = {}  # (set, version) -> (name, checksum)
+        self._expiries: list[_Expiry] = []  # a heap
+        self._expiry_sequence = 0
+        self._closed = False
+
+    async def migrate(self, sets: Sequence[MigrationSet]) -> list[str]:
+        await self._operation()
+        files = load_sets(sets)
+        applied: list[str] = []
+        for file, names in files:
+            recorded = self._applied.get((file.set_name, file.version))
+            if recorded is not None:
+                check_unchanged(file, *recorded)
+                continue
+            for name in names:
+                self._tables.setdefault(name, _TableData())
+            self._applied[(file.set_name, file.version)] = (file.name, file.checksum)
+            applied.append(file.label)
+        return applied
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The names of the tables the applied schema files created, in the order they were created."""
+        return tuple(self._tables)
+
+    async def read_row(
+        self, partition: PartitionRef, clustering: Key = (), consistency: Consistency = Consistency.DEFAULT
+    ) -> Row | None:
+        await self._operation()
+        table = partition.table
+        ensure(len(clustering) == len(table.clustering_key), f"{table.name}: wrong clustering arity")
+        return self._current_row(partition, clustering, self._clock.wall_ms())
+
+    async def read_static(
+        self, partition: PartitionRef, consistency: Consistency = Consistency.DEFAULT
+    ) -> Row | None:
+        await self._operation()
+        return self._current_static(partition)
+
+    async def read_page(self, query: RowQuery) -> Page:
+        await self._operation()
+        stored = self._partition(query.partition)
+        if stored is None:
+            return Page((), next_after=None)
+        now_ms = self._clock.wall_ms()
+        found: list[tuple[Key, Row]] = []
+        for key in stored.in_range(query.lower, query.upper, query.reverse):
+            row = stored.live_row(key, now_ms)
+            if row is None:
+                continue
+            if len(found) == query.limit:
+                return Page(tuple(r for _, r in found), next_after=found[-1][0])
+            found.append((key, stored.read(key, row)))
+        return Page(tuple(r for _, r in found), next_after=None)
+
+    async def write(self, batch: Batch) -> BatchOutcome:
+        await self._faults.before_operation()
+        if not batch.conditional:
+            return await self._write_once(batch)
+        return await write_conditional(self, self._faults, batch, self._write_once)
+
+    async def _write_once(self, batch: Batch) -> BatchOutcome:
+        """Yield once, then check the conditions and apply the batch in one step."""
+        await self._yield()
+        now_ms = self._clock.wall_ms()
+        if batch.conditional:
+            partition = batch.partition
+            rows = {key: self._current_row(partition, key, now_ms) for key in conditioned_rows(batch)}
+            static = self._current_static(partition)
+            if not conditions_hold(batch, rows, static):
+                return failed_outcome(batch, rows, static)
+        self._apply(batch, now_ms)
+        return BatchOutcome(applied=True)
+
+    async def ready(self) -> bool:
+        try:
+            await self._operation()
+        except StorageError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Closing drops every row: nothing outlives the backend."""
+        self._closed = True
+        self._tables.clear()
+        self._expiries.clear()
+
+    async def _operation(self) -> None:
+        await self._faults.before_operation()
+        await self._yield()
+
+    async def _yield(self) -> None:
+        """Every operation lets the other tasks run once, as a real store's I/O would, so concurrent
+        callers interleave (deterministically: the loop runs ready tasks in the order they became so)."""
+        await asyncio.sleep(0)
+        if self._closed:
+            raise StorageError("memory backend is closed")
+
+    def _data(self, table: Table) -> _TableData:
+        data = self._tables.get(table.name)
+        if data is None:
+            unreachable(f"{table.name}: no such table (no schema file created it: not migrated?)")
+        if data.table is None:
+            data.table = table
+        ensure(data.table is table or data.table == table, f"{table.name}: declared with two shapes")
+        return data
+
+    def _partition(self, ref: PartitionRef) -> Partition | None:
+        return self._data(ref.table).partitions.get((ref.scope, *ref.key))
+
+    def _current_row(self, ref: PartitionRef, clustering: Key, now_ms: int) -> Row | None:
+        stored = self._partition(ref)
+        row = None if stored is None else stored.live_row(clustering, now_ms)
+        if stored is None or row is None:
+            return None
+        return stored.read(clustering, row)
+
+    def _current_static(self, ref: PartitionRef) -> Row | None:
+        stored = self._partition(ref)
+        return None if stored is None else stored.read_static()
+
+    def _apply(self, batch: Batch, now_ms: int) -> None:
+        ref = batch.partition
+        partitions = self._data(ref.table).partitions
+        partition_id = (ref.scope, *ref.key)
+        stored = partitions.get(partition_id)
+        if stored is None:
+            stored = partitions[partition_id] = Partition(ref.table)
+        for put in batch.puts:
+            expires_ms = None if put.ttl_s is None else now_ms + put.ttl_s * 1000
+            stored.put(put.clustering, put.values, expires_ms, now_ms)
+            if expires_ms is not None:
+                self._expiry_sequence += 1
+                expiry = _Expiry(
+                    expires_ms, self._expiry_sequence, ref.table.name, partition_id, put.clustering
+                )
+                heapq.heappush(self._expiries, expiry)
+        for delete in batch.deletes:
+            stored.delete(delete.clustering)
+        if batch.static_values:
+            stored.write_static(batch.static_values)
+        if stored.empty:
+            del partitions[partition_id]
+        self._purge(now_ms)
+
+    def _purge(self, now_ms: int) -> None:
+        """Drop up to `ttl_sweep_rows_max` rows expired at `now_ms`, the earliest first. An entry whose
+        row was rewritten since (another expiry, or none) or deleted is only dropped from the heap."""
+        for _ in range(limits.ttl_sweep_rows_max):
+            if not self._expiries or self._expiries[0].expires_ms > now_ms:
+                return
+            expiry = heapq.heappop(self._expiries)
+            partitions = self._tables[expiry.table].partitions
+            stored = partitions.get(expiry.partition)
+            row = None if stored is None else stored.rows.get(expiry.clustering)
+            if stored is None or row is None or row.expires_ms != expiry.expires_ms:
+                continue
+            stored.delete(expiry.clustering)
+            if stored.empty:
+                del partitions[expiry.partition]

@@ -1,0 +1,110 @@
+"""Memory-only behaviour: TTL on the injected clock, purging expired rows, its schema files, closing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import pytest
+from jubao_server.invariants import InvariantViolation
+from jubao_server.storage.contract import (
+    Batch,
+    ColumnType,
+    MigrationError,
+    MigrationSet,
+    Put,
+    RowQuery,
+    StorageError,
+    Table,
+)
+from jubao_server.storage.memory import MemoryBackend
+
+from tests.sim.virtual_time import SimClock
+
+from .support import migration_sets, put_row, read_all
+from .tables import KV, LEDGER
+
+TTL_S: Final = 60
+ROWS: Final = 100
+
+
+@pytest.fixture
+def clock() -> SimClock:
+    return SimClock()
+
+
+@pytest.fixture
+async def memory(clock: SimClock) -> MemoryBackend:
+    backend = MemoryBackend(clock)
+    await backend.migrate(migration_sets(backend.name))
+    return backend
+
+
+async def test_rows_expire_on_the_injected_clock(memory: MemoryBackend, clock: SimClock, scope: str) -> None:
+    partition = LEDGER.partition(scope, "acct")
+    await put_row(memory, KV.partition(scope, "k"), (), {"v": "x"}, ttl_s=TTL_S)
+    await put_row(memory, partition, (1,), {"note": "short"}, ttl_s=TTL_S)
+    await put_row(memory, partition, (2,), {"note": "renewed"}, ttl_s=TTL_S)
+    clock.advance(TTL_S - 0.001)
+    await put_row(memory, partition, (2,), {"amount": 2}, ttl_s=TTL_S)
+    assert await memory.read_row(KV.partition(scope, "k")) is not None
+    clock.advance(0.001)
+    assert await memory.read_row(KV.partition(scope, "k")) is None
+    assert [(r["seq"], r["note"]) for r in await read_all(memory, RowQuery(partition))] == [(2, "renewed")]
+    clock.advance(TTL_S)
+    assert await read_all(memory, RowQuery(partition)) == []
+
+
+async def test_expired_rows_are_purged(memory: MemoryBackend, clock: SimClock, scope: str) -> None:
+    """Writes drop the rows that expired, so a long simulation does not keep every row it ever wrote."""
+    for index in range(ROWS):
+        await put_row(memory, KV.partition(scope, f"k{index}"), (), {"v": "x"}, ttl_s=TTL_S)
+    await put_row(memory, KV.partition(scope, "kept"), (), {"v": "x"})
+    clock.advance(TTL_S)
+    await put_row(memory, KV.partition(scope, "later"), (), {"v": "y"})
+    assert list(memory._tables[KV.name].partitions) == [(scope, "kept"), (scope, "later")]
+    assert memory._expiries == []
+
+
+async def test_tables_come_from_schema_files_and_declared_shapes(tmp_path: Path, clock: SimClock) -> None:
+    backend = MemoryBackend(clock)
+    with pytest.raises(InvariantViolation, match="no such table"):
+        await backend.read_row(KV.partition("t", "k"))
+    folder = tmp_path / "schema"
+    folder.mkdir()
+    (folder / "0001_kv.tables").write_text("-- the key-value table\nconf_kv\n")
+    assert await backend.migrate([MigrationSet("app", folder)]) == ["app/0001_kv.tables"]
+    assert await backend.migrate([MigrationSet("app", folder)]) == []
+    assert backend.tables == ("conf_kv",)
+    await put_row(backend, KV.partition("t", "k"), (), {"v": "x"})
+    other_shape = Table(name="conf_kv", partition_key=("k",), columns={"k": ColumnType.TEXT})
+    with pytest.raises(InvariantViolation, match="two shapes"):
+        await backend.read_row(other_shape.partition("t", "k"))
+    (folder / "0001_kv.tables").write_text("conf_kv\nconf_ledger\n")
+    with pytest.raises(MigrationError, match=r"0001_kv\.tables"):
+        await backend.migrate([MigrationSet("app", folder)])
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("0002_bad.tables", "Not-A-Name\n"), ("0002_empty.tables", "-- nothing\n"), ("2_short.tables", "t\n")],
+)
+async def test_malformed_schema_files_are_refused(
+    tmp_path: Path, clock: SimClock, name: str, text: str
+) -> None:
+    (tmp_path / name).write_text(text)
+    backend = MemoryBackend(clock)
+    with pytest.raises(MigrationError):
+        await backend.migrate([MigrationSet("app", tmp_path)])
+    assert backend.tables == ()
+
+
+async def test_closing_drops_everything(memory: MemoryBackend, scope: str) -> None:
+    await memory.write(Batch(KV.partition(scope, "k"), puts=(Put((), {"v": "x"}),)))
+    assert await memory.ready()
+    await memory.close()
+    await memory.close()
+    assert not await memory.ready()
+    with pytest.raises(StorageError, match="closed"):
+        await memory.read_row(KV.partition(scope, "k"))
+    assert memory.tables == ()
