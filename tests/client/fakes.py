@@ -73,10 +73,12 @@ def rich_status(
     *,
     violations: Sequence[tuple[str, str]] = (),
     retry_delay_ms: int | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> status_pb2.Status:
     """A `google.rpc.Status` with ErrorInfo, and BadRequest / RetryInfo when asked."""
     status = status_pb2.Status(code=code.value[0], message=message)
-    status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata or {})
+    status.details.add().Pack(info)
     if violations:
         bad_request = error_details_pb2.BadRequest()
         for field, description in violations:

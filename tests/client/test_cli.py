@@ -12,7 +12,7 @@ from jubao.client import Reason
 from typer.testing import CliRunner, Result
 
 from .conftest import API_KEY, TENANT_IDS
-from .fakes import FakeServer, rich_status
+from .fakes import FakeServer, rich_status, sample_tenant, serve
 
 CLEAN_ENV: dict[str, str | None] = {
     name: None
@@ -171,3 +171,61 @@ def test_tenants_enable_and_keys_revoke(server: FakeServer) -> None:
     assert "revoked" in revoked.stdout
     assert [call.method for call in server.script.calls] == ["EnableTenant", "RevokeApiKey"]
     assert all(call.request_id for call in server.script.calls)
+
+
+def test_every_mutating_admin_command_sends_the_given_request_id(server: FakeServer) -> None:
+    commands = [
+        ["tenants", "create", "new-bank", "--name", "New", "--kind", "bank"],
+        ["tenants", "disable", "alpha", "--reason", "audit"],
+        ["tenants", "enable", "alpha"],
+        ["tenants", "set-quota", "alpha", "--rate", "1", "--burst", "2", "--concurrency", "3"],
+        ["keys", "issue", "alpha"],
+        ["keys", "revoke", "alpha", "key-1"],
+    ]
+    for number, command in enumerate(commands):
+        result = run(server, *command, "--request-id", f"req-{number}")
+        assert result.exit_code == 0, result.output
+    assert [call.request_id for call in server.script.calls] == [f"req-{n}" for n in range(len(commands))]
+
+
+def test_json_errors_are_one_json_object_on_stderr(server: FakeServer) -> None:
+    status = rich_status(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "account a has 5 available, needs 9",
+        Reason.INSUFFICIENT_FUNDS,
+        violations=[("legs[0].amount_minor", "too large")],
+        retry_delay_ms=250,
+        metadata={"account_id": "a"},
+    )
+    server.script.fail_next(status)
+    result = run(server, "--json", "tenants", "enable", "alpha")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert json.loads(result.stderr) == {
+        "error": {
+            "code": 9,
+            "status": "FAILED_PRECONDITION",
+            "message": "account a has 5 available, needs 9",
+            "reason": "INSUFFICIENT_FUNDS",
+            "domain": "jubao.cloud",
+            "metadata": {"account_id": "a"},
+            "fieldViolations": [{"field": "legs[0].amount_minor", "description": "too large"}],
+            "retryDelayMs": 250,
+        }
+    }
+
+
+def test_tables_never_cut_ids_on_a_narrow_terminal() -> None:
+    long_id = "demo-bank-of-the-long-river-delta-0123456789"
+    with serve([sample_tenant(long_id)]) as narrow:
+        options = ["--endpoint", narrow.endpoint, "--api-key", API_KEY]
+        result = CliRunner().invoke(app, [*options, "tenants", "list"], env={**CLEAN_ENV, "COLUMNS": "40"})
+    assert result.exit_code == 0, result.output
+    assert long_id in result.stdout
+    assert "…" not in result.stdout
+
+
+def test_help_names_the_exit_codes() -> None:
+    result = CliRunner().invoke(app, ["--help"], env={**CLEAN_ENV, "COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "Exit codes: 0 done; 1 a call failed" in result.stdout

@@ -14,6 +14,7 @@ import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import status_pb2
+from jubao.cli.common import EXIT_CALL_FAILED
 from jubao.cli.main import app
 from jubao.client import AsyncClient, JubaoError, Reason
 from jubao.errors import error_from_status
@@ -117,13 +118,14 @@ async def rejected(call: Awaitable[Any], error_type: type[JubaoError], reason: R
 
 
 def cli_of(running: Running, api_key: str) -> Callable[..., Awaitable[dict[str, Any]]]:
-    """`jubao --json payments ARGS...` against the running server; the JSON it printed."""
+    """`jubao --json payments ARGS...` against the running server; the JSON it printed: the response, or
+    the error on stderr when the command exits 1. Fails unless the command exits `exit_code`."""
     base = ["--endpoint", running.address, "--api-key", api_key, "--json", "payments"]
 
-    async def cli(*args: str) -> dict[str, Any]:
+    async def cli(*args: str, exit_code: int = 0) -> dict[str, Any]:
         result = await asyncio.to_thread(CliRunner().invoke, app, [*base, *args])
-        assert result.exit_code == 0, result.output
-        return json_document(result.stdout)
+        assert result.exit_code == exit_code, result.output
+        return json_document(result.stderr if exit_code == EXIT_CALL_FAILED else result.stdout)
 
     return cli
 

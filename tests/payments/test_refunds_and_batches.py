@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
+from jubao.cli.common import EXIT_PARTIAL
 from jubao.client import AsyncClient, FailedPrecondition, InvalidArgument, NotFound, Reason
 from jubao.payments.v1 import payments_pb2 as pb
 
@@ -144,10 +145,13 @@ async def test_cli_holds_and_escrows(running: Running, keys: dict[str, str], fun
     cli = cli_of(running, keys["demo-bank"])
     await open_account(funded, "escrow", kind=pb.ACCOUNT_KIND_ESCROW)
     later = ["--currency", "CNY", "--expires", seconds_from_now(3600).ToJsonString()]
-    held = (await cli("holds", "create", "--from", "alice", "--to", "shop", "--amount", "300", *later))[
+    hold_args = ["holds", "create", "--from", "alice", "--to", "shop", "--amount", "300", *later]
+    held = (await cli(*hold_args, "--request-id", "hold-1"))["hold"]
+    assert held["requestId"] == "hold-1"
+    assert (await cli(*hold_args, "--request-id", "hold-1"))["hold"]["holdId"] == held["holdId"]
+    captured = (await cli("holds", "capture", held["holdId"], "--amount", "100", "--request-id", "cap-1"))[
         "hold"
     ]
-    captured = (await cli("holds", "capture", held["holdId"], "--amount", "100"))["hold"]
     assert captured["state"] == "HOLD_STATE_CAPTURED" and captured["capturedMinor"] == "100"
     assert (await cli("holds", "get", held["holdId"]))["hold"] == captured
     voidable = (await cli("holds", "create", "--from", "alice", "--to", "shop", "--amount", "5", *later))[
@@ -157,7 +161,9 @@ async def test_cli_holds_and_escrows(running: Running, keys: dict[str, str], fun
     parties = ["--buyer", "alice", "--seller", "shop", "--escrow-account", "escrow", "--currency", "CNY"]
     terms = [*parties, "--release-at", seconds_from_now(3600).ToJsonString()]
     fee = ["--fee", "40", "--fee-account", "fees"]
-    escrow_id = (await cli("escrows", "create", *terms, "--amount", "400", *fee))["escrow"]["escrowId"]
+    escrow = await cli("escrows", "create", *terms, "--amount", "400", *fee, "--request-id", "esc-1")
+    assert escrow["escrow"]["requestId"] == "esc-1"
+    escrow_id = escrow["escrow"]["escrowId"]
     assert (await cli("escrows", "dispute", escrow_id))["escrow"]["state"] == "ESCROW_STATE_DISPUTED"
     refunded = (await cli("escrows", "refund", escrow_id))["escrow"]
     assert refunded["state"] == "ESCROW_STATE_REFUNDED" and refunded["refundedMinor"] == "400"
@@ -172,11 +178,13 @@ async def test_cli_refunds_balances_and_batches(
 ) -> None:
     cli = cli_of(running, keys["demo-bank"])
     paid = await completed(funded, (await pay(funded, leg("alice", "shop", 100))).transfer_id)
-    back = (await cli("refund", paid.transfer_id, "--leg", "0", "--amount", "30"))["refund"]
+    refund_args = ["refund", paid.transfer_id, "--leg", "0", "--amount", "30", "--request-id", "back-1"]
+    back = (await cli(*refund_args))["refund"]
+    assert back["requestId"] == "back-1" and (await cli(*refund_args))["refund"] == back
     assert back["amountMinor"] == "30" and back["transferId"] == paid.transfer_id
     path = tmp_path / "batch.jsonl"
     path.write_text("\n".join([batch_line("cli-1", 7), "", batch_line("", 0)]))
-    results = (await cli("batch", str(path)))["results"]
+    results = (await cli("batch", str(path), exit_code=EXIT_PARTIAL))["results"]
     assert results[0]["transfer"]["requestId"] == "cli-1" and results[1]["error"]["code"] == 3
     balance = await cli("balance", "alice", "--at", seconds_from_now(-0.001).ToJsonString())
     assert balance["ledgerMinor"] == str(FUNDS_MINOR - 100 + 30 - 7)

@@ -283,3 +283,55 @@ async def test_cli_opens_accounts_transfers_and_lists_entries(running: Running, 
     assert (await cli("accounts", "unfreeze", "a1"))["account"].get("policy", {}) == {}
     listed = (await cli("accounts", "list"))["accounts"]
     assert sorted(a["accountId"] for a in listed) == ["a1", "a2", "settle"]
+
+
+async def test_cli_retries_a_payment_by_request_id_and_reports_refusals_as_json(
+    running: Running, keys: dict[str, str], funded: AsyncClient
+) -> None:
+    cli = cli_of(running, keys["demo-bank"])
+    open_carol = [
+        "accounts",
+        "open",
+        "carol",
+        "--currency",
+        "CNY",
+        "--kind",
+        "customer",
+        "--request-id",
+        "o-1",
+    ]
+    opened = await cli(*open_carol)
+    assert await cli(*open_carol) == opened
+
+    def pay(amount_minor: int, *request_id: str) -> list[str]:
+        return [
+            "transfer",
+            "--from",
+            "alice",
+            "--to",
+            "carol",
+            "--amount",
+            str(amount_minor),
+            "--currency",
+            "CNY",
+            *request_id,
+        ]
+
+    first = (await cli(*pay(250, "--request-id", "pay-1")))["transfer"]
+    assert first["requestId"] == "pay-1"
+    assert (await cli(*pay(250, "--request-id", "pay-1")))["transfer"] == first
+    assert await ledgers_minor(funded, "alice", "carol") == [FUNDS_MINOR - 250, 250]
+    reused = (await cli(*pay(251, "--request-id", "pay-1"), exit_code=1))["error"]
+    assert (reused["status"], reused["reason"]) == ("ALREADY_EXISTS", "REQUEST_ID_REUSED")
+    overdraft = (await cli(*pay(FUNDS_MINOR), exit_code=1))["error"]
+    assert overdraft | {"message": ""} == {
+        "code": 9,
+        "status": "FAILED_PRECONDITION",
+        "message": "",
+        "reason": "INSUFFICIENT_FUNDS",
+        "domain": "jubao.cloud",
+        "metadata": {"account_id": "alice"},
+    }
+    frozen = await cli("accounts", "freeze", "carol", "--credits", "--request-id", "f-1")
+    assert await cli("accounts", "freeze", "carol", "--credits", "--request-id", "f-1") == frozen
+    assert await ledgers_minor(funded, "alice", "carol") == [FUNDS_MINOR - 250, 250]

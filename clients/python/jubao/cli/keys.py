@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
 
 from jubao.admin.v1 import tenant_admin_pb2 as admin_pb2
 from jubao.cli.common import (
     PAGE_SIZE,
     Page,
+    RequestIdOption,
     collect_pages,
     connect,
     emit,
     enum_label,
     list_table,
     record_table,
+    text,
     time_label,
 )
-from jubao.client import Client
+
+if TYPE_CHECKING:
+    from rich.console import Group
+    from rich.table import Table
+
+    from jubao.client import Client
 
 app = typer.Typer(help="Manage API keys (operator credentials only).", no_args_is_help=True)
 
@@ -34,10 +38,11 @@ def issue(
     ctx: typer.Context,
     tenant_id: TenantArgument,
     name: Annotated[str, typer.Option("--name", help="Display name of the key.")] = "",
+    request_id: RequestIdOption = "",
 ) -> None:
-    """Issue a new API key; its secret is shown once."""
+    """Issue a new API key; its secret is shown once (a repeated request id answers without it)."""
+    request = admin_pb2.IssueApiKeyRequest(tenant_id=tenant_id, display_name=name, request_id=request_id)
     with connect(ctx) as client:
-        request = admin_pb2.IssueApiKeyRequest(tenant_id=tenant_id, display_name=name)
         response = client.admin.IssueApiKey(request)
     emit(ctx, response, lambda: _issued(response))
 
@@ -47,12 +52,12 @@ def revoke(
     ctx: typer.Context,
     tenant_id: TenantArgument,
     key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="Id of the key to revoke.")],
+    request_id: RequestIdOption = "",
 ) -> None:
     """Revoke an API key: calls with it fail with API_KEY_REVOKED."""
+    request = admin_pb2.RevokeApiKeyRequest(tenant_id=tenant_id, key_id=key_id, request_id=request_id)
     with connect(ctx) as client:
-        response = client.admin.RevokeApiKey(
-            admin_pb2.RevokeApiKeyRequest(tenant_id=tenant_id, key_id=key_id)
-        )
+        response = client.admin.RevokeApiKey(request)
     emit(ctx, response, lambda: key_record(response.api_key))
 
 
@@ -75,8 +80,14 @@ def _state(key: admin_pb2.ApiKey) -> str:
 
 
 def _issued(response: admin_pb2.IssueApiKeyResponse) -> Group:
+    from rich.console import Group
+    from rich.text import Text
+
+    if not response.secret:
+        replayed = "No secret: this answers a repeated request id; the secret was shown the first time."
+        return Group(key_record(response.api_key), text(replayed))
     warning = Text("Secret (shown once; send as 'authorization: Bearer <secret>'):", style="bold yellow")
-    return Group(key_record(response.api_key), warning, Text(response.secret))
+    return Group(key_record(response.api_key), warning, text(response.secret))
 
 
 def keys_table(keys: list[admin_pb2.ApiKey]) -> Table:
@@ -84,7 +95,7 @@ def keys_table(keys: list[admin_pb2.ApiKey]) -> Table:
         (key.tenant_id, key.key_id, key.display_name, _state(key), time_label(key.create_time))
         for key in keys
     ]
-    return list_table(("TENANT", "KEY ID", "NAME", "STATE", "CREATED"), rows)
+    return list_table(("TENANT", "KEY ID", "NAME", "STATE", "CREATED"), rows, wrap=(2,))
 
 
 def key_record(key: admin_pb2.ApiKey) -> Table:

@@ -10,7 +10,6 @@ import typer
 
 from jubao.cli import keys, meta, payments, reconcile, server, tenants
 from jubao.cli.common import CliState
-from jubao.client import ClientConfig
 from jubao.client.config import (
     DEFAULT_ENDPOINT,
     DEFAULT_TIMEOUT_MS,
@@ -20,11 +19,18 @@ from jubao.client.config import (
     ENV_TLS_CA,
     ENV_TLS_CERT,
     ENV_TLS_KEY,
+    ClientConfig,
+)
+
+EPILOG = (
+    "Exit codes: 0 done; 1 a call failed (error on stderr, as JSON with --json); 2 bad usage or "
+    "configuration; 3 reconcile found a discrepancy; 4 part of the work failed (payments batch)."
 )
 
 app = typer.Typer(
     name="jubao",
     help="Operate and try the jubao financial cloud.",
+    epilog=EPILOG,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
@@ -45,7 +51,9 @@ CaOption = Annotated[Path | None, typer.Option(envvar=ENV_TLS_CA, help="CA certi
 CertOption = Annotated[Path | None, typer.Option(envvar=ENV_TLS_CERT, help="Client certificate (PEM), mTLS.")]
 KeyOption = Annotated[Path | None, typer.Option(envvar=ENV_TLS_KEY, help="Client private key (PEM), mTLS.")]
 TimeoutOption = Annotated[int, typer.Option(envvar=ENV_TIMEOUT_MS, min=1, help="Deadline per call, ms.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print responses as proto JSON.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print responses as proto JSON, errors as JSON on stderr.")
+]
 
 
 @app.callback()

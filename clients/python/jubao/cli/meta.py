@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from jubao.cli.common import connect, emit, record_table
+from jubao.cli.common import connect, emit, record_table, text
 from jubao.meta.v1 import meta_pb2
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 app = typer.Typer()
 
@@ -25,7 +26,7 @@ def ping(
         started_s = time.perf_counter()
         response = client.meta.Ping(meta_pb2.PingRequest(payload=payload.encode()))
         elapsed_ms = (time.perf_counter() - started_s) * 1000
-    emit(ctx, response, lambda: Text(f"pong from {client.config.endpoint} in {elapsed_ms:.1f} ms"))
+    emit(ctx, response, lambda: text(f"pong from {client.config.endpoint} in {elapsed_ms:.1f} ms"))
 
 
 @app.command()

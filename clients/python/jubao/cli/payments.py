@@ -13,32 +13,35 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
-from google.protobuf import json_format
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
-from rich.table import Table
-from rich.text import Text
 
 from jubao.cli.common import (
+    EXIT_PARTIAL,
     PAGE_SIZE,
     Page,
+    RequestIdOption,
     collect_pages,
     connect,
-    console,
     emit,
     enum_label,
     list_table,
     record_table,
+    show,
     state,
+    text,
     time_label,
 )
-from jubao.client import Client
-from jubao.errors import DeadlineExceeded, Unavailable
 from jubao.payments.v1 import payments_pb2 as pb
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
+
+    from jubao.client import Client
 
 # `jubao payments events`: streams opened in one run, failures in a row before giving up, and backoff.
 events_streams_max: Final = 1_000_000
@@ -95,6 +98,7 @@ def open_account(
     kind: Annotated[Kind, typer.Option("--kind", help="What the account is for.")],
     allow_negative: Annotated[bool, typer.Option("--allow-negative", help="May go below zero.")] = False,
     name: Annotated[str, typer.Option("--name", help="Display name.")] = "",
+    request_id: RequestIdOption = "",
 ) -> None:
     """Open an account with a zero balance."""
     account = pb.Account(
@@ -105,13 +109,13 @@ def open_account(
         policy=pb.AccountPolicy(allow_negative=allow_negative),
     )
     with connect(ctx) as client:
-        response = client.payments.OpenAccount(pb.OpenAccountRequest(account=account))
+        response = client.payments.OpenAccount(pb.OpenAccountRequest(account=account, request_id=request_id))
     emit(ctx, response, lambda: account_record(response.account))
 
 
 @accounts_app.command("get")
 def get_account(ctx: typer.Context, account_id: AccountArgument) -> None:
-    """Show an account and its balance."""
+    """Show an account and its current balances: ledger, held and available."""
     with connect(ctx) as client:
         response = client.payments.GetAccount(pb.GetAccountRequest(account_id=account_id))
     emit(ctx, response, lambda: account_record(response.account))
@@ -131,9 +135,10 @@ def freeze(
     account_id: AccountArgument,
     debits: DebitsOption = False,
     credits: CreditsOption = False,
+    request_id: RequestIdOption = "",
 ) -> None:
     """Freeze an account: transfers out of it (--debits), into it (--credits) or both (default) fail."""
-    _set_frozen(ctx, account_id, debits, credits, frozen=True)
+    _set_frozen(ctx, account_id, debits, credits, request_id, frozen=True)
 
 
 @accounts_app.command()
@@ -142,9 +147,10 @@ def unfreeze(
     account_id: AccountArgument,
     debits: DebitsOption = False,
     credits: CreditsOption = False,
+    request_id: RequestIdOption = "",
 ) -> None:
     """Unfreeze an account's debits (--debits), credits (--credits) or both (default)."""
-    _set_frozen(ctx, account_id, debits, credits, frozen=False)
+    _set_frozen(ctx, account_id, debits, credits, request_id, frozen=False)
 
 
 @app.command()
@@ -159,8 +165,10 @@ def transfer(
         list[str] | None, typer.Option("--leg", metavar="ACCOUNT:AMOUNT", help="Another payee; repeatable.")
     ] = None,
     memo: Annotated[str, typer.Option("--memo", help="Free text for the parties.")] = "",
+    request_id: RequestIdOption = "",
 ) -> None:
-    """Move money from one account to one or more others, atomically (a fresh request id each run)."""
+    """Move money from one account to one or more others, atomically. Run it again with the same
+    --request-id after a timeout: the money moves once. A refusal (INSUFFICIENT_FUNDS, ...) exits 1."""
     payees = [(payee, amount), *(_parse_leg(leg) for leg in legs or ())]
     request = pb.CreateTransferRequest(
         currency_code=currency.upper(),
@@ -168,6 +176,7 @@ def transfer(
             pb.Leg(debit_account_id=payer, credit_account_id=to, amount_minor=minor) for to, minor in payees
         ],
         memo=memo,
+        request_id=request_id,
     )
     with connect(ctx) as client:
         response = client.payments.CreateTransfer(request)
@@ -208,7 +217,8 @@ def balance(
     account_id: Annotated[str, typer.Argument(metavar="ACCOUNT", help="Account id.")],
     at: Annotated[str, typer.Option("--at", help="ISO time in the past; UTC without an offset.")],
 ) -> None:
-    """Show an account's ledger balance as it was at a past time."""
+    """Show an account's ledger balance as it was at a past time (the balance now, with what is held
+    and available: `payments accounts get`)."""
     request = pb.GetBalanceRequest(account_id=account_id, as_of_time=_timestamp("--at", at))
     with connect(ctx) as client:
         response = client.payments.GetBalance(request)
@@ -222,9 +232,12 @@ def refund(
     *,
     leg: Annotated[int, typer.Option("--leg", min=0, help="Which leg to refund (0-based).")] = 0,
     amount: Annotated[int, typer.Option("--amount", min=1, help="Minor units to send back.")],
+    request_id: RequestIdOption = "",
 ) -> None:
     """Send money of one leg of a transfer back from its payee to its payer."""
-    request = pb.CreateRefundRequest(transfer_id=transfer_id, leg_index=leg, amount_minor=amount)
+    request = pb.CreateRefundRequest(
+        transfer_id=transfer_id, leg_index=leg, amount_minor=amount, request_id=request_id
+    )
     with connect(ctx) as client:
         response = client.payments.CreateRefund(request)
     emit(ctx, response, lambda: refund_record(response.refund))
@@ -241,12 +254,17 @@ def batch(
 
     A line is a CreateTransferRequest as proto JSON: {"requestId": "pay-1", "currencyCode": "CNY",
     "legs": [{"debitAccountId": "a", "creditAccountId": "b", "amountMinor": "100"}]}. Give every line a
-    requestId to make a rerun of the file safe; a line without one gets a fresh id.
+    requestId to make a rerun of the file safe; a line without one gets a fresh id. Exits 4 when some
+    lines failed (the others are done).
     """
     requests = _batch_requests(path)
     with connect(ctx) as client:
         response = client.payments.BatchCreateTransfers(pb.BatchCreateTransfersRequest(requests=requests))
     emit(ctx, response, lambda: batch_table(requests, response.results))
+    failed = sum(result.HasField("error") for result in response.results)
+    if failed:
+        typer.echo(f"{failed} of {len(requests)} transfers failed", err=True)
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @holds_app.command("create")
@@ -258,6 +276,7 @@ def create_hold(
     amount: Annotated[int, typer.Option("--amount", min=1, help="Minor units to reserve.")],
     currency: CurrencyOption,
     expires: Annotated[str, typer.Option("--expires", help="ISO time, at most 30 days ahead.")],
+    request_id: RequestIdOption = "",
 ) -> None:
     """Reserve money on an account; it is released by itself when it expires uncaptured."""
     request = pb.CreateHoldRequest(
@@ -266,6 +285,7 @@ def create_hold(
         currency_code=currency.upper(),
         amount_minor=amount,
         expire_time=_timestamp("--expires", expires),
+        request_id=request_id,
     )
     with connect(ctx) as client:
         response = client.payments.CreateHold(request)
@@ -296,7 +316,7 @@ def events(
             lambda response: emit(ctx, response, functools.partial(_event_lines, response)),
         )
     if not state(ctx).json_output:
-        console.print(Text(f"cursor {cursor}"))
+        show(text(f"cursor {cursor}"))
 
 
 Watch = Callable[[pb.WatchEventsRequest], Iterable[pb.WatchEventsResponse]]
@@ -312,6 +332,8 @@ def follow_events(
     """Show the responses of `watch` until `count` events (0: for ever), opening the stream again from
     the last cursor when it ends or fails with UNAVAILABLE or DEADLINE_EXCEEDED; gives up after
     `events_failures_in_a_row_max` failures in a row. Returns the last cursor."""
+    from jubao.errors import DeadlineExceeded, Unavailable
+
     cursor, seen, failures = request.cursor, 0, 0
     for _ in range(events_streams_max):
         attempt = pb.WatchEventsRequest()
@@ -332,29 +354,32 @@ def follow_events(
     return cursor
 
 
-def _event_lines(response: pb.WatchEventsResponse) -> Text:
+def _event_lines(response: pb.WatchEventsResponse) -> RenderableType:
     lines = [
         f"{event.event_id}  {enum_label(pb.EventKind.Name(event.kind), 'EVENT_KIND_')}  "
         f"{time_label(event.time)}  {event.transfer_id or event.hold.hold_id or event.escrow.escrow_id}  "
         f"{' '.join(event.account_ids)}"
         for event in response.events
     ]
-    return Text("\n".join(lines))
+    return text("\n".join(lines))
 
 
 @holds_app.command("capture")
-def capture_hold(ctx: typer.Context, hold_id: HoldArgument, amount: PortionOption = 0) -> None:
+def capture_hold(
+    ctx: typer.Context, hold_id: HoldArgument, amount: PortionOption = 0, request_id: RequestIdOption = ""
+) -> None:
     """Pay all or part of a hold to its payee; the rest is released."""
+    request = pb.CaptureHoldRequest(hold_id=hold_id, amount_minor=amount, request_id=request_id)
     with connect(ctx) as client:
-        response = client.payments.CaptureHold(pb.CaptureHoldRequest(hold_id=hold_id, amount_minor=amount))
+        response = client.payments.CaptureHold(request)
     emit(ctx, response, lambda: hold_record(response.hold))
 
 
 @holds_app.command("void")
-def void_hold(ctx: typer.Context, hold_id: HoldArgument) -> None:
+def void_hold(ctx: typer.Context, hold_id: HoldArgument, request_id: RequestIdOption = "") -> None:
     """Release a hold without paying anything."""
     with connect(ctx) as client:
-        response = client.payments.VoidHold(pb.VoidHoldRequest(hold_id=hold_id))
+        response = client.payments.VoidHold(pb.VoidHoldRequest(hold_id=hold_id, request_id=request_id))
     emit(ctx, response, lambda: hold_record(response.hold))
 
 
@@ -378,6 +403,7 @@ def create_escrow(
     release_at: Annotated[str, typer.Option("--release-at", help="ISO time of the automatic release.")],
     fee: Annotated[int, typer.Option("--fee", min=0, help="Minor units taken at release.")] = 0,
     fee_account: Annotated[str, typer.Option("--fee-account", help="Account the fee goes to.")] = "",
+    request_id: RequestIdOption = "",
 ) -> None:
     """Debit the buyer into an escrow account until release (to the seller, less the fee) or refund."""
     request = pb.CreateEscrowRequest(
@@ -389,6 +415,7 @@ def create_escrow(
         fee_account_id=fee_account,
         fee_minor=fee,
         release_time=_timestamp("--release-at", release_at),
+        request_id=request_id,
     )
     with connect(ctx) as client:
         response = client.payments.CreateEscrow(request)
@@ -396,27 +423,31 @@ def create_escrow(
 
 
 @escrows_app.command("release")
-def release_escrow(ctx: typer.Context, escrow_id: EscrowArgument) -> None:
+def release_escrow(ctx: typer.Context, escrow_id: EscrowArgument, request_id: RequestIdOption = "") -> None:
     """Pay what is left of an escrow to the seller, less the fee."""
+    request = pb.ReleaseEscrowRequest(escrow_id=escrow_id, request_id=request_id)
     with connect(ctx) as client:
-        response = client.payments.ReleaseEscrow(pb.ReleaseEscrowRequest(escrow_id=escrow_id))
+        response = client.payments.ReleaseEscrow(request)
     emit(ctx, response, lambda: escrow_record(response.escrow))
 
 
 @escrows_app.command("refund")
-def refund_escrow(ctx: typer.Context, escrow_id: EscrowArgument, amount: PortionOption = 0) -> None:
+def refund_escrow(
+    ctx: typer.Context, escrow_id: EscrowArgument, amount: PortionOption = 0, request_id: RequestIdOption = ""
+) -> None:
     """Return all or part of what is left of an escrow to the buyer."""
-    request = pb.RefundEscrowRequest(escrow_id=escrow_id, amount_minor=amount)
+    request = pb.RefundEscrowRequest(escrow_id=escrow_id, amount_minor=amount, request_id=request_id)
     with connect(ctx) as client:
         response = client.payments.RefundEscrow(request)
     emit(ctx, response, lambda: escrow_record(response.escrow))
 
 
 @escrows_app.command("dispute")
-def dispute_escrow(ctx: typer.Context, escrow_id: EscrowArgument) -> None:
+def dispute_escrow(ctx: typer.Context, escrow_id: EscrowArgument, request_id: RequestIdOption = "") -> None:
     """Block the release of an escrow; it can then only be refunded."""
+    request = pb.DisputeEscrowRequest(escrow_id=escrow_id, request_id=request_id)
     with connect(ctx) as client:
-        response = client.payments.DisputeEscrow(pb.DisputeEscrowRequest(escrow_id=escrow_id))
+        response = client.payments.DisputeEscrow(request)
     emit(ctx, response, lambda: escrow_record(response.escrow))
 
 
@@ -428,7 +459,9 @@ def get_escrow(ctx: typer.Context, escrow_id: EscrowArgument) -> None:
     emit(ctx, response, lambda: escrow_record(response.escrow))
 
 
-def _set_frozen(ctx: typer.Context, account_id: str, debits: bool, credits: bool, *, frozen: bool) -> None:
+def _set_frozen(
+    ctx: typer.Context, account_id: str, debits: bool, credits: bool, request_id: str, *, frozen: bool
+) -> None:
     both = not debits and not credits
     with connect(ctx) as client:
         policy = client.payments.GetAccount(pb.GetAccountRequest(account_id=account_id)).account.policy
@@ -437,7 +470,10 @@ def _set_frozen(ctx: typer.Context, account_id: str, debits: bool, credits: bool
         if credits or both:
             policy.credits_frozen = frozen
         request = pb.UpdateAccountRequest(
-            account_id=account_id, policy=policy, update_mask=FieldMask(paths=["policy"])
+            account_id=account_id,
+            policy=policy,
+            update_mask=FieldMask(paths=["policy"]),
+            request_id=request_id,
         )
         response = client.payments.UpdateAccount(request)
     emit(ctx, response, lambda: account_record(response.account))
@@ -468,6 +504,8 @@ def _batch_requests(path: Path) -> list[pb.CreateTransferRequest]:
 
 def _batch_request(path: Path, number: int, line: str) -> pb.CreateTransferRequest:
     """One line as a request; without a request id it gets a fresh one (the SDK fills only top-level ids)."""
+    from google.protobuf import json_format
+
     try:
         request = json_format.Parse(line, pb.CreateTransferRequest())
     except json_format.ParseError as error:
@@ -492,6 +530,8 @@ def _entry_page(client: Client, query: pb.ListEntriesRequest, page_token: str) -
 
 
 def _reason(status: pb.Status) -> str:
+    from google.rpc import error_details_pb2
+
     info = error_details_pb2.ErrorInfo()
     return next((info.reason for detail in status.details if detail.Unpack(info)), "")
 
@@ -522,7 +562,7 @@ def accounts_table(accounts: list[pb.Account]) -> Table:
         )
         for account in accounts
     ]
-    return list_table(headers, rows)
+    return list_table(headers, rows, wrap=(3,))
 
 
 def account_record(account: pb.Account) -> Table:
@@ -566,7 +606,7 @@ def transfer_record(transfer: pb.Transfer) -> Table:
 
 
 def entries_table(found: list[pb.Entry]) -> Table:
-    headers = ("SEQ", "TIME", "TRANSFER", "LEG", "KIND", "AMOUNT", "BALANCE AFTER")
+    headers = ("SEQ", "TIME", "TRANSFER", "LEG", "KIND", "AMOUNT", "BALANCE")
     rows = [
         (
             str(entry.entry_seq),
@@ -579,7 +619,7 @@ def entries_table(found: list[pb.Entry]) -> Table:
         )
         for entry in found
     ]
-    return list_table(headers, rows)
+    return list_table(headers, rows, wrap=(1,))
 
 
 def balance_record(response: pb.GetBalanceResponse) -> Table:
@@ -619,7 +659,7 @@ def batch_table(requests: list[pb.CreateTransferRequest], results: Sequence[pb.T
         )
         for index, (request, result) in enumerate(zip(requests, results, strict=True))
     ]
-    return list_table(headers, rows)
+    return list_table(headers, rows, wrap=(4,))
 
 
 def hold_record(hold: pb.Hold) -> Table:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import typer
-from rich.console import Group
-from rich.text import Text
+from typing import TYPE_CHECKING
 
-from jubao.cli.common import connect, emit, enum_label, list_table
+import typer
+
+from jubao.cli.common import EXIT_DISCREPANCY, connect, emit, enum_label, list_table, text
 from jubao.payments.v1 import payments_pb2 as pb
+
+if TYPE_CHECKING:
+    from rich.console import Group
 
 app = typer.Typer()
 
@@ -20,16 +23,18 @@ def reconcile(ctx: typer.Context) -> None:
         report = client.payments.Reconcile(pb.ReconcileRequest())
     emit(ctx, report, lambda: _report(report))
     if not report.clean:
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_DISCREPANCY)
 
 
 def _report(report: pb.ReconcileResponse) -> Group:
+    from rich.console import Group
+
     verdict = (
         "clean"
         if report.clean
         else f"{len(report.discrepancies) + report.discrepancies_omitted} discrepancies"
     )
-    summary = Text(f"{verdict}: {report.accounts_checked} accounts in {report.shard_count} shards")
+    summary = text(f"{verdict}: {report.accounts_checked} accounts in {report.shard_count} shards")
     totals = list_table(
         ("CURRENCY", "ACCOUNTS", "BALANCES", "IN FLIGHT"),
         [
@@ -49,5 +54,6 @@ def _report(report: pb.ReconcileResponse) -> Group:
             )
             for d in report.discrepancies
         ],
+        wrap=(4,),
     )
     return Group(summary, totals, found) if report.discrepancies else Group(summary, totals)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import functools
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from jubao.admin.v1 import tenant_admin_pb2 as admin_pb2
 from jubao.cli.common import (
     PAGE_SIZE,
     Page,
+    RequestIdOption,
     collect_pages,
     connect,
     emit,
@@ -21,7 +21,11 @@ from jubao.cli.common import (
     record_table,
     time_label,
 )
-from jubao.client import Client
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from jubao.client import Client
 
 app = typer.Typer(help="Manage tenants (operator credentials only).", no_args_is_help=True)
 
@@ -73,6 +77,7 @@ def create(
     rate: Annotated[int | None, RATE_OPTION] = None,
     burst: Annotated[int | None, BURST_OPTION] = None,
     concurrency: Annotated[int | None, CONCURRENCY_OPTION] = None,
+    request_id: RequestIdOption = "",
 ) -> None:
     """Create a tenant; quota flags left out keep the service's defaults."""
     tenant = admin_pb2.Tenant(
@@ -84,7 +89,9 @@ def create(
     if (rate, burst, concurrency) != (None, None, None):
         tenant.quota.CopyFrom(_quota(rate or 0, burst or 0, concurrency or 0))
     with connect(ctx) as client:
-        response = client.admin.CreateTenant(admin_pb2.CreateTenantRequest(tenant=tenant))
+        response = client.admin.CreateTenant(
+            admin_pb2.CreateTenantRequest(tenant=tenant, request_id=request_id)
+        )
     emit(ctx, response, lambda: tenant_record(response.tenant))
 
 
@@ -93,19 +100,21 @@ def disable(
     ctx: typer.Context,
     tenant_id: TenantIdArgument,
     reason: Annotated[str, typer.Option("--reason", help="Why; shown to operators.")],
+    request_id: RequestIdOption = "",
 ) -> None:
     """Disable a tenant: its later calls fail with TENANT_DISABLED."""
     with connect(ctx) as client:
-        request = admin_pb2.DisableTenantRequest(tenant_id=tenant_id, reason=reason)
+        request = admin_pb2.DisableTenantRequest(tenant_id=tenant_id, reason=reason, request_id=request_id)
         response = client.admin.DisableTenant(request)
     emit(ctx, response, lambda: tenant_record(response.tenant))
 
 
 @app.command()
-def enable(ctx: typer.Context, tenant_id: TenantIdArgument) -> None:
+def enable(ctx: typer.Context, tenant_id: TenantIdArgument, request_id: RequestIdOption = "") -> None:
     """Enable a disabled tenant again."""
+    request = admin_pb2.EnableTenantRequest(tenant_id=tenant_id, request_id=request_id)
     with connect(ctx) as client:
-        response = client.admin.EnableTenant(admin_pb2.EnableTenantRequest(tenant_id=tenant_id))
+        response = client.admin.EnableTenant(request)
     emit(ctx, response, lambda: tenant_record(response.tenant))
 
 
@@ -117,9 +126,11 @@ def set_quota(
     rate: Annotated[int, RATE_OPTION],
     burst: Annotated[int, BURST_OPTION],
     concurrency: Annotated[int, CONCURRENCY_OPTION],
+    request_id: RequestIdOption = "",
 ) -> None:
     """Replace a tenant's quota."""
-    request = admin_pb2.UpdateTenantQuotaRequest(tenant_id=tenant_id, quota=_quota(rate, burst, concurrency))
+    quota = _quota(rate, burst, concurrency)
+    request = admin_pb2.UpdateTenantQuotaRequest(tenant_id=tenant_id, quota=quota, request_id=request_id)
     with connect(ctx) as client:
         response = client.admin.UpdateTenantQuota(request)
     emit(ctx, response, lambda: tenant_record(response.tenant))
@@ -148,7 +159,7 @@ def _state(tenant: admin_pb2.Tenant) -> str:
 
 
 def tenants_table(tenants: list[admin_pb2.Tenant]) -> Table:
-    headers = ("ID", "NAME", "KIND", "PRODUCTS", "STATE", "RATE/S", "BURST", "CONCURRENCY")
+    headers = ("ID", "NAME", "KIND", "PRODUCTS", "STATE", "RATE/S BURST IN-FLIGHT")
     rows = [
         (
             tenant.tenant_id,
@@ -156,13 +167,11 @@ def tenants_table(tenants: list[admin_pb2.Tenant]) -> Table:
             _kind(tenant),
             _products(tenant),
             _state(tenant),
-            str(tenant.quota.requests_per_s),
-            str(tenant.quota.burst_requests),
-            str(tenant.quota.concurrent_calls_max),
+            f"{tenant.quota.requests_per_s} {tenant.quota.burst_requests} {tenant.quota.concurrent_calls_max}",
         )
         for tenant in tenants
     ]
-    return list_table(headers, rows)
+    return list_table(headers, rows, wrap=(1, 3, 5))
 
 
 def tenant_record(tenant: admin_pb2.Tenant) -> Table:
