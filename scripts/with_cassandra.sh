@@ -9,12 +9,14 @@ stop_node() { if [[ $started_node == 1 ]]; then make --no-print-directory cassan
 trap stop_node EXIT
 
 cql_port_open() { python3 -c 'import socket; socket.create_connection(("127.0.0.1", 9042), timeout=1)' 2>/dev/null; }
+# This checkout's node answers CQL (node.py status: 0 answering, 1 running but not answering, 3 stopped).
+own_node_answers() { python3 scripts/cassandra/node.py status >/dev/null 2>&1; }
 
-if cql_port_open && ! make --no-print-directory cassandra-status >/dev/null 2>&1; then
+if cql_port_open && ! own_node_answers; then
   echo "using the Cassandra node already listening on 127.0.0.1:9042 (not started by this checkout)"
   export JUBAO_TEST_CASSANDRA=required
 elif command -v java >/dev/null && command -v mvn >/dev/null; then
-  if ! make --no-print-directory cassandra-status >/dev/null 2>&1; then
+  if ! own_node_answers; then
     make --no-print-directory cassandra-up
     started_node=1
   fi

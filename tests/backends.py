@@ -19,9 +19,11 @@ from jubao_server.storage.sqlite import SqliteBackend
 
 from tests import cassandra_node
 
-BACKENDS: Final = ("sqlite", "cassandra", "memory")
+# Fixture params: the Cassandra ones carry the `cassandra` marker (`pytest -m "not cassandra"` skips them).
+CASSANDRA: Final = pytest.param("cassandra", marks=pytest.mark.cassandra)
+BACKENDS: Final = ("sqlite", CASSANDRA, "memory")
 # The backends several processes can share: a memory store lives and dies inside one process.
-SHARED_BACKENDS: Final = ("sqlite", "cassandra")
+SHARED_BACKENDS: Final = ("sqlite", CASSANDRA)
 
 skip_reasons: set[str] = set()
 

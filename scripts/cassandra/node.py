@@ -70,6 +70,7 @@ POLL_INTERVAL_S = 0.5
 LOG_TAIL_LINES = 80
 
 EXIT_NOT_RUNNING = 3
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class NodeError(Exception):
@@ -179,9 +180,20 @@ def fetch(version: str) -> Path:
     cmd = [mvn, "-B", "-q", "-Dstyle.color=never", "-f", str(POM), "dependency:copy-dependencies"]
     cmd.append(f"-DoutputDirectory={partial}")
     try:
-        result = subprocess.run(cmd, cwd=SCRIPT_DIR, timeout=FETCH_TIMEOUT_S, check=False)
+        result = subprocess.run(
+            cmd,
+            cwd=SCRIPT_DIR,
+            timeout=FETCH_TIMEOUT_S,
+            check=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
     except subprocess.TimeoutExpired as exc:
         raise NodeError(f"Maven fetch did not finish within {FETCH_TIMEOUT_S:.0f}s") from exc
+    # Maven 3.8 writes colour resets even in batch mode with style.color=never: keep logs plain.
+    print(ANSI_ESCAPE.sub("", result.stdout).strip(), end="", flush=True)
     if result.returncode != 0 or not any(partial.glob("cassandra-all-*.jar")):
         raise NodeError(f"Maven fetch failed (exit {result.returncode}): {shlex.join(cmd)}")
     shutil.rmtree(lib, ignore_errors=True)
@@ -550,7 +562,13 @@ def cmd_down(_args: argparse.Namespace) -> int:
 def cmd_status(_args: argparse.Namespace) -> int:
     pid = find_node_pid()
     if pid is None:
-        print("Cassandra is not running")
+        other = probe(native_port())
+        elsewhere = (
+            f"; a node not started here (Cassandra {other}) answers on {HOST}:{native_port()}"
+            if other
+            else ""
+        )
+        print(f"Cassandra is not running (no node of this checkout){elsewhere}")
         return EXIT_NOT_RUNNING
     release = probe(native_port())
     if release is None:

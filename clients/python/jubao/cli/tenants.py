@@ -167,11 +167,15 @@ def tenants_table(tenants: list[admin_pb2.Tenant]) -> Table:
             _kind(tenant),
             _products(tenant),
             _state(tenant),
-            f"{tenant.quota.requests_per_s} {tenant.quota.burst_requests} {tenant.quota.concurrent_calls_max}",
+            _quota_label(tenant.quota),
         )
         for tenant in tenants
     ]
     return list_table(headers, rows, wrap=(1, 3, 5))
+
+
+def _quota_label(quota: admin_pb2.Quota) -> str:
+    return f"{quota.requests_per_s} {quota.burst_requests} {quota.concurrent_calls_max}"
 
 
 def tenant_record(tenant: admin_pb2.Tenant) -> Table:
