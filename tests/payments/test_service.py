@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 from jubao.client import (
@@ -15,6 +18,8 @@ from jubao.client import (
     Reason,
 )
 from jubao.payments.v1 import payments_pb2 as pb
+from jubao_server.config import TelemetrySettings
+from jubao_server.telemetry import setup_logging
 
 from tests.payments.support import (
     CUSTOMER,
@@ -335,3 +340,15 @@ async def test_cli_retries_a_payment_by_request_id_and_reports_refusals_as_json(
     frozen = await cli("accounts", "freeze", "carol", "--credits", "--request-id", "f-1")
     assert await cli("accounts", "freeze", "carol", "--credits", "--request-id", "f-1") == frozen
     assert await ledgers_minor(funded, "alice", "carol") == [FUNDS_MINOR - 250, 250]
+
+
+async def test_a_tenants_first_use_logs_one_line_however_many_shards_it_takes(
+    bank: AsyncClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup_logging(TelemetrySettings(log_format="json"))
+    await open_account(bank, "first")
+    await bank.payments.ListAccounts(pb.ListAccountsRequest())  # every shard of the tenant is acquired
+    events = [
+        json.loads(line)["event"] for line in capsys.readouterr().err.splitlines() if line.startswith("{")
+    ]
+    assert [event for event in events if event.startswith("ledger")] == ["ledger opened"]

@@ -586,6 +586,7 @@ class Ledger:
         count = current.as_int("shard_count") if not outcome.applied and current is not None else wanted
         if count != wanted:
             log.warning("tenant keeps its ledger shard count", tenant_id=tenant_id, shard_count=count)
+        log.info("ledger opened", tenant_id=tenant_id, shard_count=count)
         self._shard_counts[tenant_id] = count
         return count
 

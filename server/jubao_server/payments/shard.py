@@ -202,8 +202,10 @@ class ShardActor:
         records = [(int(r.as_text("row_key")), decode(r["record"])) for r in wal]
         recovered = (transfer_of(r) for _, r in records)
         _keep_recent(self.transfers, {t.transfer_id: t for t in recovered if t is not None})
-        log.info(
-            "ledger shard acquired",
+        # One line per tenant says its ledger opened (ledger.py); a shard only when it had work to recover.
+        recovering = bool(wal or self.outbox)
+        (log.info if recovering else log.debug)(
+            "ledger shard acquired, recovering" if recovering else "ledger shard acquired",
             tenant_id=self.tenant_id,
             shard=self.shard,
             epoch=self.epoch,
