@@ -117,22 +117,38 @@ def test_error_exits_1_with_code_and_reason(server: FakeServer) -> None:
     assert_no_api_key(result)
 
 
-def test_error_prints_field_violations_and_retry_delay(server: FakeServer) -> None:
+def test_error_prints_field_violations_and_retry_delay_as_text_or_json(server: FakeServer) -> None:
     status = rich_status(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         "too many tenants",
         Reason.TENANT_LIMIT,
         violations=[("tenant.tenant_id", "limit reached")],
         retry_delay_ms=1500,
+        metadata={"tenants_max": "5"},
     )
-    server.script.fail_next(status)
-    result = run(server, "tenants", "create", "late", "--name", "Late", "--kind", "bank")
+    server.script.fail_next(status, times=2)
+    create = ["tenants", "create", "late", "--name", "Late", "--kind", "bank"]
+    result = run(server, *create)
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "ERROR RESOURCE_EXHAUSTED TENANT_LIMIT: too many tenants",
         "  tenant.tenant_id: limit reached",
         "  retry after 1500 ms",
     ]
+    machine = run(server, "--json", *create)
+    assert (machine.exit_code, machine.stdout) == (1, "")
+    assert json.loads(machine.stderr) == {
+        "error": {
+            "code": 8,
+            "status": "RESOURCE_EXHAUSTED",
+            "message": "too many tenants",
+            "reason": "TENANT_LIMIT",
+            "domain": "jubao.cloud",
+            "metadata": {"tenants_max": "5"},
+            "fieldViolations": [{"field": "tenant.tenant_id", "description": "limit reached"}],
+            "retryDelayMs": 1500,
+        }
+    }
 
 
 def test_bad_configuration_is_a_usage_error(server: FakeServer) -> None:
@@ -186,33 +202,6 @@ def test_every_mutating_admin_command_sends_the_given_request_id(server: FakeSer
         result = run(server, *command, "--request-id", f"req-{number}")
         assert result.exit_code == 0, result.output
     assert [call.request_id for call in server.script.calls] == [f"req-{n}" for n in range(len(commands))]
-
-
-def test_json_errors_are_one_json_object_on_stderr(server: FakeServer) -> None:
-    status = rich_status(
-        grpc.StatusCode.FAILED_PRECONDITION,
-        "account a has 5 available, needs 9",
-        Reason.INSUFFICIENT_FUNDS,
-        violations=[("legs[0].amount_minor", "too large")],
-        retry_delay_ms=250,
-        metadata={"account_id": "a"},
-    )
-    server.script.fail_next(status)
-    result = run(server, "--json", "tenants", "enable", "alpha")
-    assert result.exit_code == 1
-    assert result.stdout == ""
-    assert json.loads(result.stderr) == {
-        "error": {
-            "code": 9,
-            "status": "FAILED_PRECONDITION",
-            "message": "account a has 5 available, needs 9",
-            "reason": "INSUFFICIENT_FUNDS",
-            "domain": "jubao.cloud",
-            "metadata": {"account_id": "a"},
-            "fieldViolations": [{"field": "legs[0].amount_minor", "description": "too large"}],
-            "retryDelayMs": 250,
-        }
-    }
 
 
 def test_tables_never_cut_ids_on_a_narrow_terminal() -> None:
