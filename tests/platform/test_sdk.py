@@ -53,6 +53,19 @@ async def test_cli_creates_a_tenant_with_default_quota_and_lists_it(
     assert denied.exit_code == 1 and "OPERATOR_ONLY" in denied.output
 
 
+async def test_cli_key_issued_again_by_request_id_is_the_same_key_without_its_secret(
+    running: Running, keys: dict[str, str]
+) -> None:
+    issue = ["--endpoint", running.address, "--api-key", keys["demo-operator"], "keys", "issue", "demo-fund"]
+    first = await asyncio.to_thread(CliRunner().invoke, app, [*issue, "--request-id", "key-1"])
+    again = await asyncio.to_thread(CliRunner().invoke, app, [*issue, "--request-id", "key-1"])
+    assert (first.exit_code, again.exit_code) == (0, 0), first.output + again.output
+    secret = next(line for line in first.stdout.splitlines() if line.startswith("jbk.demo-fund."))
+    assert secret not in again.stdout and "No secret" in again.stdout
+    key_id = secret.split(".")[2]
+    assert key_id in first.stdout and key_id in again.stdout
+
+
 def test_cli_migrate_applies_the_schema_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JUBAO_STORAGE__SQLITE__PATH", str(tmp_path / "migrated.db"))
     runner = CliRunner()

@@ -84,7 +84,7 @@ def _issued(response: admin_pb2.IssueApiKeyResponse) -> Group:
     from rich.text import Text
 
     if not response.secret:
-        replayed = "No secret: this answers a repeated request id; the secret was shown the first time."
+        replayed = "No secret: the key of a repeated request id (its secret was shown once)."
         return Group(key_record(response.api_key), text(replayed))
     warning = Text("Secret (shown once; send as 'authorization: Bearer <secret>'):", style="bold yellow")
     return Group(key_record(response.api_key), warning, text(response.secret))
