@@ -1,5 +1,6 @@
 """Errors the service returns: `ApiError` carries the gRPC code, an `ErrorInfo` reason and optional
-`BadRequest` field violations or `RetryInfo`; `to_status` renders it as a `google.rpc.Status`."""
+`BadRequest` field violations or `RetryInfo`; `to_status` renders it as a `google.rpc.Status` that fits
+gRPC's metadata limits whatever the request held (see the `error_*` bounds in `limits.py`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from jubao.errors import ERROR_DOMAIN, FieldViolation, Reason
+
+from jubao_server import limits
 
 
 class ApiError(Exception):
@@ -33,15 +36,22 @@ class ApiError(Exception):
         self.metadata = dict(metadata or {})
 
     def to_status(self) -> status_pb2.Status:
+        """The status on the wire: the message, metadata values and violations cut to their bounds, and
+        at most `error_field_violations_max` violations (the message of `invalid_fields` counts them all)."""
+        metadata = {
+            key: truncated(value, limits.error_text_bytes_max)
+            for key, value in list(self.metadata.items())[: limits.error_metadata_entries_max]
+        }
         details = [
-            _pack(
-                error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN, metadata=self.metadata)
-            )
+            _pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN, metadata=metadata))
         ]
         if self.field_violations:
             violations = [
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in self.field_violations
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=truncated(v.field, limits.error_text_bytes_max),
+                    description=truncated(v.description, limits.error_text_bytes_max),
+                )
+                for v in self.field_violations[: limits.error_field_violations_max]
             ]
             details.append(_pack(error_details_pb2.BadRequest(field_violations=violations)))
         if self.retry_delay_ms is not None:
@@ -49,7 +59,25 @@ class ApiError(Exception):
             delay.FromMilliseconds(self.retry_delay_ms)
             details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
         code: int = self.code.value[0]
-        return status_pb2.Status(code=code, message=self.message, details=details)
+        message = truncated(self.message, limits.error_message_bytes_max)
+        return status_pb2.Status(code=code, message=message, details=details)
+
+
+def truncated(text: str, bytes_max: int) -> str:
+    """`text` in at most `bytes_max` bytes of UTF-8, cut at a character boundary and ending in "..."."""
+    encoded = text.encode()
+    if len(encoded) <= bytes_max:
+        return text
+    return encoded[: bytes_max - 3].decode(errors="ignore") + "..."
+
+
+def echo(value: object) -> str:
+    """A value of the request, quoted, as an error repeats it: cut after `error_echo_length_max`
+    characters, so that a huge bad value does not make a huge error."""
+    text = str(value)
+    if len(text) <= limits.error_echo_length_max:
+        return repr(text)
+    return repr(text[: limits.error_echo_length_max]) + "..."
 
 
 def _pack(message: object) -> any_pb2.Any:
@@ -64,7 +92,10 @@ def invalid(field: str, description: str) -> ApiError:
 
 
 def invalid_fields(violations: tuple[FieldViolation, ...]) -> ApiError:
-    summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
+    shown = violations[: limits.error_field_violations_max]
+    summary = "; ".join(f"{v.field}: {v.description}" for v in shown)
+    if len(shown) < len(violations):
+        summary = f"{len(violations)} fields are invalid, the first {len(shown)}: {summary}"
     return ApiError(
         grpc.StatusCode.INVALID_ARGUMENT, Reason.INVALID_ARGUMENT, summary, field_violations=violations
     )

@@ -18,6 +18,18 @@ metadata_value_max_bytes = 4096
 # Servers of the cluster one server keeps a channel open to, for forwarded calls.
 forward_channels_max = 64
 
+# Errors (AIP-193): a status, its message repeated in `grpc-message` (percent-encoded, up to 3 bytes per
+# byte) and its details in `grpc-status-details-bin` (base64), stays well under gRPC's 8 KiB metadata
+# limit: at worst 3 * 512 + 4/3 * (512 + 10 * 2 * 100 + 4 * 100 + overhead) < 6 KiB.
+error_message_bytes_max = 512
+# BadRequest lists the first violations; the message counts the others.
+error_field_violations_max = 10
+# A violation's field path and description, and an ErrorInfo metadata value, each.
+error_text_bytes_max = 100
+error_metadata_entries_max = 4
+# Characters of a request's own value repeated in an error (`echo`).
+error_echo_length_max = 32
+
 # Tenancy
 tenant_id_length_max = 40
 display_name_length_max = 200

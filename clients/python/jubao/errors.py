@@ -4,6 +4,10 @@ Every error the service returns is a `google.rpc.Status` whose details carry a `
 with `domain == ERROR_DOMAIN` and a `reason` from `Reason`; invalid fields add a `google.rpc.BadRequest`,
 throttling adds a `google.rpc.RetryInfo`. `error_from_rpc` turns a failed call into the typed exception
 of its status code.
+
+A status always fits gRPC's metadata limits (well under 8 KiB with its message): a `BadRequest` lists at
+most the first 10 bad fields (the message says how many more there were), and request values repeated in
+an error are cut to a few dozen characters, ending in "...".
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class Reason(StrEnum):
     # INVALID_ARGUMENT
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
+    # The request body is not a valid protobuf message of the method's request type.
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
     # NOT_FOUND
     TENANT_NOT_FOUND = "TENANT_NOT_FOUND"
     API_KEY_NOT_FOUND = "API_KEY_NOT_FOUND"

@@ -16,7 +16,7 @@ from jubao.errors import FieldViolation, Reason
 from jubao.payments.v1 import payments_pb2 as pb
 
 from jubao_server import limits
-from jubao_server.errors import ApiError, invalid, invalid_fields
+from jubao_server.errors import ApiError, echo, invalid, invalid_fields
 from jubao_server.payments import currencies
 from jubao_server.payments.api import (
     AccountChange,
@@ -305,7 +305,7 @@ def id_violations(field: str, value: str) -> list[FieldViolation]:
 def currency_violations(field: str, code: str) -> list[FieldViolation]:
     if CURRENCY_PATTERN.match(code) and currencies.is_known(code):
         return []
-    return [FieldViolation(field, f"{code!r} is not an active ISO 4217 currency code such as CNY")]
+    return [FieldViolation(field, f"{echo(code)} is not an active ISO 4217 currency code such as CNY")]
 
 
 def name_violations(field: str, name: str) -> list[FieldViolation]:
@@ -332,7 +332,7 @@ def mask_violations(paths: Sequence[str]) -> list[FieldViolation]:
         return [FieldViolation("update_mask", f"name at least one of {allowed}")]
     unknown = sorted(set(paths) - set(UPDATABLE_PATHS))
     if unknown:
-        return [FieldViolation("update_mask", f"unknown paths {', '.join(unknown)}; allowed: {allowed}")]
+        return [FieldViolation("update_mask", f"unknown path {echo(unknown[0])}; allowed: {allowed}")]
     return []
 
 

@@ -7,7 +7,10 @@
 4. authorization: the service's policy (operator only, or a product the tenant must have enabled);
 5. admission: the tenant's rate and concurrency quota (`tenancy.quotas`);
 6. deadline: the client's deadline, or the default, capped at the maximum;
-7. the servicer, with the caller in a context variable; `ApiError` becomes a rich `google.rpc.Status`,
+7. parsing: gRPC hands the pipeline the request's bytes (no deserializer of its own, which would answer
+   UNKNOWN before any of this ran); bytes that are not a message of the method's request type get
+   INVALID_ARGUMENT (MALFORMED_REQUEST), for unary and streaming methods alike;
+8. the servicer, with the caller in a context variable; `ApiError` becomes a rich `google.rpc.Status`,
    `StorageError` UNAVAILABLE, anything else INTERNAL (logged with its trace id).
 
 Services without a policy (health, reflection) are not wrapped: standard tools reach them without a key.
@@ -23,6 +26,7 @@ from typing import Any, cast
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 from grpc_status import rpc_status
 from jubao.errors import Reason
 from opentelemetry import propagate, trace
@@ -43,6 +47,7 @@ log = structlog.get_logger("jubao.rpc")
 Context = grpc.aio.ServicerContext[Any, Any]
 UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
 StreamBehavior = Callable[[Any, Context], AsyncIterator[Any]]
+Parse = Callable[[bytes], Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,52 +108,65 @@ class CallPipeline(grpc.aio.ServerInterceptor):
     def _wrap(
         self, handler: grpc.RpcMethodHandler[Any, Any], method: str, policy: ServicePolicy
     ) -> grpc.RpcMethodHandler[Any, Any]:
+        """The method's handler behind the pipeline. It takes the request's bytes (no deserializer), so
+        that the pipeline parses them itself and forwards them as they came."""
+        parse = handler.request_deserializer
+        ensure(parse is not None, f"{method} has no request deserializer")
         if handler.unary_unary is not None:
             serialize = handler.response_serializer
             ensure(serialize is not None, f"{method} has no response serializer")
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(cast(UnaryBehavior, handler.unary_unary), method, policy),
-                request_deserializer=handler.request_deserializer,
+                self._unary(cast(UnaryBehavior, handler.unary_unary), method, policy, cast(Parse, parse)),
                 response_serializer=lambda r: r if isinstance(r, bytes) else serialize(r),
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(cast(StreamBehavior, handler.unary_stream), method, policy),
-                request_deserializer=handler.request_deserializer,
+                self._stream(cast(StreamBehavior, handler.unary_stream), method, policy, cast(Parse, parse)),
                 response_serializer=handler.response_serializer,
             )
         return handler
 
-    def _unary(self, behavior: UnaryBehavior, method: str, policy: ServicePolicy) -> UnaryBehavior:
-        async def call(request: Any, context: Context) -> Any:
+    def _unary(
+        self, behavior: UnaryBehavior, method: str, policy: ServicePolicy, parse: Parse
+    ) -> UnaryBehavior:
+        async def call(body: bytes, context: Context) -> Any:
             state = _Call(method)
             with self._observe(state, context):
                 try:
                     caller = await self._admit(state, context, policy)
                     try:
-                        return await self._run_unary(behavior, request, context, caller)
+                        return await self._run_unary(behavior, parse, body, context, caller)
                     except HeldElsewhere as held:
-                        return await self._forward(method, request, context, held)
+                        return await self._forward(method, body, context, held)
                 except BaseException as error:
                     await self._fail(state, context, error)
             return None
 
         return call
 
-    def _stream(self, behavior: StreamBehavior, method: str, policy: ServicePolicy) -> StreamBehavior:
-        async def call(request: Any, context: Context) -> AsyncIterator[Any]:
+    def _stream(
+        self, behavior: StreamBehavior, method: str, policy: ServicePolicy, parse: Parse
+    ) -> StreamBehavior:
+        async def call(body: bytes, context: Context) -> AsyncIterator[Any]:
             state = _Call(method)
             with self._observe(state, context):
                 try:
                     caller = await self._admit(state, context, policy)
                     admission = self._gate.admit(caller.tenant)
                     token = set_caller(caller)
+                    closed = False
                     try:
-                        async for response in behavior(request, context):
+                        async for response in behavior(_parsed(parse, body), context):
                             yield response
+                    except GeneratorExit:
+                        # The client went away: the stream is closed from outside the call's context,
+                        # where there is no caller to reset.
+                        closed = True
+                        raise
                     finally:
-                        reset_caller(token)
                         admission.release()
+                        if not closed:
+                            reset_caller(token)
                 except BaseException as error:
                     await self._fail(state, context, error)
 
@@ -166,20 +184,20 @@ class CallPipeline(grpc.aio.ServerInterceptor):
         return caller
 
     async def _run_unary(
-        self, behavior: UnaryBehavior, request: Any, context: Context, caller: Caller
+        self, behavior: UnaryBehavior, parse: Parse, body: bytes, context: Context, caller: Caller
     ) -> Any:
         admission = self._gate.admit(caller.tenant)
         token = set_caller(caller)
         try:
+            request = _parsed(parse, body)
             async with asyncio.timeout(self._timeout_s(context)):
                 return await behavior(request, context)
         finally:
             reset_caller(token)
             admission.release()
 
-    async def _forward(self, method: str, request: Any, context: Context, held: HeldElsewhere) -> bytes:
-        payload = request.SerializeToString()
-        return await self.forwarder.forward(method, payload, context, held.address, self._timeout_s(context))
+    async def _forward(self, method: str, body: bytes, context: Context, held: HeldElsewhere) -> bytes:
+        return await self.forwarder.forward(method, body, context, held.address, self._timeout_s(context))
 
     def _timeout_s(self, context: Context) -> float:
         remaining_s = context.time_remaining()
@@ -188,7 +206,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):
         return min(float(remaining_s), self._max_timeout_s)
 
     async def _fail(self, state: _Call, context: Context, error: BaseException) -> None:
-        if isinstance(error, asyncio.CancelledError | grpc.aio.AbortError):
+        if isinstance(error, asyncio.CancelledError | grpc.aio.AbortError | GeneratorExit):
             state.code = grpc.StatusCode.CANCELLED
             raise error
         if isinstance(error, ForwardedError):
@@ -239,6 +257,17 @@ class _Observation:
         if state.code is not grpc.StatusCode.OK:
             self._span.set_status(trace.Status(trace.StatusCode.ERROR, state.code.name))
         self._span_cm.__exit__(None, None, None)
+
+
+def _parsed(parse: Parse, body: bytes) -> Any:
+    try:
+        return parse(body)
+    except DecodeError:
+        raise ApiError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            Reason.MALFORMED_REQUEST,
+            "the request body is not a valid message of this method's request type",
+        ) from None
 
 
 def _authorize(caller: Caller, policy: ServicePolicy) -> None:

@@ -12,7 +12,7 @@ from jubao.admin.v1 import tenant_admin_pb2_grpc as pb_grpc
 from jubao.errors import Reason
 
 from jubao_server import limits
-from jubao_server.errors import already_exists, invalid, invalid_fields, not_found, resource_exhausted
+from jubao_server.errors import already_exists, echo, invalid, invalid_fields, not_found, resource_exhausted
 from jubao_server.platform.context import current_caller
 from jubao_server.platform.idempotency import RequestLog
 from jubao_server.platform.paging import decode_token, encode_token, page_size
@@ -129,7 +129,7 @@ class TenantAdminService(pb_grpc.TenantAdminServicer):
             record = await self._store.revoke_key(request.tenant_id, request.key_id)
             if record is None:
                 raise not_found(
-                    Reason.API_KEY_NOT_FOUND, f"tenant {request.tenant_id} has no key {request.key_id}"
+                    Reason.API_KEY_NOT_FOUND, f"tenant {request.tenant_id} has no key {echo(request.key_id)}"
                 )
             self._auth.forget_tenant(request.tenant_id)
             return pb.RevokeApiKeyResponse(api_key=key_to_pb(record))
