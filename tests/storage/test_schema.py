@@ -9,6 +9,7 @@ from typing import Final
 
 from jubao_server.payments import tables as payments_tables
 from jubao_server.platform.idempotency import REQUEST_LOG
+from jubao_server.platform.paging import SECRETS
 from jubao_server.storage.contract import ColumnType, StorageBackend, Table
 from jubao_server.storage.memory import MemoryBackend
 from jubao_server.tenancy import tables as tenancy_tables
@@ -20,6 +21,7 @@ TABLES: Final = (
     *(value for value in vars(tenancy_tables).values() if isinstance(value, Table)),
     *(value for value in vars(payments_tables).values() if isinstance(value, Table)),
     REQUEST_LOG,
+    SECRETS,
     *CONFORMANCE_TABLES,
 )
 _SQLITE_TYPES: Final = {

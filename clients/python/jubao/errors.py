@@ -42,6 +42,8 @@ class Reason(StrEnum):
     TENANT_LIMIT = "TENANT_LIMIT"
     # INVALID_ARGUMENT
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    # The page_token was not issued by this service for this same query (method, tenant and every
+    # parameter but page_size), or was altered: start the listing again without a token.
     INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
     # The request body is not a valid protobuf message of the method's request type.
     MALFORMED_REQUEST = "MALFORMED_REQUEST"

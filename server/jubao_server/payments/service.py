@@ -15,7 +15,7 @@ from jubao.payments.v1 import payments_pb2 as pb
 from jubao.payments.v1 import payments_pb2_grpc as pb_grpc
 
 from jubao_server import limits
-from jubao_server.errors import ApiError, invalid, unavailable
+from jubao_server.errors import ApiError, unavailable
 from jubao_server.invariants import ensure
 from jubao_server.payments.api import Idempotency, LedgerApi, TransferCommand
 from jubao_server.payments.convert import (
@@ -46,7 +46,7 @@ from jubao_server.payments.shard import now_ms
 from jubao_server.platform.context import current_caller
 from jubao_server.platform.forwarding import ForwardedError, Forwarder, HeldElsewhere
 from jubao_server.platform.idempotency import body_sha256
-from jubao_server.platform.paging import decode_token, encode_token, page_size
+from jubao_server.platform.paging import PageTokens, page_size
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -55,9 +55,10 @@ BATCH_METHOD: Final = "/jubao.payments.v1.PaymentService/BatchCreateTransfers"
 
 
 class PaymentService(pb_grpc.PaymentServiceServicer):
-    def __init__(self, ledger: LedgerApi, forwarder: Forwarder) -> None:
+    def __init__(self, ledger: LedgerApi, forwarder: Forwarder, pages: PageTokens) -> None:
         self._ledger = ledger
         self._forwarder = forwarder
+        self._pages = pages
 
     async def OpenAccount(self, request: pb.OpenAccountRequest, context: Context) -> pb.OpenAccountResponse:
         command = open_account_command(request)
@@ -73,11 +74,10 @@ class PaymentService(pb_grpc.PaymentServiceServicer):
         self, request: pb.ListAccountsRequest, context: Context
     ) -> pb.ListAccountsResponse:
         limit = page_size(request.page_size)
-        after = decode_token("ListAccounts", request.page_token)
-        views, next_after = await self._ledger.list_accounts(_tenant_id(), after, limit)
+        page = self._pages.query(_tenant_id(), request)
+        views, next_after = await self._ledger.list_accounts(_tenant_id(), page.start(), limit)
         return pb.ListAccountsResponse(
-            accounts=[account_to_pb(view) for view in views],
-            next_page_token=encode_token("ListAccounts", next_after),
+            accounts=[account_to_pb(view) for view in views], next_page_token=page.next(next_after)
         )
 
     async def UpdateAccount(
@@ -103,11 +103,12 @@ class PaymentService(pb_grpc.PaymentServiceServicer):
 
     async def ListEntries(self, request: pb.ListEntriesRequest, context: Context) -> pb.ListEntriesResponse:
         limit = page_size(request.page_size)
-        after = _entry_seq(decode_token("ListEntries", request.page_token))
-        entries, last_seq = await self._ledger.list_entries(_tenant_id(), entry_query(request, after, limit))
+        page = self._pages.query(_tenant_id(), request)
+        query = entry_query(request, _entry_seq(page.start()), limit)
+        entries, last_seq = await self._ledger.list_entries(_tenant_id(), query)
         return pb.ListEntriesResponse(
             entries=[entry_to_pb(entry) for entry in entries],
-            next_page_token=encode_token("ListEntries", None if last_seq is None else str(last_seq)),
+            next_page_token=page.next(None if last_seq is None else str(last_seq)),
         )
 
     async def GetBalance(self, request: pb.GetBalanceRequest, context: Context) -> pb.GetBalanceResponse:
@@ -286,8 +287,8 @@ async def _for_each_bounded(
 
 
 def _entry_seq(position: str | None) -> int | None:
+    """The entry_seq a (signed, so well-formed) ListEntries position names."""
     if position is None:
         return None
-    if not position.isdigit():
-        raise invalid("page_token", "is not a position of this list")
+    ensure(position.isascii() and position.isdigit(), "a ListEntries position is an entry_seq")
     return int(position)

@@ -24,6 +24,7 @@ from jubao_server.payments.service import PaymentService
 from jubao_server.payments.shard import Node
 from jubao_server.platform.forwarding import Forwarder
 from jubao_server.platform.idempotency import RequestLog
+from jubao_server.platform.paging import PageTokens, load_page_secret
 from jubao_server.platform.pipeline import CallPipeline, ServicePolicy
 from jubao_server.platform.service import MetaService
 from jubao_server.storage.contract import StorageBackend
@@ -91,6 +92,7 @@ class JubaoServer:
             health_servicer,
             ledger=ledger,
             forwarder=forwarder,
+            pages=PageTokens(await load_page_secret(backend)),
         )
         port = _bind(server, settings.server)
         forwarder.address = f"{settings.server.advertise_host or settings.server.host}:{port}"
@@ -159,12 +161,13 @@ def _add_services(
     *,
     ledger: LedgerApi,
     forwarder: Forwarder,
+    pages: PageTokens,
 ) -> None:
     tenant_admin_pb2_grpc.add_TenantAdminServicer_to_server(
-        TenantAdminService(store, request_log, authenticator), server
+        TenantAdminService(store, request_log, authenticator, pages), server
     )
     meta_pb2_grpc.add_MetaServiceServicer_to_server(MetaService(), server)
-    payments_pb2_grpc.add_PaymentServiceServicer_to_server(PaymentService(ledger, forwarder), server)
+    payments_pb2_grpc.add_PaymentServiceServicer_to_server(PaymentService(ledger, forwarder, pages), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     reflection.enable_server_reflection((*POLICIES, health_name, reflection.SERVICE_NAME), server)

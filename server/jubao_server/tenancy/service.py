@@ -15,7 +15,7 @@ from jubao_server import limits
 from jubao_server.errors import already_exists, echo, invalid, invalid_fields, not_found, resource_exhausted
 from jubao_server.platform.context import current_caller
 from jubao_server.platform.idempotency import RequestLog
-from jubao_server.platform.paging import decode_token, encode_token, page_size
+from jubao_server.platform.paging import PageTokens, page_size
 from jubao_server.tenancy.auth import Authenticator
 from jubao_server.tenancy.convert import key_to_pb, new_tenant_from_pb, quota_from_pb, tenant_to_pb
 from jubao_server.tenancy.keys import new_key, secret_sha256
@@ -33,10 +33,13 @@ Context = grpc.aio.ServicerContext[object, object]
 
 
 class TenantAdminService(pb_grpc.TenantAdminServicer):
-    def __init__(self, store: TenantStore, request_log: RequestLog, authenticator: Authenticator) -> None:
+    def __init__(
+        self, store: TenantStore, request_log: RequestLog, authenticator: Authenticator, pages: PageTokens
+    ) -> None:
         self._store = store
         self._log = request_log
         self._auth = authenticator
+        self._pages = pages
 
     async def CreateTenant(
         self, request: pb.CreateTenantRequest, context: Context
@@ -57,11 +60,10 @@ class TenantAdminService(pb_grpc.TenantAdminServicer):
         return pb.GetTenantResponse(tenant=tenant_to_pb(await self._existing(request.tenant_id)))
 
     async def ListTenants(self, request: pb.ListTenantsRequest, context: Context) -> pb.ListTenantsResponse:
-        after = decode_token("ListTenants", request.page_token)
-        tenants, next_after = await self._store.list_tenants(after, page_size(request.page_size))
+        page = self._pages.query(_scope(), request)
+        tenants, next_after = await self._store.list_tenants(page.start(), page_size(request.page_size))
         return pb.ListTenantsResponse(
-            tenants=[tenant_to_pb(t) for t in tenants],
-            next_page_token=encode_token("ListTenants", next_after),
+            tenants=[tenant_to_pb(t) for t in tenants], next_page_token=page.next(next_after)
         )
 
     async def DisableTenant(
@@ -138,10 +140,12 @@ class TenantAdminService(pb_grpc.TenantAdminServicer):
 
     async def ListApiKeys(self, request: pb.ListApiKeysRequest, context: Context) -> pb.ListApiKeysResponse:
         await self._existing(request.tenant_id)
-        after = decode_token("ListApiKeys", request.page_token)
-        keys, next_after = await self._store.list_keys(request.tenant_id, after, page_size(request.page_size))
+        page = self._pages.query(_scope(), request)
+        keys, next_after = await self._store.list_keys(
+            request.tenant_id, page.start(), page_size(request.page_size)
+        )
         return pb.ListApiKeysResponse(
-            api_keys=[key_to_pb(k) for k in keys], next_page_token=encode_token("ListApiKeys", next_after)
+            api_keys=[key_to_pb(k) for k in keys], next_page_token=page.next(next_after)
         )
 
     async def _issue(self, tenant_id: str, name: str, request_id: str) -> pb.IssueApiKeyResponse:

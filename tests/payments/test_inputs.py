@@ -1,0 +1,67 @@
+"""What an outside probe found the payments API accepted badly: page tokens that could be forged, or
+carried from one query to another (AIP-158)."""
+
+from __future__ import annotations
+
+import base64
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from jubao.client import AsyncClient, InvalidArgument, Reason
+from jubao.payments.v1 import payments_pb2 as pb
+
+from tests.payments.support import leg, pay, rejected
+
+
+async def _first_page(client: AsyncClient, request: pb.ListEntriesRequest) -> str:
+    response = await client.payments.ListEntries(request)
+    assert response.next_page_token
+    return response.next_page_token
+
+
+def _entries(
+    account_id: str, token: str = "", page_size: int = 1, **times: Timestamp
+) -> pb.ListEntriesRequest:
+    return pb.ListEntriesRequest(account_id=account_id, page_size=page_size, page_token=token, **times)
+
+
+async def test_a_forged_or_altered_page_token_is_invalid(funded: AsyncClient) -> None:
+    bank = funded
+    await pay(bank, leg("alice", "bob", 10))
+    token = await _first_page(bank, _entries("alice"))
+    forged = base64.urlsafe_b64encode(b"ListEntries\n99999999999999999999999").decode()
+    altered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    for bad in (forged, altered, "garbage", "€" * 100, "A" * 2_000):
+        await rejected(
+            bank.payments.ListEntries(_entries("alice", bad)), InvalidArgument, Reason.INVALID_PAGE_TOKEN
+        )
+    await rejected(
+        bank.payments.ListAccounts(pb.ListAccountsRequest(page_token=forged)),
+        InvalidArgument,
+        Reason.INVALID_PAGE_TOKEN,
+    )
+
+
+async def test_a_page_token_is_only_good_for_the_query_that_issued_it(
+    funded: AsyncClient, platform: AsyncClient
+) -> None:
+    """Same method, tenant and parameters (page_size may change, AIP-158); anything else is refused."""
+    bank = funded
+    await pay(bank, leg("alice", "bob", 10))
+    await pay(bank, leg("alice", "bob", 20))
+    token = await _first_page(bank, _entries("alice"))
+    second = await bank.payments.ListEntries(_entries("alice", token, page_size=5))
+    assert [e.entry_seq for e in second.entries] == [2, 3]
+    since = Timestamp(seconds=1)
+    for changed in (_entries("bob", token), _entries("alice", token, start_time=since)):
+        await rejected(bank.payments.ListEntries(changed), InvalidArgument, Reason.INVALID_PAGE_TOKEN)
+    accounts = await bank.payments.ListAccounts(pb.ListAccountsRequest(page_size=1))
+    await rejected(
+        bank.payments.ListEntries(_entries("alice", accounts.next_page_token)),
+        InvalidArgument,
+        Reason.INVALID_PAGE_TOKEN,
+    )
+    await rejected(
+        platform.payments.ListAccounts(pb.ListAccountsRequest(page_token=accounts.next_page_token)),
+        InvalidArgument,
+        Reason.INVALID_PAGE_TOKEN,
+    )
