@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 import grpc
@@ -285,6 +286,47 @@ def test_a_hold_expires_in_the_next_30_days(expire_ms: int) -> None:
     assert rejection(caught)[1].keys() == {"expire_time"}
     latest = hold_request(expire_time=stamp(NOW_MS + limits.hold_expiry_max_ms))
     assert convert.hold_command(latest, NOW_MS).expire_time_ms == NOW_MS + limits.hold_expiry_max_ms
+
+
+OUT_OF_RANGE_TIMES = [
+    Timestamp(seconds=1, nanos=2_000_000_000),
+    Timestamp(seconds=1, nanos=-1),
+    Timestamp(seconds=-(2**63)),
+    Timestamp(seconds=2**63 - 1),
+    Timestamp(seconds=253_402_300_800),
+    Timestamp(seconds=-62_135_596_801),
+]
+
+
+@pytest.mark.parametrize("bad", OUT_OF_RANGE_TIMES)
+def test_out_of_range_timestamps_are_invalid_fields(bad: Timestamp) -> None:
+    """Every Timestamp a request takes is checked, and the violation names the field."""
+    cases: list[tuple[Callable[[], object], str]] = [
+        (lambda: convert.hold_command(hold_request(expire_time=bad), NOW_MS), "expire_time"),
+        (lambda: convert.escrow_command(escrow_request(release_time=bad), NOW_MS), "release_time"),
+        (
+            lambda: convert.entry_query(pb.ListEntriesRequest(account_id="a", start_time=bad), None, 9),
+            "start_time",
+        ),
+        (
+            lambda: convert.entry_query(pb.ListEntriesRequest(account_id="a", end_time=bad), None, 9),
+            "end_time",
+        ),
+        (
+            lambda: convert.balance_time_ms(pb.GetBalanceRequest(account_id="a", as_of_time=bad), NOW_MS),
+            "as_of_time",
+        ),
+    ]
+    for convert_request, field in cases:
+        with pytest.raises(ApiError) as caught:
+            convert_request()
+        assert rejection(caught)[1].keys() == {field}
+
+
+def test_the_extreme_valid_timestamps_convert() -> None:
+    for seconds, nanos in ((-62_135_596_800, 0), (253_402_300_799, 999_999_999)):
+        request = pb.ListEntriesRequest(account_id="a", start_time=Timestamp(seconds=seconds, nanos=nanos))
+        assert convert.entry_query(request, None, 9).start_time_ms == seconds * 1000 + nanos // 1_000_000
 
 
 def test_an_escrow_request_becomes_a_command() -> None:

@@ -1,9 +1,11 @@
 """What an outside probe found the payments API accepted badly: page tokens that could be forged, or
-carried from one query to another (AIP-158)."""
+carried from one query to another (AIP-158), and timestamps outside the range of the type."""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Awaitable
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from jubao.client import AsyncClient, InvalidArgument, Reason
@@ -65,3 +67,48 @@ async def test_a_page_token_is_only_good_for_the_query_that_issued_it(
         InvalidArgument,
         Reason.INVALID_PAGE_TOKEN,
     )
+
+
+async def test_out_of_range_timestamps_are_invalid_arguments_naming_the_field(funded: AsyncClient) -> None:
+    """They used to raise in the protobuf runtime and answer INTERNAL."""
+    bank = funded
+    hold = pb.CreateHoldRequest(
+        request_id="h-1",
+        account_id="alice",
+        payee_account_id="shop",
+        currency_code="CNY",
+        amount_minor=1,
+        expire_time=Timestamp(nanos=-1),
+    )
+    escrow = pb.CreateEscrowRequest(
+        request_id="e-1",
+        buyer_account_id="alice",
+        seller_account_id="shop",
+        escrow_account_id="fees",
+        currency_code="CNY",
+        amount_minor=1,
+        release_time=Timestamp(seconds=2**63 - 1),
+    )
+    calls: list[tuple[Awaitable[Any], str]] = [
+        (
+            bank.payments.ListEntries(
+                _entries("alice", start_time=Timestamp(seconds=1, nanos=2_000_000_000))
+            ),
+            "start_time",
+        ),
+        (
+            bank.payments.ListEntries(_entries("alice", end_time=Timestamp(seconds=253_402_300_800))),
+            "end_time",
+        ),
+        (
+            bank.payments.GetBalance(
+                pb.GetBalanceRequest(account_id="alice", as_of_time=Timestamp(seconds=-(2**63)))
+            ),
+            "as_of_time",
+        ),
+        (bank.payments.CreateHold(hold), "expire_time"),
+        (bank.payments.CreateEscrow(escrow), "release_time"),
+    ]
+    for call, field in calls:
+        error = await rejected(call, InvalidArgument, Reason.INVALID_ARGUMENT)
+        assert [v.field for v in error.field_violations] == [field]

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from jubao.errors import FieldViolation, Reason
 from jubao.payments.v1 import payments_pb2 as pb
 
@@ -50,7 +49,7 @@ from jubao_server.payments.model import (
 )
 from jubao_server.payments.reconcile import ReconcileReport
 from jubao_server.platform.idempotency import check_request_id
-from jubao_server.tenancy.convert import timestamp
+from jubao_server.platform.timestamps import time_ms, timestamp
 
 UPDATABLE_PATHS = ("policy", "display_name")
 # Accounts opened without an id get one derived from the request id, so every retry names the same one.
@@ -143,7 +142,8 @@ def transfer_command(request: pb.CreateTransferRequest) -> TransferCommand:
 
 def entry_query(request: pb.ListEntriesRequest, after_entry_seq: int | None, limit: int) -> EntryQuery:
     violations = id_violations("account_id", request.account_id)
-    start_time_ms, end_time_ms = time_ms(request, "start_time"), time_ms(request, "end_time")
+    start_time_ms = time_ms(request, "start_time", violations)
+    end_time_ms = time_ms(request, "end_time", violations)
     if start_time_ms is not None and end_time_ms is not None and end_time_ms < start_time_ms:
         violations.append(FieldViolation("end_time", "must not be before start_time"))
     raise_if_any(violations)
@@ -159,9 +159,7 @@ def hold_command(request: pb.CreateHoldRequest, now_ms: int) -> HoldCommand:
     )
     violations += currency_violations("currency_code", request.currency_code)
     violations += positive_violations("amount_minor", request.amount_minor)
-    violations += ahead_violations(
-        "expire_time", time_ms(request, "expire_time"), now_ms, limits.hold_expiry_max_ms
-    )
+    violations += ahead_violations(request, "expire_time", now_ms, limits.hold_expiry_max_ms)
     raise_if_any(violations)
     return HoldCommand(
         account_id=request.account_id,
@@ -178,9 +176,7 @@ def escrow_command(request: pb.CreateEscrowRequest, now_ms: int) -> EscrowComman
     violations += currency_violations("currency_code", request.currency_code)
     violations += positive_violations("amount_minor", request.amount_minor)
     violations += fee_violations(request)
-    violations += ahead_violations(
-        "release_time", time_ms(request, "release_time"), now_ms, limits.escrow_window_max_ms
-    )
+    violations += ahead_violations(request, "release_time", now_ms, limits.escrow_window_max_ms)
     raise_if_any(violations)
     return EscrowCommand(
         buyer_account_id=request.buyer_account_id,
@@ -238,11 +234,12 @@ def check_refund(request: pb.CreateRefundRequest) -> None:
 def balance_time_ms(request: pb.GetBalanceRequest, now_ms: int) -> int:
     """The as_of_time of a GetBalance request (required, from 1970 to now), or INVALID_ARGUMENT."""
     violations = id_violations("account_id", request.account_id)
-    as_of_ms = time_ms(request, "as_of_time")
-    if as_of_ms is None or not 0 <= as_of_ms <= now_ms:
-        violations.append(FieldViolation("as_of_time", "required: a time from 1970 to now"))
+    required = "required: a time from 1970 to now"
+    as_of_ms = time_ms(request, "as_of_time", violations, required=required)
+    if as_of_ms is not None and not 0 <= as_of_ms <= now_ms:
+        violations.append(FieldViolation("as_of_time", required))
     raise_if_any(violations)
-    return request.as_of_time.ToMilliseconds()
+    return as_of_ms or 0
 
 
 def checked_id(field: str, value: str) -> str:
@@ -264,14 +261,6 @@ def policy_from_pb(message: pb.AccountPolicy) -> AccountPolicy:
         single_payment_limit_minor=message.single_payment_limit_minor,
         daily_outflow_limit_minor=message.daily_outflow_limit_minor,
     )
-
-
-def time_ms(message: Message, field: str) -> int | None:
-    """A Timestamp field in milliseconds since the epoch, None when unset."""
-    if not message.HasField(field):
-        return None
-    stamp: Timestamp = getattr(message, field)
-    return stamp.ToMilliseconds()
 
 
 # Validation
@@ -379,12 +368,14 @@ def differs_violations(field: str, value: str, others: Mapping[str, str]) -> lis
     ]
 
 
-def ahead_violations(field: str, at_ms: int | None, now_ms: int, ahead_max_ms: int) -> list[FieldViolation]:
-    if at_ms is not None and now_ms < at_ms <= now_ms + ahead_max_ms:
-        return []
-    return [
-        FieldViolation(field, f"required: in the future and at most {ahead_max_ms // _DAY_MS} days ahead")
-    ]
+def ahead_violations(request: Message, field: str, now_ms: int, ahead_max_ms: int) -> list[FieldViolation]:
+    """A Timestamp field that must be valid and lie ahead of `now_ms`, by at most `ahead_max_ms`."""
+    violations: list[FieldViolation] = []
+    description = f"required: in the future and at most {ahead_max_ms // _DAY_MS} days ahead"
+    at_ms = time_ms(request, field, violations, required=description)
+    if at_ms is not None and not now_ms < at_ms <= now_ms + ahead_max_ms:
+        violations.append(FieldViolation(field, description))
+    return violations
 
 
 def escrow_parties_violations(request: pb.CreateEscrowRequest) -> list[FieldViolation]:

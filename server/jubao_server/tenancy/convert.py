@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from jubao.admin.v1 import tenant_admin_pb2 as pb
 from jubao.errors import FieldViolation
 
 from jubao_server.errors import invalid_fields
+from jubao_server.platform.timestamps import timestamp
 from jubao_server.tenancy.model import (
     ApiKeyRecord,
     KeyState,
@@ -36,12 +36,6 @@ _PRODUCT_TO_PB = {
 _PRODUCT_FROM_PB = {v: k for k, v in _PRODUCT_TO_PB.items()}
 _STATE_TO_PB = {TenantState.ACTIVE: pb.TENANT_STATE_ACTIVE, TenantState.DISABLED: pb.TENANT_STATE_DISABLED}
 _KEY_STATE_TO_PB = {KeyState.ACTIVE: pb.API_KEY_STATE_ACTIVE, KeyState.REVOKED: pb.API_KEY_STATE_REVOKED}
-
-
-def timestamp(ms: int) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromMilliseconds(ms)
-    return stamp
 
 
 def tenant_to_pb(tenant: Tenant) -> pb.Tenant:
