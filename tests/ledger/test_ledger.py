@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable
 
 import grpc
 import pytest
 from jubao.errors import Reason
 from jubao_server.errors import ApiError
-from jubao_server.payments.api import AccountChange, EntryQuery
+from jubao_server.payments.api import AccountChange, EntryQuery, HoldCommand
 from jubao_server.payments.commands import Delivered
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.ledger import Ledger
 from jubao_server.payments.model import AccountPolicy, EntryKind, TransferState
-from jubao_server.storage.contract import StorageBackend
+from jubao_server.payments.shard import now_ms
+from jubao_server.storage.contract import INT64_MAX, StorageBackend
 
 from tests.ledger.conftest import SHARDS
-from tests.ledger.support import balance, ids_in_distinct_shards, key, open_account, pay, total
+from tests.ledger.support import CURRENCY, balance, ids_in_distinct_shards, key, open_account, pay, total
 
 
 @pytest.fixture
@@ -200,3 +202,36 @@ async def test_a_stopped_owner_refuses_commands_instead_of_queueing_them(ledger:
             await owner.submit(Delivered("tr_none"))
     assert refused.value.code == grpc.StatusCode.UNAVAILABLE
     await ledger.stop()
+
+
+async def test_balances_never_leave_int64(ledger: Ledger, tenant: str) -> None:
+    """A posting that would take a ledger, held or available balance past int64 is refused with its own
+    reason (not a payer's LIMIT_EXCEEDED or INSUFFICIENT_FUNDS), and changes nothing."""
+    source, spare, payee, other = ids_in_distinct_shards("acct", SHARDS, 4)
+    for settlement in (source, spare):
+        await open_account(ledger, tenant, settlement, allow_negative=True)
+    await open_account(ledger, tenant, payee)
+    await open_account(ledger, tenant, other)
+    await pay(ledger, tenant, source, (payee, INT64_MAX))
+
+    async def refused(work: Awaitable[object]) -> None:
+        with pytest.raises(ApiError) as caught:
+            await work
+        assert (caught.value.code, caught.value.reason) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            Reason.BALANCE_OVERFLOW,
+        )
+
+    await refused(pay(ledger, tenant, spare, (payee, 1)))
+    await refused(pay(ledger, tenant, source, (other, 2)))
+    expire_time_ms = now_ms() + 3_600_000
+    await ledger.create_hold(tenant, HoldCommand(spare, other, CURRENCY, INT64_MAX, expire_time_ms), key())
+    await refused(ledger.create_hold(tenant, HoldCommand(spare, other, CURRENCY, 1, expire_time_ms), key()))
+    assert [await balance(ledger, tenant, a) for a in (source, spare, payee, other)] == [
+        -INT64_MAX,
+        0,
+        INT64_MAX,
+        0,
+    ]
+    assert (await ledger.get_account(tenant, spare)).balance.held_minor == INT64_MAX
+    assert await total(ledger, tenant) == 0

@@ -29,7 +29,7 @@ from jubao_server.payments.model import (
     Transfer,
     TransferState,
 )
-from jubao_server.payments.state import AccountState, Posting, Stage, check_credit, check_debit
+from jubao_server.payments.state import AccountState, Posting, Stage, check_credit, check_debit, check_hold
 from jubao_server.storage.contract import Value
 
 Record = dict[str, Any]
@@ -310,7 +310,7 @@ class CreateHold:
             raise self.refused
         hold = dataclasses.replace(self.hold, create_time_ms=stage.now_ms)
         payer = stage.require(hold.account_id)
-        check_debit(payer, hold.amount_minor, hold.currency, stage.now_ms)
+        check_hold(payer, hold.amount_minor, hold.currency, stage.now_ms)
         payer.held_minor += hold.amount_minor
         stage.put(payer)
         stage.put_item("hold", hold.hold_id, hold_record(hold))

@@ -10,7 +10,6 @@ import dataclasses
 from collections.abc import Collection, Mapping
 from typing import Any
 
-import grpc
 from jubao.errors import Reason
 
 from jubao_server.errors import ApiError, failed_precondition, not_found
@@ -183,7 +182,9 @@ class Stage:
         state.account = dataclasses.replace(state.account, update_time_ms=time_ms)
         if amount_minor < 0:
             day = time_ms // DAY_MS
-            state.outflow_minor = (state.outflow_minor if state.outflow_day == day else 0) - amount_minor
+            spent_minor = (state.outflow_minor if state.outflow_day == day else 0) - amount_minor
+            # Only compared with a limit (at most INT64_MAX): an account without one saturates.
+            state.outflow_minor = min(spent_minor, INT64_MAX)
             state.outflow_day = day
         self.put(state)
         kind = EntryKind.DEBIT if amount_minor < 0 else EntryKind.CREDIT
@@ -211,14 +212,24 @@ def check_debit(state: AccountState, amount_minor: int, currency: str, now_ms: i
             f"account {account.account_id} would pass its daily outflow limit",
             limit="daily",
         )
-    after_minor = state.ledger_minor - amount_minor
-    if after_minor < INT64_MIN or (not policy.allow_negative and after_minor - state.held_minor < 0):
+    available_after_minor = state.ledger_minor - amount_minor - state.held_minor
+    if not policy.allow_negative and available_after_minor < 0:
         raise failed_precondition(
             Reason.INSUFFICIENT_FUNDS,
             f"account {account.account_id} has {state.balance.available_minor} available, "
             f"needs {amount_minor}",
             account_id=account.account_id,
         )
+    if available_after_minor < INT64_MIN:
+        raise _overflow(account, "balance")
+
+
+def check_hold(state: AccountState, amount_minor: int, currency: str, now_ms: int) -> None:
+    """Raise FAILED_PRECONDITION unless `state` may reserve `amount_minor` now: as for a debit, and the
+    held amount stays within int64."""
+    check_debit(state, amount_minor, currency, now_ms)
+    if state.held_minor + amount_minor > INT64_MAX:
+        raise _overflow(state.account, "held amount")
 
 
 def check_credit(state: AccountState, amount_minor: int, currency: str) -> None:
@@ -229,12 +240,15 @@ def check_credit(state: AccountState, amount_minor: int, currency: str) -> None:
             Reason.ACCOUNT_FROZEN, f"account {account.account_id} is frozen for credits"
         )
     if state.ledger_minor + amount_minor > INT64_MAX:
-        raise ApiError(
-            grpc.StatusCode.FAILED_PRECONDITION,
-            Reason.LIMIT_EXCEEDED,
-            f"account {account.account_id} would overflow int64",
-            metadata={"limit": "int64"},
-        )
+        raise _overflow(account, "balance")
+
+
+def _overflow(account: Account, what: str) -> ApiError:
+    return failed_precondition(
+        Reason.BALANCE_OVERFLOW,
+        f"the {what} of account {account.account_id} would pass the int64 range",
+        account_id=account.account_id,
+    )
 
 
 def _check_currency(account: Account, currency: str) -> None:
