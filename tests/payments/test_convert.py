@@ -391,14 +391,32 @@ def test_balances_are_of_the_past() -> None:
 def test_batch_items_fail_alone() -> None:
     good = transfer_request(leg("alice", "bob", 1), request_id="t-1")
     invalid = transfer_request(leg("alice", "bob", 0), request_id="t-2")
-    repeated = transfer_request(leg("alice", "shop", 1), request_id="t-1")
-    items = convert.batch_items(pb.BatchCreateTransfersRequest(requests=[good, invalid, repeated]))
+    unnamed = transfer_request(leg("alice", "bob", 1), request_id="")
+    items = convert.batch_items(pb.BatchCreateTransfersRequest(requests=[good, invalid, unnamed, unnamed]))
     assert items[0] == convert.transfer_command(good)
-    assert [type(item) for item in items[1:]] == [ApiError, ApiError]
+    assert [type(item) for item in items[1:]] == [ApiError, ApiError, ApiError]
     assert [v.field for item in items[1:] if isinstance(item, ApiError) for v in item.field_violations] == [
         "legs[0].amount_minor",
         "request_id",
+        "request_id",
     ]
+
+
+def test_a_batch_repeating_a_request_id_is_refused_whole() -> None:
+    """Both items of a repeated request_id are named; the batch is not split into items."""
+    first = transfer_request(leg("alice", "bob", 1), request_id="t-1")
+    other = transfer_request(leg("alice", "bob", 2), request_id="t-2")
+    again = transfer_request(leg("alice", "shop", 1), request_id="t-1")
+    batch = pb.BatchCreateTransfersRequest(requests=[first, other, again, other])
+    with pytest.raises(ApiError) as caught:
+        convert.batch_items(batch)
+    assert rejection(caught) == (
+        Reason.INVALID_ARGUMENT,
+        {
+            "requests[2].request_id": "repeats requests[0].request_id",
+            "requests[3].request_id": "repeats requests[1].request_id",
+        },
+    )
 
 
 @pytest.mark.parametrize("count", [0, limits.batch_transfers_max + 1])

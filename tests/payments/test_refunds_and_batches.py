@@ -109,7 +109,7 @@ def batch_item(index: int) -> pb.CreateTransferRequest:
     if index == 30:
         item.currency_code = "USD"
     if index == 40:
-        item.request_id = "batch-0"
+        item.memo = "m" * 201
     return item
 
 
@@ -138,6 +138,15 @@ async def test_a_malformed_batch_fails_as_a_whole(funded: AsyncClient) -> None:
     await rejected(bank.payments.BatchCreateTransfers(empty), InvalidArgument, Reason.INVALID_ARGUMENT)
     oversized = pb.BatchCreateTransfersRequest(requests=[batch_item(index) for index in range(1_001)])
     await rejected(bank.payments.BatchCreateTransfers(oversized), InvalidArgument, Reason.INVALID_ARGUMENT)
+    items = [batch_item(index) for index in range(3)]
+    items[2].request_id = items[0].request_id
+    repeated = pb.BatchCreateTransfersRequest(requests=items)
+    error = await rejected(
+        bank.payments.BatchCreateTransfers(repeated), InvalidArgument, Reason.INVALID_ARGUMENT
+    )
+    assert [(v.field, v.description) for v in error.field_violations] == [
+        ("requests[2].request_id", "repeats requests[0].request_id")
+    ]
     assert await ledgers_minor(bank, "alice", "bob") == [FUNDS_MINOR, 0]
 
 

@@ -202,24 +202,31 @@ def checked_item_id(request_id: str, id_field: str, item_id: str, amount_minor: 
 
 def batch_items(request: pb.BatchCreateTransfersRequest) -> list[TransferCommand | ApiError]:
     """Each request of a batch as a command, or the INVALID_ARGUMENT it gets on its own. The batch
-    itself must hold 1 to `batch_transfers_max` requests."""
+    itself must hold 1 to `batch_transfers_max` requests, and no request_id twice: such a batch is
+    refused whole (INVALID_ARGUMENT naming each repeat and the request it repeats), nothing applied."""
     if not 1 <= len(request.requests) <= limits.batch_transfers_max:
         raise invalid("requests", f"1 to {limits.batch_transfers_max} transfers")
+    raise_if_any(repeated_request_id_violations(request.requests))
+    return [batch_item(item) for item in request.requests]
+
+
+def repeated_request_id_violations(requests: Sequence[pb.CreateTransferRequest]) -> list[FieldViolation]:
     first_index: dict[str, int] = {}
-    return [batch_item(index, item, first_index) for index, item in enumerate(request.requests)]
+    violations: list[FieldViolation] = []
+    for index, item in enumerate(requests):
+        earlier = first_index.setdefault(item.request_id, index)
+        if item.request_id and earlier != index:
+            violations.append(
+                FieldViolation(f"requests[{index}].request_id", f"repeats requests[{earlier}].request_id")
+            )
+    return violations
 
 
-def batch_item(
-    index: int, item: pb.CreateTransferRequest, first_index: dict[str, int]
-) -> TransferCommand | ApiError:
+def batch_item(item: pb.CreateTransferRequest) -> TransferCommand | ApiError:
     try:
-        command = transfer_command(item)
+        return transfer_command(item)
     except ApiError as error:
         return error
-    earlier = first_index.setdefault(item.request_id, index)
-    if earlier != index:
-        return invalid("request_id", f"repeats the request_id of requests[{earlier}]")
-    return command
 
 
 def check_refund(request: pb.CreateRefundRequest) -> None:
