@@ -215,6 +215,16 @@ class Op(abc.ABC, Generic[A]):
     def acknowledged(self, model: Model, answer: A) -> None:
         """Record the effect of the request, acknowledged for the first time."""
 
+    def refusal_expected(self, error: ApiError) -> bool:
+        """Whether the ledger may refuse this request so."""
+        return error.reason in EXPECTED_REJECTIONS
+
+
+def late(due_ms: int, error: ApiError) -> bool:
+    """A hold's expiry or an escrow's release time is checked when the ledger first applies the request:
+    one that first got there (after lost answers, kills, retries) once the time had passed is invalid."""
+    return error.code is grpc.StatusCode.INVALID_ARGUMENT and due_ms <= time.time_ns() // 1_000_000
+
 
 @dataclasses.dataclass(frozen=True)
 class Pay(Op[Transfer]):
@@ -242,6 +252,9 @@ class CreateHold(Op[Hold]):
 
     async def send(self, ledger: Ledger, tenant: str) -> Hold:
         return await ledger.create_hold(tenant, self.command, self.key)
+
+    def refusal_expected(self, error: ApiError) -> bool:
+        return super().refusal_expected(error) or late(self.command.expire_time_ms, error)
 
     def wrong_answer(self, tenant: str, answer: Hold) -> str:
         asked = self.command
@@ -309,6 +322,9 @@ class CreateEscrow(Op[Escrow]):
 
     async def send(self, ledger: Ledger, tenant: str) -> Escrow:
         return await ledger.create_escrow(tenant, self.command, self.key)
+
+    def refusal_expected(self, error: ApiError) -> bool:
+        return super().refusal_expected(error) or late(self.command.release_time_ms, error)
 
     def wrong_answer(self, tenant: str, answer: Escrow) -> str:
         got = EscrowCommand(
@@ -473,7 +489,7 @@ class Model:
         op.acknowledged(self, answer)
 
     def rejected(self, attempt: Attempt, error: ApiError) -> None:
-        if error.reason not in EXPECTED_REJECTIONS:
+        if not attempt.op.refusal_expected(error):
             self.problem(f"{attempt.op}: unexpected {error.code.name} {error.reason}: {error.message}")
         if attempt.outcome is Outcome.ACKED:
             self.problem(f"{attempt.op}: acknowledged, then a replay was rejected: {error.message}")

@@ -139,3 +139,51 @@ async def test_changes_survive_a_restart(tmp_path: Path, keys: dict[str, str]) -
         assert caller.tenant_id == "kept-bank"
     finally:
         await second.close()
+
+
+async def test_every_mutation_retried_after_the_world_changed_gets_its_first_answer(
+    running: Running, keys: dict[str, str]
+) -> None:
+    """Each TenantAdmin mutation is applied, then something changes what it would do now (the tenant is
+    disabled or enabled again, its quota or key changes), then the same request is sent again: the
+    retry gets the first response and changes nothing."""
+    operator = bearer(keys["demo-operator"])
+    admin = running.admin
+    create = pb.CreateTenantRequest(request_id="c-1", tenant=new_tenant("acme-bank"))
+    disable = pb.DisableTenantRequest(request_id="d-1", tenant_id="acme-bank", reason="audit")
+    enable = pb.EnableTenantRequest(request_id="e-1", tenant_id="acme-bank")
+    quota = pb.UpdateTenantQuotaRequest(
+        request_id="q-1",
+        tenant_id="acme-bank",
+        quota=pb.Quota(requests_per_s=5, burst_requests=5, concurrent_calls_max=1),
+    )
+    issue = pb.IssueApiKeyRequest(request_id="i-1", tenant_id="acme-bank")
+    created = await admin.CreateTenant(create, metadata=operator)
+    disabled = await admin.DisableTenant(disable, metadata=operator)
+    enabled = await admin.EnableTenant(enable, metadata=operator)
+    quoted = await admin.UpdateTenantQuota(quota, metadata=operator)
+    issued = await admin.IssueApiKey(issue, metadata=operator)
+    revoke = pb.RevokeApiKeyRequest(request_id="r-1", tenant_id="acme-bank", key_id=issued.api_key.key_id)
+    revoked = await admin.RevokeApiKey(revoke, metadata=operator)
+    await admin.DisableTenant(
+        pb.DisableTenantRequest(request_id="d-2", tenant_id="acme-bank"), metadata=operator
+    )
+    other_quota = pb.Quota(requests_per_s=7, burst_requests=7, concurrent_calls_max=2)
+    await admin.UpdateTenantQuota(
+        pb.UpdateTenantQuotaRequest(request_id="q-2", tenant_id="acme-bank", quota=other_quota),
+        metadata=operator,
+    )
+    now = (await admin.GetTenant(pb.GetTenantRequest(tenant_id="acme-bank"), metadata=operator)).tenant
+
+    assert await admin.CreateTenant(create, metadata=operator) == created
+    assert await admin.DisableTenant(disable, metadata=operator) == disabled
+    assert await admin.EnableTenant(enable, metadata=operator) == enabled
+    assert await admin.UpdateTenantQuota(quota, metadata=operator) == quoted
+    replayed = await admin.IssueApiKey(issue, metadata=operator)
+    assert replayed.api_key == issued.api_key and not replayed.secret
+    assert await admin.RevokeApiKey(revoke, metadata=operator) == revoked
+    assert (
+        await admin.GetTenant(pb.GetTenantRequest(tenant_id="acme-bank"), metadata=operator)
+    ).tenant == now
+    keys_now = await admin.ListApiKeys(pb.ListApiKeysRequest(tenant_id="acme-bank"), metadata=operator)
+    assert [k.key_id for k in keys_now.api_keys] == [issued.api_key.key_id]

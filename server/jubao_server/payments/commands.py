@@ -15,7 +15,8 @@ from typing import Any
 import grpc
 from jubao.errors import Reason
 
-from jubao_server.errors import ApiError, already_exists, failed_precondition, not_found
+from jubao_server import limits
+from jubao_server.errors import ApiError, already_exists, failed_precondition, invalid, not_found
 from jubao_server.invariants import ensure
 from jubao_server.payments.api import AccountChange, AccountView, OpenAccountCommand
 from jubao_server.payments.model import (
@@ -29,7 +30,15 @@ from jubao_server.payments.model import (
     Transfer,
     TransferState,
 )
-from jubao_server.payments.state import AccountState, Posting, Stage, check_credit, check_debit, check_hold
+from jubao_server.payments.state import (
+    DAY_MS,
+    AccountState,
+    Posting,
+    Stage,
+    check_credit,
+    check_debit,
+    check_hold,
+)
 from jubao_server.storage.contract import Value
 
 Record = dict[str, Any]
@@ -107,6 +116,23 @@ class TransferPlan:
         return 2 * len(self.transfer.legs) + 4
 
 
+@dataclasses.dataclass(frozen=True)
+class Ahead:
+    """A time a request sets that must lie ahead when the ledger first applies the request, by the
+    ledger's clock: a hold's expire_time, an escrow's release_time. It is checked by the shard after it
+    has looked for an earlier attempt of the request, so a retry of a request the ledger applied gets
+    its answer whatever the time is now."""
+
+    field: str
+    at_ms: int
+    ahead_max_ms: int
+
+    def check(self, now_ms: int) -> None:
+        if not now_ms < self.at_ms <= now_ms + self.ahead_max_ms:
+            days = self.ahead_max_ms // DAY_MS
+            raise invalid(self.field, f"required: in the future and at most {days} days ahead")
+
+
 def new_transfer(
     transfer_id: str, request_id: str, currency: str, legs: tuple[Leg, ...], memo: str
 ) -> Transfer:
@@ -174,14 +200,24 @@ class OpenAccount:
 
 @dataclasses.dataclass(frozen=True)
 class UpdateAccount:
+    """Change an account's policy or name. The request id is kept (`request_marker`) with the change, so a
+    retry of the request changes nothing again, even after later changes by other requests: `applied`
+    when the ledger found the marker an earlier owner stored, else the owner remembers it."""
+
     account_id: str
     change: AccountChange
+    request_id: str
+    marker_ttl_s: int
+    applied: bool = False
 
-    rows_max = 2
+    rows_max = 3
 
     def apply(self, stage: Stage) -> Applied:
         state = stage.require(self.account_id)
         account = state.account
+        if self.applied or stage.requested(self.request_id):
+            return Applied(AccountView(account, state.balance))
+        marker = request_marker(stage, self.request_id, self.marker_ttl_s)
         updated = dataclasses.replace(
             account,
             policy=self.change.policy if self.change.policy is not None else account.policy,
@@ -190,13 +226,22 @@ class UpdateAccount:
             else account.display_name,
         )
         if updated == account:
-            return Applied(AccountView(account, state.balance))
+            return Applied(AccountView(account, state.balance), rows=marker)
         state.account = dataclasses.replace(
             updated, version=account.version + 1, update_time_ms=max(stage.now_ms, account.update_time_ms)
         )
         stage.put(state)
         record = {"type": "update_account", "account_id": self.account_id, "version": state.account.version}
-        return Applied(AccountView(state.account, state.balance), record)
+        return Applied(AccountView(state.account, state.balance), record, marker)
+
+
+def request_marker(stage: Stage, request_id: str, ttl_s: int) -> list[ShardRow]:
+    """The row that keeps a request id applied by a command that is not a transfer (`"request"` rows of
+    the shard, never loaded: the ledger reads the one a retry needs), and its note in the stage."""
+    if not request_id:
+        return []
+    stage.new_requests.add(request_id)
+    return [ShardRow("request", request_id, {}, ttl_s)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +251,7 @@ class Debit:
     plan: TransferPlan
     body_sha256: str
     escrow: Record | None = None
+    ahead: Ahead | None = None
 
     @property
     def rows_max(self) -> int:
@@ -215,6 +261,8 @@ class Debit:
         earlier = stage.transfer(self.plan.transfer.transfer_id)
         if earlier is not None:
             return replay(earlier)
+        if self.ahead is not None:
+            self.ahead.check(stage.now_ms)
         completed, record, rows = post_transfer(stage, self.plan)
         if self.escrow is not None and 0 in self.plan.local_credits:
             stage.put_item("escrow", self.escrow["escrow_id"], self.escrow)
@@ -306,6 +354,7 @@ class CreateHold:
         if existing is not None:
             earlier = hold_from_record(existing)
             return Applied(error_of(earlier.failure) if earlier.failure else earlier)
+        Ahead("expire_time", self.hold.expire_time_ms, limits.hold_expiry_max_ms).check(stage.now_ms)
         if self.refused is not None:
             raise self.refused
         hold = dataclasses.replace(self.hold, create_time_ms=stage.now_ms)
@@ -470,13 +519,19 @@ class SettleEscrow:
 
 @dataclasses.dataclass(frozen=True)
 class DisputeEscrow:
-    escrow_id: str
+    """Block an escrow's release. The request id is kept with the dispute (as by `UpdateAccount`), so a
+    retry of the request answers the escrow even once it was refunded since."""
 
-    rows_max = 2
+    escrow_id: str
+    request_id: str
+    marker_ttl_s: int
+    applied: bool = False
+
+    rows_max = 3
 
     def apply(self, stage: Stage) -> Applied:
         escrow = _escrow(stage, self.escrow_id)
-        if escrow.state is EscrowState.DISPUTED:
+        if escrow.state is EscrowState.DISPUTED or self.applied or stage.requested(self.request_id):
             return Applied(escrow)
         if escrow.state is not EscrowState.HELD:
             raise failed_precondition(
@@ -484,7 +539,8 @@ class DisputeEscrow:
             )
         disputed = dataclasses.replace(escrow, state=EscrowState.DISPUTED)
         stage.put_item("escrow", escrow.escrow_id, escrow_record(disputed))
-        return Applied(disputed, {"type": "escrow_disputed", "escrow": escrow_record(disputed)})
+        record = {"type": "escrow_disputed", "escrow": escrow_record(disputed)}
+        return Applied(disputed, record, request_marker(stage, self.request_id, self.marker_ttl_s))
 
 
 def _escrow(stage: Stage, escrow_id: str) -> Escrow:
@@ -546,6 +602,7 @@ class Reject:
 
     transfer: Transfer
     error: ApiError
+    ahead: Ahead | None = None
 
     rows_max = 2
 
@@ -553,6 +610,8 @@ class Reject:
         earlier = stage.transfer(self.transfer.transfer_id)
         if earlier is not None:
             return replay(earlier)
+        if self.ahead is not None:
+            self.ahead.check(stage.now_ms)
         return _refuse_transfer(stage, self.transfer, self.error)
 
 
@@ -563,7 +622,10 @@ def replay(earlier: Transfer) -> Applied:
 
 def refusal(stage: Stage, command: Command, error: ApiError) -> Applied | ApiError:
     """What a rejected command leaves: a refused transfer or hold, kept for the retries of its request
-    (which could pass later, when the payer has the money), or nothing."""
+    (which could pass later, when the payer has the money), or nothing. A request that is invalid
+    (INVALID_ARGUMENT: a time no longer ahead) leaves nothing."""
+    if error.code is grpc.StatusCode.INVALID_ARGUMENT:
+        return error
     if isinstance(command, (Debit, CaptureHold, RefundLeg)):
         return _refuse_transfer(stage, command.plan.transfer, error)
     if isinstance(command, SettleEscrow):

@@ -10,12 +10,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 
-from google.protobuf.message import Message
 from jubao.errors import FieldViolation, Reason
 from jubao.payments.v1 import payments_pb2 as pb
 
 from jubao_server import limits
 from jubao_server.errors import ApiError, echo, invalid, invalid_fields
+from jubao_server.invariants import ensure
 from jubao_server.payments import currencies
 from jubao_server.payments.api import (
     AccountChange,
@@ -82,7 +82,7 @@ _ESCROW_STATE_TO_PB = {
     EscrowState.RELEASED: pb.ESCROW_STATE_RELEASED,
     EscrowState.REFUNDED: pb.ESCROW_STATE_REFUNDED,
 }
-_DAY_MS = 24 * 3600 * 1000
+_REQUIRED_TIME = "required: a time in the future"
 
 
 # Requests to commands
@@ -150,7 +150,9 @@ def entry_query(request: pb.ListEntriesRequest, after_entry_seq: int | None, lim
     return EntryQuery(request.account_id, start_time_ms, end_time_ms, after_entry_seq, limit)
 
 
-def hold_command(request: pb.CreateHoldRequest, now_ms: int) -> HoldCommand:
+def hold_command(request: pb.CreateHoldRequest) -> HoldCommand:
+    """The hold a request asks for. Whether its expire_time lies ahead is checked by the ledger, with
+    its clock, once it knows the request is not a retry of one it applied (`commands.Ahead`)."""
     violations = request_id_violations(request.request_id, required=True)
     violations += id_violations("account_id", request.account_id)
     violations += id_violations("payee_account_id", request.payee_account_id)
@@ -159,25 +161,28 @@ def hold_command(request: pb.CreateHoldRequest, now_ms: int) -> HoldCommand:
     )
     violations += currency_violations("currency_code", request.currency_code)
     violations += positive_violations("amount_minor", request.amount_minor)
-    violations += ahead_violations(request, "expire_time", now_ms, limits.hold_expiry_max_ms)
+    expire_time_ms = time_ms(request, "expire_time", violations, required=_REQUIRED_TIME)
     raise_if_any(violations)
+    ensure(expire_time_ms is not None, "a valid hold has an expire_time")
     return HoldCommand(
         account_id=request.account_id,
         payee_account_id=request.payee_account_id,
         currency=request.currency_code,
         amount_minor=request.amount_minor,
-        expire_time_ms=request.expire_time.ToMilliseconds(),
+        expire_time_ms=expire_time_ms or 0,
     )
 
 
-def escrow_command(request: pb.CreateEscrowRequest, now_ms: int) -> EscrowCommand:
+def escrow_command(request: pb.CreateEscrowRequest) -> EscrowCommand:
+    """The escrow a request asks for; its release_time is checked like a hold's expire_time."""
     violations = request_id_violations(request.request_id, required=True)
     violations += escrow_parties_violations(request)
     violations += currency_violations("currency_code", request.currency_code)
     violations += positive_violations("amount_minor", request.amount_minor)
     violations += fee_violations(request)
-    violations += ahead_violations(request, "release_time", now_ms, limits.escrow_window_max_ms)
+    release_time_ms = time_ms(request, "release_time", violations, required=_REQUIRED_TIME)
     raise_if_any(violations)
+    ensure(release_time_ms is not None, "a valid escrow has a release_time")
     return EscrowCommand(
         buyer_account_id=request.buyer_account_id,
         seller_account_id=request.seller_account_id,
@@ -186,7 +191,7 @@ def escrow_command(request: pb.CreateEscrowRequest, now_ms: int) -> EscrowComman
         amount_minor=request.amount_minor,
         fee_account_id=request.fee_account_id,
         fee_minor=request.fee_minor,
-        release_time_ms=request.release_time.ToMilliseconds(),
+        release_time_ms=release_time_ms or 0,
     )
 
 
@@ -373,16 +378,6 @@ def differs_violations(field: str, value: str, others: Mapping[str, str]) -> lis
     return [
         FieldViolation(field, f"must differ from {name}") for name, other in others.items() if value == other
     ]
-
-
-def ahead_violations(request: Message, field: str, now_ms: int, ahead_max_ms: int) -> list[FieldViolation]:
-    """A Timestamp field that must be valid and lie ahead of `now_ms`, by at most `ahead_max_ms`."""
-    violations: list[FieldViolation] = []
-    description = f"required: in the future and at most {ahead_max_ms // _DAY_MS} days ahead"
-    at_ms = time_ms(request, field, violations, required=description)
-    if at_ms is not None and not now_ms < at_ms <= now_ms + ahead_max_ms:
-        violations.append(FieldViolation(field, description))
-    return violations
 
 
 def escrow_parties_violations(request: pb.CreateEscrowRequest) -> list[FieldViolation]:

@@ -46,6 +46,7 @@ from jubao_server.payments.api import (
     TransferCommand,
 )
 from jubao_server.payments.commands import (
+    Ahead,
     CaptureHold,
     CloseHold,
     Command,
@@ -220,13 +221,14 @@ class Ledger:
     async def update_account(
         self, tenant_id: str, account_id: str, change: AccountChange, key: Idempotency
     ) -> AccountView:
-        """A replayed request id changes nothing again and returns the account as it is now."""
-        if not await self._claim(tenant_id, "update_account", key, account_id):
-            return await self.get_account(tenant_id, account_id)
+        """A retry of a request the ledger applied changes nothing again (whatever changed since) and
+        returns the account as it is now; a retry of one it did not apply (its first attempt failed
+        after the claim) applies it."""
+        fresh = await self._claim(tenant_id, "update_account", key, account_id)
         actor = await self._actor(tenant_id, account_id)
-        result = await actor.submit(UpdateAccount(account_id, change))
-        ensure(isinstance(result, AccountView), "update_account returns an account")
-        return result  # type: ignore[return-value]
+        applied = not fresh and await self._requested(actor, key.request_id)
+        update = UpdateAccount(account_id, change, key.request_id, self._settings.request_ttl_s, applied)
+        return _as(AccountView, await actor.submit(update))
 
     # Transfers
 
@@ -260,16 +262,19 @@ class Ledger:
         tenant_id: str,
         transfer: Transfer,
         command_of: Callable[[TransferPlan], Command],
+        *,
         escrow: Escrow | None = None,
+        ahead: Ahead | None = None,
     ) -> object:
         """Plan a transfer and submit it to the payer's shard; the shard's answer. A refusal of the plan's
-        checks is kept by that shard too (`Reject`), so every retry of the request gets one answer."""
+        checks is kept by that shard too (`Reject`), so every retry of the request gets one answer; the
+        request's time (`ahead`) is checked first, by the shard."""
         try:
             plan = await self._plan(tenant_id, transfer, escrow)
         except ApiError as error:
             if error.code not in _FINAL_CODES:
                 raise
-            return await actor.submit(Reject(transfer, error))
+            return await actor.submit(Reject(transfer, error, ahead))
         return await actor.submit(command_of(plan))
 
     async def _completed(self, tenant_id: str, transfer_id: str, committed: object = None) -> Transfer:
@@ -323,8 +328,8 @@ class Ledger:
         return _as(Hold, await self._submit(tenant_id, command.account_id, CreateHold(hold, refused)))
 
     async def capture_hold(self, tenant_id: str, hold_id: str, amount_minor: int, key: Idempotency) -> Hold:
-        hold = await self.get_hold(tenant_id, hold_id)
         fresh = await self._claim(tenant_id, "capture_hold", key, hold_id)
+        hold = await self.get_hold(tenant_id, hold_id)
         transfer_id = derived_id("tr_", tenant_id, f"hold-capture\n{key.request_id or uuid.uuid4().hex}")
         leg = Leg(hold.account_id, hold.payee_account_id, amount_minor or hold.amount_minor)
         transfer = new_transfer(
@@ -338,8 +343,8 @@ class Ledger:
 
     async def void_hold(self, tenant_id: str, hold_id: str, key: Idempotency) -> Hold:
         """Voiding a voided hold returns it as it is: the command is idempotent, so retries are too."""
-        hold = await self.get_hold(tenant_id, hold_id)
         await self._claim(tenant_id, "void_hold", key, hold_id)
+        hold = await self.get_hold(tenant_id, hold_id)
         return _as(Hold, await self._submit(tenant_id, hold.account_id, CloseHold(hold_id)))
 
     async def get_hold(self, tenant_id: str, hold_id: str) -> Hold:
@@ -371,13 +376,14 @@ class Ledger:
         )
         leg = Leg(command.buyer_account_id, command.escrow_account_id, command.amount_minor)
         transfer = new_transfer(transfer_id, key.request_id, command.currency, (leg,), f"escrow {escrow_id}")
+        ahead = Ahead("release_time", command.release_time_ms, limits.escrow_window_max_ms)
         actor = await self._owner(tenant_id, command.buyer_account_id, transfer_id, fresh)
         if actor is not None:
 
             def fund(plan: TransferPlan) -> Command:
-                return Debit(plan, key.body_sha256, escrow_record(escrow))
+                return Debit(plan, key.body_sha256, escrow_record(escrow), ahead)
 
-            await self._decide(actor, tenant_id, transfer, fund, escrow)
+            await self._decide(actor, tenant_id, transfer, fund, escrow=escrow, ahead=ahead)
         await self._completed(tenant_id, transfer_id)
         return await self._find_escrow(tenant_id, escrow_id) or escrow
 
@@ -403,8 +409,8 @@ class Ledger:
         self, tenant_id: str, escrow_id: str, operation: str, amount_minor: int, key: Idempotency
     ) -> Escrow:
         """Release or refund an escrow; the escrow account's shard works out the legs when it applies."""
-        escrow = await self.get_escrow(tenant_id, escrow_id)
         fresh = await self._claim(tenant_id, operation, key, escrow_id)
+        escrow = await self.get_escrow(tenant_id, escrow_id)
         request = key.request_id or uuid.uuid4().hex
         transfer_id = derived_id("tr_", tenant_id, f"{operation}\n{escrow_id}\n{request}")
         actor = await self._owner(tenant_id, escrow.escrow_account_id, transfer_id, fresh)
@@ -424,9 +430,13 @@ class Ledger:
         return await self.get_escrow(tenant_id, escrow_id)
 
     async def dispute_escrow(self, tenant_id: str, escrow_id: str, key: Idempotency) -> Escrow:
+        """A retry of a dispute the ledger applied answers the escrow as it is now (refunded since, say)."""
+        fresh = await self._claim(tenant_id, "dispute_escrow", key, escrow_id)
         escrow = await self.get_escrow(tenant_id, escrow_id)
-        await self._claim(tenant_id, "dispute_escrow", key, escrow_id)
-        return _as(Escrow, await self._submit(tenant_id, escrow.escrow_account_id, DisputeEscrow(escrow_id)))
+        actor = await self._actor(tenant_id, escrow.escrow_account_id)
+        applied = not fresh and await self._requested(actor, key.request_id)
+        dispute = DisputeEscrow(escrow_id, key.request_id, self._settings.request_ttl_s, applied)
+        return _as(Escrow, await actor.submit(dispute))
 
     async def get_escrow(self, tenant_id: str, escrow_id: str) -> Escrow:
         """An escrow opens where its funding credit lands: while that credit is on its way (after a
@@ -454,6 +464,21 @@ class Ledger:
     ) -> Refund:
         refund_transfer_id = derived_id("tr_", tenant_id, f"refund\n{key.request_id or uuid.uuid4().hex}")
         fresh = await self._claim(tenant_id, "refund", key, refund_transfer_id)
+
+        def refund_of(moved: Transfer) -> Refund:
+            refund_id = derived_id("rf_", tenant_id, refund_transfer_id)
+            return Refund(
+                refund_id,
+                key.request_id,
+                transfer_id,
+                leg_index,
+                amount_minor,
+                refund_transfer_id,
+                moved.create_time_ms,
+            )
+
+        if not fresh and await self._find_transfer(tenant_id, refund_transfer_id) is not None:
+            return refund_of(await self._completed(tenant_id, refund_transfer_id))
         original = await self.get_transfer(tenant_id, transfer_id)
         if not 0 <= leg_index < len(original.legs):
             raise invalid("leg_index", f"transfer {transfer_id} has {len(original.legs)} legs")
@@ -474,16 +499,7 @@ class Ledger:
                 )
 
             await self._decide(actor, tenant_id, transfer, refund)
-        moved = await self._completed(tenant_id, refund_transfer_id)
-        return Refund(
-            derived_id("rf_", tenant_id, refund_transfer_id),
-            key.request_id,
-            transfer_id,
-            leg_index,
-            amount_minor,
-            refund_transfer_id,
-            moved.create_time_ms,
-        )
+        return refund_of(await self._completed(tenant_id, refund_transfer_id))
 
     async def _item(self, tenant_id: str, kind: str, item_id: str) -> Record | None:
         """An item of the shard that owns it: a hold lives with its payer, found by scanning the shards."""
@@ -685,6 +701,12 @@ class Ledger:
                 Reason.REQUEST_ID_REUSED, f"request_id {key.request_id} was used for another request"
             )
         return False
+
+    async def _requested(self, actor: ShardActor, request_id: str) -> bool:
+        """Whether an earlier owner of the (owned) shard applied a request that is not a transfer: its
+        marker is stored with the change. What this owner applies it remembers (`Stage.requested`). The
+        answer is the command's, from the shard, which has applied every commit it stored."""
+        return await self._backend.read_row(actor.partition, ("request", request_id)) is not None
 
     async def _find_transfer(self, tenant_id: str, transfer_id: str) -> Transfer | None:
         row = await self._backend.read_row(TRANSFERS.partition(tenant_id, transfer_id))

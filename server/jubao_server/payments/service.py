@@ -179,7 +179,7 @@ class PaymentService(pb_grpc.PaymentServiceServicer):
     # Holds
 
     async def CreateHold(self, request: pb.CreateHoldRequest, context: Context) -> pb.CreateHoldResponse:
-        command = hold_command(request, now_ms())
+        command = hold_command(request)
         hold = await self._ledger.create_hold(_tenant_id(), command, _idempotency(request))
         return pb.CreateHoldResponse(hold=hold_to_pb(hold))
 
@@ -204,7 +204,7 @@ class PaymentService(pb_grpc.PaymentServiceServicer):
     async def CreateEscrow(
         self, request: pb.CreateEscrowRequest, context: Context
     ) -> pb.CreateEscrowResponse:
-        command = escrow_command(request, now_ms())
+        command = escrow_command(request)
         escrow = await self._ledger.create_escrow(_tenant_id(), command, _idempotency(request))
         return pb.CreateEscrowResponse(escrow=escrow_to_pb(escrow))
 

@@ -147,6 +147,8 @@ class ShardActor:
         self.transfers: dict[str, Transfer] = {}
         # Credits applied by this owner, newest last (marker keys): a credit delivered twice lands once.
         self.credits: dict[str, None] = {}
+        # Requests applied by this owner that are not transfers (account updates, disputes), newest last.
+        self.requests: dict[str, None] = {}
         # Holds, escrows and refund tallies of this shard, by (row kind, id).
         self.items: dict[ItemKey, Record] = {}
         self.lost = False
@@ -377,6 +379,7 @@ class ShardActor:
             self.items,
             now_ms(),
             known_credits=self.credits,
+            known_requests=self.requests,
             outbox=self.outbox,
         )
         outcomes: list[tuple[_Pending, Applied | ApiError]] = []
@@ -442,6 +445,7 @@ class ShardActor:
         self.items.update(stage.touched_items)
         _keep_recent(self.transfers, stage.new_transfers)
         _keep_recent(self.credits, dict.fromkeys(sorted(stage.new_credits)))
+        _keep_recent(self.requests, dict.fromkeys(sorted(stage.new_requests)))
         for outcome in applied:
             for row in outcome.rows:
                 if row.kind == "outbox":

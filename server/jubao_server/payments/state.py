@@ -115,6 +115,7 @@ class Stage:
         now_ms: int,
         *,
         known_credits: Collection[str] = (),
+        known_requests: Collection[str] = (),
         outbox: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         self._committed = committed
@@ -122,17 +123,23 @@ class Stage:
         self._known_transfers = known_transfers
         self._items = items
         self._known_credits = known_credits
+        self._known_requests = known_requests
         self._outbox = outbox or {}
         self.now_ms = now_ms
         self.touched: dict[str, AccountState] = {}
         self.new_transfers: dict[str, Transfer] = {}
         self.touched_items: dict[ItemKey, dict[str, Any]] = {}
         self.new_credits: set[str] = set()
+        self.new_requests: set[str] = set()
         self.dropped_outbox: set[str] = set()
 
     def credited(self, marker_key: str) -> bool:
         """Whether this owner applied the credit `marker_key` (earlier, or earlier in this group)."""
         return marker_key in self.new_credits or marker_key in self._known_credits
+
+    def requested(self, request_id: str) -> bool:
+        """Whether this owner applied the (non-transfer) request `request_id`, earlier or in this group."""
+        return bool(request_id) and (request_id in self.new_requests or request_id in self._known_requests)
 
     def owed(self, transfer_id: str) -> dict[str, Any] | None:
         """The outbox entry of `transfer_id`, unless it is gone (or dropped earlier in this group)."""

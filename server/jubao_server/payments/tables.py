@@ -2,8 +2,10 @@
 
 `payments_shards` holds one partition per (tenant, shard): the static fencing epoch and sequence, the
 current state of every account of the shard (kind "account"), write-ahead records not yet expired
-(kind "wal"), credits owed to other shards (kind "outbox"), credits received (kind "credit") and credits
-other processes left for the owner to apply (kind "inbox"). The owner's lease is static too: `owner`
+(kind "wal"), credits owed to other shards (kind "outbox"), credits received (kind "credit"), credits
+other processes left for the owner to apply (kind "inbox"), and the request ids of applied changes that
+move no money (kind "request": account updates, disputes; kept `request_ttl_s`, read one at a time by a
+retry, never loaded). The owner's lease is static too: `owner`
 (the process holding the shard) and `lease_until_ms`.
 A shard's whole change is one conditional batch on this partition. The other tables are materialized
 from the write-ahead records: idempotent, and replayed after a crash.
