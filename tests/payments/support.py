@@ -29,6 +29,7 @@ COMPLETION_POLLS_MAX = 50
 # Holds expire and escrows release on a sweep that runs at least every second.
 SWEEP_WAIT_S = 10.0
 SWEEP_POLL_S = 0.1
+HOUR_S = 3600.0
 
 T = TypeVar("T")
 CUSTOMER = pb.ACCOUNT_KIND_CUSTOMER
@@ -128,6 +129,41 @@ def cli_of(running: Running, api_key: str) -> Callable[..., Awaitable[dict[str, 
         return json_document(result.stderr if exit_code == EXIT_CALL_FAILED else result.stdout)
 
     return cli
+
+
+def hold_request(
+    amount_minor: int = 1_000, expire_time: Timestamp | None = None, request_id: str = ""
+) -> pb.CreateHoldRequest:
+    """alice reserves `amount_minor` fen for shop until `expire_time` (an hour from now by default)."""
+    return pb.CreateHoldRequest(
+        request_id=request_id,
+        account_id="alice",
+        payee_account_id="shop",
+        currency_code="CNY",
+        amount_minor=amount_minor,
+        expire_time=expire_time or seconds_from_now(HOUR_S),
+    )
+
+
+def escrow_request(
+    amount_minor: int = 1_000,
+    release_time: Timestamp | None = None,
+    request_id: str = "",
+    fee_minor: int = 0,
+) -> pb.CreateEscrowRequest:
+    """alice buys from shop for `amount_minor` fen through the escrow account, `fee_minor` of it going to
+    fees, released at `release_time` (an hour from now by default)."""
+    return pb.CreateEscrowRequest(
+        request_id=request_id,
+        buyer_account_id="alice",
+        seller_account_id="shop",
+        escrow_account_id="escrow",
+        currency_code="CNY",
+        amount_minor=amount_minor,
+        fee_account_id="fees" if fee_minor else "",
+        fee_minor=fee_minor,
+        release_time=release_time or seconds_from_now(HOUR_S),
+    )
 
 
 def seconds_from_now(seconds: float) -> Timestamp:

@@ -36,6 +36,8 @@ from jubao_server.payments.model import (
     TransferState,
 )
 
+from tests.payments import support
+
 M = TypeVar("M", bound=Message)
 NOW_MS = 1_800_000_000_000
 DAY_MS = 24 * 3600 * 1000
@@ -238,29 +240,11 @@ def with_fields(request: M, fields: dict[str, object]) -> M:
 
 
 def hold_request(**fields: object) -> pb.CreateHoldRequest:
-    request = pb.CreateHoldRequest(
-        request_id="h-1",
-        account_id="alice",
-        payee_account_id="shop",
-        currency_code="CNY",
-        amount_minor=300,
-        expire_time=stamp(NOW_MS + DAY_MS),
-    )
-    return with_fields(request, fields)
+    return with_fields(support.hold_request(300, stamp(NOW_MS + DAY_MS), "h-1"), fields)
 
 
 def escrow_request(**fields: object) -> pb.CreateEscrowRequest:
-    request = pb.CreateEscrowRequest(
-        request_id="e-1",
-        buyer_account_id="alice",
-        seller_account_id="shop",
-        escrow_account_id="escrow",
-        currency_code="CNY",
-        amount_minor=1_000,
-        fee_account_id="fees",
-        fee_minor=50,
-        release_time=stamp(NOW_MS + DAY_MS),
-    )
+    request = support.escrow_request(1_000, stamp(NOW_MS + DAY_MS), "e-1", fee_minor=50)
     return with_fields(request, fields)
 
 

@@ -6,6 +6,7 @@ import pytest
 from jubao.client import AsyncClient, FailedPrecondition, InvalidArgument, NotFound, Reason
 from jubao.payments.v1 import payments_pb2 as pb
 
+from tests.payments import support
 from tests.payments.support import (
     FUNDS_MINOR,
     eventually,
@@ -25,16 +26,7 @@ PARTIES = ("alice", "escrow", "shop", "fees")
 
 def escrow_request(release_in_s: float = HOUR_S, **fields: int | str) -> pb.CreateEscrowRequest:
     """alice buys from shop for AMOUNT_MINOR through the escrow account, FEE_MINOR going to fees."""
-    request = pb.CreateEscrowRequest(
-        buyer_account_id="alice",
-        seller_account_id="shop",
-        escrow_account_id="escrow",
-        currency_code="CNY",
-        amount_minor=AMOUNT_MINOR,
-        fee_account_id="fees",
-        fee_minor=FEE_MINOR,
-        release_time=seconds_from_now(release_in_s),
-    )
+    request = support.escrow_request(AMOUNT_MINOR, seconds_from_now(release_in_s), fee_minor=FEE_MINOR)
     for field, value in fields.items():
         setattr(request, field, value)
     return request

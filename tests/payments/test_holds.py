@@ -8,9 +8,11 @@ from jubao.payments.v1 import payments_pb2 as pb
 
 from tests.payments.support import (
     FUNDS_MINOR,
+    HOUR_S,
     balance,
     completed,
     eventually,
+    hold_request,
     ledgers_minor,
     leg,
     pay,
@@ -19,22 +21,12 @@ from tests.payments.support import (
     update_policy,
 )
 
-HOUR_S = 3600.0
 DAY_S = 24 * HOUR_S
 
 
-def hold_request(amount_minor: int, expires_in_s: float = HOUR_S) -> pb.CreateHoldRequest:
-    return pb.CreateHoldRequest(
-        account_id="alice",
-        payee_account_id="shop",
-        currency_code="CNY",
-        amount_minor=amount_minor,
-        expire_time=seconds_from_now(expires_in_s),
-    )
-
-
 async def hold(client: AsyncClient, amount_minor: int, expires_in_s: float = HOUR_S) -> pb.Hold:
-    return (await client.payments.CreateHold(hold_request(amount_minor, expires_in_s))).hold
+    request = hold_request(amount_minor, seconds_from_now(expires_in_s))
+    return (await client.payments.CreateHold(request)).hold
 
 
 async def capture(client: AsyncClient, hold_id: str, amount_minor: int = 0, request_id: str = "") -> pb.Hold:

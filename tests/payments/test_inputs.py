@@ -11,7 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from jubao.client import AsyncClient, InvalidArgument, Reason
 from jubao.payments.v1 import payments_pb2 as pb
 
-from tests.payments.support import leg, pay, rejected
+from tests.payments.support import escrow_request, hold_request, leg, pay, rejected
 
 
 async def _first_page(client: AsyncClient, request: pb.ListEntriesRequest) -> str:
@@ -72,23 +72,8 @@ async def test_a_page_token_is_only_good_for_the_query_that_issued_it(
 async def test_out_of_range_timestamps_are_invalid_arguments_naming_the_field(funded: AsyncClient) -> None:
     """They used to raise in the protobuf runtime and answer INTERNAL."""
     bank = funded
-    hold = pb.CreateHoldRequest(
-        request_id="h-1",
-        account_id="alice",
-        payee_account_id="shop",
-        currency_code="CNY",
-        amount_minor=1,
-        expire_time=Timestamp(nanos=-1),
-    )
-    escrow = pb.CreateEscrowRequest(
-        request_id="e-1",
-        buyer_account_id="alice",
-        seller_account_id="shop",
-        escrow_account_id="fees",
-        currency_code="CNY",
-        amount_minor=1,
-        release_time=Timestamp(seconds=2**63 - 1),
-    )
+    hold = hold_request(1, Timestamp(nanos=-1), "h-1")
+    escrow = escrow_request(1, Timestamp(seconds=2**63 - 1), "e-1")
     calls: list[tuple[Awaitable[Any], str]] = [
         (
             bank.payments.ListEntries(

@@ -20,7 +20,9 @@ from tests.payments.conftest import client_of
 from tests.payments.support import (
     FUNDS_MINOR,
     balance,
+    escrow_request,
     eventually,
+    hold_request,
     ledgers_minor,
     leg,
     open_account,
@@ -35,32 +37,9 @@ from tests.platform.harness import demo_keys, settings_for, start
 SOON_S = 1.5
 
 
-def hold_request(request_id: str, expires_in_s: float = 3600.0) -> pb.CreateHoldRequest:
-    return pb.CreateHoldRequest(
-        request_id=request_id,
-        account_id="alice",
-        payee_account_id="shop",
-        currency_code="CNY",
-        amount_minor=1_000,
-        expire_time=seconds_from_now(expires_in_s),
-    )
-
-
-def escrow_request(request_id: str, release_in_s: float = 3600.0) -> pb.CreateEscrowRequest:
-    return pb.CreateEscrowRequest(
-        request_id=request_id,
-        buyer_account_id="alice",
-        seller_account_id="shop",
-        escrow_account_id="escrow",
-        currency_code="CNY",
-        amount_minor=1_000,
-        release_time=seconds_from_now(release_in_s),
-    )
-
-
 async def escrowed(client: AsyncClient, request_id: str) -> pb.Escrow:
     await open_account(client, "escrow", kind=pb.ACCOUNT_KIND_ESCROW)
-    return (await client.payments.CreateEscrow(escrow_request(request_id))).escrow
+    return (await client.payments.CreateEscrow(escrow_request(request_id=request_id))).escrow
 
 
 async def drain_and_freeze(client: AsyncClient, account_id: str) -> None:
@@ -148,7 +127,8 @@ async def test_holds_and_escrows_retried_after_their_time_passed(funded: AsyncCl
     later, got INVALID_ARGUMENT ("release_time: in the future") although the buyer had paid."""
     bank = funded
     await open_account(bank, "escrow", kind=pb.ACCOUNT_KIND_ESCROW)
-    hold_soon, escrow_soon = hold_request("hold-soon", SOON_S), escrow_request("escrow-soon", SOON_S)
+    hold_soon = hold_request(expire_time=seconds_from_now(SOON_S), request_id="hold-soon")
+    escrow_soon = escrow_request(release_time=seconds_from_now(SOON_S), request_id="escrow-soon")
     hold = (await bank.payments.CreateHold(hold_soon)).hold
     escrow = (await bank.payments.CreateEscrow(escrow_soon)).escrow
     await asyncio.sleep(SOON_S)
@@ -168,7 +148,7 @@ async def test_holds_and_escrows_retried_after_their_time_passed(funded: AsyncCl
 
 async def test_create_hold_retried_after_the_payer_was_drained_and_frozen(funded: AsyncClient) -> None:
     bank = funded
-    request = hold_request("hold-1")
+    request = hold_request(request_id="hold-1")
     hold = (await bank.payments.CreateHold(request)).hold
     await bank.payments.VoidHold(pb.VoidHoldRequest(request_id="void-1", hold_id=hold.hold_id))
     await drain_and_freeze(bank, "alice")
@@ -178,8 +158,8 @@ async def test_create_hold_retried_after_the_payer_was_drained_and_frozen(funded
 
 async def test_capture_and_void_retried_after_the_accounts_were_frozen(funded: AsyncClient) -> None:
     bank = funded
-    captured_hold = (await bank.payments.CreateHold(hold_request("hold-c"))).hold
-    voided_hold = (await bank.payments.CreateHold(hold_request("hold-v"))).hold
+    captured_hold = (await bank.payments.CreateHold(hold_request(request_id="hold-c"))).hold
+    voided_hold = (await bank.payments.CreateHold(hold_request(request_id="hold-v"))).hold
     capture = pb.CaptureHoldRequest(request_id="capture-1", hold_id=captured_hold.hold_id, amount_minor=400)
     void = pb.VoidHoldRequest(request_id="void-1", hold_id=voided_hold.hold_id)
     captured = (await bank.payments.CaptureHold(capture)).hold
@@ -252,10 +232,10 @@ async def test_refund_retried_after_its_window_setting_closed(tmp_path: Path) ->
 async def test_a_reused_request_id_is_refused_before_the_item_is_looked_up(funded: AsyncClient) -> None:
     """The same request id with only another, non-existent hold or escrow id is REQUEST_ID_REUSED."""
     bank = funded
-    captured = (await bank.payments.CreateHold(hold_request("hold-c"))).hold
-    voided = (await bank.payments.CreateHold(hold_request("hold-v"))).hold
+    captured = (await bank.payments.CreateHold(hold_request(request_id="hold-c"))).hold
+    voided = (await bank.payments.CreateHold(hold_request(request_id="hold-v"))).hold
     escrow = await escrowed(bank, "escrow-r")
-    disputed = (await bank.payments.CreateEscrow(escrow_request("escrow-d"))).escrow
+    disputed = (await bank.payments.CreateEscrow(escrow_request(request_id="escrow-d"))).escrow
     pairs = [
         (pb.CaptureHoldRequest(request_id="c", hold_id=captured.hold_id), bank.payments.CaptureHold),
         (pb.VoidHoldRequest(request_id="v", hold_id=voided.hold_id), bank.payments.VoidHold),

@@ -34,7 +34,7 @@ from jubao.payments.v1 import payments_pb2_grpc as pb_grpc
 from jubao_server.platform.server import POLICIES
 
 from loadtest.server_process import ServerProcess
-from tests.payments.support import leg, seconds_from_now
+from tests.payments.support import escrow_request, hold_request, leg
 from tests.platform.adversarial import Known, Requests
 from tests.platform.harness import bearer, demo_keys
 
@@ -140,23 +140,8 @@ def _set_up(channel: grpc.Channel) -> Probe:
         request_id="fund", currency_code="CNY", legs=[leg("settlement", "alice", 10**9)]
     )
     transfer = payments.CreateTransfer(funding, metadata=bank).transfer
-    hold = pb.CreateHoldRequest(
-        request_id="hold",
-        account_id="alice",
-        payee_account_id="shop",
-        currency_code="CNY",
-        amount_minor=100,
-        expire_time=seconds_from_now(3600),
-    )
-    escrow = pb.CreateEscrowRequest(
-        request_id="escrow",
-        buyer_account_id="alice",
-        seller_account_id="shop",
-        escrow_account_id="escrow",
-        currency_code="CNY",
-        amount_minor=100,
-        release_time=seconds_from_now(3600),
-    )
+    hold = hold_request(100, request_id="hold")
+    escrow = escrow_request(100, request_id="escrow")
     entries = payments.ListEntries(pb.ListEntriesRequest(account_id="alice", page_size=1), metadata=bank)
     accounts = payments.ListAccounts(pb.ListAccountsRequest(page_size=1), metadata=bank)
     known: Known = {
