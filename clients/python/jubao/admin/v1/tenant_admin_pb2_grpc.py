@@ -28,6 +28,14 @@ if _version_not_supported:
 class TenantAdminStub:
     """TenantAdmin manages the partner institutions of the platform. Only tenants of
     kind OPERATOR may call it; everyone else gets PERMISSION_DENIED.
+
+    Errors are google.rpc.Status with an ErrorInfo (domain "jubao.cloud"); the
+    INVALID_ARGUMENT reasons are INVALID_ARGUMENT (with a BadRequest of at most
+    10 fields), INVALID_PAGE_TOKEN (the page_token was not issued for the same
+    query: method, operator and every field but page_size) and MALFORMED_REQUEST
+    (the body is not a valid message of the request type). A mutation sent again
+    with the same request_id and body gets the first response as recorded,
+    whatever changed since; REQUEST_ID_REUSED (ALREADY_EXISTS) with another body.
     """
 
     def __init__(self, channel):
@@ -86,6 +94,14 @@ class TenantAdminStub:
 class TenantAdminServicer:
     """TenantAdmin manages the partner institutions of the platform. Only tenants of
     kind OPERATOR may call it; everyone else gets PERMISSION_DENIED.
+
+    Errors are google.rpc.Status with an ErrorInfo (domain "jubao.cloud"); the
+    INVALID_ARGUMENT reasons are INVALID_ARGUMENT (with a BadRequest of at most
+    10 fields), INVALID_PAGE_TOKEN (the page_token was not issued for the same
+    query: method, operator and every field but page_size) and MALFORMED_REQUEST
+    (the body is not a valid message of the request type). A mutation sent again
+    with the same request_id and body gets the first response as recorded,
+    whatever changed since; REQUEST_ID_REUSED (ALREADY_EXISTS) with another body.
     """
 
     def CreateTenant(self, request, context):
@@ -204,6 +220,14 @@ def add_TenantAdminServicer_to_server(servicer, server):
 class TenantAdmin:
     """TenantAdmin manages the partner institutions of the platform. Only tenants of
     kind OPERATOR may call it; everyone else gets PERMISSION_DENIED.
+
+    Errors are google.rpc.Status with an ErrorInfo (domain "jubao.cloud"); the
+    INVALID_ARGUMENT reasons are INVALID_ARGUMENT (with a BadRequest of at most
+    10 fields), INVALID_PAGE_TOKEN (the page_token was not issued for the same
+    query: method, operator and every field but page_size) and MALFORMED_REQUEST
+    (the body is not a valid message of the request type). A mutation sent again
+    with the same request_id and body gets the first response as recorded,
+    whatever changed since; REQUEST_ID_REUSED (ALREADY_EXISTS) with another body.
     """
 
     @staticmethod

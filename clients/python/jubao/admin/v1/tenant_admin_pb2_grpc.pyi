@@ -29,6 +29,14 @@ GRPC_VERSION: str
 class TenantAdminStub:
     """TenantAdmin manages the partner institutions of the platform. Only tenants of
     kind OPERATOR may call it; everyone else gets PERMISSION_DENIED.
+
+    Errors are google.rpc.Status with an ErrorInfo (domain "jubao.cloud"); the
+    INVALID_ARGUMENT reasons are INVALID_ARGUMENT (with a BadRequest of at most
+    10 fields), INVALID_PAGE_TOKEN (the page_token was not issued for the same
+    query: method, operator and every field but page_size) and MALFORMED_REQUEST
+    (the body is not a valid message of the request type). A mutation sent again
+    with the same request_id and body gets the first response as recorded,
+    whatever changed since; REQUEST_ID_REUSED (ALREADY_EXISTS) with another body.
     """
 
     @_typing.overload
@@ -53,6 +61,14 @@ class TenantAdminStub:
 class TenantAdminAsyncStub(TenantAdminStub):
     """TenantAdmin manages the partner institutions of the platform. Only tenants of
     kind OPERATOR may call it; everyone else gets PERMISSION_DENIED.
+
+    Errors are google.rpc.Status with an ErrorInfo (domain "jubao.cloud"); the
+    INVALID_ARGUMENT reasons are INVALID_ARGUMENT (with a BadRequest of at most
+    10 fields), INVALID_PAGE_TOKEN (the page_token was not issued for the same
+    query: method, operator and every field but page_size) and MALFORMED_REQUEST
+    (the body is not a valid message of the request type). A mutation sent again
+    with the same request_id and body gets the first response as recorded,
+    whatever changed since; REQUEST_ID_REUSED (ALREADY_EXISTS) with another body.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -73,6 +89,14 @@ class TenantAdminAsyncStub(TenantAdminStub):
 class TenantAdminServicer(metaclass=_abc_1.ABCMeta):
     """TenantAdmin manages the partner institutions of the platform. Only tenants of
     kind OPERATOR may call it; everyone else gets PERMISSION_DENIED.
+
+    Errors are google.rpc.Status with an ErrorInfo (domain "jubao.cloud"); the
+    INVALID_ARGUMENT reasons are INVALID_ARGUMENT (with a BadRequest of at most
+    10 fields), INVALID_PAGE_TOKEN (the page_token was not issued for the same
+    query: method, operator and every field but page_size) and MALFORMED_REQUEST
+    (the body is not a valid message of the request type). A mutation sent again
+    with the same request_id and body gets the first response as recorded,
+    whatever changed since; REQUEST_ID_REUSED (ALREADY_EXISTS) with another body.
     """
 
     @_abc_1.abstractmethod

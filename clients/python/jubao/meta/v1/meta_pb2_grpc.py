@@ -27,7 +27,9 @@ if _version_not_supported:
 
 class MetaServiceStub:
     """MetaService answers questions about the caller's own session. Every
-    authenticated tenant may call it; it touches no product data.
+    authenticated tenant may call it; it touches no product data. A body that is
+    not a valid message of the request type is INVALID_ARGUMENT with the
+    ErrorInfo reason MALFORMED_REQUEST, as on every jubao service.
     """
 
     def __init__(self, channel):
@@ -50,7 +52,9 @@ class MetaServiceStub:
 
 class MetaServiceServicer:
     """MetaService answers questions about the caller's own session. Every
-    authenticated tenant may call it; it touches no product data.
+    authenticated tenant may call it; it touches no product data. A body that is
+    not a valid message of the request type is INVALID_ARGUMENT with the
+    ErrorInfo reason MALFORMED_REQUEST, as on every jubao service.
     """
 
     def Ping(self, request, context):
@@ -91,7 +95,9 @@ def add_MetaServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class MetaService:
     """MetaService answers questions about the caller's own session. Every
-    authenticated tenant may call it; it touches no product data.
+    authenticated tenant may call it; it touches no product data. A body that is
+    not a valid message of the request type is INVALID_ARGUMENT with the
+    ErrorInfo reason MALFORMED_REQUEST, as on every jubao service.
     """
 
     @staticmethod

@@ -28,7 +28,9 @@ GRPC_VERSION: str
 
 class MetaServiceStub:
     """MetaService answers questions about the caller's own session. Every
-    authenticated tenant may call it; it touches no product data.
+    authenticated tenant may call it; it touches no product data. A body that is
+    not a valid message of the request type is INVALID_ARGUMENT with the
+    ErrorInfo reason MALFORMED_REQUEST, as on every jubao service.
     """
 
     @_typing.overload
@@ -45,7 +47,9 @@ class MetaServiceStub:
 @_typing.type_check_only
 class MetaServiceAsyncStub(MetaServiceStub):
     """MetaService answers questions about the caller's own session. Every
-    authenticated tenant may call it; it touches no product data.
+    authenticated tenant may call it; it touches no product data. A body that is
+    not a valid message of the request type is INVALID_ARGUMENT with the
+    ErrorInfo reason MALFORMED_REQUEST, as on every jubao service.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -58,7 +62,9 @@ class MetaServiceAsyncStub(MetaServiceStub):
 
 class MetaServiceServicer(metaclass=_abc_1.ABCMeta):
     """MetaService answers questions about the caller's own session. Every
-    authenticated tenant may call it; it touches no product data.
+    authenticated tenant may call it; it touches no product data. A body that is
+    not a valid message of the request type is INVALID_ARGUMENT with the
+    ErrorInfo reason MALFORMED_REQUEST, as on every jubao service.
     """
 
     @_abc_1.abstractmethod

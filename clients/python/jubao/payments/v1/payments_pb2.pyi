@@ -1126,7 +1126,10 @@ class CreateHoldRequest(_message.Message):
     """Positive."""
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
-        """Required; in the future and at most 30 days ahead."""
+        """Required; in the future and at most 30 days ahead when the ledger first
+        applies the request (by its clock). A retry of an applied request gets
+        the hold even after expire_time.
+        """
 
     def __init__(
         self,
@@ -1395,7 +1398,10 @@ class CreateEscrowRequest(_message.Message):
     """0 or more, and less than amount_minor."""
     @_builtins.property
     def release_time(self) -> _timestamp_pb2.Timestamp:
-        """Required; in the future and at most 90 days ahead."""
+        """Required; in the future and at most 90 days ahead when the ledger first
+        applies the request (by its clock). A retry of an applied request gets
+        the escrow even after release_time.
+        """
 
     def __init__(
         self,

@@ -41,14 +41,22 @@ class PaymentServiceStub:
 
     Errors are google.rpc.Status with an ErrorInfo (domain "jubao.cloud") whose
     reason is one of:
-      INVALID_ARGUMENT     INVALID_ARGUMENT (with a BadRequest listing every bad
-                           field of the request), UNKNOWN_CURRENCY (the currency
+      INVALID_ARGUMENT     INVALID_ARGUMENT (with a BadRequest listing the bad
+                           fields of the request: the first 10, the message
+                           counts the others), UNKNOWN_CURRENCY (the currency
                            is not an active ISO 4217 code), INVALID_PAGE_TOKEN
+                           (the page_token was not issued for this same query),
+                           MALFORMED_REQUEST (the body is not a valid message of
+                           the request type)
       NOT_FOUND            ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND, HOLD_NOT_FOUND,
                            ESCROW_NOT_FOUND
       ALREADY_EXISTS       ACCOUNT_EXISTS, REQUEST_ID_REUSED (the request_id was
-                           used before with another request body)
-      FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
+                           used before with another request body; checked
+                           before anything the body names is looked up)
+      FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED
+                           (the payer's single payment or daily outflow limit),
+                           BALANCE_OVERFLOW (a posting would take an account's
+                           ledger, held or available balance outside int64),
                            CURRENCY_MISMATCH, INVALID_STATE (the hold or escrow
                            is in a state that does not allow the call),
                            AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL,
@@ -58,6 +66,19 @@ class PaymentServiceStub:
                            another server that could not be reached), DRAINING,
                            STORAGE_UNAVAILABLE: retry with the same request_id
     A rejected call changes nothing.
+
+    Retries (AIP-155): a mutation sent again with the same request_id and body
+    gets the outcome of the first attempt the ledger applied, whatever changed
+    since (time passed, balances moved, accounts were frozen, settings
+    changed): the same resource, as it is now, or the same refusal. Only the
+    request's own shape is checked before its request_id is looked up; what
+    depends on the clock or on the ledger's state is checked when the request is
+    first applied. A first attempt that changed nothing (refused as invalid, or
+    cut short by an UNAVAILABLE) is evaluated again.
+
+    Timestamps of requests must be valid google.protobuf.Timestamp values
+    (0001-01-01 to 9999-12-31 UTC, nanos 0 to 999,999,999), else
+    INVALID_ARGUMENT naming the field.
     """
 
     @_typing.overload
@@ -74,10 +95,17 @@ class PaymentServiceStub:
     ListAccounts: _grpc.UnaryUnaryMultiCallable[_payments_pb2.ListAccountsRequest, _payments_pb2.ListAccountsResponse]
     """ListAccounts pages through every account of the tenant once, in a stable
     order (not necessarily by account_id).
+
+    Page tokens (here and in ListEntries) are opaque and signed; a token is
+    only valid for the query that issued it: the same method, tenant and
+    request fields but page_size, which may change between pages (AIP-158).
+    Any other token is INVALID_PAGE_TOKEN.
     """
     UpdateAccount: _grpc.UnaryUnaryMultiCallable[_payments_pb2.UpdateAccountRequest, _payments_pb2.UpdateAccountResponse]
     """UpdateAccount replaces the policy and/or display name named by the
-    update mask; freezing an account is an update of its policy.
+    update mask; freezing an account is an update of its policy. A retry of
+    an applied request returns the account as it is now and changes nothing
+    again, even after later updates.
     """
     CreateTransfer: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CreateTransferRequest, _payments_pb2.CreateTransferResponse]
     """CreateTransfer moves money from one debit account to up to 16 credit
@@ -103,8 +131,10 @@ class PaymentServiceStub:
     request, in order: the transfer, or the error that transfer alone got
     (INVALID_ARGUMENT for a bad request, or any error of CreateTransfer). A
     failing item fails neither the batch nor the other items; the call itself
-    fails only with INVALID_ARGUMENT for a malformed batch (no requests or
-    more than 1000).
+    fails only with INVALID_ARGUMENT for a malformed batch (no requests, more
+    than 1000, or a request_id used by two of its requests: the BadRequest
+    names each repeat, "requests[i].request_id", and the request it repeats),
+    and then nothing of the batch is applied.
     """
     CreateHold: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CreateHoldRequest, _payments_pb2.CreateHoldResponse]
     """CreateHold reserves an amount of an account for a later capture to a
@@ -150,7 +180,8 @@ class PaymentServiceStub:
     DisputeEscrow: _grpc.UnaryUnaryMultiCallable[_payments_pb2.DisputeEscrowRequest, _payments_pb2.DisputeEscrowResponse]
     """DisputeEscrow blocks the release of a HELD escrow, manual and automatic;
     it can then only be refunded. INVALID_STATE when it is not HELD;
-    ESCROW_NOT_FOUND.
+    ESCROW_NOT_FOUND. A retry of an applied dispute returns the escrow as it
+    is now (refunded since, say).
     """
     GetEscrow: _grpc.UnaryUnaryMultiCallable[_payments_pb2.GetEscrowRequest, _payments_pb2.GetEscrowResponse]
     """GetEscrow returns an escrow by its id. ESCROW_NOT_FOUND."""
@@ -201,14 +232,22 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
 
     Errors are google.rpc.Status with an ErrorInfo (domain "jubao.cloud") whose
     reason is one of:
-      INVALID_ARGUMENT     INVALID_ARGUMENT (with a BadRequest listing every bad
-                           field of the request), UNKNOWN_CURRENCY (the currency
+      INVALID_ARGUMENT     INVALID_ARGUMENT (with a BadRequest listing the bad
+                           fields of the request: the first 10, the message
+                           counts the others), UNKNOWN_CURRENCY (the currency
                            is not an active ISO 4217 code), INVALID_PAGE_TOKEN
+                           (the page_token was not issued for this same query),
+                           MALFORMED_REQUEST (the body is not a valid message of
+                           the request type)
       NOT_FOUND            ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND, HOLD_NOT_FOUND,
                            ESCROW_NOT_FOUND
       ALREADY_EXISTS       ACCOUNT_EXISTS, REQUEST_ID_REUSED (the request_id was
-                           used before with another request body)
-      FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
+                           used before with another request body; checked
+                           before anything the body names is looked up)
+      FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED
+                           (the payer's single payment or daily outflow limit),
+                           BALANCE_OVERFLOW (a posting would take an account's
+                           ledger, held or available balance outside int64),
                            CURRENCY_MISMATCH, INVALID_STATE (the hold or escrow
                            is in a state that does not allow the call),
                            AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL,
@@ -218,6 +257,19 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
                            another server that could not be reached), DRAINING,
                            STORAGE_UNAVAILABLE: retry with the same request_id
     A rejected call changes nothing.
+
+    Retries (AIP-155): a mutation sent again with the same request_id and body
+    gets the outcome of the first attempt the ledger applied, whatever changed
+    since (time passed, balances moved, accounts were frozen, settings
+    changed): the same resource, as it is now, or the same refusal. Only the
+    request's own shape is checked before its request_id is looked up; what
+    depends on the clock or on the ledger's state is checked when the request is
+    first applied. A first attempt that changed nothing (refused as invalid, or
+    cut short by an UNAVAILABLE) is evaluated again.
+
+    Timestamps of requests must be valid google.protobuf.Timestamp values
+    (0001-01-01 to 9999-12-31 UTC, nanos 0 to 999,999,999), else
+    INVALID_ARGUMENT naming the field.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -231,10 +283,17 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     ListAccounts: _aio.UnaryUnaryMultiCallable[_payments_pb2.ListAccountsRequest, _payments_pb2.ListAccountsResponse]  # type: ignore[assignment]
     """ListAccounts pages through every account of the tenant once, in a stable
     order (not necessarily by account_id).
+
+    Page tokens (here and in ListEntries) are opaque and signed; a token is
+    only valid for the query that issued it: the same method, tenant and
+    request fields but page_size, which may change between pages (AIP-158).
+    Any other token is INVALID_PAGE_TOKEN.
     """
     UpdateAccount: _aio.UnaryUnaryMultiCallable[_payments_pb2.UpdateAccountRequest, _payments_pb2.UpdateAccountResponse]  # type: ignore[assignment]
     """UpdateAccount replaces the policy and/or display name named by the
-    update mask; freezing an account is an update of its policy.
+    update mask; freezing an account is an update of its policy. A retry of
+    an applied request returns the account as it is now and changes nothing
+    again, even after later updates.
     """
     CreateTransfer: _aio.UnaryUnaryMultiCallable[_payments_pb2.CreateTransferRequest, _payments_pb2.CreateTransferResponse]  # type: ignore[assignment]
     """CreateTransfer moves money from one debit account to up to 16 credit
@@ -260,8 +319,10 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     request, in order: the transfer, or the error that transfer alone got
     (INVALID_ARGUMENT for a bad request, or any error of CreateTransfer). A
     failing item fails neither the batch nor the other items; the call itself
-    fails only with INVALID_ARGUMENT for a malformed batch (no requests or
-    more than 1000).
+    fails only with INVALID_ARGUMENT for a malformed batch (no requests, more
+    than 1000, or a request_id used by two of its requests: the BadRequest
+    names each repeat, "requests[i].request_id", and the request it repeats),
+    and then nothing of the batch is applied.
     """
     CreateHold: _aio.UnaryUnaryMultiCallable[_payments_pb2.CreateHoldRequest, _payments_pb2.CreateHoldResponse]  # type: ignore[assignment]
     """CreateHold reserves an amount of an account for a later capture to a
@@ -307,7 +368,8 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     DisputeEscrow: _aio.UnaryUnaryMultiCallable[_payments_pb2.DisputeEscrowRequest, _payments_pb2.DisputeEscrowResponse]  # type: ignore[assignment]
     """DisputeEscrow blocks the release of a HELD escrow, manual and automatic;
     it can then only be refunded. INVALID_STATE when it is not HELD;
-    ESCROW_NOT_FOUND.
+    ESCROW_NOT_FOUND. A retry of an applied dispute returns the escrow as it
+    is now (refunded since, say).
     """
     GetEscrow: _aio.UnaryUnaryMultiCallable[_payments_pb2.GetEscrowRequest, _payments_pb2.GetEscrowResponse]  # type: ignore[assignment]
     """GetEscrow returns an escrow by its id. ESCROW_NOT_FOUND."""
@@ -357,14 +419,22 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Errors are google.rpc.Status with an ErrorInfo (domain "jubao.cloud") whose
     reason is one of:
-      INVALID_ARGUMENT     INVALID_ARGUMENT (with a BadRequest listing every bad
-                           field of the request), UNKNOWN_CURRENCY (the currency
+      INVALID_ARGUMENT     INVALID_ARGUMENT (with a BadRequest listing the bad
+                           fields of the request: the first 10, the message
+                           counts the others), UNKNOWN_CURRENCY (the currency
                            is not an active ISO 4217 code), INVALID_PAGE_TOKEN
+                           (the page_token was not issued for this same query),
+                           MALFORMED_REQUEST (the body is not a valid message of
+                           the request type)
       NOT_FOUND            ACCOUNT_NOT_FOUND, TRANSFER_NOT_FOUND, HOLD_NOT_FOUND,
                            ESCROW_NOT_FOUND
       ALREADY_EXISTS       ACCOUNT_EXISTS, REQUEST_ID_REUSED (the request_id was
-                           used before with another request body)
-      FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED,
+                           used before with another request body; checked
+                           before anything the body names is looked up)
+      FAILED_PRECONDITION  INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, LIMIT_EXCEEDED
+                           (the payer's single payment or daily outflow limit),
+                           BALANCE_OVERFLOW (a posting would take an account's
+                           ledger, held or available balance outside int64),
                            CURRENCY_MISMATCH, INVALID_STATE (the hold or escrow
                            is in a state that does not allow the call),
                            AMOUNT_EXCEEDS_HOLD, REFUND_EXCEEDS_ORIGINAL,
@@ -374,6 +444,19 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
                            another server that could not be reached), DRAINING,
                            STORAGE_UNAVAILABLE: retry with the same request_id
     A rejected call changes nothing.
+
+    Retries (AIP-155): a mutation sent again with the same request_id and body
+    gets the outcome of the first attempt the ledger applied, whatever changed
+    since (time passed, balances moved, accounts were frozen, settings
+    changed): the same resource, as it is now, or the same refusal. Only the
+    request's own shape is checked before its request_id is looked up; what
+    depends on the clock or on the ledger's state is checked when the request is
+    first applied. A first attempt that changed nothing (refused as invalid, or
+    cut short by an UNAVAILABLE) is evaluated again.
+
+    Timestamps of requests must be valid google.protobuf.Timestamp values
+    (0001-01-01 to 9999-12-31 UTC, nanos 0 to 999,999,999), else
+    INVALID_ARGUMENT naming the field.
     """
 
     @_abc_1.abstractmethod
@@ -403,6 +486,11 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_payments_pb2.ListAccountsResponse, _abc.Awaitable[_payments_pb2.ListAccountsResponse]]:
         """ListAccounts pages through every account of the tenant once, in a stable
         order (not necessarily by account_id).
+
+        Page tokens (here and in ListEntries) are opaque and signed; a token is
+        only valid for the query that issued it: the same method, tenant and
+        request fields but page_size, which may change between pages (AIP-158).
+        Any other token is INVALID_PAGE_TOKEN.
         """
 
     @_abc_1.abstractmethod
@@ -412,7 +500,9 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payments_pb2.UpdateAccountResponse, _abc.Awaitable[_payments_pb2.UpdateAccountResponse]]:
         """UpdateAccount replaces the policy and/or display name named by the
-        update mask; freezing an account is an update of its policy.
+        update mask; freezing an account is an update of its policy. A retry of
+        an applied request returns the account as it is now and changes nothing
+        again, even after later updates.
         """
 
     @_abc_1.abstractmethod
@@ -468,8 +558,10 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         request, in order: the transfer, or the error that transfer alone got
         (INVALID_ARGUMENT for a bad request, or any error of CreateTransfer). A
         failing item fails neither the batch nor the other items; the call itself
-        fails only with INVALID_ARGUMENT for a malformed batch (no requests or
-        more than 1000).
+        fails only with INVALID_ARGUMENT for a malformed batch (no requests, more
+        than 1000, or a request_id used by two of its requests: the BadRequest
+        names each repeat, "requests[i].request_id", and the request it repeats),
+        and then nothing of the batch is applied.
         """
 
     @_abc_1.abstractmethod
@@ -563,7 +655,8 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_payments_pb2.DisputeEscrowResponse, _abc.Awaitable[_payments_pb2.DisputeEscrowResponse]]:
         """DisputeEscrow blocks the release of a HELD escrow, manual and automatic;
         it can then only be refunded. INVALID_STATE when it is not HELD;
-        ESCROW_NOT_FOUND.
+        ESCROW_NOT_FOUND. A retry of an applied dispute returns the escrow as it
+        is now (refunded since, say).
         """
 
     @_abc_1.abstractmethod
