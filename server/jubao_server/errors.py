@@ -1,17 +1,49 @@
-"""Errors the service returns: `ApiError` carries the gRPC code, an `ErrorInfo` reason and optional
-`BadRequest` field violations or `RetryInfo`; `to_status` renders it as a `google.rpc.Status` that fits
-gRPC's metadata limits whatever the request held (see the `error_*` bounds in `limits.py`)."""
+"""Errors the service returns, free of any transport: `ApiError` carries a canonical `ErrorCode`, an
+`ErrorInfo` reason and optional `BadRequest` field violations or `RetryInfo`; `to_status` renders it as a
+`google.rpc.Status` that fits gRPC's metadata limits whatever the request held (see the `error_*` bounds
+in `limits.py`). The domain raises them; each boundary maps the code to its transport (the gRPC pipeline
+to a `grpc.StatusCode`), so nothing below a boundary imports gRPC."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import IntEnum
 
-import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
-from jubao.errors import ERROR_DOMAIN, FieldViolation, Reason
+from jubao.reasons import ERROR_DOMAIN, FieldViolation, Reason
 
 from jubao_server import limits
+
+
+class ErrorCode(IntEnum):
+    """The canonical codes of `google.rpc.Code`, by name and number (gRPC's status codes are the same)."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+class HeldElsewhere(Exception):
+    """What the call needs is held by the server at `address`: the boundary forwards the call there."""
+
+    def __init__(self, message: str, address: str) -> None:
+        super().__init__(message)
+        self.address = address
 
 
 class ApiError(Exception):
@@ -19,7 +51,7 @@ class ApiError(Exception):
 
     def __init__(
         self,
-        code: grpc.StatusCode,
+        code: ErrorCode,
         reason: Reason,
         message: str,
         *,
@@ -58,9 +90,8 @@ class ApiError(Exception):
             delay = duration_pb2.Duration()
             delay.FromMilliseconds(self.retry_delay_ms)
             details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
-        code: int = self.code.value[0]
         message = truncated(self.message, limits.error_message_bytes_max)
-        return status_pb2.Status(code=code, message=message, details=details)
+        return status_pb2.Status(code=int(self.code), message=message, details=details)
 
 
 def truncated(text: str, bytes_max: int) -> str:
@@ -96,40 +127,38 @@ def invalid_fields(violations: tuple[FieldViolation, ...]) -> ApiError:
     summary = "; ".join(f"{v.field}: {v.description}" for v in shown)
     if len(shown) < len(violations):
         summary = f"{len(violations)} fields are invalid, the first {len(shown)}: {summary}"
-    return ApiError(
-        grpc.StatusCode.INVALID_ARGUMENT, Reason.INVALID_ARGUMENT, summary, field_violations=violations
-    )
+    return ApiError(ErrorCode.INVALID_ARGUMENT, Reason.INVALID_ARGUMENT, summary, field_violations=violations)
 
 
 def not_found(reason: Reason, message: str, **metadata: str) -> ApiError:
-    return ApiError(grpc.StatusCode.NOT_FOUND, reason, message, metadata=metadata)
+    return ApiError(ErrorCode.NOT_FOUND, reason, message, metadata=metadata)
 
 
 def already_exists(reason: Reason, message: str, **metadata: str) -> ApiError:
-    return ApiError(grpc.StatusCode.ALREADY_EXISTS, reason, message, metadata=metadata)
+    return ApiError(ErrorCode.ALREADY_EXISTS, reason, message, metadata=metadata)
 
 
 def failed_precondition(reason: Reason, message: str, **metadata: str) -> ApiError:
-    return ApiError(grpc.StatusCode.FAILED_PRECONDITION, reason, message, metadata=metadata)
+    return ApiError(ErrorCode.FAILED_PRECONDITION, reason, message, metadata=metadata)
 
 
 def unauthenticated(reason: Reason, message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.UNAUTHENTICATED, reason, message)
+    return ApiError(ErrorCode.UNAUTHENTICATED, reason, message)
 
 
 def permission_denied(reason: Reason, message: str, **metadata: str) -> ApiError:
-    return ApiError(grpc.StatusCode.PERMISSION_DENIED, reason, message, metadata=metadata)
+    return ApiError(ErrorCode.PERMISSION_DENIED, reason, message, metadata=metadata)
 
 
 def resource_exhausted(reason: Reason, message: str, retry_delay_ms: int | None, **metadata: str) -> ApiError:
     return ApiError(
-        grpc.StatusCode.RESOURCE_EXHAUSTED, reason, message, retry_delay_ms=retry_delay_ms, metadata=metadata
+        ErrorCode.RESOURCE_EXHAUSTED, reason, message, retry_delay_ms=retry_delay_ms, metadata=metadata
     )
 
 
 def unavailable(reason: Reason, message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.UNAVAILABLE, reason, message)
+    return ApiError(ErrorCode.UNAVAILABLE, reason, message)
 
 
 def internal(message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.INTERNAL, Reason.INTERNAL, message)
+    return ApiError(ErrorCode.INTERNAL, Reason.INTERNAL, message)

@@ -43,9 +43,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-import grpc
 from jubao.errors import Reason
-from jubao_server.errors import ApiError
+from jubao_server.errors import ApiError, ErrorCode
 from jubao_server.payments.api import (
     AccountView,
     EntryQuery,
@@ -123,7 +122,7 @@ EXPECTED_REJECTIONS = frozenset(
     }
 )
 OUTCOME_UNKNOWN_CODES = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED}
+    {ErrorCode.UNAVAILABLE, ErrorCode.RESOURCE_EXHAUSTED, ErrorCode.DEADLINE_EXCEEDED}
 )
 
 
@@ -223,7 +222,7 @@ class Op(abc.ABC, Generic[A]):
 def late(due_ms: int, error: ApiError) -> bool:
     """A hold's expiry or an escrow's release time is checked when the ledger first applies the request:
     one that first got there (after lost answers, kills, retries) once the time had passed is invalid."""
-    return error.code is grpc.StatusCode.INVALID_ARGUMENT and due_ms <= time.time_ns() // 1_000_000
+    return error.code is ErrorCode.INVALID_ARGUMENT and due_ms <= time.time_ns() // 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -848,7 +847,7 @@ async def _found(call: Awaitable[A]) -> A | None:
     try:
         return await call
     except ApiError as error:
-        if error.code is grpc.StatusCode.NOT_FOUND:
+        if error.code is ErrorCode.NOT_FOUND:
             return None
         raise
 

@@ -6,10 +6,9 @@ import asyncio
 import random
 from collections.abc import Awaitable
 
-import grpc
 import pytest
 from jubao.errors import Reason
-from jubao_server.errors import ApiError
+from jubao_server.errors import ApiError, ErrorCode
 from jubao_server.payments.api import AccountChange, EntryQuery, HoldCommand
 from jubao_server.payments.commands import Delivered
 from jubao_server.payments.config import PaymentsSettings
@@ -67,10 +66,7 @@ async def test_a_request_id_is_applied_once(ledger: Ledger, tenant: str) -> None
     assert await balance(ledger, tenant, buyer) == 500
     with pytest.raises(ApiError) as reused:
         await pay(ledger, tenant, bank, (buyer, 501), request_id="pay-1")
-    assert (
-        reused.value.code == grpc.StatusCode.ALREADY_EXISTS
-        and reused.value.reason == Reason.REQUEST_ID_REUSED
-    )
+    assert reused.value.code == ErrorCode.ALREADY_EXISTS and reused.value.reason == Reason.REQUEST_ID_REUSED
     await ledger.stop()
 
 
@@ -143,7 +139,7 @@ async def test_a_leased_shard_is_not_taken_and_a_stale_owner_is_fenced(
     assert await balance(new, tenant, buyer) == 100
     with pytest.raises(ApiError) as held:
         await pay(new, tenant, buyer, (bank, 50))
-    assert (held.value.code, held.value.reason) == (grpc.StatusCode.UNAVAILABLE, Reason.SHARD_MOVED)
+    assert (held.value.code, held.value.reason) == (ErrorCode.UNAVAILABLE, Reason.SHARD_MOVED)
     paused = list(old._actors.values())
     for actor in paused:
         actor._sweeper.cancel()  # type: ignore[union-attr]
@@ -153,7 +149,7 @@ async def test_a_leased_shard_is_not_taken_and_a_stale_owner_is_fenced(
         actor.lease_until_ms = 2**62
     with pytest.raises(ApiError) as fenced:
         await pay(old, tenant, bank, (buyer, 1))
-    assert fenced.value.code == grpc.StatusCode.UNAVAILABLE
+    assert fenced.value.code == ErrorCode.UNAVAILABLE
     await old.stop()
     await new.stop()
     audit = Ledger(backend, settings)
@@ -200,7 +196,7 @@ async def test_a_stopped_owner_refuses_commands_instead_of_queueing_them(ledger:
     async with asyncio.timeout(5):
         with pytest.raises(ApiError) as refused:
             await owner.submit(Delivered("tr_none"))
-    assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+    assert refused.value.code == ErrorCode.UNAVAILABLE
     await ledger.stop()
 
 
@@ -218,7 +214,7 @@ async def test_balances_never_leave_int64(ledger: Ledger, tenant: str) -> None:
         with pytest.raises(ApiError) as caught:
             await work
         assert (caught.value.code, caught.value.reason) == (
-            grpc.StatusCode.FAILED_PRECONDITION,
+            ErrorCode.FAILED_PRECONDITION,
             Reason.BALANCE_OVERFLOW,
         )
 

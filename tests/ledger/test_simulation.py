@@ -9,10 +9,9 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc
 import pytest
 from jubao.errors import Reason
-from jubao_server.errors import ApiError
+from jubao_server.errors import ApiError, ErrorCode
 from jubao_server.payments.api import EscrowCommand, HoldCommand, OpenAccountCommand
 from jubao_server.payments.commands import shard_of
 from jubao_server.payments.config import PaymentsSettings
@@ -213,7 +212,7 @@ async def test_a_void_retried_after_unavailable_voids_the_hold(
     void = key("void-1")
     with pytest.raises(ApiError) as fenced:
         await old.void_hold(tenant, hold.hold_id, void)
-    assert fenced.value.code == grpc.StatusCode.UNAVAILABLE
+    assert fenced.value.code == ErrorCode.UNAVAILABLE
     assert (await old.void_hold(tenant, hold.hold_id, void)).state is HoldState.VOIDED
     assert (await old.get_account(tenant, buyer)).balance.held_minor == 0
     await old.stop()
@@ -230,7 +229,7 @@ async def test_an_escrow_retried_after_unavailable_is_created(
     order = key("order-1")
     with pytest.raises(ApiError) as fenced:
         await old.create_escrow(tenant, command, order)
-    assert fenced.value.code == grpc.StatusCode.UNAVAILABLE
+    assert fenced.value.code == ErrorCode.UNAVAILABLE
     escrow = await old.create_escrow(tenant, command, order)
     assert (escrow.state, escrow.amount_minor) == (EscrowState.HELD, 400)
     await old.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
@@ -14,7 +13,7 @@ from google.rpc import status_pb2
 from jubao.errors import Reason
 from jubao.payments.v1 import payments_pb2 as pb
 from jubao_server import limits
-from jubao_server.errors import ApiError, failed_precondition
+from jubao_server.errors import ApiError, ErrorCode, failed_precondition
 from jubao_server.payments import convert, currencies
 from jubao_server.payments.api import AccountView, BalanceAt, HoldCommand
 from jubao_server.payments.commands import Ahead
@@ -55,7 +54,7 @@ def transfer_request(
 
 def rejection(error: pytest.ExceptionInfo[ApiError]) -> tuple[str, dict[str, str]]:
     """The reason and the field violations (field -> description) of a rejection."""
-    assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.code == ErrorCode.INVALID_ARGUMENT
     return error.value.reason, {v.field: v.description for v in error.value.field_violations}
 
 

@@ -10,7 +10,7 @@ from jubao.errors import FieldViolation, Reason
 from jubao.payments.v1 import payments_pb2 as pb
 from jubao.payments.v1 import payments_pb2_grpc as pb_grpc
 from jubao_server import limits
-from jubao_server.errors import ApiError, invalid_fields
+from jubao_server.errors import ApiError, ErrorCode, invalid_fields
 
 from tests.platform.errors import expect_error
 from tests.platform.harness import Running, bearer
@@ -78,5 +78,5 @@ def test_every_status_fits_the_metadata_limits_whatever_it_holds() -> None:
     message_on_wire = 3 * len(status.message.encode())
     details_on_wire = 4 * (status.ByteSize() + 2) // 3
     assert message_on_wire + details_on_wire < STATUS_MAX_BYTES
-    plain = ApiError(grpc.StatusCode.NOT_FOUND, Reason.ACCOUNT_NOT_FOUND, huge).to_status()
+    plain = ApiError(ErrorCode.NOT_FOUND, Reason.ACCOUNT_NOT_FOUND, huge).to_status()
     assert len(plain.message.encode()) <= limits.error_message_bytes_max and plain.message.endswith("...")

@@ -12,85 +12,39 @@ an error are cut to a few dozen characters, ending in "...".
 
 from __future__ import annotations
 
-import dataclasses
-from enum import StrEnum
 from typing import Final
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-ERROR_DOMAIN: Final = "jubao.cloud"
+from jubao.reasons import ERROR_DOMAIN, FieldViolation, Reason
 
-
-class Reason(StrEnum):
-    """Why a call failed: stable, UPPER_SNAKE, safe to branch on."""
-
-    # UNAUTHENTICATED
-    API_KEY_MISSING = "API_KEY_MISSING"
-    API_KEY_INVALID = "API_KEY_INVALID"
-    API_KEY_REVOKED = "API_KEY_REVOKED"
-    CLIENT_CERTIFICATE_UNKNOWN = "CLIENT_CERTIFICATE_UNKNOWN"
-    TENANT_DISABLED = "TENANT_DISABLED"
-    # PERMISSION_DENIED
-    PRODUCT_NOT_ENABLED = "PRODUCT_NOT_ENABLED"
-    OPERATOR_ONLY = "OPERATOR_ONLY"
-    # RESOURCE_EXHAUSTED
-    RATE_LIMITED = "RATE_LIMITED"
-    CONCURRENCY_LIMITED = "CONCURRENCY_LIMITED"
-    API_KEY_LIMIT = "API_KEY_LIMIT"
-    TENANT_LIMIT = "TENANT_LIMIT"
-    # INVALID_ARGUMENT
-    INVALID_ARGUMENT = "INVALID_ARGUMENT"
-    # The page_token was not issued by this service for this same query (method, tenant and every
-    # parameter but page_size), or was altered: start the listing again without a token.
-    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
-    # The request body is not a valid protobuf message of the method's request type.
-    MALFORMED_REQUEST = "MALFORMED_REQUEST"
-    # NOT_FOUND
-    TENANT_NOT_FOUND = "TENANT_NOT_FOUND"
-    API_KEY_NOT_FOUND = "API_KEY_NOT_FOUND"
-    # ALREADY_EXISTS
-    TENANT_EXISTS = "TENANT_EXISTS"
-    REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
-    UNKNOWN_CURRENCY = "UNKNOWN_CURRENCY"
-    # NOT_FOUND, ALREADY_EXISTS (payments)
-    ACCOUNT_NOT_FOUND = "ACCOUNT_NOT_FOUND"
-    TRANSFER_NOT_FOUND = "TRANSFER_NOT_FOUND"
-    ACCOUNT_EXISTS = "ACCOUNT_EXISTS"
-    # FAILED_PRECONDITION
-    CONCURRENT_MODIFICATION = "CONCURRENT_MODIFICATION"
-    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
-    ACCOUNT_FROZEN = "ACCOUNT_FROZEN"
-    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
-    CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
-    # A posting would take an account's ledger, held or available balance outside int64.
-    BALANCE_OVERFLOW = "BALANCE_OVERFLOW"
-    # DEADLINE_EXCEEDED, UNAVAILABLE, INTERNAL
-    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
-    DRAINING = "DRAINING"
-    STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
-    INTERNAL = "INTERNAL"
-    # NOT_FOUND (payments holds and escrows)
-    HOLD_NOT_FOUND = "HOLD_NOT_FOUND"
-    ESCROW_NOT_FOUND = "ESCROW_NOT_FOUND"
-    # FAILED_PRECONDITION (payments holds, escrows and refunds)
-    INVALID_STATE = "INVALID_STATE"
-    REFUND_EXCEEDS_ORIGINAL = "REFUND_EXCEEDS_ORIGINAL"
-    AMOUNT_EXCEEDS_HOLD = "AMOUNT_EXCEEDS_HOLD"
-    REFUND_WINDOW_CLOSED = "REFUND_WINDOW_CLOSED"
-    # UNAVAILABLE (payments): committed, but a credit to another shard is still on its way; retry
-    DELIVERY_PENDING = "DELIVERY_PENDING"
-    # UNAVAILABLE (payments): the ledger shard is held by another server that could not be reached; retry
-    SHARD_MOVED = "SHARD_MOVED"
-    # FAILED_PRECONDITION (payments events): the cursor is older than the events kept; start afresh
-    CURSOR_EXPIRED = "CURSOR_EXPIRED"
-
-
-@dataclasses.dataclass(frozen=True)
-class FieldViolation:
-    field: str
-    description: str
+# The transport-free vocabulary (jubao.reasons) is re-exported: clients keep importing it from here.
+__all__ = [
+    "ERROR_DOMAIN",
+    "Aborted",
+    "AlreadyExists",
+    "Cancelled",
+    "DataLoss",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "FieldViolation",
+    "Internal",
+    "InvalidArgument",
+    "JubaoError",
+    "NotFound",
+    "OutOfRange",
+    "PermissionDenied",
+    "Reason",
+    "ResourceExhausted",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "error_class",
+    "error_from_rpc",
+    "error_from_status",
+]
 
 
 class JubaoError(Exception):

@@ -12,11 +12,10 @@ import json
 import zlib
 from typing import Any
 
-import grpc
-from jubao.errors import Reason
+from jubao.reasons import Reason
 
 from jubao_server import limits
-from jubao_server.errors import ApiError, already_exists, failed_precondition, invalid, not_found
+from jubao_server.errors import ApiError, ErrorCode, already_exists, failed_precondition, invalid, not_found
 from jubao_server.invariants import ensure
 from jubao_server.payments.api import AccountChange, AccountView, OpenAccountCommand
 from jubao_server.payments.model import (
@@ -624,7 +623,7 @@ def refusal(stage: Stage, command: Command, error: ApiError) -> Applied | ApiErr
     """What a rejected command leaves: a refused transfer or hold, kept for the retries of its request
     (which could pass later, when the payer has the money), or nothing. A request that is invalid
     (INVALID_ARGUMENT: a time no longer ahead) leaves nothing."""
-    if error.code is grpc.StatusCode.INVALID_ARGUMENT:
+    if error.code is ErrorCode.INVALID_ARGUMENT:
         return error
     if isinstance(command, (Debit, CaptureHold, RefundLeg)):
         return _refuse_transfer(stage, command.plan.transfer, error)
@@ -653,7 +652,7 @@ def failure_of(error: ApiError) -> Failure:
 
 
 def error_of(failure: Failure) -> ApiError:
-    return ApiError(grpc.StatusCode[failure.code], Reason(failure.reason), failure.message)
+    return ApiError(ErrorCode[failure.code], Reason(failure.reason), failure.message)
 
 
 Command = (

@@ -10,8 +10,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 
-from jubao.errors import FieldViolation, Reason
 from jubao.payments.v1 import payments_pb2 as pb
+from jubao.reasons import FieldViolation, Reason
 
 from jubao_server import limits
 from jubao_server.errors import ApiError, echo, invalid, invalid_fields

@@ -16,7 +16,7 @@ import dataclasses
 import re
 from enum import StrEnum
 
-from jubao.errors import Reason
+from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.errors import failed_precondition, invalid

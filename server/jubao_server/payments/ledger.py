@@ -20,13 +20,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-import grpc
 import structlog
-from jubao.errors import Reason
+from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.errors import (
     ApiError,
+    ErrorCode,
     already_exists,
     failed_precondition,
     invalid,
@@ -125,7 +125,7 @@ lease_waits_max = 3
 # looks at its inbox about once a second, and every `inbox_poll_ms` while credits keep coming).
 inbox_polls_max = 40
 # Refusals a request keeps: a retry gets them again. Others (UNAVAILABLE, ...) leave the outcome open.
-_FINAL_CODES = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION)
+_FINAL_CODES = (ErrorCode.NOT_FOUND, ErrorCode.FAILED_PRECONDITION)
 
 
 class Ledger:

@@ -10,12 +10,12 @@ from typing import Any, Final
 
 import grpc
 from google.protobuf.message import Message
-from jubao.errors import Reason
 from jubao.payments.v1 import payments_pb2 as pb
 from jubao.payments.v1 import payments_pb2_grpc as pb_grpc
+from jubao.reasons import Reason
 
 from jubao_server import limits
-from jubao_server.errors import ApiError, unavailable
+from jubao_server.errors import ApiError, HeldElsewhere, unavailable
 from jubao_server.invariants import ensure
 from jubao_server.payments.api import Idempotency, LedgerApi, TransferCommand
 from jubao_server.payments.convert import (
@@ -44,7 +44,7 @@ from jubao_server.payments.convert import (
 )
 from jubao_server.payments.shard import now_ms
 from jubao_server.platform.context import current_caller
-from jubao_server.platform.forwarding import ForwardedError, Forwarder, HeldElsewhere
+from jubao_server.platform.forwarding import ForwardedError, Forwarder
 from jubao_server.platform.idempotency import body_sha256
 from jubao_server.platform.paging import PageTokens, page_size
 

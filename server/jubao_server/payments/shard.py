@@ -21,12 +21,18 @@ import time
 import uuid
 from typing import Protocol, TypeVar
 
-import grpc
 import structlog
-from jubao.errors import Reason
+from jubao.reasons import Reason
 
 from jubao_server import limits
-from jubao_server.errors import ApiError, internal, resource_exhausted, unavailable
+from jubao_server.errors import (
+    ApiError,
+    ErrorCode,
+    HeldElsewhere,
+    internal,
+    resource_exhausted,
+    unavailable,
+)
 from jubao_server.payments.commands import (
     Applied,
     Command,
@@ -42,7 +48,6 @@ from jubao_server.payments.model import Transfer
 from jubao_server.payments.state import AccountState, ItemKey, Stage
 from jubao_server.payments.sweep import ITEM_KINDS, due_commands, expired_tallies, item_ttl_s
 from jubao_server.payments.tables import SHARDS
-from jubao_server.platform.forwarding import HeldElsewhere
 from jubao_server.storage.contract import (
     Batch,
     Bound,
@@ -477,7 +482,7 @@ def _settle(future: asyncio.Future[object], outcome: object) -> None:
 
 def _moved(shard: int) -> ApiError:
     return ApiError(
-        grpc.StatusCode.UNAVAILABLE,
+        ErrorCode.UNAVAILABLE,
         Reason.STORAGE_UNAVAILABLE,
         f"ledger shard {shard} changed owner or lost storage; retry with the same request_id",
     )

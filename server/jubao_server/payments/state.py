@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from jubao.errors import Reason
+from jubao.reasons import Reason
 
 from jubao_server.errors import ApiError, failed_precondition, not_found
 from jubao_server.invariants import ensure

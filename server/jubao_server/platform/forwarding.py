@@ -16,7 +16,7 @@ import collections
 from typing import Any, Final
 
 import grpc
-from jubao.errors import Reason
+from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.config import ServerSettings
@@ -27,14 +27,6 @@ FORWARDED_BY: Final = "x-jubao-forwarded-by"
 _TRANSPORT_KEYS: Final = frozenset({"user-agent", "content-type", "te", "grpc-accept-encoding"})
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-
-class HeldElsewhere(Exception):
-    """What the call needs is held by the server at `address` (the pipeline forwards the call there)."""
-
-    def __init__(self, message: str, address: str) -> None:
-        super().__init__(message)
-        self.address = address
 
 
 class ForwardedError(Exception):

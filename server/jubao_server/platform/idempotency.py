@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from google.protobuf.message import Message
-from jubao.errors import Reason
+from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.errors import already_exists, invalid

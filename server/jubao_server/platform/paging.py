@@ -19,13 +19,12 @@ import hmac
 import secrets
 from typing import Final
 
-import grpc
 from google.protobuf.message import Message
-from jubao.errors import FieldViolation, Reason
+from jubao.reasons import FieldViolation, Reason
 
 from jubao_server import limits
 from jubao_server.clock import SYSTEM_CLOCK, Clock
-from jubao_server.errors import ApiError, invalid
+from jubao_server.errors import ApiError, ErrorCode, invalid
 from jubao_server.storage.contract import (
     PLATFORM_SCOPE,
     Batch,
@@ -126,7 +125,7 @@ class PageQuery:
 
 def _bad_token() -> ApiError:
     return ApiError(
-        grpc.StatusCode.INVALID_ARGUMENT,
+        ErrorCode.INVALID_ARGUMENT,
         Reason.INVALID_PAGE_TOKEN,
         "page_token was not issued for this query; list again without it",
         field_violations=(FieldViolation("page_token", "a next_page_token of the same query"),),

@@ -28,14 +28,14 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError
 from grpc_status import rpc_status
-from jubao.errors import Reason
+from jubao.reasons import Reason
 from opentelemetry import propagate, trace
 
 from jubao_server.config import ServerSettings
-from jubao_server.errors import ApiError, internal, permission_denied, unavailable
+from jubao_server.errors import ApiError, ErrorCode, HeldElsewhere, internal, permission_denied, unavailable
 from jubao_server.invariants import InvariantViolation, ensure
 from jubao_server.platform.context import reset_caller, set_caller
-from jubao_server.platform.forwarding import ForwardedError, Forwarder, HeldElsewhere
+from jubao_server.platform.forwarding import ForwardedError, Forwarder
 from jubao_server.storage.contract import StorageError
 from jubao_server.telemetry import Telemetry
 from jubao_server.tenancy.auth import Authenticator, Caller, metadata_credentials
@@ -215,7 +215,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):
             trailers = tuple(failure.trailing_metadata() or ())
             await context.abort(failure.code(), failure.details() or "", trailers)
         api_error = _api_error(error, state)
-        state.code = api_error.code
+        state.code = grpc.StatusCode[api_error.code.name]
         await context.abort_with_status(rpc_status.to_status(api_error.to_status()))
 
     def _observe(self, state: _Call, context: Context) -> _Observation:
@@ -264,7 +264,7 @@ def _parsed(parse: Parse, body: bytes) -> Any:
         return parse(body)
     except DecodeError:
         raise ApiError(
-            grpc.StatusCode.INVALID_ARGUMENT,
+            ErrorCode.INVALID_ARGUMENT,
             Reason.MALFORMED_REQUEST,
             "the request body is not a valid message of this method's request type",
         ) from None
@@ -284,13 +284,11 @@ def _authorize(caller: Caller, policy: ServicePolicy) -> None:
 
 def _api_error(error: BaseException, state: _Call) -> ApiError:
     if isinstance(error, ApiError):
-        if error.code is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+        if error.code is not ErrorCode.RESOURCE_EXHAUSTED:
             log.info("rpc rejected", method=state.method, tenant_id=state.tenant_id, reason=error.reason)
         return error
     if isinstance(error, TimeoutError):
-        return ApiError(
-            grpc.StatusCode.DEADLINE_EXCEEDED, Reason.DEADLINE_EXCEEDED, "the call ran out of time"
-        )
+        return ApiError(ErrorCode.DEADLINE_EXCEEDED, Reason.DEADLINE_EXCEEDED, "the call ran out of time")
     if isinstance(error, StorageError):
         log.warning("storage unavailable", method=state.method, tenant_id=state.tenant_id, error=str(error))
         return unavailable(

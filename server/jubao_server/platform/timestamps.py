@@ -11,7 +11,7 @@ from typing import Final
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from jubao.errors import FieldViolation
+from jubao.reasons import FieldViolation
 
 # 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, the range of google.protobuf.Timestamp.
 SECONDS_MIN: Final = -62_135_596_800

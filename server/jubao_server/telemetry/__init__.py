@@ -12,8 +12,6 @@ from wsgiref.simple_server import WSGIServer
 
 import structlog
 from opentelemetry import metrics, trace
-from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -93,6 +91,10 @@ def setup_telemetry(
 def _span_processors(settings: TelemetrySettings, extra: SpanProcessor | None) -> list[SpanProcessor]:
     processors: list[SpanProcessor] = []
     if settings.traces_exporter == "otlp":
+        # The OTLP exporters speak gRPC: imported only when chosen, so that a process that must not load
+        # gRPC (the Arrow Flight server) can use the rest of the telemetry.
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # noqa: PLC0415
+
         processors.append(
             BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint, insecure=True))
         )
@@ -107,6 +109,8 @@ def _metric_readers(settings: TelemetrySettings, extra: MetricReader | None) -> 
     interval_ms = settings.metrics_export_interval_ms
     readers: list[MetricReader] = []
     if settings.metrics_exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter  # noqa: PLC0415
+
         exporter = OTLPMetricExporter(endpoint=settings.otlp_endpoint, insecure=True)
         readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=interval_ms))
     elif settings.metrics_exporter == "console":

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from ssl import PEM_cert_to_DER_cert
 from typing import Literal
 
-from jubao.errors import Reason
+from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.errors import ApiError, unauthenticated

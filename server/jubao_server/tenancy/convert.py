@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jubao.admin.v1 import tenant_admin_pb2 as pb
-from jubao.errors import FieldViolation
+from jubao.reasons import FieldViolation
 
 from jubao_server.errors import invalid_fields
 from jubao_server.platform.timestamps import timestamp

@@ -6,7 +6,7 @@ import dataclasses
 import re
 from enum import StrEnum
 
-from jubao.errors import FieldViolation
+from jubao.reasons import FieldViolation
 
 from jubao_server import limits
 

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 
-from jubao.errors import Reason
+from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.errors import resource_exhausted

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import grpc
 from jubao.admin.v1 import tenant_admin_pb2 as pb
 from jubao.admin.v1 import tenant_admin_pb2_grpc as pb_grpc
-from jubao.errors import Reason
+from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.errors import already_exists, echo, invalid, invalid_fields, not_found, resource_exhausted
