@@ -15,6 +15,7 @@ from jubao_server.tenancy.quotas import QuotaGate
 
 from tests.platform.harness import Running, bearer
 from tests.platform.test_admin import new_tenant
+from tests.sim.virtual_time import SimClock
 
 # Below the server's concurrent_streams_max, so every call reaches the pipeline on one connection.
 flood_calls = 200
@@ -61,7 +62,7 @@ def _tenant(quota: Quota) -> Tenant:
 
 
 def test_concurrency_cap_refuses_and_frees_slots() -> None:
-    gate = QuotaGate(clock=lambda: 0.0)
+    gate = QuotaGate(SimClock())
     tenant = _tenant(Quota(requests_per_s=1000, burst_requests=1000, concurrent_calls_max=2))
     first, second = gate.admit(tenant), gate.admit(tenant)
     with pytest.raises(ApiError) as refused:
@@ -74,16 +75,16 @@ def test_concurrency_cap_refuses_and_frees_slots() -> None:
 
 
 def test_token_bucket_refills_at_the_rate_and_reports_the_wait() -> None:
-    now = [0.0]
-    gate = QuotaGate(clock=lambda: now[0])
+    clock = SimClock()
+    gate = QuotaGate(clock)
     tenant = _tenant(Quota(requests_per_s=10, burst_requests=2, concurrent_calls_max=10))
     gate.admit(tenant).release()
     gate.admit(tenant).release()
     with pytest.raises(ApiError) as refused:
         gate.admit(tenant)
     assert refused.value.reason == Reason.RATE_LIMITED and refused.value.retry_delay_ms == 100
-    now[0] = 0.1
+    clock.advance(0.1)
     gate.admit(tenant).release()
     raised = _tenant(Quota(requests_per_s=1000, burst_requests=1000, concurrent_calls_max=10))
-    now[0] = 0.2
+    clock.advance(0.1)
     gate.admit(raised).release()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.platform.paging import SECRETS, load_page_secret
 from jubao_server.storage.contract import PLATFORM_SCOPE, StorageBackend
 
 
 async def test_every_server_of_a_storage_gets_the_same_secret(backend: StorageBackend) -> None:
-    first, *others = await asyncio.gather(*(load_page_secret(backend) for _ in range(4)))
+    first, *others = await asyncio.gather(*(load_page_secret(backend, SYSTEM_CLOCK) for _ in range(4)))
     assert len(first) >= 32 and all(other == first for other in others)
-    assert await load_page_secret(backend) == first
+    assert await load_page_secret(backend, SYSTEM_CLOCK) == first
     row = await backend.read_row(SECRETS.partition(PLATFORM_SCOPE), ("page_tokens",))
     assert row is not None and row["secret"] == first

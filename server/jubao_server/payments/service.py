@@ -15,6 +15,7 @@ from jubao.payments.v1 import payments_pb2_grpc as pb_grpc
 from jubao.reasons import Reason
 
 from jubao_server import limits
+from jubao_server.clock import Clock
 from jubao_server.errors import ApiError, HeldElsewhere, unavailable
 from jubao_server.invariants import ensure
 from jubao_server.payments.api import Idempotency, LedgerApi, TransferCommand
@@ -42,7 +43,6 @@ from jubao_server.payments.convert import (
     transfer_command,
     transfer_to_pb,
 )
-from jubao_server.payments.shard import now_ms
 from jubao_server.platform.context import current_caller
 from jubao_server.platform.forwarding import ForwardedError, Forwarder
 from jubao_server.platform.idempotency import body_sha256
@@ -55,10 +55,11 @@ BATCH_METHOD: Final = "/jubao.payments.v1.PaymentService/BatchCreateTransfers"
 
 
 class PaymentService(pb_grpc.PaymentServiceServicer):
-    def __init__(self, ledger: LedgerApi, forwarder: Forwarder, pages: PageTokens) -> None:
+    def __init__(self, ledger: LedgerApi, forwarder: Forwarder, pages: PageTokens, clock: Clock) -> None:
         self._ledger = ledger
         self._forwarder = forwarder
         self._pages = pages
+        self._clock = clock
 
     async def OpenAccount(self, request: pb.OpenAccountRequest, context: Context) -> pb.OpenAccountResponse:
         command = open_account_command(request)
@@ -112,7 +113,7 @@ class PaymentService(pb_grpc.PaymentServiceServicer):
         )
 
     async def GetBalance(self, request: pb.GetBalanceRequest, context: Context) -> pb.GetBalanceResponse:
-        as_of_ms = balance_time_ms(request, now_ms())
+        as_of_ms = balance_time_ms(request, self._clock.wall_ms())
         return balance_to_pb(await self._ledger.balance_at(_tenant_id(), request.account_id, as_of_ms))
 
     async def BatchCreateTransfers(

@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 from jubao.reasons import FieldViolation, Reason
 
 from jubao_server import limits
-from jubao_server.clock import SYSTEM_CLOCK, Clock
+from jubao_server.clock import Clock
 from jubao_server.errors import ApiError, ErrorCode, invalid
 from jubao_server.storage.contract import (
     PLATFORM_SCOPE,
@@ -55,7 +55,7 @@ def page_size(requested: int) -> int:
     return min(requested or limits.page_size_default, limits.page_size_max)
 
 
-async def load_page_secret(backend: StorageBackend, clock: Clock = SYSTEM_CLOCK) -> bytes:
+async def load_page_secret(backend: StorageBackend, clock: Clock) -> bytes:
     """The secret page tokens are signed with: written once, by whichever server starts first (IF NOT
     EXISTS), and read by every other server of the same storage."""
     values: dict[str, Value] = {

@@ -17,6 +17,7 @@ from jubao.meta.v1 import meta_pb2, meta_pb2_grpc
 from jubao.payments.v1 import payments_pb2, payments_pb2_grpc
 
 from jubao_server import limits
+from jubao_server.clock import SYSTEM_CLOCK, Clock
 from jubao_server.config import ServerSettings, Settings, TlsSettings
 from jubao_server.payments.api import LedgerApi
 from jubao_server.payments.ledger import Ledger
@@ -62,25 +63,28 @@ class JubaoServer:
     pipeline: CallPipeline
     authenticator: Authenticator
     port: int
+    clock: Clock
     _probe: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, settings: Settings, telemetry: Telemetry | None = None) -> JubaoServer:
+    async def start(
+        cls, settings: Settings, telemetry: Telemetry | None = None, *, clock: Clock = SYSTEM_CLOCK
+    ) -> JubaoServer:
         """Open storage, seed tenants, start serving; health turns SERVING only at the end."""
         telemetry = telemetry or setup_telemetry(settings.telemetry)
-        backend = await open_backend(settings.storage)
+        backend = await open_backend(settings.storage, clock=clock)
         if settings.migrate_on_start:
             applied = await migrate_product(backend)
             log.info("schema migrated", backend=backend.name, applied=applied)
-        store = TenantStore(backend)
+        store = TenantStore(backend, clock)
         if settings.tenancy.seed_catalogue:
-            await seed_catalogue(store, load_catalogue(settings.tenancy.catalogue_dir))
-        authenticator = Authenticator(store, settings.tenancy.auth_cache_ttl_ms)
+            await seed_catalogue(store, load_catalogue(settings.tenancy.catalogue_dir), clock)
+        authenticator = Authenticator(store, settings.tenancy.auth_cache_ttl_ms, clock)
         ledger = Ledger(backend, settings.payments)
         await ledger.start()
         forwarder = Forwarder(settings.server)
         pipeline = CallPipeline(
-            POLICIES, authenticator, QuotaGate(), telemetry, settings.server, forwarder=forwarder
+            POLICIES, authenticator, QuotaGate(clock), telemetry, settings.server, forwarder=forwarder
         )
         server = grpc.aio.server(interceptors=[pipeline], options=_channel_options(settings.server))
         health_servicer = health.aio.HealthServicer()
@@ -92,14 +96,24 @@ class JubaoServer:
             health_servicer,
             ledger=ledger,
             forwarder=forwarder,
-            pages=PageTokens(await load_page_secret(backend)),
+            pages=PageTokens(await load_page_secret(backend, clock)),
+            clock=clock,
         )
         port = _bind(server, settings.server)
         forwarder.address = f"{settings.server.advertise_host or settings.server.host}:{port}"
         ledger.node = Node.local(forwarder.address)
         await server.start()
         started = cls(
-            settings, telemetry, backend, ledger, server, health_servicer, pipeline, authenticator, port
+            settings,
+            telemetry,
+            backend,
+            ledger,
+            server,
+            health_servicer,
+            pipeline,
+            authenticator,
+            port,
+            clock,
         )
         await started._set_health(health_pb2.HealthCheckResponse.SERVING)
         started._probe = asyncio.create_task(started._probe_storage())
@@ -130,7 +144,7 @@ class JubaoServer:
         """Follow storage readiness in the health status until shutdown."""
         serving = True
         while not self.pipeline.draining:
-            await asyncio.sleep(storage_probe_interval_s)
+            await self.clock.sleep(storage_probe_interval_s)
             ready = await self.backend.ready()
             if ready != serving and not self.pipeline.draining:
                 serving = ready
@@ -162,12 +176,15 @@ def _add_services(
     ledger: LedgerApi,
     forwarder: Forwarder,
     pages: PageTokens,
+    clock: Clock,
 ) -> None:
     tenant_admin_pb2_grpc.add_TenantAdminServicer_to_server(
-        TenantAdminService(store, request_log, authenticator, pages), server
+        TenantAdminService(store, request_log, authenticator, pages, clock), server
     )
     meta_pb2_grpc.add_MetaServiceServicer_to_server(MetaService(), server)
-    payments_pb2_grpc.add_PaymentServiceServicer_to_server(PaymentService(ledger, forwarder, pages), server)
+    payments_pb2_grpc.add_PaymentServiceServicer_to_server(
+        PaymentService(ledger, forwarder, pages, clock), server
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     reflection.enable_server_reflection((*POLICIES, health_name, reflection.SERVICE_NAME), server)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from ssl import PEM_cert_to_DER_cert
 from typing import Literal
@@ -17,6 +16,7 @@ from typing import Literal
 from jubao.reasons import Reason
 
 from jubao_server import limits
+from jubao_server.clock import Clock
 from jubao_server.errors import ApiError, unauthenticated
 from jubao_server.tenancy.keys import hashes_match, parse_key
 from jubao_server.tenancy.model import KeyState, Tenant
@@ -52,9 +52,7 @@ Lookup = Callable[[], Awaitable[Caller]]
 
 
 class Authenticator:
-    def __init__(
-        self, store: TenantStore, cache_ttl_ms: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, store: TenantStore, cache_ttl_ms: int, clock: Clock) -> None:
         self._store = store
         self._ttl_s = cache_ttl_ms / 1000
         self._clock = clock
@@ -64,7 +62,7 @@ class Authenticator:
         """The caller, or raise UNAUTHENTICATED with the reason."""
         cache_key, resolve = self._resolver(credentials)
         entry = self._cache.get(cache_key)
-        if entry is None or entry.expires_s <= self._clock():
+        if entry is None or entry.expires_s <= self._clock.monotonic_s():
             entry = await self._resolve(resolve)
             self._remember(cache_key, entry)
         if isinstance(entry.outcome, ApiError):
@@ -88,7 +86,7 @@ class Authenticator:
         return "missing", lambda: _failed(missing)
 
     async def _resolve(self, resolve: Lookup) -> _Entry:
-        expires_s = self._clock() + self._ttl_s
+        expires_s = self._clock.monotonic_s() + self._ttl_s
         try:
             caller = await resolve()
         except ApiError as error:

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
-from collections.abc import Callable
 
 from jubao.reasons import Reason
 
 from jubao_server import limits
+from jubao_server.clock import Clock
 from jubao_server.errors import resource_exhausted
 from jubao_server.invariants import ensure
 from jubao_server.tenancy.model import Quota, Tenant
-
-Clock = Callable[[], float]
 
 
 @dataclasses.dataclass
@@ -64,7 +61,7 @@ class Admission:
 
 
 class QuotaGate:
-    def __init__(self, clock: Clock = time.monotonic) -> None:
+    def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
         self._in_flight: dict[str, int] = {}
@@ -79,7 +76,7 @@ class QuotaGate:
                 retry_delay_ms=10,
                 concurrent_calls_max=str(tenant.quota.concurrent_calls_max),
             )
-        wait_ms = self._bucket(tenant).take(self._clock())
+        wait_ms = self._bucket(tenant).take(self._clock.monotonic_s())
         if wait_ms is not None:
             raise resource_exhausted(
                 Reason.RATE_LIMITED,
@@ -105,7 +102,7 @@ class QuotaGate:
         bucket = self._buckets.get(tenant.tenant_id)
         if bucket is None:
             ensure(len(self._buckets) < limits.quota_buckets_max, "more quota buckets than tenants_max")
-            bucket = TokenBucket(tenant.quota, float(tenant.quota.burst_requests), self._clock())
+            bucket = TokenBucket(tenant.quota, float(tenant.quota.burst_requests), self._clock.monotonic_s())
             self._buckets[tenant.tenant_id] = bucket
         elif bucket.quota != tenant.quota:
             bucket.reconfigure(tenant.quota)

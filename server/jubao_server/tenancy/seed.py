@@ -6,9 +6,10 @@ import dataclasses
 
 import structlog
 
+from jubao_server.clock import Clock
 from jubao_server.tenancy.catalogue import CatalogueEntry
 from jubao_server.tenancy.model import ApiKeyRecord, KeyState
-from jubao_server.tenancy.store import TenantStore, now_ms
+from jubao_server.tenancy.store import TenantStore
 
 log = structlog.get_logger("jubao.tenancy")
 
@@ -20,7 +21,7 @@ class SeedReport:
     certificates_bound: int = 0
 
 
-async def seed_catalogue(store: TenantStore, entries: list[CatalogueEntry]) -> SeedReport:
+async def seed_catalogue(store: TenantStore, entries: list[CatalogueEntry], clock: Clock) -> SeedReport:
     report = SeedReport()
     for entry in entries:
         if await store.get_tenant(entry.tenant.tenant_id) is None and await store.create_tenant(entry.tenant):
@@ -32,7 +33,7 @@ async def seed_catalogue(store: TenantStore, entries: list[CatalogueEntry]) -> S
                 key.display_name,
                 key.secret_sha256,
                 KeyState.ACTIVE,
-                now_ms(),
+                clock.wall_ms(),
             )
             report.keys_created += await store.insert_key(record)
         for fingerprint in entry.certificate_sha256s:

@@ -12,6 +12,7 @@ from jubao.admin.v1 import tenant_admin_pb2_grpc as pb_grpc
 from jubao.reasons import Reason
 
 from jubao_server import limits
+from jubao_server.clock import Clock
 from jubao_server.errors import already_exists, echo, invalid, invalid_fields, not_found, resource_exhausted
 from jubao_server.platform.context import current_caller
 from jubao_server.platform.idempotency import RequestLog
@@ -27,19 +28,25 @@ from jubao_server.tenancy.model import (
     display_name_violations,
     tenant_id_violations,
 )
-from jubao_server.tenancy.store import TenantStore, now_ms
+from jubao_server.tenancy.store import TenantStore
 
 Context = grpc.aio.ServicerContext[object, object]
 
 
 class TenantAdminService(pb_grpc.TenantAdminServicer):
     def __init__(
-        self, store: TenantStore, request_log: RequestLog, authenticator: Authenticator, pages: PageTokens
+        self,
+        store: TenantStore,
+        request_log: RequestLog,
+        authenticator: Authenticator,
+        pages: PageTokens,
+        clock: Clock,
     ) -> None:
         self._store = store
         self._log = request_log
         self._auth = authenticator
         self._pages = pages
+        self._clock = clock
 
     async def CreateTenant(
         self, request: pb.CreateTenantRequest, context: Context
@@ -155,7 +162,14 @@ class TenantAdminService(pb_grpc.TenantAdminServicer):
             )
         key_id, secret = new_key(tenant_id)
         record = ApiKeyRecord(
-            tenant_id, key_id, name, secret_sha256(secret), KeyState.ACTIVE, now_ms(), 0, request_id
+            tenant_id,
+            key_id,
+            name,
+            secret_sha256(secret),
+            KeyState.ACTIVE,
+            self._clock.wall_ms(),
+            0,
+            request_id,
         )
         await self._store.insert_key(record)
         return pb.IssueApiKeyResponse(api_key=key_to_pb(record), secret=secret)

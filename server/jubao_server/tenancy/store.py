@@ -8,10 +8,10 @@ conditional single-partition write: creates use IF NOT EXISTS, updates compare t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from jubao_server import limits
+from jubao_server.clock import Clock
 from jubao_server.invariants import ensure
 from jubao_server.storage.contract import (
     PLATFORM_SCOPE,
@@ -35,13 +35,12 @@ class ConcurrentUpdate(Exception):
     """Another writer kept winning the compare-and-set for `update_attempts_max` attempts."""
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class TenantStore:
-    def __init__(self, backend: StorageBackend) -> None:
+    """Times stamped on tenants, keys and certificate bindings are the injected clock's wall time."""
+
+    def __init__(self, backend: StorageBackend, clock: Clock) -> None:
         self._backend = backend
+        self._clock = clock
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         row = await self._backend.read_row(TENANTS.partition(PLATFORM_SCOPE), (tenant_id,))
@@ -54,7 +53,7 @@ class TenantStore:
 
     async def create_tenant(self, tenant: Tenant) -> Tenant | None:
         """Insert a new tenant; None when the id is taken."""
-        stamped = _stamp(tenant, version=1)
+        stamped = _stamp(tenant, version=1, now_ms=self._clock.wall_ms())
         put = Put((tenant.tenant_id,), _tenant_values(stamped))
         batch = Batch(TENANTS.partition(PLATFORM_SCOPE), (put,), conditions=(RowAbsent((tenant.tenant_id,)),))
         outcome = await self._backend.write(batch)
@@ -70,7 +69,7 @@ class TenantStore:
             ensure(changed.tenant_id == tenant_id, "an update cannot rename a tenant")
             if changed == current:
                 return current
-            updated = _stamp(changed, version=current.version + 1)
+            updated = _stamp(changed, version=current.version + 1, now_ms=self._clock.wall_ms())
             put = Put((tenant_id,), _tenant_values(updated))
             condition = RowMatches((tenant_id,), {"version": current.version})
             batch = Batch(TENANTS.partition(PLATFORM_SCOPE), (put,), conditions=(condition,))
@@ -108,14 +107,14 @@ class TenantStore:
         current = await self.get_key(tenant_id, key_id)
         if current is None or current.state is KeyState.REVOKED:
             return current
-        values: dict[str, Value] = {"state": KeyState.REVOKED.value, "revoke_time_ms": now_ms()}
+        values: dict[str, Value] = {"state": KeyState.REVOKED.value, "revoke_time_ms": self._clock.wall_ms()}
         condition = RowMatches((key_id,), {"state": KeyState.ACTIVE.value})
         batch = Batch(API_KEYS.partition(tenant_id), (Put((key_id,), values),), conditions=(condition,))
         await self._backend.write(batch)
         return await self.get_key(tenant_id, key_id)
 
     async def bind_certificate(self, cert_sha256: str, tenant_id: str) -> bool:
-        put = Put((cert_sha256,), {"tenant_id": tenant_id, "create_time_ms": now_ms()})
+        put = Put((cert_sha256,), {"tenant_id": tenant_id, "create_time_ms": self._clock.wall_ms()})
         batch = Batch(
             CLIENT_CERTIFICATES.partition(PLATFORM_SCOPE), (put,), conditions=(RowAbsent((cert_sha256,)),)
         )
@@ -130,9 +129,8 @@ def _next(after: Key | None) -> str | None:
     return str(after[0]) if after else None
 
 
-def _stamp(tenant: Tenant, version: int) -> Tenant:
-    now = now_ms()
-    created = tenant.create_time_ms or now
+def _stamp(tenant: Tenant, version: int, now_ms: int) -> Tenant:
+    created = tenant.create_time_ms or now_ms
     return Tenant(
         tenant.tenant_id,
         tenant.display_name,
@@ -142,7 +140,7 @@ def _stamp(tenant: Tenant, version: int) -> Tenant:
         tenant.state,
         tenant.disabled_reason,
         created,
-        now,
+        now_ms,
         version,
     )
 
