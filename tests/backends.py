@@ -41,14 +41,17 @@ def _node_unavailable(error: Exception) -> NoReturn:
     pytest.skip(message)
 
 
-async def open_test_backend(name: str, tmp_path: Path, faults: Faults) -> StorageBackend:
-    """The backend `name` on the system clock, obeying `faults` (not migrated: the caller migrates)."""
+async def open_test_backend(
+    name: str, tmp_path: Path, faults: Faults, keyspace: str = cassandra_node.TEST_KEYSPACE
+) -> StorageBackend:
+    """The backend `name` on the system clock, obeying `faults` (not migrated: the caller migrates); on
+    Cassandra in the shared keyspace `jubao_test` unless told."""
     if name == "sqlite":
         settings = SqliteSettings(path=tmp_path / "var" / "test.db")
         return await SqliteBackend.open(settings, SYSTEM_CLOCK, faults=faults)
     if name == "memory":
         return MemoryBackend(SYSTEM_CLOCK, faults=faults)
     try:
-        return await cassandra_node.open_test_backend(faults)
+        return await cassandra_node.open_test_backend(faults, keyspace)
     except cassandra_node.NodeUnavailable as error:
         _node_unavailable(error)

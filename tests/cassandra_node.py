@@ -17,6 +17,7 @@ PORT_VARIABLE = "JUBAO_CASSANDRA_PORT"
 DEFAULT_PORT = 9042
 CONNECT_TIMEOUT_MS = 3_000
 REQUEST_TIMEOUT_MS = 15_000
+_DROP_KEYSPACE = "DROP KEYSPACE IF EXISTS {}"
 _COLUMNS = "SELECT column_name, type FROM system_schema.columns WHERE keyspace_name = %s AND table_name = %s"
 
 
@@ -24,19 +25,21 @@ class NodeUnavailable(ConnectionError):
     """No Cassandra node answers on the test address; the suite decides whether to skip or fail."""
 
 
-def test_settings() -> CassandraSettings:
+def test_settings(keyspace: str = TEST_KEYSPACE) -> CassandraSettings:
     return CassandraSettings(
         contact_points=[TEST_HOST],
         port=int(os.environ.get(PORT_VARIABLE, DEFAULT_PORT)),
-        keyspace=TEST_KEYSPACE,
+        keyspace=keyspace,
         connect_timeout_ms=CONNECT_TIMEOUT_MS,
         request_timeout_ms=REQUEST_TIMEOUT_MS,
     )
 
 
-async def open_test_backend(faults: Faults) -> CassandraBackend:
-    """A backend on the local node, keyspace `jubao_test` (not migrated: the caller migrates)."""
-    settings = test_settings()
+async def open_test_backend(faults: Faults, keyspace: str = TEST_KEYSPACE) -> CassandraBackend:
+    """A backend on the local node, keyspace `jubao_test` unless told (not migrated: the caller migrates).
+    Tests share `jubao_test`; one that needs a schema of its own takes a keyspace of its own and drops it
+    (`drop_keyspace`)."""
+    settings = test_settings(keyspace)
     try:
         return await CassandraBackend.connect(settings, SYSTEM_CLOCK, faults=faults)
     except StorageError as error:
@@ -50,3 +53,9 @@ async def table_columns(backend: CassandraBackend, table: str) -> dict[str, str]
     read from `system_schema` on the backend's own driver session."""
     rows = await asyncio.to_thread(backend._session.execute, _COLUMNS, (backend.keyspace, table))
     return {name: kind for name, kind in rows}
+
+
+async def drop_keyspace(backend: CassandraBackend) -> None:
+    """Drop the backend's keyspace (never the shared `jubao_test`)."""
+    assert backend.keyspace != TEST_KEYSPACE, "the shared test keyspace stays"
+    await asyncio.to_thread(backend._session.execute, _DROP_KEYSPACE.format(backend.keyspace))

@@ -7,13 +7,23 @@ from pathlib import Path
 from jubao_server.clock import SYSTEM_CLOCK, Clock
 from jubao_server.storage.config import StorageSettings
 from jubao_server.storage.contract import NO_FAULTS, Faults, MigrationSet, StorageBackend
+from jubao_server.storage.contract.migrations import SHARED_SET_BEFORE_PRODUCTS
 
 _HERE = Path(__file__).resolve().parent
 
 
+def platform_migrations(backend: str) -> MigrationSet:
+    """The platform's schema files of `backend` (storage/<backend>/migrations)."""
+    return MigrationSet("platform", _HERE / backend / "migrations", formerly=SHARED_SET_BEFORE_PRODUCTS)
+
+
 def product_migrations(backend: str) -> list[MigrationSet]:
-    """The product schema files of `backend` (storage/<backend>/migrations)."""
-    return [MigrationSet("jubao", _HERE / backend / "migrations")]
+    """The platform's schema files of `backend`, then the payments ledger's (payments/migrations)."""
+    payments = _HERE.parent / "payments" / "migrations" / backend
+    return [
+        platform_migrations(backend),
+        MigrationSet("payments", payments, formerly=SHARED_SET_BEFORE_PRODUCTS),
+    ]
 
 
 async def open_backend(

@@ -42,7 +42,7 @@ from jubao_server.storage.contract import (
     StorageError,
 )
 from jubao_server.storage.contract.conditions import failed_outcome
-from jubao_server.storage.contract.migrations import check_unchanged
+from jubao_server.storage.contract.migrations import Recorded, SchemaFile, carried_over, check_unchanged
 from jubao_server.storage.contract.unknown import UnknownOutcome, read_touched, write_conditional
 from jubao_server.storage.slots import Slots
 
@@ -231,47 +231,60 @@ class CassandraBackend(StorageBackend):
 
     async def migrate(self, sets: Sequence[MigrationSet]) -> list[str]:
         await self._faults.before_operation()
-        loaded = [(s.name, migrations.load_files(s)) for s in sets]
+        loaded = [(s, migrations.load_files(s)) for s in sets]
         await self._ddl(migrations.keyspace_cql(self.keyspace, self._settings.replication), "keyspace")
         with _storage_errors("use keyspace"):
             await asyncio.to_thread(self._session.set_keyspace, self.keyspace)
         await self._ddl(migrations.table_cql(self.keyspace), migrations.TABLE)
         applied: list[str] = []
-        for set_name, files in loaded:
-            applied.extend(await self._migrate_set(set_name, files))
+        for migration_set, files in loaded:
+            applied.extend(await self._migrate_set(migration_set, files))
         await self._await_schema_agreement()
         return applied
 
-    async def _migrate_set(self, set_name: str, files: list[migrations.MigrationFile]) -> list[str]:
-        recorded = await self._recorded(set_name)
+    async def _migrate_set(
+        self, migration_set: MigrationSet, files: list[migrations.MigrationFile]
+    ) -> list[str]:
+        recorded = await self._recorded(migration_set.name)
+        former = {} if migration_set.formerly is None else await self._recorded(migration_set.formerly)
         applied: list[str] = []
         for file in files:
-            if file.schema.version not in recorded:
-                if await self._apply(set_name, file):
-                    applied.append(file.schema.name)
+            schema = file.schema
+            if schema.version not in recorded:
+                earlier = former.get(schema.version)
+                if earlier is not None and carried_over(schema, earlier):
+                    await self._record(schema, earlier.applied_at_ms)
+                elif await self._apply(file):
+                    applied.append(schema.label)
                     continue
-                recorded = await self._recorded(set_name)
-            check_unchanged(file.schema, *recorded[file.schema.version])
+                recorded = await self._recorded(migration_set.name)
+            check_unchanged(schema, recorded[schema.version])
         return applied
 
-    async def _apply(self, set_name: str, file: migrations.MigrationFile) -> bool:
+    async def _apply(self, file: migrations.MigrationFile) -> bool:
         """Run the file's statements (each `IF NOT EXISTS`), then record it. False when a concurrent
         migration recorded it first."""
-        schema = file.schema
         for text in file.statements:
-            await self._ddl(text, schema.label)
+            await self._ddl(text, file.schema.label)
+        return await self._record(file.schema, self._clock.wall_ms())
+
+    async def _record(self, schema: SchemaFile, applied_at_ms: int) -> bool:
+        """Record the file as applied (IF NOT EXISTS); False when a concurrent migration recorded it first."""
         statement = (await self._prepared.get(migrations.record_cql(self.keyspace))).bind(
-            (set_name, schema.version, schema.name, schema.checksum, self._clock.wall_ms())
+            (schema.set_name, schema.version, schema.name, schema.checksum, applied_at_ms)
         )
         # A lost answer fails the run; the next run finds the file unrecorded and applies it again.
         with _storage_errors(f"record {schema.label}"):
             rows = await self._send(statement)
         return bool(rows[0][0])
 
-    async def _recorded(self, set_name: str) -> dict[int, tuple[str, str]]:
+    async def _recorded(self, set_name: str) -> dict[int, Recorded]:
         text = migrations.recorded_cql(self.keyspace)
         rows = await self._read(text, (set_name,), Consistency.SERIAL)
-        return {version: (name, checksum) for version, name, checksum in rows}
+        return {
+            version: Recorded(name, checksum, applied_at_ms)
+            for version, name, checksum, applied_at_ms in rows
+        }
 
     async def _ddl(self, text: str, where: str) -> None:
         statement = SimpleStatement(text, is_idempotent=True)

@@ -47,7 +47,7 @@ def table_cql(keyspace: str) -> str:
 
 
 def recorded_cql(keyspace: str) -> str:
-    return f"SELECT version, name, checksum FROM {quoted(keyspace)}.{TABLE} WHERE set_name = ?"
+    return f"SELECT version, name, checksum, applied_at_ms FROM {quoted(keyspace)}.{TABLE} WHERE set_name = ?"
 
 
 def record_cql(keyspace: str) -> str:

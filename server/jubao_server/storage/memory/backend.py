@@ -28,7 +28,7 @@ from jubao_server.storage.contract import (
     Value,
 )
 from jubao_server.storage.contract.conditions import conditioned_rows, conditions_hold, failed_outcome
-from jubao_server.storage.contract.migrations import check_unchanged
+from jubao_server.storage.contract.migrations import Recorded, carried_over, check_unchanged
 from jubao_server.storage.contract.unknown import write_conditional
 from jubao_server.storage.memory.partition import Partition
 from jubao_server.storage.memory.schema import load_sets
@@ -62,7 +62,7 @@ class MemoryBackend(StorageBackend):
         self._clock = clock
         self._faults = faults
         self._tables: dict[str, _TableData] = {}
-        self._applied: dict[tuple[str, int], tuple[str, str]] = {}  # (set, version) -> (name, checksum)
+        self._applied: dict[tuple[str, int], Recorded] = {}  # by (set, version)
         self._expiries: list[_Expiry] = []  # a heap
         self._expiry_sequence = 0
         self._closed = False
@@ -74,11 +74,17 @@ class MemoryBackend(StorageBackend):
         for file, names in files:
             recorded = self._applied.get((file.set_name, file.version))
             if recorded is not None:
-                check_unchanged(file, *recorded)
+                check_unchanged(file, recorded)
+                continue
+            former = None if file.formerly is None else self._applied.get((file.formerly, file.version))
+            if former is not None and carried_over(file, former):
+                self._applied[(file.set_name, file.version)] = former
                 continue
             for name in names:
                 self._tables.setdefault(name, _TableData())
-            self._applied[(file.set_name, file.version)] = (file.name, file.checksum)
+            self._applied[(file.set_name, file.version)] = Recorded(
+                file.name, file.checksum, self._clock.wall_ms()
+            )
             applied.append(file.label)
         return applied
 

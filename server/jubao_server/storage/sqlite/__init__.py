@@ -1,6 +1,7 @@
 """The SQLite backend: a single-file store for development, tests and single-node deployments.
 
-Table conventions (the schema files in `migrations/` follow them, the code in `sql.py` relies on them):
+Table conventions (the schema files in `migrations/` and in each product's `migrations/sqlite/` follow
+them, the code in `sql.py` relies on them):
 
 * A table is named like its `Table`; its columns are `scope`, the key columns, the regular columns and
   `_expires_at_ms` (the row's expiry, NULL for none), with `PRIMARY KEY (scope, partition..., clustering...)`

@@ -1,6 +1,7 @@
 """Versioned schema files `NNNN_description.sql`, each applied once in its own transaction and recorded
-with its sha256 in `schema_migrations`. Runs on the writer thread; `BEGIN IMMEDIATE` serializes
-processes that migrate the same file at once."""
+with its sha256 in `schema_migrations` (or carried over from its set's former name: see
+`contract/migrations.py`). Runs on the writer thread; `BEGIN IMMEDIATE` serializes processes that
+migrate the same file at once."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from typing import Final
 
 from jubao_server import limits
 from jubao_server.storage.contract import MigrationError, MigrationSet
-from jubao_server.storage.contract.migrations import SchemaFile, check_unchanged, schema_files
+from jubao_server.storage.contract.migrations import (
+    Recorded,
+    SchemaFile,
+    carried_over,
+    check_unchanged,
+    schema_files,
+)
 from jubao_server.storage.sqlite.connections import immediate_transaction, is_unavailable
 
 SUFFIX: Final = ".sql"
@@ -46,22 +53,36 @@ def _statements(file: SchemaFile) -> Iterator[str]:
 
 
 def _apply(connection: sqlite3.Connection, file: SchemaFile, now_ms: int) -> bool:
-    """Apply one file unless it is recorded; False when it was. A recorded file must be unchanged."""
+    """Apply one file unless it is recorded; False when it was, or was carried over from its set's
+    former name. A recorded file must be unchanged."""
     with immediate_transaction(connection):
-        recorded = connection.execute(
-            "SELECT name, checksum FROM schema_migrations WHERE set_name = ? AND version = ?",
-            (file.set_name, file.version),
-        ).fetchone()
+        recorded = _recorded(connection, file.set_name, file.version)
         if recorded is not None:
-            check_unchanged(file, *recorded)
+            check_unchanged(file, recorded)
+            return False
+        former = None if file.formerly is None else _recorded(connection, file.formerly, file.version)
+        if former is not None and carried_over(file, former):
+            _record(connection, file, former.applied_at_ms)
             return False
         for statement in _statements(file):
             _execute(connection, file, statement)
-        connection.execute(
-            "INSERT INTO schema_migrations VALUES (?, ?, ?, ?, ?)",
-            (file.set_name, file.version, file.name, file.checksum, now_ms),
-        )
+        _record(connection, file, now_ms)
     return True
+
+
+def _recorded(connection: sqlite3.Connection, set_name: str, version: int) -> Recorded | None:
+    row = connection.execute(
+        "SELECT name, checksum, applied_at_ms FROM schema_migrations WHERE set_name = ? AND version = ?",
+        (set_name, version),
+    ).fetchone()
+    return None if row is None else Recorded(*row)
+
+
+def _record(connection: sqlite3.Connection, file: SchemaFile, applied_at_ms: int) -> None:
+    connection.execute(
+        "INSERT INTO schema_migrations VALUES (?, ?, ?, ?, ?)",
+        (file.set_name, file.version, file.name, file.checksum, applied_at_ms),
+    )
 
 
 def _execute(connection: sqlite3.Connection, file: SchemaFile, statement: str) -> None:

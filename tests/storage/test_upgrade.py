@@ -1,0 +1,147 @@
+"""A store made by the single-set layout (every schema file in one set, "jubao", as before products had
+sets of their own) opens with the per-product sets: no file runs again, no checksum error, no table lost,
+and the data written before reads back and takes new writes.
+
+`before_products/<backend>/` holds copies of the files of that layout, byte for byte. On Cassandra each
+test takes a keyspace of its own and drops it (the other tests share `jubao_test`)."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Final
+
+import pytest
+from jubao.errors import Reason
+from jubao_server.clock import SYSTEM_CLOCK
+from jubao_server.errors import ApiError
+from jubao_server.payments.config import PaymentsSettings
+from jubao_server.payments.ledger import Ledger
+from jubao_server.payments.model import TransferState
+from jubao_server.platform.paging import load_page_secret
+from jubao_server.storage.cassandra.backend import CassandraBackend
+from jubao_server.storage.contract import NO_FAULTS, MigrationError, MigrationSet, StorageBackend
+from jubao_server.storage.contract.migrations import SHARED_SET_BEFORE_PRODUCTS
+from jubao_server.storage.factory import product_migrations
+from jubao_server.storage.memory import MemoryBackend
+from jubao_server.tenancy.model import Product, Quota, Tenant, TenantKind
+from jubao_server.tenancy.store import TenantStore
+
+from tests import cassandra_node
+from tests.backends import BACKENDS, open_test_backend
+from tests.ledger.support import balance, ids_in_distinct_shards, open_account, pay
+
+BEFORE_PRODUCTS: Final = Path(__file__).resolve().parent / "before_products"
+SHARDS: Final = 4
+TENANT: Final = "upgraded-bank"
+SUFFIXES: Final = {"sqlite": ".sql", "cassandra": ".cql", "memory": ".tables"}
+
+Open = Callable[[], Awaitable[StorageBackend]]
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Open]:
+    """Opens the same store again and again: a SQLite file, a Cassandra keyspace of the test's own (dropped
+    at the end), or one memory backend (not durable: it stays open between the layouts)."""
+    keyspace = f"jubao_upgrade_{uuid.uuid4().hex[:16]}"
+    opened: list[StorageBackend] = []
+
+    async def open_store() -> StorageBackend:
+        if request.param == "memory" and opened:
+            return opened[0]
+        backend = await open_test_backend(request.param, tmp_path, NO_FAULTS, keyspace)
+        opened.append(backend)
+        return backend
+
+    try:
+        yield open_store
+    finally:
+        last = opened[-1] if opened else None
+        if isinstance(last, CassandraBackend):
+            await cassandra_node.drop_keyspace(last)
+        for backend in opened:
+            await backend.close()
+
+
+async def reopen(backend: StorageBackend, open_store: Open) -> StorageBackend:
+    """Close the store and open it again, as a server of the new version would (memory: the same one)."""
+    if not isinstance(backend, MemoryBackend):
+        await backend.close()
+    return await open_store()
+
+
+def single_set(backend_name: str, tmp_path: Path, versions_max: int = 9999) -> MigrationSet:
+    """The single-set layout's files of the backend, up to `versions_max`."""
+    folder = tmp_path / "single_set"
+    folder.mkdir()
+    for path in (BEFORE_PRODUCTS / backend_name).iterdir():
+        if int(path.name[:4]) <= versions_max:
+            shutil.copyfile(path, folder / path.name)
+    return MigrationSet(SHARED_SET_BEFORE_PRODUCTS, folder)
+
+
+def labels(backend_name: str, *names: str) -> list[str]:
+    return [f"{name}{SUFFIXES[backend_name]}" for name in names]
+
+
+async def test_a_store_of_the_single_set_opens_with_the_product_sets(store: Open, tmp_path: Path) -> None:
+    backend = await store()
+    before = single_set(backend.name, tmp_path)
+    applied = await backend.migrate([before])
+    assert len(applied) == len(list((BEFORE_PRODUCTS / backend.name).iterdir())) >= 3
+    quota = Quota(requests_per_s=10, burst_requests=10, concurrent_calls_max=2)
+    tenant = Tenant(TENANT, "Upgraded", TenantKind.BANK, frozenset({Product.PAYMENTS}), quota)
+    assert await TenantStore(backend, SYSTEM_CLOCK).create_tenant(tenant) is not None
+    secret = await load_page_secret(backend, SYSTEM_CLOCK)
+    settlement, alice, bob = ids_in_distinct_shards("acct", SHARDS, 3)
+    ledger = Ledger(backend, PaymentsSettings(shard_count=SHARDS))
+    await open_account(ledger, TENANT, settlement, allow_negative=True)
+    for account in (alice, bob):
+        await open_account(ledger, TENANT, account)
+    paid = await pay(ledger, TENANT, settlement, (alice, 1_000))
+    with pytest.raises(ApiError) as refused:
+        await pay(ledger, TENANT, alice, (bob, 5_000), request_id="overdraft")
+    assert refused.value.reason == Reason.INSUFFICIENT_FUNDS
+    await ledger.stop()
+
+    backend = await reopen(backend, store)
+    assert await backend.migrate(product_migrations(backend.name)) == []
+    assert await backend.migrate(product_migrations(backend.name)) == []
+    assert await backend.migrate([before]) == [], "a server of the single-set layout finds its files applied"
+
+    stored = await TenantStore(backend, SYSTEM_CLOCK).get_tenant(TENANT)
+    assert stored is not None and stored.display_name == "Upgraded"
+    assert await load_page_secret(backend, SYSTEM_CLOCK) == secret
+    ledger = Ledger(backend, PaymentsSettings(shard_count=SHARDS))
+    assert (await ledger.get_transfer(TENANT, paid.transfer_id)).state is TransferState.COMPLETED
+    with pytest.raises(ApiError) as again:
+        await pay(ledger, TENANT, alice, (bob, 5_000), request_id="overdraft")
+    assert again.value.reason == Reason.INSUFFICIENT_FUNDS, "the refusal kept before is read back"
+    await pay(ledger, TENANT, alice, (bob, 400))
+    assert [await balance(ledger, TENANT, a) for a in (settlement, alice, bob)] == [-1_000, 600, 400]
+    await ledger.stop()
+
+
+async def test_files_the_single_set_lacked_are_applied(store: Open, tmp_path: Path) -> None:
+    """A store made before platform_secrets (0005) existed gets that file, and only that one."""
+    backend = await store()
+    await backend.migrate([single_set(backend.name, tmp_path, versions_max=4)])
+    backend = await reopen(backend, store)
+    applied = await backend.migrate(product_migrations(backend.name))
+    assert applied == labels(backend.name, "platform/0005_platform_secrets")
+    assert len(await load_page_secret(backend, SYSTEM_CLOCK)) >= 32
+
+
+async def test_a_file_changed_since_the_single_set_applied_it_is_refused(store: Open, tmp_path: Path) -> None:
+    backend = await store()
+    await backend.migrate([single_set(backend.name, tmp_path)])
+    platform, payments = product_migrations(backend.name)
+    edited = tmp_path / "payments"
+    shutil.copytree(payments.directory, edited)
+    first = sorted(edited.iterdir())[0]
+    first.write_text(first.read_text() + "-- edited after it was applied\n")
+    changed = MigrationSet(payments.name, edited, formerly=payments.formerly)
+    with pytest.raises(MigrationError, match=rf"payments/{first.name}: changed after it was applied"):
+        await backend.migrate([platform, changed])
