@@ -19,9 +19,10 @@ import socket
 from pathlib import Path
 from typing import Any, Final
 
+from jubao_server.app import migrate
 from jubao_server.storage.config import CassandraSettings, SqliteSettings, StorageSettings
 from jubao_server.storage.contract import StorageBackend, StorageError
-from jubao_server.storage.factory import migrate_product, open_backend
+from jubao_server.storage.factory import open_backend
 
 from loadtest.commands import find_peak, print_step
 from loadtest.engine import ClosedLoop, Engine
@@ -103,7 +104,7 @@ async def storage_figures(plan: BenchPlan, scratch: Path) -> list[Figure]:
             print(f"bench: {choice.backend} is not reachable; its figures are left out (make cassandra-up)")
             continue
         try:
-            await migrate_product(backend)
+            await migrate(backend)
             figures += await run_storage_bench(backend, plan.storage_seconds)
         finally:
             await backend.close()

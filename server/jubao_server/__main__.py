@@ -10,10 +10,11 @@ from pathlib import Path
 
 import structlog
 
-from jubao_server.config import Settings, SettingsError, load_settings
-from jubao_server.platform.server import JubaoServer
+from jubao_server.app import load_settings, migrate
+from jubao_server.app.grpc_server import Jubao
+from jubao_server.config import Settings, SettingsError
 from jubao_server.storage.contract import MigrationError, StorageError
-from jubao_server.storage.factory import migrate_product, open_backend
+from jubao_server.storage.factory import open_backend
 from jubao_server.telemetry import setup_logging
 from jubao_server.tenancy.catalogue import CatalogueError, load_catalogue
 
@@ -21,7 +22,7 @@ log = structlog.get_logger("jubao.main")
 
 
 async def serve(settings: Settings, banner: Path | None) -> None:
-    server = await JubaoServer.start(settings)
+    server = await Jubao.start(settings)
     if banner is not None:
         _print_banner(server, banner)
     stop = asyncio.Event()
@@ -33,7 +34,7 @@ async def serve(settings: Settings, banner: Path | None) -> None:
     await server.stop()
 
 
-def _print_banner(server: JubaoServer, demo_keys: Path) -> None:
+def _print_banner(server: Jubao, demo_keys: Path) -> None:
     address = f"{server.settings.server.host}:{server.port}"
     lines = [
         "",
@@ -53,10 +54,10 @@ def _print_banner(server: JubaoServer, demo_keys: Path) -> None:
     print("\n".join(lines), flush=True)
 
 
-async def migrate(settings: Settings) -> None:
+async def migrate_storage(settings: Settings) -> None:
     backend = await open_backend(settings.storage)
     try:
-        applied = await migrate_product(backend)
+        applied = await migrate(backend)
     finally:
         await backend.close()
     print(
@@ -70,7 +71,10 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the server until SIGTERM/SIGINT")
     serve_parser.add_argument("--banner", type=Path, help="print endpoint and the demo keys of this file")
-    commands.add_parser("migrate", help="apply pending schema files to the configured storage")
+    commands.add_parser(
+        "migrate",
+        help="apply pending schema files (the platform's, every product's) to the configured storage",
+    )
     commands.add_parser("check-catalogue", help="validate the tenant catalogue files")
     args = parser.parse_args(argv)
     try:
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "serve":
             asyncio.run(serve(settings, args.banner))
         elif args.command == "migrate":
-            asyncio.run(migrate(settings))
+            asyncio.run(migrate_storage(settings))
         else:
             entries = load_catalogue(settings.tenancy.catalogue_dir)
             print(f"{len(entries)} tenant file(s) valid in {settings.tenancy.catalogue_dir}")

@@ -1,13 +1,18 @@
 """Server settings: defaults, overridden by a TOML file (`--config` or `JUBAO_CONFIG`), overridden by
-`JUBAO_*` environment variables, nested with `__` (`JUBAO_SERVER__PORT=50052`)."""
+`JUBAO_*` environment variables, nested with `__` (`JUBAO_SERVER__PORT=50052`).
+
+`Settings` has the host's sections; the composition root derives the model of the service from it with
+a section per enabled product (`with_sections`), read the same way (`[payments]` in the file,
+`JUBAO_PAYMENTS__SHARD_COUNT` in the environment) and named the same way in errors."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -16,8 +21,10 @@ from pydantic_settings import (
 )
 
 from jubao_server import limits
-from jubao_server.payments.config import PaymentsSettings
+from jubao_server.invariants import ensure
 from jubao_server.storage.config import StorageSettings
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -89,7 +96,6 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     tenancy: TenancySettings = TenancySettings()
     telemetry: TelemetrySettings = TelemetrySettings()
-    payments: PaymentsSettings = PaymentsSettings()
     # Apply pending schema files at start (dev default); production runs `jubao-server migrate` first.
     migrate_on_start: bool = True
 
@@ -104,22 +110,34 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
 
+    def section(self, name: str, model: type[M]) -> M:
+        """The section `name`, a `model` (a product's section, which the host does not name)."""
+        value = getattr(self, name, None)
+        if not isinstance(value, model):
+            raise LookupError(f"the settings have no section {name} of {model.__name__}")
+        return value
+
+
+def with_sections(sections: Mapping[str, type[BaseModel]]) -> type[Settings]:
+    """The settings model with a section per entry, defaulting to the section model's defaults."""
+    clashes = sorted(set(sections) & set(Settings.model_fields))
+    ensure(not clashes, f"sections named like the host's: {clashes}")
+    fields: dict[str, Any] = {name: (model, Field(default_factory=model)) for name, model in sections.items()}
+    return create_model("Settings", __base__=Settings, **fields)
+
 
 class SettingsError(Exception):
     """A setting has a bad value; the message names it and where it came from."""
 
 
-def load_settings(config_path: Path | None = None) -> Settings:
-    """Load and validate the settings, or raise `SettingsError` with one line per bad value."""
+def load_settings(model: type[Settings], config_path: Path | None = None) -> Settings:
+    """Load and validate the settings of `model`, or raise `SettingsError` with one line per bad value."""
     path = config_path or (Path(os.environ["JUBAO_CONFIG"]) if os.environ.get("JUBAO_CONFIG") else None)
     if path is not None and not path.is_file():
         raise SettingsError(f"config file {path} does not exist")
-
-    class FileSettings(Settings):
-        model_config = SettingsConfigDict(toml_file=path)
-
+    from_file = type(model.__name__, (model,), {"model_config": SettingsConfigDict(toml_file=path)})
     try:
-        return FileSettings()
+        return cast(type[Settings], from_file)()
     except ValidationError as error:
         raise SettingsError(_describe(error, path)) from None
 

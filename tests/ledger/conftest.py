@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from jubao_server.app import migrate
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.storage.contract import NO_FAULTS, StorageBackend
-from jubao_server.storage.factory import migrate_product
 
 from tests.backends import BACKENDS, open_test_backend, report_skips
 
@@ -24,7 +24,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageBackend]:
     opened = await open_test_backend(request.param, tmp_path, NO_FAULTS)
     try:
-        await migrate_product(opened)
+        await migrate(opened)
         yield opened
     finally:
         await opened.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from jubao.errors import Reason
+from jubao_server.app import migrate
 from jubao_server.errors import ApiError, ErrorCode
 from jubao_server.payments.api import EscrowCommand, HoldCommand, OpenAccountCommand
 from jubao_server.payments.commands import shard_of
@@ -38,7 +39,6 @@ from jubao_server.storage.contract import (
     StorageBackend,
     Value,
 )
-from jubao_server.storage.factory import migrate_product
 
 from tests.backends import BACKENDS, open_test_backend
 from tests.ledger.conftest import SHARDS
@@ -55,7 +55,7 @@ async def faulty(
     faults = FaultPlan()
     opened = await open_test_backend(request.param, tmp_path, faults)
     try:
-        await migrate_product(opened)
+        await migrate(opened)
         yield opened, faults
     finally:
         await opened.close()

@@ -19,9 +19,9 @@ import pytest
 from jubao.admin.v1 import tenant_admin_pb2 as admin_pb
 from jubao.client import AsyncClient, ClientConfig, FailedPrecondition, JubaoError, Reason, Unavailable
 from jubao.payments.v1 import payments_pb2 as pb
+from jubao_server.app import migrate
 from jubao_server.payments.tables import SHARDS
 from jubao_server.storage.contract import NO_FAULTS, StorageBackend
-from jubao_server.storage.factory import migrate_product
 
 from loadtest.server_process import ServerProcess
 from tests import cassandra_node
@@ -44,7 +44,7 @@ async def store(
 ) -> AsyncIterator[tuple[StorageBackend, dict[str, str]]]:
     """A migrated store and the settings that point a server process at it."""
     backend = await open_test_backend(request.param, tmp_path, NO_FAULTS)
-    await migrate_product(backend)
+    await migrate(backend)
     env = {"JUBAO_STORAGE__SQLITE__PATH": str(tmp_path / "var" / "test.db")}
     if request.param == "cassandra":
         env = {

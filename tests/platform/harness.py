@@ -10,8 +10,9 @@ from typing import Any
 import grpc
 from jubao.admin.v1 import tenant_admin_pb2_grpc
 from jubao.meta.v1 import meta_pb2_grpc
+from jubao_server.app import SETTINGS
+from jubao_server.app.grpc_server import Jubao
 from jubao_server.config import Settings
-from jubao_server.platform.server import JubaoServer
 from jubao_server.telemetry import setup_telemetry
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -39,12 +40,12 @@ def settings_for(db_path: Path, **overrides: Any) -> Settings:
     }
     for section, value in overrides.items():
         values[section] = {**values.get(section, {}), **value} if isinstance(value, dict) else value
-    return Settings(**values)
+    return SETTINGS(**values)
 
 
 @dataclasses.dataclass
 class Running:
-    server: JubaoServer
+    server: Jubao
     spans: InMemorySpanExporter
     metrics: InMemoryMetricReader
     channel: grpc.aio.Channel
@@ -72,7 +73,7 @@ async def start(settings: Settings, channel_credentials: grpc.ChannelCredentials
     telemetry = setup_telemetry(
         settings.telemetry, span_processor=SimpleSpanProcessor(spans), metric_reader=metrics
     )
-    server = await JubaoServer.start(settings, telemetry)
+    server = await Jubao.start(settings, telemetry)
     address = f"127.0.0.1:{server.port}"
     options: Sequence[tuple[str, Any]] = [("grpc.ssl_target_name_override", "localhost")]
     if channel_credentials is None:

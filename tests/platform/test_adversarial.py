@@ -31,7 +31,7 @@ from jubao.admin.v1 import tenant_admin_pb2_grpc as admin_grpc
 from jubao.errors import ERROR_DOMAIN
 from jubao.payments.v1 import payments_pb2 as pb
 from jubao.payments.v1 import payments_pb2_grpc as pb_grpc
-from jubao_server.platform.server import POLICIES
+from jubao_server.app.grpc_server import POLICIES
 
 from loadtest.server_process import ServerProcess
 from tests.payments.support import escrow_request, hold_request, leg

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from jubao_server.config import SettingsError, load_settings
+from jubao_server.app import load_settings
+from jubao_server.config import SettingsError
+from jubao_server.payments.product import PRODUCT as PAYMENTS
 from jubao_server.tenancy.catalogue import CatalogueError, load_catalogue
 
 from tests.platform.harness import CATALOGUE
@@ -48,3 +50,29 @@ def test_catalogue_file_name_must_match_the_tenant(tmp_path: Path) -> None:
     (tmp_path / "other.toml").write_text((CATALOGUE / "demo-bank.toml").read_text())
     with pytest.raises(CatalogueError, match="must match the file name"):
         load_catalogue(tmp_path)
+
+
+def test_a_product_section_is_read_and_checked_like_the_hosts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "jubao.toml"
+    config.write_text("[payments]\nshard_count = 8\nwal_ttl_s = 0\n")
+    monkeypatch.delenv("JUBAO_CONFIG", raising=False)
+    monkeypatch.setenv("JUBAO_PAYMENTS__SHARD_LEASE_MS", "1")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(config)
+    message = str(caught.value)
+    assert "payments.wal_ttl_s (env JUBAO_PAYMENTS__WAL_TTL_S)" in message
+    assert "payments.shard_lease_ms (env JUBAO_PAYMENTS__SHARD_LEASE_MS)" in message
+    config.write_text("[payments]\nshard_count = 8\n")
+    monkeypatch.setenv("JUBAO_PAYMENTS__SHARD_LEASE_MS", "3000")
+    section = PAYMENTS.settings_of(load_settings(config))
+    assert (section.shard_count, section.shard_lease_ms, section.wal_ttl_s) == (8, 3000, 24 * 3600)
+
+
+def test_a_section_of_no_enabled_product_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "jubao.toml"
+    config.write_text("[fund_ta]\ncut_off = '15:00'\n")
+    monkeypatch.delenv("JUBAO_CONFIG", raising=False)
+    with pytest.raises(SettingsError, match=r"fund_ta \(env JUBAO_FUND_TA\)"):
+        load_settings(config)

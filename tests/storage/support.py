@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
+from jubao_server.app import migration_sets as service_migration_sets
 from jubao_server.storage.cassandra.backend import CassandraBackend
 from jubao_server.storage.contract import (
     Batch,
@@ -22,7 +23,6 @@ from jubao_server.storage.contract import (
     Table,
     Value,
 )
-from jubao_server.storage.factory import product_migrations
 from jubao_server.storage.sqlite import SqliteBackend
 from jubao_server.storage.sqlite.sql import STATIC_SUFFIX
 
@@ -33,8 +33,9 @@ _MIGRATIONS: Final = Path(__file__).resolve().parent / "migrations"
 
 
 def migration_sets(backend_name: str) -> list[MigrationSet]:
-    """The product schema and the conformance tables of one backend."""
-    return [*product_migrations(backend_name), MigrationSet("conformance", _MIGRATIONS / backend_name)]
+    """The service's schema (the platform's and every product's) and the conformance tables of one
+    backend."""
+    return [*service_migration_sets(backend_name), MigrationSet("conformance", _MIGRATIONS / backend_name)]
 
 
 async def put_row(

@@ -1,4 +1,5 @@
-"""The migrated schema has exactly the shape the `Table` specs declare, and migrating twice is a no-op.
+"""The migrated schema has exactly the shape the `Table` specs declare (the platform's and those every
+product declares), and migrating twice is a no-op.
 
 The memory backend has no column DDL (a table takes the shape of its declared `Table`): its schema files
 name the tables they create, and those must be exactly the declared ones."""
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from jubao_server.payments import tables as payments_tables
+from jubao_server.app import PRODUCTS
 from jubao_server.platform.idempotency import REQUEST_LOG
 from jubao_server.platform.paging import SECRETS
 from jubao_server.storage.contract import ColumnType, StorageBackend, Table
@@ -19,7 +20,7 @@ from .tables import CONFORMANCE_TABLES
 
 TABLES: Final = (
     *(value for value in vars(tenancy_tables).values() if isinstance(value, Table)),
-    *(value for value in vars(payments_tables).values() if isinstance(value, Table)),
+    *(table for product in PRODUCTS for table in product.tables),
     REQUEST_LOG,
     SECRETS,
     *CONFORMANCE_TABLES,

@@ -15,6 +15,7 @@ from typing import Final
 
 import pytest
 from jubao.errors import Reason
+from jubao_server.app import migration_sets
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.errors import ApiError
 from jubao_server.payments.config import PaymentsSettings
@@ -24,7 +25,6 @@ from jubao_server.platform.paging import load_page_secret
 from jubao_server.storage.cassandra.backend import CassandraBackend
 from jubao_server.storage.contract import NO_FAULTS, MigrationError, MigrationSet, StorageBackend
 from jubao_server.storage.contract.migrations import SHARED_SET_BEFORE_PRODUCTS
-from jubao_server.storage.factory import product_migrations
 from jubao_server.storage.memory import MemoryBackend
 from jubao_server.tenancy.model import Product, Quota, Tenant, TenantKind
 from jubao_server.tenancy.store import TenantStore
@@ -107,8 +107,8 @@ async def test_a_store_of_the_single_set_opens_with_the_product_sets(store: Open
     await ledger.stop()
 
     backend = await reopen(backend, store)
-    assert await backend.migrate(product_migrations(backend.name)) == []
-    assert await backend.migrate(product_migrations(backend.name)) == []
+    assert await backend.migrate(migration_sets(backend.name)) == []
+    assert await backend.migrate(migration_sets(backend.name)) == []
     assert await backend.migrate([before]) == [], "a server of the single-set layout finds its files applied"
 
     stored = await TenantStore(backend, SYSTEM_CLOCK).get_tenant(TENANT)
@@ -129,7 +129,7 @@ async def test_files_the_single_set_lacked_are_applied(store: Open, tmp_path: Pa
     backend = await store()
     await backend.migrate([single_set(backend.name, tmp_path, versions_max=4)])
     backend = await reopen(backend, store)
-    applied = await backend.migrate(product_migrations(backend.name))
+    applied = await backend.migrate(migration_sets(backend.name))
     assert applied == labels(backend.name, "platform/0005_platform_secrets")
     assert len(await load_page_secret(backend, SYSTEM_CLOCK)) >= 32
 
@@ -137,7 +137,7 @@ async def test_files_the_single_set_lacked_are_applied(store: Open, tmp_path: Pa
 async def test_a_file_changed_since_the_single_set_applied_it_is_refused(store: Open, tmp_path: Path) -> None:
     backend = await store()
     await backend.migrate([single_set(backend.name, tmp_path)])
-    platform, payments = product_migrations(backend.name)
+    platform, payments = migration_sets(backend.name)
     edited = tmp_path / "payments"
     shutil.copytree(payments.directory, edited)
     first = sorted(edited.iterdir())[0]

@@ -5,6 +5,7 @@ ledger does the rest, including idempotency by request id."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final
 
@@ -47,11 +48,19 @@ from jubao_server.platform.context import current_caller
 from jubao_server.platform.forwarding import ForwardedError, Forwarder
 from jubao_server.platform.idempotency import body_sha256
 from jubao_server.platform.paging import PageTokens, page_size
+from jubao_server.products import GrpcService, ServiceContext
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 BATCH_METHOD: Final = "/jubao.payments.v1.PaymentService/BatchCreateTransfers"
+
+
+def grpc_services(ledger: LedgerApi, context: ServiceContext) -> list[GrpcService]:
+    """The product's gRPC services: PaymentService on `ledger`."""
+    servicer = PaymentService(ledger, context.forwarder, context.pages, context.clock)
+    add = functools.partial(pb_grpc.add_PaymentServiceServicer_to_server, servicer)
+    return [GrpcService(pb.DESCRIPTOR.services_by_name["PaymentService"], add)]
 
 
 class PaymentService(pb_grpc.PaymentServiceServicer):

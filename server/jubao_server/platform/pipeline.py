@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import grpc
@@ -70,7 +70,6 @@ class _Call:
 class CallPipeline(grpc.aio.ServerInterceptor):
     def __init__(
         self,
-        policies: Mapping[str, ServicePolicy],
         authenticator: Authenticator,
         gate: QuotaGate,
         telemetry: Telemetry,
@@ -78,7 +77,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):
         *,
         forwarder: Forwarder,
     ) -> None:
-        self._policies = policies
+        self._policies: dict[str, ServicePolicy] = {}
         self.forwarder = forwarder
         self._auth = authenticator
         self._gate = gate
@@ -87,6 +86,12 @@ class CallPipeline(grpc.aio.ServerInterceptor):
         self._max_timeout_s = settings.deadline_max_ms / 1000
         self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         self.draining = False
+
+    def guard(self, service: str, policy: ServicePolicy) -> None:
+        """Put every method of `service` (its full name) behind the pipeline, with its policy. Services
+        the pipeline does not guard (health, reflection) pass without a credential."""
+        ensure(service not in self._policies, f"{service} is guarded twice")
+        self._policies[service] = policy
 
     async def intercept_service(
         self,

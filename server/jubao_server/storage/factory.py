@@ -1,4 +1,4 @@
-"""Open the configured backend and apply the product schema."""
+"""Open the configured backend; the platform's migration set."""
 
 from __future__ import annotations
 
@@ -17,19 +17,11 @@ def platform_migrations(backend: str) -> MigrationSet:
     return MigrationSet("platform", _HERE / backend / "migrations", formerly=SHARED_SET_BEFORE_PRODUCTS)
 
 
-def product_migrations(backend: str) -> list[MigrationSet]:
-    """The platform's schema files of `backend`, then the payments ledger's (payments/migrations)."""
-    payments = _HERE.parent / "payments" / "migrations" / backend
-    return [
-        platform_migrations(backend),
-        MigrationSet("payments", payments, formerly=SHARED_SET_BEFORE_PRODUCTS),
-    ]
-
-
 async def open_backend(
     settings: StorageSettings, *, clock: Clock = SYSTEM_CLOCK, faults: Faults = NO_FAULTS
 ) -> StorageBackend:
-    """Connect to the configured backend. The caller migrates (`migrate_product`) and closes it."""
+    """Connect to the configured backend. The caller migrates it (`app.migrate`: the platform's set and
+    every enabled product's) and closes it."""
     if settings.backend == "cassandra":
         from jubao_server.storage.cassandra.backend import CassandraBackend  # noqa: PLC0415 (optional driver)
 
@@ -41,7 +33,3 @@ async def open_backend(
     from jubao_server.storage.sqlite.backend import SqliteBackend  # noqa: PLC0415
 
     return await SqliteBackend.open(settings.sqlite, clock, faults=faults)
-
-
-async def migrate_product(backend: StorageBackend) -> list[str]:
-    return await backend.migrate(product_migrations(backend.name))
