@@ -12,6 +12,7 @@ from jubao.admin.v1 import tenant_admin_pb2_grpc
 from jubao.meta.v1 import meta_pb2_grpc
 from jubao_server.app import SETTINGS
 from jubao_server.app.grpc_server import Jubao
+from jubao_server.clock import SYSTEM_CLOCK, Clock
 from jubao_server.config import Settings
 from jubao_server.telemetry import setup_telemetry
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -67,13 +68,17 @@ class Running:
         await self.server.stop(grace_ms=500)
 
 
-async def start(settings: Settings, channel_credentials: grpc.ChannelCredentials | None = None) -> Running:
+async def start(
+    settings: Settings,
+    channel_credentials: grpc.ChannelCredentials | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> Running:
     spans = InMemorySpanExporter()
     metrics = InMemoryMetricReader()
     telemetry = setup_telemetry(
         settings.telemetry, span_processor=SimpleSpanProcessor(spans), metric_reader=metrics
     )
-    server = await Jubao.start(settings, telemetry)
+    server = await Jubao.start(settings, telemetry, clock=clock)
     address = f"127.0.0.1:{server.port}"
     options: Sequence[tuple[str, Any]] = [("grpc.ssl_target_name_override", "localhost")]
     if channel_credentials is None:
