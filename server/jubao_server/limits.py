@@ -91,16 +91,34 @@ bench_ops_per_worker_max = 10_000_000
 ledger_shards_max = 1024
 ledger_group_commit_max = 512
 ledger_shard_queue_max = 100_000
-ledger_batch_rows_max = 900
-ledger_recovery_rows_max = 10_000_000
-ledger_actors_max = 100_000
 ledger_recent_transfers_max = 100_000
 ledger_shard_lease_ms_min = 200
 ledger_shard_lease_ms_max = 600_000
 ledger_inbox_poll_ms_max = 10_000
-# Inbox rows (credits left by other processes) one owner applies per poll.
-ledger_inbox_rows_max = 500
 binary_search_steps_max = 64
+# Payments orchestration (payments/ledger.py): how long a call waits for its transfer's cross-shard
+# credits to land before it answers from storage.
+ledger_completion_wait_s = 2.0
+
+# Shard runtime (shards/): a group commit's rows, a shard's rows read at recovery, shards one process
+# owns, messages applied a shard remembers, inbox rows applied per poll.
+shard_batch_rows_max = 900
+shard_recovery_rows_max = 10_000_000
+shard_actors_max = 100_000
+shard_recent_markers_max = 100_000
+shard_inbox_rows_max = 500
+# Acquiring: conditional writes of a contended epoch; leases held elsewhere waited out.
+shard_acquire_attempts_max = 8
+shard_lease_waits_max = 3
+# Stopping an owner waits this long for its tasks; its upkeep sweeps about this often.
+shard_stop_timeout_s = 10.0
+shard_upkeep_interval_s = 1.0
+# Cross-shard delivery: attempts with exponential backoff; polls for the markers of messages left in
+# another process's inbox (`inbox_poll_ms` apart); how long stopping waits for deliveries in flight.
+delivery_attempts_max = 6
+delivery_backoff_s = 0.05
+delivery_inbox_polls_max = 40
+delivery_wait_s = 2.0
 
 # Payments API
 transfer_legs_max = 16
@@ -123,6 +141,8 @@ reconcile_shard_rows_max = 10_000_000
 reconcile_entries_per_account_max = 100_000_000
 reconcile_passes_max = 5
 reconcile_journals_concurrency_max = 32
+# How long journal rows may trail their commit before a short journal is reported.
+reconcile_entries_settle_s = 0.05
 # WatchEvents: a read takes at most this many events per shard; a stream ends after this long (the
 # client resumes from its cursor), and without new commits it reads again this often.
 events_per_shard_max = 500

@@ -22,9 +22,13 @@ reconciliation report is clean; every account's balance and held amount equal wh
 from the acknowledged requests and the final state of holds and escrows; every acknowledged transfer
 exists, completed, with its legs, and a rejected one is kept refused; no journal holds an entry twice.
 
-The run stops at the first problem. Replay it with `JUBAO_SIM_SEED=<seed> make simulate`: the seed fixes
-every client's requests and the faults; the interleaving still depends on timing (real storage, real
-clock), so a replay usually, not always, takes the same path.
+The run stops at the first problem. Everything that happened (answers, refusals, unknown outcomes,
+faults, with the time they happened) goes into a trace whose hash is printed next to the seed. On the
+memory backend the run is on simulated time (`run_on_simulated_time`: `SimClock`, `VirtualTimeLoop`,
+seeded ids and seeded storage delays through the fault hook), so the same seed gives the same trace,
+hash included, every time. On SQLite and Cassandra it runs on the real clock: the seed fixes every
+client's requests and the faults, the interleaving still depends on timing. Replay a seed with
+`JUBAO_SIM_SEED=<seed> make simulate`.
 """
 
 from __future__ import annotations
@@ -44,39 +48,43 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from jubao.errors import Reason
+from jubao_server.app import migrate
+from jubao_server.clock import Clock
 from jubao_server.errors import ApiError, ErrorCode
-from jubao_server.payments.api import (
-    AccountView,
-    EntryQuery,
-    EscrowCommand,
-    HoldCommand,
-    Idempotency,
-    OpenAccountCommand,
-    TransferCommand,
-)
+from jubao_server.payments.api import EntryQuery, EscrowCommand, HoldCommand, Idempotency, TransferCommand
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.ledger import Ledger, transfer_id_of
 from jubao_server.payments.model import (
     AccountKind,
     AccountPolicy,
+    AccountView,
     Escrow,
     EscrowState,
     Hold,
     HoldState,
     Leg,
+    OpenAccountCommand,
     Refund,
     Transfer,
     TransferState,
 )
 from jubao_server.payments.reconcile import ReconcileReport, reconcile
+from jubao_server.shards.node import IdSource
 from jubao_server.storage.contract import StorageBackend, StorageError
+from jubao_server.storage.memory import MemoryBackend
 
 from tests.sim.faults import FaultPlan
+from tests.sim.ids import SeededIds
+from tests.sim.virtual_time import SimClock, run_simulated
 
 A = TypeVar("A")
 
 SEED_VARIABLE = "JUBAO_SIM_SEED"
 OPS_VARIABLE = "JUBAO_SIM_OPS"
+# Operations of the run on simulated time (memory backend); `make simulate` runs 1,000,000.
+VIRTUAL_OPS_VARIABLE = "JUBAO_SIM_VIRTUAL_OPS"
+# Operations of each of the three runs that must give one trace.
+replay_ops = 200
 # `make test` runs this many operations per backend; `make simulate` 5000
 ops_default = 300
 # Shape of the world
@@ -99,6 +107,9 @@ recent_items = 24
 fault_probability = 0.05
 faults_in_a_row_max = 3
 ops_per_kill = 150
+# Kills in one run at most: each restart reloads every shard, whose open and recently closed items grow
+# with the run.
+kills_max = 200
 kill_wait_s = 5.0
 # Holds and escrows fall due within the run, or long after it
 due_soon_s = (0.3, 2.0)
@@ -214,15 +225,15 @@ class Op(abc.ABC, Generic[A]):
     def acknowledged(self, model: Model, answer: A) -> None:
         """Record the effect of the request, acknowledged for the first time."""
 
-    def refusal_expected(self, error: ApiError) -> bool:
-        """Whether the ledger may refuse this request so."""
+    def refusal_expected(self, error: ApiError, now_ms: int) -> bool:
+        """Whether the ledger may refuse this request so (`now_ms`: when it did)."""
         return error.reason in EXPECTED_REJECTIONS
 
 
-def late(due_ms: int, error: ApiError) -> bool:
+def late(due_ms: int, error: ApiError, now_ms: int) -> bool:
     """A hold's expiry or an escrow's release time is checked when the ledger first applies the request:
     one that first got there (after lost answers, kills, retries) once the time had passed is invalid."""
-    return error.code is ErrorCode.INVALID_ARGUMENT and due_ms <= time.time_ns() // 1_000_000
+    return error.code is ErrorCode.INVALID_ARGUMENT and due_ms <= now_ms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,8 +263,8 @@ class CreateHold(Op[Hold]):
     async def send(self, ledger: Ledger, tenant: str) -> Hold:
         return await ledger.create_hold(tenant, self.command, self.key)
 
-    def refusal_expected(self, error: ApiError) -> bool:
-        return super().refusal_expected(error) or late(self.command.expire_time_ms, error)
+    def refusal_expected(self, error: ApiError, now_ms: int) -> bool:
+        return super().refusal_expected(error, now_ms) or late(self.command.expire_time_ms, error, now_ms)
 
     def wrong_answer(self, tenant: str, answer: Hold) -> str:
         asked = self.command
@@ -322,8 +333,8 @@ class CreateEscrow(Op[Escrow]):
     async def send(self, ledger: Ledger, tenant: str) -> Escrow:
         return await ledger.create_escrow(tenant, self.command, self.key)
 
-    def refusal_expected(self, error: ApiError) -> bool:
-        return super().refusal_expected(error) or late(self.command.release_time_ms, error)
+    def refusal_expected(self, error: ApiError, now_ms: int) -> bool:
+        return super().refusal_expected(error, now_ms) or late(self.command.release_time_ms, error, now_ms)
 
     def wrong_answer(self, tenant: str, answer: Escrow) -> str:
         got = EscrowCommand(
@@ -460,6 +471,7 @@ class Model:
     """Every request and its outcome, the effects of the acknowledged ones, and the problems seen."""
 
     tenant: str
+    clock: Clock
     attempts: dict[str, Attempt] = dataclasses.field(default_factory=dict)
     transfers: list[Pay] = dataclasses.field(default_factory=list)
     holds: dict[str, HoldFacts] = dataclasses.field(default_factory=dict)
@@ -468,13 +480,22 @@ class Model:
     problems: list[str] = dataclasses.field(default_factory=list)
     unknown_answers: Counter[str] = dataclasses.field(default_factory=Counter)
     latest_due_ms: int = 0
+    # What happened, in order, with the time it happened: hashed into the run's trace hash.
+    trace: list[str] = dataclasses.field(default_factory=list)
 
     def begin(self, op: Op[Any]) -> Attempt:
         attempt = self.attempts[op.request_id] = Attempt(op)
         return attempt
 
+    def note(self, text: str) -> None:
+        self.trace.append(f"{self.clock.wall_ms()} {text}")
+
+    def trace_hash(self) -> str:
+        return hashlib.sha256("\n".join(self.trace).encode()).hexdigest()[:16]
+
     def answered(self, attempt: Attempt, answer: object) -> None:
         op = attempt.op
+        self.note(f"{op} answered {op.answer_id(answer)}")
         wrong = op.wrong_answer(self.tenant, answer)
         if wrong:
             self.problem(f"{op}: {wrong}")
@@ -488,21 +509,23 @@ class Model:
         op.acknowledged(self, answer)
 
     def rejected(self, attempt: Attempt, error: ApiError) -> None:
-        if not attempt.op.refusal_expected(error):
+        self.note(f"{attempt.op} refused {error.reason}")
+        if not attempt.op.refusal_expected(error, self.clock.wall_ms()):
             self.problem(f"{attempt.op}: unexpected {error.code.name} {error.reason}: {error.message}")
         if attempt.outcome is Outcome.ACKED:
             self.problem(f"{attempt.op}: acknowledged, then a replay was rejected: {error.message}")
             return
         attempt.outcome, attempt.rejection = Outcome.REJECTED, f"{error.reason}: {error.message}"
 
-    def unknown(self, why: str) -> None:
+    def unknown(self, attempt: Attempt, why: str) -> None:
+        self.note(f"{attempt.op} unknown {why}")
         self.unknown_answers[why] += 1
 
     def problem(self, text: str) -> None:
         self.problems.append(text)
 
     def due(self, seconds: float) -> int:
-        due_ms = int((time.time() + seconds) * 1000)
+        due_ms = self.clock.wall_ms() + int(seconds * 1000)
         if seconds < due_late_s:
             self.latest_due_ms = max(self.latest_due_ms, due_ms)
         return due_ms
@@ -533,9 +556,10 @@ class Process:
     def __init__(self, ledger: Ledger, model: Model) -> None:
         self.ledger = ledger
         self.model = model
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # Insertion-ordered (dicts, not sets): a kill cancels them in the same order on every replay.
+        self._tasks: dict[asyncio.Task[Any], None] = {}
         # Calls from clients: their errors are answers, the client judges them.
-        self._calls: set[asyncio.Task[Any]] = set()
+        self._calls: dict[asyncio.Task[Any], None] = {}
 
     def start(self, work: Callable[[Ledger], Coroutine[Any, Any, A]]) -> asyncio.Task[A]:
         token = _PROCESS.set(self)
@@ -543,18 +567,18 @@ class Process:
             call = asyncio.create_task(work(self.ledger))
         finally:
             _PROCESS.reset(token)
-        self._calls.add(call)
+        self._calls[call] = None
         return call
 
     def adopt(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.add(task)
+        self._tasks[task] = None
         task.add_done_callback(self._ended)
 
     def _ended(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         error = None if task.cancelled() else task.exception()
         if task in self._calls:
-            self._calls.discard(task)
+            self._calls.pop(task)
         elif error is not None and not isinstance(error, ApiError | StorageError):
             self.model.problem(f"task {task.get_name()} of the ledger died: {error!r}")
 
@@ -589,13 +613,19 @@ class Cluster:
     """The storage, its fault plan, and the one process serving the clients."""
 
     def __init__(
-        self, backend: StorageBackend, faults: FaultPlan, settings: PaymentsSettings, model: Model
+        self,
+        backend: StorageBackend,
+        faults: FaultPlan,
+        settings: PaymentsSettings,
+        model: Model,
+        ids: IdSource,
     ) -> None:
         self.backend = backend
         self.faults = faults
         self.settings = settings
         self.model = model
-        self.process = Process(Ledger(backend, settings), model)
+        self.ids = ids
+        self.process = Process(self.new_ledger(), model)
         self.injected: Counter[str] = Counter()
 
     async def call(self, work: Callable[[Ledger], Coroutine[Any, Any, A]]) -> A:
@@ -610,8 +640,11 @@ class Cluster:
 
     async def restart(self) -> None:
         """Kill the process abruptly (no `stop()`) and start a new one over the same storage."""
-        dead, self.process = self.process, Process(Ledger(self.backend, self.settings), self.model)
+        dead, self.process = self.process, Process(self.new_ledger(), self.model)
         await dead.kill()
+
+    def new_ledger(self) -> Ledger:
+        return Ledger(self.backend, self.settings, clock=self.model.clock, ids=self.ids)
 
     def calm(self) -> None:
         self.faults.conditional_timeouts = 0
@@ -637,13 +670,14 @@ def fault_schedule(seed: int, ops: int) -> dict[int, tuple[FaultKind, int]]:
         for index in range(ops)
         if rng.random() < fault_probability
     }
-    for index in rng.sample(range(ops), min(ops, 1 + ops // ops_per_kill)):
+    for index in rng.sample(range(ops), min(ops, 1 + ops // ops_per_kill, kills_max)):
         plan[index] = (FaultKind.KILL, 1)
     return plan
 
 
 async def inject(cluster: Cluster, kind: FaultKind, count: int) -> None:
     cluster.injected[kind.value] += count
+    cluster.model.note(f"fault {kind.value} x{count}")
     if kind is FaultKind.KILL:
         await cluster.restart()
     elif kind is FaultKind.STORAGE_ERRORS:
@@ -802,11 +836,11 @@ class Client:
             answer = await self.cluster.call(lambda ledger: attempt.op.send(ledger, tenant))
         except ApiError as error:
             if error.code in OUTCOME_UNKNOWN_CODES:
-                self.model.unknown(error.code.name)
+                self.model.unknown(attempt, error.code.name)
             else:
                 self.model.rejected(attempt, error)
         except (StorageError, Lost) as error:
-            self.model.unknown(type(error).__name__)
+            self.model.unknown(attempt, type(error).__name__)
             if isinstance(error, Hung):
                 self.model.problem(f"{attempt.op}: {error}")
         except Exception as error:  # a bug: the service would answer INTERNAL, the outcome unknown
@@ -966,12 +1000,17 @@ class Result:
     ops: int
     backend: str
     elapsed_s: float
+    trace_hash: str
     stats: tuple[str, ...]
     report: ReconcileReport | None
     problems: tuple[str, ...]
 
     def describe(self) -> str:
-        lines = [f"simulation on {self.backend}: seed={self.seed} ops={self.ops} in {self.elapsed_s:.1f} s"]
+        rate = self.ops / self.elapsed_s if self.elapsed_s else 0.0
+        lines = [
+            f"simulation on {self.backend}: seed={self.seed} trace={self.trace_hash} ops={self.ops} "
+            f"in {self.elapsed_s:.1f} s ({rate:.0f} ops/s)"
+        ]
         lines += [f"  {line}" for line in self.stats]
         if self.report is not None:
             lines.append(f"  reconcile: clean={self.report.clean} in flight={self.report.in_flight_minor}")
@@ -990,10 +1029,12 @@ async def simulate(
     *,
     seed: int,
     ops: int,
+    clock: Clock,
+    ids: IdSource,
 ) -> Result:
-    started = time.monotonic()
-    world, model = World.build(tenant), Model(tenant)
-    cluster = Cluster(backend, faults, settings, model)
+    started_s = time.perf_counter()
+    world, model = World.build(tenant), Model(tenant, clock)
+    cluster = Cluster(backend, faults, settings, model, ids)
     crowd = [
         Client(cluster, model, Workload(world, model, random.Random(f"{seed}/{n}"))) for n in range(clients)
     ]
@@ -1010,13 +1051,16 @@ async def simulate(
             model.problem(f"the simulation stopped: {error!r}")
         finally:
             await cluster.process.kill()
-    elapsed_s = time.monotonic() - started
+    elapsed_s = time.perf_counter() - started_s
     stats = (
         f"requests: {counted(model.outcomes())}",
         f"answers that left the outcome unknown: {counted(model.unknown_answers)}",
         f"faults: {counted(cluster.injected)}",
     )
-    return Result(seed, ops, backend.name, elapsed_s, stats, report, tuple(model.problems))
+    if report is not None:
+        model.note(f"reconciled {report.clean} {[dataclasses.astuple(total) for total in report.currencies]}")
+    trace_hash = model.trace_hash()
+    return Result(seed, ops, backend.name, elapsed_s, trace_hash, stats, report, tuple(model.problems))
 
 
 def counted(counts: Counter[str]) -> str:
@@ -1048,15 +1092,22 @@ async def settle(cluster: Cluster, world: World, model: Model, client: Client) -
     for attempt in list(model.attempts.values()):
         if attempt.outcome is Outcome.UNKNOWN and not isinstance(attempt.op, Pay):
             await client.execute(attempt)
-    await cluster.call(lambda ledger: ledger.list_accounts(world.tenant, None, len(world.accounts) + 1))
-    await asyncio.sleep(max(0.0, model.latest_due_ms / 1000 - time.time()) + sweep_margin_s)
-    report = await reconcile(cluster.backend, model.tenant)
+    await cluster.call(functools.partial(recover_every_shard, tenant=world.tenant))
+    await asyncio.sleep(max(0.0, (model.latest_due_ms - model.clock.wall_ms()) / 1000) + sweep_margin_s)
+    report = await reconcile(cluster.backend, model.tenant, model.clock)
     for _ in range(settle_polls_max):
         if report.in_flight_minor == 0 and not report.moving:
             break
         await asyncio.sleep(settle_poll_s)
-        report = await reconcile(cluster.backend, model.tenant)
+        report = await reconcile(cluster.backend, model.tenant, model.clock)
     return report
+
+
+async def recover_every_shard(ledger: Ledger, tenant: str) -> None:
+    """Acquire every shard, waiting out the leases the killed process still held: each recovers its
+    records and delivers its outbox again."""
+    for shard in range(await ledger.shards.shard_count(tenant)):
+        await ledger.shards.actor(tenant, shard)
 
 
 async def audit(ledger: Ledger, world: World, model: Model, report: ReconcileReport) -> None:
@@ -1072,7 +1123,24 @@ async def audit(ledger: Ledger, world: World, model: Model, report: ReconcileRep
             model.problem(f"{step.__name__} failed: {error!r}")
 
 
-def seed_and_ops(environ: Mapping[str, str]) -> tuple[int, int]:
-    """The seed (random unless `JUBAO_SIM_SEED`) and the number of operations (`JUBAO_SIM_OPS`)."""
+def seed_and_ops(environ: Mapping[str, str], ops_variable: str = OPS_VARIABLE) -> tuple[int, int]:
+    """The seed (random unless `JUBAO_SIM_SEED`) and the number of operations (`ops_variable`)."""
     seed = int(environ.get(SEED_VARIABLE) or random.randrange(2**32))
-    return seed, int(environ.get(OPS_VARIABLE) or ops_default)
+    return seed, int(environ.get(ops_variable) or ops_default)
+
+
+def run_on_simulated_time(seed: int, ops: int, settings: PaymentsSettings) -> Result:
+    """The simulation on the memory backend, on simulated time: the same seed, the same trace."""
+    clock = SimClock()
+    faults = FaultPlan(delays=random.Random(f"{seed}/delays"))
+
+    async def main() -> Result:
+        backend = MemoryBackend(clock, faults=faults)
+        try:
+            await migrate(backend)
+            ids = SeededIds(f"{seed}/ids")
+            return await simulate(backend, faults, settings, "sim", seed=seed, ops=ops, clock=clock, ids=ids)
+        finally:
+            await backend.close()
+
+    return run_simulated(main(), clock)

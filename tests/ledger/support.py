@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from jubao_server.payments.api import Idempotency, OpenAccountCommand, TransferCommand
-from jubao_server.payments.commands import shard_of
+from jubao_server.payments.api import Idempotency, TransferCommand
 from jubao_server.payments.ledger import Ledger
-from jubao_server.payments.model import AccountKind, AccountPolicy, Leg, Transfer
+from jubao_server.payments.model import AccountKind, AccountPolicy, Leg, OpenAccountCommand, Transfer
+from jubao_server.shards.stage import shard_of
 
 CURRENCY = "CNY"
 

@@ -9,12 +9,10 @@ from collections.abc import Awaitable
 import pytest
 from jubao.errors import Reason
 from jubao_server.errors import ApiError, ErrorCode
-from jubao_server.payments.api import AccountChange, EntryQuery, HoldCommand
-from jubao_server.payments.commands import Delivered
+from jubao_server.payments.api import EntryQuery, HoldCommand
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.ledger import Ledger
-from jubao_server.payments.model import AccountPolicy, EntryKind, TransferState
-from jubao_server.payments.shard import now_ms
+from jubao_server.payments.model import AccountChange, AccountPolicy, EntryKind, TransferState
 from jubao_server.storage.contract import INT64_MAX, StorageBackend
 
 from tests.ledger.conftest import SHARDS
@@ -140,9 +138,9 @@ async def test_a_leased_shard_is_not_taken_and_a_stale_owner_is_fenced(
     with pytest.raises(ApiError) as held:
         await pay(new, tenant, buyer, (bank, 50))
     assert (held.value.code, held.value.reason) == (ErrorCode.UNAVAILABLE, Reason.SHARD_MOVED)
-    paused = list(old._actors.values())
+    paused = list(old.shards.actors.values())
     for actor in paused:
-        actor._sweeper.cancel()  # type: ignore[union-attr]
+        actor.pause_upkeep()
     await asyncio.sleep(0.4)
     await pay(new, tenant, buyer, (bank, 50))
     for actor in paused:
@@ -191,11 +189,11 @@ async def test_concurrent_random_transfers_conserve_money(ledger: Ledger, tenant
 async def test_a_stopped_owner_refuses_commands_instead_of_queueing_them(ledger: Ledger, tenant: str) -> None:
     """An owner replaced while a caller still holds it (its lease lapsed, say) must answer that caller."""
     await open_account(ledger, tenant, "bank", allow_negative=True)
-    (owner,) = ledger._actors.values()
+    (owner,) = ledger.shards.actors.values()
     await owner.stop()
     async with asyncio.timeout(5):
         with pytest.raises(ApiError) as refused:
-            await owner.submit(Delivered("tr_none"))
+            await owner.settle("tr_none")
     assert refused.value.code == ErrorCode.UNAVAILABLE
     await ledger.stop()
 
@@ -220,7 +218,7 @@ async def test_balances_never_leave_int64(ledger: Ledger, tenant: str) -> None:
 
     await refused(pay(ledger, tenant, spare, (payee, 1)))
     await refused(pay(ledger, tenant, source, (other, 2)))
-    expire_time_ms = now_ms() + 3_600_000
+    expire_time_ms = ledger.clock.wall_ms() + 3_600_000
     await ledger.create_hold(tenant, HoldCommand(spare, other, CURRENCY, INT64_MAX, expire_time_ms), key())
     await refused(ledger.create_hold(tenant, HoldCommand(spare, other, CURRENCY, 1, expire_time_ms), key()))
     assert [await balance(ledger, tenant, a) for a in (source, spare, payee, other)] == [

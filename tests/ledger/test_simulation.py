@@ -6,29 +6,31 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 from jubao.errors import Reason
 from jubao_server.app import migrate
+from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.errors import ApiError, ErrorCode
-from jubao_server.payments.api import EscrowCommand, HoldCommand, OpenAccountCommand
-from jubao_server.payments.commands import shard_of
+from jubao_server.payments.api import EscrowCommand, HoldCommand
 from jubao_server.payments.config import PaymentsSettings
-from jubao_server.payments.ledger import Ledger, transfer_id_of
+from jubao_server.payments.ledger import Ledger, Shard, transfer_id_of
 from jubao_server.payments.model import (
     AccountKind,
     AccountPolicy,
     EscrowState,
     HoldState,
+    OpenAccountCommand,
     Transfer,
     TransferState,
 )
 from jubao_server.payments.reconcile import DiscrepancyKind, reconcile
-from jubao_server.payments.shard import Records, ShardActor
 from jubao_server.payments.tables import SHARDS as SHARDS_TABLE
 from jubao_server.payments.tables import TRANSFERS
+from jubao_server.shards.node import RANDOM_IDS
+from jubao_server.shards.stage import shard_of
 from jubao_server.storage.contract import (
     Batch,
     Consistency,
@@ -40,14 +42,20 @@ from jubao_server.storage.contract import (
     Value,
 )
 
-from tests.backends import BACKENDS, open_test_backend
+from tests.backends import SHARED_BACKENDS, open_test_backend
 from tests.ledger.conftest import SHARDS
-from tests.ledger.simulation import seed_and_ops, simulate
+from tests.ledger.simulation import (
+    VIRTUAL_OPS_VARIABLE,
+    replay_ops,
+    run_on_simulated_time,
+    seed_and_ops,
+    simulate,
+)
 from tests.ledger.support import CURRENCY, balance, ids_in_distinct_shards, key, open_account, pay
 from tests.sim.faults import FaultPlan
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=SHARED_BACKENDS)
 async def faulty(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[StorageBackend, FaultPlan]]:
@@ -64,11 +72,32 @@ async def faulty(
 async def test_simulation(
     faulty: tuple[StorageBackend, FaultPlan], settings: PaymentsSettings, tenant: str
 ) -> None:
+    """On SQLite and Cassandra, on the real clock."""
     backend, faults = faulty
     seed, ops = seed_and_ops(os.environ)
-    result = await simulate(backend, faults, settings, tenant, seed=seed, ops=ops)
+    result = await simulate(
+        backend, faults, settings, tenant, seed=seed, ops=ops, clock=SYSTEM_CLOCK, ids=RANDOM_IDS
+    )
     print(result.describe())
     assert not result.problems, result.describe()
+
+
+def test_simulation_on_simulated_time(settings: PaymentsSettings) -> None:
+    """On the memory backend, on simulated time (`make simulate` runs it at length)."""
+    seed, ops = seed_and_ops(os.environ, VIRTUAL_OPS_VARIABLE)
+    result = run_on_simulated_time(seed, ops, settings)
+    print(result.describe())
+    assert not result.problems, result.describe()
+
+
+def test_the_same_seed_replays_exactly(settings: PaymentsSettings) -> None:
+    """Three runs of one seed on simulated time: the same trace (every answer, refusal, unknown outcome
+    and fault, and when it happened), so a failure found by a seed is found again by it."""
+    seed, _ = seed_and_ops(os.environ)
+    results = [run_on_simulated_time(seed, replay_ops, settings) for _ in range(3)]
+    print("\n".join(result.describe() for result in results))
+    assert not results[0].problems, results[0].describe()
+    assert len({result.trace_hash for result in results}) == 1, [r.trace_hash for r in results]
 
 
 wait_steps_max = 40
@@ -98,7 +127,7 @@ async def take_shard(backend: StorageBackend, settings: PaymentsSettings, tenant
     shard = shard_of(account, SHARDS)
     await backend.write(Batch(SHARDS_TABLE.partition(tenant, shard), static_values={"lease_until_ms": 0}))
     taker = Ledger(backend, settings)
-    await taker._actor_of_shard(tenant, shard)
+    await taker.shards.actor(tenant, shard)
     await taker.stop()
 
 
@@ -151,15 +180,15 @@ async def test_reconcile_finds_what_does_not_add_up(
     await ledger.create_hold(tenant, HoldCommand(buyer, seller, CURRENCY, 600, later_ms()), key())
     escrow = EscrowCommand(buyer, seller, pool, CURRENCY, 300, "", 0, later_ms())
     await ledger.create_escrow(tenant, escrow, key())
-    ledger.committed = lambda actor, records: None  # type: ignore[method-assign]
+    ledger.shards.deliveries.start = lambda sender, key, entry: None  # type: ignore[method-assign]
     await pay(ledger, tenant, buyer, (seller, 50))
     await ledger.stop()
-    report = await reconcile(backend, tenant)
+    report = await reconcile(backend, tenant, SYSTEM_CLOCK)
     assert (report.clean, report.accounts_checked, report.in_flight_minor) == (True, 4, 50)
     await tamper(backend, tenant, buyer, held_minor=7)
     await tamper(backend, tenant, seller, held_minor=1, entry_seq=1)
     await tamper(backend, tenant, pool, ledger_minor=3)
-    found = {(d.kind, d.account_id) for d in (await reconcile(backend, tenant)).discrepancies}
+    found = {(d.kind, d.account_id) for d in (await reconcile(backend, tenant, SYSTEM_CLOCK)).discrepancies}
     kind = DiscrepancyKind
     assert found == {
         (kind.HELD, buyer),
@@ -187,13 +216,13 @@ async def test_a_transfer_delivered_twice_is_credited_once(
     bank, buyer = ids_in_distinct_shards("acct", SHARDS, 2)
     await open_account(ledger, tenant, bank, allow_negative=True)
     await open_account(ledger, tenant, buyer)
-    deliver = ledger.committed
+    deliver = ledger.shards.committed
 
-    def deliver_twice(actor: ShardActor, records: Records) -> None:
-        deliver(actor, records)
-        deliver(actor, records)
+    def deliver_twice(actor: Shard, owed: Sequence[str], settled: Sequence[str]) -> None:
+        deliver(actor, owed, settled)
+        deliver(actor, owed, settled)
 
-    ledger.committed = deliver_twice  # type: ignore[method-assign]
+    ledger.shards.committed = deliver_twice  # type: ignore[method-assign]
     paid = await pay(ledger, tenant, bank, (buyer, 100))
     assert (await completed(ledger, tenant, paid.transfer_id)).state is TransferState.COMPLETED
     assert await balance(ledger, tenant, buyer) == 100

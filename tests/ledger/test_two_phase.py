@@ -8,12 +8,11 @@ import time
 import pytest
 from jubao.errors import Reason
 from jubao_server.errors import ApiError
-from jubao_server.payments.api import EscrowCommand, HoldCommand, OpenAccountCommand
-from jubao_server.payments.commands import shard_of
+from jubao_server.payments.api import EscrowCommand, HoldCommand
 from jubao_server.payments.config import PaymentsSettings
-from jubao_server.payments.ledger import Ledger
-from jubao_server.payments.model import AccountKind, AccountPolicy, EscrowState, HoldState
-from jubao_server.payments.shard import ShardActor
+from jubao_server.payments.ledger import Ledger, Shard
+from jubao_server.payments.model import AccountKind, AccountPolicy, EscrowState, HoldState, OpenAccountCommand
+from jubao_server.shards.stage import shard_of
 from jubao_server.storage.contract import StorageBackend
 
 from tests.ledger.conftest import SHARDS
@@ -177,24 +176,24 @@ async def test_refunds_close_with_their_window_and_tallies_are_forgotten(
     paid = await pay(ledger, tenant, buyer, (merchant, 800))
     await ledger.create_refund(tenant, paid.transfer_id, 0, 300, key("r1"))
     merchant_shard = ledger_actor(ledger, tenant, merchant)
-    tally_key = ("refunded", f"{paid.transfer_id}:0")
-    assert tally_key in merchant_shard.items
+    tally_key = f"{paid.transfer_id}:0"
+    assert tally_key in merchant_shard.loaded.tallies
     await asyncio.sleep(1.2)
     for _ in range(2):
         with pytest.raises(ApiError) as closed:
             await ledger.create_refund(tenant, paid.transfer_id, 0, 100, key("r2"))
         assert closed.value.reason == Reason.REFUND_WINDOW_CLOSED
     for _ in range(wait_steps_max):
-        if tally_key not in merchant_shard.items:
+        if tally_key not in merchant_shard.loaded.tallies:
             break
         await asyncio.sleep(0.1)
-    assert tally_key not in merchant_shard.items
+    assert tally_key not in merchant_shard.loaded.tallies
     assert [await balance(ledger, tenant, a) for a in (buyer, merchant)] == [500, 500]
     await ledger.stop()
 
 
-def ledger_actor(ledger: Ledger, tenant: str, account_id: str) -> ShardActor:
-    return ledger._actors[(tenant, shard_of(account_id, SHARDS))]
+def ledger_actor(ledger: Ledger, tenant: str, account_id: str) -> Shard:
+    return ledger.shards.actors[(tenant, shard_of(account_id, SHARDS))]
 
 
 async def test_balance_as_of_a_past_time(ledger: Ledger, tenant: str) -> None:

@@ -15,13 +15,14 @@ from jubao.payments.v1 import payments_pb2 as pb
 from jubao_server import limits
 from jubao_server.errors import ApiError, ErrorCode, failed_precondition
 from jubao_server.payments import convert, currencies
-from jubao_server.payments.api import AccountView, BalanceAt, HoldCommand
+from jubao_server.payments.api import BalanceAt, HoldCommand
 from jubao_server.payments.commands import Ahead
 from jubao_server.payments.model import (
     AMOUNT_MAX_MINOR,
     Account,
     AccountKind,
     AccountPolicy,
+    AccountView,
     Balance,
     Entry,
     EntryKind,

@@ -100,7 +100,7 @@ class Jubao:
             # Only a failed start stops the host from here (`stop` drains it before the products stop).
             started.push_async_callback(host.stop, 0)
             forwarder.address = host.address
-            admin = TenantAdminService(store, RequestLog(backend), authenticator, pages, clock)
+            admin = TenantAdminService(store, RequestLog(backend, clock), authenticator, pages, clock)
             for service in _platform_services(admin):
                 host.add(service, POLICIES[service.name])
             context = ServiceContext(clock, pages, forwarder)

@@ -13,14 +13,13 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
 from jubao_server.payments.model import (
-    Account,
-    AccountKind,
-    AccountPolicy,
-    Balance,
+    AccountChange,
+    AccountView,
     Entry,
     Escrow,
     Hold,
     Leg,
+    OpenAccountCommand,
     Refund,
     Transfer,
 )
@@ -28,23 +27,6 @@ from jubao_server.payments.model import (
 if TYPE_CHECKING:
     from jubao_server.payments.events import Event, EventFilter
     from jubao_server.payments.reconcile import ReconcileReport
-
-
-@dataclasses.dataclass(frozen=True)
-class OpenAccountCommand:
-    account_id: str
-    currency: str
-    kind: AccountKind
-    policy: AccountPolicy
-    display_name: str
-
-
-@dataclasses.dataclass(frozen=True)
-class AccountChange:
-    """Fields to change; None keeps the current value."""
-
-    policy: AccountPolicy | None = None
-    display_name: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,12 +42,6 @@ class TransferCommand:
 class Idempotency:
     request_id: str
     body_sha256: str
-
-
-@dataclasses.dataclass(frozen=True)
-class AccountView:
-    account: Account
-    balance: Balance
 
 
 @dataclasses.dataclass(frozen=True)

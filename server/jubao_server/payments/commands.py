@@ -1,15 +1,15 @@
-"""Commands a shard applies in order. Each `apply` checks everything first and then changes the stage,
-so a rejected command leaves no trace; it returns its result and the write-ahead record to commit.
+"""Commands a payments shard applies in order. Each `apply` checks everything first and then changes the
+stage, so a rejected command leaves no trace; it returns its typed result and records what it committed
+(`Stage.record`: one write-ahead record). Pure: no storage.
 
 Money moves through `post_transfer`: the payer's legs are debited here, legs whose payee lives in this
-shard are credited here, and the others become outbox credits delivered to their shards.
+shard are credited here, and the others become an outbox entry whose credits the runtime delivers to
+their shards (`machine.PaymentsMachine.receive` applies each there once).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import zlib
 from typing import Any
 
 from jubao.reasons import Reason
@@ -17,75 +17,42 @@ from jubao.reasons import Reason
 from jubao_server import limits
 from jubao_server.errors import ApiError, ErrorCode, already_exists, failed_precondition, invalid, not_found
 from jubao_server.invariants import ensure
-from jubao_server.payments.api import AccountChange, AccountView, OpenAccountCommand
 from jubao_server.payments.model import (
     Account,
+    AccountChange,
+    AccountView,
     Escrow,
     EscrowState,
     Failure,
     Hold,
     HoldState,
     Leg,
+    OpenAccountCommand,
     Transfer,
     TransferState,
+)
+from jubao_server.payments.records import (
+    OutboxEntry,
+    Posting,
+    Record,
+    RecordType,
+    RefundRecord,
+    RefundTally,
+    RemoteCredit,
+    TransferRecord,
 )
 from jubao_server.payments.state import (
     DAY_MS,
     AccountState,
-    Posting,
     Stage,
     check_credit,
     check_debit,
     check_hold,
 )
-from jubao_server.storage.contract import Value
+from jubao_server.shards.stage import Command, ShardRow, shard_of
 
-Record = dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class ShardRow:
-    """A row of the shard partition other than an account or an item: an outbox entry or a credit marker."""
-
-    kind: str
-    key: str
-    record: Record
-    ttl_s: int | None = None
-
-    def values(self) -> dict[str, Value]:
-        return {"record": encode(self.record)}
-
-
-@dataclasses.dataclass
-class Applied:
-    result: object
-    record: Record | None = None
-    rows: list[ShardRow] = dataclasses.field(default_factory=list)
-    deleted: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-
-
-def encode(record: Record) -> bytes:
-    return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
-
-
-def decode(blob: object) -> Record:
-    loaded: Record = json.loads(blob) if isinstance(blob, bytes) else {}
-    return loaded
-
-
-def shard_of(account_id: str, shard_count: int) -> int:
-    return zlib.crc32(account_id.encode()) % shard_count
-
-
-@dataclasses.dataclass(frozen=True)
-class RemoteCredit:
-    """A credit owed to an account of another shard; `escrow` opens an escrow there when it lands."""
-
-    leg_index: int
-    account_id: str
-    amount_minor: int
-    shard: int
-    escrow: Record | None = None
+# What a request marker row holds (its key is the request id).
+MARKER_RECORD = b"{}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +64,7 @@ class TransferPlan:
     remote: tuple[RemoteCredit, ...]
 
     @classmethod
-    def of(cls, transfer: Transfer, shard_count: int, escrow: Record | None = None) -> TransferPlan:
+    def of(cls, transfer: Transfer, shard_count: int, escrow: Escrow | None = None) -> TransferPlan:
         payer_shard = shard_of(transfer.legs[0].debit_account_id, shard_count)
         local: set[int] = set()
         remote: list[RemoteCredit] = []
@@ -110,7 +77,6 @@ class TransferPlan:
                 remote.append(RemoteCredit(index, leg.credit_account_id, leg.amount_minor, shard, opens))
         return cls(transfer, frozenset(local), tuple(remote))
 
-    @property
     def rows_max(self) -> int:
         return 2 * len(self.transfer.legs) + 4
 
@@ -140,7 +106,7 @@ def new_transfer(
 
 def post_transfer(
     stage: Stage, plan: TransferPlan, released_minor: int = 0
-) -> tuple[Transfer, Record, list[ShardRow]]:
+) -> tuple[Transfer, tuple[Posting, ...]]:
     """Debit the payer (after releasing `released_minor` it held), credit local payees, owe the rest."""
     transfer = plan.transfer
     payer = stage.require(transfer.legs[0].debit_account_id)
@@ -155,29 +121,24 @@ def post_transfer(
     state = TransferState.DEBITED if plan.remote else TransferState.COMPLETED
     completed = dataclasses.replace(transfer, state=state, create_time_ms=stage.now_ms)
     stage.new_transfers[transfer.transfer_id] = completed
-    record = {"transfer": transfer_record(completed), "postings": [p.as_record() for p in postings]}
-    rows = []
     if plan.remote:
-        owed = {
-            "transfer": transfer_record(completed),
-            "credits": [dataclasses.asdict(c) for c in plan.remote],
-        }
-        rows.append(ShardRow("outbox", transfer.transfer_id, owed))
-    return completed, record, rows
+        stage.owe(transfer.transfer_id, OutboxEntry(TransferRecord.of(completed), plan.remote))
+    return completed, tuple(postings)
 
 
 @dataclasses.dataclass(frozen=True)
-class OpenAccount:
+class OpenAccount(Command[Stage, AccountView]):
     command: OpenAccountCommand
     request_id: str
 
-    rows_max = 2
+    def rows_max(self) -> int:
+        return 2
 
-    def apply(self, stage: Stage) -> Applied:
+    def apply(self, stage: Stage) -> AccountView:
         existing = stage.find(self.command.account_id)
         if existing is not None:
             if self.request_id and existing.open_request_id == self.request_id:
-                return Applied(AccountView(existing.account, existing.balance))
+                return AccountView(existing.account, existing.balance)
             raise already_exists(Reason.ACCOUNT_EXISTS, f"account {self.command.account_id} exists")
         command = self.command
         account = Account(
@@ -192,13 +153,14 @@ class OpenAccount:
         )
         state = AccountState(account, open_request_id=self.request_id)
         stage.put(state)
-        return Applied(
-            AccountView(account, state.balance), {"type": "open_account", "account_id": account.account_id}
+        stage.record(
+            Record(type=RecordType.OPEN_ACCOUNT, time_ms=stage.now_ms, account_id=account.account_id)
         )
+        return AccountView(account, state.balance)
 
 
 @dataclasses.dataclass(frozen=True)
-class UpdateAccount:
+class UpdateAccount(Command[Stage, AccountView]):
     """Change an account's policy or name. The request id is kept (`request_marker`) with the change, so a
     retry of the request changes nothing again, even after later changes by other requests: `applied`
     when the ledger found the marker an earlier owner stored, else the owner remembers it."""
@@ -209,14 +171,15 @@ class UpdateAccount:
     marker_ttl_s: int
     applied: bool = False
 
-    rows_max = 3
+    def rows_max(self) -> int:
+        return 3
 
-    def apply(self, stage: Stage) -> Applied:
+    def apply(self, stage: Stage) -> AccountView:
         state = stage.require(self.account_id)
         account = state.account
         if self.applied or stage.requested(self.request_id):
-            return Applied(AccountView(account, state.balance))
-        marker = request_marker(stage, self.request_id, self.marker_ttl_s)
+            return AccountView(account, state.balance)
+        request_marker(stage, self.request_id, self.marker_ttl_s)
         updated = dataclasses.replace(
             account,
             policy=self.change.policy if self.change.policy is not None else account.policy,
@@ -225,134 +188,108 @@ class UpdateAccount:
             else account.display_name,
         )
         if updated == account:
-            return Applied(AccountView(account, state.balance), rows=marker)
+            return AccountView(account, state.balance)
         state.account = dataclasses.replace(
             updated, version=account.version + 1, update_time_ms=max(stage.now_ms, account.update_time_ms)
         )
         stage.put(state)
-        record = {"type": "update_account", "account_id": self.account_id, "version": state.account.version}
-        return Applied(AccountView(state.account, state.balance), record, marker)
+        stage.record(
+            Record(
+                type=RecordType.UPDATE_ACCOUNT,
+                time_ms=stage.now_ms,
+                account_id=self.account_id,
+                version=state.account.version,
+            )
+        )
+        return AccountView(state.account, state.balance)
 
 
-def request_marker(stage: Stage, request_id: str, ttl_s: int) -> list[ShardRow]:
-    """The row that keeps a request id applied by a command that is not a transfer (`"request"` rows of
-    the shard, never loaded: the ledger reads the one a retry needs), and its note in the stage."""
-    if not request_id:
-        return []
-    stage.new_requests.add(request_id)
-    return [ShardRow("request", request_id, {}, ttl_s)]
+def request_marker(stage: Stage, request_id: str, ttl_s: int) -> None:
+    """Keep a request id applied by a command that is not a transfer (`"request"` rows of the shard,
+    never loaded: the ledger reads the one a retry needs), and note it in the stage."""
+    if request_id:
+        stage.new_requests[request_id] = None
+        stage.rows.append(ShardRow("request", request_id, MARKER_RECORD, ttl_s))
 
 
 @dataclasses.dataclass(frozen=True)
-class Debit:
+class Debit(Command[Stage, Transfer]):
     """A transfer from the payer's side; with `escrow`, its first leg opens that escrow where it lands."""
 
     plan: TransferPlan
     body_sha256: str
-    escrow: Record | None = None
+    escrow: Escrow | None = None
     ahead: Ahead | None = None
 
-    @property
     def rows_max(self) -> int:
-        return self.plan.rows_max
+        return self.plan.rows_max()
 
-    def apply(self, stage: Stage) -> Applied:
+    def apply(self, stage: Stage) -> Transfer:
         earlier = stage.transfer(self.plan.transfer.transfer_id)
         if earlier is not None:
             return replay(earlier)
         if self.ahead is not None:
             self.ahead.check(stage.now_ms)
-        completed, record, rows = post_transfer(stage, self.plan)
-        if self.escrow is not None and 0 in self.plan.local_credits:
-            stage.put_item("escrow", self.escrow["escrow_id"], self.escrow)
-            record["escrow"] = self.escrow
-        return Applied(completed, {"type": "transfer", "body_sha256": self.body_sha256, **record}, rows)
+        completed, postings = post_transfer(stage, self.plan)
+        opened = self.escrow if 0 in self.plan.local_credits else None
+        if opened is not None:
+            stage.put_escrow(opened)
+        record = Record(
+            type=RecordType.TRANSFER,
+            time_ms=stage.now_ms,
+            body_sha256=self.body_sha256,
+            transfer=TransferRecord.of(completed),
+            postings=postings,
+            escrow=opened,
+        )
+        stage.record(record)
+        return completed
+
+
+def receive_credit(stage: Stage, transfer_id: str, currency: str, credit: RemoteCredit) -> None:
+    """A payee side delivered from another shard (the runtime applies it once per transfer leg)."""
+    payee = stage.require(credit.account_id)
+    ensure(payee.account.currency == currency, "credit currency was checked before the debit")
+    posting = stage.post(payee, credit.leg_index, credit.amount_minor)
+    if credit.escrow is not None:
+        stage.put_escrow(credit.escrow)
+    stage.record(
+        Record(
+            type=RecordType.CREDIT,
+            time_ms=stage.now_ms,
+            transfer_id=transfer_id,
+            postings=(posting,),
+            escrow=credit.escrow,
+        )
+    )
+
+
+def settle_transfer(stage: Stage, transfer_id: str, entry: OutboxEntry) -> None:
+    """Every credit of a transfer landed (the runtime drops its outbox entry)."""
+    stage.record(
+        Record(
+            type=RecordType.DELIVERED, time_ms=stage.now_ms, transfer_id=transfer_id, legs=entry.transfer.legs
+        )
+    )
 
 
 @dataclasses.dataclass(frozen=True)
-class Credit:
-    """A payee side delivered from another shard; applied once per (transfer, leg). `from_inbox`: another
-    process left it in this shard's inbox (under its marker key), and the row goes once it is applied."""
-
-    transfer_id: str
-    currency: str
-    credit: RemoteCredit
-    marker_ttl_s: int
-    from_inbox: bool = False
-    # The marker is stored already (an earlier owner applied it): only the inbox row goes.
-    landed: bool = False
-
-    rows_max = 5
-
-    @property
-    def marker_key(self) -> str:
-        return f"{self.transfer_id}:{self.credit.leg_index}"
-
-    def inbox_record(self) -> Record:
-        """The inbox row another process writes for this credit."""
-        return {
-            "transfer_id": self.transfer_id,
-            "currency": self.currency,
-            "credit": dataclasses.asdict(self.credit),
-        }
-
-    @classmethod
-    def from_inbox_record(cls, record: Record, marker_ttl_s: int) -> Credit:
-        credit = RemoteCredit(**record["credit"])
-        return cls(record["transfer_id"], record["currency"], credit, marker_ttl_s, from_inbox=True)
-
-    def apply(self, stage: Stage) -> Applied:
-        inbox = [("inbox", self.marker_key)] if self.from_inbox else []
-        if self.landed or stage.credited(self.marker_key):
-            return Applied(None, deleted=inbox)
-        payee = stage.require(self.credit.account_id)
-        ensure(payee.account.currency == self.currency, "credit currency was checked before the debit")
-        posting: Posting = stage.post(payee, self.credit.leg_index, self.credit.amount_minor)
-        stage.new_credits.add(self.marker_key)
-        record: Record = {
-            "type": "credit",
-            "transfer_id": self.transfer_id,
-            "postings": [posting.as_record()],
-        }
-        if self.credit.escrow is not None:
-            stage.put_item("escrow", self.credit.escrow["escrow_id"], self.credit.escrow)
-            record["escrow"] = self.credit.escrow
-        marker = ShardRow("credit", self.marker_key, {"entry_seq": posting.entry_seq}, self.marker_ttl_s)
-        return Applied(None, record, [marker], deleted=inbox)
-
-
-@dataclasses.dataclass(frozen=True)
-class Delivered:
-    """Every credit of a transfer landed: drop its outbox entry."""
-
-    transfer_id: str
-
-    rows_max = 2
-
-    def apply(self, stage: Stage) -> Applied:
-        owed = stage.owed(self.transfer_id)
-        if owed is None:
-            return Applied(None)
-        stage.dropped_outbox.add(self.transfer_id)
-        record = {"type": "delivered", "transfer_id": self.transfer_id, "legs": owed["transfer"]["legs"]}
-        return Applied(None, record, deleted=[("outbox", self.transfer_id)])
-
-
-@dataclasses.dataclass(frozen=True)
-class CreateHold:
+class CreateHold(Command[Stage, Hold]):
     """Reserve funds on the payer. `refused`: a check made outside this shard (the payee's) refused the
     hold; it is kept as a REJECTED hold so that every retry of the request gets that answer."""
 
     hold: Hold
     refused: ApiError | None = None
 
-    rows_max = 3
+    def rows_max(self) -> int:
+        return 3
 
-    def apply(self, stage: Stage) -> Applied:
-        existing = stage.item("hold", self.hold.hold_id)
-        if existing is not None:
-            earlier = hold_from_record(existing)
-            return Applied(error_of(earlier.failure) if earlier.failure else earlier)
+    def apply(self, stage: Stage) -> Hold:
+        earlier = stage.hold(self.hold.hold_id)
+        if earlier is not None:
+            if earlier.failure is not None:
+                raise error_of(earlier.failure)
+            return earlier
         Ahead("expire_time", self.hold.expire_time_ms, limits.hold_expiry_max_ms).check(stage.now_ms)
         if self.refused is not None:
             raise self.refused
@@ -361,26 +298,28 @@ class CreateHold:
         check_hold(payer, hold.amount_minor, hold.currency, stage.now_ms)
         payer.held_minor += hold.amount_minor
         stage.put(payer)
-        stage.put_item("hold", hold.hold_id, hold_record(hold))
-        return Applied(hold, {"type": "hold_created", "hold": hold_record(hold)})
+        stage.put_hold(hold)
+        stage.record(Record(type=RecordType.HOLD_CREATED, time_ms=stage.now_ms, hold=hold))
+        return hold
 
 
 @dataclasses.dataclass(frozen=True)
-class CaptureHold:
+class CaptureHold(Command[Stage, Hold]):
     """Capture part or all of a hold as a transfer to its payee; what is not captured is released."""
 
     hold_id: str
     plan: TransferPlan
 
-    @property
     def rows_max(self) -> int:
-        return self.plan.rows_max + 1
+        return self.plan.rows_max() + 1
 
-    def apply(self, stage: Stage) -> Applied:
+    def apply(self, stage: Stage) -> Hold:
         hold = _hold(stage, self.hold_id)
         earlier = stage.transfer(self.plan.transfer.transfer_id)
         if earlier is not None or hold.capture_transfer_id == self.plan.transfer.transfer_id:
-            return replay(earlier) if earlier is not None and earlier.failure else Applied(hold)
+            if earlier is not None and earlier.failure is not None:
+                raise error_of(earlier.failure)
+            return hold
         _still_held(hold)
         amount_minor = sum(leg.amount_minor for leg in self.plan.transfer.legs)
         if amount_minor > hold.amount_minor:
@@ -388,45 +327,57 @@ class CaptureHold:
                 Reason.AMOUNT_EXCEEDS_HOLD,
                 f"hold {hold.hold_id} reserves {hold.amount_minor}, not {amount_minor}",
             )
-        _, record, rows = post_transfer(stage, self.plan, released_minor=hold.amount_minor)
+        completed, postings = post_transfer(stage, self.plan, released_minor=hold.amount_minor)
         captured = dataclasses.replace(
             hold,
             state=HoldState.CAPTURED,
             captured_minor=amount_minor,
             capture_transfer_id=self.plan.transfer.transfer_id,
         )
-        stage.put_item("hold", hold.hold_id, hold_record(captured))
-        return Applied(captured, {"type": "hold_captured", "hold": hold_record(captured), **record}, rows)
+        stage.put_hold(captured)
+        stage.record(
+            Record(
+                type=RecordType.HOLD_CAPTURED,
+                time_ms=stage.now_ms,
+                hold=captured,
+                transfer=TransferRecord.of(completed),
+                postings=postings,
+            )
+        )
+        return captured
 
 
 @dataclasses.dataclass(frozen=True)
-class CloseHold:
+class CloseHold(Command[Stage, Hold]):
     """Void a hold, or expire it (`expired`); the reserved amount becomes available again."""
 
     hold_id: str
     expired: bool = False
 
-    rows_max = 3
+    def rows_max(self) -> int:
+        return 3
 
-    def apply(self, stage: Stage) -> Applied:
+    def apply(self, stage: Stage) -> Hold:
         hold = _hold(stage, self.hold_id)
         final = HoldState.EXPIRED if self.expired else HoldState.VOIDED
         if hold.state is final:
-            return Applied(hold)
+            return hold
         _still_held(hold)
         payer = stage.require(hold.account_id)
         payer.held_minor -= hold.amount_minor
         stage.put(payer)
         closed = dataclasses.replace(hold, state=final)
-        stage.put_item("hold", hold.hold_id, hold_record(closed))
-        return Applied(closed, {"type": f"hold_{final.value}", "hold": hold_record(closed)})
+        stage.put_hold(closed)
+        kind = RecordType.HOLD_EXPIRED if self.expired else RecordType.HOLD_VOIDED
+        stage.record(Record(type=kind, time_ms=stage.now_ms, hold=closed))
+        return closed
 
 
 def _hold(stage: Stage, hold_id: str) -> Hold:
-    record = stage.item("hold", hold_id)
-    if record is None:
+    hold = stage.hold(hold_id)
+    if hold is None:
         raise not_found(Reason.HOLD_NOT_FOUND, f"no hold {hold_id}", hold_id=hold_id)
-    return hold_from_record(record)
+    return hold
 
 
 def _still_held(hold: Hold) -> None:
@@ -435,7 +386,7 @@ def _still_held(hold: Hold) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class SettleEscrow:
+class SettleEscrow(Command[Stage, Escrow]):
     """Pay an escrow out: what is left of it to the seller (minus the fee) on release, `amount_minor`
     (0: all that is left) back to the buyer on refund. The legs are worked out here, from the escrow as
     it is when the command applies, so a refund and a release racing each other never overpay. A refusal
@@ -449,15 +400,16 @@ class SettleEscrow:
     shard_count: int
     refused: ApiError | None = None
 
-    rows_max = 2 * 2 + 5
+    def rows_max(self) -> int:
+        return 2 * 2 + 5
 
-    def apply(self, stage: Stage) -> Applied:
+    def apply(self, stage: Stage) -> Escrow:
         escrow = _escrow(stage, self.escrow_id)
         earlier = stage.transfer(self.transfer_id)
         if earlier is not None and earlier.failure is not None:
-            return replay(earlier)
+            raise error_of(earlier.failure)
         if escrow.release_transfer_id == self.transfer_id or earlier is not None:
-            return Applied(escrow)
+            return escrow
         if self.refused is not None:
             raise self.refused
         allowed = (EscrowState.HELD,) if self.release else (EscrowState.HELD, EscrowState.DISPUTED)
@@ -473,18 +425,26 @@ class SettleEscrow:
                 f"escrow {escrow.escrow_id} holds {remaining_minor}, not {amount_minor}",
             )
         plan = TransferPlan.of(self._transfer(escrow, amount_minor), self.shard_count)
-        _, record, rows = post_transfer(stage, plan)
+        completed, postings = post_transfer(stage, plan)
         settled = self._settled(escrow, amount_minor)
-        stage.put_item("escrow", escrow.escrow_id, escrow_record(settled))
-        kind = "escrow_released" if self.release else "escrow_refunded"
-        return Applied(settled, {"type": kind, "escrow": escrow_record(settled), **record}, rows)
+        stage.put_escrow(settled)
+        kind = RecordType.ESCROW_RELEASED if self.release else RecordType.ESCROW_REFUNDED
+        stage.record(
+            Record(
+                type=kind,
+                time_ms=stage.now_ms,
+                escrow=settled,
+                transfer=TransferRecord.of(completed),
+                postings=postings,
+            )
+        )
+        return settled
 
     def refused_transfer(self, stage: Stage) -> Transfer | None:
         """The payout this command asked for, to keep as refused (None when the escrow is unknown)."""
-        record = stage.item("escrow", self.escrow_id)
-        if record is None:
+        escrow = stage.escrow(self.escrow_id)
+        if escrow is None:
             return None
-        escrow = escrow_from_record(record)
         return self._transfer(escrow, self._payout_minor(escrow))
 
     def _payout_minor(self, escrow: Escrow) -> int:
@@ -517,7 +477,7 @@ class SettleEscrow:
 
 
 @dataclasses.dataclass(frozen=True)
-class DisputeEscrow:
+class DisputeEscrow(Command[Stage, Escrow]):
     """Block an escrow's release. The request id is kept with the dispute (as by `UpdateAccount`), so a
     retry of the request answers the escrow even once it was refunded since."""
 
@@ -526,31 +486,33 @@ class DisputeEscrow:
     marker_ttl_s: int
     applied: bool = False
 
-    rows_max = 3
+    def rows_max(self) -> int:
+        return 3
 
-    def apply(self, stage: Stage) -> Applied:
+    def apply(self, stage: Stage) -> Escrow:
         escrow = _escrow(stage, self.escrow_id)
         if escrow.state is EscrowState.DISPUTED or self.applied or stage.requested(self.request_id):
-            return Applied(escrow)
+            return escrow
         if escrow.state is not EscrowState.HELD:
             raise failed_precondition(
                 Reason.INVALID_STATE, f"escrow {escrow.escrow_id} is {escrow.state.value}"
             )
         disputed = dataclasses.replace(escrow, state=EscrowState.DISPUTED)
-        stage.put_item("escrow", escrow.escrow_id, escrow_record(disputed))
-        record = {"type": "escrow_disputed", "escrow": escrow_record(disputed)}
-        return Applied(disputed, record, request_marker(stage, self.request_id, self.marker_ttl_s))
+        stage.put_escrow(disputed)
+        request_marker(stage, self.request_id, self.marker_ttl_s)
+        stage.record(Record(type=RecordType.ESCROW_DISPUTED, time_ms=stage.now_ms, escrow=disputed))
+        return disputed
 
 
 def _escrow(stage: Stage, escrow_id: str) -> Escrow:
-    record = stage.item("escrow", escrow_id)
-    if record is None:
+    escrow = stage.escrow(escrow_id)
+    if escrow is None:
         raise not_found(Reason.ESCROW_NOT_FOUND, f"no escrow {escrow_id}", escrow_id=escrow_id)
-    return escrow_from_record(record)
+    return escrow
 
 
 @dataclasses.dataclass(frozen=True)
-class RefundLeg:
+class RefundLeg(Command[Stage, Transfer]):
     """Send back part of one leg of a completed transfer: the payee pays the payer, and the refunds of
     a leg never add up to more than the leg."""
 
@@ -562,11 +524,10 @@ class RefundLeg:
     # The end of the original transfer's refund window; its tally expires then.
     window_end_ms: int
 
-    @property
     def rows_max(self) -> int:
-        return self.plan.rows_max + 1
+        return self.plan.rows_max() + 1
 
-    def apply(self, stage: Stage) -> Applied:
+    def apply(self, stage: Stage) -> Transfer:
         earlier = stage.transfer(self.plan.transfer.transfer_id)
         if earlier is not None:
             return replay(earlier)
@@ -575,27 +536,31 @@ class RefundLeg:
                 Reason.REFUND_WINDOW_CLOSED, f"the refund window of {self.transfer_id} has closed"
             )
         key = f"{self.transfer_id}:{self.leg_index}"
-        tally = stage.item("refunded", key) or {"refunded_minor": 0}
+        tally = stage.tally(key) or RefundTally(0, self.window_end_ms)
         amount_minor = self.plan.transfer.legs[0].amount_minor
-        if tally["refunded_minor"] + amount_minor > self.leg_amount_minor:
+        if tally.refunded_minor + amount_minor > self.leg_amount_minor:
             raise failed_precondition(
                 Reason.REFUND_EXCEEDS_ORIGINAL,
                 f"leg {self.leg_index} of {self.transfer_id} was {self.leg_amount_minor}, "
-                f"{tally['refunded_minor']} is refunded already",
+                f"{tally.refunded_minor} is refunded already",
             )
-        completed, record, rows = post_transfer(stage, self.plan)
-        refunded_minor = tally["refunded_minor"] + amount_minor
-        stage.put_item(
-            "refunded", key, {"refunded_minor": refunded_minor, "expire_time_ms": self.window_end_ms}
+        completed, postings = post_transfer(stage, self.plan)
+        stage.tallies[key] = RefundTally(tally.refunded_minor + amount_minor, self.window_end_ms)
+        stage.record(
+            Record(
+                type=RecordType.REFUND,
+                time_ms=stage.now_ms,
+                body_sha256=self.body_sha256,
+                refund=RefundRecord(self.transfer_id, self.leg_index, amount_minor),
+                transfer=TransferRecord.of(completed),
+                postings=postings,
+            )
         )
-        refund = {"transfer_id": self.transfer_id, "leg_index": self.leg_index, "amount_minor": amount_minor}
-        return Applied(
-            completed, {"type": "refund", "body_sha256": self.body_sha256, "refund": refund, **record}, rows
-        )
+        return completed
 
 
 @dataclasses.dataclass(frozen=True)
-class Reject:
+class Reject(Command[Stage, Transfer]):
     """Keep the refusal of a transfer that a check outside the payer's shard refused (a payee of another
     shard), unless a retry racing this request committed the transfer first."""
 
@@ -603,48 +568,57 @@ class Reject:
     error: ApiError
     ahead: Ahead | None = None
 
-    rows_max = 2
+    def rows_max(self) -> int:
+        return 2
 
-    def apply(self, stage: Stage) -> Applied:
+    def apply(self, stage: Stage) -> Transfer:
         earlier = stage.transfer(self.transfer.transfer_id)
         if earlier is not None:
             return replay(earlier)
         if self.ahead is not None:
             self.ahead.check(stage.now_ms)
-        return _refuse_transfer(stage, self.transfer, self.error)
+        raise self.error
 
 
-def replay(earlier: Transfer) -> Applied:
+def replay(earlier: Transfer) -> Transfer:
     """The answer to a retry of a transfer this shard decided: the transfer, or its refusal again."""
-    return Applied(error_of(earlier.failure) if earlier.failure else earlier)
+    if earlier.failure is not None:
+        raise error_of(earlier.failure)
+    return earlier
 
 
-def refusal(stage: Stage, command: Command, error: ApiError) -> Applied | ApiError:
+def refused(stage: Stage, command: Command[Stage, Any], error: ApiError) -> ApiError:
     """What a rejected command leaves: a refused transfer or hold, kept for the retries of its request
-    (which could pass later, when the payer has the money), or nothing. A request that is invalid
-    (INVALID_ARGUMENT: a time no longer ahead) leaves nothing."""
+    (which could pass later, when the payer has the money), or nothing; and the error its caller gets.
+    A request that is invalid (INVALID_ARGUMENT: a time no longer ahead) leaves nothing, nor does the
+    replay of a refusal kept before."""
     if error.code is ErrorCode.INVALID_ARGUMENT:
         return error
     if isinstance(command, (Debit, CaptureHold, RefundLeg)):
-        return _refuse_transfer(stage, command.plan.transfer, error)
-    if isinstance(command, SettleEscrow):
+        _refuse_transfer(stage, command.plan.transfer, error)
+    elif isinstance(command, Reject):
+        _refuse_transfer(stage, command.transfer, error)
+    elif isinstance(command, SettleEscrow):
         payout = command.refused_transfer(stage)
-        return _refuse_transfer(stage, payout, error) if payout is not None else error
-    if isinstance(command, CreateHold):
-        refused = dataclasses.replace(
+        if payout is not None:
+            _refuse_transfer(stage, payout, error)
+    elif isinstance(command, CreateHold) and stage.hold(command.hold.hold_id) is None:
+        rejected = dataclasses.replace(
             command.hold, state=HoldState.REJECTED, create_time_ms=stage.now_ms, failure=failure_of(error)
         )
-        stage.put_item("hold", refused.hold_id, hold_record(refused))
-        return Applied(error, {"type": "hold_rejected", "hold": hold_record(refused)})
+        stage.put_hold(rejected)
+        stage.record(Record(type=RecordType.HOLD_REJECTED, time_ms=stage.now_ms, hold=rejected))
     return error
 
 
-def _refuse_transfer(stage: Stage, transfer: Transfer, error: ApiError) -> Applied:
-    refused = dataclasses.replace(
+def _refuse_transfer(stage: Stage, transfer: Transfer, error: ApiError) -> None:
+    if stage.transfer(transfer.transfer_id) is not None:
+        return
+    rejected = dataclasses.replace(
         transfer, state=TransferState.REJECTED, create_time_ms=stage.now_ms, failure=failure_of(error)
     )
-    stage.new_transfers[transfer.transfer_id] = refused
-    return Applied(error, {"type": "rejected", "transfer": transfer_record(refused)})
+    stage.new_transfers[transfer.transfer_id] = rejected
+    stage.record(Record(type=RecordType.REJECTED, time_ms=stage.now_ms, transfer=TransferRecord.of(rejected)))
 
 
 def failure_of(error: ApiError) -> Failure:
@@ -653,77 +627,3 @@ def failure_of(error: ApiError) -> Failure:
 
 def error_of(failure: Failure) -> ApiError:
     return ApiError(ErrorCode[failure.code], Reason(failure.reason), failure.message)
-
-
-Command = (
-    Reject
-    | OpenAccount
-    | UpdateAccount
-    | Debit
-    | Credit
-    | Delivered
-    | CreateHold
-    | CaptureHold
-    | CloseHold
-    | SettleEscrow
-    | DisputeEscrow
-    | RefundLeg
-)
-
-
-def transfer_record(transfer: Transfer) -> Record:
-    return {
-        "transfer_id": transfer.transfer_id,
-        "request_id": transfer.request_id,
-        "currency": transfer.currency,
-        "legs": [[leg.debit_account_id, leg.credit_account_id, leg.amount_minor] for leg in transfer.legs],
-        "memo": transfer.memo,
-        "state": transfer.state.value,
-        "create_time_ms": transfer.create_time_ms,
-        "failure": dataclasses.asdict(transfer.failure) if transfer.failure else None,
-    }
-
-
-def transfer_from_record(record: Record) -> Transfer:
-    return Transfer(
-        transfer_id=record["transfer_id"],
-        request_id=record["request_id"],
-        currency=record["currency"],
-        legs=tuple(Leg(debit, credit, int(amount)) for debit, credit, amount in record["legs"]),
-        memo=record["memo"],
-        state=TransferState(record["state"]),
-        create_time_ms=int(record["create_time_ms"]),
-        failure=_failure(record.get("failure")),
-    )
-
-
-def _failure(record: Record | None) -> Failure | None:
-    return Failure(**record) if record else None
-
-
-def transfer_id_of_record(record: Record) -> str:
-    """The transfer a write-ahead record is about: the one it committed, or the one it credits or closes."""
-    return str(record["transfer"]["transfer_id"] if "transfer" in record else record.get("transfer_id", ""))
-
-
-def transfer_of(record: Record) -> Transfer | None:
-    """The transfer a write-ahead record committed, if it moved money."""
-    return transfer_from_record(record["transfer"]) if "transfer" in record else None
-
-
-def hold_record(hold: Hold) -> Record:
-    return dataclasses.asdict(hold) | {"state": hold.state.value}
-
-
-def hold_from_record(record: Record) -> Hold:
-    return Hold(
-        **(record | {"state": HoldState(record["state"]), "failure": _failure(record.get("failure"))})
-    )
-
-
-def escrow_record(escrow: Escrow) -> Record:
-    return dataclasses.asdict(escrow) | {"state": escrow.state.value}
-
-
-def escrow_from_record(record: Record) -> Escrow:
-    return Escrow(**(record | {"state": EscrowState(record["state"])}))

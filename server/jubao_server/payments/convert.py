@@ -17,24 +17,17 @@ from jubao_server import limits
 from jubao_server.errors import ApiError, echo, invalid, invalid_fields
 from jubao_server.invariants import ensure
 from jubao_server.payments import currencies
-from jubao_server.payments.api import (
-    AccountChange,
-    AccountView,
-    BalanceAt,
-    EntryQuery,
-    EscrowCommand,
-    HoldCommand,
-    OpenAccountCommand,
-    TransferCommand,
-)
+from jubao_server.payments.api import BalanceAt, EntryQuery, EscrowCommand, HoldCommand, TransferCommand
 from jubao_server.payments.commands import error_of
 from jubao_server.payments.events import Event, EventFilter, EventKind
 from jubao_server.payments.model import (
     ACCOUNT_ID_PATTERN,
     AMOUNT_MAX_MINOR,
     CURRENCY_PATTERN,
+    AccountChange,
     AccountKind,
     AccountPolicy,
+    AccountView,
     Entry,
     EntryKind,
     Escrow,
@@ -43,6 +36,7 @@ from jubao_server.payments.model import (
     Hold,
     HoldState,
     Leg,
+    OpenAccountCommand,
     Refund,
     Transfer,
     TransferState,

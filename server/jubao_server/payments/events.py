@@ -10,27 +10,24 @@ still keeps is refused with `FAILED_PRECONDITION` (`CURSOR_EXPIRED`) rather than
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import dataclasses
 import re
+from collections.abc import AsyncIterator, Callable
 from enum import StrEnum
 
 from jubao.reasons import Reason
 
 from jubao_server import limits
+from jubao_server.clock import Clock
 from jubao_server.errors import failed_precondition, invalid
-from jubao_server.payments.commands import (
-    Record,
-    decode,
-    escrow_from_record,
-    hold_from_record,
-    transfer_id_of_record,
-    transfer_of,
-)
-from jubao_server.payments.model import Entry, EntryKind, Escrow, Hold, Transfer, TransferState
-from jubao_server.payments.shard import wal_key
+from jubao_server.payments.model import Entry, Escrow, Hold, Transfer, TransferState
+from jubao_server.payments.records import RECORDS, Posting, Record, RecordType
 from jubao_server.payments.tables import SHARDS
+from jubao_server.shards.actor import WAL, record_blob, wal_key
 from jubao_server.storage.contract import Bound, Consistency, RowQuery, StorageBackend
 
 _CURSOR_KIND = "WatchEvents"
@@ -57,13 +54,13 @@ class EventKind(StrEnum):
 
 
 _KIND_OF_TYPE = {
-    "open_account": EventKind.ACCOUNT_OPENED,
-    "update_account": EventKind.ACCOUNT_UPDATED,
-    "credit": EventKind.TRANSFER_CREDITED,
-    "delivered": EventKind.TRANSFER_COMPLETED,
-    "rejected": EventKind.TRANSFER_REJECTED,
-    "refund": EventKind.REFUND_CREATED,
-} | {kind.value: kind for kind in EventKind if kind.name.startswith(("HOLD_", "ESCROW_"))}
+    RecordType.OPEN_ACCOUNT: EventKind.ACCOUNT_OPENED,
+    RecordType.UPDATE_ACCOUNT: EventKind.ACCOUNT_UPDATED,
+    RecordType.CREDIT: EventKind.TRANSFER_CREDITED,
+    RecordType.DELIVERED: EventKind.TRANSFER_COMPLETED,
+    RecordType.REJECTED: EventKind.TRANSFER_REJECTED,
+    RecordType.REFUND: EventKind.REFUND_CREATED,
+} | {record: EventKind(record.value) for record in RecordType if record.name.startswith(("HOLD_", "ESCROW_"))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,8 +130,8 @@ async def read_events(
     for shard, after in enumerate(seqs):
         query = RowQuery(
             SHARDS.partition(tenant_id, shard),
-            lower=Bound(("wal", wal_key(after)), inclusive=False),
-            upper=Bound(("wal",), inclusive=True),
+            lower=Bound((WAL, wal_key(after)), inclusive=False),
+            upper=Bound((WAL,), inclusive=True),
             limit=per_shard_max,
         )
         rows = (await backend.read_page(query)).rows
@@ -144,42 +141,40 @@ async def read_events(
             )
         for row in rows:
             seq = int(row.as_text("row_key"))
-            events.append(event_of(shard, seq, decode(row["record"])))
+            events.append(event_of(shard, seq, RECORDS.decode(record_blob(row))))
             seqs[shard] = seq
     return events
 
 
 def event_of(shard: int, seq: int, record: Record) -> Event:
-    transfer = transfer_of(record)
-    hold = hold_from_record(record["hold"]) if "hold" in record else None
-    escrow = escrow_from_record(record["escrow"]) if "escrow" in record else None
-    transfer_id = transfer_id_of_record(record)
-    entries = tuple(_entry(posting, transfer_id) for posting in record.get("postings", ()))
+    transfer = record.transfer.transfer() if record.transfer is not None else None
+    transfer_id = record.about_transfer_id
+    entries = tuple(_entry(posting, transfer_id) for posting in record.postings)
     accounts = {entry.account_id for entry in entries}
     legs = transfer.legs if transfer is not None else ()
     accounts.update(a for leg in legs for a in (leg.debit_account_id, leg.credit_account_id))
-    accounts.update(a for debit, credit, _ in record.get("legs", ()) for a in (debit, credit))
-    accounts.update(_parties(hold, escrow))
-    if "account_id" in record:
-        accounts.add(record["account_id"])
+    accounts.update(a for debit, credit, _ in record.legs for a in (debit, credit))
+    accounts.update(_parties(record.hold, record.escrow))
+    if record.account_id:
+        accounts.add(record.account_id)
     return Event(
         event_id=f"{shard}.{seq}",
-        kind=_kind(record, transfer, escrow),
-        time_ms=int(record.get("time_ms", 0)),
+        kind=_kind(record, transfer),
+        time_ms=record.time_ms,
         account_ids=tuple(sorted(accounts)),
         transfer_id=transfer_id,
         transfer=transfer,
-        hold=hold,
-        escrow=escrow,
+        hold=record.hold,
+        escrow=record.escrow,
         entries=entries,
     )
 
 
-def _kind(record: Record, transfer: Transfer | None, escrow: Escrow | None) -> EventKind:
-    kind = record["type"]
-    if escrow is not None and kind in ("transfer", "credit"):
+def _kind(record: Record, transfer: Transfer | None) -> EventKind:
+    kind = record.type
+    if record.escrow is not None and kind in (RecordType.TRANSFER, RecordType.CREDIT):
         return EventKind.ESCROW_CREATED
-    if kind == "transfer" and transfer is not None:
+    if kind is RecordType.TRANSFER and transfer is not None:
         done = transfer.state is TransferState.COMPLETED
         return EventKind.TRANSFER_COMPLETED if done else EventKind.TRANSFER_DEBITED
     return _KIND_OF_TYPE[kind]
@@ -194,14 +189,40 @@ def _parties(hold: Hold | None, escrow: Escrow | None) -> set[str]:
     return parties
 
 
-def _entry(posting: Record, transfer_id: str) -> Entry:
+def _entry(posting: Posting, transfer_id: str) -> Entry:
     return Entry(
-        account_id=posting["account_id"],
-        entry_seq=posting["entry_seq"],
+        account_id=posting.account_id,
+        entry_seq=posting.entry_seq,
         transfer_id=transfer_id,
-        leg_index=posting["leg_index"],
-        kind=EntryKind(posting["kind"]),
-        amount_minor=posting["amount_minor"],
-        balance_after_minor=posting["balance_after_minor"],
-        time_ms=posting["time_ms"],
+        leg_index=posting.leg_index,
+        kind=posting.kind,
+        amount_minor=posting.amount_minor,
+        balance_after_minor=posting.balance_after_minor,
+        time_ms=posting.time_ms,
     )
+
+
+async def watch(
+    backend: StorageBackend,
+    clock: Clock,
+    *,
+    commit_signal: Callable[[], asyncio.Event],
+    tenant_id: str,
+    seqs: list[int],
+    wanted: EventFilter,
+) -> AsyncIterator[tuple[list[Event], str]]:
+    """Batches of events after `seqs` with the cursor after them, for `events_stream_max_s`. A batch
+    comes when events match, or every `events_heartbeat_s` while others go by (so the cursor moves on).
+    Commits of this process wake the watcher (`commit_signal`); those of others are seen within
+    `events_poll_s`."""
+    started_s = last_sent_s = clock.monotonic_s()
+    while clock.monotonic_s() - started_s < limits.events_stream_max_s:
+        signal = commit_signal()
+        events = await read_events(backend, tenant_id, seqs, limits.events_per_shard_max)
+        matching = [event for event in events if wanted.matches(event)]
+        if matching or (events and clock.monotonic_s() - last_sent_s >= limits.events_heartbeat_s):
+            last_sent_s = clock.monotonic_s()
+            yield matching, encode_cursor(seqs)
+        elif not events:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), limits.events_poll_s)

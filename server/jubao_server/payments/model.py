@@ -7,10 +7,11 @@ import dataclasses
 import re
 from enum import StrEnum
 
-from jubao_server.storage.contract import INT64_MAX
-
 ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
+# Amounts and balances are int64 (what every backend stores).
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 AMOUNT_MAX_MINOR = INT64_MAX
 
 
@@ -55,6 +56,29 @@ class Balance:
     @property
     def available_minor(self) -> int:
         return self.ledger_minor - self.held_minor
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountView:
+    account: Account
+    balance: Balance
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenAccountCommand:
+    account_id: str
+    currency: str
+    kind: AccountKind
+    policy: AccountPolicy
+    display_name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountChange:
+    """Fields to change; None keeps the current value."""
+
+    policy: AccountPolicy | None = None
+    display_name: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

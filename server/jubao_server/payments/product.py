@@ -10,8 +10,8 @@ from jubao.payments.v1 import payments_pb2
 from jubao_server.payments import tables
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.ledger import Ledger
-from jubao_server.payments.shard import Node
 from jubao_server.products import GrpcService, ProductContext, ProductSpec, ServiceContext
+from jubao_server.shards.node import Node
 from jubao_server.storage.contract.migrations import SHARED_SET_BEFORE_PRODUCTS
 from jubao_server.tenancy.model import Product
 
@@ -19,7 +19,7 @@ from jubao_server.tenancy.model import Product
 async def _start(context: ProductContext[PaymentsSettings]) -> Ledger:
     """The ledger of this process. It acquires a tenant's shards when they are first used, leased to this
     process's address (the other servers forward the calls that need them here); `stop` gives them up."""
-    ledger = Ledger(context.backend, context.settings, Node.local(context.address))
+    ledger = Ledger(context.backend, context.settings, Node.local(context.address), clock=context.clock)
     await ledger.start()
     return ledger
 

@@ -26,9 +26,13 @@ from collections.abc import AsyncIterator, Callable
 from enum import StrEnum
 
 from jubao_server import limits
-from jubao_server.payments.commands import Record, decode
+from jubao_server.clock import Clock
+from jubao_server.payments.machine import ACCOUNT, ESCROW, HOLD, PaymentsMachine
 from jubao_server.payments.model import AccountKind, EscrowState, HoldState
+from jubao_server.payments.records import ESCROWS, HOLDS, OUTBOX, CreditMessage, OutboxEntry
 from jubao_server.payments.tables import ENTRIES, SHARDS, TENANT_CONFIG
+from jubao_server.shards.actor import OUTBOX as OUTBOX_KIND
+from jubao_server.shards.actor import record_blob
 from jubao_server.storage.contract import (
     Bound,
     Consistency,
@@ -39,10 +43,7 @@ from jubao_server.storage.contract import (
     Value,
 )
 
-# How long journal rows may trail their commit before a short journal is reported.
-entries_settle_s = 0.05
-
-_OPEN_ESCROW = frozenset({EscrowState.HELD.value, EscrowState.DISPUTED.value})
+_OPEN_ESCROW = frozenset({EscrowState.HELD, EscrowState.DISPUTED})
 
 
 class DiscrepancyKind(StrEnum):
@@ -154,7 +155,7 @@ class _Journal:
         self.last_balance_minor = row.as_int("balance_after_minor")
 
 
-async def reconcile(backend: StorageBackend, tenant_id: str) -> ReconcileReport:
+async def reconcile(backend: StorageBackend, tenant_id: str, clock: Clock) -> ReconcileReport:
     """Audit the tenant's ledger; reads only."""
     shard_count = await _shard_count(backend, tenant_id)
     snapshot, stable = await _stable_snapshot(backend, tenant_id, shard_count)
@@ -164,7 +165,7 @@ async def reconcile(backend: StorageBackend, tenant_id: str) -> ReconcileReport:
         discrepancies.append(Discrepancy(DiscrepancyKind.LEDGER_MOVING, "", 0, 0, detail))
     for account in snapshot.accounts:
         discrepancies += _balance_checks(account, snapshot)
-    discrepancies += await _journal_checks(backend, tenant_id, snapshot.accounts)
+    discrepancies += await _journal_checks(backend, tenant_id, snapshot.accounts, clock)
     return ReconcileReport(
         tenant_id, shard_count, len(snapshot.accounts), tuple(totals), tuple(discrepancies)
     )
@@ -209,10 +210,10 @@ async def _read_shard(backend: StorageBackend, tenant_id: str, shard: int, snaps
     for kind, add in _ADDERS.items():
         async for row in _rows_of_kind(backend, tenant_id, shard, kind):
             add(snapshot, row)
-    async for row in _rows_of_kind(backend, tenant_id, shard, "outbox"):
-        owed = decode(row["record"])
+    async for row in _rows_of_kind(backend, tenant_id, shard, OUTBOX_KIND):
+        owed = OUTBOX.decode(record_blob(row))
         in_flight_minor = await _in_flight_minor(backend, tenant_id, row.as_text("row_key"), owed)
-        snapshot.in_flight_minor[owed["transfer"]["currency"]] += in_flight_minor
+        snapshot.in_flight_minor[owed.transfer.currency] += in_flight_minor
 
 
 def _add_account(snapshot: _Snapshot, row: Row) -> None:
@@ -220,33 +221,34 @@ def _add_account(snapshot: _Snapshot, row: Row) -> None:
 
 
 def _add_hold(snapshot: _Snapshot, row: Row) -> None:
-    hold = decode(row["record"])
-    if hold["state"] == HoldState.HELD.value:
-        snapshot.held_minor[hold["account_id"]] += hold["amount_minor"]
+    hold = HOLDS.decode(record_blob(row))
+    if hold.state is HoldState.HELD:
+        snapshot.held_minor[hold.account_id] += hold.amount_minor
 
 
 def _add_escrow(snapshot: _Snapshot, row: Row) -> None:
-    escrow = decode(row["record"])
-    if escrow["state"] in _OPEN_ESCROW:
-        left_minor = escrow["amount_minor"] - escrow["refunded_minor"]
-        snapshot.escrowed_minor[escrow["escrow_account_id"]] += left_minor
+    escrow = ESCROWS.decode(record_blob(row))
+    if escrow.state in _OPEN_ESCROW:
+        snapshot.escrowed_minor[escrow.escrow_account_id] += escrow.amount_minor - escrow.refunded_minor
 
 
 _ADDERS: dict[str, Callable[[_Snapshot, Row], None]] = {
-    "account": _add_account,
-    "hold": _add_hold,
-    "escrow": _add_escrow,
+    ACCOUNT: _add_account,
+    HOLD: _add_hold,
+    ESCROW: _add_escrow,
 }
 
 
-async def _in_flight_minor(backend: StorageBackend, tenant_id: str, transfer_id: str, owed: Record) -> int:
+async def _in_flight_minor(
+    backend: StorageBackend, tenant_id: str, transfer_id: str, owed: OutboxEntry
+) -> int:
     """The credits of an outbox entry that have not landed: a landed one left a credit marker at its
-    payee (`commands.Credit.marker_key`), and the outbox entry goes only when all of them landed."""
+    payee (`records.CreditMessage.marker_key`), and the outbox entry goes only when all of them landed."""
     missing_minor = 0
-    for credit in owed["credits"]:
-        marker = ("credit", f"{transfer_id}:{credit['leg_index']}")
-        landed = await backend.read_row(SHARDS.partition(tenant_id, credit["shard"]), marker)
-        missing_minor += 0 if landed is not None else credit["amount_minor"]
+    for credit in owed.credits:
+        marker = (PaymentsMachine.marker_kind, CreditMessage(transfer_id, "", credit).marker_key)
+        landed = await backend.read_row(SHARDS.partition(tenant_id, credit.shard), marker)
+        missing_minor += 0 if landed is not None else credit.amount_minor
     return missing_minor
 
 
@@ -312,19 +314,23 @@ def _balance_checks(account: _Account, snapshot: _Snapshot) -> list[Discrepancy]
 
 
 async def _journal_checks(
-    backend: StorageBackend, tenant_id: str, accounts: list[_Account]
+    backend: StorageBackend, tenant_id: str, accounts: list[_Account], clock: Clock
 ) -> list[Discrepancy]:
     found: list[Discrepancy] = []
     step = limits.reconcile_journals_concurrency_max
     for start in range(0, len(accounts), step):
         chunk = accounts[start : start + step]
-        for discrepancies in await asyncio.gather(*(_journal_check(backend, tenant_id, a) for a in chunk)):
+        for discrepancies in await asyncio.gather(
+            *(_journal_check(backend, tenant_id, a, clock) for a in chunk)
+        ):
             found += discrepancies
     return found
 
 
-async def _journal_check(backend: StorageBackend, tenant_id: str, account: _Account) -> list[Discrepancy]:
-    journal = await _read_journal(backend, tenant_id, account)
+async def _journal_check(
+    backend: StorageBackend, tenant_id: str, account: _Account, clock: Clock
+) -> list[Discrepancy]:
+    journal = await _read_journal(backend, tenant_id, account, clock)
     account_id, ledger_minor = account.account_id, account.ledger_minor
     found = _compare(DiscrepancyKind.ENTRY_COUNT, account_id, account.entry_seq, journal.count, "entries")
     detail = "sum of the journal entries"
@@ -336,12 +342,12 @@ async def _journal_check(backend: StorageBackend, tenant_id: str, account: _Acco
     return found
 
 
-async def _read_journal(backend: StorageBackend, tenant_id: str, account: _Account) -> _Journal:
+async def _read_journal(backend: StorageBackend, tenant_id: str, account: _Account, clock: Clock) -> _Journal:
     """Entries 1..entry_seq. Entries of one commit land concurrently, so a short journal may miss any of
-    them: it is read again, whole, once, after `entries_settle_s`."""
+    them: it is read again, whole, once, after `reconcile_entries_settle_s`."""
     journal = await _journal(backend, tenant_id, account)
     if journal.count < account.entry_seq:
-        await asyncio.sleep(entries_settle_s)
+        await clock.sleep(limits.reconcile_entries_settle_s)
         journal = await _journal(backend, tenant_id, account)
     return journal
 

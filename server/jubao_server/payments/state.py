@@ -1,4 +1,4 @@
-"""In-memory state of one ledger shard and the rules a change must obey.
+"""In-memory state of one payments shard and the rules a change must obey. Pure: no storage, no gRPC.
 
 `Stage` is a copy-on-write overlay used while a group of commands is applied: a command either changes
 the stage completely or raises `ApiError` having changed nothing (all checks run before any write).
@@ -7,19 +7,25 @@ the stage completely or raises `ApiError` having changed nothing (all checks run
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping
-from typing import Any
 
 from jubao.reasons import Reason
 
 from jubao_server.errors import ApiError, failed_precondition, not_found
 from jubao_server.invariants import ensure
-from jubao_server.payments.model import Account, AccountKind, AccountPolicy, Balance, EntryKind, Transfer
-from jubao_server.storage.contract import INT64_MAX, INT64_MIN, Row, Value
+from jubao_server.payments.model import (
+    INT64_MAX,
+    INT64_MIN,
+    Account,
+    Balance,
+    EntryKind,
+    Escrow,
+    Hold,
+    Transfer,
+)
+from jubao_server.payments.records import OutboxEntry, Posting, Record, RefundTally
+from jubao_server.shards import stage as shards
 
 DAY_MS = 86_400_000
-# (row kind, row key) of a shard item: ("hold", id), ("escrow", id), ("refunded", "<transfer>:<leg>").
-ItemKey = tuple[str, str]
 
 
 @dataclasses.dataclass
@@ -36,134 +42,65 @@ class AccountState:
     def balance(self) -> Balance:
         return Balance(self.ledger_minor, self.held_minor)
 
-    def row_values(self) -> dict[str, Value]:
-        account, policy = self.account, self.account.policy
-        return {
-            "currency": account.currency,
-            "account_kind": account.kind.value,
-            "display_name": account.display_name,
-            "allow_negative": policy.allow_negative,
-            "debits_frozen": policy.debits_frozen,
-            "credits_frozen": policy.credits_frozen,
-            "single_payment_limit_minor": policy.single_payment_limit_minor,
-            "daily_outflow_limit_minor": policy.daily_outflow_limit_minor,
-            "ledger_minor": self.ledger_minor,
-            "held_minor": self.held_minor,
-            "entry_seq": self.entry_seq,
-            "outflow_day": self.outflow_day,
-            "outflow_minor": self.outflow_minor,
-            "create_time_ms": account.create_time_ms,
-            "update_time_ms": account.update_time_ms,
-            "version": account.version,
-            "open_request_id": self.open_request_id,
-        }
 
-    @classmethod
-    def from_row(cls, row: Row) -> AccountState:
-        policy = AccountPolicy(
-            allow_negative=bool(row["allow_negative"]),
-            debits_frozen=bool(row["debits_frozen"]),
-            credits_frozen=bool(row["credits_frozen"]),
-            single_payment_limit_minor=row.as_int("single_payment_limit_minor"),
-            daily_outflow_limit_minor=row.as_int("daily_outflow_limit_minor"),
-        )
-        account = Account(
-            account_id=row.as_text("row_key"),
-            currency=row.as_text("currency"),
-            kind=AccountKind(row.as_text("account_kind")),
-            policy=policy,
-            display_name=row.as_text("display_name"),
-            create_time_ms=row.as_int("create_time_ms"),
-            update_time_ms=row.as_int("update_time_ms"),
-            version=row.as_int("version"),
-        )
-        return cls(
-            account,
-            row.as_int("ledger_minor"),
-            row.as_int("held_minor"),
-            row.as_int("entry_seq"),
-            row.as_int("outflow_day"),
-            row.as_int("outflow_minor"),
-            row.as_text("open_request_id"),
-        )
+@dataclasses.dataclass
+class ShardState:
+    """What the owner of a payments shard keeps in memory."""
+
+    accounts: dict[str, AccountState]
+    holds: dict[str, Hold]
+    escrows: dict[str, Escrow]
+    # Refund tallies by "<transfer id>:<leg index>".
+    tallies: dict[str, RefundTally]
+    # Transfers committed by this owner (and those it recovered), newest last: retries of them are
+    # answered, not applied again.
+    transfers: dict[str, Transfer] = dataclasses.field(default_factory=dict)
+    # Requests applied by this owner that are not transfers (account updates, disputes), newest last.
+    requests: dict[str, None] = dataclasses.field(default_factory=dict)
 
 
-@dataclasses.dataclass(frozen=True)
-class Posting:
-    """One side of a leg applied to an account: the journal entry it produces."""
+class Stage(shards.Stage[Record, OutboxEntry]):
+    """What the commands of one group commit change, over the shard's committed state."""
 
-    account_id: str
-    entry_seq: int
-    leg_index: int
-    kind: EntryKind
-    amount_minor: int
-    balance_after_minor: int
-    time_ms: int
-
-    def as_record(self) -> dict[str, object]:
-        return dataclasses.asdict(self) | {"kind": self.kind.value}
-
-
-class Stage:
-    """Accounts touched by the commands of one group commit, over the shard's committed state."""
-
-    def __init__(
-        self,
-        committed: dict[str, AccountState],
-        known_transfers: Mapping[str, Transfer],
-        items: Mapping[ItemKey, dict[str, Any]],
-        now_ms: int,
-        *,
-        known_credits: Collection[str] = (),
-        known_requests: Collection[str] = (),
-        outbox: Mapping[str, dict[str, Any]] | None = None,
-    ) -> None:
-        self._committed = committed
+    def __init__(self, state: ShardState, now_ms: int) -> None:
+        super().__init__(now_ms)
+        self._state = state
         self._copies: dict[str, AccountState] = {}
-        self._known_transfers = known_transfers
-        self._items = items
-        self._known_credits = known_credits
-        self._known_requests = known_requests
-        self._outbox = outbox or {}
-        self.now_ms = now_ms
         self.touched: dict[str, AccountState] = {}
         self.new_transfers: dict[str, Transfer] = {}
-        self.touched_items: dict[ItemKey, dict[str, Any]] = {}
-        self.new_credits: set[str] = set()
-        self.new_requests: set[str] = set()
-        self.dropped_outbox: set[str] = set()
-
-    def credited(self, marker_key: str) -> bool:
-        """Whether this owner applied the credit `marker_key` (earlier, or earlier in this group)."""
-        return marker_key in self.new_credits or marker_key in self._known_credits
+        self.holds: dict[str, Hold] = {}
+        self.escrows: dict[str, Escrow] = {}
+        self.tallies: dict[str, RefundTally] = {}
+        self.new_requests: dict[str, None] = {}
 
     def requested(self, request_id: str) -> bool:
         """Whether this owner applied the (non-transfer) request `request_id`, earlier or in this group."""
-        return bool(request_id) and (request_id in self.new_requests or request_id in self._known_requests)
+        return bool(request_id) and (request_id in self.new_requests or request_id in self._state.requests)
 
-    def owed(self, transfer_id: str) -> dict[str, Any] | None:
-        """The outbox entry of `transfer_id`, unless it is gone (or dropped earlier in this group)."""
-        return None if transfer_id in self.dropped_outbox else self._outbox.get(transfer_id)
+    def hold(self, hold_id: str) -> Hold | None:
+        return self.holds.get(hold_id) or self._state.holds.get(hold_id)
 
-    def item(self, kind: str, key: str) -> dict[str, Any] | None:
-        """A hold, escrow or refund tally of this shard (a copy: change it through `put_item`)."""
-        staged = self.touched_items.get((kind, key))
-        if staged is None:
-            staged = self._items.get((kind, key))
-        return dict(staged) if staged is not None else None
+    def escrow(self, escrow_id: str) -> Escrow | None:
+        return self.escrows.get(escrow_id) or self._state.escrows.get(escrow_id)
 
-    def put_item(self, kind: str, key: str, record: dict[str, Any]) -> None:
-        self.touched_items[(kind, key)] = record
+    def tally(self, key: str) -> RefundTally | None:
+        return self.tallies.get(key) or self._state.tallies.get(key)
+
+    def put_hold(self, hold: Hold) -> None:
+        self.holds[hold.hold_id] = hold
+
+    def put_escrow(self, escrow: Escrow) -> None:
+        self.escrows[escrow.escrow_id] = escrow
 
     def transfer(self, transfer_id: str) -> Transfer | None:
         """A transfer this shard committed since it was acquired, or earlier in this group."""
-        return self.new_transfers.get(transfer_id) or self._known_transfers.get(transfer_id)
+        return self.new_transfers.get(transfer_id) or self._state.transfers.get(transfer_id)
 
     def find(self, account_id: str) -> AccountState | None:
         """The staged copy of an account (the same object on every call), or None."""
         staged = self._copies.get(account_id)
         if staged is None:
-            current = self._committed.get(account_id)
+            current = self._state.accounts.get(account_id)
             if current is None:
                 return None
             staged = self._copies[account_id] = dataclasses.replace(current)

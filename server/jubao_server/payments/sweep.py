@@ -1,23 +1,21 @@
 """What a shard does on its own as time passes: holds past their expiry are released, escrows past
-their confirmation window are paid to the seller (unless disputed)."""
+their confirmation window are paid to the seller (unless disputed), refund tallies whose window closed
+are forgotten; and how long each item's row is kept."""
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from jubao_server import limits
-from jubao_server.payments.commands import CloseHold, Command, Record, SettleEscrow
-from jubao_server.payments.model import EscrowState, HoldState
-from jubao_server.payments.state import ItemKey
+from jubao_server.payments.commands import CloseHold, SettleEscrow
+from jubao_server.payments.model import Escrow, EscrowState, Hold, HoldState
+from jubao_server.payments.records import RefundTally
+from jubao_server.payments.state import ShardState, Stage
+from jubao_server.shards.stage import Command
 
-ITEM_KINDS = ("hold", "escrow", "refunded")
-_CLOSED = {
-    HoldState.CAPTURED.value,
-    HoldState.VOIDED.value,
-    HoldState.EXPIRED.value,
-    EscrowState.RELEASED.value,
-    EscrowState.REFUNDED.value,
-}
+_CLOSED_HOLDS = frozenset({HoldState.CAPTURED, HoldState.VOIDED, HoldState.EXPIRED})
+_CLOSED_ESCROWS = frozenset({EscrowState.RELEASED, EscrowState.REFUNDED})
 
 
 def derived_id(prefix: str, tenant_id: str, text: str) -> str:
@@ -25,28 +23,25 @@ def derived_id(prefix: str, tenant_id: str, text: str) -> str:
     return prefix + hashlib.sha256(f"{tenant_id}\n{text}".encode()).hexdigest()[:32]
 
 
-def item_closed(record: Record) -> bool:
-    return record.get("state") in _CLOSED
+def hold_ttl_s(hold: Hold, closed_ttl_s: int) -> int | None:
+    """Closed holds are kept for the retries of their requests; open (and refused) ones for ever."""
+    return closed_ttl_s if hold.state in _CLOSED_HOLDS else None
 
 
-def item_ttl_s(record: Record, now_ms: int, closed_ttl_s: int) -> int | None:
-    """How long an item's row is kept: closed holds and escrows for the retries of their requests, a
-    refund tally until its refund window ends (then for the retries too); open items for ever."""
-    if item_closed(record):
-        return closed_ttl_s
-    expire_time_ms = record.get("expire_time_ms")
-    if "refunded_minor" in record and isinstance(expire_time_ms, int):
-        return max(0, expire_time_ms - now_ms) // 1000 + closed_ttl_s
-    return None
+def escrow_ttl_s(escrow: Escrow, closed_ttl_s: int) -> int | None:
+    return closed_ttl_s if escrow.state in _CLOSED_ESCROWS else None
 
 
-def expired_tallies(items: dict[ItemKey, Record], now_ms: int) -> list[ItemKey]:
+def tally_ttl_s(tally: RefundTally, now_ms: int, closed_ttl_s: int) -> int:
+    """A refund tally is kept until its refund window ends, then for the retries of its requests."""
+    return max(0, tally.expire_time_ms - now_ms) // 1000 + closed_ttl_s
+
+
+def forget_expired_tallies(state: ShardState, now_ms: int) -> None:
     """Refund tallies whose window has closed: their rows expire, and the owner forgets them."""
-    return [
-        key
-        for key, record in items.items()
-        if key[0] == "refunded" and record.get("expire_time_ms", now_ms + 1) <= now_ms
-    ][: limits.sweep_commands_max]
+    expired = [key for key, tally in state.tallies.items() if tally.expire_time_ms <= now_ms]
+    for key in expired[: limits.sweep_commands_max]:
+        del state.tallies[key]
 
 
 def auto_release(tenant_id: str, escrow_id: str, shard_count: int) -> SettleEscrow:
@@ -56,19 +51,18 @@ def auto_release(tenant_id: str, escrow_id: str, shard_count: int) -> SettleEscr
 
 
 def due_commands(
-    items: dict[ItemKey, Record], tenant_id: str, shard_count: int, now_ms: int
-) -> list[Command]:
+    state: ShardState, tenant_id: str, shard_count: int, now_ms: int
+) -> list[Command[Stage, Any]]:
     """Commands for the holds and escrows whose time has come, at most `sweep_commands_max` at a time."""
-    commands: list[Command] = []
-    for (kind, key), record in items.items():
+    commands: list[Command[Stage, Any]] = []
+    for hold in state.holds.values():
         if len(commands) >= limits.sweep_commands_max:
-            break
-        if kind == "hold" and record["state"] == HoldState.HELD.value and record["expire_time_ms"] <= now_ms:
-            commands.append(CloseHold(key, expired=True))
-        elif (
-            kind == "escrow"
-            and record["state"] == EscrowState.HELD.value
-            and record["release_time_ms"] <= now_ms
-        ):
-            commands.append(auto_release(tenant_id, key, shard_count))
+            return commands
+        if hold.state is HoldState.HELD and hold.expire_time_ms <= now_ms:
+            commands.append(CloseHold(hold.hold_id, expired=True))
+    for escrow in state.escrows.values():
+        if len(commands) >= limits.sweep_commands_max:
+            return commands
+        if escrow.state is EscrowState.HELD and escrow.release_time_ms <= now_ms:
+            commands.append(auto_release(tenant_id, escrow.escrow_id, shard_count))
     return commands

@@ -1,6 +1,7 @@
 """Forwarding: a call that needs a ledger shard another server of the cluster holds goes to that server.
 
-Several servers may share one Cassandra. Each ledger shard is leased by one of them (payments/shard.py);
+Several servers may share one Cassandra. Each shard is leased by one of them (shards/actor.py; the
+call raised `errors.HeldElsewhere`, `shards.node.ShardElsewhere` for a shard);
 a server that gets a call for a shard it does not hold sends the same call, with the caller's metadata
 (so the owner authenticates the same tenant from the same credential), to the holder's address, and
 answers with the holder's answer or error, status details included. A forwarded call carries

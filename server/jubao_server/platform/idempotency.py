@@ -1,11 +1,24 @@
-"""AIP-155 request ids: a retried mutation with the same id and body returns the first response; the same
-id with another body is ALREADY_EXISTS (REQUEST_ID_REUSED). Entries expire after `request_log_ttl_s`."""
+"""AIP-155 request ids, one mechanism for every product (`RequestClaims`).
+
+A mutation's request id is **claimed first**, before the mutation runs: a conditional write (IF NOT
+EXISTS) of the request's operation and the SHA-256 of its body without the request id, kept
+`ttl_s`. The same id with another operation or body is ALREADY_EXISTS (`REQUEST_ID_REUSED`). A claim
+that finds an earlier claim of the same request says so (`Claim.fresh` is False) and hands back the
+first answer when the product stored one (`answer`), so the retry replays it; a product whose answers
+are found by ids derived from the request id (payments) stores none. A retry whose claim holds no
+answer yet (the first attempt crashed, or still runs) runs the mutation again, which must then be
+idempotent for that request (TenantAdmin: `tenancy/service.py`; payments: ARCHITECTURE.md).
+
+Each product keeps its claims in its own table (`ClaimTable`): TenantAdmin's `request_log`, the
+ledger's `payments_requests`, so claims written before this mechanism are still recognised until
+they expire.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -13,8 +26,9 @@ from google.protobuf.message import Message
 from jubao.reasons import Reason
 
 from jubao_server import limits
+from jubao_server.clock import Clock
 from jubao_server.errors import already_exists, invalid
-from jubao_server.storage.contract import Batch, ColumnType, Put, RowAbsent, StorageBackend, Table, Value
+from jubao_server.storage.contract import Batch, ColumnType, Put, Row, RowAbsent, StorageBackend, Table, Value
 
 REQUEST_LOG = Table(
     name="request_log",
@@ -30,7 +44,29 @@ REQUEST_LOG = Table(
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
-R = TypeVar("R", bound=Message)
+
+@dataclasses.dataclass(frozen=True)
+class ClaimTable:
+    """Where a product keeps its claims: a table partitioned by (scope, request_id) with `body_sha256`
+    and `create_time_ms` columns, the column naming the operation, and the column holding the first
+    answer ("" when the product stores none)."""
+
+    table: Table
+    operation_column: str
+    answer_column: str = ""
+
+
+PLATFORM_CLAIMS = ClaimTable(REQUEST_LOG, operation_column="method", answer_column="response")
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    # Whether this call claimed the request id (False: an earlier attempt of the same request did).
+    fresh: bool
+    # The first attempt's answer, when it was stored.
+    answer: bytes | None = None
+    # When the first attempt claimed it (epoch ms; this call's time when fresh).
+    claimed_ms: int = 0
 
 
 def check_request_id(request_id: str) -> None:
@@ -46,9 +82,63 @@ def body_sha256(request: Message) -> str:
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
 
 
-class RequestLog:
-    def __init__(self, backend: StorageBackend) -> None:
+class RequestClaims:
+    def __init__(self, backend: StorageBackend, where: ClaimTable, clock: Clock, ttl_s: int) -> None:
         self._backend = backend
+        self._where = where
+        self._clock = clock
+        self._ttl_s = ttl_s
+
+    async def claim(
+        self, scope: str, request_id: str, operation: str, body_sha256: str, **values: Value
+    ) -> Claim:
+        """Claim `request_id` for this request (`values`: more columns to keep with the claim). A request
+        without an id is never a retry."""
+        now_ms = self._clock.wall_ms()
+        if not request_id:
+            return Claim(fresh=True, claimed_ms=now_ms)
+        claimed: dict[str, Value] = {
+            self._where.operation_column: operation,
+            "body_sha256": body_sha256,
+            "create_time_ms": now_ms,
+            **values,
+        }
+        put = Put((), claimed, ttl_s=self._ttl_s)
+        partition = self._where.table.partition(scope, request_id)
+        outcome = await self._backend.write(Batch(partition, (put,), conditions=(RowAbsent(()),)))
+        if outcome.applied:
+            return Claim(fresh=True, claimed_ms=now_ms)
+        earlier = outcome.current_rows.get(())
+        if earlier is None or not self._same(earlier, operation, body_sha256):
+            raise already_exists(
+                Reason.REQUEST_ID_REUSED, f"request_id {request_id} was used for another request"
+            )
+        claimed_ms = earlier["create_time_ms"]
+        return Claim(False, self._answer(earlier), claimed_ms if isinstance(claimed_ms, int) else 0)
+
+    async def answer(self, scope: str, request_id: str, answer: bytes) -> None:
+        """Keep the first answer of a claimed request, for its retries to replay."""
+        if request_id and self._where.answer_column:
+            put = Put((), {self._where.answer_column: answer}, ttl_s=self._ttl_s)
+            await self._backend.write(Batch(self._where.table.partition(scope, request_id), (put,)))
+
+    def _same(self, earlier: Row, operation: str, body_sha256: str) -> bool:
+        return earlier[self._where.operation_column] == operation and earlier["body_sha256"] == body_sha256
+
+    def _answer(self, earlier: Row) -> bytes | None:
+        answer = earlier[self._where.answer_column] if self._where.answer_column else None
+        return answer if isinstance(answer, bytes) else None
+
+
+R = TypeVar("R", bound=Message)
+
+
+class RequestLog:
+    """Request claims for the platform's own protobuf services (TenantAdmin): the first response is kept
+    with the claim and replayed to the retries."""
+
+    def __init__(self, backend: StorageBackend, clock: Clock) -> None:
+        self.claims = RequestClaims(backend, PLATFORM_CLAIMS, clock, limits.request_log_ttl_s)
 
     async def run(
         self,
@@ -56,46 +146,18 @@ class RequestLog:
         method: str,
         request: Message,
         response_type: type[R],
-        apply: Callable[[], Awaitable[R]],
+        apply: Callable[[Claim], Awaitable[R]],
         *,
         redact: Callable[[R], R] = lambda response: response,
     ) -> R:
-        """Apply a mutation once per request id. `redact` strips what must not be stored (secrets)."""
+        """Apply a mutation once per request id: claimed first, then applied (`apply` learns whether an
+        earlier attempt claimed it, so that it can recognise what that attempt did), then its response
+        kept; `redact` strips what must not be kept (secrets)."""
         request_id: str = getattr(request, "request_id")  # noqa: B009
         check_request_id(request_id)
-        if not request_id:
-            return await apply()
-        body = body_sha256(request)
-        stored = await self._replay(scope, request_id, method, body)
-        if stored is not None:
-            return response_type.FromString(stored)
-        response = await apply()
-        await self._record(scope, request_id, method, body, redact(response).SerializeToString())
+        claim = await self.claims.claim(scope, request_id, method, body_sha256(request))
+        if claim.answer is not None:
+            return response_type.FromString(claim.answer)
+        response = await apply(claim)
+        await self.claims.answer(scope, request_id, redact(response).SerializeToString())
         return response
-
-    async def _replay(self, scope: str, request_id: str, method: str, body: str) -> bytes | None:
-        row = await self._backend.read_row(REQUEST_LOG.partition(scope, request_id))
-        if row is None:
-            return None
-        if row["method"] != method or row["body_sha256"] != body:
-            raise already_exists(
-                Reason.REQUEST_ID_REUSED, f"request_id {request_id} was used for a different request"
-            )
-        response = row["response"]
-        return response if isinstance(response, bytes) else b""
-
-    async def _record(self, scope: str, request_id: str, method: str, body: str, response: bytes) -> None:
-        values: dict[str, Value] = {
-            "method": method,
-            "body_sha256": body,
-            "response": response,
-            "create_time_ms": _now_ms(),
-        }
-        put = Put((), values, ttl_s=limits.request_log_ttl_s)
-        await self._backend.write(
-            Batch(REQUEST_LOG.partition(scope, request_id), (put,), conditions=(RowAbsent(()),))
-        )
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

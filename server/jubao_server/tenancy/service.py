@@ -15,7 +15,7 @@ from jubao_server import limits
 from jubao_server.clock import Clock
 from jubao_server.errors import already_exists, echo, invalid, invalid_fields, not_found, resource_exhausted
 from jubao_server.platform.context import current_caller
-from jubao_server.platform.idempotency import RequestLog
+from jubao_server.platform.idempotency import Claim, RequestLog
 from jubao_server.platform.paging import PageTokens, page_size
 from jubao_server.tenancy.auth import Authenticator
 from jubao_server.tenancy.convert import key_to_pb, new_tenant_from_pb, quota_from_pb, tenant_to_pb
@@ -53,8 +53,8 @@ class TenantAdminService(pb_grpc.TenantAdminServicer):
     ) -> pb.CreateTenantResponse:
         tenant = new_tenant_from_pb(request.tenant)
 
-        async def apply() -> pb.CreateTenantResponse:
-            created = await self._store.create_tenant(tenant)
+        async def apply(claim: Claim) -> pb.CreateTenantResponse:
+            created = await self._store.create_tenant(tenant) or await self._created_by(claim, tenant)
             if created is None:
                 raise already_exists(
                     Reason.TENANT_EXISTS, f"tenant {tenant.tenant_id} exists", tenant_id=tenant.tenant_id
@@ -79,7 +79,7 @@ class TenantAdminService(pb_grpc.TenantAdminServicer):
         if len(request.reason) > limits.display_name_length_max:
             raise invalid("reason", f"at most {limits.display_name_length_max} characters")
 
-        async def apply() -> pb.DisableTenantResponse:
+        async def apply(_: Claim) -> pb.DisableTenantResponse:
             tenant = await self._update(
                 request.tenant_id,
                 lambda t: dataclasses.replace(t, state=TenantState.DISABLED, disabled_reason=request.reason),
@@ -91,7 +91,7 @@ class TenantAdminService(pb_grpc.TenantAdminServicer):
     async def EnableTenant(
         self, request: pb.EnableTenantRequest, context: Context
     ) -> pb.EnableTenantResponse:
-        async def apply() -> pb.EnableTenantResponse:
+        async def apply(_: Claim) -> pb.EnableTenantResponse:
             tenant = await self._update(
                 request.tenant_id,
                 lambda t: dataclasses.replace(t, state=TenantState.ACTIVE, disabled_reason=""),
@@ -105,7 +105,7 @@ class TenantAdminService(pb_grpc.TenantAdminServicer):
     ) -> pb.UpdateTenantQuotaResponse:
         quota = quota_from_pb(request.quota, "quota")
 
-        async def apply() -> pb.UpdateTenantQuotaResponse:
+        async def apply(_: Claim) -> pb.UpdateTenantQuotaResponse:
             tenant = await self._update(request.tenant_id, lambda t: dataclasses.replace(t, quota=quota))
             return pb.UpdateTenantQuotaResponse(tenant=tenant_to_pb(tenant))
 
@@ -119,7 +119,7 @@ class TenantAdminService(pb_grpc.TenantAdminServicer):
         if violations:
             raise invalid_fields(tuple(violations))
 
-        async def apply() -> pb.IssueApiKeyResponse:
+        async def apply(_: Claim) -> pb.IssueApiKeyResponse:
             await self._existing(request.tenant_id)
             earlier = await self._store.find_key_by_request(request.tenant_id, request.request_id)
             if earlier is not None:
@@ -133,7 +133,7 @@ class TenantAdminService(pb_grpc.TenantAdminServicer):
     async def RevokeApiKey(
         self, request: pb.RevokeApiKeyRequest, context: Context
     ) -> pb.RevokeApiKeyResponse:
-        async def apply() -> pb.RevokeApiKeyResponse:
+        async def apply(_: Claim) -> pb.RevokeApiKeyResponse:
             await self._existing(request.tenant_id)
             record = await self._store.revoke_key(request.tenant_id, request.key_id)
             if record is None:
@@ -173,6 +173,15 @@ class TenantAdminService(pb_grpc.TenantAdminServicer):
         )
         await self._store.insert_key(record)
         return pb.IssueApiKeyResponse(api_key=key_to_pb(record), secret=secret)
+
+    async def _created_by(self, claim: Claim, tenant: Tenant) -> Tenant | None:
+        """The tenant a retry's first attempt created: the request was claimed first, so a tenant of its
+        id created at or after that claim is the first attempt's (which stopped before its response was
+        kept)."""
+        if claim.fresh:
+            return None
+        existing = await self._store.get_tenant(tenant.tenant_id)
+        return existing if existing is not None and existing.create_time_ms >= claim.claimed_ms else None
 
     async def _existing(self, tenant_id: str) -> Tenant:
         violations = tenant_id_violations("tenant_id", tenant_id)

@@ -1,0 +1,98 @@
+"""The journal: what the write-ahead records of a payments shard materialize into, and reading it back.
+
+One immutable row per entry in `payments_entries` (account partition, `entry_seq` order, running
+balance), the transfer in `payments_transfers`. The writes are idempotent (same key, same values): the
+runtime writes them with the commit (`write_after`) and again, after a crash, for every record after the
+shard's `materialized_seq`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from jubao_server.payments.model import Entry, EntryKind, Failure, Transfer, TransferState
+from jubao_server.payments.records import ENCODER, LegRecord, Posting, Record, RecordType, legs_of
+from jubao_server.payments.tables import ENTRIES, TRANSFERS
+from jubao_server.storage.contract import Batch, Put, Row, StorageBackend, Value
+
+_LEGS = msgspec.json.Decoder(tuple[LegRecord, ...])
+_FAILURE = msgspec.json.Decoder(Failure)
+
+
+def materialize(tenant_id: str, records: Sequence[tuple[int, Record]]) -> list[Batch]:
+    """The idempotent journal writes of records. A transfer settled in the same records is written
+    completed, so the writes of one set never race on a transfer's state."""
+    delivered = {r.transfer_id for _, r in records if r.type is RecordType.DELIVERED}
+    batches: list[Batch] = []
+    for _, record in records:
+        transfer_id = record.about_transfer_id
+        batches += [_entry_batch(tenant_id, posting, transfer_id) for posting in record.postings]
+        if record.transfer is not None:
+            state = TransferState.COMPLETED if transfer_id in delivered else record.transfer.state
+            batches.append(_transfer_batch(tenant_id, record.transfer.transfer(), record.body_sha256, state))
+        elif record.type is RecordType.DELIVERED:
+            put = Put((), {"state": TransferState.COMPLETED.value})
+            batches.append(Batch(TRANSFERS.partition(tenant_id, transfer_id), (put,)))
+    return batches
+
+
+def _entry_batch(tenant_id: str, posting: Posting, transfer_id: str) -> Batch:
+    values: dict[str, Value] = {
+        "transfer_id": transfer_id,
+        "leg_index": posting.leg_index,
+        "entry_kind": posting.kind.value,
+        "amount_minor": posting.amount_minor,
+        "balance_after_minor": posting.balance_after_minor,
+        "time_ms": posting.time_ms,
+    }
+    partition = ENTRIES.partition(tenant_id, posting.account_id)
+    return Batch(partition, (Put((posting.entry_seq,), values),))
+
+
+def _transfer_batch(tenant_id: str, transfer: Transfer, body_sha256: str, state: TransferState) -> Batch:
+    legs = [(leg.debit_account_id, leg.credit_account_id, leg.amount_minor) for leg in transfer.legs]
+    values: dict[str, Value] = {
+        "request_id": transfer.request_id,
+        "body_sha256": body_sha256,
+        "currency": transfer.currency,
+        "legs": ENCODER.encode(legs).decode(),
+        "memo": transfer.memo,
+        "state": state.value,
+        "create_time_ms": transfer.create_time_ms,
+        "failure": ENCODER.encode(transfer.failure).decode() if transfer.failure else None,
+    }
+    return Batch(TRANSFERS.partition(tenant_id, transfer.transfer_id), (Put((), values),))
+
+
+async def find_transfer(backend: StorageBackend, tenant_id: str, transfer_id: str) -> Transfer | None:
+    row = await backend.read_row(TRANSFERS.partition(tenant_id, transfer_id))
+    return transfer_of_row(transfer_id, row) if row is not None else None
+
+
+def transfer_of_row(transfer_id: str, row: Row) -> Transfer:
+    failure = row["failure"]
+    return Transfer(
+        transfer_id=transfer_id,
+        request_id=row.as_text("request_id"),
+        currency=row.as_text("currency"),
+        legs=legs_of(_LEGS.decode(row.as_text("legs"))),
+        memo=row.as_text("memo"),
+        state=TransferState(row.as_text("state")),
+        create_time_ms=row.as_int("create_time_ms"),
+        failure=_FAILURE.decode(failure) if isinstance(failure, str) else None,
+    )
+
+
+def entry_of_row(account_id: str, row: Row) -> Entry:
+    return Entry(
+        account_id=account_id,
+        entry_seq=row.as_int("entry_seq"),
+        transfer_id=row.as_text("transfer_id"),
+        leg_index=row.as_int("leg_index"),
+        kind=EntryKind(row.as_text("entry_kind")),
+        amount_minor=row.as_int("amount_minor"),
+        balance_after_minor=row.as_int("balance_after_minor"),
+        time_ms=row.as_int("time_ms"),
+    )

@@ -1,0 +1,177 @@
+"""Payments as a state machine on the shard runtime (`jubao_server.shards`): its state (accounts, holds,
+escrows, refund tallies), how it is loaded from and stored as rows of `payments_shards`, its journal,
+its cross-shard credits and what falls due as time passes. The commands are in `commands.py`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from jubao_server import limits
+from jubao_server.errors import ApiError
+from jubao_server.payments import commands, journal, sweep
+from jubao_server.payments.config import PaymentsSettings
+from jubao_server.payments.model import Account, AccountKind, AccountPolicy
+from jubao_server.payments.records import (
+    ENCODER,
+    ESCROWS,
+    HOLDS,
+    TALLIES,
+    CreditMessage,
+    OutboxEntry,
+    Record,
+)
+from jubao_server.payments.state import AccountState, ShardState, Stage
+from jubao_server.payments.tables import SHARDS, TENANT_CONFIG
+from jubao_server.shards.actor import keep_recent, record_blob
+from jubao_server.shards.machine import ShardSettings
+from jubao_server.shards.stage import Command, ShardId
+from jubao_server.storage.contract import Batch, Delete, Put, Row, Value
+
+ACCOUNT = "account"
+HOLD = "hold"
+ESCROW = "escrow"
+REFUNDED = "refunded"
+
+
+def shard_settings(settings: PaymentsSettings) -> ShardSettings:
+    return ShardSettings(
+        shard_count=settings.shard_count,
+        group_commit_max=settings.group_commit_max,
+        shard_queue_max=settings.shard_queue_max,
+        wal_ttl_s=settings.wal_ttl_s,
+        shard_lease_ms=settings.shard_lease_ms,
+        inbox_poll_ms=settings.inbox_poll_ms,
+    )
+
+
+class PaymentsMachine:
+    shard_table = SHARDS
+    config_table = TENANT_CONFIG
+    state_kinds: tuple[str, ...] = (ACCOUNT, HOLD, ESCROW, REFUNDED)
+    # A credit delivered from another shard leaves this marker: delivered twice, it lands once.
+    marker_kind = "credit"
+    record_type = Record
+    outbox_type = OutboxEntry
+    message_type = CreditMessage
+
+    def __init__(self, settings: PaymentsSettings) -> None:
+        self._closed_ttl_s = settings.request_ttl_s
+
+    def load(
+        self, shard: ShardId, rows: Mapping[str, Sequence[Row]], recovered: Sequence[Record]
+    ) -> ShardState:
+        state = ShardState(
+            accounts={r.as_text("row_key"): account_of_row(r) for r in rows[ACCOUNT]},
+            holds={r.as_text("row_key"): HOLDS.decode(record_blob(r)) for r in rows[HOLD]},
+            escrows={r.as_text("row_key"): ESCROWS.decode(record_blob(r)) for r in rows[ESCROW]},
+            tallies={r.as_text("row_key"): TALLIES.decode(record_blob(r)) for r in rows[REFUNDED]},
+        )
+        committed = {
+            r.transfer.transfer_id: r.transfer.transfer() for r in recovered if r.transfer is not None
+        }
+        keep_recent(state.transfers, committed, limits.ledger_recent_transfers_max)
+        return state
+
+    def stage(self, state: ShardState, now_ms: int) -> Stage:
+        return Stage(state, now_ms)
+
+    def refused(self, stage: Stage, command: Command[Stage, Any], error: ApiError) -> ApiError:
+        return commands.refused(stage, command, error)
+
+    def receive(self, stage: Stage, message: CreditMessage) -> None:
+        commands.receive_credit(stage, message.transfer_id, message.currency, message.credit)
+
+    def settled(self, stage: Stage, key: str, entry: OutboxEntry) -> None:
+        commands.settle_transfer(stage, key, entry)
+
+    def messages(self, key: str, entry: OutboxEntry) -> Sequence[CreditMessage]:
+        return [CreditMessage(key, entry.transfer.currency, credit) for credit in entry.credits]
+
+    def rows(self, stage: Stage) -> tuple[list[Put], list[Delete]]:
+        closed_ttl_s, now_ms = self._closed_ttl_s, stage.now_ms
+        puts = [Put((ACCOUNT, a), account_values(s)) for a, s in stage.touched.items()]
+        puts += [
+            Put((HOLD, key), {"record": ENCODER.encode(hold)}, ttl_s=sweep.hold_ttl_s(hold, closed_ttl_s))
+            for key, hold in stage.holds.items()
+        ]
+        puts += [
+            Put((ESCROW, key), {"record": ENCODER.encode(e)}, ttl_s=sweep.escrow_ttl_s(e, closed_ttl_s))
+            for key, e in stage.escrows.items()
+        ]
+        puts += [
+            Put(
+                (REFUNDED, key),
+                {"record": ENCODER.encode(t)},
+                ttl_s=sweep.tally_ttl_s(t, now_ms, closed_ttl_s),
+            )
+            for key, t in stage.tallies.items()
+        ]
+        return puts, []
+
+    def absorb(self, state: ShardState, stage: Stage) -> None:
+        state.accounts.update(stage.touched)
+        state.holds.update(stage.holds)
+        state.escrows.update(stage.escrows)
+        state.tallies.update(stage.tallies)
+        keep_recent(state.transfers, stage.new_transfers, limits.ledger_recent_transfers_max)
+        keep_recent(state.requests, stage.new_requests, limits.ledger_recent_transfers_max)
+
+    def journal(self, scope: str, records: Sequence[tuple[int, Record]]) -> list[Batch]:
+        return journal.materialize(scope, records)
+
+    def upkeep(self, state: ShardState, shard: ShardId, now_ms: int) -> Sequence[Command[Stage, Any]]:
+        sweep.forget_expired_tallies(state, now_ms)
+        return sweep.due_commands(state, shard.scope, shard.shard_count, now_ms)
+
+
+def account_values(state: AccountState) -> dict[str, Value]:
+    account, policy = state.account, state.account.policy
+    return {
+        "currency": account.currency,
+        "account_kind": account.kind.value,
+        "display_name": account.display_name,
+        "allow_negative": policy.allow_negative,
+        "debits_frozen": policy.debits_frozen,
+        "credits_frozen": policy.credits_frozen,
+        "single_payment_limit_minor": policy.single_payment_limit_minor,
+        "daily_outflow_limit_minor": policy.daily_outflow_limit_minor,
+        "ledger_minor": state.ledger_minor,
+        "held_minor": state.held_minor,
+        "entry_seq": state.entry_seq,
+        "outflow_day": state.outflow_day,
+        "outflow_minor": state.outflow_minor,
+        "create_time_ms": account.create_time_ms,
+        "update_time_ms": account.update_time_ms,
+        "version": account.version,
+        "open_request_id": state.open_request_id,
+    }
+
+
+def account_of_row(row: Row) -> AccountState:
+    policy = AccountPolicy(
+        allow_negative=bool(row["allow_negative"]),
+        debits_frozen=bool(row["debits_frozen"]),
+        credits_frozen=bool(row["credits_frozen"]),
+        single_payment_limit_minor=row.as_int("single_payment_limit_minor"),
+        daily_outflow_limit_minor=row.as_int("daily_outflow_limit_minor"),
+    )
+    account = Account(
+        account_id=row.as_text("row_key"),
+        currency=row.as_text("currency"),
+        kind=AccountKind(row.as_text("account_kind")),
+        policy=policy,
+        display_name=row.as_text("display_name"),
+        create_time_ms=row.as_int("create_time_ms"),
+        update_time_ms=row.as_int("update_time_ms"),
+        version=row.as_int("version"),
+    )
+    return AccountState(
+        account,
+        row.as_int("ledger_minor"),
+        row.as_int("held_minor"),
+        row.as_int("entry_seq"),
+        row.as_int("outflow_day"),
+        row.as_int("outflow_minor"),
+        row.as_text("open_request_id"),
+    )

@@ -1,0 +1,542 @@
+"""One shard, owned by this process: its lease and epoch, a bounded queue of commands applied in order
+and group-committed, its write-ahead log and recovery, its outbox, inbox and apply-once markers.
+
+Ownership is an epoch in the shard partition's static columns, taken with a conditional write when the
+shard is acquired (`acquire`). Every group commit is one batch on that partition conditioned on the epoch
+and the last sequence number it saw, so a stale owner's commit fails and it stops (`lost`); Temporal
+fences its history shards with `range_id` the same way. The batch carries the rows of the touched state,
+one write-ahead record per command that changed something, outbox entries, markers and the static
+columns: either all of it is stored or none of it is. The product's derived tables (`journal`) are
+written with it (`write_after`); what a crash left unmaterialized (after `materialized_seq`) is written
+again when the shard is next acquired.
+
+Ownership is also a lease (`owner`, `lease_until_ms`): every commit and a renewal every tick extend it,
+another process takes the shard over only once it has run out (`ShardElsewhere` until then), and the
+owner answers only while its lease has a quarter left (`serving`), so a process that stopped renewing
+(paused, cut off) stops answering before anyone else can take over. Messages other processes owe this
+shard arrive as `inbox` rows of its partition; the owner polls them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import typing
+from collections.abc import Sequence
+from typing import Generic, TypeVar
+
+import msgspec
+import structlog
+from jubao.reasons import Reason
+
+from jubao_server import limits
+from jubao_server.clock import Clock
+from jubao_server.errors import ApiError, internal, resource_exhausted, unavailable
+from jubao_server.shards.machine import ShardSettings, StateMachine, StateT
+from jubao_server.shards.node import Node, ShardElsewhere
+from jubao_server.shards.stage import Command, MessageT, OutboxT, RecordT, ShardId, StageT
+from jubao_server.storage.contract import (
+    Batch,
+    Bound,
+    Consistency,
+    Delete,
+    PartitionRef,
+    Put,
+    Row,
+    RowQuery,
+    StaticMatches,
+    StorageBackend,
+    StorageError,
+)
+
+log = structlog.get_logger("jubao.shards")
+
+T = TypeVar("T")
+# Row kinds the runtime owns in every shard partition.
+WAL = "wal"
+OUTBOX = "outbox"
+INBOX = "inbox"
+EMPTY_RECORD = b"{}"
+
+
+def wal_key(seq: int) -> str:
+    return f"{seq:019d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Receive(Generic[MessageT]):
+    """Apply a message another shard owes this one, once. `from_inbox`: another process left it in
+    the inbox, and its row goes once applied; `landed`: its marker is stored already (an earlier owner
+    applied it), so only the inbox row goes."""
+
+    message: MessageT
+    from_inbox: bool = False
+    landed: bool = False
+
+    def rows_max(self) -> int:
+        return 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Settle:
+    """Every message of the outbox entry `key` landed: drop it."""
+
+    key: str
+
+    def rows_max(self) -> int:
+        return 2
+
+
+class CommitListener(typing.Protocol):
+    def committed(
+        self,
+        actor: ShardActor[typing.Any, typing.Any, typing.Any, typing.Any, typing.Any],
+        owed: Sequence[str],
+        settled: Sequence[str],
+    ) -> None:
+        """After a commit: deliver the new outbox entries, wake who waits for the settled ones."""
+
+    def stalled(self, actor: ShardActor[typing.Any, typing.Any, typing.Any, typing.Any, typing.Any]) -> None:
+        """Deliver again what the outbox still owes and nothing is delivering now."""
+
+
+@dataclasses.dataclass
+class _Pending:
+    command: typing.Any
+    future: asyncio.Future[typing.Any]
+
+
+@dataclasses.dataclass
+class _Group:
+    """What the runtime's own commands did in one group: markers added, inbox rows and outbox entries
+    dropped."""
+
+    markers: dict[str, None] = dataclasses.field(default_factory=dict)
+    inbox_done: list[str] = dataclasses.field(default_factory=list)
+    settled: list[str] = dataclasses.field(default_factory=list)
+
+
+class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
+    def __init__(
+        self,
+        backend: StorageBackend,
+        machine: StateMachine[StateT, StageT, RecordT, OutboxT, MessageT],
+        shard: ShardId,
+        *,
+        settings: ShardSettings,
+        listener: CommitListener,
+        node: Node,
+        clock: Clock,
+    ) -> None:
+        self.backend = backend
+        self.machine = machine
+        self.id = shard
+        self.partition = machine.shard_table.partition(shard.scope, shard.shard)
+        self.state: StateT | None = None
+        self.epoch = 0
+        self.last_seq = 0
+        self.materialized_seq = 0
+        self.outbox: dict[str, OutboxT] = {}
+        # Messages applied by this owner, newest last (marker keys): one delivered twice lands once.
+        self.markers: dict[str, None] = {}
+        self.lost = False
+        self.lease_until_ms = 0
+        self._node = node
+        self._clock = clock
+        self._settings = settings
+        self._tick_s = min(settings.inbox_poll_ms, settings.shard_lease_ms // 4) / 1000
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(settings.shard_queue_max)
+        self._listener = listener
+        self._records = msgspec.json.Decoder(machine.record_type)
+        self._outbox_entries = msgspec.json.Decoder(machine.outbox_type)
+        self._messages = msgspec.json.Decoder(machine.message_type)
+        self._encoder = msgspec.json.Encoder()
+        self._task: asyncio.Task[None] | None = None
+        self._upkeep: asyncio.Task[None] | None = None
+        # Clear while a group commit is being stored: its derived rows (the journal) may be readable
+        # before its state is in memory.
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def current(self) -> StateT:
+        """The state once the commit being stored (if any) is done: what a reader may answer, never older
+        than what the commit's derived rows (already readable) say."""
+        await self._idle.wait()
+        if self.lost:
+            raise _moved(self.id.shard)
+        return self.loaded
+
+    @property
+    def loaded(self) -> StateT:
+        """The product's state (the shard is acquired)."""
+        if self.state is None:
+            raise unavailable(Reason.SHARD_MOVED, f"shard {self.id.shard} is not loaded; retry")
+        return self.state
+
+    # Lease and epoch
+
+    async def acquire(self) -> list[tuple[int, RecordT]]:
+        """Take ownership (a new epoch) and load the shard; returns the records not yet materialized."""
+        for _ in range(limits.shard_acquire_attempts_max):
+            static = await self.backend.read_static(self.partition, Consistency.SERIAL)
+            epoch = _int_or_zero(static, "epoch")
+            last_seq = _int_or_zero(static, "last_seq")
+            materialized_seq = _int_or_zero(static, "materialized_seq")
+            holder = static["owner"] if static is not None else None
+            held_until_ms = _int_or_zero(static, "lease_until_ms")
+            now_ms = self._clock.wall_ms()
+            if isinstance(holder, str) and holder != self._node.tag and held_until_ms > now_ms:
+                raise ShardElsewhere(self.id.shard, holder, held_until_ms)
+            lease_until_ms = now_ms + self._settings.shard_lease_ms
+            fence = Batch(
+                self.partition,
+                static_values={
+                    "epoch": epoch + 1,
+                    "last_seq": last_seq,
+                    "materialized_seq": materialized_seq,
+                    "owner": self._node.tag,
+                    "lease_until_ms": lease_until_ms,
+                },
+                conditions=(StaticMatches({"epoch": epoch if epoch else None}),),
+            )
+            if (await self.backend.write(fence)).applied:
+                self.epoch, self.last_seq, self.materialized_seq = epoch + 1, last_seq, materialized_seq
+                self.lease_until_ms = lease_until_ms
+                return await self._load()
+        raise unavailable(Reason.STORAGE_UNAVAILABLE, f"shard {self.id.shard} is contended; retry")
+
+    async def _load(self) -> list[tuple[int, RecordT]]:
+        machine = self.machine
+        rows = {kind: await self._rows(kind) for kind in machine.state_kinds}
+        self.outbox = {
+            r.as_text("row_key"): self._outbox_entries.decode(record_blob(r))
+            for r in await self._rows(OUTBOX)
+        }
+        wal = await self._rows(WAL, after=wal_key(self.materialized_seq))
+        records = [(int(r.as_text("row_key")), self._records.decode(record_blob(r))) for r in wal]
+        self.state = machine.load(self.id, rows, [record for _, record in records])
+        # One line per scope says it opened (the product's); a shard only when it had work to recover.
+        recovering = bool(wal or self.outbox)
+        (log.info if recovering else log.debug)(
+            "shard acquired, recovering" if recovering else "shard acquired",
+            scope=self.id.scope,
+            shard=self.id.shard,
+            epoch=self.epoch,
+            unmaterialized=len(wal),
+            outbox=len(self.outbox),
+        )
+        return records
+
+    async def _rows(self, kind: str, after: str | None = None) -> list[Row]:
+        lower = Bound((kind, after), inclusive=False) if after is not None else Bound((kind,), inclusive=True)
+        query = RowQuery(
+            self.partition,
+            lower=lower,
+            upper=Bound((kind,), inclusive=True),
+            limit=limits.storage_page_rows_max,
+        )
+        rows: list[Row] = []
+        while len(rows) < limits.shard_recovery_rows_max:
+            page = await self.backend.read_page(query)
+            rows += page.rows
+            if page.next_after is None:
+                return rows
+            query = query.after(page.next_after)
+        raise StorageError(f"shard {self.id.shard} holds more than shard_recovery_rows_max rows of {kind}")
+
+    def serving(self) -> bool:
+        """Whether this owner may answer: not fenced, and its lease has a quarter of its length left."""
+        lease_ms = self._settings.shard_lease_ms
+        return not self.lost and self._clock.wall_ms() + lease_ms // 4 < self.lease_until_ms
+
+    def start(self) -> None:
+        name = f"shard-{self.id.scope}-{self.id.shard}"
+        self._task = asyncio.create_task(self._run(), name=name)
+        self._upkeep = asyncio.create_task(self._tend(), name=f"{name}-upkeep")
+
+    def pause_upkeep(self) -> None:
+        """Stop renewing the lease and tending the shard (as a process paused past its lease would)."""
+        if self._upkeep is not None:
+            self._upkeep.cancel()
+
+    async def stop(self, release: bool = False) -> None:
+        """Stop the actor's tasks; callers still waiting, and any that submit later, get UNAVAILABLE.
+        With `release`, give the lease up so that another process need not wait for it to run out."""
+        held = not self.lost
+        self.lost = True
+        tasks = [t for t in (self._task, self._upkeep) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=limits.shard_stop_timeout_s)
+        if release and held:
+            released = Batch(
+                self.partition,
+                static_values={"lease_until_ms": 0},
+                conditions=(StaticMatches({"epoch": self.epoch}),),
+            )
+            try:
+                await self.backend.write(released)
+            except StorageError as error:
+                log.warning("shard lease not released", shard=self.id.shard, error=str(error))
+
+    async def renew(self) -> None:
+        """Extend the lease, if the shard is still this owner's (else it is lost)."""
+        lease_until_ms = self._clock.wall_ms() + self._settings.shard_lease_ms
+        renewal = Batch(
+            self.partition,
+            static_values={"lease_until_ms": lease_until_ms},
+            conditions=(StaticMatches({"epoch": self.epoch}),),
+        )
+        if (await self.backend.write(renewal)).applied:
+            self.lease_until_ms = max(self.lease_until_ms, lease_until_ms)
+        else:
+            log.warning("shard fenced", scope=self.id.scope, shard=self.id.shard, epoch=self.epoch)
+            self.lost = True
+
+    # Upkeep
+
+    async def _tend(self) -> None:
+        """Every tick: renew the lease when a third of it is used. About once a second, and every tick
+        while messages keep arriving: apply what other processes left in the inbox. About once a second:
+        submit what falls due (the product's upkeep) and deliver again what the outbox still owes."""
+        lease_ms = self._settings.shard_lease_ms
+        swept_s = self._clock.monotonic_s()
+        inbox_busy = False
+        while not self.lost:
+            await self._clock.sleep(self._tick_s)
+            try:
+                if self.lease_until_ms - self._clock.wall_ms() < lease_ms * 2 // 3:
+                    await self.renew()
+                due = self._clock.monotonic_s() - swept_s >= limits.shard_upkeep_interval_s
+                if due or inbox_busy:
+                    inbox_busy = await self._apply_inbox()
+                if due:
+                    swept_s = self._clock.monotonic_s()
+                    await self._sweep()
+            except (ApiError, StorageError) as error:
+                log.warning("shard upkeep failed", shard=self.id.shard, error=str(error))
+
+    async def _apply_inbox(self) -> bool:
+        """Apply the messages other processes left here; whether there were any. The marker is read
+        first, as a delivery does: a message an earlier owner applied only has its inbox row dropped."""
+        query = RowQuery(
+            self.partition,
+            lower=Bound((INBOX,), inclusive=True),
+            upper=Bound((INBOX,), inclusive=True),
+            limit=limits.shard_inbox_rows_max,
+        )
+        rows = (await self.backend.read_page(query)).rows
+        for row in rows:
+            message = self._messages.decode(record_blob(row))
+            landed = await self.backend.read_row(
+                self.partition, (self.machine.marker_kind, message.marker_key)
+            )
+            await self._queued(Receive(message, from_inbox=True, landed=landed is not None))
+        return bool(rows)
+
+    async def _sweep(self) -> None:
+        for command in self.machine.upkeep(self.loaded, self.id, self._clock.wall_ms()):
+            try:
+                await self.submit(command)
+            except ApiError as error:
+                log.warning(
+                    "shard upkeep step refused", shard=self.id.shard, reason=error.reason, error=error.message
+                )
+        self._listener.stalled(self)
+
+    def leave_inbox(self, message: MessageT, partition: PartitionRef) -> Batch:
+        """The write that leaves `message` in the inbox of another shard (`partition`), for its owner."""
+        put = Put((INBOX, message.marker_key), {"record": self._encoder.encode(message)})
+        return Batch(partition, (put,))
+
+    # Commands
+
+    async def submit(self, command: Command[StageT, T]) -> T:
+        """Queue a command and wait for its committed result (or its refusal)."""
+        answer: T = await self._queued(command)
+        return answer
+
+    async def receive(self, message: MessageT) -> None:
+        await self._queued(Receive(message))
+
+    async def settle(self, key: str) -> None:
+        await self._queued(Settle(key))
+
+    async def _queued(self, command: object) -> typing.Any:
+        if self.lost:
+            raise _moved(self.id.shard)
+        future: asyncio.Future[typing.Any] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Pending(command, future))
+        except asyncio.QueueFull:
+            raise resource_exhausted(
+                Reason.CONCURRENCY_LIMITED, f"shard {self.id.shard} is saturated", 50
+            ) from None
+        return await future
+
+    async def _run(self) -> None:
+        """Commit groups until the owner is lost or stopped; then every caller still waiting (the group
+        cut short by a stop, the queued ones) gets UNAVAILABLE and retries with its request id."""
+        group: list[_Pending] = []
+        try:
+            while not self.lost:
+                group = self._next_group(await self._queue.get())
+                try:
+                    await self._commit(group)
+                except Exception:
+                    # A programmer error in a command: this owner stops and the shard is acquired afresh.
+                    log.exception("shard failed", scope=self.id.scope, shard=self.id.shard)
+                    self.lost = True
+                    for pending in group:
+                        _settle(pending.future, internal(f"shard {self.id.shard} failed"))
+        finally:
+            for pending in group:
+                _settle(pending.future, _moved(self.id.shard))
+            while not self._queue.empty():
+                _settle(self._queue.get_nowait().future, _moved(self.id.shard))
+
+    def _next_group(self, first: _Pending) -> list[_Pending]:
+        group = [first]
+        rows = first.command.rows_max()
+        while len(group) < self._settings.group_commit_max and not self._queue.empty():
+            following = self._queue.get_nowait()
+            group.append(following)
+            rows += following.command.rows_max()
+            if rows >= limits.shard_batch_rows_max:
+                break
+        return group
+
+    async def _commit(self, group: list[_Pending]) -> None:
+        stage = self.machine.stage(self.loaded, self._clock.wall_ms())
+        done = _Group()
+        outcomes: list[tuple[_Pending, object]] = []
+        for pending in group:
+            outcomes.append((pending, self._apply(stage, pending.command, done)))
+        records = [(self.last_seq + i + 1, r) for i, r in enumerate(stage.records)]
+        puts, deletes = self.machine.rows(stage)
+        changed = records or stage.owed or stage.rows or done.markers or done.inbox_done or done.settled
+        self._idle.clear()
+        try:
+            if changed or puts or deletes:
+                await self._store(stage, records, done, puts, deletes)
+        except (StorageError, ApiError) as error:
+            self.lost = True
+            failure = (
+                error if isinstance(error, ApiError) else unavailable(Reason.STORAGE_UNAVAILABLE, str(error))
+            )
+            for pending, _ in outcomes:
+                _settle(pending.future, failure)
+            return
+        finally:
+            self._idle.set()
+        if records:
+            self.materialized_seq = records[-1][0]
+        self._listener.committed(self, list(stage.owed), done.settled)
+        for pending, outcome in outcomes:
+            _settle(pending.future, outcome)
+
+    def _apply(self, stage: StageT, command: object, done: _Group) -> object:
+        """A command's answer (its result, or the error its caller gets)."""
+        if isinstance(command, Receive):
+            return self._receive(stage, command, done)
+        if isinstance(command, Settle):
+            if command.key in self.outbox and command.key not in done.settled:
+                self.machine.settled(stage, command.key, self.outbox[command.key])
+                done.settled.append(command.key)
+            return None
+        typed = typing.cast(Command[StageT, object], command)
+        try:
+            return typed.apply(stage)
+        except ApiError as error:
+            return self.machine.refused(stage, typed, error)
+
+    def _receive(self, stage: StageT, command: Receive[MessageT], done: _Group) -> object:
+        key = command.message.marker_key
+        if command.from_inbox:
+            done.inbox_done.append(key)
+        if command.landed or key in self.markers or key in done.markers:
+            return None
+        try:
+            self.machine.receive(stage, command.message)
+        except ApiError as error:
+            return error
+        done.markers[key] = None
+        return None
+
+    async def _store(
+        self,
+        stage: StageT,
+        records: list[tuple[int, RecordT]],
+        done: _Group,
+        puts: list[Put],
+        deletes: list[Delete],
+    ) -> None:
+        machine, encode, ttl_s = self.machine, self._encoder.encode, self._settings.wal_ttl_s
+        puts += [Put((WAL, wal_key(seq)), {"record": encode(r)}, ttl_s=ttl_s) for seq, r in records]
+        puts += [Put((OUTBOX, key), {"record": encode(entry)}) for key, entry in stage.owed.items()]
+        puts += [Put((row.kind, row.key), {"record": row.record}, ttl_s=row.ttl_s) for row in stage.rows]
+        puts += [
+            Put((machine.marker_kind, key), {"record": EMPTY_RECORD}, ttl_s=ttl_s) for key in done.markers
+        ]
+        deletes += [Delete((INBOX, key)) for key in done.inbox_done]
+        deletes += [Delete((OUTBOX, key)) for key in done.settled]
+        new_last = self.last_seq + len(records)
+        lease_until_ms = stage.now_ms + self._settings.shard_lease_ms
+        batch = Batch(
+            self.partition,
+            puts=tuple(puts),
+            deletes=tuple(deletes),
+            static_values={
+                "epoch": self.epoch,
+                "last_seq": new_last,
+                "materialized_seq": self.materialized_seq,
+                "lease_until_ms": lease_until_ms,
+            },
+            conditions=(StaticMatches({"epoch": self.epoch, "last_seq": self.last_seq}),),
+        )
+        journal = machine.journal(self.id.scope, records)
+        if not (await self.backend.write_after(batch, journal)).applied:
+            log.warning("shard fenced", scope=self.id.scope, shard=self.id.shard, epoch=self.epoch)
+            raise _moved(self.id.shard)
+        self.last_seq = new_last
+        self.lease_until_ms = max(self.lease_until_ms, lease_until_ms)
+        machine.absorb(self.loaded, stage)
+        self.outbox.update(stage.owed)
+        for key in done.settled:
+            self.outbox.pop(key, None)
+        keep_recent(self.markers, done.markers, limits.shard_recent_markers_max)
+
+
+def keep_recent(recent: dict[str, T], new: dict[str, T], entries_max: int) -> None:
+    """Add `new` to `recent`, forgetting the oldest beyond `entries_max`."""
+    recent.update(new)
+    while len(recent) > entries_max:
+        del recent[next(iter(recent))]
+
+
+def _settle(future: asyncio.Future[typing.Any], outcome: object) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _moved(shard: int) -> ApiError:
+    return unavailable(
+        Reason.STORAGE_UNAVAILABLE,
+        f"shard {shard} changed owner or lost storage; retry with the same request_id",
+    )
+
+
+def _int_or_zero(row: Row | None, column: str) -> int:
+    value = row[column] if row is not None else None
+    return value if isinstance(value, int) else 0
+
+
+def record_blob(row: Row) -> bytes:
+    """The `record` column of a shard row (a message, an outbox entry, a record)."""
+    value = row["record"]
+    return value if isinstance(value, bytes) else EMPTY_RECORD
