@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
+import msgspec
 import structlog
 from jubao.reasons import Reason
 
@@ -318,15 +319,10 @@ class Ledger:
         return await (await self._shard(tenant_id, hold.account_id)).submit(CloseHold(hold_id))
 
     async def get_hold(self, tenant_id: str, hold_id: str) -> Hold:
-        for shard in range(await self._shard_count(tenant_id)):
-            try:
-                hold = (await self._current(tenant_id, shard)).holds.get(hold_id)
-            except ShardElsewhere:
-                row = await self._backend.read_row(SHARDS.partition(tenant_id, shard), (HOLD, hold_id))
-                hold = HOLDS.decode(record_blob(row)) if row is not None else None
-            if hold is not None:
-                return hold
-        raise not_found(Reason.HOLD_NOT_FOUND, f"no hold {hold_id}", hold_id=hold_id)
+        hold = await self._item(tenant_id, HOLD, hold_id, lambda state: state.holds, HOLDS)
+        if hold is None:
+            raise not_found(Reason.HOLD_NOT_FOUND, f"no hold {hold_id}", hold_id=hold_id)
+        return hold
 
     # Escrow
 
@@ -430,15 +426,26 @@ class Ledger:
         return escrow
 
     async def _find_escrow(self, tenant_id: str, escrow_id: str) -> Escrow | None:
-        """An escrow lives with its escrow account, found by looking at every shard."""
+        return await self._item(tenant_id, ESCROW, escrow_id, lambda state: state.escrows, ESCROWS)
+
+    async def _item(
+        self,
+        tenant_id: str,
+        kind: str,
+        item_id: str,
+        items_of: Callable[[ShardState], dict[str, T]],
+        decoder: msgspec.json.Decoder[T],
+    ) -> T | None:
+        """An item of the shard that owns it (a hold lives with its payer, an escrow with its escrow
+        account), found by looking at every shard."""
         for shard in range(await self._shard_count(tenant_id)):
             try:
-                escrow = (await self._current(tenant_id, shard)).escrows.get(escrow_id)
+                item = items_of(await self._current(tenant_id, shard)).get(item_id)
             except ShardElsewhere:
-                row = await self._backend.read_row(SHARDS.partition(tenant_id, shard), (ESCROW, escrow_id))
-                escrow = ESCROWS.decode(record_blob(row)) if row is not None else None
-            if escrow is not None:
-                return escrow
+                row = await self._backend.read_row(SHARDS.partition(tenant_id, shard), (kind, item_id))
+                item = decoder.decode(record_blob(row)) if row is not None else None
+            if item is not None:
+                return item
         return None
 
     # Refunds of completed transfers
