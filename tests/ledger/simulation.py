@@ -40,6 +40,7 @@ import contextvars
 import dataclasses
 import functools
 import hashlib
+import itertools
 import random
 import time
 from collections import Counter
@@ -739,7 +740,7 @@ class Workload:
         return CreateHold(request_id, HoldCommand(payer, payee, currency, amount_minor, self._due_ms()))
 
     def _recent_hold(self) -> Hold | None:
-        holds = list(self.model.holds.values())[-recent_items:]
+        holds = list(itertools.islice(reversed(self.model.holds.values()), recent_items))
         return self.rng.choice(holds).hold if holds else None
 
     def capture_hold(self, request_id: str) -> CaptureHold | None:
@@ -769,7 +770,7 @@ class Workload:
         return CreateEscrow(request_id, command)
 
     def _recent_escrow(self) -> Escrow | None:
-        escrows = list(self.model.escrows.values())[-recent_items:]
+        escrows = list(itertools.islice(reversed(self.model.escrows.values()), recent_items))
         return self.rng.choice(escrows).escrow if escrows else None
 
     def release_escrow(self, request_id: str) -> ReleaseEscrow | None:
@@ -999,6 +1000,8 @@ class Result:
     seed: int
     ops: int
     backend: str
+    # Requests the clients made (fewer than `ops` when a problem stopped the run).
+    requests: int
     elapsed_s: float
     trace_hash: str
     stats: tuple[str, ...]
@@ -1006,10 +1009,10 @@ class Result:
     problems: tuple[str, ...]
 
     def describe(self) -> str:
-        rate = self.ops / self.elapsed_s if self.elapsed_s else 0.0
+        rate = self.requests / self.elapsed_s if self.elapsed_s else 0.0
         lines = [
             f"simulation on {self.backend}: seed={self.seed} trace={self.trace_hash} ops={self.ops} "
-            f"in {self.elapsed_s:.1f} s ({rate:.0f} ops/s)"
+            f"({self.requests} sent) in {self.elapsed_s:.1f} s ({rate:.0f} ops/s)"
         ]
         lines += [f"  {line}" for line in self.stats]
         if self.report is not None:
@@ -1060,7 +1063,10 @@ async def simulate(
     if report is not None:
         model.note(f"reconciled {report.clean} {[dataclasses.astuple(total) for total in report.currencies]}")
     trace_hash = model.trace_hash()
-    return Result(seed, ops, backend.name, elapsed_s, trace_hash, stats, report, tuple(model.problems))
+    requests = len(model.attempts)
+    return Result(
+        seed, ops, backend.name, requests, elapsed_s, trace_hash, stats, report, tuple(model.problems)
+    )
 
 
 def counted(counts: Counter[str]) -> str:

@@ -310,3 +310,22 @@ async def test_a_rejected_request_stays_rejected(
     assert refused.state is TransferState.REJECTED
     assert refused.failure is not None and refused.failure.reason == Reason.INSUFFICIENT_FUNDS
     await ledger.stop()
+
+
+async def test_a_dispute_of_a_disputed_escrow_is_kept_for_its_retries(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> None:
+    """A dispute that finds its escrow disputed already (by another request) is answered with it; its
+    retry after the escrow was refunded gets the escrow again, not INVALID_STATE (the simulation on
+    simulated time, seed 20261201, 248,084 operations in)."""
+    ledger, buyer, seller, pool = await buyer_and_seller(backend, settings, tenant)
+    escrow = await ledger.create_escrow(
+        tenant, EscrowCommand(buyer, seller, pool, CURRENCY, 300, "", 0, later_ms()), key()
+    )
+    await ledger.dispute_escrow(tenant, escrow.escrow_id, key("dispute-1"))
+    second = await ledger.dispute_escrow(tenant, escrow.escrow_id, key("dispute-2"))
+    assert second.state is EscrowState.DISPUTED
+    await ledger.refund_escrow(tenant, escrow.escrow_id, 0, key("refund-1"))
+    again = await ledger.dispute_escrow(tenant, escrow.escrow_id, key("dispute-2"))
+    assert again.state is EscrowState.REFUNDED
+    await ledger.stop()

@@ -491,7 +491,11 @@ class DisputeEscrow(Command[Stage, Escrow]):
 
     def apply(self, stage: Stage) -> Escrow:
         escrow = _escrow(stage, self.escrow_id)
-        if escrow.state is EscrowState.DISPUTED or self.applied or stage.requested(self.request_id):
+        if self.applied or stage.requested(self.request_id):
+            return escrow
+        if escrow.state is EscrowState.DISPUTED:
+            # Disputed by another request: this one is answered so too, and its retries after a refund.
+            request_marker(stage, self.request_id, self.marker_ttl_s)
             return escrow
         if escrow.state is not EscrowState.HELD:
             raise failed_precondition(
