@@ -12,12 +12,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
-import grpc
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from jubao.client import AsyncClient
 from jubao.meta.v1 import meta_pb2
 from jubao.payments.v1 import payments_pb2 as pb
+from jubao.reasons import Code
 
 from loadtest import bounds
 from loadtest.accounts import AccountNames, as_pb
@@ -26,13 +26,7 @@ from loadtest.tally import Leg, OpenEscrow, OpenHold, TallyBuilder
 
 # After these the request may or may not have been applied: it is sent again, with the same request id.
 UNKNOWN_OUTCOMES: Final = frozenset(
-    {
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.CANCELLED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNKNOWN,
-    }
+    {Code.DEADLINE_EXCEEDED, Code.UNAVAILABLE, Code.CANCELLED, Code.INTERNAL, Code.UNKNOWN}
 )
 # Holds and escrows of a run never expire or release by themselves while it runs.
 OPEN_ITEM_LIFETIME_S: Final = 24 * 3600
@@ -282,8 +276,8 @@ class Workload:
         self.tally.moved("", legs, op.source)
 
 
-def status_code(value: int) -> grpc.StatusCode:
-    return next((code for code in grpc.StatusCode if code.value[0] == value), grpc.StatusCode.UNKNOWN)
+def status_code(value: int) -> Code:
+    return Code(value) if value in Code._value2member_map_ else Code.UNKNOWN
 
 
 def _typed(request: Message, kind: type[RequestT]) -> RequestT:

@@ -7,35 +7,31 @@ to a `grpc.StatusCode`), so nothing below a boundary imports gRPC."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import IntEnum
 
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from jubao.reasons import ERROR_DOMAIN, FieldViolation, Reason
+from jubao.reasons import Code as ErrorCode  # the canonical codes (`google.rpc.Code`), shared with the SDK
 
 from jubao_server import limits
 
-
-class ErrorCode(IntEnum):
-    """The canonical codes of `google.rpc.Code`, by name and number (gRPC's status codes are the same)."""
-
-    OK = 0
-    CANCELLED = 1
-    UNKNOWN = 2
-    INVALID_ARGUMENT = 3
-    DEADLINE_EXCEEDED = 4
-    NOT_FOUND = 5
-    ALREADY_EXISTS = 6
-    PERMISSION_DENIED = 7
-    RESOURCE_EXHAUSTED = 8
-    FAILED_PRECONDITION = 9
-    ABORTED = 10
-    OUT_OF_RANGE = 11
-    UNIMPLEMENTED = 12
-    INTERNAL = 13
-    UNAVAILABLE = 14
-    DATA_LOSS = 15
-    UNAUTHENTICATED = 16
+__all__ = [
+    "ApiError",
+    "ErrorCode",
+    "HeldElsewhere",
+    "already_exists",
+    "echo",
+    "failed_precondition",
+    "internal",
+    "invalid",
+    "invalid_fields",
+    "not_found",
+    "permission_denied",
+    "resource_exhausted",
+    "truncated",
+    "unauthenticated",
+    "unavailable",
+]
 
 
 class HeldElsewhere(Exception):

@@ -14,7 +14,7 @@ async def expect_error(call: Awaitable[Any], code: grpc.StatusCode, reason: str)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
     error = error_from_rpc(caught.value)
-    assert error.code == code, error
+    assert error.code.name == code.name, error
     assert error.reason == reason, error
     assert error.domain == ERROR_DOMAIN
     return error

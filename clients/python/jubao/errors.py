@@ -2,8 +2,10 @@
 
 Every error the service returns is a `google.rpc.Status` whose details carry a `google.rpc.ErrorInfo`
 with `domain == ERROR_DOMAIN` and a `reason` from `Reason`; invalid fields add a `google.rpc.BadRequest`,
-throttling adds a `google.rpc.RetryInfo`. `error_from_rpc` turns a failed call into the typed exception
-of its status code.
+throttling adds a `google.rpc.RetryInfo`. `error_from_rpc` turns a failed gRPC call into the typed
+exception of its status code, `jubao.bulk` does the same for Arrow Flight errors (whose `extra_info` carries
+the same status). This module loads no transport (gRPC is imported by `error_from_rpc` when it runs), so a
+process that uses Arrow Flight can use it too (the two must not share a process: apache/arrow#13300).
 
 A status always fits gRPC's metadata limits (well under 8 KiB with its message): a `BadRequest` lists at
 most the first 10 bad fields (the message says how many more there were), and request values repeated in
@@ -12,13 +14,14 @@ an error are cut to a few dozen characters, ending in "...".
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import grpc
 from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
-from jubao.reasons import ERROR_DOMAIN, FieldViolation, Reason
+from jubao.reasons import ERROR_DOMAIN, Code, FieldViolation, Reason
+
+if TYPE_CHECKING:
+    import grpc
 
 # The transport-free vocabulary (jubao.reasons) is re-exported: clients keep importing it from here.
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "Aborted",
     "AlreadyExists",
     "Cancelled",
+    "Code",
     "DataLoss",
     "DeadlineExceeded",
     "FailedPrecondition",
@@ -48,9 +52,9 @@ __all__ = [
 
 
 class JubaoError(Exception):
-    """A failed call. Subclasses name the gRPC status code; `reason` says why."""
+    """A failed call. Subclasses name the status code (`google.rpc.Code`, as gRPC's); `reason` says why."""
 
-    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    code: Code = Code.UNKNOWN
 
     def __init__(
         self,
@@ -74,66 +78,66 @@ class JubaoError(Exception):
 
 
 class Cancelled(JubaoError):
-    code = grpc.StatusCode.CANCELLED
+    code = Code.CANCELLED
 
 
 class InvalidArgument(JubaoError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = Code.INVALID_ARGUMENT
 
 
 class DeadlineExceeded(JubaoError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    code = Code.DEADLINE_EXCEEDED
 
 
 class NotFound(JubaoError):
-    code = grpc.StatusCode.NOT_FOUND
+    code = Code.NOT_FOUND
 
 
 class AlreadyExists(JubaoError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    code = Code.ALREADY_EXISTS
 
 
 class PermissionDenied(JubaoError):
-    code = grpc.StatusCode.PERMISSION_DENIED
+    code = Code.PERMISSION_DENIED
 
 
 class ResourceExhausted(JubaoError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = Code.RESOURCE_EXHAUSTED
 
 
 class FailedPrecondition(JubaoError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
 
 
 class Aborted(JubaoError):
-    code = grpc.StatusCode.ABORTED
+    code = Code.ABORTED
 
 
 class OutOfRange(JubaoError):
-    code = grpc.StatusCode.OUT_OF_RANGE
+    code = Code.OUT_OF_RANGE
 
 
 class Unimplemented(JubaoError):
-    code = grpc.StatusCode.UNIMPLEMENTED
+    code = Code.UNIMPLEMENTED
 
 
 class Internal(JubaoError):
-    code = grpc.StatusCode.INTERNAL
+    code = Code.INTERNAL
 
 
 class Unavailable(JubaoError):
-    code = grpc.StatusCode.UNAVAILABLE
+    code = Code.UNAVAILABLE
 
 
 class DataLoss(JubaoError):
-    code = grpc.StatusCode.DATA_LOSS
+    code = Code.DATA_LOSS
 
 
 class Unauthenticated(JubaoError):
-    code = grpc.StatusCode.UNAUTHENTICATED
+    code = Code.UNAUTHENTICATED
 
 
-_BY_CODE: Final[dict[grpc.StatusCode, type[JubaoError]]] = {
+_BY_CODE: Final[dict[Code, type[JubaoError]]] = {
     cls.code: cls
     for cls in (
         Cancelled,
@@ -155,11 +159,13 @@ _BY_CODE: Final[dict[grpc.StatusCode, type[JubaoError]]] = {
 }
 
 
-def error_class(code: grpc.StatusCode) -> type[JubaoError]:
-    return _BY_CODE.get(code, JubaoError)
+def error_class(code: int) -> type[JubaoError]:
+    """The exception class of a status code, by its number (`Code` or any int)."""
+    known = code in Code._value2member_map_
+    return _BY_CODE.get(Code(code), JubaoError) if known else JubaoError
 
 
-def error_from_status(code: grpc.StatusCode, status: status_pb2.Status | None, message: str) -> JubaoError:
+def error_from_status(code: int, status: status_pb2.Status | None, message: str) -> JubaoError:
     """Build the typed exception of `code` from a decoded `google.rpc.Status` (None when absent)."""
     info = error_details_pb2.ErrorInfo()
     bad_request = error_details_pb2.BadRequest()
@@ -186,6 +192,8 @@ def error_from_status(code: grpc.StatusCode, status: status_pb2.Status | None, m
 
 def error_from_rpc(error: grpc.RpcError) -> JubaoError:
     """The typed exception for a failed call (a `grpc.Call`, sync or aio)."""
+    from grpc_status import rpc_status  # noqa: PLC0415 (gRPC only where gRPC is used)
+
     call: grpc.Call = error  # type: ignore[assignment]
     status = rpc_status.from_call(call)
-    return error_from_status(call.code(), status, call.details() or "")
+    return error_from_status(call.code().value[0], status, call.details() or "")

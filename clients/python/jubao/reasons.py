@@ -1,5 +1,5 @@
-"""The error vocabulary shared by the server and every client, free of any transport: the `ErrorInfo`
-domain, the reasons a call can fail for, and the shape of a bad field.
+"""The error vocabulary shared by the server and every client, free of any transport: the canonical
+status codes, the `ErrorInfo` domain, the reasons a call can fail for, and the shape of a bad field.
 
 `jubao.errors` builds the client's typed exceptions on it; the server (its gRPC and its Arrow Flight
 boundary alike) renders its errors with it.
@@ -8,10 +8,33 @@ boundary alike) renders its errors with it.
 from __future__ import annotations
 
 import dataclasses
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Final
 
 ERROR_DOMAIN: Final = "jubao.cloud"
+
+
+class Code(IntEnum):
+    """The canonical codes of `google.rpc.Code`, by name and number (gRPC's status codes are the same;
+    Arrow Flight errors carry them in the `google.rpc.Status` of their `extra_info`)."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
 
 
 class Reason(StrEnum):
@@ -76,6 +99,19 @@ class Reason(StrEnum):
     SHARD_MOVED = "SHARD_MOVED"
     # FAILED_PRECONDITION (payments events): the cursor is older than the events kept; start afresh
     CURSOR_EXPIRED = "CURSOR_EXPIRED"
+    # NOT_FOUND (bulk): no upload of this batch_id for the caller's tenant
+    UPLOAD_NOT_FOUND = "UPLOAD_NOT_FOUND"
+    # FAILED_PRECONDITION (bulk): rows past the end of an upload already committed
+    UPLOAD_COMMITTED = "UPLOAD_COMMITTED"
+    # FAILED_PRECONDITION (bulk): a message starts past the rows received (resume from
+    # UploadProgress.rows_received), or a commit counts other rows than were received
+    UPLOAD_ROWS_MISSING = "UPLOAD_ROWS_MISSING"
+    # ABORTED (bulk): another DoPut of the same batch_id stored rows meanwhile; resume
+    UPLOAD_CONFLICT = "UPLOAD_CONFLICT"
+    # INVALID_ARGUMENT (bulk): a message's Arrow schema does not match the dataset's (the column is named)
+    SCHEMA_MISMATCH = "SCHEMA_MISMATCH"
+    # DATA_LOSS (bulk): a stored chunk does not match its checksum
+    CHECKSUM_MISMATCH = "CHECKSUM_MISMATCH"
 
 
 @dataclasses.dataclass(frozen=True)

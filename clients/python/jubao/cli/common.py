@@ -106,7 +106,7 @@ def error_json(error: JubaoError) -> dict[str, Any]:
     """A failed call as JSON: the gRPC status (number and name), message, and the ErrorInfo's reason,
     domain and metadata; field violations and the retry delay when there are some."""
     document: dict[str, Any] = {
-        "code": error.code.value[0],
+        "code": int(error.code),
         "status": error.code.name,
         "message": error.message,
         "reason": error.reason,
