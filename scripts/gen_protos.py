@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 DEFAULT_OUT = ROOT / "clients" / "python"
-GENERATED_PACKAGES = ("admin", "meta", "payments", "fundta", "cocreation", "type")
+GENERATED_PACKAGES = ("admin", "meta", "payments", "bulk/v1", "fundta", "cocreation", "type")
 PACKAGE_INIT = "# Generated package; see scripts/gen_protos.py.\n"
 
 

@@ -55,3 +55,14 @@ async def open_test_backend(
         return await cassandra_node.open_test_backend(faults, keyspace)
     except cassandra_node.NodeUnavailable as error:
         _node_unavailable(error)
+
+
+def process_settings(name: str, tmp_path: Path) -> dict[str, str]:
+    """The settings (JUBAO_* variables) that point a server process at the store that
+    `open_test_backend(name, tmp_path, ...)` opens (SQLite or Cassandra: processes cannot share memory)."""
+    if name == "cassandra":
+        return {
+            "JUBAO_STORAGE__BACKEND": "cassandra",
+            "JUBAO_STORAGE__CASSANDRA__KEYSPACE": cassandra_node.TEST_KEYSPACE,
+        }
+    return {"JUBAO_STORAGE__SQLITE__PATH": str(tmp_path / "var" / "test.db")}

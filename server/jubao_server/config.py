@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from jubao_server import limits
+from jubao_server.bulk.config import BulkSettings
 from jubao_server.invariants import ensure
 from jubao_server.storage.config import StorageSettings
 
@@ -96,6 +97,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     tenancy: TenancySettings = TenancySettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    bulk: BulkSettings = BulkSettings()
     # Apply pending schema files at start (dev default); production runs `jubao-server migrate` first.
     migrate_on_start: bool = True
 

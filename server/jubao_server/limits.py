@@ -152,3 +152,39 @@ events_heartbeat_s = 5.0
 
 # A Reconcile answer lists at most this many discrepancies (and counts the rest).
 reconcile_discrepancies_listed_max = 1000
+
+# Bulk plane (bulk/): Arrow Flight uploads and downloads, their storage and their apply.
+bulk_batch_id_length_max = 64
+# One DoPut message (a record batch): rows and Arrow bytes; a message over them is refused whole.
+bulk_message_rows_max = 65_536
+bulk_message_bytes_max = 16 * 1024 * 1024
+# One upload: rows and Arrow bytes received (accepted and refused alike).
+bulk_upload_rows_max = 1_000_000
+bulk_upload_bytes_max = 1024 * 1024 * 1024
+# A stored chunk of accepted rows (Arrow IPC): bytes and rows; its results stay under batch_bytes_max.
+bulk_chunk_bytes_max = 1024 * 1024
+bulk_chunk_rows_max = 4096
+# Stored chunks one read brings into memory at once.
+bulk_chunks_per_read_max = 4
+# Uploads and their rows are kept this long (uploads must commit and apply within it).
+bulk_upload_ttl_s = 7 * 24 * 3600
+# Rows one apply call hands the product (payments: one BatchCreateTransfers).
+bulk_apply_rows_max = batch_transfers_max
+# A result's message, cut to this many bytes.
+bulk_result_message_bytes_max = 200
+# Jobs one poll reads; uploads ListFlights lists.
+bulk_jobs_per_poll_max = 100
+bulk_list_flights_max = 1000
+bulk_job_lease_ms_min = 1_000
+bulk_job_lease_ms_max = 600_000
+bulk_job_poll_ms_max = 60_000
+# Export: accounts per request, storage pages per Arrow batch, rows per export.
+bulk_export_accounts_max = 1000
+bulk_export_batch_rows_max = 65_536
+bulk_export_rows_max = 100_000_000
+# Quotas per tenant in one Flight process.
+bulk_streams_per_tenant_max = 256
+bulk_bytes_per_s_max = 10 * 1024 * 1024 * 1024
+# The supervisor (`jubao-server serve`): restarts of a crashed child, and its backoff.
+supervisor_restarts_max = 5
+supervisor_backoff_max_s = 30.0

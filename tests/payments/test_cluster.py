@@ -24,8 +24,7 @@ from jubao_server.payments.tables import SHARDS
 from jubao_server.storage.contract import NO_FAULTS, StorageBackend
 
 from loadtest.server_process import ServerProcess
-from tests import cassandra_node
-from tests.backends import SHARED_BACKENDS, open_test_backend
+from tests.backends import SHARED_BACKENDS, open_test_backend, process_settings
 from tests.payments.support import leg
 from tests.platform.harness import demo_keys
 
@@ -45,12 +44,7 @@ async def store(
     """A migrated store and the settings that point a server process at it."""
     backend = await open_test_backend(request.param, tmp_path, NO_FAULTS)
     await migrate(backend)
-    env = {"JUBAO_STORAGE__SQLITE__PATH": str(tmp_path / "var" / "test.db")}
-    if request.param == "cassandra":
-        env = {
-            "JUBAO_STORAGE__BACKEND": "cassandra",
-            "JUBAO_STORAGE__CASSANDRA__KEYSPACE": cassandra_node.TEST_KEYSPACE,
-        }
+    env = process_settings(request.param, tmp_path)
     try:
         yield (
             backend,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from jubao_server.app import PRODUCTS
+from jubao_server.bulk import tables as bulk_tables
 from jubao_server.platform.idempotency import REQUEST_LOG
 from jubao_server.platform.paging import SECRETS
 from jubao_server.storage.contract import ColumnType, StorageBackend, Table
@@ -21,6 +22,7 @@ from .tables import CONFORMANCE_TABLES
 TABLES: Final = (
     *(value for value in vars(tenancy_tables).values() if isinstance(value, Table)),
     *(table for product in PRODUCTS for table in product.tables),
+    *(value for value in vars(bulk_tables).values() if isinstance(value, Table)),
     REQUEST_LOG,
     SECRETS,
     *CONFORMANCE_TABLES,

@@ -30,7 +30,8 @@ from jubao_server.clock import Clock
 from jubao_server.payments.machine import ACCOUNT, ESCROW, HOLD, PaymentsMachine
 from jubao_server.payments.model import AccountKind, EscrowState, HoldState
 from jubao_server.payments.records import ESCROWS, HOLDS, OUTBOX, CreditMessage, OutboxEntry
-from jubao_server.payments.tables import ENTRIES, SHARDS, TENANT_CONFIG
+from jubao_server.payments.statements import stored_shard_count
+from jubao_server.payments.tables import ENTRIES, SHARDS
 from jubao_server.shards.actor import OUTBOX as OUTBOX_KIND
 from jubao_server.shards.actor import record_blob
 from jubao_server.storage.contract import (
@@ -157,7 +158,7 @@ class _Journal:
 
 async def reconcile(backend: StorageBackend, tenant_id: str, clock: Clock) -> ReconcileReport:
     """Audit the tenant's ledger; reads only."""
-    shard_count = await _shard_count(backend, tenant_id)
+    shard_count = await stored_shard_count(backend, tenant_id)
     snapshot, stable = await _stable_snapshot(backend, tenant_id, shard_count)
     totals, discrepancies = _conservation(snapshot)
     if not stable:
@@ -169,12 +170,6 @@ async def reconcile(backend: StorageBackend, tenant_id: str, clock: Clock) -> Re
     return ReconcileReport(
         tenant_id, shard_count, len(snapshot.accounts), tuple(totals), tuple(discrepancies)
     )
-
-
-async def _shard_count(backend: StorageBackend, tenant_id: str) -> int:
-    """0 for a tenant that never used the ledger."""
-    row = await backend.read_row(TENANT_CONFIG.partition(tenant_id))
-    return row.as_int("shard_count") if row is not None else 0
 
 
 async def _stable_snapshot(

@@ -4,9 +4,8 @@ ledger does the rest, including idempotency by request id."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import grpc
@@ -20,6 +19,7 @@ from jubao_server.clock import Clock
 from jubao_server.errors import ApiError, HeldElsewhere, unavailable
 from jubao_server.invariants import ensure
 from jubao_server.payments.api import Idempotency, LedgerApi, TransferCommand
+from jubao_server.payments.batch import create_transfers
 from jubao_server.payments.convert import (
     account_change,
     account_to_pb,
@@ -44,6 +44,7 @@ from jubao_server.payments.convert import (
     transfer_command,
     transfer_to_pb,
 )
+from jubao_server.payments.model import Transfer
 from jubao_server.platform.context import current_caller
 from jubao_server.platform.forwarding import ForwardedError, Forwarder
 from jubao_server.platform.idempotency import body_sha256
@@ -136,19 +137,15 @@ class PaymentService(pb_grpc.PaymentServiceServicer):
             pb.TransferResult(error=error_to_pb(i)) if isinstance(i, ApiError) else pb.TransferResult()
             for i in items
         ]
-        valid = [(index, item) for index, item in enumerate(items) if isinstance(item, TransferCommand)]
-        tenant_id = _tenant_id()
-
+        valid = [(i, item) for i, item in enumerate(items) if isinstance(item, TransferCommand)]
+        commands = [(item, _idempotency(request.requests[i])) for i, item in valid]
+        outcomes = await create_transfers(self._ledger, _tenant_id(), commands)
         held: dict[str, list[int]] = {}
-
-        async def run(index: int, command: TransferCommand) -> None:
-            key = _idempotency(request.requests[index])
-            try:
-                results[index] = await self._transfer_result(tenant_id, command, key)
-            except HeldElsewhere as elsewhere:
-                held.setdefault(elsewhere.address, []).append(index)
-
-        await _for_each_bounded(valid, run, limits.batch_transfers_concurrency_max)
+        for (index, _), outcome in zip(valid, outcomes, strict=True):
+            if isinstance(outcome, HeldElsewhere):
+                held.setdefault(outcome.address, []).append(index)
+            else:
+                results[index] = _transfer_result(outcome)
         for address, indexes in held.items():
             await self._forward_items(request, indexes, results, address, context)
         ensure(all(r.WhichOneof("result") for r in results), "every request of a batch has its result")
@@ -176,15 +173,6 @@ class PaymentService(pb_grpc.PaymentServiceServicer):
         ensure(len(forwarded) == len(indexes), "a forwarded batch has a result per request")
         for index, result in zip(indexes, forwarded, strict=True):
             results[index] = result
-
-    async def _transfer_result(
-        self, tenant_id: str, command: TransferCommand, key: Idempotency
-    ) -> pb.TransferResult:
-        try:
-            transfer = await self._ledger.create_transfer(tenant_id, command, key)
-        except ApiError as error:
-            return pb.TransferResult(error=error_to_pb(error))
-        return pb.TransferResult(transfer=transfer_to_pb(transfer))
 
     # Holds
 
@@ -279,21 +267,10 @@ def _idempotency(request: Message) -> Idempotency:
     return Idempotency(request_id, body_sha256(request))
 
 
-async def _for_each_bounded(
-    items: Sequence[tuple[int, TransferCommand]],
-    run: Callable[[int, TransferCommand], Awaitable[None]],
-    concurrency_max: int,
-) -> None:
-    """`run` every item, at most `concurrency_max` at a time: that many workers take the items in order."""
-    queue = iter(items)
-
-    async def worker() -> None:
-        for index, command in queue:
-            await run(index, command)
-
-    async with asyncio.TaskGroup() as group:
-        for _ in range(min(concurrency_max, len(items))):
-            group.create_task(worker())
+def _transfer_result(outcome: Transfer | ApiError) -> pb.TransferResult:
+    if isinstance(outcome, ApiError):
+        return pb.TransferResult(error=error_to_pb(outcome))
+    return pb.TransferResult(transfer=transfer_to_pb(outcome))
 
 
 def _entry_seq(position: str | None) -> int | None:

@@ -1,6 +1,7 @@
 """Statements: an account's journal entries by sequence or time, and its balance at a past time, read
 from `payments_entries` (entry times never decrease per account, so a time is found by a binary search
-on `entry_seq`)."""
+on `entry_seq`); and the ledger as stored, read without owning its shards (the statement export in the
+Flight process, reconciliation)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from jubao_server import limits
 from jubao_server.invariants import ensure
 from jubao_server.payments.api import BalanceAt, EntryQuery
 from jubao_server.payments.journal import entry_of_row
+from jubao_server.payments.machine import ACCOUNT, account_of_row
 from jubao_server.payments.model import Entry
-from jubao_server.payments.tables import ENTRIES
+from jubao_server.payments.state import AccountState
+from jubao_server.payments.tables import ENTRIES, SHARDS, TENANT_CONFIG
+from jubao_server.shards.stage import shard_of
 from jubao_server.storage.contract import Bound, RowQuery, StorageBackend
 
 
@@ -61,3 +65,19 @@ async def first_entry_at(
         else:
             high = middle
     return low
+
+
+async def stored_shard_count(backend: StorageBackend, tenant_id: str) -> int:
+    """0 for a tenant that never used the ledger."""
+    row = await backend.read_row(TENANT_CONFIG.partition(tenant_id))
+    return row.as_int("shard_count") if row is not None else 0
+
+
+async def stored_account(backend: StorageBackend, tenant_id: str, account_id: str) -> AccountState | None:
+    """The account as its shard's owner last stored it (every owner stores a commit before answering)."""
+    shard_count = await stored_shard_count(backend, tenant_id)
+    if shard_count == 0:
+        return None
+    partition = SHARDS.partition(tenant_id, shard_of(account_id, shard_count))
+    row = await backend.read_row(partition, (ACCOUNT, account_id))
+    return account_of_row(row) if row is not None else None

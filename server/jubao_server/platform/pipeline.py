@@ -38,7 +38,7 @@ from jubao_server.platform.context import reset_caller, set_caller
 from jubao_server.platform.forwarding import ForwardedError, Forwarder
 from jubao_server.storage.contract import StorageError
 from jubao_server.telemetry import Telemetry
-from jubao_server.tenancy.auth import Authenticator, Caller, metadata_credentials
+from jubao_server.tenancy.auth import Authenticator, Caller, metadata_credentials, require_product
 from jubao_server.tenancy.model import Product, TenantKind
 from jubao_server.tenancy.quotas import QuotaGate
 
@@ -279,12 +279,8 @@ def _authorize(caller: Caller, policy: ServicePolicy) -> None:
     tenant = caller.tenant
     if policy.operator_only and tenant.kind is not TenantKind.OPERATOR:
         raise permission_denied(Reason.OPERATOR_ONLY, "only operator tenants may call this service")
-    if policy.product is not None and policy.product not in tenant.products:
-        raise permission_denied(
-            Reason.PRODUCT_NOT_ENABLED,
-            f"product {policy.product.value} is not enabled for tenant {tenant.tenant_id}",
-            product=policy.product.value,
-        )
+    if policy.product is not None:
+        require_product(caller, policy.product)
 
 
 def _api_error(error: BaseException, state: _Call) -> ApiError:

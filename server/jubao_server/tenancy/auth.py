@@ -17,9 +17,9 @@ from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.clock import Clock
-from jubao_server.errors import ApiError, unauthenticated
+from jubao_server.errors import ApiError, permission_denied, unauthenticated
 from jubao_server.tenancy.keys import hashes_match, parse_key
-from jubao_server.tenancy.model import KeyState, Tenant
+from jubao_server.tenancy.model import KeyState, Product, Tenant
 from jubao_server.tenancy.store import TenantStore
 
 AuthMethod = Literal["api_key", "mtls"]
@@ -129,6 +129,17 @@ class Authenticator:
         if not tenant.active:
             raise _tenant_error(Reason.TENANT_DISABLED, f"tenant {tenant_id} is disabled", tenant_id)
         return tenant
+
+
+def require_product(caller: Caller, product: Product) -> None:
+    """PERMISSION_DENIED (PRODUCT_NOT_ENABLED) unless the caller's tenant has `product` enabled."""
+    tenant = caller.tenant
+    if product not in tenant.products:
+        raise permission_denied(
+            Reason.PRODUCT_NOT_ENABLED,
+            f"product {product.value} is not enabled for tenant {tenant.tenant_id}",
+            product=product.value,
+        )
 
 
 def _tenant_error(reason: Reason, message: str, tenant_id: str) -> ApiError:

@@ -1,0 +1,106 @@
+"""The bulk plane's Arrow Flight server process: `python -m jubao_server.bulk [--config FILE]
+[--ready-fd N]`, started by `jubao-server serve` beside the gRPC server. It never imports gRPC's Python
+package (apache/arrow#13300; `tests/bulk/test_process.py` checks it) and stops on SIGTERM or SIGINT.
+
+With `--ready-fd`, the bound port is written to that file descriptor once the server serves."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import structlog
+
+from jubao_server.app import load_settings, migrate
+from jubao_server.bulk.datasets import Datasets
+from jubao_server.bulk.flight import BulkFlightServer, LoopThread
+from jubao_server.bulk.quotas import BulkQuotas
+from jubao_server.bulk.store import BulkStore
+from jubao_server.clock import SYSTEM_CLOCK
+from jubao_server.config import Settings, SettingsError, TlsSettings
+from jubao_server.payments.bulk import EntriesExport, TransfersUpload
+from jubao_server.platform.lifeline import die_with_parent
+from jubao_server.storage.contract import MigrationError, StorageBackend, StorageError
+from jubao_server.storage.factory import open_backend
+from jubao_server.telemetry import setup_logging
+from jubao_server.tenancy.auth import Authenticator
+from jubao_server.tenancy.store import TenantStore
+
+log = structlog.get_logger("jubao.bulk")
+
+
+def product_datasets(backend: StorageBackend) -> Datasets:
+    """The datasets of the products (payments for now)."""
+    return Datasets.of([TransfersUpload()], [EntriesExport(backend)])
+
+
+def location(settings: Settings) -> str:
+    scheme = "grpc+tls" if settings.server.tls.enabled else "grpc+tcp"
+    return f"{scheme}://{settings.bulk.host}:{settings.bulk.port}"
+
+
+def _tls(tls: TlsSettings) -> tuple[list[tuple[bytes, bytes]] | None, bytes | None]:
+    if not tls.enabled or tls.cert_path is None or tls.key_path is None:
+        return None, None
+    roots = tls.client_ca_path.read_bytes() if tls.client_ca_path is not None else None
+    return [(tls.cert_path.read_bytes(), tls.key_path.read_bytes())], roots
+
+
+def serve(settings: Settings, ready_fd: int | None) -> None:
+    io = LoopThread()
+    backend = io.run(open_backend(settings.storage, clock=SYSTEM_CLOCK))
+    try:
+        if settings.migrate_on_start:
+            io.run(migrate(backend))
+        clock = SYSTEM_CLOCK
+        authenticator = Authenticator(TenantStore(backend, clock), settings.tenancy.auth_cache_ttl_ms, clock)
+        certificates, roots = _tls(settings.server.tls)
+        server = BulkFlightServer(
+            location(settings),
+            io=io,
+            authenticator=authenticator,
+            store=BulkStore(backend, clock),
+            datasets=product_datasets(backend),
+            quotas=BulkQuotas(settings.bulk.streams_per_tenant, settings.bulk.bytes_per_s, clock),
+            tls_certificates=certificates,
+            root_certificates=roots,
+        )
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        log.info("bulk serving", address=f"{settings.bulk.host}:{server.port}", backend=backend.name)
+        if ready_fd is not None:
+            os.write(ready_fd, f"{server.port}\n".encode())
+            os.close(ready_fd)
+        stop.wait()
+        log.info("bulk shutdown requested")
+        server.shutdown()
+    finally:
+        io.run(backend.close())
+        io.stop()
+    log.info("bulk stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m jubao_server.bulk", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML settings file (or JUBAO_CONFIG)")
+    parser.add_argument("--ready-fd", type=int, help="write the bound port to this file descriptor")
+    parser.add_argument("--parent-pid", type=int, help="exit when this process (the supervisor) dies")
+    args = parser.parse_args(argv)
+    if args.parent_pid is not None:
+        die_with_parent(args.parent_pid)
+    try:
+        settings = load_settings(args.config)
+        setup_logging(settings.telemetry)
+        serve(settings, args.ready_fd)
+    except (SettingsError, MigrationError, StorageError) as error:
+        print(f"jubao bulk: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

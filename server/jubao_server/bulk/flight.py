@@ -1,0 +1,358 @@
+"""The Arrow Flight server of the bulk plane (its own process: `python -m jubao_server.bulk`; it never
+loads gRPC's Python package, which must not share a process with Arrow Flight: apache/arrow#13300).
+
+Every call passes the same steps as a gRPC call: the `authorization` header resolves the tenant with the
+same `Authenticator` (middleware, before the handler runs), the dataset's product must be enabled for it,
+and its streams and bytes per second are bounded (`BulkQuotas`). Errors are `ApiError`s rendered as Flight
+errors: the class follows the code (unauthenticated, unauthorized, unavailable, timed out, cancelled,
+internal; any other code is a `FlightServerError`), the message starts with the reason, and `extra_info`
+holds the serialized `google.rpc.Status` with its `ErrorInfo`, as gRPC's `grpc-status-details-bin` does.
+
+Flight runs handlers on its own threads; storage is asyncio, so the process runs one event loop on a
+thread of its own (`LoopThread`) and handlers wait for the coroutines they hand it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from typing import Any, Final, TypeVar
+
+import pyarrow as pa
+import structlog
+from google.protobuf.message import DecodeError
+from jubao.bulk.v1 import bulk_pb2
+from jubao.reasons import Reason
+from pyarrow import flight
+
+from jubao_server import limits
+from jubao_server.bulk.arrow import from_ipc
+from jubao_server.bulk.datasets import (
+    Datasets,
+    ExportDataset,
+    UploadDataset,
+    check_batch_id,
+    pack,
+    parse,
+    unpack,
+)
+from jubao_server.bulk.quotas import BulkQuotas
+from jubao_server.bulk.store import BulkStore, ChecksumMismatch, Upload
+from jubao_server.bulk.uploads import UploadSession
+from jubao_server.bulk.views import upload_to_pb
+from jubao_server.errors import ApiError, ErrorCode, internal, not_found, unavailable
+from jubao_server.invariants import InvariantViolation
+from jubao_server.storage.contract import StorageError
+from jubao_server.tenancy.auth import Authenticator, Caller, Credentials, require_product
+
+log = structlog.get_logger("jubao.bulk")
+
+GET_UPLOAD: Final = "GetUpload"
+GET_UPLOAD_RESULTS: Final = bulk_pb2.GetUploadResults.DESCRIPTOR.full_name
+_AUTH: Final = "auth"
+_ERROR_CLASSES: Final[dict[ErrorCode, type[flight.FlightError]]] = {
+    ErrorCode.UNAUTHENTICATED: flight.FlightUnauthenticatedError,
+    ErrorCode.PERMISSION_DENIED: flight.FlightUnauthorizedError,
+    ErrorCode.UNAVAILABLE: flight.FlightUnavailableError,
+    ErrorCode.DEADLINE_EXCEEDED: flight.FlightTimedOutError,
+    ErrorCode.CANCELLED: flight.FlightCancelledError,
+    ErrorCode.INTERNAL: flight.FlightInternalError,
+}
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An asyncio event loop on a thread of its own, for coroutines handed over from Flight's threads."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="bulk-io", daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
+        """An async iterator consumed from a Flight thread, one item at a time."""
+        for _ in range(limits.bulk_export_rows_max):
+            try:
+                yield self.run(anext(items))  # type: ignore[arg-type]
+            except StopAsyncIteration:
+                return
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+def flight_error(error: ApiError) -> flight.FlightError:
+    """The Flight error of an `ApiError`: its class by code, the reason first in the message, and the
+    serialized `google.rpc.Status` in `extra_info`."""
+    status = error.to_status()
+    kind = _ERROR_CLASSES.get(error.code, flight.FlightServerError)
+    return kind(f"{error.code.name} {error.reason}: {status.message}", extra_info=status.SerializeToString())
+
+
+def _api_error(error: BaseException, method: str) -> ApiError:
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, StorageError):
+        log.warning("storage unavailable", method=method, error=str(error))
+        return unavailable(Reason.STORAGE_UNAVAILABLE, "storage is unavailable; retry")
+    if isinstance(error, ChecksumMismatch):
+        log.error("stored data damaged", method=method, error=str(error))
+        return ApiError(ErrorCode.DATA_LOSS, Reason.CHECKSUM_MISMATCH, str(error))
+    level = "invariant violated" if isinstance(error, InvariantViolation) else "unexpected error"
+    log.error(level, method=method, exc_info=error)
+    return internal("internal error; it has been logged")
+
+
+class _CallerMiddleware(flight.ServerMiddleware):  # type: ignore[misc]
+    def __init__(self, caller: Caller) -> None:
+        self.caller = caller
+
+
+class _AuthFactory(flight.ServerMiddlewareFactory):  # type: ignore[misc]
+    """Resolves every call's tenant from its `authorization` header before the handler runs."""
+
+    def __init__(self, authenticator: Authenticator, io: LoopThread) -> None:
+        self._authenticator = authenticator
+        self._io = io
+
+    def start_call(self, info: flight.CallInfo, headers: dict[str, list[str]]) -> _CallerMiddleware:
+        values = headers.get("authorization") or []
+        credentials = Credentials(values[0] if values else None, None)
+        try:
+            return _CallerMiddleware(self._io.run(self._authenticator.authenticate(credentials)))
+        except BaseException as error:
+            raise flight_error(_api_error(error, str(info.method))) from None
+
+
+class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
+    def __init__(
+        self,
+        location: str,
+        *,
+        io: LoopThread,
+        authenticator: Authenticator,
+        store: BulkStore,
+        datasets: Datasets,
+        quotas: BulkQuotas,
+        tls_certificates: list[tuple[bytes, bytes]] | None = None,
+        root_certificates: bytes | None = None,
+    ) -> None:
+        super().__init__(
+            location,
+            middleware={_AUTH: _AuthFactory(authenticator, io)},
+            tls_certificates=tls_certificates or [],
+            verify_client=root_certificates is not None,
+            root_certificates=root_certificates,
+        )
+        self._io = io
+        self._store = store
+        self._datasets = datasets
+        self._quotas = quotas
+
+    # Flight methods
+
+    def list_flights(self, context: flight.ServerCallContext, criteria: bytes) -> Iterator[flight.FlightInfo]:
+        caller = self._caller(context)
+        infos = self._guarded("ListFlights", lambda: self._io.run(self._result_infos(caller)))
+        yield from infos
+
+    def get_flight_info(
+        self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
+    ) -> flight.FlightInfo:
+        caller = self._caller(context)
+        return self._guarded("GetFlightInfo", lambda: self._flight_info(caller, descriptor))
+
+    def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
+        caller = self._caller(context)
+        return self._guarded("DoGet", lambda: self._download(caller, ticket.ticket))
+
+    def do_put(
+        self,
+        context: flight.ServerCallContext,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
+        caller = self._caller(context)
+        self._guarded("DoPut", lambda: self._upload(caller, descriptor, reader, writer))
+
+    def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
+        return [(GET_UPLOAD, "GetUploadRequest -> GetUploadResponse: an upload and its progress")]
+
+    def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> Iterator[bytes]:
+        caller = self._caller(context)
+        if action.type != GET_UPLOAD:
+            raise flight_error(ApiError(ErrorCode.UNIMPLEMENTED, Reason.INVALID_ARGUMENT, "unknown action"))
+        body = action.body.to_pybytes() if action.body is not None else b""
+        answer = self._guarded("DoAction", lambda: self._io.run(self._get_upload(caller, body)))
+        yield answer.SerializeToString()
+
+    # Steps
+
+    def _caller(self, context: flight.ServerCallContext) -> Caller:
+        middleware = context.get_middleware(_AUTH)
+        if not isinstance(middleware, _CallerMiddleware):
+            raise flight_error(internal("the call was not authenticated"))
+        return middleware.caller
+
+    def _guarded(self, method: str, step: Callable[[], T]) -> T:
+        started_s = time.perf_counter()
+        try:
+            result = step()
+        except flight.FlightError:
+            raise
+        except BaseException as error:
+            api_error = _api_error(error, method)
+            log.info("bulk call refused", method=method, reason=api_error.reason, code=api_error.code.name)
+            raise flight_error(api_error) from None
+        log.debug("bulk call", method=method, elapsed_ms=round((time.perf_counter() - started_s) * 1000, 1))
+        return result
+
+    def _upload_dataset(self, caller: Caller, name: str) -> UploadDataset:
+        return _entitled(caller, self._datasets.uploads, name, "upload")
+
+    def _export_dataset(self, caller: Caller, name: str) -> ExportDataset:
+        return _entitled(caller, self._datasets.exports, name, "download")
+
+    def _flight_info(self, caller: Caller, descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
+        name, value = unpack(descriptor.command or b"", "descriptor.cmd")
+        if name in self._datasets.uploads:
+            dataset = self._upload_dataset(caller, name)
+            dataset.batch_id(value)
+            return flight.FlightInfo(dataset.schemas.rows, descriptor, [], -1, -1)
+        if name == GET_UPLOAD_RESULTS:
+            upload, dataset = self._io.run(self._owned_upload(caller, value))
+            endpoint = flight.FlightEndpoint(descriptor.command, [])
+            rows = upload.rows_applied + upload.rows_failed
+            return flight.FlightInfo(dataset.schemas.results, descriptor, [endpoint], rows, -1)
+        export = self._export_dataset(caller, name)
+        export.check(value)
+        return flight.FlightInfo(
+            export.schema, descriptor, [flight.FlightEndpoint(descriptor.command, [])], -1, -1
+        )
+
+    def _download(self, caller: Caller, ticket: bytes) -> flight.FlightDataStream:
+        name, value = unpack(ticket, "ticket")
+        tenant_id = caller.tenant.tenant_id
+        if name == GET_UPLOAD_RESULTS:
+            upload, dataset = self._io.run(self._owned_upload(caller, value))
+            batches = self._results(tenant_id, upload, dataset)
+            schema = dataset.schemas.results
+        else:
+            export = self._export_dataset(caller, name)
+            command = export.check(value)
+            batches = self._io.iterate(export.read(tenant_id, command))
+            schema = export.schema
+        return flight.GeneratorStream(schema, self._paced(tenant_id, batches))
+
+    def _paced(
+        self, tenant_id: str, batches: Iterator[pa.RecordBatch | pa.Table]
+    ) -> Iterator[pa.RecordBatch]:
+        with self._quotas.stream(tenant_id):
+            for batch in batches:
+                self._quotas.pace(tenant_id, batch.nbytes)
+                yield from batch.to_batches() if isinstance(batch, pa.Table) else (batch,)
+
+    def _results(self, tenant_id: str, upload: Upload, dataset: UploadDataset) -> Iterator[pa.Table]:
+        for data in self._io.iterate(self._store.results(tenant_id, upload.batch_id)):
+            yield from_ipc(data, dataset.schemas.results)
+
+    def _upload(
+        self,
+        caller: Caller,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
+        name, value = unpack(descriptor.command or b"", "descriptor.cmd")
+        dataset = self._upload_dataset(caller, name)
+        tenant_id = caller.tenant.tenant_id
+        with self._quotas.stream(tenant_id):
+            session = self._io.run(UploadSession.open(self._store, tenant_id, dataset, value))
+            for _ in range(limits.bulk_upload_rows_max + 2):
+                try:
+                    chunk = reader.read_chunk()
+                except StopIteration:
+                    return
+                metadata = _chunk_metadata(chunk.app_metadata)
+                if chunk.data is not None:
+                    self._quotas.pace(tenant_id, chunk.data.nbytes)
+                    progress = self._io.run(session.receive(chunk.data, metadata.first_row))
+                    writer.write(progress.SerializeToString())
+                if metadata.commit:
+                    writer.write(self._io.run(session.commit(metadata.rows_total)).SerializeToString())
+                    log.info("upload committed", tenant_id=tenant_id, batch_id=session.upload.batch_id)
+
+    async def _owned_upload(self, caller: Caller, command: bytes) -> tuple[Upload, UploadDataset]:
+        """The caller's upload the command names (NOT_FOUND for another tenant's: batch ids are scoped to
+        their tenant), and its dataset."""
+        request = parse(bulk_pb2.GetUploadResults, command, "ticket")
+        batch_id = check_batch_id(request.batch_id)  # type: ignore[attr-defined]
+        return await self._checked_upload(caller, batch_id)
+
+    async def _checked_upload(self, caller: Caller, batch_id: str) -> tuple[Upload, UploadDataset]:
+        upload = await self._store.get(caller.tenant.tenant_id, batch_id)
+        if upload is None:
+            raise not_found(Reason.UPLOAD_NOT_FOUND, f"no upload {batch_id}", batch_id=batch_id)
+        return upload, self._upload_dataset(caller, upload.dataset)
+
+    async def _get_upload(self, caller: Caller, body: bytes) -> bulk_pb2.GetUploadResponse:
+        request = bulk_pb2.GetUploadRequest()
+        try:
+            request.ParseFromString(body)
+        except DecodeError:
+            raise ApiError(
+                ErrorCode.INVALID_ARGUMENT, Reason.MALFORMED_REQUEST, "the body is not a GetUploadRequest"
+            ) from None
+        upload, _ = await self._checked_upload(caller, check_batch_id(request.batch_id))
+        return bulk_pb2.GetUploadResponse(upload=upload_to_pb(upload))
+
+    async def _result_infos(self, caller: Caller) -> list[flight.FlightInfo]:
+        """A FlightInfo for the results of each of the caller's uploads (the first
+        `bulk_list_flights_max`)."""
+        uploads, _ = await self._store.list_uploads(
+            caller.tenant.tenant_id, None, limits.bulk_list_flights_max
+        )
+        infos = []
+        for upload in uploads:
+            dataset = self._datasets.uploads.get(upload.dataset)
+            if dataset is None or dataset.product not in caller.tenant.products:
+                continue
+            command = pack(bulk_pb2.GetUploadResults(batch_id=upload.batch_id))
+            descriptor = flight.FlightDescriptor.for_command(command)
+            endpoint = flight.FlightEndpoint(command, [])
+            rows = upload.rows_applied + upload.rows_failed
+            infos.append(flight.FlightInfo(dataset.schemas.results, descriptor, [endpoint], rows, -1))
+        return infos
+
+
+D = TypeVar("D", UploadDataset, ExportDataset)
+
+
+def _entitled(caller: Caller, datasets: Mapping[str, D], name: str, kind: str) -> D:
+    """The dataset `name`, if the caller's tenant has its product (else PERMISSION_DENIED)."""
+    dataset = datasets.get(name)
+    if dataset is None:
+        raise ApiError(ErrorCode.INVALID_ARGUMENT, Reason.INVALID_ARGUMENT, f"no {kind} dataset {name}")
+    require_product(caller, dataset.product)
+    return dataset
+
+
+def _chunk_metadata(data: pa.Buffer | None) -> bulk_pb2.UploadChunk:
+    metadata = bulk_pb2.UploadChunk()
+    if data is None:
+        return metadata
+    try:
+        metadata.ParseFromString(data.to_pybytes())
+    except DecodeError:
+        raise ApiError(
+            ErrorCode.INVALID_ARGUMENT, Reason.MALFORMED_REQUEST, "app_metadata is not an UploadChunk"
+        ) from None
+    return metadata

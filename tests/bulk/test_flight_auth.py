@@ -1,0 +1,48 @@
+"""The Flight process resolves tenants like gRPC, answers with the same reasons, and never loads grpcio."""
+
+from __future__ import annotations
+
+import pytest
+from jubao.errors import PermissionDenied, Reason, Unauthenticated
+
+from tests.bulk.support import FlightProcess, batch_id, transfers
+
+BAD_KEY = "jbk.demo-bank.0000000000b1.not-the-secret"
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"), [(None, Reason.API_KEY_MISSING), (BAD_KEY, Reason.API_KEY_INVALID)]
+)
+def test_a_call_without_a_valid_key_is_unauthenticated(
+    flight_process: FlightProcess, key: str | None, reason: Reason
+) -> None:
+    with flight_process.client(key) as client:
+        with pytest.raises(Unauthenticated) as refused:
+            client.get_upload(batch_id())
+        assert refused.value.reason == reason
+        with pytest.raises(Unauthenticated):
+            client.upload_transfers(batch_id(), transfers(3))
+        with pytest.raises(Unauthenticated):
+            client.export_entries(["alice"]).read_all()
+
+
+def test_a_dataset_of_a_product_not_enabled_is_refused(
+    flight_process: FlightProcess, keys: dict[str, str]
+) -> None:
+    with flight_process.client(keys["demo-fund"]) as client:
+        with pytest.raises(PermissionDenied) as refused:
+            client.upload_transfers(batch_id(), transfers(3))
+        assert (refused.value.reason, refused.value.metadata) == (
+            Reason.PRODUCT_NOT_ENABLED,
+            {"product": "payments"},
+        )
+        with pytest.raises(PermissionDenied):
+            client.export_entries(["alice"]).read_all()
+
+
+def test_the_flight_process_never_loads_grpcio(flight_process: FlightProcess, keys: dict[str, str]) -> None:
+    with flight_process.client(keys["demo-bank"]) as client:
+        client.upload_transfers(batch_id(), transfers(3))
+    libraries = flight_process.loaded_libraries()
+    assert "libarrow_flight" in libraries, "the check sees the libraries the process loaded"
+    assert "cygrpc" not in libraries
