@@ -172,8 +172,9 @@ bulk_upload_ttl_s = 7 * 24 * 3600
 bulk_apply_rows_max = batch_transfers_max
 # A result's message, cut to this many bytes.
 bulk_result_message_bytes_max = 200
-# Jobs one poll reads; uploads ListFlights lists.
+# Jobs one poll reads, jobs one server applies at once; uploads ListFlights lists.
 bulk_jobs_per_poll_max = 100
+bulk_jobs_in_flight_max = 4
 bulk_list_flights_max = 1000
 bulk_job_lease_ms_min = 1_000
 bulk_job_lease_ms_max = 600_000

@@ -14,7 +14,8 @@ composition root (`app/`) lists the enabled products and assembles them. A produ
   that create them, one subfolder per backend (`sqlite/`, `cassandra/`, `memory/`);
 * `start`: what it runs in this process, started with a `ProductContext` (the settings section, the
   storage backend, the clock, telemetry, this server's address); the running product's `stop` drains it;
-* `datasets`: its bulk datasets for the Arrow Flight plane (issue 13 gives them their shape).
+* `datasets`: its bulk datasets for the Arrow Flight plane (`bulk/datasets.py`: uploads, whose rows the
+  gRPC server applies with the running product, and exports).
 
 Nothing here imports gRPC, and a product's `PRODUCT` must not either (its `services` imports its
 servicers when the gRPC host calls it): the Arrow Flight process reads products too, and gRPC must not
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from google.protobuf.descriptor import ServiceDescriptor
 from pydantic import BaseModel
 
+from jubao_server.bulk.datasets import Dataset
 from jubao_server.clock import Clock
 from jubao_server.config import Settings
 from jubao_server.invariants import ensure
@@ -94,13 +96,6 @@ class GrpcService:
     @property
     def name(self) -> str:
         return str(self.descriptor.full_name)
-
-
-class Dataset(Protocol):
-    """A bulk dataset a product offers over Arrow Flight, found by its name."""
-
-    @property
-    def name(self) -> str: ...
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ from jubao_server.tenancy.seed import seed_catalogue
 from jubao_server.tenancy.store import TenantStore
 
 from tests.backends import SHARED_BACKENDS, open_test_backend, process_settings, report_skips
-from tests.bulk.support import FlightProcess
+from tests.bulk.support import FlightProcess, clear_jobs
 from tests.platform.harness import CATALOGUE, demo_keys
 
 
@@ -28,6 +28,7 @@ async def store(
     backend = await open_test_backend(request.param, tmp_path, NO_FAULTS)
     await migrate(backend)
     await seed_catalogue(TenantStore(backend, SYSTEM_CLOCK), load_catalogue(CATALOGUE), SYSTEM_CLOCK)
+    await clear_jobs(backend)
     env = process_settings(request.param, tmp_path)
     try:
         yield backend, env | {"JUBAO_TENANCY__CATALOGUE_DIR": str(CATALOGUE)}

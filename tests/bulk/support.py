@@ -1,5 +1,5 @@
 """A real bulk plane for the tests: a migrated store with the demo tenants, and the Flight server as its
-own process (`python -m jubao_server.bulk`) pointed at it."""
+own process (`python -m jubao_server.app.flight_server`) pointed at it."""
 
 from __future__ import annotations
 
@@ -15,10 +15,14 @@ from typing import Final
 import pyarrow as pa
 from jubao.bulk import schemas
 from jubao.bulk.client import BulkClient
+from jubao_server.bulk.store import BulkStore
+from jubao_server.clock import SYSTEM_CLOCK
+from jubao_server.storage.contract import StorageBackend
 
 REPO: Final = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S: Final = 60.0
 STOP_TIMEOUT_S: Final = 30.0
+JOBS_CLEARED_MAX: Final = 1000
 
 
 @dataclasses.dataclass
@@ -35,7 +39,7 @@ class FlightProcess:
     def start(cls, env: dict[str, str], log_path: Path) -> FlightProcess:
         """Start the Flight process with `env` (JUBAO_* settings) on a free port; return once it serves."""
         read_fd, write_fd = os.pipe()
-        command = [sys.executable, "-m", "jubao_server.bulk", "--ready-fd", str(write_fd)]
+        command = [sys.executable, "-m", "jubao_server.app.flight_server", "--ready-fd", str(write_fd)]
         settings = {"JUBAO_BULK__PORT": "0", "JUBAO_TELEMETRY__LOG_LEVEL": "warning", **env}
         with log_path.open("ab") as log:
             process = subprocess.Popen(
@@ -68,6 +72,18 @@ class FlightProcess:
 
     def loaded_libraries(self) -> str:
         return Path(f"/proc/{self.process.pid}/maps").read_text()
+
+
+async def clear_jobs(backend: StorageBackend) -> None:
+    """Forget the jobs earlier tests left in a shared store (Cassandra's test keyspace), so that the
+    servers of this test apply its own uploads, as on a fresh SQLite file."""
+    store = BulkStore(backend, SYSTEM_CLOCK)
+    for _ in range(JOBS_CLEARED_MAX):
+        jobs = await store.pending_jobs()
+        if not jobs:
+            return
+        for job in jobs:
+            await store.remove_job(job)
 
 
 def batch_id() -> str:

@@ -1,7 +1,7 @@
 """The composition root: the enabled products, and what every process of the service derives from the
 list (its settings model, its schema), in one place that imports no gRPC, so that a process without gRPC
 (the Arrow Flight server, apache/arrow#13300) shares it. Each process is assembled in a module of its
-own here: `grpc_server.py` (`Jubao`) for the gRPC server.
+own here: `grpc_server.py` (`Jubao`) for the gRPC server, `flight_server.py` for the Arrow Flight server.
 
 Adding a product: its package with a `product.py` declaring `PRODUCT` (see `products.py`), and one line in
 `PRODUCTS` below.
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from jubao_server import config
+from jubao_server.bulk.datasets import Datasets
 from jubao_server.config import Settings
 from jubao_server.invariants import ensure
 from jubao_server.payments.product import PRODUCT as PAYMENTS
@@ -44,6 +45,11 @@ def _check(products: Sequence[AnyProduct]) -> None:
 
 
 _check(PRODUCTS)
+
+
+def datasets() -> Datasets:
+    """The enabled products' bulk datasets."""
+    return Datasets.of(dataset for product in PRODUCTS for dataset in product.datasets)
 
 
 def load_settings(config_path: Path | None = None) -> Settings:

@@ -3,11 +3,12 @@
 Start order: telemetry; the storage backend on the one clock; the schema (the platform's migration set,
 then each product's); tenancy (the tenant store, seeded from the catalogue, the authenticator and the
 quotas, all on the clock); the page-token secret; the call pipeline and the gRPC host, bound so that this
-server's address is known; the platform's services (TenantAdmin, MetaService); then each product,
-started and its services added behind the pipeline with its entitlement as their policy; last the host
-starts serving and health turns SERVING. Stop runs the other way: the host drains (NOT_SERVING, new calls
-refused, in-flight calls given the grace period), the products stop in reverse order, then forwarding,
-storage and telemetry close. A failed start undoes what it started.
+server's address is known; the platform's services (TenantAdmin, MetaService, BulkService); then each
+product, started and its services added behind the pipeline with its entitlement as their policy; then
+the bulk plane's apply worker, with each upload dataset's applier made from its running product; last the
+host starts serving and health turns SERVING. Stop runs the other way: the host drains (NOT_SERVING, new
+calls refused, in-flight calls given the grace period), the apply worker stops, the products stop in
+reverse order, then forwarding, storage and telemetry close. A failed start undoes what it started.
 """
 
 from __future__ import annotations
@@ -19,9 +20,14 @@ from typing import Final
 
 import structlog
 from jubao.admin.v1 import tenant_admin_pb2, tenant_admin_pb2_grpc
+from jubao.bulk.v1 import bulk_pb2, bulk_pb2_grpc
 from jubao.meta.v1 import meta_pb2, meta_pb2_grpc
 
-from jubao_server.app import PRODUCTS, migrate
+from jubao_server.app import PRODUCTS, datasets, migrate
+from jubao_server.bulk.apply import Applier, ApplyWorker
+from jubao_server.bulk.datasets import UploadDataset
+from jubao_server.bulk.service import BulkService
+from jubao_server.bulk.store import BulkStore
 from jubao_server.clock import SYSTEM_CLOCK, Clock
 from jubao_server.config import Settings
 from jubao_server.invariants import ensure
@@ -46,13 +52,15 @@ log = structlog.get_logger("jubao.server")
 
 _ADMIN: Final = tenant_admin_pb2.DESCRIPTOR.services_by_name["TenantAdmin"]
 _META: Final = meta_pb2.DESCRIPTOR.services_by_name["MetaService"]
+_BULK: Final = bulk_pb2.DESCRIPTOR.services_by_name["BulkService"]
 # Who may call each service: the platform's, then every product's (its tenants' entitlement).
 POLICIES: Final = {
     _ADMIN.full_name: ServicePolicy(operator_only=True),
     _META.full_name: ServicePolicy(),
+    _BULK.full_name: ServicePolicy(),
     **{api.full_name: ServicePolicy(product=p.entitlement) for p in PRODUCTS for api in p.apis},
 }
-ensure(len(POLICIES) == 2 + sum(len(p.apis) for p in PRODUCTS), "a product's service is the platform's")
+ensure(len(POLICIES) == 3 + sum(len(p.apis) for p in PRODUCTS), "a product's service is the platform's")
 
 
 @dataclasses.dataclass
@@ -101,9 +109,11 @@ class Jubao:
             started.push_async_callback(host.stop, 0)
             forwarder.address = host.address
             admin = TenantAdminService(store, RequestLog(backend, clock), authenticator, pages, clock)
-            for service in _platform_services(admin):
+            bulk_store = BulkStore(backend, clock)
+            for service in _platform_services(admin, BulkService(bulk_store, datasets(), pages)):
                 host.add(service, POLICIES[service.name])
             context = ServiceContext(clock, pages, forwarder)
+            appliers: dict[str, Applier] = {}
             for product in PRODUCTS:
                 section = product.settings_of(settings)
                 running = await product.start(
@@ -115,6 +125,12 @@ class Jubao:
                 ensure(sorted(s.name for s in services) == declared, f"{product.name} serves {declared}")
                 for service in services:
                     host.add(service, POLICIES[service.name])
+                for dataset in product.datasets:
+                    if isinstance(dataset, UploadDataset):
+                        appliers[dataset.name] = Applier(dataset.schemas, dataset.applier(running))
+            worker = ApplyWorker(bulk_store, appliers, settings.bulk, clock, owner=host.address)
+            worker.start()
+            started.push_async_callback(worker.stop)
             await host.start()
         except BaseException:
             await started.aclose()
@@ -130,11 +146,12 @@ class Jubao:
         log.info("stopped")
 
 
-def _platform_services(admin: TenantAdminService) -> tuple[GrpcService, ...]:
-    """TenantAdmin and MetaService."""
+def _platform_services(admin: TenantAdminService, bulk: BulkService) -> tuple[GrpcService, ...]:
+    """TenantAdmin, MetaService and BulkService."""
     return (
         GrpcService(
             _ADMIN, functools.partial(tenant_admin_pb2_grpc.add_TenantAdminServicer_to_server, admin)
         ),
         GrpcService(_META, functools.partial(meta_pb2_grpc.add_MetaServiceServicer_to_server, MetaService())),
+        GrpcService(_BULK, functools.partial(bulk_pb2_grpc.add_BulkServiceServicer_to_server, bulk)),
     )

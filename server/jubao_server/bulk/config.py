@@ -22,3 +22,8 @@ class BulkSettings(BaseModel):
     # and how long a claim lasts without renewal before another server takes the job over.
     job_poll_ms: int = Field(500, gt=0, le=limits.bulk_job_poll_ms_max)
     job_lease_ms: int = Field(10_000, ge=limits.bulk_job_lease_ms_min, le=limits.bulk_job_lease_ms_max)
+
+
+def flight_location(host: str, port: int, *, tls: bool) -> str:
+    """The Arrow Flight URI of a bulk server (TLS when the servers' TLS is on)."""
+    return f"{'grpc+tls' if tls else 'grpc+tcp'}://{host}:{port}"

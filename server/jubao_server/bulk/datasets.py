@@ -1,8 +1,8 @@
-"""Datasets: what a product brings to the bulk plane. An upload dataset names its command, its product,
-its Arrow schemas (`jubao.bulk.schemas`), how its command names the batch, and how each row is checked;
-the function that applies its rows runs in the gRPC server process (it needs the product's shard owners)
-and is registered there apart (`Appliers`). An export dataset names its command, product and schema and
-reads its Arrow batches straight from storage (in the Flight process).
+"""Datasets: what a product brings to the bulk plane (`ProductSpec.datasets`). An upload dataset names its
+command, its product, its Arrow schemas (`jubao.bulk.schemas`), how its command names the batch and how
+each row is checked, and gives the function that applies its rows from the running product (in the gRPC
+server process: it needs the product's shard owners). An export dataset names its command, product and
+schema and reads its Arrow batches straight from storage (in the Flight process).
 
 Commands travel as a `google.protobuf.Any` holding one of the `jubao.bulk.v1` command messages, the way
 Flight SQL carries its commands in a `FlightDescriptor` and a `Ticket`."""
@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 import pyarrow as pa
 from google.protobuf import any_pb2
@@ -22,6 +22,8 @@ from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.errors import ApiError, ErrorCode, invalid, truncated
+from jubao_server.invariants import ensure
+from jubao_server.storage.contract import StorageBackend
 from jubao_server.tenancy.model import Product
 
 TYPE_URL_PREFIX: Final = "type.googleapis.com/"
@@ -37,6 +39,7 @@ class RowProblem:
     message: str
 
 
+@runtime_checkable
 class UploadDataset(Protocol):
     @property
     def name(self) -> str:
@@ -54,7 +57,11 @@ class UploadDataset(Protocol):
     def row_problems(self, rows: pa.RecordBatch) -> list[RowProblem]:
         """The rows of a message (of the dataset's schema) refused for their values, at most one per row."""
 
+    def applier(self, running: Any) -> Apply:
+        """How rows are applied, given the product as it runs in the gRPC server process."""
 
+
+@runtime_checkable
 class ExportDataset(Protocol):
     @property
     def name(self) -> str: ...
@@ -68,8 +75,13 @@ class ExportDataset(Protocol):
     def check(self, command: bytes) -> Message:
         """The parsed command, checked, or INVALID_ARGUMENT."""
 
-    def read(self, tenant_id: str, command: Message) -> AsyncIterator[pa.RecordBatch]:
-        """The export's rows, as record batches of the dataset's schema."""
+    def read(
+        self, backend: StorageBackend, tenant_id: str, command: Message
+    ) -> AsyncIterator[pa.RecordBatch]:
+        """The export's rows, read from `backend`, as record batches of the dataset's schema."""
+
+
+Dataset = UploadDataset | ExportDataset
 
 
 # Applies rows of an upload for a tenant: a table of the dataset's row schema with a leading `row` column
@@ -85,8 +97,12 @@ class Datasets:
     exports: Mapping[str, ExportDataset]
 
     @classmethod
-    def of(cls, uploads: Iterable[UploadDataset], exports: Iterable[ExportDataset]) -> Datasets:
-        return cls({d.name: d for d in uploads}, {d.name: d for d in exports})
+    def of(cls, datasets: Iterable[Dataset]) -> Datasets:
+        listed = list(datasets)
+        uploads = {d.name: d for d in listed if isinstance(d, UploadDataset)}
+        exports = {d.name: d for d in listed if isinstance(d, ExportDataset)}
+        ensure(len(uploads) + len(exports) == len(listed), "a dataset is an upload or an export, once")
+        return cls(uploads, exports)
 
 
 def pack(command: Message) -> bytes:

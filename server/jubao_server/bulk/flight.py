@@ -1,4 +1,4 @@
-"""The Arrow Flight server of the bulk plane (its own process: `python -m jubao_server.bulk`; it never
+"""The Arrow Flight server of the bulk plane (its own process: `app/flight_server.py`; it never
 loads gRPC's Python package, which must not share a process with Arrow Flight: apache/arrow#13300).
 
 Every call passes the same steps as a gRPC call: the `authorization` header resolves the tenant with the
@@ -44,7 +44,7 @@ from jubao_server.bulk.uploads import UploadSession
 from jubao_server.bulk.views import upload_to_pb
 from jubao_server.errors import ApiError, ErrorCode, internal, not_found, unavailable
 from jubao_server.invariants import InvariantViolation
-from jubao_server.storage.contract import StorageError
+from jubao_server.storage.contract import StorageBackend, StorageError
 from jubao_server.tenancy.auth import Authenticator, Caller, Credentials, require_product
 
 log = structlog.get_logger("jubao.bulk")
@@ -139,6 +139,7 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         io: LoopThread,
         authenticator: Authenticator,
         store: BulkStore,
+        backend: StorageBackend,
         datasets: Datasets,
         quotas: BulkQuotas,
         tls_certificates: list[tuple[bytes, bytes]] | None = None,
@@ -153,6 +154,7 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         )
         self._io = io
         self._store = store
+        self._backend = backend
         self._datasets = datasets
         self._quotas = quotas
 
@@ -248,7 +250,7 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         else:
             export = self._export_dataset(caller, name)
             command = export.check(value)
-            batches = self._io.iterate(export.read(tenant_id, command))
+            batches = self._io.iterate(export.read(self._backend, tenant_id, command))
             schema = export.schema
         return flight.GeneratorStream(schema, self._paced(tenant_id, batches))
 

@@ -355,10 +355,10 @@ class BulkStore:
         outcome = await self._backend.write(Batch(self._jobs_partition(), (put,), conditions=(condition,)))
         return leased if outcome.applied else None
 
-    async def remove_job(self, job: Job) -> bool:
-        condition = RowMatches((job.key,), {"version": job.version})
-        batch = Batch(self._jobs_partition(), deletes=(Delete((job.key,)),), conditions=(condition,))
-        return (await self._backend.write(batch)).applied
+    async def remove_job(self, job: Job) -> None:
+        """Forget a job whose upload is done (or expired): unconditional, since whoever holds it has
+        nothing left to do."""
+        await self._backend.write(Batch(self._jobs_partition(), deletes=(Delete((job.key,)),)))
 
     # Helpers
 

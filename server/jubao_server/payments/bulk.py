@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
-from typing import Final
+from typing import Any, Final
 
 import pyarrow as pa
 from google.protobuf.message import Message
@@ -72,6 +72,11 @@ class TransfersUpload:
         parsed = parse(bulk_pb2.UploadTransfers, command, "descriptor.cmd")
         return check_batch_id(parsed.batch_id)  # type: ignore[attr-defined]
 
+    def applier(self, running: Any) -> Apply:
+        """The ledger's batch path (`running` is this process's `LedgerApi`)."""
+        ledger: LedgerApi = running
+        return transfers_applier(ledger)
+
     def row_problems(self, rows: pa.RecordBatch) -> list[RowProblem]:
         problems = []
         for index, row in enumerate(rows.to_pylist()):
@@ -129,7 +134,6 @@ class EntriesExport:
     range, account by account in entry order, read from storage page by page (the journal as
     materialized: on Cassandra an entry committed a moment ago may still be on its way)."""
 
-    backend: StorageBackend
     name: str = EXPORT_ENTRIES
     product: Product = Product.PAYMENTS
     schema: pa.Schema = schemas.ENTRIES
@@ -150,45 +154,49 @@ class EntriesExport:
         raise_if_any(violations)
         return request
 
-    async def read(self, tenant_id: str, command: Message) -> AsyncIterator[pa.RecordBatch]:
+    async def read(
+        self, backend: StorageBackend, tenant_id: str, command: Message
+    ) -> AsyncIterator[pa.RecordBatch]:
         request: bulk_pb2.ExportEntries = command  # type: ignore[assignment]
         start_ms = time_ms(request, "start_time", [])
         end_ms = time_ms(request, "end_time", [])
         builder = _EntryColumns()
         for account_id in request.account_ids:
-            async for part in self._account(tenant_id, account_id, start_ms, end_ms, builder):
+            async for part in _account(backend, tenant_id, account_id, (start_ms, end_ms), builder):
                 yield part
         if builder.rows:
             yield builder.flush()
 
-    async def _account(
-        self,
-        tenant_id: str,
-        account_id: str,
-        start_ms: int | None,
-        end_ms: int | None,
-        builder: _EntryColumns,
-    ) -> AsyncIterator[pa.RecordBatch]:
-        state = await stored_account(self.backend, tenant_id, account_id)
-        if state is None:
+
+async def _account(
+    backend: StorageBackend,
+    tenant_id: str,
+    account_id: str,
+    time_range: tuple[int | None, int | None],
+    builder: _EntryColumns,
+) -> AsyncIterator[pa.RecordBatch]:
+    """One account's entries in the time range, added to `builder`; its batches once they are full."""
+    start_ms, end_ms = time_range
+    state = await stored_account(backend, tenant_id, account_id)
+    if state is None:
+        return
+    first = 1
+    if start_ms is not None:
+        first = await first_entry_at(backend, tenant_id, account_id, start_ms, state.entry_seq)
+    query = RowQuery(
+        ENTRIES.partition(tenant_id, account_id),
+        lower=Bound((first,), inclusive=True),
+        upper=Bound((state.entry_seq,), inclusive=True),
+        limit=limits.storage_page_rows_max,
+    )
+    for _ in range(limits.bulk_export_rows_max // limits.storage_page_rows_max + 1):
+        page = await backend.read_page(query)
+        ended = builder.add(account_id, state.account.currency, page.rows, end_ms)
+        if builder.rows >= limits.bulk_export_batch_rows_max:
+            yield builder.flush()
+        if ended or page.next_after is None:
             return
-        first = 1
-        if start_ms is not None:
-            first = await first_entry_at(self.backend, tenant_id, account_id, start_ms, state.entry_seq)
-        query = RowQuery(
-            ENTRIES.partition(tenant_id, account_id),
-            lower=Bound((first,), inclusive=True),
-            upper=Bound((state.entry_seq,), inclusive=True),
-            limit=limits.storage_page_rows_max,
-        )
-        for _ in range(limits.bulk_export_rows_max // limits.storage_page_rows_max + 1):
-            page = await self.backend.read_page(query)
-            ended = builder.add(account_id, state.account.currency, page.rows, end_ms)
-            if builder.rows >= limits.bulk_export_batch_rows_max:
-                yield builder.flush()
-            if ended or page.next_after is None:
-                return
-            query = query.after(page.next_after)
+        query = query.after(page.next_after)
 
 
 class _EntryColumns:

@@ -8,6 +8,7 @@ from typing import Final
 from jubao.payments.v1 import payments_pb2
 
 from jubao_server.payments import tables
+from jubao_server.payments.bulk import EntriesExport, TransfersUpload
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.ledger import Ledger
 from jubao_server.products import GrpcService, ProductContext, ProductSpec, ServiceContext
@@ -42,4 +43,5 @@ PRODUCT: Final = ProductSpec(
     migrations_formerly=SHARED_SET_BEFORE_PRODUCTS,
     start=_start,
     services=_services,
+    datasets=(TransfersUpload(), EntriesExport()),
 )

@@ -1,8 +1,11 @@
-"""The bulk plane's Arrow Flight server process: `python -m jubao_server.bulk [--config FILE]
-[--ready-fd N]`, started by `jubao-server serve` beside the gRPC server. It never imports gRPC's Python
-package (apache/arrow#13300; `tests/bulk/test_process.py` checks it) and stops on SIGTERM or SIGINT.
+"""The bulk plane's Arrow Flight server process, assembled from the host's parts and the enabled
+products' datasets: `python -m jubao_server.app.flight_server [--config FILE] [--ready-fd N]
+[--parent-pid P]`, started by `jubao-server serve` beside the gRPC server. It never imports gRPC's Python
+package (apache/arrow#13300; `tests/bulk/test_flight_auth.py` checks the running process) and stops on
+SIGTERM or SIGINT.
 
-With `--ready-fd`, the bound port is written to that file descriptor once the server serves."""
+With `--ready-fd`, the bound port is written to that file descriptor once the server serves; with
+`--parent-pid`, the process ends when that process (the supervisor) does."""
 
 from __future__ import annotations
 
@@ -15,32 +18,21 @@ from pathlib import Path
 
 import structlog
 
-from jubao_server.app import load_settings, migrate
-from jubao_server.bulk.datasets import Datasets
+from jubao_server.app import datasets, load_settings, migrate
+from jubao_server.bulk.config import flight_location
 from jubao_server.bulk.flight import BulkFlightServer, LoopThread
 from jubao_server.bulk.quotas import BulkQuotas
 from jubao_server.bulk.store import BulkStore
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.config import Settings, SettingsError, TlsSettings
-from jubao_server.payments.bulk import EntriesExport, TransfersUpload
 from jubao_server.platform.lifeline import die_with_parent
-from jubao_server.storage.contract import MigrationError, StorageBackend, StorageError
+from jubao_server.storage.contract import MigrationError, StorageError
 from jubao_server.storage.factory import open_backend
 from jubao_server.telemetry import setup_logging
 from jubao_server.tenancy.auth import Authenticator
 from jubao_server.tenancy.store import TenantStore
 
 log = structlog.get_logger("jubao.bulk")
-
-
-def product_datasets(backend: StorageBackend) -> Datasets:
-    """The datasets of the products (payments for now)."""
-    return Datasets.of([TransfersUpload()], [EntriesExport(backend)])
-
-
-def location(settings: Settings) -> str:
-    scheme = "grpc+tls" if settings.server.tls.enabled else "grpc+tcp"
-    return f"{scheme}://{settings.bulk.host}:{settings.bulk.port}"
 
 
 def _tls(tls: TlsSettings) -> tuple[list[tuple[bytes, bytes]] | None, bytes | None]:
@@ -51,20 +43,22 @@ def _tls(tls: TlsSettings) -> tuple[list[tuple[bytes, bytes]] | None, bytes | No
 
 
 def serve(settings: Settings, ready_fd: int | None) -> None:
+    """Open storage, serve until SIGTERM or SIGINT, then shut down."""
+    clock = SYSTEM_CLOCK
     io = LoopThread()
-    backend = io.run(open_backend(settings.storage, clock=SYSTEM_CLOCK))
+    backend = io.run(open_backend(settings.storage, clock=clock))
     try:
         if settings.migrate_on_start:
             io.run(migrate(backend))
-        clock = SYSTEM_CLOCK
         authenticator = Authenticator(TenantStore(backend, clock), settings.tenancy.auth_cache_ttl_ms, clock)
         certificates, roots = _tls(settings.server.tls)
         server = BulkFlightServer(
-            location(settings),
+            flight_location(settings.bulk.host, settings.bulk.port, tls=settings.server.tls.enabled),
             io=io,
             authenticator=authenticator,
             store=BulkStore(backend, clock),
-            datasets=product_datasets(backend),
+            backend=backend,
+            datasets=datasets(),
             quotas=BulkQuotas(settings.bulk.streams_per_tenant, settings.bulk.bytes_per_s, clock),
             tls_certificates=certificates,
             root_certificates=roots,
@@ -86,7 +80,7 @@ def serve(settings: Settings, ready_fd: int | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m jubao_server.bulk", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m jubao_server.app.flight_server", description=__doc__)
     parser.add_argument("--config", type=Path, help="TOML settings file (or JUBAO_CONFIG)")
     parser.add_argument("--ready-fd", type=int, help="write the bound port to this file descriptor")
     parser.add_argument("--parent-pid", type=int, help="exit when this process (the supervisor) dies")

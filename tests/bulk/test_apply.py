@@ -1,0 +1,159 @@
+"""Uploads applied end to end: a gRPC server process applies what the Flight process received, through
+the ledger's batch path, once per row, whatever crashes; the statement export round-trips."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from jubao.bulk import schemas
+from jubao.bulk.v1 import bulk_pb2
+from jubao.client import Client, ClientConfig
+from jubao.payments.v1 import payments_pb2 as pb
+from jubao_server.storage.contract import StorageBackend
+
+from loadtest.server_process import ServerProcess
+from tests.bulk.support import FlightProcess, batch_id, transfers
+
+PAYEES: Final = 10
+DEMO_TENANT: Final = "demo-bank"
+APPLY_TIMEOUT_S: Final = 240.0
+# Three chunks: the server is killed once the first has its results, while it applies the next.
+KILLED_ROWS: Final = 9_000
+
+
+def _server(env: dict[str, str], log_path: Path) -> ServerProcess:
+    settings = {
+        "JUBAO_BULK__JOB_POLL_MS": "100",
+        "JUBAO_BULK__JOB_LEASE_MS": "2000",
+        "JUBAO_PAYMENTS__SHARD_LEASE_MS": "2000",
+        "JUBAO_TELEMETRY__LOG_LEVEL": "warning",
+    }
+    return ServerProcess.start(env | settings, log_path)
+
+
+@pytest.fixture
+def server(store: tuple[StorageBackend, dict[str, str]], tmp_path: Path) -> Iterator[ServerProcess]:
+    process = _server(store[1], tmp_path / "server.log")
+    try:
+        yield process
+    finally:
+        process.kill()
+
+
+def _open_accounts(address: str, key: str, prefix: str) -> list[str]:
+    """A settlement account that may go negative and PAYEES customer accounts; their ids."""
+    ids = [f"{prefix}-settlement", *(f"{prefix}-a{i}" for i in range(PAYEES))]
+    with Client(ClientConfig(endpoint=address, api_key=key)) as client:
+        for index, account_id in enumerate(ids):
+            account = pb.Account(
+                account_id=account_id,
+                currency_code="CNY",
+                kind=pb.ACCOUNT_KIND_SETTLEMENT if index == 0 else pb.ACCOUNT_KIND_CUSTOMER,
+                policy=pb.AccountPolicy(allow_negative=index == 0),
+            )
+            client.payments.OpenAccount(
+                pb.OpenAccountRequest(request_id=f"open-{account_id}", account=account)
+            )
+    return ids
+
+
+def _payroll(rows: int, prefix: str) -> pa.Table:
+    table = transfers(rows, payer=f"{prefix}-settlement", prefix=f"{prefix}-r")
+    payees = pc.binary_join_element_wise(f"{prefix}-", table.column("payee"), "")
+    return table.set_column(2, schemas.TRANSFERS.field("payee"), payees)
+
+
+def _balances(address: str, key: str, ids: list[str]) -> dict[str, int]:
+    with Client(ClientConfig(endpoint=address, api_key=key)) as client:
+        return {
+            account_id: client.payments.GetAccount(
+                pb.GetAccountRequest(account_id=account_id)
+            ).account.balance.ledger_minor
+            for account_id in ids
+        }
+
+
+def _wait(flight_process: FlightProcess, key: str, batch: str, until: str = "done") -> bulk_pb2.Upload:
+    deadline_s = time.monotonic() + APPLY_TIMEOUT_S
+    with flight_process.client(key) as client:
+        while time.monotonic() < deadline_s:
+            upload = client.get_upload(batch)
+            if upload.done or (until == "started" and upload.rows_applied > 0):
+                return upload
+            time.sleep(0.05)
+    raise AssertionError(f"upload {batch} not {until} in time")
+
+
+def _expected(table: pa.Table) -> dict[str, int]:
+    sums: dict[str, int] = {}
+    for row in table.to_pylist():
+        sums[row["payee"]] = sums.get(row["payee"], 0) + row["amount_minor"]
+        sums[row["payer"]] = sums.get(row["payer"], 0) - row["amount_minor"]
+    return sums
+
+
+def test_an_upload_is_applied_once_with_a_result_per_row(
+    server: ServerProcess, flight_process: FlightProcess, keys: dict[str, str]
+) -> None:
+    key = keys[DEMO_TENANT]
+    prefix = batch_id()
+    ids = _open_accounts(server.address, key, prefix)
+    table = _payroll(3_000, prefix)
+    rows = table.to_pylist()
+    rows[7]["amount_minor"] = 0
+    rows[8]["payee"] = f"{prefix}-nobody"
+    table = pa.Table.from_pylist(rows, schema=schemas.TRANSFERS)
+    batch = batch_id()
+    with flight_process.client(key) as client:
+        client.upload_transfers(batch, table)
+        upload = _wait(flight_process, key, batch)
+        results = client.results(batch).read_all()
+    assert (upload.rows_applied, upload.rows_failed, upload.rows_rejected) == (2_998, 2, 1)
+    assert results.schema.equals(schemas.TRANSFER_RESULTS)
+    assert results.column("row").to_pylist() == list(range(3_000))
+    refused = results.filter(pc.equal(results.column("status"), schemas.REJECTED)).to_pylist()
+    assert [(r["row"], r["code"], r["reason"]) for r in refused] == [
+        (7, "INVALID_ARGUMENT", "INVALID_ARGUMENT"),
+        (8, "NOT_FOUND", "ACCOUNT_NOT_FOUND"),
+    ]
+    assert "amount_minor" in refused[0]["message"]
+    applied = [r for r in results.to_pylist() if r["status"] == schemas.APPLIED]
+    assert len({r["transfer_id"] for r in applied}) == 2_998
+    good = pa.Table.from_pylist([r for i, r in enumerate(rows) if i not in (7, 8)], schema=schemas.TRANSFERS)
+    assert _balances(server.address, key, ids) == {a: _expected(good).get(a, 0) for a in ids}
+
+
+def test_a_server_killed_mid_apply_is_taken_over_and_nothing_applies_twice(
+    store: tuple[StorageBackend, dict[str, str]],
+    server: ServerProcess,
+    flight_process: FlightProcess,
+    keys: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    key = keys[DEMO_TENANT]
+    prefix = batch_id()
+    ids = _open_accounts(server.address, key, prefix)
+    table = _payroll(KILLED_ROWS, prefix)
+    batch = batch_id()
+    with flight_process.client(key) as client:
+        client.upload_transfers(batch, table)
+    started = _wait(flight_process, key, batch, until="started")
+    server.kill()
+    assert not started.done
+    successor = _server(store[1], tmp_path / "successor.log")
+    try:
+        upload = _wait(flight_process, key, batch)
+        assert (upload.rows_applied, upload.rows_failed) == (KILLED_ROWS, 0)
+        with flight_process.client(key) as client:
+            results = client.results(batch).read_all()
+        assert results.column("row").to_pylist() == list(range(KILLED_ROWS))
+        assert len(set(results.column("transfer_id").to_pylist())) == KILLED_ROWS
+        assert _balances(successor.address, key, ids) == {a: _expected(table).get(a, 0) for a in ids}
+    finally:
+        successor.kill()
