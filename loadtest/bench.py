@@ -24,6 +24,7 @@ from jubao_server.storage.config import CassandraSettings, SqliteSettings, Stora
 from jubao_server.storage.contract import StorageBackend, StorageError
 from jubao_server.storage.factory import open_backend
 
+from loadtest.bulk_bench import BulkPlan, BulkRun, bulk_figures
 from loadtest.commands import find_peak, print_step
 from loadtest.engine import ClosedLoop, Engine
 from loadtest.ghz import GhzLoad, ghz_figure
@@ -31,7 +32,7 @@ from loadtest.harness import Run, prepare, scratch_dir, serving, verify
 from loadtest.payments_bench import PaymentsPlan, measure, only, payments_figures
 from loadtest.report import Figure, check_json, figure, machine, now_iso, write_report
 from loadtest.scenario import SCENARIOS, Scenario, load_scenario
-from loadtest.server_process import REPO
+from loadtest.server_process import REPO, free_port
 from loadtest.storage_bench import run_storage_bench
 from loadtest.tally import Tally
 
@@ -56,15 +57,18 @@ class BenchPlan:
     storage_seconds: float
     payments: PaymentsPlan
     double11: Path
+    bulk: BulkPlan
 
     @classmethod
     def of(cls, quick: bool) -> BenchPlan:
         workers = os.cpu_count() or 1
         if quick:
             payments = PaymentsPlan(8.0, 2.0, 32)
-            return cls("quick", 8.0, 2.0, 32, workers, 3.0, payments, SCENARIOS / "double11_short.toml")
+            double11 = SCENARIOS / "double11_short.toml"
+            return cls("quick", 8.0, 2.0, 32, workers, 3.0, payments, double11, BulkPlan.of(quick))
         payments = PaymentsPlan(30.0, 5.0, 64)
-        return cls("full", 30.0, 5.0, 64, workers, 15.0, payments, SCENARIOS / "double11.toml")
+        double11 = SCENARIOS / "double11.toml"
+        return cls("full", 30.0, 5.0, 64, workers, 15.0, payments, double11, BulkPlan.of(quick))
 
     def scenario(self) -> Scenario:
         scenario = load_scenario(self.double11)
@@ -127,12 +131,12 @@ def run(quick: bool, output: Path) -> dict[str, Any]:
     try:
         if cassandra:
             drop_bench_keyspace()
-        report["figures"] += server_figures(plan, {}, "sqlite", output.parent)
+        sqlite = StorageSettings(backend="sqlite", sqlite=SqliteSettings(path=scratch / "server.db"))
+        report["figures"] += server_figures(plan, sqlite, "sqlite", output.parent)
         if cassandra:
-            settings = {
-                "JUBAO_STORAGE__BACKEND": "cassandra",
-                "JUBAO_STORAGE__CASSANDRA__KEYSPACE": BENCH_KEYSPACE,
-            }
+            settings = StorageSettings(
+                backend="cassandra", cassandra=CassandraSettings(keyspace=BENCH_KEYSPACE)
+            )
             report["figures"] += server_figures(plan, settings, "cassandra", output.parent)
         report["figures"] += asyncio.run(storage_figures(plan, scratch))
     finally:
@@ -142,10 +146,12 @@ def run(quick: bool, output: Path) -> dict[str, Any]:
     return report
 
 
-def server_figures(plan: BenchPlan, settings: dict[str, str], backend: str, results: Path) -> list[Figure]:
+def server_figures(plan: BenchPlan, storage: StorageSettings, backend: str, results: Path) -> list[Figure]:
     """Figures measured through a server process on `backend` (the empty-RPC ceilings on the first), then
-    the check of its ledger against every load's tally."""
+    the check of its ledger against every load's tally, then the bulk plane's figures."""
     scenario = plan.scenario()
+    bulk_port = free_port()
+    settings = {**_storage_env(storage), "JUBAO_BULK__PORT": str(bulk_port)}
     with serving(None, None, settings) as target, Engine(plan.workers) as engine:
         run, setup = prepare(target, scenario)
         figures = rpc_figures(engine, run, plan) if backend == "sqlite" else []
@@ -154,6 +160,11 @@ def server_figures(plan: BenchPlan, settings: dict[str, str], backend: str, resu
         peak = find_peak(engine, run, print_step)
         tally = Tally.merge([setup, moved, peak.tally])
         check = verify(target, tally, run.names.every())
+        print(f"bench: bulk plane on {backend}")
+        bulk_run = BulkRun(
+            f"grpc+tcp://127.0.0.1:{bulk_port}", target.api_key, f"bb{run.run_id}", plan.bulk, backend
+        )
+        bulk = bulk_figures(target.endpoint, storage, bulk_run)
     document = {
         "command": "find-peak",
         "scenario": scenario.name,
@@ -179,7 +190,15 @@ def server_figures(plan: BenchPlan, settings: dict[str, str], backend: str, resu
     peak_figure = figure(
         "double11_peak_sustained_per_s", round(peak.peak_per_s, 1), "requests/s", backend, notes
     )
-    return [*figures, *payments, peak_figure]
+    return [*figures, *payments, peak_figure, *bulk]
+
+
+def _storage_env(storage: StorageSettings) -> dict[str, str]:
+    """The JUBAO_* variables that point a server process at `storage`."""
+    if storage.backend == "cassandra":
+        keyspace = storage.cassandra.keyspace
+        return {"JUBAO_STORAGE__BACKEND": "cassandra", "JUBAO_STORAGE__CASSANDRA__KEYSPACE": keyspace}
+    return {"JUBAO_STORAGE__SQLITE__PATH": str(storage.sqlite.path)}
 
 
 def _mix(scenario: Scenario) -> str:

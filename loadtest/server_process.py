@@ -1,5 +1,6 @@
-"""Run `jubao-server serve` as a child process on a free loopback port, and stop it with SIGTERM; give the
-load a tenant of its own with quotas far above what it offers."""
+"""Run `jubao-server serve` (the supervisor, its gRPC server and its Arrow Flight server) as a child process
+on free loopback ports, and stop it with SIGTERM; give the load a tenant of its own with quotas far above
+what it offers."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class ServerProcess:
         port = free_port()
         settings = {
             "JUBAO_SERVER__PORT": str(port),
+            "JUBAO_BULK__PORT": "0",
             "JUBAO_TELEMETRY__PROMETHEUS_PORT": str(free_port()),
             **env,
         }

@@ -1,9 +1,14 @@
-"""`jubao-server serve|migrate|check-catalogue` (also `python -m jubao_server`)."""
+"""`jubao-server serve|migrate|check-catalogue` (also `python -m jubao_server`).
+
+`serve` is the supervisor (`platform/supervisor.py`): it runs `serve-grpc` (the gRPC server) and, with the
+bulk plane enabled, `python -m jubao_server.app.flight_server` (the Arrow Flight server) as child
+processes."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -11,8 +16,10 @@ from pathlib import Path
 import structlog
 
 from jubao_server.app import load_settings, migrate
-from jubao_server.app.grpc_server import Jubao
+from jubao_server.bulk.config import flight_location
 from jubao_server.config import Settings, SettingsError
+from jubao_server.platform.lifeline import die_with_parent
+from jubao_server.platform.supervisor import ChildSpec, Supervisor, python_module
 from jubao_server.storage.contract import MigrationError, StorageError
 from jubao_server.storage.factory import open_backend
 from jubao_server.telemetry import setup_logging
@@ -21,10 +28,30 @@ from jubao_server.tenancy.catalogue import CatalogueError, load_catalogue
 log = structlog.get_logger("jubao.main")
 
 
-async def serve(settings: Settings, banner: Path | None) -> None:
+def supervise(settings: Settings, config: Path | None, banner: Path | None) -> int:
+    """Run the servers as child processes until SIGTERM or SIGINT; the exit code."""
+    config_args = ["--config", str(config)] if config is not None else []
+    specs = [ChildSpec("grpc", python_module("jubao_server", *config_args, "serve-grpc"))]
+    if settings.bulk.enabled:
+        specs.append(ChildSpec("bulk", python_module("jubao_server.app.flight_server", *config_args)))
+    supervisor = Supervisor(specs)
+
+    def started() -> None:
+        ports = supervisor.ports
+        log.info("jubao started", grpc_port=ports["grpc"], bulk_port=ports.get("bulk"))
+        if banner is not None:
+            _print_banner(settings, ports, banner)
+
+    return supervisor.run(started)
+
+
+async def serve(settings: Settings, ready_fd: int | None) -> None:
+    from jubao_server.app.grpc_server import Jubao  # noqa: PLC0415 (the supervisor loads no gRPC)
+
     server = await Jubao.start(settings)
-    if banner is not None:
-        _print_banner(server, banner)
+    if ready_fd is not None:
+        os.write(ready_fd, f"{server.port}\n".encode())
+        os.close(ready_fd)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -34,14 +61,20 @@ async def serve(settings: Settings, banner: Path | None) -> None:
     await server.stop()
 
 
-def _print_banner(server: Jubao, demo_keys: Path) -> None:
-    address = f"{server.settings.server.host}:{server.port}"
+def _print_banner(settings: Settings, ports: dict[str, int], demo_keys: Path) -> None:
+    address = f"{settings.server.host}:{ports['grpc']}"
     lines = [
         "",
-        f"jubao is serving on {address} (storage: {server.backend.name}, health: SERVING)",
-        f"Prometheus metrics: http://127.0.0.1:{server.telemetry.prometheus_port}/metrics",
-        "Demo tenants and their API keys (for this laptop only):",
+        f"jubao is serving on {address} (storage: {settings.storage.backend}, health: SERVING)",
     ]
+    if "bulk" in ports:
+        tls = settings.server.tls.enabled
+        lines.append(
+            f"Bulk data (Arrow Flight): {flight_location(settings.bulk.host, ports['bulk'], tls=tls)}"
+        )
+    if settings.telemetry.prometheus_port:
+        lines.append(f"Prometheus metrics: http://127.0.0.1:{settings.telemetry.prometheus_port}/metrics")
+    lines.append("Demo tenants and their API keys (for this laptop only):")
     lines += [f"  {line}" for line in demo_keys.read_text().splitlines() if line and not line.startswith("#")]
     lines += [
         "Try it:",
@@ -69,8 +102,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jubao-server", description="The jubao gRPC server.")
     parser.add_argument("--config", type=Path, help="TOML settings file (or JUBAO_CONFIG)")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_parser = commands.add_parser("serve", help="run the server until SIGTERM/SIGINT")
-    serve_parser.add_argument("--banner", type=Path, help="print endpoint and the demo keys of this file")
+    serve_parser = commands.add_parser("serve", help="run the servers until SIGTERM/SIGINT")
+    serve_parser.add_argument("--banner", type=Path, help="print endpoints and the demo keys of this file")
+    grpc_parser = commands.add_parser("serve-grpc", help="the gRPC server alone (a child of serve)")
+    grpc_parser.add_argument("--ready-fd", type=int, help="write the bound port to this file descriptor")
+    grpc_parser.add_argument("--parent-pid", type=int, help="exit when this process (the supervisor) dies")
     commands.add_parser(
         "migrate",
         help="apply pending schema files (the platform's, every product's) to the configured storage",
@@ -81,7 +117,11 @@ def main(argv: list[str] | None = None) -> None:
         settings = load_settings(args.config)
         setup_logging(settings.telemetry)
         if args.command == "serve":
-            asyncio.run(serve(settings, args.banner))
+            sys.exit(supervise(settings, args.config, args.banner))
+        elif args.command == "serve-grpc":
+            if args.parent_pid is not None:
+                die_with_parent(args.parent_pid)
+            asyncio.run(serve(settings, args.ready_fd))
         elif args.command == "migrate":
             asyncio.run(migrate_storage(settings))
         else:

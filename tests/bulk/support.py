@@ -90,14 +90,16 @@ def batch_id() -> str:
     return f"b-{uuid.uuid4().hex[:16]}"
 
 
-def transfers(rows: int, *, payer: str = "settlement", prefix: str = "r", first: int = 0) -> pa.Table:
-    """`rows` valid transfers from `payer` to accounts a0..a9, 1 to 100 fen each."""
+def transfers(
+    rows: int, *, payer: str = "settlement", prefix: str = "r", payees: str = "a", first: int = 0
+) -> pa.Table:
+    """`rows` valid transfers from `payer` to accounts `<payees>0` .. `<payees>9`, 1 to 100 fen each."""
     numbers = range(first, first + rows)
     return pa.table(
         {
             "request_id": [f"{prefix}-{i}" for i in numbers],
             "payer": [payer] * rows,
-            "payee": [f"a{i % 10}" for i in numbers],
+            "payee": [f"{payees}{i % 10}" for i in numbers],
             "amount_minor": pa.array([1 + i % 100 for i in numbers], pa.int64()),
             "currency": ["CNY"] * rows,
             "memo": [f"payroll {i}" if i % 3 else None for i in numbers],

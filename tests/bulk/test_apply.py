@@ -17,6 +17,7 @@ from jubao.client import Client, ClientConfig
 from jubao.payments.v1 import payments_pb2 as pb
 from jubao_server.storage.contract import StorageBackend
 
+from loadtest.bulk_bench import open_payroll_accounts
 from loadtest.server_process import ServerProcess
 from tests.bulk.support import FlightProcess, batch_id, transfers
 
@@ -28,7 +29,9 @@ KILLED_ROWS: Final = 9_000
 
 
 def _server(env: dict[str, str], log_path: Path) -> ServerProcess:
+    """A gRPC server process (the test runs its own Flight process) that applies uploads promptly."""
     settings = {
+        "JUBAO_BULK__ENABLED": "false",
         "JUBAO_BULK__JOB_POLL_MS": "100",
         "JUBAO_BULK__JOB_LEASE_MS": "2000",
         "JUBAO_PAYMENTS__SHARD_LEASE_MS": "2000",
@@ -46,27 +49,8 @@ def server(store: tuple[StorageBackend, dict[str, str]], tmp_path: Path) -> Iter
         process.kill()
 
 
-def _open_accounts(address: str, key: str, prefix: str) -> list[str]:
-    """A settlement account that may go negative and PAYEES customer accounts; their ids."""
-    ids = [f"{prefix}-settlement", *(f"{prefix}-a{i}" for i in range(PAYEES))]
-    with Client(ClientConfig(endpoint=address, api_key=key)) as client:
-        for index, account_id in enumerate(ids):
-            account = pb.Account(
-                account_id=account_id,
-                currency_code="CNY",
-                kind=pb.ACCOUNT_KIND_SETTLEMENT if index == 0 else pb.ACCOUNT_KIND_CUSTOMER,
-                policy=pb.AccountPolicy(allow_negative=index == 0),
-            )
-            client.payments.OpenAccount(
-                pb.OpenAccountRequest(request_id=f"open-{account_id}", account=account)
-            )
-    return ids
-
-
 def _payroll(rows: int, prefix: str) -> pa.Table:
-    table = transfers(rows, payer=f"{prefix}-settlement", prefix=f"{prefix}-r")
-    payees = pc.binary_join_element_wise(f"{prefix}-", table.column("payee"), "")
-    return table.set_column(2, schemas.TRANSFERS.field("payee"), payees)
+    return transfers(rows, payer=f"{prefix}-settlement", prefix=f"{prefix}-r", payees=f"{prefix}-p")
 
 
 def _balances(address: str, key: str, ids: list[str]) -> dict[str, int]:
@@ -103,7 +87,7 @@ def test_an_upload_is_applied_once_with_a_result_per_row(
 ) -> None:
     key = keys[DEMO_TENANT]
     prefix = batch_id()
-    ids = _open_accounts(server.address, key, prefix)
+    ids = open_payroll_accounts(server.address, key, prefix, PAYEES)
     table = _payroll(3_000, prefix)
     rows = table.to_pylist()
     rows[7]["amount_minor"] = 0
@@ -126,7 +110,18 @@ def test_an_upload_is_applied_once_with_a_result_per_row(
     applied = [r for r in results.to_pylist() if r["status"] == schemas.APPLIED]
     assert len({r["transfer_id"] for r in applied}) == 2_998
     good = pa.Table.from_pylist([r for i, r in enumerate(rows) if i not in (7, 8)], schema=schemas.TRANSFERS)
-    assert _balances(server.address, key, ids) == {a: _expected(good).get(a, 0) for a in ids}
+    balances = _balances(server.address, key, ids)
+    assert balances == {a: _expected(good).get(a, 0) for a in ids}
+    with flight_process.client(key) as client:
+        entries = client.export_entries(ids).read_all()
+    assert entries.schema.equals(schemas.ENTRIES)
+    assert entries.num_rows == 2 * 2_998
+    assert pc.sum(entries.column("amount_minor")).as_py() == 0
+    assert set(entries.column("currency").to_pylist()) == {"CNY"}
+    for account_id in ids:
+        own = entries.filter(pc.equal(entries.column("account_id"), account_id))
+        assert own.column("entry_seq").to_pylist() == list(range(1, own.num_rows + 1))
+        assert own.column("balance_after_minor")[-1].as_py() == balances[account_id]
 
 
 def test_a_server_killed_mid_apply_is_taken_over_and_nothing_applies_twice(
@@ -138,7 +133,7 @@ def test_a_server_killed_mid_apply_is_taken_over_and_nothing_applies_twice(
 ) -> None:
     key = keys[DEMO_TENANT]
     prefix = batch_id()
-    ids = _open_accounts(server.address, key, prefix)
+    ids = open_payroll_accounts(server.address, key, prefix, PAYEES)
     table = _payroll(KILLED_ROWS, prefix)
     batch = batch_id()
     with flight_process.client(key) as client:

@@ -31,13 +31,24 @@ def test_client_and_cli_import_no_server_module() -> None:
     assert leaked_modules("import jubao.client, jubao.cli.main") == []
 
 
-def test_cli_parses_its_command_line_without_grpc_or_rich() -> None:
-    """`jubao --help` and usage errors stay quick: gRPC and rich load when a command runs."""
-    probe = "import sys, jubao.cli.main; print(*sorted(m for m in ('grpc', 'rich') if m in sys.modules))"
+def test_cli_parses_its_command_line_without_grpc_rich_or_arrow() -> None:
+    """`jubao --help` and usage errors stay quick: gRPC, rich and pyarrow load when a command runs."""
+    wanted = ("grpc", "rich", "pyarrow")
+    probe = f"import sys, jubao.cli.main; print(*sorted(m for m in {wanted!r} if m in sys.modules))"
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.split() == []
+
+
+def test_the_bulk_client_loads_no_grpc() -> None:
+    """Arrow Flight and grpcio must not share a process (apache/arrow#13300): the bulk client, its errors
+    and the bulk commands never load grpcio."""
+    probe = "import sys, jubao.bulk.client, jubao.cli.bulk, jubao.errors; print('grpc' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.split() == ["False"]
 
 
 def test_probe_detects_a_leak() -> None:

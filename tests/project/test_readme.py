@@ -1,9 +1,10 @@
-"""The README's walk-throughs work: every line of the `sh` blocks of its sections "Try it" and "First
-payment" (and each product's walk-through as it lands) runs against a server started as `make run` starts
-it, on a free port and in a temporary data folder, with the demo tenants.
+"""The README's walk-throughs work: every line of the `sh` blocks of its sections "Try it", "First
+payment" and "Bulk data" (and each product's walk-through as it lands) runs against the servers started as
+`make run` starts them, on free ports and in a temporary data folder, with the demo tenants.
 
 Each line runs in bash at the root of the checkout, with the environment the README's `export` lines set
-up and `JUBAO_ENDPOINT` naming the server; `127.0.0.1:50051` in a line becomes the server's address. A line
+up and `JUBAO_ENDPOINT` and `JUBAO_BULK_ENDPOINT` naming the servers; `127.0.0.1:50051` and
+`127.0.0.1:50052` in a line become their addresses. A line
 must exit 0, unless its comment says `# fails, exit N: TEXT`: then it must exit N and print TEXT.
 Without Go, the grpcurl lines are skipped (loudly) unless CI=true.
 """
@@ -26,8 +27,9 @@ import pytest
 
 REPO: Final = Path(__file__).resolve().parents[2]
 README: Final = REPO / "README.md"
-SECTIONS: Final = ("Try it", "First payment")
+SECTIONS: Final = ("Try it", "First payment", "Bulk data")
 README_ENDPOINT: Final = "127.0.0.1:50051"
+README_BULK_ENDPOINT: Final = "127.0.0.1:50052"
 SERVER_START_S: Final = 180.0
 LINE_TIMEOUT_S: Final = 600.0  # `make grpcurl` builds grpcurl on a fresh machine
 SERVER_LOG_LINES_MAX: Final = 100_000
@@ -100,6 +102,7 @@ def _drain(stream: IO[str], into: list[str], banner: threading.Event) -> None:
 @dataclasses.dataclass
 class Server:
     endpoint: str
+    bulk_endpoint: str
     output: list[str]
 
 
@@ -107,8 +110,10 @@ class Server:
 def make_run(tmp_path: Path) -> Iterator[Server]:
     """`make run` on a free port, its data in tmp_path, until the test ends (then SIGTERM, as Ctrl-C)."""
     port = free_port()
+    bulk_port = free_port()
     env = _clean_env() | {
         "JUBAO_SERVER__PORT": str(port),
+        "JUBAO_BULK__PORT": str(bulk_port),
         "JUBAO_STORAGE__SQLITE__PATH": str(tmp_path / "jubao.db"),
         "JUBAO_TELEMETRY__PROMETHEUS_PORT": "0",
     }
@@ -129,7 +134,7 @@ def make_run(tmp_path: Path) -> Iterator[Server]:
     try:
         if not banner.wait(SERVER_START_S):
             pytest.fail("make run printed no banner:\n" + "".join(output[-50:]))
-        yield Server(f"127.0.0.1:{port}", output)
+        yield Server(f"127.0.0.1:{port}", f"127.0.0.1:{bulk_port}", output)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
@@ -140,8 +145,9 @@ def _clean_env() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if not name.startswith("JUBAO_")}
 
 
-def run_line(line: Line, env: dict[str, str], endpoint: str) -> subprocess.CompletedProcess[str]:
-    command = line.command.replace(README_ENDPOINT, endpoint)
+def run_line(line: Line, env: dict[str, str], server: Server) -> subprocess.CompletedProcess[str]:
+    command = line.command.replace(README_ENDPOINT, server.endpoint)
+    command = command.replace(README_BULK_ENDPOINT, server.bulk_endpoint)
     export = EXPORT.match(command)
     if export is not None:  # keep what it exports for the lines after it
         command += f'\nprintf %s "${export.group(1)}"'
@@ -160,13 +166,17 @@ def test_readme_walkthroughs_run_against_make_run(make_run: Server) -> None:
     markdown = README.read_text()
     lines = [line for section in SECTIONS for line in section_lines(markdown, section)]
     without_go = shutil.which("go") is None and os.environ.get("CI") != "true"
-    env = _clean_env() | {"JUBAO_ENDPOINT": make_run.endpoint, "COLUMNS": "100"}
+    env = _clean_env() | {
+        "JUBAO_ENDPOINT": make_run.endpoint,
+        "JUBAO_BULK_ENDPOINT": make_run.bulk_endpoint,
+        "COLUMNS": "100",
+    }
     skipped = []
     for line in lines:
         if without_go and "grpcurl" in line.command:
             skipped.append(line.command)
             continue
-        result = run_line(line, env, make_run.endpoint)
+        result = run_line(line, env, make_run)
         shown = f"[{line.section}] {line.command}\nexit {result.returncode}\n{result.stdout}{result.stderr}"
         assert result.returncode == line.exit_code, shown
         assert line.output in result.stdout + result.stderr, shown

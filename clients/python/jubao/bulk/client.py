@@ -13,6 +13,7 @@ This module never imports gRPC's Python package, which must not share a process 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -68,11 +69,11 @@ def _pack(command: Message) -> bytes:
     return packed.SerializeToString()
 
 
-def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
-    if seconds is None:
+def _timestamp(moment: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
+    if moment is None:
         return None
     stamp = timestamp_pb2.Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
+    stamp.FromDatetime(moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC))
     return stamp
 
 
@@ -215,15 +216,13 @@ class BulkClient:
         self,
         account_ids: Sequence[str],
         *,
-        start_time_s: float | None = None,
-        end_time_s: float | None = None,
+        start_time: datetime.datetime | None = None,
+        end_time: datetime.datetime | None = None,
     ) -> DownloadReader:
-        """The journal entries of the accounts (`schemas.ENTRIES`) at or after `start_time_s` and before
-        `end_time_s` (Unix seconds), as a stream of record batches."""
+        """The journal entries of the accounts (`schemas.ENTRIES`) at or after `start_time` and before
+        `end_time` (UTC when naive), account by account, as a stream of record batches."""
         command = bulk_pb2.ExportEntries(
-            account_ids=list(account_ids),
-            start_time=_timestamp(start_time_s),
-            end_time=_timestamp(end_time_s),
+            account_ids=list(account_ids), start_time=_timestamp(start_time), end_time=_timestamp(end_time)
         )
         return self._get(command)
 

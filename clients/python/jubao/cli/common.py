@@ -12,6 +12,7 @@ parsed, so `jubao --help` and usage errors stay quick.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
@@ -58,6 +59,8 @@ class CliState:
 
     make_config: Callable[[], ClientConfig]
     json_output: bool
+    # host:port of the bulk (Arrow Flight) server.
+    bulk_endpoint: str
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -203,6 +206,15 @@ def show(renderable: RenderableType) -> None:
 def enum_label(name: str, prefix: str) -> str:
     """A proto enum value name as the CLI spells it: TENANT_KIND_FUND_HOUSE -> fund_house."""
     return name.removeprefix(prefix).lower()
+
+
+def parse_time(option: str, text: str) -> datetime.datetime:
+    """An ISO 8601 time given on the command line; without an offset it is UTC."""
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 time", param_hint=option) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
 
 def time_label(timestamp: Timestamp) -> str:

@@ -8,12 +8,14 @@ from typing import Annotated
 
 import typer
 
-from jubao.cli import keys, meta, payments, reconcile, server, tenants
+from jubao.cli import bulk, keys, meta, payments, reconcile, server, tenants
 from jubao.cli.common import CliState
 from jubao.client.config import (
+    DEFAULT_BULK_ENDPOINT,
     DEFAULT_ENDPOINT,
     DEFAULT_TIMEOUT_MS,
     ENV_API_KEY,
+    ENV_BULK_ENDPOINT,
     ENV_ENDPOINT,
     ENV_TIMEOUT_MS,
     ENV_TLS_CA,
@@ -40,9 +42,13 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(payments.app, name="payments")
 app.add_typer(reconcile.app)
 app.add_typer(server.app)
+app.add_typer(bulk.app, name="bulk")
 
 
 EndpointOption = Annotated[str, typer.Option(envvar=ENV_ENDPOINT, help="host:port of the service.")]
+BulkEndpointOption = Annotated[
+    str, typer.Option(envvar=ENV_BULK_ENDPOINT, help="host:port of the bulk (Arrow Flight) server.")
+]
 ApiKeyOption = Annotated[
     str | None, typer.Option(envvar=ENV_API_KEY, show_default=False, help="Bearer API key; never printed.")
 ]
@@ -61,6 +67,7 @@ def main(
     ctx: typer.Context,
     *,
     endpoint: EndpointOption = DEFAULT_ENDPOINT,
+    bulk_endpoint: BulkEndpointOption = DEFAULT_BULK_ENDPOINT,
     api_key: ApiKeyOption = None,
     tls: TlsOption = False,
     tls_ca: CaOption = None,
@@ -80,4 +87,4 @@ def main(
         client_key_path=tls_key,
         default_timeout_ms=timeout_ms,
     )
-    ctx.obj = CliState(make_config=make_config, json_output=json_output)
+    ctx.obj = CliState(make_config=make_config, json_output=json_output, bulk_endpoint=bulk_endpoint)

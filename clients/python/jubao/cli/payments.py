@@ -6,7 +6,6 @@ Amounts are integers in the minor unit of the currency (fen for CNY, cents for U
 
 from __future__ import annotations
 
-import datetime
 import functools
 import time
 import uuid
@@ -29,6 +28,7 @@ from jubao.cli.common import (
     emit,
     enum_label,
     list_table,
+    parse_time,
     record_table,
     show,
     state,
@@ -488,12 +488,8 @@ def _parse_leg(text: str) -> tuple[str, int]:
 
 def _timestamp(option: str, text: str) -> Timestamp:
     """An ISO 8601 time; without an offset it is UTC."""
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not an ISO 8601 time", param_hint=option) from None
     stamp = Timestamp()
-    stamp.FromDatetime(moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC))
+    stamp.FromDatetime(parse_time(option, text))
     return stamp
 
 

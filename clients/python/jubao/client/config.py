@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Final, TypeAlias
 
 ENV_ENDPOINT: Final = "JUBAO_ENDPOINT"
+ENV_BULK_ENDPOINT: Final = "JUBAO_BULK_ENDPOINT"
 ENV_API_KEY: Final = "JUBAO_API_KEY"
 ENV_TLS_CA: Final = "JUBAO_TLS_CA"
 ENV_TLS_CERT: Final = "JUBAO_TLS_CERT"
@@ -15,6 +16,7 @@ ENV_TLS_KEY: Final = "JUBAO_TLS_KEY"
 ENV_TIMEOUT_MS: Final = "JUBAO_TIMEOUT_MS"
 
 DEFAULT_ENDPOINT: Final = "127.0.0.1:50051"
+DEFAULT_BULK_ENDPOINT: Final = "127.0.0.1:50052"
 DEFAULT_TIMEOUT_MS: Final = 10_000
 
 PathLike: TypeAlias = str | os.PathLike[str]

@@ -1,0 +1,158 @@
+"""`jubao-server serve`: a small parent process that runs the servers as its children (the gRPC server,
+and the Arrow Flight server of the bulk plane, which must not share its process: apache/arrow#13300).
+
+* Each child is told the supervisor's pid and arms `PR_SET_PDEATHSIG` (`platform/lifeline.py`), so no
+  child outlives the supervisor, even one killed with SIGKILL.
+* Each child writes its bound port to a pipe once it serves; the supervisor prints the banner then.
+* A child that exits on its own is logged and started again after a backoff (1 s, doubling, at most
+  `supervisor_backoff_max_s`), at most `supervisor_restarts_max` times; past that the supervisor stops the
+  other children cleanly and exits 1.
+* SIGTERM or SIGINT: every child gets SIGTERM (the gRPC server drains), then the supervisor waits for them
+  (SIGKILL after `stop_timeout_s`) and exits 0.
+
+It imports neither gRPC nor Arrow, and keeps no threads: its children are forked from a plain process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import structlog
+
+from jubao_server import limits
+
+log = structlog.get_logger("jubao.supervisor")
+
+start_timeout_s: Final = 120.0
+stop_timeout_s: Final = 45.0
+poll_interval_s: Final = 0.2
+backoff_first_s: Final = 1.0
+
+
+class ChildFailed(Exception):
+    """A child did not start, or crashed more often than it may be restarted."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ChildSpec:
+    """A server to run: its name and the command (the supervisor adds `--ready-fd` and `--parent-pid`)."""
+
+    name: str
+    command: Sequence[str]
+
+
+@dataclasses.dataclass
+class _Child:
+    spec: ChildSpec
+    process: subprocess.Popen[bytes]
+    port: int
+    restarts: int = 0
+
+
+class Supervisor:
+    def __init__(self, specs: Sequence[ChildSpec]) -> None:
+        self._specs = specs
+        self._children: dict[str, _Child] = {}
+        self._stopping = False
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {name: child.port for name, child in self._children.items()}
+
+    def request_stop(self, *_: object) -> None:
+        self._stopping = True
+
+    def start(self) -> None:
+        """Start every child and wait until each serves; on a failure stop those started and raise."""
+        for spec in self._specs:
+            try:
+                self._children[spec.name] = _Child(spec, *_spawn(spec))
+            except ChildFailed:
+                self.stop()
+                raise
+
+    def run(self, on_started: Callable[[], None] | None = None) -> int:
+        """Start the children, then watch them until a stop is requested; the exit code."""
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        try:
+            self.start()
+        except ChildFailed as error:
+            log.error("server did not start", error=str(error))
+            return 1
+        if on_started is not None:
+            on_started()
+        code = 0
+        while not self._stopping:
+            time.sleep(poll_interval_s)
+            try:
+                self._restart_exited()
+            except ChildFailed as error:
+                log.error("giving up on a server; stopping the others", error=str(error))
+                code = 1
+                break
+        self.stop()
+        return code
+
+    def stop(self) -> None:
+        """SIGTERM every child, wait for them, SIGKILL any still running after `stop_timeout_s`."""
+        for child in self._children.values():
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline_s = time.monotonic() + stop_timeout_s
+        for child in self._children.values():
+            try:
+                child.process.wait(max(0.0, deadline_s - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("server did not stop in time; killed", server=child.spec.name)
+                child.process.kill()
+                child.process.wait()
+
+    def _restart_exited(self) -> None:
+        for child in self._children.values():
+            code = child.process.poll()
+            if code is None or self._stopping:
+                continue
+            if child.restarts >= limits.supervisor_restarts_max:
+                raise ChildFailed(f"{child.spec.name} exited {code} after {child.restarts} restarts")
+            delay_s = min(backoff_first_s * 2**child.restarts, limits.supervisor_backoff_max_s)
+            log.error("server exited; restarting it", server=child.spec.name, exit_code=code, delay_s=delay_s)
+            time.sleep(delay_s)
+            child.process, port = _spawn(child.spec)
+            child.restarts += 1
+            if port != child.port:
+                log.warning("server restarted on another port", server=child.spec.name, port=port)
+                child.port = port
+
+
+def _spawn(spec: ChildSpec) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the child and wait for the port it writes once it serves."""
+    read_fd, write_fd = os.pipe()
+    command = [*spec.command, "--ready-fd", str(write_fd), "--parent-pid", str(os.getpid())]
+    try:
+        process = subprocess.Popen(command, pass_fds=(write_fd,))
+    finally:
+        os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as ready:
+        readable, _, _ = select.select([ready], [], [], start_timeout_s)
+        line = ready.readline() if readable else b""
+    if not line.strip().isdigit():
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        raise ChildFailed(f"{spec.name} did not start (exit {process.returncode})")
+    log.info("server started", server=spec.name, pid=process.pid, port=int(line))
+    return process, int(line)
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """The command that runs `python -m module args` with this interpreter."""
+    return [sys.executable, "-m", module, *args]
