@@ -95,24 +95,27 @@ def bulk_figures(endpoint: str, storage: StorageSettings, run: BulkRun) -> list[
     return figures
 
 
-def open_payroll_accounts(endpoint: str, api_key: str, prefix: str, payees: int = PAYEES) -> list[str]:
-    """A settlement account `<prefix>-settlement` that may go negative, and `payees` customer accounts
-    `<prefix>-p<i>`; their ids."""
+def open_payroll_accounts(
+    endpoint: str, api_key: str, prefix: str, payees: int = PAYEES, payers: int = 1
+) -> list[str]:
+    """`payers` settlement accounts `<prefix>-s<j>` that may go negative, and `payees` customer accounts
+    `<prefix>-p<i>`; their ids, payers first."""
     from jubao.client import Client, ClientConfig  # noqa: PLC0415 (gRPC: the parent process only)
     from jubao.payments.v1 import payments_pb2 as pb  # noqa: PLC0415
 
+    settlements = [f"{prefix}-s{j}" for j in range(payers)]
+    ids = [*settlements, *_payees(prefix, payees)]
     with Client(ClientConfig(endpoint=endpoint, api_key=api_key)) as client:
-        ids = [f"{prefix}-settlement", *_payees(prefix, payees)]
-        for index, account_id in enumerate(ids):
+        for account_id in ids:
+            paying = account_id in settlements
             account = pb.Account(
                 account_id=account_id,
                 currency_code="CNY",
-                kind=pb.ACCOUNT_KIND_SETTLEMENT if index == 0 else pb.ACCOUNT_KIND_CUSTOMER,
-                policy=pb.AccountPolicy(allow_negative=index == 0),
+                kind=pb.ACCOUNT_KIND_SETTLEMENT if paying else pb.ACCOUNT_KIND_CUSTOMER,
+                policy=pb.AccountPolicy(allow_negative=paying),
             )
-            client.payments.OpenAccount(
-                pb.OpenAccountRequest(request_id=f"open-{account_id}", account=account)
-            )
+            request = pb.OpenAccountRequest(request_id=f"open-{account_id}", account=account)
+            client.payments.OpenAccount(request)
     return ids
 
 
@@ -197,7 +200,7 @@ def measure(run: BulkRun) -> list[Figure]:
         rows = pa.table(
             {
                 "request_id": [f"{prefix}-r{i}" for i in range(apply_rows)],
-                "payer": [f"{prefix}-settlement"] * apply_rows,
+                "payer": [f"{prefix}-s0"] * apply_rows,
                 "payee": [_payees(prefix)[i % PAYEES] for i in range(apply_rows)],
                 "amount_minor": pa.array([1 + i % 1000 for i in range(apply_rows)], pa.int64()),
                 "currency": ["CNY"] * apply_rows,

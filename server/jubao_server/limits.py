@@ -161,9 +161,10 @@ bulk_message_bytes_max = 16 * 1024 * 1024
 # One upload: rows and Arrow bytes received (accepted and refused alike).
 bulk_upload_rows_max = 1_000_000
 bulk_upload_bytes_max = 1024 * 1024 * 1024
-# A stored chunk of accepted rows (Arrow IPC): bytes and rows; its results stay under batch_bytes_max.
+# A stored chunk of accepted rows (Arrow IPC): bytes and rows; its results stay under batch_bytes_max. A chunk
+# is also the unit of apply progress: a server that dies applying one leaves at most its rows to be retried.
 bulk_chunk_bytes_max = 1024 * 1024
-bulk_chunk_rows_max = 4096
+bulk_chunk_rows_max = 1024
 # Stored chunks one read brings into memory at once.
 bulk_chunks_per_read_max = 4
 # Uploads and their rows are kept this long (uploads must commit and apply within it).

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -91,14 +92,20 @@ def batch_id() -> str:
 
 
 def transfers(
-    rows: int, *, payer: str = "settlement", prefix: str = "r", payees: str = "a", first: int = 0
+    rows: int,
+    *,
+    payers: Sequence[str] = ("settlement",),
+    prefix: str = "r",
+    payees: str = "a",
+    first: int = 0,
 ) -> pa.Table:
-    """`rows` valid transfers from `payer` to accounts `<payees>0` .. `<payees>9`, 1 to 100 fen each."""
+    """`rows` valid transfers from `payers` in turn to accounts `<payees>0` .. `<payees>9`, 1 to 100 fen
+    each."""
     numbers = range(first, first + rows)
     return pa.table(
         {
             "request_id": [f"{prefix}-{i}" for i in numbers],
-            "payer": [payer] * rows,
+            "payer": [payers[i % len(payers)] for i in numbers],
             "payee": [f"{payees}{i % 10}" for i in numbers],
             "amount_minor": pa.array([1 + i % 100 for i in numbers], pa.int64()),
             "currency": ["CNY"] * rows,

@@ -21,11 +21,15 @@ from loadtest.bulk_bench import open_payroll_accounts
 from loadtest.server_process import ServerProcess
 from tests.bulk.support import FlightProcess, batch_id, transfers
 
+ROWS: Final = 1_500
 PAYEES: Final = 10
+# Payers in different ledger shards, so that the ledger applies rows side by side.
+PAYERS: Final = 8
 DEMO_TENANT: Final = "demo-bank"
 APPLY_TIMEOUT_S: Final = 240.0
-# Three chunks: the server is killed once the first has its results, while it applies the next.
-KILLED_ROWS: Final = 9_000
+# Three chunks (bulk_chunk_rows_max): the server is killed once the first has its results, while it applies
+# the next.
+KILLED_ROWS: Final = 3_000
 
 
 def _server(env: dict[str, str], log_path: Path) -> ServerProcess:
@@ -49,8 +53,8 @@ def server(store: tuple[StorageBackend, dict[str, str]], tmp_path: Path) -> Iter
         process.kill()
 
 
-def _payroll(rows: int, prefix: str) -> pa.Table:
-    return transfers(rows, payer=f"{prefix}-settlement", prefix=f"{prefix}-r", payees=f"{prefix}-p")
+def _payroll(rows: int, prefix: str, ids: list[str]) -> pa.Table:
+    return transfers(rows, payers=ids[:PAYERS], prefix=f"{prefix}-r", payees=f"{prefix}-p")
 
 
 def _balances(address: str, key: str, ids: list[str]) -> dict[str, int]:
@@ -87,8 +91,8 @@ def test_an_upload_is_applied_once_with_a_result_per_row(
 ) -> None:
     key = keys[DEMO_TENANT]
     prefix = batch_id()
-    ids = open_payroll_accounts(server.address, key, prefix, PAYEES)
-    table = _payroll(3_000, prefix)
+    ids = open_payroll_accounts(server.address, key, prefix, PAYEES, PAYERS)
+    table = _payroll(ROWS, prefix, ids)
     rows = table.to_pylist()
     rows[7]["amount_minor"] = 0
     rows[8]["payee"] = f"{prefix}-nobody"
@@ -98,9 +102,9 @@ def test_an_upload_is_applied_once_with_a_result_per_row(
         client.upload_transfers(batch, table)
         upload = _wait(flight_process, key, batch)
         results = client.results(batch).read_all()
-    assert (upload.rows_applied, upload.rows_failed, upload.rows_rejected) == (2_998, 2, 1)
+    assert (upload.rows_applied, upload.rows_failed, upload.rows_rejected) == (ROWS - 2, 2, 1)
     assert results.schema.equals(schemas.TRANSFER_RESULTS)
-    assert results.column("row").to_pylist() == list(range(3_000))
+    assert results.column("row").to_pylist() == list(range(ROWS))
     refused = results.filter(pc.equal(results.column("status"), schemas.REJECTED)).to_pylist()
     assert [(r["row"], r["code"], r["reason"]) for r in refused] == [
         (7, "INVALID_ARGUMENT", "INVALID_ARGUMENT"),
@@ -108,14 +112,14 @@ def test_an_upload_is_applied_once_with_a_result_per_row(
     ]
     assert "amount_minor" in refused[0]["message"]
     applied = [r for r in results.to_pylist() if r["status"] == schemas.APPLIED]
-    assert len({r["transfer_id"] for r in applied}) == 2_998
+    assert len({r["transfer_id"] for r in applied}) == ROWS - 2
     good = pa.Table.from_pylist([r for i, r in enumerate(rows) if i not in (7, 8)], schema=schemas.TRANSFERS)
     balances = _balances(server.address, key, ids)
     assert balances == {a: _expected(good).get(a, 0) for a in ids}
     with flight_process.client(key) as client:
         entries = client.export_entries(ids).read_all()
     assert entries.schema.equals(schemas.ENTRIES)
-    assert entries.num_rows == 2 * 2_998
+    assert entries.num_rows == 2 * (ROWS - 2)
     assert pc.sum(entries.column("amount_minor")).as_py() == 0
     assert set(entries.column("currency").to_pylist()) == {"CNY"}
     for account_id in ids:
@@ -133,8 +137,8 @@ def test_a_server_killed_mid_apply_is_taken_over_and_nothing_applies_twice(
 ) -> None:
     key = keys[DEMO_TENANT]
     prefix = batch_id()
-    ids = open_payroll_accounts(server.address, key, prefix, PAYEES)
-    table = _payroll(KILLED_ROWS, prefix)
+    ids = open_payroll_accounts(server.address, key, prefix, PAYEES, PAYERS)
+    table = _payroll(KILLED_ROWS, prefix, ids)
     batch = batch_id()
     with flight_process.client(key) as client:
         client.upload_transfers(batch, table)

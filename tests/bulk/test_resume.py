@@ -18,7 +18,7 @@ from jubao_server.storage.contract import StorageBackend
 
 from tests.bulk.support import REPO, FlightProcess, batch_id, transfers
 
-ROWS: Final = 200_000
+ROWS: Final = 100_000
 KILL_AFTER_ROWS: Final = 40_000
 DEMO_TENANT: Final = "demo-bank"
 
