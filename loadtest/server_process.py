@@ -51,6 +51,7 @@ class ServerProcess:
         settings = {
             "JUBAO_SERVER__PORT": str(port),
             "JUBAO_BULK__PORT": "0",
+            "JUBAO_BULK__PROMETHEUS_PORT": "0",
             "JUBAO_TELEMETRY__PROMETHEUS_PORT": str(free_port()),
             **env,
         }

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ from jubao_server.bulk.store import BulkStore
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.storage.contract import StorageBackend
 
+from loadtest.server_process import free_port
+
 REPO: Final = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S: Final = 60.0
 STOP_TIMEOUT_S: Final = 30.0
@@ -31,6 +34,7 @@ class FlightProcess:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    metrics_port: int
 
     @property
     def location(self) -> str:
@@ -41,7 +45,13 @@ class FlightProcess:
         """Start the Flight process with `env` (JUBAO_* settings) on a free port; return once it serves."""
         read_fd, write_fd = os.pipe()
         command = [sys.executable, "-m", "jubao_server.app.flight_server", "--ready-fd", str(write_fd)]
-        settings = {"JUBAO_BULK__PORT": "0", "JUBAO_TELEMETRY__LOG_LEVEL": "warning", **env}
+        metrics_port = free_port()
+        settings = {
+            "JUBAO_BULK__PORT": "0",
+            "JUBAO_BULK__PROMETHEUS_PORT": str(metrics_port),
+            "JUBAO_TELEMETRY__LOG_LEVEL": "warning",
+            **env,
+        }
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 command,
@@ -57,7 +67,7 @@ class FlightProcess:
         if not line:
             process.kill()
             raise RuntimeError(f"the Flight process did not start: {log_path.read_text()[-4000:]}")
-        return cls(process, int(line), log_path)
+        return cls(process, int(line), log_path, metrics_port)
 
     def client(self, api_key: str | None) -> BulkClient:
         return BulkClient(self.location, api_key)
@@ -73,6 +83,12 @@ class FlightProcess:
 
     def loaded_libraries(self) -> str:
         return Path(f"/proc/{self.process.pid}/maps").read_text()
+
+    def metrics(self) -> str:
+        """The process's Prometheus exposition."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as answer:
+            text: str = answer.read().decode()
+        return text
 
 
 async def clear_jobs(backend: StorageBackend) -> None:

@@ -40,6 +40,22 @@ def test_a_dataset_of_a_product_not_enabled_is_refused(
             client.export_entries(["alice"]).read_all()
 
 
+def test_flight_calls_are_counted_with_their_code(
+    flight_process: FlightProcess, keys: dict[str, str]
+) -> None:
+    with flight_process.client(None) as anonymous, pytest.raises(Unauthenticated):
+        anonymous.get_upload(batch_id())
+    with flight_process.client(keys["demo-bank"]) as client:
+        client.upload_transfers(batch_id(), transfers(3))
+    metrics = flight_process.metrics()
+    calls = [line for line in metrics.splitlines() if line.startswith("rpc_server_calls_total{")]
+    assert any('rpc_method="DoAction"' in c and 'status_code="UNAUTHENTICATED"' in c for c in calls), calls
+    assert any(
+        'rpc_method="DoPut"' in c and 'jubao_tenant_id="demo-bank"' in c and '"OK"' in c for c in calls
+    )
+    assert any(line.startswith("bulk_bytes_total{") for line in metrics.splitlines())
+
+
 def test_the_flight_process_never_loads_grpcio(flight_process: FlightProcess, keys: dict[str, str]) -> None:
     with flight_process.client(keys["demo-bank"]) as client:
         client.upload_transfers(batch_id(), transfers(3))

@@ -114,6 +114,7 @@ def make_run(tmp_path: Path) -> Iterator[Server]:
     env = _clean_env() | {
         "JUBAO_SERVER__PORT": str(port),
         "JUBAO_BULK__PORT": str(bulk_port),
+        "JUBAO_BULK__PROMETHEUS_PORT": "0",
         "JUBAO_STORAGE__SQLITE__PATH": str(tmp_path / "jubao.db"),
         "JUBAO_TELEMETRY__PROMETHEUS_PORT": "0",
     }

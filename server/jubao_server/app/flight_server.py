@@ -24,11 +24,11 @@ from jubao_server.bulk.flight import BulkFlightServer, LoopThread
 from jubao_server.bulk.quotas import BulkQuotas
 from jubao_server.bulk.store import BulkStore
 from jubao_server.clock import SYSTEM_CLOCK
-from jubao_server.config import Settings, SettingsError, TlsSettings
+from jubao_server.config import Settings, SettingsError, TelemetrySettings, TlsSettings
 from jubao_server.platform.lifeline import die_with_parent
 from jubao_server.storage.contract import MigrationError, StorageError
 from jubao_server.storage.factory import open_backend
-from jubao_server.telemetry import setup_logging
+from jubao_server.telemetry import setup_logging, setup_telemetry
 from jubao_server.tenancy.auth import Authenticator
 from jubao_server.tenancy.store import TenantStore
 
@@ -42,9 +42,22 @@ def _tls(tls: TlsSettings) -> tuple[list[tuple[bytes, bytes]] | None, bytes | No
     return [(tls.cert_path.read_bytes(), tls.key_path.read_bytes())], roots
 
 
+def flight_telemetry(settings: Settings) -> TelemetrySettings:
+    """The telemetry settings of the Flight process: its own Prometheus port, and no OTLP exporter (they
+    speak gRPC, which this process must not load: a configured one is replaced by none, said in the log)."""
+    telemetry = settings.telemetry
+    changes: dict[str, object] = {"prometheus_port": settings.bulk.prometheus_port}
+    for exporter in ("traces_exporter", "metrics_exporter"):
+        if getattr(telemetry, exporter) == "otlp":
+            log.warning("the Flight process does not export over OTLP (gRPC)", setting=exporter)
+            changes[exporter] = "none"
+    return telemetry.model_copy(update=changes)
+
+
 def serve(settings: Settings, ready_fd: int | None) -> None:
     """Open storage, serve until SIGTERM or SIGINT, then shut down."""
     clock = SYSTEM_CLOCK
+    telemetry = setup_telemetry(flight_telemetry(settings))
     io = LoopThread()
     backend = io.run(open_backend(settings.storage, clock=clock))
     try:
@@ -60,6 +73,7 @@ def serve(settings: Settings, ready_fd: int | None) -> None:
             backend=backend,
             datasets=datasets(),
             quotas=BulkQuotas(settings.bulk.streams_per_tenant, settings.bulk.bytes_per_s, clock),
+            telemetry=telemetry,
             tls_certificates=certificates,
             root_certificates=roots,
         )
@@ -76,6 +90,7 @@ def serve(settings: Settings, ready_fd: int | None) -> None:
     finally:
         io.run(backend.close())
         io.stop()
+        telemetry.shutdown()
     log.info("bulk stopped")
 
 

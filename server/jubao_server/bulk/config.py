@@ -21,6 +21,10 @@ class BulkSettings(BaseModel):
     # Applying uploads (in the gRPC server processes): how often a server looks for committed uploads,
     # and how long a claim lasts without renewal before another server takes the job over.
     job_poll_ms: int = Field(500, gt=0, le=limits.bulk_job_poll_ms_max)
+    # The Flight process's Prometheus scrape endpoint on 127.0.0.1 (the gRPC server's is
+    # telemetry.prometheus_port); None turns it off. Its traces and metrics go to the console or nowhere:
+    # the OTLP exporters speak gRPC, which the Flight process must not load.
+    prometheus_port: int | None = Field(9465, ge=0, lt=65536)
     job_lease_ms: int = Field(10_000, ge=limits.bulk_job_lease_ms_min, le=limits.bulk_job_lease_ms_max)
 
 

@@ -25,6 +25,7 @@ import structlog
 from google.protobuf.message import DecodeError
 from jubao.bulk.v1 import bulk_pb2
 from jubao.reasons import Reason
+from opentelemetry import propagate, trace
 from pyarrow import flight
 
 from jubao_server import limits
@@ -42,9 +43,10 @@ from jubao_server.bulk.quotas import BulkQuotas
 from jubao_server.bulk.store import BulkStore, ChecksumMismatch, Upload
 from jubao_server.bulk.uploads import UploadSession
 from jubao_server.bulk.views import upload_to_pb
-from jubao_server.errors import ApiError, ErrorCode, internal, not_found, unavailable
+from jubao_server.errors import ApiError, ErrorCode, echo, internal, not_found, unavailable
 from jubao_server.invariants import InvariantViolation
 from jubao_server.storage.contract import StorageBackend, StorageError
+from jubao_server.telemetry import Telemetry
 from jubao_server.tenancy.auth import Authenticator, Caller, Credentials, require_product
 
 log = structlog.get_logger("jubao.bulk")
@@ -111,24 +113,56 @@ def _api_error(error: BaseException, method: str) -> ApiError:
 
 
 class _CallerMiddleware(flight.ServerMiddleware):  # type: ignore[misc]
-    def __init__(self, caller: Caller) -> None:
+    """The call's tenant, and its W3C trace context (`traceparent`), for the handler."""
+
+    def __init__(self, caller: Caller, carrier: dict[str, str]) -> None:
         self.caller = caller
+        self.carrier = carrier
+
+
+class FlightTelemetry:
+    """The gRPC server's call metrics, for Flight calls (`rpc.system` = `arrow_flight`), a span per call,
+    and the Arrow bytes bulk streams move."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.tracer = telemetry.tracer
+        self._calls = telemetry.calls
+        self._duration_ms = telemetry.duration_ms
+        meter = telemetry.meter_provider.get_meter("jubao.bulk")
+        self.bytes = meter.create_counter("bulk.bytes", unit="By", description="Arrow bytes moved in bulk")
+
+    def record(self, method: str, tenant_id: str, code: ErrorCode, elapsed_ms: float) -> None:
+        labels = {
+            "rpc.system": "arrow_flight",
+            "rpc.method": method,
+            "jubao.tenant_id": tenant_id,
+            "rpc.grpc.status_code": code.name,
+        }
+        self._calls.add(1, labels)
+        self._duration_ms.record(elapsed_ms, labels)
 
 
 class _AuthFactory(flight.ServerMiddlewareFactory):  # type: ignore[misc]
     """Resolves every call's tenant from its `authorization` header before the handler runs."""
 
-    def __init__(self, authenticator: Authenticator, io: LoopThread) -> None:
+    def __init__(self, authenticator: Authenticator, io: LoopThread, telemetry: FlightTelemetry) -> None:
         self._authenticator = authenticator
         self._io = io
+        self._telemetry = telemetry
 
     def start_call(self, info: flight.CallInfo, headers: dict[str, list[str]]) -> _CallerMiddleware:
+        """The caller, or the call refused (and counted) with the reason."""
+        started_s = time.perf_counter()
         values = headers.get("authorization") or []
         credentials = Credentials(values[0] if values else None, None)
+        carrier = {name: found[0] for name in ("traceparent", "tracestate") if (found := headers.get(name))}
         try:
-            return _CallerMiddleware(self._io.run(self._authenticator.authenticate(credentials)))
+            return _CallerMiddleware(self._io.run(self._authenticator.authenticate(credentials)), carrier)
         except BaseException as error:
-            raise flight_error(_api_error(error, str(info.method))) from None
+            api_error = _api_error(error, str(info.method))
+            elapsed_ms = (time.perf_counter() - started_s) * 1000
+            self._telemetry.record(_method_name(info.method), "-", api_error.code, elapsed_ms)
+            raise flight_error(api_error) from None
 
 
 class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
@@ -142,12 +176,14 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         backend: StorageBackend,
         datasets: Datasets,
         quotas: BulkQuotas,
+        telemetry: Telemetry,
         tls_certificates: list[tuple[bytes, bytes]] | None = None,
         root_certificates: bytes | None = None,
     ) -> None:
+        observed = FlightTelemetry(telemetry)
         super().__init__(
             location,
-            middleware={_AUTH: _AuthFactory(authenticator, io)},
+            middleware={_AUTH: _AuthFactory(authenticator, io, observed)},
             tls_certificates=tls_certificates or [],
             verify_client=root_certificates is not None,
             root_certificates=root_certificates,
@@ -157,23 +193,24 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         self._backend = backend
         self._datasets = datasets
         self._quotas = quotas
+        self._telemetry = observed
 
     # Flight methods
 
     def list_flights(self, context: flight.ServerCallContext, criteria: bytes) -> Iterator[flight.FlightInfo]:
-        caller = self._caller(context)
-        infos = self._guarded("ListFlights", lambda: self._io.run(self._result_infos(caller)))
+        call = self._call(context)
+        infos = self._guarded("ListFlights", call, lambda: self._io.run(self._result_infos(call.caller)))
         yield from infos
 
     def get_flight_info(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
-        caller = self._caller(context)
-        return self._guarded("GetFlightInfo", lambda: self._flight_info(caller, descriptor))
+        call = self._call(context)
+        return self._guarded("GetFlightInfo", call, lambda: self._flight_info(call.caller, descriptor))
 
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
-        caller = self._caller(context)
-        return self._guarded("DoGet", lambda: self._download(caller, ticket.ticket))
+        call = self._call(context)
+        return self._guarded("DoGet", call, lambda: self._download(call.caller, ticket.ticket))
 
     def do_put(
         self,
@@ -182,40 +219,52 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         reader: flight.MetadataRecordBatchReader,
         writer: flight.FlightMetadataWriter,
     ) -> None:
-        caller = self._caller(context)
-        self._guarded("DoPut", lambda: self._upload(caller, descriptor, reader, writer))
+        call = self._call(context)
+        self._guarded("DoPut", call, lambda: self._upload(call.caller, descriptor, reader, writer))
 
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
         return [(GET_UPLOAD, "GetUploadRequest -> GetUploadResponse: an upload and its progress")]
 
     def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> Iterator[bytes]:
-        caller = self._caller(context)
-        if action.type != GET_UPLOAD:
-            raise flight_error(ApiError(ErrorCode.UNIMPLEMENTED, Reason.INVALID_ARGUMENT, "unknown action"))
+        call = self._call(context)
         body = action.body.to_pybytes() if action.body is not None else b""
-        answer = self._guarded("DoAction", lambda: self._io.run(self._get_upload(caller, body)))
+        answer = self._guarded(
+            "DoAction", call, lambda: self._io.run(self._action(call.caller, action.type, body))
+        )
         yield answer.SerializeToString()
 
     # Steps
 
-    def _caller(self, context: flight.ServerCallContext) -> Caller:
+    def _call(self, context: flight.ServerCallContext) -> _CallerMiddleware:
         middleware = context.get_middleware(_AUTH)
         if not isinstance(middleware, _CallerMiddleware):
             raise flight_error(internal("the call was not authenticated"))
-        return middleware.caller
+        return middleware
 
-    def _guarded(self, method: str, step: Callable[[], T]) -> T:
+    def _guarded(self, method: str, call: _CallerMiddleware, step: Callable[[], T]) -> T:
+        """Run a handler's step in a span, count it, and answer its failure as a Flight error. (A DoGet's
+        stream is sent after its step: its bytes are counted by `_paced`.)"""
         started_s = time.perf_counter()
-        try:
-            result = step()
-        except flight.FlightError:
-            raise
-        except BaseException as error:
-            api_error = _api_error(error, method)
-            log.info("bulk call refused", method=method, reason=api_error.reason, code=api_error.code.name)
-            raise flight_error(api_error) from None
-        log.debug("bulk call", method=method, elapsed_ms=round((time.perf_counter() - started_s) * 1000, 1))
-        return result
+        tenant_id = call.caller.tenant.tenant_id
+        attributes = {"rpc.system": "arrow_flight", "rpc.method": method, "jubao.tenant_id": tenant_id}
+        code = ErrorCode.OK
+        with self._telemetry.tracer.start_as_current_span(
+            f"jubao.bulk/{method}",
+            context=propagate.extract(call.carrier),
+            kind=trace.SpanKind.SERVER,
+            attributes=attributes,
+        ) as span:
+            try:
+                return step()
+            except BaseException as error:
+                api_error = _api_error(error, method)
+                code = api_error.code
+                span.set_status(trace.Status(trace.StatusCode.ERROR, code.name))
+                log.info("bulk call refused", method=method, tenant_id=tenant_id, reason=api_error.reason)
+                raise flight_error(api_error) from None
+            finally:
+                elapsed_ms = (time.perf_counter() - started_s) * 1000
+                self._telemetry.record(method, tenant_id, code, elapsed_ms)
 
     def _upload_dataset(self, caller: Caller, name: str) -> UploadDataset:
         return _entitled(caller, self._datasets.uploads, name, "upload")
@@ -260,6 +309,7 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         with self._quotas.stream(tenant_id):
             for batch in batches:
                 self._quotas.pace(tenant_id, batch.nbytes)
+                self._telemetry.bytes.add(batch.nbytes, {"jubao.tenant_id": tenant_id, "direction": "out"})
                 yield from batch.to_batches() if isinstance(batch, pa.Table) else (batch,)
 
     def _results(self, tenant_id: str, upload: Upload, dataset: UploadDataset) -> Iterator[pa.Table]:
@@ -286,6 +336,9 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 metadata = _chunk_metadata(chunk.app_metadata)
                 if chunk.data is not None:
                     self._quotas.pace(tenant_id, chunk.data.nbytes)
+                    self._telemetry.bytes.add(
+                        chunk.data.nbytes, {"jubao.tenant_id": tenant_id, "direction": "in"}
+                    )
                     progress = self._io.run(session.receive(chunk.data, metadata.first_row))
                     writer.write(progress.SerializeToString())
                 if metadata.commit:
@@ -304,6 +357,11 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         if upload is None:
             raise not_found(Reason.UPLOAD_NOT_FOUND, f"no upload {batch_id}", batch_id=batch_id)
         return upload, self._upload_dataset(caller, upload.dataset)
+
+    async def _action(self, caller: Caller, kind: str, body: bytes) -> bulk_pb2.GetUploadResponse:
+        if kind != GET_UPLOAD:
+            raise ApiError(ErrorCode.UNIMPLEMENTED, Reason.INVALID_ARGUMENT, f"no action {echo(kind)}")
+        return await self._get_upload(caller, body)
 
     async def _get_upload(self, caller: Caller, body: bytes) -> bulk_pb2.GetUploadResponse:
         request = bulk_pb2.GetUploadRequest()
@@ -345,6 +403,11 @@ def _entitled(caller: Caller, datasets: Mapping[str, D], name: str, kind: str) -
         raise ApiError(ErrorCode.INVALID_ARGUMENT, Reason.INVALID_ARGUMENT, f"no {kind} dataset {name}")
     require_product(caller, dataset.product)
     return dataset
+
+
+def _method_name(method: flight.FlightMethod) -> str:
+    """`DoPut` for `FlightMethod.DO_PUT`, as the handlers name their calls."""
+    return "".join(part.capitalize() for part in str(method.name).split("_"))
 
 
 def _chunk_metadata(data: pa.Buffer | None) -> bulk_pb2.UploadChunk:
