@@ -7,7 +7,7 @@ import time
 
 import pytest
 from jubao.errors import Reason
-from jubao_server.errors import ApiError
+from jubao_server.errors import ApiError, ErrorCode
 from jubao_server.payments.api import EscrowCommand, HoldCommand
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.ledger import Ledger, Shard
@@ -190,6 +190,31 @@ async def test_refunds_close_with_their_window_and_tallies_are_forgotten(
     assert tally_key not in merchant_shard.loaded.tallies
     assert [await balance(ledger, tenant, a) for a in (buyer, merchant)] == [500, 500]
     await ledger.stop()
+
+
+async def test_a_refund_of_a_transfer_still_crediting_its_payee_is_retried_not_refused(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> None:
+    """While the original's credit is on its way the refund is UNAVAILABLE (retry), not a refusal: the
+    same request, retried once the credit landed, refunds (found by the simulation, where the refusal
+    and a later success answered one request)."""
+    stalled = Ledger(backend, settings)
+    bank, buyer, merchant = ids_in_distinct_shards("acct", SHARDS, 3)
+    for account in (buyer, merchant):
+        await open_account(stalled, tenant, account)
+    await open_account(stalled, tenant, bank, allow_negative=True)
+    await pay(stalled, tenant, bank, (buyer, 1_000))
+    stalled.shards.deliveries.start = lambda sender, key, entry: None  # type: ignore[method-assign]
+    paid = await pay(stalled, tenant, buyer, (merchant, 800))
+    with pytest.raises(ApiError) as pending:
+        await stalled.create_refund(tenant, paid.transfer_id, 0, 300, key("r1"))
+    assert (pending.value.code, pending.value.reason) == (ErrorCode.UNAVAILABLE, Reason.DELIVERY_PENDING)
+    await stalled.stop()
+    delivering = Ledger(backend, settings)
+    refund = await delivering.create_refund(tenant, paid.transfer_id, 0, 300, key("r1"))
+    assert refund.amount_minor == 300
+    assert [await balance(delivering, tenant, a) for a in (buyer, merchant)] == [500, 500]
+    await delivering.stop()
 
 
 def ledger_actor(ledger: Ledger, tenant: str, account_id: str) -> Shard:

@@ -477,8 +477,19 @@ class Ledger:
         original = await self.get_transfer(tenant_id, transfer_id)
         if not 0 <= leg_index < len(original.legs):
             raise invalid("leg_index", f"transfer {transfer_id} has {len(original.legs)} legs")
+        if original.state is TransferState.DEBITED:
+            # Its credits are on their way: a state that passes, so the answer is "retry", never a refusal
+            # that a retry of the same request would contradict once they landed. The owner of the
+            # original's payer shard delivers what it owes (taken here if no process holds it).
+            await self._shard(tenant_id, original.legs[0].debit_account_id)
+            original = await self._completed(tenant_id, transfer_id)
+            if original.state is TransferState.DEBITED:
+                raise unavailable(
+                    Reason.DELIVERY_PENDING,
+                    f"transfer {transfer_id} is still crediting its payees; retry with the same request_id",
+                )
         if original.state is not TransferState.COMPLETED:
-            raise failed_precondition(Reason.INVALID_STATE, f"transfer {transfer_id} is not completed yet")
+            raise failed_precondition(Reason.INVALID_STATE, f"transfer {transfer_id} was not completed")
         leg = original.legs[leg_index]
         back = Leg(leg.credit_account_id, leg.debit_account_id, amount_minor)
         transfer = new_transfer(

@@ -64,9 +64,11 @@ class Deliveries:
             done.set_result(settled)
 
     def start(self, sender: AnyActor, key: str, entry: object) -> None:
-        """Deliver an entry's messages, unless a task of this process is delivering them already."""
+        """Deliver an entry's messages, unless a task of this process is delivering them already; callers
+        may wait for it to settle (a delivery restarted after a crash included)."""
         if key not in self._delivering:
             self._delivering[key] = None
+            self.expect(key)
             self._spawn(self._deliver(sender, key, entry))
 
     def owed(self, sender: AnyActor) -> None:

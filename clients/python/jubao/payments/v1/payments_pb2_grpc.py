@@ -431,9 +431,11 @@ class PaymentServiceServicer:
         to more than the leg: REFUND_EXCEEDS_ORIGINAL. A transfer is refundable
         for the tenant's refund window after it was created (180 days by
         default): REFUND_WINDOW_CLOSED after that. TRANSFER_NOT_FOUND,
-        INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE while
-        the transfer is not COMPLETED, and the refusals of CreateTransfer for the
-        payee's debit (INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
+        INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE for a
+        REJECTED transfer, UNAVAILABLE DELIVERY_PENDING while the transfer's
+        credits are still on their way (retry with the same request_id), and the
+        refusals of CreateTransfer for the payee's debit (INSUFFICIENT_FUNDS,
+        ACCOUNT_FROZEN, ...).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

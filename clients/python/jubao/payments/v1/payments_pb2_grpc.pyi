@@ -191,9 +191,11 @@ class PaymentServiceStub:
     to more than the leg: REFUND_EXCEEDS_ORIGINAL. A transfer is refundable
     for the tenant's refund window after it was created (180 days by
     default): REFUND_WINDOW_CLOSED after that. TRANSFER_NOT_FOUND,
-    INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE while
-    the transfer is not COMPLETED, and the refusals of CreateTransfer for the
-    payee's debit (INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
+    INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE for a
+    REJECTED transfer, UNAVAILABLE DELIVERY_PENDING while the transfer's
+    credits are still on their way (retry with the same request_id), and the
+    refusals of CreateTransfer for the payee's debit (INSUFFICIENT_FUNDS,
+    ACCOUNT_FROZEN, ...).
     """
     Reconcile: _grpc.UnaryUnaryMultiCallable[_payments_pb2.ReconcileRequest, _payments_pb2.ReconcileResponse]
     """Reconcile audits the caller's ledger, reading only: per currency the
@@ -379,9 +381,11 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     to more than the leg: REFUND_EXCEEDS_ORIGINAL. A transfer is refundable
     for the tenant's refund window after it was created (180 days by
     default): REFUND_WINDOW_CLOSED after that. TRANSFER_NOT_FOUND,
-    INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE while
-    the transfer is not COMPLETED, and the refusals of CreateTransfer for the
-    payee's debit (INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
+    INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE for a
+    REJECTED transfer, UNAVAILABLE DELIVERY_PENDING while the transfer's
+    credits are still on their way (retry with the same request_id), and the
+    refusals of CreateTransfer for the payee's debit (INSUFFICIENT_FUNDS,
+    ACCOUNT_FROZEN, ...).
     """
     Reconcile: _aio.UnaryUnaryMultiCallable[_payments_pb2.ReconcileRequest, _payments_pb2.ReconcileResponse]  # type: ignore[assignment]
     """Reconcile audits the caller's ledger, reading only: per currency the
@@ -678,9 +682,11 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         to more than the leg: REFUND_EXCEEDS_ORIGINAL. A transfer is refundable
         for the tenant's refund window after it was created (180 days by
         default): REFUND_WINDOW_CLOSED after that. TRANSFER_NOT_FOUND,
-        INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE while
-        the transfer is not COMPLETED, and the refusals of CreateTransfer for the
-        payee's debit (INSUFFICIENT_FUNDS, ACCOUNT_FROZEN, ...).
+        INVALID_ARGUMENT for a leg the transfer does not have, INVALID_STATE for a
+        REJECTED transfer, UNAVAILABLE DELIVERY_PENDING while the transfer's
+        credits are still on their way (retry with the same request_id), and the
+        refusals of CreateTransfer for the payee's debit (INSUFFICIENT_FUNDS,
+        ACCOUNT_FROZEN, ...).
         """
 
     @_abc_1.abstractmethod
