@@ -24,6 +24,7 @@ TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 async def test_span_and_metrics_for_a_call(running: Running, keys: dict[str, str]) -> None:
     metadata = (*bearer(keys["demo-bank"]), ("traceparent", TRACEPARENT))
     await running.meta.Ping(meta_pb2.PingRequest(), metadata=metadata)
+    await _counted(running, {"jubao.tenant_id": "demo-bank", "rpc.grpc.status_code": "OK"})
 
     span = next(s for s in running.spans.get_finished_spans() if s.name == "jubao.meta.v1.MetaService/Ping")
     assert span.attributes is not None
@@ -33,11 +34,6 @@ async def test_span_and_metrics_for_a_call(running: Running, keys: dict[str, str
     assert span.parent is not None and format(span.parent.span_id, "016x") == "00f067aa0ba902b7"
 
     points = _points(running)
-    calls = points["rpc.server.calls"]
-    assert any(
-        _attrs(p).get("jubao.tenant_id") == "demo-bank" and _attrs(p).get("rpc.grpc.status_code") == "OK"
-        for p in calls
-    )
     durations = [p for p in points["rpc.server.duration"] if isinstance(p, HistogramDataPoint)]
     assert sum(p.count for p in durations) >= 1
     assert "rpc.server.in_flight" in points
@@ -45,8 +41,22 @@ async def test_span_and_metrics_for_a_call(running: Running, keys: dict[str, str
 
 async def test_rejected_call_is_counted_with_its_code(running: Running) -> None:
     await running.meta.Ping(meta_pb2.PingRequest()).code()
-    calls = _points(running)["rpc.server.calls"]
-    assert any(_attrs(p).get("rpc.grpc.status_code") == "UNAUTHENTICATED" for p in calls)
+    await _counted(running, {"rpc.grpc.status_code": "UNAUTHENTICATED"})
+
+
+COUNT_POLLS_MAX = 50
+COUNT_POLL_S = 0.05
+
+
+async def _counted(running: Running, wanted: Mapping[str, str]) -> None:
+    """A call with these attributes is counted. The server counts a call once it has answered it, so
+    the client may hear the answer first: poll, for a bounded time."""
+    for _ in range(COUNT_POLLS_MAX):
+        calls = _points(running).get("rpc.server.calls", [])
+        if any(all(_attrs(p).get(k) == v for k, v in wanted.items()) for p in calls):
+            return
+        await asyncio.sleep(COUNT_POLL_S)
+    pytest.fail(f"no call {dict(wanted)} counted within {COUNT_POLLS_MAX * COUNT_POLL_S} s")
 
 
 def _points(running: Running) -> dict[str, list[NumberDataPoint | HistogramDataPoint]]:
