@@ -3,8 +3,10 @@ plot of each backend beside it.
 
 Format: `{"machine": {...}, "started_at": "...", "mode": "quick|full", "figures": [{"name", "value", "unit",
 "backend", "notes"}]}`. Every run measures the empty-RPC ceiling (`grpc_empty_rpc_per_s`: authenticated
-Ping calls through the same server, pipeline and SDK) so that other figures read as fractions of it, and
-ghz's ceiling on the same call as a check of the harness. Every backend's loads are checked against its
+Ping calls through the same server, pipeline and SDK) so that other figures read as fractions of it, the
+bare ceiling of Python gRPC beside it (`grpc_bare_echo_per_s`: the same clients against a minimal server,
+`bare_echo.py`), the server's CPU per call of each and of a unary transfer (`*_server_cpu_us_per_call`),
+and ghz's ceiling on the same call as a check of the harness. Every backend's loads are checked against its
 ledger at the end: a lost or duplicated payment fails the bench.
 """
 
@@ -28,7 +30,7 @@ from loadtest.bulk_bench import BulkPlan, BulkRun, bulk_figures
 from loadtest.commands import find_peak, print_step
 from loadtest.engine import ClosedLoop, Engine
 from loadtest.ghz import GhzLoad, ghz_figure
-from loadtest.harness import Run, prepare, scratch_dir, serving, verify
+from loadtest.harness import Run, bare_echo, prepare, scratch_dir, serving, verify
 from loadtest.payments_bench import PaymentsPlan, measure, only, payments_figures
 from loadtest.report import Figure, check_json, figure, machine, now_iso, write_report
 from loadtest.scenario import SCENARIOS, Scenario, load_scenario
@@ -79,15 +81,38 @@ class BenchPlan:
 
 
 def rpc_figures(engine: Engine, run: Run, plan: BenchPlan) -> list[Figure]:
+    """The empty-RPC ceiling through the whole pipeline and, just before it with the same clients and load,
+    the bare ceiling of Python gRPC (a minimal server of its own), with the server's CPU per call of each."""
     drive = ClosedLoop(plan.rpc_concurrency, plan.rpc_warmup_s + plan.rpc_seconds)
-    result = measure(engine, run, only(run.scenario, "ping"), drive, plan.rpc_warmup_s).window
+    pings = only(run.scenario, "ping")
+    with bare_echo(run.target.api_key) as bare_target:
+        bare = measure(engine, dataclasses.replace(run, target=bare_target), pings, drive, plan.rpc_warmup_s)
+    empty = measure(engine, run, pings, drive, plan.rpc_warmup_s)
+    result = empty.window
+    clients = f"{engine.workers} client processes x {plan.rpc_concurrency} in flight (closed loop)"
     notes = (
-        f"MetaService.Ping with API key auth, quota and telemetry; {engine.workers} client processes x "
-        f"{plan.rpc_concurrency} in flight (closed loop); {result.ok} calls, {result.error_count} errors in "
-        f"{result.seconds} s"
+        f"MetaService.Ping with API key auth, quota and telemetry; {clients}; {result.ok} calls, "
+        f"{result.error_count} errors in {result.seconds} s"
     )
+    bare_notes = (
+        f"MetaService.Ping on a bare grpc.aio server in a process of its own (no pipeline, no auth, no "
+        f"telemetry), measured just before grpc_empty_rpc_per_s with the same clients: {clients}; "
+        f"{bare.window.ok} calls, {bare.window.error_count} errors in {bare.window.seconds} s"
+    )
+    share = result.achieved_per_s / bare.window.achieved_per_s if bare.window.achieved_per_s else 0.0
     figures = [
+        figure("grpc_bare_echo_per_s", round(bare.window.achieved_per_s), "calls/s", "none", bare_notes),
+        *bare.cpu_figure("grpc_bare_echo_server_cpu_us_per_call", "none"),
         figure("grpc_empty_rpc_per_s", round(result.achieved_per_s), "calls/s", "none", notes),
+        figure(
+            "grpc_empty_rpc_of_bare_echo",
+            round(share, 3),
+            "ratio",
+            "none",
+            "grpc_empty_rpc_per_s / grpc_bare_echo_per_s: what the call pipeline leaves of Python gRPC's "
+            "ceiling (target: at least 0.75)",
+        ),
+        *empty.cpu_figure("grpc_empty_rpc_server_cpu_us_per_call", "none"),
         figure("grpc_empty_rpc_p50_ms", round(result.latency_ms[0], 3), "ms", "none", "at the ceiling load"),
         figure("grpc_empty_rpc_p99_ms", round(result.p99_ms, 3), "ms", "none", "at the ceiling load"),
     ]

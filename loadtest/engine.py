@@ -48,6 +48,8 @@ RESOLVE_WINDOW_S: Final = bounds.resolve_attempts_max * (
 class Target:
     endpoint: str
     api_key: str
+    # The server's process id when the harness started it on this machine (its CPU time is read then).
+    server_pid: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""A load from start to verdict: the target (a server of its own on SQLite when no endpoint is given), the
-run's accounts, loads through the engine, and the post-run check of the tally against the ledger."""
+"""A load from start to verdict: the target (a server of its own on SQLite when no endpoint is given, or the
+bench's bare echo server), the run's accounts, loads through the engine, and the post-run check of the
+tally against the ledger."""
 
 from __future__ import annotations
 
@@ -8,20 +9,23 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+import grpc
 from jubao.client import AsyncClient, ClientConfig
+from jubao.meta.v1 import meta_pb2, meta_pb2_grpc
 
 from loadtest.accounts import AccountNames, open_accounts
 from loadtest.check import CheckReport, check
 from loadtest.engine import Drive, Engine, Segment, Target
 from loadtest.readback import read_back
 from loadtest.scenario import Scenario
-from loadtest.server_process import REPO, ServerProcess, provision_bench_key
+from loadtest.server_process import REPO, ServerProcess, free_port, provision_bench_key
 from loadtest.tally import Tally
 
 T = TypeVar("T")
@@ -67,10 +71,29 @@ def serving(endpoint: str | None, api_key: str | None, env: dict[str, str] | Non
     }
     server = ServerProcess.start(settings, scratch / "server.log")
     try:
-        yield Target(server.address, provision_bench_key(server.address))
+        yield Target(server.address, provision_bench_key(server.address), server.serving_pid())
     finally:
         server.terminate()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def bare_echo(api_key: str) -> Iterator[Target]:
+    """A bare echo server of its own (`bare_echo.py`), as a target the clients call with `api_key`."""
+    scratch = scratch_dir("bare-echo")
+    port = free_port()
+    command = [sys.executable, "-m", "loadtest.bare_echo", str(port)]
+    server = ServerProcess.spawn(command, {}, port, scratch / "server.log", _answers_ping)
+    try:
+        yield Target(server.address, api_key, server.process.pid)
+    finally:
+        server.terminate()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _answers_ping(channel: grpc.Channel) -> bool:
+    meta_pb2_grpc.MetaServiceStub(channel).Ping(meta_pb2.PingRequest(), timeout=1)
+    return True
 
 
 def with_client(target: Target, use: Callable[[AsyncClient], Awaitable[T]]) -> T:

@@ -6,12 +6,14 @@ Every figure is read over its load's seconds after a warm-up."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Final
 
 from loadtest.engine import ClosedLoop, Drive, Engine, OpenLoop
 from loadtest.harness import Run, load
 from loadtest.report import Figure, figure
 from loadtest.scenario import Profile, Scenario
+from loadtest.server_process import process_cpu_s
 from loadtest.stats import Window
 from loadtest.tally import Tally
 
@@ -30,13 +32,47 @@ class PaymentsPlan:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServerCpu:
+    """The CPU time the process serving the calls (every thread; of `jubao-server serve`, its gRPC child)
+    used over a whole load, warm-up included, and the calls it answered in that time."""
+
+    cpu_s: float
+    wall_s: float
+    calls: int
+
+    @property
+    def us_per_call(self) -> float:
+        return self.cpu_s * 1e6 / self.calls if self.calls else 0.0
+
+    @property
+    def cores(self) -> float:
+        """How many cores the server kept busy on average."""
+        return self.cpu_s / self.wall_s if self.wall_s else 0.0
+
+    def note(self) -> str:
+        return (
+            "CPU of the process serving gRPC (user + system, every thread) over the whole load, warm-up "
+            f"included: {self.cpu_s:.2f} s for {self.calls} calls answered in {self.wall_s:.1f} s "
+            f"({self.cores:.2f} of a core busy)"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class Measured:
     window: Window
     tally: Tally
+    server_cpu: ServerCpu | None = None
 
     def errors_note(self) -> str:
         window = self.window
         return f"{window.ok} ok, {window.error_count} errors in {window.seconds} s"
+
+    def cpu_figure(self, name: str, backend: str) -> list[Figure]:
+        """`name` (server CPU per call in µs), when the harness started the server and could read it."""
+        cpu = self.server_cpu
+        if cpu is None:
+            return []
+        return [figure(name, round(cpu.us_per_call), "us/call", backend, cpu.note())]
 
 
 def measure(
@@ -49,10 +85,19 @@ def measure(
     until_answered: bool = False,
 ) -> Measured:
     """Run a load and read its figures after `warmup_s`, up to the end of the drive (or, `until_answered`,
-    up to the last answer: a batch sent before the end may take many seconds)."""
+    up to the last answer: a batch sent before the end may take many seconds). When the harness started
+    the server, its CPU time over the load is read too."""
+    pid = run.target.server_pid
+    cpu_before_s = process_cpu_s(pid) if pid is not None else 0.0
+    started_s = time.monotonic()
     segment = load(engine, run, drive, scenario)
+    server_cpu = None
+    if pid is not None:
+        whole = segment.series.window(0, segment.series.seconds)
+        cpu_s = process_cpu_s(pid) - cpu_before_s
+        server_cpu = ServerCpu(cpu_s, time.monotonic() - started_s, whole.ok + whole.error_count)
     end = segment.series.seconds if until_answered else int(drive.duration_s)
-    return Measured(segment.series.window(int(warmup_s), end), segment.tally)
+    return Measured(segment.series.window(int(warmup_s), end), segment.tally, server_cpu)
 
 
 def only(scenario: Scenario, kind: str, **changes: object) -> Scenario:
@@ -90,6 +135,7 @@ def payments_figures(
             backend,
             f"{where} x {plan.concurrency} in flight, random payer and payee; {unary.errors_note()}",
         ),
+        *unary.cpu_figure("payments_transfer_unary_server_cpu_us_per_call", backend),
         figure(
             "payments_transfer_hot_per_s",
             round(hot.window.achieved_per_s),

@@ -1,9 +1,11 @@
-"""Run `jubao-server serve` (the supervisor, its gRPC server and its Arrow Flight server) as a child process
-on free loopback ports, and stop it with SIGTERM; give the load a tenant of its own with quotas far above
-what it offers."""
+"""Run `jubao-server serve` (the supervisor, its gRPC server and its Arrow Flight server) or the bench's bare
+echo server as a child process on free loopback ports, and stop it with SIGTERM; find the gRPC server's
+process and read the CPU time it used; give the load a tenant of its own with quotas far above what it
+offers."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -11,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -25,6 +28,8 @@ start_timeout_s: Final = 60.0
 stop_timeout_s: Final = 30.0
 poll_interval_s: Final = 0.2
 log_tail_max_chars: Final = 4000
+# Answers whether the server at the channel serves yet (raising grpc.RpcError while it cannot answer).
+Probe = Callable[[grpc.Channel], bool]
 
 
 def free_port() -> int:
@@ -56,26 +61,32 @@ class ServerProcess:
             **env,
         }
         command = [sys.executable, "-m", "jubao_server", "serve"]
+        return cls.spawn(command, settings, port, log_path, _health_serving)
+
+    @classmethod
+    def spawn(
+        cls, command: list[str], env: dict[str, str], port: int, log_path: Path, ready: Probe
+    ) -> ServerProcess:
+        """Run `command` (a server on `port`) with `env` added, logging to `log_path`, and wait until
+        `ready` says it serves."""
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                command, cwd=REPO, env={**os.environ, **settings}, stdout=log, stderr=subprocess.STDOUT
+                command, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
             )
         server = cls(process, port, log_path)
-        server.wait_serving()
+        server.wait_serving(ready)
         return server
 
-    def wait_serving(self) -> None:
+    def wait_serving(self, ready: Probe) -> None:
         deadline_s = time.monotonic() + start_timeout_s
         with grpc.insecure_channel(self.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline_s:
                 if self.process.poll() is not None:
                     raise RuntimeError(
                         f"server exited {self.process.returncode}: {self.log_text()[-log_tail_max_chars:]}"
                     )
                 try:
-                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    if ready(channel):
                         return
                 except grpc.RpcError:
                     time.sleep(poll_interval_s)
@@ -94,6 +105,37 @@ class ServerProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def serving_pid(self) -> int:
+        """The process that answers the calls: the supervisor's gRPC child (`serve-grpc`) when this is
+        `jubao-server serve`, else this process."""
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and _parent_pid(entry) == self.process.pid:
+                with contextlib.suppress(OSError):
+                    if b"serve-grpc" in (entry / "cmdline").read_bytes().split(b"\0"):
+                        return int(entry.name)
+        return self.process.pid
+
+
+def _health_serving(channel: grpc.Channel) -> bool:
+    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _parent_pid(process: Path) -> int | None:
+    try:
+        stat = (process / "stat").read_text()
+    except OSError:  # the process ended meanwhile
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+def process_cpu_s(pid: int) -> float:
+    """utime + stime of a process (every thread), from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # Fields after the command name (which may hold spaces), from the 3rd on: utime is the 14th, stime 15th.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def provision_bench_key(address: str) -> str:
