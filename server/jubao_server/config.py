@@ -79,6 +79,9 @@ class TenancySettings(_Strict):
 class TelemetrySettings(_Strict):
     service_name: str = "jubao"
     traces_exporter: Literal["none", "console", "otlp"] = "none"
+    # Head sampling (telemetry/calls.py): the share of calls without a caller's trace context that are
+    # traced; a caller's context decides for its calls, and server-side errors are always traced.
+    traces_sample_ratio: float = Field(0.01, ge=0.0, le=1.0)
     metrics_exporter: Literal["none", "console", "otlp"] = "none"
     otlp_endpoint: str = "127.0.0.1:4317"
     metrics_export_interval_ms: int = Field(10_000, gt=0)

@@ -45,6 +45,10 @@ retry_after_max_ms = 60_000
 catalogue_files_max = 10_000
 catalogue_file_size_max_bytes = 64 * 1024
 
+# Telemetry: label sets (method, tenant, status code) of the per-call metrics; past it calls count under an
+# overflow label set. Below OpenTelemetry's default cardinality limit (2,000 points an instrument).
+metric_label_sets_max = 1_000
+
 # Paging (AIP-158)
 page_size_default = 50
 page_size_max = 500

@@ -57,7 +57,7 @@ def flight_telemetry(settings: Settings) -> TelemetrySettings:
 def serve(settings: Settings, ready_fd: int | None) -> None:
     """Open storage, serve until SIGTERM or SIGINT, then shut down."""
     clock = SYSTEM_CLOCK
-    telemetry = setup_telemetry(flight_telemetry(settings))
+    telemetry = setup_telemetry(flight_telemetry(settings), rpc_system="arrow_flight")
     io = LoopThread()
     backend = io.run(open_backend(settings.storage, clock=clock))
     try:

@@ -127,19 +127,11 @@ class FlightTelemetry:
     def __init__(self, telemetry: Telemetry) -> None:
         self.tracer = telemetry.tracer
         self._calls = telemetry.calls
-        self._duration_ms = telemetry.duration_ms
         meter = telemetry.meter_provider.get_meter("jubao.bulk")
         self.bytes = meter.create_counter("bulk.bytes", unit="By", description="Arrow bytes moved in bulk")
 
     def record(self, method: str, tenant_id: str, code: ErrorCode, elapsed_ms: float) -> None:
-        labels = {
-            "rpc.system": "arrow_flight",
-            "rpc.method": method,
-            "jubao.tenant_id": tenant_id,
-            "rpc.grpc.status_code": code.name,
-        }
-        self._calls.add(1, labels)
-        self._duration_ms.record(elapsed_ms, labels)
+        self._calls.record(method, tenant_id, code.name, elapsed_ms)
 
 
 class _AuthFactory(flight.ServerMiddlewareFactory):  # type: ignore[misc]

@@ -4,7 +4,8 @@ Several servers may share one Cassandra. Each shard is leased by one of them (sh
 call raised `errors.HeldElsewhere`, `shards.node.ShardElsewhere` for a shard);
 a server that gets a call for a shard it does not hold sends the same call, with the caller's metadata
 (so the owner authenticates the same tenant from the same credential), to the holder's address, and
-answers with the holder's answer or error, status details included. A forwarded call carries
+answers with the holder's answer or error, status details included; when the call is traced, its span's
+context goes with it, so the holder's span is its child. A forwarded call carries
 `x-jubao-forwarded-by`; a server that gets a forwarded call for a shard it does not hold either answers
 UNAVAILABLE (`SHARD_MOVED`, the lease moved meanwhile: the client retries) instead of forwarding again.
 Client-certificate callers cannot be forwarded (the certificate stays with the first server): they get
@@ -18,6 +19,7 @@ from typing import Any, Final
 
 import grpc
 from jubao.reasons import Reason
+from opentelemetry import propagate
 
 from jubao_server import limits
 from jubao_server.config import ServerSettings
@@ -57,14 +59,21 @@ class Forwarder:
             k == "authorization" for k, _ in metadata
         ):
             raise unavailable(Reason.SHARD_MOVED, "the ledger shard is held by another server; retry")
+        # A traced call's span is the forwarded call's parent, in place of the caller's trace context.
+        trace_context: dict[str, str] = {}
+        propagate.inject(trace_context)
         passed = [
-            (k, v) for k, v in metadata if not k.startswith((":", "grpc-")) and k not in _TRANSPORT_KEYS
+            (k, v)
+            for k, v in metadata
+            if not k.startswith((":", "grpc-")) and k not in _TRANSPORT_KEYS and k not in trace_context
         ]
         channel = await self._channel(address)
         call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
         try:
             answer: bytes = await call(
-                request, metadata=[*passed, (FORWARDED_BY, self.address)], timeout=timeout_s
+                request,
+                metadata=[*passed, *trace_context.items(), (FORWARDED_BY, self.address)],
+                timeout=timeout_s,
             )
         except grpc.aio.AioRpcError as failure:
             if failure.code() is grpc.StatusCode.UNAVAILABLE and not failure.trailing_metadata():

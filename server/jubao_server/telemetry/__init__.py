@@ -1,5 +1,5 @@
-"""OpenTelemetry traces and metrics for every RPC, a Prometheus scrape endpoint, and JSON logs that
-carry trace ids."""
+"""OpenTelemetry traces (head-sampled) and metrics for every RPC (`calls.py`), a Prometheus scrape endpoint,
+and JSON logs that carry trace ids."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, TextIO, cast
 from wsgiref.simple_server import WSGIServer
 
 import structlog
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -25,17 +25,14 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from prometheus_client import start_http_server
 
 from jubao_server.config import TelemetrySettings
-
-# Latency buckets in milliseconds, from 0.1 ms to 10 s.
-LATENCY_BUCKETS_MS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+from jubao_server.telemetry.calls import CallMetrics, CallSampler
 
 
 @dataclasses.dataclass
 class Telemetry:
     tracer: trace.Tracer
-    calls: metrics.Counter
-    duration_ms: metrics.Histogram
-    in_flight: metrics.UpDownCounter
+    sampler: CallSampler
+    calls: CallMetrics
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
     prometheus: WSGIServer | None
@@ -57,10 +54,14 @@ def setup_telemetry(
     *,
     span_processor: SpanProcessor | None = None,
     metric_reader: MetricReader | None = None,
+    rpc_system: str = "grpc",
 ) -> Telemetry:
-    """Build providers from the settings; tests add an in-memory span processor or metric reader."""
+    """Build providers from the settings; tests add an in-memory span processor or metric reader. The
+    process's calls are labelled with `rpc_system` (the gRPC server's `grpc`, the Flight server's
+    `arrow_flight`)."""
     resource = Resource.create({"service.name": settings.service_name})
-    tracer_provider = TracerProvider(resource=resource)
+    sampler = CallSampler(settings.traces_sample_ratio)
+    tracer_provider = TracerProvider(resource=resource, sampler=sampler)
     for processor in _span_processors(settings, span_processor):
         tracer_provider.add_span_processor(processor)
     readers = _metric_readers(settings, metric_reader)
@@ -68,20 +69,10 @@ def setup_telemetry(
     prometheus = None
     if any(isinstance(r, PrometheusMetricReader) for r in readers):
         prometheus, _ = start_http_server(settings.prometheus_port or 0, addr="127.0.0.1")
-    meter = meter_provider.get_meter("jubao.server")
-    tracer = tracer_provider.get_tracer("jubao.server")
     return Telemetry(
-        tracer=tracer,
-        calls=meter.create_counter("rpc.server.calls", unit="{call}", description="RPCs handled"),
-        duration_ms=meter.create_histogram(
-            "rpc.server.duration",
-            unit="ms",
-            description="RPC latency",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
-        ),
-        in_flight=meter.create_up_down_counter(
-            "rpc.server.in_flight", unit="{call}", description="RPCs in flight"
-        ),
+        tracer=tracer_provider.get_tracer("jubao.server"),
+        sampler=sampler,
+        calls=CallMetrics(meter_provider.get_meter("jubao.server"), rpc_system),
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         prometheus=prometheus,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from ssl import PEM_cert_to_DER_cert
 from typing import Literal
 
@@ -58,12 +58,22 @@ class Authenticator:
         self._clock = clock
         self._cache: dict[str, _Entry] = {}
 
+    def cached(self, credentials: Credentials) -> Caller | None:
+        """The caller while a resolution of these credentials is cached (raising the UNAUTHENTICATED it
+        resolved to), else None: `authenticate` then resolves them."""
+        entry = self._cache.get(self._cache_key(credentials))
+        if entry is None or entry.expires_s <= self._clock.monotonic_s():
+            return None
+        if isinstance(entry.outcome, ApiError):
+            raise entry.outcome
+        return entry.outcome
+
     async def authenticate(self, credentials: Credentials) -> Caller:
         """The caller, or raise UNAUTHENTICATED with the reason."""
-        cache_key, resolve = self._resolver(credentials)
+        cache_key = self._cache_key(credentials)
         entry = self._cache.get(cache_key)
         if entry is None or entry.expires_s <= self._clock.monotonic_s():
-            entry = await self._resolve(resolve)
+            entry = await self._resolve(self._lookup(credentials))
             self._remember(cache_key, entry)
         if isinstance(entry.outcome, ApiError):
             raise entry.outcome
@@ -74,16 +84,22 @@ class Authenticator:
         for cache_key in [k for k, e in self._cache.items() if e.tenant_id == tenant_id]:
             del self._cache[cache_key]
 
-    def _resolver(self, credentials: Credentials) -> tuple[str, Lookup]:
+    def _cache_key(self, credentials: Credentials) -> str:
         if credentials.authorization is not None:
-            header = credentials.authorization
-            digest = hashlib.sha256(header.encode()).hexdigest()
-            return "key:" + digest, lambda: self._by_api_key(header)
+            return "key:" + hashlib.sha256(credentials.authorization.encode()).hexdigest()
+        if credentials.client_certificate_pem is not None:
+            return "cert:" + certificate_sha256(credentials.client_certificate_pem)
+        return "missing"
+
+    def _lookup(self, credentials: Credentials) -> Lookup:
+        header = credentials.authorization
+        if header is not None:
+            return lambda: self._by_api_key(header)
         if credentials.client_certificate_pem is not None:
             fingerprint = certificate_sha256(credentials.client_certificate_pem)
-            return "cert:" + fingerprint, lambda: self._by_certificate(fingerprint)
+            return lambda: self._by_certificate(fingerprint)
         missing = unauthenticated(Reason.API_KEY_MISSING, "send 'authorization: Bearer <api-key>'")
-        return "missing", lambda: _failed(missing)
+        return lambda: _failed(missing)
 
     async def _resolve(self, resolve: Lookup) -> _Entry:
         expires_s = self._clock.monotonic_s() + self._ttl_s
@@ -155,9 +171,3 @@ async def _failed(error: ApiError) -> Caller:
 def certificate_sha256(pem: bytes) -> str:
     """SHA-256 of the certificate's DER bytes, as `openssl x509 -fingerprint -sha256` prints it."""
     return hashlib.sha256(PEM_cert_to_DER_cert(pem.decode())).hexdigest()
-
-
-def metadata_credentials(metadata: Sequence[tuple[str, str | bytes]], pem: bytes | None) -> Credentials:
-    authorization = next((v for k, v in metadata if k == "authorization"), None)
-    header = authorization.decode() if isinstance(authorization, bytes) else authorization
-    return Credentials(header, pem)
