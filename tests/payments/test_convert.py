@@ -10,6 +10,8 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import status_pb2
+from hypothesis import given
+from hypothesis import strategies as st
 from jubao.errors import Reason
 from jubao.payments.v1 import payments_pb2 as pb
 from jubao_server import limits
@@ -439,3 +441,16 @@ def test_holds_escrows_refunds_and_errors_become_messages() -> None:
     error = failed_precondition(Reason.INVALID_STATE, "hold hd_1 is voided", hold_id="hd_1")
     status = status_pb2.Status.FromString(convert.error_to_pb(error).SerializeToString())
     assert status == error.to_status()
+
+
+_ids = st.sampled_from(["alice", "shop", "fees", "al ice", "", "-x", "a" * 64, "a" * 65])
+
+
+@given(_ids, _ids, st.integers(-2, 2), _ids)
+def test_a_leg_is_valid_exactly_when_it_has_no_violation(
+    debit: str, credit: str, amount_minor: int, payer: str
+) -> None:
+    """The check of a valid leg (which builds no field path) agrees with the full list of violations."""
+    request_leg = leg(debit, credit, amount_minor)
+    violations = convert.leg_violations("legs[0]", request_leg, payer)
+    assert convert.leg_is_valid(request_leg, payer) == (violations == [])
