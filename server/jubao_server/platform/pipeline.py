@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import Any, cast
 
 import grpc
@@ -58,6 +58,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
 StreamBehavior = Callable[[Any, Context], AsyncIterator[Any]]
 Parse = Callable[[bytes], Any]
+# A call's metadata, read once (gRPC builds it anew each time it is asked).
+Metadata = Collection[tuple[str, str | bytes]]
 TRACEPARENT = "traceparent"
 # The parent of a call whose caller sent no trace context: none (a root span).
 _ROOT = otel_context.Context()
@@ -173,9 +175,10 @@ class CallPipeline(grpc.aio.ServerInterceptor):
 
     def _unary(self, behavior: UnaryBehavior, method: _Method) -> UnaryBehavior:
         async def call(body: bytes, context: Context) -> Any:
-            state = self._begin(method, context)
+            metadata = context.invocation_metadata() or ()
+            state = self._begin(method, metadata)
             try:
-                caller = await self._admit(state, context)
+                caller = await self._admit(state, context, metadata)
                 try:
                     return await self._run_unary(behavior, method, body, context, caller)
                 except HeldElsewhere as held:
@@ -190,9 +193,10 @@ class CallPipeline(grpc.aio.ServerInterceptor):
 
     def _stream(self, behavior: StreamBehavior, method: _Method) -> StreamBehavior:
         async def call(body: bytes, context: Context) -> AsyncIterator[Any]:
-            state = self._begin(method, context)
+            metadata = context.invocation_metadata() or ()
+            state = self._begin(method, metadata)
             try:
-                caller = await self._admit(state, context)
+                caller = await self._admit(state, context, metadata)
                 admission = self._gate.admit(caller.tenant)
                 token = set_caller(caller)
                 try:
@@ -214,12 +218,11 @@ class CallPipeline(grpc.aio.ServerInterceptor):
 
         return call
 
-    def _begin(self, method: _Method, context: Context) -> _Call:
+    def _begin(self, method: _Method, metadata: Metadata) -> _Call:
         """The call's metrics start; its span too when the head sampler traces it (the caller's trace
         context decides, or `traces_sample_ratio`)."""
         state = _Call(method)
         self._metrics.started(method.name)
-        metadata = context.invocation_metadata() or ()
         if any(key == TRACEPARENT for key, _ in metadata):
             state.parent = propagate.extract({k: v for k, v in metadata if isinstance(v, str)})
         elif not self._sampler.traces_root():
@@ -264,10 +267,10 @@ class CallPipeline(grpc.aio.ServerInterceptor):
         )
         self._trace(state, span)
 
-    async def _admit(self, state: _Call, context: Context) -> Caller:
+    async def _admit(self, state: _Call, context: Context, metadata: Metadata) -> Caller:
         if self.draining:
             raise unavailable(Reason.DRAINING, "the server is shutting down; retry on another server")
-        credentials = _credentials(context)
+        credentials = _credentials(context, metadata)
         caller = self._auth.cached(credentials) or await self._auth.authenticate(credentials)
         state.tenant_id = caller.tenant.tenant_id
         if state.span is not None:
@@ -374,9 +377,9 @@ def _log(error: BaseException, api_error: ApiError, state: _Call) -> None:
         log.error(level, method=method, tenant_id=tenant_id, exc_info=error)
 
 
-def _credentials(context: Context) -> Credentials:
+def _credentials(context: Context, metadata: Metadata) -> Credentials:
     """The call's `authorization` header (the first), or else its verified client certificate."""
-    for key, value in context.invocation_metadata() or ():
+    for key, value in metadata:
         if key == "authorization":
             return Credentials(value.decode() if isinstance(value, bytes) else value, None)
     return Credentials(None, _peer_certificate(context))
