@@ -43,6 +43,8 @@ BENCH_KEYSPACE: Final = "jubao_bench"
 # double11_peak_sustained_per_s: the highest rate of the double11 mix within these bounds.
 DOUBLE11_P99_MAX_MS: Final = 50.0
 DOUBLE11_ERROR_RATE_MAX: Final = 0.001
+# make bench-full reads payments_transfer_stall_max_ms over 5 minutes at half the unary peak.
+STALL_RUN_S: Final = 300.0
 
 
 class BenchCheckFailed(RuntimeError):
@@ -65,10 +67,10 @@ class BenchPlan:
     def of(cls, quick: bool) -> BenchPlan:
         workers = os.cpu_count() or 1
         if quick:
-            payments = PaymentsPlan(8.0, 2.0, 32)
+            payments = PaymentsPlan(8.0, 2.0, 32, 8.0)
             double11 = SCENARIOS / "double11_short.toml"
             return cls("quick", 8.0, 2.0, 32, workers, 3.0, payments, double11, BulkPlan.of(quick))
-        payments = PaymentsPlan(30.0, 5.0, 64)
+        payments = PaymentsPlan(30.0, 5.0, 64, STALL_RUN_S)
         double11 = SCENARIOS / "double11.toml"
         return cls("full", 30.0, 5.0, 64, workers, 15.0, payments, double11, BulkPlan.of(quick))
 

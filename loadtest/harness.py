@@ -9,12 +9,13 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import grpc
 from jubao.client import AsyncClient, ClientConfig
@@ -29,6 +30,7 @@ from loadtest.server_process import REPO, ServerProcess, free_port, provision_be
 from loadtest.tally import Tally
 
 T = TypeVar("T")
+CANARY_STOP_TIMEOUT_S: Final = 10.0
 
 
 class HarnessError(RuntimeError):
@@ -89,6 +91,28 @@ def bare_echo(api_key: str) -> Iterator[Target]:
     finally:
         server.terminate()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@dataclasses.dataclass
+class MachineStalls:
+    """The canary's longest oversleep (ms) while the `machine_stalls` block ran (0.0 until it ends)."""
+
+    max_ms: float = 0.0
+
+
+@contextlib.contextmanager
+def machine_stalls() -> Iterator[MachineStalls]:
+    """Run the canary (`canary.py`) around the block."""
+    stalls = MachineStalls()
+    canary = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.canary"], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        yield stalls
+    finally:
+        canary.terminate()
+        output, _ = canary.communicate(timeout=CANARY_STOP_TIMEOUT_S)
+        stalls.max_ms = float(output.strip() or 0.0)
 
 
 def _answers_ping(channel: grpc.Channel) -> bool:

@@ -18,6 +18,7 @@ import structlog
 from jubao_server.app import load_settings, migrate
 from jubao_server.bulk.config import flight_location
 from jubao_server.config import Settings, SettingsError
+from jubao_server.platform.collector import HeapFreezer
 from jubao_server.platform.lifeline import die_with_parent
 from jubao_server.platform.supervisor import ChildSpec, Supervisor, python_module
 from jubao_server.storage.contract import MigrationError, StorageError
@@ -49,6 +50,7 @@ async def serve(settings: Settings, ready_fd: int | None) -> None:
     from jubao_server.app.grpc_server import Jubao  # noqa: PLC0415 (the supervisor loads no gRPC)
 
     server = await Jubao.start(settings)
+    HeapFreezer().install()
     if ready_fd is not None:
         os.write(ready_fd, f"{server.port}\n".encode())
         os.close(ready_fd)

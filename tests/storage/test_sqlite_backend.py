@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import shutil
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -368,3 +369,63 @@ async def test_a_failed_commit_fails_the_whole_group(backend: SqliteBackend, sco
         with pytest.raises(StorageError, match=r"not committed.*disk I/O error"):
             write.future.result()
     assert (_count(backend.path, "conf_kv"), _count(backend.path, "conf_ledger")) == (0, 0)
+
+
+# A WAL file: a 32-byte header, then frames of a 24-byte header and one page.
+WAL_HEADER_BYTES: Final = 32
+WAL_FRAME_HEADER_BYTES: Final = 24
+AUTOCHECKPOINT_FRAMES: Final = 1000  # SQLite's default wal_autocheckpoint
+CHECKPOINT_POLLS: Final = 250
+
+
+def _main_file_rows(path: Path, copy: Path) -> int:
+    """The rows of conf_kv in the database file alone, as checkpoints left it (its WAL not read)."""
+    shutil.copyfile(path, copy)
+    return _count(copy, "conf_kv")
+
+
+def _wal_frames(path: Path) -> int:
+    with _raw(path) as connection:
+        page_bytes: int = connection.execute("PRAGMA page_size").fetchone()[0]
+    wal_bytes = path.with_name(path.name + "-wal").stat().st_size
+    return max(0, wal_bytes - WAL_HEADER_BYTES) // (WAL_FRAME_HEADER_BYTES + page_bytes)
+
+
+async def test_the_writer_never_checkpoints(
+    settings: SqliteSettings, faults: FaultPlan, scope: str, tmp_path: Path
+) -> None:
+    """Commits past SQLite's automatic checkpoint leave the database file as it was: no commit pays for
+    a checkpoint (the checkpointer, here not due for a minute, does that)."""
+    quiet = settings.model_copy(update={"checkpoint_interval_ms": limits.sqlite_checkpoint_interval_ms_max})
+    opened = await SqliteBackend.open(quiet, SYSTEM_CLOCK, faults=faults)
+    try:
+        await opened.migrate(migration_sets("sqlite"))
+        with _raw(opened.path) as connection:  # the schema into the database file, the WAL emptied
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        before = _main_file_rows(opened.path, tmp_path / "before.db")
+        count = 0
+        while _wal_frames(opened.path) <= AUTOCHECKPOINT_FRAMES:
+            await opened.write(_kv_put(scope, f"k{count}", "v"))
+            count += 1
+        assert _main_file_rows(opened.path, tmp_path / "after.db") == before == 0
+        assert opened.checkpoint_stats.checkpoints == 0
+    finally:
+        await opened.close()
+
+
+async def test_the_checkpointer_copies_the_wal_after_commits(
+    settings: SqliteSettings, faults: FaultPlan, scope: str, tmp_path: Path
+) -> None:
+    eager = settings.model_copy(update={"checkpoint_interval_ms": 20})
+    opened = await SqliteBackend.open(eager, SYSTEM_CLOCK, faults=faults)
+    try:
+        await opened.migrate(migration_sets("sqlite"))
+        await asyncio.gather(*(opened.write(_kv_put(scope, f"k{i}", "v")) for i in range(10)))
+        for _ in range(CHECKPOINT_POLLS):
+            if opened.checkpoint_stats.checkpoints and _main_file_rows(opened.path, tmp_path / "c.db") == 10:
+                break
+            await asyncio.sleep(0.02)
+        assert _main_file_rows(opened.path, tmp_path / "c.db") == 10
+        assert opened.checkpoint_stats.frames_left == 0
+    finally:
+        await opened.close()

@@ -19,6 +19,8 @@ class SqliteSettings(_Strict):
     busy_timeout_ms: int = Field(5_000, gt=0, le=limits.storage_timeout_ms_max)
     readers_max: int = Field(4, gt=0, le=limits.storage_pool_connections_max)
     ttl_sweep_interval_ms: int = Field(60_000, gt=0)
+    # How often the WAL is checkpointed (on a thread of its own) while commits come (sqlite/checkpoint.py).
+    checkpoint_interval_ms: int = Field(250, gt=0, le=limits.sqlite_checkpoint_interval_ms_max)
 
 
 class ReplicationSettings(_Strict):

@@ -1,10 +1,11 @@
 """The SQLite backend: one database file in WAL mode, one writer thread that group-commits the queued
-batches (see `group.py`), a few reader threads."""
+batches (see `group.py`), a thread that checkpoints the WAL (`checkpoint.py`), a few reader threads."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import queue
 import sqlite3
@@ -37,6 +38,7 @@ from jubao_server.storage.contract import (
 from jubao_server.storage.contract.unknown import write_conditional
 from jubao_server.storage.slots import Slots
 from jubao_server.storage.sqlite import rows
+from jubao_server.storage.sqlite.checkpoint import Checkpointer, CheckpointStats
 from jubao_server.storage.sqlite.connections import (
     connect_reader,
     connect_writer,
@@ -91,6 +93,7 @@ class SqliteBackend(StorageBackend):
         self._read_slots = Slots(limits.sqlite_queued_reads_max)
         self._closed = False
         self._sweeper = asyncio.create_task(self._sweep_periodically())
+        self._checkpointer = Checkpointer(settings, clock, lambda: self._group_commit.stats.transactions)
 
     @classmethod
     async def open(
@@ -115,6 +118,11 @@ class SqliteBackend(StorageBackend):
     def stats(self) -> WriteStats:
         """Group commit counters: batches written, transactions committed, the largest group."""
         return self._group_commit.stats
+
+    @property
+    def checkpoint_stats(self) -> CheckpointStats:
+        """WAL checkpoints run (off the writer's thread) since the backend opened."""
+        return dataclasses.replace(self._checkpointer.stats)
 
     async def migrate(self, sets: Sequence[MigrationSet]) -> list[str]:
         await self._faults.before_operation()
@@ -178,6 +186,7 @@ class SqliteBackend(StorageBackend):
         self._sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._sweeper
+        await self._checkpointer.close()
         await asyncio.to_thread(self._shut_down)
 
     def _shut_down(self) -> None:

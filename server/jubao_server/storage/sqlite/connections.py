@@ -47,13 +47,20 @@ def _connect(settings: SqliteSettings, *, shared: bool) -> sqlite3.Connection:
 
 
 def connect_writer(settings: SqliteSettings) -> sqlite3.Connection:
-    """The one writer connection; call it on the writer thread, which alone uses it."""
+    """The one writer connection; call it on the writer thread, which alone uses it. It never checkpoints
+    the WAL: the checkpointer's connection does (`checkpoint.py`)."""
     settings.path.parent.mkdir(parents=True, exist_ok=True)
     with unavailable_as_storage_error():
         connection = _connect(settings, shared=False)
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        connection.execute("PRAGMA wal_autocheckpoint = 0")
     ensure(mode == "wal", f"sqlite journal_mode is {mode}, not wal")
     return connection
+
+
+def connect_checkpointer(settings: SqliteSettings) -> sqlite3.Connection:
+    """The connection that checkpoints the WAL; call it on the checkpointer's thread, which alone uses it."""
+    return _connect(settings, shared=False)
 
 
 def connect_reader(settings: SqliteSettings) -> sqlite3.Connection:
