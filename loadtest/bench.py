@@ -31,7 +31,7 @@ from loadtest.commands import find_peak, print_step
 from loadtest.engine import ClosedLoop, Engine
 from loadtest.ghz import GhzLoad, ghz_figure
 from loadtest.harness import Run, bare_echo, prepare, scratch_dir, serving, verify
-from loadtest.payments_bench import PaymentsPlan, measure, only, payments_figures
+from loadtest.payments_bench import PaymentsPlan, measure, only, payments_figures, unary_figures
 from loadtest.report import Figure, check_json, figure, machine, now_iso, write_report
 from loadtest.scenario import SCENARIOS, Scenario, load_scenario
 from loadtest.server_process import REPO, free_port
@@ -203,6 +203,7 @@ def server_figures(plan: BenchPlan, storage: StorageSettings, backend: str, resu
         **peak.document,
         "check": check_json(check, tally),
     }
+    per_core = per_core_figures(plan, storage, backend)
     json_path, png_path = write_report(document, results, f"{scenario.name}-find-peak-{backend}")
     print(f"bench: {check.summary()}\nbench: wrote {json_path} and {png_path}")
     if not check.passed:
@@ -217,7 +218,27 @@ def server_figures(plan: BenchPlan, storage: StorageSettings, backend: str, resu
     peak_figure = figure(
         "double11_peak_sustained_per_s", round(peak.peak_per_s, 1), "requests/s", backend, notes
     )
-    return [*figures, *payments, peak_figure, *bulk]
+    return [*figures, *payments, *per_core, peak_figure, *bulk]
+
+
+def per_core_figures(plan: BenchPlan, storage: StorageSettings, backend: str) -> list[Figure]:
+    """Unary transfers through `jubao-server serve` running one gRPC process per core on the same storage
+    (a fresh SQLite file), the clients' calls round robin over the processes, beside the figures of one
+    process; the ledger is checked against the load."""
+    if storage.backend == "sqlite":
+        own_file = storage.sqlite.model_copy(update={"path": storage.sqlite.path.with_suffix(".cores.db")})
+        storage = storage.model_copy(update={"sqlite": own_file})
+    settings = {**_storage_env(storage), "JUBAO_SERVER__PROCESSES": "0", "JUBAO_BULK__ENABLED": "false"}
+    with serving(None, None, settings) as target, Engine(plan.workers) as engine:
+        run, setup = prepare(target, plan.scenario())
+        name = "payments_transfer_unary_per_core_processes"
+        figures, moved = unary_figures(engine, run, plan.payments, backend, name)
+        check = verify(target, Tally.merge([setup, moved]), run.names.every())
+    print(f"bench: one process per core on {backend}: {check.summary()}")
+    if not check.passed:
+        raise BenchCheckFailed(check.summary())
+    processes = f"{len(target.server_pids)} gRPC processes of one jubao-server serve"
+    return [{**found, "notes": f"{processes}; {found['notes']}"} for found in figures]
 
 
 def _storage_env(storage: StorageSettings) -> dict[str, str]:

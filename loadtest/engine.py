@@ -48,8 +48,16 @@ RESOLVE_WINDOW_S: Final = bounds.resolve_attempts_max * (
 class Target:
     endpoint: str
     api_key: str
-    # The server's process id when the harness started it on this machine (its CPU time is read then).
-    server_pid: int | None = None
+    # The processes serving gRPC when the harness started the server on this machine (their CPU time is
+    # read then), and their own addresses when there are several (`jubao-server serve`, one per core).
+    server_pids: tuple[int, ...] = ()
+    members: tuple[str, ...] = ()
+
+    @property
+    def dial(self) -> str:
+        """What the load's clients dial: every process of the server in turn when it runs several (the
+        SDK's channels balance round robin over the addresses of their endpoint), else the endpoint."""
+        return "ipv4:" + ",".join(self.members) if len(self.members) > 1 else self.endpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +205,7 @@ def _work(job: Job) -> WorkerResult:
 
 
 async def _work_async(job: Job, pipe: _Pipe) -> WorkerResult:
-    config = ClientConfig(endpoint=job.target.endpoint, api_key=job.target.api_key)
+    config = ClientConfig(endpoint=job.target.dial, api_key=job.target.api_key)
     async with AsyncClient(config) as client:
         try:
             await client.meta.Ping(meta_pb2.PingRequest())

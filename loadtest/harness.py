@@ -73,7 +73,8 @@ def serving(endpoint: str | None, api_key: str | None, env: dict[str, str] | Non
     }
     server = ServerProcess.start(settings, scratch / "server.log")
     try:
-        yield Target(server.address, provision_bench_key(server.address), server.serving_pid())
+        key = provision_bench_key(server.address)
+        yield Target(server.address, key, server.serving_pids(), server.member_addresses())
     finally:
         server.terminate()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -87,7 +88,7 @@ def bare_echo(api_key: str) -> Iterator[Target]:
     command = [sys.executable, "-m", "loadtest.bare_echo", str(port)]
     server = ServerProcess.spawn(command, {}, port, scratch / "server.log", _answers_ping)
     try:
-        yield Target(server.address, api_key, server.process.pid)
+        yield Target(server.address, api_key, (server.process.pid,))
     finally:
         server.terminate()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -122,7 +123,7 @@ def _answers_ping(channel: grpc.Channel) -> bool:
 
 def with_client(target: Target, use: Callable[[AsyncClient], Awaitable[T]]) -> T:
     async def go() -> T:
-        async with AsyncClient(ClientConfig(endpoint=target.endpoint, api_key=target.api_key)) as client:
+        async with AsyncClient(ClientConfig(endpoint=target.dial, api_key=target.api_key)) as client:
             return await use(client)
 
     return asyncio.run(go())

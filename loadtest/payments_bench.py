@@ -34,8 +34,8 @@ class PaymentsPlan:
 
 @dataclasses.dataclass(frozen=True)
 class ServerCpu:
-    """The CPU time the process serving the calls (every thread; of `jubao-server serve`, its gRPC child)
-    used over a whole load, warm-up included, and the calls it answered in that time."""
+    """The CPU time the processes serving the calls (every thread; of `jubao-server serve`, its gRPC
+    children) used over a whole load, warm-up included, and the calls they answered in that time."""
 
     cpu_s: float
     wall_s: float
@@ -52,7 +52,7 @@ class ServerCpu:
 
     def note(self) -> str:
         return (
-            "CPU of the process serving gRPC (user + system, every thread) over the whole load, warm-up "
+            "CPU of the processes serving gRPC (user + system, every thread) over the whole load, warm-up "
             f"included: {self.cpu_s:.2f} s for {self.calls} calls answered in {self.wall_s:.1f} s "
             f"({self.cores:.2f} of a core busy)"
         )
@@ -88,14 +88,14 @@ def measure(
     """Run a load and read its figures after `warmup_s`, up to the end of the drive (or, `until_answered`,
     up to the last answer: a batch sent before the end may take many seconds). When the harness started
     the server, its CPU time over the load is read too."""
-    pid = run.target.server_pid
-    cpu_before_s = process_cpu_s(pid) if pid is not None else 0.0
+    pids = run.target.server_pids
+    cpu_before_s = sum(process_cpu_s(pid) for pid in pids)
     started_s = time.monotonic()
     segment = load(engine, run, drive, scenario)
     server_cpu = None
-    if pid is not None:
+    if pids:
         whole = segment.series.window(0, segment.series.seconds)
-        cpu_s = process_cpu_s(pid) - cpu_before_s
+        cpu_s = sum(process_cpu_s(pid) for pid in pids) - cpu_before_s
         server_cpu = ServerCpu(cpu_s, time.monotonic() - started_s, whole.ok + whole.error_count)
     end = segment.series.seconds if until_answered else int(drive.duration_s)
     return Measured(segment.series.window(int(warmup_s), end), segment.tally, server_cpu)
@@ -106,42 +106,63 @@ def only(scenario: Scenario, kind: str, **changes: object) -> Scenario:
     return dataclasses.replace(scenario, mix=((kind, 1),), **changes)  # type: ignore[arg-type]
 
 
+def unary_figures(
+    engine: Engine, run: Run, plan: PaymentsPlan, backend: str, name: str
+) -> tuple[list[Figure], Tally]:
+    """`<name>_per_s` (unary transfers, closed loop, random payer and payee) and the server's CPU per
+    transfer (`<name>_server_cpu_us_per_call`)."""
+    closed = ClosedLoop(plan.concurrency, plan.warmup_s + plan.seconds)
+    unary = measure(engine, run, spread_transfers(run), closed, plan.warmup_s)
+    return [
+        figure(
+            f"{name}_per_s",
+            round(unary.window.achieved_per_s),
+            "transfers/s",
+            backend,
+            f"{_where(run, engine)} x {plan.concurrency} in flight, random payer and payee; "
+            f"{unary.errors_note()}",
+        ),
+        *unary.cpu_figure(f"{name}_server_cpu_us_per_call", backend),
+    ], unary.tally
+
+
+def spread_transfers(run: Run) -> Scenario:
+    """Unary transfers between random customers and merchants, no hot merchant."""
+    return only(run.scenario, "transfer", accounts=dataclasses.replace(run.scenario.accounts, hot_share=0.0))
+
+
+def _where(run: Run, engine: Engine) -> str:
+    accounts = run.scenario.accounts
+    return (
+        f"{accounts.customers:,} customers paying {accounts.merchants:,} merchants, "
+        f"{engine.workers} client processes"
+    )
+
+
 def payments_figures(
     engine: Engine, run: Run, plan: PaymentsPlan, backend: str
 ) -> tuple[list[Figure], Tally]:
     total_s = plan.warmup_s + plan.seconds
-    spread = only(
-        run.scenario, "transfer", accounts=dataclasses.replace(run.scenario.accounts, hot_share=0.0)
-    )
+    spread = spread_transfers(run)
     hot_accounts = dataclasses.replace(run.scenario.accounts, hot_merchants=1, hot_share=1.0)
     closed = ClosedLoop(plan.concurrency, total_s)
-    unary = measure(engine, run, spread, closed, plan.warmup_s)
+    unary_found, unary_tally = unary_figures(engine, run, plan, backend, "payments_transfer_unary")
+    unary_rate = unary_found[0]["value"]
     hot = measure(engine, run, only(run.scenario, "transfer", accounts=hot_accounts), closed, plan.warmup_s)
-    half_rate = round(unary.window.achieved_per_s / 2, 1)
+    half_rate = round(float(unary_rate) / 2, 1)
     paced_drive = OpenLoop(Profile.constant(half_rate, plan.warmup_s + plan.paced_s))
     with machine_stalls() as machine:
         paced = measure(engine, run, spread, paced_drive, plan.warmup_s)
     batches = only(run.scenario, "batch", batch_size=batch_size, deadline_ms=batch_deadline_ms)
     callers = max(1, batch_callers // engine.workers)
     batched = measure(engine, run, batches, ClosedLoop(callers, total_s), plan.warmup_s, until_answered=True)
-    accounts = run.scenario.accounts
-    where = (
-        f"{accounts.customers:,} customers paying {accounts.merchants:,} merchants, "
-        f"{engine.workers} client processes"
-    )
+    where = _where(run, engine)
     paced_note = (
         f"open loop at {half_rate:.0f}/s (half the unary peak) for {plan.paced_s:.0f} s after a warm-up, "
         "latency from the scheduled send"
     )
     figures = [
-        figure(
-            "payments_transfer_unary_per_s",
-            round(unary.window.achieved_per_s),
-            "transfers/s",
-            backend,
-            f"{where} x {plan.concurrency} in flight, random payer and payee; {unary.errors_note()}",
-        ),
-        *unary.cpu_figure("payments_transfer_unary_server_cpu_us_per_call", backend),
+        *unary_found,
         figure(
             "payments_transfer_hot_per_s",
             round(hot.window.achieved_per_s),
@@ -184,4 +205,4 @@ def payments_figures(
             f"answered; {batched.errors_note()} (batches)",
         ),
     ]
-    return figures, Tally.merge(m.tally for m in (unary, hot, paced, batched))
+    return figures, Tally.merge([unary_tally, *(m.tally for m in (hot, paced, batched))])

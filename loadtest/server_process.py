@@ -75,6 +75,8 @@ class ServerProcess:
             )
         server = cls(process, port, log_path)
         server.wait_serving(ready)
+        for member in server.member_addresses():  # each gRPC process of the machine, on its own port
+            dataclasses.replace(server, port=int(member.rpartition(":")[2])).wait_serving(ready)
         return server
 
     def wait_serving(self, ready: Probe) -> None:
@@ -106,15 +108,28 @@ class ServerProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def serving_pid(self) -> int:
-        """The process that answers the calls: the supervisor's gRPC child (`serve-grpc`) when this is
+    def serving_pids(self) -> tuple[int, ...]:
+        """The processes that answer the calls: the supervisor's gRPC children (`serve-grpc`) when this is
         `jubao-server serve`, else this process."""
+        children = self._grpc_children()
+        return tuple(children) if children else (self.process.pid,)
+
+    def member_addresses(self) -> tuple[str, ...]:
+        """The own addresses of the gRPC children when the supervisor runs several (their `--members`)."""
+        for arguments in self._grpc_children().values():
+            if "--members" in arguments:
+                return tuple(arguments[arguments.index("--members") + 1].split(","))
+        return ()
+
+    def _grpc_children(self) -> dict[int, list[str]]:
+        children: dict[int, list[str]] = {}
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit() and _parent_pid(entry) == self.process.pid:
                 with contextlib.suppress(OSError):
-                    if b"serve-grpc" in (entry / "cmdline").read_bytes().split(b"\0"):
-                        return int(entry.name)
-        return self.process.pid
+                    arguments = (entry / "cmdline").read_bytes().decode().split("\0")
+                    if "serve-grpc" in arguments:
+                        children[int(entry.name)] = arguments
+        return children
 
 
 def _health_serving(channel: grpc.Channel) -> bool:

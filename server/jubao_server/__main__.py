@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -32,18 +33,52 @@ log = structlog.get_logger("jubao.main")
 def supervise(settings: Settings, config: Path | None, banner: Path | None) -> int:
     """Run the servers as child processes until SIGTERM or SIGINT; the exit code."""
     config_args = ["--config", str(config)] if config is not None else []
-    specs = [ChildSpec("grpc", python_module("jubao_server", *config_args, "serve-grpc"))]
+    servers = grpc_specs(settings, config_args)
+    specs = list(servers)
     if settings.bulk.enabled:
         specs.append(ChildSpec("bulk", python_module("jubao_server.app.flight_server", *config_args)))
     supervisor = Supervisor(specs)
 
     def started() -> None:
         ports = supervisor.ports
-        log.info("jubao started", grpc_port=ports["grpc"], bulk_port=ports.get("bulk"))
+        log.info("jubao started", grpc_port=ports[GRPC], bulk_port=ports.get("bulk"), processes=len(servers))
         if banner is not None:
             _print_banner(settings, ports, banner)
 
     return supervisor.run(started)
+
+
+def grpc_specs(settings: Settings, config_args: list[str]) -> list[ChildSpec]:
+    """The gRPC server processes: `server.processes` (0: one per core). Several share one port (gRPC
+    listens with SO_REUSEPORT, so the kernel spreads connections over them), and each listens on a port
+    of its own too, where the others forward calls for the shards it holds; each knows every one's own
+    address (`--members`), which shares each scope's shards out between them (`Node.home`). The first
+    serves its metrics on `telemetry.prometheus_port`, the others on a port the system picks."""
+    server = settings.server
+    count = server.processes or os.cpu_count() or 1
+    command = python_module("jubao_server", *config_args, "serve-grpc")
+    if count == 1:
+        return [ChildSpec(GRPC, command)]
+    port = server.port or _free_port(server.host)
+    own_ports = [_free_port(server.host) for _ in range(count)]
+    host = server.advertise_host or server.host
+    members = ",".join(f"{host}:{own}" for own in own_ports)
+    specs = []
+    for index, own in enumerate(own_ports):
+        arguments = ["--port", str(port), "--own-port", str(own), "--members", members]
+        if index and settings.telemetry.prometheus_port is not None:
+            arguments += ["--prometheus-port", "0"]
+        specs.append(ChildSpec(GRPC if index == 0 else f"{GRPC}-{index}", [*command, *arguments]))
+    return specs
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+GRPC = "grpc"
 
 
 async def serve(settings: Settings, ready_fd: int | None) -> None:
@@ -64,7 +99,7 @@ async def serve(settings: Settings, ready_fd: int | None) -> None:
 
 
 def _print_banner(settings: Settings, ports: dict[str, int], demo_keys: Path) -> None:
-    address = f"{settings.server.host}:{ports['grpc']}"
+    address = f"{settings.server.host}:{ports[GRPC]}"
     lines = [
         "",
         f"jubao is serving on {address} (storage: {settings.storage.backend}, health: SERVING)",
@@ -100,6 +135,19 @@ async def migrate_storage(settings: Settings) -> None:
     )
 
 
+def _as_member(settings: Settings, args: argparse.Namespace) -> Settings:
+    """The settings of one of several gRPC processes of `serve` (its port, own port and members)."""
+    if args.members is None:
+        return settings
+    server = settings.server.model_copy(
+        update={"port": args.port, "own_port": args.own_port, "members": tuple(args.members.split(","))}
+    )
+    telemetry = settings.telemetry
+    if args.prometheus_port is not None:
+        telemetry = telemetry.model_copy(update={"prometheus_port": args.prometheus_port})
+    return settings.model_copy(update={"server": server, "telemetry": telemetry})
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jubao-server", description="The jubao gRPC server.")
     parser.add_argument("--config", type=Path, help="TOML settings file (or JUBAO_CONFIG)")
@@ -109,6 +157,10 @@ def main(argv: list[str] | None = None) -> None:
     grpc_parser = commands.add_parser("serve-grpc", help="the gRPC server alone (a child of serve)")
     grpc_parser.add_argument("--ready-fd", type=int, help="write the bound port to this file descriptor")
     grpc_parser.add_argument("--parent-pid", type=int, help="exit when this process (the supervisor) dies")
+    grpc_parser.add_argument("--port", type=int, help="the port shared with the machine's other processes")
+    grpc_parser.add_argument("--own-port", type=int, help="this process's own port (forwarded calls)")
+    grpc_parser.add_argument("--members", help="every process's own address, comma-separated")
+    grpc_parser.add_argument("--prometheus-port", type=int, help="this process's metrics port (0: any)")
     commands.add_parser(
         "migrate",
         help="apply pending schema files (the platform's, every product's) to the configured storage",
@@ -123,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "serve-grpc":
             if args.parent_pid is not None:
                 die_with_parent(args.parent_pid)
-            asyncio.run(serve(settings, args.ready_fd))
+            asyncio.run(serve(_as_member(settings, args), args.ready_fd))
         elif args.command == "migrate":
             asyncio.run(migrate_storage(settings))
         else:

@@ -59,6 +59,13 @@ class ServerSettings(_Strict):
     deadline_max_ms: int = Field(30_000, gt=0, le=limits.deadline_max_ms)
     shutdown_grace_ms: int = Field(10_000, ge=0, le=limits.shutdown_grace_max_ms)
     tls: TlsSettings = TlsSettings()
+    # gRPC server processes `jubao-server serve` runs, all on `port` (0: one per core). One by default: on
+    # this machine two did fewer transfers than one (ARCHITECTURE.md, "Several processes on a machine").
+    processes: int = Field(1, ge=0, le=limits.server_processes_max)
+    # Set by `jubao-server serve` for each of its gRPC processes when it runs several: a port of the
+    # process's own (other servers forward calls to it there) and every process's own address.
+    own_port: int = Field(0, ge=0, lt=65536)
+    members: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _default_within_max(self) -> ServerSettings:

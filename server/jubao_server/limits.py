@@ -113,6 +113,9 @@ shard_recent_markers_max = 100_000
 shard_inbox_rows_max = 500
 # Acquiring: conditional writes of a contended epoch; leases held elsewhere waited out.
 shard_acquire_attempts_max = 8
+# With several server processes on a machine (`jubao-server serve`, one per core), each takes its home shards
+# of a scope when it meets it; for this long the others leave those shards to it.
+shard_home_grace_ms = 5_000
 shard_lease_waits_max = 3
 # Stopping an owner waits this long for its tasks; its upkeep sweeps about this often.
 shard_stop_timeout_s = 10.0
@@ -197,6 +200,8 @@ bulk_bytes_per_s_max = 10 * 1024 * 1024 * 1024
 # this often the frozen heap goes back to the collector, whose next full collection frees the cycles frozen
 # meanwhile (measured: about one object a second at half the unary peak) at the cost of one walk of the heap.
 gc_frozen_collect_interval_s = 6 * 3600
+# gRPC server processes `jubao-server serve` runs on one machine (one per core by default).
+server_processes_max = 64
 # The supervisor (`jubao-server serve`): restarts of a crashed child, and its backoff.
 supervisor_restarts_max = 5
 supervisor_backoff_max_s = 30.0

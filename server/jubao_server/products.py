@@ -74,6 +74,9 @@ class ProductContext(Generic[S]):
     # Where the other servers of the cluster reach this one (calls for work this process holds are
     # forwarded there); "" in a process that takes no calls.
     address: str
+    # The server processes of this machine, this one among them, that share the work out (`Node.members`);
+    # empty when this process is the machine's only one.
+    members: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -72,6 +72,12 @@ def test_service_config_retries_only_unavailable() -> None:
     }
 
 
+def test_calls_go_round_robin_over_the_addresses_of_the_endpoint() -> None:
+    """An endpoint naming several addresses (the processes of one server) spreads calls over them all."""
+    balancing = json.loads(service_config_json(ClientConfig()))["loadBalancingConfig"]
+    assert balancing == [{"round_robin": {}}]
+
+
 def test_single_attempt_has_no_retry_policy() -> None:
     (method,) = json.loads(service_config_json(ClientConfig(retry_attempts_max=1)))["methodConfig"]
     assert "retryPolicy" not in method

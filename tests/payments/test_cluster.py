@@ -1,5 +1,6 @@
 """Two server processes on one store: each ledger shard is leased by one of them, the other forwards the
-calls that need it, money is conserved, nothing is overdrawn, and no shard changes hands.
+calls that need it, money is conserved, nothing is overdrawn, and no shard changes hands; the same with
+the two gRPC processes of one `jubao-server serve` (one per core), which share its shards out.
 
 It runs on SQLite (two processes, one database file) and on the local Cassandra node, the deployment
 it is meant for. A failure prints the seed.
@@ -35,6 +36,7 @@ IN_FLIGHT_MAX: Final = 12
 RETRIES_MAX: Final = 40
 SHARD_COUNT: Final = 16
 SETTLE_POLLS_MAX: Final = 50
+PROCESSES: Final = 2
 
 
 @pytest.fixture(params=SHARED_BACKENDS)
@@ -115,6 +117,55 @@ async def test_two_processes_share_the_ledger_without_taking_shards_from_each_ot
     owners, epochs = await _shard_leases(backend, tenant_id)
     assert owners == {s.address for s in servers}, f"seed {seed}: both processes hold shards"
     assert set(epochs) == {1}, f"seed {seed}: every shard was taken once and kept: {epochs}"
+
+
+async def test_one_server_runs_a_process_per_core_and_shares_the_shards_out(
+    store: tuple[StorageBackend, dict[str, str]], tmp_path: Path
+) -> None:
+    """`jubao-server serve` with two gRPC processes on one port: calls through the shared port and round
+    robin over the processes' own ports; each process holds its home shards (shard s: process s mod 2),
+    taken once."""
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    backend, env = store
+    settings = env | {"JUBAO_SERVER__PROCESSES": str(PROCESSES)}
+    server = await asyncio.to_thread(ServerProcess.start, settings, tmp_path / "server.log")
+    try:
+        members = server.member_addresses()
+        assert len(members) == len(server.serving_pids()) == PROCESSES
+        tenant_id, api_key = await fresh_tenant(server.address)
+        endpoints = [server.address, "ipv4:" + ",".join(members)]
+        clients = [AsyncClient(ClientConfig(endpoint=e, api_key=api_key)) for e in endpoints]
+        try:
+            customers = await _open_and_fund(clients)
+            moved = await _pay_at_random(clients, customers, rng)
+            expected = Counter({c: FUNDING_MINOR + 1 for c in customers})
+            await _top_up_in_one_batch(clients[1], customers)
+            for payer, payee, amount_minor in moved:
+                expected[payer] -= amount_minor
+                expected[payee] += amount_minor
+            balances = await _settled_balances(clients[1], customers, expected)
+            assert balances == dict(expected), f"seed {seed}"
+            report = await clients[0].payments.Reconcile(pb.ReconcileRequest())
+            assert report.clean, f"seed {seed}: {report}"
+        finally:
+            for client in clients:
+                await client.close()
+        holders = await _holders(backend, tenant_id)
+        assert holders == {s: members[s % PROCESSES] for s in range(SHARD_COUNT)}, f"seed {seed}"
+        _, epochs = await _shard_leases(backend, tenant_id)
+        assert set(epochs) == {1}, f"seed {seed}: every shard was taken once and kept: {epochs}"
+    finally:
+        await asyncio.to_thread(server.terminate)
+
+
+async def _holders(backend: StorageBackend, tenant_id: str) -> dict[int, str]:
+    holders: dict[int, str] = {}
+    for shard in range(SHARD_COUNT):
+        static = await backend.read_static(SHARDS.partition(tenant_id, shard))
+        if static is not None and static["owner"] is not None:
+            holders[shard] = static.as_text("owner").partition("@")[2]
+    return holders
 
 
 async def _open_and_fund(clients: list[AsyncClient]) -> list[str]:

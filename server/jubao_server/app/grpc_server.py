@@ -117,7 +117,7 @@ class Jubao:
             for product in PRODUCTS:
                 section = product.settings_of(settings)
                 running = await product.start(
-                    ProductContext(section, backend, clock, telemetry, host.address)
+                    ProductContext(section, backend, clock, telemetry, host.address, host.members)
                 )
                 started.push_async_callback(running.stop)
                 services = product.services(running, context)

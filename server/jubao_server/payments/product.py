@@ -20,7 +20,12 @@ from jubao_server.tenancy.model import Product
 async def _start(context: ProductContext[PaymentsSettings]) -> Ledger:
     """The ledger of this process. It acquires a tenant's shards when they are first used, leased to this
     process's address (the other servers forward the calls that need them here); `stop` gives them up."""
-    ledger = Ledger(context.backend, context.settings, Node.local(context.address), clock=context.clock)
+    ledger = Ledger(
+        context.backend,
+        context.settings,
+        Node.local(context.address, members=context.members),
+        clock=context.clock,
+    )
     await ledger.start()
     return ledger
 

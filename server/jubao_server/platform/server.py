@@ -41,7 +41,9 @@ class GrpcHost:
         self._backend = backend
         self._clock = clock
         self.server = grpc.aio.server(interceptors=[pipeline], options=_channel_options(settings))
-        self.port = _bind(self.server, settings)
+        self.port = _bind(self.server, settings, settings.port)
+        # A port of this process's own when it shares `port` with the other processes of its machine.
+        self.own_port = _bind(self.server, settings, settings.own_port) if settings.own_port else self.port
         self.health = health.aio.HealthServicer()
         self._services: list[str] = []
         self._probe: asyncio.Task[None] | None = None
@@ -55,8 +57,13 @@ class GrpcHost:
 
     @property
     def address(self) -> str:
-        """Where the other servers of the cluster reach this one."""
-        return f"{self.settings.advertise_host or self.settings.host}:{self.port}"
+        """Where the other servers of the cluster reach this one (this process, on its own port)."""
+        return f"{self.settings.advertise_host or self.settings.host}:{self.own_port}"
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The own addresses of the server processes of this machine (`ServerSettings.members`)."""
+        return self.settings.members
 
     def add(self, service: GrpcService, policy: ServicePolicy) -> None:
         """Serve `service` behind the pipeline with `policy`; before `start` only."""
@@ -123,8 +130,9 @@ def _channel_options(settings: ServerSettings) -> list[tuple[str, int]]:
     ]
 
 
-def _bind(server: grpc.aio.Server, settings: ServerSettings) -> int:
-    address = f"{settings.host}:{settings.port}"
+def _bind(server: grpc.aio.Server, settings: ServerSettings, port: int) -> int:
+    """Listen on `port` (gRPC sets SO_REUSEPORT: the processes of one machine share a port)."""
+    address = f"{settings.host}:{port}"
     if not settings.tls.enabled:
         return server.add_insecure_port(address)
     return server.add_secure_port(address, _server_credentials(settings.tls))

@@ -27,15 +27,22 @@ RANDOM_IDS: Final[IdSource] = RandomIds()
 
 @dataclasses.dataclass(frozen=True)
 class Node:
-    """This process as a shard owner: an id of its own, and the address other processes forward calls
-    to ("" when it takes none, as in tests and tools)."""
+    """This process as a shard owner: an id of its own, the address other processes forward calls
+    to ("" when it takes none, as in tests and tools), and the addresses of the server processes of
+    its machine, itself among them (`members`, set by `jubao-server serve` when it runs one per core;
+    empty otherwise), which share each scope's shards out between them (`home`)."""
 
     node_id: str
     address: str = ""
+    members: tuple[str, ...] = ()
 
     @classmethod
-    def local(cls, address: str = "", ids: IdSource = RANDOM_IDS) -> Node:
-        return cls(f"node-{ids.new_id()[:16]}", address)
+    def local(cls, address: str = "", ids: IdSource = RANDOM_IDS, members: tuple[str, ...] = ()) -> Node:
+        return cls(f"node-{ids.new_id()[:16]}", address, members)
+
+    def home(self, shard: int) -> str:
+        """The member that takes the shard when nobody holds it: shard `s` goes to member `s mod n`."""
+        return self.members[shard % len(self.members)] if self.members else self.address
 
     @property
     def tag(self) -> str:

@@ -13,14 +13,14 @@ from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.clock import Clock
-from jubao_server.errors import unavailable
+from jubao_server.errors import ApiError, unavailable
 from jubao_server.invariants import ensure
 from jubao_server.shards.actor import ShardActor
 from jubao_server.shards.delivery import Deliveries
 from jubao_server.shards.machine import ShardSettings, StateMachine, StateT
 from jubao_server.shards.node import Node, ShardElsewhere
 from jubao_server.shards.stage import MessageT, OutboxT, RecordT, ShardId, StageT, shard_of
-from jubao_server.storage.contract import Batch, Put, RowAbsent, StorageBackend, write_all
+from jubao_server.storage.contract import Batch, Put, RowAbsent, StorageBackend, StorageError, write_all
 
 log = structlog.get_logger("jubao.shards")
 
@@ -45,6 +45,9 @@ class ShardRuntime(typing.Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         self._elsewhere: dict[tuple[str, int], ShardElsewhere] = {}
         self._starting: dict[tuple[str, int], asyncio.Lock] = {}
         self._shard_counts: dict[str, int] = {}
+        # When this process met each scope (wall ms), and its tasks taking the scope's home shards.
+        self._met_ms: dict[str, int] = {}
+        self._taking_home: set[asyncio.Task[None]] = set()
         # Set (and dropped) on a scope's next commit in this process: wakes who watches it.
         self._commit_signals: dict[str, asyncio.Event] = {}
         self.deliveries = Deliveries(self, clock, settings.inbox_poll_ms)
@@ -57,6 +60,8 @@ class ShardRuntime(typing.Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
     async def stop(self) -> None:
         """Stop every shard and give its lease up, so that another process takes over at once."""
         self._stopping = True
+        for task in list(self._taking_home):
+            task.cancel()
         for actor in list(self._actors.values()):
             await actor.stop(release=True)
         await self.deliveries.stop()
@@ -80,7 +85,37 @@ class ShardRuntime(typing.Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         if count != wanted:
             log.warning("scope keeps its shard count", scope=scope, shard_count=count)
         self._shard_counts[scope] = count
+        self._meet(scope, count)
         return count
+
+    def _meet(self, scope: str, count: int) -> None:
+        """A scope met for the first time: with members, take its home shards now, in the background,
+        so that they are held where they belong before calls and credits need them."""
+        self._met_ms[scope] = self.clock.wall_ms()
+        if len(self.node.members) < 2 or self._stopping:
+            return
+        home = [shard for shard in range(count) if self.node.home(shard) == self.node.address]
+        task = asyncio.create_task(self._take_home(scope, home))
+        self._taking_home.add(task)
+        task.add_done_callback(self._taking_home.discard)
+
+    async def _take_home(self, scope: str, shards: list[int]) -> None:
+        for shard in shards:
+            try:
+                await self.actor(scope, shard, wait=False)
+            except (ApiError, StorageError, ShardElsewhere) as error:
+                log.info("home shard not taken", scope=scope, shard=shard, error=str(error))
+
+    def _away_from_home(self, scope: str, shard: int) -> ShardElsewhere | None:
+        """While the scope is new to this process (`shard_home_grace_ms`), a shard nobody holds whose
+        home is another member is left to it: calls are forwarded there, readers read storage, credits
+        wait in its inbox. Past that (the member is down, or never met the scope) this process takes it
+        like any other."""
+        home = self.node.home(shard)
+        met_ms = self._met_ms.get(scope, 0)
+        if home == self.node.address or self.clock.wall_ms() - met_ms > limits.shard_home_grace_ms:
+            return None
+        return ShardElsewhere(shard, f"home@{home}", met_ms + limits.shard_home_grace_ms)
 
     async def actor_of(self, scope: str, key: str) -> ShardActor[StateT, StageT, RecordT, OutboxT, MessageT]:
         return await self.actor(scope, shard_of(key, await self.shard_count(scope)))
@@ -102,6 +137,8 @@ class ShardRuntime(typing.Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
             and (elsewhere.address or not wait)
         ):
             raise elsewhere
+        if actor is None and (away := self._away_from_home(scope, shard)) is not None:
+            raise away
         async with self._starting.setdefault(key, asyncio.Lock()):
             actor = self._actors.get(key)
             if actor is not None and not actor.lost and not actor.serving():

@@ -34,7 +34,9 @@ def channel_options(config: ClientConfig) -> list[ChannelOption]:
 
 
 def service_config_json(config: ClientConfig) -> str:
-    """The default service config: every method of every service retries UNAVAILABLE with backoff.
+    """The default service config: calls go round robin over every address the endpoint names or
+    resolves to (the server processes of a machine, say: `ipv4:127.0.0.1:50061,127.0.0.1:50062`), and
+    every method of every service retries UNAVAILABLE with backoff.
 
     The channel resends the same serialized request on each attempt, so a request_id filled in before
     the first attempt is the one every retry carries.
@@ -48,7 +50,7 @@ def service_config_json(config: ClientConfig) -> str:
             "backoffMultiplier": config.retry_backoff_multiplier,
             "retryableStatusCodes": list(RETRYABLE_STATUS_CODES),
         }
-    return json.dumps({"methodConfig": [method_config]})
+    return json.dumps({"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": [method_config]})
 
 
 def channel_credentials(config: ClientConfig) -> grpc.ChannelCredentials | None:
