@@ -40,6 +40,7 @@ from loadtest.tally import Tally
 
 RESULTS: Final = REPO / "loadtest" / "results"
 BENCH_KEYSPACE: Final = "jubao_bench"
+PER_CORE_KEYSPACE: Final = "jubao_bench_cores"
 # double11_peak_sustained_per_s: the highest rate of the double11 mix within these bounds.
 DOUBLE11_P99_MAX_MS: Final = 50.0
 DOUBLE11_ERROR_RATE_MAX: Final = 0.001
@@ -222,12 +223,16 @@ def server_figures(plan: BenchPlan, storage: StorageSettings, backend: str, resu
 
 
 def per_core_figures(plan: BenchPlan, storage: StorageSettings, backend: str) -> list[Figure]:
-    """Unary transfers through `jubao-server serve` running one gRPC process per core on the same storage
-    (a fresh SQLite file), the clients' calls round robin over the processes, beside the figures of one
-    process; the ledger is checked against the load."""
+    """Unary transfers through `jubao-server serve` running one gRPC process per core on a store of their
+    own (a fresh SQLite file or keyspace: the bulk bench's synthetic journal does not reconcile), the
+    clients' calls round robin over the processes, beside the figures of one process; the ledger is
+    checked against the load."""
     if storage.backend == "sqlite":
         own_file = storage.sqlite.model_copy(update={"path": storage.sqlite.path.with_suffix(".cores.db")})
         storage = storage.model_copy(update={"sqlite": own_file})
+    else:
+        own_keyspace = storage.cassandra.model_copy(update={"keyspace": PER_CORE_KEYSPACE})
+        storage = storage.model_copy(update={"cassandra": own_keyspace})
     settings = {**_storage_env(storage), "JUBAO_SERVER__PROCESSES": "0", "JUBAO_BULK__ENABLED": "false"}
     with serving(None, None, settings) as target, Engine(plan.workers) as engine:
         run, setup = prepare(target, plan.scenario())
@@ -263,11 +268,13 @@ def cassandra_reachable() -> bool:
 
 
 def drop_bench_keyspace() -> None:
-    """Every run starts from an empty bench keyspace."""
+    """Every run starts from empty bench keyspaces."""
     from cassandra.cluster import Cluster  # noqa: PLC0415 (only the bench drops keyspaces)
 
     cluster = Cluster(["127.0.0.1"], protocol_version=5)
     try:
-        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {BENCH_KEYSPACE}", timeout=60)
+        session = cluster.connect()
+        for keyspace in (BENCH_KEYSPACE, PER_CORE_KEYSPACE):
+            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
     finally:
         cluster.shutdown()
