@@ -3,8 +3,7 @@ and the Arrow Flight server of the bulk plane, which must not share its process:
 
 * Each child is told the supervisor's pid and arms `PR_SET_PDEATHSIG` (`platform/lifeline.py`), so no
   child outlives the supervisor, even one killed with SIGKILL.
-* The children start at once; each writes its bound port to a pipe once it serves; the supervisor prints
-  the banner once every one does.
+* Each child writes its bound port to a pipe once it serves; the supervisor prints the banner then.
 * A child that exits on its own is logged and started again after a backoff (1 s, doubling, at most
   `supervisor_backoff_max_s`), at most `supervisor_restarts_max` times; past that the supervisor stops the
   other children cleanly and exits 1.
@@ -72,17 +71,13 @@ class Supervisor:
         self._stopping = True
 
     def start(self) -> None:
-        """Start every child at once and wait until each serves; on a failure stop them all and raise."""
-        launched = [(spec, _launch(spec)) for spec in self._specs]
-        failed: ChildFailed | None = None
-        for spec, (process, ready_fd) in launched:
+        """Start every child and wait until each serves; on a failure stop those started and raise."""
+        for spec in self._specs:
             try:
-                self._children[spec.name] = _Child(spec, process, _wait_ready(spec, process, ready_fd))
-            except ChildFailed as error:
-                failed = failed or error
-        if failed is not None:
-            self.stop()
-            raise failed
+                self._children[spec.name] = _Child(spec, *_spawn(spec))
+            except ChildFailed:
+                self.stop()
+                raise
 
     def run(self, on_started: Callable[[], None] | None = None) -> int:
         """Start the children, then watch them until a stop is requested; the exit code."""
@@ -140,26 +135,12 @@ class Supervisor:
 
 def _spawn(spec: ChildSpec) -> tuple[subprocess.Popen[bytes], int]:
     """Start the child and wait for the port it writes once it serves."""
-    process, ready_fd = _launch(spec)
-    return process, _wait_ready(spec, process, ready_fd)
-
-
-def _launch(spec: ChildSpec) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the child; the pipe it writes its port to once it serves."""
     read_fd, write_fd = os.pipe()
     command = [*spec.command, "--ready-fd", str(write_fd), "--parent-pid", str(os.getpid())]
     try:
         process = subprocess.Popen(command, pass_fds=(write_fd,))
-    except BaseException:
-        os.close(read_fd)
-        raise
     finally:
         os.close(write_fd)
-    return process, read_fd
-
-
-def _wait_ready(spec: ChildSpec, process: subprocess.Popen[bytes], read_fd: int) -> int:
-    """The port the child writes once it serves (ChildFailed, the child killed, if it does not)."""
     with os.fdopen(read_fd, "rb") as ready:
         readable, _, _ = select.select([ready], [], [], start_timeout_s)
         line = ready.readline() if readable else b""
@@ -169,7 +150,7 @@ def _wait_ready(spec: ChildSpec, process: subprocess.Popen[bytes], read_fd: int)
         process.wait()
         raise ChildFailed(f"{spec.name} did not start (exit {process.returncode})")
     log.info("server started", server=spec.name, pid=process.pid, port=int(line))
-    return int(line)
+    return process, int(line)
 
 
 def python_module(module: str, *args: str) -> list[str]:
