@@ -8,6 +8,7 @@ from typing import Final, Self
 import grpc
 
 from jubao.admin.v1.tenant_admin_pb2_grpc import TenantAdminStub
+from jubao.bulk.v1.bulk_pb2_grpc import BulkServiceStub
 from jubao.client.channel import channel_credentials, channel_options
 from jubao.client.config import ClientConfig
 from jubao.client.interceptors import CallPolicy, SyncInterceptor, SyncStreamInterceptor
@@ -26,6 +27,7 @@ class Client:
         self.config: Final = config or ClientConfig.from_env()
         self._channel = _open_channel(self.config)
         self.admin: Final = TenantAdminStub(self._channel)
+        self.bulk: Final = BulkServiceStub(self._channel)
         self.meta: Final = MetaServiceStub(self._channel)
         self.payments: Final = PaymentServiceStub(self._channel)
 
