@@ -38,6 +38,9 @@ fi
 if [[ "${JUBAO_WITH_CLUSTER:-}" == "1" && "${JUBAO_TEST_CASSANDRA:-}" == "required" ]]; then
   if port_open "$cluster_port" && ! own_cluster_answers; then
     echo "using the Cassandra cluster already listening on 127.0.0.1:$cluster_port (not started by this checkout)"
+    # The cluster tests stop and start its nodes: through the folder of the checkout that started them.
+    JUBAO_CASSANDRA_CLUSTER_DIR="$(python3 scripts/cassandra/node.py cluster where)"
+    export JUBAO_CASSANDRA_CLUSTER_DIR
   elif ! own_cluster_answers; then
     started_cluster=1
     make --no-print-directory cassandra-cluster-up

@@ -16,7 +16,9 @@ side; node N keeps its files under var/cassandra-cluster/nodeN/.
     node.py cluster up|down|status|logs [--node N] [--kill]
                      the same for the cluster's nodes (all of them, or node N): `up` starts them one
                      after another (the first is the seed); `down --kill` sends SIGKILL at once (a crash,
-                     for fault tests); `status` also says how many peers each node sees
+                     for fault tests); `status` also says how many peers each node sees;
+                     `where` prints the folder of the cluster running on this machine, whichever
+                     checkout started it
 
 Environment:
     JUBAO_CASSANDRA_CACHE         jar cache folder            (default var/cache/cassandra)
@@ -24,6 +26,8 @@ Environment:
     JUBAO_CASSANDRA_PORT          CQL native transport port   (default 9042; the cluster's: 9142)
     JUBAO_CASSANDRA_STORAGE_PORT  internode port              (default 7000; the cluster's: 7100)
     JUBAO_CASSANDRA_CLUSTER_PORT / _CLUSTER_STORAGE_PORT      the cluster's ports
+    JUBAO_CASSANDRA_CLUSTER_DIR   the cluster's folder (default var/cassandra-cluster): another checkout's,
+                                  to stop and start the nodes it started (`cluster where` prints it)
     JUBAO_CASSANDRA_JVM_OPTS      extra JVM flags, shell-split, appended last
     JAVA_HOME                     used when it is a JDK 17
 
@@ -58,7 +62,7 @@ LOGBACK = SCRIPT_DIR / "logback.xml"
 JVM_OPTIONS = SCRIPT_DIR / "jvm.options"
 
 SINGLE_STATE_DIR = ROOT / "var" / "cassandra"
-CLUSTER_STATE_DIR = ROOT / "var" / "cassandra-cluster"
+CLUSTER_STATE_DIR = Path(os.environ.get("JUBAO_CASSANDRA_CLUSTER_DIR") or ROOT / "var" / "cassandra-cluster")
 NODE_SUBDIRS = ("data", "commitlog", "saved_caches", "hints", "cdc_raw", "logs", "conf/triggers")
 
 HOST = "127.0.0.1"
@@ -705,7 +709,27 @@ def chosen_nodes(args: argparse.Namespace) -> list[Node]:
     return [nodes[args.node - 1]]
 
 
+def running_cluster_dir() -> Path | None:
+    """The folder of the cluster whose first node runs on this machine (started by any checkout)."""
+    prefix = "-Dcassandra.storagedir="
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        args = proc_cmdline(int(entry.name))
+        for arg in args if MAIN_CLASS in args else ():
+            if arg.startswith(prefix) and Path(arg.removeprefix(prefix)).name == "node1":
+                return Path(arg.removeprefix(prefix)).parent
+    return None
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
+    if args.action == "where":
+        found = running_cluster_dir()
+        if found is None:
+            print("no cluster is running on this machine", file=sys.stderr)
+            return EXIT_NOT_RUNNING
+        print(found)
+        return 0
     nodes = chosen_nodes(args)
     if args.action == "up":
         lib = fetch(pinned_version())
@@ -746,7 +770,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     logs.add_argument("-n", "--lines", type=int, default=LOG_TAIL_LINES)
     logs.set_defaults(func=cmd_logs)
     cluster = sub.add_parser("cluster")
-    cluster.add_argument("action", choices=("up", "down", "status", "logs"))
+    cluster.add_argument("action", choices=("up", "down", "status", "logs", "where"))
     cluster.add_argument("--node", type=int, help="only node N (1 to 3)")
     cluster.add_argument("--kill", action="store_true", help="down: SIGKILL at once, as a crash")
     cluster.add_argument("-n", "--lines", type=int, default=LOG_TAIL_LINES)
