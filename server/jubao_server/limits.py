@@ -205,5 +205,10 @@ fundta_id_number_length_max = 32
 fundta_write_attempts_max = 8
 # Storage pages one ListOrders call reads (across holder shards) before it answers a shorter page.
 fundta_list_reads_max = 64
+# A day-close: its phases (with a few lost races), the rows of one batch of a holder shard's commit (a
+# holder's rows are never split), and the storage pages of one holder shard.
+fundta_close_steps_max = 16
+fundta_close_batch_rows_max = 200
+fundta_shard_pages_max = 10_000
 # The previous natural dates a 七日年化 reads (the date itself is the seventh).
 fundta_yield_days = 7

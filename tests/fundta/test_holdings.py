@@ -14,8 +14,8 @@ from jubao.reasons import Reason
 from jubao_server.app import migrate
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.errors import ApiError
-from jubao_server.fundta.agency import HOLDING, Agency, OrderRequest, parse_order_id
-from jubao_server.fundta.model import Calendar, Fund, FundKind, FundStatus, Holding, Lot, OrderKind, encode
+from jubao_server.fundta.agency import POSITION, Agency, OrderRequest, parse_order_id
+from jubao_server.fundta.model import Calendar, Fund, FundKind, FundStatus, Lot, OrderKind, Position, encode
 from jubao_server.fundta.tables import HOLDERS
 from jubao_server.platform.idempotency import Claim
 from jubao_server.shards.stage import shard_of
@@ -68,12 +68,14 @@ async def _fund(agency: Agency, manager: Tenant) -> Fund:
 async def _holding(
     backend: StorageBackend, fund: Fund, manager: Tenant, account: str, fund_account: str, *, shares: int
 ) -> None:
-    """A registered holding, as a day-close leaves it."""
-    holding = Holding(manager.tenant_id, account, fund_account, shares, 0, (Lot("2026-11-02", shares),))
+    """A registered position, as a day-close leaves it."""
+    position = Position(
+        manager.tenant_id, account, fund_account, shares, (Lot("2026-11-02", shares),), 0, 0, 0, "2026-11-02"
+    )
     partition = HOLDERS.partition(
         manager.tenant_id, fund.fund_code, shard_of(fund_account, fund.holder_shard_count)
     )
-    put = Put((HOLDING, f"{manager.tenant_id}/{account}"), {"record": encode(holding), "version": 1})
+    put = Put((POSITION, f"{manager.tenant_id}/{account}"), {"record": encode(position), "version": 1})
     await backend.write(Batch(partition, (put,)))
 
 
@@ -97,7 +99,7 @@ async def test_racing_redemptions_never_take_more_than_is_held(backend: StorageB
     assert len(accepted) == 1 and len(refused) == 2, outcomes
     assert {e.reason for e in refused} == {Reason.INSUFFICIENT_SHARES}
     holding = await agency.get_holding(manager, fund.fund_code, "alice", manager.tenant_id)
-    assert (holding.shares, holding.available_shares) == (100_00, 40_00)
+    assert (holding.position.shares, holding.available_shares) == (100_00, 40_00)
 
     # Cancelling gives the reserved shares back; then the whole holding may go.
     ref = parse_order_id(accepted[0].order_id)

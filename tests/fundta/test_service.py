@@ -439,7 +439,7 @@ async def test_grants_go_to_fund_ta_tenants_only(manager: AsyncClient) -> None:
     )
 
 
-async def test_money_market_prices_give_the_income_per_10k_and_the_7_day_yield(
+async def test_a_money_market_income_is_published_once_per_date(
     manager: AsyncClient, clock: SetClock
 ) -> None:
     await manager.funds.CreateFund(pb.CreateFundRequest(fund=money_market()))
@@ -449,13 +449,14 @@ async def test_money_market_prices_give_the_income_per_10k_and_the_7_day_yield(
             fund_code="000198", price_date=f"2026-12-0{day}", income_minor=1000_00 + day
         )
         price = (await manager.funds.PublishPrice(publish)).price
-        assert (price.nav, price.income_per_10k_shares, price.total_shares) == ("1.0000", "0.0000", "0.00")
-        assert price.seven_day_yield_percent == ("0.000" if day == 7 else "")
+        # 万份收益 and 七日年化 come with the day-close that distributes the income.
+        assert (price.nav, price.income_per_10k_shares, price.seven_day_yield_percent) == ("1.0000", "", "")
     again = pb.PublishPriceRequest(fund_code="000198", price_date="2026-12-03", income_minor=1000_03)
     assert (await manager.funds.PublishPrice(again)).price.income_minor == 1000_03
     other = pb.PublishPriceRequest(fund_code="000198", price_date="2026-12-03", income_minor=999)
     await refused(manager.funds.PublishPrice(other), Code.ALREADY_EXISTS, "PRICE_PUBLISHED")
-    future = pb.PublishPriceRequest(fund_code="000198", price_date="2026-12-11", income_minor=1)
+    # Thursday after the cut-off: the current trade date is Friday, the latest a price may have.
+    future = pb.PublishPriceRequest(fund_code="000198", price_date="2026-12-12", income_minor=1)
     await refused(manager.funds.PublishPrice(future), Code.INVALID_ARGUMENT, "INVALID_ARGUMENT")
     nav = pb.PublishPriceRequest(fund_code="000198", price_date="2026-12-08", nav="1.0001")
     await refused(manager.funds.PublishPrice(nav), Code.INVALID_ARGUMENT, "INVALID_ARGUMENT")

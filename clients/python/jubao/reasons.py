@@ -131,6 +131,12 @@ class Reason(StrEnum):
     BELOW_MINIMUM = "BELOW_MINIMUM"
     INSUFFICIENT_SHARES = "INSUFFICIENT_SHARES"
     CUTOFF_PASSED = "CUTOFF_PASSED"
+    # FAILED_PRECONDITION (fund TA day-close): a day-close closes the trade dates in order, up to the
+    # current one; the prices it needs are not all published
+    CLOSE_ORDER = "CLOSE_ORDER"
+    PRICE_MISSING = "PRICE_MISSING"
+    # NOT_FOUND (fund TA): no day-close of that fund and date
+    DAY_CLOSE_NOT_FOUND = "DAY_CLOSE_NOT_FOUND"
 
 
 @dataclasses.dataclass(frozen=True)

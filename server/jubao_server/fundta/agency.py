@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
@@ -32,7 +34,7 @@ from jubao_server.errors import (
     not_found,
     permission_denied,
 )
-from jubao_server.fundta import calendar, yields
+from jubao_server.fundta import calendar
 from jubao_server.fundta.decimals import fixed, places, shares_text
 from jubao_server.fundta.model import (
     STATUS_TAKES,
@@ -40,37 +42,43 @@ from jubao_server.fundta.model import (
     FundKind,
     FundStatus,
     Grant,
-    Holding,
     Investor,
     Order,
     OrderKind,
     OrderStatus,
+    Position,
     Price,
+    Reservation,
     decode,
     encode,
 )
 from jubao_server.fundta.tables import FUND_CODES, FUNDS, HOLDERS, INVESTORS, TENANT_FUNDS
-from jubao_server.payments.currencies import MINOR_UNIT_EXPONENTS
 from jubao_server.platform.idempotency import Claim
 from jubao_server.shards.stage import shard_of
 from jubao_server.storage.contract import (
     PLATFORM_SCOPE,
     Batch,
     Bound,
+    PartitionRef,
     Put,
     Row,
     RowAbsent,
     RowMatches,
     RowQuery,
+    StaticMatches,
     StorageBackend,
 )
 from jubao_server.tenancy.model import Product, Tenant, TenantKind
 from jubao_server.tenancy.store import TenantStore
 
 FUND = ("fund", "")
+# A fund partition's day-close records, by trade date.
+CLOSE = "close"
 GRANT = "grant"
 PRICE = "price"
-HOLDING = "holding"
+# A holder shard's rows: positions (written by day-closes), reservations (by orders and cancellations).
+POSITION = "position"
+RESERVATION = "reservation"
 
 
 def order_kind(trade_date: str) -> str:
@@ -96,6 +104,14 @@ class OrderRequest:
     amount_minor: int
     shares: int
     request_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Holding:
+    """A holder's position and the shares a redemption may take now."""
+
+    position: Position
+    available_shares: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +166,7 @@ class Agency:
         return created
 
     async def get_fund(self, tenant: Tenant, code: str) -> Fund:
-        fund, _ = await self._visible_fund(tenant, code)
+        fund, _ = await self.visible_fund(tenant, code)
         return fund
 
     async def list_funds(
@@ -168,7 +184,7 @@ class Agency:
 
     async def update_fund(self, tenant: Tenant, code: str, changes: FundChanges, claim: Claim) -> Fund:
         for _ in range(limits.fundta_write_attempts_max):
-            fund, version = await self._managed_fund(tenant, code)
+            fund, version = await self.managed_fund(tenant, code)
             updated = msgspec.structs.replace(
                 fund,
                 status=fund.status if changes.status is None else changes.status,
@@ -190,7 +206,7 @@ class Agency:
         raise _contended(code)
 
     async def grant_fund(self, tenant: Tenant, code: str, distributor_id: str, claim: Claim) -> Grant:
-        await self._managed_fund(tenant, code)
+        await self.managed_fund(tenant, code)
         if distributor_id == tenant.tenant_id:
             raise invalid("distributor_id", "a manager sells its own funds without a grant")
         distributor = await self._tenants.get_tenant(distributor_id)
@@ -214,7 +230,7 @@ class Agency:
     async def publish_price(
         self, tenant: Tenant, code: str, date: datetime.date, nav: Decimal | None, income_minor: int
     ) -> Price:
-        fund, _ = await self._managed_fund(tenant, code)
+        fund, _ = await self.managed_fund(tenant, code)
         money_market = fund.kind is FundKind.MONEY_MARKET
         if money_market and nav is not None:
             raise invalid("nav", "a money-market fund publishes its income (income_minor), not a NAV")
@@ -224,11 +240,21 @@ class Agency:
             raise invalid("income_minor", "only a money-market fund publishes an income")
         if nav is not None and (nav <= 0 or places(nav) > fund.nav_scale):
             raise invalid("nav", f"a positive NAV of at most {fund.nav_scale} places (the fund's nav_scale)")
-        if date > calendar.today(fund.calendar, self._clock.wall_ms()):
-            raise invalid("price_date", "must not be after today in the fund's time zone")
+        if date > calendar.trade_date_of(fund.calendar, self._clock.wall_ms()):
+            raise invalid("price_date", "must not be after the fund's current trade date")
         if not money_market and not calendar.is_trade_date(fund.calendar, date):
             raise invalid("price_date", "a NAV is published for a trade date")
-        price = await self._price(tenant.tenant_id, fund, date, nav, income_minor)
+        price = Price(
+            fund_code=fund.fund_code,
+            price_date=date.isoformat(),
+            nav=fixed(Decimal(1) if nav is None else nav, fund.nav_scale),
+            income_minor=income_minor,
+            income_per_10k_shares="",
+            seven_day_yield_percent="",
+            total_shares=0,
+            currency=fund.currency,
+            publish_time_ms=self._clock.wall_ms(),
+        )
         key = (PRICE, price.price_date)
         put = Put(key, {"record": encode(price), "version": 1})
         partition = FUNDS.partition(tenant.tenant_id, code)
@@ -248,51 +274,12 @@ class Agency:
     async def list_prices(
         self, tenant: Tenant, code: str, *, start: str, end: str, after: str | None, limit: int
     ) -> tuple[list[Price], str | None]:
-        fund, _ = await self._visible_fund(tenant, code)
+        fund, _ = await self.visible_fund(tenant, code)
         lower = Bound((PRICE, after), inclusive=False) if after is not None else _from(PRICE, start)
         query = RowQuery(FUNDS.partition(fund.manager_id, code), lower, _to(PRICE, end), limit=limit)
         page = await self._backend.read_page(query)
         prices = [decode(row["record"], Price) for row in page.rows]
         return prices, prices[-1].price_date if page.next_after is not None else None
-
-    async def _price(
-        self, manager_id: str, fund: Fund, date: datetime.date, nav: Decimal | None, income_minor: int
-    ) -> Price:
-        """The price of `date` with what jubao computes: 万份收益 over the fund's shares, and 七日年化
-        when the 6 natural dates before it are published."""
-        price = Price(
-            fund_code=fund.fund_code,
-            price_date=date.isoformat(),
-            nav=fixed(Decimal(1) if nav is None else nav, fund.nav_scale),
-            income_minor=income_minor,
-            income_per_10k_shares="",
-            seven_day_yield_percent="",
-            total_shares=fund.total_shares,
-            currency=fund.currency,
-            publish_time_ms=self._clock.wall_ms(),
-        )
-        if nav is not None:
-            return price
-        exponent = MINOR_UNIT_EXPONENTS[fund.currency]
-        per_10k = yields.income_per_10k(income_minor, exponent, fund.total_shares)
-        days = limits.fundta_yield_days - 1
-        first = (date - datetime.timedelta(days=days)).isoformat()
-        last = (date - datetime.timedelta(days=1)).isoformat()
-        query = RowQuery(
-            FUNDS.partition(manager_id, fund.fund_code),
-            Bound((PRICE, first), inclusive=True),
-            Bound((PRICE, last), inclusive=True),
-            limit=days,
-        )
-        before = [decode(row["record"], Price) for row in (await self._backend.read_page(query)).rows]
-        seven = ""
-        if len(before) == days:
-            seven = str(
-                yields.seven_day_yield([Decimal(p.income_per_10k_shares) for p in before] + [per_10k])
-            )
-        return msgspec.structs.replace(
-            price, income_per_10k_shares=str(per_10k), seven_day_yield_percent=seven
-        )
 
     # Investors
 
@@ -337,81 +324,91 @@ class Agency:
     async def create_order(self, tenant: Tenant, request: OrderRequest, claim: Claim) -> Order:
         fund, _ = await self._selling_fund(tenant, request.fund_code)
         investor = await self._investor(tenant.tenant_id, request.trading_account_id)
-        trade_date = calendar.trade_date_of(fund.calendar, claim.claimed_ms).isoformat()
         shard = shard_of(investor.fund_account_id, fund.holder_shard_count)
+        partition = HOLDERS.partition(fund.manager_id, fund.fund_code, shard)
+        placed = calendar.trade_date_of(fund.calendar, claim.claimed_ms)
         suffix = _order_suffix(tenant.tenant_id, request.request_id)
-        ref = OrderRef(
-            fund.fund_code,
-            trade_date,
-            shard,
-            f"{fund.fund_code}-{trade_date.replace('-', '')}-{shard:04d}-{suffix}",
-        )
-        if not claim.fresh:
-            partition = HOLDERS.partition(fund.manager_id, fund.fund_code, shard)
-            earlier = await self._backend.read_row(partition, (order_kind(trade_date), ref.order_id))
-            if earlier is not None:
-                return decode(earlier["record"], Order)
-        if request.kind not in STATUS_TAKES[fund.status]:
-            raise failed_precondition(
-                Reason.FUND_SUSPENDED,
-                f"fund {fund.fund_code} is {fund.status.value}: no {request.kind.value} orders",
-                fund_code=fund.fund_code,
-            )
-        if request.kind is not OrderKind.REDEMPTION and request.amount_minor < fund.minimum_purchase_minor:
-            raise failed_precondition(
-                Reason.BELOW_MINIMUM,
-                f"the least amount is {fund.minimum_purchase_minor} minor units",
-                minimum_minor=str(fund.minimum_purchase_minor),
-            )
-        order = Order(
-            order_id=ref.order_id,
-            fund_code=fund.fund_code,
-            distributor_id=tenant.tenant_id,
-            trading_account_id=investor.trading_account_id,
-            fund_account_id=investor.fund_account_id,
-            kind=request.kind,
-            status=OrderStatus.ACCEPTED,
-            trade_date=trade_date,
-            amount_minor=request.amount_minor,
-            shares=request.shares,
-            currency=fund.currency,
-            request_id=request.request_id,
-            create_time_ms=claim.claimed_ms,
-            update_time_ms=claim.claimed_ms,
-        )
+        checked = False
         for _ in range(limits.fundta_write_attempts_max):
-            outcome = await self._write_order(fund, order, ref)
+            # A trade date whose day-close has sealed the shard takes no more orders: the next one does.
+            sealed = _sealed(await self._backend.read_static(partition))
+            trade_date = placed
+            if sealed is not None and sealed >= placed.isoformat():
+                trade_date = calendar.next_trade_date(fund.calendar, datetime.date.fromisoformat(sealed))
+            day = trade_date.isoformat()
+            order_id = functools.partial(_order_id, fund.fund_code, shard, suffix)
+            if not claim.fresh:
+                earlier = await self._earlier_order(partition, (placed.isoformat(), day), order_id)
+                if earlier is not None:
+                    return earlier
+            if not checked:
+                _check_order(fund, request)
+                checked = True
+            order = Order(
+                order_id=order_id(day),
+                fund_code=fund.fund_code,
+                distributor_id=tenant.tenant_id,
+                trading_account_id=investor.trading_account_id,
+                fund_account_id=investor.fund_account_id,
+                kind=request.kind,
+                status=OrderStatus.ACCEPTED,
+                trade_date=day,
+                amount_minor=request.amount_minor,
+                shares=request.shares,
+                currency=fund.currency,
+                request_id=request.request_id,
+                create_time_ms=claim.claimed_ms,
+                update_time_ms=claim.claimed_ms,
+            )
+            outcome = await self._write_order(partition, order, sealed)
             if outcome is not None:
                 return outcome
         raise _contended(fund.fund_code)
 
-    async def _write_order(self, fund: Fund, order: Order, ref: OrderRef) -> Order | None:
-        """Write a new order (a redemption reserves its shares in the holding, in the same batch): the
-        order, the one an earlier attempt of its request wrote, or None when the holding moved."""
-        partition = HOLDERS.partition(fund.manager_id, fund.fund_code, ref.shard)
-        key = (order_kind(ref.trade_date), ref.order_id)
+    async def _earlier_order(
+        self, partition: PartitionRef, dates: tuple[str, ...], order_id: Callable[[str], str]
+    ) -> Order | None:
+        """The order an earlier attempt of this request wrote: on the date it was placed, or on the date
+        a seal moved it to."""
+        for day in dict.fromkeys(dates):
+            row = await self._backend.read_row(partition, (order_kind(day), order_id(day)))
+            if row is not None:
+                return decode(row["record"], Order)
+        return None
+
+    async def _write_order(self, partition: PartitionRef, order: Order, sealed: str | None) -> Order | None:
+        """Write a new order (a redemption reserves its shares, in the same batch), conditioned on the
+        seal it was dated by: the order, the one an earlier attempt of its request wrote, or None when the
+        holding or the seal moved."""
+        key = (order_kind(order.trade_date), order.order_id)
         puts = [Put(key, {"record": encode(order), "version": 1})]
-        conditions: list[RowAbsent | RowMatches] = [RowAbsent(key)]
+        conditions: list[RowAbsent | RowMatches | StaticMatches] = [
+            RowAbsent(key),
+            StaticMatches({"sealed_date": sealed}),
+        ]
         if order.kind is OrderKind.REDEMPTION:
-            holding_key = (HOLDING, _holding_key(order.distributor_id, order.trading_account_id))
-            row = await self._backend.read_row(partition, holding_key)
-            holding = _holding_of(row, order)
-            if row is None or holding.available_shares < order.shares:
+            holder = _holding_key(order.distributor_id, order.trading_account_id)
+            position = await self._position(partition, holder, order.fund_account_id)
+            reservation_row = await self._backend.read_row(partition, (RESERVATION, holder))
+            reserved = (
+                decode(reservation_row["record"], Reservation).reserved_shares if reservation_row else 0
+            )
+            available = position.shares - (reserved - position.released_shares)
+            if available < order.shares:
                 earlier = await self._backend.read_row(partition, key)
                 if earlier is not None:
                     return decode(earlier["record"], Order)
                 raise failed_precondition(
                     Reason.INSUFFICIENT_SHARES,
-                    f"{shares_text(holding.available_shares)} shares available",
-                    available_shares=shares_text(holding.available_shares),
+                    f"{shares_text(max(available, 0))} shares available",
+                    available_shares=shares_text(max(available, 0)),
                 )
-            reserved = msgspec.structs.replace(
-                holding, pending_redemption_shares=holding.pending_redemption_shares + order.shares
-            )
-            version = row.as_int("version")
-            puts.append(Put(holding_key, {"record": encode(reserved), "version": version + 1}))
-            conditions.append(RowMatches(holding_key, {"version": version}))
-        outcome = await self._backend.write(Batch(partition, tuple(puts), conditions=tuple(conditions)))
+            puts.append(_reservation_put(holder, reserved + order.shares, reservation_row))
+            conditions.append(_reservation_condition(holder, reservation_row))
+        batch = Batch(
+            partition, tuple(puts), static_values={"sealed_date": sealed}, conditions=tuple(conditions)
+        )
+        outcome = await self._backend.write(batch)
         if outcome.applied:
             return order
         earlier_row = outcome.current_rows.get(key)
@@ -435,8 +432,9 @@ class Agency:
                     order_id=ref.order_id,
                 )
             now_ms = self._clock.wall_ms()
-            trade_date = datetime.date.fromisoformat(order.trade_date)
-            if now_ms >= calendar.cut_off_ms(fund.calendar, trade_date):
+            sealed = _sealed(row)
+            cut_off_ms = calendar.cut_off_ms(fund.calendar, datetime.date.fromisoformat(order.trade_date))
+            if now_ms >= cut_off_ms or (sealed is not None and sealed >= order.trade_date):
                 raise failed_precondition(
                     Reason.CUTOFF_PASSED,
                     f"the cut-off of {order.trade_date} has passed",
@@ -446,19 +444,20 @@ class Agency:
             cancelled = msgspec.structs.replace(order, status=OrderStatus.CANCELLED, update_time_ms=now_ms)
             version = row.as_int("version")
             puts = [Put(key, {"record": encode(cancelled), "version": version + 1})]
-            conditions = [RowMatches(key, {"version": version})]
+            conditions: list[RowAbsent | RowMatches | StaticMatches] = [
+                RowMatches(key, {"version": version}),
+                StaticMatches({"sealed_date": sealed}),
+            ]
             if order.kind is OrderKind.REDEMPTION:
-                holding_key = (HOLDING, _holding_key(order.distributor_id, order.trading_account_id))
-                holding_row = _row(await self._backend.read_row(partition, holding_key))
-                holding = _holding_of(holding_row, order)
-                released = msgspec.structs.replace(
-                    holding, pending_redemption_shares=holding.pending_redemption_shares - order.shares
-                )
-                holding_version = holding_row.as_int("version")
-                puts.append(Put(holding_key, {"record": encode(released), "version": holding_version + 1}))
-                conditions.append(RowMatches(holding_key, {"version": holding_version}))
-            outcome = await self._backend.write(Batch(partition, tuple(puts), conditions=tuple(conditions)))
-            if outcome.applied:
+                holder = _holding_key(order.distributor_id, order.trading_account_id)
+                reservation_row = _row(await self._backend.read_row(partition, (RESERVATION, holder)))
+                reserved = decode(reservation_row["record"], Reservation).reserved_shares
+                puts.append(_reservation_put(holder, reserved - order.shares, reservation_row))
+                conditions.append(_reservation_condition(holder, reservation_row))
+            batch = Batch(
+                partition, tuple(puts), static_values={"sealed_date": sealed}, conditions=tuple(conditions)
+            )
+            if (await self._backend.write(batch)).applied:
                 return cancelled
         raise _contended(fund.fund_code)
 
@@ -486,7 +485,7 @@ class Agency:
     ) -> tuple[list[Order], str | None]:
         """The orders of a fund and trade date the caller may see, by holder shard and order id; the
         position is "<shard>/<order id>"."""
-        fund, managed = await self._visible_fund(tenant, code)
+        fund, managed = await self.visible_fund(tenant, code)
         wanted = distributor_id or (None if managed else tenant.tenant_id)
         if not managed and wanted != tenant.tenant_id:
             raise permission_denied(Reason.NOT_FUND_MANAGER, "a distributor lists only its own orders")
@@ -521,7 +520,7 @@ class Agency:
     async def get_holding(
         self, tenant: Tenant, code: str, trading_account_id: str, distributor_id: str
     ) -> Holding:
-        fund, managed = await self._visible_fund(tenant, code)
+        fund, managed = await self.visible_fund(tenant, code)
         if not managed and distributor_id not in ("", tenant.tenant_id):
             raise permission_denied(Reason.NOT_FUND_MANAGER, "a distributor reads only its own investors")
         if managed and not distributor_id:
@@ -530,9 +529,18 @@ class Agency:
         investor = await self._investor(owner, trading_account_id)
         shard = shard_of(investor.fund_account_id, fund.holder_shard_count)
         partition = HOLDERS.partition(fund.manager_id, code, shard)
-        row = await self._backend.read_row(partition, (HOLDING, _holding_key(owner, trading_account_id)))
-        empty = Holding(owner, trading_account_id, investor.fund_account_id, 0, 0, ())
-        return decode(row["record"], Holding) if row is not None else empty
+        holder = _holding_key(owner, trading_account_id)
+        position = await self._position(partition, holder, investor.fund_account_id)
+        reservation_row = await self._backend.read_row(partition, (RESERVATION, holder))
+        reserved = decode(reservation_row["record"], Reservation).reserved_shares if reservation_row else 0
+        return Holding(position, position.shares - (reserved - position.released_shares))
+
+    async def _position(self, partition: PartitionRef, holder: str, fund_account_id: str) -> Position:
+        row = await self._backend.read_row(partition, (POSITION, holder))
+        if row is not None:
+            return decode(row["record"], Position)
+        distributor_id, _, trading_account_id = holder.partition("/")
+        return empty_position(distributor_id, trading_account_id, fund_account_id)
 
     # Lookups
 
@@ -547,7 +555,7 @@ class Agency:
         row = await self._fund_row(manager_id, code)
         return _fund_of(row) if row is not None else None
 
-    async def _visible_fund(self, tenant: Tenant, code: str) -> tuple[Fund, bool]:
+    async def visible_fund(self, tenant: Tenant, code: str) -> tuple[Fund, bool]:
         """The fund, if the tenant manages it or was granted it, and whether it manages it."""
         manager_id = await self._manager_of(code)
         fund = await self._fund(manager_id, code) if manager_id is not None else None
@@ -559,11 +567,11 @@ class Agency:
             raise _no_fund(code)
         return fund, False
 
-    async def _managed_fund(self, tenant: Tenant, code: str) -> tuple[Fund, int]:
+    async def managed_fund(self, tenant: Tenant, code: str) -> tuple[Fund, int]:
         """The fund the tenant manages, with its version."""
         row = await self._fund_row(tenant.tenant_id, code)
         if row is None:
-            fund, _ = await self._visible_fund(tenant, code)
+            fund, _ = await self.visible_fund(tenant, code)
             raise permission_denied(
                 Reason.NOT_FUND_MANAGER, f"only the manager of {fund.fund_code} may do this", fund_code=code
             )
@@ -615,6 +623,10 @@ def parse_order_id(order_id: str) -> OrderRef | None:
     return OrderRef(code, date.isoformat(), int(shard), order_id)
 
 
+def _order_id(code: str, shard: int, suffix: str, day: str) -> str:
+    return f"{code}-{day.replace('-', '')}-{shard:04d}-{suffix}"
+
+
 def _order_suffix(distributor_id: str, request_id: str) -> str:
     """16 hex digits: derived from the distributor and request id (a retry names the same order), or
     random for a request without one."""
@@ -632,10 +644,42 @@ def _holding_key(distributor_id: str, trading_account_id: str) -> str:
     return f"{distributor_id}/{trading_account_id}"
 
 
-def _holding_of(row: Row | None, order: Order) -> Holding:
+def empty_position(distributor_id: str, trading_account_id: str, fund_account_id: str) -> Position:
+    return Position(distributor_id, trading_account_id, fund_account_id, 0, (), 0, 0, 0, "")
+
+
+def _sealed(row: Row | None) -> str | None:
+    """The last trade date sealed in a holder shard (its static column), or None."""
+    sealed = row["sealed_date"] if row is not None else None
+    return sealed if isinstance(sealed, str) else None
+
+
+def _reservation_put(holder: str, reserved_shares: int, row: Row | None) -> Put:
+    version = row.as_int("version") + 1 if row is not None else 1
+    return Put((RESERVATION, holder), {"record": encode(Reservation(reserved_shares)), "version": version})
+
+
+def _reservation_condition(holder: str, row: Row | None) -> RowAbsent | RowMatches:
     if row is None:
-        return Holding(order.distributor_id, order.trading_account_id, order.fund_account_id, 0, 0, ())
-    return decode(row["record"], Holding)
+        return RowAbsent((RESERVATION, holder))
+    return RowMatches((RESERVATION, holder), {"version": row.as_int("version")})
+
+
+def _check_order(fund: Fund, request: OrderRequest) -> None:
+    """What an order must meet to be accepted: the fund's status takes it, and its amount is at least
+    the fund's minimum."""
+    if request.kind not in STATUS_TAKES[fund.status]:
+        raise failed_precondition(
+            Reason.FUND_SUSPENDED,
+            f"fund {fund.fund_code} is {fund.status.value}: no {request.kind.value} orders",
+            fund_code=fund.fund_code,
+        )
+    if request.kind is not OrderKind.REDEMPTION and request.amount_minor < fund.minimum_purchase_minor:
+        raise failed_precondition(
+            Reason.BELOW_MINIMUM,
+            f"the least amount is {fund.minimum_purchase_minor} minor units",
+            minimum_minor=str(fund.minimum_purchase_minor),
+        )
 
 
 def _fund_of(row: Row | None) -> Fund:

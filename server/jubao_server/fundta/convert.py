@@ -16,15 +16,19 @@ from jubao.reasons import FieldViolation
 from jubao_server import limits
 from jubao_server.errors import echo
 from jubao_server.fundta import calendar
-from jubao_server.fundta.agency import FundChanges, OrderRef, OrderRequest, parse_order_id
+from jubao_server.fundta.agency import FundChanges, Holding, OrderRef, OrderRequest, parse_order_id
+from jubao_server.fundta.close import MONEY_MARKET_EXPONENT
+from jubao_server.fundta.dayclose import next_close_date
 from jubao_server.fundta.decimals import RATE_PLACES, parse, parse_shares, shares_text
 from jubao_server.fundta.model import (
     Calendar,
+    DayClose,
+    DayClosePhase,
+    DayCloseState,
     Fund,
     FundKind,
     FundStatus,
     Grant,
-    Holding,
     Investor,
     Order,
     OrderKind,
@@ -34,6 +38,7 @@ from jubao_server.fundta.model import (
     RedemptionFeeTier,
 )
 from jubao_server.payments.convert import currency_violations, id_violations, name_violations, raise_if_any
+from jubao_server.payments.currencies import MINOR_UNIT_EXPONENTS
 from jubao_server.platform.timestamps import timestamp
 from jubao_server.tenancy.model import TENANT_ID_PATTERN
 
@@ -65,7 +70,20 @@ _ORDER_KINDS: Final = {
 _ORDER_STATUSES: Final = {
     OrderStatus.ACCEPTED: pb.ORDER_STATUS_ACCEPTED,
     OrderStatus.CANCELLED: pb.ORDER_STATUS_CANCELLED,
+    OrderStatus.CONFIRMED: pb.ORDER_STATUS_CONFIRMED,
+    OrderStatus.FAILED: pb.ORDER_STATUS_FAILED,
 }
+_CLOSE_STATES: Final = {
+    DayCloseState.RUNNING: pb.DayClose.STATE_RUNNING,
+    DayCloseState.SUCCEEDED: pb.DayClose.STATE_SUCCEEDED,
+}
+_CLOSE_PHASES: Final = {
+    DayClosePhase.SEALING: pb.DayClose.PHASE_SEALING,
+    DayClosePhase.PLANNING: pb.DayClose.PHASE_PLANNING,
+    DayClosePhase.COMMITTING: pb.DayClose.PHASE_COMMITTING,
+    DayClosePhase.DONE: pb.DayClose.PHASE_DONE,
+}
+_CLOSE_NAME: Final = re.compile(r"^funds/([0-9A-Z]{4,12})/dayCloses/([0-9]{4}-[0-9]{2}-[0-9]{2})$")
 _ID_TYPES: Final = {
     pb.ID_TYPE_ID_CARD: "id_card",
     pb.ID_TYPE_PASSPORT: "passport",
@@ -91,6 +109,11 @@ def fund_of(request: pb.CreateFundRequest) -> Fund:
     if message.kind not in _KINDS:
         violations.append(FieldViolation("fund.kind", "required: a FundKind"))
     violations += currency_violations("fund.currency_code", message.currency_code)
+    exponent = MINOR_UNIT_EXPONENTS.get(message.currency_code)
+    if message.kind == pb.FUND_KIND_MONEY_MARKET and exponent not in (None, MONEY_MARKET_EXPONENT):
+        violations.append(
+            FieldViolation("fund.currency_code", "a money-market fund's currency has 2 decimal places")
+        )
     status = message.status or pb.FUND_STATUS_ISSUING
     if status not in _STATUSES:
         violations.append(FieldViolation("fund.status", "a FundStatus"))
@@ -176,6 +199,8 @@ def fund_to_pb(fund: Fund) -> pb.Fund:
         total_shares=shares_text(fund.total_shares),
         create_time=timestamp(fund.create_time_ms),
         update_time=timestamp(fund.update_time_ms),
+        last_closed_date=fund.last_closed_date,
+        next_close_date=next_close_date(fund).isoformat(),
     )
 
 
@@ -242,6 +267,7 @@ def price_to_pb(price: Price) -> pb.Price:
         total_shares=shares_text(price.total_shares),
         currency_code=price.currency,
         publish_time=timestamp(price.publish_time_ms),
+        residual_minor=price.residual_minor,
     )
 
 
@@ -340,6 +366,22 @@ def order_to_pb(order: Order) -> pb.Order:
         request_id=order.request_id,
         create_time=timestamp(order.create_time_ms),
         update_time=timestamp(order.update_time_ms),
+        confirmation=_confirmation_to_pb(order),
+    )
+
+
+def _confirmation_to_pb(order: Order) -> pb.Confirmation | None:
+    done = order.confirmation
+    if done is None:
+        return None
+    return pb.Confirmation(
+        return_code=done.return_code,
+        reason=done.reason,
+        nav=done.nav,
+        amount_minor=done.amount_minor,
+        shares=shares_text(done.shares),
+        fee_minor=done.fee_minor,
+        remainder_minor=done.remainder_minor,
     )
 
 
@@ -355,14 +397,72 @@ def holding_query(request: pb.GetHoldingRequest) -> None:
 
 
 def holding_to_pb(fund_code: str, holding: Holding) -> pb.Holding:
+    position = holding.position
     return pb.Holding(
         fund_code=fund_code,
-        distributor_id=holding.distributor_id,
-        trading_account_id=holding.trading_account_id,
-        fund_account_id=holding.fund_account_id,
-        shares=shares_text(holding.shares),
+        distributor_id=position.distributor_id,
+        trading_account_id=position.trading_account_id,
+        fund_account_id=position.fund_account_id,
+        shares=shares_text(position.shares),
         available_shares=shares_text(holding.available_shares),
-        lots=[pb.Lot(trade_date=lot.trade_date, shares=shares_text(lot.shares)) for lot in holding.lots],
+        lots=[pb.Lot(trade_date=lot.trade_date, shares=shares_text(lot.shares)) for lot in position.lots],
+        as_of_date=position.closed_date,
+        last_income_minor=position.last_income_minor,
+        income_total_minor=position.income_total_minor,
+    )
+
+
+# Day-closes
+
+
+def day_close_start(request: pb.StartDayCloseRequest) -> datetime.date:
+    violations = code_violations("fund_code", request.fund_code)
+    date = _date("trade_date", request.trade_date, violations)
+    raise_if_any(violations)
+    return date or datetime.date.min
+
+
+def day_close_name(name: str) -> tuple[str, datetime.date]:
+    """The fund and trade date a day-close's name says."""
+    match = _CLOSE_NAME.match(name)
+    date = calendar.parse_date(match.group(2)) if match is not None else None
+    if match is None or date is None:
+        raise_if_any([FieldViolation("name", "funds/{fund_code}/dayCloses/{YYYY-MM-DD}")])
+    return match.group(1), date  # type: ignore[union-attr,return-value]
+
+
+def day_close_to_pb(record: DayClose) -> pb.DayClose:
+    result = record.result
+    return pb.DayClose(
+        name=f"funds/{record.fund_code}/dayCloses/{record.trade_date}",
+        fund_code=record.fund_code,
+        trade_date=record.trade_date,
+        state=_CLOSE_STATES[record.state],
+        done=record.state is DayCloseState.SUCCEEDED,
+        phase=_CLOSE_PHASES[record.phase],
+        shards_total=record.shards_total,
+        result=None
+        if result is None
+        else pb.DayCloseResult(
+            holders=result.holders,
+            orders_confirmed=result.orders_confirmed,
+            orders_failed=result.orders_failed,
+            total_shares=shares_text(result.total_shares),
+            income_minor=result.income_minor,
+            residual_minor=result.residual_minor,
+            distributors=[
+                pb.DistributorTotals(
+                    distributor_id=d.distributor_id,
+                    purchase_amount_minor=d.purchase_amount_minor,
+                    purchase_fee_minor=d.purchase_fee_minor,
+                    redemption_amount_minor=d.redemption_amount_minor,
+                    redemption_fee_minor=d.redemption_fee_minor,
+                )
+                for d in result.distributors
+            ],
+        ),
+        create_time=timestamp(record.create_time_ms),
+        update_time=timestamp(record.update_time_ms),
     )
 
 

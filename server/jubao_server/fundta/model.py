@@ -37,6 +37,9 @@ class OrderKind(StrEnum):
 class OrderStatus(StrEnum):
     ACCEPTED = "accepted"
     CANCELLED = "cancelled"
+    # Set by the day-close of its trade date.
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
 
 
 # What each status takes.
@@ -86,6 +89,8 @@ class Fund(msgspec.Struct, frozen=True):
     total_shares: int
     create_time_ms: int
     update_time_ms: int
+    # The last trade date a day-close closed ("" before the first).
+    last_closed_date: str = ""
 
 
 class Grant(msgspec.Struct, frozen=True):
@@ -101,11 +106,14 @@ class Price(msgspec.Struct, frozen=True):
     # Decimal strings: the NAV, 万份收益 and 七日年化 ("" until 7 dates are known).
     nav: str
     income_minor: int
+    # Money-market funds, set by the day-close that distributes the income: 万份收益, 七日年化 ("" until 7
+    # consecutive dates are distributed), the shares it was distributed over and the rounding residual.
     income_per_10k_shares: str
     seven_day_yield_percent: str
     total_shares: int
     currency: str
     publish_time_ms: int
+    residual_minor: int = 0
 
 
 class Investor(msgspec.Struct, frozen=True):
@@ -116,6 +124,21 @@ class Investor(msgspec.Struct, frozen=True):
     # The keyed hash of the identity (id type and number): never the identity itself.
     identity_hash: str
     create_time_ms: int
+
+
+class Confirmation(msgspec.Struct, frozen=True):
+    """What the day-close of an order's trade date confirmed (or refused: `return_code` not "0000")."""
+
+    return_code: str
+    # Why it failed (a Reason), "" when confirmed.
+    reason: str
+    nav: str
+    # Purchases: the amount paid, fee included. Redemptions: the amount paid out, after fees.
+    amount_minor: int
+    shares: int
+    fee_minor: int
+    # Purchases: the value of the share fraction truncated, kept by the fund, in minor units ("0.3700").
+    remainder_minor: str
 
 
 class Order(msgspec.Struct, frozen=True):
@@ -133,6 +156,7 @@ class Order(msgspec.Struct, frozen=True):
     request_id: str
     create_time_ms: int
     update_time_ms: int
+    confirmation: Confirmation | None = None
 
 
 class Lot(msgspec.Struct, frozen=True):
@@ -140,18 +164,90 @@ class Lot(msgspec.Struct, frozen=True):
     shares: int
 
 
-class Holding(msgspec.Struct, frozen=True):
+class Position(msgspec.Struct, frozen=True):
+    """A holder's registered shares as the last day-close left them (written only by day-closes)."""
+
     distributor_id: str
     trading_account_id: str
     fund_account_id: str
     shares: int
-    # Shares of redemptions accepted and not yet confirmed.
-    pending_redemption_shares: int
+    # First in, first out; income carried forward is a lot dated "" (the oldest).
     lots: tuple[Lot, ...]
+    # Shares of redemptions the day-closes have taken off the reservations so far (see Reservation).
+    released_shares: int
+    last_income_minor: int
+    income_total_minor: int
+    closed_date: str
 
-    @property
-    def available_shares(self) -> int:
-        return self.shares - self.pending_redemption_shares
+
+class Reservation(msgspec.Struct, frozen=True):
+    """Shares reserved by every redemption accepted so far (written only by orders and cancellations):
+    the shares still waiting for their day-close are `reserved_shares - Position.released_shares`."""
+
+    reserved_shares: int
+
+
+class DayCloseState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+
+
+class DayClosePhase(StrEnum):
+    SEALING = "sealing"
+    PLANNING = "planning"
+    COMMITTING = "committing"
+    DONE = "done"
+
+
+class IncomeDay(msgspec.Struct, frozen=True):
+    """One natural date's money-market income, as a day-close distributes it."""
+
+    date: str
+    income_minor: int
+    # 万份收益 in units of 0.0001.
+    per_10k: int
+    # The shares it was distributed over, what the holders got, and what the fund keeps.
+    total_shares: int
+    distributed_minor: int
+    residual_minor: int
+
+
+class ClosePlan(msgspec.Struct, frozen=True):
+    """What a day-close fixes for the whole fund before any shard commits (kept, so a restart uses it)."""
+
+    nav: str
+    incomes: tuple[IncomeDay, ...]
+
+
+class DistributorTotals(msgspec.Struct, frozen=True):
+    distributor_id: str
+    purchase_amount_minor: int
+    purchase_fee_minor: int
+    redemption_amount_minor: int
+    redemption_fee_minor: int
+
+
+class CloseResult(msgspec.Struct, frozen=True):
+    holders: int
+    orders_confirmed: int
+    orders_failed: int
+    total_shares: int
+    income_minor: int
+    residual_minor: int
+    distributors: tuple[DistributorTotals, ...]
+
+
+class DayClose(msgspec.Struct, frozen=True):
+    fund_code: str
+    trade_date: str
+    state: DayCloseState
+    phase: DayClosePhase
+    shards_total: int
+    shards_committed: int
+    create_time_ms: int
+    update_time_ms: int
+    plan: ClosePlan | None = None
+    result: CloseResult | None = None
 
 
 def encode(record: msgspec.Struct) -> bytes:

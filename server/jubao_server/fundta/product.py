@@ -10,7 +10,10 @@ from jubao.fundta.v1 import fundta_pb2
 from jubao_server.fundta import tables
 from jubao_server.fundta.agency import Agency
 from jubao_server.fundta.config import FundTaSettings
+from jubao_server.fundta.dayclose import DayCloses
 from jubao_server.fundta.requests import Requests
+from jubao_server.invariants import unreachable
+from jubao_server.payments.ledger import Ledger
 from jubao_server.platform.paging import load_secret
 from jubao_server.products import GrpcService, ProductContext, ProductSpec, ServiceContext
 from jubao_server.tenancy.model import Product
@@ -20,13 +23,15 @@ IDENTITY_SECRET: Final = "fundta_identity"
 
 
 class FundTa:
-    """The running product: the agency and its request claims."""
+    """The running product: the agency, its request claims and the day-closes running here."""
 
-    def __init__(self, agency: Agency, requests: Requests) -> None:
+    def __init__(self, agency: Agency, requests: Requests, closes: DayCloses) -> None:
         self.agency = agency
         self.requests = requests
+        self.closes = closes
 
     async def stop(self) -> None:
+        await self.closes.stop()
         await self.agency.stop()
 
 
@@ -34,14 +39,19 @@ async def _start(context: ProductContext[FundTaSettings]) -> FundTa:
     key = await load_secret(context.backend, context.clock, IDENTITY_SECRET)
     settings = context.settings
     agency = Agency(context.backend, context.clock, key, settings.holder_shard_count)
-    return FundTa(agency, Requests(context.backend, context.clock, settings.request_ttl_s))
+    requests = Requests(context.backend, context.clock, settings.request_ttl_s)
+    ledger = context.started.get("payments")
+    if not isinstance(ledger, Ledger):
+        unreachable("fund_ta settles through the payments ledger: start payments first")
+    closes = DayCloses(agency, context.backend, context.clock, ledger)
+    return FundTa(agency, requests, closes)
 
 
 def _services(running: FundTa, context: ServiceContext) -> list[GrpcService]:
     # The servicers (and gRPC with them) are imported when the gRPC host asks for them, not with PRODUCT.
     from jubao_server.fundta.service import grpc_services  # noqa: PLC0415
 
-    return grpc_services(running.agency, running.requests, context)
+    return grpc_services(running, context)
 
 
 PRODUCT: Final = ProductSpec(

@@ -62,6 +62,13 @@ class Requests:
         await self._claims.answer(scope, request_id, _RESPONSE + response.SerializeToString())
         return response
 
+    async def claim_only(self, scope: str, operation: str, request: Message) -> Claim:
+        """Claim a request whose retries are answered afresh (the same operation as it is now): the same
+        id with another body is still REQUEST_ID_REUSED."""
+        request_id: str = getattr(request, "request_id")  # noqa: B009
+        check_request_id(request_id)
+        return await self._claims.claim(scope, request_id, operation, body_sha256(request))
+
 
 def _replay(answer: bytes, response_type: type[R]) -> R:
     if answer.startswith(_REFUSAL):

@@ -14,8 +14,7 @@ from jubao.fundta.v1 import fundta_pb2 as pb
 from jubao.fundta.v1 import fundta_pb2_grpc as pb_grpc
 
 from jubao_server.fundta import convert
-from jubao_server.fundta.agency import Agency
-from jubao_server.fundta.requests import Requests
+from jubao_server.fundta.product import FundTa
 from jubao_server.platform.context import current_caller
 from jubao_server.platform.idempotency import Claim
 from jubao_server.platform.paging import PageTokens, page_size
@@ -31,10 +30,10 @@ def _descriptor(name: str) -> Any:
     return pb.DESCRIPTOR.services_by_name[name]
 
 
-def grpc_services(agency: Agency, requests: Requests, context: ServiceContext) -> list[GrpcService]:
+def grpc_services(running: FundTa, context: ServiceContext) -> list[GrpcService]:
     """The product's gRPC services on the running agency."""
-    funds = FundService(agency, requests, context.pages)
-    trading = TradingService(agency, requests, context.pages)
+    funds = FundService(running, context.pages)
+    trading = TradingService(running, context.pages)
     return [
         GrpcService(
             _descriptor("FundService"), functools.partial(pb_grpc.add_FundServiceServicer_to_server, funds)
@@ -47,9 +46,10 @@ def grpc_services(agency: Agency, requests: Requests, context: ServiceContext) -
 
 
 class _Base:
-    def __init__(self, agency: Agency, requests: Requests, pages: PageTokens) -> None:
-        self._agency = agency
-        self._requests = requests
+    def __init__(self, running: FundTa, pages: PageTokens) -> None:
+        self._agency = running.agency
+        self._requests = running.requests
+        self._closes = running.closes
         self._pages = pages
 
     def _once(
@@ -126,6 +126,23 @@ class FundService(_Base, pb_grpc.FundServiceServicer):
         return pb.ListPricesResponse(
             prices=[convert.price_to_pb(p) for p in prices], next_page_token=page.next(after)
         )
+
+    async def StartDayClose(
+        self, request: pb.StartDayCloseRequest, context: Context
+    ) -> pb.StartDayCloseResponse:
+        trade_date = convert.day_close_start(request)
+
+        async def apply(claim: Claim) -> pb.StartDayCloseResponse:
+            record = await self._closes.start(_tenant(), request.fund_code, trade_date)
+            return pb.StartDayCloseResponse(day_close=convert.day_close_to_pb(record))
+
+        # A retry starts (or resumes) the same day-close and answers it as it is now.
+        return await apply(await self._requests.claim_only(_tenant().tenant_id, "StartDayClose", request))
+
+    async def GetDayClose(self, request: pb.GetDayCloseRequest, context: Context) -> pb.GetDayCloseResponse:
+        code, trade_date = convert.day_close_name(request.name)
+        record = await self._closes.get(_tenant(), code, trade_date)
+        return pb.GetDayCloseResponse(day_close=convert.day_close_to_pb(record))
 
 
 class TradingService(_Base, pb_grpc.TradingServiceServicer):

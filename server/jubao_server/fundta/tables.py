@@ -8,10 +8,13 @@
 * `fundta_tenant_funds` (each tenant's scope, one partition): the funds a tenant manages or was granted,
   by code (ListFunds).
 * `fundta_investors` (the distributor's scope, one partition per trading account): the investor.
-* `fundta_holders` (the manager's scope, one partition per (fund, holder shard)): the holdings (kind
-  "holding", by distributor and trading account) and orders (kind "order:<trade date>", by order id) of
-  the fund accounts hashed into the shard. An order and the holding it reserves shares of are written in
-  one conditional batch.
+* `fundta_holders` (the manager's scope, one partition per (fund, holder shard)): the positions (kind
+  "position", by distributor and trading account: written by day-closes), the reservations of
+  redemptions (kind "reservation": written by orders and cancellations) and the orders (kind
+  "order:<trade date>", by order id) of the fund accounts hashed into the shard. An order and the
+  reservation of its shares are one conditional batch, conditioned on the static `sealed_date` (the last
+  trade date a day-close sealed: no order joins it after); `closed_date` is the last trade date whose
+  day-close committed the shard.
 * `fundta_requests` (the caller's scope, one partition per request id): claims with the first answer.
 """
 
@@ -65,7 +68,10 @@ HOLDERS = Table(
         "row_key": T.TEXT,
         "record": T.BLOB,
         "version": T.BIGINT,
+        "sealed_date": T.TEXT,
+        "closed_date": T.TEXT,
     },
+    static_columns=frozenset({"sealed_date", "closed_date"}),
 )
 
 REQUESTS = Table(

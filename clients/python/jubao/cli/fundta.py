@@ -8,8 +8,9 @@ with 2 places.
 from __future__ import annotations
 
 import functools
+import time
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from jubao.client import Client
+
+# `jubao fundta close`: how long it waits for the day-close to end.
+CLOSE_POLLS_MAX: Final = 1200
+CLOSE_POLL_S: Final = 0.25
 
 app = typer.Typer(
     help="Fund transfer agency: funds, prices, investors and orders (fund_ta product).", no_args_is_help=True
@@ -213,6 +218,42 @@ def list_prices(
     emit(ctx, pb.ListPricesResponse(prices=prices), lambda: prices_table(prices))
 
 
+# Day-closes
+
+
+@app.command("close")
+def close_day(
+    ctx: typer.Context,
+    fund_code: FundArgument,
+    trade_date: Annotated[str, typer.Argument(metavar="DATE", help="The trade date, YYYY-MM-DD.")],
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it is done.")] = True,
+    request_id: RequestIdOption = "",
+) -> None:
+    """Run the day-close of a trade date (fund houses): confirm its orders, carry income forward."""
+    request = pb.StartDayCloseRequest(fund_code=fund_code, trade_date=trade_date, request_id=request_id)
+    with connect(ctx) as client:
+        day_close = client.funds.StartDayClose(request).day_close
+        for _ in range(CLOSE_POLLS_MAX if wait else 0):
+            if day_close.done:
+                break
+            time.sleep(CLOSE_POLL_S)
+            day_close = client.funds.GetDayClose(pb.GetDayCloseRequest(name=day_close.name)).day_close
+    emit(ctx, pb.GetDayCloseResponse(day_close=day_close), lambda: day_close_record(day_close))
+
+
+@app.command("day-close")
+def get_day_close(
+    ctx: typer.Context,
+    fund_code: FundArgument,
+    trade_date: Annotated[str, typer.Argument(metavar="DATE", help="The trade date, YYYY-MM-DD.")],
+) -> None:
+    """Show a day-close: its phase and, once done, its result."""
+    name = f"funds/{fund_code}/dayCloses/{trade_date}"
+    with connect(ctx) as client:
+        response = client.funds.GetDayClose(pb.GetDayCloseRequest(name=name))
+    emit(ctx, response, lambda: day_close_record(response.day_close))
+
+
 # Investors
 
 
@@ -341,6 +382,9 @@ def holding(
         ("fund account", found.fund_account_id),
         ("shares", found.shares),
         ("available", found.available_shares),
+        ("as of", found.as_of_date),
+        ("last income (minor)", str(found.last_income_minor)),
+        ("income so far (minor)", str(found.income_total_minor)),
         *((f"lot {lot.trade_date}", lot.shares) for lot in found.lots),
     ]
     emit(ctx, response, lambda: record_table(rows))
@@ -365,6 +409,33 @@ def fund_record(fund: pb.Fund) -> Table:
             ("created", time_label(fund.create_time)),
         ]
     )
+
+
+def day_close_record(day_close: pb.DayClose) -> Table:
+    result = day_close.result
+    rows = [
+        ("day-close", day_close.name),
+        ("state", enum_label(pb.DayClose.State.Name(day_close.state), "STATE_")),
+        ("phase", enum_label(pb.DayClose.Phase.Name(day_close.phase), "PHASE_")),
+    ]
+    if day_close.done:
+        rows += [
+            ("orders confirmed", str(result.orders_confirmed)),
+            ("orders failed", str(result.orders_failed)),
+            ("holders", str(result.holders)),
+            ("shares", result.total_shares),
+            ("income (minor)", str(result.income_minor)),
+            ("residual (minor)", str(result.residual_minor)),
+        ]
+        rows += [
+            (
+                f"{d.distributor_id} (minor)",
+                f"purchases {d.purchase_amount_minor} (fees {d.purchase_fee_minor}), "
+                f"redemptions paid {d.redemption_amount_minor} (fees {d.redemption_fee_minor})",
+            )
+            for d in result.distributors
+        ]
+    return record_table(rows)
 
 
 def prices_table(prices: list[pb.Price]) -> Table:
@@ -401,6 +472,13 @@ def order_record(order: pb.Order) -> Table:
             ("amount (minor)", str(order.amount_minor or "")),
             ("shares", order.shares),
             ("created", time_label(order.create_time)),
+            ("confirmed shares", order.confirmation.shares if order.HasField("confirmation") else ""),
+            (
+                "confirmed amount (minor)",
+                str(order.confirmation.amount_minor) if order.HasField("confirmation") else "",
+            ),
+            ("fee (minor)", str(order.confirmation.fee_minor) if order.HasField("confirmation") else ""),
+            ("refused", order.confirmation.reason),
         ]
     )
 

@@ -137,6 +137,10 @@ class _OrderStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderStat
     ORDER_STATUS_ACCEPTED: _OrderStatus.ValueType  # 1
     """申请: waiting for its trade date's day-close."""
     ORDER_STATUS_CANCELLED: _OrderStatus.ValueType  # 2
+    ORDER_STATUS_CONFIRMED: _OrderStatus.ValueType  # 3
+    """确认成功: confirmed by its trade date's day-close."""
+    ORDER_STATUS_FAILED: _OrderStatus.ValueType  # 4
+    """确认失败: confirmation.reason says why; the holding is unchanged."""
 
 class OrderStatus(_OrderStatus, metaclass=_OrderStatusEnumTypeWrapper): ...
 
@@ -144,6 +148,10 @@ ORDER_STATUS_UNSPECIFIED: OrderStatus.ValueType  # 0
 ORDER_STATUS_ACCEPTED: OrderStatus.ValueType  # 1
 """申请: waiting for its trade date's day-close."""
 ORDER_STATUS_CANCELLED: OrderStatus.ValueType  # 2
+ORDER_STATUS_CONFIRMED: OrderStatus.ValueType  # 3
+"""确认成功: confirmed by its trade date's day-close."""
+ORDER_STATUS_FAILED: OrderStatus.ValueType  # 4
+"""确认失败: confirmation.reason says why; the holding is unchanged."""
 Global___OrderStatus: _TypeAlias = OrderStatus  # noqa: Y015
 
 @_typing.final
@@ -258,6 +266,8 @@ class Fund(_message.Message):
     TOTAL_SHARES_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    LAST_CLOSED_DATE_FIELD_NUMBER: _builtins.int
+    NEXT_CLOSE_DATE_FIELD_NUMBER: _builtins.int
     fund_code: _builtins.str
     """4 to 12 of [0-9A-Z], unique across the service, e.g. "000198"."""
     manager_id: _builtins.str
@@ -275,6 +285,11 @@ class Fund(_message.Message):
     """Decimal places of the NAV, 2 to 8; default 4."""
     total_shares: _builtins.str
     """The shares registered (output only)."""
+    last_closed_date: _builtins.str
+    """Output only: the last trade date closed ("" before the first) and the
+    next one a day-close closes.
+    """
+    next_close_date: _builtins.str
     @_builtins.property
     def purchase_fee_tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___PurchaseFeeTier]: ...
     @_builtins.property
@@ -303,10 +318,12 @@ class Fund(_message.Message):
         total_shares: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        last_closed_date: _builtins.str = ...,
+        next_close_date: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["calendar", b"calendar", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["calendar", b"calendar", "create_time", b"create_time", "currency_code", b"currency_code", "display_name", b"display_name", "fund_code", b"fund_code", "kind", b"kind", "manager_id", b"manager_id", "minimum_holding_shares", b"minimum_holding_shares", "minimum_purchase_minor", b"minimum_purchase_minor", "nav_scale", b"nav_scale", "purchase_fee_tiers", b"purchase_fee_tiers", "redemption_fee_tiers", b"redemption_fee_tiers", "status", b"status", "total_shares", b"total_shares", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calendar", b"calendar", "create_time", b"create_time", "currency_code", b"currency_code", "display_name", b"display_name", "fund_code", b"fund_code", "kind", b"kind", "last_closed_date", b"last_closed_date", "manager_id", b"manager_id", "minimum_holding_shares", b"minimum_holding_shares", "minimum_purchase_minor", b"minimum_purchase_minor", "nav_scale", b"nav_scale", "next_close_date", b"next_close_date", "purchase_fee_tiers", b"purchase_fee_tiers", "redemption_fee_tiers", b"redemption_fee_tiers", "status", b"status", "total_shares", b"total_shares", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -573,20 +590,23 @@ class Price(_message.Message):
     TOTAL_SHARES_FIELD_NUMBER: _builtins.int
     CURRENCY_CODE_FIELD_NUMBER: _builtins.int
     PUBLISH_TIME_FIELD_NUMBER: _builtins.int
+    RESIDUAL_MINOR_FIELD_NUMBER: _builtins.int
     fund_code: _builtins.str
     price_date: _builtins.str
     """"YYYY-MM-DD": a date of the fund's calendar."""
     nav: _builtins.str
     """The NAV ("1.0000" for money-market funds)."""
     income_minor: _builtins.int
-    """Money-market funds: the distributable income of the date, its 万份收益
-    and 七日年化 (empty until 7 consecutive dates are published), and the
-    shares it was computed over.
+    """Money-market funds: the distributable income of the date; once a
+    day-close distributed it, its 万份收益, its 七日年化 (empty until 7
+    consecutive dates are distributed), the shares it was distributed over
+    and the residual the fund kept.
     """
     income_per_10k_shares: _builtins.str
     seven_day_yield_percent: _builtins.str
     total_shares: _builtins.str
     currency_code: _builtins.str
+    residual_minor: _builtins.int
     @_builtins.property
     def publish_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -601,10 +621,11 @@ class Price(_message.Message):
         total_shares: _builtins.str = ...,
         currency_code: _builtins.str = ...,
         publish_time: _timestamp_pb2.Timestamp | None = ...,
+        residual_minor: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["publish_time", b"publish_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency_code", b"currency_code", "fund_code", b"fund_code", "income_minor", b"income_minor", "income_per_10k_shares", b"income_per_10k_shares", "nav", b"nav", "price_date", b"price_date", "publish_time", b"publish_time", "seven_day_yield_percent", b"seven_day_yield_percent", "total_shares", b"total_shares"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency_code", b"currency_code", "fund_code", b"fund_code", "income_minor", b"income_minor", "income_per_10k_shares", b"income_per_10k_shares", "nav", b"nav", "price_date", b"price_date", "publish_time", b"publish_time", "residual_minor", b"residual_minor", "seven_day_yield_percent", b"seven_day_yield_percent", "total_shares", b"total_shares"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -848,6 +869,53 @@ class GetInvestorResponse(_message.Message):
 Global___GetInvestorResponse: _TypeAlias = GetInvestorResponse  # noqa: Y015
 
 @_typing.final
+class Confirmation(_message.Message):
+    """What the day-close of an order's trade date confirmed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETURN_CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    NAV_FIELD_NUMBER: _builtins.int
+    AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    SHARES_FIELD_NUMBER: _builtins.int
+    FEE_MINOR_FIELD_NUMBER: _builtins.int
+    REMAINDER_MINOR_FIELD_NUMBER: _builtins.int
+    return_code: _builtins.str
+    """"0000" when confirmed, else the refusal's code (see the file comment)."""
+    reason: _builtins.str
+    """Why it failed: FUND_SUSPENDED, BELOW_MINIMUM, INSUFFICIENT_SHARES."""
+    nav: _builtins.str
+    amount_minor: _builtins.int
+    """Purchases: the amount paid, fee included. Redemptions: the amount paid
+    out, after fees.
+    """
+    shares: _builtins.str
+    fee_minor: _builtins.int
+    remainder_minor: _builtins.str
+    """Purchases: the value of the share fraction truncated, kept by the fund,
+    in minor units ("0.3700").
+    """
+    def __init__(
+        self,
+        *,
+        return_code: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        nav: _builtins.str = ...,
+        amount_minor: _builtins.int = ...,
+        shares: _builtins.str = ...,
+        fee_minor: _builtins.int = ...,
+        remainder_minor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "fee_minor", b"fee_minor", "nav", b"nav", "reason", b"reason", "remainder_minor", b"remainder_minor", "return_code", b"return_code", "shares", b"shares"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Confirmation: _TypeAlias = Confirmation  # noqa: Y015
+
+@_typing.final
 class Order(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -865,6 +933,7 @@ class Order(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    CONFIRMATION_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     """The application number: "<fund_code>-<trade date YYYYMMDD>-<shard>-<16
     hex>".
@@ -886,6 +955,10 @@ class Order(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def confirmation(self) -> Global___Confirmation:
+        """Set once its trade date is closed."""
+
     def __init__(
         self,
         *,
@@ -903,10 +976,11 @@ class Order(_message.Message):
         request_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        confirmation: Global___Confirmation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["confirmation", b"confirmation", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "create_time", b"create_time", "currency_code", b"currency_code", "distributor_id", b"distributor_id", "fund_account_id", b"fund_account_id", "fund_code", b"fund_code", "kind", b"kind", "order_id", b"order_id", "request_id", b"request_id", "shares", b"shares", "status", b"status", "trade_date", b"trade_date", "trading_account_id", b"trading_account_id", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "confirmation", b"confirmation", "create_time", b"create_time", "currency_code", b"currency_code", "distributor_id", b"distributor_id", "fund_account_id", b"fund_account_id", "fund_code", b"fund_code", "kind", b"kind", "order_id", b"order_id", "request_id", b"request_id", "shares", b"shares", "status", b"status", "trade_date", b"trade_date", "trading_account_id", b"trading_account_id", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1115,7 +1189,9 @@ class Lot(_message.Message):
     TRADE_DATE_FIELD_NUMBER: _builtins.int
     SHARES_FIELD_NUMBER: _builtins.int
     trade_date: _builtins.str
-    """The trade date it was confirmed on."""
+    """The trade date it was confirmed on; empty for income carried forward
+    (the oldest).
+    """
     shares: _builtins.str
     def __init__(
         self,
@@ -1142,6 +1218,9 @@ class Holding(_message.Message):
     SHARES_FIELD_NUMBER: _builtins.int
     AVAILABLE_SHARES_FIELD_NUMBER: _builtins.int
     LOTS_FIELD_NUMBER: _builtins.int
+    AS_OF_DATE_FIELD_NUMBER: _builtins.int
+    LAST_INCOME_MINOR_FIELD_NUMBER: _builtins.int
+    INCOME_TOTAL_MINOR_FIELD_NUMBER: _builtins.int
     fund_code: _builtins.str
     distributor_id: _builtins.str
     trading_account_id: _builtins.str
@@ -1150,6 +1229,12 @@ class Holding(_message.Message):
     """Registered shares."""
     available_shares: _builtins.str
     """What a redemption may take now: shares less redemptions waiting."""
+    as_of_date: _builtins.str
+    """The last trade date closed for it, the income its day-close carried
+    forward, and all its income so far.
+    """
+    last_income_minor: _builtins.int
+    income_total_minor: _builtins.int
     @_builtins.property
     def lots(self) -> _containers.RepeatedCompositeFieldContainer[Global___Lot]: ...
     def __init__(
@@ -1162,10 +1247,13 @@ class Holding(_message.Message):
         shares: _builtins.str = ...,
         available_shares: _builtins.str = ...,
         lots: _abc.Iterable[Global___Lot] | None = ...,
+        as_of_date: _builtins.str = ...,
+        last_income_minor: _builtins.int = ...,
+        income_total_minor: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_shares", b"available_shares", "distributor_id", b"distributor_id", "fund_account_id", b"fund_account_id", "fund_code", b"fund_code", "lots", b"lots", "shares", b"shares", "trading_account_id", b"trading_account_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_date", b"as_of_date", "available_shares", b"available_shares", "distributor_id", b"distributor_id", "fund_account_id", b"fund_account_id", "fund_code", b"fund_code", "income_total_minor", b"income_total_minor", "last_income_minor", b"last_income_minor", "lots", b"lots", "shares", b"shares", "trading_account_id", b"trading_account_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1216,3 +1304,258 @@ class GetHoldingResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetHoldingResponse: _TypeAlias = GetHoldingResponse  # noqa: Y015
+
+@_typing.final
+class DayClose(_message.Message):
+    """The day-close of a trade date: a long-running operation (AIP-151)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[DayClose._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: DayClose._State.ValueType  # 0
+        STATE_RUNNING: DayClose._State.ValueType  # 1
+        STATE_SUCCEEDED: DayClose._State.ValueType  # 2
+
+    class State(_State, metaclass=_StateEnumTypeWrapper): ...
+    STATE_UNSPECIFIED: DayClose.State.ValueType  # 0
+    STATE_RUNNING: DayClose.State.ValueType  # 1
+    STATE_SUCCEEDED: DayClose.State.ValueType  # 2
+
+    class _Phase:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _PhaseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[DayClose._Phase.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        PHASE_UNSPECIFIED: DayClose._Phase.ValueType  # 0
+        PHASE_SEALING: DayClose._Phase.ValueType  # 1
+        """Closing the trade date in every holder shard: no order joins it now."""
+        PHASE_PLANNING: DayClose._Phase.ValueType  # 2
+        """Fixing the fund-wide figures: NAV, each income date's 万份收益."""
+        PHASE_COMMITTING: DayClose._Phase.ValueType  # 3
+        """Each holder shard's new positions and confirmations."""
+        PHASE_DONE: DayClose._Phase.ValueType  # 4
+
+    class Phase(_Phase, metaclass=_PhaseEnumTypeWrapper): ...
+    PHASE_UNSPECIFIED: DayClose.Phase.ValueType  # 0
+    PHASE_SEALING: DayClose.Phase.ValueType  # 1
+    """Closing the trade date in every holder shard: no order joins it now."""
+    PHASE_PLANNING: DayClose.Phase.ValueType  # 2
+    """Fixing the fund-wide figures: NAV, each income date's 万份收益."""
+    PHASE_COMMITTING: DayClose.Phase.ValueType  # 3
+    """Each holder shard's new positions and confirmations."""
+    PHASE_DONE: DayClose.Phase.ValueType  # 4
+
+    NAME_FIELD_NUMBER: _builtins.int
+    FUND_CODE_FIELD_NUMBER: _builtins.int
+    TRADE_DATE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    SHARDS_TOTAL_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"funds/{fund_code}/dayCloses/{trade_date}"."""
+    fund_code: _builtins.str
+    trade_date: _builtins.str
+    state: Global___DayClose.State.ValueType
+    done: _builtins.bool
+    """AIP-151: true once it succeeded."""
+    phase: Global___DayClose.Phase.ValueType
+    shards_total: _builtins.int
+    @_builtins.property
+    def result(self) -> Global___DayCloseResult:
+        """Set when done."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        fund_code: _builtins.str = ...,
+        trade_date: _builtins.str = ...,
+        state: Global___DayClose.State.ValueType = ...,
+        done: _builtins.bool = ...,
+        phase: Global___DayClose.Phase.ValueType = ...,
+        shards_total: _builtins.int = ...,
+        result: Global___DayCloseResult | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "result", b"result", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "done", b"done", "fund_code", b"fund_code", "name", b"name", "phase", b"phase", "result", b"result", "shards_total", b"shards_total", "state", b"state", "trade_date", b"trade_date", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DayClose: _TypeAlias = DayClose  # noqa: Y015
+
+@_typing.final
+class DayCloseResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLDERS_FIELD_NUMBER: _builtins.int
+    ORDERS_CONFIRMED_FIELD_NUMBER: _builtins.int
+    ORDERS_FAILED_FIELD_NUMBER: _builtins.int
+    TOTAL_SHARES_FIELD_NUMBER: _builtins.int
+    INCOME_MINOR_FIELD_NUMBER: _builtins.int
+    RESIDUAL_MINOR_FIELD_NUMBER: _builtins.int
+    DISTRIBUTORS_FIELD_NUMBER: _builtins.int
+    holders: _builtins.int
+    """Investors holding shares after it."""
+    orders_confirmed: _builtins.int
+    orders_failed: _builtins.int
+    total_shares: _builtins.str
+    income_minor: _builtins.int
+    """Money-market funds: the income distributed and the residual kept."""
+    residual_minor: _builtins.int
+    @_builtins.property
+    def distributors(self) -> _containers.RepeatedCompositeFieldContainer[Global___DistributorTotals]: ...
+    def __init__(
+        self,
+        *,
+        holders: _builtins.int = ...,
+        orders_confirmed: _builtins.int = ...,
+        orders_failed: _builtins.int = ...,
+        total_shares: _builtins.str = ...,
+        income_minor: _builtins.int = ...,
+        residual_minor: _builtins.int = ...,
+        distributors: _abc.Iterable[Global___DistributorTotals] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distributors", b"distributors", "holders", b"holders", "income_minor", b"income_minor", "orders_confirmed", b"orders_confirmed", "orders_failed", b"orders_failed", "residual_minor", b"residual_minor", "total_shares", b"total_shares"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DayCloseResult: _TypeAlias = DayCloseResult  # noqa: Y015
+
+@_typing.final
+class DistributorTotals(_message.Message):
+    """What one distributor's confirmed orders of the trade date came to."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISTRIBUTOR_ID_FIELD_NUMBER: _builtins.int
+    PURCHASE_AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    PURCHASE_FEE_MINOR_FIELD_NUMBER: _builtins.int
+    REDEMPTION_AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    REDEMPTION_FEE_MINOR_FIELD_NUMBER: _builtins.int
+    distributor_id: _builtins.str
+    purchase_amount_minor: _builtins.int
+    """Purchases: paid in, fees included; their fees."""
+    purchase_fee_minor: _builtins.int
+    redemption_amount_minor: _builtins.int
+    """Redemptions: paid out, after fees; their fees."""
+    redemption_fee_minor: _builtins.int
+    def __init__(
+        self,
+        *,
+        distributor_id: _builtins.str = ...,
+        purchase_amount_minor: _builtins.int = ...,
+        purchase_fee_minor: _builtins.int = ...,
+        redemption_amount_minor: _builtins.int = ...,
+        redemption_fee_minor: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distributor_id", b"distributor_id", "purchase_amount_minor", b"purchase_amount_minor", "purchase_fee_minor", b"purchase_fee_minor", "redemption_amount_minor", b"redemption_amount_minor", "redemption_fee_minor", b"redemption_fee_minor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DistributorTotals: _TypeAlias = DistributorTotals  # noqa: Y015
+
+@_typing.final
+class StartDayCloseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUND_CODE_FIELD_NUMBER: _builtins.int
+    TRADE_DATE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    fund_code: _builtins.str
+    trade_date: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        fund_code: _builtins.str = ...,
+        trade_date: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fund_code", b"fund_code", "request_id", b"request_id", "trade_date", b"trade_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartDayCloseRequest: _TypeAlias = StartDayCloseRequest  # noqa: Y015
+
+@_typing.final
+class StartDayCloseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_CLOSE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def day_close(self) -> Global___DayClose: ...
+    def __init__(
+        self,
+        *,
+        day_close: Global___DayClose | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["day_close", b"day_close"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day_close", b"day_close"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartDayCloseResponse: _TypeAlias = StartDayCloseResponse  # noqa: Y015
+
+@_typing.final
+class GetDayCloseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"funds/{fund_code}/dayCloses/{trade_date}"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDayCloseRequest: _TypeAlias = GetDayCloseRequest  # noqa: Y015
+
+@_typing.final
+class GetDayCloseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_CLOSE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def day_close(self) -> Global___DayClose: ...
+    def __init__(
+        self,
+        *,
+        day_close: Global___DayClose | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["day_close", b"day_close"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day_close", b"day_close"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDayCloseResponse: _TypeAlias = GetDayCloseResponse  # noqa: Y015

@@ -27,8 +27,8 @@ if _version_not_supported:
 
 class FundServiceStub:
     """The fund transfer agency (基金注册登记, TA): the register of who holds how
-    many shares of which fund, and the orders distributors place for their
-    investors.
+    many shares of which fund, the orders distributors place for their
+    investors, and the day-close that confirms them against the day's price.
 
     Who is who. A fund manager (基金管理人: a tenant of kind FUND_HOUSE with the
     FUND_TA product) creates funds, grants distributors the right to sell them
@@ -47,11 +47,15 @@ class FundServiceStub:
     rates up to 6 ("0.015" is 1.5 %), 万份收益 4, 七日年化 3 (a percentage).
 
     Money-market prices. For each natural date the manager publishes the
-    fund's distributable income of that date; jubao computes
+    fund's distributable income of that date; the day-close that distributes
+    it computes
     万份收益 = income / total shares x 10,000, truncated to 4 places (so the
     holders' incomes never add up to more than the income), over
-    the shares registered when it is published ("0.0000" while the
-    fund has none);
+    the shares registered at that point ("0.0000" while the fund
+    has none); each holder's income = its shares x 万份收益 /
+    10,000, truncated to the minor unit, is carried forward into
+    its shares (NAV 1), and the rest of the income is the date's
+    residual, kept by the fund;
     七日年化 = ((1 + R1/10,000) x ... x (1 + R7/10,000))^(365/7) - 1, as a
     percentage rounded half to even to 3 places, R the 万份收益 of
     the date and the 6 natural dates before it (empty until all 7
@@ -64,14 +68,37 @@ class FundServiceStub:
     cut-off, else the next trade date (15:00:01 on a Friday belongs to Monday,
     or later after a holiday). An order is accepted (申请) at once, with its
     application number (order_id), and confirmed (确认) only by the day-close of
-    T. It can be cancelled until T's cut-off.
+    T. It can be cancelled until T's cut-off (or until T's day-close started,
+    if earlier).
+
+    The day-close of T (StartDayClose, a long-running operation) closes the
+    fund's trade dates in order. It distributes the income of the natural
+    dates since the last day-close (money-market funds; the first day-close
+    its own date's), then confirms T's orders at T's NAV (money-market funds
+    and subscriptions: 1), redemptions first, then purchases, each investor's
+    in order id order:
+    * purchase: fee by tier (the last tier the amount reaches); with a rate,
+    net = amount / (1 + rate) rounded half up to the minor unit, fee =
+    amount - net; with a fixed fee, net = amount - fee. Shares = net /
+    NAV truncated to 0.01; the value of the fraction truncated stays with
+    the fund (Confirmation.remainder_minor).
+    * redemption: lots are consumed first in, first out (income carried
+    forward counts as the oldest lot); each lot's fee = its shares x NAV x
+    the rate of its holding days (natural days since its trade date),
+    rounded half up to the minor unit; amount = shares x NAV rounded half
+    up, less the fees. A redemption that would leave less than the fund's
+    minimum holding takes the whole holding.
+    * refusals are confirmed as FAILED with a return code and reason
+    (1001 FUND_SUSPENDED, 1002 BELOW_MINIMUM, 1003 INSUFFICIENT_SHARES);
+    the holding is unchanged.
+    Run again, or cut short and started again, it gives the same result.
 
     Errors are google.rpc.Status with an ErrorInfo (domain "jubao.cloud"):
     INVALID_ARGUMENT     INVALID_ARGUMENT (a BadRequest names each bad
     field), UNKNOWN_CURRENCY, INVALID_PAGE_TOKEN,
     MALFORMED_REQUEST
     NOT_FOUND            FUND_NOT_FOUND, INVESTOR_NOT_FOUND, ORDER_NOT_FOUND,
-    TENANT_NOT_FOUND
+    DAY_CLOSE_NOT_FOUND, TENANT_NOT_FOUND
     ALREADY_EXISTS       FUND_EXISTS, INVESTOR_EXISTS, PRICE_PUBLISHED (a
     price for that date was published with other
     values), REQUEST_ID_REUSED
@@ -82,7 +109,10 @@ class FundServiceStub:
     FAILED_PRECONDITION  FUND_SUSPENDED (the fund's status does not take
     this order), BELOW_MINIMUM, INSUFFICIENT_SHARES,
     CUTOFF_PASSED (the order's cut-off has passed),
-    INVALID_STATE, CONCURRENT_MODIFICATION (retry)
+    INVALID_STATE, CLOSE_ORDER (day-closes close the
+    trade dates in order, up to the current one),
+    PRICE_MISSING (a price the day-close needs)
+    ABORTED              CONCURRENT_MODIFICATION: retry
     UNAVAILABLE          STORAGE_UNAVAILABLE, DRAINING: retry with the same
     request_id
     A refused call changes nothing.
@@ -91,8 +121,9 @@ class FundServiceStub:
     answers what the first attempt answered (the same refusal too, whatever
     changed since), the same id with another body is REQUEST_ID_REUSED.
 
-    Not here yet: the day-close that confirms orders, fast redemption, the OFD
-    file exchange, dividends, switches and transfers between distributors.
+    Not here yet: settlement through the payments ledger, fast redemption,
+    large redemptions, the OFD file exchange, dividends, switches and
+    transfers between distributors.
 
     FundService: funds, grants and prices.
     """
@@ -138,12 +169,22 @@ class FundServiceStub:
                 request_serializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.ListPricesRequest.SerializeToString,
                 response_deserializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.ListPricesResponse.FromString,
                 _registered_method=True)
+        self.StartDayClose = channel.unary_unary(
+                '/jubao.fundta.v1.FundService/StartDayClose',
+                request_serializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.StartDayCloseRequest.SerializeToString,
+                response_deserializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.StartDayCloseResponse.FromString,
+                _registered_method=True)
+        self.GetDayClose = channel.unary_unary(
+                '/jubao.fundta.v1.FundService/GetDayClose',
+                request_serializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetDayCloseRequest.SerializeToString,
+                response_deserializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetDayCloseResponse.FromString,
+                _registered_method=True)
 
 
 class FundServiceServicer:
     """The fund transfer agency (基金注册登记, TA): the register of who holds how
-    many shares of which fund, and the orders distributors place for their
-    investors.
+    many shares of which fund, the orders distributors place for their
+    investors, and the day-close that confirms them against the day's price.
 
     Who is who. A fund manager (基金管理人: a tenant of kind FUND_HOUSE with the
     FUND_TA product) creates funds, grants distributors the right to sell them
@@ -162,11 +203,15 @@ class FundServiceServicer:
     rates up to 6 ("0.015" is 1.5 %), 万份收益 4, 七日年化 3 (a percentage).
 
     Money-market prices. For each natural date the manager publishes the
-    fund's distributable income of that date; jubao computes
+    fund's distributable income of that date; the day-close that distributes
+    it computes
     万份收益 = income / total shares x 10,000, truncated to 4 places (so the
     holders' incomes never add up to more than the income), over
-    the shares registered when it is published ("0.0000" while the
-    fund has none);
+    the shares registered at that point ("0.0000" while the fund
+    has none); each holder's income = its shares x 万份收益 /
+    10,000, truncated to the minor unit, is carried forward into
+    its shares (NAV 1), and the rest of the income is the date's
+    residual, kept by the fund;
     七日年化 = ((1 + R1/10,000) x ... x (1 + R7/10,000))^(365/7) - 1, as a
     percentage rounded half to even to 3 places, R the 万份收益 of
     the date and the 6 natural dates before it (empty until all 7
@@ -179,14 +224,37 @@ class FundServiceServicer:
     cut-off, else the next trade date (15:00:01 on a Friday belongs to Monday,
     or later after a holiday). An order is accepted (申请) at once, with its
     application number (order_id), and confirmed (确认) only by the day-close of
-    T. It can be cancelled until T's cut-off.
+    T. It can be cancelled until T's cut-off (or until T's day-close started,
+    if earlier).
+
+    The day-close of T (StartDayClose, a long-running operation) closes the
+    fund's trade dates in order. It distributes the income of the natural
+    dates since the last day-close (money-market funds; the first day-close
+    its own date's), then confirms T's orders at T's NAV (money-market funds
+    and subscriptions: 1), redemptions first, then purchases, each investor's
+    in order id order:
+    * purchase: fee by tier (the last tier the amount reaches); with a rate,
+    net = amount / (1 + rate) rounded half up to the minor unit, fee =
+    amount - net; with a fixed fee, net = amount - fee. Shares = net /
+    NAV truncated to 0.01; the value of the fraction truncated stays with
+    the fund (Confirmation.remainder_minor).
+    * redemption: lots are consumed first in, first out (income carried
+    forward counts as the oldest lot); each lot's fee = its shares x NAV x
+    the rate of its holding days (natural days since its trade date),
+    rounded half up to the minor unit; amount = shares x NAV rounded half
+    up, less the fees. A redemption that would leave less than the fund's
+    minimum holding takes the whole holding.
+    * refusals are confirmed as FAILED with a return code and reason
+    (1001 FUND_SUSPENDED, 1002 BELOW_MINIMUM, 1003 INSUFFICIENT_SHARES);
+    the holding is unchanged.
+    Run again, or cut short and started again, it gives the same result.
 
     Errors are google.rpc.Status with an ErrorInfo (domain "jubao.cloud"):
     INVALID_ARGUMENT     INVALID_ARGUMENT (a BadRequest names each bad
     field), UNKNOWN_CURRENCY, INVALID_PAGE_TOKEN,
     MALFORMED_REQUEST
     NOT_FOUND            FUND_NOT_FOUND, INVESTOR_NOT_FOUND, ORDER_NOT_FOUND,
-    TENANT_NOT_FOUND
+    DAY_CLOSE_NOT_FOUND, TENANT_NOT_FOUND
     ALREADY_EXISTS       FUND_EXISTS, INVESTOR_EXISTS, PRICE_PUBLISHED (a
     price for that date was published with other
     values), REQUEST_ID_REUSED
@@ -197,7 +265,10 @@ class FundServiceServicer:
     FAILED_PRECONDITION  FUND_SUSPENDED (the fund's status does not take
     this order), BELOW_MINIMUM, INSUFFICIENT_SHARES,
     CUTOFF_PASSED (the order's cut-off has passed),
-    INVALID_STATE, CONCURRENT_MODIFICATION (retry)
+    INVALID_STATE, CLOSE_ORDER (day-closes close the
+    trade dates in order, up to the current one),
+    PRICE_MISSING (a price the day-close needs)
+    ABORTED              CONCURRENT_MODIFICATION: retry
     UNAVAILABLE          STORAGE_UNAVAILABLE, DRAINING: retry with the same
     request_id
     A refused call changes nothing.
@@ -206,8 +277,9 @@ class FundServiceServicer:
     answers what the first attempt answered (the same refusal too, whatever
     changed since), the same id with another body is REQUEST_ID_REUSED.
 
-    Not here yet: the day-close that confirms orders, fast redemption, the OFD
-    file exchange, dividends, switches and transfers between distributors.
+    Not here yet: settlement through the payments ledger, fast redemption,
+    large redemptions, the OFD file exchange, dividends, switches and
+    transfers between distributors.
 
     FundService: funds, grants and prices.
     """
@@ -269,6 +341,24 @@ class FundServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartDayClose(self, request, context):
+        """StartDayClose starts the day-close of a trade date (a long-running
+        operation, AIP-151: GetDayClose follows it), or resumes one cut short,
+        or answers one done. Manager only. The date must be the fund's next
+        date to close (Fund.next_close_date) and not after the current trade
+        date (CLOSE_ORDER); its prices must be published (PRICE_MISSING).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDayClose(self, request, context):
+        """GetDayClose returns a day-close: its phase and, once done, its result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FundServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -307,6 +397,16 @@ def add_FundServiceServicer_to_server(servicer, server):
                     request_deserializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.ListPricesRequest.FromString,
                     response_serializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.ListPricesResponse.SerializeToString,
             ),
+            'StartDayClose': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartDayClose,
+                    request_deserializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.StartDayCloseRequest.FromString,
+                    response_serializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.StartDayCloseResponse.SerializeToString,
+            ),
+            'GetDayClose': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDayClose,
+                    request_deserializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetDayCloseRequest.FromString,
+                    response_serializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetDayCloseResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'jubao.fundta.v1.FundService', rpc_method_handlers)
@@ -317,8 +417,8 @@ def add_FundServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class FundService:
     """The fund transfer agency (基金注册登记, TA): the register of who holds how
-    many shares of which fund, and the orders distributors place for their
-    investors.
+    many shares of which fund, the orders distributors place for their
+    investors, and the day-close that confirms them against the day's price.
 
     Who is who. A fund manager (基金管理人: a tenant of kind FUND_HOUSE with the
     FUND_TA product) creates funds, grants distributors the right to sell them
@@ -337,11 +437,15 @@ class FundService:
     rates up to 6 ("0.015" is 1.5 %), 万份收益 4, 七日年化 3 (a percentage).
 
     Money-market prices. For each natural date the manager publishes the
-    fund's distributable income of that date; jubao computes
+    fund's distributable income of that date; the day-close that distributes
+    it computes
     万份收益 = income / total shares x 10,000, truncated to 4 places (so the
     holders' incomes never add up to more than the income), over
-    the shares registered when it is published ("0.0000" while the
-    fund has none);
+    the shares registered at that point ("0.0000" while the fund
+    has none); each holder's income = its shares x 万份收益 /
+    10,000, truncated to the minor unit, is carried forward into
+    its shares (NAV 1), and the rest of the income is the date's
+    residual, kept by the fund;
     七日年化 = ((1 + R1/10,000) x ... x (1 + R7/10,000))^(365/7) - 1, as a
     percentage rounded half to even to 3 places, R the 万份收益 of
     the date and the 6 natural dates before it (empty until all 7
@@ -354,14 +458,37 @@ class FundService:
     cut-off, else the next trade date (15:00:01 on a Friday belongs to Monday,
     or later after a holiday). An order is accepted (申请) at once, with its
     application number (order_id), and confirmed (确认) only by the day-close of
-    T. It can be cancelled until T's cut-off.
+    T. It can be cancelled until T's cut-off (or until T's day-close started,
+    if earlier).
+
+    The day-close of T (StartDayClose, a long-running operation) closes the
+    fund's trade dates in order. It distributes the income of the natural
+    dates since the last day-close (money-market funds; the first day-close
+    its own date's), then confirms T's orders at T's NAV (money-market funds
+    and subscriptions: 1), redemptions first, then purchases, each investor's
+    in order id order:
+    * purchase: fee by tier (the last tier the amount reaches); with a rate,
+    net = amount / (1 + rate) rounded half up to the minor unit, fee =
+    amount - net; with a fixed fee, net = amount - fee. Shares = net /
+    NAV truncated to 0.01; the value of the fraction truncated stays with
+    the fund (Confirmation.remainder_minor).
+    * redemption: lots are consumed first in, first out (income carried
+    forward counts as the oldest lot); each lot's fee = its shares x NAV x
+    the rate of its holding days (natural days since its trade date),
+    rounded half up to the minor unit; amount = shares x NAV rounded half
+    up, less the fees. A redemption that would leave less than the fund's
+    minimum holding takes the whole holding.
+    * refusals are confirmed as FAILED with a return code and reason
+    (1001 FUND_SUSPENDED, 1002 BELOW_MINIMUM, 1003 INSUFFICIENT_SHARES);
+    the holding is unchanged.
+    Run again, or cut short and started again, it gives the same result.
 
     Errors are google.rpc.Status with an ErrorInfo (domain "jubao.cloud"):
     INVALID_ARGUMENT     INVALID_ARGUMENT (a BadRequest names each bad
     field), UNKNOWN_CURRENCY, INVALID_PAGE_TOKEN,
     MALFORMED_REQUEST
     NOT_FOUND            FUND_NOT_FOUND, INVESTOR_NOT_FOUND, ORDER_NOT_FOUND,
-    TENANT_NOT_FOUND
+    DAY_CLOSE_NOT_FOUND, TENANT_NOT_FOUND
     ALREADY_EXISTS       FUND_EXISTS, INVESTOR_EXISTS, PRICE_PUBLISHED (a
     price for that date was published with other
     values), REQUEST_ID_REUSED
@@ -372,7 +499,10 @@ class FundService:
     FAILED_PRECONDITION  FUND_SUSPENDED (the fund's status does not take
     this order), BELOW_MINIMUM, INSUFFICIENT_SHARES,
     CUTOFF_PASSED (the order's cut-off has passed),
-    INVALID_STATE, CONCURRENT_MODIFICATION (retry)
+    INVALID_STATE, CLOSE_ORDER (day-closes close the
+    trade dates in order, up to the current one),
+    PRICE_MISSING (a price the day-close needs)
+    ABORTED              CONCURRENT_MODIFICATION: retry
     UNAVAILABLE          STORAGE_UNAVAILABLE, DRAINING: retry with the same
     request_id
     A refused call changes nothing.
@@ -381,8 +511,9 @@ class FundService:
     answers what the first attempt answered (the same refusal too, whatever
     changed since), the same id with another body is REQUEST_ID_REUSED.
 
-    Not here yet: the day-close that confirms orders, fast redemption, the OFD
-    file exchange, dividends, switches and transfers between distributors.
+    Not here yet: settlement through the payments ledger, fast redemption,
+    large redemptions, the OFD file exchange, dividends, switches and
+    transfers between distributors.
 
     FundService: funds, grants and prices.
     """
@@ -566,6 +697,60 @@ class FundService:
             '/jubao.fundta.v1.FundService/ListPrices',
             jubao_dot_fundta_dot_v1_dot_fundta__pb2.ListPricesRequest.SerializeToString,
             jubao_dot_fundta_dot_v1_dot_fundta__pb2.ListPricesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartDayClose(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.fundta.v1.FundService/StartDayClose',
+            jubao_dot_fundta_dot_v1_dot_fundta__pb2.StartDayCloseRequest.SerializeToString,
+            jubao_dot_fundta_dot_v1_dot_fundta__pb2.StartDayCloseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDayClose(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.fundta.v1.FundService/GetDayClose',
+            jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetDayCloseRequest.SerializeToString,
+            jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetDayCloseResponse.FromString,
             options,
             channel_credentials,
             insecure,
