@@ -55,6 +55,9 @@ def test_the_7_day_yield_over_a_week_with_a_weekend_and_a_holiday() -> None:
     assert yields.seven_day_yield([Decimal("0.6000")] * 7) == Decimal("2.214")
     # Nothing earned: 0.000.
     assert str(yields.seven_day_yield([Decimal(0)] * 7)) == "0.000"
+    # A fund of one share earning 100 yuan a day annualises past any precision: still a number.
+    huge = yields.seven_day_yield([Decimal("1000000.0000")] * 7)
+    assert huge > 10**200 and huge.as_tuple().exponent == -3
 
 
 def test_shares_are_hundredths_parsed_exactly() -> None:

@@ -131,6 +131,9 @@ class Reason(StrEnum):
     BELOW_MINIMUM = "BELOW_MINIMUM"
     INSUFFICIENT_SHARES = "INSUFFICIENT_SHARES"
     CUTOFF_PASSED = "CUTOFF_PASSED"
+    # FAILED_PRECONDITION (fund TA): a fast redemption over what the fund's daily cap leaves the investor
+    # at this distributor today, or in a fund without fast redemption
+    FAST_REDEMPTION_LIMIT = "FAST_REDEMPTION_LIMIT"
     # FAILED_PRECONDITION (fund TA day-close): a day-close closes the trade dates in order, up to the
     # current one; the prices it needs are not all published
     CLOSE_ORDER = "CLOSE_ORDER"

@@ -19,6 +19,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 from jubao.reasons import Reason
@@ -35,9 +36,11 @@ from jubao_server.errors import (
     permission_denied,
 )
 from jubao_server.fundta import calendar
+from jubao_server.fundta.close import RETURN_OK
 from jubao_server.fundta.decimals import fixed, places, shares_text
 from jubao_server.fundta.model import (
     STATUS_TAKES,
+    Confirmation,
     Fund,
     FundKind,
     FundStatus,
@@ -111,6 +114,8 @@ class Holding:
     """A holder's position and the shares a redemption may take now."""
 
     position: Position
+    # Registered, less the fast redemptions since (they leave when accepted).
+    shares: int
     available_shares: int
 
 
@@ -344,7 +349,8 @@ class Agency:
             if not checked:
                 _check_order(fund, request)
                 checked = True
-            order = Order(
+            order = _placed(
+                fixed(Decimal(1), fund.nav_scale),
                 order_id=order_id(day),
                 fund_code=fund.fund_code,
                 distributor_id=tenant.tenant_id,
@@ -360,7 +366,10 @@ class Agency:
                 create_time_ms=claim.claimed_ms,
                 update_time_ms=claim.claimed_ms,
             )
-            outcome = await self._write_order(partition, order, sealed)
+            today = calendar.today(fund.calendar, claim.claimed_ms).isoformat()
+            outcome = await self._write_order(
+                partition, order, sealed, (fund.fast_redemption_cap_minor, today)
+            )
             if outcome is not None:
                 return outcome
         raise _contended(fund.fund_code)
@@ -376,34 +385,34 @@ class Agency:
                 return decode(row["record"], Order)
         return None
 
-    async def _write_order(self, partition: PartitionRef, order: Order, sealed: str | None) -> Order | None:
+    async def _write_order(
+        self, partition: PartitionRef, order: Order, sealed: str | None, fast_cap: tuple[int, str]
+    ) -> Order | None:
         """Write a new order (a redemption reserves its shares, in the same batch), conditioned on the
         seal it was dated by: the order, the one an earlier attempt of its request wrote, or None when the
-        holding or the seal moved."""
+        holding or the seal moved. `fast_cap`: the fund's cap of fast redemptions and today's date."""
         key = (order_kind(order.trade_date), order.order_id)
         puts = [Put(key, {"record": encode(order), "version": 1})]
         conditions: list[RowAbsent | RowMatches | StaticMatches] = [
             RowAbsent(key),
             StaticMatches({"sealed_date": sealed}),
         ]
-        if order.kind is OrderKind.REDEMPTION:
+        if order.kind in (OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION):
             holder = _holding_key(order.distributor_id, order.trading_account_id)
             position = await self._position(partition, holder, order.fund_account_id)
             reservation_row = await self._backend.read_row(partition, (RESERVATION, holder))
-            reserved = (
-                decode(reservation_row["record"], Reservation).reserved_shares if reservation_row else 0
+            reservation = (
+                decode(reservation_row["record"], Reservation) if reservation_row else Reservation(0)
             )
-            available = position.shares - (reserved - position.released_shares)
-            if available < order.shares:
+            available = position.shares - (reservation.reserved_shares - position.released_shares)
+            try:
+                reserved = _reserve(reservation, available, order, fast_cap)
+            except ApiError:
                 earlier = await self._backend.read_row(partition, key)
                 if earlier is not None:
                     return decode(earlier["record"], Order)
-                raise failed_precondition(
-                    Reason.INSUFFICIENT_SHARES,
-                    f"{shares_text(max(available, 0))} shares available",
-                    available_shares=shares_text(max(available, 0)),
-                )
-            puts.append(_reservation_put(holder, reserved + order.shares, reservation_row))
+                raise
+            puts.append(_reservation_put(holder, reserved, reservation_row))
             conditions.append(_reservation_condition(holder, reservation_row))
         batch = Batch(
             partition, tuple(puts), static_values={"sealed_date": sealed}, conditions=tuple(conditions)
@@ -451,8 +460,11 @@ class Agency:
             if order.kind is OrderKind.REDEMPTION:
                 holder = _holding_key(order.distributor_id, order.trading_account_id)
                 reservation_row = _row(await self._backend.read_row(partition, (RESERVATION, holder)))
-                reserved = decode(reservation_row["record"], Reservation).reserved_shares
-                puts.append(_reservation_put(holder, reserved - order.shares, reservation_row))
+                reservation = decode(reservation_row["record"], Reservation)
+                released = msgspec.structs.replace(
+                    reservation, reserved_shares=reservation.reserved_shares - order.shares
+                )
+                puts.append(_reservation_put(holder, released, reservation_row))
                 conditions.append(_reservation_condition(holder, reservation_row))
             batch = Batch(
                 partition, tuple(puts), static_values={"sealed_date": sealed}, conditions=tuple(conditions)
@@ -532,8 +544,13 @@ class Agency:
         holder = _holding_key(owner, trading_account_id)
         position = await self._position(partition, holder, investor.fund_account_id)
         reservation_row = await self._backend.read_row(partition, (RESERVATION, holder))
-        reserved = decode(reservation_row["record"], Reservation).reserved_shares if reservation_row else 0
-        return Holding(position, position.shares - (reserved - position.released_shares))
+        reservation = decode(reservation_row["record"], Reservation) if reservation_row else Reservation(0)
+        fast_pending = reservation.fast_reserved_shares - position.fast_released_shares
+        return Holding(
+            position,
+            shares=position.shares - fast_pending,
+            available_shares=position.shares - (reservation.reserved_shares - position.released_shares),
+        )
 
     async def _position(self, partition: PartitionRef, holder: str, fund_account_id: str) -> Position:
         row = await self._backend.read_row(partition, (POSITION, holder))
@@ -654,9 +671,55 @@ def _sealed(row: Row | None) -> str | None:
     return sealed if isinstance(sealed, str) else None
 
 
-def _reservation_put(holder: str, reserved_shares: int, row: Row | None) -> Put:
+def _reservation_put(holder: str, reservation: Reservation, row: Row | None) -> Put:
     version = row.as_int("version") + 1 if row is not None else 1
-    return Put((RESERVATION, holder), {"record": encode(Reservation(reserved_shares)), "version": version})
+    return Put((RESERVATION, holder), {"record": encode(reservation), "version": version})
+
+
+def _reserve(
+    reservation: Reservation, available: int, order: Order, fast_cap: tuple[int, str]
+) -> Reservation:
+    """The reservation with a redemption's shares reserved (a fast redemption's counted against the
+    fund's cap of the day too), or the refusal."""
+    if available < order.shares:
+        raise failed_precondition(
+            Reason.INSUFFICIENT_SHARES,
+            f"{shares_text(max(available, 0))} shares available",
+            available_shares=shares_text(max(available, 0)),
+        )
+    reserved = msgspec.structs.replace(
+        reservation, reserved_shares=reservation.reserved_shares + order.shares
+    )
+    if order.kind is not OrderKind.FAST_REDEMPTION:
+        return reserved
+    cap_minor, today = fast_cap
+    used = reservation.fast_day_minor if reservation.fast_day == today else 0
+    amount = order.confirmation.amount_minor if order.confirmation is not None else 0
+    if used + amount > cap_minor:
+        left = max(cap_minor - used, 0)
+        raise failed_precondition(
+            Reason.FAST_REDEMPTION_LIMIT,
+            f"fast redemption left today: {left} minor units"
+            if cap_minor
+            else "this fund has no fast redemption",
+            left_minor=str(left),
+        )
+    return msgspec.structs.replace(
+        reserved,
+        fast_reserved_shares=reservation.fast_reserved_shares + order.shares,
+        fast_day=today,
+        fast_day_minor=used + amount,
+    )
+
+
+def _placed(nav_one: str, **fields: Any) -> Order:
+    """A new order as accepted: a fast redemption is confirmed at once, at NAV 1 (`nav_one`, at the
+    fund's scale), without a fee."""
+    order = Order(**fields)
+    if order.kind is not OrderKind.FAST_REDEMPTION:
+        return order
+    confirmation = Confirmation(RETURN_OK, "", nav_one, order.shares, order.shares, 0, "")
+    return msgspec.structs.replace(order, status=OrderStatus.CONFIRMED, confirmation=confirmation)
 
 
 def _reservation_condition(holder: str, row: Row | None) -> RowAbsent | RowMatches:
@@ -674,7 +737,12 @@ def _check_order(fund: Fund, request: OrderRequest) -> None:
             f"fund {fund.fund_code} is {fund.status.value}: no {request.kind.value} orders",
             fund_code=fund.fund_code,
         )
-    if request.kind is not OrderKind.REDEMPTION and request.amount_minor < fund.minimum_purchase_minor:
+    if request.kind is OrderKind.FAST_REDEMPTION and not fund.fast_redemption_cap_minor:
+        raise failed_precondition(
+            Reason.FAST_REDEMPTION_LIMIT, f"{fund.fund_code} has no fast redemption", left_minor="0"
+        )
+    selling = request.kind in (OrderKind.SUBSCRIPTION, OrderKind.PURCHASE)
+    if selling and request.amount_minor < fund.minimum_purchase_minor:
         raise failed_precondition(
             Reason.BELOW_MINIMUM,
             f"the least amount is {fund.minimum_purchase_minor} minor units",

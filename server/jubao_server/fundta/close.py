@@ -15,6 +15,8 @@ units); `Decimal` with explicit rounding for NAVs and rates, never floats.
   that would leave less than the fund's minimum holding takes the whole holding.
 * refusals (the fund's status, below the minimum, more shares than held) are confirmed as failed with a
   return code; the holding is unchanged.
+* fast redemptions (confirmed when accepted) leave the position first, first in first out, after the
+  income of the dates distributed.
 """
 
 from __future__ import annotations
@@ -122,6 +124,8 @@ def confirm(
     """Confirm one holder's accepted orders of `trade_date` (redemptions first, then purchases, each in
     order id order): the position after them and the orders with their confirmations."""
     confirmed = []
+    for order in sorted((o for o in orders if o.kind is OrderKind.FAST_REDEMPTION), key=lambda o: o.order_id):
+        position = _leave(position, order)
     accepted = [o for o in orders if o.status is OrderStatus.ACCEPTED]
     redemptions = sorted((o for o in accepted if o.kind is OrderKind.REDEMPTION), key=lambda o: o.order_id)
     purchases = sorted((o for o in accepted if o.kind is not OrderKind.REDEMPTION), key=lambda o: o.order_id)
@@ -216,6 +220,33 @@ def _redeem(
     position = msgspec.structs.replace(position, shares=position.shares - shares, lots=tuple(lots))
     confirmation = Confirmation(RETURN_OK, "", _nav_text(pricing.nav, pricing), gross - fee, shares, fee, "")
     return position, confirmation
+
+
+def _leave(position: Position, order: Order) -> Position:
+    """A fast redemption (confirmed when accepted, its shares reserved then) leaves the position: its
+    shares come out of the lots first in, first out."""
+    ensure(
+        order.confirmation is not None and order.shares <= position.shares,
+        "a fast redemption over the shares",
+    )
+    lots = list(position.lots)
+    left = order.shares
+    while left:
+        ensure(bool(lots), "lots hold fewer shares than the position")
+        taken = min(left, lots[0].shares)
+        left -= taken
+        lots = (
+            lots[1:]
+            if taken == lots[0].shares
+            else [Lot(lots[0].trade_date, lots[0].shares - taken), *lots[1:]]
+        )
+    return msgspec.structs.replace(
+        position,
+        shares=position.shares - order.shares,
+        lots=tuple(lots),
+        released_shares=position.released_shares + order.shares,
+        fast_released_shares=position.fast_released_shares + order.shares,
+    )
 
 
 def _failed(reason: Reason, pricing: Pricing, amount_minor: int) -> Confirmation:

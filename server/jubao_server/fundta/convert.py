@@ -66,7 +66,9 @@ _ORDER_KINDS: Final = {
     pb.ORDER_KIND_SUBSCRIPTION: OrderKind.SUBSCRIPTION,
     pb.ORDER_KIND_PURCHASE: OrderKind.PURCHASE,
     pb.ORDER_KIND_REDEMPTION: OrderKind.REDEMPTION,
+    pb.ORDER_KIND_FAST_REDEMPTION: OrderKind.FAST_REDEMPTION,
 }
+FAST_REDEMPTION_CAP_DEFAULT: Final = 1_000_000
 _ORDER_STATUSES: Final = {
     OrderStatus.ACCEPTED: pb.ORDER_STATUS_ACCEPTED,
     OrderStatus.CANCELLED: pb.ORDER_STATUS_CANCELLED,
@@ -124,6 +126,15 @@ def fund_of(request: pb.CreateFundRequest) -> Fund:
     nav_scale = message.nav_scale or NAV_SCALE_DEFAULT
     if not 2 <= nav_scale <= 8:
         violations.append(FieldViolation("fund.nav_scale", "2 to 8 (default 4)"))
+    fast_cap = message.fast_redemption_cap_minor
+    if message.kind == pb.FUND_KIND_MONEY_MARKET and not message.HasField("fast_redemption_cap_minor"):
+        fast_cap = FAST_REDEMPTION_CAP_DEFAULT
+    if not 0 <= fast_cap <= limits.fundta_amount_max_minor:
+        violations.append(FieldViolation("fund.fast_redemption_cap_minor", "must not be negative (0: none)"))
+    elif fast_cap and message.kind != pb.FUND_KIND_MONEY_MARKET:
+        violations.append(
+            FieldViolation("fund.fast_redemption_cap_minor", "only money-market funds redeem fast")
+        )
     purchase_tiers = _purchase_tiers(message.purchase_fee_tiers, violations)
     redemption_tiers = _redemption_tiers(message.redemption_fee_tiers, violations)
     fund_calendar = _calendar(message.calendar, violations)
@@ -145,6 +156,7 @@ def fund_of(request: pb.CreateFundRequest) -> Fund:
         total_shares=0,
         create_time_ms=0,
         update_time_ms=0,
+        fast_redemption_cap_minor=fast_cap,
     )
 
 
@@ -201,6 +213,7 @@ def fund_to_pb(fund: Fund) -> pb.Fund:
         update_time=timestamp(fund.update_time_ms),
         last_closed_date=fund.last_closed_date,
         next_close_date=next_close_date(fund).isoformat(),
+        fast_redemption_cap_minor=fund.fast_redemption_cap_minor,
     )
 
 
@@ -310,8 +323,10 @@ def order_request(request: pb.CreateOrderRequest) -> OrderRequest:
     kind = _ORDER_KINDS.get(request.kind)
     shares = 0
     if kind is None:
-        violations.append(FieldViolation("kind", "required: SUBSCRIPTION, PURCHASE or REDEMPTION"))
-    elif kind is OrderKind.REDEMPTION:
+        violations.append(
+            FieldViolation("kind", "required: SUBSCRIPTION, PURCHASE, REDEMPTION or FAST_REDEMPTION")
+        )
+    elif kind in (OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION):
         shares = _shares("shares", request.shares, violations)
         if shares == 0 and request.shares:
             violations.append(FieldViolation("shares", "must be positive"))
@@ -361,7 +376,9 @@ def order_to_pb(order: Order) -> pb.Order:
         status=_ORDER_STATUSES[order.status],
         trade_date=order.trade_date,
         amount_minor=order.amount_minor,
-        shares=shares_text(order.shares) if order.kind is OrderKind.REDEMPTION else "",
+        shares=shares_text(order.shares)
+        if order.kind in (OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION)
+        else "",
         currency_code=order.currency,
         request_id=order.request_id,
         create_time=timestamp(order.create_time_ms),
@@ -403,7 +420,7 @@ def holding_to_pb(fund_code: str, holding: Holding) -> pb.Holding:
         distributor_id=position.distributor_id,
         trading_account_id=position.trading_account_id,
         fund_account_id=position.fund_account_id,
-        shares=shares_text(position.shares),
+        shares=shares_text(holding.shares),
         available_shares=shares_text(holding.available_shares),
         lots=[pb.Lot(trade_date=lot.trade_date, shares=shares_text(lot.shares)) for lot in position.lots],
         as_of_date=position.closed_date,

@@ -399,7 +399,7 @@ class DayCloses:
                     continue
                 confirmed += 1
                 fee = order.confirmation.fee_minor
-                if order.kind is OrderKind.REDEMPTION:
+                if order.kind in (OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION):
                     sold += order.confirmation.shares
                     sums[2] += order.confirmation.amount_minor
                     sums[3] += fee

@@ -32,6 +32,8 @@ class OrderKind(StrEnum):
     SUBSCRIPTION = "subscription"
     PURCHASE = "purchase"
     REDEMPTION = "redemption"
+    # T+0 (money-market funds): confirmed when accepted, within the fund's cap per investor and day.
+    FAST_REDEMPTION = "fast_redemption"
 
 
 class OrderStatus(StrEnum):
@@ -45,8 +47,8 @@ class OrderStatus(StrEnum):
 # What each status takes.
 STATUS_TAKES: dict[FundStatus, frozenset[OrderKind]] = {
     FundStatus.ISSUING: frozenset({OrderKind.SUBSCRIPTION}),
-    FundStatus.OPEN: frozenset({OrderKind.PURCHASE, OrderKind.REDEMPTION}),
-    FundStatus.PURCHASE_SUSPENDED: frozenset({OrderKind.REDEMPTION}),
+    FundStatus.OPEN: frozenset({OrderKind.PURCHASE, OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION}),
+    FundStatus.PURCHASE_SUSPENDED: frozenset({OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION}),
     FundStatus.REDEMPTION_SUSPENDED: frozenset({OrderKind.PURCHASE}),
     FundStatus.CLOSED: frozenset(),
 }
@@ -91,6 +93,9 @@ class Fund(msgspec.Struct, frozen=True):
     update_time_ms: int
     # The last trade date a day-close closed ("" before the first).
     last_closed_date: str = ""
+    # Money-market funds: the most one investor may redeem fast through one distributor in one natural day
+    # (0: no fast redemption).
+    fast_redemption_cap_minor: int = 0
 
 
 class Grant(msgspec.Struct, frozen=True):
@@ -178,6 +183,8 @@ class Position(msgspec.Struct, frozen=True):
     last_income_minor: int
     income_total_minor: int
     closed_date: str
+    # Of which fast redemptions.
+    fast_released_shares: int = 0
 
 
 class Reservation(msgspec.Struct, frozen=True):
@@ -185,6 +192,11 @@ class Reservation(msgspec.Struct, frozen=True):
     the shares still waiting for their day-close are `reserved_shares - Position.released_shares`."""
 
     reserved_shares: int
+    # Of which fast redemptions (they left the holding when accepted), and the natural day of the last
+    # one with what was redeemed fast that day (the fund's cap).
+    fast_reserved_shares: int = 0
+    fast_day: str = ""
+    fast_day_minor: int = 0
 
 
 class DayCloseState(StrEnum):

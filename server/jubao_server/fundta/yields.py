@@ -44,5 +44,7 @@ def seven_day_yield(per_10k: Sequence[Decimal]) -> Decimal:
         product = Decimal(1)
         for value in per_10k:
             product *= 1 + value / 10_000
-        annual = product ** (Decimal(365) / Decimal(limits.fundta_yield_days)) - 1
-        return (annual * 100).quantize(Decimal(1).scaleb(-YIELD_PLACES), rounding=decimal.ROUND_HALF_EVEN)
+        percent = (product ** (Decimal(365) / Decimal(limits.fundta_yield_days)) - 1) * 100
+        # A tiny fund with a large income can annualise past the working precision: keep every digit.
+        context.prec = max(_PRECISION, percent.adjusted() + YIELD_PLACES + 1)
+        return percent.quantize(Decimal(1).scaleb(-YIELD_PLACES), rounding=decimal.ROUND_HALF_EVEN)

@@ -314,14 +314,18 @@ def redeem(
     ctx: typer.Context,
     fund_code: FundArgument,
     account: AccountArgument,
+    *,
     shares: Annotated[str, typer.Option("--shares", help="Shares, 2 places, e.g. 100.00.")],
+    fast: Annotated[
+        bool, typer.Option("--fast", help="T+0, confirmed at once (money-market funds).")
+    ] = False,
     request_id: RequestIdOption = "",
 ) -> None:
-    """Place a redemption of shares."""
+    """Place a redemption of shares (--fast: a fast redemption, within the fund's daily cap)."""
     request = pb.CreateOrderRequest(
         fund_code=fund_code,
         trading_account_id=account,
-        kind=pb.ORDER_KIND_REDEMPTION,
+        kind=pb.ORDER_KIND_FAST_REDEMPTION if fast else pb.ORDER_KIND_REDEMPTION,
         shares=shares,
         request_id=request_id,
     )
@@ -506,7 +510,7 @@ def _order_status(order: pb.Order) -> str:
 
 
 def _order_size(order: pb.Order) -> str:
-    return order.shares if order.kind == pb.ORDER_KIND_REDEMPTION else str(order.amount_minor)
+    return order.shares or str(order.amount_minor)
 
 
 def _fund_page(client: Client, page_token: str) -> Page[pb.Fund]:

@@ -115,6 +115,13 @@ class _OrderKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderKind.V
     """申购: amount_minor."""
     ORDER_KIND_REDEMPTION: _OrderKind.ValueType  # 3
     """赎回: shares."""
+    ORDER_KIND_FAST_REDEMPTION: _OrderKind.ValueType  # 4
+    """快速赎回 (T+0, money-market funds, the Yu'E Bao "withdraw to balance"):
+    shares, confirmed when accepted at NAV 1 without a fee; they leave the
+    holding at once and the day-close of the trade date registers it. At
+    most the fund's fast_redemption_cap_minor per investor, distributor and
+    natural day (FAST_REDEMPTION_LIMIT beyond).
+    """
 
 class OrderKind(_OrderKind, metaclass=_OrderKindEnumTypeWrapper): ...
 
@@ -125,6 +132,13 @@ ORDER_KIND_PURCHASE: OrderKind.ValueType  # 2
 """申购: amount_minor."""
 ORDER_KIND_REDEMPTION: OrderKind.ValueType  # 3
 """赎回: shares."""
+ORDER_KIND_FAST_REDEMPTION: OrderKind.ValueType  # 4
+"""快速赎回 (T+0, money-market funds, the Yu'E Bao "withdraw to balance"):
+shares, confirmed when accepted at NAV 1 without a fee; they leave the
+holding at once and the day-close of the trade date registers it. At
+most the fund's fast_redemption_cap_minor per investor, distributor and
+natural day (FAST_REDEMPTION_LIMIT beyond).
+"""
 Global___OrderKind: _TypeAlias = OrderKind  # noqa: Y015
 
 class _OrderStatus:
@@ -268,6 +282,7 @@ class Fund(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     LAST_CLOSED_DATE_FIELD_NUMBER: _builtins.int
     NEXT_CLOSE_DATE_FIELD_NUMBER: _builtins.int
+    FAST_REDEMPTION_CAP_MINOR_FIELD_NUMBER: _builtins.int
     fund_code: _builtins.str
     """4 to 12 of [0-9A-Z], unique across the service, e.g. "000198"."""
     manager_id: _builtins.str
@@ -290,6 +305,11 @@ class Fund(_message.Message):
     next one a day-close closes.
     """
     next_close_date: _builtins.str
+    fast_redemption_cap_minor: _builtins.int
+    """Money-market funds: the most one investor may redeem fast (T+0) through
+    one distributor in one natural day; unset: 1,000,000 (10,000 CNY, the
+    2018 rule); 0: no fast redemption.
+    """
     @_builtins.property
     def purchase_fee_tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___PurchaseFeeTier]: ...
     @_builtins.property
@@ -320,12 +340,15 @@ class Fund(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         last_closed_date: _builtins.str = ...,
         next_close_date: _builtins.str = ...,
+        fast_redemption_cap_minor: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["calendar", b"calendar", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_fast_redemption_cap_minor", b"_fast_redemption_cap_minor", "calendar", b"calendar", "create_time", b"create_time", "fast_redemption_cap_minor", b"fast_redemption_cap_minor", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["calendar", b"calendar", "create_time", b"create_time", "currency_code", b"currency_code", "display_name", b"display_name", "fund_code", b"fund_code", "kind", b"kind", "last_closed_date", b"last_closed_date", "manager_id", b"manager_id", "minimum_holding_shares", b"minimum_holding_shares", "minimum_purchase_minor", b"minimum_purchase_minor", "nav_scale", b"nav_scale", "next_close_date", b"next_close_date", "purchase_fee_tiers", b"purchase_fee_tiers", "redemption_fee_tiers", b"redemption_fee_tiers", "status", b"status", "total_shares", b"total_shares", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fast_redemption_cap_minor", b"_fast_redemption_cap_minor", "calendar", b"calendar", "create_time", b"create_time", "currency_code", b"currency_code", "display_name", b"display_name", "fast_redemption_cap_minor", b"fast_redemption_cap_minor", "fund_code", b"fund_code", "kind", b"kind", "last_closed_date", b"last_closed_date", "manager_id", b"manager_id", "minimum_holding_shares", b"minimum_holding_shares", "minimum_purchase_minor", b"minimum_purchase_minor", "nav_scale", b"nav_scale", "next_close_date", b"next_close_date", "purchase_fee_tiers", b"purchase_fee_tiers", "redemption_fee_tiers", b"redemption_fee_tiers", "status", b"status", "total_shares", b"total_shares", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__fast_redemption_cap_minor: _TypeAlias = _typing.Literal["fast_redemption_cap_minor"]  # noqa: Y015
+    _WhichOneofArgType__fast_redemption_cap_minor: _TypeAlias = _typing.Literal["_fast_redemption_cap_minor", b"_fast_redemption_cap_minor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fast_redemption_cap_minor) -> _WhichOneofReturnType__fast_redemption_cap_minor | None: ...
 
 Global___Fund: _TypeAlias = Fund  # noqa: Y015
 

@@ -109,6 +109,7 @@ class FundServiceStub:
     FAILED_PRECONDITION  FUND_SUSPENDED (the fund's status does not take
     this order), BELOW_MINIMUM, INSUFFICIENT_SHARES,
     CUTOFF_PASSED (the order's cut-off has passed),
+    FAST_REDEMPTION_LIMIT (over the day's cap),
     INVALID_STATE, CLOSE_ORDER (day-closes close the
     trade dates in order, up to the current one),
     PRICE_MISSING (a price the day-close needs)
@@ -121,9 +122,13 @@ class FundServiceStub:
     answers what the first attempt answered (the same refusal too, whatever
     changed since), the same id with another body is REQUEST_ID_REUSED.
 
-    Not here yet: settlement through the payments ledger, fast redemption,
-    large redemptions, the OFD file exchange, dividends, switches and
-    transfers between distributors.
+    Settlement. Each day-close settles what every distributor's confirmed
+    orders came to in the manager's payments ledger (accounts
+    "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
+
+    Not here yet: large redemptions, the confirmations over Arrow Flight, the
+    OFD file exchange, dividends, switches and transfers between
+    distributors.
 
     FundService: funds, grants and prices.
     """
@@ -265,6 +270,7 @@ class FundServiceServicer:
     FAILED_PRECONDITION  FUND_SUSPENDED (the fund's status does not take
     this order), BELOW_MINIMUM, INSUFFICIENT_SHARES,
     CUTOFF_PASSED (the order's cut-off has passed),
+    FAST_REDEMPTION_LIMIT (over the day's cap),
     INVALID_STATE, CLOSE_ORDER (day-closes close the
     trade dates in order, up to the current one),
     PRICE_MISSING (a price the day-close needs)
@@ -277,9 +283,13 @@ class FundServiceServicer:
     answers what the first attempt answered (the same refusal too, whatever
     changed since), the same id with another body is REQUEST_ID_REUSED.
 
-    Not here yet: settlement through the payments ledger, fast redemption,
-    large redemptions, the OFD file exchange, dividends, switches and
-    transfers between distributors.
+    Settlement. Each day-close settles what every distributor's confirmed
+    orders came to in the manager's payments ledger (accounts
+    "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
+
+    Not here yet: large redemptions, the confirmations over Arrow Flight, the
+    OFD file exchange, dividends, switches and transfers between
+    distributors.
 
     FundService: funds, grants and prices.
     """
@@ -499,6 +509,7 @@ class FundService:
     FAILED_PRECONDITION  FUND_SUSPENDED (the fund's status does not take
     this order), BELOW_MINIMUM, INSUFFICIENT_SHARES,
     CUTOFF_PASSED (the order's cut-off has passed),
+    FAST_REDEMPTION_LIMIT (over the day's cap),
     INVALID_STATE, CLOSE_ORDER (day-closes close the
     trade dates in order, up to the current one),
     PRICE_MISSING (a price the day-close needs)
@@ -511,9 +522,13 @@ class FundService:
     answers what the first attempt answered (the same refusal too, whatever
     changed since), the same id with another body is REQUEST_ID_REUSED.
 
-    Not here yet: settlement through the payments ledger, fast redemption,
-    large redemptions, the OFD file exchange, dividends, switches and
-    transfers between distributors.
+    Settlement. Each day-close settles what every distributor's confirmed
+    orders came to in the manager's payments ledger (accounts
+    "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
+
+    Not here yet: large redemptions, the confirmations over Arrow Flight, the
+    OFD file exchange, dividends, switches and transfers between
+    distributors.
 
     FundService: funds, grants and prices.
     """

@@ -110,6 +110,7 @@ class FundServiceStub:
       FAILED_PRECONDITION  FUND_SUSPENDED (the fund's status does not take
                            this order), BELOW_MINIMUM, INSUFFICIENT_SHARES,
                            CUTOFF_PASSED (the order's cut-off has passed),
+                           FAST_REDEMPTION_LIMIT (over the day's cap),
                            INVALID_STATE, CLOSE_ORDER (day-closes close the
                            trade dates in order, up to the current one),
                            PRICE_MISSING (a price the day-close needs)
@@ -122,9 +123,13 @@ class FundServiceStub:
     answers what the first attempt answered (the same refusal too, whatever
     changed since), the same id with another body is REQUEST_ID_REUSED.
 
-    Not here yet: settlement through the payments ledger, fast redemption,
-    large redemptions, the OFD file exchange, dividends, switches and
-    transfers between distributors.
+    Settlement. Each day-close settles what every distributor's confirmed
+    orders came to in the manager's payments ledger (accounts
+    "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
+
+    Not here yet: large redemptions, the confirmations over Arrow Flight, the
+    OFD file exchange, dividends, switches and transfers between
+    distributors.
 
     FundService: funds, grants and prices.
     """
@@ -256,6 +261,7 @@ class FundServiceAsyncStub(FundServiceStub):
       FAILED_PRECONDITION  FUND_SUSPENDED (the fund's status does not take
                            this order), BELOW_MINIMUM, INSUFFICIENT_SHARES,
                            CUTOFF_PASSED (the order's cut-off has passed),
+                           FAST_REDEMPTION_LIMIT (over the day's cap),
                            INVALID_STATE, CLOSE_ORDER (day-closes close the
                            trade dates in order, up to the current one),
                            PRICE_MISSING (a price the day-close needs)
@@ -268,9 +274,13 @@ class FundServiceAsyncStub(FundServiceStub):
     answers what the first attempt answered (the same refusal too, whatever
     changed since), the same id with another body is REQUEST_ID_REUSED.
 
-    Not here yet: settlement through the payments ledger, fast redemption,
-    large redemptions, the OFD file exchange, dividends, switches and
-    transfers between distributors.
+    Settlement. Each day-close settles what every distributor's confirmed
+    orders came to in the manager's payments ledger (accounts
+    "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
+
+    Not here yet: large redemptions, the confirmations over Arrow Flight, the
+    OFD file exchange, dividends, switches and transfers between
+    distributors.
 
     FundService: funds, grants and prices.
     """
@@ -398,6 +408,7 @@ class FundServiceServicer(metaclass=_abc_1.ABCMeta):
       FAILED_PRECONDITION  FUND_SUSPENDED (the fund's status does not take
                            this order), BELOW_MINIMUM, INSUFFICIENT_SHARES,
                            CUTOFF_PASSED (the order's cut-off has passed),
+                           FAST_REDEMPTION_LIMIT (over the day's cap),
                            INVALID_STATE, CLOSE_ORDER (day-closes close the
                            trade dates in order, up to the current one),
                            PRICE_MISSING (a price the day-close needs)
@@ -410,9 +421,13 @@ class FundServiceServicer(metaclass=_abc_1.ABCMeta):
     answers what the first attempt answered (the same refusal too, whatever
     changed since), the same id with another body is REQUEST_ID_REUSED.
 
-    Not here yet: settlement through the payments ledger, fast redemption,
-    large redemptions, the OFD file exchange, dividends, switches and
-    transfers between distributors.
+    Settlement. Each day-close settles what every distributor's confirmed
+    orders came to in the manager's payments ledger (accounts
+    "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
+
+    Not here yet: large redemptions, the confirmations over Arrow Flight, the
+    OFD file exchange, dividends, switches and transfers between
+    distributors.
 
     FundService: funds, grants and prices.
     """
