@@ -498,9 +498,7 @@ class Agency:
         """The orders of a fund and trade date the caller may see, by holder shard and order id; the
         position is "<shard>/<order id>"."""
         fund, managed = await self.visible_fund(tenant, code)
-        wanted = distributor_id or (None if managed else tenant.tenant_id)
-        if not managed and wanted != tenant.tenant_id:
-            raise permission_denied(Reason.NOT_FUND_MANAGER, "a distributor lists only its own orders")
+        wanted = seen_distributor(fund, tenant.tenant_id, managed, distributor_id)
         shard, after_id = (0, None) if after is None else _position(after)
         orders: list[Order] = []
         kind = order_kind(trade_date)
@@ -574,15 +572,7 @@ class Agency:
 
     async def visible_fund(self, tenant: Tenant, code: str) -> tuple[Fund, bool]:
         """The fund, if the tenant manages it or was granted it, and whether it manages it."""
-        manager_id = await self._manager_of(code)
-        fund = await self._fund(manager_id, code) if manager_id is not None else None
-        if fund is None:
-            raise _no_fund(code)
-        if manager_id == tenant.tenant_id:
-            return fund, True
-        if not await self._granted(fund, tenant.tenant_id):
-            raise _no_fund(code)
-        return fund, False
+        return await visible_fund(self._backend, tenant.tenant_id, code)
 
     async def managed_fund(self, tenant: Tenant, code: str) -> tuple[Fund, int]:
         """The fund the tenant manages, with its version."""
@@ -659,6 +649,36 @@ def _position(after: str) -> tuple[int, str | None]:
 
 def _holding_key(distributor_id: str, trading_account_id: str) -> str:
     return f"{distributor_id}/{trading_account_id}"
+
+
+async def visible_fund(backend: StorageBackend, tenant_id: str, code: str) -> tuple[Fund, bool]:
+    """The fund, if the tenant manages it or was granted it (else FUND_NOT_FOUND), and whether it manages
+    it."""
+    row = await backend.read_row(FUND_CODES.partition(PLATFORM_SCOPE, code))
+    manager_id = row.as_text("manager_id") if row is not None else None
+    fund_row = (
+        await backend.read_row(FUNDS.partition(manager_id, code), FUND) if manager_id is not None else None
+    )
+    if fund_row is None:
+        raise _no_fund(code)
+    fund = _fund_of(fund_row)
+    if manager_id == tenant_id:
+        return fund, True
+    if await backend.read_row(FUNDS.partition(fund.manager_id, code), (GRANT, tenant_id)) is None:
+        raise _no_fund(code)
+    return fund, False
+
+
+def seen_distributor(fund: Fund, tenant_id: str, managed: bool, distributor_id: str) -> str | None:
+    """Whose investors' data a caller asking for `distributor_id` ("" for no filter) sees: one distributor,
+    or None for every one (the manager only); a distributor asking for another's is NOT_FUND_MANAGER."""
+    if managed:
+        return distributor_id or None
+    if distributor_id not in ("", tenant_id):
+        raise permission_denied(
+            Reason.NOT_FUND_MANAGER, f"a distributor sees only its own orders of {fund.fund_code}"
+        )
+    return tenant_id
 
 
 def empty_position(distributor_id: str, trading_account_id: str, fund_account_id: str) -> Position:

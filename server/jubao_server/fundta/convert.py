@@ -357,6 +357,14 @@ def order_ref(field: str, order_id: str) -> OrderRef:
     return ref  # type: ignore[return-value]
 
 
+def confirmations_query(request: pb.ExportConfirmations) -> None:
+    violations = code_violations("fund_code", request.fund_code)
+    _date("trade_date", request.trade_date, violations)
+    if request.distributor_id and not TENANT_ID_PATTERN.match(request.distributor_id):
+        violations.append(FieldViolation("distributor_id", "a tenant id"))
+    raise_if_any(violations)
+
+
 def orders_query(request: pb.ListOrdersRequest) -> None:
     violations = code_violations("fund_code", request.fund_code)
     _date("trade_date", request.trade_date, violations)

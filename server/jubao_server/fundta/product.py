@@ -9,6 +9,7 @@ from jubao.fundta.v1 import fundta_pb2
 
 from jubao_server.fundta import tables
 from jubao_server.fundta.agency import Agency
+from jubao_server.fundta.bulk import ConfirmationsExport
 from jubao_server.fundta.config import FundTaSettings
 from jubao_server.fundta.dayclose import DayCloses
 from jubao_server.fundta.requests import Requests
@@ -66,4 +67,5 @@ PRODUCT: Final = ProductSpec(
     migrations=Path(__file__).resolve().parent / "migrations",
     start=_start,
     services=_services,
+    datasets=(ConfirmationsExport(),),
 )

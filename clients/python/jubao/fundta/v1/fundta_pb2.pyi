@@ -1582,3 +1582,42 @@ class GetDayCloseResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetDayCloseResponse: _TypeAlias = GetDayCloseResponse  # noqa: Y015
+
+@_typing.final
+class ExportConfirmations(_message.Message):
+    """The bulk plane's command (Arrow Flight, see jubao/bulk/v1/bulk.proto): the
+    confirmations of a closed trade date, downloaded by DoGet of a Ticket
+    holding it (jubao.bulk BulkClient.export_confirmations, `jubao fundta
+    confirmations`): the caller's (a distributor), every distributor's (the
+    manager), or one distributor's (the manager, distributor_id). A date not
+    closed yet is DAY_CLOSE_NOT_FOUND. Arrow schema
+    (`jubao.bulk.schemas.CONFIRMATIONS`), no column nullable: order_id,
+    fund_code, trade_date, distributor_id, trading_account_id, fund_account_id,
+    kind, status, return_code, reason (utf8), applied_amount_minor int64,
+    applied_shares decimal128(20, 2), amount_minor int64, shares
+    decimal128(20, 2), fee_minor int64, nav, remainder_minor, currency (utf8).
+    Rows come holder shard by holder shard, in order id order.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUND_CODE_FIELD_NUMBER: _builtins.int
+    TRADE_DATE_FIELD_NUMBER: _builtins.int
+    DISTRIBUTOR_ID_FIELD_NUMBER: _builtins.int
+    fund_code: _builtins.str
+    trade_date: _builtins.str
+    distributor_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        fund_code: _builtins.str = ...,
+        trade_date: _builtins.str = ...,
+        distributor_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distributor_id", b"distributor_id", "fund_code", b"fund_code", "trade_date", b"trade_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportConfirmations: _TypeAlias = ExportConfirmations  # noqa: Y015
