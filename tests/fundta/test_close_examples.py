@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
 from jubao_server.fundta import close
 from jubao_server.fundta.model import (
     Calendar,
@@ -13,6 +14,7 @@ from jubao_server.fundta.model import (
     FundKind,
     FundStatus,
     IncomeDay,
+    LargeRedemptionChoice,
     Lot,
     Order,
     OrderKind,
@@ -173,3 +175,55 @@ def test_money_market_income_is_truncated_per_holder_and_the_residual_recorded()
     # The income lot is the oldest: a redemption takes it first.
     nothing = close.plan_incomes([], [("2026-12-05", 100)])
     assert nothing == (IncomeDay("2026-12-05", 100, 0, 0, 0, 100),)
+
+
+def test_a_large_redemption_day_confirms_pro_rata_and_defers_or_cancels_the_rest() -> None:
+    # 1,000,000.00 shares after the last day-close; the day's redemptions ask for 80,000.00 (deferring the
+    # rest) and 60,000.00 (cancelling it), its purchases get 10,000.00: net 130,000.00 > 10 % (100,000.00).
+    # Ratio = (100,000 + 10,000) / 140,000 = 0.785714285714..., truncated: 0.7857142857.
+    ratio = close.redemption_ratio(1_000_000_00, 140_000_00, 10_000_00)
+    assert ratio == Decimal("0.7857142857")
+    # At exactly 10 % net it is not a large redemption day.
+    assert close.redemption_ratio(1_000_000_00, 110_000_00, 10_000_00) == 1
+    pricing = close.Pricing(Decimal("1.0000"), 4, 2, ratio, "2026-12-07")
+    fund = _fund(redemption_fee_tiers=())
+    deferring = _order("000200-20261204-0001-00000000000000aa", OrderKind.REDEMPTION, shares=80_000_00)
+    cancelling = msgspec.structs.replace(
+        _order("000200-20261204-0002-00000000000000bb", OrderKind.REDEMPTION, shares=60_000_00),
+        large_redemption=LargeRedemptionChoice.CANCEL,
+    )
+    # 80,000 x 0.7857142857 = 62,857.142856 -> 62,857.14 confirmed, 17,142.86 deferred to Monday.
+    after, [partial, rest] = close.confirm(
+        fund, pricing, "2026-12-04", _position(Lot("2025-01-02", 100_000_00)), [deferring]
+    )
+    assert partial.status is OrderStatus.PARTIALLY_CONFIRMED and partial.confirmation is not None
+    assert (
+        partial.confirmation.shares,
+        partial.confirmation.deferred_shares,
+        partial.confirmation.amount_minor,
+    ) == (
+        62_857_14,
+        17_142_86,
+        6_285_714,
+    )
+    assert (rest.trade_date, rest.shares, rest.status, rest.deferred_from_order_id) == (
+        "2026-12-07",
+        17_142_86,
+        OrderStatus.ACCEPTED,
+        deferring.order_id,
+    )
+    assert rest.order_id.startswith("000200-20261207-0001-") and rest.confirmation is None
+    # The deferred rest stays reserved: only what was confirmed is released.
+    assert (after.shares, after.released_shares) == (100_000_00 - 62_857_14, 62_857_14)
+    # 60,000 x 0.7857142857 = 47,142.857142 -> 47,142.85 confirmed, 12,857.15 cancelled and released.
+    after, [cut] = close.confirm(
+        fund, pricing, "2026-12-04", _position(Lot("2025-01-02", 100_000_00)), [cancelling]
+    )
+    assert cut.confirmation is not None
+    assert (cut.confirmation.shares, cut.confirmation.cancelled_shares, after.released_shares) == (
+        47_142_85,
+        12_857_15,
+        60_000_00,
+    )
+    # Never more than applied: 62,857.14 + 47,142.85 = 109,999.99 of the 110,000.00 the ratio allows.
+    assert partial.confirmation.shares + cut.confirmation.shares <= 110_000_00

@@ -205,3 +205,56 @@ async def test_the_7_day_yield_over_a_week_with_a_holiday(manager: AsyncClient, 
         )
     ).holding
     assert holding_after.income_total_minor == sum(50_00 - p.residual_minor for p in prices)
+
+
+async def test_a_large_redemption_day_of_a_pro_rata_fund_defers_the_rest(
+    manager: AsyncClient, platform: AsyncClient, clock: SetClock
+) -> None:
+    bond = money_market(
+        "000200", kind=pb.FUND_KIND_BOND, large_redemption_rule=pb.LARGE_REDEMPTION_RULE_PRO_RATA
+    )
+    await manager.funds.CreateFund(pb.CreateFundRequest(fund=bond))
+    await manager.funds.GrantFund(pb.GrantFundRequest(fund_code="000200", distributor_id="demo-platform"))
+    await open_investor(platform, "alice", "11010519491231002X")
+    await open_investor(platform, "bob", "110105194912310038")
+    await purchase(platform, "000200", "alice", 1000_00)
+    await purchase(platform, "000200", "bob", 1000_00)
+    clock.set_local("2026-12-04 16:00:00")
+    await nav(manager, "2026-12-04")
+    await close_day(manager, "000200", "2026-12-04")
+
+    # Monday: alice redeems 300.00 of the 2,000.00 shares: past 10 %, so each redemption gets
+    # 200 / 300 = 0.6666666666 of its shares: 199.99; the other 100.01 move to Tuesday.
+    clock.set_local("2026-12-07 10:00:00")
+    redemption = pb.CreateOrderRequest(
+        fund_code="000200", trading_account_id="alice", kind=pb.ORDER_KIND_REDEMPTION, shares="300.00"
+    )
+    placed = (await platform.trading.CreateOrder(redemption)).order
+    assert placed.large_redemption == pb.LARGE_REDEMPTION_CHOICE_DEFER
+    clock.set_local("2026-12-07 16:00:00")
+    await nav(manager, "2026-12-07")
+    monday = await close_day(manager, "000200", "2026-12-07")
+    assert (monday.result.redemption_ratio, monday.result.orders_prorated) == ("0.6666666666", 1)
+    cut = (await platform.trading.GetOrder(pb.GetOrderRequest(order_id=placed.order_id))).order
+    assert cut.status == pb.ORDER_STATUS_PARTIALLY_CONFIRMED
+    assert (cut.confirmation.shares, cut.confirmation.deferred_shares) == ("199.99", "100.01")
+    tuesday = pb.ListOrdersRequest(fund_code="000200", trade_date="2026-12-08")
+    [deferred] = (await platform.trading.ListOrders(tuesday)).orders
+    assert (deferred.shares, deferred.deferred_from_order_id, deferred.status) == (
+        "100.01",
+        placed.order_id,
+        pb.ORDER_STATUS_ACCEPTED,
+    )
+    assert (await holding(platform, "000200", "alice")).available_shares == "700.00"
+    # Tuesday: 100.01 of 1,800.01 is under 10 %: confirmed whole.
+    clock.set_local("2026-12-08 16:00:00")
+    await nav(manager, "2026-12-08")
+    await close_day(manager, "000200", "2026-12-08")
+    done = (await platform.trading.GetOrder(pb.GetOrderRequest(order_id=deferred.order_id))).order
+    assert (done.status, done.confirmation.shares) == (pb.ORDER_STATUS_CONFIRMED, "100.01")
+    alice = await holding(platform, "000200", "alice")
+    assert (alice.shares, alice.available_shares) == ("700.00", "700.00")
+
+
+async def nav(manager: AsyncClient, day: str) -> None:
+    await manager.funds.PublishPrice(pb.PublishPriceRequest(fund_code="000200", price_date=day, nav="1.0000"))

@@ -22,7 +22,7 @@ import datetime
 import os
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import msgspec
@@ -39,6 +39,8 @@ from jubao_server.fundta.model import (
     Fund,
     FundKind,
     FundStatus,
+    LargeRedemptionChoice,
+    LargeRedemptionRule,
     Order,
     OrderKind,
     OrderStatus,
@@ -106,6 +108,7 @@ class Tally:
 
     placed: dict[str, Order] = dataclasses.field(default_factory=dict)
     cancelled: set[str] = dataclasses.field(default_factory=set)
+    closed: list[str] = dataclasses.field(default_factory=list)
     income_minor: int = 0
 
 
@@ -143,7 +146,8 @@ async def test_random_days_of_a_money_market_fund_keep_every_invariant(
     closes = DayCloses(agency, backend, clock, ledger)
     world = World(rng, backend, agency, ledger, manager, clock)
     try:
-        fund = await _fund(agency, manager, clock)
+        rule = rng.choice(tuple(LargeRedemptionRule))
+        fund = await _fund(agency, manager, clock, rule)
         await agency.grant_fund(manager, fund.fund_code, distributor.tenant_id, _claim(clock))
         sellers = [manager, distributor]
         for i in range(INVESTORS):
@@ -170,7 +174,11 @@ async def test_random_days_of_a_money_market_fund_keep_every_invariant(
                     await closes.run(manager.tenant_id, fund.fund_code, day.isoformat())
                 monkeypatch.undo()
                 monkeypatch.setattr(limits, "fundta_close_batch_rows_max", 6)
-            await closes.run(manager.tenant_id, fund.fund_code, day.isoformat())
+            record = await closes.run(manager.tenant_id, fund.fund_code, day.isoformat())
+            tally.closed.append(day.isoformat())
+            result = record.result
+            if result is not None:
+                print(f"  {day}: {result.orders_confirmed} confirmed, ratio {result.redemption_ratio}")
             await _audit(world, fund.fund_code, tally)
     finally:
         await closes.stop()
@@ -200,7 +208,8 @@ async def _random_order(world: World, seller: Tenant, fund: Fund, tally: Tally) 
                 ),
             )
             kind = OrderKind.FAST_REDEMPTION if roll > 0.65 else OrderKind.REDEMPTION
-            request = OrderRequest(fund.fund_code, account, kind, 0, shares, uuid.uuid4().hex)
+            choice = rng.choice(tuple(LargeRedemptionChoice))
+            request = OrderRequest(fund.fund_code, account, kind, 0, shares, uuid.uuid4().hex, choice)
         else:
             accepted = [
                 o
@@ -238,7 +247,7 @@ async def _audit(world: World, code: str, tally: Tally) -> None:
     assert fund.total_shares == sum(p.shares for p in positions)
     for position in positions:
         assert position.shares >= 0 and sum(lot.shares for lot in position.lots) == position.shares, position
-    bought = sold = fees = paid_in = paid_out = 0
+    done = (OrderStatus.CONFIRMED, OrderStatus.FAILED, OrderStatus.PARTIALLY_CONFIRMED)
     for order_id, placed in tally.placed.items():
         if placed.trade_date > fund.last_closed_date:
             continue
@@ -246,18 +255,8 @@ async def _audit(world: World, code: str, tally: Tally) -> None:
         if order_id in tally.cancelled:
             assert order.status is OrderStatus.CANCELLED and order.confirmation is None
             continue
-        assert (
-            order.status in (OrderStatus.CONFIRMED, OrderStatus.FAILED) and order.confirmation is not None
-        ), order
-        if order.status is OrderStatus.FAILED:
-            continue
-        fees += order.confirmation.fee_minor
-        if order.kind in (OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION):
-            sold += order.confirmation.shares
-            paid_out += order.confirmation.amount_minor
-        else:
-            bought += order.confirmation.shares
-            paid_in += order.confirmation.amount_minor
+        assert order.status in done and order.confirmation is not None, order
+    bought, sold, fees, paid_in, paid_out = _confirmed_sums(orders.values())
     prices = await backend.read_page(
         RowQuery(
             FUNDS.partition(manager.tenant_id, code),
@@ -281,8 +280,29 @@ async def _audit(world: World, code: str, tally: Tally) -> None:
     assert not report.discrepancies, report
 
 
-def _closed_dates(fund: Fund, tally: Tally) -> set[str]:
-    return {o.trade_date for o in tally.placed.values() if o.trade_date <= fund.last_closed_date}
+def _confirmed_sums(orders: Iterable[Order]) -> tuple[int, int, int, int, int]:
+    """Shares bought and sold, fees, money paid in and out, over the orders of the closed dates (deferred
+    rests of large redemption days too), each of which must be confirmed once."""
+    done = (OrderStatus.CONFIRMED, OrderStatus.FAILED, OrderStatus.PARTIALLY_CONFIRMED)
+    bought = sold = fees = paid_in = paid_out = 0
+    for order in orders:
+        if order.status is OrderStatus.CANCELLED:
+            continue
+        assert order.status in done and order.confirmation is not None, order
+        if order.status is OrderStatus.FAILED:
+            continue
+        fees += order.confirmation.fee_minor
+        if order.kind in (OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION):
+            sold += order.confirmation.shares
+            paid_out += order.confirmation.amount_minor
+        else:
+            bought += order.confirmation.shares
+            paid_in += order.confirmation.amount_minor
+    return bought, sold, fees, paid_in, paid_out
+
+
+def _closed_dates(fund: Fund, tally: Tally) -> list[str]:
+    return [day for day in tally.closed if day <= fund.last_closed_date]
 
 
 def _income_days(fund: Fund, day: datetime.date) -> list[datetime.date]:
@@ -300,12 +320,12 @@ async def _rows(backend: StorageBackend, partition: PartitionRef, kind: str) -> 
     return list(page.rows)
 
 
-async def _fund(agency: Agency, manager: Tenant, clock: SetClock) -> Fund:
+async def _fund(agency: Agency, manager: Tenant, clock: SetClock, rule: LargeRedemptionRule) -> Fund:
     fund = Fund(
         f"S{uuid.uuid4().hex[:10].upper()}", "", "Simulated", FundKind.MONEY_MARKET, "CNY", FundStatus.OPEN,
         100, 0, (PurchaseFeeTier(0, "0.001", 0),), (RedemptionFeeTier(0, "0.005"), RedemptionFeeTier(3, "0")),
         Calendar("Asia/Shanghai", "15:00", ("2026-12-08",)), 4, 0, 0, 0, 0,
-        fast_redemption_cap_minor=5_000_00,
+        fast_redemption_cap_minor=5_000_00, large_redemption_rule=rule,
     )  # fmt: skip
     created = await agency.create_fund(manager, fund, _claim(clock))
     assert msgspec.structs.replace(created, manager_id="").fast_redemption_cap_minor == 5_000_00

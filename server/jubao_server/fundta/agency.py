@@ -46,6 +46,7 @@ from jubao_server.fundta.model import (
     FundStatus,
     Grant,
     Investor,
+    LargeRedemptionChoice,
     Order,
     OrderKind,
     OrderStatus,
@@ -107,6 +108,7 @@ class OrderRequest:
     amount_minor: int
     shares: int
     request_id: str
+    large_redemption: LargeRedemptionChoice = LargeRedemptionChoice.DEFER
 
 
 @dataclasses.dataclass(frozen=True)
@@ -363,6 +365,7 @@ class Agency:
                 shares=request.shares,
                 currency=fund.currency,
                 request_id=request.request_id,
+                large_redemption=request.large_redemption,
                 create_time_ms=claim.claimed_ms,
                 update_time_ms=claim.claimed_ms,
             )

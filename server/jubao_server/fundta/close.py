@@ -17,6 +17,9 @@ units); `Decimal` with explicit rounding for NAVs and rates, never floats.
   return code; the holding is unchanged.
 * fast redemptions (confirmed when accepted) leave the position first, first in first out, after the
   income of the dates distributed.
+* a large redemption day of a PRO_RATA fund (`redemption_ratio`): each redemption is confirmed at the
+  day's ratio, truncated to 0.01 share, and its rest becomes a redemption of the next trade date (DEFER)
+  or is cancelled (CANCEL).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
+import hashlib
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Final
@@ -37,6 +41,7 @@ from jubao_server.fundta.model import (
     Confirmation,
     Fund,
     IncomeDay,
+    LargeRedemptionChoice,
     Lot,
     Order,
     OrderKind,
@@ -111,11 +116,37 @@ def carry_income(position: Position, incomes: Sequence[IncomeDay]) -> Position:
 
 @dataclasses.dataclass(frozen=True)
 class Pricing:
-    """What a trade date's confirmations are priced with."""
+    """What a trade date's confirmations are priced with, and the share of each redemption confirmed (a
+    large redemption day of a PRO_RATA fund) with the trade date its deferred rest moves to."""
 
     nav: Decimal
     nav_scale: int
     currency_exponent: int
+    redemption_ratio: Decimal = Decimal(1)
+    next_trade_date: str = ""
+
+
+# A day's net redemptions past this share of the fund's shares are a large redemption day.
+LARGE_REDEMPTION_SHARE: Final = Decimal("0.1")
+RATIO_PLACES: Final = 10
+
+
+def redemption_ratio(total_shares: int, redeemed: int, purchased: int) -> Decimal:
+    """The share of each redemption a PRO_RATA fund confirms when the day's net redemptions (`redeemed`
+    less `purchased`, in shares) pass 10 % of `total_shares` (its shares after the last day-close): enough
+    that the net is 10 %, truncated to 10 places; 1 otherwise."""
+    if redeemed == 0 or Decimal(redeemed - purchased) <= LARGE_REDEMPTION_SHARE * total_shares:
+        return Decimal(1)
+    with decimal.localcontext() as context:
+        context.prec = _PRECISION
+        ratio = (LARGE_REDEMPTION_SHARE * total_shares + purchased) / redeemed
+        return ratio.quantize(Decimal(1).scaleb(-RATIO_PLACES), decimal.ROUND_DOWN)
+
+
+def purchase_shares(fund: Fund, pricing: Pricing, order: Order) -> int:
+    """The shares a purchase would be confirmed with (0 if it would be refused)."""
+    _, confirmation = _purchase(fund, pricing, order.trade_date, _nobody(order), order)
+    return confirmation.shares
 
 
 def confirm(
@@ -129,10 +160,14 @@ def confirm(
     accepted = [o for o in orders if o.status is OrderStatus.ACCEPTED]
     redemptions = sorted((o for o in accepted if o.kind is OrderKind.REDEMPTION), key=lambda o: o.order_id)
     purchases = sorted((o for o in accepted if o.kind is not OrderKind.REDEMPTION), key=lambda o: o.order_id)
-    released = sum(o.shares for o in redemptions)
+    released = 0
     for order in redemptions:
         position, confirmation = _redeem(fund, pricing, trade_date, position, order)
         confirmed.append(_with(order, confirmation))
+        # What a deferred rest keeps reserved is released when its own trade date closes.
+        released += order.shares - confirmation.deferred_shares
+        if confirmation.deferred_shares:
+            confirmed.append(_deferred(order, confirmation.deferred_shares, pricing.next_trade_date))
     for order in purchases:
         position, confirmation = _purchase(fund, pricing, trade_date, position, order)
         confirmed.append(_with(order, confirmation))
@@ -198,7 +233,11 @@ def _redeem(
     if order.shares > position.shares:
         return position, _failed(Reason.INSUFFICIENT_SHARES, pricing, 0)
     shares = order.shares
-    if 0 < position.shares - shares < fund.minimum_holding_shares:
+    rest = 0
+    if pricing.redemption_ratio < 1:
+        shares = int(Decimal(order.shares) * pricing.redemption_ratio)
+        rest = order.shares - shares
+    elif 0 < position.shares - shares < fund.minimum_holding_shares:
         shares = position.shares
     day = datetime.date.fromisoformat(trade_date)
     lots = list(position.lots)
@@ -218,7 +257,18 @@ def _redeem(
             lots = lots[1:] if taken == lot.shares else [Lot(lot.trade_date, lot.shares - taken), *lots[1:]]
         gross = int((Decimal(shares) * scale).quantize(Decimal(1), decimal.ROUND_HALF_UP))
     position = msgspec.structs.replace(position, shares=position.shares - shares, lots=tuple(lots))
-    confirmation = Confirmation(RETURN_OK, "", _nav_text(pricing.nav, pricing), gross - fee, shares, fee, "")
+    deferred = rest if order.large_redemption is LargeRedemptionChoice.DEFER else 0
+    confirmation = Confirmation(
+        RETURN_OK,
+        "",
+        _nav_text(pricing.nav, pricing),
+        gross - fee,
+        shares,
+        fee,
+        "",
+        deferred,
+        rest - deferred,
+    )
     return position, confirmation
 
 
@@ -257,7 +307,30 @@ def _failed(reason: Reason, pricing: Pricing, amount_minor: int) -> Confirmation
 
 def _with(order: Order, confirmation: Confirmation) -> Order:
     status = OrderStatus.CONFIRMED if confirmation.return_code == RETURN_OK else OrderStatus.FAILED
+    if confirmation.deferred_shares or confirmation.cancelled_shares:
+        status = OrderStatus.PARTIALLY_CONFIRMED
     return msgspec.structs.replace(order, status=status, confirmation=confirmation)
+
+
+def _deferred(order: Order, shares: int, trade_date: str) -> Order:
+    """The rest of a redemption a large redemption day deferred: a redemption of the next trade date, its
+    id derived from the order it continues (so a day-close run again makes the same one)."""
+    code, _, shard, _ = order.order_id.split("-")
+    suffix = hashlib.sha256(order.order_id.encode()).hexdigest()[:16]
+    return msgspec.structs.replace(
+        order,
+        order_id=f"{code}-{trade_date.replace('-', '')}-{shard}-{suffix}",
+        status=OrderStatus.ACCEPTED,
+        trade_date=trade_date,
+        shares=shares,
+        request_id="",
+        confirmation=None,
+        deferred_from_order_id=order.order_id,
+    )
+
+
+def _nobody(order: Order) -> Position:
+    return Position(order.distributor_id, order.trading_account_id, order.fund_account_id, 0, (), 0, 0, 0, "")
 
 
 def _nav_text(nav: Decimal, pricing: Pricing) -> str:

@@ -30,6 +30,8 @@ from jubao_server.fundta.model import (
     FundStatus,
     Grant,
     Investor,
+    LargeRedemptionChoice,
+    LargeRedemptionRule,
     Order,
     OrderKind,
     OrderStatus,
@@ -74,7 +76,18 @@ _ORDER_STATUSES: Final = {
     OrderStatus.CANCELLED: pb.ORDER_STATUS_CANCELLED,
     OrderStatus.CONFIRMED: pb.ORDER_STATUS_CONFIRMED,
     OrderStatus.FAILED: pb.ORDER_STATUS_FAILED,
+    OrderStatus.PARTIALLY_CONFIRMED: pb.ORDER_STATUS_PARTIALLY_CONFIRMED,
 }
+_RULES: Final = {
+    pb.LARGE_REDEMPTION_RULE_CONFIRM_ALL: LargeRedemptionRule.CONFIRM_ALL,
+    pb.LARGE_REDEMPTION_RULE_PRO_RATA: LargeRedemptionRule.PRO_RATA,
+}
+_RULES_PB: Final = {value: key for key, value in _RULES.items()}
+_CHOICES: Final = {
+    pb.LARGE_REDEMPTION_CHOICE_DEFER: LargeRedemptionChoice.DEFER,
+    pb.LARGE_REDEMPTION_CHOICE_CANCEL: LargeRedemptionChoice.CANCEL,
+}
+_CHOICES_PB: Final = {value: key for key, value in _CHOICES.items()}
 _CLOSE_STATES: Final = {
     DayCloseState.RUNNING: pb.DayClose.STATE_RUNNING,
     DayCloseState.SUCCEEDED: pb.DayClose.STATE_SUCCEEDED,
@@ -135,6 +148,9 @@ def fund_of(request: pb.CreateFundRequest) -> Fund:
         violations.append(
             FieldViolation("fund.fast_redemption_cap_minor", "only money-market funds redeem fast")
         )
+    rule = message.large_redemption_rule or pb.LARGE_REDEMPTION_RULE_CONFIRM_ALL
+    if rule not in _RULES:
+        violations.append(FieldViolation("fund.large_redemption_rule", "a LargeRedemptionRule"))
     purchase_tiers = _purchase_tiers(message.purchase_fee_tiers, violations)
     redemption_tiers = _redemption_tiers(message.redemption_fee_tiers, violations)
     fund_calendar = _calendar(message.calendar, violations)
@@ -157,6 +173,7 @@ def fund_of(request: pb.CreateFundRequest) -> Fund:
         create_time_ms=0,
         update_time_ms=0,
         fast_redemption_cap_minor=fast_cap,
+        large_redemption_rule=_RULES.get(rule, LargeRedemptionRule.CONFIRM_ALL),
     )
 
 
@@ -214,6 +231,7 @@ def fund_to_pb(fund: Fund) -> pb.Fund:
         last_closed_date=fund.last_closed_date,
         next_close_date=next_close_date(fund).isoformat(),
         fast_redemption_cap_minor=fund.fast_redemption_cap_minor,
+        large_redemption_rule=_RULES_PB[fund.large_redemption_rule],
     )
 
 
@@ -339,6 +357,9 @@ def order_request(request: pb.CreateOrderRequest) -> OrderRequest:
             violations.append(
                 FieldViolation("shares", "a subscription or purchase names an amount, not shares")
             )
+    choice = request.large_redemption or pb.LARGE_REDEMPTION_CHOICE_DEFER
+    if choice not in _CHOICES:
+        violations.append(FieldViolation("large_redemption", "a LargeRedemptionChoice"))
     raise_if_any(violations)
     return OrderRequest(
         fund_code=request.fund_code,
@@ -347,6 +368,7 @@ def order_request(request: pb.CreateOrderRequest) -> OrderRequest:
         amount_minor=request.amount_minor,
         shares=shares,
         request_id=request.request_id,
+        large_redemption=_CHOICES.get(choice, LargeRedemptionChoice.DEFER),
     )
 
 
@@ -392,6 +414,8 @@ def order_to_pb(order: Order) -> pb.Order:
         create_time=timestamp(order.create_time_ms),
         update_time=timestamp(order.update_time_ms),
         confirmation=_confirmation_to_pb(order),
+        large_redemption=_CHOICES_PB[order.large_redemption],
+        deferred_from_order_id=order.deferred_from_order_id,
     )
 
 
@@ -407,6 +431,8 @@ def _confirmation_to_pb(order: Order) -> pb.Confirmation | None:
         shares=shares_text(done.shares),
         fee_minor=done.fee_minor,
         remainder_minor=done.remainder_minor,
+        deferred_shares=shares_text(done.deferred_shares),
+        cancelled_shares=shares_text(done.cancelled_shares),
     )
 
 
@@ -475,6 +501,8 @@ def day_close_to_pb(record: DayClose) -> pb.DayClose:
             total_shares=shares_text(result.total_shares),
             income_minor=result.income_minor,
             residual_minor=result.residual_minor,
+            redemption_ratio=result.redemption_ratio,
+            orders_prorated=result.orders_prorated,
             distributors=[
                 pb.DistributorTotals(
                     distributor_id=d.distributor_id,

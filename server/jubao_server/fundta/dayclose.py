@@ -57,6 +57,7 @@ from jubao_server.fundta.model import (
     FundKind,
     FundStatus,
     IncomeDay,
+    LargeRedemptionRule,
     Order,
     OrderKind,
     OrderStatus,
@@ -306,7 +307,27 @@ class DayCloses:
                 days.append((day, _present(await self._price(fund, day), "income").income_minor))
             incomes = close.plan_incomes(shares, days)
             ensure(sum(shares) == fund.total_shares, "the positions do not add up to the fund's shares")
-        return ClosePlan(fixed(nav, fund.nav_scale), incomes)
+        next_date = calendar.next_trade_date(fund.calendar, trade_date).isoformat()
+        ratio = Decimal(1)
+        if fund.large_redemption_rule is LargeRedemptionRule.PRO_RATA:
+            pricing = close.Pricing(nav, fund.nav_scale, MINOR_UNIT_EXPONENTS[fund.currency])
+            ratio = await self._redemption_ratio(fund, pricing, trade_date.isoformat())
+        return ClosePlan(fixed(nav, fund.nav_scale), incomes, str(ratio), next_date)
+
+    async def _redemption_ratio(self, fund: Fund, pricing: close.Pricing, day: str) -> Decimal:
+        """The share of each of the day's redemptions confirmed: below 1 when its net redemptions pass 10 %
+        of the fund's shares (`close.redemption_ratio`)."""
+        redeemed = purchased = 0
+        for shard in range(fund.holder_shard_count):
+            async for row in self._rows(self._shard(fund, shard), (order_kind(day),)):
+                order = decode(row["record"], Order)
+                if order.status is not OrderStatus.ACCEPTED:
+                    continue
+                if order.kind is OrderKind.REDEMPTION:
+                    redeemed += order.shares
+                else:
+                    purchased += close.purchase_shares(fund, pricing, order)
+        return close.redemption_ratio(fund.total_shares, redeemed, purchased)
 
     async def _publish_incomes(self, fund: Fund, plan: ClosePlan) -> None:
         """Each distributed date's price gets its 万份收益, the shares and residual, and its 七日年化 when the
@@ -346,7 +367,13 @@ class DayCloses:
         async for row in self._rows(partition, (order_kind(day),)):
             order = decode(row["record"], Order)
             orders.setdefault(f"{order.distributor_id}/{order.trading_account_id}", []).append(order)
-        pricing = close.Pricing(Decimal(plan.nav), fund.nav_scale, MINOR_UNIT_EXPONENTS[fund.currency])
+        pricing = close.Pricing(
+            Decimal(plan.nav),
+            fund.nav_scale,
+            MINOR_UNIT_EXPONENTS[fund.currency],
+            Decimal(plan.redemption_ratio),
+            plan.next_trade_date,
+        )
         puts: list[Put] = []
         for holder in sorted(set(positions) | set(orders)):
             mine = orders.get(holder, [])
@@ -359,8 +386,10 @@ class DayCloses:
             if not confirmed and after.shares == before.shares:
                 continue
             rows = [Put((POSITION, holder), {"record": encode(after), "version": 1})]
+            # A deferred rest of a redemption is an order of the next trade date.
             rows += [
-                Put((order_kind(day), o.order_id), {"record": encode(o), "version": 2}) for o in confirmed
+                Put((order_kind(o.trade_date), o.order_id), {"record": encode(o), "version": 2})
+                for o in confirmed
             ]
             if len(puts) + len(rows) > limits.fundta_close_batch_rows_max:
                 await self._backend.write(Batch(partition, tuple(puts)))
@@ -378,7 +407,7 @@ class DayCloses:
 
     async def _result(self, fund: Fund, plan: ClosePlan, day: str) -> CloseResult:
         """What the day-close did, read back from the shards, and checked against the plan."""
-        holders = confirmed = failed = total = income = 0
+        holders = confirmed = failed = total = income = prorated = 0
         bought = 0
         sold = 0
         distributors: dict[str, list[int]] = {}
@@ -398,6 +427,7 @@ class DayCloses:
                     failed += 1
                     continue
                 confirmed += 1
+                prorated += 1 if order.status is OrderStatus.PARTIALLY_CONFIRMED else 0
                 fee = order.confirmation.fee_minor
                 if order.kind in (OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION):
                     sold += order.confirmation.shares
@@ -418,6 +448,8 @@ class DayCloses:
             income_minor=sum(d.income_minor for d in plan.incomes),
             residual_minor=sum(d.residual_minor for d in plan.incomes),
             distributors=tuple(DistributorTotals(d, *sums) for d, sums in sorted(distributors.items())),
+            redemption_ratio=plan.redemption_ratio,
+            orders_prorated=prorated,
         )
 
     async def _close_fund(self, fund: Fund, day: str, result: CloseResult) -> None:

@@ -42,6 +42,22 @@ class OrderStatus(StrEnum):
     # Set by the day-close of its trade date.
     CONFIRMED = "confirmed"
     FAILED = "failed"
+    # A redemption of a large redemption day: part confirmed, the rest deferred or cancelled.
+    PARTIALLY_CONFIRMED = "partially_confirmed"
+
+
+class LargeRedemptionRule(StrEnum):
+    """What a fund does when a day's net redemptions pass 10 % of its shares (巨额赎回)."""
+
+    CONFIRM_ALL = "confirm_all"
+    PRO_RATA = "pro_rata"
+
+
+class LargeRedemptionChoice(StrEnum):
+    """What happens to the part of a redemption a large redemption day does not confirm."""
+
+    DEFER = "defer"
+    CANCEL = "cancel"
 
 
 # What each status takes.
@@ -96,6 +112,7 @@ class Fund(msgspec.Struct, frozen=True):
     # Money-market funds: the most one investor may redeem fast through one distributor in one natural day
     # (0: no fast redemption).
     fast_redemption_cap_minor: int = 0
+    large_redemption_rule: LargeRedemptionRule = LargeRedemptionRule.CONFIRM_ALL
 
 
 class Grant(msgspec.Struct, frozen=True):
@@ -144,6 +161,9 @@ class Confirmation(msgspec.Struct, frozen=True):
     fee_minor: int
     # Purchases: the value of the share fraction truncated, kept by the fund, in minor units ("0.3700").
     remainder_minor: str
+    # A large redemption day: the shares not confirmed, deferred to the next trade date or cancelled.
+    deferred_shares: int = 0
+    cancelled_shares: int = 0
 
 
 class Order(msgspec.Struct, frozen=True):
@@ -162,6 +182,9 @@ class Order(msgspec.Struct, frozen=True):
     create_time_ms: int
     update_time_ms: int
     confirmation: Confirmation | None = None
+    large_redemption: LargeRedemptionChoice = LargeRedemptionChoice.DEFER
+    # A redemption deferred by a large redemption day names the order it continues.
+    deferred_from_order_id: str = ""
 
 
 class Lot(msgspec.Struct, frozen=True):
@@ -229,6 +252,10 @@ class ClosePlan(msgspec.Struct, frozen=True):
 
     nav: str
     incomes: tuple[IncomeDay, ...]
+    # The share of each redemption confirmed ("1", or below on a large redemption day of a PRO_RATA fund).
+    redemption_ratio: str = "1"
+    # The trade date deferred redemptions move to.
+    next_trade_date: str = ""
 
 
 class DistributorTotals(msgspec.Struct, frozen=True):
@@ -247,6 +274,8 @@ class CloseResult(msgspec.Struct, frozen=True):
     income_minor: int
     residual_minor: int
     distributors: tuple[DistributorTotals, ...]
+    redemption_ratio: str = "1"
+    orders_prorated: int = 0
 
 
 class DayClose(msgspec.Struct, frozen=True):

@@ -46,6 +46,63 @@ FUND_KIND_INDEX: FundKind.ValueType  # 4
 FUND_KIND_MIXED: FundKind.ValueType  # 5
 Global___FundKind: _TypeAlias = FundKind  # noqa: Y015
 
+class _LargeRedemptionRule:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LargeRedemptionRuleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LargeRedemptionRule.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LARGE_REDEMPTION_RULE_UNSPECIFIED: _LargeRedemptionRule.ValueType  # 0
+    LARGE_REDEMPTION_RULE_CONFIRM_ALL: _LargeRedemptionRule.ValueType  # 1
+    """Confirm every redemption in full (the default)."""
+    LARGE_REDEMPTION_RULE_PRO_RATA: _LargeRedemptionRule.ValueType  # 2
+    """Confirm each redemption at the same ratio, (10 % of the shares + the
+    shares purchased) / the shares redeemed, truncated to 10 places, each
+    confirmation truncated to 0.01 share (never more than applied); the rest
+    is deferred to the next trade date or cancelled, as each order asked.
+    """
+
+class LargeRedemptionRule(_LargeRedemptionRule, metaclass=_LargeRedemptionRuleEnumTypeWrapper):
+    """What a fund does when a trade date's net redemptions (the shares its
+    redemptions ask for, less those its purchases are confirmed with) pass 10 %
+    of its shares after the previous day-close (巨额赎回).
+    """
+
+LARGE_REDEMPTION_RULE_UNSPECIFIED: LargeRedemptionRule.ValueType  # 0
+LARGE_REDEMPTION_RULE_CONFIRM_ALL: LargeRedemptionRule.ValueType  # 1
+"""Confirm every redemption in full (the default)."""
+LARGE_REDEMPTION_RULE_PRO_RATA: LargeRedemptionRule.ValueType  # 2
+"""Confirm each redemption at the same ratio, (10 % of the shares + the
+shares purchased) / the shares redeemed, truncated to 10 places, each
+confirmation truncated to 0.01 share (never more than applied); the rest
+is deferred to the next trade date or cancelled, as each order asked.
+"""
+Global___LargeRedemptionRule: _TypeAlias = LargeRedemptionRule  # noqa: Y015
+
+class _LargeRedemptionChoice:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LargeRedemptionChoiceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LargeRedemptionChoice.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LARGE_REDEMPTION_CHOICE_UNSPECIFIED: _LargeRedemptionChoice.ValueType  # 0
+    LARGE_REDEMPTION_CHOICE_DEFER: _LargeRedemptionChoice.ValueType  # 1
+    """顺延 (the default): a redemption of the next trade date, naming this one."""
+    LARGE_REDEMPTION_CHOICE_CANCEL: _LargeRedemptionChoice.ValueType  # 2
+    """取消."""
+
+class LargeRedemptionChoice(_LargeRedemptionChoice, metaclass=_LargeRedemptionChoiceEnumTypeWrapper):
+    """What happens to the part of a redemption a large redemption day does not
+    confirm.
+    """
+
+LARGE_REDEMPTION_CHOICE_UNSPECIFIED: LargeRedemptionChoice.ValueType  # 0
+LARGE_REDEMPTION_CHOICE_DEFER: LargeRedemptionChoice.ValueType  # 1
+"""顺延 (the default): a redemption of the next trade date, naming this one."""
+LARGE_REDEMPTION_CHOICE_CANCEL: LargeRedemptionChoice.ValueType  # 2
+"""取消."""
+Global___LargeRedemptionChoice: _TypeAlias = LargeRedemptionChoice  # noqa: Y015
+
 class _FundStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -155,6 +212,10 @@ class _OrderStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderStat
     """确认成功: confirmed by its trade date's day-close."""
     ORDER_STATUS_FAILED: _OrderStatus.ValueType  # 4
     """确认失败: confirmation.reason says why; the holding is unchanged."""
+    ORDER_STATUS_PARTIALLY_CONFIRMED: _OrderStatus.ValueType  # 5
+    """A redemption of a large redemption day: part confirmed, the rest
+    deferred or cancelled (confirmation.deferred_shares, cancelled_shares).
+    """
 
 class OrderStatus(_OrderStatus, metaclass=_OrderStatusEnumTypeWrapper): ...
 
@@ -166,6 +227,10 @@ ORDER_STATUS_CONFIRMED: OrderStatus.ValueType  # 3
 """确认成功: confirmed by its trade date's day-close."""
 ORDER_STATUS_FAILED: OrderStatus.ValueType  # 4
 """确认失败: confirmation.reason says why; the holding is unchanged."""
+ORDER_STATUS_PARTIALLY_CONFIRMED: OrderStatus.ValueType  # 5
+"""A redemption of a large redemption day: part confirmed, the rest
+deferred or cancelled (confirmation.deferred_shares, cancelled_shares).
+"""
 Global___OrderStatus: _TypeAlias = OrderStatus  # noqa: Y015
 
 @_typing.final
@@ -283,6 +348,7 @@ class Fund(_message.Message):
     LAST_CLOSED_DATE_FIELD_NUMBER: _builtins.int
     NEXT_CLOSE_DATE_FIELD_NUMBER: _builtins.int
     FAST_REDEMPTION_CAP_MINOR_FIELD_NUMBER: _builtins.int
+    LARGE_REDEMPTION_RULE_FIELD_NUMBER: _builtins.int
     fund_code: _builtins.str
     """4 to 12 of [0-9A-Z], unique across the service, e.g. "000198"."""
     manager_id: _builtins.str
@@ -310,6 +376,8 @@ class Fund(_message.Message):
     one distributor in one natural day; unset: 1,000,000 (10,000 CNY, the
     2018 rule); 0: no fast redemption.
     """
+    large_redemption_rule: Global___LargeRedemptionRule.ValueType
+    """Default CONFIRM_ALL."""
     @_builtins.property
     def purchase_fee_tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___PurchaseFeeTier]: ...
     @_builtins.property
@@ -341,10 +409,11 @@ class Fund(_message.Message):
         last_closed_date: _builtins.str = ...,
         next_close_date: _builtins.str = ...,
         fast_redemption_cap_minor: _builtins.int | None = ...,
+        large_redemption_rule: Global___LargeRedemptionRule.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_fast_redemption_cap_minor", b"_fast_redemption_cap_minor", "calendar", b"calendar", "create_time", b"create_time", "fast_redemption_cap_minor", b"fast_redemption_cap_minor", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fast_redemption_cap_minor", b"_fast_redemption_cap_minor", "calendar", b"calendar", "create_time", b"create_time", "currency_code", b"currency_code", "display_name", b"display_name", "fast_redemption_cap_minor", b"fast_redemption_cap_minor", "fund_code", b"fund_code", "kind", b"kind", "last_closed_date", b"last_closed_date", "manager_id", b"manager_id", "minimum_holding_shares", b"minimum_holding_shares", "minimum_purchase_minor", b"minimum_purchase_minor", "nav_scale", b"nav_scale", "next_close_date", b"next_close_date", "purchase_fee_tiers", b"purchase_fee_tiers", "redemption_fee_tiers", b"redemption_fee_tiers", "status", b"status", "total_shares", b"total_shares", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fast_redemption_cap_minor", b"_fast_redemption_cap_minor", "calendar", b"calendar", "create_time", b"create_time", "currency_code", b"currency_code", "display_name", b"display_name", "fast_redemption_cap_minor", b"fast_redemption_cap_minor", "fund_code", b"fund_code", "kind", b"kind", "large_redemption_rule", b"large_redemption_rule", "last_closed_date", b"last_closed_date", "manager_id", b"manager_id", "minimum_holding_shares", b"minimum_holding_shares", "minimum_purchase_minor", b"minimum_purchase_minor", "nav_scale", b"nav_scale", "next_close_date", b"next_close_date", "purchase_fee_tiers", b"purchase_fee_tiers", "redemption_fee_tiers", b"redemption_fee_tiers", "status", b"status", "total_shares", b"total_shares", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__fast_redemption_cap_minor: _TypeAlias = _typing.Literal["fast_redemption_cap_minor"]  # noqa: Y015
     _WhichOneofArgType__fast_redemption_cap_minor: _TypeAlias = _typing.Literal["_fast_redemption_cap_minor", b"_fast_redemption_cap_minor"]  # noqa: Y015
@@ -904,6 +973,8 @@ class Confirmation(_message.Message):
     SHARES_FIELD_NUMBER: _builtins.int
     FEE_MINOR_FIELD_NUMBER: _builtins.int
     REMAINDER_MINOR_FIELD_NUMBER: _builtins.int
+    DEFERRED_SHARES_FIELD_NUMBER: _builtins.int
+    CANCELLED_SHARES_FIELD_NUMBER: _builtins.int
     return_code: _builtins.str
     """"0000" when confirmed, else the refusal's code (see the file comment)."""
     reason: _builtins.str
@@ -919,6 +990,11 @@ class Confirmation(_message.Message):
     """Purchases: the value of the share fraction truncated, kept by the fund,
     in minor units ("0.3700").
     """
+    deferred_shares: _builtins.str
+    """A large redemption day: the shares not confirmed, deferred to the next
+    trade date or cancelled.
+    """
+    cancelled_shares: _builtins.str
     def __init__(
         self,
         *,
@@ -929,10 +1005,12 @@ class Confirmation(_message.Message):
         shares: _builtins.str = ...,
         fee_minor: _builtins.int = ...,
         remainder_minor: _builtins.str = ...,
+        deferred_shares: _builtins.str = ...,
+        cancelled_shares: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "fee_minor", b"fee_minor", "nav", b"nav", "reason", b"reason", "remainder_minor", b"remainder_minor", "return_code", b"return_code", "shares", b"shares"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "cancelled_shares", b"cancelled_shares", "deferred_shares", b"deferred_shares", "fee_minor", b"fee_minor", "nav", b"nav", "reason", b"reason", "remainder_minor", b"remainder_minor", "return_code", b"return_code", "shares", b"shares"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -957,6 +1035,8 @@ class Order(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     CONFIRMATION_FIELD_NUMBER: _builtins.int
+    LARGE_REDEMPTION_FIELD_NUMBER: _builtins.int
+    DEFERRED_FROM_ORDER_ID_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     """The application number: "<fund_code>-<trade date YYYYMMDD>-<shard>-<16
     hex>".
@@ -974,6 +1054,14 @@ class Order(_message.Message):
     """Redemptions."""
     currency_code: _builtins.str
     request_id: _builtins.str
+    large_redemption: Global___LargeRedemptionChoice.ValueType
+    """Redemptions: what to do with what a large redemption day does not
+    confirm (default DEFER).
+    """
+    deferred_from_order_id: _builtins.str
+    """A redemption deferred by a large redemption day names the order it
+    continues.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1000,10 +1088,12 @@ class Order(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         confirmation: Global___Confirmation | None = ...,
+        large_redemption: Global___LargeRedemptionChoice.ValueType = ...,
+        deferred_from_order_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["confirmation", b"confirmation", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "confirmation", b"confirmation", "create_time", b"create_time", "currency_code", b"currency_code", "distributor_id", b"distributor_id", "fund_account_id", b"fund_account_id", "fund_code", b"fund_code", "kind", b"kind", "order_id", b"order_id", "request_id", b"request_id", "shares", b"shares", "status", b"status", "trade_date", b"trade_date", "trading_account_id", b"trading_account_id", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "confirmation", b"confirmation", "create_time", b"create_time", "currency_code", b"currency_code", "deferred_from_order_id", b"deferred_from_order_id", "distributor_id", b"distributor_id", "fund_account_id", b"fund_account_id", "fund_code", b"fund_code", "kind", b"kind", "large_redemption", b"large_redemption", "order_id", b"order_id", "request_id", b"request_id", "shares", b"shares", "status", b"status", "trade_date", b"trade_date", "trading_account_id", b"trading_account_id", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1019,6 +1109,7 @@ class CreateOrderRequest(_message.Message):
     AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
     SHARES_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    LARGE_REDEMPTION_FIELD_NUMBER: _builtins.int
     fund_code: _builtins.str
     trading_account_id: _builtins.str
     kind: Global___OrderKind.ValueType
@@ -1027,6 +1118,10 @@ class CreateOrderRequest(_message.Message):
     shares: _builtins.str
     """Redemptions: > 0, at most 2 places."""
     request_id: _builtins.str
+    large_redemption: Global___LargeRedemptionChoice.ValueType
+    """Redemptions: what a large redemption day does with what it does not
+    confirm (default DEFER).
+    """
     def __init__(
         self,
         *,
@@ -1036,10 +1131,11 @@ class CreateOrderRequest(_message.Message):
         amount_minor: _builtins.int = ...,
         shares: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        large_redemption: Global___LargeRedemptionChoice.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "fund_code", b"fund_code", "kind", b"kind", "request_id", b"request_id", "shares", b"shares", "trading_account_id", b"trading_account_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "fund_code", b"fund_code", "kind", b"kind", "large_redemption", b"large_redemption", "request_id", b"request_id", "shares", b"shares", "trading_account_id", b"trading_account_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1434,6 +1530,8 @@ class DayCloseResult(_message.Message):
     INCOME_MINOR_FIELD_NUMBER: _builtins.int
     RESIDUAL_MINOR_FIELD_NUMBER: _builtins.int
     DISTRIBUTORS_FIELD_NUMBER: _builtins.int
+    REDEMPTION_RATIO_FIELD_NUMBER: _builtins.int
+    ORDERS_PRORATED_FIELD_NUMBER: _builtins.int
     holders: _builtins.int
     """Investors holding shares after it."""
     orders_confirmed: _builtins.int
@@ -1442,6 +1540,11 @@ class DayCloseResult(_message.Message):
     income_minor: _builtins.int
     """Money-market funds: the income distributed and the residual kept."""
     residual_minor: _builtins.int
+    redemption_ratio: _builtins.str
+    """The share of each redemption confirmed ("1" but on a large redemption
+    day of a PRO_RATA fund) and the redemptions it cut.
+    """
+    orders_prorated: _builtins.int
     @_builtins.property
     def distributors(self) -> _containers.RepeatedCompositeFieldContainer[Global___DistributorTotals]: ...
     def __init__(
@@ -1454,10 +1557,12 @@ class DayCloseResult(_message.Message):
         income_minor: _builtins.int = ...,
         residual_minor: _builtins.int = ...,
         distributors: _abc.Iterable[Global___DistributorTotals] | None = ...,
+        redemption_ratio: _builtins.str = ...,
+        orders_prorated: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["distributors", b"distributors", "holders", b"holders", "income_minor", b"income_minor", "orders_confirmed", b"orders_confirmed", "orders_failed", b"orders_failed", "residual_minor", b"residual_minor", "total_shares", b"total_shares"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distributors", b"distributors", "holders", b"holders", "income_minor", b"income_minor", "orders_confirmed", b"orders_confirmed", "orders_failed", b"orders_failed", "orders_prorated", b"orders_prorated", "redemption_ratio", b"redemption_ratio", "residual_minor", b"residual_minor", "total_shares", b"total_shares"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

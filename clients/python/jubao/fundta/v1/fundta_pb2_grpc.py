@@ -126,9 +126,8 @@ class FundServiceStub:
     orders came to in the manager's payments ledger (accounts
     "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
 
-    Not here yet: large redemptions, the confirmations over Arrow Flight, the
-    OFD file exchange, dividends, switches and transfers between
-    distributors.
+    Not here yet: the OFD file exchange, dividends, switches and transfers
+    between distributors.
 
     FundService: funds, grants and prices.
     """
@@ -287,9 +286,8 @@ class FundServiceServicer:
     orders came to in the manager's payments ledger (accounts
     "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
 
-    Not here yet: large redemptions, the confirmations over Arrow Flight, the
-    OFD file exchange, dividends, switches and transfers between
-    distributors.
+    Not here yet: the OFD file exchange, dividends, switches and transfers
+    between distributors.
 
     FundService: funds, grants and prices.
     """
@@ -526,9 +524,8 @@ class FundService:
     orders came to in the manager's payments ledger (accounts
     "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
 
-    Not here yet: large redemptions, the confirmations over Arrow Flight, the
-    OFD file exchange, dividends, switches and transfers between
-    distributors.
+    Not here yet: the OFD file exchange, dividends, switches and transfers
+    between distributors.
 
     FundService: funds, grants and prices.
     """

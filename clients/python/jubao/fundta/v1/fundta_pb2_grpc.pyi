@@ -127,9 +127,8 @@ class FundServiceStub:
     orders came to in the manager's payments ledger (accounts
     "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
 
-    Not here yet: large redemptions, the confirmations over Arrow Flight, the
-    OFD file exchange, dividends, switches and transfers between
-    distributors.
+    Not here yet: the OFD file exchange, dividends, switches and transfers
+    between distributors.
 
     FundService: funds, grants and prices.
     """
@@ -278,9 +277,8 @@ class FundServiceAsyncStub(FundServiceStub):
     orders came to in the manager's payments ledger (accounts
     "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
 
-    Not here yet: large redemptions, the confirmations over Arrow Flight, the
-    OFD file exchange, dividends, switches and transfers between
-    distributors.
+    Not here yet: the OFD file exchange, dividends, switches and transfers
+    between distributors.
 
     FundService: funds, grants and prices.
     """
@@ -425,9 +423,8 @@ class FundServiceServicer(metaclass=_abc_1.ABCMeta):
     orders came to in the manager's payments ledger (accounts
     "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
 
-    Not here yet: large redemptions, the confirmations over Arrow Flight, the
-    OFD file exchange, dividends, switches and transfers between
-    distributors.
+    Not here yet: the OFD file exchange, dividends, switches and transfers
+    between distributors.
 
     FundService: funds, grants and prices.
     """
