@@ -194,3 +194,25 @@ bulk_bytes_per_s_max = 10 * 1024 * 1024 * 1024
 # The supervisor (`jubao-server serve`): restarts of a crashed child, and its backoff.
 supervisor_restarts_max = 5
 supervisor_backoff_max_s = 30.0
+# Fund transfer agency (fundta/): holder shards per fund, and the fund's own bounds.
+fundta_holder_shards_max = 1024
+fundta_fund_code_length_max = 12
+fundta_holidays_max = 400
+fundta_fee_tiers_max = 16
+# A trade date is found within this many natural days (weekends plus at most fundta_holidays_max).
+fundta_calendar_scan_days_max = 2 * fundta_holidays_max + 14
+# Shares and money of one order or holding: in hundredths of a share and minor units, well inside int64.
+fundta_shares_max = 10**15
+fundta_amount_max_minor = 10**15
+fundta_id_number_length_max = 32
+# Optimistic writes (a holding changed meanwhile) are tried at most this many times.
+fundta_write_attempts_max = 8
+# Storage pages one ListOrders call reads (across holder shards) before it answers a shorter page.
+fundta_list_reads_max = 64
+# A day-close: its phases (with a few lost races), the rows of one batch of a holder shard's commit (a
+# holder's rows are never split), and the storage pages of one holder shard.
+fundta_close_steps_max = 16
+fundta_close_batch_rows_max = 200
+fundta_shard_pages_max = 10_000
+# The previous natural dates a 七日年化 reads (the date itself is the seventh).
+fundta_yield_days = 7

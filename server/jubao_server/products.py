@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -74,6 +74,9 @@ class ProductContext(Generic[S]):
     # Where the other servers of the cluster reach this one (calls for work this process holds are
     # forwarded there); "" in a process that takes no calls.
     address: str
+    # The products started before this one in this process, by name (the fund TA settles through the
+    # payments ledger).
+    started: Mapping[str, Running] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

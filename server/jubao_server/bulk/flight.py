@@ -15,6 +15,7 @@ thread of its own (`LoopThread`) and handlers wait for the coroutines they hand 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
@@ -291,7 +292,11 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         else:
             export = self._export_dataset(caller, name)
             command = export.check(value)
-            batches = self._io.iterate(export.read(self._backend, tenant_id, command))
+            read = self._io.iterate(export.read(self._backend, tenant_id, command))
+            # The first batch is read now, so that an export refused by what storage holds (a fund the
+            # caller may not see) is the call's error, not a broken stream.
+            first = next(read, None)
+            batches = itertools.chain(() if first is None else (first,), read)
             schema = export.schema
         return flight.GeneratorStream(schema, self._paced(tenant_id, batches))
 

@@ -29,6 +29,7 @@ from jubao.bulk import schemas
 from jubao.bulk.files import Source, batches_of
 from jubao.bulk.v1 import bulk_pb2
 from jubao.errors import JubaoError, error_from_status
+from jubao.fundta.v1 import fundta_pb2
 from jubao.reasons import Code, Reason
 
 DEFAULT_LOCATION: Final = "grpc+tcp://127.0.0.1:50052"
@@ -223,6 +224,17 @@ class BulkClient:
         `end_time` (UTC when naive), account by account, as a stream of record batches."""
         command = bulk_pb2.ExportEntries(
             account_ids=list(account_ids), start_time=_timestamp(start_time), end_time=_timestamp(end_time)
+        )
+        return self._get(command)
+
+    def export_confirmations(
+        self, fund_code: str, trade_date: str, distributor_id: str = ""
+    ) -> DownloadReader:
+        """The confirmations of a closed trade date of a fund (`schemas.CONFIRMATIONS`): the caller's, or
+        for the fund's manager every distributor's (or `distributor_id`'s), as a stream of record
+        batches."""
+        command = fundta_pb2.ExportConfirmations(
+            fund_code=fund_code, trade_date=trade_date, distributor_id=distributor_id
         )
         return self._get(command)
 

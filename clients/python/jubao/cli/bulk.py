@@ -199,6 +199,25 @@ def export(
     show(f"{rows} entries written to {out}")
 
 
+@app.command()
+def confirmations(
+    ctx: typer.Context,
+    fund_code: Annotated[str, typer.Argument(metavar="FUND", help="Fund code.")],
+    trade_date: Annotated[str, typer.Argument(metavar="DATE", help="A closed trade date, YYYY-MM-DD.")],
+    out: Annotated[Path, typer.Option("--out", help="Parquet, CSV or Arrow IPC file to write.")],
+    distributor: Annotated[str, typer.Option("--distributor", help="Fund houses: one distributor's.")] = "",
+) -> None:
+    """Download the confirmations of a fund's closed trade date (fund TA), as Arrow."""
+    from jubao.bulk import schemas
+    from jubao.bulk.files import write_batches
+
+    with connect_bulk(ctx) as client, _progress() as progress:
+        task = progress.add_task("confirmations", total=None)
+        reader = client.export_confirmations(fund_code, trade_date, distributor)
+        rows = write_batches(_counted(reader, progress, task), schemas.CONFIRMATIONS, out)
+    show(f"{rows} confirmations written to {out}")
+
+
 def _counted(batches: Any, progress: Progress, task: Any) -> Iterator[Any]:
     rows = moved = 0
     for batch in batches:
