@@ -194,3 +194,18 @@ bulk_bytes_per_s_max = 10 * 1024 * 1024 * 1024
 # The supervisor (`jubao-server serve`): restarts of a crashed child, and its backoff.
 supervisor_restarts_max = 5
 supervisor_backoff_max_s = 30.0
+
+# Co-creation (cocreation/): members and datasets of a collaboration, columns and rule entries of a dataset,
+# rows of a dataset, how far ahead a collaboration may expire, the minimum group size's default and floor.
+cocreation_members_max = 32
+cocreation_datasets_max = 64
+cocreation_columns_max = 64
+cocreation_rule_entries_max = 64
+cocreation_dataset_rows_max = 10_000_000
+cocreation_expire_ahead_s_max = 366 * 24 * 3600
+cocreation_min_group_size_default = 100
+cocreation_min_group_size_min = 2
+# Chunks one read brings into memory when a dataset's rows are read or deleted.
+cocreation_chunks_per_read_max = 256
+# Rows of one stored chunk of a dataset (and bulk_chunk_bytes_max of Arrow IPC).
+cocreation_chunk_rows_max = 65_536

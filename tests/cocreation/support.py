@@ -1,0 +1,75 @@
+"""Helpers of the co-creation tests: requests for a collaboration of the demo platform and the demo bank,
+and a dataset of the shipping-return insurance case (运费险)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from jubao.cocreation.v1 import cocreation_pb2 as pb
+from jubao_server.clock import SYSTEM_CLOCK
+from jubao_server.storage.contract import StorageBackend
+from jubao_server.tenancy.model import Product
+from jubao_server.tenancy.store import TenantStore
+
+DAY_S = 24 * 3600
+STRING, INT64 = pb.Column.TYPE_STRING, pb.Column.TYPE_INT64
+JOIN, DIMENSION, MEASURE, NEVER = (
+    pb.Column.ROLE_JOIN_KEY,
+    pb.Column.ROLE_DIMENSION,
+    pb.Column.ROLE_MEASURE,
+    pb.Column.ROLE_NEVER_OUTPUT,
+)
+ALL_ABILITIES = (pb.ABILITY_CONTRIBUTE, pb.ABILITY_ANALYZE, pb.ABILITY_RECEIVE_RESULTS)
+
+
+async def grant_cocreation(backend: StorageBackend, tenant_id: str = "demo-bank") -> None:
+    """Give a demo tenant the cocreation product (demo-bank, the insurer of these tests, lacks it in the
+    catalogue)."""
+    await TenantStore(backend, SYSTEM_CLOCK).update_tenant(
+        tenant_id, lambda t: dataclasses.replace(t, products=t.products | {Product.COCREATION})
+    )
+
+
+def expire_in(seconds: float, now_s: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromMilliseconds(int((now_s + seconds) * 1000))
+    return stamp
+
+
+def claims_dataset(
+    collaboration_id: str, dataset_id: str = "claims", **rule: object
+) -> pb.RegisterDatasetRequest:
+    """The insurer's policies: the buyer's token, the category, whether a claim was filed and its amount
+    (fen), and a note that is never output."""
+    columns = [
+        pb.Column(name="buyer", type=STRING, role=JOIN),
+        pb.Column(name="category", type=STRING, role=DIMENSION),
+        pb.Column(name="claimed", type=INT64, role=MEASURE),
+        pb.Column(name="claim_minor", type=INT64, role=MEASURE),
+        pb.Column(name="note", type=STRING, role=NEVER),
+    ]
+    allowed = pb.AnalysisRule(
+        group_by_columns=["category"],
+        filter_columns=["category"],
+        aggregates=[
+            pb.AllowedAggregate(
+                column="claimed", functions=[pb.AGGREGATE_FUNCTION_SUM, pb.AGGREGATE_FUNCTION_AVG]
+            ),
+            pb.AllowedAggregate(column="claim_minor", functions=[pb.AGGREGATE_FUNCTION_SUM]),
+        ],
+        min_group_size=3,
+    )
+    for field, value in rule.items():
+        if isinstance(value, list):
+            allowed.ClearField(field)  # type: ignore[arg-type]
+            getattr(allowed, field).extend(value)
+        else:
+            setattr(allowed, field, value)
+    return pb.RegisterDatasetRequest(
+        collaboration_id=collaboration_id,
+        dataset_id=dataset_id,
+        display_name="Policies and claims",
+        columns=columns,
+        rule=allowed,
+    )

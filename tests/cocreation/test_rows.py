@@ -1,0 +1,126 @@
+"""A dataset's rows over Arrow Flight, on every shared backend: only its owner uploads them, tokenized;
+they are stored once however often the upload is sent; a withdrawal deletes them and takes no more."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+from jubao.bulk.client import BulkClient
+from jubao.bulk.cocreation import tokenize, upload_dataset
+from jubao.errors import JubaoError
+from jubao.reasons import Reason
+from jubao_server.bulk.arrow import to_ipc
+from jubao_server.clock import SYSTEM_CLOCK
+from jubao_server.cocreation.convert import dataset_of
+from jubao_server.cocreation.ingest import arrow_schema
+from jubao_server.cocreation.model import Ability, DatasetState
+from jubao_server.cocreation.rooms import Cocreation
+from jubao_server.storage.contract import StorageBackend
+
+from tests.bulk.support import FlightProcess
+from tests.cocreation.support import claims_dataset, grant_cocreation
+
+SECRET = b"agreed-out-of-band-0123456789abcdef"
+ROWS = 5000
+
+
+def _claims(rows: int) -> pa.Table:
+    return pa.table(
+        {
+            "buyer": [f"138{i:08d}" for i in range(rows)],
+            "category": [("shoes", "books", "toys")[i % 3] for i in range(rows)],
+            "claimed": [i % 2 for i in range(rows)],
+            "claim_minor": [(i % 2) * 1200 for i in range(rows)],
+            "note": ["private" for _ in range(rows)],
+        }
+    )
+
+
+async def _room(backend: StorageBackend) -> tuple[Cocreation, str]:
+    """demo-platform's collaboration with demo-bank contributing the dataset `claims`."""
+    await grant_cocreation(backend)
+    co = Cocreation(backend, SYSTEM_CLOCK)
+    room = await co.create(
+        "demo-platform",
+        "",
+        "运费险",
+        (Ability.ANALYZE, Ability.CONTRIBUTE),
+        SYSTEM_CLOCK.wall_ms() + 86_400_000,
+    )
+    collaboration_id = room.collaboration.collaboration_id
+    await co.invite("demo-platform", collaboration_id, "demo-bank", (Ability.CONTRIBUTE,))
+    await co.accept("demo-bank", collaboration_id)
+    await co.register(
+        "demo-bank", dataset_of(claims_dataset(collaboration_id), "demo-bank", SYSTEM_CLOCK.wall_ms())
+    )
+    return co, collaboration_id
+
+
+def _refused(reason: Reason, client: BulkClient, collaboration_id: str, table: pa.Table) -> None:
+    with pytest.raises(JubaoError) as caught:
+        upload_dataset(client, collaboration_id, "claims", table)
+    assert caught.value.reason == reason, caught.value
+
+
+async def _stored_rows(co: Cocreation, collaboration_id: str) -> pa.Table:
+    chunks = [
+        pa.ipc.open_stream(data).read_all()
+        async for data in co.store.chunks("demo-bank", collaboration_id, "claims")
+    ]
+    return pa.concat_tables(chunks) if chunks else pa.table({})
+
+
+async def test_the_owner_uploads_tokenized_rows_once_and_nobody_else_can(
+    store: tuple[StorageBackend, dict[str, str]], flight_process: FlightProcess, keys: dict[str, str]
+) -> None:
+    co, collaboration_id = await _room(store[0])
+    table = tokenize(_claims(ROWS), ["buyer"], SECRET)
+
+    with flight_process.client(keys["demo-platform"]) as creator:
+        _refused(Reason.NOT_DATASET_OWNER, creator, collaboration_id, table)
+    with flight_process.client(keys["demo-operator"]) as outsider:
+        _refused(Reason.COLLABORATION_NOT_FOUND, outsider, collaboration_id, table)
+    with flight_process.client(keys["demo-fund"]) as unentitled:
+        _refused(Reason.PRODUCT_NOT_ENABLED, unentitled, collaboration_id, table)
+
+    with flight_process.client(keys["demo-bank"]) as bank:
+        _refused(Reason.INVALID_ARGUMENT, bank, collaboration_id, _claims(10))  # join keys in clear
+        first = upload_dataset(bank, collaboration_id, "claims", table.slice(0, 1000))
+        assert (first.rows_received, first.rows_sent) == (1000, 1000)
+        # Committed: the dataset is ready with its rows, and takes no more.
+        room = await co.room("demo-bank", collaboration_id)
+        assert (room.dataset("claims").state, room.dataset("claims").row_count) == (DatasetState.READY, 1000)
+        _refused(Reason.UPLOAD_COMMITTED, bank, collaboration_id, table)
+        # Sent again, the same rows store nothing twice.
+        again = upload_dataset(bank, collaboration_id, "claims", table.slice(0, 1000))
+        assert (again.rows_received, again.rows_sent) == (1000, 0)
+
+    stored = await _stored_rows(co, collaboration_id)
+    assert stored.equals(table.slice(0, 1000).cast(stored.schema))
+    assert "13800000000" not in stored.column("buyer").to_pylist()
+
+    await co.withdraw("demo-bank", collaboration_id, "claims")
+    assert (await _stored_rows(co, collaboration_id)).num_rows == 0
+    with flight_process.client(keys["demo-bank"]) as bank:
+        _refused(Reason.DATASET_WITHDRAWN, bank, collaboration_id, table)
+
+
+async def test_a_broken_upload_resumes_where_the_stored_rows_end(
+    store: tuple[StorageBackend, dict[str, str]], flight_process: FlightProcess, keys: dict[str, str]
+) -> None:
+    co, collaboration_id = await _room(store[0])
+    table = tokenize(_claims(ROWS), ["buyer"], SECRET)
+    state = await co.store.rows_state("demo-bank", collaboration_id, "claims")
+    room = await co.room("demo-bank", collaboration_id)
+    first_part = table.slice(0, 2000).to_batches()[0]
+    # Rows stored without a commit, as a DoPut cut short leaves them.
+    await co.store.append_chunk(
+        room.dataset("claims"),
+        state,
+        to_ipc(pa.Table.from_batches([first_part]).cast(arrow_schema(room.dataset("claims")))),
+        2000,
+    )
+    with flight_process.client(keys["demo-bank"]) as bank:
+        receipt = upload_dataset(bank, collaboration_id, "claims", table)
+    assert (receipt.rows_received, receipt.rows_sent) == (ROWS, ROWS - 2000)
+    assert (await _stored_rows(co, collaboration_id)).num_rows == ROWS
