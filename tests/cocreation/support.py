@@ -4,8 +4,12 @@ and a dataset of the shipping-return insurance case (运费险)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable
+from typing import Any
 
+import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from jubao.client import JubaoError, Reason
 from jubao.cocreation.v1 import cocreation_pb2 as pb
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.storage.contract import StorageBackend
@@ -21,6 +25,14 @@ JOIN, DIMENSION, MEASURE, NEVER = (
     pb.Column.ROLE_NEVER_OUTPUT,
 )
 ALL_ABILITIES = (pb.ABILITY_CONTRIBUTE, pb.ABILITY_ANALYZE, pb.ABILITY_RECEIVE_RESULTS)
+
+
+async def refused(call: Awaitable[Any], reason: Reason) -> JubaoError:
+    """The error a call fails with, which must have `reason`."""
+    with pytest.raises(JubaoError) as caught:
+        await call
+    assert caught.value.reason == reason, caught.value
+    return caught.value
 
 
 async def grant_cocreation(backend: StorageBackend, tenant_id: str = "demo-bank") -> None:

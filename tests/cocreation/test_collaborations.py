@@ -6,45 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
-from pathlib import Path
-from typing import Any
 
-import pytest
-from jubao.client import AsyncClient, ClientConfig, JubaoError, Reason
+from jubao.client import AsyncClient, Reason
 from jubao.cocreation.v1 import cocreation_pb2 as pb
 
-from tests.cocreation.support import ALL_ABILITIES, DAY_S, claims_dataset, expire_in, grant_cocreation
-from tests.platform.harness import Running, demo_keys, settings_for, start
-
-
-@pytest.fixture
-async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    handle = await start(settings_for(tmp_path / "jubao.db"))
-    await grant_cocreation(handle.server.backend)
-    yield handle
-    await handle.close()
-
-
-@pytest.fixture
-async def clients(running: Running) -> AsyncIterator[dict[str, AsyncClient]]:
-    """The demo platform and bank (cocreation), the operator (cocreation, never invited) and the fund
-    house (no cocreation)."""
-    keys = demo_keys()
-    opened = {
-        name: AsyncClient(ClientConfig(endpoint=running.address, api_key=keys[f"demo-{name}"]))
-        for name in ("platform", "bank", "operator", "fund")
-    }
-    yield opened
-    for client in opened.values():
-        await client.close()
-
-
-async def refused(call: Awaitable[Any], reason: Reason) -> JubaoError:
-    with pytest.raises(JubaoError) as caught:
-        await call
-    assert caught.value.reason == reason, caught.value
-    return caught.value
+from tests.cocreation.support import ALL_ABILITIES, DAY_S, claims_dataset, expire_in, refused
 
 
 async def _collaboration(platform: AsyncClient, bank: AsyncClient, request_id: str = "co-1") -> str:

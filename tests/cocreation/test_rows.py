@@ -13,7 +13,8 @@ from jubao_server.bulk.arrow import to_ipc
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.cocreation.convert import dataset_of
 from jubao_server.cocreation.ingest import arrow_schema
-from jubao_server.cocreation.model import Ability, DatasetState
+from jubao_server.cocreation.model import Ability, DatasetState, Function
+from jubao_server.cocreation.query import Aggregate, ColumnRef, Filter, Query
 from jubao_server.cocreation.rooms import Cocreation
 from jubao_server.storage.contract import StorageBackend
 
@@ -44,7 +45,7 @@ async def _room(backend: StorageBackend) -> tuple[Cocreation, str]:
         "demo-platform",
         "",
         "运费险",
-        (Ability.ANALYZE, Ability.CONTRIBUTE),
+        (Ability.ANALYZE, Ability.CONTRIBUTE, Ability.RECEIVE_RESULTS),
         SYSTEM_CLOCK.wall_ms() + 86_400_000,
     )
     collaboration_id = room.collaboration.collaboration_id
@@ -124,3 +125,34 @@ async def test_a_broken_upload_resumes_where_the_stored_rows_end(
         receipt = upload_dataset(bank, collaboration_id, "claims", table)
     assert (receipt.rows_received, receipt.rows_sent) == (ROWS, ROWS - 2000)
     assert (await _stored_rows(co, collaboration_id)).num_rows == ROWS
+
+
+async def test_a_query_reads_the_stored_rows_on_every_backend(
+    store: tuple[StorageBackend, dict[str, str]], flight_process: FlightProcess, keys: dict[str, str]
+) -> None:
+    co, collaboration_id = await _room(store[0])
+    claims = _claims(ROWS)
+    with flight_process.client(keys["demo-bank"]) as bank:
+        upload_dataset(bank, collaboration_id, "claims", tokenize(claims, ["buyer"], SECRET))
+    by_category = ColumnRef("claims", "category")
+    query = Query(
+        dataset_ids=("claims",),
+        filters=(Filter(by_category, ("shoes", "books")),),
+        group_by=(by_category,),
+        aggregates=(
+            Aggregate(Function.COUNT, None),
+            Aggregate(Function.SUM, ColumnRef("claims", "claim_minor")),
+        ),
+    )
+    result = await co.query("demo-platform", collaboration_id, query)
+    expected = {
+        category: (
+            sum(1 for row in claims.to_pylist() if row["category"] == category),
+            sum(row["claim_minor"] for row in claims.to_pylist() if row["category"] == category),
+        )
+        for category in ("books", "shoes")
+    }
+    assert result.rows.to_pylist() == [
+        {"g0": category, "a0": count, "a1": total} for category, (count, total) in expected.items()
+    ]
+    assert (result.groups_suppressed, result.rows_scanned) == (0, ROWS)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from jubao_server import limits
 
 
 class CocreationSettings(BaseModel):
-    """The product has no settings of its own yet: its bounds are in `limits.py` (`cocreation_*`)."""
-
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Threads DuckDB runs one query on (the gRPC server's event loop goes on meanwhile).
+    query_threads: int = Field(2, gt=0, le=limits.cocreation_query_threads_max)

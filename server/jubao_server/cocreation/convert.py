@@ -25,6 +25,7 @@ from jubao_server.cocreation.model import (
     raise_if_any,
     rule_violations,
 )
+from jubao_server.cocreation.query import Aggregate, ColumnRef, Filter, Query, Result
 from jubao_server.platform.timestamps import time_ms, timestamp
 
 ABILITIES: Final = {
@@ -216,3 +217,51 @@ def dataset_to_pb(dataset: Dataset) -> pb.Dataset:
         create_time=timestamp(dataset.create_time_ms),
         update_time=timestamp(dataset.update_time_ms),
     )
+
+
+def query_of(request: pb.RunQueryRequest) -> Query:
+    """The structured query of a request (its shape is checked against the room: `query.check_shape`)."""
+    raise_if_any(id_violations("collaboration_id", request.collaboration_id))
+    query = request.query
+    violations: list[FieldViolation] = []
+    aggregates = []
+    for index, aggregate in enumerate(query.aggregates):
+        function = FUNCTIONS.get(aggregate.function)
+        if function is None:
+            violations.append(FieldViolation(f"query.aggregates[{index}].function", "an aggregate function"))
+        column = _ref(aggregate.column) if aggregate.HasField("column") else None
+        aggregates.append(Aggregate(function or Function.COUNT, column))
+    raise_if_any(violations)
+    return Query(
+        dataset_ids=tuple(query.dataset_ids),
+        filters=tuple(Filter(_ref(f.column), (*f.values, *f.int64_values)) for f in query.filters),
+        group_by=tuple(_ref(ref) for ref in query.group_by),
+        aggregates=tuple(aggregates),
+    )
+
+
+def _ref(ref: pb.ColumnRef) -> ColumnRef:
+    return ColumnRef(ref.dataset_id, ref.column)
+
+
+def result_to_pb(result: Result) -> pb.QueryResult:
+    columns = [result.rows.column(i).to_pylist() for i in range(result.rows.num_columns)]
+    return pb.QueryResult(
+        columns=result.columns,
+        rows=[
+            pb.ResultRow(cells=[_cell(column[i]) for column in columns]) for i in range(result.rows.num_rows)
+        ],
+        groups_suppressed=result.groups_suppressed,
+        min_group_size=result.min_group_size,
+        rows_scanned=result.rows_scanned,
+    )
+
+
+def _cell(value: object) -> pb.Cell:
+    if isinstance(value, str):
+        return pb.Cell(string_value=value)
+    if isinstance(value, float):
+        return pb.Cell(double_value=value)
+    if isinstance(value, int):
+        return pb.Cell(int64_value=value)
+    return pb.Cell()

@@ -16,7 +16,7 @@ from jubao_server.tenancy.model import Product
 
 
 async def _start(context: ProductContext[CocreationSettings]) -> Cocreation:
-    return Cocreation(context.backend, context.clock)
+    return Cocreation(context.backend, context.clock, context.settings.query_threads)
 
 
 def _services(cocreation: Cocreation, context: ServiceContext) -> list[GrpcService]:

@@ -21,16 +21,18 @@ from jubao_server.cocreation.model import (
     Room,
     collaboration_not_found,
 )
+from jubao_server.cocreation.query import Query, Result, check_shape, plan, run
 from jubao_server.cocreation.store import CocreationStore
 from jubao_server.invariants import ensure
 from jubao_server.storage.contract import StorageBackend
 
 
 class Cocreation:
-    def __init__(self, backend: StorageBackend, clock: Clock) -> None:
+    def __init__(self, backend: StorageBackend, clock: Clock, query_threads: int = 1) -> None:
         self.backend = backend
         self.clock = clock
         self.store = CocreationStore(backend, clock)
+        self._query_threads = query_threads
 
     async def stop(self) -> None:
         """Nothing runs between calls."""
@@ -124,6 +126,12 @@ class Cocreation:
         # A retry of a withdrawal whose deletion was cut short deletes what is left.
         await self._delete_withdrawn((dataset,))
         return dataset
+
+    async def query(self, tenant_id: str, collaboration_id: str, query: Query) -> Result:
+        """Run an aggregate query for `tenant_id` (see `query.py`): checked, then read and computed."""
+        room = await self.open_room(tenant_id, collaboration_id)
+        check_shape(query, room)
+        return await run(self.store, plan(room, tenant_id, query), self._query_threads)
 
     async def _delete_withdrawn(self, datasets: tuple[Dataset, ...]) -> None:
         for dataset in datasets:

@@ -20,6 +20,8 @@ from jubao_server.cocreation.convert import (
     dataset_of,
     dataset_to_pb,
     invite_command,
+    query_of,
+    result_to_pb,
 )
 from jubao_server.cocreation.rooms import Cocreation
 from jubao_server.cocreation.tables import CLAIMS
@@ -167,3 +169,8 @@ class CocreationService(pb_grpc.CocreationServiceServicer):
             return pb.WithdrawDatasetResponse(dataset=dataset_to_pb(dataset))
 
         return await self._once("WithdrawDataset", request, pb.WithdrawDatasetResponse, apply)
+
+    async def RunQuery(self, request: pb.RunQueryRequest, context: Context) -> pb.RunQueryResponse:
+        query = query_of(request)
+        result = await self._co.query(_tenant_id(), request.collaboration_id, query)
+        return pb.RunQueryResponse(result=result_to_pb(result))

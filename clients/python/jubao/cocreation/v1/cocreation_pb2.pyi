@@ -447,6 +447,270 @@ class UploadDatasetRows(_message.Message):
 Global___UploadDatasetRows: _TypeAlias = UploadDatasetRows  # noqa: Y015
 
 @_typing.final
+class ColumnRef(_message.Message):
+    """A column of one of the query's datasets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_ID_FIELD_NUMBER: _builtins.int
+    COLUMN_FIELD_NUMBER: _builtins.int
+    dataset_id: _builtins.str
+    column: _builtins.str
+    def __init__(
+        self,
+        *,
+        dataset_id: _builtins.str = ...,
+        column: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "dataset_id", b"dataset_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ColumnRef: _TypeAlias = ColumnRef  # noqa: Y015
+
+@_typing.final
+class Filter(_message.Message):
+    """Keeps the rows whose column holds one of the values (strings for a string
+    column, int64_values for an int64 one).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLUMN_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    INT64_VALUES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def column(self) -> Global___ColumnRef: ...
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def int64_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        column: Global___ColumnRef | None = ...,
+        values: _abc.Iterable[_builtins.str] | None = ...,
+        int64_values: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["column", b"column"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "int64_values", b"int64_values", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Filter: _TypeAlias = Filter  # noqa: Y015
+
+@_typing.final
+class Aggregate(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNCTION_FIELD_NUMBER: _builtins.int
+    COLUMN_FIELD_NUMBER: _builtins.int
+    function: Global___AggregateFunction.ValueType
+    @_builtins.property
+    def column(self) -> Global___ColumnRef:
+        """Unset only for COUNT: the rows of the group."""
+
+    def __init__(
+        self,
+        *,
+        function: Global___AggregateFunction.ValueType = ...,
+        column: Global___ColumnRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["column", b"column"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "function", b"function"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Aggregate: _TypeAlias = Aggregate  # noqa: Y015
+
+@_typing.final
+class Query(_message.Message):
+    """An aggregate query: the datasets are joined (inner join) on their join
+    keys, filtered, grouped and aggregated.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_IDS_FIELD_NUMBER: _builtins.int
+    FILTERS_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    AGGREGATES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def dataset_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """1 to 4 distinct datasets of the collaboration."""
+
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___Filter]:
+        """At most 16, all of which must hold (AND)."""
+
+    @_builtins.property
+    def group_by(self) -> _containers.RepeatedCompositeFieldContainer[Global___ColumnRef]:
+        """At most 8 columns."""
+
+    @_builtins.property
+    def aggregates(self) -> _containers.RepeatedCompositeFieldContainer[Global___Aggregate]:
+        """1 to 16 aggregates."""
+
+    def __init__(
+        self,
+        *,
+        dataset_ids: _abc.Iterable[_builtins.str] | None = ...,
+        filters: _abc.Iterable[Global___Filter] | None = ...,
+        group_by: _abc.Iterable[Global___ColumnRef] | None = ...,
+        aggregates: _abc.Iterable[Global___Aggregate] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregates", b"aggregates", "dataset_ids", b"dataset_ids", "filters", b"filters", "group_by", b"group_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Query: _TypeAlias = Query  # noqa: Y015
+
+@_typing.final
+class Cell(_message.Message):
+    """One value of a result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STRING_VALUE_FIELD_NUMBER: _builtins.int
+    INT64_VALUE_FIELD_NUMBER: _builtins.int
+    DOUBLE_VALUE_FIELD_NUMBER: _builtins.int
+    string_value: _builtins.str
+    int64_value: _builtins.int
+    double_value: _builtins.float
+    """AVG only."""
+    def __init__(
+        self,
+        *,
+        string_value: _builtins.str = ...,
+        int64_value: _builtins.int = ...,
+        double_value: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["double_value", b"double_value", "int64_value", b"int64_value", "string_value", b"string_value", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["double_value", b"double_value", "int64_value", b"int64_value", "string_value", b"string_value", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_value: _TypeAlias = _typing.Literal["string_value", "int64_value", "double_value"]  # noqa: Y015
+    _WhichOneofArgType_value: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_value) -> _WhichOneofReturnType_value | None: ...
+
+Global___Cell: _TypeAlias = Cell  # noqa: Y015
+
+@_typing.final
+class ResultRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CELLS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___Cell]:
+        """The group-by values, then the aggregates, in the query's order."""
+
+    def __init__(
+        self,
+        *,
+        cells: _abc.Iterable[Global___Cell] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResultRow: _TypeAlias = ResultRow  # noqa: Y015
+
+@_typing.final
+class QueryResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    GROUPS_SUPPRESSED_FIELD_NUMBER: _builtins.int
+    MIN_GROUP_SIZE_FIELD_NUMBER: _builtins.int
+    ROWS_SCANNED_FIELD_NUMBER: _builtins.int
+    groups_suppressed: _builtins.int
+    """Groups left out because they had fewer distinct join keys than
+    min_group_size.
+    """
+    min_group_size: _builtins.int
+    """The threshold applied: the largest min_group_size of the datasets."""
+    rows_scanned: _builtins.int
+    """Rows of the datasets read."""
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The names of the cells: "dataset.column" for a group-by column,
+        "function(dataset.column)" (or "count(*)") for an aggregate.
+        """
+
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___ResultRow]:
+        """The groups kept, in group-by order."""
+
+    def __init__(
+        self,
+        *,
+        columns: _abc.Iterable[_builtins.str] | None = ...,
+        rows: _abc.Iterable[Global___ResultRow] | None = ...,
+        groups_suppressed: _builtins.int = ...,
+        min_group_size: _builtins.int = ...,
+        rows_scanned: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "groups_suppressed", b"groups_suppressed", "min_group_size", b"min_group_size", "rows", b"rows", "rows_scanned", b"rows_scanned"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryResult: _TypeAlias = QueryResult  # noqa: Y015
+
+@_typing.final
+class RunQueryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLABORATION_ID_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    collaboration_id: _builtins.str
+    @_builtins.property
+    def query(self) -> Global___Query: ...
+    def __init__(
+        self,
+        *,
+        collaboration_id: _builtins.str = ...,
+        query: Global___Query | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration_id", b"collaboration_id", "query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunQueryRequest: _TypeAlias = RunQueryRequest  # noqa: Y015
+
+@_typing.final
+class RunQueryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def result(self) -> Global___QueryResult: ...
+    def __init__(
+        self,
+        *,
+        result: Global___QueryResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunQueryResponse: _TypeAlias = RunQueryResponse  # noqa: Y015
+
+@_typing.final
 class CreateCollaborationRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

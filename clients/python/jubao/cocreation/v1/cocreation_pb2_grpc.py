@@ -131,6 +131,11 @@ class CocreationServiceStub:
                 request_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.WithdrawDatasetRequest.SerializeToString,
                 response_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.WithdrawDatasetResponse.FromString,
                 _registered_method=True)
+        self.RunQuery = channel.unary_unary(
+                '/jubao.cocreation.v1.CocreationService/RunQuery',
+                request_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.RunQueryRequest.SerializeToString,
+                response_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.RunQueryResponse.FromString,
+                _registered_method=True)
 
 
 class CocreationServiceServicer:
@@ -262,6 +267,22 @@ class CocreationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunQuery(self, request, context):
+        """RunQuery runs an aggregate query over the inner join of datasets on their
+        join keys and answers its groups. The caller needs the analyze and the
+        receive-results abilities. Before any row is read, every column the query
+        uses is checked against the rule of the dataset it belongs to (a break is
+        INVALID_ARGUMENT ANALYSIS_RULE_VIOLATED naming the dataset, its owner, the
+        column and the rule), and every dataset must be READY. A group whose
+        distinct join keys number fewer than the largest min_group_size of the
+        datasets is suppressed, and counted in groups_suppressed. The threshold
+        alone does not stop two queries whose difference isolates one person
+        (see ARCHITECTURE.md, "Data co-creation").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CocreationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -314,6 +335,11 @@ def add_CocreationServiceServicer_to_server(servicer, server):
                     servicer.WithdrawDataset,
                     request_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.WithdrawDatasetRequest.FromString,
                     response_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.WithdrawDatasetResponse.SerializeToString,
+            ),
+            'RunQuery': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunQuery,
+                    request_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.RunQueryRequest.FromString,
+                    response_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.RunQueryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -633,6 +659,33 @@ class CocreationService:
             '/jubao.cocreation.v1.CocreationService/WithdrawDataset',
             jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.WithdrawDatasetRequest.SerializeToString,
             jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.WithdrawDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunQuery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.cocreation.v1.CocreationService/RunQuery',
+            jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.RunQueryRequest.SerializeToString,
+            jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.RunQueryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -117,6 +117,18 @@ class CocreationServiceStub:
     """WithdrawDataset deletes the rows of one of the caller's datasets; no
     analysis reads it again.
     """
+    RunQuery: _grpc.UnaryUnaryMultiCallable[_cocreation_pb2.RunQueryRequest, _cocreation_pb2.RunQueryResponse]
+    """RunQuery runs an aggregate query over the inner join of datasets on their
+    join keys and answers its groups. The caller needs the analyze and the
+    receive-results abilities. Before any row is read, every column the query
+    uses is checked against the rule of the dataset it belongs to (a break is
+    INVALID_ARGUMENT ANALYSIS_RULE_VIOLATED naming the dataset, its owner, the
+    column and the rule), and every dataset must be READY. A group whose
+    distinct join keys number fewer than the largest min_group_size of the
+    datasets is suppressed, and counted in groups_suppressed. The threshold
+    alone does not stop two queries whose difference isolates one person
+    (see ARCHITECTURE.md, "Data co-creation").
+    """
 
 @_typing.type_check_only
 class CocreationServiceAsyncStub(CocreationServiceStub):
@@ -206,6 +218,18 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
     WithdrawDataset: _aio.UnaryUnaryMultiCallable[_cocreation_pb2.WithdrawDatasetRequest, _cocreation_pb2.WithdrawDatasetResponse]  # type: ignore[assignment]
     """WithdrawDataset deletes the rows of one of the caller's datasets; no
     analysis reads it again.
+    """
+    RunQuery: _aio.UnaryUnaryMultiCallable[_cocreation_pb2.RunQueryRequest, _cocreation_pb2.RunQueryResponse]  # type: ignore[assignment]
+    """RunQuery runs an aggregate query over the inner join of datasets on their
+    join keys and answers its groups. The caller needs the analyze and the
+    receive-results abilities. Before any row is read, every column the query
+    uses is checked against the rule of the dataset it belongs to (a break is
+    INVALID_ARGUMENT ANALYSIS_RULE_VIOLATED naming the dataset, its owner, the
+    column and the rule), and every dataset must be READY. A group whose
+    distinct join keys number fewer than the largest min_group_size of the
+    datasets is suppressed, and counted in groups_suppressed. The threshold
+    alone does not stop two queries whose difference isolates one person
+    (see ARCHITECTURE.md, "Data co-creation").
     """
 
 class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -353,6 +377,24 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_cocreation_pb2.WithdrawDatasetResponse, _abc.Awaitable[_cocreation_pb2.WithdrawDatasetResponse]]:
         """WithdrawDataset deletes the rows of one of the caller's datasets; no
         analysis reads it again.
+        """
+
+    @_abc_1.abstractmethod
+    def RunQuery(
+        self,
+        request: _cocreation_pb2.RunQueryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cocreation_pb2.RunQueryResponse, _abc.Awaitable[_cocreation_pb2.RunQueryResponse]]:
+        """RunQuery runs an aggregate query over the inner join of datasets on their
+        join keys and answers its groups. The caller needs the analyze and the
+        receive-results abilities. Before any row is read, every column the query
+        uses is checked against the rule of the dataset it belongs to (a break is
+        INVALID_ARGUMENT ANALYSIS_RULE_VIOLATED naming the dataset, its owner, the
+        column and the rule), and every dataset must be READY. A group whose
+        distinct join keys number fewer than the largest min_group_size of the
+        datasets is suppressed, and counted in groups_suppressed. The threshold
+        alone does not stop two queries whose difference isolates one person
+        (see ARCHITECTURE.md, "Data co-creation").
         """
 
 def add_CocreationServiceServicer_to_server(servicer: CocreationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
