@@ -219,3 +219,6 @@ cocreation_query_aggregates_max = 16
 cocreation_query_rows_max = 40_000_000
 cocreation_result_groups_max = 10_000
 cocreation_query_threads_max = 64
+# The expiry sweep: collaborations one pass handles, and the longest interval between passes.
+cocreation_expiries_per_sweep_max = 100
+cocreation_expiry_sweep_s_max = 3600

@@ -3,6 +3,8 @@ they are stored once however often the upload is sent; a withdrawal deletes them
 
 from __future__ import annotations
 
+import asyncio
+
 import pyarrow as pa
 import pytest
 from jubao.bulk.client import BulkClient
@@ -156,3 +158,31 @@ async def test_a_query_reads_the_stored_rows_on_every_backend(
         {"g0": category, "a0": count, "a1": total} for category, (count, total) in expected.items()
     ]
     assert (result.groups_suppressed, result.rows_scanned) == (0, ROWS)
+
+
+async def test_an_expired_collaborations_rows_are_deleted_by_the_sweep(
+    store: tuple[StorageBackend, dict[str, str]],
+) -> None:
+    backend = store[0]
+    await grant_cocreation(backend)
+    co = Cocreation(backend, SYSTEM_CLOCK)
+    expire_ms = SYSTEM_CLOCK.wall_ms() + 1500
+    room = await co.create("demo-platform", "", "short", (Ability.CONTRIBUTE,), expire_ms)
+    collaboration_id = room.collaboration.collaboration_id
+    dataset = await co.register(
+        "demo-platform", dataset_of(claims_dataset(collaboration_id), "demo-platform", SYSTEM_CLOCK.wall_ms())
+    )
+    data = to_ipc(tokenize(_claims(10), ["buyer"], SECRET).cast(arrow_schema(dataset)))
+    state = await co.store.rows_state("demo-platform", collaboration_id, "claims")
+    assert await co.store.append_chunk(dataset, state, data, 10) is not None
+    await co.sweep()  # not expired yet: nothing changes
+    assert (await co.room("demo-platform", collaboration_id)).dataset(
+        "claims"
+    ).state is DatasetState.RECEIVING
+    await asyncio.sleep(1.6)
+    assert await co.sweep() >= 1
+    swept = await co.room("demo-platform", collaboration_id)
+    assert swept.dataset("claims").state is DatasetState.WITHDRAWN
+    chunks = [c async for c in co.store.chunks("demo-platform", collaboration_id, "claims")]
+    assert chunks == []
+    assert (expire_ms, collaboration_id) not in await co.store.due(SYSTEM_CLOCK.wall_ms())

@@ -84,7 +84,11 @@ def single_set(backend_name: str, tmp_path: Path, versions_max: int = 9999) -> M
 
 # Schema files written after the single-set layout (the platform's, new products'): an upgraded store
 # gets them too.
-NEWER_THAN_SINGLE_SET = ("platform/0006_bulk", "cocreation/0001_cocreation")
+NEWER_THAN_SINGLE_SET = (
+    "platform/0006_bulk",
+    "cocreation/0001_cocreation",
+    "cocreation/0002_cocreation_expiries",
+)
 
 
 def labels(backend_name: str, *names: str) -> list[str]:

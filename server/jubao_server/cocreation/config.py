@@ -12,3 +12,5 @@ class CocreationSettings(BaseModel):
 
     # Threads DuckDB runs one query on (the gRPC server's event loop goes on meanwhile).
     query_threads: int = Field(2, gt=0, le=limits.cocreation_query_threads_max)
+    # How often each server looks for expired collaborations (their datasets' rows are deleted then).
+    expiry_sweep_s: int = Field(60, gt=0, le=limits.cocreation_expiry_sweep_s_max)

@@ -253,6 +253,17 @@ class Room:
             return Change(self, (), ())
         return self._with_datasets([replaced(dataset, state=DatasetState.WITHDRAWN, update_time_ms=now_ms)])
 
+    def expire(self, now_ms: int) -> Change:
+        """An expired collaboration's datasets, withdrawn (nothing changes before its expiry)."""
+        if not self.expired(now_ms):
+            return Change(self, (), ())
+        withdrawn = [
+            replaced(d, state=DatasetState.WITHDRAWN, update_time_ms=now_ms)
+            for d in self.datasets.values()
+            if d.state is not DatasetState.WITHDRAWN
+        ]
+        return self._with_datasets(withdrawn)
+
     def committed(self, dataset_id: str, row_count: int, now_ms: int) -> Change:
         """The dataset's upload is complete with `row_count` rows: it is READY (unchanged if it already
         is; a withdrawn dataset stays withdrawn)."""

@@ -16,7 +16,9 @@ from jubao_server.tenancy.model import Product
 
 
 async def _start(context: ProductContext[CocreationSettings]) -> Cocreation:
-    return Cocreation(context.backend, context.clock, context.settings.query_threads)
+    cocreation = Cocreation(context.backend, context.clock, context.settings.query_threads)
+    cocreation.start(context.settings.expiry_sweep_s)
+    return cocreation
 
 
 def _services(cocreation: Cocreation, context: ServiceContext) -> list[GrpcService]:

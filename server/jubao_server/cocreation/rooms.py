@@ -1,13 +1,17 @@
 """Collaborations and datasets as the service asks for them: each call loads the room, checks the caller
 against it (`model.py`) and writes the change under the room's version (`store.py`); withdrawn datasets'
-rows are deleted once the room says so. The running product (`Cocreation`) is this and nothing more:
-it holds no state between calls."""
+rows are deleted once the room says so. The running product (`Cocreation`) holds no state between calls;
+it runs one task, the sweep of expired collaborations (every server runs it; its steps are idempotent)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Callable
+
+import structlog
 
 from jubao_server.clock import Clock
 from jubao_server.cocreation.model import (
@@ -23,8 +27,11 @@ from jubao_server.cocreation.model import (
 )
 from jubao_server.cocreation.query import Query, Result, check_shape, plan, run
 from jubao_server.cocreation.store import CocreationStore
+from jubao_server.errors import ApiError
 from jubao_server.invariants import ensure
-from jubao_server.storage.contract import StorageBackend
+from jubao_server.storage.contract import StorageBackend, StorageError
+
+log = structlog.get_logger("jubao.cocreation")
 
 
 class Cocreation:
@@ -33,9 +40,40 @@ class Cocreation:
         self.clock = clock
         self.store = CocreationStore(backend, clock)
         self._query_threads = query_threads
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start(self, sweep_s: float) -> None:
+        """Sweep expired collaborations every `sweep_s`."""
+        self._sweeper = asyncio.create_task(self._sweep_forever(sweep_s), name="cocreation-expiry")
 
     async def stop(self) -> None:
-        """Nothing runs between calls."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    async def _sweep_forever(self, sweep_s: float) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except (StorageError, ApiError) as error:
+                log.warning("expiry sweep paused", error=str(error))
+            await self.clock.sleep(sweep_s)
+
+    async def sweep(self) -> int:
+        """Withdraw the datasets of the collaborations that have expired and delete their rows; the number
+        of collaborations swept."""
+        now_ms = self.clock.wall_ms()
+        due = await self.store.due(now_ms)
+        for expire_time_ms, collaboration_id in due:
+            try:
+                change = await self.store.change(collaboration_id, lambda room: room.expire(now_ms))
+            except LookupError:
+                change = None  # its creation stopped after the index entry: nothing to sweep
+            if change is not None:
+                await self._delete_withdrawn(tuple(change.room.datasets.values()))
+            await self.store.swept(expire_time_ms, collaboration_id)
+        return len(due)
 
     async def room(self, tenant_id: str, collaboration_id: str) -> Room:
         """The room, if `tenant_id` may see it (else COLLABORATION_NOT_FOUND)."""

@@ -18,6 +18,7 @@ from jubao_server.cocreation.tables import (
     COLLABORATION_ROW,
     COLLABORATIONS,
     DATASET_ROW,
+    EXPIRIES,
     MEMBER_ROW,
     MEMBERSHIPS,
     ROWS,
@@ -98,8 +99,13 @@ class CocreationStore:
         return Room(collaboration, members, datasets, version)
 
     async def create(self, room: Room) -> bool:
-        """Store a new room (False when its id is taken) and index it for its members."""
+        """Store a new room (False when its id is taken) and index it for its members; its expiry is
+        indexed first, so that no stored room escapes the sweep."""
         collaboration = room.collaboration
+        expiry = Put(
+            (collaboration.expire_time_ms, collaboration.collaboration_id), {"create_time_ms": self.now_ms()}
+        )
+        await self._backend.write(Batch(EXPIRIES.partition(SHARED_SCOPE), (expiry,)))
         key = (COLLABORATION_ROW, "")
         puts = (
             Put(key, {"record": msgspec.json.encode(collaboration)}),
@@ -161,6 +167,22 @@ class CocreationStore:
         page = await self._backend.read_page(query)
         ids = [row.as_text("collaboration_id") for row in page.rows]
         return ids, (ids[-1] if page.next_after is not None and ids else None)
+
+    async def due(self, now_ms: int) -> list[tuple[int, str]]:
+        """Collaborations expired by `now_ms` (their expiry and id), the earliest first, at most
+        `cocreation_expiries_per_sweep_max`."""
+        query = RowQuery(
+            EXPIRIES.partition(SHARED_SCOPE),
+            upper=Bound((now_ms,), inclusive=True),
+            limit=limits.cocreation_expiries_per_sweep_max,
+        )
+        page = await self._backend.read_page(query)
+        return [(row.as_int("expire_time_ms"), row.as_text("collaboration_id")) for row in page.rows]
+
+    async def swept(self, expire_time_ms: int, collaboration_id: str) -> None:
+        await self._backend.write(
+            Batch(EXPIRIES.partition(SHARED_SCOPE), deletes=(Delete((expire_time_ms, collaboration_id)),))
+        )
 
     # Rows
 

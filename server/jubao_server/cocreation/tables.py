@@ -13,6 +13,9 @@
   the dataset is not withdrawn (one conditional batch), so a resumed upload never stores a row twice and
   nothing lands after a withdrawal.
 * `cocreation_requests`: request claims (AIP-155) with the first answer, per tenant.
+* `cocreation_expiries`: every collaboration by its expiry (the shared scope, one partition), written
+  before the collaboration itself: the sweep (`rooms.Cocreation.sweep`) finds the expired ones there,
+  withdraws their datasets, deletes their rows and then the entry.
 """
 
 from __future__ import annotations
@@ -81,6 +84,13 @@ REQUESTS: Final = Table(
     },
 )
 
+EXPIRIES: Final = Table(
+    name="cocreation_expiries",
+    partition_key=(),
+    clustering_key=("expire_time_ms", "collaboration_id"),
+    columns={"expire_time_ms": T.BIGINT, "collaboration_id": T.TEXT, "create_time_ms": T.BIGINT},
+)
+
 CLAIMS: Final = ClaimTable(REQUESTS, operation_column="operation", answer_column="answer")
 
-ALL: Final = (COLLABORATIONS, MEMBERSHIPS, ROWS, REQUESTS)
+ALL: Final = (COLLABORATIONS, MEMBERSHIPS, ROWS, REQUESTS, EXPIRIES)
