@@ -4,17 +4,18 @@ process pointed at it, the demo keys) for the tests of datasets' rows."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from jubao.client import AsyncClient, ClientConfig
 
 from tests.bulk.conftest import flight_process, keys, pytest_terminal_summary, store
+from tests.bulk.support import FlightProcess
 from tests.cocreation.support import grant_cocreation
-from tests.platform.harness import Running, demo_keys, settings_for, start
+from tests.platform.harness import CATALOGUE, Running, demo_keys, settings_for, start
 
-__all__ = ["clients", "flight_process", "keys", "pytest_terminal_summary", "running", "store"]
+__all__ = ["clients", "flight", "flight_process", "keys", "pytest_terminal_summary", "running", "store"]
 
 
 @pytest.fixture
@@ -37,3 +38,16 @@ async def clients(running: Running) -> AsyncIterator[dict[str, AsyncClient]]:
     yield opened
     for client in opened.values():
         await client.close()
+
+
+@pytest.fixture
+def flight(running: Running, tmp_path: Path) -> Iterator[FlightProcess]:
+    env = {
+        "JUBAO_STORAGE__SQLITE__PATH": str(tmp_path / "jubao.db"),
+        "JUBAO_TENANCY__CATALOGUE_DIR": str(CATALOGUE),
+    }
+    process = FlightProcess.start(env, tmp_path / "flight.log")
+    try:
+        yield process
+    finally:
+        process.kill()

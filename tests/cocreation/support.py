@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Awaitable
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from jubao.client import JubaoError, Reason
@@ -84,4 +85,40 @@ def claims_dataset(
         display_name="Policies and claims",
         columns=columns,
         rule=allowed,
+    )
+
+
+SECRET = b"agreed-out-of-band-0123456789abcdef"
+# Buyers per category: toys is one buyer short of the threshold (3), pens exactly at it.
+BUYERS = {"shoes": 12, "books": 7, "pens": 3, "toys": 2}
+THRESHOLD = 3
+
+
+def orders() -> pa.Table:
+    """The platform's orders: two per buyer, the buyer's past returns on each."""
+    rows: dict[str, list[Any]] = {"buyer": [], "category": [], "returns": []}
+    number = 0
+    for category, buyers in BUYERS.items():
+        for _ in range(buyers):
+            for order in range(2):
+                rows["buyer"].append(f"1380000{number:04d}")
+                rows["category"].append(category)
+                rows["returns"].append((number + order) % 3)
+            number += 1
+    return pa.table(rows)
+
+
+def claims(orders: pa.Table) -> pa.Table:
+    """The insurer's policies: one per buyer of the platform plus some the platform never saw; every
+    third buyer claimed."""
+    buyers = [*sorted(set(orders.column("buyer").to_pylist())), "13999999999", "13999999998"]
+    claimed = [1 if i % 3 == 0 else 0 for i in range(len(buyers))]
+    return pa.table(
+        {
+            "buyer": buyers,
+            "category": ["policy"] * len(buyers),
+            "claimed": claimed,
+            "claim_minor": [c * 1500 for c in claimed],
+            "note": ["kept private"] * len(buyers),
+        }
     )

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 from jubao.bulk.cocreation import tokenize, upload_dataset
 from jubao.client import AsyncClient, Reason
@@ -21,52 +18,22 @@ from jubao.cocreation.v1 import cocreation_pb2 as pb
 from tests.bulk.support import FlightProcess
 from tests.cocreation.support import (
     ALL_ABILITIES,
+    BUYERS,
     DAY_S,
     DIMENSION,
     INT64,
     JOIN,
     MEASURE,
+    SECRET,
     STRING,
+    THRESHOLD,
+    claims,
     claims_dataset,
     expire_in,
+    orders,
     refused,
 )
-from tests.platform.harness import CATALOGUE, Running, demo_keys
-
-SECRET = b"agreed-out-of-band-0123456789abcdef"
-# Buyers per category: toys is one buyer short of the threshold (3), pens exactly at it.
-BUYERS = {"shoes": 12, "books": 7, "pens": 3, "toys": 2}
-THRESHOLD = 3
-
-
-def _orders() -> pa.Table:
-    """The platform's orders: two per buyer, the buyer's past returns on each."""
-    rows: dict[str, list[Any]] = {"buyer": [], "category": [], "returns": []}
-    number = 0
-    for category, buyers in BUYERS.items():
-        for _ in range(buyers):
-            for order in range(2):
-                rows["buyer"].append(f"1380000{number:04d}")
-                rows["category"].append(category)
-                rows["returns"].append((number + order) % 3)
-            number += 1
-    return pa.table(rows)
-
-
-def _claims(orders: pa.Table) -> pa.Table:
-    """The insurer's policies: one per buyer of the platform plus some the platform never saw; every
-    third buyer claimed."""
-    buyers = [*sorted(set(orders.column("buyer").to_pylist())), "13999999999", "13999999998"]
-    claimed = [1 if i % 3 == 0 else 0 for i in range(len(buyers))]
-    return pa.table(
-        {
-            "buyer": buyers,
-            "category": ["policy"] * len(buyers),
-            "claimed": claimed,
-            "claim_minor": [c * 1500 for c in claimed],
-            "note": ["kept private"] * len(buyers),
-        }
-    )
+from tests.platform.harness import demo_keys
 
 
 def _orders_dataset(collaboration_id: str) -> pb.RegisterDatasetRequest:
@@ -86,19 +53,6 @@ def _orders_dataset(collaboration_id: str) -> pb.RegisterDatasetRequest:
             min_group_size=THRESHOLD,
         ),
     )
-
-
-@pytest.fixture
-def flight(running: Running, tmp_path: Path) -> Iterator[FlightProcess]:
-    env = {
-        "JUBAO_STORAGE__SQLITE__PATH": str(tmp_path / "jubao.db"),
-        "JUBAO_TENANCY__CATALOGUE_DIR": str(CATALOGUE),
-    }
-    process = FlightProcess.start(env, tmp_path / "flight.log")
-    try:
-        yield process
-    finally:
-        process.kill()
 
 
 @pytest.fixture
@@ -122,12 +76,12 @@ async def collaboration(clients: dict[str, AsyncClient], flight: FlightProcess) 
     await bank.cocreation.AcceptInvitation(pb.AcceptInvitationRequest(collaboration_id=collaboration_id))
     await platform.cocreation.RegisterDataset(_orders_dataset(collaboration_id))
     await bank.cocreation.RegisterDataset(claims_dataset(collaboration_id))
-    orders = _orders()
+    placed = orders()
     keys = demo_keys()
     with flight.client(keys["demo-platform"]) as client:
-        upload_dataset(client, collaboration_id, "orders", tokenize(orders, ["buyer"], SECRET))
+        upload_dataset(client, collaboration_id, "orders", tokenize(placed, ["buyer"], SECRET))
     with flight.client(keys["demo-bank"]) as client:
-        upload_dataset(client, collaboration_id, "claims", tokenize(_claims(orders), ["buyer"], SECRET))
+        upload_dataset(client, collaboration_id, "claims", tokenize(claims(placed), ["buyer"], SECRET))
     return collaboration_id
 
 
@@ -155,11 +109,11 @@ def _query(collaboration_id: str, **fields: Any) -> pb.RunQueryRequest:
 def _expected() -> dict[str, tuple[int, float, int, int]]:
     """The answer worked out in plain Python: per category, the joined rows, the claim rate over them,
     the claims' amount and the returns."""
-    orders = _orders().to_pylist()
-    claims = {row["buyer"]: row for row in _claims(_orders()).to_pylist()}
+    placed = orders().to_pylist()
+    policies = {row["buyer"]: row for row in claims(orders()).to_pylist()}
     groups: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
-    for order in orders:
-        claim = claims[order["buyer"]]
+    for order in placed:
+        claim = policies[order["buyer"]]
         groups[order["category"]].append((claim["claimed"], claim["claim_minor"], order["returns"]))
     return {
         category: (

@@ -59,6 +59,19 @@ def tokenize(table: pa.Table, columns: Sequence[str], secret: bytes) -> pa.Table
     return table
 
 
+def _descriptor(collaboration_id: str, dataset_id: str) -> flight.FlightDescriptor:
+    command = cocreation_pb2.UploadDatasetRows(collaboration_id=collaboration_id, dataset_id=dataset_id)
+    return flight.FlightDescriptor.for_command(pack(command))
+
+
+def dataset_schema(client: BulkClient, collaboration_id: str, dataset_id: str) -> pa.Schema:
+    """The Arrow schema of a registered dataset's rows (its columns in order)."""
+    try:
+        return client.flight_info(_descriptor(collaboration_id, dataset_id)).schema
+    except (flight.FlightError, pa.ArrowException) as error:
+        raise error_from_flight(error) from error
+
+
 def upload_dataset(
     client: BulkClient,
     collaboration_id: str,
@@ -69,8 +82,7 @@ def upload_dataset(
 ) -> UploadReceipt:
     """Upload the rows of a registered dataset (its join key already tokenized), from where the stored
     rows end, and commit them: the dataset becomes ready. Run it again after any failure to continue."""
-    command = cocreation_pb2.UploadDatasetRows(collaboration_id=collaboration_id, dataset_id=dataset_id)
-    descriptor = flight.FlightDescriptor.for_command(pack(command))
+    descriptor = _descriptor(collaboration_id, dataset_id)
     try:
         info = client.flight_info(descriptor)
         rows = table.select(info.schema.names).cast(info.schema)
