@@ -5,7 +5,6 @@ tokenize and upload, query, and what an outsider is told."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from typer.testing import CliRunner, Result
 
 from tests.bulk.support import FlightProcess
 from tests.cocreation.support import BUYERS, SECRET, THRESHOLD, claims, orders
+from tests.payments.support import json_document
 from tests.platform.harness import Running, demo_keys
 
 
@@ -39,8 +39,7 @@ class Cli:
         return result
 
     async def json(self, *args: str) -> dict[str, Any]:
-        document: dict[str, Any] = json.loads((await self.run(*args)).stdout)
-        return document
+        return json_document((await self.run(*args)).stdout)
 
 
 async def test_the_insurance_case_through_the_command_line(

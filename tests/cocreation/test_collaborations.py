@@ -1,19 +1,38 @@
-"""Collaborations end to end through the gRPC server (SQLite): members and their abilities, datasets and
-their rules, and what a non-member, a member without an ability and a member that is not a dataset's
-owner are refused. Only members see that a collaboration exists."""
+"""Collaborations end to end through the gRPC server (SQLite and Cassandra): members and their abilities,
+datasets and their rules, and what a non-member, a member without an ability and a member that is not a
+dataset's owner are refused. Only members see that a collaboration exists."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 from jubao.client import AsyncClient, Reason
 from jubao.cocreation.v1 import cocreation_pb2 as pb
 
 from tests.cocreation.support import ALL_ABILITIES, DAY_S, claims_dataset, expire_in, refused
 
+LIST_PAGES_MAX = 1000
 
-async def _collaboration(platform: AsyncClient, bank: AsyncClient, request_id: str = "co-1") -> str:
+
+async def _listed(client: AsyncClient) -> list[str]:
+    """Every collaboration id the client's tenant lists, page by page (on Cassandra the keyspace keeps
+    those of earlier runs)."""
+    ids: list[str] = []
+    token = ""
+    for _ in range(LIST_PAGES_MAX):
+        page = await client.cocreation.ListCollaborations(
+            pb.ListCollaborationsRequest(page_size=500, page_token=token)
+        )
+        ids += [c.collaboration_id for c in page.collaborations]
+        token = page.next_page_token
+        if not token:
+            return ids
+    raise AssertionError(f"more than {LIST_PAGES_MAX} pages of collaborations")
+
+
+async def _collaboration(platform: AsyncClient, bank: AsyncClient, request_id: str) -> str:
     """demo-platform's collaboration, demo-bank invited to contribute and accepted."""
     created = await platform.cocreation.CreateCollaboration(
         pb.CreateCollaborationRequest(
@@ -40,9 +59,10 @@ async def test_a_collaboration_is_created_joined_and_seen_by_its_members_only(
     clients: dict[str, AsyncClient],
 ) -> None:
     platform, bank, operator = clients["platform"], clients["bank"], clients["operator"]
+    first_id = f"co-{uuid.uuid4().hex}"  # fresh: the Cassandra keyspace outlives the test
     first = await platform.cocreation.CreateCollaboration(
         pb.CreateCollaborationRequest(
-            request_id="co-1",
+            request_id=first_id,
             display_name="运费险",
             abilities=ALL_ABILITIES,
             expire_time=expire_in(30 * DAY_S, time.time()),
@@ -51,7 +71,7 @@ async def test_a_collaboration_is_created_joined_and_seen_by_its_members_only(
     collaboration_id = first.collaboration.collaboration_id
     again = await platform.cocreation.CreateCollaboration(
         pb.CreateCollaborationRequest(
-            request_id="co-1",
+            request_id=first_id,
             display_name="运费险",
             abilities=ALL_ABILITIES,
             expire_time=first.collaboration.expire_time,
@@ -70,10 +90,9 @@ async def test_a_collaboration_is_created_joined_and_seen_by_its_members_only(
     assert states == {"demo-platform": pb.Member.STATE_ACTIVE, "demo-bank": pb.Member.STATE_INVITED}
     assert (await bank.cocreation.GetCollaboration(get)).collaboration.display_name == "运费险"
     await bank.cocreation.AcceptInvitation(pb.AcceptInvitationRequest(collaboration_id=collaboration_id))
-    listed = await bank.cocreation.ListCollaborations(pb.ListCollaborationsRequest())
-    assert [c.collaboration_id for c in listed.collaborations] == [collaboration_id]
+    assert collaboration_id in await _listed(bank)
 
-    # The outsider learns nothing: not found, whatever it tries; its own list is empty.
+    # The outsider learns nothing: not found, whatever it tries, and not in its list.
     await refused(operator.cocreation.GetCollaboration(get), Reason.COLLABORATION_NOT_FOUND)
     await refused(
         operator.cocreation.AcceptInvitation(pb.AcceptInvitationRequest(collaboration_id=collaboration_id)),
@@ -86,7 +105,7 @@ async def test_a_collaboration_is_created_joined_and_seen_by_its_members_only(
     await refused(
         operator.cocreation.RegisterDataset(claims_dataset(collaboration_id)), Reason.COLLABORATION_NOT_FOUND
     )
-    assert not (await operator.cocreation.ListCollaborations(pb.ListCollaborationsRequest())).collaborations
+    assert collaboration_id not in await _listed(operator)
     await refused(clients["fund"].cocreation.GetCollaboration(get), Reason.PRODUCT_NOT_ENABLED)
 
     # Only the creator invites; a member's abilities are what it accepted.
@@ -110,7 +129,7 @@ async def test_a_collaboration_is_created_joined_and_seen_by_its_members_only(
 
 async def test_datasets_are_their_owners_and_rules_fit_their_columns(clients: dict[str, AsyncClient]) -> None:
     platform, bank = clients["platform"], clients["bank"]
-    collaboration_id = await _collaboration(platform, bank)
+    collaboration_id = await _collaboration(platform, bank, f"co-{uuid.uuid4().hex}")
     registered = await bank.cocreation.RegisterDataset(claims_dataset(collaboration_id))
     dataset = registered.dataset
     assert (dataset.owner_tenant_id, dataset.state, dataset.rule.min_group_size) == (
@@ -162,7 +181,9 @@ async def test_datasets_are_their_owners_and_rules_fit_their_columns(clients: di
     )
 
     withdrawn = await bank.cocreation.WithdrawDataset(
-        pb.WithdrawDatasetRequest(request_id="w-1", collaboration_id=collaboration_id, dataset_id="claims")
+        pb.WithdrawDatasetRequest(
+            request_id=f"w-{uuid.uuid4().hex}", collaboration_id=collaboration_id, dataset_id="claims"
+        )
     )
     assert withdrawn.dataset.state == pb.Dataset.STATE_WITHDRAWN
 
