@@ -228,3 +228,51 @@ async def test_a_withdrawn_dataset_is_never_read_again(
         pb.WithdrawDatasetRequest(collaboration_id=collaboration, dataset_id="claims")
     )
     await refused(clients["platform"].cocreation.RunQuery(_query(collaboration)), Reason.DATASET_WITHDRAWN)
+
+
+async def test_every_query_that_read_rows_is_audited_for_its_analyst_and_the_owners(
+    clients: dict[str, AsyncClient], collaboration: str
+) -> None:
+    platform, bank = clients["platform"], clients["bank"]
+    first = await platform.cocreation.RunQuery(_query(collaboration))
+    pens = pb.Filter(column=_ref("orders", "category"), values=["pens"])
+    await platform.cocreation.RunQuery(_query(collaboration, filters=[pens]))
+    # Refused before reading: nothing to record.
+    await refused(
+        platform.cocreation.RunQuery(_query(collaboration, group_by=[_ref("orders", "buyer")])),
+        Reason.ANALYSIS_RULE_VIOLATED,
+    )
+    entries: list[pb.AuditEntry] = []
+    token = ""
+    for _ in range(10):
+        page = await bank.cocreation.ListAuditEntries(
+            pb.ListAuditEntriesRequest(collaboration_id=collaboration, page_size=1, page_token=token)
+        )
+        entries += page.entries
+        token = page.next_page_token
+        if not token:
+            break
+    assert len(entries) == 2
+    entry = entries[0]
+    assert (entry.analyst_tenant_id, list(entry.dataset_ids), list(entry.owner_tenant_ids)) == (
+        "demo-platform",
+        ["orders", "claims"],
+        ["demo-platform", "demo-bank"],
+    )
+    assert entry.query == _query(collaboration).query
+    assert (entry.rows_scanned, entry.groups_returned, entry.groups_suppressed) == (
+        first.result.rows_scanned,
+        len(first.result.rows),
+        first.result.groups_suppressed,
+    )
+    assert list(entries[1].query.filters) == [pens]
+    mine = await platform.cocreation.ListAuditEntries(
+        pb.ListAuditEntriesRequest(collaboration_id=collaboration)
+    )
+    assert list(mine.entries) == entries
+    await refused(
+        clients["operator"].cocreation.ListAuditEntries(
+            pb.ListAuditEntriesRequest(collaboration_id=collaboration)
+        ),
+        Reason.COLLABORATION_NOT_FOUND,
+    )

@@ -15,8 +15,7 @@ from jubao_server.bulk.arrow import to_ipc
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.cocreation.convert import dataset_of
 from jubao_server.cocreation.ingest import arrow_schema
-from jubao_server.cocreation.model import Ability, DatasetState, Function
-from jubao_server.cocreation.query import Aggregate, ColumnRef, Filter, Query
+from jubao_server.cocreation.model import Ability, Aggregate, ColumnRef, DatasetState, Filter, Function, Query
 from jubao_server.cocreation.rooms import Cocreation
 from jubao_server.storage.contract import StorageBackend
 

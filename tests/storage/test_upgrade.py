@@ -88,6 +88,7 @@ NEWER_THAN_SINGLE_SET = (
     "platform/0006_bulk",
     "cocreation/0001_cocreation",
     "cocreation/0002_cocreation_expiries",
+    "cocreation/0003_cocreation_audit",
 )
 
 

@@ -11,12 +11,17 @@ from jubao.reasons import FieldViolation
 from jubao_server import limits
 from jubao_server.cocreation.model import (
     Ability,
+    Aggregate,
+    AuditEntry,
     Column,
+    ColumnRef,
     ColumnType,
     Dataset,
     DatasetState,
+    Filter,
     Function,
     MemberState,
+    Query,
     Role,
     Room,
     Rule,
@@ -25,7 +30,7 @@ from jubao_server.cocreation.model import (
     raise_if_any,
     rule_violations,
 )
-from jubao_server.cocreation.query import Aggregate, ColumnRef, Filter, Query, Result
+from jubao_server.cocreation.query import Result
 from jubao_server.platform.timestamps import time_ms, timestamp
 
 ABILITIES: Final = {
@@ -238,6 +243,54 @@ def query_of(request: pb.RunQueryRequest) -> Query:
         group_by=tuple(_ref(ref) for ref in query.group_by),
         aggregates=tuple(aggregates),
     )
+
+
+def query_to_pb(query: Query) -> pb.Query:
+    def ref(column: ColumnRef) -> pb.ColumnRef:
+        return pb.ColumnRef(dataset_id=column.dataset_id, column=column.column)
+
+    return pb.Query(
+        dataset_ids=query.dataset_ids,
+        filters=[
+            pb.Filter(
+                column=ref(f.column),
+                values=[v for v in f.values if isinstance(v, str)],
+                int64_values=[v for v in f.values if isinstance(v, int)],
+            )
+            for f in query.filters
+        ],
+        group_by=[ref(column) for column in query.group_by],
+        aggregates=[
+            pb.Aggregate(function=FUNCTION_PB[a.function], column=ref(a.column) if a.column else None)
+            for a in query.aggregates
+        ],
+    )
+
+
+def audit_to_pb(entry: AuditEntry) -> pb.AuditEntry:
+    return pb.AuditEntry(
+        audit_id=entry.audit_id,
+        time=timestamp(entry.time_ms),
+        analyst_tenant_id=entry.analyst,
+        dataset_ids=entry.datasets,
+        owner_tenant_ids=entry.owners,
+        query=query_to_pb(entry.query),
+        rows_scanned=entry.rows_scanned,
+        groups_returned=entry.groups_returned,
+        groups_suppressed=entry.groups_suppressed,
+    )
+
+
+def audit_position(position: str | None) -> tuple[int, str] | None:
+    """A page token's position in the audit log ("<time_ms>/<audit_id>", as `audit_token` wrote it)."""
+    if position is None:
+        return None
+    time_ms, _, audit_id = position.partition("/")
+    return int(time_ms), audit_id
+
+
+def audit_token(position: tuple[int, str] | None) -> str | None:
+    return None if position is None else f"{position[0]}/{position[1]}"
 
 
 def _ref(ref: pb.ColumnRef) -> ColumnRef:

@@ -125,6 +125,61 @@ class Dataset(msgspec.Struct, frozen=True):
         return next(c.name for c in self.columns if c.role is Role.JOIN_KEY)
 
 
+# Queries: structured, never SQL from the caller (`query.py` checks, compiles and runs them).
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnRef:
+    dataset_id: str
+    column: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset_id}.{self.column}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Filter:
+    column: ColumnRef
+    values: tuple[str | int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Aggregate:
+    function: Function
+    column: ColumnRef | None  # None: COUNT of the group's rows
+
+    @property
+    def label(self) -> str:
+        return f"{self.function.value}({self.column.label if self.column else '*'})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    dataset_ids: tuple[str, ...]
+    filters: tuple[Filter, ...]
+    group_by: tuple[ColumnRef, ...]
+    aggregates: tuple[Aggregate, ...]
+
+
+class AuditEntry(msgspec.Struct, frozen=True):
+    """A query that read rows, as the audit log keeps it: readable by its analyst and by every owner of
+    a dataset it read."""
+
+    audit_id: str
+    time_ms: int
+    analyst: str
+    datasets: tuple[str, ...]
+    owners: tuple[str, ...]
+    query: Query
+    rows_scanned: int
+    groups_returned: int
+    groups_suppressed: int
+
+    def readable_by(self, tenant_id: str) -> bool:
+        return tenant_id == self.analyst or tenant_id in self.owners
+
+
 @dataclasses.dataclass(frozen=True)
 class Room:
     """A collaboration as stored: what every call checks and changes. `version` is the partition's static

@@ -26,9 +26,12 @@ from jubao_server.bulk.arrow import from_ipc
 from jubao_server.cocreation.ingest import arrow_schema
 from jubao_server.cocreation.model import (
     Ability,
+    AuditEntry,
+    ColumnRef,
     Dataset,
     DatasetState,
     Function,
+    Query,
     Room,
     raise_if_any,
 )
@@ -47,40 +50,6 @@ _SQL: Final = {
 
 
 @dataclasses.dataclass(frozen=True)
-class ColumnRef:
-    dataset_id: str
-    column: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.dataset_id}.{self.column}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Filter:
-    column: ColumnRef
-    values: tuple[str | int, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class Aggregate:
-    function: Function
-    column: ColumnRef | None  # None: COUNT of the group's rows
-
-    @property
-    def label(self) -> str:
-        return f"{self.function.value}({self.column.label if self.column else '*'})"
-
-
-@dataclasses.dataclass(frozen=True)
-class Query:
-    dataset_ids: tuple[str, ...]
-    filters: tuple[Filter, ...]
-    group_by: tuple[ColumnRef, ...]
-    aggregates: tuple[Aggregate, ...]
-
-
-@dataclasses.dataclass(frozen=True)
 class Plan:
     """A query checked against its room: the datasets it reads, and the threshold of its groups."""
 
@@ -91,6 +60,20 @@ class Plan:
     @property
     def rows(self) -> int:
         return sum(d.row_count for d in self.datasets)
+
+
+def audit_entry(audit_id: str, time_ms: int, analyst: str, checked: Plan, result: Result) -> AuditEntry:
+    return AuditEntry(
+        audit_id=audit_id,
+        time_ms=time_ms,
+        analyst=analyst,
+        datasets=tuple(d.dataset_id for d in checked.datasets),
+        owners=tuple(d.owner for d in checked.datasets),
+        query=checked.query,
+        rows_scanned=result.rows_scanned,
+        groups_returned=result.rows.num_rows,
+        groups_suppressed=result.groups_suppressed,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

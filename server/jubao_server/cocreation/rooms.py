@@ -16,16 +16,18 @@ import structlog
 from jubao_server.clock import Clock
 from jubao_server.cocreation.model import (
     Ability,
+    AuditEntry,
     Change,
     Collaboration,
     Dataset,
     DatasetState,
     Member,
     MemberState,
+    Query,
     Room,
     collaboration_not_found,
 )
-from jubao_server.cocreation.query import Query, Result, check_shape, plan, run
+from jubao_server.cocreation.query import Result, audit_entry, check_shape, plan, run
 from jubao_server.cocreation.store import CocreationStore
 from jubao_server.errors import ApiError
 from jubao_server.invariants import ensure
@@ -109,7 +111,9 @@ class Cocreation:
         ensure(stored is None or stored.collaboration.creator == tenant_id, "ids derive from their creator")
         return stored if stored is not None else room
 
-    async def list(self, tenant_id: str, after: str | None, size: int) -> tuple[list[Room], str | None]:
+    async def collaborations(
+        self, tenant_id: str, after: str | None, size: int
+    ) -> tuple[list[Room], str | None]:
         """The collaborations `tenant_id` sees, by id, after `after`; where the next page starts."""
         ids, next_after = await self.store.memberships(tenant_id, after, size)
         rooms = []
@@ -166,10 +170,24 @@ class Cocreation:
         return dataset
 
     async def query(self, tenant_id: str, collaboration_id: str, query: Query) -> Result:
-        """Run an aggregate query for `tenant_id` (see `query.py`): checked, then read and computed."""
+        """Run an aggregate query for `tenant_id` (see `query.py`): checked, then read and computed, and
+        recorded in the audit log before it is answered."""
         room = await self.open_room(tenant_id, collaboration_id)
         check_shape(query, room)
-        return await run(self.store, plan(room, tenant_id, query), self._query_threads)
+        checked = plan(room, tenant_id, query)
+        result = await run(self.store, checked, self._query_threads)
+        entry = audit_entry(uuid.uuid4().hex, self.clock.wall_ms(), tenant_id, checked, result)
+        await self.store.audit(collaboration_id, entry)
+        return result
+
+    async def audit(
+        self, tenant_id: str, collaboration_id: str, after: tuple[int, str] | None, size: int
+    ) -> tuple[list[AuditEntry], tuple[int, str] | None]:
+        """The audit entries `tenant_id` may read (it ran the query, or owns a dataset it read), in time
+        order after `after`; where the next page starts."""
+        await self.room(tenant_id, collaboration_id)
+        entries, next_after = await self.store.audit_page(collaboration_id, after, size)
+        return [e for e in entries if e.readable_by(tenant_id)], next_after
 
     async def _delete_withdrawn(self, datasets: tuple[Dataset, ...]) -> None:
         for dataset in datasets:

@@ -14,6 +14,9 @@ from jubao.cocreation.v1 import cocreation_pb2 as pb
 from jubao.cocreation.v1 import cocreation_pb2_grpc as pb_grpc
 
 from jubao_server.cocreation.convert import (
+    audit_position,
+    audit_to_pb,
+    audit_token,
     checked_ids,
     collaboration_to_pb,
     create_command,
@@ -86,7 +89,7 @@ class CocreationService(pb_grpc.CocreationServiceServicer):
         size = page_size(request.page_size)
         tenant_id = _tenant_id()
         query = self._pages.query(tenant_id, request)
-        rooms, after = await self._co.list(tenant_id, query.start(), size)
+        rooms, after = await self._co.collaborations(tenant_id, query.start(), size)
         now_ms = self._now_ms()
         return pb.ListCollaborationsResponse(
             collaborations=[collaboration_to_pb(room, now_ms) for room in rooms],
@@ -169,6 +172,20 @@ class CocreationService(pb_grpc.CocreationServiceServicer):
             return pb.WithdrawDatasetResponse(dataset=dataset_to_pb(dataset))
 
         return await self._once("WithdrawDataset", request, pb.WithdrawDatasetResponse, apply)
+
+    async def ListAuditEntries(
+        self, request: pb.ListAuditEntriesRequest, context: Context
+    ) -> pb.ListAuditEntriesResponse:
+        checked_ids(collaboration_id=request.collaboration_id)
+        size = page_size(request.page_size)
+        tenant_id = _tenant_id()
+        query = self._pages.query(tenant_id, request)
+        entries, after = await self._co.audit(
+            tenant_id, request.collaboration_id, audit_position(query.start()), size
+        )
+        return pb.ListAuditEntriesResponse(
+            entries=[audit_to_pb(entry) for entry in entries], next_page_token=query.next(audit_token(after))
+        )
 
     async def RunQuery(self, request: pb.RunQueryRequest, context: Context) -> pb.RunQueryResponse:
         query = query_of(request)

@@ -13,8 +13,9 @@ import msgspec
 
 from jubao_server import limits
 from jubao_server.clock import Clock
-from jubao_server.cocreation.model import Change, Collaboration, Dataset, Member, Room, conflict
+from jubao_server.cocreation.model import AuditEntry, Change, Collaboration, Dataset, Member, Room, conflict
 from jubao_server.cocreation.tables import (
+    AUDIT,
     COLLABORATION_ROW,
     COLLABORATIONS,
     DATASET_ROW,
@@ -184,6 +185,26 @@ class CocreationStore:
             Batch(EXPIRIES.partition(SHARED_SCOPE), deletes=(Delete((expire_time_ms, collaboration_id)),))
         )
 
+    # The audit log
+
+    async def audit(self, collaboration_id: str, entry: AuditEntry) -> None:
+        put = Put((entry.time_ms, entry.audit_id), {"record": msgspec.json.encode(entry)})
+        await self._backend.write(Batch(AUDIT.partition(SHARED_SCOPE, collaboration_id), (put,)))
+
+    async def audit_page(
+        self, collaboration_id: str, after: tuple[int, str] | None, limit: int
+    ) -> tuple[list[AuditEntry], tuple[int, str] | None]:
+        """Audit entries in time order after `after`, and where the next page starts (None: the end)."""
+        query = RowQuery(
+            AUDIT.partition(SHARED_SCOPE, collaboration_id),
+            lower=Bound(after, inclusive=False) if after is not None else None,
+            limit=limit,
+        )
+        page = await self._backend.read_page(query)
+        entries = [msgspec.json.decode(_blob(row["record"]), type=AuditEntry) for row in page.rows]
+        last = (entries[-1].time_ms, entries[-1].audit_id) if entries else None
+        return entries, (last if page.next_after is not None else None)
+
     # Rows
 
     async def rows_state(self, owner: str, collaboration_id: str, dataset_id: str) -> RowsState:
@@ -266,6 +287,11 @@ def _record_puts(members: Iterable[Member], datasets: Iterable[Dataset]) -> list
     puts = [Put((MEMBER_ROW, m.tenant_id), {"record": msgspec.json.encode(m)}) for m in members]
     puts += [Put((DATASET_ROW, d.dataset_id), {"record": msgspec.json.encode(d)}) for d in datasets]
     return puts
+
+
+def _blob(value: object) -> bytes:
+    ensure(isinstance(value, bytes), "a record is stored")
+    return value if isinstance(value, bytes) else b""
 
 
 def _int(value: object) -> int:

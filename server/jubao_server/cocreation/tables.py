@@ -13,6 +13,9 @@
   the dataset is not withdrawn (one conditional batch), so a resumed upload never stores a row twice and
   nothing lands after a withdrawal.
 * `cocreation_requests`: request claims (AIP-155) with the first answer, per tenant.
+* `cocreation_audit`: the audit log, one partition per collaboration in the shared scope: an entry per
+  query that read rows (`model.AuditEntry`), by time and id, written before the query is answered, never
+  changed and never expired.
 * `cocreation_expiries`: every collaboration by its expiry (the shared scope, one partition), written
   before the collaboration itself: the sweep (`rooms.Cocreation.sweep`) finds the expired ones there,
   withdraws their datasets, deletes their rows and then the entry.
@@ -91,6 +94,13 @@ EXPIRIES: Final = Table(
     columns={"expire_time_ms": T.BIGINT, "collaboration_id": T.TEXT, "create_time_ms": T.BIGINT},
 )
 
+AUDIT: Final = Table(
+    name="cocreation_audit",
+    partition_key=("collaboration_id",),
+    clustering_key=("time_ms", "audit_id"),
+    columns={"collaboration_id": T.TEXT, "time_ms": T.BIGINT, "audit_id": T.TEXT, "record": T.BLOB},
+)
+
 CLAIMS: Final = ClaimTable(REQUESTS, operation_column="operation", answer_column="answer")
 
-ALL: Final = (COLLABORATIONS, MEMBERSHIPS, ROWS, REQUESTS, EXPIRIES)
+ALL: Final = (COLLABORATIONS, MEMBERSHIPS, ROWS, REQUESTS, EXPIRIES, AUDIT)

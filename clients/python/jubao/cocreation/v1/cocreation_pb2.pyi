@@ -711,6 +711,107 @@ class RunQueryResponse(_message.Message):
 Global___RunQueryResponse: _TypeAlias = RunQueryResponse  # noqa: Y015
 
 @_typing.final
+class AuditEntry(_message.Message):
+    """A query run in a collaboration, as the audit log keeps it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUDIT_ID_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    ANALYST_TENANT_ID_FIELD_NUMBER: _builtins.int
+    DATASET_IDS_FIELD_NUMBER: _builtins.int
+    OWNER_TENANT_IDS_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    ROWS_SCANNED_FIELD_NUMBER: _builtins.int
+    GROUPS_RETURNED_FIELD_NUMBER: _builtins.int
+    GROUPS_SUPPRESSED_FIELD_NUMBER: _builtins.int
+    audit_id: _builtins.str
+    analyst_tenant_id: _builtins.str
+    """The member that ran it."""
+    rows_scanned: _builtins.int
+    groups_returned: _builtins.int
+    groups_suppressed: _builtins.int
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def dataset_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The datasets it read and their owners, in the query's order."""
+
+    @_builtins.property
+    def owner_tenant_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def query(self) -> Global___Query: ...
+    def __init__(
+        self,
+        *,
+        audit_id: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        analyst_tenant_id: _builtins.str = ...,
+        dataset_ids: _abc.Iterable[_builtins.str] | None = ...,
+        owner_tenant_ids: _abc.Iterable[_builtins.str] | None = ...,
+        query: Global___Query | None = ...,
+        rows_scanned: _builtins.int = ...,
+        groups_returned: _builtins.int = ...,
+        groups_suppressed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query", "time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyst_tenant_id", b"analyst_tenant_id", "audit_id", b"audit_id", "dataset_ids", b"dataset_ids", "groups_returned", b"groups_returned", "groups_suppressed", b"groups_suppressed", "owner_tenant_ids", b"owner_tenant_ids", "query", b"query", "rows_scanned", b"rows_scanned", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditEntry: _TypeAlias = AuditEntry  # noqa: Y015
+
+@_typing.final
+class ListAuditEntriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLABORATION_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    collaboration_id: _builtins.str
+    page_size: _builtins.int
+    """At most 500; 0 means 50."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        collaboration_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration_id", b"collaboration_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuditEntriesRequest: _TypeAlias = ListAuditEntriesRequest  # noqa: Y015
+
+@_typing.final
+class ListAuditEntriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEntry]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___AuditEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuditEntriesResponse: _TypeAlias = ListAuditEntriesResponse  # noqa: Y015
+
+@_typing.final
 class CreateCollaborationRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

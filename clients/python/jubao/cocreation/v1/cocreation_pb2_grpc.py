@@ -136,6 +136,11 @@ class CocreationServiceStub:
                 request_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.RunQueryRequest.SerializeToString,
                 response_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.RunQueryResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/jubao.cocreation.v1.CocreationService/ListAuditEntries',
+                request_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
 
 
 class CocreationServiceServicer:
@@ -283,6 +288,16 @@ class CocreationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEntries(self, request, context):
+        """ListAuditEntries lists the queries run in the collaboration that the
+        caller ran or that read one of its datasets, oldest first (AIP-158). Every
+        query that read rows is recorded before it is answered; entries are kept
+        and never change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CocreationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -340,6 +355,11 @@ def add_CocreationServiceServicer_to_server(servicer, server):
                     servicer.RunQuery,
                     request_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.RunQueryRequest.FromString,
                     response_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.RunQueryResponse.SerializeToString,
+            ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListAuditEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -686,6 +706,33 @@ class CocreationService:
             '/jubao.cocreation.v1.CocreationService/RunQuery',
             jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.RunQueryRequest.SerializeToString,
             jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.RunQueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.cocreation.v1.CocreationService/ListAuditEntries',
+            jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListAuditEntriesRequest.SerializeToString,
+            jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListAuditEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -129,6 +129,12 @@ class CocreationServiceStub:
     alone does not stop two queries whose difference isolates one person
     (see ARCHITECTURE.md, "Data co-creation").
     """
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_cocreation_pb2.ListAuditEntriesRequest, _cocreation_pb2.ListAuditEntriesResponse]
+    """ListAuditEntries lists the queries run in the collaboration that the
+    caller ran or that read one of its datasets, oldest first (AIP-158). Every
+    query that read rows is recorded before it is answered; entries are kept
+    and never change.
+    """
 
 @_typing.type_check_only
 class CocreationServiceAsyncStub(CocreationServiceStub):
@@ -230,6 +236,12 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
     datasets is suppressed, and counted in groups_suppressed. The threshold
     alone does not stop two queries whose difference isolates one person
     (see ARCHITECTURE.md, "Data co-creation").
+    """
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_cocreation_pb2.ListAuditEntriesRequest, _cocreation_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """ListAuditEntries lists the queries run in the collaboration that the
+    caller ran or that read one of its datasets, oldest first (AIP-158). Every
+    query that read rows is recorded before it is answered; entries are kept
+    and never change.
     """
 
 class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -395,6 +407,18 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
         datasets is suppressed, and counted in groups_suppressed. The threshold
         alone does not stop two queries whose difference isolates one person
         (see ARCHITECTURE.md, "Data co-creation").
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _cocreation_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cocreation_pb2.ListAuditEntriesResponse, _abc.Awaitable[_cocreation_pb2.ListAuditEntriesResponse]]:
+        """ListAuditEntries lists the queries run in the collaboration that the
+        caller ran or that read one of its datasets, oldest first (AIP-158). Every
+        query that read rows is recorded before it is answered; entries are kept
+        and never change.
         """
 
 def add_CocreationServiceServicer_to_server(servicer: CocreationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
