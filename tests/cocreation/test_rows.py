@@ -16,7 +16,9 @@ from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.cocreation.convert import dataset_of
 from jubao_server.cocreation.ingest import arrow_schema
 from jubao_server.cocreation.model import Ability, Aggregate, ColumnRef, DatasetState, Filter, Function, Query
+from jubao_server.cocreation.query import plan, run
 from jubao_server.cocreation.rooms import Cocreation
+from jubao_server.errors import ApiError
 from jubao_server.storage.contract import StorageBackend
 
 from tests.bulk.support import FlightProcess
@@ -157,6 +159,20 @@ async def test_a_query_reads_the_stored_rows_on_every_backend(
         {"g0": category, "a0": count, "a1": total} for category, (count, total) in expected.items()
     ]
     assert (result.groups_suppressed, result.rows_scanned) == (0, ROWS)
+
+
+async def test_a_query_planned_before_a_withdrawal_is_not_answered(
+    store: tuple[StorageBackend, dict[str, str]], flight_process: FlightProcess, keys: dict[str, str]
+) -> None:
+    co, collaboration_id = await _room(store[0])
+    with flight_process.client(keys["demo-bank"]) as bank:
+        upload_dataset(bank, collaboration_id, "claims", tokenize(_claims(100), ["buyer"], SECRET))
+    query = Query(("claims",), (), (), (Aggregate(Function.COUNT, None),))
+    checked = plan(await co.room("demo-platform", collaboration_id), "demo-platform", query)
+    await co.withdraw("demo-bank", collaboration_id, "claims")
+    with pytest.raises(ApiError) as caught:
+        await run(co.store, checked, 1)
+    assert caught.value.reason == Reason.DATASET_WITHDRAWN
 
 
 async def test_an_expired_collaborations_rows_are_deleted_by_the_sweep(

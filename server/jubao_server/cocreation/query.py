@@ -221,6 +221,14 @@ def check_shape(query: Query, room: Room) -> None:
 async def run(store: CocreationStore, checked: Plan, threads: int) -> Result:
     """Read the datasets' rows, run the query, suppress the groups below the threshold."""
     tables = [await _rows(store, dataset, _used(checked.query, dataset)) for dataset in checked.datasets]
+    for dataset in checked.datasets:
+        # A withdrawal marks the rows before it deletes them: a read it overlapped is not answered.
+        if (await store.rows_state(dataset.owner, dataset.collaboration_id, dataset.dataset_id)).withdrawn:
+            raise failed_precondition(
+                Reason.DATASET_WITHDRAWN,
+                f"dataset {dataset.dataset_id} was withdrawn while it was read",
+                dataset_id=dataset.dataset_id,
+            )
     sql, parameters = compile_sql(checked)
     grouped = await asyncio.to_thread(_execute, tables, sql, parameters, threads)
     kept = pc.greater_equal(grouped.column(_KEYS), checked.min_group_size)
