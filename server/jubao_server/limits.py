@@ -216,3 +216,31 @@ fundta_close_batch_rows_max = 200
 fundta_shard_pages_max = 10_000
 # The previous natural dates a 七日年化 reads (the date itself is the seventh).
 fundta_yield_days = 7
+
+# Co-creation (cocreation/): members and datasets of a collaboration, columns and rule entries of a dataset,
+# rows of a dataset, how far ahead a collaboration may expire, the minimum group size's default and floor.
+cocreation_members_max = 32
+cocreation_datasets_max = 64
+cocreation_columns_max = 64
+cocreation_rule_entries_max = 64
+cocreation_dataset_rows_max = 10_000_000
+cocreation_expire_ahead_s_max = 366 * 24 * 3600
+cocreation_min_group_size_default = 100
+cocreation_min_group_size_min = 2
+# Chunks one read brings into memory when a dataset's rows are read or deleted.
+cocreation_chunks_per_read_max = 256
+# Rows of one stored chunk of a dataset (and bulk_chunk_bytes_max of Arrow IPC).
+cocreation_chunk_rows_max = 65_536
+# A query: datasets joined, filters, values per filter, group-by columns, aggregates; rows it reads (all its
+# datasets' together) and groups it answers.
+cocreation_query_datasets_max = 4
+cocreation_query_filters_max = 16
+cocreation_filter_values_max = 100
+cocreation_query_group_by_max = 8
+cocreation_query_aggregates_max = 16
+cocreation_query_rows_max = 40_000_000
+cocreation_result_groups_max = 10_000
+cocreation_query_threads_max = 64
+# The expiry sweep: collaborations one pass handles, and the longest interval between passes.
+cocreation_expiries_per_sweep_max = 100
+cocreation_expiry_sweep_s_max = 3600

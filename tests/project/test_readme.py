@@ -27,7 +27,7 @@ import pytest
 
 REPO: Final = Path(__file__).resolve().parents[2]
 README: Final = REPO / "README.md"
-SECTIONS: Final = ("Try it", "First payment", "Bulk data", "Fund transfer agency")
+SECTIONS: Final = ("Try it", "First payment", "Bulk data", "Fund transfer agency", "Data co-creation")
 README_ENDPOINT: Final = "127.0.0.1:50051"
 README_BULK_ENDPOINT: Final = "127.0.0.1:50052"
 SERVER_START_S: Final = 180.0

@@ -17,6 +17,7 @@ import pytest
 from jubao.errors import Reason
 from jubao_server.app import migration_sets
 from jubao_server.clock import SYSTEM_CLOCK
+from jubao_server.cocreation.product import PRODUCT as COCREATION
 from jubao_server.errors import ApiError
 from jubao_server.fundta.product import PRODUCT as FUND_TA
 from jubao_server.payments.config import PaymentsSettings
@@ -93,9 +94,14 @@ def labels(backend_name: str, *names: str) -> list[str]:
 
 
 def newer_than_single_set(backend_name: str, *before: str) -> list[str]:
-    """The files an upgraded store gets: `before`, the platform's written since, and the fund TA's."""
-    fund_ta = sorted(p.stem for p in FUND_TA.migration_set(backend_name).directory.iterdir())
-    return labels(backend_name, *before, *NEWER_THAN_SINGLE_SET, *(f"fund_ta/{name}" for name in fund_ta))
+    """The files an upgraded store gets: `before`, the platform's written since, and those of the products
+    added since, in the composition root's order."""
+    added = [
+        f"{product.name}/{path.stem}"
+        for product in (FUND_TA, COCREATION)
+        for path in sorted(product.migration_set(backend_name).directory.iterdir())
+    ]
+    return labels(backend_name, *before, *NEWER_THAN_SINGLE_SET, *added)
 
 
 async def test_a_store_of_the_single_set_opens_with_the_product_sets(store: Open, tmp_path: Path) -> None:

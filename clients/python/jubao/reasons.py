@@ -140,6 +140,22 @@ class Reason(StrEnum):
     PRICE_MISSING = "PRICE_MISSING"
     # NOT_FOUND (fund TA): no day-close of that fund and date
     DAY_CLOSE_NOT_FOUND = "DAY_CLOSE_NOT_FOUND"
+    # NOT_FOUND (cocreation): no such collaboration, or the caller is neither a member nor invited
+    COLLABORATION_NOT_FOUND = "COLLABORATION_NOT_FOUND"
+    DATASET_NOT_FOUND = "DATASET_NOT_FOUND"
+    # ALREADY_EXISTS (cocreation): the dataset id is taken in the collaboration
+    DATASET_EXISTS = "DATASET_EXISTS"
+    # PERMISSION_DENIED (cocreation): the member lacks the ability, does not own the dataset, or is not
+    # the collaboration's creator
+    ABILITY_MISSING = "ABILITY_MISSING"
+    NOT_DATASET_OWNER = "NOT_DATASET_OWNER"
+    CREATOR_ONLY = "CREATOR_ONLY"
+    # FAILED_PRECONDITION (cocreation)
+    COLLABORATION_EXPIRED = "COLLABORATION_EXPIRED"
+    DATASET_NOT_READY = "DATASET_NOT_READY"
+    DATASET_WITHDRAWN = "DATASET_WITHDRAWN"
+    # INVALID_ARGUMENT (cocreation): a query breaks a dataset's analysis rule (dataset, column, rule named)
+    ANALYSIS_RULE_VIOLATED = "ANALYSIS_RULE_VIOLATED"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -64,7 +64,8 @@ def error_from_flight(error: flight.FlightError | pa.ArrowException) -> JubaoErr
     return error_from_status(code, None, str(error))
 
 
-def _pack(command: Message) -> bytes:
+def pack(command: Message) -> bytes:
+    """A command as descriptors and tickets carry it: a serialized `google.protobuf.Any`."""
     packed = any_pb2.Any()
     packed.Pack(command)
     return packed.SerializeToString()
@@ -126,17 +127,21 @@ class BulkClient:
         batch_id: str = getattr(command, "batch_id")  # noqa: B009
         stored = self.find_upload(batch_id)
         start = stored.rows_received if stored is not None else 0
-        descriptor = flight.FlightDescriptor.for_command(_pack(command))
+        descriptor = flight.FlightDescriptor.for_command(pack(command))
         try:
             batches = batches_of(source, dataset.rows)
             first = next(batches, None)
             schema = first.schema if first is not None else dataset.rows
             sent = itertools.chain([first] if first is not None else [], batches)
-            return self._put(batch_id, descriptor, schema, sent, start=start, progress=progress)
+            return self.put(batch_id, descriptor, schema, sent, start=start, progress=progress)
         except (flight.FlightError, pa.ArrowException) as error:
             raise error_from_flight(error) from error
 
-    def _put(
+    def flight_info(self, descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
+        """GetFlightInfo of a command: its schema, and for an upload the rows stored so far."""
+        return self._client.get_flight_info(descriptor, options=self._options)
+
+    def put(
         self,
         batch_id: str,
         descriptor: flight.FlightDescriptor,
@@ -247,7 +252,7 @@ class BulkClient:
 
     def _get(self, command: Message) -> DownloadReader:
         try:
-            return DownloadReader(self._client.do_get(flight.Ticket(_pack(command)), options=self._options))
+            return DownloadReader(self._client.do_get(flight.Ticket(pack(command)), options=self._options))
         except (flight.FlightError, pa.ArrowException) as error:
             raise error_from_flight(error) from error
 
