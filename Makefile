@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 INSTALL_INPUTS := pyproject.toml clients/python/pyproject.toml requirements/constraints.txt
 
-.PHONY: help venv run test lint format proto proto-check bench bench-full cassandra-test clean
+.PHONY: help venv run test lint format proto proto-check bench bench-full cassandra-test clean java-client
 
 help:
 	@echo "make run    start jubao on 127.0.0.1:50051 (embedded SQLite, demo tenants)"
@@ -14,7 +14,9 @@ help:
 	@echo "make bench  write loadtest/results/latest.json (and the double11 find-peak plots)"
 	@echo "make double11 / find-peak   the Double 11 load scenario, checked; LOADTEST_ARGS='--endpoint ...'"
 	@echo "make cassandra-up / cassandra-down / cassandra-status / cassandra-logs"
+	@echo "make cassandra-cluster-up / -down / -status / -logs   three nodes on 127.0.0.1-3:9142"
 	@echo "make grpcurl / ghz   install the pinned Go tools into var/tools/bin (needs Go)"
+	@echo "make java-client     build clients/java (stubs generated from protos/ by Maven; needs JDK 17 + Maven)"
 
 venv: $(STAMP)
 
@@ -42,6 +44,9 @@ proto: venv
 
 test: venv
 	bash scripts/test.sh
+
+java-client:
+	mvn -B -q -Dstyle.color=never -f clients/java/pom.xml package
 
 bench: venv ghz
 	bash scripts/with_cassandra.sh $(PYTHON) -m loadtest bench --quick

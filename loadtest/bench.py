@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from jubao_server.app import migrate
+from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.storage.config import CassandraSettings, SqliteSettings, StorageSettings
 from jubao_server.storage.contract import StorageBackend, StorageError
 from jubao_server.storage.factory import open_backend
@@ -29,6 +30,7 @@ from jubao_server.storage.factory import open_backend
 from loadtest.bulk_bench import BulkPlan, BulkRun, bulk_figures
 from loadtest.commands import find_peak, print_step
 from loadtest.engine import ClosedLoop, Engine
+from loadtest.fundta_bench import run_fundta_bench
 from loadtest.ghz import GhzLoad, ghz_figure
 from loadtest.harness import Run, bare_echo, prepare, scratch_dir, serving, verify
 from loadtest.payments_bench import PaymentsPlan, measure, only, payments_figures, unary_figures
@@ -63,6 +65,9 @@ class BenchPlan:
     payments: PaymentsPlan
     double11: Path
     bulk: BulkPlan
+    # The fund TA's day-close: holders of the fund and orders of its trade date.
+    fundta_holders: int = 20_000
+    fundta_orders: int = 2_000
 
     @classmethod
     def of(cls, quick: bool) -> BenchPlan:
@@ -73,7 +78,9 @@ class BenchPlan:
             return cls("quick", 8.0, 2.0, 32, workers, 3.0, payments, double11, BulkPlan.of(quick))
         payments = PaymentsPlan(30.0, 5.0, 64, STALL_RUN_S)
         double11 = SCENARIOS / "double11.toml"
-        return cls("full", 30.0, 5.0, 64, workers, 15.0, payments, double11, BulkPlan.of(quick))
+        return cls(
+            "full", 30.0, 5.0, 64, workers, 15.0, payments, double11, BulkPlan.of(quick), 1_000_000, 100_000
+        )
 
     def scenario(self) -> Scenario:
         scenario = load_scenario(self.double11)
@@ -138,6 +145,8 @@ async def storage_figures(plan: BenchPlan, scratch: Path) -> list[Figure]:
         try:
             await migrate(backend)
             figures += await run_storage_bench(backend, plan.storage_seconds)
+            print(f"bench: fund TA day-close on {choice.backend}")
+            figures += await run_fundta_bench(backend, SYSTEM_CLOCK, plan.fundta_holders, plan.fundta_orders)
         finally:
             await backend.close()
     return figures

@@ -1,4 +1,5 @@
-# Single-node Apache Cassandra for development and tests (jars from Maven Central, no Docker).
+# Apache Cassandra for development and tests (jars from Maven Central, no Docker): the single node
+# (127.0.0.1:9042) and a cluster of three (127.0.0.1-3:9142, replication factor 3), side by side.
 # Included by the top-level Makefile; standalone use: make -f mk/cassandra.mk cassandra-up
 # Details and env knobs (JUBAO_CASSANDRA_CACHE, _HEAP_MIN/_MAX, _PORT, ...): scripts/cassandra/node.py
 # Scripts that need the node's state call `scripts/cassandra/node.py status` (exit 0 answering, 1 running
@@ -9,6 +10,7 @@ CASSANDRA_NODE = $(CASSANDRA_PYTHON) scripts/cassandra/node.py
 CASSANDRA_LOG_LINES ?= 80
 
 .PHONY: cassandra-fetch cassandra-up cassandra-down cassandra-status cassandra-logs
+.PHONY: cassandra-cluster-up cassandra-cluster-down cassandra-cluster-status cassandra-cluster-logs
 
 cassandra-fetch: ## download Cassandra's jars from Maven Central into the cache (once)
 	$(CASSANDRA_NODE) fetch
@@ -24,3 +26,15 @@ cassandra-status: ## say whether the node runs; fails only when it runs but CQL 
 
 cassandra-logs: ## tail of var/cassandra/logs/system.log and stdout.log
 	$(CASSANDRA_NODE) logs --lines $(CASSANDRA_LOG_LINES)
+
+cassandra-cluster-up: ## start the three-node cluster (127.0.0.1-3:9142) one node after another
+	$(CASSANDRA_NODE) cluster up
+
+cassandra-cluster-down: ## stop the cluster's nodes
+	$(CASSANDRA_NODE) cluster down
+
+cassandra-cluster-status: ## each node's state and the peers it knows; exits 0 when none runs
+	@$(CASSANDRA_NODE) cluster status || [ $$? -eq 3 ]
+
+cassandra-cluster-logs: ## tail of each node's system.log and stdout.log
+	$(CASSANDRA_NODE) cluster logs --lines $(CASSANDRA_LOG_LINES)

@@ -205,3 +205,53 @@ server_processes_max = 64
 # The supervisor (`jubao-server serve`): restarts of a crashed child, and its backoff.
 supervisor_restarts_max = 5
 supervisor_backoff_max_s = 30.0
+# Fund transfer agency (fundta/): holder shards per fund, and the fund's own bounds.
+fundta_holder_shards_max = 1024
+fundta_fund_code_length_max = 12
+fundta_holidays_max = 400
+fundta_fee_tiers_max = 16
+# A trade date is found within this many natural days (weekends plus at most fundta_holidays_max).
+fundta_calendar_scan_days_max = 2 * fundta_holidays_max + 14
+# Shares and money of one order or holding: in hundredths of a share and minor units, well inside int64.
+fundta_shares_max = 10**15
+fundta_amount_max_minor = 10**15
+fundta_id_number_length_max = 32
+# Optimistic writes (a holding changed meanwhile) are tried at most this many times.
+fundta_write_attempts_max = 8
+# Storage pages one ListOrders call reads (across holder shards) before it answers a shorter page.
+fundta_list_reads_max = 64
+# A day-close: its phases (with a few lost races), the rows of one batch of a holder shard's commit (a
+# holder's rows are never split), and the storage pages of one holder shard.
+fundta_close_steps_max = 16
+fundta_close_batch_rows_max = 200
+fundta_shard_pages_max = 10_000
+# The previous natural dates a 七日年化 reads (the date itself is the seventh).
+fundta_yield_days = 7
+
+# Co-creation (cocreation/): members and datasets of a collaboration, columns and rule entries of a dataset,
+# rows of a dataset, how far ahead a collaboration may expire, the minimum group size's default and floor.
+cocreation_members_max = 32
+cocreation_datasets_max = 64
+cocreation_columns_max = 64
+cocreation_rule_entries_max = 64
+cocreation_dataset_rows_max = 10_000_000
+cocreation_expire_ahead_s_max = 366 * 24 * 3600
+cocreation_min_group_size_default = 100
+cocreation_min_group_size_min = 2
+# Chunks one read brings into memory when a dataset's rows are read or deleted.
+cocreation_chunks_per_read_max = 256
+# Rows of one stored chunk of a dataset (and bulk_chunk_bytes_max of Arrow IPC).
+cocreation_chunk_rows_max = 65_536
+# A query: datasets joined, filters, values per filter, group-by columns, aggregates; rows it reads (all its
+# datasets' together) and groups it answers.
+cocreation_query_datasets_max = 4
+cocreation_query_filters_max = 16
+cocreation_filter_values_max = 100
+cocreation_query_group_by_max = 8
+cocreation_query_aggregates_max = 16
+cocreation_query_rows_max = 40_000_000
+cocreation_result_groups_max = 10_000
+cocreation_query_threads_max = 64
+# The expiry sweep: collaborations one pass handles, and the longest interval between passes.
+cocreation_expiries_per_sweep_max = 100
+cocreation_expiry_sweep_s_max = 3600

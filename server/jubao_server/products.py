@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -77,6 +77,9 @@ class ProductContext(Generic[S]):
     # The server processes of this machine, this one among them, that share the work out (`Node.members`);
     # empty when this process is the machine's only one.
     members: tuple[str, ...] = ()
+    # The products started before this one in this process, by name (the fund TA settles through the
+    # payments ledger).
+    started: Mapping[str, Running] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

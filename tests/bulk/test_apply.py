@@ -3,6 +3,7 @@ the ledger's batch path, once per row, whatever crashes; the statement export ro
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +13,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from jubao.bulk import schemas
-from jubao.bulk.v1 import bulk_pb2
-from jubao.client import Client, ClientConfig
+from jubao.bulk.v1 import bulk_pb2, bulk_pb2_grpc
+from jubao.cli.main import app
+from jubao.client import Client, ClientConfig, NotFound, Reason
 from jubao.payments.v1 import payments_pb2 as pb
 from jubao_server.storage.contract import StorageBackend
+from typer.testing import CliRunner
 
 from loadtest.bulk_bench import open_payroll_accounts
 from loadtest.server_process import ServerProcess
@@ -156,3 +159,48 @@ def test_a_server_killed_mid_apply_is_taken_over_and_nothing_applies_twice(
         assert _balances(successor.address, key, ids) == {a: _expected(table).get(a, 0) for a in ids}
     finally:
         successor.kill()
+
+
+def _listed(stub: bulk_pb2_grpc.BulkServiceStub) -> list[bulk_pb2.Upload]:
+    """Every upload ListUploads pages through, two at a time."""
+    uploads: list[bulk_pb2.Upload] = []
+    token = ""
+    for _ in range(1_000):
+        page = stub.ListUploads(bulk_pb2.ListUploadsRequest(page_size=2, page_token=token))
+        uploads += page.uploads
+        token = page.next_page_token
+        if not token:
+            return uploads
+    raise AssertionError("ListUploads never ended")
+
+
+def test_the_grpc_service_and_the_cli_list_the_callers_uploads_only(
+    server: ServerProcess, flight_process: FlightProcess, keys: dict[str, str]
+) -> None:
+    batches = sorted(batch_id() for _ in range(3))
+    with flight_process.client(keys[DEMO_TENANT]) as client:
+        for rows, batch in enumerate(batches, start=1):
+            client.upload_transfers(batch, transfers(rows, prefix=batch))
+        over_flight = {batch: client.get_upload(batch) for batch in batches}
+    with Client(ClientConfig(endpoint=server.address, api_key=keys[DEMO_TENANT])) as bank:
+        listed = [u for u in _listed(bank.bulk) if u.batch_id in batches]
+        got = bank.bulk.GetUpload(bulk_pb2.GetUploadRequest(batch_id=batches[0])).upload
+    assert [(u.batch_id, u.rows_received) for u in listed] == [(b, i) for i, b in enumerate(batches, 1)]
+    assert (got.batch_id, got.dataset, got.rows_total) == (
+        batches[0],
+        over_flight[batches[0]].dataset,
+        over_flight[batches[0]].rows_total,
+    )
+    with Client(ClientConfig(endpoint=server.address, api_key=keys["demo-platform"])) as platform:
+        assert [u for u in _listed(platform.bulk) if u.batch_id in batches] == []
+        with pytest.raises(NotFound) as missing:
+            platform.bulk.GetUpload(bulk_pb2.GetUploadRequest(batch_id=batches[0]))
+    assert missing.value.reason == Reason.UPLOAD_NOT_FOUND
+    options = ["--endpoint", server.address, "--api-key", keys[DEMO_TENANT], "--json"]
+    result = CliRunner().invoke(app, [*options, "bulk", "list"], env={"JUBAO_ENDPOINT": None})
+    assert result.exit_code == 0, result.output
+    shown = {u["batchId"]: u for u in json.loads(result.stdout)["uploads"]}
+    assert [int(shown[b]["rowsReceived"]) for b in batches] == [1, 2, 3]
+    table = CliRunner().invoke(app, [*options[:-1], "bulk", "list"], env={"COLUMNS": "80"})
+    assert table.exit_code == 0, table.output
+    assert all(batch in table.stdout for batch in batches)

@@ -103,6 +103,8 @@ def test_the_same_seed_replays_exactly(settings: PaymentsSettings) -> None:
 wait_steps_max = 40
 wait_step_s = 0.05
 due_later_s = 3600
+# The lease of a holder paused by `take_shard` (`long_lease`): longer than any test here.
+holder_lease_ms = 600_000
 
 
 async def buyer_and_seller(
@@ -129,6 +131,13 @@ async def take_shard(backend: StorageBackend, settings: PaymentsSettings, tenant
     taker = Ledger(backend, settings)
     await taker.shards.actor(tenant, shard)
     await taker.stop()
+
+
+def long_lease(settings: PaymentsSettings) -> PaymentsSettings:
+    """Settings whose lease outlasts the test, for the holder `take_shard` pauses: its renewal (due a third
+    into the lease) must not see the fence before the call under test does. With the 1 s lease a loaded
+    machine let the renewal find it first, and the holder took the shard back and applied the call."""
+    return settings.model_copy(update={"shard_lease_ms": holder_lease_ms})
 
 
 def later_ms() -> int:
@@ -235,7 +244,7 @@ async def test_a_void_retried_after_unavailable_voids_the_hold(
     """The request id is claimed before the shard commits. When the commit fails, the retry with the
     same request id finds its claim and answers the hold as it is, still held, without voiding it.
     capture_hold, release_escrow, refund_escrow and dispute_escrow do the same."""
-    old, buyer, seller, _ = await buyer_and_seller(backend, settings, tenant)
+    old, buyer, seller, _ = await buyer_and_seller(backend, long_lease(settings), tenant)
     hold = await old.create_hold(tenant, HoldCommand(buyer, seller, CURRENCY, 600, later_ms()), key())
     await take_shard(backend, settings, tenant, buyer)
     void = key("void-1")
@@ -252,7 +261,7 @@ async def test_an_escrow_retried_after_unavailable_is_created(
 ) -> None:
     """The same claim-then-fail as above: the retry of create_escrow answers ESCROW_NOT_FOUND forever
     (the simulation also sees it while the escrow's funding credit is still in flight)."""
-    old, buyer, seller, pool = await buyer_and_seller(backend, settings, tenant)
+    old, buyer, seller, pool = await buyer_and_seller(backend, long_lease(settings), tenant)
     await take_shard(backend, settings, tenant, buyer)
     command = EscrowCommand(buyer, seller, pool, CURRENCY, 400, "", 0, later_ms())
     order = key("order-1")

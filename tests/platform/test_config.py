@@ -72,7 +72,7 @@ def test_a_product_section_is_read_and_checked_like_the_hosts(
 
 def test_a_section_of_no_enabled_product_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "jubao.toml"
-    config.write_text("[fund_ta]\ncut_off = '15:00'\n")
+    config.write_text("[cocreation]\nmembers_max = 3\n")
     monkeypatch.delenv("JUBAO_CONFIG", raising=False)
-    with pytest.raises(SettingsError, match=r"fund_ta \(env JUBAO_FUND_TA\)"):
+    with pytest.raises(SettingsError, match=r"cocreation \(env JUBAO_COCREATION\)"):
         load_settings(config)

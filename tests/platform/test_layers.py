@@ -90,7 +90,7 @@ def test_the_host_imports_no_product() -> None:
     modules = _host_modules()
     products = _product_packages()
     assert len(modules) > 30 and "jubao_server.platform.server" in modules, modules
-    assert products == ["jubao_server.payments"]
+    assert products == ["jubao_server.cocreation", "jubao_server.fundta", "jubao_server.payments"]
     if _loaded(modules, products):
         culprits = _culprits(modules, products)
         raise AssertionError(f"these host modules load a product, directly or through imports: {culprits}")

@@ -27,7 +27,7 @@ import pytest
 
 REPO: Final = Path(__file__).resolve().parents[2]
 README: Final = REPO / "README.md"
-SECTIONS: Final = ("Try it", "First payment", "Bulk data")
+SECTIONS: Final = ("Try it", "First payment", "Bulk data", "Fund transfer agency", "Data co-creation")
 README_ENDPOINT: Final = "127.0.0.1:50051"
 README_BULK_ENDPOINT: Final = "127.0.0.1:50052"
 SERVER_START_S: Final = 180.0
@@ -185,6 +185,8 @@ def test_readme_walkthroughs_run_against_make_run(make_run: Server) -> None:
         if export is not None:
             env[export.group(1)] = result.stdout
     ledger_logs = [line for line in make_run.output if '"ledger ' in line]
-    assert len(ledger_logs) == 1 and '"ledger opened"' in ledger_logs[0], ledger_logs  # demo-bank only
+    # demo-bank's ledger, and demo-fund's, which its day-close settles through.
+    assert len(ledger_logs) == 2 and all('"ledger opened"' in line for line in ledger_logs), ledger_logs
+    assert any('"demo-fund"' in line for line in ledger_logs), ledger_logs
     if skipped:
         pytest.skip(f"Go is not installed: README lines NOT RUN: {skipped}")

@@ -17,7 +17,9 @@ import pytest
 from jubao.errors import Reason
 from jubao_server.app import migration_sets
 from jubao_server.clock import SYSTEM_CLOCK
+from jubao_server.cocreation.product import PRODUCT as COCREATION
 from jubao_server.errors import ApiError
+from jubao_server.fundta.product import PRODUCT as FUND_TA
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.ledger import Ledger
 from jubao_server.payments.model import TransferState
@@ -82,12 +84,24 @@ def single_set(backend_name: str, tmp_path: Path, versions_max: int = 9999) -> M
     return MigrationSet(SHARED_SET_BEFORE_PRODUCTS, folder)
 
 
-# Platform schema files written after the single-set layout: an upgraded store gets them too.
+# Platform schema files written after the single-set layout: an upgraded store gets them too, and the sets
+# of the products added since (`newer_than_single_set`).
 NEWER_THAN_SINGLE_SET = ("platform/0006_bulk",)
 
 
 def labels(backend_name: str, *names: str) -> list[str]:
     return [f"{name}{SUFFIXES[backend_name]}" for name in names]
+
+
+def newer_than_single_set(backend_name: str, *before: str) -> list[str]:
+    """The files an upgraded store gets: `before`, the platform's written since, and those of the products
+    added since, in the composition root's order."""
+    added = [
+        f"{product.name}/{path.stem}"
+        for product in (FUND_TA, COCREATION)
+        for path in sorted(product.migration_set(backend_name).directory.iterdir())
+    ]
+    return labels(backend_name, *before, *NEWER_THAN_SINGLE_SET, *added)
 
 
 async def test_a_store_of_the_single_set_opens_with_the_product_sets(store: Open, tmp_path: Path) -> None:
@@ -111,7 +125,7 @@ async def test_a_store_of_the_single_set_opens_with_the_product_sets(store: Open
     await ledger.stop()
 
     backend = await reopen(backend, store)
-    assert await backend.migrate(migration_sets(backend.name)) == labels(backend.name, *NEWER_THAN_SINGLE_SET)
+    assert await backend.migrate(migration_sets(backend.name)) == newer_than_single_set(backend.name)
     assert await backend.migrate(migration_sets(backend.name)) == []
     assert await backend.migrate([before]) == [], "a server of the single-set layout finds its files applied"
 
@@ -135,14 +149,14 @@ async def test_files_the_single_set_lacked_are_applied(store: Open, tmp_path: Pa
     await backend.migrate([single_set(backend.name, tmp_path, versions_max=4)])
     backend = await reopen(backend, store)
     applied = await backend.migrate(migration_sets(backend.name))
-    assert applied == labels(backend.name, "platform/0005_platform_secrets", *NEWER_THAN_SINGLE_SET)
+    assert applied == newer_than_single_set(backend.name, "platform/0005_platform_secrets")
     assert len(await load_page_secret(backend, SYSTEM_CLOCK)) >= 32
 
 
 async def test_a_file_changed_since_the_single_set_applied_it_is_refused(store: Open, tmp_path: Path) -> None:
     backend = await store()
     await backend.migrate([single_set(backend.name, tmp_path)])
-    platform, payments = migration_sets(backend.name)
+    platform, payments = migration_sets(backend.name)[:2]
     edited = tmp_path / "payments"
     shutil.copytree(payments.directory, edited)
     first = sorted(edited.iterdir())[0]

@@ -112,6 +112,50 @@ class Reason(StrEnum):
     SCHEMA_MISMATCH = "SCHEMA_MISMATCH"
     # DATA_LOSS (bulk): a stored chunk does not match its checksum
     CHECKSUM_MISMATCH = "CHECKSUM_MISMATCH"
+    # NOT_FOUND (fund TA): no such fund, investor or order the caller may see
+    FUND_NOT_FOUND = "FUND_NOT_FOUND"
+    INVESTOR_NOT_FOUND = "INVESTOR_NOT_FOUND"
+    ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
+    # ALREADY_EXISTS (fund TA): the fund code or trading account id is taken; a price of that date was
+    # published with other values
+    FUND_EXISTS = "FUND_EXISTS"
+    INVESTOR_EXISTS = "INVESTOR_EXISTS"
+    PRICE_PUBLISHED = "PRICE_PUBLISHED"
+    # PERMISSION_DENIED (fund TA): only the fund's manager (a fund house) may do this; the distributor was
+    # not granted the fund
+    NOT_FUND_MANAGER = "NOT_FUND_MANAGER"
+    FUND_NOT_GRANTED = "FUND_NOT_GRANTED"
+    # FAILED_PRECONDITION (fund TA): the fund's status does not take the order; an amount or holding
+    # below the fund's minimum; more shares than available; the order's cut-off has passed
+    FUND_SUSPENDED = "FUND_SUSPENDED"
+    BELOW_MINIMUM = "BELOW_MINIMUM"
+    INSUFFICIENT_SHARES = "INSUFFICIENT_SHARES"
+    CUTOFF_PASSED = "CUTOFF_PASSED"
+    # FAILED_PRECONDITION (fund TA): a fast redemption over what the fund's daily cap leaves the investor
+    # at this distributor today, or in a fund without fast redemption
+    FAST_REDEMPTION_LIMIT = "FAST_REDEMPTION_LIMIT"
+    # FAILED_PRECONDITION (fund TA day-close): a day-close closes the trade dates in order, up to the
+    # current one; the prices it needs are not all published
+    CLOSE_ORDER = "CLOSE_ORDER"
+    PRICE_MISSING = "PRICE_MISSING"
+    # NOT_FOUND (fund TA): no day-close of that fund and date
+    DAY_CLOSE_NOT_FOUND = "DAY_CLOSE_NOT_FOUND"
+    # NOT_FOUND (cocreation): no such collaboration, or the caller is neither a member nor invited
+    COLLABORATION_NOT_FOUND = "COLLABORATION_NOT_FOUND"
+    DATASET_NOT_FOUND = "DATASET_NOT_FOUND"
+    # ALREADY_EXISTS (cocreation): the dataset id is taken in the collaboration
+    DATASET_EXISTS = "DATASET_EXISTS"
+    # PERMISSION_DENIED (cocreation): the member lacks the ability, does not own the dataset, or is not
+    # the collaboration's creator
+    ABILITY_MISSING = "ABILITY_MISSING"
+    NOT_DATASET_OWNER = "NOT_DATASET_OWNER"
+    CREATOR_ONLY = "CREATOR_ONLY"
+    # FAILED_PRECONDITION (cocreation)
+    COLLABORATION_EXPIRED = "COLLABORATION_EXPIRED"
+    DATASET_NOT_READY = "DATASET_NOT_READY"
+    DATASET_WITHDRAWN = "DATASET_WITHDRAWN"
+    # INVALID_ARGUMENT (cocreation): a query breaks a dataset's analysis rule (dataset, column, rule named)
+    ANALYSIS_RULE_VIOLATED = "ANALYSIS_RULE_VIOLATED"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,9 @@ from typing import Final
 
 from jubao_server import config
 from jubao_server.bulk.datasets import Datasets
+from jubao_server.cocreation.product import PRODUCT as COCREATION
 from jubao_server.config import Settings
+from jubao_server.fundta.product import PRODUCT as FUND_TA
 from jubao_server.invariants import ensure
 from jubao_server.payments.product import PRODUCT as PAYMENTS
 from jubao_server.products import AnyProduct
@@ -24,7 +26,7 @@ from jubao_server.storage.contract import MigrationSet, StorageBackend
 from jubao_server.storage.factory import platform_migrations
 
 # The enabled products, in start order.
-PRODUCTS: Final[tuple[AnyProduct, ...]] = (PAYMENTS,)
+PRODUCTS: Final[tuple[AnyProduct, ...]] = (PAYMENTS, FUND_TA, COCREATION)
 
 # The settings of the service: the host's sections and one per product.
 SETTINGS: Final = config.with_sections({product.name: product.settings for product in PRODUCTS})

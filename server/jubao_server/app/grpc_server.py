@@ -37,7 +37,7 @@ from jubao_server.platform.paging import PageTokens, load_page_secret
 from jubao_server.platform.pipeline import CallPipeline, ServicePolicy
 from jubao_server.platform.server import GrpcHost
 from jubao_server.platform.service import MetaService
-from jubao_server.products import GrpcService, ProductContext, ServiceContext
+from jubao_server.products import GrpcService, ProductContext, Running, ServiceContext
 from jubao_server.storage.contract import StorageBackend
 from jubao_server.storage.factory import open_backend
 from jubao_server.telemetry import Telemetry, setup_telemetry
@@ -114,12 +114,16 @@ class Jubao:
                 host.add(service, POLICIES[service.name])
             context = ServiceContext(clock, pages, forwarder)
             appliers: dict[str, Applier] = {}
+            products: dict[str, Running] = {}
             for product in PRODUCTS:
                 section = product.settings_of(settings)
                 running = await product.start(
-                    ProductContext(section, backend, clock, telemetry, host.address, host.members)
+                    ProductContext(
+                        section, backend, clock, telemetry, host.address, host.members, dict(products)
+                    )
                 )
                 started.push_async_callback(running.stop)
+                products[product.name] = running
                 services = product.services(running, context)
                 declared = sorted(api.full_name for api in product.apis)
                 ensure(sorted(s.name for s in services) == declared, f"{product.name} serves {declared}")

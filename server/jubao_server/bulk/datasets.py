@@ -2,7 +2,9 @@
 command, its product, its Arrow schemas (`jubao.bulk.schemas`), how its command names the batch and how
 each row is checked, and gives the function that applies its rows from the running product (in the gRPC
 server process: it needs the product's shard owners). An export dataset names its command, product and
-schema and reads its Arrow batches straight from storage (in the Flight process).
+schema and reads its Arrow batches straight from storage (in the Flight process). An ingest dataset is
+stored by its product as it arrives, with no apply step (co-creation's datasets, whose schema each
+command's dataset declares): it opens an `Ingest` for a command, which receives the DoPut's messages.
 
 Commands travel as a `google.protobuf.Any` holding one of the `jubao.bulk.v1` command messages, the way
 Flight SQL carries its commands in a `FlightDescriptor` and a `Ticket`."""
@@ -18,9 +20,11 @@ import pyarrow as pa
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 from jubao.bulk.schemas import REJECTED, UploadSchemas
+from jubao.bulk.v1 import bulk_pb2
 from jubao.reasons import Reason
 
 from jubao_server import limits
+from jubao_server.clock import Clock
 from jubao_server.errors import ApiError, ErrorCode, invalid, truncated
 from jubao_server.invariants import ensure
 from jubao_server.storage.contract import StorageBackend
@@ -81,7 +85,38 @@ class ExportDataset(Protocol):
         """The export's rows, read from `backend`, as record batches of the dataset's schema."""
 
 
-Dataset = UploadDataset | ExportDataset
+class Ingest(Protocol):
+    """One DoPut of an ingest dataset (the same steps as an upload's `UploadSession`)."""
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The Arrow schema the rows must have."""
+
+    @property
+    def rows_received(self) -> int:
+        """Rows stored so far: a broken upload resumes from here."""
+
+    async def receive(self, batch: pa.RecordBatch, first_row: int) -> bulk_pb2.UploadProgress:
+        """Store the rows of one message that are not stored yet; the durable progress."""
+
+    async def commit(self, rows_total: int) -> bulk_pb2.UploadProgress:
+        """Complete the upload with its row count (a repeated commit is acknowledged)."""
+
+
+@runtime_checkable
+class IngestDataset(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def product(self) -> Product: ...
+
+    async def open(self, backend: StorageBackend, clock: Clock, tenant_id: str, command: bytes) -> Ingest:
+        """The ingest of the serialized command for `tenant_id`, checked (the caller may upload these
+        rows), or the error that refuses it."""
+
+
+Dataset = UploadDataset | ExportDataset | IngestDataset
 
 
 # Applies rows of an upload for a tenant: a table of the dataset's row schema with a leading `row` column
@@ -95,14 +130,17 @@ class Datasets:
 
     uploads: Mapping[str, UploadDataset]
     exports: Mapping[str, ExportDataset]
+    ingests: Mapping[str, IngestDataset] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, datasets: Iterable[Dataset]) -> Datasets:
         listed = list(datasets)
         uploads = {d.name: d for d in listed if isinstance(d, UploadDataset)}
         exports = {d.name: d for d in listed if isinstance(d, ExportDataset)}
-        ensure(len(uploads) + len(exports) == len(listed), "a dataset is an upload or an export, once")
-        return cls(uploads, exports)
+        ingests = {d.name: d for d in listed if isinstance(d, IngestDataset)}
+        counted = len(uploads) + len(exports) + len(ingests)
+        ensure(counted == len(listed), "a dataset is an upload, an export or an ingest, once")
+        return cls(uploads, exports, ingests)
 
 
 def pack(command: Message) -> bytes:

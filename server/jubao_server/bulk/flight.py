@@ -15,6 +15,7 @@ thread of its own (`LoopThread`) and handlers wait for the coroutines they hand 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
@@ -33,6 +34,8 @@ from jubao_server.bulk.arrow import from_ipc
 from jubao_server.bulk.datasets import (
     Datasets,
     ExportDataset,
+    Ingest,
+    IngestDataset,
     UploadDataset,
     check_batch_id,
     pack,
@@ -266,6 +269,9 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
 
     def _flight_info(self, caller: Caller, descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
         name, value = unpack(descriptor.command or b"", "descriptor.cmd")
+        if name in self._datasets.ingests:
+            ingest = self._io.run(self._ingest(caller, name, value))
+            return flight.FlightInfo(ingest.schema, descriptor, [], ingest.rows_received, -1)
         if name in self._datasets.uploads:
             dataset = self._upload_dataset(caller, name)
             dataset.batch_id(value)
@@ -291,7 +297,11 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         else:
             export = self._export_dataset(caller, name)
             command = export.check(value)
-            batches = self._io.iterate(export.read(self._backend, tenant_id, command))
+            read = self._io.iterate(export.read(self._backend, tenant_id, command))
+            # The first batch is read now, so that an export refused by what storage holds (a fund the
+            # caller may not see) is the call's error, not a broken stream.
+            first = next(read, None)
+            batches = itertools.chain(() if first is None else (first,), read)
             schema = export.schema
         return flight.GeneratorStream(schema, self._paced(tenant_id, batches))
 
@@ -316,10 +326,14 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         writer: flight.FlightMetadataWriter,
     ) -> None:
         name, value = unpack(descriptor.command or b"", "descriptor.cmd")
-        dataset = self._upload_dataset(caller, name)
         tenant_id = caller.tenant.tenant_id
         with self._quotas.stream(tenant_id):
-            session = self._io.run(UploadSession.open(self._store, tenant_id, dataset, value))
+            session: Ingest
+            if name in self._datasets.ingests:
+                session = self._io.run(self._ingest(caller, name, value))
+            else:
+                dataset = self._upload_dataset(caller, name)
+                session = self._io.run(UploadSession.open(self._store, tenant_id, dataset, value))
             for _ in range(limits.bulk_upload_rows_max + 2):
                 try:
                     chunk = reader.read_chunk()
@@ -335,7 +349,11 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                     writer.write(progress.SerializeToString())
                 if metadata.commit:
                     writer.write(self._io.run(session.commit(metadata.rows_total)).SerializeToString())
-                    log.info("upload committed", tenant_id=tenant_id, batch_id=session.upload.batch_id)
+                    log.info("upload committed", tenant_id=tenant_id, dataset=name)
+
+    async def _ingest(self, caller: Caller, name: str, command: bytes) -> Ingest:
+        dataset = _entitled(caller, self._datasets.ingests, name, "upload")
+        return await dataset.open(self._backend, self._store.clock, caller.tenant.tenant_id, command)
 
     async def _owned_upload(self, caller: Caller, command: bytes) -> tuple[Upload, UploadDataset]:
         """The caller's upload the command names (NOT_FOUND for another tenant's: batch ids are scoped to
@@ -385,7 +403,7 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         return infos
 
 
-D = TypeVar("D", UploadDataset, ExportDataset)
+D = TypeVar("D", UploadDataset, ExportDataset, IngestDataset)
 
 
 def _entitled(caller: Caller, datasets: Mapping[str, D], name: str, kind: str) -> D:

@@ -162,6 +162,10 @@ class BulkStore:
         self._backend = backend
         self._clock = clock
 
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
     def now_ms(self) -> int:
         return self._clock.wall_ms()
 

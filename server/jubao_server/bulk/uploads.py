@@ -73,34 +73,32 @@ class UploadSession:
                 seen.update(zip(ids, table.column(ROW_COLUMN).to_pylist(), strict=True))
         return cls(store, tenant_id, dataset, upload, seen)
 
+    @property
+    def schema(self) -> pa.Schema:
+        return self.dataset.schemas.rows
+
+    @property
+    def rows_received(self) -> int:
+        return self.upload.rows_received
+
     async def receive(self, batch: pa.RecordBatch, first_row: int) -> bulk_pb2.UploadProgress:
         """Store the rows of one message that are not stored yet; the durable progress."""
-        _check_message(batch)
         upload = self.upload
-        end_row = first_row + batch.num_rows
-        if first_row < 0:
-            raise invalid("app_metadata.first_row", "must not be negative")
-        if end_row <= upload.rows_received:
-            return progress_of(upload)
+        closed = None
         if upload.state is not UploadState.RECEIVING:
-            raise failed_precondition(
+            closed = failed_precondition(
                 Reason.UPLOAD_COMMITTED,
-                f"upload {upload.batch_id} was committed with {upload.rows_total} rows; row {end_row - 1}"
-                " is past its end",
+                f"upload {upload.batch_id} was committed with {upload.rows_total} rows; row"
+                f" {first_row + batch.num_rows - 1} is past its end",
                 batch_id=upload.batch_id,
             )
-        if first_row > upload.rows_received:
-            raise failed_precondition(
-                Reason.UPLOAD_ROWS_MISSING,
-                f"this message starts at row {first_row} but {upload.rows_received} rows are stored:"
-                f" resume from row {upload.rows_received}",
-                rows_received=str(upload.rows_received),
-            )
-        rows = batch.slice(upload.rows_received - first_row)
+        rows = fresh_rows(batch, first_row, upload.rows_received, closed)
+        if rows is None:
+            return progress_of(upload)
         _check_upload_bounds(upload, rows)
         rows = conformed(rows, self.dataset.schemas.rows, upload.rows_received)
         problems = self._problems(rows, upload.rows_received)
-        step = _chunk_rows(rows)
+        step = chunk_rows(rows)
         for start in range(0, rows.num_rows, step):
             await self._store_chunk(rows.slice(start, step), start, problems)
         return progress_of(self.upload)
@@ -186,7 +184,31 @@ class UploadSession:
         )
 
 
-def _check_message(batch: pa.RecordBatch) -> None:
+def fresh_rows(
+    batch: pa.RecordBatch, first_row: int, rows_received: int, closed: ApiError | None
+) -> pa.RecordBatch | None:
+    """The rows of a DoPut message (checked against the message bounds) that are not stored yet, given
+    that `rows_received` are; None when all of them are. A message with rows past those stored is refused
+    with `closed` when the upload takes no more rows, and with UPLOAD_ROWS_MISSING when it starts past
+    them (the client resumes from `rows_received`)."""
+    check_message(batch)
+    if first_row < 0:
+        raise invalid("app_metadata.first_row", "must not be negative")
+    if first_row + batch.num_rows <= rows_received:
+        return None
+    if closed is not None:
+        raise closed
+    if first_row > rows_received:
+        raise failed_precondition(
+            Reason.UPLOAD_ROWS_MISSING,
+            f"this message starts at row {first_row} but {rows_received} rows are stored:"
+            f" resume from row {rows_received}",
+            rows_received=str(rows_received),
+        )
+    return batch.slice(rows_received - first_row)
+
+
+def check_message(batch: pa.RecordBatch) -> None:
     if batch.num_rows > limits.bulk_message_rows_max:
         raise invalid("message", f"{batch.num_rows} rows; at most {limits.bulk_message_rows_max} per message")
     if batch.nbytes > limits.bulk_message_bytes_max:
@@ -200,7 +222,7 @@ def _check_upload_bounds(upload: Upload, rows: pa.RecordBatch) -> None:
         raise invalid("upload", f"more than {limits.bulk_upload_bytes_max} bytes")
 
 
-def _chunk_rows(rows: pa.RecordBatch) -> int:
-    """Rows per stored chunk, so that a chunk stays under `bulk_chunk_bytes_max`."""
+def chunk_rows(rows: pa.RecordBatch, rows_max: int = limits.bulk_chunk_rows_max) -> int:
+    """Rows per stored chunk (at most `rows_max`), so that a chunk stays under `bulk_chunk_bytes_max`."""
     bytes_per_row = max(1, int(rows.nbytes) // max(1, int(rows.num_rows)))
-    return max(1, min(limits.bulk_chunk_rows_max, limits.bulk_chunk_bytes_max // bytes_per_row))
+    return max(1, min(rows_max, limits.bulk_chunk_bytes_max // bytes_per_row))

@@ -134,11 +134,11 @@ R = TypeVar("R", bound=Message)
 
 
 class RequestLog:
-    """Request claims for the platform's own protobuf services (TenantAdmin): the first response is kept
-    with the claim and replayed to the retries."""
+    """Request claims for protobuf services that keep their first response with the claim and replay it
+    to the retries: the platform's own (TenantAdmin, in `request_log`) and a product's (`where`)."""
 
-    def __init__(self, backend: StorageBackend, clock: Clock) -> None:
-        self.claims = RequestClaims(backend, PLATFORM_CLAIMS, clock, limits.request_log_ttl_s)
+    def __init__(self, backend: StorageBackend, clock: Clock, where: ClaimTable = PLATFORM_CLAIMS) -> None:
+        self.claims = RequestClaims(backend, where, clock, limits.request_log_ttl_s)
 
     async def run(
         self,

@@ -56,19 +56,24 @@ def page_size(requested: int) -> int:
 
 
 async def load_page_secret(backend: StorageBackend, clock: Clock) -> bytes:
-    """The secret page tokens are signed with: written once, by whichever server starts first (IF NOT
-    EXISTS), and read by every other server of the same storage."""
+    """The secret page tokens are signed with (`load_secret`)."""
+    return await load_secret(backend, clock, PAGE_TOKEN_SECRET)
+
+
+async def load_secret(backend: StorageBackend, clock: Clock, name: str) -> bytes:
+    """The platform secret `name`: written once, by whichever server starts first (IF NOT EXISTS), and
+    read by every other server of the same storage."""
     values: dict[str, Value] = {
         "secret": secrets.token_bytes(_SECRET_BYTES),
         "create_time_ms": clock.wall_ms(),
     }
-    put = Put((PAGE_TOKEN_SECRET,), values)
-    batch = Batch(SECRETS.partition(PLATFORM_SCOPE), (put,), conditions=(RowAbsent((PAGE_TOKEN_SECRET,)),))
+    put = Put((name,), values)
+    batch = Batch(SECRETS.partition(PLATFORM_SCOPE), (put,), conditions=(RowAbsent((name,)),))
     outcome = await backend.write(batch)
-    row = put.values if outcome.applied else outcome.current_rows.get((PAGE_TOKEN_SECRET,))
+    row = put.values if outcome.applied else outcome.current_rows.get((name,))
     secret = row["secret"] if row is not None else None
     if not isinstance(secret, bytes) or len(secret) < _SECRET_BYTES:
-        raise RuntimeError("the stored page token secret is missing or too short")
+        raise RuntimeError(f"the stored secret {name} is missing or too short")
     return secret
 
 

@@ -29,6 +29,7 @@ from jubao.bulk import schemas
 from jubao.bulk.files import Source, batches_of
 from jubao.bulk.v1 import bulk_pb2
 from jubao.errors import JubaoError, error_from_status
+from jubao.fundta.v1 import fundta_pb2
 from jubao.reasons import Code, Reason
 
 DEFAULT_LOCATION: Final = "grpc+tcp://127.0.0.1:50052"
@@ -63,7 +64,8 @@ def error_from_flight(error: flight.FlightError | pa.ArrowException) -> JubaoErr
     return error_from_status(code, None, str(error))
 
 
-def _pack(command: Message) -> bytes:
+def pack(command: Message) -> bytes:
+    """A command as descriptors and tickets carry it: a serialized `google.protobuf.Any`."""
     packed = any_pb2.Any()
     packed.Pack(command)
     return packed.SerializeToString()
@@ -125,17 +127,21 @@ class BulkClient:
         batch_id: str = getattr(command, "batch_id")  # noqa: B009
         stored = self.find_upload(batch_id)
         start = stored.rows_received if stored is not None else 0
-        descriptor = flight.FlightDescriptor.for_command(_pack(command))
+        descriptor = flight.FlightDescriptor.for_command(pack(command))
         try:
             batches = batches_of(source, dataset.rows)
             first = next(batches, None)
             schema = first.schema if first is not None else dataset.rows
             sent = itertools.chain([first] if first is not None else [], batches)
-            return self._put(batch_id, descriptor, schema, sent, start=start, progress=progress)
+            return self.put(batch_id, descriptor, schema, sent, start=start, progress=progress)
         except (flight.FlightError, pa.ArrowException) as error:
             raise error_from_flight(error) from error
 
-    def _put(
+    def flight_info(self, descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
+        """GetFlightInfo of a command: its schema, and for an upload the rows stored so far."""
+        return self._client.get_flight_info(descriptor, options=self._options)
+
+    def put(
         self,
         batch_id: str,
         descriptor: flight.FlightDescriptor,
@@ -226,6 +232,17 @@ class BulkClient:
         )
         return self._get(command)
 
+    def export_confirmations(
+        self, fund_code: str, trade_date: str, distributor_id: str = ""
+    ) -> DownloadReader:
+        """The confirmations of a closed trade date of a fund (`schemas.CONFIRMATIONS`): the caller's, or
+        for the fund's manager every distributor's (or `distributor_id`'s), as a stream of record
+        batches."""
+        command = fundta_pb2.ExportConfirmations(
+            fund_code=fund_code, trade_date=trade_date, distributor_id=distributor_id
+        )
+        return self._get(command)
+
     def list_results(self) -> list[flight.FlightInfo]:
         """The downloadable results of the caller's uploads."""
         try:
@@ -235,7 +252,7 @@ class BulkClient:
 
     def _get(self, command: Message) -> DownloadReader:
         try:
-            return DownloadReader(self._client.do_get(flight.Ticket(_pack(command)), options=self._options))
+            return DownloadReader(self._client.do_get(flight.Ticket(pack(command)), options=self._options))
         except (flight.FlightError, pa.ArrowException) as error:
             raise error_from_flight(error) from error
 

@@ -13,6 +13,7 @@ from typing import Final
 import pyarrow as pa
 
 from jubao.bulk.v1 import bulk_pb2
+from jubao.fundta.v1 import fundta_pb2
 
 
 def _required(name: str, kind: pa.DataType) -> pa.Field:
@@ -60,6 +61,30 @@ ENTRIES: Final = pa.schema(
     ]
 )
 
+# ExportConfirmations (jubao.fundta.v1): a closed trade date's confirmations.
+CONFIRMATIONS: Final = pa.schema(
+    [
+        _required("order_id", pa.string()),
+        _required("fund_code", pa.string()),
+        _required("trade_date", pa.string()),
+        _required("distributor_id", pa.string()),
+        _required("trading_account_id", pa.string()),
+        _required("fund_account_id", pa.string()),
+        _required("kind", pa.string()),
+        _required("status", pa.string()),
+        _required("return_code", pa.string()),
+        _required("reason", pa.string()),
+        _required("applied_amount_minor", pa.int64()),
+        _required("applied_shares", pa.decimal128(20, 2)),
+        _required("amount_minor", pa.int64()),
+        _required("shares", pa.decimal128(20, 2)),
+        _required("fee_minor", pa.int64()),
+        _required("nav", pa.string()),
+        _required("remainder_minor", pa.string()),
+        _required("currency", pa.string()),
+    ]
+)
+
 # Row statuses of a results table.
 APPLIED: Final = "applied"
 REJECTED: Final = "rejected"
@@ -81,4 +106,5 @@ UPLOADS: Final[dict[str, UploadSchemas]] = {
 
 EXPORTS: Final[dict[str, pa.Schema]] = {
     bulk_pb2.ExportEntries.DESCRIPTOR.full_name: ENTRIES,
+    fundta_pb2.ExportConfirmations.DESCRIPTOR.full_name: CONFIRMATIONS,
 }

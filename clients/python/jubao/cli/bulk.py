@@ -1,11 +1,13 @@
-"""`jubao bulk upload|status|results|export`: bulk data over Arrow Flight (the bulk server, next to the
-gRPC one: `--bulk-endpoint`, default 127.0.0.1:50052), with a progress bar on long transfers.
+"""`jubao bulk upload|status|results|export|list`: bulk data over Arrow Flight (the bulk server, next to
+the gRPC one: `--bulk-endpoint`, default 127.0.0.1:50052), with a progress bar on long transfers.
 
-pyarrow is imported when a bulk command runs, never when the command line is parsed; this module never
-imports gRPC's Python package (it must not share a process with Arrow Flight)."""
+pyarrow is imported when a Flight command runs, never when the command line is parsed. `list` asks the
+gRPC server (BulkService.ListUploads) and loads gRPC's Python package, never pyarrow: no command loads
+both (they must not share a process, apache/arrow#13300)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,19 +18,28 @@ import typer
 from jubao.cli.common import (
     EXIT_CALL_FAILED,
     EXIT_PARTIAL,
+    PAGE_SIZE,
+    Page,
+    collect_pages,
+    connect,
     console,
+    emit,
+    enum_label,
     list_table,
     parse_time,
     print_error,
     show,
     state,
+    time_label,
 )
 
 if TYPE_CHECKING:
     from rich.progress import Progress
+    from rich.table import Table
 
     from jubao.bulk.client import BulkClient
     from jubao.bulk.v1 import bulk_pb2
+    from jubao.client import Client
 
 app = typer.Typer(
     help="Bulk data over Arrow Flight: upload transfers, follow their apply, download results and statements."
@@ -103,6 +114,42 @@ def status(ctx: typer.Context, batch_id: BatchIdArgument) -> None:
     _show_upload(ctx, found)
 
 
+@app.command("list")
+def list_uploads(ctx: typer.Context) -> None:
+    """List your uploads, oldest batch id first, with their state and rows applied and refused."""
+    from jubao.bulk.v1 import bulk_pb2
+
+    with connect(ctx) as client:
+        uploads = collect_pages(functools.partial(_upload_page, client))
+    emit(ctx, bulk_pb2.ListUploadsResponse(uploads=uploads), lambda: _uploads_table(uploads))
+
+
+def _upload_page(client: Client, page_token: str) -> Page[bulk_pb2.Upload]:
+    from jubao.bulk.v1 import bulk_pb2
+
+    response = client.bulk.ListUploads(
+        bulk_pb2.ListUploadsRequest(page_size=PAGE_SIZE, page_token=page_token)
+    )
+    return response.uploads, response.next_page_token
+
+
+def _uploads_table(uploads: list[bulk_pb2.Upload]) -> Table:
+    headers = ("BATCH ID", "DATASET", "STATE", "RECEIVED", "APPLIED", "REFUSED", "UPDATED")
+    rows = [
+        [
+            u.batch_id,
+            u.dataset,
+            enum_label(u.State.Name(u.state), "STATE_"),
+            f"{u.rows_received:,}",
+            f"{u.rows_applied:,}",
+            f"{u.rows_failed:,}",
+            time_label(u.update_time),
+        ]
+        for u in uploads
+    ]
+    return list_table(headers, rows)
+
+
 @app.command()
 def results(
     ctx: typer.Context,
@@ -150,6 +197,25 @@ def export(
         reader = client.export_entries(account_ids, start_time=start_time, end_time=end_time)
         rows = write_batches(_counted(reader, progress, task), schemas.ENTRIES, out)
     show(f"{rows} entries written to {out}")
+
+
+@app.command()
+def confirmations(
+    ctx: typer.Context,
+    fund_code: Annotated[str, typer.Argument(metavar="FUND", help="Fund code.")],
+    trade_date: Annotated[str, typer.Argument(metavar="DATE", help="A closed trade date, YYYY-MM-DD.")],
+    out: Annotated[Path, typer.Option("--out", help="Parquet, CSV or Arrow IPC file to write.")],
+    distributor: Annotated[str, typer.Option("--distributor", help="Fund houses: one distributor's.")] = "",
+) -> None:
+    """Download the confirmations of a fund's closed trade date (fund TA), as Arrow."""
+    from jubao.bulk import schemas
+    from jubao.bulk.files import write_batches
+
+    with connect_bulk(ctx) as client, _progress() as progress:
+        task = progress.add_task("confirmations", total=None)
+        reader = client.export_confirmations(fund_code, trade_date, distributor)
+        rows = write_batches(_counted(reader, progress, task), schemas.CONFIRMATIONS, out)
+    show(f"{rows} confirmations written to {out}")
 
 
 def _counted(batches: Any, progress: Progress, task: Any) -> Iterator[Any]:
@@ -208,7 +274,7 @@ def _row_count(path: Path) -> int | None:
 
 
 def _show_upload(ctx: typer.Context, found: bulk_pb2.Upload) -> None:
-    from jubao.cli.common import emit, enum_label, record_table, time_label
+    from jubao.cli.common import record_table
 
     emit(
         ctx,

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from jubao.cli import bulk, keys, meta, payments, reconcile, server, tenants
+from jubao.cli import bulk, fundta, keys, meta, payments, reconcile, server, tenants
+from jubao.cli import cocreation as cocreation_cli
 from jubao.cli.common import CliState
 from jubao.client.config import (
     DEFAULT_BULK_ENDPOINT,
@@ -43,6 +44,8 @@ app.add_typer(payments.app, name="payments")
 app.add_typer(reconcile.app)
 app.add_typer(server.app)
 app.add_typer(bulk.app, name="bulk")
+app.add_typer(fundta.app, name="fundta")
+app.add_typer(cocreation_cli.app, name="cocreation")
 
 
 EndpointOption = Annotated[str, typer.Option(envvar=ENV_ENDPOINT, help="host:port of the service.")]

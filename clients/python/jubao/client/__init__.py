@@ -1,7 +1,8 @@
 """Typed sync and asyncio clients of the jubao service, with its error types.
 
 `Client(ClientConfig(api_key=...))` (or `AsyncClient`) exposes one stub per service, `client.admin`,
-`client.meta` and `client.payments`; a failed call raises the `JubaoError` subclass of its status code.
+`client.bulk` (uploads' progress; the data itself moves over Arrow Flight, `jubao.bulk`), `client.meta` and
+`client.payments`; a failed call raises the `JubaoError` subclass of its status code.
 
 The names are loaded on first use, so `jubao.client.config` alone (the `jubao` command's options) does
 not import gRPC.

@@ -8,9 +8,12 @@ from typing import Final, Self
 import grpc
 
 from jubao.admin.v1.tenant_admin_pb2_grpc import TenantAdminStub
+from jubao.bulk.v1.bulk_pb2_grpc import BulkServiceStub
 from jubao.client.channel import channel_credentials, channel_options
 from jubao.client.config import ClientConfig
 from jubao.client.interceptors import AsyncInterceptor, AsyncStreamInterceptor, CallPolicy
+from jubao.cocreation.v1.cocreation_pb2_grpc import CocreationServiceStub
+from jubao.fundta.v1.fundta_pb2_grpc import FundServiceStub, TradingServiceStub
 from jubao.meta.v1.meta_pb2_grpc import MetaServiceStub
 from jubao.payments.v1.payments_pb2_grpc import PaymentServiceStub
 
@@ -25,8 +28,13 @@ class AsyncClient:
         self.config: Final = config or ClientConfig.from_env()
         self._channel = _open_channel(self.config)
         self.admin: Final = TenantAdminStub(self._channel)
+        self.bulk: Final = BulkServiceStub(self._channel)
+        self.cocreation: Final = CocreationServiceStub(self._channel)
         self.meta: Final = MetaServiceStub(self._channel)
         self.payments: Final = PaymentServiceStub(self._channel)
+        # The fund transfer agency: funds, grants and prices; investors, orders and holdings.
+        self.funds: Final = FundServiceStub(self._channel)
+        self.trading: Final = TradingServiceStub(self._channel)
 
     async def close(self) -> None:
         await self._channel.close()

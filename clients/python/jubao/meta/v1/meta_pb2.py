@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18jubao/meta/v1/meta.proto\x12\rjubao.meta.v1\"\x1e\n\x0bPingRequest\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"\x1f\n\x0cPingResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"\x12\n\x10GetCallerRequest\"\x81\x01\n\x11GetCallerResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x10\n\x08products\x18\x04 \x03(\t\x12\x13\n\x0b\x61uth_method\x18\x05 \x01(\t\x12\x0e\n\x06key_id\x18\x06 \x01(\t2\x9e\x01\n\x0bMetaService\x12?\n\x04Ping\x12\x1a.jubao.meta.v1.PingRequest\x1a\x1b.jubao.meta.v1.PingResponse\x12N\n\tGetCaller\x12\x1f.jubao.meta.v1.GetCallerRequest\x1a .jubao.meta.v1.GetCallerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18jubao/meta/v1/meta.proto\x12\rjubao.meta.v1\"\x1e\n\x0bPingRequest\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"\x1f\n\x0cPingResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"\x12\n\x10GetCallerRequest\"\x81\x01\n\x11GetCallerResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x10\n\x08products\x18\x04 \x03(\t\x12\x13\n\x0b\x61uth_method\x18\x05 \x01(\t\x12\x0e\n\x06key_id\x18\x06 \x01(\t2\x9e\x01\n\x0bMetaService\x12?\n\x04Ping\x12\x1a.jubao.meta.v1.PingRequest\x1a\x1b.jubao.meta.v1.PingResponse\x12N\n\tGetCaller\x12\x1f.jubao.meta.v1.GetCallerRequest\x1a .jubao.meta.v1.GetCallerResponseB \n\x11\x64\x65v.jubao.meta.v1B\tMetaProtoP\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'jubao.meta.v1.meta_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.jubao.meta.v1B\tMetaProtoP\001'
   _globals['_PINGREQUEST']._serialized_start=43
   _globals['_PINGREQUEST']._serialized_end=73
   _globals['_PINGRESPONSE']._serialized_start=75

@@ -1,0 +1,427 @@
+"""`jubao cocreation ...`: data clean rooms. Collaborations, members and datasets over gRPC; a dataset's
+rows tokenized on this machine and uploaded over Arrow Flight (`upload`, which loads pyarrow and never
+gRPC: they must not share a process, apache/arrow#13300); aggregate queries over the join."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Final
+
+import typer
+
+from jubao.cli.common import (
+    PAGE_SIZE,
+    Page,
+    RequestIdOption,
+    collect_pages,
+    connect,
+    emit,
+    enum_label,
+    list_table,
+    record_table,
+    text,
+    time_label,
+)
+from jubao.cocreation.v1 import cocreation_pb2 as pb
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from jubao.client import Client
+
+app = typer.Typer(
+    help="Data co-creation: clean-room collaborations, datasets joined on keyed tokens, aggregate queries."
+)
+
+ABILITIES: Final = {enum_label(name, "ABILITY_"): value for name, value in pb.Ability.items() if value}
+FUNCTIONS: Final = {
+    enum_label(name, "AGGREGATE_FUNCTION_"): value for name, value in pb.AggregateFunction.items() if value
+}
+TYPES: Final = {enum_label(name, "TYPE_"): value for name, value in pb.Column.Type.items() if value}
+ROLES: Final = {enum_label(name, "ROLE_"): value for name, value in pb.Column.Role.items() if value}
+
+CollaborationArgument = Annotated[
+    str, typer.Argument(metavar="COLLABORATION", help="The collaboration's id.")
+]
+DatasetArgument = Annotated[str, typer.Argument(metavar="DATASET", help="The dataset's id.")]
+AbilityOption = Annotated[
+    list[str],
+    typer.Option("--ability", help=f"Repeatable: {', '.join(ABILITIES)}."),
+]
+
+
+def _choice(option: str, choices: Mapping[str, int], value: str) -> int:
+    found = choices.get(value.lower())
+    if found is None:
+        raise typer.BadParameter(f"{value!r}: one of {', '.join(choices)}", param_hint=option)
+    return found
+
+
+def _abilities(values: list[str]) -> list[pb.Ability.ValueType]:
+    return [pb.Ability.ValueType(_choice("--ability", ABILITIES, v)) for v in values]
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Its display name.")],
+    abilities: AbilityOption,
+    days: Annotated[int, typer.Option("--days", min=1, max=366, help="Days until it expires.")] = 30,
+    request_id: RequestIdOption = "",
+) -> None:
+    """Create a collaboration whose only member is you, with the abilities you give yourself."""
+    expire = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=days)
+    request = pb.CreateCollaborationRequest(
+        request_id=request_id, display_name=name, abilities=_abilities(abilities)
+    )
+    request.expire_time.FromDatetime(expire)
+    with connect(ctx) as client:
+        response = client.cocreation.CreateCollaboration(request)
+    emit(ctx, response, lambda: _collaboration_record(response.collaboration))
+
+
+@app.command()
+def get(ctx: typer.Context, collaboration_id: CollaborationArgument) -> None:
+    """Show a collaboration you are a member of (or invited to) and its members."""
+    with connect(ctx) as client:
+        response = client.cocreation.GetCollaboration(
+            pb.GetCollaborationRequest(collaboration_id=collaboration_id)
+        )
+    emit(ctx, response, lambda: _collaboration_record(response.collaboration))
+
+
+@app.command("list")
+def list_collaborations(ctx: typer.Context) -> None:
+    """List the collaborations you are a member of or invited to."""
+    with connect(ctx) as client:
+        found = collect_pages(functools.partial(_collaboration_page, client))
+    emit(ctx, pb.ListCollaborationsResponse(collaborations=found), lambda: _collaborations_table(found))
+
+
+@app.command()
+def invite(
+    ctx: typer.Context,
+    collaboration_id: CollaborationArgument,
+    tenant_id: Annotated[str, typer.Argument(metavar="TENANT", help="The tenant invited.")],
+    abilities: AbilityOption,
+    request_id: RequestIdOption = "",
+) -> None:
+    """Invite a tenant with the abilities it will have once it accepts (the creator only)."""
+    request = pb.InviteMemberRequest(
+        request_id=request_id,
+        collaboration_id=collaboration_id,
+        tenant_id=tenant_id,
+        abilities=_abilities(abilities),
+    )
+    with connect(ctx) as client:
+        response = client.cocreation.InviteMember(request)
+    emit(ctx, response, lambda: _collaboration_record(response.collaboration))
+
+
+@app.command()
+def accept(
+    ctx: typer.Context, collaboration_id: CollaborationArgument, request_id: RequestIdOption = ""
+) -> None:
+    """Accept your invitation."""
+    request = pb.AcceptInvitationRequest(request_id=request_id, collaboration_id=collaboration_id)
+    with connect(ctx) as client:
+        response = client.cocreation.AcceptInvitation(request)
+    emit(ctx, response, lambda: _collaboration_record(response.collaboration))
+
+
+@app.command()
+def leave(
+    ctx: typer.Context, collaboration_id: CollaborationArgument, request_id: RequestIdOption = ""
+) -> None:
+    """Leave (or decline): your datasets are withdrawn and their rows deleted."""
+    request = pb.LeaveCollaborationRequest(request_id=request_id, collaboration_id=collaboration_id)
+    with connect(ctx) as client:
+        response = client.cocreation.LeaveCollaboration(request)
+    emit(ctx, response, lambda: text(f"left {collaboration_id}"))
+
+
+@app.command()
+def register(
+    ctx: typer.Context,
+    *,
+    collaboration_id: CollaborationArgument,
+    dataset_id: DatasetArgument,
+    columns: Annotated[
+        list[str],
+        typer.Option(
+            "--column",
+            metavar="NAME:TYPE:ROLE",
+            help=f"Repeatable, in order. TYPE: {', '.join(TYPES)}; ROLE: {', '.join(ROLES)}.",
+        ),
+    ],
+    name: Annotated[str, typer.Option("--name", help="Its display name (default: the id).")] = "",
+    group_by: Annotated[list[str] | None, typer.Option("--group-by", help="A dimension to group by.")] = None,
+    filters: Annotated[list[str] | None, typer.Option("--filter", help="A dimension to filter on.")] = None,
+    aggregates: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--aggregate",
+            metavar="COLUMN:FN[,FN]",
+            help=f"Functions allowed on a column: {', '.join(FUNCTIONS)}.",
+        ),
+    ] = None,
+    min_group_size: Annotated[int, typer.Option("--min-group-size", min=0, help="0: 100.")] = 0,
+    analysts: Annotated[
+        list[str] | None, typer.Option("--analyst", help="Only these tenants analyse it.")
+    ] = None,
+    request_id: RequestIdOption = "",
+) -> None:
+    """Register one of your datasets with a role per column and its analysis rule; upload its rows next
+    (`jubao cocreation upload`)."""
+    request = pb.RegisterDatasetRequest(
+        request_id=request_id,
+        collaboration_id=collaboration_id,
+        dataset_id=dataset_id,
+        display_name=name or dataset_id,
+        columns=[_column(spec) for spec in columns],
+        rule=pb.AnalysisRule(
+            group_by_columns=group_by or [],
+            filter_columns=filters or [],
+            aggregates=[_allowed(spec) for spec in aggregates or []],
+            min_group_size=min_group_size,
+            analyst_tenant_ids=analysts or [],
+        ),
+    )
+    with connect(ctx) as client:
+        response = client.cocreation.RegisterDataset(request)
+    emit(ctx, response, lambda: _datasets_table([response.dataset]))
+
+
+@app.command()
+def datasets(ctx: typer.Context, collaboration_id: CollaborationArgument) -> None:
+    """List the collaboration's datasets: owner, state, rows and rule (never their rows)."""
+    with connect(ctx) as client:
+        found = collect_pages(functools.partial(_dataset_page, client, collaboration_id))
+    emit(ctx, pb.ListDatasetsResponse(datasets=found), lambda: _datasets_table(found))
+
+
+@app.command()
+def withdraw(
+    ctx: typer.Context,
+    collaboration_id: CollaborationArgument,
+    dataset_id: DatasetArgument,
+    request_id: RequestIdOption = "",
+) -> None:
+    """Withdraw one of your datasets: its rows are deleted and no query reads it again."""
+    request = pb.WithdrawDatasetRequest(
+        request_id=request_id, collaboration_id=collaboration_id, dataset_id=dataset_id
+    )
+    with connect(ctx) as client:
+        response = client.cocreation.WithdrawDataset(request)
+    emit(ctx, response, lambda: _datasets_table([response.dataset]))
+
+
+@app.command()
+def upload(
+    ctx: typer.Context,
+    *,
+    collaboration_id: CollaborationArgument,
+    dataset_id: DatasetArgument,
+    path: Annotated[
+        Path,
+        typer.Argument(metavar="FILE", exists=True, dir_okay=False, help="Parquet, CSV or Arrow IPC file."),
+    ],
+    join_keys: Annotated[list[str], typer.Option("--join-key", help="A column to tokenize (the join key).")],
+    secret_file: Annotated[
+        Path,
+        typer.Option(
+            "--secret-file",
+            exists=True,
+            dir_okay=False,
+            help="The collaboration's secret, agreed out of band.",
+        ),
+    ],
+) -> None:
+    """Tokenize the join key on this machine (HMAC-SHA256 with the secret) and upload the dataset's rows
+    over Arrow Flight; run it again after a failure to continue."""
+    import pyarrow as pa
+
+    from jubao.bulk.cocreation import dataset_schema, tokenize, upload_dataset
+    from jubao.bulk.files import batches_of
+    from jubao.cli.bulk import connect_bulk
+
+    secret = secret_file.read_bytes().strip()
+    with connect_bulk(ctx) as client:
+        schema = dataset_schema(client, collaboration_id, dataset_id)
+        table = pa.Table.from_batches(list(batches_of(path, schema)))
+        receipt = upload_dataset(client, collaboration_id, dataset_id, tokenize(table, join_keys, secret))
+    typer.echo(f"{dataset_id}: {receipt.rows_received} rows stored ({receipt.rows_sent} sent now)")
+
+
+@app.command()
+def query(
+    ctx: typer.Context,
+    *,
+    collaboration_id: CollaborationArgument,
+    dataset_ids: Annotated[list[str], typer.Option("--dataset", help="A dataset to join, repeatable.")],
+    aggregates: Annotated[
+        list[str],
+        typer.Option(
+            "--aggregate",
+            metavar="FN[:DATASET.COLUMN]",
+            help=f"{', '.join(FUNCTIONS)}; count alone counts rows.",
+        ),
+    ],
+    group_by: Annotated[list[str] | None, typer.Option("--group-by", metavar="DATASET.COLUMN")] = None,
+    filters: Annotated[
+        list[str] | None,
+        typer.Option("--filter", metavar="DATASET.COLUMN=V1,V2", help="Keep rows with these values."),
+    ] = None,
+) -> None:
+    """Aggregate over the join of datasets on their join keys, within every owner's rule. Groups of too few
+    people are left out and counted."""
+    request = pb.RunQueryRequest(
+        collaboration_id=collaboration_id,
+        query=pb.Query(
+            dataset_ids=dataset_ids,
+            group_by=[_ref("--group-by", spec) for spec in group_by or []],
+            filters=[_filter(spec) for spec in filters or []],
+            aggregates=[_aggregate(spec) for spec in aggregates],
+        ),
+    )
+    with connect(ctx) as client:
+        response = client.cocreation.RunQuery(request)
+    emit(ctx, response, lambda: _result_table(response.result))
+
+
+def _column(spec: str) -> pb.Column:
+    parts = spec.split(":")
+    if len(parts) != 3:
+        raise typer.BadParameter(f"{spec!r}: NAME:TYPE:ROLE", param_hint="--column")
+    kind = pb.Column.Type.ValueType(_choice("--column", TYPES, parts[1]))
+    role = pb.Column.Role.ValueType(_choice("--column", ROLES, parts[2]))
+    return pb.Column(name=parts[0], type=kind, role=role)
+
+
+def _allowed(spec: str) -> pb.AllowedAggregate:
+    column, _, names = spec.partition(":")
+    functions = [
+        pb.AggregateFunction.ValueType(_choice("--aggregate", FUNCTIONS, f)) for f in names.split(",")
+    ]
+    return pb.AllowedAggregate(column=column, functions=functions)
+
+
+def _ref(option: str, spec: str) -> pb.ColumnRef:
+    dataset_id, dot, column = spec.partition(".")
+    if not dot:
+        raise typer.BadParameter(f"{spec!r}: DATASET.COLUMN", param_hint=option)
+    return pb.ColumnRef(dataset_id=dataset_id, column=column)
+
+
+def _filter(spec: str) -> pb.Filter:
+    column, equals, values = spec.partition("=")
+    if not equals:
+        raise typer.BadParameter(f"{spec!r}: DATASET.COLUMN=V1,V2", param_hint="--filter")
+    listed = values.split(",")
+    if all(v.lstrip("-").isdigit() for v in listed):
+        return pb.Filter(column=_ref("--filter", column), int64_values=[int(v) for v in listed])
+    return pb.Filter(column=_ref("--filter", column), values=listed)
+
+
+def _aggregate(spec: str) -> pb.Aggregate:
+    name, _, column = spec.partition(":")
+    function = pb.AggregateFunction.ValueType(_choice("--aggregate", FUNCTIONS, name))
+    if not column:
+        return pb.Aggregate(function=function)
+    return pb.Aggregate(function=function, column=_ref("--aggregate", column))
+
+
+def _collaboration_page(client: Client, page_token: str) -> Page[pb.Collaboration]:
+    response = client.cocreation.ListCollaborations(
+        pb.ListCollaborationsRequest(page_size=PAGE_SIZE, page_token=page_token)
+    )
+    return response.collaborations, response.next_page_token
+
+
+def _dataset_page(client: Client, collaboration_id: str, page_token: str) -> Page[pb.Dataset]:
+    response = client.cocreation.ListDatasets(
+        pb.ListDatasetsRequest(collaboration_id=collaboration_id, page_size=PAGE_SIZE, page_token=page_token)
+    )
+    return response.datasets, response.next_page_token
+
+
+def _members(collaboration: pb.Collaboration) -> str:
+    return "; ".join(
+        f"{m.tenant_id} {enum_label(pb.Member.State.Name(m.state), 'STATE_')}"
+        f" ({', '.join(enum_label(pb.Ability.Name(a), 'ABILITY_') for a in m.abilities)})"
+        for m in collaboration.members
+    )
+
+
+def _collaboration_record(collaboration: pb.Collaboration) -> Table:
+    return record_table(
+        [
+            ("collaboration", collaboration.collaboration_id),
+            ("name", collaboration.display_name),
+            ("creator", collaboration.creator_tenant_id),
+            ("state", enum_label(pb.Collaboration.State.Name(collaboration.state), "STATE_")),
+            ("members", _members(collaboration)),
+            ("expires", time_label(collaboration.expire_time)),
+        ]
+    )
+
+
+def _collaborations_table(collaborations: list[pb.Collaboration]) -> Table:
+    headers = ("COLLABORATION", "NAME", "CREATOR", "STATE", "EXPIRES")
+    rows = [
+        [
+            c.collaboration_id,
+            c.display_name,
+            c.creator_tenant_id,
+            enum_label(pb.Collaboration.State.Name(c.state), "STATE_"),
+            time_label(c.expire_time),
+        ]
+        for c in collaborations
+    ]
+    return list_table(headers, rows, wrap=(1,))
+
+
+def _rule(rule: pb.AnalysisRule) -> str:
+    functions = [f"{a.column}: {','.join(_function_label(f) for f in a.functions)}" for a in rule.aggregates]
+    return (
+        f"group by {','.join(rule.group_by_columns) or '-'}; filter {','.join(rule.filter_columns) or '-'};"
+        f" {'; '.join(functions) or 'count only'}; min group {rule.min_group_size}"
+    )
+
+
+def _function_label(function: pb.AggregateFunction.ValueType) -> str:
+    return enum_label(pb.AggregateFunction.Name(function), "AGGREGATE_FUNCTION_")
+
+
+def _datasets_table(found: list[pb.Dataset]) -> Table:
+    headers = ("DATASET", "OWNER", "STATE", "ROWS", "RULE")
+    rows = [
+        [
+            d.dataset_id,
+            d.owner_tenant_id,
+            enum_label(pb.Dataset.State.Name(d.state), "STATE_"),
+            str(d.row_count),
+            _rule(d.rule),
+        ]
+        for d in found
+    ]
+    return list_table(headers, rows, wrap=(4,))
+
+
+def _cell(cell: pb.Cell) -> str:
+    kind = cell.WhichOneof("value")
+    return "" if kind is None else str(getattr(cell, kind))
+
+
+def _result_table(result: pb.QueryResult) -> Table:
+    table = list_table(
+        [c.upper() for c in result.columns], [[_cell(c) for c in row.cells] for row in result.rows]
+    )
+    table.caption = (
+        f"{len(result.rows)} groups; {result.groups_suppressed} suppressed (fewer than"
+        f" {result.min_group_size} people); {result.rows_scanned} rows scanned"
+    )
+    return table

@@ -1,0 +1,16 @@
+"""Typed settings of the co-creation product (`[cocreation]`, `JUBAO_COCREATION__*`)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jubao_server import limits
+
+
+class CocreationSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Threads DuckDB runs one query on (the gRPC server's event loop goes on meanwhile).
+    query_threads: int = Field(2, gt=0, le=limits.cocreation_query_threads_max)
+    # How often each server looks for expired collaborations (their datasets' rows are deleted then).
+    expiry_sweep_s: int = Field(60, gt=0, le=limits.cocreation_expiry_sweep_s_max)

@@ -1,0 +1,202 @@
+"""Collaborations and datasets as the service asks for them: each call loads the room, checks the caller
+against it (`model.py`) and writes the change under the room's version (`store.py`); withdrawn datasets'
+rows are deleted once the room says so. The running product (`Cocreation`) holds no state between calls;
+it runs one task, the sweep of expired collaborations (every server runs it; its steps are idempotent)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import uuid
+from collections.abc import Callable
+
+import structlog
+
+from jubao_server.clock import Clock
+from jubao_server.cocreation.model import (
+    Ability,
+    AuditEntry,
+    Change,
+    Collaboration,
+    Dataset,
+    DatasetState,
+    Member,
+    MemberState,
+    Query,
+    Room,
+    collaboration_not_found,
+)
+from jubao_server.cocreation.query import Result, audit_entry, check_shape, plan, run
+from jubao_server.cocreation.store import CocreationStore
+from jubao_server.errors import ApiError
+from jubao_server.invariants import ensure
+from jubao_server.storage.contract import StorageBackend, StorageError
+
+log = structlog.get_logger("jubao.cocreation")
+
+
+class Cocreation:
+    def __init__(self, backend: StorageBackend, clock: Clock, query_threads: int = 1) -> None:
+        self.backend = backend
+        self.clock = clock
+        self.store = CocreationStore(backend, clock)
+        self._query_threads = query_threads
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start(self, sweep_s: float) -> None:
+        """Sweep expired collaborations every `sweep_s`."""
+        self._sweeper = asyncio.create_task(self._sweep_forever(sweep_s), name="cocreation-expiry")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    async def _sweep_forever(self, sweep_s: float) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except (StorageError, ApiError) as error:
+                log.warning("expiry sweep paused", error=str(error))
+            await self.clock.sleep(sweep_s)
+
+    async def sweep(self) -> int:
+        """Withdraw the datasets of the collaborations that have expired and delete their rows; the number
+        of collaborations swept."""
+        now_ms = self.clock.wall_ms()
+        due = await self.store.due(now_ms)
+        for expire_time_ms, collaboration_id in due:
+            try:
+                change = await self.store.change(collaboration_id, lambda room: room.expire(now_ms))
+            except LookupError:
+                change = None  # its creation stopped after the index entry: nothing to sweep
+            if change is not None:
+                await self._delete_withdrawn(tuple(change.room.datasets.values()))
+            await self.store.swept(expire_time_ms, collaboration_id)
+        return len(due)
+
+    async def room(self, tenant_id: str, collaboration_id: str) -> Room:
+        """The room, if `tenant_id` may see it (else COLLABORATION_NOT_FOUND)."""
+        room = await self.store.load(collaboration_id)
+        if room is None:
+            raise collaboration_not_found(collaboration_id)
+        return room.visible(tenant_id)
+
+    async def open_room(self, tenant_id: str, collaboration_id: str) -> Room:
+        """The room for a call on its data: visible to `tenant_id` and not expired."""
+        room = await self.room(tenant_id, collaboration_id)
+        return room.open_to(tenant_id, self.clock.wall_ms())
+
+    async def create(
+        self,
+        tenant_id: str,
+        request_id: str,
+        display_name: str,
+        abilities: tuple[Ability, ...],
+        expire_time_ms: int,
+    ) -> Room:
+        """A new collaboration whose only member is its creator. Its id derives from the tenant and the
+        request id, so a retry whose first attempt stored it (but not its answer) finds it."""
+        now_ms = self.clock.wall_ms()
+        collaboration_id = _collaboration_id(tenant_id, request_id)
+        collaboration = Collaboration(collaboration_id, display_name, tenant_id, now_ms, expire_time_ms)
+        creator = Member(tenant_id, abilities, MemberState.ACTIVE, now_ms)
+        room = Room(collaboration, {tenant_id: creator}, {}, 1)
+        if await self.store.create(room):
+            return room
+        stored = await self.store.load(collaboration_id, serial=True)
+        ensure(stored is not None, "a collaboration that exists can be read")
+        ensure(stored is None or stored.collaboration.creator == tenant_id, "ids derive from their creator")
+        return stored if stored is not None else room
+
+    async def collaborations(
+        self, tenant_id: str, after: str | None, size: int
+    ) -> tuple[list[Room], str | None]:
+        """The collaborations `tenant_id` sees, by id, after `after`; where the next page starts."""
+        ids, next_after = await self.store.memberships(tenant_id, after, size)
+        rooms = []
+        for collaboration_id in ids:
+            room = await self.store.load(collaboration_id)
+            if room is not None and room.sees(tenant_id):
+                rooms.append(room)
+        return rooms, next_after
+
+    async def change(self, tenant_id: str, collaboration_id: str, step: Callable[[Room], Change]) -> Room:
+        """Apply a change the caller makes to an open room; delete the rows of the datasets it withdrew."""
+        now_ms = self.clock.wall_ms()
+
+        def checked(room: Room) -> Change:
+            return step(room.open_to(tenant_id, now_ms))
+
+        try:
+            change = await self.store.change(collaboration_id, checked)
+        except LookupError:
+            raise collaboration_not_found(collaboration_id) from None
+        await self._delete_withdrawn(change.datasets)
+        return change.room
+
+    async def invite(
+        self, tenant_id: str, collaboration_id: str, invitee: str, abilities: tuple[Ability, ...]
+    ) -> Room:
+        now_ms = self.clock.wall_ms()
+        return await self.change(
+            tenant_id, collaboration_id, lambda room: room.invite(tenant_id, invitee, abilities, now_ms)
+        )
+
+    async def accept(self, tenant_id: str, collaboration_id: str) -> Room:
+        now_ms = self.clock.wall_ms()
+        return await self.change(tenant_id, collaboration_id, lambda room: room.accept(tenant_id, now_ms))
+
+    async def leave(self, tenant_id: str, collaboration_id: str) -> None:
+        now_ms = self.clock.wall_ms()
+        await self.change(tenant_id, collaboration_id, lambda room: room.leave(tenant_id, now_ms))
+
+    async def register(self, tenant_id: str, dataset: Dataset) -> Dataset:
+        room = await self.change(
+            tenant_id, dataset.collaboration_id, lambda room: room.register(tenant_id, dataset)
+        )
+        return room.dataset(dataset.dataset_id)
+
+    async def withdraw(self, tenant_id: str, collaboration_id: str, dataset_id: str) -> Dataset:
+        now_ms = self.clock.wall_ms()
+        room = await self.change(
+            tenant_id, collaboration_id, lambda room: room.withdraw(tenant_id, dataset_id, now_ms)
+        )
+        dataset = room.dataset(dataset_id)
+        # A retry of a withdrawal whose deletion was cut short deletes what is left.
+        await self._delete_withdrawn((dataset,))
+        return dataset
+
+    async def query(self, tenant_id: str, collaboration_id: str, query: Query) -> Result:
+        """Run an aggregate query for `tenant_id` (see `query.py`): checked, then read and computed, and
+        recorded in the audit log before it is answered."""
+        room = await self.open_room(tenant_id, collaboration_id)
+        check_shape(query, room)
+        checked = plan(room, tenant_id, query)
+        result = await run(self.store, checked, self._query_threads)
+        entry = audit_entry(uuid.uuid4().hex, self.clock.wall_ms(), tenant_id, checked, result)
+        await self.store.audit(collaboration_id, entry)
+        return result
+
+    async def audit(
+        self, tenant_id: str, collaboration_id: str, after: tuple[int, str] | None, size: int
+    ) -> tuple[list[AuditEntry], tuple[int, str] | None]:
+        """The audit entries `tenant_id` may read (it ran the query, or owns a dataset it read), in time
+        order after `after`; where the next page starts."""
+        await self.room(tenant_id, collaboration_id)
+        entries, next_after = await self.store.audit_page(collaboration_id, after, size)
+        return [e for e in entries if e.readable_by(tenant_id)], next_after
+
+    async def _delete_withdrawn(self, datasets: tuple[Dataset, ...]) -> None:
+        for dataset in datasets:
+            if dataset.state is DatasetState.WITHDRAWN:
+                await self.store.delete_rows(dataset.owner, dataset.collaboration_id, dataset.dataset_id)
+
+
+def _collaboration_id(tenant_id: str, request_id: str) -> str:
+    if not request_id:
+        return f"co-{uuid.uuid4().hex[:24]}"
+    digest = hashlib.sha256(f"{tenant_id}\n{request_id}".encode()).hexdigest()
+    return f"co-{digest[:24]}"

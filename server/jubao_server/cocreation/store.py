@@ -1,0 +1,298 @@
+"""The co-creation product's storage (tables in `tables.py`): rooms (a collaboration's partition, read
+whole and written back under its version), the tenants' membership index, and datasets' rows as Arrow IPC
+chunks in their owner's scope."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Final
+
+import msgspec
+
+from jubao_server import limits
+from jubao_server.clock import Clock
+from jubao_server.cocreation.model import AuditEntry, Change, Collaboration, Dataset, Member, Room, conflict
+from jubao_server.cocreation.tables import (
+    AUDIT,
+    COLLABORATION_ROW,
+    COLLABORATIONS,
+    DATASET_ROW,
+    EXPIRIES,
+    MEMBER_ROW,
+    MEMBERSHIPS,
+    ROWS,
+    SHARED_SCOPE,
+)
+from jubao_server.invariants import ensure
+from jubao_server.storage.contract import (
+    Batch,
+    Bound,
+    Consistency,
+    Delete,
+    Put,
+    RowAbsent,
+    RowQuery,
+    StaticMatches,
+    StorageBackend,
+    Value,
+    write_all,
+)
+
+_ROOM_ROWS_MAX: Final = 1 + limits.cocreation_members_max + limits.cocreation_datasets_max
+_RECORD_TYPES: Final = {COLLABORATION_ROW: Collaboration, MEMBER_ROW: Member, DATASET_ROW: Dataset}
+# Attempts of a change that lost the race for a room's version to another change.
+_CHANGE_ATTEMPTS_MAX: Final = 8
+
+
+class ChecksumMismatch(Exception):
+    """A stored chunk does not match its SHA-256."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RowsState:
+    """The static counters of a dataset's rows partition."""
+
+    rows_received: int
+    chunk_count: int
+    withdrawn: bool
+
+
+class CocreationStore:
+    def __init__(self, backend: StorageBackend, clock: Clock) -> None:
+        self._backend = backend
+        self.clock = clock
+
+    def now_ms(self) -> int:
+        return self.clock.wall_ms()
+
+    # Rooms
+
+    async def load(self, collaboration_id: str, *, serial: bool = False) -> Room | None:
+        query = RowQuery(
+            COLLABORATIONS.partition(SHARED_SCOPE, collaboration_id),
+            limit=_ROOM_ROWS_MAX,
+            consistency=Consistency.SERIAL if serial else Consistency.DEFAULT,
+        )
+        page = await self._backend.read_page(query)
+        collaboration = None
+        members: dict[str, Member] = {}
+        datasets: dict[str, Dataset] = {}
+        version = 0
+        for row in page.rows:
+            kind = row.as_text("row_kind")
+            record = row["record"]
+            ensure(isinstance(record, bytes), f"a {kind} row has its record")
+            decoded = msgspec.json.decode(
+                record if isinstance(record, bytes) else b"", type=_RECORD_TYPES[kind]
+            )
+            if isinstance(decoded, Collaboration):
+                collaboration = decoded
+            elif isinstance(decoded, Member):
+                members[decoded.tenant_id] = decoded
+            else:
+                datasets[decoded.dataset_id] = decoded
+            stored_version = row["version"]
+            version = stored_version if isinstance(stored_version, int) else version
+        if collaboration is None:
+            return None
+        return Room(collaboration, members, datasets, version)
+
+    async def create(self, room: Room) -> bool:
+        """Store a new room (False when its id is taken) and index it for its members; its expiry is
+        indexed first, so that no stored room escapes the sweep."""
+        collaboration = room.collaboration
+        expiry = Put(
+            (collaboration.expire_time_ms, collaboration.collaboration_id), {"create_time_ms": self.now_ms()}
+        )
+        await self._backend.write(Batch(EXPIRIES.partition(SHARED_SCOPE), (expiry,)))
+        key = (COLLABORATION_ROW, "")
+        puts = (
+            Put(key, {"record": msgspec.json.encode(collaboration)}),
+            *_record_puts(room.members.values(), ()),
+        )
+        batch = Batch(
+            COLLABORATIONS.partition(SHARED_SCOPE, collaboration.collaboration_id),
+            puts,
+            static_values={"version": 1},
+            conditions=(RowAbsent(key),),
+        )
+        if not (await self._backend.write(batch)).applied:
+            return False
+        await self._index(collaboration.collaboration_id, room.members.values())
+        return True
+
+    async def change(self, collaboration_id: str, step: Callable[[Room], Change]) -> Change:
+        """Apply `step` to the room as stored and write what it changed under the version it was read at;
+        read again and re-apply when another change won. `step` raises what refuses the change (NOT_FOUND
+        when the room is missing is the caller's: it receives no room)."""
+        for _ in range(_CHANGE_ATTEMPTS_MAX):
+            room = await self.load(collaboration_id, serial=True)
+            if room is None:
+                raise LookupError(collaboration_id)
+            change = step(room)
+            if change.empty:
+                return change
+            batch = Batch(
+                COLLABORATIONS.partition(SHARED_SCOPE, collaboration_id),
+                tuple(_record_puts(change.members, change.datasets)),
+                static_values={"version": room.version + 1},
+                conditions=(StaticMatches({"version": room.version}),),
+            )
+            if (await self._backend.write(batch)).applied:
+                await self._index(collaboration_id, change.members)
+                return dataclasses.replace(
+                    change, room=dataclasses.replace(change.room, version=room.version + 1)
+                )
+        raise conflict(collaboration_id)
+
+    async def _index(self, collaboration_id: str, members: Iterable[Member]) -> None:
+        now_ms = self.now_ms()
+        batches = [
+            Batch(MEMBERSHIPS.partition(m.tenant_id), (Put((collaboration_id,), {"create_time_ms": now_ms}),))
+            for m in members
+        ]
+        await write_all(self._backend, batches)
+
+    async def memberships(
+        self, tenant_id: str, after: str | None, limit: int
+    ) -> tuple[list[str], str | None]:
+        """Ids of the collaborations `tenant_id` was invited to, in id order after `after`, and where the
+        next page starts (None: the list ended)."""
+        query = RowQuery(
+            MEMBERSHIPS.partition(tenant_id),
+            lower=Bound((after,), inclusive=False) if after is not None else None,
+            limit=limit,
+        )
+        page = await self._backend.read_page(query)
+        ids = [row.as_text("collaboration_id") for row in page.rows]
+        return ids, (ids[-1] if page.next_after is not None and ids else None)
+
+    async def due(self, now_ms: int) -> list[tuple[int, str]]:
+        """Collaborations expired by `now_ms` (their expiry and id), the earliest first, at most
+        `cocreation_expiries_per_sweep_max`."""
+        query = RowQuery(
+            EXPIRIES.partition(SHARED_SCOPE),
+            upper=Bound((now_ms,), inclusive=True),
+            limit=limits.cocreation_expiries_per_sweep_max,
+        )
+        page = await self._backend.read_page(query)
+        return [(row.as_int("expire_time_ms"), row.as_text("collaboration_id")) for row in page.rows]
+
+    async def swept(self, expire_time_ms: int, collaboration_id: str) -> None:
+        await self._backend.write(
+            Batch(EXPIRIES.partition(SHARED_SCOPE), deletes=(Delete((expire_time_ms, collaboration_id)),))
+        )
+
+    # The audit log
+
+    async def audit(self, collaboration_id: str, entry: AuditEntry) -> None:
+        put = Put((entry.time_ms, entry.audit_id), {"record": msgspec.json.encode(entry)})
+        await self._backend.write(Batch(AUDIT.partition(SHARED_SCOPE, collaboration_id), (put,)))
+
+    async def audit_page(
+        self, collaboration_id: str, after: tuple[int, str] | None, limit: int
+    ) -> tuple[list[AuditEntry], tuple[int, str] | None]:
+        """Audit entries in time order after `after`, and where the next page starts (None: the end)."""
+        query = RowQuery(
+            AUDIT.partition(SHARED_SCOPE, collaboration_id),
+            lower=Bound(after, inclusive=False) if after is not None else None,
+            limit=limit,
+        )
+        page = await self._backend.read_page(query)
+        entries = [msgspec.json.decode(_blob(row["record"]), type=AuditEntry) for row in page.rows]
+        last = (entries[-1].time_ms, entries[-1].audit_id) if entries else None
+        return entries, (last if page.next_after is not None else None)
+
+    # Rows
+
+    async def rows_state(self, owner: str, collaboration_id: str, dataset_id: str) -> RowsState:
+        row = await self._backend.read_static(
+            ROWS.partition(owner, collaboration_id, dataset_id), Consistency.SERIAL
+        )
+        if row is None:
+            return RowsState(0, 0, False)
+        return RowsState(_int(row["rows_received"]), _int(row["chunk_count"]), row["withdrawn"] is True)
+
+    async def append_chunk(
+        self, dataset: Dataset, state: RowsState, data: bytes, rows: int
+    ) -> RowsState | None:
+        """Store a chunk of `rows` rows where `state` says the rows end; None when another writer moved
+        them first, or the dataset was withdrawn (nothing written)."""
+        expected = {
+            "rows_received": state.rows_received or None,
+            "chunk_count": state.chunk_count or None,
+            "withdrawn": None,
+        }
+        values: dict[str, Value] = {
+            "first_row": state.rows_received,
+            "row_count": rows,
+            "data": data,
+            "sha256": hashlib.sha256(data).digest(),
+        }
+        after = RowsState(state.rows_received + rows, state.chunk_count + 1, False)
+        batch = Batch(
+            ROWS.partition(dataset.owner, dataset.collaboration_id, dataset.dataset_id),
+            (Put((state.chunk_count,), values),),
+            static_values={"rows_received": after.rows_received, "chunk_count": after.chunk_count},
+            conditions=(StaticMatches(expected),),
+        )
+        return after if (await self._backend.write(batch)).applied else None
+
+    async def chunks(self, owner: str, collaboration_id: str, dataset_id: str) -> AsyncIterator[bytes]:
+        """The dataset's chunks in row order (each an Arrow IPC stream), checked against their digests."""
+        query = RowQuery(
+            ROWS.partition(owner, collaboration_id, dataset_id), limit=limits.cocreation_chunks_per_read_max
+        )
+        chunks_max = limits.cocreation_dataset_rows_max // limits.cocreation_chunks_per_read_max + 1
+        for _ in range(chunks_max):
+            page = await self._backend.read_page(query)
+            for row in page.rows:
+                data, digest = row["data"], row["sha256"]
+                if not isinstance(data, bytes) or hashlib.sha256(data).digest() != digest:
+                    raise ChecksumMismatch(f"chunk {row['seq']!r} of dataset {dataset_id} is damaged")
+                yield data
+            if page.next_after is None:
+                return
+            query = query.after(page.next_after)
+
+    async def delete_rows(self, owner: str, collaboration_id: str, dataset_id: str) -> None:
+        """Mark the rows withdrawn (no chunk is stored after this), then delete every chunk."""
+        partition = ROWS.partition(owner, collaboration_id, dataset_id)
+        for _ in range(_CHANGE_ATTEMPTS_MAX):
+            state = await self.rows_state(owner, collaboration_id, dataset_id)
+            if state.withdrawn:
+                break
+            mark = Batch(
+                partition,
+                static_values={"withdrawn": True},
+                conditions=(StaticMatches({"withdrawn": None}),),
+            )
+            if (await self._backend.write(mark)).applied:
+                break
+        state = await self.rows_state(owner, collaboration_id, dataset_id)
+        step = limits.batch_rows_max
+        deletes = [
+            Batch(
+                partition,
+                deletes=tuple(Delete((seq,)) for seq in range(start, min(start + step, state.chunk_count))),
+            )
+            for start in range(0, state.chunk_count, step)
+        ]
+        await write_all(self._backend, deletes)
+
+
+def _record_puts(members: Iterable[Member], datasets: Iterable[Dataset]) -> list[Put]:
+    puts = [Put((MEMBER_ROW, m.tenant_id), {"record": msgspec.json.encode(m)}) for m in members]
+    puts += [Put((DATASET_ROW, d.dataset_id), {"record": msgspec.json.encode(d)}) for d in datasets]
+    return puts
+
+
+def _blob(value: object) -> bytes:
+    ensure(isinstance(value, bytes), "a record is stored")
+    return value if isinstance(value, bytes) else b""
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -1,0 +1,1 @@
+"""The fund transfer agency (基金注册登记): funds, grants, prices, investors, orders and holdings."""

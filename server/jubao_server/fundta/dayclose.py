@@ -1,0 +1,509 @@
+"""The day-close of a trade date T: a long-running operation (AIP-151) that confirms T's orders against
+T's price and, for a money-market fund, distributes the income of the natural dates since the last
+day-close. Its steps (the record `("close", T)` of the fund's partition keeps where it is):
+
+1. **sealing**: each holder shard's static `sealed_date` becomes T (a conditional write); an order batch
+   is conditioned on the seal it read, so no order joins T afterwards (a later one belongs to the next
+   trade date, a cancellation of one of T's is CUTOFF_PASSED);
+2. **planning**: the fund-wide figures are fixed from every shard's positions as the last day-close left
+   them: each income date's 万份收益 over the shares of that point (`close.plan_incomes`), T's NAV; the
+   plan is stored with the record (conditional on its version), so a restart after some shards committed
+   uses the same plan;
+3. **committing**: shard after shard, each holder's income is carried forward and its orders of T
+   confirmed (`close.py`); its new position and confirmed orders go in batches of at most
+   `fundta_close_batch_holders_max` holders (a holder's rows always in one batch, its position marked
+   closed at T), then the shard's static `closed_date` becomes T. A shard or holder already closed at T
+   is skipped, so a day-close cut short and started again gives the same rows, bit for bit;
+4. **done**: the result is read back from the shards (and checked: the holders' incomes are what the
+   plan distributed, the shares registered are the shares before plus those confirmed), each
+   distributor's totals are settled through the manager's payments ledger (`settlement.py`), the fund's
+   shares and last closed date are updated, the record says SUCCEEDED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
+from typing import TypeVar
+
+import msgspec
+import structlog
+from jubao.reasons import Reason
+
+from jubao_server import limits
+from jubao_server.clock import Clock
+from jubao_server.errors import failed_precondition, not_found
+from jubao_server.fundta import calendar, close, yields
+from jubao_server.fundta.agency import (
+    CLOSE,
+    FUND,
+    POSITION,
+    PRICE,
+    Agency,
+    empty_position,
+    order_kind,
+)
+from jubao_server.fundta.decimals import fixed
+from jubao_server.fundta.model import (
+    ClosePlan,
+    CloseResult,
+    DayClose,
+    DayClosePhase,
+    DayCloseState,
+    DistributorTotals,
+    Fund,
+    FundKind,
+    FundStatus,
+    IncomeDay,
+    LargeRedemptionRule,
+    Order,
+    OrderKind,
+    OrderStatus,
+    Position,
+    Price,
+    decode,
+    encode,
+)
+from jubao_server.fundta.settlement import settle
+from jubao_server.fundta.tables import FUNDS, HOLDERS
+from jubao_server.invariants import ensure, unreachable
+from jubao_server.payments.api import LedgerApi
+from jubao_server.payments.currencies import MINOR_UNIT_EXPONENTS
+from jubao_server.storage.contract import (
+    Batch,
+    Bound,
+    PartitionRef,
+    Put,
+    Row,
+    RowAbsent,
+    RowMatches,
+    RowQuery,
+    StaticMatches,
+    StorageBackend,
+)
+from jubao_server.tenancy.model import Tenant
+
+log = structlog.get_logger("jubao.fundta")
+V = TypeVar("V")
+
+
+def next_close_date(fund: Fund) -> datetime.date:
+    """The trade date the fund's next day-close closes: the one after the last closed, or for the first,
+    the trade date the fund was created in."""
+    if fund.last_closed_date:
+        return calendar.next_trade_date(fund.calendar, datetime.date.fromisoformat(fund.last_closed_date))
+    return calendar.trade_date_of(fund.calendar, fund.create_time_ms)
+
+
+def income_dates(fund: Fund, trade_date: datetime.date) -> list[str]:
+    """The natural dates whose income the day-close of `trade_date` distributes (money-market funds):
+    those after the last trade date closed, up to it; the first day-close distributes its own date's."""
+    if not fund.last_closed_date:
+        return [trade_date.isoformat()]
+    last = datetime.date.fromisoformat(fund.last_closed_date)
+    days = (trade_date - last).days
+    return [(last + datetime.timedelta(days=d)).isoformat() for d in range(1, days + 1)]
+
+
+class DayCloses:
+    """Starts, resumes and reads day-closes; each runs as a task of this process."""
+
+    def __init__(self, agency: Agency, backend: StorageBackend, clock: Clock, ledger: LedgerApi) -> None:
+        self._agency = agency
+        self._backend = backend
+        self._clock = clock
+        self._ledger = ledger
+        self._tasks: dict[tuple[str, str, str], asyncio.Task[None]] = {}
+
+    async def stop(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+
+    async def start(self, tenant: Tenant, code: str, trade_date: datetime.date) -> DayClose:
+        """Start the day-close of `trade_date`, or resume it (an earlier start was cut short), or answer it
+        (it is done)."""
+        fund, _ = await self._agency.managed_fund(tenant, code)
+        day = trade_date.isoformat()
+        partition = FUNDS.partition(fund.manager_id, code)
+        row = await self._backend.read_row(partition, (CLOSE, day))
+        if row is None:
+            await self._check_start(fund, trade_date)
+            now_ms = self._clock.wall_ms()
+            record = DayClose(
+                code,
+                day,
+                DayCloseState.RUNNING,
+                DayClosePhase.SEALING,
+                fund.holder_shard_count,
+                0,
+                now_ms,
+                now_ms,
+            )
+            put = Put((CLOSE, day), {"record": encode(record), "version": 1})
+            outcome = await self._backend.write(
+                Batch(partition, (put,), conditions=(RowAbsent((CLOSE, day)),))
+            )
+            row = outcome.current_rows.get((CLOSE, day)) if not outcome.applied else None
+            if outcome.applied:
+                self._launch(fund.manager_id, code, day)
+                return record
+        record = decode(_row(row)["record"], DayClose)
+        if record.state is DayCloseState.RUNNING:
+            self._launch(fund.manager_id, code, day)
+        return record
+
+    async def get(self, tenant: Tenant, code: str, trade_date: datetime.date) -> DayClose:
+        fund, _ = await self._agency.managed_fund(tenant, code)
+        row = await self._backend.read_row(
+            FUNDS.partition(fund.manager_id, code), (CLOSE, trade_date.isoformat())
+        )
+        if row is None:
+            raise not_found(
+                Reason.DAY_CLOSE_NOT_FOUND,
+                f"no day-close of {code} on {trade_date.isoformat()}",
+                fund_code=code,
+                trade_date=trade_date.isoformat(),
+            )
+        return decode(row["record"], DayClose)
+
+    async def _check_start(self, fund: Fund, trade_date: datetime.date) -> None:
+        expected = next_close_date(fund)
+        if trade_date != expected:
+            raise failed_precondition(
+                Reason.CLOSE_ORDER,
+                f"the next trade date {fund.fund_code} closes is {expected.isoformat()}",
+                next_close_date=expected.isoformat(),
+            )
+        current = calendar.trade_date_of(fund.calendar, self._clock.wall_ms())
+        if trade_date > current:
+            raise failed_precondition(
+                Reason.CLOSE_ORDER,
+                f"{trade_date.isoformat()} is after the current trade date {current.isoformat()}",
+                next_close_date=expected.isoformat(),
+            )
+        for day in self._price_dates(fund, trade_date):
+            if await self._price(fund, day) is None:
+                raise failed_precondition(
+                    Reason.PRICE_MISSING,
+                    f"the price of {fund.fund_code} on {day} is not published",
+                    price_date=day,
+                )
+
+    def _price_dates(self, fund: Fund, trade_date: datetime.date) -> list[str]:
+        if fund.kind is FundKind.MONEY_MARKET:
+            return income_dates(fund, trade_date)
+        if fund.status is FundStatus.ISSUING:
+            return []
+        return [trade_date.isoformat()]
+
+    def _launch(self, manager_id: str, code: str, day: str) -> None:
+        key = (manager_id, code, day)
+        if key in self._tasks:
+            return
+        task = asyncio.get_running_loop().create_task(self._run_logged(manager_id, code, day))
+        self._tasks[key] = task
+        task.add_done_callback(lambda _: self._tasks.pop(key, None))
+
+    async def _run_logged(self, manager_id: str, code: str, day: str) -> None:
+        try:
+            await self.run(manager_id, code, day)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The record stays RUNNING where it was: StartDayClose again resumes it.
+            log.exception("day-close stopped; start it again to resume", fund_code=code, trade_date=day)
+
+    async def run(self, manager_id: str, code: str, day: str) -> DayClose:
+        """Run a day-close from where its record says it is, to the end. Each phase's end is a write of
+        the record conditioned on its version: another runner that got there first wins, and this one
+        goes on from what it stored."""
+        partition = FUNDS.partition(manager_id, code)
+        for _ in range(limits.fundta_close_steps_max):
+            row = await self._backend.read_row(partition, (CLOSE, day))
+            record, version = decode(_row(row)["record"], DayClose), _row(row).as_int("version")
+            if record.state is DayCloseState.SUCCEEDED:
+                return record
+            fund = decode(_row(await self._backend.read_row(partition, FUND))["record"], Fund)
+            advanced = await self._step(fund, record)
+            put = Put((CLOSE, day), {"record": encode(advanced), "version": version + 1})
+            condition = RowMatches((CLOSE, day), {"version": version})
+            await self._backend.write(Batch(partition, (put,), conditions=(condition,)))
+        unreachable(f"a day-close did not end within {limits.fundta_close_steps_max} steps")
+
+    async def _step(self, fund: Fund, record: DayClose) -> DayClose:
+        """The record after the next phase ran."""
+        day = record.trade_date
+        now_ms = self._clock.wall_ms()
+        match record.phase:
+            case DayClosePhase.SEALING:
+                for shard in range(fund.holder_shard_count):
+                    await self._seal(self._shard(fund, shard), day)
+                return msgspec.structs.replace(record, phase=DayClosePhase.PLANNING, update_time_ms=now_ms)
+            case DayClosePhase.PLANNING:
+                plan = await self._plan(fund, datetime.date.fromisoformat(day))
+                return msgspec.structs.replace(
+                    record, phase=DayClosePhase.COMMITTING, plan=plan, update_time_ms=now_ms
+                )
+            case DayClosePhase.COMMITTING:
+                plan = _present(record.plan, "plan to commit")
+                await self._publish_incomes(fund, plan)
+                for shard in range(fund.holder_shard_count):
+                    await self._commit_shard(fund, plan, day, shard)
+                result = await self._result(fund, plan, day)
+                await settle(self._ledger, fund, day, result.distributors)
+                await self._close_fund(fund, day, result)
+                return msgspec.structs.replace(
+                    record,
+                    state=DayCloseState.SUCCEEDED,
+                    phase=DayClosePhase.DONE,
+                    shards_committed=fund.holder_shard_count,
+                    result=result,
+                    update_time_ms=now_ms,
+                )
+            case DayClosePhase.DONE:
+                return msgspec.structs.replace(record, state=DayCloseState.SUCCEEDED)
+
+    # Phases
+
+    def _shard(self, fund: Fund, shard: int) -> PartitionRef:
+        return HOLDERS.partition(fund.manager_id, fund.fund_code, shard)
+
+    async def _seal(self, partition: PartitionRef, day: str) -> None:
+        """Seal the shard at `day` (conditioned on the seal read, as the orders are)."""
+        for _ in range(limits.fundta_write_attempts_max):
+            static = await self._backend.read_static(partition)
+            sealed = static["sealed_date"] if static is not None else None
+            if isinstance(sealed, str) and sealed >= day:
+                return
+            batch = Batch(
+                partition,
+                static_values={"sealed_date": day},
+                conditions=(StaticMatches({"sealed_date": sealed}),),
+            )
+            if (await self._backend.write(batch)).applied:
+                return
+        raise _busy(partition)
+
+    async def _plan(self, fund: Fund, trade_date: datetime.date) -> ClosePlan:
+        """T's NAV, and the income of each date distributed over every position as the last day-close
+        left it (every shard is sealed and none committed T yet)."""
+        nav = Decimal(1)
+        if fund.kind is not FundKind.MONEY_MARKET and fund.status is not FundStatus.ISSUING:
+            nav = Decimal(_present(await self._price(fund, trade_date.isoformat()), "NAV").nav)
+        incomes: tuple[IncomeDay, ...] = ()
+        if fund.kind is FundKind.MONEY_MARKET:
+            shares = []
+            for shard in range(fund.holder_shard_count):
+                async for row in self._rows(self._shard(fund, shard), (POSITION,)):
+                    position = decode(row["record"], Position)
+                    ensure(position.closed_date < trade_date.isoformat(), "a position closed before its plan")
+                    shares.append(position.shares)
+            days = []
+            for day in income_dates(fund, trade_date):
+                days.append((day, _present(await self._price(fund, day), "income").income_minor))
+            incomes = close.plan_incomes(shares, days)
+            ensure(sum(shares) == fund.total_shares, "the positions do not add up to the fund's shares")
+        next_date = calendar.next_trade_date(fund.calendar, trade_date).isoformat()
+        ratio = Decimal(1)
+        if fund.large_redemption_rule is LargeRedemptionRule.PRO_RATA:
+            pricing = close.Pricing(nav, fund.nav_scale, MINOR_UNIT_EXPONENTS[fund.currency])
+            ratio = await self._redemption_ratio(fund, pricing, trade_date.isoformat())
+        return ClosePlan(fixed(nav, fund.nav_scale), incomes, str(ratio), next_date)
+
+    async def _redemption_ratio(self, fund: Fund, pricing: close.Pricing, day: str) -> Decimal:
+        """The share of each of the day's redemptions confirmed: below 1 when its net redemptions pass 10 %
+        of the fund's shares (`close.redemption_ratio`)."""
+        redeemed = purchased = 0
+        for shard in range(fund.holder_shard_count):
+            async for row in self._rows(self._shard(fund, shard), (order_kind(day),)):
+                order = decode(row["record"], Order)
+                if order.status is not OrderStatus.ACCEPTED:
+                    continue
+                if order.kind is OrderKind.REDEMPTION:
+                    redeemed += order.shares
+                else:
+                    purchased += close.purchase_shares(fund, pricing, order)
+        return close.redemption_ratio(fund.total_shares, redeemed, purchased)
+
+    async def _publish_incomes(self, fund: Fund, plan: ClosePlan) -> None:
+        """Each distributed date's price gets its 万份收益, the shares and residual, and its 七日年化 when the
+        6 dates before it were distributed too (rewritten with the same values by a restart)."""
+        partition = FUNDS.partition(fund.manager_id, fund.fund_code)
+        for day in plan.incomes:
+            price = _present(await self._price(fund, day.date), "price of a distributed date")
+            per_10k = Decimal(day.per_10k).scaleb(-yields.PER_10K_PLACES)
+            before = []
+            date = datetime.date.fromisoformat(day.date)
+            for back in range(limits.fundta_yield_days - 1, 0, -1):
+                earlier = await self._price(fund, (date - datetime.timedelta(days=back)).isoformat())
+                if earlier is not None and earlier.income_per_10k_shares:
+                    before.append(Decimal(earlier.income_per_10k_shares))
+            seven = ""
+            if len(before) == limits.fundta_yield_days - 1:
+                seven = str(yields.seven_day_yield([*before, per_10k]))
+            distributed = msgspec.structs.replace(
+                price,
+                income_per_10k_shares=fixed(per_10k, yields.PER_10K_PLACES),
+                seven_day_yield_percent=seven,
+                total_shares=day.total_shares,
+                residual_minor=day.residual_minor,
+            )
+            put = Put((PRICE, day.date), {"record": encode(distributed), "version": 1})
+            await self._backend.write(Batch(partition, (put,)))
+
+    async def _commit_shard(self, fund: Fund, plan: ClosePlan, day: str, shard: int) -> None:
+        partition = self._shard(fund, shard)
+        static = await self._backend.read_static(partition)
+        if static is not None and static["closed_date"] == day:
+            return
+        positions: dict[str, Position] = {}
+        async for row in self._rows(partition, (POSITION,)):
+            positions[row.as_text("row_key")] = decode(row["record"], Position)
+        orders: dict[str, list[Order]] = {}
+        async for row in self._rows(partition, (order_kind(day),)):
+            order = decode(row["record"], Order)
+            orders.setdefault(f"{order.distributor_id}/{order.trading_account_id}", []).append(order)
+        pricing = close.Pricing(
+            Decimal(plan.nav),
+            fund.nav_scale,
+            MINOR_UNIT_EXPONENTS[fund.currency],
+            Decimal(plan.redemption_ratio),
+            plan.next_trade_date,
+        )
+        puts: list[Put] = []
+        for holder in sorted(set(positions) | set(orders)):
+            mine = orders.get(holder, [])
+            before = positions.get(holder) or _first_position(mine)
+            if before.closed_date == day:
+                continue
+            after, confirmed = close.confirm(
+                fund, pricing, day, close.carry_income(before, plan.incomes), mine
+            )
+            if not confirmed and after.shares == before.shares:
+                continue
+            rows = [Put((POSITION, holder), {"record": encode(after), "version": 1})]
+            # A deferred rest of a redemption is an order of the next trade date.
+            rows += [
+                Put((order_kind(o.trade_date), o.order_id), {"record": encode(o), "version": 2})
+                for o in confirmed
+            ]
+            if len(puts) + len(rows) > limits.fundta_close_batch_rows_max:
+                await self._backend.write(Batch(partition, tuple(puts)))
+                puts = []
+            puts += rows
+        if puts:
+            await self._backend.write(Batch(partition, tuple(puts)))
+        closed = static["closed_date"] if static is not None else None
+        batch = Batch(
+            partition,
+            static_values={"closed_date": day},
+            conditions=(StaticMatches({"closed_date": closed}),),
+        )
+        await self._backend.write(batch)
+
+    async def _result(self, fund: Fund, plan: ClosePlan, day: str) -> CloseResult:
+        """What the day-close did, read back from the shards, and checked against the plan."""
+        holders = confirmed = failed = total = income = prorated = 0
+        bought = 0
+        sold = 0
+        distributors: dict[str, list[int]] = {}
+        for shard in range(fund.holder_shard_count):
+            partition = self._shard(fund, shard)
+            async for row in self._rows(partition, (POSITION,)):
+                position = decode(row["record"], Position)
+                holders += 1 if position.shares else 0
+                total += position.shares
+                income += position.last_income_minor if position.closed_date == day and plan.incomes else 0
+            async for row in self._rows(partition, (order_kind(day),)):
+                order = decode(row["record"], Order)
+                if order.confirmation is None:
+                    continue
+                sums = distributors.setdefault(order.distributor_id, [0, 0, 0, 0])
+                if order.status is OrderStatus.FAILED:
+                    failed += 1
+                    continue
+                confirmed += 1
+                prorated += 1 if order.status is OrderStatus.PARTIALLY_CONFIRMED else 0
+                fee = order.confirmation.fee_minor
+                if order.kind in (OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION):
+                    sold += order.confirmation.shares
+                    sums[2] += order.confirmation.amount_minor
+                    sums[3] += fee
+                else:
+                    bought += order.confirmation.shares
+                    sums[0] += order.confirmation.amount_minor
+                    sums[1] += fee
+        distributed = sum(d.distributed_minor for d in plan.incomes)
+        ensure(income == distributed, "the holders' incomes are not what the plan distributed")
+        ensure(total == fund.total_shares + distributed + bought - sold, "the shares do not add up")
+        return CloseResult(
+            holders=holders,
+            orders_confirmed=confirmed,
+            orders_failed=failed,
+            total_shares=total,
+            income_minor=sum(d.income_minor for d in plan.incomes),
+            residual_minor=sum(d.residual_minor for d in plan.incomes),
+            distributors=tuple(DistributorTotals(d, *sums) for d, sums in sorted(distributors.items())),
+            redemption_ratio=plan.redemption_ratio,
+            orders_prorated=prorated,
+        )
+
+    async def _close_fund(self, fund: Fund, day: str, result: CloseResult) -> None:
+        partition = FUNDS.partition(fund.manager_id, fund.fund_code)
+        for _ in range(limits.fundta_write_attempts_max):
+            row = _row(await self._backend.read_row(partition, FUND))
+            current = decode(row["record"], Fund)
+            if current.last_closed_date >= day:
+                return
+            closed = msgspec.structs.replace(current, total_shares=result.total_shares, last_closed_date=day)
+            version = row.as_int("version")
+            put = Put(FUND, {"record": encode(closed), "version": version + 1})
+            batch = Batch(partition, (put,), conditions=(RowMatches(FUND, {"version": version}),))
+            if (await self._backend.write(batch)).applied:
+                return
+        raise _busy(partition)
+
+    async def _price(self, fund: Fund, day: str) -> Price | None:
+        row = await self._backend.read_row(FUNDS.partition(fund.manager_id, fund.fund_code), (PRICE, day))
+        return decode(row["record"], Price) if row is not None else None
+
+    async def _rows(self, partition: PartitionRef, kind: tuple[str]) -> AsyncIterator[Row]:
+        """Every row of one kind of a shard, page by page."""
+        query = RowQuery(partition, Bound(kind, True), Bound(kind, True), limit=limits.storage_page_rows_max)
+        for _ in range(limits.fundta_shard_pages_max):
+            page = await self._backend.read_page(query)
+            for row in page.rows:
+                yield row
+            if page.next_after is None:
+                return
+            query = query.after(page.next_after)
+        unreachable(f"a holder shard of more than {limits.fundta_shard_pages_max} pages")
+
+
+def _first_position(orders: Sequence[Order]) -> Position:
+    """The empty position of a holder whose first orders these are."""
+    first = orders[0]
+    return empty_position(first.distributor_id, first.trading_account_id, first.fund_account_id)
+
+
+def _present(value: V | None, what: str) -> V:
+    """`value`, which the day-close's earlier steps wrote."""
+    if value is None:
+        unreachable(f"a day-close finds no {what}")
+    return value
+
+
+def _row(row: Row | None) -> Row:
+    return _present(row, "row it wrote")
+
+
+def _busy(partition: PartitionRef) -> Exception:
+    from jubao_server.errors import unavailable  # noqa: PLC0415
+
+    return unavailable(
+        Reason.STORAGE_UNAVAILABLE, f"{partition.table.name} kept changing; the day-close resumes"
+    )

@@ -1,0 +1,124 @@
+"""Helpers of the co-creation tests: requests for a collaboration of the demo platform and the demo bank,
+and a dataset of the shipping-return insurance case (运费险)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from jubao.client import JubaoError, Reason
+from jubao.cocreation.v1 import cocreation_pb2 as pb
+from jubao_server.clock import SYSTEM_CLOCK
+from jubao_server.storage.contract import StorageBackend
+from jubao_server.tenancy.model import Product
+from jubao_server.tenancy.store import TenantStore
+
+DAY_S = 24 * 3600
+STRING, INT64 = pb.Column.TYPE_STRING, pb.Column.TYPE_INT64
+JOIN, DIMENSION, MEASURE, NEVER = (
+    pb.Column.ROLE_JOIN_KEY,
+    pb.Column.ROLE_DIMENSION,
+    pb.Column.ROLE_MEASURE,
+    pb.Column.ROLE_NEVER_OUTPUT,
+)
+ALL_ABILITIES = (pb.ABILITY_CONTRIBUTE, pb.ABILITY_ANALYZE, pb.ABILITY_RECEIVE_RESULTS)
+
+
+async def refused(call: Awaitable[Any], reason: Reason) -> JubaoError:
+    """The error a call fails with, which must have `reason`."""
+    with pytest.raises(JubaoError) as caught:
+        await call
+    assert caught.value.reason == reason, caught.value
+    return caught.value
+
+
+async def grant_cocreation(backend: StorageBackend, tenant_id: str = "demo-bank") -> None:
+    """Give a demo tenant the cocreation product (demo-bank, the insurer of these tests, lacks it in the
+    catalogue)."""
+    await TenantStore(backend, SYSTEM_CLOCK).update_tenant(
+        tenant_id, lambda t: dataclasses.replace(t, products=t.products | {Product.COCREATION})
+    )
+
+
+def expire_in(seconds: float, now_s: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromMilliseconds(int((now_s + seconds) * 1000))
+    return stamp
+
+
+def claims_dataset(
+    collaboration_id: str, dataset_id: str = "claims", **rule: object
+) -> pb.RegisterDatasetRequest:
+    """The insurer's policies: the buyer's token, the category, whether a claim was filed and its amount
+    (fen), and a note that is never output."""
+    columns = [
+        pb.Column(name="buyer", type=STRING, role=JOIN),
+        pb.Column(name="category", type=STRING, role=DIMENSION),
+        pb.Column(name="claimed", type=INT64, role=MEASURE),
+        pb.Column(name="claim_minor", type=INT64, role=MEASURE),
+        pb.Column(name="note", type=STRING, role=NEVER),
+    ]
+    allowed = pb.AnalysisRule(
+        group_by_columns=["category"],
+        filter_columns=["category"],
+        aggregates=[
+            pb.AllowedAggregate(
+                column="claimed", functions=[pb.AGGREGATE_FUNCTION_SUM, pb.AGGREGATE_FUNCTION_AVG]
+            ),
+            pb.AllowedAggregate(column="claim_minor", functions=[pb.AGGREGATE_FUNCTION_SUM]),
+        ],
+        min_group_size=3,
+    )
+    for field, value in rule.items():
+        if isinstance(value, list):
+            allowed.ClearField(field)  # type: ignore[arg-type]
+            getattr(allowed, field).extend(value)
+        else:
+            setattr(allowed, field, value)
+    return pb.RegisterDatasetRequest(
+        collaboration_id=collaboration_id,
+        dataset_id=dataset_id,
+        display_name="Policies and claims",
+        columns=columns,
+        rule=allowed,
+    )
+
+
+SECRET = b"agreed-out-of-band-0123456789abcdef"
+# Buyers per category: toys is one buyer short of the threshold (3), pens exactly at it.
+BUYERS = {"shoes": 12, "books": 7, "pens": 3, "toys": 2}
+THRESHOLD = 3
+
+
+def orders() -> pa.Table:
+    """The platform's orders: two per buyer, the buyer's past returns on each."""
+    rows: dict[str, list[Any]] = {"buyer": [], "category": [], "returns": []}
+    number = 0
+    for category, buyers in BUYERS.items():
+        for _ in range(buyers):
+            for order in range(2):
+                rows["buyer"].append(f"1380000{number:04d}")
+                rows["category"].append(category)
+                rows["returns"].append((number + order) % 3)
+            number += 1
+    return pa.table(rows)
+
+
+def claims(orders: pa.Table) -> pa.Table:
+    """The insurer's policies: one per buyer of the platform plus some the platform never saw; every
+    third buyer claimed."""
+    buyers = [*sorted(set(orders.column("buyer").to_pylist())), "13999999999", "13999999998"]
+    claimed = [1 if i % 3 == 0 else 0 for i in range(len(buyers))]
+    return pa.table(
+        {
+            "buyer": buyers,
+            "category": ["policy"] * len(buyers),
+            "claimed": claimed,
+            "claim_minor": [c * 1500 for c in claimed],
+            "note": ["kept private"] * len(buyers),
+        }
+    )
