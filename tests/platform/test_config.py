@@ -72,7 +72,7 @@ def test_a_product_section_is_read_and_checked_like_the_hosts(
 
 def test_a_section_of_no_enabled_product_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "jubao.toml"
-    config.write_text("[cocreation]\nmembers_max = 3\n")
+    config.write_text("[ofd]\nexchange_dir = 'var/ofd'\n")  # the OFD exchange: a product not built yet
     monkeypatch.delenv("JUBAO_CONFIG", raising=False)
-    with pytest.raises(SettingsError, match=r"cocreation \(env JUBAO_COCREATION\)"):
+    with pytest.raises(SettingsError, match=r"ofd \(env JUBAO_OFD\)"):
         load_settings(config)
