@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from jubao_server.storage.contract import Bound, Key, Row, Table, Value
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class StoredRow:
     """The regular columns written so far (a column never written reads as null) and the row's expiry
     (wall time in ms; None: never)."""
@@ -21,15 +21,35 @@ class StoredRow:
         return self.expires_ms is None or self.expires_ms > now_ms
 
 
+class Shape:
+    """What reading a table's rows needs, worked out once per table: a row as read has its clustering
+    columns, every regular column (null unless written) and every static column, in that order."""
+
+    __slots__ = ("clustering_key", "nulls", "static_columns", "table")
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.clustering_key = table.clustering_key
+        self.static_columns = table.static_column_order
+        # A row as read before its values are filled in: every column null, in the order rows read.
+        self.nulls: dict[str, Value] = dict.fromkeys(
+            (*table.clustering_key, *table.regular_columns, *table.static_column_order)
+        )
+
+
 class Partition:
     """`keys` holds the clustering keys of `rows` sorted, so that range reads are bisections. Rows that
     expired stay until they are purged or overwritten; reads skip them."""
 
-    def __init__(self, table: Table) -> None:
-        self.table = table
+    __slots__ = ("_static_row", "keys", "rows", "shape", "static")
+
+    def __init__(self, shape: Shape) -> None:
+        self.shape = shape
         self.keys: list[Key] = []
         self.rows: dict[Key, StoredRow] = {}
         self.static: dict[str, Value] = {}
+        # The static columns as every row reads them (None: not worked out since the last write).
+        self._static_row: dict[str, Value] | None = None
 
     @property
     def empty(self) -> bool:
@@ -41,16 +61,25 @@ class Partition:
 
     def read(self, clustering: Key, stored: StoredRow) -> Row:
         """The row as read: clustering, regular and static columns (nulls included)."""
-        values: dict[str, Value] = dict(zip(self.table.clustering_key, clustering, strict=True))
-        values.update({c: stored.values.get(c) for c in self.table.regular_columns})
-        values.update({c: self.static.get(c) for c in self.table.columns if c in self.table.static_columns})
+        shape = self.shape
+        values = shape.nulls.copy()
+        for column, value in zip(shape.clustering_key, clustering, strict=True):
+            values[column] = value
+        values.update(stored.values)
+        if shape.static_columns:
+            values.update(self._statics())
         return Row(values)
 
     def read_static(self) -> Row | None:
         """The static columns, or None when none holds a value (as Cassandra reads an unwritten one)."""
         if not any(value is not None for value in self.static.values()):
             return None
-        return Row({c: self.static.get(c) for c in self.table.columns if c in self.table.static_columns})
+        return Row(dict(self._statics()))
+
+    def _statics(self) -> dict[str, Value]:
+        if self._static_row is None:
+            self._static_row = {c: self.static.get(c) for c in self.shape.static_columns}
+        return self._static_row
 
     def put(self, clustering: Key, values: Mapping[str, Value], expires_ms: int | None, now_ms: int) -> None:
         """Write the listed columns and set the row's expiry; on a missing or expired row, a new row."""
@@ -70,6 +99,7 @@ class Partition:
     def write_static(self, values: Mapping[str, Value]) -> None:
         """Static columns never expire: a batch gives static values no TTL."""
         self.static.update(values)
+        self._static_row = None
 
     def in_range(self, lower: Bound | None, upper: Bound | None, reverse: bool) -> Iterator[Key]:
         """Clustering keys within the bounds, in clustering order or reversed. A bound compares the
