@@ -140,6 +140,8 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         # Messages applied by this owner, newest last (marker keys): one delivered twice lands once.
         self.markers: dict[str, None] = {}
         self.lost = False
+        # Set when a command hit a programmer error: the state in memory is not to be trusted.
+        self.failed = False
         self.lease_until_ms = 0
         self._node = node
         self._clock = clock
@@ -175,8 +177,13 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
 
     # Lease and epoch
 
-    async def acquire(self) -> list[tuple[int, RecordT]]:
-        """Take ownership (a new epoch) and load the shard; returns the records not yet materialized."""
+    async def acquire(
+        self, previous: ShardActor[StateT, StageT, RecordT, OutboxT, MessageT] | None = None
+    ) -> list[tuple[int, RecordT]]:
+        """Take ownership (a new epoch) and load the shard; returns the records not yet materialized.
+        `previous`: this process's earlier owner of the shard (lost after a failed commit, say): when
+        nothing was committed since its last commit, its state is the stored one and is taken over
+        instead of being read again."""
         for _ in range(limits.shard_acquire_attempts_max):
             static = await self.backend.read_static(self.partition, Consistency.SERIAL)
             epoch = _int_or_zero(static, "epoch")
@@ -202,8 +209,25 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
             if (await self.backend.write(fence)).applied:
                 self.epoch, self.last_seq, self.materialized_seq = epoch + 1, last_seq, materialized_seq
                 self.lease_until_ms = lease_until_ms
+                if previous is not None and previous.stored_as(epoch, last_seq):
+                    return self._take_over(previous)
                 return await self._load()
         raise unavailable(Reason.STORAGE_UNAVAILABLE, f"shard {self.id.shard} is contended; retry")
+
+    def stored_as(self, epoch: int, last_seq: int) -> bool:
+        """Whether this owner's state is what storage holds at (`epoch`, `last_seq`): the epoch is still
+        its own, nothing was committed since its last commit (which it applied to its state, having
+        written its journal), and no command failed in its hands."""
+        return self.state is not None and not self.failed and (self.epoch, self.last_seq) == (epoch, last_seq)
+
+    def _take_over(
+        self, previous: ShardActor[StateT, StageT, RecordT, OutboxT, MessageT]
+    ) -> list[tuple[int, RecordT]]:
+        """Carry on from the earlier owner's state: every record it committed is materialized."""
+        self.state, self.outbox, self.markers = previous.state, previous.outbox, previous.markers
+        self.materialized_seq = max(self.materialized_seq, previous.materialized_seq)
+        log.debug("shard taken back", scope=self.id.scope, shard=self.id.shard, epoch=self.epoch)
+        return []
 
     async def _load(self) -> list[tuple[int, RecordT]]:
         machine = self.machine
@@ -387,7 +411,7 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
                 except Exception:
                     # A programmer error in a command: this owner stops and the shard is acquired afresh.
                     log.exception("shard failed", scope=self.id.scope, shard=self.id.shard)
-                    self.lost = True
+                    self.lost = self.failed = True
                     for pending in group:
                         _settle(pending.future, internal(f"shard {self.id.shard} failed"))
         finally:
