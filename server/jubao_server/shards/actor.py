@@ -40,6 +40,7 @@ from jubao_server.storage.contract import (
     Bound,
     Consistency,
     Delete,
+    Key,
     PartitionRef,
     Put,
     Row,
@@ -432,7 +433,13 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         return group
 
     async def _commit(self, group: list[_Pending]) -> None:
-        stage = self.machine.stage(self.loaded, self._clock.wall_ms())
+        try:
+            fetched = await self._fetch(group)
+        except StorageError as error:
+            for pending in group:
+                _settle(pending.future, unavailable(Reason.STORAGE_UNAVAILABLE, str(error)))
+            return
+        stage = self.machine.stage(self.loaded, self._clock.wall_ms(), fetched)
         done = _Group()
         outcomes: list[tuple[_Pending, object]] = []
         for pending in group:
@@ -459,6 +466,19 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         self._listener.committed(self, list(stage.owed), done.settled)
         for pending, outcome in outcomes:
             _settle(pending.future, outcome)
+
+    async def _fetch(self, group: list[_Pending]) -> dict[Key, Row]:
+        """The rows the group's commands need that the state keeps in storage only (`fetches`)."""
+        wanted: dict[Key, None] = {}
+        for pending in group:
+            if not isinstance(pending.command, Receive | Settle):
+                wanted.update(dict.fromkeys(self.machine.fetches(self.loaded, pending.command)))
+        fetched: dict[Key, Row] = {}
+        for key in wanted:
+            row = await self.backend.read_row(self.partition, key)
+            if row is not None:
+                fetched[key] = row
+        return fetched
 
     def _apply(self, stage: StageT, command: object, done: _Group) -> object:
         """A command's answer (its result, or the error its caller gets)."""
