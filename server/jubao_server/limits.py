@@ -85,6 +85,8 @@ sqlite_queued_writes_max = 1024
 sqlite_queued_reads_max = 1024
 ttl_sweep_rows_max = 10_000
 storage_tables_max = 1000
+# Memory backend (storage/memory): a partition's sorted clustering keys are kept in chunks this long.
+memory_keys_chunk_max = 1000
 migration_sets_max = 16
 migration_file_size_max_bytes = 1024 * 1024
 
