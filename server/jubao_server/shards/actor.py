@@ -40,6 +40,7 @@ from jubao_server.storage.contract import (
     Bound,
     Consistency,
     Delete,
+    FollowingWriteError,
     Key,
     PartitionRef,
     Put,
@@ -143,6 +144,8 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         self.lost = False
         # Set when a command hit a programmer error: the state in memory is not to be trusted.
         self.failed = False
+        # The records of a stored commit whose journal could not be written (it lost the shard then).
+        self.unmaterialized: list[tuple[int, RecordT]] = []
         self.lease_until_ms = 0
         self._node = node
         self._clock = clock
@@ -217,18 +220,19 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
 
     def stored_as(self, epoch: int, last_seq: int) -> bool:
         """Whether this owner's state is what storage holds at (`epoch`, `last_seq`): the epoch is still
-        its own, nothing was committed since its last commit (which it applied to its state, having
-        written its journal), and no command failed in its hands."""
+        its own, nothing was committed since its last commit (which it applied to its state; if it could
+        not write its journal, it hands its records over), and no command failed in its hands."""
         return self.state is not None and not self.failed and (self.epoch, self.last_seq) == (epoch, last_seq)
 
     def _take_over(
         self, previous: ShardActor[StateT, StageT, RecordT, OutboxT, MessageT]
     ) -> list[tuple[int, RecordT]]:
-        """Carry on from the earlier owner's state: every record it committed is materialized."""
+        """Carry on from the earlier owner's state; the records of a commit whose journal it could not
+        write are materialized again (the runtime does it before the shard serves)."""
         self.state, self.outbox, self.markers = previous.state, previous.outbox, previous.markers
         self.materialized_seq = max(self.materialized_seq, previous.materialized_seq)
         log.debug("shard taken back", scope=self.id.scope, shard=self.id.shard, epoch=self.epoch)
-        return []
+        return previous.unmaterialized
 
     async def _load(self) -> list[tuple[int, RecordT]]:
         machine = self.machine
@@ -540,12 +544,24 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
             conditions=(StaticMatches({"epoch": self.epoch, "last_seq": self.last_seq}),),
         )
         journal = machine.journal(self.id.scope, records)
-        if not (await self.backend.write_after(batch, journal)).applied:
+        try:
+            outcome = await self.backend.write_after(batch, journal)
+        except FollowingWriteError:
+            # The commit is stored, its journal is not (all of it): the state takes the commit, and the
+            # records are materialized when the shard is taken back; the callers retry meanwhile.
+            self._stored(stage, done, new_last, lease_until_ms)
+            self.unmaterialized = records
+            raise
+        if not outcome.applied:
             log.warning("shard fenced", scope=self.id.scope, shard=self.id.shard, epoch=self.epoch)
             raise _moved(self.id.shard)
+        self._stored(stage, done, new_last, lease_until_ms)
+
+    def _stored(self, stage: StageT, done: _Group, new_last: int, lease_until_ms: int) -> None:
+        """Fold a stored commit into the state."""
         self.last_seq = new_last
         self.lease_until_ms = max(self.lease_until_ms, lease_until_ms)
-        machine.absorb(self.loaded, stage)
+        self.machine.absorb(self.loaded, stage)
         self.outbox.update(stage.owed)
         for key in done.settled:
             self.outbox.pop(key, None)

@@ -123,15 +123,11 @@ class MemoryBackend(StorageBackend):
             return await self._write_once(batch)
         return await write_conditional(self, self._faults, batch, self._write_once)
 
-    async def write_after(self, batch: Batch, following: Sequence[Batch]) -> BatchOutcome:
-        """As on Cassandra, the following batches after the batch: one after the other, each its own
-        operation (its fault hook, its yield), with no task started for each."""
-        ensure(not any(b.conditional for b in following), "following batches are unconditional")
-        outcome = await self.write(batch)
-        if outcome.applied:
-            for derived in following:
-                await self.write(derived)
-        return outcome
+    async def write_following(self, following: Sequence[Batch]) -> None:
+        """As on Cassandra, the following batches after the batch (`write_after`); one after the other,
+        each its own operation (its fault hook, its yield), with no task started for each."""
+        for derived in following:
+            await self.write(derived)
 
     async def _write_once(self, batch: Batch) -> BatchOutcome:
         """Yield once, then check the conditions and apply the batch in one step."""
