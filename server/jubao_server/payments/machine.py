@@ -117,7 +117,7 @@ class PaymentsMachine:
 
     def rows(self, stage: Stage) -> tuple[list[Put], list[Delete]]:
         closed_ttl_s, now_ms = self._closed_ttl_s, stage.now_ms
-        puts = [Put((ACCOUNT, a), account_values(s)) for a, s in stage.touched.items()]
+        puts = [Put((ACCOUNT, a), account_values(s, stage.stored(a))) for a, s in stage.touched.items()]
         deletes: list[Delete] = []
         for key, hold in stage.holds.items():
             item = _Item(HOLD, CLOSED_HOLD, key, ENCODER.encode(hold))
@@ -192,9 +192,21 @@ class _Item:
             deletes.append(Delete((self.open_kind, self.key)))
 
 
-def account_values(state: AccountState) -> dict[str, Value]:
+def account_values(state: AccountState, stored: AccountState | None) -> dict[str, Value]:
+    """An account's columns, all of them for a new account or a new version (an open, an update) and
+    only its balance's otherwise (`stored`: the account as stored until now)."""
     account, policy = state.account, state.account.policy
-    return {
+    balance: dict[str, Value] = {
+        "ledger_minor": state.ledger_minor,
+        "held_minor": state.held_minor,
+        "entry_seq": state.entry_seq,
+        "outflow_day": state.outflow_day,
+        "outflow_minor": state.outflow_minor,
+        "update_time_ms": account.update_time_ms,
+    }
+    if stored is not None and stored.account.version == account.version:
+        return balance
+    return balance | {
         "currency": account.currency,
         "account_kind": account.kind.value,
         "display_name": account.display_name,
@@ -203,13 +215,7 @@ def account_values(state: AccountState) -> dict[str, Value]:
         "credits_frozen": policy.credits_frozen,
         "single_payment_limit_minor": policy.single_payment_limit_minor,
         "daily_outflow_limit_minor": policy.daily_outflow_limit_minor,
-        "ledger_minor": state.ledger_minor,
-        "held_minor": state.held_minor,
-        "entry_seq": state.entry_seq,
-        "outflow_day": state.outflow_day,
-        "outflow_minor": state.outflow_minor,
         "create_time_ms": account.create_time_ms,
-        "update_time_ms": account.update_time_ms,
         "version": account.version,
         "open_request_id": state.open_request_id,
     }

@@ -143,6 +143,10 @@ class Stage(shards.Stage[Record, OutboxEntry]):
             staged = self._copies[account_id] = dataclasses.replace(current)
         return staged
 
+    def stored(self, account_id: str) -> AccountState | None:
+        """An account as committed before this group (None: opened in it)."""
+        return self._state.accounts.get(account_id)
+
     def require(self, account_id: str) -> AccountState:
         state = self.find(account_id)
         if state is None:
