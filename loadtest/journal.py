@@ -67,7 +67,9 @@ async def write_journal(
         state = AccountState(account, _balance(per_account), 0, per_account)
         shard = shard_of(account_id, shard_count)
         await backend.write(
-            Batch(SHARDS.partition(tenant_id, shard), (Put((ACCOUNT, account_id), account_values(state)),))
+            Batch(
+                SHARDS.partition(tenant_id, shard), (Put((ACCOUNT, account_id), account_values(state, None)),)
+            )
         )
         partition = ENTRIES.partition(tenant_id, account_id)
         step = limits.batch_rows_max

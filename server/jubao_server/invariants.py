@@ -20,5 +20,11 @@ def ensure(condition: bool, message: str) -> None:
         raise InvariantViolation(message)
 
 
+def violated(message: str) -> NoReturn:
+    """Raise `InvariantViolation`: for checks on hot paths, which build their message only when they
+    fail (`ensure` takes it built)."""
+    raise InvariantViolation(message)
+
+
 def unreachable(message: str) -> NoReturn:
     raise InvariantViolation(f"unreachable: {message}")

@@ -85,6 +85,8 @@ sqlite_queued_writes_max = 1024
 sqlite_queued_reads_max = 1024
 ttl_sweep_rows_max = 10_000
 storage_tables_max = 1000
+# Memory backend (storage/memory): a partition's sorted clustering keys are kept in chunks this long.
+memory_keys_chunk_max = 1000
 migration_sets_max = 16
 migration_file_size_max_bytes = 1024 * 1024
 
@@ -96,6 +98,10 @@ ledger_shards_max = 1024
 ledger_group_commit_max = 512
 ledger_shard_queue_max = 100_000
 ledger_recent_transfers_max = 100_000
+# Refund tallies, and closed holds and escrows, a shard's owner keeps in memory (the latest it used or
+# closed; the others it reads when needed).
+ledger_recent_tallies_max = 100_000
+ledger_recent_closed_max = 10_000
 ledger_shard_lease_ms_min = 200
 ledger_shard_lease_ms_max = 600_000
 ledger_inbox_poll_ms_max = 10_000

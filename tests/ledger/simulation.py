@@ -2,11 +2,14 @@
 domain level (a `Ledger` on a real backend, no gRPC).
 
 Clients (asyncio tasks) send random requests: transfers of 1-3 legs across shards and, when the ledger
-has them, holds (capture, void, expiry), escrows (release, refund, dispute, automatic release) and
-refunds of transfer legs. A client retries with the same request id after an answer that leaves the
-outcome unknown (UNAVAILABLE, RESOURCE_EXHAUSTED, StorageError, a killed process, a missed deadline),
-sometimes sends a request twice at once (a retry racing the first attempt), and sometimes replays a
-request that succeeded: every answer to one request must agree.
+has them, holds (capture, void, expiry), escrows (release, refund, dispute, automatic release; the
+oldest open dispute refunded in full) and refunds of transfer legs; the settlement accounts top
+customers up as they spend. A client retries
+with the same request id after an answer that leaves the outcome unknown (UNAVAILABLE,
+RESOURCE_EXHAUSTED, StorageError, a killed process, a missed deadline), and keeps sending such a request
+(but a payment) again before each new one until it knows; it sometimes sends a request twice at once (a
+retry racing the first attempt), and sometimes replays a request that succeeded: every answer to one
+request must agree.
 
 Faults drawn from the seed fire before given operations: lost answers of conditional writes (applied or
 not), storage errors, and kills. A kill cancels every task of the current `Process` at once (the
@@ -14,13 +17,20 @@ ledger's shard actors, sweepers, deliveries and the calls in flight), without `s
 `Ledger` carries on over the same storage. A task of the ledger that dies of anything but a rejection
 or a storage error is reported, as is a call with no answer within its deadline.
 
-The auditor (`Model`) records what every acknowledged request did. At the end, with faults off and
-after one more restart, the requests whose outcome is still unknown are resolved: a transfer by looking
-up the id derived from its request id, anything else by sending it once more (a request applies at
-most once, so the answer says what happened). Once deliveries and expiries have settled: the
-reconciliation report is clean; every account's balance and held amount equal what the model derives
-from the acknowledged requests and the final state of holds and escrows; every acknowledged transfer
-exists, completed, with its legs, and a rejected one is kept refused; no journal holds an entry twice.
+The auditor (`Model`) records what every acknowledged request did, and audits each payment, hold,
+escrow and refund once it has settled (its transfer completed, the hold or escrow closed, no request
+acting on it): every acknowledged transfer exists, completed, with its legs, and a rejected one is kept
+refused; an acknowledged capture, void, release, refund or dispute shows in the item's final state;
+the money each moved goes into the model's books, and the item is forgotten. So what the model keeps
+follows what is open, not the length of the run, and closed items and request ids may expire (the
+simulation keeps them `request_ttl_s`) long after the audit saw them. At the end, with faults off and
+after one more restart, the requests whose outcome is still unknown are resolved: a payment by looking
+up the transfer its request id names, anything else by sending it once more (a request applies at most
+once, so the answer says what happened); the holds and escrows due are swept (on simulated time the
+late ones too: none may change while the final audit reads it), audited as they close, and what is
+left is audited alike. Then: the reconciliation report
+is clean; every account's balance and held amount equal the books (the held amounts of the holds still
+open added); no journal holds an entry twice.
 
 The run stops at the first problem. Everything that happened (answers, refusals, unknown outcomes,
 faults, with the time they happened) goes into a trace whose hash is printed next to the seed. On the
@@ -35,13 +45,16 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import contextlib
 import contextvars
 import dataclasses
 import functools
 import hashlib
+import heapq
 import itertools
 import random
+import resource
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
@@ -95,6 +108,8 @@ merchants_per_currency = 3
 escrow_accounts_per_currency = 2
 opening_minor = 20_000
 leg_max_minor = 1_500
+# Customers are topped up from the settlement account (up to this much at a time) as they spend.
+top_up_max_minor = 2 * leg_max_minor
 legs_max = 3
 # Clients and their retries
 clients = 12
@@ -112,16 +127,37 @@ ops_per_kill = 150
 # with the run.
 kills_max = 200
 kill_wait_s = 5.0
-# Holds and escrows fall due within the run, or long after it
+# Holds and escrows fall due soon, or late: long after a short run, within a long one (a run of
+# 1,000,000 operations spans about 16 simulated minutes), so that what is open stays bounded. On
+# simulated time the end waits the late ones out too (`wait_out_late`), auditing them as they close, so
+# that none changes while the final audit reads it; on the real clock runs are short, and the late
+# ones fall due long after them.
 due_soon_s = (0.3, 2.0)
-due_late_s = 3600.0
+due_late_s = 600.0
 due_soon_probability = 0.5
-# Settling at the end: the shards sweep due items about once a second
+# How often a refund of an escrow asks for all that the acknowledged refunds left (ending a dispute).
+refund_rest_probability = 0.3
+# Write-ahead records and apply-once markers (the simulation watches no events), request ids and the
+# holds and escrows closed for their retries are kept this long: they expire within a long run, as they
+# do in days of production. Clients know every outcome, and the audit has seen every closed item, long
+# before.
+wal_ttl_s = 600
+request_ttl_s = 600
+# The audit as the run goes: every so many requests a client audits what settled, each item some
+# (simulated) time after it was answered, one not settled yet again later (bounded per pass).
+audit_every_ops = 500
+audit_lag_s = 2.0
+audit_retry_s = 10.0
+audit_items_per_pass_max = 5000
+# Settling at the end: the shards sweep due items about once a second; what closes meanwhile is
+# audited every `audit_retry_s` (bounded: the latest due is at most `due_late_s` away).
 sweep_margin_s = 2.5
+settle_audits_max = int((due_late_s + sweep_margin_s) / audit_retry_s) + 2
 settle_polls_max = 100
 settle_poll_s = 0.1
 entries_page_max = 500
-entries_pages_max = 100
+# A run of 1,000,000 operations leaves up to about 100,000 entries in a merchant's journal.
+entries_pages_max = 2_000
 problems_shown_max = 30
 
 MEMO = "simulation"
@@ -197,7 +233,7 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Op(abc.ABC, Generic[A]):
     """One client request, sent with the same request id and body on every retry."""
 
@@ -212,7 +248,8 @@ class Op(abc.ABC, Generic[A]):
         return Idempotency(self.request_id, hashlib.sha256(body.encode()).hexdigest())
 
     @abc.abstractmethod
-    async def send(self, ledger: Ledger, tenant: str) -> A: ...
+    async def send(self, ledger: Ledger, tenant: str, key: Idempotency) -> A:
+        """Send the request with `key` (its `key`, worked out once per request)."""
 
     @abc.abstractmethod
     def wrong_answer(self, tenant: str, answer: A) -> str:
@@ -226,6 +263,11 @@ class Op(abc.ABC, Generic[A]):
     def acknowledged(self, model: Model, answer: A) -> None:
         """Record the effect of the request, acknowledged for the first time."""
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The holds or escrows the request acts on (the audit leaves them alone while it is worked on)."""
+        return ()
+
     def refusal_expected(self, error: ApiError, now_ms: int) -> bool:
         """Whether the ledger may refuse this request so (`now_ms`: when it did)."""
         return error.reason in EXPECTED_REJECTIONS
@@ -237,13 +279,13 @@ def late(due_ms: int, error: ApiError, now_ms: int) -> bool:
     return error.code is ErrorCode.INVALID_ARGUMENT and due_ms <= now_ms
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Pay(Op[Transfer]):
     currency: str
     legs: tuple[Leg, ...]
 
-    async def send(self, ledger: Ledger, tenant: str) -> Transfer:
-        return await ledger.create_transfer(tenant, TransferCommand(self.currency, self.legs, MEMO), self.key)
+    async def send(self, ledger: Ledger, tenant: str, key: Idempotency) -> Transfer:
+        return await ledger.create_transfer(tenant, TransferCommand(self.currency, self.legs, MEMO), key)
 
     def wrong_answer(self, tenant: str, answer: Transfer) -> str:
         if answer.transfer_id != transfer_id_of(tenant, self.request_id) or answer.legs != self.legs:
@@ -254,18 +296,18 @@ class Pay(Op[Transfer]):
         return answer.transfer_id
 
     def acknowledged(self, model: Model, answer: Transfer) -> None:
-        model.transfers.append(self)
+        model.recent_transfers.append(self)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class CreateHold(Op[Hold]):
     command: HoldCommand
 
-    async def send(self, ledger: Ledger, tenant: str) -> Hold:
-        return await ledger.create_hold(tenant, self.command, self.key)
+    async def send(self, ledger: Ledger, tenant: str, key: Idempotency) -> Hold:
+        return await ledger.create_hold(tenant, self.command, key)
 
     def refusal_expected(self, error: ApiError, now_ms: int) -> bool:
-        return super().refusal_expected(error, now_ms) or late(self.command.expire_time_ms, error, now_ms)
+        return Op.refusal_expected(self, error, now_ms) or late(self.command.expire_time_ms, error, now_ms)
 
     def wrong_answer(self, tenant: str, answer: Hold) -> str:
         asked = self.command
@@ -283,9 +325,10 @@ class CreateHold(Op[Hold]):
 
     def acknowledged(self, model: Model, answer: Hold) -> None:
         model.holds[answer.hold_id] = HoldFacts(answer)
+        model.audit_later(AuditKind.HOLD, answer.hold_id)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class CaptureHold(Op[Hold]):
     hold_id: str
     amount_minor: int
@@ -295,13 +338,17 @@ class CaptureHold(Op[Hold]):
     def captured_minor(self) -> int:
         return self.amount_minor or self.hold_amount_minor
 
-    async def send(self, ledger: Ledger, tenant: str) -> Hold:
-        return await ledger.capture_hold(tenant, self.hold_id, self.amount_minor, self.key)
+    async def send(self, ledger: Ledger, tenant: str, key: Idempotency) -> Hold:
+        return await ledger.capture_hold(tenant, self.hold_id, self.amount_minor, key)
 
     def wrong_answer(self, tenant: str, answer: Hold) -> str:
         if (answer.state, answer.captured_minor) != (HoldState.CAPTURED, self.captured_minor):
             return f"answered {answer.state.value} with {answer.captured_minor} captured"
         return ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.hold_id,)
 
     def answer_id(self, answer: Hold) -> str:
         return answer.hold_id
@@ -310,15 +357,19 @@ class CaptureHold(Op[Hold]):
         model.holds[self.hold_id].captured_minor = self.captured_minor
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class VoidHold(Op[Hold]):
     hold_id: str
 
-    async def send(self, ledger: Ledger, tenant: str) -> Hold:
-        return await ledger.void_hold(tenant, self.hold_id, self.key)
+    async def send(self, ledger: Ledger, tenant: str, key: Idempotency) -> Hold:
+        return await ledger.void_hold(tenant, self.hold_id, key)
 
     def wrong_answer(self, tenant: str, answer: Hold) -> str:
         return f"answered {answer.state.value}" if answer.state is not HoldState.VOIDED else ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.hold_id,)
 
     def answer_id(self, answer: Hold) -> str:
         return answer.hold_id
@@ -327,15 +378,15 @@ class VoidHold(Op[Hold]):
         model.holds[self.hold_id].voided = True
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class CreateEscrow(Op[Escrow]):
     command: EscrowCommand
 
-    async def send(self, ledger: Ledger, tenant: str) -> Escrow:
-        return await ledger.create_escrow(tenant, self.command, self.key)
+    async def send(self, ledger: Ledger, tenant: str, key: Idempotency) -> Escrow:
+        return await ledger.create_escrow(tenant, self.command, key)
 
     def refusal_expected(self, error: ApiError, now_ms: int) -> bool:
-        return super().refusal_expected(error, now_ms) or late(self.command.release_time_ms, error, now_ms)
+        return Op.refusal_expected(self, error, now_ms) or late(self.command.release_time_ms, error, now_ms)
 
     def wrong_answer(self, tenant: str, answer: Escrow) -> str:
         got = EscrowCommand(
@@ -355,17 +406,22 @@ class CreateEscrow(Op[Escrow]):
 
     def acknowledged(self, model: Model, answer: Escrow) -> None:
         model.escrows[answer.escrow_id] = EscrowFacts(answer)
+        model.audit_later(AuditKind.ESCROW, answer.escrow_id)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ReleaseEscrow(Op[Escrow]):
     escrow_id: str
 
-    async def send(self, ledger: Ledger, tenant: str) -> Escrow:
-        return await ledger.release_escrow(tenant, self.escrow_id, self.key)
+    async def send(self, ledger: Ledger, tenant: str, key: Idempotency) -> Escrow:
+        return await ledger.release_escrow(tenant, self.escrow_id, key)
 
     def wrong_answer(self, tenant: str, answer: Escrow) -> str:
         return f"answered {answer.state.value}" if answer.state is not EscrowState.RELEASED else ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.escrow_id,)
 
     def answer_id(self, answer: Escrow) -> str:
         return answer.escrow_id
@@ -374,56 +430,68 @@ class ReleaseEscrow(Op[Escrow]):
         model.escrows[self.escrow_id].released = True
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class RefundEscrow(Op[Escrow]):
     escrow_id: str
     amount_minor: int
 
-    async def send(self, ledger: Ledger, tenant: str) -> Escrow:
-        return await ledger.refund_escrow(tenant, self.escrow_id, self.amount_minor, self.key)
+    async def send(self, ledger: Ledger, tenant: str, key: Idempotency) -> Escrow:
+        return await ledger.refund_escrow(tenant, self.escrow_id, self.amount_minor, key)
 
     def wrong_answer(self, tenant: str, answer: Escrow) -> str:
         if answer.refunded_minor < self.amount_minor:
             return f"answered {answer.refunded_minor} refunded"
         return ""
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.escrow_id,)
+
     def answer_id(self, answer: Escrow) -> str:
         return answer.escrow_id
 
     def acknowledged(self, model: Model, answer: Escrow) -> None:
-        model.escrows[self.escrow_id].refunded_minor += self.amount_minor
+        facts = model.escrows[self.escrow_id]
+        facts.refunded_minor += self.amount_minor
+        if facts.refunded_minor >= facts.escrow.amount_minor:
+            model.disputed.pop(self.escrow_id, None)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class DisputeEscrow(Op[Escrow]):
     escrow_id: str
 
-    async def send(self, ledger: Ledger, tenant: str) -> Escrow:
-        return await ledger.dispute_escrow(tenant, self.escrow_id, self.key)
+    async def send(self, ledger: Ledger, tenant: str, key: Idempotency) -> Escrow:
+        return await ledger.dispute_escrow(tenant, self.escrow_id, key)
 
     def wrong_answer(self, tenant: str, answer: Escrow) -> str:
         if answer.state not in (EscrowState.DISPUTED, EscrowState.REFUNDED):
             return f"answered {answer.state.value}"
         return ""
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.escrow_id,)
+
     def answer_id(self, answer: Escrow) -> str:
         return answer.escrow_id
 
     def acknowledged(self, model: Model, answer: Escrow) -> None:
-        model.escrows[self.escrow_id].disputed = True
+        facts = model.escrows[self.escrow_id]
+        facts.disputed = True
+        if answer.state is EscrowState.DISPUTED and facts.refunded_minor < facts.escrow.amount_minor:
+            model.disputed[self.escrow_id] = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class RefundLeg(Op[Refund]):
     transfer_id: str
     leg_index: int
     leg: Leg
     amount_minor: int
 
-    async def send(self, ledger: Ledger, tenant: str) -> Refund:
-        return await ledger.create_refund(
-            tenant, self.transfer_id, self.leg_index, self.amount_minor, self.key
-        )
+    async def send(self, ledger: Ledger, tenant: str, key: Idempotency) -> Refund:
+        return await ledger.create_refund(tenant, self.transfer_id, self.leg_index, self.amount_minor, key)
 
     def wrong_answer(self, tenant: str, answer: Refund) -> str:
         asked = (self.transfer_id, self.leg_index, self.amount_minor)
@@ -434,7 +502,8 @@ class RefundLeg(Op[Refund]):
         return answer.refund_transfer_id
 
     def acknowledged(self, model: Model, answer: Refund) -> None:
-        model.refunds.append((self, answer))
+        model.refunds[answer.refund_transfer_id] = (self, answer)
+        model.audit_later(AuditKind.REFUND, answer.refund_transfer_id)
 
     @property
     def back(self) -> Leg:
@@ -459,40 +528,157 @@ class EscrowFacts:
     refunded_minor: int = 0
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Attempt:
+    """A request while its client works on it; `key` is sent on every retry."""
+
     op: Op[Any]
+    key: Idempotency
     outcome: Outcome = Outcome.UNKNOWN
     answer_id: str = ""
     rejection: str = ""
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sent:
+    """A payment request as the audit needs it once its client is done with it: its transfer must exist
+    as the outcome says. Legs as (payer, payee, amount): a million of them stay small."""
+
+    request_id: str
+    legs: tuple[tuple[str, str, int], ...]
+    outcome: Outcome
+    rejection: str
+
+    @classmethod
+    def of(cls, pay: Pay, attempt: Attempt) -> Sent:
+        legs = tuple((leg.debit_account_id, leg.credit_account_id, leg.amount_minor) for leg in pay.legs)
+        return cls(pay.request_id, legs, attempt.outcome, attempt.rejection)
+
+    def __str__(self) -> str:
+        return f"Pay {self.request_id}"
+
+    @property
+    def pay_legs(self) -> tuple[Leg, ...]:
+        return tuple(Leg(*leg) for leg in self.legs)
+
+
+class AuditKind(StrEnum):
+    PAYMENT = "payment"
+    HOLD = "hold"
+    ESCROW = "escrow"
+    REFUND = "refund"
+
+
+@dataclasses.dataclass
+class Books:
+    """What the balances must be: the legs of every transfer the audit found (as the run goes, and at the
+    end), the amounts the open holds hold (at the end), and what the refunds of each leg add up to."""
+
+    ledger_minor: Counter[str] = dataclasses.field(default_factory=Counter)
+    held_minor: Counter[str] = dataclasses.field(default_factory=Counter)
+    refunded_minor: Counter[tuple[str, int]] = dataclasses.field(default_factory=Counter)
+
+    def move(self, legs: tuple[Leg, ...]) -> None:
+        for leg in legs:
+            self.ledger_minor[leg.debit_account_id] -= leg.amount_minor
+            self.ledger_minor[leg.credit_account_id] += leg.amount_minor
+
+
 @dataclasses.dataclass
 class Model:
-    """Every request and its outcome, the effects of the acknowledged ones, and the problems seen."""
+    """The outcome of every request, the effects of the acknowledged ones, and the problems seen. It
+    keeps what is live: the payment requests, holds, escrows and refunds answered lately or not settled
+    yet, and the requests whose outcome is still unknown. What settled is audited as the run goes
+    (`audit_settled`: into `books`) and forgotten, the rest at the end; other requests are counted, and
+    the trace is hashed as it grows. So its memory follows what is open, not the length of the run."""
 
     tenant: str
     clock: Clock
-    attempts: dict[str, Attempt] = dataclasses.field(default_factory=dict)
-    transfers: list[Pay] = dataclasses.field(default_factory=list)
+    books: Books = dataclasses.field(default_factory=Books)
+    requests: int = 0
+    # Payment requests acknowledged or refused, by request id, until audited; those whose outcome stayed
+    # unknown are audited at the end (a command of theirs may still be in a shard's queue).
+    payments: dict[str, Sent] = dataclasses.field(default_factory=dict)
+    unknown_payments: dict[str, Sent] = dataclasses.field(default_factory=dict)
+    # Other requests whose outcome is unknown: their clients send them again until it is known.
+    unresolved: dict[str, Attempt] = dataclasses.field(default_factory=dict)
+    finished: Counter[str] = dataclasses.field(default_factory=Counter)
+    # The latest acknowledged payments: refunds pick from them.
+    recent_transfers: collections.deque[Pay] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=recent_items)
+    )
+    # Acknowledged items until audited, in the order they were acknowledged (requests pick recent ones).
     holds: dict[str, HoldFacts] = dataclasses.field(default_factory=dict)
     escrows: dict[str, EscrowFacts] = dataclasses.field(default_factory=dict)
-    refunds: list[tuple[RefundLeg, Refund]] = dataclasses.field(default_factory=list)
+    refunds: dict[str, tuple[RefundLeg, Refund]] = dataclasses.field(default_factory=dict)
+    # Escrows acknowledged disputed and not known to be refunded in full, oldest first: a dispute stays
+    # open until a refund ends it, so the workload ends them (`settle_dispute`).
+    disputed: dict[str, None] = dataclasses.field(default_factory=dict)
+    # What to audit once settled, a heap of (not before this wall time in ms, sequence, kind, key).
+    audits: list[tuple[int, int, AuditKind, str]] = dataclasses.field(default_factory=list)
+    audits_queued: int = 0
+    auditing: bool = False
+    # Holds and escrows that requests being worked on (or unresolved) act on: not audited meanwhile.
+    named: Counter[str] = dataclasses.field(default_factory=Counter)
+    # Items audited as the run went, by kind.
+    audited: Counter[str] = dataclasses.field(default_factory=Counter)
     problems: list[str] = dataclasses.field(default_factory=list)
     unknown_answers: Counter[str] = dataclasses.field(default_factory=Counter)
     latest_due_ms: int = 0
-    # What happened, in order, with the time it happened: hashed into the run's trace hash.
-    trace: list[str] = dataclasses.field(default_factory=list)
+    # Whether the end waits out the late holds and escrows too (on simulated time: waiting costs nothing).
+    wait_out_late: bool = False
+    # Set once the clients stopped: the audit no longer leaves the latest items alone.
+    workload_done: bool = False
+    # What happened, in order, with the time it happened: the run's trace hash is the SHA-256 of these
+    # lines joined by newlines, hashed as they come.
+    trace: hashlib._Hash = dataclasses.field(default_factory=hashlib.sha256)
+    traced: int = 0
 
     def begin(self, op: Op[Any]) -> Attempt:
-        attempt = self.attempts[op.request_id] = Attempt(op)
-        return attempt
+        self.requests += 1
+        self.named.update(op.names)
+        return Attempt(op, op.key)
+
+    def done(self, attempt: Attempt) -> None:
+        """The client is done with the request: a payment is kept for the audit, another request whose
+        outcome is unknown until it is known (`resolved`), the rest counted."""
+        op = attempt.op
+        if isinstance(op, Pay):
+            self.finished[_outcome_name(attempt)] += 1
+            sent = Sent.of(op, attempt)
+            if attempt.outcome is Outcome.UNKNOWN:
+                self.unknown_payments[op.request_id] = sent
+            else:
+                self.payments[op.request_id] = sent
+                self.audit_later(AuditKind.PAYMENT, op.request_id)
+        elif attempt.outcome is Outcome.UNKNOWN:
+            self.unresolved[op.request_id] = attempt
+        else:
+            self._finished(attempt)
+
+    def resolved(self, attempt: Attempt) -> None:
+        """An unresolved request was sent again: counted once its outcome is known."""
+        if attempt.outcome is not Outcome.UNKNOWN:
+            del self.unresolved[attempt.op.request_id]
+            self._finished(attempt)
+
+    def _finished(self, attempt: Attempt) -> None:
+        self.finished[_outcome_name(attempt)] += 1
+        self.named.subtract(attempt.op.names)
+
+    def audit_later(self, kind: AuditKind, key: str, at_ms: int | None = None) -> None:
+        """Audit the item at `at_ms`, or once it has had time to settle (`audit_lag_s` from now)."""
+        self.audits_queued += 1
+        due_ms = at_ms if at_ms is not None else self.clock.wall_ms() + int(audit_lag_s * 1000)
+        heapq.heappush(self.audits, (due_ms, self.audits_queued, kind, key))
 
     def note(self, text: str) -> None:
-        self.trace.append(f"{self.clock.wall_ms()} {text}")
+        line = f"{self.clock.wall_ms()} {text}"
+        self.trace.update(f"\n{line}".encode() if self.traced else line.encode())
+        self.traced += 1
 
     def trace_hash(self) -> str:
-        return hashlib.sha256("\n".join(self.trace).encode()).hexdigest()[:16]
+        return self.trace.hexdigest()[:16]
 
     def answered(self, attempt: Attempt, answer: object) -> None:
         op = attempt.op
@@ -516,7 +702,7 @@ class Model:
         if attempt.outcome is Outcome.ACKED:
             self.problem(f"{attempt.op}: acknowledged, then a replay was rejected: {error.message}")
             return
-        attempt.outcome, attempt.rejection = Outcome.REJECTED, f"{error.reason}: {error.message}"
+        attempt.outcome, attempt.rejection = Outcome.REJECTED, error.reason
 
     def unknown(self, attempt: Attempt, why: str) -> None:
         self.note(f"{attempt.op} unknown {why}")
@@ -527,12 +713,16 @@ class Model:
 
     def due(self, seconds: float) -> int:
         due_ms = self.clock.wall_ms() + int(seconds * 1000)
-        if seconds < due_late_s:
+        if seconds < due_late_s or self.wait_out_late:
             self.latest_due_ms = max(self.latest_due_ms, due_ms)
         return due_ms
 
     def outcomes(self) -> Counter[str]:
-        return Counter(f"{type(a.op).__name__}:{a.outcome.value}" for a in self.attempts.values())
+        return self.finished + Counter(_outcome_name(attempt) for attempt in self.unresolved.values())
+
+
+def _outcome_name(attempt: Attempt) -> str:
+    return f"{type(attempt.op).__name__}:{attempt.outcome.value}"
 
 
 # Processes: a Ledger and every task it started
@@ -698,12 +888,19 @@ class Workload:
         self.world = world
         self.model = model
         self.rng = rng
-        makers: list[tuple[int, Callable[[str], Op[Any] | None]]] = [(6, self.pay)]
+        self._accounts = {
+            (currency, kind): world.ids(currency, kind) for currency in currencies for kind in AccountKind
+        }
+        self._parties = {
+            currency: world.ids(currency, AccountKind.CUSTOMER, AccountKind.MERCHANT, AccountKind.FEES)
+            for currency in currencies
+        }
+        makers: list[tuple[int, Callable[[str], Op[Any] | None]]] = [(6, self.pay), (1, self.top_up)]
         if HOLDS:
             makers += [(2, self.create_hold), (2, self.capture_hold), (1, self.void_hold)]
         if ESCROWS:
             makers += [(2, self.create_escrow), (1, self.release_escrow), (1, self.refund_escrow)]
-            makers += [(1, self.dispute_escrow)]
+            makers += [(1, self.dispute_escrow), (1, self.settle_dispute)]
         if REFUNDS:
             makers += [(1, self.refund_leg)]
         self._weights = [weight for weight, _ in makers]
@@ -723,19 +920,32 @@ class Workload:
         soon = self.rng.random() < due_soon_probability
         return self.model.due(self.rng.uniform(*due_soon_s) if soon else due_late_s)
 
+    def _account(self, currency: str, kind: AccountKind) -> str:
+        return self.rng.choice(self._accounts[currency, kind])
+
     def pay(self, request_id: str) -> Pay:
         currency = self._currency()
-        parties = self.world.ids(currency, AccountKind.CUSTOMER, AccountKind.MERCHANT, AccountKind.FEES)
+        parties = self._parties[currency]
         payer = self.rng.choice(parties)
         payees = [p for p in parties if p != payer]
         chosen = self.rng.sample(payees, self.rng.randint(1, legs_max))
         legs = tuple(Leg(payer, payee, self._amount(leg_max_minor)) for payee in chosen)
         return Pay(request_id, currency, legs)
 
+    def top_up(self, request_id: str) -> Pay:
+        """Money from outside: the settlement account pays a customer in, so that customers still have
+        money to pay with over a long run (what they pay ends up with merchants, fees, holds and escrows)."""
+        currency = self._currency()
+        bank, customer = (
+            self._account(currency, AccountKind.SETTLEMENT),
+            self._account(currency, AccountKind.CUSTOMER),
+        )
+        return Pay(request_id, currency, (Leg(bank, customer, self._amount(top_up_max_minor)),))
+
     def create_hold(self, request_id: str) -> CreateHold:
         currency = self._currency()
-        payer = self.rng.choice(self.world.ids(currency, AccountKind.CUSTOMER))
-        payee = self.rng.choice(self.world.ids(currency, AccountKind.MERCHANT))
+        payer = self._account(currency, AccountKind.CUSTOMER)
+        payee = self._account(currency, AccountKind.MERCHANT)
         amount_minor = self._amount(2 * leg_max_minor)
         return CreateHold(request_id, HoldCommand(payer, payee, currency, amount_minor, self._due_ms()))
 
@@ -758,37 +968,58 @@ class Workload:
         currency = self._currency()
         amount_minor = self._amount(2 * leg_max_minor)
         command = EscrowCommand(
-            buyer_account_id=self.rng.choice(self.world.ids(currency, AccountKind.CUSTOMER)),
-            seller_account_id=self.rng.choice(self.world.ids(currency, AccountKind.MERCHANT)),
-            escrow_account_id=self.rng.choice(self.world.ids(currency, AccountKind.ESCROW)),
+            buyer_account_id=self._account(currency, AccountKind.CUSTOMER),
+            seller_account_id=self._account(currency, AccountKind.MERCHANT),
+            escrow_account_id=self._account(currency, AccountKind.ESCROW),
             currency=currency,
             amount_minor=amount_minor,
-            fee_account_id=self.world.ids(currency, AccountKind.FEES)[0],
+            fee_account_id=self._account(currency, AccountKind.FEES),
             fee_minor=self.rng.randint(0, amount_minor // 10),
             release_time_ms=self._due_ms(),
         )
         return CreateEscrow(request_id, command)
 
     def _recent_escrow(self) -> Escrow | None:
+        facts = self._recent_escrow_facts()
+        return facts.escrow if facts is not None else None
+
+    def _recent_escrow_facts(self) -> EscrowFacts | None:
         escrows = list(itertools.islice(reversed(self.model.escrows.values()), recent_items))
-        return self.rng.choice(escrows).escrow if escrows else None
+        return self.rng.choice(escrows) if escrows else None
 
     def release_escrow(self, request_id: str) -> ReleaseEscrow | None:
         escrow = self._recent_escrow()
         return ReleaseEscrow(request_id, escrow.escrow_id) if escrow is not None else None
 
     def refund_escrow(self, request_id: str) -> RefundEscrow | None:
-        escrow = self._recent_escrow()
-        if escrow is None:
+        """Part of an escrow back to the buyer, or sometimes what the acknowledged refunds left of it (a
+        dispute ends so: refunded; or refused, when a refund whose answer was lost took some already)."""
+        facts = self._recent_escrow_facts()
+        if facts is None:
             return None
-        return RefundEscrow(request_id, escrow.escrow_id, self._amount(escrow.amount_minor // 2))
+        escrow = facts.escrow
+        left_minor = escrow.amount_minor - facts.refunded_minor
+        amount_minor = self._amount(escrow.amount_minor // 2)
+        if left_minor > 0 and self.rng.random() < refund_rest_probability:
+            amount_minor = left_minor
+        return RefundEscrow(request_id, escrow.escrow_id, amount_minor)
 
     def dispute_escrow(self, request_id: str) -> DisputeEscrow | None:
         escrow = self._recent_escrow()
         return DisputeEscrow(request_id, escrow.escrow_id) if escrow is not None else None
 
+    def settle_dispute(self, request_id: str) -> RefundEscrow | None:
+        """What the acknowledged refunds left of the oldest open dispute back to the buyer: disputes end,
+        so that what is open stays bounded over a long run (refused, when a refund whose answer was lost
+        took some already; its client sends it again until it knows, and the next one asks for less)."""
+        facts = next((self.model.escrows[key] for key in self.model.disputed), None)
+        if facts is None:
+            return None
+        left_minor = facts.escrow.amount_minor - facts.refunded_minor
+        return RefundEscrow(request_id, facts.escrow.escrow_id, left_minor) if left_minor > 0 else None
+
     def refund_leg(self, request_id: str) -> RefundLeg | None:
-        paid = self.model.transfers[-recent_items:]
+        paid = self.model.recent_transfers
         if not paid:
             return None
         pay = self.rng.choice(paid)
@@ -808,6 +1039,9 @@ class Client:
         self.cluster = cluster
         self.model = model
         self.workload = workload
+        # Its requests (other than payments) whose outcome is still unknown: sent again before each new
+        # one, as a client does until it knows (and long before their request ids expire).
+        self.pending: list[Attempt] = []
 
     async def run(self, tickets: Iterator[int], faults: dict[int, tuple[FaultKind, int]]) -> None:
         for index in tickets:
@@ -816,13 +1050,42 @@ class Client:
             fault = faults.get(index)
             if fault is not None:
                 await inject(self.cluster, *fault)
-            await self.execute(self.model.begin(self.workload.next(f"r{index}")))
+            if index % audit_every_ops == 0:
+                await self.audit_settled()
+            await self.send_pending()
+            attempt = self.model.begin(self.workload.next(f"r{index}"))
+            await self.execute(attempt)
+            self.model.done(attempt)
+            if attempt.op.request_id in self.model.unresolved:
+                self.pending.append(attempt)
+
+    async def send_pending(self) -> None:
+        for attempt in list(self.pending):
+            await self.send(attempt)
+            if attempt.outcome is not Outcome.UNKNOWN:
+                self.pending.remove(attempt)
+                self.model.resolved(attempt)
+
+    async def audit_settled(self) -> None:
+        """Audit what settled (one pass at a time); a pass cut short by a fault carries on next time."""
+        if self.model.auditing:
+            return
+        self.model.auditing = True
+        try:
+            await self.cluster.call(functools.partial(audit_settled, model=self.model))
+        except (ApiError, StorageError, Lost) as error:
+            if isinstance(error, Hung):
+                self.model.problem(f"the audit of what settled: {error}")
+        finally:
+            self.model.auditing = False
 
     async def execute(self, attempt: Attempt) -> None:
         """Send, sometimes twice at once (a retry racing the first attempt); retry while the outcome is
         unknown (bounded); sometimes replay an acknowledged request."""
-        racing = self.workload.rng.random() < racing_retry_probability
-        await asyncio.gather(*(self.send(attempt) for _ in range(1 + racing)))
+        if self.workload.rng.random() < racing_retry_probability:
+            await asyncio.gather(self.send(attempt), self.send(attempt))
+        else:
+            await self.send(attempt)
         for _ in range(attempts_max):
             if attempt.outcome is not Outcome.UNKNOWN or self.model.problems:
                 break
@@ -834,7 +1097,7 @@ class Client:
     async def send(self, attempt: Attempt) -> None:
         tenant = self.model.tenant
         try:
-            answer = await self.cluster.call(lambda ledger: attempt.op.send(ledger, tenant))
+            answer = await self.cluster.call(lambda ledger: attempt.op.send(ledger, tenant, attempt.key))
         except ApiError as error:
             if error.code in OUTCOME_UNKNOWN_CODES:
                 self.model.unknown(attempt, error.code.name)
@@ -850,32 +1113,114 @@ class Client:
             self.model.answered(attempt, answer)
 
 
-# The audit at the end
+# The audit: what settled as the run goes, the rest at the end
+
+
+class Unsettled(Exception):
+    """An item has not settled yet (a transfer's credits in flight, a hold still held, a request acting on
+    it): it is audited again at `at_ms` (a hold when it expires, an escrow when it is released), or
+    `audit_retry_s` later."""
+
+    def __init__(self, key: str, at_ms: int | None = None) -> None:
+        super().__init__(key)
+        self.at_ms = at_ms
 
 
 @dataclasses.dataclass
-class Books:
-    """What the balances must be, from the model and the final state of holds and escrows."""
+class Audit:
+    """Audits items on a ledger into the model's books. During the run (`final` False) an item that has
+    not settled raises Unsettled having changed nothing; at the end everything has settled, and what
+    has not is a problem."""
 
     ledger: Ledger
     model: Model
-    ledger_minor: Counter[str] = dataclasses.field(default_factory=Counter)
-    held_minor: Counter[str] = dataclasses.field(default_factory=Counter)
+    final: bool
 
-    def move(self, legs: tuple[Leg, ...]) -> None:
-        for leg in legs:
-            self.ledger_minor[leg.debit_account_id] -= leg.amount_minor
-            self.ledger_minor[leg.credit_account_id] += leg.amount_minor
+    @property
+    def books(self) -> Books:
+        return self.model.books
 
     async def transfer(self, transfer_id: str) -> Transfer | None:
-        return await _found(self.ledger.get_transfer(self.model.tenant, transfer_id))
+        found = await _found(self.ledger.get_transfer(self.model.tenant, transfer_id))
+        if not self.final and found is not None and found.state is TransferState.DEBITED:
+            raise Unsettled(transfer_id)
+        return found
 
-    async def expect_transfer(self, transfer_id: str, legs: tuple[Leg, ...], what: str) -> None:
+    def expect(self, found: Transfer | None, transfer_id: str, legs: tuple[Leg, ...], what: str) -> None:
         """A transfer that must exist, completed, with these legs; its legs move money either way."""
-        found = await self.transfer(transfer_id)
         if found is None or found.legs != legs or found.state is not TransferState.COMPLETED:
             self.model.problem(f"{what}: transfer {transfer_id} is {found}, expected legs {legs}")
-        self.move(legs)
+        self.books.move(legs)
+
+    async def item(self, kind: AuditKind, key: str) -> None:
+        """Audit one item of the model and forget it (Unsettled: it stays)."""
+        model = self.model
+        if kind is AuditKind.PAYMENT:
+            await self.payment(model.payments[key])
+            del model.payments[key]
+        elif kind is AuditKind.REFUND:
+            await self.refund(*model.refunds[key])
+            del model.refunds[key]
+        else:
+            items: dict[str, HoldFacts] | dict[str, EscrowFacts]
+            items = model.holds if kind is AuditKind.HOLD else model.escrows
+            recent = not model.workload_done and key in itertools.islice(reversed(items), recent_items)
+            if model.named[key] > 0 or recent:
+                raise Unsettled(key)
+            if kind is AuditKind.HOLD:
+                await self.hold(model.holds[key])
+            else:
+                await self.escrow(model.escrows[key])
+            del items[key]
+            self.model.disputed.pop(key, None)
+
+    async def payment(self, sent: Sent) -> None:
+        found = await self.transfer(transfer_id_of(self.model.tenant, sent.request_id))
+        if found is None or found.state is TransferState.REJECTED:
+            if sent.outcome is Outcome.ACKED:
+                self.model.problem(f"{sent}: acknowledged, but the transfer is {found}")
+            return
+        if sent.outcome is Outcome.REJECTED:
+            self.model.problem(f"{sent}: rejected ({sent.rejection}), but the transfer moved money")
+        if found.legs != sent.pay_legs or found.state is not TransferState.COMPLETED:
+            self.model.problem(f"{sent}: stored as {found}")
+        self.books.move(found.legs)
+
+    async def hold(self, facts: HoldFacts) -> None:
+        hold = await self.ledger.get_hold(self.model.tenant, facts.hold.hold_id)
+        if not self.final and hold.state is HoldState.HELD:
+            raise Unsettled(hold.hold_id, hold.expire_time_ms + int(audit_lag_s * 1000))
+        capture = None
+        if hold.state is HoldState.CAPTURED:
+            capture = await self.transfer(hold.capture_transfer_id)
+        captured = (hold.state, hold.captured_minor) == (HoldState.CAPTURED, facts.captured_minor)
+        if facts.captured_minor is not None and not captured:
+            self.model.problem(f"hold captured ({facts.captured_minor}) when acknowledged, now {hold}")
+        if facts.voided and hold.state is not HoldState.VOIDED:
+            self.model.problem(f"hold voided when acknowledged, now {hold}")
+        if hold.state is HoldState.HELD:
+            self.books.held_minor[hold.account_id] += hold.amount_minor
+        if hold.state is HoldState.CAPTURED:
+            leg = Leg(hold.account_id, hold.payee_account_id, hold.captured_minor)
+            self.expect(capture, hold.capture_transfer_id, (leg,), f"capture of {hold.hold_id}")
+
+    async def escrow(self, facts: EscrowFacts) -> None:
+        escrow = await self.ledger.get_escrow(self.model.tenant, facts.escrow.escrow_id)
+        if not self.final and escrow.state is EscrowState.HELD:
+            raise Unsettled(escrow.escrow_id, escrow.release_time_ms + int(audit_lag_s * 1000))
+        if not self.final and escrow.state is EscrowState.DISPUTED:
+            raise Unsettled(escrow.escrow_id)
+        for wrong in escrow_problems(facts, escrow):
+            self.model.problem(f"{escrow}: {wrong}")
+        self.books.move(escrow_legs(escrow))
+
+    async def refund(self, op: RefundLeg, refund: Refund) -> None:
+        found = await self.transfer(refund.refund_transfer_id)
+        self.expect(found, refund.refund_transfer_id, (op.back,), f"{op}")
+        leg_key = (op.transfer_id, op.leg_index)
+        self.books.refunded_minor[leg_key] += op.amount_minor
+        if self.books.refunded_minor[leg_key] > op.leg.amount_minor:
+            self.model.problem(f"refunds of leg {op.leg_index} of {op.transfer_id} exceed {op.leg}")
 
 
 async def _found(call: Awaitable[A]) -> A | None:
@@ -887,46 +1232,48 @@ async def _found(call: Awaitable[A]) -> A | None:
         raise
 
 
-async def audit_transfers(books: Books, world: World) -> None:
-    for attempt in books.model.attempts.values():
-        if isinstance(attempt.op, Pay):
-            await audit_transfer(books, attempt.op, attempt)
+async def audit_settled(ledger: Ledger, model: Model) -> None:
+    """Audit what had time to settle, oldest first, at most `audit_items_per_pass_max` items: one that
+    has not settled, or whose reads met storage trouble, comes back later; a kill ends the pass (the
+    item stays first: the heap only changes once an item is done with)."""
+    audit = Audit(ledger, model, final=False)
+    for _ in range(audit_items_per_pass_max):
+        now_ms = model.clock.wall_ms()
+        if not model.audits or model.audits[0][0] > now_ms:
+            return
+        _, _, kind, key = model.audits[0]
+        later_ms = now_ms + int(audit_retry_s * 1000)
+        try:
+            await audit.item(kind, key)
+            model.audited[kind.value] += 1
+        except Unsettled as unsettled:
+            model.audit_later(kind, key, max(later_ms, unsettled.at_ms or later_ms))
+        except (ApiError, StorageError) as error:
+            if isinstance(error, ApiError) and error.code is ErrorCode.NOT_FOUND:
+                model.problem(f"the audit of {kind.value} {key}: {error!r}")
+            else:
+                model.audit_later(kind, key, later_ms)
+        heapq.heappop(model.audits)
 
 
-async def audit_transfer(books: Books, pay: Pay, attempt: Attempt) -> None:
-    found = await books.transfer(transfer_id_of(books.model.tenant, pay.request_id))
-    if found is None or found.state is TransferState.REJECTED:
-        if attempt.outcome is Outcome.ACKED:
-            books.model.problem(f"{pay}: acknowledged, but the transfer is {found}")
-        return
-    if attempt.outcome is Outcome.REJECTED:
-        books.model.problem(f"{pay}: rejected ({attempt.rejection}), but the transfer moved money")
-    if found.legs != pay.legs or found.state is not TransferState.COMPLETED:
-        books.model.problem(f"{pay}: stored as {found}")
-    books.move(found.legs)
+async def audit_payments(audit: Audit, world: World) -> None:
+    for sent in (*audit.model.payments.values(), *audit.model.unknown_payments.values()):
+        await audit.payment(sent)
 
 
-async def audit_holds(books: Books, world: World) -> None:
-    for facts in books.model.holds.values():
-        hold = await books.ledger.get_hold(books.model.tenant, facts.hold.hold_id)
-        captured = (hold.state, hold.captured_minor) == (HoldState.CAPTURED, facts.captured_minor)
-        if facts.captured_minor is not None and not captured:
-            books.model.problem(f"hold captured ({facts.captured_minor}) when acknowledged, now {hold}")
-        if facts.voided and hold.state is not HoldState.VOIDED:
-            books.model.problem(f"hold voided when acknowledged, now {hold}")
-        if hold.state is HoldState.HELD:
-            books.held_minor[hold.account_id] += hold.amount_minor
-        if hold.state is HoldState.CAPTURED:
-            leg = Leg(hold.account_id, hold.payee_account_id, hold.captured_minor)
-            await books.expect_transfer(hold.capture_transfer_id, (leg,), f"capture of {hold.hold_id}")
+async def audit_holds(audit: Audit, world: World) -> None:
+    for facts in audit.model.holds.values():
+        await audit.hold(facts)
 
 
-async def audit_escrows(books: Books, world: World) -> None:
-    for facts in books.model.escrows.values():
-        escrow = await books.ledger.get_escrow(books.model.tenant, facts.escrow.escrow_id)
-        for wrong in escrow_problems(facts, escrow):
-            books.model.problem(f"{escrow}: {wrong}")
-        books.move(escrow_legs(escrow))
+async def audit_escrows(audit: Audit, world: World) -> None:
+    for facts in audit.model.escrows.values():
+        await audit.escrow(facts)
+
+
+async def audit_refunds(audit: Audit, world: World) -> None:
+    for op, refund in audit.model.refunds.values():
+        await audit.refund(op, refund)
 
 
 def escrow_problems(facts: EscrowFacts, escrow: Escrow) -> list[str]:
@@ -956,40 +1303,34 @@ def escrow_legs(escrow: Escrow) -> tuple[Leg, ...]:
     return tuple(legs)
 
 
-async def audit_refunds(books: Books, world: World) -> None:
-    refunded_minor: Counter[tuple[str, int]] = Counter()
-    for op, refund in books.model.refunds:
-        await books.expect_transfer(refund.refund_transfer_id, (op.back,), f"{op}")
-        refunded_minor[(op.transfer_id, op.leg_index)] += op.amount_minor
-        if refunded_minor[(op.transfer_id, op.leg_index)] > op.leg.amount_minor:
-            books.model.problem(f"refunds of leg {op.leg_index} of {op.transfer_id} exceed {op.leg}")
-
-
-async def audit_accounts(books: Books, world: World) -> None:
+async def audit_accounts(audit: Audit, world: World) -> None:
+    books, model = audit.books, audit.model
     for spec in world.accounts:
-        view = await books.ledger.get_account(world.tenant, spec.account_id)
+        view = await audit.ledger.get_account(world.tenant, spec.account_id)
         balance = view.balance
         expected = (books.ledger_minor[spec.account_id], books.held_minor[spec.account_id])
         if (balance.ledger_minor, balance.held_minor) != expected:
-            books.model.problem(f"{spec.account_id}: (ledger, held) = {balance}, the model says {expected}")
+            model.problem(f"{spec.account_id}: (ledger, held) = {balance}, the model says {expected}")
         if not spec.allow_negative and balance.available_minor < 0:
-            books.model.problem(f"{spec.account_id}: available {balance.available_minor} < 0")
-        await audit_journal(books, spec.account_id)
+            model.problem(f"{spec.account_id}: available {balance.available_minor} < 0")
+        await audit_journal(audit, spec.account_id)
 
 
-async def audit_journal(books: Books, account_id: str) -> None:
-    """No entry of a transfer leg is in an account's journal twice."""
+async def audit_journal(audit: Audit, account_id: str) -> None:
+    """No entry of a transfer leg is in an account's journal twice: every page of it."""
     seen: Counter[tuple[str, int, str]] = Counter()
     after: int | None = None
     for _ in range(entries_pages_max):
         query = EntryQuery(account_id, None, None, after, entries_page_max)
-        entries, after = await books.ledger.list_entries(books.model.tenant, query)
+        entries, after = await audit.ledger.list_entries(audit.model.tenant, query)
         seen.update((e.transfer_id, e.leg_index, e.kind.value) for e in entries)
         if after is None:
             break
+    else:
+        audit.model.problem(f"{account_id}: journal longer than {entries_pages_max} pages, not all read")
     for entry, count in seen.items():
         if count > 1:
-            books.model.problem(f"{account_id}: journal entry {entry} is there {count} times")
+            audit.model.problem(f"{account_id}: journal entry {entry} is there {count} times")
 
 
 # The run
@@ -1034,9 +1375,11 @@ async def simulate(
     ops: int,
     clock: Clock,
     ids: IdSource,
+    wait_out_late: bool = False,
 ) -> Result:
-    started_s = time.perf_counter()
-    world, model = World.build(tenant), Model(tenant, clock)
+    started_s, clock_started_s = time.perf_counter(), clock.monotonic_s()
+    world, model = World.build(tenant), Model(tenant, clock, wait_out_late=wait_out_late)
+    settings = settings.model_copy(update={"wal_ttl_s": wal_ttl_s, "request_ttl_s": request_ttl_s})
     cluster = Cluster(backend, faults, settings, model, ids)
     crowd = [
         Client(cluster, model, Workload(world, model, random.Random(f"{seed}/{n}"))) for n in range(clients)
@@ -1059,11 +1402,14 @@ async def simulate(
         f"requests: {counted(model.outcomes())}",
         f"answers that left the outcome unknown: {counted(model.unknown_answers)}",
         f"faults: {counted(cluster.injected)}",
+        f"audited as the run went: {counted(model.audited)}",
+        f"time on the run's clock: {clock.monotonic_s() - clock_started_s:.0f} s; peak RSS of the process: "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB",
     )
     if report is not None:
         model.note(f"reconciled {report.clean} {[dataclasses.astuple(total) for total in report.currencies]}")
     trace_hash = model.trace_hash()
-    requests = len(model.attempts)
+    requests = model.requests
     return Result(
         seed, ops, backend.name, requests, elapsed_s, trace_hash, stats, report, tuple(model.problems)
     )
@@ -1081,7 +1427,9 @@ async def open_world(cluster: Cluster, world: World, model: Model, opener: Clien
         bank = world.ids(currency, AccountKind.SETTLEMENT)[0]
         for customer in world.ids(currency, AccountKind.CUSTOMER):
             pay = Pay(f"fund-{customer}", currency, (Leg(bank, customer, opening_minor),))
-            await opener.execute(model.begin(pay))
+            attempt = model.begin(pay)
+            await opener.execute(attempt)
+            model.done(attempt)
 
 
 async def open_account(ledger: Ledger, tenant: str, spec: AccountSpec) -> AccountView:
@@ -1091,15 +1439,22 @@ async def open_account(ledger: Ledger, tenant: str, spec: AccountSpec) -> Accoun
 
 
 async def settle(cluster: Cluster, world: World, model: Model, client: Client) -> ReconcileReport:
-    """Faults off, one more restart, unknown outcomes resolved, every shard recovered, due items swept,
-    deliveries landed: then the reconciliation report."""
+    """Faults off, one more restart, unknown outcomes resolved, every shard recovered, due items swept
+    (and audited as they close), deliveries landed: then the reconciliation report."""
     cluster.calm()
     await cluster.restart()
-    for attempt in list(model.attempts.values()):
-        if attempt.outcome is Outcome.UNKNOWN and not isinstance(attempt.op, Pay):
-            await client.execute(attempt)
+    for attempt in list(model.unresolved.values()):
+        await client.execute(attempt)
+        model.resolved(attempt)
     await cluster.call(functools.partial(recover_every_shard, tenant=world.tenant))
-    await asyncio.sleep(max(0.0, (model.latest_due_ms - model.clock.wall_ms()) / 1000) + sweep_margin_s)
+    model.workload_done = True
+    until_ms = model.latest_due_ms + int(sweep_margin_s * 1000)
+    for _ in range(settle_audits_max):
+        left_ms = until_ms - model.clock.wall_ms()
+        if left_ms <= 0:
+            break
+        await asyncio.sleep(min(left_ms / 1000, audit_retry_s))
+        await client.audit_settled()
     report = await reconcile(cluster.backend, model.tenant, model.clock)
     for _ in range(settle_polls_max):
         if report.in_flight_minor == 0 and not report.moving:
@@ -1121,10 +1476,10 @@ async def audit(ledger: Ledger, world: World, model: Model, report: ReconcileRep
         model.problem(f"reconcile: {discrepancy}")
     if report.in_flight_minor:
         model.problem(f"reconcile: {report.in_flight_minor} still in flight after settling")
-    books = Books(ledger, model)
-    for step in (audit_transfers, audit_holds, audit_escrows, audit_refunds, audit_accounts):
+    audit = Audit(ledger, model, final=True)
+    for step in (audit_payments, audit_holds, audit_escrows, audit_refunds, audit_accounts):
         try:
-            await step(books, world)
+            await step(audit, world)
         except (ApiError, StorageError) as error:
             model.problem(f"{step.__name__} failed: {error!r}")
 
@@ -1145,7 +1500,9 @@ def run_on_simulated_time(seed: int, ops: int, settings: PaymentsSettings) -> Re
         try:
             await migrate(backend)
             ids = SeededIds(f"{seed}/ids")
-            return await simulate(backend, faults, settings, "sim", seed=seed, ops=ops, clock=clock, ids=ids)
+            return await simulate(
+                backend, faults, settings, "sim", seed=seed, ops=ops, clock=clock, ids=ids, wait_out_late=True
+            )
         finally:
             await backend.close()
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
+from enum import StrEnum
 
 import pytest
 from jubao.errors import Reason
@@ -13,10 +14,21 @@ from jubao_server.payments.api import EntryQuery, HoldCommand
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.ledger import Ledger
 from jubao_server.payments.model import AccountChange, AccountPolicy, EntryKind, TransferState
-from jubao_server.storage.contract import INT64_MAX, StorageBackend
+from jubao_server.shards.stage import shard_of
+from jubao_server.storage.contract import (
+    INT64_MAX,
+    Batch,
+    BatchOutcome,
+    FollowingWriteError,
+    PartitionRef,
+    StorageBackend,
+    StorageError,
+)
 
 from tests.ledger.conftest import SHARDS
 from tests.ledger.support import CURRENCY, balance, ids_in_distinct_shards, key, open_account, pay, total
+
+wait_steps_max = 40
 
 
 @pytest.fixture
@@ -195,6 +207,69 @@ async def test_a_stopped_owner_refuses_commands_instead_of_queueing_them(ledger:
         with pytest.raises(ApiError) as refused:
             await owner.settle("tr_none")
     assert refused.value.code == ErrorCode.UNAVAILABLE
+    await ledger.stop()
+
+
+class CommitFailure(StrEnum):
+    """Where the next shard commit fails: before it reaches storage; after its batch is stored, its
+    answer lost; after its batch is stored, writing its journal (as a process cut off from Cassandra
+    between the two would see it)."""
+
+    BEFORE = "before"
+    ANSWER_LOST = "answer lost"
+    JOURNAL = "journal"
+
+
+def fail_next_commit(backend: StorageBackend, partition: PartitionRef, where: CommitFailure) -> None:
+    """The next commit (with a journal) of the shard `partition` fails with a storage error, as `where`
+    says."""
+    write_after = backend.write_after
+    pending = [where]
+
+    async def failing(batch: Batch, following: Sequence[Batch]) -> BatchOutcome:
+        if not pending or batch.partition != partition or not following:
+            return await write_after(batch, following)
+        failure = pending.pop()
+        if failure is CommitFailure.BEFORE:
+            raise StorageError("injected: the commit failed")
+        await backend.write(batch)
+        if failure is CommitFailure.ANSWER_LOST:
+            raise StorageError("injected: the commit's answer was lost")
+        raise FollowingWriteError("injected: the commit's journal failed")
+
+    backend.write_after = failing  # type: ignore[method-assign]
+
+
+async def test_an_owner_whose_commit_failed_takes_its_shard_back(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> None:
+    """A failed commit loses the shard; the next call takes it back. When the failed batch was not
+    stored, the owner's state is still the stored one and is kept; when it was stored and its answer
+    lost, the shard is read again; when its journal failed, the owner took the commit into its state,
+    keeps it, and writes the journal before the shard serves again."""
+    ledger = Ledger(backend, settings)
+    bank, buyer = ids_in_distinct_shards("acct", SHARDS, 2)
+    await open_account(ledger, tenant, bank, allow_negative=True)
+    await open_account(ledger, tenant, buyer)
+    await pay(ledger, tenant, bank, (buyer, 100))
+    payer_shard = (tenant, shard_of(bank, SHARDS))
+    for failure in CommitFailure:
+        owner = ledger.shards.actors[payer_shard]
+        fail_next_commit(backend, owner.partition, failure)
+        with pytest.raises(ApiError) as lost:
+            await pay(ledger, tenant, bank, (buyer, 10), request_id=f"order-{failure}")
+        assert lost.value.code == ErrorCode.UNAVAILABLE
+        await pay(ledger, tenant, bank, (buyer, 10), request_id=f"order-{failure}")
+        taken = ledger.shards.actors[payer_shard]
+        assert taken is not owner
+        assert (taken.loaded is owner.loaded) is (failure is not CommitFailure.ANSWER_LOST)
+    entries, _ = await ledger.list_entries(tenant, EntryQuery(bank, None, None, None, 10))
+    assert [e.balance_after_minor for e in entries] == [-100, -110, -120, -130]
+    for _ in range(wait_steps_max):
+        if await balance(ledger, tenant, buyer) == 130:
+            break
+        await asyncio.sleep(0.05)
+    assert await balance(ledger, tenant, buyer) == 130 and await total(ledger, tenant) == 0
     await ledger.stop()
 
 

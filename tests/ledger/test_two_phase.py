@@ -147,6 +147,52 @@ async def test_dispute_blocks_release_and_escrow_auto_releases(ledger: Ledger, t
     await ledger.stop()
 
 
+async def test_closed_holds_and_escrows_live_in_storage_only(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> None:
+    """An owner keeps open holds and escrows in memory and loads only those when it acquires a shard;
+    closed (and refused) ones it reads when asked for them, and retries of their requests still get
+    the same answers, in the process that closed them and in the next one."""
+    first = Ledger(backend, settings)
+    buyer, seller, fees, pool = await _escrow_accounts(first, tenant)
+    hold = HoldCommand(buyer, seller, CURRENCY, 100, later_ms(3600))
+    held = await first.create_hold(tenant, hold, key("hold-open"))
+    voided = await first.create_hold(tenant, hold, key("hold-voided"))
+    await first.void_hold(tenant, voided.hold_id, key("void"))
+    with pytest.raises(ApiError) as refused:
+        await first.create_hold(
+            tenant, HoldCommand(buyer, seller, CURRENCY, 10**9, later_ms(3600)), key("big")
+        )
+    escrow = EscrowCommand(buyer, seller, pool, CURRENCY, 500, fees, 10, later_ms(3600))
+    opened = await first.create_escrow(tenant, escrow, key("escrow-open"))
+    released = await first.create_escrow(tenant, escrow, key("escrow-released"))
+    await first.release_escrow(tenant, released.escrow_id, key("release"))
+    for ledger in (first, Ledger(backend, settings)):
+        await ledger.get_account(tenant, buyer)
+        await ledger.get_account(tenant, pool)
+        buyer_shard, pool_shard = ledger_actor(ledger, tenant, buyer), ledger_actor(ledger, tenant, pool)
+        assert set(buyer_shard.loaded.holds) == {held.hold_id}
+        assert set(pool_shard.loaded.escrows) == {opened.escrow_id}
+        assert (await ledger.get_hold(tenant, voided.hold_id)).state is HoldState.VOIDED
+        assert (await ledger.void_hold(tenant, voided.hold_id, key("void"))).state is HoldState.VOIDED
+        with pytest.raises(ApiError) as again:
+            await ledger.create_hold(
+                tenant, HoldCommand(buyer, seller, CURRENCY, 10**9, later_ms(3600)), key("big")
+            )
+        assert again.value.reason == refused.value.reason == Reason.INSUFFICIENT_FUNDS
+        assert (await ledger.create_hold(tenant, hold, key("hold-voided"))).state is HoldState.VOIDED
+        assert (
+            await ledger.release_escrow(tenant, released.escrow_id, key("release"))
+        ).state is EscrowState.RELEASED
+        with pytest.raises(ApiError) as closed:
+            await ledger.dispute_escrow(tenant, released.escrow_id, key())
+        assert closed.value.reason == Reason.INVALID_STATE
+        await ledger.stop()
+    audit = Ledger(backend, settings)
+    assert [await balance(audit, tenant, a) for a in (seller, fees)] == [490, 10]
+    await audit.stop()
+
+
 async def test_refunds_never_exceed_the_original_leg(ledger: Ledger, tenant: str) -> None:
     bank, buyer, merchant = ids_in_distinct_shards("acct", SHARDS, 3)
     await open_account(ledger, tenant, bank, allow_negative=True)

@@ -58,15 +58,19 @@ class SimClock:
 
 
 class _VirtualSelector(selectors.DefaultSelector):
-    """Polls without waiting; a wait the loop asks for moves the clock instead."""
+    """Polls without waiting; a wait the loop asks for moves the clock instead. While callbacks are
+    ready (`timeout` 0) it does not poll at all (a system call each time): nothing but the loop's own
+    wake-up pipe is registered (no threads, no sockets), and it is read as soon as none is ready."""
 
     def __init__(self, clock: SimClock) -> None:
         super().__init__()
         self._clock = clock
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout == 0:
+            return []
         events = super().select(0)
-        if events or timeout == 0:
+        if events:
             return events
         if timeout is None:
             raise Stalled("no callback is ready and no timer is set: every task waits forever")

@@ -1,15 +1,22 @@
-"""Memory-only behaviour: TTL on the injected clock, purging expired rows, its schema files, closing."""
+"""Memory-only behaviour: TTL on the injected clock, purging expired rows, its schema files, closing, its
+sorted keys."""
 
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 from typing import Final
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from jubao_server import limits
 from jubao_server.invariants import InvariantViolation
 from jubao_server.storage.contract import (
     Batch,
     ColumnType,
+    Key,
     MigrationError,
     MigrationSet,
     Put,
@@ -18,6 +25,7 @@ from jubao_server.storage.contract import (
     Table,
 )
 from jubao_server.storage.memory import MemoryBackend
+from jubao_server.storage.memory.keys import SortedKeys
 
 from tests.sim.virtual_time import SimClock
 
@@ -108,3 +116,53 @@ async def test_closing_drops_everything(memory: MemoryBackend, scope: str) -> No
     with pytest.raises(StorageError, match="closed"):
         await memory.read_row(KV.partition(scope, "k"))
     assert memory.tables == ()
+
+
+KEY_PARTS: Final = st.tuples(st.sampled_from(("a", "b", "c")), st.integers(0, 40))
+BOUND: Final = st.none() | st.tuples(
+    st.one_of(st.tuples(st.sampled_from(("a", "b", "c"))), KEY_PARTS), st.booleans()
+)
+
+
+def _within(key: Key, lower: tuple[Key, bool] | None, upper: tuple[Key, bool] | None) -> bool:
+    """A bound compares the key cut to its own length; inclusive or not."""
+    if lower is not None:
+        cut = key[: len(lower[0])]
+        if cut < lower[0] or (cut == lower[0] and not lower[1]):
+            return False
+    if upper is not None:
+        cut = key[: len(upper[0])]
+        if cut > upper[0] or (cut == upper[0] and not upper[1]):
+            return False
+    return True
+
+
+@given(
+    steps=st.lists(st.tuples(st.booleans(), KEY_PARTS), max_size=300),
+    lower=BOUND,
+    upper=BOUND,
+    reverse=st.booleans(),
+)
+@hypothesis_settings(max_examples=200, deadline=None)
+def test_sorted_keys_in_chunks_read_as_one_sorted_list(
+    steps: list[tuple[bool, tuple[str, int]]],
+    lower: tuple[Key, bool] | None,
+    upper: tuple[Key, bool] | None,
+    reverse: bool,
+) -> None:
+    """Keys added and removed in any order, over chunks of 4 (so chunks split and empty out), read in
+    any range as a flat sorted list would."""
+    expected: list[tuple[str, int]] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(limits, "memory_keys_chunk_max", 4)
+        keys = SortedKeys()
+        for adding, key in steps:
+            if adding and key not in expected:
+                keys.add(key)
+                bisect.insort(expected, key)
+            elif not adding and key in expected:
+                keys.remove(key)
+                expected.remove(key)
+    within = [key for key in expected if _within(key, lower, upper)]
+    assert len(keys) == len(expected)
+    assert list(keys.between(lower, upper, reverse)) == (within[::-1] if reverse else within)

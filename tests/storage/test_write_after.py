@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from jubao_server.invariants import InvariantViolation
 from jubao_server.storage.contract import (
     Batch,
+    FollowingWriteError,
     Put,
     RowAbsent,
     RowQuery,
     StaticMatches,
     StorageBackend,
+    StorageError,
+    write_all,
 )
 
 from tests.sim.faults import FaultPlan
@@ -77,3 +82,26 @@ async def test_following_batches_must_be_unconditional(backend: StorageBackend, 
     with pytest.raises(InvariantViolation):
         await backend.write_after(_post(scope, 1, 1), [conditional])
     assert await backend.read_row(KV.partition(scope, "x")) is None
+
+
+async def test_a_following_batch_that_fails_once_the_batch_applied_says_so(
+    backend: StorageBackend, scope: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the following batches are written after the batch (Cassandra, memory), one that fails raises
+    FollowingWriteError: the batch applied, and the caller writes them again (they are idempotent).
+    SQLite writes them in the batch's own transaction."""
+
+    async def failing(following: Sequence[Batch]) -> None:
+        raise StorageError("injected: the journal's node went away")
+
+    monkeypatch.setattr(backend, "write_following", failing)
+    try:
+        outcome = await backend.write_after(_post(scope, 1, 1), _journal(scope, 1))
+    except FollowingWriteError:
+        monkeypatch.undo()
+        assert await _journal_rows(backend, scope) == []
+        await write_all(backend, _journal(scope, 1))
+    else:
+        assert outcome.applied and backend.name == "sqlite"
+    assert await backend.read_row(LEDGER.partition(scope, "acct"), (1,)) is not None
+    assert await _journal_rows(backend, scope) == [1]

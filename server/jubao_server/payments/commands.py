@@ -276,10 +276,12 @@ def settle_transfer(stage: Stage, transfer_id: str, entry: OutboxEntry) -> None:
 @dataclasses.dataclass(frozen=True)
 class CreateHold(Command[Stage, Hold]):
     """Reserve funds on the payer. `refused`: a check made outside this shard (the payee's) refused the
-    hold; it is kept as a REJECTED hold so that every retry of the request gets that answer."""
+    hold; it is kept as a REJECTED hold so that every retry of the request gets that answer. `retry`:
+    the request was claimed before, so its hold may exist, closed (and in storage only) by now."""
 
     hold: Hold
     refused: ApiError | None = None
+    retry: bool = True
 
     def rows_max(self) -> int:
         return 3
@@ -311,7 +313,7 @@ class CaptureHold(Command[Stage, Hold]):
     plan: TransferPlan
 
     def rows_max(self) -> int:
-        return self.plan.rows_max() + 1
+        return self.plan.rows_max() + 2
 
     def apply(self, stage: Stage) -> Hold:
         hold = _hold(stage, self.hold_id)
@@ -355,7 +357,7 @@ class CloseHold(Command[Stage, Hold]):
     expired: bool = False
 
     def rows_max(self) -> int:
-        return 3
+        return 4
 
     def apply(self, stage: Stage) -> Hold:
         hold = _hold(stage, self.hold_id)
@@ -401,7 +403,7 @@ class SettleEscrow(Command[Stage, Escrow]):
     refused: ApiError | None = None
 
     def rows_max(self) -> int:
-        return 2 * 2 + 5
+        return 2 * 2 + 6
 
     def apply(self, stage: Stage) -> Escrow:
         escrow = _escrow(stage, self.escrow_id)
@@ -531,6 +533,11 @@ class RefundLeg(Command[Stage, Transfer]):
     def rows_max(self) -> int:
         return self.plan.rows_max() + 1
 
+    @property
+    def tally_key(self) -> str:
+        """The key of the leg's refund tally."""
+        return f"{self.transfer_id}:{self.leg_index}"
+
     def apply(self, stage: Stage) -> Transfer:
         earlier = stage.transfer(self.plan.transfer.transfer_id)
         if earlier is not None:
@@ -539,7 +546,7 @@ class RefundLeg(Command[Stage, Transfer]):
             raise failed_precondition(
                 Reason.REFUND_WINDOW_CLOSED, f"the refund window of {self.transfer_id} has closed"
             )
-        key = f"{self.transfer_id}:{self.leg_index}"
+        key = self.tally_key
         tally = stage.tally(key) or RefundTally(0, self.window_end_ms)
         amount_minor = self.plan.transfer.legs[0].amount_minor
         if tally.refunded_minor + amount_minor > self.leg_amount_minor:
@@ -589,6 +596,29 @@ def replay(earlier: Transfer) -> Transfer:
     if earlier.failure is not None:
         raise error_of(earlier.failure)
     return earlier
+
+
+@dataclasses.dataclass(frozen=True)
+class Needs:
+    """The holds, escrows (by id) and refund tallies (by key) a command reads."""
+
+    holds: tuple[str, ...] = ()
+    escrows: tuple[str, ...] = ()
+    tallies: tuple[str, ...] = ()
+
+
+def needs(command: Command[Stage, Any]) -> Needs:
+    """What a command reads besides accounts (which the shard keeps in memory): the owner fetches the
+    items it keeps in storage only (closed holds and escrows, tallies) before the command applies. A
+    hold created by a request claimed for the first time cannot exist yet."""
+    if isinstance(command, CaptureHold | CloseHold) or (isinstance(command, CreateHold) and command.retry):
+        hold_id = command.hold.hold_id if isinstance(command, CreateHold) else command.hold_id
+        return Needs(holds=(hold_id,))
+    if isinstance(command, SettleEscrow | DisputeEscrow):
+        return Needs(escrows=(command.escrow_id,))
+    if isinstance(command, RefundLeg):
+        return Needs(tallies=(command.tally_key,))
+    return Needs()
 
 
 def refused(stage: Stage, command: Command[Stage, Any], error: ApiError) -> ApiError:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from jubao_server import limits
 from jubao_server.payments.model import Entry, EntryKind, Failure, Transfer, TransferState
 from jubao_server.payments.records import ENCODER, LegRecord, Posting, Record, RecordType, legs_of
 from jubao_server.payments.tables import ENTRIES, TRANSFERS
@@ -22,23 +23,32 @@ _FAILURE = msgspec.json.Decoder(Failure)
 
 
 def materialize(tenant_id: str, records: Sequence[tuple[int, Record]]) -> list[Batch]:
-    """The idempotent journal writes of records. A transfer settled in the same records is written
-    completed, so the writes of one set never race on a transfer's state."""
+    """The idempotent journal writes of records: an account's entries in one batch (of at most
+    `batch_rows_max` rows), each transfer's row in its own. A transfer settled in the same records is
+    written completed, so the writes of one set never race on a transfer's state."""
     delivered = {r.transfer_id for _, r in records if r.type is RecordType.DELIVERED}
-    batches: list[Batch] = []
+    entries: dict[str, list[Put]] = {}
+    transfers: list[Batch] = []
     for _, record in records:
         transfer_id = record.about_transfer_id
-        batches += [_entry_batch(tenant_id, posting, transfer_id) for posting in record.postings]
+        for posting in record.postings:
+            entries.setdefault(posting.account_id, []).append(_entry(posting, transfer_id))
         if record.transfer is not None:
             state = TransferState.COMPLETED if transfer_id in delivered else record.transfer.state
-            batches.append(_transfer_batch(tenant_id, record.transfer.transfer(), record.body_sha256, state))
+            transfer = record.transfer.transfer()
+            transfers.append(_transfer_batch(tenant_id, transfer, record.body_sha256, state))
         elif record.type is RecordType.DELIVERED:
             put = Put((), {"state": TransferState.COMPLETED.value})
-            batches.append(Batch(TRANSFERS.partition(tenant_id, transfer_id), (put,)))
-    return batches
+            transfers.append(Batch(TRANSFERS.partition(tenant_id, transfer_id), (put,)))
+    step = limits.batch_rows_max
+    batches: list[Batch] = []
+    for account_id, puts in entries.items():
+        partition = ENTRIES.partition(tenant_id, account_id)
+        batches += [Batch(partition, tuple(puts[i : i + step])) for i in range(0, len(puts), step)]
+    return batches + transfers
 
 
-def _entry_batch(tenant_id: str, posting: Posting, transfer_id: str) -> Batch:
+def _entry(posting: Posting, transfer_id: str) -> Put:
     values: dict[str, Value] = {
         "transfer_id": transfer_id,
         "leg_index": posting.leg_index,
@@ -47,8 +57,7 @@ def _entry_batch(tenant_id: str, posting: Posting, transfer_id: str) -> Batch:
         "balance_after_minor": posting.balance_after_minor,
         "time_ms": posting.time_ms,
     }
-    partition = ENTRIES.partition(tenant_id, posting.account_id)
-    return Batch(partition, (Put((posting.entry_seq,), values),))
+    return Put((posting.entry_seq,), values)
 
 
 def _transfer_batch(tenant_id: str, transfer: Transfer, body_sha256: str, state: TransferState) -> Batch:

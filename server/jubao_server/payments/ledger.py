@@ -53,6 +53,8 @@ from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.events import Event, EventFilter
 from jubao_server.payments.machine import (
     ACCOUNT,
+    CLOSED_ESCROW,
+    CLOSED_HOLD,
     ESCROW,
     HOLD,
     PaymentsMachine,
@@ -279,7 +281,7 @@ class Ledger:
 
     async def create_hold(self, tenant_id: str, command: HoldCommand, key: Idempotency) -> Hold:
         hold_id = derived_id("hd_", tenant_id, key.request_id or self._ids.new_id())
-        await self._claim(tenant_id, "hold", key, hold_id)
+        fresh = await self._claim(tenant_id, "hold", key, hold_id)
         refused = await self._payee_refusal(
             tenant_id, command.payee_account_id, command.amount_minor, command.currency
         )
@@ -295,7 +297,8 @@ class Ledger:
             command.expire_time_ms,
             0,
         )
-        return await (await self._shard(tenant_id, command.account_id)).submit(CreateHold(hold, refused))
+        shard = await self._shard(tenant_id, command.account_id)
+        return await shard.submit(CreateHold(hold, refused, retry=not fresh))
 
     async def capture_hold(self, tenant_id: str, hold_id: str, amount_minor: int, key: Idempotency) -> Hold:
         fresh = await self._claim(tenant_id, "capture_hold", key, hold_id)
@@ -319,7 +322,7 @@ class Ledger:
         return await (await self._shard(tenant_id, hold.account_id)).submit(CloseHold(hold_id))
 
     async def get_hold(self, tenant_id: str, hold_id: str) -> Hold:
-        hold = await self._item(tenant_id, HOLD, hold_id, lambda state: state.holds, HOLDS)
+        hold = await self._item(tenant_id, (HOLD, CLOSED_HOLD), hold_id, ShardState.hold, HOLDS)
         if hold is None:
             raise not_found(Reason.HOLD_NOT_FOUND, f"no hold {hold_id}", hold_id=hold_id)
         return hold
@@ -426,27 +429,43 @@ class Ledger:
         return escrow
 
     async def _find_escrow(self, tenant_id: str, escrow_id: str) -> Escrow | None:
-        return await self._item(tenant_id, ESCROW, escrow_id, lambda state: state.escrows, ESCROWS)
+        kinds = (ESCROW, CLOSED_ESCROW)
+        return await self._item(tenant_id, kinds, escrow_id, ShardState.escrow, ESCROWS)
 
     async def _item(
         self,
         tenant_id: str,
-        kind: str,
+        kinds: tuple[str, str],
         item_id: str,
-        items_of: Callable[[ShardState], dict[str, T]],
+        in_memory: Callable[[ShardState, str], T | None],
         decoder: msgspec.json.Decoder[T],
     ) -> T | None:
         """An item of the shard that owns it (a hold lives with its payer, an escrow with its escrow
-        account), found by looking at every shard."""
-        for shard in range(await self._shard_count(tenant_id)):
+        account), found by looking at every shard: `kinds` are its row kinds while open and once closed.
+        First every shard's open items: in its owner's memory (`in_memory`: with those it closed
+        lately), or as stored where another process owns the shard. Then the closed ones, as stored.
+        An item closes in one batch (its closed row written, its open row deleted), so one closing
+        meanwhile is found either way."""
+        open_kind, closed_kind = kinds
+        count = await self._shard_count(tenant_id)
+        for shard in range(count):
             try:
-                item = items_of(await self._current(tenant_id, shard)).get(item_id)
+                item = in_memory(await self._current(tenant_id, shard), item_id)
             except ShardElsewhere:
-                row = await self._backend.read_row(SHARDS.partition(tenant_id, shard), (kind, item_id))
-                item = decoder.decode(record_blob(row)) if row is not None else None
+                item = await self._stored_item(tenant_id, shard, open_kind, item_id, decoder)
+            if item is not None:
+                return item
+        for shard in range(count):
+            item = await self._stored_item(tenant_id, shard, closed_kind, item_id, decoder)
             if item is not None:
                 return item
         return None
+
+    async def _stored_item(
+        self, tenant_id: str, shard: int, kind: str, item_id: str, decoder: msgspec.json.Decoder[T]
+    ) -> T | None:
+        row = await self._backend.read_row(SHARDS.partition(tenant_id, shard), (kind, item_id))
+        return decoder.decode(record_blob(row)) if row is not None else None
 
     # Refunds of completed transfers
 

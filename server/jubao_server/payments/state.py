@@ -45,26 +45,53 @@ class AccountState:
 
 @dataclasses.dataclass
 class ShardState:
-    """What the owner of a payments shard keeps in memory."""
+    """What the owner of a payments shard keeps in memory: its accounts, its open holds and escrows, the
+    holds and escrows it closed lately and the refund tallies it used lately. The other closed (and
+    refused) holds and escrows, and the other tallies, are in storage only: the owner reads the ones a
+    command needs (`Found`)."""
 
     accounts: dict[str, AccountState]
+    # Open holds (and any closed one stored before closed ones were kept apart), by id.
     holds: dict[str, Hold]
+    # Open (held, disputed) escrows (and any closed one stored before), by id.
     escrows: dict[str, Escrow]
-    # Refund tallies by "<transfer id>:<leg index>".
+    # Refund tallies by "<transfer id>:<leg index>", newest last.
     tallies: dict[str, RefundTally]
     # Transfers committed by this owner (and those it recovered), newest last: retries of them are
     # answered, not applied again.
     transfers: dict[str, Transfer] = dataclasses.field(default_factory=dict)
     # Requests applied by this owner that are not transfers (account updates, disputes), newest last.
     requests: dict[str, None] = dataclasses.field(default_factory=dict)
+    # Holds and escrows this owner closed (or refused), newest last: they never change again.
+    closed_holds: dict[str, Hold] = dataclasses.field(default_factory=dict)
+    closed_escrows: dict[str, Escrow] = dataclasses.field(default_factory=dict)
+
+    def hold(self, hold_id: str) -> Hold | None:
+        """An open hold, or one this owner closed lately."""
+        return self.holds.get(hold_id) or self.closed_holds.get(hold_id)
+
+    def escrow(self, escrow_id: str) -> Escrow | None:
+        """An open escrow, or one this owner closed lately."""
+        return self.escrows.get(escrow_id) or self.closed_escrows.get(escrow_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """What the owner read from storage for one group's commands: items its memory does not hold."""
+
+    holds: dict[str, Hold] = dataclasses.field(default_factory=dict)
+    escrows: dict[str, Escrow] = dataclasses.field(default_factory=dict)
+    tallies: dict[str, RefundTally] = dataclasses.field(default_factory=dict)
 
 
 class Stage(shards.Stage[Record, OutboxEntry]):
-    """What the commands of one group commit change, over the shard's committed state."""
+    """What the commands of one group commit change, over the shard's committed state and what was
+    read for them (`found`)."""
 
-    def __init__(self, state: ShardState, now_ms: int) -> None:
+    def __init__(self, state: ShardState, now_ms: int, found: Found | None = None) -> None:
         super().__init__(now_ms)
         self._state = state
+        self._found = found or Found()
         self._copies: dict[str, AccountState] = {}
         self.touched: dict[str, AccountState] = {}
         self.new_transfers: dict[str, Transfer] = {}
@@ -78,13 +105,23 @@ class Stage(shards.Stage[Record, OutboxEntry]):
         return bool(request_id) and (request_id in self.new_requests or request_id in self._state.requests)
 
     def hold(self, hold_id: str) -> Hold | None:
-        return self.holds.get(hold_id) or self._state.holds.get(hold_id)
+        return self.holds.get(hold_id) or self._state.hold(hold_id) or self._found.holds.get(hold_id)
+
+    def held_before(self, hold_id: str) -> bool:
+        """Whether the hold is stored among the open ones (a closed one moves out)."""
+        return hold_id in self._state.holds
 
     def escrow(self, escrow_id: str) -> Escrow | None:
-        return self.escrows.get(escrow_id) or self._state.escrows.get(escrow_id)
+        return (
+            self.escrows.get(escrow_id) or self._state.escrow(escrow_id) or self._found.escrows.get(escrow_id)
+        )
+
+    def escrowed_before(self, escrow_id: str) -> bool:
+        """Whether the escrow is stored among the open ones (a closed one moves out)."""
+        return escrow_id in self._state.escrows
 
     def tally(self, key: str) -> RefundTally | None:
-        return self.tallies.get(key) or self._state.tallies.get(key)
+        return self.tallies.get(key) or self._state.tallies.get(key) or self._found.tallies.get(key)
 
     def put_hold(self, hold: Hold) -> None:
         self.holds[hold.hold_id] = hold
@@ -105,6 +142,10 @@ class Stage(shards.Stage[Record, OutboxEntry]):
                 return None
             staged = self._copies[account_id] = dataclasses.replace(current)
         return staged
+
+    def stored(self, account_id: str) -> AccountState | None:
+        """An account as committed before this group (None: opened in it)."""
+        return self._state.accounts.get(account_id)
 
     def require(self, account_id: str) -> AccountState:
         state = self.find(account_id)

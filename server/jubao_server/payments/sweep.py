@@ -1,6 +1,6 @@
 """What a shard does on its own as time passes: holds past their expiry are released, escrows past
 their confirmation window are paid to the seller (unless disputed), refund tallies whose window closed
-are forgotten; and how long each item's row is kept."""
+are forgotten; which holds and escrows are open (in memory, for ever) and how long a tally is kept."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from jubao_server.payments.records import RefundTally
 from jubao_server.payments.state import ShardState, Stage
 from jubao_server.shards.stage import Command
 
-_CLOSED_HOLDS = frozenset({HoldState.CAPTURED, HoldState.VOIDED, HoldState.EXPIRED})
-_CLOSED_ESCROWS = frozenset({EscrowState.RELEASED, EscrowState.REFUNDED})
+_OPEN_ESCROWS = frozenset({EscrowState.HELD, EscrowState.DISPUTED})
 
 
 def derived_id(prefix: str, tenant_id: str, text: str) -> str:
@@ -23,13 +22,14 @@ def derived_id(prefix: str, tenant_id: str, text: str) -> str:
     return prefix + hashlib.sha256(f"{tenant_id}\n{text}".encode()).hexdigest()[:32]
 
 
-def hold_ttl_s(hold: Hold, closed_ttl_s: int) -> int | None:
-    """Closed holds are kept for the retries of their requests; open (and refused) ones for ever."""
-    return closed_ttl_s if hold.state in _CLOSED_HOLDS else None
+def hold_open(hold: Hold) -> bool:
+    """Open holds are kept for ever (in memory too); closed and refused ones only for the retries of
+    their requests (`request_ttl_s`, in storage)."""
+    return hold.state is HoldState.HELD
 
 
-def escrow_ttl_s(escrow: Escrow, closed_ttl_s: int) -> int | None:
-    return closed_ttl_s if escrow.state in _CLOSED_ESCROWS else None
+def escrow_open(escrow: Escrow) -> bool:
+    return escrow.state in _OPEN_ESCROWS
 
 
 def tally_ttl_s(tally: RefundTally, now_ms: int, closed_ttl_s: int) -> int:
@@ -39,7 +39,8 @@ def tally_ttl_s(tally: RefundTally, now_ms: int, closed_ttl_s: int) -> int:
 
 def forget_expired_tallies(state: ShardState, now_ms: int) -> None:
     """Refund tallies whose window has closed: their rows expire, and the owner forgets them."""
-    expired = [key for key, tally in state.tallies.items() if tally.expire_time_ms <= now_ms]
+    # Strictly before now: a refund applied from now on finds the window closed without its tally.
+    expired = [key for key, tally in state.tallies.items() if tally.expire_time_ms < now_ms]
     for key in expired[: limits.sweep_commands_max]:
         del state.tallies[key]
 

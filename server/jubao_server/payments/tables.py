@@ -5,7 +5,9 @@ current state of every account of the shard (kind "account"), write-ahead record
 (kind "wal"), credits owed to other shards (kind "outbox"), credits received (kind "credit"), credits
 other processes left for the owner to apply (kind "inbox"), and the request ids of applied changes that
 move no money (kind "request": account updates, disputes; kept `request_ttl_s`, read one at a time by a
-retry, never loaded). The owner's lease is static too: `owner`
+retry, never loaded), open holds and escrows (kinds "hold", "escrow"; loaded), closed or refused ones
+(kinds "hold_closed", "escrow_closed"; kept `request_ttl_s`, read when needed) and refund tallies (kind
+"refunded"; read when needed). The owner's lease is static too: `owner`
 (the process holding the shard) and `lease_until_ms`.
 A shard's whole change is one conditional batch on this partition. The other tables are materialized
 from the write-ahead records: idempotent, and replayed after a crash.

@@ -40,6 +40,8 @@ from jubao_server.storage.contract import (
     Bound,
     Consistency,
     Delete,
+    FollowingWriteError,
+    Key,
     PartitionRef,
     Put,
     Row,
@@ -140,6 +142,10 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         # Messages applied by this owner, newest last (marker keys): one delivered twice lands once.
         self.markers: dict[str, None] = {}
         self.lost = False
+        # Set when a command hit a programmer error: the state in memory is not to be trusted.
+        self.failed = False
+        # The records of a stored commit whose journal could not be written (it lost the shard then).
+        self.unmaterialized: list[tuple[int, RecordT]] = []
         self.lease_until_ms = 0
         self._node = node
         self._clock = clock
@@ -175,8 +181,13 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
 
     # Lease and epoch
 
-    async def acquire(self) -> list[tuple[int, RecordT]]:
-        """Take ownership (a new epoch) and load the shard; returns the records not yet materialized."""
+    async def acquire(
+        self, previous: ShardActor[StateT, StageT, RecordT, OutboxT, MessageT] | None = None
+    ) -> list[tuple[int, RecordT]]:
+        """Take ownership (a new epoch) and load the shard; returns the records not yet materialized.
+        `previous`: this process's earlier owner of the shard (lost after a failed commit, say): when
+        nothing was committed since its last commit, its state is the stored one and is taken over
+        instead of being read again."""
         for _ in range(limits.shard_acquire_attempts_max):
             static = await self.backend.read_static(self.partition, Consistency.SERIAL)
             epoch = _int_or_zero(static, "epoch")
@@ -202,8 +213,26 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
             if (await self.backend.write(fence)).applied:
                 self.epoch, self.last_seq, self.materialized_seq = epoch + 1, last_seq, materialized_seq
                 self.lease_until_ms = lease_until_ms
+                if previous is not None and previous.stored_as(epoch, last_seq):
+                    return self._take_over(previous)
                 return await self._load()
         raise unavailable(Reason.STORAGE_UNAVAILABLE, f"shard {self.id.shard} is contended; retry")
+
+    def stored_as(self, epoch: int, last_seq: int) -> bool:
+        """Whether this owner's state is what storage holds at (`epoch`, `last_seq`): the epoch is still
+        its own, nothing was committed since its last commit (which it applied to its state; if it could
+        not write its journal, it hands its records over), and no command failed in its hands."""
+        return self.state is not None and not self.failed and (self.epoch, self.last_seq) == (epoch, last_seq)
+
+    def _take_over(
+        self, previous: ShardActor[StateT, StageT, RecordT, OutboxT, MessageT]
+    ) -> list[tuple[int, RecordT]]:
+        """Carry on from the earlier owner's state; the records of a commit whose journal it could not
+        write are materialized again (the runtime does it before the shard serves)."""
+        self.state, self.outbox, self.markers = previous.state, previous.outbox, previous.markers
+        self.materialized_seq = max(self.materialized_seq, previous.materialized_seq)
+        log.debug("shard taken back", scope=self.id.scope, shard=self.id.shard, epoch=self.epoch)
+        return previous.unmaterialized
 
     async def _load(self) -> list[tuple[int, RecordT]]:
         machine = self.machine
@@ -387,7 +416,7 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
                 except Exception:
                     # A programmer error in a command: this owner stops and the shard is acquired afresh.
                     log.exception("shard failed", scope=self.id.scope, shard=self.id.shard)
-                    self.lost = True
+                    self.lost = self.failed = True
                     for pending in group:
                         _settle(pending.future, internal(f"shard {self.id.shard} failed"))
         finally:
@@ -408,7 +437,13 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         return group
 
     async def _commit(self, group: list[_Pending]) -> None:
-        stage = self.machine.stage(self.loaded, self._clock.wall_ms())
+        try:
+            fetched = await self._fetch(group)
+        except StorageError as error:
+            for pending in group:
+                _settle(pending.future, unavailable(Reason.STORAGE_UNAVAILABLE, str(error)))
+            return
+        stage = self.machine.stage(self.loaded, self._clock.wall_ms(), fetched)
         done = _Group()
         outcomes: list[tuple[_Pending, object]] = []
         for pending in group:
@@ -435,6 +470,19 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         self._listener.committed(self, list(stage.owed), done.settled)
         for pending, outcome in outcomes:
             _settle(pending.future, outcome)
+
+    async def _fetch(self, group: list[_Pending]) -> dict[Key, Row]:
+        """The rows the group's commands need that the state keeps in storage only (`fetches`)."""
+        wanted: dict[Key, None] = {}
+        for pending in group:
+            if not isinstance(pending.command, Receive | Settle):
+                wanted.update(dict.fromkeys(self.machine.fetches(self.loaded, pending.command)))
+        fetched: dict[Key, Row] = {}
+        for key in wanted:
+            row = await self.backend.read_row(self.partition, key)
+            if row is not None:
+                fetched[key] = row
+        return fetched
 
     def _apply(self, stage: StageT, command: object, done: _Group) -> object:
         """A command's answer (its result, or the error its caller gets)."""
@@ -496,12 +544,24 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
             conditions=(StaticMatches({"epoch": self.epoch, "last_seq": self.last_seq}),),
         )
         journal = machine.journal(self.id.scope, records)
-        if not (await self.backend.write_after(batch, journal)).applied:
+        try:
+            outcome = await self.backend.write_after(batch, journal)
+        except FollowingWriteError:
+            # The commit is stored, its journal is not (all of it): the state takes the commit, and the
+            # records are materialized when the shard is taken back; the callers retry meanwhile.
+            self._stored(stage, done, new_last, lease_until_ms)
+            self.unmaterialized = records
+            raise
+        if not outcome.applied:
             log.warning("shard fenced", scope=self.id.scope, shard=self.id.shard, epoch=self.epoch)
             raise _moved(self.id.shard)
+        self._stored(stage, done, new_last, lease_until_ms)
+
+    def _stored(self, stage: StageT, done: _Group, new_last: int, lease_until_ms: int) -> None:
+        """Fold a stored commit into the state."""
         self.last_seq = new_last
         self.lease_until_ms = max(self.lease_until_ms, lease_until_ms)
-        machine.absorb(self.loaded, stage)
+        self.machine.absorb(self.loaded, stage)
         self.outbox.update(stage.owed)
         for key in done.settled:
             self.outbox.pop(key, None)

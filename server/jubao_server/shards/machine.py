@@ -4,7 +4,9 @@ A product's shard is a state machine (TigerBeetle's split: the machine knows not
 leases or queues; the runtime knows nothing of the product):
 
 * its **state**, loaded from the rows of the shard partition (`load`), and a **stage** over it
-  (`stage`): a copy-on-write overlay that one group of commands changes;
+  (`stage`): a copy-on-write overlay that one group of commands changes; what a command needs that the
+  state keeps in storage only (closed items, say) it names (`fetches`), and the runtime reads it for
+  the stage;
 * **commands** (`Command`): pure, `apply(stage)` either changes the stage completely and returns the
   command's typed result, or raises `ApiError` having changed nothing; `refused` says what a refusal
   leaves (a refusal kept for the retries of its request, or nothing);
@@ -25,7 +27,7 @@ from typing import TypeVar
 
 from jubao_server.errors import ApiError
 from jubao_server.shards.stage import Command, MessageT, OutboxT, RecordT, ShardId, StageT
-from jubao_server.storage.contract import Batch, Delete, Put, Row, Table
+from jubao_server.storage.contract import Batch, Delete, Key, Put, Row, Table
 
 StateT = TypeVar("StateT")
 
@@ -60,7 +62,13 @@ class StateMachine(typing.Protocol[StateT, StageT, RecordT, OutboxT, MessageT]):
     def load(self, shard: ShardId, rows: Mapping[str, Sequence[Row]], recovered: Sequence[RecordT]) -> StateT:
         """The state from its rows; `recovered`: the records not yet materialized."""
 
-    def stage(self, state: StateT, now_ms: int) -> StageT: ...
+    def fetches(self, state: StateT, command: Command[StageT, typing.Any]) -> Sequence[Key]:
+        """Rows of the shard partition (clustering keys) that `command` may need and `state` does not
+        hold in memory. The runtime reads them before the command's group applies (the owner is the only
+        writer of its partition, so they are as current as the state) and hands them to `stage`."""
+
+    def stage(self, state: StateT, now_ms: int, fetched: Mapping[Key, Row]) -> StageT:
+        """The stage of one group over `state`, with the rows fetched for it (missing ones left out)."""
 
     def refused(self, stage: StageT, command: Command[StageT, typing.Any], error: ApiError) -> ApiError:
         """What a command's refusal leaves (it may keep it in the stage, for the retries of its

@@ -146,14 +146,20 @@ class ShardRuntime(typing.Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
             if actor is None or not actor.serving():
                 if actor is not None:
                     await actor.stop()
-                actor = await self._acquire(scope, shard, wait)
+                actor = await self._acquire(scope, shard, wait, actor)
         return actor
 
     async def _acquire(
-        self, scope: str, shard: int, wait: bool
+        self,
+        scope: str,
+        shard: int,
+        wait: bool,
+        previous: ShardActor[StateT, StageT, RecordT, OutboxT, MessageT] | None,
     ) -> ShardActor[StateT, StageT, RecordT, OutboxT, MessageT]:
         """Take the shard over; a lease held elsewhere is waited out at most `shard_lease_waits_max`
-        times. The records a crash left unmaterialized are materialized before the shard serves."""
+        times. The records a crash left unmaterialized are materialized before the shard serves.
+        `previous` (this process's earlier owner, stopped) hands its state over when it is still the
+        stored one (`ShardActor.acquire`)."""
         ensure(len(self._actors) < limits.shard_actors_max, "more shards than shard_actors_max")
         if self._stopping:
             raise unavailable(Reason.DRAINING, "this server is stopping; retry on another server")
@@ -169,7 +175,7 @@ class ShardRuntime(typing.Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         )
         for _ in range(limits.shard_lease_waits_max):
             try:
-                recovered = await actor.acquire()
+                recovered = await actor.acquire(previous)
                 break
             except ShardElsewhere as elsewhere:
                 if elsewhere.address or not wait:

@@ -30,7 +30,7 @@ and `faults` (the fault-injection hooks).
 
 from jubao_server.storage.contract.backend import StorageBackend, write_all
 from jubao_server.storage.contract.batch import Batch, BatchOutcome
-from jubao_server.storage.contract.errors import MigrationError, StorageError
+from jubao_server.storage.contract.errors import FollowingWriteError, MigrationError, StorageError
 from jubao_server.storage.contract.faults import NO_FAULTS, Faults, LostAnswer
 from jubao_server.storage.contract.migrations import MigrationSet
 from jubao_server.storage.contract.reads import Bound, Consistency, Page, Row, RowQuery
@@ -60,6 +60,7 @@ __all__ = [
     "Consistency",
     "Delete",
     "Faults",
+    "FollowingWriteError",
     "Key",
     "LostAnswer",
     "MigrationError",

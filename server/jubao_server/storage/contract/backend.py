@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from jubao_server import limits
 from jubao_server.invariants import ensure
 from jubao_server.storage.contract.batch import Batch, BatchOutcome
+from jubao_server.storage.contract.errors import FollowingWriteError, StorageError
 from jubao_server.storage.contract.migrations import MigrationSet
 from jubao_server.storage.contract.reads import Consistency, Page, Row, RowQuery
 from jubao_server.storage.contract.tables import PartitionRef
@@ -50,12 +51,22 @@ class StorageBackend(abc.ABC):
         following batch twice must be harmless. A backend may write them in the same transaction
         (SQLite does: all or nothing, one commit) or after `batch` (Cassandra: a crash in between leaves
         them unwritten, so the caller must be able to write them again from what `batch` stored). Raises
-        StorageError when a following batch fails; `batch` may then have applied."""
+        FollowingWriteError when `batch` applied and a following batch failed, StorageError when `batch`
+        itself failed (it may then have applied, as any write whose answer was lost)."""
         ensure(not any(b.conditional for b in following), "following batches are unconditional")
         outcome = await self.write(batch)
         if outcome.applied:
-            await write_all(self, following)
+            try:
+                await self.write_following(following)
+            except StorageError as error:
+                raise FollowingWriteError(
+                    f"{batch.partition.table.name}: applied, not what follows"
+                ) from error
         return outcome
+
+    async def write_following(self, following: Sequence[Batch]) -> None:
+        """How `write_after` writes the batches that follow an applied batch (several in flight)."""
+        await write_all(self, following)
 
     @abc.abstractmethod
     async def ready(self) -> bool:

@@ -1,12 +1,17 @@
-"""The checks every `Batch` passes when it is built: shapes, types, sizes and the rules of conditions."""
+"""The checks every `Batch` passes when it is built: shapes, types, sizes and the rules of conditions.
+
+Every batch of every write passes them, so they stay cheap: each column's check comes from its table
+(`Table.value_checks`), and a message is built only for a check that fails."""
 
 from __future__ import annotations
 
 import typing
+from collections.abc import Mapping
 
 from jubao_server import limits
-from jubao_server.invariants import ensure
-from jubao_server.storage.contract.values import Key, check_key_value, check_value
+from jubao_server.invariants import violated
+from jubao_server.storage.contract.tables import Table
+from jubao_server.storage.contract.values import Key, Value, check_key_value
 from jubao_server.storage.contract.writes import RowAbsent, StaticMatches
 
 if typing.TYPE_CHECKING:
@@ -17,46 +22,69 @@ def check_batch(batch: Batch) -> None:
     """Raise InvariantViolation unless `batch` is well formed. A conditional batch must write a value
     that the unknown-outcome read-back can look for (see `unknown.py`)."""
     table = batch.partition.table
-    ensure(bool(batch.puts or batch.deletes or batch.static_values), f"{table.name}: empty batch")
-    ensure(batch.row_count <= limits.batch_rows_max, f"{table.name}: batch over batch_rows_max")
-    written: list[Key] = []
+    puts, static_values = batch.puts, batch.static_values
+    if not (puts or batch.deletes or static_values):
+        violated(f"{table.name}: empty batch")
+    if batch.row_count > limits.batch_rows_max:
+        violated(f"{table.name}: batch over batch_rows_max")
+    written = _written_rows(batch)
+    if static_values is not None:
+        if not static_values:
+            violated(f"{table.name}: empty static write")
+        if not table.static_columns.issuperset(static_values):
+            violated(f"{table.name}: not a static column")
+    size_bytes = sum(_values_bytes(table, put.values) for put in puts)
+    if static_values:
+        size_bytes += _values_bytes(table, static_values)
+    if size_bytes > limits.batch_bytes_max:
+        violated(f"{table.name}: batch over batch_bytes_max")
+    if batch.conditions:
+        _check_conditions(batch, written)
+        if not (puts or static_values):
+            violated(f"{table.name}: a conditional batch must write a value (see unknown outcomes)")
+
+
+def _written_rows(batch: Batch) -> set[Key]:
+    """The rows the batch writes, each once, with their keys and (for puts) columns and TTL checked."""
+    table = batch.partition.table
+    regular = table.regular_column_set
+    written: set[Key] = set()
     for put in batch.puts:
-        _check_clustering(batch, put.clustering)
-        ensure(bool(put.values) or not table.regular_columns, f"{table.name}: put writes nothing")
-        ensure(table.regular_column_set.issuperset(put.values), f"{table.name}: writes a non-regular column")
-        ensure(put.ttl_s is None or 0 < put.ttl_s <= limits.row_ttl_s_max, f"{table.name}: bad ttl_s")
-        written.append(put.clustering)
+        _check_clustering(table, put.clustering)
+        if not put.values and table.regular_columns:
+            violated(f"{table.name}: put writes nothing")
+        if not regular.issuperset(put.values):
+            violated(f"{table.name}: writes a non-regular column")
+        if put.ttl_s is not None and not 0 < put.ttl_s <= limits.row_ttl_s_max:
+            violated(f"{table.name}: bad ttl_s")
+        written.add(put.clustering)
     for delete in batch.deletes:
-        _check_clustering(batch, delete.clustering)
-        written.append(delete.clustering)
-    ensure(len(set(written)) == len(written), f"{table.name}: a row is written twice in one batch")
-    if batch.static_values is not None:
-        ensure(bool(batch.static_values), f"{table.name}: empty static write")
-        ensure(set(batch.static_values) <= table.static_columns, f"{table.name}: not a static column")
-    _check_values(batch)
-    _check_conditions(batch, set(written))
-    ensure(
-        not batch.conditions or bool(batch.puts or batch.static_values),
-        f"{table.name}: a conditional batch must write a value (see unknown outcomes)",
-    )
+        _check_clustering(table, delete.clustering)
+        written.add(delete.clustering)
+    if len(written) != len(batch.puts) + len(batch.deletes):
+        violated(f"{table.name}: a row is written twice in one batch")
+    return written
 
 
-def _check_values(batch: Batch) -> None:
-    table = batch.partition.table
+def _values_bytes(table: Table, values: Mapping[str, Value]) -> int:
+    """The size the values count for in a batch; each is checked against its column's type."""
+    checks = table.value_checks
     size_bytes = 0
-    for values in [p.values for p in batch.puts] + [batch.static_values or {}]:
-        for column, value in values.items():
-            ensure(check_value(table.columns[column], value), f"{table.name}: bad value for {column}")
-            size_bytes += len(value) if isinstance(value, str | bytes) else 8
-    ensure(size_bytes <= limits.batch_bytes_max, f"{table.name}: batch over batch_bytes_max")
+    for column, value in values.items():
+        if not checks[column](value):
+            violated(f"{table.name}: bad value for {column}")
+        size_bytes += len(value) if isinstance(value, str | bytes) else 8
+    return size_bytes
 
 
-def _check_clustering(batch: Batch, clustering: Key) -> None:
-    table = batch.partition.table
-    ensure(len(clustering) == len(table.clustering_key), f"{table.name}: wrong clustering arity")
+def _check_clustering(table: Table, clustering: Key) -> None:
+    if len(clustering) != len(table.clustering_key):
+        violated(f"{table.name}: wrong clustering arity")
+    checks = table.value_checks
     for column, value in zip(table.clustering_key, clustering, strict=True):
         check_key_value(value)
-        ensure(check_value(table.columns[column], value), f"{table.name}: bad value for {column}")
+        if not checks[column](value):
+            violated(f"{table.name}: bad value for {column}")
 
 
 def _check_conditions(batch: Batch, written: set[Key]) -> None:
@@ -67,15 +95,22 @@ def _check_conditions(batch: Batch, written: set[Key]) -> None:
     for condition in batch.conditions:
         if isinstance(condition, StaticMatches):
             statics += 1
-            ensure(batch.static_values is not None, f"{table.name}: StaticMatches needs static_values")
-            ensure(set(condition.expected) <= table.static_columns, f"{table.name}: not static")
+            if batch.static_values is None:
+                violated(f"{table.name}: StaticMatches needs static_values")
+            if not table.static_columns.issuperset(condition.expected):
+                violated(f"{table.name}: not static")
             continue
-        ensure(condition.clustering not in conditioned, f"{table.name}: two conditions on one row")
+        if condition.clustering in conditioned:
+            violated(f"{table.name}: two conditions on one row")
         conditioned.add(condition.clustering)
         if isinstance(condition, RowAbsent):
-            ensure(condition.clustering in put_rows, f"{table.name}: RowAbsent needs a Put of the row")
+            if condition.clustering not in put_rows:
+                violated(f"{table.name}: RowAbsent needs a Put of the row")
         else:
-            ensure(condition.clustering in written, f"{table.name}: RowMatches needs a write of the row")
+            if condition.clustering not in written:
+                violated(f"{table.name}: RowMatches needs a write of the row")
             for column in condition.expected:
-                ensure(column in table.regular_column_set, f"{table.name}: cannot compare {column}")
-    ensure(statics <= 1, f"{table.name}: two static conditions")
+                if column not in table.regular_column_set:
+                    violated(f"{table.name}: cannot compare {column}")
+    if statics > 1:
+        violated(f"{table.name}: two static conditions")

@@ -8,5 +8,9 @@ class StorageError(Exception):
     The gRPC layer maps it to UNAVAILABLE; the caller may retry with the same request id."""
 
 
+class FollowingWriteError(StorageError):
+    """`write_after`: the batch applied, and a batch that follows it failed (it may be written again)."""
+
+
 class MigrationError(Exception):
     """A schema file is malformed, or an applied one changed."""

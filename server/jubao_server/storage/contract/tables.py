@@ -7,14 +7,15 @@ import functools
 import re
 from collections.abc import Mapping
 
-from jubao_server.invariants import ensure
+from jubao_server.invariants import ensure, violated
 from jubao_server.storage.contract.values import (
     SCOPE_COLUMN,
+    VALUE_CHECKS,
     ColumnType,
     Key,
     Value,
+    ValueCheck,
     check_key_value,
-    check_value,
 )
 
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
@@ -64,6 +65,16 @@ class Table:
     def regular_column_set(self) -> frozenset[str]:
         return frozenset(self.regular_columns)
 
+    @functools.cached_property
+    def value_checks(self) -> Mapping[str, ValueCheck]:
+        """The check of each column's values (`check_value` with its type)."""
+        return {column: VALUE_CHECKS[column_type] for column, column_type in self.columns.items()}
+
+    @functools.cached_property
+    def static_column_order(self) -> tuple[str, ...]:
+        """The static columns in declaration order."""
+        return tuple(c for c in self.columns if c in self.static_columns)
+
     def partition(self, scope: str, *key: Value) -> PartitionRef:
         return PartitionRef(self, scope, tuple(key))
 
@@ -75,14 +86,13 @@ class PartitionRef:
     key: Key
 
     def __post_init__(self) -> None:
+        table = self.table
         ensure(bool(self.scope), "empty scope")
-        ensure(
-            len(self.key) == len(self.table.partition_key),
-            f"{self.table.name}: partition key needs {len(self.table.partition_key)} values",
-        )
+        if len(self.key) != len(table.partition_key):
+            violated(f"{table.name}: partition key needs {len(table.partition_key)} values")
         ensure(isinstance(self.scope, str), "scope must be text")
-        for column, value in zip(self.table.partition_key, self.key, strict=True):
+        checks = table.value_checks
+        for column, value in zip(table.partition_key, self.key, strict=True):
             check_key_value(value)
-            ensure(
-                check_value(self.table.columns[column], value), f"{self.table.name}: bad value for {column}"
-            )
+            if not checks[column](value):
+                violated(f"{table.name}: bad value for {column}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Final
 
@@ -24,26 +25,50 @@ class ColumnType(StrEnum):
     BOOLEAN = "boolean"
 
 
-def check_value(column_type: ColumnType, value: Value) -> bool:
-    """Whether `value` fits `column_type` (None fits every type)."""
+def _text(value: Value) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _bigint(value: Value) -> bool:
     if value is None:
         return True
-    match column_type:
-        case ColumnType.TEXT:
-            return isinstance(value, str)
-        case ColumnType.BIGINT:
-            return isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX
-        case ColumnType.BLOB:
-            return isinstance(value, bytes)
-        case ColumnType.BOOLEAN:
-            return isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX
+
+
+def _blob(value: Value) -> bool:
+    return value is None or isinstance(value, bytes)
+
+
+def _boolean(value: Value) -> bool:
+    return value is None or isinstance(value, bool)
+
+
+ValueCheck = Callable[[Value], bool]
+# What a cell of each type may hold (None fits every type).
+VALUE_CHECKS: Final[Mapping[ColumnType, ValueCheck]] = {
+    ColumnType.TEXT: _text,
+    ColumnType.BIGINT: _bigint,
+    ColumnType.BLOB: _blob,
+    ColumnType.BOOLEAN: _boolean,
+}
+
+
+def check_value(column_type: ColumnType, value: Value) -> bool:
+    """Whether `value` fits `column_type` (None fits every type)."""
+    return VALUE_CHECKS[column_type](value)
 
 
 def check_key_value(value: Value) -> None:
     """A key component is never null, and its size is bounded."""
     ensure(value is not None, "a key value cannot be null")
-    if isinstance(value, str | bytes):
-        size = len(value.encode()) if isinstance(value, str) else len(value)
-        ensure(size <= limits.key_component_length_max_bytes, "key component too long")
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, str):
+        # UTF-8 takes at most 4 bytes a character: only a long text is encoded to be measured.
+        long = len(value) * 4 > limits.key_component_length_max_bytes
+        ensure(not long or len(value.encode()) <= limits.key_component_length_max_bytes, _KEY_TOO_LONG)
+    elif isinstance(value, bytes):
+        ensure(len(value) <= limits.key_component_length_max_bytes, _KEY_TOO_LONG)
+    elif isinstance(value, int) and not isinstance(value, bool):
         ensure(INT64_MIN <= value <= INT64_MAX, "key value outside int64")
+
+
+_KEY_TOO_LONG: Final = "key component too long"

@@ -12,7 +12,8 @@ Semantics, where the contract leaves a choice:
   clears it, and a put on an expired row starts a new row. Expiry follows the injected clock's wall time;
   expired rows are invisible at once and purged, oldest first, a bounded number per write.
 * `write_after` writes the following batches after the batch, as Cassandra does, so an injected fault
-  between them leaves them unwritten and the caller's repair path runs.
+  between them leaves them unwritten and the caller's repair path runs; one after the other, where the
+  other backends have several in flight.
 * SERIAL and DEFAULT reads are the same: there is one copy.
 * Schema: a migration set's `NNNN_description.tables` files name the tables they create, one per line
   (`--` starts a comment). Each table takes its shape from the `Table` declared by its domain package the

@@ -30,28 +30,22 @@ from jubao_server.storage.contract import (
 from jubao_server.storage.contract.conditions import conditioned_rows, conditions_hold, failed_outcome
 from jubao_server.storage.contract.migrations import Recorded, carried_over, check_unchanged
 from jubao_server.storage.contract.unknown import write_conditional
-from jubao_server.storage.memory.partition import Partition
+from jubao_server.storage.memory.partition import Partition, Shape
 from jubao_server.storage.memory.schema import load_sets
 
 PartitionId = tuple[Value, ...]  # scope, then the partition key
 
 
-@dataclasses.dataclass(frozen=True, order=True)
-class _Expiry:
-    """A row that expires at `expires_ms`; `sequence` orders equal times by when they were written."""
-
-    expires_ms: int
-    sequence: int
-    table: str = dataclasses.field(compare=False)
-    partition: PartitionId = dataclasses.field(compare=False)
-    clustering: Key = dataclasses.field(compare=False)
+# A row that expires: (expires_ms, sequence, table, partition, clustering key); `sequence` orders equal
+# times by when they were written (and, being unique, keeps the comparison from reaching the rest).
+_Expiry = tuple[int, int, str, PartitionId, Key]
 
 
 @dataclasses.dataclass
 class _TableData:
-    """A table created by a schema file; `table` is its declared shape, known from its first use."""
+    """A table created by a schema file; `shape` is worked out from its declared `Table` on first use."""
 
-    table: Table | None = None
+    shape: Shape | None = None
     partitions: dict[PartitionId, Partition] = dataclasses.field(default_factory=dict)
 
 
@@ -129,6 +123,12 @@ class MemoryBackend(StorageBackend):
             return await self._write_once(batch)
         return await write_conditional(self, self._faults, batch, self._write_once)
 
+    async def write_following(self, following: Sequence[Batch]) -> None:
+        """As on Cassandra, the following batches after the batch (`write_after`); one after the other,
+        each its own operation (its fault hook, its yield), with no task started for each."""
+        for derived in following:
+            await self.write(derived)
+
     async def _write_once(self, batch: Batch) -> BatchOutcome:
         """Yield once, then check the conditions and apply the batch in one step."""
         await self._yield()
@@ -166,17 +166,18 @@ class MemoryBackend(StorageBackend):
         if self._closed:
             raise StorageError("memory backend is closed")
 
-    def _data(self, table: Table) -> _TableData:
+    def _data(self, table: Table) -> tuple[_TableData, Shape]:
         data = self._tables.get(table.name)
         if data is None:
             unreachable(f"{table.name}: no such table (no schema file created it: not migrated?)")
-        if data.table is None:
-            data.table = table
-        ensure(data.table is table or data.table == table, f"{table.name}: declared with two shapes")
-        return data
+        if data.shape is None:
+            data.shape = Shape(table)
+        shape = data.shape
+        ensure(shape.table is table or shape.table == table, f"{table.name}: declared with two shapes")
+        return data, shape
 
     def _partition(self, ref: PartitionRef) -> Partition | None:
-        return self._data(ref.table).partitions.get((ref.scope, *ref.key))
+        return self._data(ref.table)[0].partitions.get((ref.scope, *ref.key))
 
     def _current_row(self, ref: PartitionRef, clustering: Key, now_ms: int) -> Row | None:
         stored = self._partition(ref)
@@ -191,19 +192,18 @@ class MemoryBackend(StorageBackend):
 
     def _apply(self, batch: Batch, now_ms: int) -> None:
         ref = batch.partition
-        partitions = self._data(ref.table).partitions
+        data, shape = self._data(ref.table)
+        partitions = data.partitions
         partition_id = (ref.scope, *ref.key)
         stored = partitions.get(partition_id)
         if stored is None:
-            stored = partitions[partition_id] = Partition(ref.table)
+            stored = partitions[partition_id] = Partition(shape)
         for put in batch.puts:
             expires_ms = None if put.ttl_s is None else now_ms + put.ttl_s * 1000
             stored.put(put.clustering, put.values, expires_ms, now_ms)
             if expires_ms is not None:
                 self._expiry_sequence += 1
-                expiry = _Expiry(
-                    expires_ms, self._expiry_sequence, ref.table.name, partition_id, put.clustering
-                )
+                expiry = (expires_ms, self._expiry_sequence, ref.table.name, partition_id, put.clustering)
                 heapq.heappush(self._expiries, expiry)
         for delete in batch.deletes:
             stored.delete(delete.clustering)
@@ -217,14 +217,14 @@ class MemoryBackend(StorageBackend):
         """Drop up to `ttl_sweep_rows_max` rows expired at `now_ms`, the earliest first. An entry whose
         row was rewritten since (another expiry, or none) or deleted is only dropped from the heap."""
         for _ in range(limits.ttl_sweep_rows_max):
-            if not self._expiries or self._expiries[0].expires_ms > now_ms:
+            if not self._expiries or self._expiries[0][0] > now_ms:
                 return
-            expiry = heapq.heappop(self._expiries)
-            partitions = self._tables[expiry.table].partitions
-            stored = partitions.get(expiry.partition)
-            row = None if stored is None else stored.rows.get(expiry.clustering)
-            if stored is None or row is None or row.expires_ms != expiry.expires_ms:
+            expires_ms, _, table, partition_id, clustering = heapq.heappop(self._expiries)
+            partitions = self._tables[table].partitions
+            stored = partitions.get(partition_id)
+            row = None if stored is None else stored.rows.get(clustering)
+            if stored is None or row is None or row.expires_ms != expires_ms:
                 continue
-            stored.delete(expiry.clustering)
+            stored.delete(clustering)
             if stored.empty:
-                del partitions[expiry.partition]
+                del partitions[partition_id]
