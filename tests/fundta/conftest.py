@@ -9,9 +9,28 @@ from pathlib import Path
 import pytest
 from jubao.admin.v1 import tenant_admin_pb2 as admin_pb
 from jubao.client import AsyncClient
+from jubao_server.app import migrate
+from jubao_server.storage.contract import NO_FAULTS, StorageBackend
 
+from tests.backends import BACKENDS, open_test_backend, report_skips
 from tests.fundta.support import SetClock, client_of, new_tenant, shanghai_ms
 from tests.platform.harness import Running, demo_keys, settings_for, start
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    report_skips(terminalreporter)
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageBackend]:
+    """A migrated store of each backend (the storage-level tests: holdings, the day-close restart, the
+    simulation)."""
+    opened = await open_test_backend(request.param, tmp_path, NO_FAULTS)
+    try:
+        await migrate(opened)
+        yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import pytest
 from jubao_server import limits
-from jubao_server.app import migrate
 from jubao_server.fundta import settlement
 from jubao_server.fundta.agency import POSITION, Agency, OrderRequest, order_kind
 from jubao_server.fundta.dayclose import DayCloses
@@ -34,7 +32,6 @@ from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.ledger import Ledger
 from jubao_server.platform.idempotency import Claim
 from jubao_server.storage.contract import (
-    NO_FAULTS,
     Batch,
     BatchOutcome,
     Bound,
@@ -44,26 +41,11 @@ from jubao_server.storage.contract import (
 )
 from jubao_server.tenancy.model import Product, Quota, Tenant, TenantKind
 
-from tests.backends import BACKENDS, open_test_backend, report_skips
 from tests.fundta.support import SetClock, shanghai_ms
 
 SHARDS = 4
 FRIDAY = datetime.date(2026, 12, 4)
 INVESTORS = 12
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    report_skips(terminalreporter)
-
-
-@pytest.fixture(params=BACKENDS)
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageBackend]:
-    opened = await open_test_backend(request.param, tmp_path, NO_FAULTS)
-    try:
-        await migrate(opened)
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _fund_with_orders(agency: Agency, manager: Tenant, clock: SetClock) -> Fund:

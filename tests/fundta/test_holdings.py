@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from jubao.reasons import Reason
-from jubao_server.app import migrate
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.errors import ApiError
 from jubao_server.fundta.agency import POSITION, Agency, OrderRequest, parse_order_id
@@ -19,26 +16,10 @@ from jubao_server.fundta.model import Calendar, Fund, FundKind, FundStatus, Lot,
 from jubao_server.fundta.tables import HOLDERS
 from jubao_server.platform.idempotency import Claim
 from jubao_server.shards.stage import shard_of
-from jubao_server.storage.contract import NO_FAULTS, Batch, Put, StorageBackend
+from jubao_server.storage.contract import Batch, Put, StorageBackend
 from jubao_server.tenancy.model import Product, Quota, Tenant, TenantKind
 
-from tests.backends import BACKENDS, open_test_backend, report_skips
-
 SHARDS = 4
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    report_skips(terminalreporter)
-
-
-@pytest.fixture(params=BACKENDS)
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageBackend]:
-    opened = await open_test_backend(request.param, tmp_path, NO_FAULTS)
-    try:
-        await migrate(opened)
-        yield opened
-    finally:
-        await opened.close()
 
 
 def _manager() -> Tenant:

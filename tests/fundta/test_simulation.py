@@ -22,13 +22,11 @@ import datetime
 import os
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterable
-from pathlib import Path
+from collections.abc import Iterable
 
 import msgspec
 import pytest
 from jubao_server import limits
-from jubao_server.app import migrate
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.errors import ApiError
 from jubao_server.fundta import calendar, settlement
@@ -55,7 +53,6 @@ from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.ledger import Ledger
 from jubao_server.platform.idempotency import Claim
 from jubao_server.storage.contract import (
-    NO_FAULTS,
     Batch,
     BatchOutcome,
     Bound,
@@ -68,26 +65,11 @@ from jubao_server.storage.contract import (
 from jubao_server.tenancy.model import Product, Quota, Tenant, TenantKind
 from jubao_server.tenancy.store import TenantStore
 
-from tests.backends import BACKENDS, open_test_backend, report_skips
 from tests.fundta.support import SetClock, shanghai_ms
 
 SHARDS = 4
 INVESTORS = 10
 ORDERS_PER_DAY = 16
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    report_skips(terminalreporter)
-
-
-@pytest.fixture(params=BACKENDS)
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageBackend]:
-    opened = await open_test_backend(request.param, tmp_path, NO_FAULTS)
-    try:
-        await migrate(opened)
-        yield opened
-    finally:
-        await opened.close()
 
 
 @dataclasses.dataclass
