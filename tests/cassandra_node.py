@@ -11,7 +11,9 @@ from jubao_server.storage.config import CassandraSettings
 from jubao_server.storage.contract import Faults, StorageError
 
 TEST_HOST = "127.0.0.1"
-TEST_KEYSPACE = "jubao_test"
+# The shared test keyspace; a checkout running its suite beside another (a second worktree on the same node)
+# names its own with JUBAO_TEST_KEYSPACE so the two never share rows or shard leases.
+TEST_KEYSPACE = os.environ.get("JUBAO_TEST_KEYSPACE", "jubao_test")
 # The same knob as scripts/cassandra/node.py, so a node on another port is found too.
 PORT_VARIABLE = "JUBAO_CASSANDRA_PORT"
 DEFAULT_PORT = 9042
