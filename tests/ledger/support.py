@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from jubao_server.payments.api import Idempotency, TransferCommand
 from jubao_server.payments.ledger import Ledger
-from jubao_server.payments.model import AccountKind, AccountPolicy, Leg, OpenAccountCommand, Transfer
+from jubao_server.payments.model import (
+    AccountKind,
+    AccountPolicy,
+    Leg,
+    OpenAccountCommand,
+    Transfer,
+    TransferState,
+)
 from jubao_server.shards.stage import shard_of
 
 CURRENCY = "CNY"
@@ -50,3 +58,16 @@ def ids_in_distinct_shards(prefix: str, shard_count: int, count: int) -> list[st
         if len(chosen) == count:
             return list(chosen.values())
     raise AssertionError("not enough shards")
+
+
+async def completed(
+    ledger: Ledger, tenant: str, transfer_id: str, *, polls_max: int, poll_s: float
+) -> Transfer:
+    """The transfer once its credits are delivered, or as it is after `polls_max` polls `poll_s` apart."""
+    transfer = await ledger.get_transfer(tenant, transfer_id)
+    for _ in range(polls_max):
+        if transfer.state is TransferState.COMPLETED:
+            break
+        await asyncio.sleep(poll_s)
+        transfer = await ledger.get_transfer(tenant, transfer_id)
+    return transfer

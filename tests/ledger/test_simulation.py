@@ -23,7 +23,6 @@ from jubao_server.payments.model import (
     EscrowState,
     HoldState,
     OpenAccountCommand,
-    Transfer,
     TransferState,
 )
 from jubao_server.payments.reconcile import DiscrepancyKind, reconcile
@@ -51,7 +50,7 @@ from tests.ledger.simulation import (
     seed_and_ops,
     simulate,
 )
-from tests.ledger.support import CURRENCY, balance, ids_in_distinct_shards, key, open_account, pay
+from tests.ledger.support import CURRENCY, balance, completed, ids_in_distinct_shards, key, open_account, pay
 from tests.sim.faults import FaultPlan
 
 
@@ -144,17 +143,6 @@ def later_ms() -> int:
     return int((time.time() + due_later_s) * 1000)
 
 
-async def completed(ledger: Ledger, tenant: str, transfer_id: str) -> Transfer:
-    """The transfer once it completed, or as it is after `wait_steps_max` polls."""
-    transfer = await ledger.get_transfer(tenant, transfer_id)
-    for _ in range(wait_steps_max):
-        if transfer.state is TransferState.COMPLETED:
-            break
-        await asyncio.sleep(wait_step_s)
-        transfer = await ledger.get_transfer(tenant, transfer_id)
-    return transfer
-
-
 async def tamper(backend: StorageBackend, tenant: str, account_id: str, **added: int) -> None:
     """Add to columns of an account's row in storage, behind the ledger's back."""
     partition = SHARDS_TABLE.partition(tenant, shard_of(account_id, SHARDS))
@@ -233,7 +221,9 @@ async def test_a_transfer_delivered_twice_is_credited_once(
 
     ledger.shards.committed = deliver_twice  # type: ignore[method-assign]
     paid = await pay(ledger, tenant, bank, (buyer, 100))
-    assert (await completed(ledger, tenant, paid.transfer_id)).state is TransferState.COMPLETED
+    assert (
+        await completed(ledger, tenant, paid.transfer_id, polls_max=wait_steps_max, poll_s=wait_step_s)
+    ).state is TransferState.COMPLETED
     assert await balance(ledger, tenant, buyer) == 100
     await ledger.stop()
 

@@ -31,7 +31,7 @@ from jubao_server.storage.cassandra.backend import CassandraBackend
 from jubao_server.storage.config import CassandraSettings
 from jubao_server.storage.contract import StorageError
 
-from tests.ledger.support import balance, ids_in_distinct_shards, open_account, pay, total
+from tests.ledger.support import balance, completed, ids_in_distinct_shards, open_account, pay, total
 
 REPO: Final = Path(__file__).resolve().parents[2]
 NODE_PY: Final = REPO / "scripts" / "cassandra" / "node.py"
@@ -67,13 +67,14 @@ def _nodes(action: str, *indexes: int, kill: bool = False) -> None:
 
 async def _delivered(ledger: Ledger, tenant: str, *transfers: Transfer) -> None:
     """Wait (bounded) until every transfer has its credits delivered."""
+    polls_max = int(DELIVERY_WITHIN_S / DELIVERY_POLL_S)
     for transfer in transfers:
-        for _ in range(int(DELIVERY_WITHIN_S / DELIVERY_POLL_S)):
-            if (await ledger.get_transfer(tenant, transfer.transfer_id)).state is TransferState.COMPLETED:
-                break
-            await asyncio.sleep(DELIVERY_POLL_S)
-        else:
-            raise AssertionError(f"{transfer.transfer_id} not delivered after {DELIVERY_WITHIN_S} s")
+        state = (
+            await completed(ledger, tenant, transfer.transfer_id, polls_max=polls_max, poll_s=DELIVERY_POLL_S)
+        ).state
+        assert state is TransferState.COMPLETED, (
+            f"{transfer.transfer_id} not delivered after {DELIVERY_WITHIN_S} s"
+        )
 
 
 @pytest.fixture
