@@ -133,13 +133,17 @@ public final class JubaoClient implements AutoCloseable {
   public Transfer awaitDelivered(String transferId, long waitMs) throws InterruptedException {
     GetTransferRequest request = GetTransferRequest.newBuilder().setTransferId(transferId).build();
     long deadlineNs = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(waitMs);
-    while (true) {
-      Transfer transfer = call(() -> payments().getTransfer(request).getTransfer());
-      if (transfer.getState() != TransferState.TRANSFER_STATE_DEBITED || System.nanoTime() > deadlineNs) {
-        return transfer;
-      }
+    long pollsMax = waitMs / DELIVERY_POLL_MS + 1;
+    Transfer transfer = call(() -> payments().getTransfer(request).getTransfer());
+    for (long poll = 0;
+        poll < pollsMax
+            && transfer.getState() == TransferState.TRANSFER_STATE_DEBITED
+            && System.nanoTime() <= deadlineNs;
+        poll++) {
       Thread.sleep(DELIVERY_POLL_MS);
+      transfer = call(() -> payments().getTransfer(request).getTransfer());
     }
+    return transfer;
   }
 
   /** The account with its current balances. */
