@@ -358,11 +358,21 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
     def _paced(
         self, tenant_id: str, batches: Iterator[pa.RecordBatch | pa.Table]
     ) -> Iterator[pa.RecordBatch]:
-        with self._quotas.stream(tenant_id):
-            for batch in batches:
-                self._quotas.pace(tenant_id, batch.nbytes)
-                self._telemetry.bytes.add(batch.nbytes, {"jubao.tenant_id": tenant_id, "direction": "out"})
-                yield from batch.to_batches() if isinstance(batch, pa.Table) else (batch,)
+        """The stream's batches, paced and counted; a failure once the stream has started (its first batch
+        sent, or the stream over the tenant's cap) ends it with its Flight error and reason, as
+        `_guarded` answers one before."""
+        try:
+            with self._quotas.stream(tenant_id):
+                for batch in batches:
+                    self._quotas.pace(tenant_id, batch.nbytes)
+                    self._telemetry.bytes.add(
+                        batch.nbytes, {"jubao.tenant_id": tenant_id, "direction": "out"}
+                    )
+                    yield from batch.to_batches() if isinstance(batch, pa.Table) else (batch,)
+        except Exception as error:
+            api_error = _api_error(error, "DoGet")
+            log.info("bulk stream failed", tenant_id=tenant_id, reason=api_error.reason)
+            raise flight_error(api_error) from None
 
     def _results(self, tenant_id: str, upload: Upload, dataset: UploadDataset) -> Iterator[pa.Table]:
         for data in self._io.iterate(self._store.results(tenant_id, upload.batch_id)):
