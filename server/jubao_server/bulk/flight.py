@@ -83,17 +83,31 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     def iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
-        """An async iterator consumed from a Flight thread, one item at a time."""
-        for _ in range(limits.bulk_export_rows_max):
-            try:
-                yield self.run(anext(items))  # type: ignore[arg-type]
-            except StopAsyncIteration:
-                return
+        """An async iterator consumed from a Flight thread; the next item is read on the loop while the
+        caller handles this one (a download's next storage pages are read while Flight sends a batch)."""
+        pending = asyncio.run_coroutine_threadsafe(_next(items), self.loop)
+        try:
+            for _ in range(limits.bulk_export_rows_max):
+                item = pending.result()
+                if item is _END:
+                    return
+                pending = asyncio.run_coroutine_threadsafe(_next(items), self.loop)
+                yield item  # type: ignore[misc]
+        finally:
+            pending.cancel()
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
+
+
+_END: Final = object()
+
+
+async def _next(items: AsyncIterator[T]) -> T | object:
+    """The next item, or `_END` once there is none."""
+    return await anext(items, _END)
 
 
 def flight_error(error: ApiError) -> flight.FlightError:
