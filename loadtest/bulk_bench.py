@@ -10,6 +10,8 @@ gRPC and its Arrow Flight process):
 
 The Flight client runs in a child process of its own (`python -m loadtest.bulk_bench measure ...`):
 the bench process has gRPC loaded, and the two must not share a process (apache/arrow#13300).
+`python -m loadtest.bulk_bench run [--full]` measures these figures alone, on SQLite, through a server
+started as the bench starts it, and prints them with the time each step took.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import threading
 import time
 from typing import Any, Final
 
-from jubao_server.storage.config import StorageSettings
+from jubao_server.storage.config import SqliteSettings, StorageSettings
 
 PAYEES: Final = 100
 EXPORT_ACCOUNTS: Final = 10
@@ -86,8 +88,11 @@ def bulk_figures(endpoint: str, storage: StorageSettings, run: BulkRun) -> list[
         finally:
             await opened.close()
 
+    started_s = time.perf_counter()
     asyncio.run(journal())
-    command = [sys.executable, "-m", "loadtest.bulk_bench", *run.argv()]
+    written_s = time.perf_counter() - started_s
+    print(f"bench: journal of {run.plan.export_rows:,} entries written in {written_s:.1f} s")
+    command = [sys.executable, "-m", "loadtest.bulk_bench", "measure", *run.argv()]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"bulk bench failed:\n{done.stdout}\n{done.stderr[-4000:]}")
@@ -241,16 +246,43 @@ def measure(run: BulkRun) -> list[Figure]:
     return figures
 
 
+def run_alone(quick: bool) -> list[Figure]:
+    """The bulk figures alone, on a fresh SQLite file, through a server started as `make bench` starts it
+    (the supervisor, its gRPC and its Flight process)."""
+    from loadtest.harness import scratch_dir, serving  # noqa: PLC0415 (gRPC: not in the child)
+    from loadtest.server_process import free_port  # noqa: PLC0415
+
+    scratch = scratch_dir("bulk-bench")
+    storage = StorageSettings(backend="sqlite", sqlite=SqliteSettings(path=scratch / "server.db"))
+    bulk_port = free_port()
+    settings = {"JUBAO_STORAGE__SQLITE__PATH": str(storage.sqlite.path), "JUBAO_BULK__PORT": str(bulk_port)}
+    with serving(None, None, settings) as target:
+        location = f"grpc+tcp://127.0.0.1:{bulk_port}"
+        return bulk_figures(
+            target.endpoint, storage, BulkRun(location, target.api_key, "bb", BulkPlan.of(quick), "sqlite")
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
-    """The child process: `python -m loadtest.bulk_bench LOCATION KEY PREFIX EXPORT_ROWS APPLY_ROWS
-    BACKEND` prints its figures as one JSON line."""
+    """`measure LOCATION KEY PREFIX EXPORT_ROWS APPLY_ROWS BACKEND` (the child process) prints its figures
+    as one JSON line; `run [--full]` measures the figures alone and prints them."""
     parser = argparse.ArgumentParser(prog="python -m loadtest.bulk_bench")
+    commands = parser.add_subparsers(dest="command", required=True)
+    child = commands.add_parser("measure", help="the child process of the bench: Arrow Flight only")
     for name in ("location", "api_key", "prefix"):
-        parser.add_argument(name)
-    parser.add_argument("export_rows", type=int)
-    parser.add_argument("apply_rows", type=int)
-    parser.add_argument("backend")
+        child.add_argument(name)
+    child.add_argument("export_rows", type=int)
+    child.add_argument("apply_rows", type=int)
+    child.add_argument("backend")
+    alone = commands.add_parser("run", help="the bulk figures alone, on SQLite")
+    alone.add_argument("--full", action="store_true", help="full size (1,000,000 entries, 100,000 rows)")
     args = parser.parse_args(argv)
+    if args.command == "run":
+        started_s = time.perf_counter()
+        figures = run_alone(quick=not args.full)
+        print(json.dumps(figures, indent=2))
+        print(f"bench: bulk figures in {time.perf_counter() - started_s:.1f} s")
+        return
     plan = BulkPlan(args.export_rows, args.apply_rows)
     print(json.dumps(measure(BulkRun(args.location, args.api_key, args.prefix, plan, args.backend))))
 

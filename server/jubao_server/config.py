@@ -34,7 +34,8 @@ class _Strict(BaseModel):
 
 class TlsSettings(_Strict):
     """Server TLS; with `client_ca_path` set, clients must present a certificate signed by that CA and
-    the certificate's SHA-256 fingerprint names the tenant (mutual TLS)."""
+    the certificate's SHA-256 fingerprint names the tenant (mutual TLS), on gRPC and on the bulk plane's Arrow
+    Flight server alike (`bulk/peer.py`)."""
 
     enabled: bool = False
     cert_path: Path | None = None

@@ -35,14 +35,16 @@ class FlightProcess:
     port: int
     log_path: Path
     metrics_port: int
+    scheme: str = "grpc+tcp"
 
     @property
     def location(self) -> str:
-        return f"grpc+tcp://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, env: dict[str, str], log_path: Path) -> FlightProcess:
-        """Start the Flight process with `env` (JUBAO_* settings) on a free port; return once it serves."""
+    def start(cls, env: dict[str, str], log_path: Path, scheme: str = "grpc+tcp") -> FlightProcess:
+        """Start the Flight process with `env` (JUBAO_* settings) on a free port; return once it serves
+        (at `scheme`: `grpc+tls` when `env` turns TLS on)."""
         read_fd, write_fd = os.pipe()
         command = [sys.executable, "-m", "jubao_server.app.flight_server", "--ready-fd", str(write_fd)]
         metrics_port = free_port()
@@ -67,7 +69,7 @@ class FlightProcess:
         if not line:
             process.kill()
             raise RuntimeError(f"the Flight process did not start: {log_path.read_text()[-4000:]}")
-        return cls(process, int(line), log_path, metrics_port)
+        return cls(process, int(line), log_path, metrics_port, scheme)
 
     def client(self, api_key: str | None) -> BulkClient:
         return BulkClient(self.location, api_key)

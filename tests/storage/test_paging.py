@@ -111,3 +111,33 @@ async def test_prefix_bounds_on_two_clustering_columns(backend: StorageBackend, 
     ]
     for lower, upper in cases:
         await _assert_range(backend, query, keys, lower, upper)
+
+
+async def test_a_page_read_as_columns_is_the_page_of_rows(backend: StorageBackend, scope: str) -> None:
+    """`read_columns` pages as `read_page` does (bounds, reverse, `next_after`) and gives each named
+    column's values in row order: booleans, blobs and nulls as rows give them."""
+    partition = LEDGER.partition(scope, "columns")
+    puts = tuple(
+        Put(
+            (seq,),
+            {"amount": seq, "note": None if seq % 3 else str(seq), "flag": seq % 2 == 0, "payload": b"x"},
+        )
+        for seq in range(WRITE_BATCH_ROWS)
+    )
+    assert (await backend.write(Batch(partition, puts=puts))).applied
+    names = ("seq", "amount", "note", "flag", "payload")
+    for reverse in (False, True):
+        query = RowQuery(
+            partition, lower=Bound((10,), inclusive=False), reverse=reverse, limit=PAGE_ROWS // 3
+        )
+        pages = await read_pages(backend, query)
+        for page in pages:
+            columns = await backend.read_columns(query, names)
+            assert columns.row_count == len(page.rows)
+            assert columns.next_after == page.next_after
+            assert columns.columns == {name: [row[name] for row in page.rows] for name in names}
+            assert all(isinstance(flag, bool) for flag in columns.columns["flag"])
+            if page.next_after is not None:
+                query = query.after(page.next_after)
+    empty = await backend.read_columns(RowQuery(LEDGER.partition(scope, "none")), names)
+    assert (empty.row_count, empty.next_after, empty.columns) == (0, None, {name: [] for name in names})

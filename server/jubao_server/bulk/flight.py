@@ -15,6 +15,7 @@ thread of its own (`LoopThread`) and handlers wait for the coroutines they hand 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import threading
 import time
@@ -24,6 +25,7 @@ from typing import Any, Final, TypeVar
 import pyarrow as pa
 import structlog
 from google.protobuf.message import DecodeError
+from jubao.bulk.client import CERTIFICATE_HEADER
 from jubao.bulk.v1 import bulk_pb2
 from jubao.reasons import Reason
 from opentelemetry import propagate, trace
@@ -42,6 +44,7 @@ from jubao_server.bulk.datasets import (
     parse,
     unpack,
 )
+from jubao_server.bulk.peer import ClientCertificates
 from jubao_server.bulk.quotas import BulkQuotas
 from jubao_server.bulk.store import BulkStore, ChecksumMismatch, Upload
 from jubao_server.bulk.uploads import UploadSession
@@ -80,17 +83,31 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     def iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
-        """An async iterator consumed from a Flight thread, one item at a time."""
-        for _ in range(limits.bulk_export_rows_max):
-            try:
-                yield self.run(anext(items))  # type: ignore[arg-type]
-            except StopAsyncIteration:
-                return
+        """An async iterator consumed from a Flight thread; the next item is read on the loop while the
+        caller handles this one (a download's next storage pages are read while Flight sends a batch)."""
+        pending = asyncio.run_coroutine_threadsafe(_next(items), self.loop)
+        try:
+            for _ in range(limits.bulk_export_rows_max):
+                item = pending.result()
+                if item is _END:
+                    return
+                pending = asyncio.run_coroutine_threadsafe(_next(items), self.loop)
+                yield item  # type: ignore[misc]
+        finally:
+            pending.cancel()
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
+
+
+_END: Final = object()
+
+
+async def _next(items: AsyncIterator[T]) -> T | object:
+    """The next item, or `_END` once there is none."""
+    return await anext(items, _END)
 
 
 def flight_error(error: ApiError) -> flight.FlightError:
@@ -116,11 +133,22 @@ def _api_error(error: BaseException, method: str) -> ApiError:
 
 
 class _CallerMiddleware(flight.ServerMiddleware):  # type: ignore[misc]
-    """The call's tenant, and its W3C trace context (`traceparent`), for the handler."""
+    """The call's tenant, and its W3C trace context (`traceparent`), for the handler; under mutual TLS, a
+    call without an API key has its tenant resolved by the handler (`certificate_header`), which alone
+    sees the TLS peer."""
 
-    def __init__(self, caller: Caller, carrier: dict[str, str]) -> None:
+    def __init__(
+        self, caller: Caller | None, carrier: dict[str, str], certificate_header: str | None
+    ) -> None:
         self.caller = caller
         self.carrier = carrier
+        self.certificate_header = certificate_header
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    caller: Caller
+    carrier: dict[str, str]
 
 
 class FlightTelemetry:
@@ -138,26 +166,57 @@ class FlightTelemetry:
 
 
 class _AuthFactory(flight.ServerMiddlewareFactory):  # type: ignore[misc]
-    """Resolves every call's tenant from its `authorization` header before the handler runs."""
+    """Resolves every call's tenant from its `authorization` header before the handler runs, or, under
+    mutual TLS and without one, from the client certificate once the handler sees the TLS peer
+    (`bulk/peer.py`)."""
 
-    def __init__(self, authenticator: Authenticator, io: LoopThread, telemetry: FlightTelemetry) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        io: LoopThread,
+        telemetry: FlightTelemetry,
+        certificates: ClientCertificates | None,
+    ) -> None:
         self._authenticator = authenticator
         self._io = io
         self._telemetry = telemetry
+        self._certificates = certificates
 
     def start_call(self, info: flight.CallInfo, headers: dict[str, list[str]]) -> _CallerMiddleware:
-        """The caller, or the call refused (and counted) with the reason."""
+        """The caller (or, under mutual TLS without an API key, the certificate to resolve), or the call
+        refused (and counted) with the reason."""
         started_s = time.perf_counter()
         values = headers.get("authorization") or []
-        credentials = Credentials(values[0] if values else None, None)
         carrier = {name: found[0] for name in ("traceparent", "tracestate") if (found := headers.get(name))}
+        if not values and self._certificates is not None:
+            presented = headers.get(CERTIFICATE_HEADER) or []
+            return _CallerMiddleware(None, carrier, presented[0] if presented else None)
+        credentials = Credentials(values[0] if values else None, None)
         try:
-            return _CallerMiddleware(self._io.run(self._authenticator.authenticate(credentials)), carrier)
+            return _CallerMiddleware(
+                self._io.run(self._authenticator.authenticate(credentials)), carrier, None
+            )
         except BaseException as error:
-            api_error = _api_error(error, str(info.method))
-            elapsed_ms = (time.perf_counter() - started_s) * 1000
-            self._telemetry.record(_method_name(info.method), "-", api_error.code, elapsed_ms)
-            raise flight_error(api_error) from None
+            raise self._refused(_method_name(info.method), error, started_s) from None
+
+    def by_certificate(self, method: str, header: str | None, tls_identity: bytes) -> Caller:
+        """The caller the presented client certificate names, if it is the TLS peer's (else the call
+        refused and counted, as by `start_call`)."""
+        started_s = time.perf_counter()
+        certificates = self._certificates
+        try:
+            if certificates is None:
+                raise internal("a client certificate is read under mutual TLS only")
+            pem = certificates.presented(header, tls_identity)
+            return self._io.run(self._authenticator.authenticate(Credentials(None, pem)))
+        except BaseException as error:
+            raise self._refused(method, error, started_s) from None
+
+    def _refused(self, method: str, error: BaseException, started_s: float) -> flight.FlightError:
+        api_error = _api_error(error, method)
+        elapsed_ms = (time.perf_counter() - started_s) * 1000
+        self._telemetry.record(method, "-", api_error.code, elapsed_ms)
+        return flight_error(api_error)
 
 
 class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
@@ -176,9 +235,11 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         root_certificates: bytes | None = None,
     ) -> None:
         observed = FlightTelemetry(telemetry)
+        certificates = ClientCertificates(root_certificates) if root_certificates is not None else None
+        self._auth = _AuthFactory(authenticator, io, observed, certificates)
         super().__init__(
             location,
-            middleware={_AUTH: _AuthFactory(authenticator, io, observed)},
+            middleware={_AUTH: self._auth},
             tls_certificates=tls_certificates or [],
             verify_client=root_certificates is not None,
             root_certificates=root_certificates,
@@ -193,18 +254,18 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
     # Flight methods
 
     def list_flights(self, context: flight.ServerCallContext, criteria: bytes) -> Iterator[flight.FlightInfo]:
-        call = self._call(context)
+        call = self._call(context, "ListFlights")
         infos = self._guarded("ListFlights", call, lambda: self._io.run(self._result_infos(call.caller)))
         yield from infos
 
     def get_flight_info(
         self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
-        call = self._call(context)
+        call = self._call(context, "GetFlightInfo")
         return self._guarded("GetFlightInfo", call, lambda: self._flight_info(call.caller, descriptor))
 
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
-        call = self._call(context)
+        call = self._call(context, "DoGet")
         return self._guarded("DoGet", call, lambda: self._download(call.caller, ticket.ticket))
 
     def do_put(
@@ -214,14 +275,14 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         reader: flight.MetadataRecordBatchReader,
         writer: flight.FlightMetadataWriter,
     ) -> None:
-        call = self._call(context)
+        call = self._call(context, "DoPut")
         self._guarded("DoPut", call, lambda: self._upload(call.caller, descriptor, reader, writer))
 
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
         return [(GET_UPLOAD, "GetUploadRequest -> GetUploadResponse: an upload and its progress")]
 
     def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> Iterator[bytes]:
-        call = self._call(context)
+        call = self._call(context, "DoAction")
         body = action.body.to_pybytes() if action.body is not None else b""
         answer = self._guarded(
             "DoAction", call, lambda: self._io.run(self._action(call.caller, action.type, body))
@@ -230,13 +291,16 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
 
     # Steps
 
-    def _call(self, context: flight.ServerCallContext) -> _CallerMiddleware:
+    def _call(self, context: flight.ServerCallContext, method: str) -> _Call:
         middleware = context.get_middleware(_AUTH)
         if not isinstance(middleware, _CallerMiddleware):
             raise flight_error(internal("the call was not authenticated"))
-        return middleware
+        caller = middleware.caller
+        if caller is None:
+            caller = self._auth.by_certificate(method, middleware.certificate_header, context.peer_identity())
+        return _Call(caller, middleware.carrier)
 
-    def _guarded(self, method: str, call: _CallerMiddleware, step: Callable[[], T]) -> T:
+    def _guarded(self, method: str, call: _Call, step: Callable[[], T]) -> T:
         """Run a handler's step in a span, count it, and answer its failure as a Flight error. (A DoGet's
         stream is sent after its step: its bytes are counted by `_paced`.)"""
         started_s = time.perf_counter()
@@ -308,11 +372,21 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
     def _paced(
         self, tenant_id: str, batches: Iterator[pa.RecordBatch | pa.Table]
     ) -> Iterator[pa.RecordBatch]:
-        with self._quotas.stream(tenant_id):
-            for batch in batches:
-                self._quotas.pace(tenant_id, batch.nbytes)
-                self._telemetry.bytes.add(batch.nbytes, {"jubao.tenant_id": tenant_id, "direction": "out"})
-                yield from batch.to_batches() if isinstance(batch, pa.Table) else (batch,)
+        """The stream's batches, paced and counted; a failure once the stream has started (its first batch
+        sent, or the stream over the tenant's cap) ends it with its Flight error and reason, as
+        `_guarded` answers one before."""
+        try:
+            with self._quotas.stream(tenant_id):
+                for batch in batches:
+                    self._quotas.pace(tenant_id, batch.nbytes)
+                    self._telemetry.bytes.add(
+                        batch.nbytes, {"jubao.tenant_id": tenant_id, "direction": "out"}
+                    )
+                    yield from batch.to_batches() if isinstance(batch, pa.Table) else (batch,)
+        except Exception as error:
+            api_error = _api_error(error, "DoGet")
+            log.info("bulk stream failed", tenant_id=tenant_id, reason=api_error.reason)
+            raise flight_error(api_error) from None
 
     def _results(self, tenant_id: str, upload: Upload, dataset: UploadDataset) -> Iterator[pa.Table]:
         for data in self._io.iterate(self._store.results(tenant_id, upload.batch_id)):

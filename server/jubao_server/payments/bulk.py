@@ -4,6 +4,7 @@ time range, read straight from storage page by page and built into Arrow columns
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final
@@ -27,7 +28,7 @@ from jubao_server.payments.statements import first_entry_at, stored_account
 from jubao_server.payments.tables import ENTRIES
 from jubao_server.platform.idempotency import body_sha256
 from jubao_server.platform.timestamps import time_ms
-from jubao_server.storage.contract import Bound, RowQuery, StorageBackend
+from jubao_server.storage.contract import Bound, ColumnPage, RowQuery, StorageBackend, Value
 from jubao_server.tenancy.model import Product
 
 UPLOAD_TRANSFERS: Final = bulk_pb2.UploadTransfers.DESCRIPTOR.full_name
@@ -189,47 +190,71 @@ async def _account(
         upper=Bound((state.entry_seq,), inclusive=True),
         limit=limits.storage_page_rows_max,
     )
-    for _ in range(limits.bulk_export_rows_max // limits.storage_page_rows_max + 1):
-        page = await backend.read_page(query)
-        ended = builder.add(account_id, state.account.currency, page.rows, end_ms)
-        if builder.rows >= limits.bulk_export_batch_rows_max:
-            yield builder.flush()
-        if ended or page.next_after is None:
-            return
-        query = query.after(page.next_after)
+    # The next page is read (on a storage thread) while this one is added.
+    reading = asyncio.ensure_future(backend.read_columns(query, _STORED_COLUMNS))
+    try:
+        for _ in range(limits.bulk_export_rows_max // limits.storage_page_rows_max + 1):
+            page = await reading
+            if page.next_after is not None:
+                query = query.after(page.next_after)
+                reading = asyncio.ensure_future(backend.read_columns(query, _STORED_COLUMNS))
+            ended = builder.add(account_id, state.account.currency, page, end_ms)
+            if builder.rows >= limits.bulk_export_batch_rows_max:
+                yield builder.flush()
+            if ended or page.next_after is None:
+                return
+    finally:
+        reading.cancel()
+
+
+# The stored columns of an entry the export reads, and the export's column of each.
+_EXPORTED_OF_STORED: Final = {
+    "entry_seq": "entry_seq",
+    "transfer_id": "transfer_id",
+    "leg_index": "leg_index",
+    "entry_kind": "kind",
+    "amount_minor": "amount_minor",
+    "balance_after_minor": "balance_after_minor",
+    "time_ms": "time",
+}
+_STORED_COLUMNS: Final = tuple(_EXPORTED_OF_STORED)
 
 
 class _EntryColumns:
-    """Entries gathered column by column, flushed as record batches of `ENTRIES`."""
+    """Entries gathered column by column, page by page (no Python work per entry), flushed as record
+    batches of `ENTRIES`: the stored columns as lists, the account and its currency (the same for all of
+    an account's entries) as runs."""
 
     def __init__(self) -> None:
-        self._columns: dict[str, list[object]] = {name: [] for name in schemas.ENTRIES.names}
+        self._columns: dict[str, list[Value]] = {name: [] for name in _EXPORTED_OF_STORED.values()}
+        self._runs: list[tuple[str, str, int]] = []
         self.rows = 0
 
-    def add(self, account_id: str, currency: str, rows: Sequence[object], end_ms: int | None) -> bool:
-        """Add a page of entry rows; True once an entry at or after `end_ms` was met (the export of this
+    def add(self, account_id: str, currency: str, page: ColumnPage, end_ms: int | None) -> bool:
+        """Add a page of entries; True once an entry at or after `end_ms` was met (the export of this
         account ends there)."""
-        columns = self._columns
-        for row in rows:
-            values = row.values  # type: ignore[attr-defined]
-            if end_ms is not None and values["time_ms"] >= end_ms:
-                return True
-            columns["account_id"].append(account_id)
-            columns["entry_seq"].append(values["entry_seq"])
-            columns["transfer_id"].append(values["transfer_id"])
-            columns["leg_index"].append(values["leg_index"])
-            columns["kind"].append(values["entry_kind"])
-            columns["amount_minor"].append(values["amount_minor"])
-            columns["currency"].append(currency)
-            columns["balance_after_minor"].append(values["balance_after_minor"])
-            columns["time"].append(values["time_ms"])
-            self.rows += 1
-        return False
+        times = page.columns["time_ms"]
+        count = page.row_count
+        if end_ms is not None:
+            count = next((i for i, t in enumerate(times) if t >= end_ms), count)  # type: ignore[operator]
+        for stored, exported in _EXPORTED_OF_STORED.items():
+            values = page.columns[stored]
+            self._columns[exported].extend(values if count == page.row_count else values[:count])
+        self._runs.append((account_id, currency, count))
+        self.rows += count
+        return count < page.row_count
 
     def flush(self) -> pa.RecordBatch:
+        arrays = {
+            name: pa.array(self._columns[name], schemas.ENTRIES.field(name).type) for name in self._columns
+        }
+        for name, position in (("account_id", 0), ("currency", 1)):
+            runs = [pa.repeat(pa.scalar(run[position], pa.string()), run[2]) for run in self._runs]
+            arrays[name] = pa.concat_arrays(runs) if runs else pa.array([], pa.string())
         batch = pa.RecordBatch.from_arrays(
-            [pa.array(self._columns[f.name], f.type) for f in schemas.ENTRIES], schema=schemas.ENTRIES
+            [arrays[name] for name in schemas.ENTRIES.names], schema=schemas.ENTRIES
         )
-        self._columns = {name: [] for name in schemas.ENTRIES.names}
+        self._columns = {name: [] for name in self._columns}
+        self._runs = []
         self.rows = 0
         return batch

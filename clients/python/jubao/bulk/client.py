@@ -12,9 +12,11 @@ This module never imports gRPC's Python package, which must not share a process 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
 import itertools
+import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final
@@ -34,6 +36,9 @@ from jubao.reasons import Code, Reason
 
 DEFAULT_LOCATION: Final = "grpc+tcp://127.0.0.1:50052"
 GET_UPLOAD: Final = "GetUpload"
+# Under mutual TLS: the client certificate, base64 of its DER (the server checks it is the TLS peer's).
+CERTIFICATE_HEADER: Final = "x-jubao-client-certificate"
+_PEM_END: Final = "-----END CERTIFICATE-----"
 # Rows per DoPut message the client sends (the server takes up to 65,536).
 MESSAGE_ROWS: Final = 16_384
 WAIT_POLL_S: Final = 0.5
@@ -64,6 +69,16 @@ def error_from_flight(error: flight.FlightError | pa.ArrowException) -> JubaoErr
     return error_from_status(code, None, str(error))
 
 
+def certificate_header(cert_chain: bytes) -> bytes:
+    """The value of `CERTIFICATE_HEADER`: base64 of the DER of the chain's first (the client's own)
+    certificate."""
+    text = cert_chain.decode("ascii")
+    end = text.find(_PEM_END)
+    if end < 0:
+        raise ValueError("the client certificate is not PEM")
+    return base64.b64encode(ssl.PEM_cert_to_DER_cert(text[: end + len(_PEM_END)]))
+
+
 def pack(command: Message) -> bytes:
     """A command as descriptors and tickets carry it: a serialized `google.protobuf.Any`."""
     packed = any_pb2.Any()
@@ -89,7 +104,12 @@ class UploadReceipt:
 
 
 class BulkClient:
-    """A client of the bulk plane at `location` (`grpc+tcp://host:port`, or `grpc+tls://` with TLS)."""
+    """A client of the bulk plane at `location` (`grpc+tcp://host:port`, or `grpc+tls://` with TLS).
+
+    Under mutual TLS, `cert_chain` and `private_key` (PEM) are the client certificate and its key: without
+    an API key, the certificate names the tenant. The client also sends the certificate in a header
+    (`CERTIFICATE_HEADER`), since Arrow Flight does not give the server the one of the TLS session; the
+    server accepts it only as the TLS peer's own."""
 
     def __init__(
         self,
@@ -97,10 +117,16 @@ class BulkClient:
         api_key: str | None = None,
         *,
         tls_root_certs: bytes | None = None,
+        cert_chain: bytes | None = None,
+        private_key: bytes | None = None,
         timeout_s: float | None = None,
     ) -> None:
-        self._client = flight.FlightClient(location, tls_root_certs=tls_root_certs)
+        self._client = flight.FlightClient(
+            location, tls_root_certs=tls_root_certs, cert_chain=cert_chain, private_key=private_key
+        )
         headers = [(b"authorization", f"Bearer {api_key}".encode())] if api_key else []
+        if cert_chain is not None:
+            headers.append((CERTIFICATE_HEADER.encode(), certificate_header(cert_chain)))
         self._options = flight.FlightCallOptions(headers=headers, timeout=timeout_s)
 
     def close(self) -> None:

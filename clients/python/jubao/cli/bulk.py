@@ -32,6 +32,7 @@ from jubao.cli.common import (
     state,
     time_label,
 )
+from jubao.client.config import read_file
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -59,10 +60,15 @@ def connect_bulk(ctx: typer.Context) -> Iterator[BulkClient]:
 
     cli = state(ctx)
     config = cli.make_config()
-    roots = Path(config.root_certificates_path).read_bytes() if config.root_certificates_path else None
     scheme = "grpc+tls" if config.uses_tls else "grpc+tcp"
     try:
-        with BulkClient(f"{scheme}://{cli.bulk_endpoint}", config.api_key, tls_root_certs=roots) as client:
+        with BulkClient(
+            f"{scheme}://{cli.bulk_endpoint}",
+            config.api_key,
+            tls_root_certs=read_file(config.root_certificates_path, "CA certificate"),
+            cert_chain=read_file(config.client_certificate_path, "client certificate"),
+            private_key=read_file(config.client_key_path, "client key"),
+        ) as client:
             yield client
     except JubaoError as error:
         print_error(error, as_json=cli.json_output)

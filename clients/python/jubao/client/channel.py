@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Final, TypeAlias
 
 import grpc
 
-from jubao.client.config import ClientConfig, ConfigError, PathLike
+from jubao.client.config import ClientConfig, read_file
 
 MESSAGE_BYTES_MAX: Final = 8 * 1024 * 1024
 KEEPALIVE_INTERVAL_MS: Final = 60_000
@@ -58,20 +57,11 @@ def channel_credentials(config: ClientConfig) -> grpc.ChannelCredentials | None:
     if not config.uses_tls:
         return None
     return grpc.ssl_channel_credentials(
-        root_certificates=_read(config.root_certificates_path, "CA certificate"),
-        private_key=_read(config.client_key_path, "client key"),
-        certificate_chain=_read(config.client_certificate_path, "client certificate"),
+        root_certificates=read_file(config.root_certificates_path, "CA certificate"),
+        private_key=read_file(config.client_key_path, "client key"),
+        certificate_chain=read_file(config.client_certificate_path, "client certificate"),
     )
 
 
 def _duration(milliseconds: int) -> str:
     return f"{milliseconds / 1000:.3f}s"
-
-
-def _read(path: PathLike | None, what: str) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as error:
-        raise ConfigError(f"cannot read the {what} file {path}: {error.strerror}") from error

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Final, TypeAlias
 
 ENV_ENDPOINT: Final = "JUBAO_ENDPOINT"
@@ -82,6 +83,16 @@ class ClientConfig:
             client_key_path=env.get(ENV_TLS_KEY) or None,
             default_timeout_ms=_positive_int(env, ENV_TIMEOUT_MS, DEFAULT_TIMEOUT_MS),
         )
+
+
+def read_file(path: PathLike | None, what: str) -> bytes | None:
+    """The bytes of a configured file (a certificate or key, named `what` in the error), or None."""
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read the {what} file {path}: {error.strerror}") from error
 
 
 def _require(condition: bool, message: str) -> None:

@@ -29,6 +29,7 @@ from jubao_server.storage.contract import (
     NO_FAULTS,
     Batch,
     BatchOutcome,
+    ColumnPage,
     Consistency,
     Faults,
     Key,
@@ -149,17 +150,28 @@ class CassandraBackend(StorageBackend):
         return _row(cql.static_columns(table), rows[0])
 
     async def read_page(self, query: RowQuery) -> Page:
+        columns, records, more = await self._page_records(query)
+        found = tuple(_row(columns, r) for r in records)
+        last = cql.clustering_of(query.partition.table, found[-1].values) if more else None
+        return Page(found, next_after=last)
+
+    async def read_columns(self, query: RowQuery, names: Sequence[str]) -> ColumnPage:
+        columns, records, more = await self._page_records(query)
+        positions = {name: i for i, name in enumerate(columns)}
+        transposed = list(zip(*records, strict=True)) if records else [() for _ in columns]
+        last = cql.clustering_of(query.partition.table, _row(columns, records[-1]).values) if more else None
+        return ColumnPage({name: list(transposed[positions[name]]) for name in names}, len(records), last)
+
+    async def _page_records(self, query: RowQuery) -> tuple[tuple[str, ...], list[tuple[Any, ...]], bool]:
+        """The page's row columns, its records (at most `limit`) and whether more follow."""
         await self._faults.before_operation()
         table = query.partition.table
         columns = cql.row_columns(table)
         first_clustering = columns.index(table.clustering_key[0])
         rows = await self._read(*cql.select_page(self.keyspace, query), query.consistency)
         # A partition holding only static columns reads as one row with null clustering columns.
-        found = [_row(columns, r) for r in rows if r[first_clustering] is not None]
-        if len(found) <= query.limit:
-            return Page(tuple(found), next_after=None)
-        last = found[query.limit - 1]
-        return Page(tuple(found[: query.limit]), next_after=cql.clustering_of(table, last.values))
+        found = [r for r in rows if r[first_clustering] is not None]
+        return columns, found[: query.limit], len(found) > query.limit
 
     async def _read(self, text: str, params: cql.Params, consistency: Consistency) -> ResultRows:
         statement = (await self._prepared.get(text)).bind(params)

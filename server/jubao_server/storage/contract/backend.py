@@ -11,7 +11,7 @@ from jubao_server.invariants import ensure
 from jubao_server.storage.contract.batch import Batch, BatchOutcome
 from jubao_server.storage.contract.errors import FollowingWriteError, StorageError
 from jubao_server.storage.contract.migrations import MigrationSet
-from jubao_server.storage.contract.reads import Consistency, Page, Row, RowQuery
+from jubao_server.storage.contract.reads import ColumnPage, Consistency, Page, Row, RowQuery
 from jubao_server.storage.contract.tables import PartitionRef
 from jubao_server.storage.contract.values import Key
 
@@ -40,6 +40,13 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     async def read_page(self, query: RowQuery) -> Page:
         """Rows of one partition in clustering order within the bounds."""
+
+    async def read_columns(self, query: RowQuery, names: Sequence[str]) -> ColumnPage:
+        """The page `read_page` reads, as the columns `names`. A backend may build them straight from its
+        driver's records, without a `Row` per row (SQLite and Cassandra do)."""
+        page = await self.read_page(query)
+        columns = {name: [row.values[name] for row in page.rows] for name in names}
+        return ColumnPage(columns, len(page.rows), page.next_after)
 
     @abc.abstractmethod
     async def write(self, batch: Batch) -> BatchOutcome:

@@ -83,3 +83,14 @@ class Page:
     rows: tuple[Row, ...]
     # Clustering key of the last row, present when more rows may follow: pass to `RowQuery.after`.
     next_after: Key | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnPage:
+    """A page read as columns (`StorageBackend.read_columns`), for bulk reads that build columns of their
+    own (Arrow): each named column's values in row order."""
+
+    columns: Mapping[str, list[Value]]
+    row_count: int
+    # As `Page.next_after`.
+    next_after: Key | None

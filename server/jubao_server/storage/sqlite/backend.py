@@ -24,6 +24,7 @@ from jubao_server.storage.contract import (
     NO_FAULTS,
     Batch,
     BatchOutcome,
+    ColumnPage,
     Consistency,
     Faults,
     Key,
@@ -147,6 +148,11 @@ class SqliteBackend(StorageBackend):
         await self._faults.before_operation()
         now_ms = self._clock.wall_ms()
         return await self._on_reader(lambda c: rows.fetch_page(c, query, now_ms))
+
+    async def read_columns(self, query: RowQuery, names: Sequence[str]) -> ColumnPage:
+        await self._faults.before_operation()
+        now_ms = self._clock.wall_ms()
+        return await self._on_reader(lambda c: rows.fetch_columns(c, query, names, now_ms))
 
     async def write(self, batch: Batch) -> BatchOutcome:
         return await self.write_after(batch, ())

@@ -12,6 +12,7 @@ from jubao_server.storage.contract import (
     Batch,
     BatchOutcome,
     Bound,
+    ColumnPage,
     ColumnType,
     Key,
     Page,
@@ -75,6 +76,38 @@ def fetch_static(connection: sqlite3.Connection, partition: PartitionRef, now_ms
 def fetch_page(connection: sqlite3.Connection, query: RowQuery, now_ms: int) -> Page:
     """One page; fetches `limit + 1` rows to learn whether more follow."""
     table = query.partition.table
+    records = _page_records(connection, query, now_ms)
+    rows = tuple(_decode_row(table, r) for r in records[: query.limit])
+    more = len(records) > query.limit
+    last = tuple(rows[-1].values[c] for c in table.clustering_key) if more else None
+    return Page(rows=rows, next_after=last)
+
+
+def fetch_columns(
+    connection: sqlite3.Connection, query: RowQuery, names: Sequence[str], now_ms: int
+) -> ColumnPage:
+    """One page as columns: the records transposed at once, no `Row` per row."""
+    table = query.partition.table
+    records = _page_records(connection, query, now_ms)
+    kept = records[: query.limit]
+    # Column i + 1 of a record is row column i (column 0 is the scope).
+    positions = {name: i + 1 for i, name in enumerate(sql.row_columns(table))}
+    transposed = list(zip(*kept, strict=True)) if kept else [() for _ in range(len(positions) + 1)]
+
+    def column(name: str) -> list[Value]:
+        values = list(transposed[positions[name]])
+        if table.columns[name] is ColumnType.BOOLEAN:
+            return [None if value is None else bool(value) for value in values]
+        return values
+
+    more = len(records) > query.limit
+    last = tuple(kept[-1][positions[c]] for c in table.clustering_key) if more else None
+    return ColumnPage({name: column(name) for name in names}, len(kept), last)
+
+
+def _page_records(connection: sqlite3.Connection, query: RowQuery, now_ms: int) -> list[Any]:
+    """The page's records (scope, then the row columns), `limit + 1` at most."""
+    table = query.partition.table
     params = {
         **_key_params(query.partition),
         **_bound_params("lo", query.lower),
@@ -83,11 +116,7 @@ def fetch_page(connection: sqlite3.Connection, query: RowQuery, now_ms: int) -> 
         "limit": query.limit + 1,
     }
     text = sql.select_page(table, query.lower, query.upper, query.reverse)
-    records = connection.execute(text, params).fetchall()
-    rows = tuple(_decode_row(table, r) for r in records[: query.limit])
-    more = len(records) > query.limit
-    last = tuple(rows[-1].values[c] for c in table.clustering_key) if more else None
-    return Page(rows=rows, next_after=last)
+    return connection.execute(text, params).fetchall()
 
 
 def _current_state(

@@ -31,21 +31,32 @@ class BulkServiceStub:
     Flight, served by its own process beside the gRPC server (127.0.0.1:50052
     by default), with the same credentials (`authorization: Bearer <api key>`,
     or the client certificate under mutual TLS), tenancy, product entitlements
-    and error reasons as gRPC. A Flight error carries the serialized
-    google.rpc.Status (with its google.rpc.ErrorInfo, domain "jubao.cloud") in
-    its `extra_info`, and the reason at the start of its message.
+    and error reasons as gRPC. Arrow Flight does not give the server the TLS
+    session's certificate, so under mutual TLS a client without an API key also
+    sends its certificate (base64 of its DER) in the
+    `x-jubao-client-certificate` header; the server accepts it only if the
+    client CA issued it to the session's TLS peer. A Flight error, before a
+    stream or in the middle of one, carries the serialized google.rpc.Status
+    (with its google.rpc.ErrorInfo, domain "jubao.cloud") in its `extra_info`,
+    and the reason at the start of its message.
 
-    Every Flight call names its dataset with a command of this package, the way
-    Flight SQL does: a FlightDescriptor.for_command (and a Ticket) holds a
-    google.protobuf.Any wrapping one of the command messages below, serialized.
-    The Arrow schema of every dataset is defined once, in the SDK module
-    `jubao.bulk.schemas`, which the server imports too; each command documents
-    the schema it moves.
+    Every Flight call names its dataset with a typed command, the way Flight
+    SQL does: a FlightDescriptor.for_command (and a Ticket) holds a
+    google.protobuf.Any wrapping a command message, serialized. The commands of
+    the bulk plane itself and of payments are in this package (below); a
+    product's own datasets are commands of its package:
+    jubao.fundta.v1.ExportConfirmations (a download) and
+    jubao.cocreation.v1.UploadDatasetRows (an upload, stored as it arrives,
+    without an apply step or per-row results). The Arrow schema of every
+    dataset is defined once, in the SDK module `jubao.bulk.schemas`, which the
+    server imports too; each command documents the schema it moves.
 
     Flight methods:
-    * DoPut(UploadTransfers): upload rows; see "Uploads" below.
+    * DoPut(UploadTransfers, UploadDatasetRows): upload rows; see "Uploads"
+      below.
     * GetFlightInfo(command): the schema, a row estimate and the ticket of a
-      download (GetUploadResults, ExportEntries) or of an upload's dataset.
+      download (GetUploadResults, ExportEntries, ExportConfirmations) or of an
+      upload's dataset.
     * DoGet(ticket): the record batches of a download.
     * ListFlights: the results of this tenant's uploads it may download.
     * DoAction("GetUpload", GetUploadRequest): the upload, as GetUpload below.
@@ -91,21 +102,32 @@ class BulkServiceAsyncStub(BulkServiceStub):
     Flight, served by its own process beside the gRPC server (127.0.0.1:50052
     by default), with the same credentials (`authorization: Bearer <api key>`,
     or the client certificate under mutual TLS), tenancy, product entitlements
-    and error reasons as gRPC. A Flight error carries the serialized
-    google.rpc.Status (with its google.rpc.ErrorInfo, domain "jubao.cloud") in
-    its `extra_info`, and the reason at the start of its message.
+    and error reasons as gRPC. Arrow Flight does not give the server the TLS
+    session's certificate, so under mutual TLS a client without an API key also
+    sends its certificate (base64 of its DER) in the
+    `x-jubao-client-certificate` header; the server accepts it only if the
+    client CA issued it to the session's TLS peer. A Flight error, before a
+    stream or in the middle of one, carries the serialized google.rpc.Status
+    (with its google.rpc.ErrorInfo, domain "jubao.cloud") in its `extra_info`,
+    and the reason at the start of its message.
 
-    Every Flight call names its dataset with a command of this package, the way
-    Flight SQL does: a FlightDescriptor.for_command (and a Ticket) holds a
-    google.protobuf.Any wrapping one of the command messages below, serialized.
-    The Arrow schema of every dataset is defined once, in the SDK module
-    `jubao.bulk.schemas`, which the server imports too; each command documents
-    the schema it moves.
+    Every Flight call names its dataset with a typed command, the way Flight
+    SQL does: a FlightDescriptor.for_command (and a Ticket) holds a
+    google.protobuf.Any wrapping a command message, serialized. The commands of
+    the bulk plane itself and of payments are in this package (below); a
+    product's own datasets are commands of its package:
+    jubao.fundta.v1.ExportConfirmations (a download) and
+    jubao.cocreation.v1.UploadDatasetRows (an upload, stored as it arrives,
+    without an apply step or per-row results). The Arrow schema of every
+    dataset is defined once, in the SDK module `jubao.bulk.schemas`, which the
+    server imports too; each command documents the schema it moves.
 
     Flight methods:
-    * DoPut(UploadTransfers): upload rows; see "Uploads" below.
+    * DoPut(UploadTransfers, UploadDatasetRows): upload rows; see "Uploads"
+      below.
     * GetFlightInfo(command): the schema, a row estimate and the ticket of a
-      download (GetUploadResults, ExportEntries) or of an upload's dataset.
+      download (GetUploadResults, ExportEntries, ExportConfirmations) or of an
+      upload's dataset.
     * DoGet(ticket): the record batches of a download.
     * ListFlights: the results of this tenant's uploads it may download.
     * DoAction("GetUpload", GetUploadRequest): the upload, as GetUpload below.
@@ -147,21 +169,32 @@ class BulkServiceServicer(metaclass=_abc_1.ABCMeta):
     Flight, served by its own process beside the gRPC server (127.0.0.1:50052
     by default), with the same credentials (`authorization: Bearer <api key>`,
     or the client certificate under mutual TLS), tenancy, product entitlements
-    and error reasons as gRPC. A Flight error carries the serialized
-    google.rpc.Status (with its google.rpc.ErrorInfo, domain "jubao.cloud") in
-    its `extra_info`, and the reason at the start of its message.
+    and error reasons as gRPC. Arrow Flight does not give the server the TLS
+    session's certificate, so under mutual TLS a client without an API key also
+    sends its certificate (base64 of its DER) in the
+    `x-jubao-client-certificate` header; the server accepts it only if the
+    client CA issued it to the session's TLS peer. A Flight error, before a
+    stream or in the middle of one, carries the serialized google.rpc.Status
+    (with its google.rpc.ErrorInfo, domain "jubao.cloud") in its `extra_info`,
+    and the reason at the start of its message.
 
-    Every Flight call names its dataset with a command of this package, the way
-    Flight SQL does: a FlightDescriptor.for_command (and a Ticket) holds a
-    google.protobuf.Any wrapping one of the command messages below, serialized.
-    The Arrow schema of every dataset is defined once, in the SDK module
-    `jubao.bulk.schemas`, which the server imports too; each command documents
-    the schema it moves.
+    Every Flight call names its dataset with a typed command, the way Flight
+    SQL does: a FlightDescriptor.for_command (and a Ticket) holds a
+    google.protobuf.Any wrapping a command message, serialized. The commands of
+    the bulk plane itself and of payments are in this package (below); a
+    product's own datasets are commands of its package:
+    jubao.fundta.v1.ExportConfirmations (a download) and
+    jubao.cocreation.v1.UploadDatasetRows (an upload, stored as it arrives,
+    without an apply step or per-row results). The Arrow schema of every
+    dataset is defined once, in the SDK module `jubao.bulk.schemas`, which the
+    server imports too; each command documents the schema it moves.
 
     Flight methods:
-    * DoPut(UploadTransfers): upload rows; see "Uploads" below.
+    * DoPut(UploadTransfers, UploadDatasetRows): upload rows; see "Uploads"
+      below.
     * GetFlightInfo(command): the schema, a row estimate and the ticket of a
-      download (GetUploadResults, ExportEntries) or of an upload's dataset.
+      download (GetUploadResults, ExportEntries, ExportConfirmations) or of an
+      upload's dataset.
     * DoGet(ticket): the record batches of a download.
     * ListFlights: the results of this tenant's uploads it may download.
     * DoAction("GetUpload", GetUploadRequest): the upload, as GetUpload below.
