@@ -1,9 +1,11 @@
-"""Helpers of the ledger tests: accounts, transfers and a conservation check."""
+"""Helpers of the ledger tests: accounts, transfers, a conservation check and failed commits."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
+from enum import StrEnum
 
 from jubao_server.payments.api import Idempotency, TransferCommand
 from jubao_server.payments.ledger import Ledger
@@ -16,6 +18,14 @@ from jubao_server.payments.model import (
     TransferState,
 )
 from jubao_server.shards.stage import shard_of
+from jubao_server.storage.contract import (
+    Batch,
+    BatchOutcome,
+    FollowingWriteError,
+    PartitionRef,
+    StorageBackend,
+    StorageError,
+)
 
 CURRENCY = "CNY"
 
@@ -71,3 +81,33 @@ async def completed(
         await asyncio.sleep(poll_s)
         transfer = await ledger.get_transfer(tenant, transfer_id)
     return transfer
+
+
+class CommitFailure(StrEnum):
+    """Where the next shard commit fails: before it reaches storage; after its batch is stored, its
+    answer lost; after its batch is stored, writing its journal (as a process cut off from Cassandra
+    between the two would see it)."""
+
+    BEFORE = "before"
+    ANSWER_LOST = "answer lost"
+    JOURNAL = "journal"
+
+
+def fail_next_commit(backend: StorageBackend, partition: PartitionRef, where: CommitFailure) -> None:
+    """The next commit (with a journal) of the shard `partition` fails with a storage error, as `where`
+    says."""
+    write_after = backend.write_after
+    pending = [where]
+
+    async def failing(batch: Batch, following: Sequence[Batch]) -> BatchOutcome:
+        if not pending or batch.partition != partition or not following:
+            return await write_after(batch, following)
+        failure = pending.pop()
+        if failure is CommitFailure.BEFORE:
+            raise StorageError("injected: the commit failed")
+        await backend.write(batch)
+        if failure is CommitFailure.ANSWER_LOST:
+            raise StorageError("injected: the commit's answer was lost")
+        raise FollowingWriteError("injected: the commit's journal failed")
+
+    backend.write_after = failing  # type: ignore[method-assign]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Sequence
-from enum import StrEnum
+from collections.abc import Awaitable
 
 import pytest
 from jubao.errors import Reason
@@ -17,16 +16,21 @@ from jubao_server.payments.model import AccountChange, AccountPolicy, EntryKind,
 from jubao_server.shards.stage import shard_of
 from jubao_server.storage.contract import (
     INT64_MAX,
-    Batch,
-    BatchOutcome,
-    FollowingWriteError,
-    PartitionRef,
     StorageBackend,
-    StorageError,
 )
 
 from tests.ledger.conftest import SHARDS
-from tests.ledger.support import CURRENCY, balance, ids_in_distinct_shards, key, open_account, pay, total
+from tests.ledger.support import (
+    CURRENCY,
+    CommitFailure,
+    balance,
+    fail_next_commit,
+    ids_in_distinct_shards,
+    key,
+    open_account,
+    pay,
+    total,
+)
 
 wait_steps_max = 40
 
@@ -208,36 +212,6 @@ async def test_a_stopped_owner_refuses_commands_instead_of_queueing_them(ledger:
             await owner.settle("tr_none")
     assert refused.value.code == ErrorCode.UNAVAILABLE
     await ledger.stop()
-
-
-class CommitFailure(StrEnum):
-    """Where the next shard commit fails: before it reaches storage; after its batch is stored, its
-    answer lost; after its batch is stored, writing its journal (as a process cut off from Cassandra
-    between the two would see it)."""
-
-    BEFORE = "before"
-    ANSWER_LOST = "answer lost"
-    JOURNAL = "journal"
-
-
-def fail_next_commit(backend: StorageBackend, partition: PartitionRef, where: CommitFailure) -> None:
-    """The next commit (with a journal) of the shard `partition` fails with a storage error, as `where`
-    says."""
-    write_after = backend.write_after
-    pending = [where]
-
-    async def failing(batch: Batch, following: Sequence[Batch]) -> BatchOutcome:
-        if not pending or batch.partition != partition or not following:
-            return await write_after(batch, following)
-        failure = pending.pop()
-        if failure is CommitFailure.BEFORE:
-            raise StorageError("injected: the commit failed")
-        await backend.write(batch)
-        if failure is CommitFailure.ANSWER_LOST:
-            raise StorageError("injected: the commit's answer was lost")
-        raise FollowingWriteError("injected: the commit's journal failed")
-
-    backend.write_after = failing  # type: ignore[method-assign]
 
 
 async def test_an_owner_whose_commit_failed_takes_its_shard_back(

@@ -1,4 +1,5 @@
-"""Helpers of the payments end-to-end tests: accounts, transfers, balances, rejections and the CLI."""
+"""Helpers of the payments end-to-end tests: accounts, transfers, balances, rejections and the CLI; fresh
+tenants for server processes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import asyncio
 import json
 import re
 import time
+import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -13,14 +16,15 @@ import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import status_pb2
+from jubao.admin.v1 import tenant_admin_pb2 as admin_pb
 from jubao.cli.common import EXIT_CALL_FAILED
 from jubao.cli.main import app
-from jubao.client import AsyncClient, JubaoError, Reason
+from jubao.client import AsyncClient, ClientConfig, JubaoError, Reason
 from jubao.errors import error_from_status
 from jubao.payments.v1 import payments_pb2 as pb
 from typer.testing import CliRunner
 
-from tests.platform.harness import Running
+from tests.platform.harness import Running, demo_keys
 
 INT64_MAX = 2**63 - 1
 FUNDS_MINOR = 10_000
@@ -29,6 +33,7 @@ COMPLETION_POLLS_MAX = 50
 SWEEP_WAIT_S = 10.0
 SWEEP_POLL_S = 0.1
 HOUR_S = 3600.0
+SETTLE_POLLS_MAX = 50
 
 T = TypeVar("T")
 CUSTOMER = pb.ACCOUNT_KIND_CUSTOMER
@@ -184,3 +189,39 @@ async def eventually(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool
 def item_error(status: pb.Status) -> JubaoError:
     """The typed error of a batch item's status, read as the google.rpc.Status it is on the wire."""
     return error_from_status(status.code, status_pb2.Status.FromString(status.SerializeToString()), "")
+
+
+async def fresh_tenant(address: str) -> tuple[str, str]:
+    """A new tenant with payments, so that its shards start unowned; its id and key."""
+    tenant_id = f"cluster-{uuid.uuid4().hex[:12]}"
+    tenant = admin_pb.Tenant(
+        tenant_id=tenant_id,
+        display_name="Cluster test",
+        kind=admin_pb.TENANT_KIND_BANK,
+        quota=admin_pb.Quota(requests_per_s=10_000, burst_requests=10_000, concurrent_calls_max=1_000),
+        products=[admin_pb.PRODUCT_PAYMENTS],
+    )
+    config = ClientConfig(endpoint=address, api_key=demo_keys()["demo-operator"])
+    async with AsyncClient(config) as operator:
+        await operator.admin.CreateTenant(admin_pb.CreateTenantRequest(request_id=tenant_id, tenant=tenant))
+        issued = await operator.admin.IssueApiKey(admin_pb.IssueApiKeyRequest(tenant_id=tenant_id))
+    return tenant_id, issued.secret
+
+
+async def settled_balances(
+    client: AsyncClient, customers: list[str], expected: Counter[str]
+) -> dict[str, int]:
+    """Balances once every credit landed (a credit left in another process's inbox lands a poll later)."""
+    balances: dict[str, int] = {}
+    for _ in range(SETTLE_POLLS_MAX):
+        try:
+            for account_id in customers:
+                reply = await client.payments.GetAccount(pb.GetAccountRequest(account_id=account_id))
+                balances[account_id] = reply.account.balance.ledger_minor
+        except JubaoError:
+            await asyncio.sleep(0.1)
+            continue
+        if balances == dict(expected):
+            break
+        await asyncio.sleep(0.1)
+    return balances

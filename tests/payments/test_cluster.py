@@ -10,24 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
 import pytest
-from jubao.admin.v1 import tenant_admin_pb2 as admin_pb
-from jubao.client import AsyncClient, ClientConfig, FailedPrecondition, JubaoError, Reason, Unavailable
+from jubao.client import AsyncClient, ClientConfig, FailedPrecondition, Reason, Unavailable
 from jubao.payments.v1 import payments_pb2 as pb
-from jubao_server.app import migrate
 from jubao_server.payments.tables import SHARDS
-from jubao_server.storage.contract import NO_FAULTS, StorageBackend
+from jubao_server.storage.contract import StorageBackend
 
 from loadtest.server_process import ServerProcess
-from tests.backends import SHARED_BACKENDS, open_test_backend, process_settings
-from tests.payments.support import leg
-from tests.platform.harness import demo_keys
+from tests.payments.support import fresh_tenant, leg, settled_balances
 
 CUSTOMERS: Final = 10
 FUNDING_MINOR: Final = 1_000
@@ -35,25 +30,7 @@ TRANSFERS: Final = 160
 IN_FLIGHT_MAX: Final = 12
 RETRIES_MAX: Final = 40
 SHARD_COUNT: Final = 16
-SETTLE_POLLS_MAX: Final = 50
 PROCESSES: Final = 2
-
-
-@pytest.fixture(params=SHARED_BACKENDS)
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[StorageBackend, dict[str, str]]]:
-    """A migrated store and the settings that point a server process at it."""
-    backend = await open_test_backend(request.param, tmp_path, NO_FAULTS)
-    await migrate(backend)
-    env = process_settings(request.param, tmp_path)
-    try:
-        yield (
-            backend,
-            env | {"JUBAO_PAYMENTS__SHARD_LEASE_MS": "3000", "JUBAO_TELEMETRY__LOG_LEVEL": "warning"},
-        )
-    finally:
-        await backend.close()
 
 
 @pytest.fixture
@@ -70,23 +47,6 @@ async def servers(
     finally:
         for server in started:
             await asyncio.to_thread(server.terminate)
-
-
-async def fresh_tenant(address: str) -> tuple[str, str]:
-    """A new tenant with payments, so that its shards start unowned; its id and key."""
-    tenant_id = f"cluster-{uuid.uuid4().hex[:12]}"
-    tenant = admin_pb.Tenant(
-        tenant_id=tenant_id,
-        display_name="Cluster test",
-        kind=admin_pb.TENANT_KIND_BANK,
-        quota=admin_pb.Quota(requests_per_s=10_000, burst_requests=10_000, concurrent_calls_max=1_000),
-        products=[admin_pb.PRODUCT_PAYMENTS],
-    )
-    config = ClientConfig(endpoint=address, api_key=demo_keys()["demo-operator"])
-    async with AsyncClient(config) as operator:
-        await operator.admin.CreateTenant(admin_pb.CreateTenantRequest(request_id=tenant_id, tenant=tenant))
-        issued = await operator.admin.IssueApiKey(admin_pb.IssueApiKeyRequest(tenant_id=tenant_id))
-    return tenant_id, issued.secret
 
 
 async def test_two_processes_share_the_ledger_without_taking_shards_from_each_other(
@@ -106,7 +66,7 @@ async def test_two_processes_share_the_ledger_without_taking_shards_from_each_ot
             expected[payer] -= amount_minor
             expected[payee] += amount_minor
         for client in clients:
-            balances = await _settled_balances(client, customers, expected)
+            balances = await settled_balances(client, customers, expected)
             assert balances == dict(expected), f"seed {seed}"
             assert min(balances.values()) >= 0, f"seed {seed}"
             report = await client.payments.Reconcile(pb.ReconcileRequest())
@@ -144,7 +104,7 @@ async def test_one_server_runs_a_process_per_core_and_shares_the_shards_out(
             for payer, payee, amount_minor in moved:
                 expected[payer] -= amount_minor
                 expected[payee] += amount_minor
-            balances = await _settled_balances(clients[1], customers, expected)
+            balances = await settled_balances(clients[1], customers, expected)
             assert balances == dict(expected), f"seed {seed}"
             report = await clients[0].payments.Reconcile(pb.ReconcileRequest())
             assert report.clean, f"seed {seed}: {report}"
@@ -226,25 +186,6 @@ async def _top_up_in_one_batch(client: AsyncClient, customers: list[str]) -> Non
     ]
     reply = await client.payments.BatchCreateTransfers(pb.BatchCreateTransfersRequest(requests=requests))
     assert [r.WhichOneof("result") for r in reply.results] == ["transfer"] * len(customers), reply
-
-
-async def _settled_balances(
-    client: AsyncClient, customers: list[str], expected: Counter[str]
-) -> dict[str, int]:
-    """Balances once every credit landed (a credit left in another process's inbox lands a poll later)."""
-    balances: dict[str, int] = {}
-    for _ in range(SETTLE_POLLS_MAX):
-        try:
-            for account_id in customers:
-                reply = await client.payments.GetAccount(pb.GetAccountRequest(account_id=account_id))
-                balances[account_id] = reply.account.balance.ledger_minor
-        except JubaoError:
-            await asyncio.sleep(0.1)
-            continue
-        if balances == dict(expected):
-            break
-        await asyncio.sleep(0.1)
-    return balances
 
 
 async def _shard_leases(backend: StorageBackend, tenant_id: str) -> tuple[set[str], list[int]]:

@@ -1,0 +1,111 @@
+"""The batch path (`payments.batch`, what BatchCreateTransfers and bulk uploads run) exactly once under lost
+answers, on every backend: the ledger applies a batch but its caller never hears (every payer shard's
+commit stored and its answer lost; then the whole answer lost on the way back), and the caller sends the
+same request ids and bodies again until every item has a final outcome, then once more. Nothing is
+applied twice, every retry reports the outcome the ledger committed (the transfer, or the same refusal),
+the balances equal the tally of those outcomes, and reconciliation is clean. A failure prints the seed."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from typing import Final
+
+from jubao_server.errors import ApiError, ErrorCode
+from jubao_server.payments.api import Idempotency, TransferCommand
+from jubao_server.payments.batch import Outcome, create_transfers
+from jubao_server.payments.config import PaymentsSettings
+from jubao_server.payments.ledger import Ledger
+from jubao_server.payments.model import Leg, Transfer
+from jubao_server.payments.tables import SHARDS as SHARD_TABLE
+from jubao_server.storage.contract import StorageBackend
+
+from tests.ledger.conftest import SHARDS
+from tests.ledger.support import CURRENCY, CommitFailure, balance, fail_next_commit, open_account, pay
+
+CUSTOMERS: Final = 12
+FUNDING_MINOR: Final = 1_000
+ITEMS: Final = 300
+AMOUNT_MAX_MINOR: Final = 400
+ATTEMPTS_MAX: Final = 20
+SETTLE_POLLS_MAX: Final = 100
+
+
+def batch_of(rng: random.Random, customers: list[str]) -> list[tuple[TransferCommand, Idempotency]]:
+    """Random transfers between customers; some overdraw their payer and are refused."""
+    items = []
+    for index in range(ITEMS):
+        payer, payee = rng.sample(customers, 2)
+        legs = (Leg(payer, payee, rng.randrange(1, AMOUNT_MAX_MINOR)),)
+        items.append((TransferCommand(CURRENCY, legs, "batch"), Idempotency(f"b-{index}", repr(legs))))
+    return items
+
+
+def summary(outcome: Outcome) -> tuple[str, str]:
+    """What a caller is told of an item: the transfer it names, or the refusal's reason."""
+    if isinstance(outcome, Transfer):
+        return ("transfer", outcome.transfer_id)
+    if isinstance(outcome, ApiError):
+        return (outcome.code.name, str(outcome.reason))
+    return ("held elsewhere", outcome.address)
+
+
+def final(outcome: Outcome) -> bool:
+    return not (isinstance(outcome, ApiError) and outcome.code is ErrorCode.UNAVAILABLE)
+
+
+async def resolved(
+    ledger: Ledger, tenant: str, items: list[tuple[TransferCommand, Idempotency]], seed: int
+) -> list[Outcome]:
+    """Send the items whose outcome is still unknown again (same request ids and bodies) until none is."""
+    outcomes = await create_transfers(ledger, tenant, items)
+    for _ in range(ATTEMPTS_MAX):
+        open_indexes = [i for i, outcome in enumerate(outcomes) if not final(outcome)]
+        if not open_indexes:
+            return outcomes
+        again = await create_transfers(ledger, tenant, [items[i] for i in open_indexes])
+        for index, outcome in zip(open_indexes, again, strict=True):
+            outcomes[index] = outcome
+    raise AssertionError(f"seed {seed}: outcomes still unknown after {ATTEMPTS_MAX} attempts")
+
+
+async def test_a_batch_whose_answers_were_lost_is_applied_once(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> None:
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    ledger = Ledger(backend, settings)
+    customers = [f"c-{index}" for index in range(CUSTOMERS)]
+    await open_account(ledger, tenant, "bank", allow_negative=True)
+    for account_id in customers:
+        await open_account(ledger, tenant, account_id)
+        await pay(ledger, tenant, "bank", (account_id, FUNDING_MINOR))
+    items = batch_of(rng, customers)
+    for shard in range(SHARDS):
+        fail_next_commit(backend, SHARD_TABLE.partition(tenant, shard), CommitFailure.ANSWER_LOST)
+    first = await create_transfers(ledger, tenant, items)
+    assert not all(final(outcome) for outcome in first), f"seed {seed}: a commit's answer was lost"
+    outcomes = await resolved(ledger, tenant, items, seed)
+    again = await create_transfers(ledger, tenant, items)
+    told = [summary(outcome) for outcome in outcomes]
+    assert [summary(outcome) for outcome in again] == told, f"seed {seed}"
+    for before, after in zip(first, outcomes, strict=True):
+        assert not final(before) or summary(before) == summary(after), f"seed {seed}"
+    refused = {summary(o) for o in outcomes if isinstance(o, ApiError)}
+    assert refused <= {("FAILED_PRECONDITION", "INSUFFICIENT_FUNDS")}, f"seed {seed}: {refused}"
+    expected = Counter({account_id: FUNDING_MINOR for account_id in customers})
+    for (command, _), outcome in zip(items, outcomes, strict=True):
+        if isinstance(outcome, Transfer):
+            (leg,) = command.legs
+            expected[leg.debit_account_id] -= leg.amount_minor
+            expected[leg.credit_account_id] += leg.amount_minor
+    for _ in range(SETTLE_POLLS_MAX):
+        balances = {a: await balance(ledger, tenant, a) for a in customers}
+        if balances == dict(expected):
+            break
+        await asyncio.sleep(0.05)
+    assert balances == dict(expected), f"seed {seed}"
+    report = await ledger.reconcile(tenant)
+    assert report.clean, f"seed {seed}: {report}"
+    await ledger.stop()
