@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 
 from jubao.client import AsyncClient
 from jubao.payments.v1 import payments_pb2 as pb
@@ -46,6 +47,15 @@ class AccountNames:
     def merchants(self) -> list[str]:
         regular = [self.merchant(index) for index in range(self.accounts.merchants)]
         return regular + [self.hot_merchant(index) for index in range(self.accounts.hot_merchants)]
+
+    @property
+    def fund_code(self) -> str:
+        """The run's money-market fund (`fundta_order_accept_per_s`): 4 to 12 of [0-9A-Z]."""
+        return "L" + hashlib.sha256(self.prefix.encode()).hexdigest()[:10].upper()
+
+    def investor(self, index: int) -> str:
+        """A trading account of the run's fund investors."""
+        return f"{self.prefix}i{index}"
 
     def every(self) -> tuple[str, ...]:
         return (self.bank, self.escrow, self.fees, *self.customers(), *self.merchants())

@@ -31,6 +31,7 @@ from loadtest.bulk_bench import BulkPlan, BulkRun, bulk_figures
 from loadtest.commands import find_peak, print_step
 from loadtest.engine import ClosedLoop, Engine
 from loadtest.fundta_bench import run_fundta_bench
+from loadtest.fundta_orders import order_accept_figures
 from loadtest.ghz import GhzLoad, ghz_figure
 from loadtest.harness import Run, bare_echo, prepare, scratch_dir, serving, verify
 from loadtest.payments_bench import PaymentsPlan, measure, only, payments_figures, unary_figures
@@ -193,6 +194,8 @@ def server_figures(plan: BenchPlan, storage: StorageSettings, backend: str, resu
         run, setup = prepare(target, scenario)
         figures = rpc_figures(engine, run, plan) if backend == "sqlite" else []
         payments, moved = payments_figures(engine, run, plan.payments, backend)
+        print(f"bench: fund TA orders on {backend}")
+        payments += order_accept_figures(engine, run, plan.payments, backend)
         print(f"bench: find-peak of {scenario.name} on {backend}")
         peak = find_peak(engine, run, print_step)
         tally = Tally.merge([setup, moved, peak.tally])

@@ -53,3 +53,5 @@ problems_listed_max: Final = 20
 latency_min_us: Final = 1
 latency_max_us: Final = 120_000_000
 latency_digits: Final = 3
+# The investors of a run's fund (fundta_purchase orders pick one at random).
+fundta_investors: Final = 200

@@ -15,6 +15,7 @@ from typing import Any, Final, TypeVar
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from jubao.client import AsyncClient
+from jubao.fundta.v1 import fundta_pb2
 from jubao.meta.v1 import meta_pb2
 from jubao.payments.v1 import payments_pb2 as pb
 from jubao.reasons import Code
@@ -69,6 +70,7 @@ _SENDERS: Final[dict[type[Message], Sender]] = {
     pb.ReleaseEscrowRequest: lambda c, r, t: c.payments.ReleaseEscrow(r, timeout=t),
     pb.RefundEscrowRequest: lambda c, r, t: c.payments.RefundEscrow(r, timeout=t),
     pb.ListEntriesRequest: lambda c, r, t: c.payments.ListEntries(r, timeout=t),
+    fundta_pb2.CreateOrderRequest: lambda c, r, t: c.trading.CreateOrder(r, timeout=t),
 }
 
 
@@ -193,6 +195,18 @@ class Workload:
     def _ping(self) -> Op:
         return Op("ping", meta_pb2.PingRequest())
 
+    def _fundta_purchase(self) -> Op:
+        """A purchase of the run's fund by one of its investors (no money moves in the ledger until the
+        day-close, which the load does not run)."""
+        request = fundta_pb2.CreateOrderRequest(
+            fund_code=self.names.fund_code,
+            trading_account_id=self.names.investor(self._rng.randrange(bounds.fundta_investors)),
+            kind=fundta_pb2.ORDER_KIND_PURCHASE,
+            amount_minor=self._amount(),
+            request_id=self._request_id(),
+        )
+        return Op("fundta_purchase", request)
+
     _BUILDERS: Final[dict[str, Callable[[Workload], Op]]] = {
         "transfer": _transfer,
         "batch": _batch,
@@ -200,6 +214,7 @@ class Workload:
         "escrow": _escrow,
         "statement": _statement,
         "ping": _ping,
+        "fundta_purchase": _fundta_purchase,
     }
 
     # Answers

@@ -21,7 +21,8 @@ from loadtest import bounds
 SCENARIOS: Final = Path(__file__).resolve().parent / "scenarios"
 # What an arrival may be; holds are captured, and escrows released or refunded, `settlement.after_s` later
 # (requests of kinds capture, release and refund).
-ARRIVAL_KINDS: Final = ("transfer", "hold", "escrow", "batch", "statement", "ping")
+# A fundta_purchase is a purchase order of the run's fund (`fundta_orders.py` opens it).
+ARRIVAL_KINDS: Final = ("transfer", "hold", "escrow", "batch", "statement", "ping", "fundta_purchase")
 
 
 class ScenarioError(ValueError):

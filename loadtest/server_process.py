@@ -153,13 +153,18 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def provision_bench_key(address: str) -> str:
-    """Create (once) a tenant with quotas far above what the bench offers, and issue it a key."""
+def demo_key(tenant_id: str) -> str:
+    """The API key of a demo tenant (`tenants/demo-keys.txt`)."""
     demo = dict(
         line.split(" ", 1)
         for line in (REPO / "tenants" / "demo-keys.txt").read_text().splitlines()
         if line and not line.startswith("#")
     )
+    return demo[tenant_id]
+
+
+def provision_bench_key(address: str) -> str:
+    """Create (once) a tenant with quotas far above what the bench offers, and issue it a key."""
     quota = admin_pb.Quota(requests_per_s=100_000, burst_requests=100_000, concurrent_calls_max=10_000)
     tenant = admin_pb.Tenant(
         tenant_id=BENCH_TENANT,
@@ -168,7 +173,7 @@ def provision_bench_key(address: str) -> str:
         quota=quota,
         products=[admin_pb.PRODUCT_PAYMENTS, admin_pb.PRODUCT_FUND_TA, admin_pb.PRODUCT_COCREATION],
     )
-    with Client(ClientConfig(endpoint=address, api_key=demo["demo-operator"])) as operator:
+    with Client(ClientConfig(endpoint=address, api_key=demo_key("demo-operator"))) as operator:
         operator.admin.CreateTenant(admin_pb.CreateTenantRequest(request_id="bench-create", tenant=tenant))
         issued = operator.admin.IssueApiKey(admin_pb.IssueApiKeyRequest(tenant_id=BENCH_TENANT))
     return issued.secret

@@ -233,6 +233,8 @@ fundta_close_batch_rows_max = 200
 fundta_shard_pages_max = 10_000
 # The previous natural dates a 七日年化 reads (the date itself is the seventh).
 fundta_yield_days = 7
+# A statement follows the rest of a redemption that large redemption days deferred this many times.
+fundta_statement_deferrals_max = 64
 
 # Co-creation (cocreation/): members and datasets of a collaboration, columns and rule entries of a dataset,
 # rows of a dataset, how far ahead a collaboration may expire, the minimum group size's default and floor.

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +15,8 @@ from jubao.client import AsyncClient
 from jubao_server.app import migrate
 from jubao_server.storage.contract import NO_FAULTS, StorageBackend
 
-from tests.backends import BACKENDS, open_test_backend, report_skips
+from tests import cassandra_node
+from tests.backends import BACKENDS, SHARED_BACKENDS, open_test_backend, report_skips
 from tests.fundta.support import SetClock, client_of, new_tenant, shanghai_ms
 from tests.platform.harness import Running, demo_keys, settings_for, start
 
@@ -78,3 +82,42 @@ async def bank(running: Running, keys: dict[str, str]) -> AsyncIterator[AsyncCli
     key = await new_tenant(running, keys["demo-operator"], "other-bank", admin_pb.TENANT_KIND_BANK)
     async with client_of(running, key) as client:
         yield client
+
+
+@dataclasses.dataclass
+class Cast:
+    """Tenants of their own on a server of each shared backend (on Cassandra the keyspace is shared, so
+    tenant ids and fund codes are fresh per test): a manager and its fund code, two distributors, another
+    manager."""
+
+    manager: AsyncClient
+    platform: AsyncClient
+    bank: AsyncClient
+    other_manager: AsyncClient
+    ids: dict[str, str]
+    code: str
+
+
+@pytest.fixture(params=SHARED_BACKENDS)
+async def cast(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: SetClock, keys: dict[str, str]
+) -> AsyncIterator[Cast]:
+    probe = await open_test_backend(request.param, tmp_path, NO_FAULTS)  # skips or fails without a node
+    await probe.close()
+    storage = {"backend": request.param, "cassandra": {"keyspace": cassandra_node.TEST_KEYSPACE}}
+    handle = await start(settings_for(tmp_path / "var" / "test.db", storage=storage), clock=clock)
+    suffix = uuid.uuid4().hex[:10]
+    roles = {
+        "manager": admin_pb.TENANT_KIND_FUND_HOUSE,
+        "platform": admin_pb.TENANT_KIND_PLATFORM,
+        "bank": admin_pb.TENANT_KIND_BANK,
+        "other_manager": admin_pb.TENANT_KIND_FUND_HOUSE,
+    }
+    ids = {role: f"{role.replace('_', '-')}-{suffix}" for role in roles}
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {}
+        for role, kind in roles.items():
+            key = await new_tenant(handle, keys["demo-operator"], ids[role], kind)
+            clients[role] = await stack.enter_async_context(client_of(handle, key))
+        yield Cast(**clients, ids=ids, code=f"S{suffix.upper()}")
+    await handle.close()

@@ -140,6 +140,8 @@ class Reason(StrEnum):
     PRICE_MISSING = "PRICE_MISSING"
     # NOT_FOUND (fund TA): no day-close of that fund and date
     DAY_CLOSE_NOT_FOUND = "DAY_CLOSE_NOT_FOUND"
+    # NOT_FOUND (fund TA): the distributor was never granted the fund
+    GRANT_NOT_FOUND = "GRANT_NOT_FOUND"
     # NOT_FOUND (cocreation): no such collaboration, or the caller is neither a member nor invited
     COLLABORATION_NOT_FOUND = "COLLABORATION_NOT_FOUND"
     DATASET_NOT_FOUND = "DATASET_NOT_FOUND"

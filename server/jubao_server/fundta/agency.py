@@ -17,7 +17,7 @@ import functools
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -41,6 +41,7 @@ from jubao_server.fundta.decimals import fixed, places, shares_text
 from jubao_server.fundta.model import (
     STATUS_TAKES,
     Confirmation,
+    DividendMethod,
     Fund,
     FundKind,
     FundStatus,
@@ -54,9 +55,11 @@ from jubao_server.fundta.model import (
     Price,
     Reservation,
     decode,
+    default_dividend_method,
     encode,
 )
 from jubao_server.fundta.tables import FUND_CODES, FUNDS, HOLDERS, INVESTORS, TENANT_FUNDS
+from jubao_server.invariants import unreachable
 from jubao_server.platform.idempotency import Claim
 from jubao_server.shards.stage import shard_of
 from jubao_server.storage.contract import (
@@ -85,6 +88,16 @@ POSITION = "position"
 RESERVATION = "reservation"
 
 
+def account_kind(fund_account_id: str) -> str:
+    """The row kind of a fund account's index of its orders in a holder shard (written with each order,
+    keyed "<distributor>/<trading account>/<trade date>/<order id>"): what its statement reads."""
+    return f"account:{fund_account_id}"
+
+
+def account_key(order: Order) -> str:
+    return f"{order.distributor_id}/{order.trading_account_id}/{order.trade_date}/{order.order_id}"
+
+
 def order_kind(trade_date: str) -> str:
     """The row kind of a trade date's orders in a holder shard."""
     return f"order:{trade_date}"
@@ -109,6 +122,7 @@ class OrderRequest:
     shares: int
     request_id: str
     large_redemption: LargeRedemptionChoice = LargeRedemptionChoice.DEFER
+    dividend_method: DividendMethod | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +133,8 @@ class Holding:
     # Registered, less the fast redemptions since (they leave when accepted).
     shares: int
     available_shares: int
+    # The position's, or the fund's default.
+    dividend_method: DividendMethod
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +156,10 @@ class Agency:
         self._identity_key = identity_key
         self._shard_count = shard_count
         self._tenants = TenantStore(backend, clock)
+
+    @property
+    def backend(self) -> StorageBackend:
+        return self._backend
 
     async def stop(self) -> None:
         """Nothing runs in the background: every change is written before its call answers."""
@@ -223,14 +243,112 @@ class Agency:
             )
         grant = Grant(code, distributor_id, claim.claimed_ms)
         key = (GRANT, distributor_id)
-        put = Put(key, {"record": encode(grant), "version": 1})
         partition = FUNDS.partition(tenant.tenant_id, code)
-        outcome = await self._backend.write(Batch(partition, (put,), conditions=(RowAbsent(key),)))
-        if not outcome.applied:
-            grant = decode(_row(outcome.current_rows.get(key))["record"], Grant)
+        for _ in range(limits.fundta_write_attempts_max):
+            row = await self._backend.read_row(partition, key)
+            kept = decode(row["record"], Grant) if row is not None else None
+            if kept is not None and not kept.revoke_time_ms:
+                grant = kept
+                break
+            # A revoked grant is granted anew.
+            version = row.as_int("version") if row is not None else 0
+            put = Put(key, {"record": encode(grant), "version": version + 1})
+            condition = RowMatches(key, {"version": version}) if row is not None else RowAbsent(key)
+            if (await self._backend.write(Batch(partition, (put,), conditions=(condition,)))).applied:
+                break
+        else:
+            raise _contended(code)
         index = Put((code,), {"manager_id": tenant.tenant_id, "create_time_ms": grant.create_time_ms})
         await self._backend.write(Batch(TENANT_FUNDS.partition(distributor_id), (index,)))
         return grant
+
+    async def revoke_grant(self, tenant: Tenant, code: str, distributor_id: str, claim: Claim) -> Grant:
+        """End a distributor's right to sell the fund: its new orders are refused, what it placed stays."""
+        await self.managed_fund(tenant, code)
+        key = (GRANT, distributor_id)
+        partition = FUNDS.partition(tenant.tenant_id, code)
+        for _ in range(limits.fundta_write_attempts_max):
+            row = await self._backend.read_row(partition, key)
+            if row is None:
+                raise not_found(
+                    Reason.GRANT_NOT_FOUND,
+                    f"{distributor_id} was never granted {code}",
+                    fund_code=code,
+                    distributor_id=distributor_id,
+                )
+            grant = decode(row["record"], Grant)
+            if grant.revoke_time_ms:
+                if grant.revoke_time_ms == claim.claimed_ms:
+                    return grant
+                raise failed_precondition(
+                    Reason.INVALID_STATE,
+                    f"the grant of {code} to {distributor_id} is already revoked",
+                    fund_code=code,
+                    distributor_id=distributor_id,
+                )
+            revoked = msgspec.structs.replace(grant, revoke_time_ms=claim.claimed_ms)
+            version = row.as_int("version")
+            put = Put(key, {"record": encode(revoked), "version": version + 1})
+            batch = Batch(partition, (put,), conditions=(RowMatches(key, {"version": version}),))
+            if (await self._backend.write(batch)).applied:
+                return revoked
+        raise _contended(code)
+
+    async def list_grants(
+        self, tenant: Tenant, code: str, *, after: str | None, limit: int
+    ) -> tuple[list[Grant], str | None]:
+        """The grants of the funds the tenant manages (every distributor's, revoked ones too) and those it
+        was given, by fund code and distributor (one fund's with `code`); the position is "<fund
+        code>/<distributor>", "<fund code>/~" once past every grant of that fund."""
+        after_code, _, after_distributor = (after or "").partition("/")
+        funds, complete = await self._funds_from(tenant, code, after_code, limit)
+        grants: list[Grant] = []
+        for fund_code, manager_id in funds:
+            start = after_distributor if fund_code == after_code else ""
+            grants += await self._grants_of(tenant, fund_code, manager_id, start, limit - len(grants))
+            if len(grants) >= limit:
+                last = grants[-1]
+                return grants, f"{last.fund_code}/{last.distributor_id}"
+        if complete or not funds:
+            return grants, None
+        return grants, f"{funds[-1][0]}/~"
+
+    async def _funds_from(
+        self, tenant: Tenant, code: str, after_code: str, limit: int
+    ) -> tuple[list[tuple[str, str]], bool]:
+        """The (code, manager) of the funds whose grants the tenant lists, from `after_code` on, read in at
+        most `fundta_list_reads_max` pages, and whether they are all of them."""
+        if code:
+            fund, _ = await self.visible_fund(tenant, code)
+            return [(code, fund.manager_id)], True
+        lower = Bound((after_code,), inclusive=True) if after_code else None
+        query = RowQuery(TENANT_FUNDS.partition(tenant.tenant_id), lower, limit=limit)
+        funds: list[tuple[str, str]] = []
+        for _ in range(limits.fundta_list_reads_max):
+            page = await self._backend.read_page(query)
+            funds += [(row.as_text("fund_code"), row.as_text("manager_id")) for row in page.rows]
+            if page.next_after is None:
+                return funds, True
+            query = query.after(page.next_after)
+        return funds, False
+
+    async def _grants_of(
+        self, tenant: Tenant, code: str, manager_id: str, after_distributor: str, limit: int
+    ) -> list[Grant]:
+        """A fund's grants the tenant sees after `after_distributor`: every one (its manager), or its own."""
+        partition = FUNDS.partition(manager_id, code)
+        if manager_id != tenant.tenant_id:
+            row = (
+                None
+                if after_distributor
+                else await self._backend.read_row(partition, (GRANT, tenant.tenant_id))
+            )
+            return [decode(row["record"], Grant)] if row is not None else []
+        lower = (
+            Bound((GRANT, after_distributor), inclusive=False) if after_distributor else Bound((GRANT,), True)
+        )
+        page = await self._backend.read_page(RowQuery(partition, lower, Bound((GRANT,), True), limit=limit))
+        return [decode(row["record"], Grant) for row in page.rows]
 
     # Prices
 
@@ -366,6 +484,7 @@ class Agency:
                 currency=fund.currency,
                 request_id=request.request_id,
                 large_redemption=request.large_redemption,
+                dividend_method=request.dividend_method,
                 create_time_ms=claim.claimed_ms,
                 update_time_ms=claim.claimed_ms,
             )
@@ -395,14 +514,17 @@ class Agency:
         seal it was dated by: the order, the one an earlier attempt of its request wrote, or None when the
         holding or the seal moved. `fast_cap`: the fund's cap of fast redemptions and today's date."""
         key = (order_kind(order.trade_date), order.order_id)
-        puts = [Put(key, {"record": encode(order), "version": 1})]
+        puts = [
+            Put(key, {"record": encode(order), "version": 1}),
+            Put((account_kind(order.fund_account_id), account_key(order)), {"version": 1}),
+        ]
         conditions: list[RowAbsent | RowMatches | StaticMatches] = [
             RowAbsent(key),
             StaticMatches({"sealed_date": sealed}),
         ]
         if order.kind in (OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION):
             holder = _holding_key(order.distributor_id, order.trading_account_id)
-            position = await self._position(partition, holder, order.fund_account_id)
+            position = await self.position(partition, holder, order.fund_account_id)
             reservation_row = await self._backend.read_row(partition, (RESERVATION, holder))
             reservation = (
                 decode(reservation_row["record"], Reservation) if reservation_row else Reservation(0)
@@ -427,7 +549,8 @@ class Agency:
         return decode(earlier_row["record"], Order) if earlier_row is not None else None
 
     async def cancel_order(self, tenant: Tenant, ref: OrderRef, claim: Claim) -> Order:
-        fund, _ = await self._selling_fund(tenant, ref.fund_code)
+        # A distributor whose grant was revoked may still cancel what it placed.
+        fund, _ = await self.visible_fund(tenant, ref.fund_code)
         partition = HOLDERS.partition(fund.manager_id, fund.fund_code, ref.shard)
         key = (order_kind(ref.trade_date), ref.order_id)
         for _ in range(limits.fundta_write_attempts_max):
@@ -543,7 +666,7 @@ class Agency:
         shard = shard_of(investor.fund_account_id, fund.holder_shard_count)
         partition = HOLDERS.partition(fund.manager_id, code, shard)
         holder = _holding_key(owner, trading_account_id)
-        position = await self._position(partition, holder, investor.fund_account_id)
+        position = await self.position(partition, holder, investor.fund_account_id)
         reservation_row = await self._backend.read_row(partition, (RESERVATION, holder))
         reservation = decode(reservation_row["record"], Reservation) if reservation_row else Reservation(0)
         fast_pending = reservation.fast_reserved_shares - position.fast_released_shares
@@ -551,9 +674,10 @@ class Agency:
             position,
             shares=position.shares - fast_pending,
             available_shares=position.shares - (reservation.reserved_shares - position.released_shares),
+            dividend_method=position.dividend_method or default_dividend_method(fund),
         )
 
-    async def _position(self, partition: PartitionRef, holder: str, fund_account_id: str) -> Position:
+    async def position(self, partition: PartitionRef, holder: str, fund_account_id: str) -> Position:
         row = await self._backend.read_row(partition, (POSITION, holder))
         if row is not None:
             return decode(row["record"], Position)
@@ -596,13 +720,17 @@ class Agency:
         managed = manager_id == tenant.tenant_id
         if not managed and not await self._granted(fund, tenant.tenant_id):
             raise permission_denied(
-                Reason.FUND_NOT_GRANTED, f"the manager of {code} has not granted it to you", fund_code=code
+                Reason.FUND_NOT_GRANTED,
+                f"the manager of {code} has not granted it to you, or revoked the grant",
+                fund_code=code,
             )
         return fund, managed
 
     async def _granted(self, fund: Fund, distributor_id: str) -> bool:
+        """Whether the distributor may sell the fund now: granted, and not revoked since."""
         partition = FUNDS.partition(fund.manager_id, fund.fund_code)
-        return await self._backend.read_row(partition, (GRANT, distributor_id)) is not None
+        row = await self._backend.read_row(partition, (GRANT, distributor_id))
+        return row is not None and not decode(row["record"], Grant).revoke_time_ms
 
     async def _investor(self, distributor_id: str, trading_account_id: str) -> Investor:
         row = await self._backend.read_row(INVESTORS.partition(distributor_id, trading_account_id))
@@ -670,6 +798,19 @@ async def visible_fund(backend: StorageBackend, tenant_id: str, code: str) -> tu
     if await backend.read_row(FUNDS.partition(fund.manager_id, code), (GRANT, tenant_id)) is None:
         raise _no_fund(code)
     return fund, False
+
+
+async def scan(backend: StorageBackend, query: RowQuery, what: str) -> AsyncIterator[Row]:
+    """Every row of a range read, page by page (at most `fundta_shard_pages_max` pages: `what` says whose
+    range would pass it)."""
+    for _ in range(limits.fundta_shard_pages_max):
+        page = await backend.read_page(query)
+        for row in page.rows:
+            yield row
+        if page.next_after is None:
+            return
+        query = query.after(page.next_after)
+    unreachable(f"{what} of more than {limits.fundta_shard_pages_max} pages")
 
 
 def seen_distributor(fund: Fund, tenant_id: str, managed: bool, distributor_id: str) -> str | None:

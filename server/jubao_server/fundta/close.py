@@ -15,6 +15,7 @@ units); `Decimal` with explicit rounding for NAVs and rates, never floats.
   that would leave less than the fund's minimum holding takes the whole holding.
 * refusals (the fund's status, below the minimum, more shares than held) are confirmed as failed with a
   return code; the holding is unchanged.
+* a dividend method change (after the purchases) sets the holding's method; no money, no shares.
 * fast redemptions (confirmed when accepted) leave the position first, first in first out, after the
   income of the dates distributed.
 * a large redemption day of a PRO_RATA fund (`redemption_ratio`): each redemption is confirmed at the
@@ -126,6 +127,8 @@ class Pricing:
     next_trade_date: str = ""
 
 
+# The orders confirmed as purchases.
+_BUYING: Final = frozenset({OrderKind.SUBSCRIPTION, OrderKind.PURCHASE})
 # A day's net redemptions past this share of the fund's shares are a large redemption day.
 LARGE_REDEMPTION_SHARE: Final = Decimal("0.1")
 RATIO_PLACES: Final = 10
@@ -159,7 +162,7 @@ def confirm(
         position = _leave(position, order)
     accepted = [o for o in orders if o.status is OrderStatus.ACCEPTED]
     redemptions = sorted((o for o in accepted if o.kind is OrderKind.REDEMPTION), key=lambda o: o.order_id)
-    purchases = sorted((o for o in accepted if o.kind is not OrderKind.REDEMPTION), key=lambda o: o.order_id)
+    purchases = sorted((o for o in accepted if o.kind in _BUYING), key=lambda o: o.order_id)
     released = 0
     for order in redemptions:
         position, confirmation = _redeem(fund, pricing, trade_date, position, order)
@@ -170,6 +173,11 @@ def confirm(
             confirmed.append(_deferred(order, confirmation.deferred_shares, pricing.next_trade_date))
     for order in purchases:
         position, confirmation = _purchase(fund, pricing, trade_date, position, order)
+        confirmed.append(_with(order, confirmation))
+    for order in sorted(
+        (o for o in accepted if o.kind is OrderKind.DIVIDEND_METHOD), key=lambda o: o.order_id
+    ):
+        position, confirmation = _change_dividend_method(fund, pricing, position, order)
         confirmed.append(_with(order, confirmation))
     position = msgspec.structs.replace(
         position, released_shares=position.released_shares + released, closed_date=trade_date
@@ -272,6 +280,16 @@ def _redeem(
     return position, confirmation
 
 
+def _change_dividend_method(
+    fund: Fund, pricing: Pricing, position: Position, order: Order
+) -> tuple[Position, Confirmation]:
+    """A dividend method change: the holding's method from now on (no money, no shares)."""
+    if order.kind not in STATUS_TAKES[fund.status]:
+        return position, _failed(Reason.FUND_SUSPENDED, pricing, 0)
+    changed = msgspec.structs.replace(position, dividend_method=order.dividend_method)
+    return changed, Confirmation(RETURN_OK, "", _nav_text(pricing.nav, pricing), 0, 0, 0, "")
+
+
 def _leave(position: Position, order: Order) -> Position:
     """A fast redemption (confirmed when accepted, its shares reserved then) leaves the position: its
     shares come out of the lots first in, first out."""
@@ -312,14 +330,19 @@ def _with(order: Order, confirmation: Confirmation) -> Order:
     return msgspec.structs.replace(order, status=status, confirmation=confirmation)
 
 
+def deferred_order_id(order_id: str, trade_date: str) -> str:
+    """The id of the redemption of `trade_date` that continues the deferred rest of `order_id`."""
+    code, _, shard, _ = order_id.split("-")
+    suffix = hashlib.sha256(order_id.encode()).hexdigest()[:16]
+    return f"{code}-{trade_date.replace('-', '')}-{shard}-{suffix}"
+
+
 def _deferred(order: Order, shares: int, trade_date: str) -> Order:
     """The rest of a redemption a large redemption day deferred: a redemption of the next trade date, its
     id derived from the order it continues (so a day-close run again makes the same one)."""
-    code, _, shard, _ = order.order_id.split("-")
-    suffix = hashlib.sha256(order.order_id.encode()).hexdigest()[:16]
     return msgspec.structs.replace(
         order,
-        order_id=f"{code}-{trade_date.replace('-', '')}-{shard}-{suffix}",
+        order_id=deferred_order_id(order.order_id, trade_date),
         status=OrderStatus.ACCEPTED,
         trade_date=trade_date,
         shares=shares,

@@ -25,6 +25,7 @@ from jubao_server.fundta.model import (
     DayClose,
     DayClosePhase,
     DayCloseState,
+    DividendMethod,
     Fund,
     FundKind,
     FundStatus,
@@ -39,6 +40,7 @@ from jubao_server.fundta.model import (
     PurchaseFeeTier,
     RedemptionFeeTier,
 )
+from jubao_server.fundta.statement import Entry, EntryKind, Statement
 from jubao_server.payments.convert import currency_violations, id_violations, name_violations, raise_if_any
 from jubao_server.payments.currencies import MINOR_UNIT_EXPONENTS
 from jubao_server.platform.timestamps import timestamp
@@ -69,7 +71,13 @@ _ORDER_KINDS: Final = {
     pb.ORDER_KIND_PURCHASE: OrderKind.PURCHASE,
     pb.ORDER_KIND_REDEMPTION: OrderKind.REDEMPTION,
     pb.ORDER_KIND_FAST_REDEMPTION: OrderKind.FAST_REDEMPTION,
+    pb.ORDER_KIND_DIVIDEND_METHOD: OrderKind.DIVIDEND_METHOD,
 }
+_DIVIDEND_METHODS: Final = {
+    pb.DIVIDEND_METHOD_CASH: DividendMethod.CASH,
+    pb.DIVIDEND_METHOD_REINVEST: DividendMethod.REINVEST,
+}
+DIVIDEND_METHODS_PB: Final = {value: key for key, value in _DIVIDEND_METHODS.items()}
 FAST_REDEMPTION_CAP_DEFAULT: Final = 1_000_000
 _ORDER_STATUSES: Final = {
     OrderStatus.ACCEPTED: pb.ORDER_STATUS_ACCEPTED,
@@ -235,7 +243,7 @@ def fund_to_pb(fund: Fund) -> pb.Fund:
     )
 
 
-def grant_of(request: pb.GrantFundRequest) -> None:
+def grant_of(request: pb.GrantFundRequest | pb.RevokeGrantRequest) -> None:
     violations = code_violations("fund_code", request.fund_code)
     if not TENANT_ID_PATTERN.match(request.distributor_id):
         violations.append(FieldViolation("distributor_id", "a tenant id"))
@@ -247,7 +255,13 @@ def grant_to_pb(grant: Grant) -> pb.Grant:
         fund_code=grant.fund_code,
         distributor_id=grant.distributor_id,
         create_time=timestamp(grant.create_time_ms),
+        revoke_time=timestamp(grant.revoke_time_ms) if grant.revoke_time_ms else None,
     )
+
+
+def grants_query(request: pb.ListGrantsRequest) -> None:
+    if request.fund_code:
+        checked_code("fund_code", request.fund_code)
 
 
 def checked_code(field: str, code: str) -> str:
@@ -339,11 +353,43 @@ def order_request(request: pb.CreateOrderRequest) -> OrderRequest:
     violations = code_violations("fund_code", request.fund_code)
     violations += id_violations("trading_account_id", request.trading_account_id)
     kind = _ORDER_KINDS.get(request.kind)
+    method = _DIVIDEND_METHODS.get(request.dividend_method)
+    shares = _order_body(kind, request, violations)
+    if request.dividend_method and kind is not OrderKind.DIVIDEND_METHOD:
+        violations.append(FieldViolation("dividend_method", "only a DIVIDEND_METHOD order names a method"))
+    choice = request.large_redemption or pb.LARGE_REDEMPTION_CHOICE_DEFER
+    if choice not in _CHOICES:
+        violations.append(FieldViolation("large_redemption", "a LargeRedemptionChoice"))
+    raise_if_any(violations)
+    return OrderRequest(
+        fund_code=request.fund_code,
+        trading_account_id=request.trading_account_id,
+        kind=kind or OrderKind.PURCHASE,
+        amount_minor=request.amount_minor,
+        shares=shares,
+        request_id=request.request_id,
+        large_redemption=_CHOICES.get(choice, LargeRedemptionChoice.DEFER),
+        dividend_method=method if kind is OrderKind.DIVIDEND_METHOD else None,
+    )
+
+
+def _order_body(
+    kind: OrderKind | None, request: pb.CreateOrderRequest, violations: list[FieldViolation]
+) -> int:
+    """Check what an order of `kind` names (an amount, shares or a dividend method); its shares."""
     shares = 0
     if kind is None:
         violations.append(
-            FieldViolation("kind", "required: SUBSCRIPTION, PURCHASE, REDEMPTION or FAST_REDEMPTION")
+            FieldViolation(
+                "kind", "required: SUBSCRIPTION, PURCHASE, REDEMPTION, FAST_REDEMPTION or DIVIDEND_METHOD"
+            )
         )
+    elif kind is OrderKind.DIVIDEND_METHOD:
+        if request.dividend_method not in _DIVIDEND_METHODS:
+            violations.append(FieldViolation("dividend_method", "required: CASH or REINVEST"))
+        for field in ("amount_minor", "shares"):
+            if getattr(request, field):
+                violations.append(FieldViolation(field, "a dividend method change names no amount or shares"))
     elif kind in (OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION):
         shares = _shares("shares", request.shares, violations)
         if shares == 0 and request.shares:
@@ -357,19 +403,7 @@ def order_request(request: pb.CreateOrderRequest) -> OrderRequest:
             violations.append(
                 FieldViolation("shares", "a subscription or purchase names an amount, not shares")
             )
-    choice = request.large_redemption or pb.LARGE_REDEMPTION_CHOICE_DEFER
-    if choice not in _CHOICES:
-        violations.append(FieldViolation("large_redemption", "a LargeRedemptionChoice"))
-    raise_if_any(violations)
-    return OrderRequest(
-        fund_code=request.fund_code,
-        trading_account_id=request.trading_account_id,
-        kind=kind or OrderKind.PURCHASE,
-        amount_minor=request.amount_minor,
-        shares=shares,
-        request_id=request.request_id,
-        large_redemption=_CHOICES.get(choice, LargeRedemptionChoice.DEFER),
-    )
+    return shares
 
 
 def order_ref(field: str, order_id: str) -> OrderRef:
@@ -416,7 +450,12 @@ def order_to_pb(order: Order) -> pb.Order:
         confirmation=_confirmation_to_pb(order),
         large_redemption=_CHOICES_PB[order.large_redemption],
         deferred_from_order_id=order.deferred_from_order_id,
+        dividend_method=_dividend_method_pb(order.dividend_method),
     )
+
+
+def _dividend_method_pb(method: DividendMethod | None) -> pb.DividendMethod.ValueType:
+    return DIVIDEND_METHODS_PB[method] if method is not None else pb.DIVIDEND_METHOD_UNSPECIFIED
 
 
 def _confirmation_to_pb(order: Order) -> pb.Confirmation | None:
@@ -460,7 +499,79 @@ def holding_to_pb(fund_code: str, holding: Holding) -> pb.Holding:
         as_of_date=position.closed_date,
         last_income_minor=position.last_income_minor,
         income_total_minor=position.income_total_minor,
+        dividend_method=DIVIDEND_METHODS_PB[holding.dividend_method],
     )
+
+
+# Statements
+
+
+_FUND_ACCOUNT: Final = re.compile(r"^F[0-9A-F]{20}$")
+_ENTRY_KINDS: Final = {
+    EntryKind.CONFIRMATION: pb.STATEMENT_ENTRY_KIND_CONFIRMATION,
+    EntryKind.INCOME: pb.STATEMENT_ENTRY_KIND_INCOME,
+    EntryKind.FAST_REDEMPTION: pb.STATEMENT_ENTRY_KIND_FAST_REDEMPTION,
+}
+
+
+def statement_query(request: pb.GetStatementRequest) -> None:
+    violations = code_violations("fund_code", request.fund_code)
+    if not _FUND_ACCOUNT.match(request.fund_account_id):
+        violations.append(FieldViolation("fund_account_id", "a TA fund account: F and 20 of [0-9A-F]"))
+    start = _date("start_date", request.start_date, violations)
+    end = _date("end_date", request.end_date, violations)
+    if start is not None and end is not None and start > end:
+        violations.append(FieldViolation("end_date", "must not be before start_date"))
+    if request.distributor_id and not TENANT_ID_PATTERN.match(request.distributor_id):
+        violations.append(FieldViolation("distributor_id", "a tenant id"))
+    raise_if_any(violations)
+
+
+def statement_to_pb(
+    request: pb.GetStatementRequest, statement: Statement, entries: Sequence[Entry], next_page_token: str
+) -> pb.GetStatementResponse:
+    return pb.GetStatementResponse(
+        fund_code=statement.fund.fund_code,
+        fund_account_id=request.fund_account_id,
+        currency_code=statement.fund.currency,
+        start_date=request.start_date,
+        end_date=request.end_date,
+        holdings=[
+            pb.StatementHolding(
+                distributor_id=line.distributor_id,
+                trading_account_id=line.trading_account_id,
+                opening_shares=shares_text(line.opening_shares),
+                closing_shares=shares_text(line.closing_shares),
+                dividend_method=DIVIDEND_METHODS_PB[line.dividend_method],
+            )
+            for line in statement.holdings
+        ],
+        entries=[_entry_to_pb(entry) for entry in entries],
+        next_page_token=next_page_token,
+    )
+
+
+def _entry_to_pb(entry: Entry) -> pb.StatementEntry:
+    message = pb.StatementEntry(
+        date=entry.date,
+        distributor_id=entry.distributor_id,
+        trading_account_id=entry.trading_account_id,
+        kind=_ENTRY_KINDS[entry.kind],
+        amount_minor=entry.amount_minor,
+        fee_minor=entry.fee_minor,
+        shares_delta=("-" if entry.shares_delta < 0 else "") + shares_text(abs(entry.shares_delta)),
+        balance_shares=shares_text(entry.balance_shares),
+    )
+    order = entry.order
+    if order is not None and order.confirmation is not None:
+        message.order_id = order.order_id
+        message.order_kind = _ORDER_KINDS_PB[order.kind]
+        message.status = _ORDER_STATUSES[order.status]
+        message.return_code = order.confirmation.return_code
+        message.reason = order.confirmation.reason
+        message.nav = order.confirmation.nav
+        message.dividend_method = _dividend_method_pb(order.dividend_method)
+    return message
 
 
 # Day-closes

@@ -44,6 +44,7 @@ from jubao_server.fundta.agency import (
     Agency,
     empty_position,
     order_kind,
+    scan,
 )
 from jubao_server.fundta.decimals import fixed
 from jubao_server.fundta.model import (
@@ -471,17 +472,10 @@ class DayCloses:
         row = await self._backend.read_row(FUNDS.partition(fund.manager_id, fund.fund_code), (PRICE, day))
         return decode(row["record"], Price) if row is not None else None
 
-    async def _rows(self, partition: PartitionRef, kind: tuple[str]) -> AsyncIterator[Row]:
+    def _rows(self, partition: PartitionRef, kind: tuple[str]) -> AsyncIterator[Row]:
         """Every row of one kind of a shard, page by page."""
         query = RowQuery(partition, Bound(kind, True), Bound(kind, True), limit=limits.storage_page_rows_max)
-        for _ in range(limits.fundta_shard_pages_max):
-            page = await self._backend.read_page(query)
-            for row in page.rows:
-                yield row
-            if page.next_after is None:
-                return
-            query = query.after(page.next_after)
-        unreachable(f"a holder shard of more than {limits.fundta_shard_pages_max} pages")
+        return scan(self._backend, query, "a holder shard")
 
 
 def _first_position(orders: Sequence[Order]) -> Position:

@@ -34,6 +34,13 @@ class OrderKind(StrEnum):
     REDEMPTION = "redemption"
     # T+0 (money-market funds): confirmed when accepted, within the fund's cap per investor and day.
     FAST_REDEMPTION = "fast_redemption"
+    # 分红方式变更: the holding's dividend method from its trade date's day-close on.
+    DIVIDEND_METHOD = "dividend_method"
+
+
+class DividendMethod(StrEnum):
+    CASH = "cash"
+    REINVEST = "reinvest"
 
 
 class OrderStatus(StrEnum):
@@ -62,10 +69,14 @@ class LargeRedemptionChoice(StrEnum):
 
 # What each status takes.
 STATUS_TAKES: dict[FundStatus, frozenset[OrderKind]] = {
-    FundStatus.ISSUING: frozenset({OrderKind.SUBSCRIPTION}),
-    FundStatus.OPEN: frozenset({OrderKind.PURCHASE, OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION}),
-    FundStatus.PURCHASE_SUSPENDED: frozenset({OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION}),
-    FundStatus.REDEMPTION_SUSPENDED: frozenset({OrderKind.PURCHASE}),
+    FundStatus.ISSUING: frozenset({OrderKind.SUBSCRIPTION, OrderKind.DIVIDEND_METHOD}),
+    FundStatus.OPEN: frozenset(
+        {OrderKind.PURCHASE, OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION, OrderKind.DIVIDEND_METHOD}
+    ),
+    FundStatus.PURCHASE_SUSPENDED: frozenset(
+        {OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION, OrderKind.DIVIDEND_METHOD}
+    ),
+    FundStatus.REDEMPTION_SUSPENDED: frozenset({OrderKind.PURCHASE, OrderKind.DIVIDEND_METHOD}),
     FundStatus.CLOSED: frozenset(),
 }
 
@@ -119,6 +130,8 @@ class Grant(msgspec.Struct, frozen=True):
     fund_code: str
     distributor_id: str
     create_time_ms: int
+    # Set by RevokeGrant (0: in force): a revoked grant takes no new orders.
+    revoke_time_ms: int = 0
 
 
 class Price(msgspec.Struct, frozen=True):
@@ -185,6 +198,8 @@ class Order(msgspec.Struct, frozen=True):
     large_redemption: LargeRedemptionChoice = LargeRedemptionChoice.DEFER
     # A redemption deferred by a large redemption day names the order it continues.
     deferred_from_order_id: str = ""
+    # Dividend method changes: the method asked for.
+    dividend_method: DividendMethod | None = None
 
 
 class Lot(msgspec.Struct, frozen=True):
@@ -208,6 +223,8 @@ class Position(msgspec.Struct, frozen=True):
     closed_date: str
     # Of which fast redemptions.
     fast_released_shares: int = 0
+    # The method the last dividend method change confirmed (None: the fund's `default_dividend_method`).
+    dividend_method: DividendMethod | None = None
 
 
 class Reservation(msgspec.Struct, frozen=True):
@@ -289,6 +306,12 @@ class DayClose(msgspec.Struct, frozen=True):
     update_time_ms: int
     plan: ClosePlan | None = None
     result: CloseResult | None = None
+
+
+def default_dividend_method(fund: Fund) -> DividendMethod:
+    """A holding's dividend method until it changes it: cash (the rule), but a money-market fund's income
+    is carried forward into shares every day."""
+    return DividendMethod.REINVEST if fund.kind is FundKind.MONEY_MARKET else DividendMethod.CASH
 
 
 def encode(record: msgspec.Struct) -> bytes:

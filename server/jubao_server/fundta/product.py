@@ -13,6 +13,7 @@ from jubao_server.fundta.bulk import ConfirmationsExport
 from jubao_server.fundta.config import FundTaSettings
 from jubao_server.fundta.dayclose import DayCloses
 from jubao_server.fundta.requests import Requests
+from jubao_server.fundta.statement import Statements
 from jubao_server.invariants import unreachable
 from jubao_server.payments.ledger import Ledger
 from jubao_server.platform.paging import load_secret
@@ -24,12 +25,14 @@ IDENTITY_SECRET: Final = "fundta_identity"
 
 
 class FundTa:
-    """The running product: the agency, its request claims and the day-closes running here."""
+    """The running product: the agency, its request claims, the day-closes running here and the
+    statements."""
 
     def __init__(self, agency: Agency, requests: Requests, closes: DayCloses) -> None:
         self.agency = agency
         self.requests = requests
         self.closes = closes
+        self.statements = Statements(agency, agency.backend)
 
     async def stop(self) -> None:
         await self.closes.stop()

@@ -50,6 +50,7 @@ class _Base:
         self._agency = running.agency
         self._requests = running.requests
         self._closes = running.closes
+        self._statements = running.statements
         self._pages = pages
 
     def _once(
@@ -144,6 +145,28 @@ class FundService(_Base, pb_grpc.FundServiceServicer):
         record = await self._closes.get(_tenant(), code, trade_date)
         return pb.GetDayCloseResponse(day_close=convert.day_close_to_pb(record))
 
+    async def RevokeGrant(self, request: pb.RevokeGrantRequest, context: Context) -> pb.RevokeGrantResponse:
+        convert.grant_of(request)
+
+        async def apply(claim: Claim) -> pb.RevokeGrantResponse:
+            grant = await self._agency.revoke_grant(
+                _tenant(), request.fund_code, request.distributor_id, claim
+            )
+            return pb.RevokeGrantResponse(grant=convert.grant_to_pb(grant))
+
+        return await self._once("RevokeGrant", request, pb.RevokeGrantResponse, apply)
+
+    async def ListGrants(self, request: pb.ListGrantsRequest, context: Context) -> pb.ListGrantsResponse:
+        convert.grants_query(request)
+        limit = page_size(request.page_size)
+        page = self._pages.query(_tenant().tenant_id, request)
+        grants, after = await self._agency.list_grants(
+            _tenant(), request.fund_code, after=page.start(), limit=limit
+        )
+        return pb.ListGrantsResponse(
+            grants=[convert.grant_to_pb(g) for g in grants], next_page_token=page.next(after)
+        )
+
 
 class TradingService(_Base, pb_grpc.TradingServiceServicer):
     async def OpenInvestor(
@@ -208,6 +231,28 @@ class TradingService(_Base, pb_grpc.TradingServiceServicer):
             _tenant(), request.fund_code, request.trading_account_id, request.distributor_id
         )
         return pb.GetHoldingResponse(holding=convert.holding_to_pb(request.fund_code, holding))
+
+    async def GetStatement(
+        self, request: pb.GetStatementRequest, context: Context
+    ) -> pb.GetStatementResponse:
+        convert.statement_query(request)
+        limit = page_size(request.page_size)
+        page = self._pages.query(_tenant().tenant_id, request)
+        statement = await self._statements.statement(
+            _tenant(),
+            request.fund_code,
+            request.fund_account_id,
+            start=request.start_date,
+            end=request.end_date,
+            distributor_id=request.distributor_id,
+        )
+        # The position is how many entries earlier pages answered.
+        offset = int(page.start() or 0)
+        entries = statement.entries[offset : offset + limit]
+        more = offset + limit < len(statement.entries)
+        return convert.statement_to_pb(
+            request, statement, entries, page.next(str(offset + limit) if more else None)
+        )
 
 
 def _tenant() -> Tenant:

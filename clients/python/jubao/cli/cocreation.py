@@ -5,7 +5,6 @@ gRPC: they must not share a process, apache/arrow#13300); aggregate queries over
 from __future__ import annotations
 
 import datetime
-import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
@@ -14,12 +13,11 @@ import typer
 
 from jubao.cli.common import (
     PAGE_SIZE,
-    Page,
     RequestIdOption,
-    collect_pages,
     connect,
     emit,
     enum_label,
+    list_all,
     list_table,
     record_table,
     text,
@@ -30,7 +28,6 @@ from jubao.cocreation.v1 import cocreation_pb2 as pb
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from jubao.client import Client
 
 app = typer.Typer(
     help="Data co-creation: clean-room collaborations, datasets joined on keyed tokens, aggregate queries."
@@ -97,7 +94,11 @@ def get(ctx: typer.Context, collaboration_id: CollaborationArgument) -> None:
 def list_collaborations(ctx: typer.Context) -> None:
     """List the collaborations you are a member of or invited to."""
     with connect(ctx) as client:
-        found = collect_pages(functools.partial(_collaboration_page, client))
+        found = list_all(
+            client.cocreation.ListCollaborations,
+            pb.ListCollaborationsRequest(page_size=PAGE_SIZE),
+            lambda r: r.collaborations,
+        )
     emit(ctx, pb.ListCollaborationsResponse(collaborations=found), lambda: _collaborations_table(found))
 
 
@@ -199,7 +200,11 @@ def register(
 def datasets(ctx: typer.Context, collaboration_id: CollaborationArgument) -> None:
     """List the collaboration's datasets: owner, state, rows and rule (never their rows)."""
     with connect(ctx) as client:
-        found = collect_pages(functools.partial(_dataset_page, client, collaboration_id))
+        found = list_all(
+            client.cocreation.ListDatasets,
+            pb.ListDatasetsRequest(collaboration_id=collaboration_id, page_size=PAGE_SIZE),
+            lambda r: r.datasets,
+        )
     emit(ctx, pb.ListDatasetsResponse(datasets=found), lambda: _datasets_table(found))
 
 
@@ -332,20 +337,6 @@ def _aggregate(spec: str) -> pb.Aggregate:
     if not column:
         return pb.Aggregate(function=function)
     return pb.Aggregate(function=function, column=_ref("--aggregate", column))
-
-
-def _collaboration_page(client: Client, page_token: str) -> Page[pb.Collaboration]:
-    response = client.cocreation.ListCollaborations(
-        pb.ListCollaborationsRequest(page_size=PAGE_SIZE, page_token=page_token)
-    )
-    return response.collaborations, response.next_page_token
-
-
-def _dataset_page(client: Client, collaboration_id: str, page_token: str) -> Page[pb.Dataset]:
-    response = client.cocreation.ListDatasets(
-        pb.ListDatasetsRequest(collaboration_id=collaboration_id, page_size=PAGE_SIZE, page_token=page_token)
-    )
-    return response.datasets, response.next_page_token
 
 
 def _members(collaboration: pb.Collaboration) -> str:

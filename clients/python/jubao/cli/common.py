@@ -17,7 +17,7 @@ import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, Final, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, Protocol, TypeAlias, TypeVar
 
 import typer
 
@@ -41,6 +41,17 @@ EXIT_PARTIAL: Final = 4
 
 ItemT = TypeVar("ItemT")
 Page: TypeAlias = tuple[Sequence[ItemT], str]
+RequestT = TypeVar("RequestT", bound="Message")
+
+
+class Listed(Protocol):
+    """A List call's response (AIP-158)."""
+
+    @property
+    def next_page_token(self) -> str: ...
+
+
+ResponseT = TypeVar("ResponseT", bound=Listed)
 
 RequestIdOption = Annotated[
     str,
@@ -149,6 +160,22 @@ def collect_pages(fetch: Callable[[str], Page[ItemT]]) -> list[ItemT]:
             break
     typer.echo(f"warning: stopped after {LIST_ITEMS_MAX} items; more exist", err=True)
     return items[:LIST_ITEMS_MAX]
+
+
+def list_all(
+    call: Callable[[RequestT], ResponseT], query: RequestT, items: Callable[[ResponseT], Sequence[ItemT]]
+) -> list[ItemT]:
+    """Every item a List call answers to `query`, page by page (`collect_pages`): `items` picks a
+    response's items."""
+
+    def fetch(page_token: str) -> Page[ItemT]:
+        request = type(query)()
+        request.CopyFrom(query)
+        request.MergeFrom(type(query)(page_token=page_token))
+        response = call(request)
+        return items(response), response.next_page_token
+
+    return collect_pages(fetch)
 
 
 def record_table(rows: Sequence[tuple[str, str]]) -> Table:

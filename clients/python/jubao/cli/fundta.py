@@ -7,8 +7,8 @@ with 2 places.
 
 from __future__ import annotations
 
-import functools
 import time
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Final
 
@@ -17,12 +17,11 @@ from google.protobuf.field_mask_pb2 import FieldMask
 
 from jubao.cli.common import (
     PAGE_SIZE,
-    Page,
     RequestIdOption,
-    collect_pages,
     connect,
     emit,
     enum_label,
+    list_all,
     list_table,
     record_table,
     time_label,
@@ -30,9 +29,9 @@ from jubao.cli.common import (
 from jubao.fundta.v1 import fundta_pb2 as pb
 
 if TYPE_CHECKING:
+    from rich.console import Group
     from rich.table import Table
 
-    from jubao.client import Client
 
 # `jubao fundta close`: how long it waits for the day-close to end.
 CLOSE_POLLS_MAX: Final = 1200
@@ -130,7 +129,7 @@ def get_fund(ctx: typer.Context, fund_code: FundArgument) -> None:
 def list_funds(ctx: typer.Context) -> None:
     """List the funds you manage or were granted."""
     with connect(ctx) as client:
-        funds = collect_pages(functools.partial(_fund_page, client))
+        funds = list_all(client.funds.ListFunds, pb.ListFundsRequest(page_size=PAGE_SIZE), lambda r: r.funds)
     rows = [
         (
             f.fund_code,
@@ -171,13 +170,30 @@ def grant(
     request = pb.GrantFundRequest(fund_code=fund_code, distributor_id=distributor_id, request_id=request_id)
     with connect(ctx) as client:
         response = client.funds.GrantFund(request)
-    emit(
-        ctx,
-        response,
-        lambda: record_table(
-            [("fund", response.grant.fund_code), ("distributor", response.grant.distributor_id)]
-        ),
-    )
+    emit(ctx, response, lambda: grants_table([response.grant]))
+
+
+@funds_app.command("revoke")
+def revoke_grant(
+    ctx: typer.Context, fund_code: FundArgument, distributor_id: str, request_id: RequestIdOption = ""
+) -> None:
+    """End a distributor's grant: its new orders are refused; what it placed is still confirmed."""
+    request = pb.RevokeGrantRequest(fund_code=fund_code, distributor_id=distributor_id, request_id=request_id)
+    with connect(ctx) as client:
+        response = client.funds.RevokeGrant(request)
+    emit(ctx, response, lambda: grants_table([response.grant]))
+
+
+@funds_app.command("grants")
+def list_grants(
+    ctx: typer.Context,
+    fund_code: Annotated[str, typer.Argument(metavar="[FUND]", help="One fund's grants only.")] = "",
+) -> None:
+    """The grants of your funds (fund houses), or those you were given (distributors)."""
+    query = pb.ListGrantsRequest(fund_code=fund_code, page_size=PAGE_SIZE)
+    with connect(ctx) as client:
+        grants = list_all(client.funds.ListGrants, query, lambda r: r.grants)
+    emit(ctx, pb.ListGrantsResponse(grants=grants), lambda: grants_table(grants))
 
 
 # Prices
@@ -214,7 +230,7 @@ def list_prices(
     """A fund's prices by date."""
     query = pb.ListPricesRequest(fund_code=fund_code, start_date=start, end_date=end, page_size=PAGE_SIZE)
     with connect(ctx) as client:
-        prices = collect_pages(functools.partial(_price_page, client, query))
+        prices = list_all(client.funds.ListPrices, query, lambda r: r.prices)
     emit(ctx, pb.ListPricesResponse(prices=prices), lambda: prices_table(prices))
 
 
@@ -332,6 +348,30 @@ def redeem(
     _place(ctx, request)
 
 
+class Method(StrEnum):
+    CASH = "cash"
+    REINVEST = "reinvest"
+
+
+@app.command("dividend-method")
+def dividend_method(
+    ctx: typer.Context,
+    fund_code: FundArgument,
+    account: AccountArgument,
+    method: Annotated[Method, typer.Argument(metavar="METHOD", help="cash or reinvest.")],
+    request_id: RequestIdOption = "",
+) -> None:
+    """Change a holding's dividend method (分红方式变更): confirmed by its trade date's day-close."""
+    request = pb.CreateOrderRequest(
+        fund_code=fund_code,
+        trading_account_id=account,
+        kind=pb.ORDER_KIND_DIVIDEND_METHOD,
+        dividend_method=pb.DividendMethod.Value(f"DIVIDEND_METHOD_{method.value.upper()}"),
+        request_id=request_id,
+    )
+    _place(ctx, request)
+
+
 @app.command()
 def cancel(ctx: typer.Context, order_id: OrderArgument, request_id: RequestIdOption = "") -> None:
     """Cancel an order before its trade date's cut-off."""
@@ -360,7 +400,7 @@ def list_orders(
         fund_code=fund_code, trade_date=trade_date, distributor_id=distributor, page_size=PAGE_SIZE
     )
     with connect(ctx) as client:
-        orders = collect_pages(functools.partial(_order_page, client, query))
+        orders = list_all(client.trading.ListOrders, query, lambda r: r.orders)
     rows = [
         (o.order_id, o.distributor_id, o.trading_account_id, _order_kind(o), _order_status(o), _order_size(o))
         for o in orders
@@ -389,12 +429,116 @@ def holding(
         ("as of", found.as_of_date),
         ("last income (minor)", str(found.last_income_minor)),
         ("income so far (minor)", str(found.income_total_minor)),
+        ("dividends", enum_label(pb.DividendMethod.Name(found.dividend_method), "DIVIDEND_METHOD_")),
         *((f"lot {lot.trade_date}", lot.shares) for lot in found.lots),
     ]
     emit(ctx, response, lambda: record_table(rows))
 
 
+@app.command()
+def statement(
+    ctx: typer.Context,
+    fund_code: FundArgument,
+    *,
+    start: Annotated[str, typer.Option("--from", help="First date, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option("--to", help="Last date, YYYY-MM-DD.")],
+    account: Annotated[
+        str, typer.Option("--account", help="One of your trading accounts: its fund account's statement.")
+    ] = "",
+    fund_account: Annotated[str, typer.Option("--fund-account", help="A TA fund account (F...).")] = "",
+    distributor: DistributorOption = "",
+) -> None:
+    """A fund account's statement of a fund: each holding's shares at the start and end, and every
+    confirmation, income carried forward and fast redemption in between."""
+    if bool(account) == bool(fund_account):
+        raise typer.BadParameter("give exactly one of --account and --fund-account")
+    with connect(ctx) as client:
+        if account:
+            investor = client.trading.GetInvestor(pb.GetInvestorRequest(trading_account_id=account))
+            fund_account = investor.investor.fund_account_id
+        query = pb.GetStatementRequest(
+            fund_code=fund_code,
+            fund_account_id=fund_account,
+            start_date=start,
+            end_date=end,
+            distributor_id=distributor,
+            page_size=PAGE_SIZE,
+        )
+        # Every page repeats the holdings: the last page's are kept, with every page's entries.
+        whole = pb.GetStatementResponse()
+
+        def entries_of(page: pb.GetStatementResponse) -> Sequence[pb.StatementEntry]:
+            whole.CopyFrom(page)
+            return page.entries
+
+        entries = list_all(client.trading.GetStatement, query, entries_of)
+    del whole.entries[:]
+    whole.entries.extend(entries)
+    whole.next_page_token = ""
+    emit(ctx, whole, lambda: statement_tables(whole))
+
+
 # Rendering
+
+
+def grants_table(grants: list[pb.Grant]) -> Table:
+    rows = [
+        (
+            g.fund_code,
+            g.distributor_id,
+            time_label(g.create_time),
+            time_label(g.revoke_time) if g.HasField("revoke_time") else "",
+        )
+        for g in grants
+    ]
+    return list_table(("fund", "distributor", "granted", "revoked"), rows)
+
+
+def statement_tables(found: pb.GetStatementResponse) -> Group:
+    from rich.console import Group
+
+    holdings = [
+        (
+            h.distributor_id,
+            h.trading_account_id,
+            h.opening_shares,
+            h.closing_shares,
+            enum_label(pb.DividendMethod.Name(h.dividend_method), "DIVIDEND_METHOD_"),
+        )
+        for h in found.holdings
+    ]
+    entries = [
+        (
+            e.date,
+            e.trading_account_id,
+            enum_label(pb.StatementEntryKind.Name(e.kind), "STATEMENT_ENTRY_KIND_"),
+            enum_label(pb.OrderKind.Name(e.order_kind), "ORDER_KIND_") if e.order_id else "",
+            enum_label(pb.OrderStatus.Name(e.status), "ORDER_STATUS_") if e.order_id else "",
+            str(e.amount_minor),
+            str(e.fee_minor),
+            e.shares_delta,
+            e.balance_shares,
+        )
+        for e in found.entries
+    ]
+    currency = found.currency_code
+    return Group(
+        list_table(("distributor", "account", "opening shares", "closing shares", "dividends"), holdings),
+        list_table(
+            (
+                "date",
+                "account",
+                "entry",
+                "order",
+                "status",
+                f"amount ({currency} minor)",
+                "fee",
+                "shares",
+                "balance",
+            ),
+            entries,
+        ),
+    )
 
 
 def fund_record(fund: pb.Fund) -> Table:
@@ -511,24 +655,3 @@ def _order_status(order: pb.Order) -> str:
 
 def _order_size(order: pb.Order) -> str:
     return order.shares or str(order.amount_minor)
-
-
-def _fund_page(client: Client, page_token: str) -> Page[pb.Fund]:
-    response = client.funds.ListFunds(pb.ListFundsRequest(page_size=PAGE_SIZE, page_token=page_token))
-    return response.funds, response.next_page_token
-
-
-def _price_page(client: Client, query: pb.ListPricesRequest, page_token: str) -> Page[pb.Price]:
-    request = pb.ListPricesRequest()
-    request.CopyFrom(query)
-    request.page_token = page_token
-    response = client.funds.ListPrices(request)
-    return response.prices, response.next_page_token
-
-
-def _order_page(client: Client, query: pb.ListOrdersRequest, page_token: str) -> Page[pb.Order]:
-    request = pb.ListOrdersRequest()
-    request.CopyFrom(query)
-    request.page_token = page_token
-    response = client.trading.ListOrders(request)
-    return response.orders, response.next_page_token

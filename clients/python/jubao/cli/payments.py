@@ -21,12 +21,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from jubao.cli.common import (
     EXIT_PARTIAL,
     PAGE_SIZE,
-    Page,
     RequestIdOption,
-    collect_pages,
     connect,
     emit,
     enum_label,
+    list_all,
     list_table,
     parse_time,
     record_table,
@@ -41,7 +40,6 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.table import Table
 
-    from jubao.client import Client
 
 # `jubao payments events`: streams opened in one run, failures in a row before giving up, and backoff.
 events_streams_max: Final = 1_000_000
@@ -125,7 +123,9 @@ def get_account(ctx: typer.Context, account_id: AccountArgument) -> None:
 def list_accounts(ctx: typer.Context) -> None:
     """List every account with its balance."""
     with connect(ctx) as client:
-        accounts = collect_pages(functools.partial(_account_page, client))
+        accounts = list_all(
+            client.payments.ListAccounts, pb.ListAccountsRequest(page_size=PAGE_SIZE), lambda r: r.accounts
+        )
     emit(ctx, pb.ListAccountsResponse(accounts=accounts), lambda: accounts_table(accounts))
 
 
@@ -207,7 +207,7 @@ def entries(
     if end:
         query.end_time.CopyFrom(_timestamp("--end", end))
     with connect(ctx) as client:
-        found = collect_pages(functools.partial(_entry_page, client, query))
+        found = list_all(client.payments.ListEntries, query, lambda r: r.entries)
     emit(ctx, pb.ListEntriesResponse(entries=found), lambda: entries_table(found))
 
 
@@ -508,21 +508,6 @@ def _batch_request(path: Path, number: int, line: str) -> pb.CreateTransferReque
         raise typer.BadParameter(f"line {number}: {error}", param_hint=str(path)) from None
     request.request_id = request.request_id or str(uuid.uuid4())
     return request
-
-
-def _account_page(client: Client, page_token: str) -> Page[pb.Account]:
-    response = client.payments.ListAccounts(
-        pb.ListAccountsRequest(page_size=PAGE_SIZE, page_token=page_token)
-    )
-    return response.accounts, response.next_page_token
-
-
-def _entry_page(client: Client, query: pb.ListEntriesRequest, page_token: str) -> Page[pb.Entry]:
-    request = pb.ListEntriesRequest()
-    request.CopyFrom(query)
-    request.page_token = page_token
-    response = client.payments.ListEntries(request)
-    return response.entries, response.next_page_token
 
 
 def _reason(status: pb.Status) -> str:

@@ -179,6 +179,11 @@ class _OrderKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderKind.V
     most the fund's fast_redemption_cap_minor per investor, distributor and
     natural day (FAST_REDEMPTION_LIMIT beyond).
     """
+    ORDER_KIND_DIVIDEND_METHOD: _OrderKind.ValueType  # 5
+    """分红方式变更: dividend_method, the holding's new method from its trade
+    date's day-close on (no amount, no shares). A money-market fund carries
+    its income forward every day whatever the method.
+    """
 
 class OrderKind(_OrderKind, metaclass=_OrderKindEnumTypeWrapper): ...
 
@@ -196,7 +201,36 @@ holding at once and the day-close of the trade date registers it. At
 most the fund's fast_redemption_cap_minor per investor, distributor and
 natural day (FAST_REDEMPTION_LIMIT beyond).
 """
+ORDER_KIND_DIVIDEND_METHOD: OrderKind.ValueType  # 5
+"""分红方式变更: dividend_method, the holding's new method from its trade
+date's day-close on (no amount, no shares). A money-market fund carries
+its income forward every day whatever the method.
+"""
 Global___OrderKind: _TypeAlias = OrderKind  # noqa: Y015
+
+class _DividendMethod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DividendMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DividendMethod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DIVIDEND_METHOD_UNSPECIFIED: _DividendMethod.ValueType  # 0
+    DIVIDEND_METHOD_CASH: _DividendMethod.ValueType  # 1
+    """现金分红."""
+    DIVIDEND_METHOD_REINVEST: _DividendMethod.ValueType  # 2
+    """红利再投资: reinvested in shares."""
+
+class DividendMethod(_DividendMethod, metaclass=_DividendMethodEnumTypeWrapper):
+    """How a holding takes its fund's dividends (dividends themselves come
+    later): the default is CASH, but REINVEST for money-market funds.
+    """
+
+DIVIDEND_METHOD_UNSPECIFIED: DividendMethod.ValueType  # 0
+DIVIDEND_METHOD_CASH: DividendMethod.ValueType  # 1
+"""现金分红."""
+DIVIDEND_METHOD_REINVEST: DividendMethod.ValueType  # 2
+"""红利再投资: reinvested in shares."""
+Global___DividendMethod: _TypeAlias = DividendMethod  # noqa: Y015
 
 class _OrderStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -232,6 +266,35 @@ ORDER_STATUS_PARTIALLY_CONFIRMED: OrderStatus.ValueType  # 5
 deferred or cancelled (confirmation.deferred_shares, cancelled_shares).
 """
 Global___OrderStatus: _TypeAlias = OrderStatus  # noqa: Y015
+
+class _StatementEntryKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StatementEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatementEntryKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STATEMENT_ENTRY_KIND_UNSPECIFIED: _StatementEntryKind.ValueType  # 0
+    STATEMENT_ENTRY_KIND_CONFIRMATION: _StatementEntryKind.ValueType  # 1
+    """An order its trade date's day-close confirmed (or refused: status
+    FAILED, no shares).
+    """
+    STATEMENT_ENTRY_KIND_INCOME: _StatementEntryKind.ValueType  # 2
+    """Money-market income of a natural date carried forward into shares."""
+    STATEMENT_ENTRY_KIND_FAST_REDEMPTION: _StatementEntryKind.ValueType  # 3
+    """A fast redemption, confirmed when accepted."""
+
+class StatementEntryKind(_StatementEntryKind, metaclass=_StatementEntryKindEnumTypeWrapper): ...
+
+STATEMENT_ENTRY_KIND_UNSPECIFIED: StatementEntryKind.ValueType  # 0
+STATEMENT_ENTRY_KIND_CONFIRMATION: StatementEntryKind.ValueType  # 1
+"""An order its trade date's day-close confirmed (or refused: status
+FAILED, no shares).
+"""
+STATEMENT_ENTRY_KIND_INCOME: StatementEntryKind.ValueType  # 2
+"""Money-market income of a natural date carried forward into shares."""
+STATEMENT_ENTRY_KIND_FAST_REDEMPTION: StatementEntryKind.ValueType  # 3
+"""A fast redemption, confirmed when accepted."""
+Global___StatementEntryKind: _TypeAlias = StatementEntryKind  # noqa: Y015
 
 @_typing.final
 class PurchaseFeeTier(_message.Message):
@@ -605,20 +668,26 @@ class Grant(_message.Message):
     FUND_CODE_FIELD_NUMBER: _builtins.int
     DISTRIBUTOR_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    REVOKE_TIME_FIELD_NUMBER: _builtins.int
     fund_code: _builtins.str
     distributor_id: _builtins.str
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def revoke_time(self) -> _timestamp_pb2.Timestamp:
+        """Set once revoked (RevokeGrant); a revoked grant takes no new orders."""
+
     def __init__(
         self,
         *,
         fund_code: _builtins.str = ...,
         distributor_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        revoke_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "revoke_time", b"revoke_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "distributor_id", b"distributor_id", "fund_code", b"fund_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "distributor_id", b"distributor_id", "fund_code", b"fund_code", "revoke_time", b"revoke_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1037,6 +1106,7 @@ class Order(_message.Message):
     CONFIRMATION_FIELD_NUMBER: _builtins.int
     LARGE_REDEMPTION_FIELD_NUMBER: _builtins.int
     DEFERRED_FROM_ORDER_ID_FIELD_NUMBER: _builtins.int
+    DIVIDEND_METHOD_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     """The application number: "<fund_code>-<trade date YYYYMMDD>-<shard>-<16
     hex>".
@@ -1062,6 +1132,8 @@ class Order(_message.Message):
     """A redemption deferred by a large redemption day names the order it
     continues.
     """
+    dividend_method: Global___DividendMethod.ValueType
+    """Dividend method changes: the method asked for."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1090,10 +1162,11 @@ class Order(_message.Message):
         confirmation: Global___Confirmation | None = ...,
         large_redemption: Global___LargeRedemptionChoice.ValueType = ...,
         deferred_from_order_id: _builtins.str = ...,
+        dividend_method: Global___DividendMethod.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["confirmation", b"confirmation", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "confirmation", b"confirmation", "create_time", b"create_time", "currency_code", b"currency_code", "deferred_from_order_id", b"deferred_from_order_id", "distributor_id", b"distributor_id", "fund_account_id", b"fund_account_id", "fund_code", b"fund_code", "kind", b"kind", "large_redemption", b"large_redemption", "order_id", b"order_id", "request_id", b"request_id", "shares", b"shares", "status", b"status", "trade_date", b"trade_date", "trading_account_id", b"trading_account_id", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "confirmation", b"confirmation", "create_time", b"create_time", "currency_code", b"currency_code", "deferred_from_order_id", b"deferred_from_order_id", "distributor_id", b"distributor_id", "dividend_method", b"dividend_method", "fund_account_id", b"fund_account_id", "fund_code", b"fund_code", "kind", b"kind", "large_redemption", b"large_redemption", "order_id", b"order_id", "request_id", b"request_id", "shares", b"shares", "status", b"status", "trade_date", b"trade_date", "trading_account_id", b"trading_account_id", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1110,6 +1183,7 @@ class CreateOrderRequest(_message.Message):
     SHARES_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     LARGE_REDEMPTION_FIELD_NUMBER: _builtins.int
+    DIVIDEND_METHOD_FIELD_NUMBER: _builtins.int
     fund_code: _builtins.str
     trading_account_id: _builtins.str
     kind: Global___OrderKind.ValueType
@@ -1122,6 +1196,8 @@ class CreateOrderRequest(_message.Message):
     """Redemptions: what a large redemption day does with what it does not
     confirm (default DEFER).
     """
+    dividend_method: Global___DividendMethod.ValueType
+    """Dividend method changes: CASH or REINVEST."""
     def __init__(
         self,
         *,
@@ -1132,10 +1208,11 @@ class CreateOrderRequest(_message.Message):
         shares: _builtins.str = ...,
         request_id: _builtins.str = ...,
         large_redemption: Global___LargeRedemptionChoice.ValueType = ...,
+        dividend_method: Global___DividendMethod.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "fund_code", b"fund_code", "kind", b"kind", "large_redemption", b"large_redemption", "request_id", b"request_id", "shares", b"shares", "trading_account_id", b"trading_account_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "dividend_method", b"dividend_method", "fund_code", b"fund_code", "kind", b"kind", "large_redemption", b"large_redemption", "request_id", b"request_id", "shares", b"shares", "trading_account_id", b"trading_account_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1340,6 +1417,7 @@ class Holding(_message.Message):
     AS_OF_DATE_FIELD_NUMBER: _builtins.int
     LAST_INCOME_MINOR_FIELD_NUMBER: _builtins.int
     INCOME_TOTAL_MINOR_FIELD_NUMBER: _builtins.int
+    DIVIDEND_METHOD_FIELD_NUMBER: _builtins.int
     fund_code: _builtins.str
     distributor_id: _builtins.str
     trading_account_id: _builtins.str
@@ -1354,6 +1432,8 @@ class Holding(_message.Message):
     """
     last_income_minor: _builtins.int
     income_total_minor: _builtins.int
+    dividend_method: Global___DividendMethod.ValueType
+    """The method its day-closes confirmed last (else the fund's default)."""
     @_builtins.property
     def lots(self) -> _containers.RepeatedCompositeFieldContainer[Global___Lot]: ...
     def __init__(
@@ -1369,10 +1449,11 @@ class Holding(_message.Message):
         as_of_date: _builtins.str = ...,
         last_income_minor: _builtins.int = ...,
         income_total_minor: _builtins.int = ...,
+        dividend_method: Global___DividendMethod.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_date", b"as_of_date", "available_shares", b"available_shares", "distributor_id", b"distributor_id", "fund_account_id", b"fund_account_id", "fund_code", b"fund_code", "income_total_minor", b"income_total_minor", "last_income_minor", b"last_income_minor", "lots", b"lots", "shares", b"shares", "trading_account_id", b"trading_account_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_date", b"as_of_date", "available_shares", b"available_shares", "distributor_id", b"distributor_id", "dividend_method", b"dividend_method", "fund_account_id", b"fund_account_id", "fund_code", b"fund_code", "income_total_minor", b"income_total_minor", "last_income_minor", b"last_income_minor", "lots", b"lots", "shares", b"shares", "trading_account_id", b"trading_account_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1726,3 +1807,299 @@ class ExportConfirmations(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExportConfirmations: _TypeAlias = ExportConfirmations  # noqa: Y015
+
+@_typing.final
+class RevokeGrantRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUND_CODE_FIELD_NUMBER: _builtins.int
+    DISTRIBUTOR_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    fund_code: _builtins.str
+    distributor_id: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        fund_code: _builtins.str = ...,
+        distributor_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distributor_id", b"distributor_id", "fund_code", b"fund_code", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeGrantRequest: _TypeAlias = RevokeGrantRequest  # noqa: Y015
+
+@_typing.final
+class RevokeGrantResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def grant(self) -> Global___Grant: ...
+    def __init__(
+        self,
+        *,
+        grant: Global___Grant | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeGrantResponse: _TypeAlias = RevokeGrantResponse  # noqa: Y015
+
+@_typing.final
+class ListGrantsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUND_CODE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    fund_code: _builtins.str
+    """Empty: every fund's."""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        fund_code: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fund_code", b"fund_code", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListGrantsRequest: _TypeAlias = ListGrantsRequest  # noqa: Y015
+
+@_typing.final
+class ListGrantsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def grants(self) -> _containers.RepeatedCompositeFieldContainer[Global___Grant]: ...
+    def __init__(
+        self,
+        *,
+        grants: _abc.Iterable[Global___Grant] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grants", b"grants", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListGrantsResponse: _TypeAlias = ListGrantsResponse  # noqa: Y015
+
+@_typing.final
+class GetStatementRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUND_CODE_FIELD_NUMBER: _builtins.int
+    FUND_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    DISTRIBUTOR_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    fund_code: _builtins.str
+    fund_account_id: _builtins.str
+    """The TA fund account (Investor.fund_account_id)."""
+    start_date: _builtins.str
+    """Inclusive range of dates ("YYYY-MM-DD", start <= end)."""
+    end_date: _builtins.str
+    distributor_id: _builtins.str
+    """The manager: one distributor's holdings only. A distributor: empty or
+    its own id.
+    """
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        fund_code: _builtins.str = ...,
+        fund_account_id: _builtins.str = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        distributor_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distributor_id", b"distributor_id", "end_date", b"end_date", "fund_account_id", b"fund_account_id", "fund_code", b"fund_code", "page_size", b"page_size", "page_token", b"page_token", "start_date", b"start_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatementRequest: _TypeAlias = GetStatementRequest  # noqa: Y015
+
+@_typing.final
+class StatementHolding(_message.Message):
+    """One holding of a statement: its shares after every entry before the
+    range (opening) and after every entry up to its end (closing), as GetHolding
+    counts them (fast redemptions leave when accepted).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISTRIBUTOR_ID_FIELD_NUMBER: _builtins.int
+    TRADING_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    OPENING_SHARES_FIELD_NUMBER: _builtins.int
+    CLOSING_SHARES_FIELD_NUMBER: _builtins.int
+    DIVIDEND_METHOD_FIELD_NUMBER: _builtins.int
+    distributor_id: _builtins.str
+    trading_account_id: _builtins.str
+    opening_shares: _builtins.str
+    closing_shares: _builtins.str
+    dividend_method: Global___DividendMethod.ValueType
+    """Now (see Holding.dividend_method)."""
+    def __init__(
+        self,
+        *,
+        distributor_id: _builtins.str = ...,
+        trading_account_id: _builtins.str = ...,
+        opening_shares: _builtins.str = ...,
+        closing_shares: _builtins.str = ...,
+        dividend_method: Global___DividendMethod.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closing_shares", b"closing_shares", "distributor_id", b"distributor_id", "dividend_method", b"dividend_method", "opening_shares", b"opening_shares", "trading_account_id", b"trading_account_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatementHolding: _TypeAlias = StatementHolding  # noqa: Y015
+
+@_typing.final
+class StatementEntry(_message.Message):
+    """One change of a holding, dated by its trade date (income: its natural
+    date). Within a date: the income first, then fast redemptions,
+    redemptions, purchases and dividend method changes, each by order id, as
+    the day-close applies them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    DISTRIBUTOR_ID_FIELD_NUMBER: _builtins.int
+    TRADING_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ORDER_KIND_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    RETURN_CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    FEE_MINOR_FIELD_NUMBER: _builtins.int
+    SHARES_DELTA_FIELD_NUMBER: _builtins.int
+    BALANCE_SHARES_FIELD_NUMBER: _builtins.int
+    NAV_FIELD_NUMBER: _builtins.int
+    DIVIDEND_METHOD_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    distributor_id: _builtins.str
+    trading_account_id: _builtins.str
+    kind: Global___StatementEntryKind.ValueType
+    order_id: _builtins.str
+    """Confirmations and fast redemptions."""
+    order_kind: Global___OrderKind.ValueType
+    status: Global___OrderStatus.ValueType
+    return_code: _builtins.str
+    reason: _builtins.str
+    amount_minor: _builtins.int
+    """Money: paid in (purchases, fee included), paid out (redemptions, after
+    fees) or the income carried forward; the fee.
+    """
+    fee_minor: _builtins.int
+    shares_delta: _builtins.str
+    """The change of the holding's shares ("-100.00" for a redemption) and its
+    shares after it.
+    """
+    balance_shares: _builtins.str
+    nav: _builtins.str
+    dividend_method: Global___DividendMethod.ValueType
+    """Dividend method changes: the method confirmed."""
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        distributor_id: _builtins.str = ...,
+        trading_account_id: _builtins.str = ...,
+        kind: Global___StatementEntryKind.ValueType = ...,
+        order_id: _builtins.str = ...,
+        order_kind: Global___OrderKind.ValueType = ...,
+        status: Global___OrderStatus.ValueType = ...,
+        return_code: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        amount_minor: _builtins.int = ...,
+        fee_minor: _builtins.int = ...,
+        shares_delta: _builtins.str = ...,
+        balance_shares: _builtins.str = ...,
+        nav: _builtins.str = ...,
+        dividend_method: Global___DividendMethod.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "balance_shares", b"balance_shares", "date", b"date", "distributor_id", b"distributor_id", "dividend_method", b"dividend_method", "fee_minor", b"fee_minor", "kind", b"kind", "nav", b"nav", "order_id", b"order_id", "order_kind", b"order_kind", "reason", b"reason", "return_code", b"return_code", "shares_delta", b"shares_delta", "status", b"status", "trading_account_id", b"trading_account_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatementEntry: _TypeAlias = StatementEntry  # noqa: Y015
+
+@_typing.final
+class GetStatementResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUND_CODE_FIELD_NUMBER: _builtins.int
+    FUND_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    HOLDINGS_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    fund_code: _builtins.str
+    fund_account_id: _builtins.str
+    currency_code: _builtins.str
+    start_date: _builtins.str
+    end_date: _builtins.str
+    next_page_token: _builtins.str
+    @_builtins.property
+    def holdings(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementHolding]:
+        """Every holding of the fund account the caller sees, by distributor and
+        trading account.
+        """
+
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementEntry]:
+        """The entries of the range, holding by holding, in date order."""
+
+    def __init__(
+        self,
+        *,
+        fund_code: _builtins.str = ...,
+        fund_account_id: _builtins.str = ...,
+        currency_code: _builtins.str = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        holdings: _abc.Iterable[Global___StatementHolding] | None = ...,
+        entries: _abc.Iterable[Global___StatementEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency_code", b"currency_code", "end_date", b"end_date", "entries", b"entries", "fund_account_id", b"fund_account_id", "fund_code", b"fund_code", "holdings", b"holdings", "next_page_token", b"next_page_token", "start_date", b"start_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatementResponse: _TypeAlias = GetStatementResponse  # noqa: Y015

@@ -98,14 +98,16 @@ class FundServiceStub:
     field), UNKNOWN_CURRENCY, INVALID_PAGE_TOKEN,
     MALFORMED_REQUEST
     NOT_FOUND            FUND_NOT_FOUND, INVESTOR_NOT_FOUND, ORDER_NOT_FOUND,
-    DAY_CLOSE_NOT_FOUND, TENANT_NOT_FOUND
+    DAY_CLOSE_NOT_FOUND, TENANT_NOT_FOUND,
+    GRANT_NOT_FOUND
     ALREADY_EXISTS       FUND_EXISTS, INVESTOR_EXISTS, PRICE_PUBLISHED (a
     price for that date was published with other
     values), REQUEST_ID_REUSED
     PERMISSION_DENIED    NOT_FUND_MANAGER (only the fund's manager may do
     this; only a FUND_HOUSE tenant creates funds),
     FUND_NOT_GRANTED (the distributor was not granted
-    the fund), PRODUCT_NOT_ENABLED
+    the fund, or its grant was revoked),
+    PRODUCT_NOT_ENABLED
     FAILED_PRECONDITION  FUND_SUSPENDED (the fund's status does not take
     this order), BELOW_MINIMUM, INSUFFICIENT_SHARES,
     CUTOFF_PASSED (the order's cut-off has passed),
@@ -126,7 +128,8 @@ class FundServiceStub:
     orders came to in the manager's payments ledger (accounts
     "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
 
-    Not here yet: the OFD file exchange, dividends, switches and transfers
+    Not here yet: the OFD file exchange, dividends (a holding's dividend
+    method is kept already), switches and transfers
     between distributors.
 
     FundService: funds, grants and prices.
@@ -182,6 +185,16 @@ class FundServiceStub:
                 '/jubao.fundta.v1.FundService/GetDayClose',
                 request_serializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetDayCloseRequest.SerializeToString,
                 response_deserializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetDayCloseResponse.FromString,
+                _registered_method=True)
+        self.RevokeGrant = channel.unary_unary(
+                '/jubao.fundta.v1.FundService/RevokeGrant',
+                request_serializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.RevokeGrantRequest.SerializeToString,
+                response_deserializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.RevokeGrantResponse.FromString,
+                _registered_method=True)
+        self.ListGrants = channel.unary_unary(
+                '/jubao.fundta.v1.FundService/ListGrants',
+                request_serializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.ListGrantsRequest.SerializeToString,
+                response_deserializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.ListGrantsResponse.FromString,
                 _registered_method=True)
 
 
@@ -258,14 +271,16 @@ class FundServiceServicer:
     field), UNKNOWN_CURRENCY, INVALID_PAGE_TOKEN,
     MALFORMED_REQUEST
     NOT_FOUND            FUND_NOT_FOUND, INVESTOR_NOT_FOUND, ORDER_NOT_FOUND,
-    DAY_CLOSE_NOT_FOUND, TENANT_NOT_FOUND
+    DAY_CLOSE_NOT_FOUND, TENANT_NOT_FOUND,
+    GRANT_NOT_FOUND
     ALREADY_EXISTS       FUND_EXISTS, INVESTOR_EXISTS, PRICE_PUBLISHED (a
     price for that date was published with other
     values), REQUEST_ID_REUSED
     PERMISSION_DENIED    NOT_FUND_MANAGER (only the fund's manager may do
     this; only a FUND_HOUSE tenant creates funds),
     FUND_NOT_GRANTED (the distributor was not granted
-    the fund), PRODUCT_NOT_ENABLED
+    the fund, or its grant was revoked),
+    PRODUCT_NOT_ENABLED
     FAILED_PRECONDITION  FUND_SUSPENDED (the fund's status does not take
     this order), BELOW_MINIMUM, INSUFFICIENT_SHARES,
     CUTOFF_PASSED (the order's cut-off has passed),
@@ -286,7 +301,8 @@ class FundServiceServicer:
     orders came to in the manager's payments ledger (accounts
     "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
 
-    Not here yet: the OFD file exchange, dividends, switches and transfers
+    Not here yet: the OFD file exchange, dividends (a holding's dividend
+    method is kept already), switches and transfers
     between distributors.
 
     FundService: funds, grants and prices.
@@ -367,6 +383,28 @@ class FundServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeGrant(self, request, context):
+        """RevokeGrant ends a distributor's right to sell the fund. Manager only;
+        GRANT_NOT_FOUND when the distributor was never granted it, INVALID_STATE
+        when the grant is already revoked. Its new orders are refused with
+        FUND_NOT_GRANTED from then on; the orders it placed before are still
+        confirmed by their day-close, its investors keep their holdings, and it
+        still sees the fund, its investors' holdings, orders and statements (and
+        may cancel its orders before their cut-off). GrantFund grants it again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGrants(self, request, context):
+        """ListGrants pages through grants, by fund code and distributor: a
+        manager's are those of its funds (every distributor's, revoked ones
+        too), a distributor's the grants it was given. fund_code: one fund only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FundServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -414,6 +452,16 @@ def add_FundServiceServicer_to_server(servicer, server):
                     servicer.GetDayClose,
                     request_deserializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetDayCloseRequest.FromString,
                     response_serializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetDayCloseResponse.SerializeToString,
+            ),
+            'RevokeGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeGrant,
+                    request_deserializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.RevokeGrantRequest.FromString,
+                    response_serializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.RevokeGrantResponse.SerializeToString,
+            ),
+            'ListGrants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGrants,
+                    request_deserializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.ListGrantsRequest.FromString,
+                    response_serializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.ListGrantsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -496,14 +544,16 @@ class FundService:
     field), UNKNOWN_CURRENCY, INVALID_PAGE_TOKEN,
     MALFORMED_REQUEST
     NOT_FOUND            FUND_NOT_FOUND, INVESTOR_NOT_FOUND, ORDER_NOT_FOUND,
-    DAY_CLOSE_NOT_FOUND, TENANT_NOT_FOUND
+    DAY_CLOSE_NOT_FOUND, TENANT_NOT_FOUND,
+    GRANT_NOT_FOUND
     ALREADY_EXISTS       FUND_EXISTS, INVESTOR_EXISTS, PRICE_PUBLISHED (a
     price for that date was published with other
     values), REQUEST_ID_REUSED
     PERMISSION_DENIED    NOT_FUND_MANAGER (only the fund's manager may do
     this; only a FUND_HOUSE tenant creates funds),
     FUND_NOT_GRANTED (the distributor was not granted
-    the fund), PRODUCT_NOT_ENABLED
+    the fund, or its grant was revoked),
+    PRODUCT_NOT_ENABLED
     FAILED_PRECONDITION  FUND_SUSPENDED (the fund's status does not take
     this order), BELOW_MINIMUM, INSUFFICIENT_SHARES,
     CUTOFF_PASSED (the order's cut-off has passed),
@@ -524,7 +574,8 @@ class FundService:
     orders came to in the manager's payments ledger (accounts
     "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
 
-    Not here yet: the OFD file exchange, dividends, switches and transfers
+    Not here yet: the OFD file exchange, dividends (a holding's dividend
+    method is kept already), switches and transfers
     between distributors.
 
     FundService: funds, grants and prices.
@@ -773,6 +824,60 @@ class FundService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def RevokeGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.fundta.v1.FundService/RevokeGrant',
+            jubao_dot_fundta_dot_v1_dot_fundta__pb2.RevokeGrantRequest.SerializeToString,
+            jubao_dot_fundta_dot_v1_dot_fundta__pb2.RevokeGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGrants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.fundta.v1.FundService/ListGrants',
+            jubao_dot_fundta_dot_v1_dot_fundta__pb2.ListGrantsRequest.SerializeToString,
+            jubao_dot_fundta_dot_v1_dot_fundta__pb2.ListGrantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class TradingServiceStub:
     """TradingService: investors, orders and holdings.
@@ -818,6 +923,11 @@ class TradingServiceStub:
                 '/jubao.fundta.v1.TradingService/GetHolding',
                 request_serializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetHoldingRequest.SerializeToString,
                 response_deserializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetHoldingResponse.FromString,
+                _registered_method=True)
+        self.GetStatement = channel.unary_unary(
+                '/jubao.fundta.v1.TradingService/GetStatement',
+                request_serializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetStatementRequest.SerializeToString,
+                response_deserializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetStatementResponse.FromString,
                 _registered_method=True)
 
 
@@ -887,6 +997,19 @@ class TradingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStatement(self, request, context):
+        """GetStatement returns a fund account's statement (对账单) in one fund
+        over a range of dates: each holding's shares at the start and the end
+        of the range, and every entry in between, paged (AIP-158: the entries
+        page; every page repeats the holdings). A distributor sees only its own
+        trading accounts' holdings, the manager every distributor's (or one,
+        with distributor_id). A fund account the caller has no holding of has
+        an empty statement.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TradingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -924,6 +1047,11 @@ def add_TradingServiceServicer_to_server(servicer, server):
                     servicer.GetHolding,
                     request_deserializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetHoldingRequest.FromString,
                     response_serializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetHoldingResponse.SerializeToString,
+            ),
+            'GetStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatement,
+                    request_deserializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetStatementRequest.FromString,
+                    response_serializer=jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetStatementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1116,6 +1244,33 @@ class TradingService:
             '/jubao.fundta.v1.TradingService/GetHolding',
             jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetHoldingRequest.SerializeToString,
             jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetHoldingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.fundta.v1.TradingService/GetStatement',
+            jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetStatementRequest.SerializeToString,
+            jubao_dot_fundta_dot_v1_dot_fundta__pb2.GetStatementResponse.FromString,
             options,
             channel_credentials,
             insecure,

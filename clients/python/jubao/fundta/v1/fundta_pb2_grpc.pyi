@@ -99,14 +99,16 @@ class FundServiceStub:
                            field), UNKNOWN_CURRENCY, INVALID_PAGE_TOKEN,
                            MALFORMED_REQUEST
       NOT_FOUND            FUND_NOT_FOUND, INVESTOR_NOT_FOUND, ORDER_NOT_FOUND,
-                           DAY_CLOSE_NOT_FOUND, TENANT_NOT_FOUND
+                           DAY_CLOSE_NOT_FOUND, TENANT_NOT_FOUND,
+                           GRANT_NOT_FOUND
       ALREADY_EXISTS       FUND_EXISTS, INVESTOR_EXISTS, PRICE_PUBLISHED (a
                            price for that date was published with other
                            values), REQUEST_ID_REUSED
       PERMISSION_DENIED    NOT_FUND_MANAGER (only the fund's manager may do
                            this; only a FUND_HOUSE tenant creates funds),
                            FUND_NOT_GRANTED (the distributor was not granted
-                           the fund), PRODUCT_NOT_ENABLED
+                           the fund, or its grant was revoked),
+                           PRODUCT_NOT_ENABLED
       FAILED_PRECONDITION  FUND_SUSPENDED (the fund's status does not take
                            this order), BELOW_MINIMUM, INSUFFICIENT_SHARES,
                            CUTOFF_PASSED (the order's cut-off has passed),
@@ -127,7 +129,8 @@ class FundServiceStub:
     orders came to in the manager's payments ledger (accounts
     "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
 
-    Not here yet: the OFD file exchange, dividends, switches and transfers
+    Not here yet: the OFD file exchange, dividends (a holding's dividend
+    method is kept already), switches and transfers
     between distributors.
 
     FundService: funds, grants and prices.
@@ -174,6 +177,20 @@ class FundServiceStub:
     """
     GetDayClose: _grpc.UnaryUnaryMultiCallable[_fundta_pb2.GetDayCloseRequest, _fundta_pb2.GetDayCloseResponse]
     """GetDayClose returns a day-close: its phase and, once done, its result."""
+    RevokeGrant: _grpc.UnaryUnaryMultiCallable[_fundta_pb2.RevokeGrantRequest, _fundta_pb2.RevokeGrantResponse]
+    """RevokeGrant ends a distributor's right to sell the fund. Manager only;
+    GRANT_NOT_FOUND when the distributor was never granted it, INVALID_STATE
+    when the grant is already revoked. Its new orders are refused with
+    FUND_NOT_GRANTED from then on; the orders it placed before are still
+    confirmed by their day-close, its investors keep their holdings, and it
+    still sees the fund, its investors' holdings, orders and statements (and
+    may cancel its orders before their cut-off). GrantFund grants it again.
+    """
+    ListGrants: _grpc.UnaryUnaryMultiCallable[_fundta_pb2.ListGrantsRequest, _fundta_pb2.ListGrantsResponse]
+    """ListGrants pages through grants, by fund code and distributor: a
+    manager's are those of its funds (every distributor's, revoked ones
+    too), a distributor's the grants it was given. fund_code: one fund only.
+    """
 
 @_typing.type_check_only
 class FundServiceAsyncStub(FundServiceStub):
@@ -249,14 +266,16 @@ class FundServiceAsyncStub(FundServiceStub):
                            field), UNKNOWN_CURRENCY, INVALID_PAGE_TOKEN,
                            MALFORMED_REQUEST
       NOT_FOUND            FUND_NOT_FOUND, INVESTOR_NOT_FOUND, ORDER_NOT_FOUND,
-                           DAY_CLOSE_NOT_FOUND, TENANT_NOT_FOUND
+                           DAY_CLOSE_NOT_FOUND, TENANT_NOT_FOUND,
+                           GRANT_NOT_FOUND
       ALREADY_EXISTS       FUND_EXISTS, INVESTOR_EXISTS, PRICE_PUBLISHED (a
                            price for that date was published with other
                            values), REQUEST_ID_REUSED
       PERMISSION_DENIED    NOT_FUND_MANAGER (only the fund's manager may do
                            this; only a FUND_HOUSE tenant creates funds),
                            FUND_NOT_GRANTED (the distributor was not granted
-                           the fund), PRODUCT_NOT_ENABLED
+                           the fund, or its grant was revoked),
+                           PRODUCT_NOT_ENABLED
       FAILED_PRECONDITION  FUND_SUSPENDED (the fund's status does not take
                            this order), BELOW_MINIMUM, INSUFFICIENT_SHARES,
                            CUTOFF_PASSED (the order's cut-off has passed),
@@ -277,7 +296,8 @@ class FundServiceAsyncStub(FundServiceStub):
     orders came to in the manager's payments ledger (accounts
     "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
 
-    Not here yet: the OFD file exchange, dividends, switches and transfers
+    Not here yet: the OFD file exchange, dividends (a holding's dividend
+    method is kept already), switches and transfers
     between distributors.
 
     FundService: funds, grants and prices.
@@ -321,6 +341,20 @@ class FundServiceAsyncStub(FundServiceStub):
     """
     GetDayClose: _aio.UnaryUnaryMultiCallable[_fundta_pb2.GetDayCloseRequest, _fundta_pb2.GetDayCloseResponse]  # type: ignore[assignment]
     """GetDayClose returns a day-close: its phase and, once done, its result."""
+    RevokeGrant: _aio.UnaryUnaryMultiCallable[_fundta_pb2.RevokeGrantRequest, _fundta_pb2.RevokeGrantResponse]  # type: ignore[assignment]
+    """RevokeGrant ends a distributor's right to sell the fund. Manager only;
+    GRANT_NOT_FOUND when the distributor was never granted it, INVALID_STATE
+    when the grant is already revoked. Its new orders are refused with
+    FUND_NOT_GRANTED from then on; the orders it placed before are still
+    confirmed by their day-close, its investors keep their holdings, and it
+    still sees the fund, its investors' holdings, orders and statements (and
+    may cancel its orders before their cut-off). GrantFund grants it again.
+    """
+    ListGrants: _aio.UnaryUnaryMultiCallable[_fundta_pb2.ListGrantsRequest, _fundta_pb2.ListGrantsResponse]  # type: ignore[assignment]
+    """ListGrants pages through grants, by fund code and distributor: a
+    manager's are those of its funds (every distributor's, revoked ones
+    too), a distributor's the grants it was given. fund_code: one fund only.
+    """
 
 class FundServiceServicer(metaclass=_abc_1.ABCMeta):
     """The fund transfer agency (基金注册登记, TA): the register of who holds how
@@ -395,14 +429,16 @@ class FundServiceServicer(metaclass=_abc_1.ABCMeta):
                            field), UNKNOWN_CURRENCY, INVALID_PAGE_TOKEN,
                            MALFORMED_REQUEST
       NOT_FOUND            FUND_NOT_FOUND, INVESTOR_NOT_FOUND, ORDER_NOT_FOUND,
-                           DAY_CLOSE_NOT_FOUND, TENANT_NOT_FOUND
+                           DAY_CLOSE_NOT_FOUND, TENANT_NOT_FOUND,
+                           GRANT_NOT_FOUND
       ALREADY_EXISTS       FUND_EXISTS, INVESTOR_EXISTS, PRICE_PUBLISHED (a
                            price for that date was published with other
                            values), REQUEST_ID_REUSED
       PERMISSION_DENIED    NOT_FUND_MANAGER (only the fund's manager may do
                            this; only a FUND_HOUSE tenant creates funds),
                            FUND_NOT_GRANTED (the distributor was not granted
-                           the fund), PRODUCT_NOT_ENABLED
+                           the fund, or its grant was revoked),
+                           PRODUCT_NOT_ENABLED
       FAILED_PRECONDITION  FUND_SUSPENDED (the fund's status does not take
                            this order), BELOW_MINIMUM, INSUFFICIENT_SHARES,
                            CUTOFF_PASSED (the order's cut-off has passed),
@@ -423,7 +459,8 @@ class FundServiceServicer(metaclass=_abc_1.ABCMeta):
     orders came to in the manager's payments ledger (accounts
     "ta.<fund>.<distributor>", "ta.<fund>.custody", "ta.<fund>.fees").
 
-    Not here yet: the OFD file exchange, dividends, switches and transfers
+    Not here yet: the OFD file exchange, dividends (a holding's dividend
+    method is kept already), switches and transfers
     between distributors.
 
     FundService: funds, grants and prices.
@@ -520,6 +557,32 @@ class FundServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_fundta_pb2.GetDayCloseResponse, _abc.Awaitable[_fundta_pb2.GetDayCloseResponse]]:
         """GetDayClose returns a day-close: its phase and, once done, its result."""
 
+    @_abc_1.abstractmethod
+    def RevokeGrant(
+        self,
+        request: _fundta_pb2.RevokeGrantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fundta_pb2.RevokeGrantResponse, _abc.Awaitable[_fundta_pb2.RevokeGrantResponse]]:
+        """RevokeGrant ends a distributor's right to sell the fund. Manager only;
+        GRANT_NOT_FOUND when the distributor was never granted it, INVALID_STATE
+        when the grant is already revoked. Its new orders are refused with
+        FUND_NOT_GRANTED from then on; the orders it placed before are still
+        confirmed by their day-close, its investors keep their holdings, and it
+        still sees the fund, its investors' holdings, orders and statements (and
+        may cancel its orders before their cut-off). GrantFund grants it again.
+        """
+
+    @_abc_1.abstractmethod
+    def ListGrants(
+        self,
+        request: _fundta_pb2.ListGrantsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fundta_pb2.ListGrantsResponse, _abc.Awaitable[_fundta_pb2.ListGrantsResponse]]:
+        """ListGrants pages through grants, by fund code and distributor: a
+        manager's are those of its funds (every distributor's, revoked ones
+        too), a distributor's the grants it was given. fund_code: one fund only.
+        """
+
 def add_FundServiceServicer_to_server(servicer: FundServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class TradingServiceStub:
@@ -562,6 +625,15 @@ class TradingServiceStub:
     """GetHolding returns an investor's holding of a fund: shares, the shares a
     redemption may take now, its lots first in first out.
     """
+    GetStatement: _grpc.UnaryUnaryMultiCallable[_fundta_pb2.GetStatementRequest, _fundta_pb2.GetStatementResponse]
+    """GetStatement returns a fund account's statement (对账单) in one fund
+    over a range of dates: each holding's shares at the start and the end
+    of the range, and every entry in between, paged (AIP-158: the entries
+    page; every page repeats the holdings). A distributor sees only its own
+    trading accounts' holdings, the manager every distributor's (or one,
+    with distributor_id). A fund account the caller has no holding of has
+    an empty statement.
+    """
 
 @_typing.type_check_only
 class TradingServiceAsyncStub(TradingServiceStub):
@@ -600,6 +672,15 @@ class TradingServiceAsyncStub(TradingServiceStub):
     GetHolding: _aio.UnaryUnaryMultiCallable[_fundta_pb2.GetHoldingRequest, _fundta_pb2.GetHoldingResponse]  # type: ignore[assignment]
     """GetHolding returns an investor's holding of a fund: shares, the shares a
     redemption may take now, its lots first in first out.
+    """
+    GetStatement: _aio.UnaryUnaryMultiCallable[_fundta_pb2.GetStatementRequest, _fundta_pb2.GetStatementResponse]  # type: ignore[assignment]
+    """GetStatement returns a fund account's statement (对账单) in one fund
+    over a range of dates: each holding's shares at the start and the end
+    of the range, and every entry in between, paged (AIP-158: the entries
+    page; every page repeats the holdings). A distributor sees only its own
+    trading accounts' holdings, the manager every distributor's (or one,
+    with distributor_id). A fund account the caller has no holding of has
+    an empty statement.
     """
 
 class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -678,6 +759,21 @@ class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_fundta_pb2.GetHoldingResponse, _abc.Awaitable[_fundta_pb2.GetHoldingResponse]]:
         """GetHolding returns an investor's holding of a fund: shares, the shares a
         redemption may take now, its lots first in first out.
+        """
+
+    @_abc_1.abstractmethod
+    def GetStatement(
+        self,
+        request: _fundta_pb2.GetStatementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fundta_pb2.GetStatementResponse, _abc.Awaitable[_fundta_pb2.GetStatementResponse]]:
+        """GetStatement returns a fund account's statement (对账单) in one fund
+        over a range of dates: each holding's shares at the start and the end
+        of the range, and every entry in between, paged (AIP-158: the entries
+        page; every page repeats the holdings). A distributor sees only its own
+        trading accounts' holdings, the manager every distributor's (or one,
+        with distributor_id). A fund account the caller has no holding of has
+        an empty statement.
         """
 
 def add_TradingServiceServicer_to_server(servicer: TradingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
