@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import pytest
 from jubao_server import limits
-from jubao_server.fundta import settlement
-from jubao_server.fundta.agency import POSITION, Agency, OrderRequest, order_kind
+from jubao_server.fundta import segments, settlement
+from jubao_server.fundta.agency import Agency, OrderRequest, order_kind
 from jubao_server.fundta.dayclose import DayCloses
 from jubao_server.fundta.model import (
     Calendar,
@@ -77,15 +77,13 @@ async def _shards(backend: StorageBackend, fund: Fund, day: str) -> list[tuple[l
     found = []
     for shard in range(SHARDS):
         partition = HOLDERS.partition(fund.manager_id, fund.fund_code, shard)
-        positions = await backend.read_page(
-            RowQuery(partition, Bound((POSITION,), True), Bound((POSITION,), True), limit=1000)
-        )
+        positions = await segments.read_shard(backend, partition)
         kind = order_kind(day)
         orders = await backend.read_page(
             RowQuery(partition, Bound((kind,), True), Bound((kind,), True), limit=1000)
         )
         found.append((
-            [decode(r["record"], Position) for r in positions.rows],
+            [p for chunk in positions.chunks for p in segments.positions_of(chunk)],
             sorted(
                 (msgspec.structs.replace(
                     decode(r["record"], Order), order_id="", fund_code="", create_time_ms=0, update_time_ms=0
