@@ -230,6 +230,8 @@ fundta_list_reads_max = 64
 # holder's rows are never split), and the storage pages of one holder shard.
 fundta_close_steps_max = 16
 fundta_close_batch_rows_max = 200
+# Holder shards one phase of a day-close works on at once (each holds its shard's positions in memory).
+fundta_close_shards_in_flight_max = 8
 fundta_shard_pages_max = 10_000
 # A holder shard's positions (fundta/segments.py): chunks of Arrow columns, all written in one batch, so
 # their bytes stay under batch_bytes_max; a query of one holder reads one chunk, at most this many bytes

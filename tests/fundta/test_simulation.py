@@ -95,7 +95,8 @@ class Tally:
 
 
 class Kill:
-    """Makes the n-th commit batch of a day-close fail, as if its server died there."""
+    """Makes the n-th commit batch of a day-close (T's confirmed orders, or a shard's chunks) and every
+    one after fail, as if its server died there."""
 
     def __init__(self, backend: StorageBackend, at: int) -> None:
         self._write = backend.write
@@ -103,9 +104,9 @@ class Kill:
         self._seen = 0
 
     async def write(self, batch: Batch) -> BatchOutcome:
-        if batch.partition.table is HOLDERS and batch.puts and not batch.conditions:
+        if batch.partition.table is HOLDERS and batch.puts:
             self._seen += 1
-            if self._seen == self._at:
+            if self._seen >= self._at:
                 raise StorageError("killed mid-day-close")
         return await self._write(batch)
 

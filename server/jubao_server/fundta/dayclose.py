@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import AsyncIterator, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import TypeVar
 
@@ -241,8 +242,7 @@ class DayCloses:
         now_ms = self._clock.wall_ms()
         match record.phase:
             case DayClosePhase.SEALING:
-                for shard in range(fund.holder_shard_count):
-                    await self._seal(self._shard(fund, shard), day)
+                await _each_shard(fund, lambda shard: self._seal(self._shard(fund, shard), day))
                 return msgspec.structs.replace(record, phase=DayClosePhase.PLANNING, update_time_ms=now_ms)
             case DayClosePhase.PLANNING:
                 plan = await self._plan(fund, datetime.date.fromisoformat(day))
@@ -252,8 +252,7 @@ class DayCloses:
             case DayClosePhase.COMMITTING:
                 plan = _present(record.plan, "plan to commit")
                 await self._publish_incomes(fund, plan)
-                for shard in range(fund.holder_shard_count):
-                    await self._commit_shard(fund, plan, day, shard)
+                await _each_shard(fund, lambda shard: self._commit_shard(fund, plan, day, shard))
                 result = await self._result(fund, plan, day)
                 await settle(self._ledger, fund, day, result.distributors)
                 await self._close_fund(fund, day, result)
@@ -297,8 +296,9 @@ class DayCloses:
             nav = Decimal(_present(await self._price(fund, trade_date.isoformat()), "NAV").nav)
         incomes: tuple[IncomeDay, ...] = ()
         if fund.kind is FundKind.MONEY_MARKET:
-            shares = []
-            for shard in range(fund.holder_shard_count):
+            shares: list[pa.Array] = []
+
+            async def read(shard: int) -> None:
                 positions = await segments.read_shard(self._backend, self._shard(fund, shard))
                 for table in positions.chunks:
                     closed = pc.max(table["closed_date"]).as_py() if table.num_rows else None
@@ -306,6 +306,8 @@ class DayCloses:
                         closed is None or closed < trade_date.isoformat(), "a position closed before its plan"
                     )
                     shares.append(table["shares"].combine_chunks())
+
+            await _each_shard(fund, read)
             column = pa.concat_arrays(shares) if shares else pa.array([], pa.int64())
             days = []
             for day in income_dates(fund, trade_date):
@@ -425,51 +427,54 @@ class DayCloses:
 
     async def _result(self, fund: Fund, plan: ClosePlan, day: str) -> CloseResult:
         """What the day-close did, read back from the shards, and checked against the plan."""
-        holders = confirmed = failed = total = income = prorated = 0
-        bought = 0
-        sold = 0
+        counts: Counter[str] = Counter()
         distributors: dict[str, list[int]] = {}
-        for shard in range(fund.holder_shard_count):
+
+        async def tally(shard: int) -> None:
             partition = self._shard(fund, shard)
             for table in (await segments.read_shard(self._backend, partition)).chunks:
                 shares = table["shares"]
-                holders += pc.count(pc.filter(shares, pc.greater(shares, 0))).as_py()
-                total += close.sum_of(shares)
+                counts["holders"] += pc.count(pc.filter(shares, pc.greater(shares, 0))).as_py()
+                counts["total"] += close.sum_of(shares)
                 if plan.incomes:
                     same = pc.equal(table["closed_date"], day)
-                    income += close.sum_of(pc.filter(table["last_income_minor"], same))
+                    counts["income"] += close.sum_of(pc.filter(table["last_income_minor"], same))
             async for row in self._rows(partition, (order_kind(day),)):
                 order = decode(row["record"], Order)
                 if order.confirmation is None:
                     continue
                 sums = distributors.setdefault(order.distributor_id, [0, 0, 0, 0])
                 if order.status is OrderStatus.FAILED:
-                    failed += 1
+                    counts["failed"] += 1
                     continue
-                confirmed += 1
-                prorated += 1 if order.status is OrderStatus.PARTIALLY_CONFIRMED else 0
+                counts["confirmed"] += 1
+                counts["prorated"] += 1 if order.status is OrderStatus.PARTIALLY_CONFIRMED else 0
                 fee = order.confirmation.fee_minor
                 if order.kind in (OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION):
-                    sold += order.confirmation.shares
+                    counts["sold"] += order.confirmation.shares
                     sums[2] += order.confirmation.amount_minor
                     sums[3] += fee
                 else:
-                    bought += order.confirmation.shares
+                    counts["bought"] += order.confirmation.shares
                     sums[0] += order.confirmation.amount_minor
                     sums[1] += fee
+
+        await _each_shard(fund, tally)
+        holders, total, income = counts["holders"], counts["total"], counts["income"]
+        bought, sold = counts["bought"], counts["sold"]
         distributed = sum(d.distributed_minor for d in plan.incomes)
         ensure(income == distributed, "the holders' incomes are not what the plan distributed")
         ensure(total == fund.total_shares + distributed + bought - sold, "the shares do not add up")
         return CloseResult(
             holders=holders,
-            orders_confirmed=confirmed,
-            orders_failed=failed,
+            orders_confirmed=counts["confirmed"],
+            orders_failed=counts["failed"],
             total_shares=total,
             income_minor=sum(d.income_minor for d in plan.incomes),
             residual_minor=sum(d.residual_minor for d in plan.incomes),
             distributors=tuple(DistributorTotals(d, *sums) for d, sums in sorted(distributors.items())),
             redemption_ratio=plan.redemption_ratio,
-            orders_prorated=prorated,
+            orders_prorated=counts["prorated"],
         )
 
     async def _close_fund(self, fund: Fund, day: str, result: CloseResult) -> None:
@@ -502,6 +507,25 @@ class DayCloses:
                 return
             query = query.after(page.next_after)
         unreachable(f"a holder shard of more than {limits.fundta_shard_pages_max} pages")
+
+
+async def _each_shard(fund: Fund, work: Callable[[int], Awaitable[None]]) -> None:
+    """`work` on every holder shard of `fund`, at most `fundta_close_shards_in_flight_max` at once (the
+    shards are independent; what the phases add up does not depend on their order). The first failure
+    cancels the others of its group and is raised."""
+    step = limits.fundta_close_shards_in_flight_max
+    for start in range(0, fund.holder_shard_count, step):
+        tasks = [
+            asyncio.ensure_future(work(shard))
+            for shard in range(start, min(start + step, fund.holder_shard_count))
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
 
 def _confirm_chunk(
