@@ -9,12 +9,14 @@ from __future__ import annotations
 import datetime
 import time
 import uuid
-from collections.abc import Sequence
 from decimal import Decimal
 from typing import Final
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from jubao_server.clock import Clock
-from jubao_server.fundta.agency import CLOSE, FUND, POSITION, PRICE, Agency, order_kind
+from jubao_server.fundta import segments
+from jubao_server.fundta.agency import CLOSE, FUND, PRICE, Agency, order_kind
 from jubao_server.fundta.dayclose import DayCloses
 from jubao_server.fundta.decimals import fixed
 from jubao_server.fundta.model import (
@@ -25,11 +27,9 @@ from jubao_server.fundta.model import (
     Fund,
     FundKind,
     FundStatus,
-    Lot,
     Order,
     OrderKind,
     OrderStatus,
-    Position,
     Price,
     encode,
 )
@@ -43,7 +43,7 @@ from jubao_server.storage.contract import PLATFORM_SCOPE, Batch, Put, StorageBac
 from loadtest.report import Figure, figure
 
 SHARDS: Final = 64
-# Rows of one setup batch (one holder shard's partition each).
+# Order rows of one setup batch (one holder shard's partition each).
 SETUP_BATCH_ROWS: Final = 500
 TRADE_DATE: Final = datetime.date(2026, 12, 7)
 DISTRIBUTORS: Final = ("bench-platform", "bench-bank")
@@ -102,43 +102,46 @@ async def _write_fund(backend: StorageBackend, manager: str, holders: int) -> Fu
 
 
 async def _write_holders(backend: StorageBackend, fund: Fund, holders: int, orders: int) -> None:
-    """Every holder's position (10,000.00 shares bought long ago) and the orders of T."""
+    """Every holder's position (10,000.00 shares bought long ago), registered shard by shard through the
+    day-close's columnar path (one batch of Arrow chunks per holder shard), and the orders of T."""
+    accounts = [f"a{i}" for i in range(holders)]
+    fund_accounts = [f"F{i:020d}" for i in range(holders)]
+    distributors = [DISTRIBUTORS[i % len(DISTRIBUTORS)] for i in range(holders)]
+    columns = {
+        "distributor_id": distributors,
+        "trading_account_id": accounts,
+        "fund_account_id": fund_accounts,
+        "shares": pa.repeat(pa.scalar(10_000_00), holders),
+        "income_lot_shares": pa.repeat(pa.scalar(0), holders),
+        "lot_dates": pa.repeat(pa.scalar(["2026-01-05"]), holders),
+        "lot_shares": pa.repeat(pa.scalar([10_000_00]), holders),
+        "released_shares": pa.repeat(pa.scalar(0), holders),
+        "last_income_minor": pa.repeat(pa.scalar(0), holders),
+        "income_total_minor": pa.repeat(pa.scalar(0), holders),
+        "closed_date": pa.repeat(pa.scalar(fund.last_closed_date), holders),
+        "fast_released_shares": pa.repeat(pa.scalar(0), holders),
+    }
+    table = pa.Table.from_pydict(columns, schema=segments.SCHEMA)
+    shards = pa.array([shard_of(account, SHARDS) for account in fund_accounts], pa.int64())
+    for shard in range(SHARDS):
+        partition = HOLDERS.partition(fund.manager_id, fund.fund_code, shard)
+        await segments.register(backend, partition, table.filter(pc.equal(shards, shard)))
     rows: dict[int, list[Put]] = {shard: [] for shard in range(SHARDS)}
-    last_closed = fund.last_closed_date
-    for i in range(holders):
-        distributor = DISTRIBUTORS[i % len(DISTRIBUTORS)]
-        account, fund_account = f"a{i}", f"F{i:020d}"
-        shard = shard_of(fund_account, SHARDS)
-        position = Position(
-            distributor,
-            account,
-            fund_account,
-            10_000_00,
-            (Lot("2026-01-05", 10_000_00),),
-            0,
-            0,
-            0,
-            last_closed,
-        )
+    for i in range(orders):
+        shard = shard_of(fund_accounts[i], SHARDS)
+        order_id = f"{fund.fund_code}-20261207-{shard:04d}-{i:016x}"
+        order = Order(
+            order_id, fund.fund_code, distributors[i], accounts[i], fund_accounts[i], OrderKind.PURCHASE,
+            OrderStatus.ACCEPTED, TRADE_DATE.isoformat(), 1000_00, 0, "CNY", f"r{i}", 0, 0,
+        )  # fmt: skip
         rows[shard].append(
-            Put((POSITION, f"{distributor}/{account}"), {"record": encode(position), "version": 1})
+            Put((order_kind(TRADE_DATE.isoformat()), order_id), {"record": encode(order), "version": 1})
         )
-        if i < orders:
-            order_id = f"{fund.fund_code}-20261207-{shard:04d}-{i:016x}"
-            order = Order(
-                order_id, fund.fund_code, distributor, account, fund_account, OrderKind.PURCHASE,
-                OrderStatus.ACCEPTED, TRADE_DATE.isoformat(), 1000_00, 0, "CNY", f"r{i}", 0, 0,
-            )  # fmt: skip
-            rows[shard].append(
-                Put((order_kind(TRADE_DATE.isoformat()), order_id), {"record": encode(order), "version": 1})
-            )
     batches = [
-        Batch(HOLDERS.partition(fund.manager_id, fund.fund_code, shard), tuple(chunk))
+        Batch(
+            HOLDERS.partition(fund.manager_id, fund.fund_code, shard), tuple(puts[i : i + SETUP_BATCH_ROWS])
+        )
         for shard, puts in rows.items()
-        for chunk in _chunks(puts)
+        for i in range(0, len(puts), SETUP_BATCH_ROWS)
     ]
     await write_all(backend, batches)
-
-
-def _chunks(puts: Sequence[Put]) -> list[Sequence[Put]]:
-    return [puts[i : i + SETUP_BATCH_ROWS] for i in range(0, len(puts), SETUP_BATCH_ROWS)]

@@ -230,7 +230,14 @@ fundta_list_reads_max = 64
 # holder's rows are never split), and the storage pages of one holder shard.
 fundta_close_steps_max = 16
 fundta_close_batch_rows_max = 200
+# Holder shards one phase of a day-close works on at once (each holds its shard's positions in memory).
+fundta_close_shards_in_flight_max = 8
 fundta_shard_pages_max = 10_000
+# A holder shard's positions (fundta/segments.py): chunks of Arrow columns, all written in one batch, so
+# their bytes stay under batch_bytes_max; a query of one holder reads one chunk, at most this many bytes
+# (LZ4: about 3,000 holders of one lot each, so 64 holder shards hold about 3 million holders).
+fundta_position_chunks = 16
+fundta_position_chunk_bytes_max = 240 * 1024
 # The previous natural dates a 七日年化 reads (the date itself is the seventh).
 fundta_yield_days = 7
 # A statement follows the rest of a redemption that large redemption days deferred this many times.

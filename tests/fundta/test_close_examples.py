@@ -7,7 +7,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import msgspec
-from jubao_server.fundta import close
+import pyarrow as pa
+from jubao_server.fundta import close, segments
 from jubao_server.fundta.model import (
     Calendar,
     Fund,
@@ -166,7 +167,9 @@ def test_money_market_income_is_truncated_per_holder_and_the_residual_recorded()
         IncomeDay("2026-12-05", 100, 10_0000, 1000_00, 99, 1),
         IncomeDay("2026-12-06", 50, 4_9950, 1000_99, 48, 2),
     )
-    carried = close.carry_income(_position(Lot("2026-11-20", 333_33)), days)
+    [carried] = segments.positions_of(
+        segments.carry_incomes(segments.table_of([_position(Lot("2026-11-20", 333_33))]), days)
+    )
     assert (carried.shares, carried.last_income_minor, carried.lots) == (
         333_33 + 33 + 16,
         49,
@@ -175,6 +178,14 @@ def test_money_market_income_is_truncated_per_holder_and_the_residual_recorded()
     # The income lot is the oldest: a redemption takes it first.
     nothing = close.plan_incomes([], [("2026-12-05", 100)])
     assert nothing == (IncomeDay("2026-12-05", 100, 0, 0, 0, 100),)
+
+
+def test_a_holder_s_income_is_exact_in_int64_whatever_its_shares() -> None:
+    # shares x 万份收益 passes 2^63 here; the column rule splits the shares at 10^8 and stays exact.
+    shares = [10**15, 10**15 - 1, 123_456_789_012, 99_999_999, 1, 0]
+    per_10k = 9_999_9999
+    column = segments.income_column(pa.array(shares, pa.int64()), per_10k)
+    assert column.to_pylist() == [s * per_10k // 10**8 for s in shares]
 
 
 def test_a_large_redemption_day_confirms_pro_rata_and_defers_or_cancels_the_rest() -> None:

@@ -7,16 +7,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pyarrow as pa
 import pytest
 from jubao.reasons import Reason
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.errors import ApiError
-from jubao_server.fundta.agency import POSITION, Agency, OrderRequest, parse_order_id
-from jubao_server.fundta.model import Calendar, Fund, FundKind, FundStatus, Lot, OrderKind, Position, encode
+from jubao_server.fundta import segments
+from jubao_server.fundta.agency import Agency, OrderRequest, parse_order_id
+from jubao_server.fundta.model import Calendar, Fund, FundKind, FundStatus, Lot, OrderKind, Position
 from jubao_server.fundta.tables import HOLDERS
 from jubao_server.platform.idempotency import Claim
 from jubao_server.shards.stage import shard_of
-from jubao_server.storage.contract import Batch, Put, StorageBackend
+from jubao_server.storage.contract import StorageBackend
 from jubao_server.tenancy.model import Product, Quota, Tenant, TenantKind
 
 SHARDS = 4
@@ -56,8 +58,9 @@ async def _holding(
     partition = HOLDERS.partition(
         manager.tenant_id, fund.fund_code, shard_of(fund_account, fund.holder_shard_count)
     )
-    put = Put((POSITION, f"{manager.tenant_id}/{account}"), {"record": encode(position), "version": 1})
-    await backend.write(Batch(partition, (put,)))
+    shard = await segments.read_shard(backend, partition)
+    table = pa.concat_tables([*shard.chunks, segments.table_of([position])])
+    await segments.register(backend, partition, table)
 
 
 def _redeem(fund: Fund, account: str, shares: int) -> OrderRequest:

@@ -29,8 +29,8 @@ import pytest
 from jubao_server import limits
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.errors import ApiError
-from jubao_server.fundta import calendar, settlement
-from jubao_server.fundta.agency import POSITION, Agency, OrderRequest, order_kind, parse_order_id
+from jubao_server.fundta import calendar, segments, settlement
+from jubao_server.fundta.agency import Agency, OrderRequest, order_kind, parse_order_id
 from jubao_server.fundta.dayclose import DayCloses, next_close_date
 from jubao_server.fundta.model import (
     Calendar,
@@ -95,7 +95,8 @@ class Tally:
 
 
 class Kill:
-    """Makes the n-th commit batch of a day-close fail, as if its server died there."""
+    """Makes the n-th commit batch of a day-close (T's confirmed orders, or a shard's chunks) and every
+    one after fail, as if its server died there."""
 
     def __init__(self, backend: StorageBackend, at: int) -> None:
         self._write = backend.write
@@ -103,9 +104,9 @@ class Kill:
         self._seen = 0
 
     async def write(self, batch: Batch) -> BatchOutcome:
-        if batch.partition.table is HOLDERS and batch.puts and not batch.conditions:
+        if batch.partition.table is HOLDERS and batch.puts:
             self._seen += 1
-            if self._seen == self._at:
+            if self._seen >= self._at:
                 raise StorageError("killed mid-day-close")
         return await self._write(batch)
 
@@ -221,7 +222,8 @@ async def _audit(world: World, code: str, tally: Tally) -> None:
     orders: dict[str, Order] = {}
     for shard in range(SHARDS):
         partition = HOLDERS.partition(manager.tenant_id, code, shard)
-        positions += [decode(r["record"], Position) for r in await _rows(backend, partition, POSITION)]
+        stored = await segments.read_shard(backend, partition)
+        positions += [p for chunk in stored.chunks for p in segments.positions_of(chunk)]
         for closed in _closed_dates(fund, tally):
             for row in await _rows(backend, partition, order_kind(closed)):
                 order = decode(row["record"], Order)

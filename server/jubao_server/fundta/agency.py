@@ -35,7 +35,7 @@ from jubao_server.errors import (
     not_found,
     permission_denied,
 )
-from jubao_server.fundta import calendar
+from jubao_server.fundta import calendar, segments
 from jubao_server.fundta.close import RETURN_OK
 from jubao_server.fundta.decimals import fixed, places, shares_text
 from jubao_server.fundta.model import (
@@ -83,8 +83,8 @@ FUND = ("fund", "")
 CLOSE = "close"
 GRANT = "grant"
 PRICE = "price"
-# A holder shard's rows: positions (written by day-closes), reservations (by orders and cancellations).
-POSITION = "position"
+# A holder shard's rows: positions (`segments.py`: written by day-closes), reservations (by orders and
+# cancellations).
 RESERVATION = "reservation"
 
 
@@ -678,9 +678,9 @@ class Agency:
         )
 
     async def position(self, partition: PartitionRef, holder: str, fund_account_id: str) -> Position:
-        row = await self._backend.read_row(partition, (POSITION, holder))
-        if row is not None:
-            return decode(row["record"], Position)
+        position = await segments.read_position(self._backend, partition, holder)
+        if position is not None:
+            return position
         distributor_id, _, trading_account_id = holder.partition("/")
         return empty_position(distributor_id, trading_account_id, fund_account_id)
 

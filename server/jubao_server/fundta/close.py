@@ -34,8 +34,11 @@ from decimal import Decimal
 from typing import Final
 
 import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 from jubao.reasons import Reason
 
+from jubao_server.fundta import segments
 from jubao_server.fundta.decimals import SHARE_PLACES
 from jubao_server.fundta.model import (
     STATUS_TAKES,
@@ -64,8 +67,6 @@ RETURN_CODES: Final = {
 INCOME_LOT: Final = ""
 # A money-market fund's currency has 2 decimal places: a minor unit of income is a hundredth of a share.
 MONEY_MARKET_EXPONENT: Final = 2
-# 万份收益 is in 0.0001 units per 10,000 shares: income (minor) = shares (hundredths) x per_10k / 10^8.
-_PER_10K_DIVISOR: Final = 100_000_000
 _PRECISION: Final = 60
 
 
@@ -74,45 +75,27 @@ def per_10k_units(income_minor: int, total_shares: int) -> int:
     return int(income_per_10k(income_minor, MONEY_MARKET_EXPONENT, total_shares).scaleb(PER_10K_PLACES))
 
 
-def income_of(shares: int, per_10k: int) -> int:
-    """A holder's income of a date, in minor units (truncated)."""
-    return shares * per_10k // _PER_10K_DIVISOR
-
-
-def plan_incomes(shares: Sequence[int], days: Sequence[tuple[str, int]]) -> tuple[IncomeDay, ...]:
+def plan_incomes(shares: pa.Array | Sequence[int], days: Sequence[tuple[str, int]]) -> tuple[IncomeDay, ...]:
     """Each date's 万份收益 over every holder's shares as the dates before it left them, what the holders
-    get and the residual: `days` are (date, income) in date order."""
-    current = list(shares)
+    get (`segments.income_column`, the rule each holder's carry-forward uses) and the residual: `days`
+    are (date, income) in date order."""
+    current = shares if isinstance(shares, pa.Array) else pa.array(shares, pa.int64())
     planned = []
     for date, income_minor in days:
-        total = sum(current)
+        total = sum_of(current)
         per_10k = per_10k_units(income_minor, total)
-        incomes = [income_of(s, per_10k) for s in current]
-        distributed = sum(incomes)
+        incomes = segments.income_column(current, per_10k)
+        distributed = sum_of(incomes)
         ensure(distributed <= income_minor, "holders got more than the income")
         planned.append(IncomeDay(date, income_minor, per_10k, total, distributed, income_minor - distributed))
-        current = [s + i for s, i in zip(current, incomes, strict=True)]
+        current = pc.add_checked(current, incomes)
     return tuple(planned)
 
 
-def carry_income(position: Position, incomes: Sequence[IncomeDay]) -> Position:
-    """The position after the incomes of the planned dates, each carried forward into shares."""
-    shares = position.shares
-    earned = 0
-    for day in incomes:
-        income = income_of(shares, day.per_10k)
-        shares += income
-        earned += income
-    if not incomes:
-        return position
-    lots = _add_lot(position.lots, INCOME_LOT, earned) if earned else position.lots
-    return msgspec.structs.replace(
-        position,
-        shares=shares,
-        lots=lots,
-        last_income_minor=earned,
-        income_total_minor=position.income_total_minor + earned,
-    )
+def sum_of(column: pa.Array | pa.ChunkedArray) -> int:
+    """The sum of an integer column (0 when empty)."""
+    total = pc.sum(column).as_py()
+    return int(total) if total is not None else 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,22 +24,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import AsyncIterator, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import TypeVar
 
 import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 import structlog
 from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.clock import Clock
 from jubao_server.errors import failed_precondition, not_found
-from jubao_server.fundta import calendar, close, yields
+from jubao_server.fundta import calendar, close, segments, yields
 from jubao_server.fundta.agency import (
     CLOSE,
     FUND,
-    POSITION,
     PRICE,
     Agency,
     empty_position,
@@ -241,8 +243,7 @@ class DayCloses:
         now_ms = self._clock.wall_ms()
         match record.phase:
             case DayClosePhase.SEALING:
-                for shard in range(fund.holder_shard_count):
-                    await self._seal(self._shard(fund, shard), day)
+                await _each_shard(fund, lambda shard: self._seal(self._shard(fund, shard), day))
                 return msgspec.structs.replace(record, phase=DayClosePhase.PLANNING, update_time_ms=now_ms)
             case DayClosePhase.PLANNING:
                 plan = await self._plan(fund, datetime.date.fromisoformat(day))
@@ -252,8 +253,7 @@ class DayCloses:
             case DayClosePhase.COMMITTING:
                 plan = _present(record.plan, "plan to commit")
                 await self._publish_incomes(fund, plan)
-                for shard in range(fund.holder_shard_count):
-                    await self._commit_shard(fund, plan, day, shard)
+                await _each_shard(fund, lambda shard: self._commit_shard(fund, plan, day, shard))
                 result = await self._result(fund, plan, day)
                 await settle(self._ledger, fund, day, result.distributors)
                 await self._close_fund(fund, day, result)
@@ -297,17 +297,26 @@ class DayCloses:
             nav = Decimal(_present(await self._price(fund, trade_date.isoformat()), "NAV").nav)
         incomes: tuple[IncomeDay, ...] = ()
         if fund.kind is FundKind.MONEY_MARKET:
-            shares = []
-            for shard in range(fund.holder_shard_count):
-                async for row in self._rows(self._shard(fund, shard), (POSITION,)):
-                    position = decode(row["record"], Position)
-                    ensure(position.closed_date < trade_date.isoformat(), "a position closed before its plan")
-                    shares.append(position.shares)
+            shares: list[pa.Array] = []
+
+            async def read(shard: int) -> None:
+                positions = await segments.read_shard(self._backend, self._shard(fund, shard))
+                for table in positions.chunks:
+                    closed = pc.max(table["closed_date"]).as_py() if table.num_rows else None
+                    ensure(
+                        closed is None or closed < trade_date.isoformat(), "a position closed before its plan"
+                    )
+                    shares.append(table["shares"].combine_chunks())
+
+            await _each_shard(fund, read)
+            column = pa.concat_arrays(shares) if shares else pa.array([], pa.int64())
             days = []
             for day in income_dates(fund, trade_date):
                 days.append((day, _present(await self._price(fund, day), "income").income_minor))
-            incomes = close.plan_incomes(shares, days)
-            ensure(sum(shares) == fund.total_shares, "the positions do not add up to the fund's shares")
+            incomes = close.plan_incomes(column, days)
+            ensure(
+                close.sum_of(column) == fund.total_shares, "the positions do not add up to the fund's shares"
+            )
         next_date = calendar.next_trade_date(fund.calendar, trade_date).isoformat()
         ratio = Decimal(1)
         if fund.large_redemption_rule is LargeRedemptionRule.PRO_RATA:
@@ -357,17 +366,21 @@ class DayCloses:
             await self._backend.write(Batch(partition, (put,)))
 
     async def _commit_shard(self, fund: Fund, plan: ClosePlan, day: str, shard: int) -> None:
+        """Carry the income forward and confirm T's orders of one holder shard, chunk by chunk on whole
+        columns: the orders with their confirmations are written first (unconditionally: until the shard
+        is committed they are rewritten from the same positions, with the same bytes), then every chunk
+        of positions and the shard's `closed_date` in one batch conditioned on the `closed_date` read."""
         partition = self._shard(fund, shard)
         static = await self._backend.read_static(partition)
-        if static is not None and static["closed_date"] == day:
+        closed = static["closed_date"] if static is not None else None
+        if closed == day:
             return
-        positions: dict[str, Position] = {}
-        async for row in self._rows(partition, (POSITION,)):
-            positions[row.as_text("row_key")] = decode(row["record"], Position)
-        orders: dict[str, list[Order]] = {}
+        positions = await segments.read_shard(self._backend, partition)
+        orders: list[dict[str, list[Order]]] = [{} for _ in positions.chunks]
         async for row in self._rows(partition, (order_kind(day),)):
-            order = decode(row["record"], Order)
-            orders.setdefault(f"{order.distributor_id}/{order.trading_account_id}", []).append(order)
+            order = _as_accepted(decode(row["record"], Order))
+            holder = f"{order.distributor_id}/{order.trading_account_id}"
+            orders[segments.chunk_of(holder)].setdefault(holder, []).append(order)
         pricing = close.Pricing(
             Decimal(plan.nav),
             fund.nav_scale,
@@ -375,82 +388,94 @@ class DayCloses:
             Decimal(plan.redemption_ratio),
             plan.next_trade_date,
         )
-        puts: list[Put] = []
-        for holder in sorted(set(positions) | set(orders)):
-            mine = orders.get(holder, [])
-            before = positions.get(holder) or _first_position(mine)
-            if before.closed_date == day:
-                continue
-            after, confirmed = close.confirm(
-                fund, pricing, day, close.carry_income(before, plan.incomes), mine
+        chunks: list[pa.Table] = []
+        confirmed: list[Order] = []
+        for stored, mine in zip(positions.chunks, orders, strict=True):
+            table = segments.carry_incomes(stored, plan.incomes)
+            if mine:
+                table, done = _confirm_chunk(fund, pricing, day, table, mine)
+                confirmed += done
+            closed_dates = pa.repeat(pa.scalar(day, pa.string()), table.num_rows)
+            chunks.append(
+                table.set_column(segments.SCHEMA.get_field_index("closed_date"), "closed_date", closed_dates)
             )
-            if not confirmed and after.shares == before.shares:
-                continue
-            rows = [Put((POSITION, holder), {"record": encode(after), "version": 1})]
-            # A deferred rest of a redemption is an order of the next trade date.
-            rows += [
-                Put((order_kind(o.trade_date), o.order_id), {"record": encode(o), "version": 2})
-                for o in confirmed
-            ]
-            if len(puts) + len(rows) > limits.fundta_close_batch_rows_max:
-                await self._backend.write(Batch(partition, tuple(puts)))
-                puts = []
-            puts += rows
-        if puts:
-            await self._backend.write(Batch(partition, tuple(puts)))
-        closed = static["closed_date"] if static is not None else None
-        batch = Batch(
+        await self._write_confirmed(partition, day, confirmed)
+        commit = Batch(
             partition,
+            tuple(segments.chunk_puts(chunks)),
             static_values={"closed_date": day},
             conditions=(StaticMatches({"closed_date": closed}),),
         )
-        await self._backend.write(batch)
+        outcome = await self._backend.write(commit)
+        current = outcome.current_static
+        if not outcome.applied and (current is None or current["closed_date"] != day):
+            raise _busy(partition)
+        await segments.delete_legacy(self._backend, partition, positions.legacy_keys)
+
+    async def _write_confirmed(self, partition: PartitionRef, day: str, confirmed: Sequence[Order]) -> None:
+        """T's orders with their confirmations, in batches of at most `fundta_close_batch_rows_max` rows; a
+        deferred rest of a redemption (an order of the next trade date) only if an earlier run of this
+        day-close did not write it already (its distributor may have cancelled it since)."""
+        puts = []
+        for order in confirmed:
+            key = (order_kind(order.trade_date), order.order_id)
+            if order.trade_date != day and await self._backend.read_row(partition, key) is not None:
+                continue
+            puts.append(Put(key, {"record": encode(order), "version": 2}))
+        step = limits.fundta_close_batch_rows_max
+        for start in range(0, len(puts), step):
+            await self._backend.write(Batch(partition, tuple(puts[start : start + step])))
 
     async def _result(self, fund: Fund, plan: ClosePlan, day: str) -> CloseResult:
         """What the day-close did, read back from the shards, and checked against the plan."""
-        holders = confirmed = failed = total = income = prorated = 0
-        bought = 0
-        sold = 0
+        counts: Counter[str] = Counter()
         distributors: dict[str, list[int]] = {}
-        for shard in range(fund.holder_shard_count):
+
+        async def tally(shard: int) -> None:
             partition = self._shard(fund, shard)
-            async for row in self._rows(partition, (POSITION,)):
-                position = decode(row["record"], Position)
-                holders += 1 if position.shares else 0
-                total += position.shares
-                income += position.last_income_minor if position.closed_date == day and plan.incomes else 0
+            for table in (await segments.read_shard(self._backend, partition)).chunks:
+                shares = table["shares"]
+                counts["holders"] += pc.count(pc.filter(shares, pc.greater(shares, 0))).as_py()
+                counts["total"] += close.sum_of(shares)
+                if plan.incomes:
+                    same = pc.equal(table["closed_date"], day)
+                    counts["income"] += close.sum_of(pc.filter(table["last_income_minor"], same))
             async for row in self._rows(partition, (order_kind(day),)):
                 order = decode(row["record"], Order)
                 if order.confirmation is None:
                     continue
                 sums = distributors.setdefault(order.distributor_id, [0, 0, 0, 0])
                 if order.status is OrderStatus.FAILED:
-                    failed += 1
+                    counts["failed"] += 1
                     continue
-                confirmed += 1
-                prorated += 1 if order.status is OrderStatus.PARTIALLY_CONFIRMED else 0
+                counts["confirmed"] += 1
+                counts["prorated"] += 1 if order.status is OrderStatus.PARTIALLY_CONFIRMED else 0
                 fee = order.confirmation.fee_minor
                 if order.kind in (OrderKind.REDEMPTION, OrderKind.FAST_REDEMPTION):
-                    sold += order.confirmation.shares
+                    counts["sold"] += order.confirmation.shares
                     sums[2] += order.confirmation.amount_minor
                     sums[3] += fee
                 else:
-                    bought += order.confirmation.shares
+                    counts["bought"] += order.confirmation.shares
                     sums[0] += order.confirmation.amount_minor
                     sums[1] += fee
+
+        await _each_shard(fund, tally)
+        holders, total, income = counts["holders"], counts["total"], counts["income"]
+        bought, sold = counts["bought"], counts["sold"]
         distributed = sum(d.distributed_minor for d in plan.incomes)
         ensure(income == distributed, "the holders' incomes are not what the plan distributed")
         ensure(total == fund.total_shares + distributed + bought - sold, "the shares do not add up")
         return CloseResult(
             holders=holders,
-            orders_confirmed=confirmed,
-            orders_failed=failed,
+            orders_confirmed=counts["confirmed"],
+            orders_failed=counts["failed"],
             total_shares=total,
             income_minor=sum(d.income_minor for d in plan.incomes),
             residual_minor=sum(d.residual_minor for d in plan.incomes),
             distributors=tuple(DistributorTotals(d, *sums) for d, sums in sorted(distributors.items())),
             redemption_ratio=plan.redemption_ratio,
-            orders_prorated=prorated,
+            orders_prorated=counts["prorated"],
         )
 
     async def _close_fund(self, fund: Fund, day: str, result: CloseResult) -> None:
@@ -476,6 +501,66 @@ class DayCloses:
         """Every row of one kind of a shard, page by page."""
         query = RowQuery(partition, Bound(kind, True), Bound(kind, True), limit=limits.storage_page_rows_max)
         return scan(self._backend, query, "a holder shard")
+
+
+async def _each_shard(fund: Fund, work: Callable[[int], Awaitable[None]]) -> None:
+    """`work` on every holder shard of `fund`, at most `fundta_close_shards_in_flight_max` at once (the
+    shards are independent; what the phases add up does not depend on their order). The first failure
+    cancels the others of its group and is raised."""
+    step = limits.fundta_close_shards_in_flight_max
+    for start in range(0, fund.holder_shard_count, step):
+        tasks = [
+            asyncio.ensure_future(work(shard))
+            for shard in range(start, min(start + step, fund.holder_shard_count))
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+
+def _confirm_chunk(
+    fund: Fund, pricing: close.Pricing, day: str, table: pa.Table, orders: dict[str, list[Order]]
+) -> tuple[pa.Table, list[Order]]:
+    """A chunk's positions after its holders' orders of `day` (each holder's with `close.confirm`, in
+    holder order) and the orders with their confirmations. A holder without a position whose orders
+    confirmed nothing (all cancelled) gets none."""
+    holders = sorted(orders)
+    found = pc.index_in(pa.array(holders, pa.string()), value_set=segments.holder_keys(table)).to_pylist()
+    rows = [i for i in found if i is not None]
+    before = dict(
+        zip(
+            [h for h, i in zip(holders, found, strict=True) if i is not None],
+            segments.positions_of(table.take(pa.array(rows, pa.int64()))),
+            strict=True,
+        )
+    )
+    after: list[Position] = []
+    confirmed: list[Order] = []
+    for holder in holders:
+        mine = orders[holder]
+        position = before.get(holder)
+        changed, done = close.confirm(fund, pricing, day, position or _first_position(mine), mine)
+        if position is not None or done:
+            after.append(changed)
+        confirmed += done
+    kept = [True] * table.num_rows
+    for i in rows:
+        kept[i] = False
+    rest = table.filter(pa.array(kept, pa.bool_()))
+    return segments.sorted_holders(pa.concat_tables([rest, segments.table_of(after)])), confirmed
+
+
+def _as_accepted(order: Order) -> Order:
+    """An order of T as it was before this day-close: one an earlier run confirmed (its shard not
+    committed yet) is confirmed again from the same positions. Fast redemptions were confirmed when
+    accepted."""
+    if order.kind is OrderKind.FAST_REDEMPTION or order.confirmation is None:
+        return order
+    return msgspec.structs.replace(order, status=OrderStatus.ACCEPTED, confirmation=None)
 
 
 def _first_position(orders: Sequence[Order]) -> Position:

@@ -9,7 +9,9 @@
   by code (ListFunds).
 * `fundta_investors` (the distributor's scope, one partition per trading account): the investor.
 * `fundta_holders` (the manager's scope, one partition per (fund, holder shard)): the positions (kind
-  "position", by distributor and trading account: written by day-closes), the reservations of
+  "positions": `fundta_position_chunks` chunks of Arrow columns with their `checksum`, written by
+  day-closes, `segments.py`; kind "position", one JSON row per holder, before the shard's first day-close
+  of that layout), the reservations of
   redemptions (kind "reservation": written by orders and cancellations) and the orders (kind
   "order:<trade date>", by order id) of the fund accounts hashed into the shard. An order and the
   reservation of its shares are one conditional batch, conditioned on the static `sealed_date` (the last
@@ -68,6 +70,7 @@ HOLDERS = Table(
         "row_key": T.TEXT,
         "record": T.BLOB,
         "version": T.BIGINT,
+        "checksum": T.BIGINT,
         "sealed_date": T.TEXT,
         "closed_date": T.TEXT,
     },
