@@ -270,3 +270,10 @@ cocreation_query_threads_max = 64
 # The expiry sweep: collaborations one pass handles, and the longest interval between passes.
 cocreation_expiries_per_sweep_max = 100
 cocreation_expiry_sweep_s_max = 3600
+# Differential privacy (cocreation/privacy.py), epsilon in millionths: a member's budget, a query's cost (its
+# floor bounds the spends of one member's budget: a budget partition's rows), one person's rows in a dataset.
+cocreation_budget_epsilon_micro_max = 100_000_000
+cocreation_query_epsilon_micro_min = 1_000
+cocreation_rows_per_join_key_max = 1_000
+# Attempts to spend from a budget that another query of the same member spent from meanwhile.
+cocreation_spend_attempts_max = 8

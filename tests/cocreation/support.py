@@ -4,13 +4,14 @@ and a dataset of the shipping-return insurance case (运费险)."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Awaitable
 from typing import Any
 
 import pyarrow as pa
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from jubao.client import JubaoError, Reason
+from jubao.client import AsyncClient, JubaoError, Reason
 from jubao.cocreation.v1 import cocreation_pb2 as pb
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.storage.contract import StorageBackend
@@ -48,6 +49,49 @@ def expire_in(seconds: float, now_s: float) -> Timestamp:
     stamp = Timestamp()
     stamp.FromMilliseconds(int((now_s + seconds) * 1000))
     return stamp
+
+
+def registration(
+    collaboration_id: str,
+    dataset_id: str,
+    display_name: str,
+    columns: dict[str, tuple[pb.Column.Type.ValueType, pb.Column.Role.ValueType]],
+    rule: pb.AnalysisRule,
+) -> pb.RegisterDatasetRequest:
+    """A dataset's registration: its columns (name -> type and role, in order) and its rule."""
+    return pb.RegisterDatasetRequest(
+        collaboration_id=collaboration_id,
+        dataset_id=dataset_id,
+        display_name=display_name,
+        columns=[pb.Column(name=name, type=kind, role=role) for name, (kind, role) in columns.items()],
+        rule=rule,
+    )
+
+
+async def platform_and_insurer(
+    clients: dict[str, AsyncClient], privacy: pb.DifferentialPrivacy | None = None
+) -> str:
+    """A collaboration of the platform (every ability) and the bank as the insurer (contributes and
+    analyses, never receives results); with differential privacy when `privacy` is set."""
+    platform, bank = clients["platform"], clients["bank"]
+    created = await platform.cocreation.CreateCollaboration(
+        pb.CreateCollaborationRequest(
+            display_name="运费险",
+            abilities=ALL_ABILITIES,
+            expire_time=expire_in(DAY_S, time.time()),
+            differential_privacy=privacy,
+        )
+    )
+    collaboration_id: str = created.collaboration.collaboration_id
+    await platform.cocreation.InviteMember(
+        pb.InviteMemberRequest(
+            collaboration_id=collaboration_id,
+            tenant_id="demo-bank",
+            abilities=[pb.ABILITY_CONTRIBUTE, pb.ABILITY_ANALYZE],
+        )
+    )
+    await bank.cocreation.AcceptInvitation(pb.AcceptInvitationRequest(collaboration_id=collaboration_id))
+    return collaboration_id
 
 
 def claims_dataset(

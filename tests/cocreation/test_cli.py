@@ -104,3 +104,46 @@ async def test_the_insurance_case_through_the_command_line(
     assert "COLLABORATION_NOT_FOUND" in hidden.stderr
     withdrawn = await insurer.json("withdraw", collaboration, "claims")
     assert withdrawn["dataset"]["state"] == "STATE_WITHDRAWN"
+
+
+async def test_differential_privacy_through_the_command_line(
+    running: Running, flight: FlightProcess, tmp_path: Path
+) -> None:
+    platform = Cli(running, flight, "demo-platform")
+    created = await platform.json(
+        "create", "运费险 DP", "--ability", "contribute", "--ability", "analyze",
+        "--ability", "receive_results", "--dp-budget-epsilon", "1", "--dp-query-epsilon", "0.5",
+    )  # fmt: skip
+    collaboration = created["collaboration"]["collaborationId"]
+    assert created["collaboration"]["differentialPrivacy"] == {
+        "budgetEpsilonMicro": "1000000",
+        "queryEpsilonMicro": "500000",
+    }
+    shown = await platform.run("get", collaboration, as_json=False)
+    assert "budget epsilon 1 per member; a query costs 0.5" in shown.stdout
+    await platform.json(
+        "register", collaboration, "orders",
+        "--column", "buyer:string:join_key", "--column", "category:string:dimension",
+        "--column", "returns:int64:measure",
+        "--group-by", "category", "--aggregate", "returns:sum", "--min-group-size", str(THRESHOLD),
+        "--rows-per-key", "2", "--bounds", "returns:0:2",
+    )  # fmt: skip
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    pa_csv.write_csv(orders(), tmp_path / "orders.csv")
+    await platform.run(
+        "upload", collaboration, "orders", str(tmp_path / "orders.csv"),
+        "--join-key", "buyer", "--secret-file", str(secret),
+    )  # fmt: skip
+    query = (
+        "query", collaboration, "--dataset", "orders",
+        "--group-by", "orders.category", "--aggregate", "count", "--aggregate", "sum:orders.returns",
+    )  # fmt: skip
+    preview = await platform.run(*query, "--preview", as_json=False)
+    assert "costs epsilon 0.5; 0.5 of 1 would be left" in preview.stdout
+    answered = await platform.run(*query, as_json=False)
+    assert "noised: OpenDP" in answered.stdout
+    assert "costs epsilon 0.5; 0.5 of 1 left" in answered.stdout
+    await platform.json(*query)
+    spent = await platform.run(*query, exit_code=EXIT_CALL_FAILED)
+    assert "PRIVACY_BUDGET_EXHAUSTED" in spent.stderr

@@ -6,7 +6,6 @@ them; whoever is not a member learns nothing."""
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -17,9 +16,7 @@ from jubao.cocreation.v1 import cocreation_pb2 as pb
 
 from tests.bulk.support import FlightProcess
 from tests.cocreation.support import (
-    ALL_ABILITIES,
     BUYERS,
-    DAY_S,
     DIMENSION,
     INT64,
     JOIN,
@@ -29,24 +26,21 @@ from tests.cocreation.support import (
     THRESHOLD,
     claims,
     claims_dataset,
-    expire_in,
     orders,
+    platform_and_insurer,
     refused,
+    registration,
 )
 from tests.platform.harness import demo_keys
 
 
 def _orders_dataset(collaboration_id: str) -> pb.RegisterDatasetRequest:
-    return pb.RegisterDatasetRequest(
-        collaboration_id=collaboration_id,
-        dataset_id="orders",
-        display_name="Orders and returns",
-        columns=[
-            pb.Column(name="buyer", type=STRING, role=JOIN),
-            pb.Column(name="category", type=STRING, role=DIMENSION),
-            pb.Column(name="returns", type=INT64, role=MEASURE),
-        ],
-        rule=pb.AnalysisRule(
+    return registration(
+        collaboration_id,
+        "orders",
+        "Orders and returns",
+        {"buyer": (STRING, JOIN), "category": (STRING, DIMENSION), "returns": (INT64, MEASURE)},
+        pb.AnalysisRule(
             group_by_columns=["category"],
             filter_columns=["category"],
             aggregates=[pb.AllowedAggregate(column="returns", functions=[pb.AGGREGATE_FUNCTION_SUM])],
@@ -60,20 +54,7 @@ async def collaboration(clients: dict[str, AsyncClient], flight: FlightProcess) 
     """The platform (every ability) and the bank as the insurer (contributes and analyses, never receives
     results), each dataset uploaded by its owner, tokenized with the secret they agreed on."""
     platform, bank = clients["platform"], clients["bank"]
-    created = await platform.cocreation.CreateCollaboration(
-        pb.CreateCollaborationRequest(
-            display_name="运费险", abilities=ALL_ABILITIES, expire_time=expire_in(DAY_S, time.time())
-        )
-    )
-    collaboration_id = created.collaboration.collaboration_id
-    await platform.cocreation.InviteMember(
-        pb.InviteMemberRequest(
-            collaboration_id=collaboration_id,
-            tenant_id="demo-bank",
-            abilities=[pb.ABILITY_CONTRIBUTE, pb.ABILITY_ANALYZE],
-        )
-    )
-    await bank.cocreation.AcceptInvitation(pb.AcceptInvitationRequest(collaboration_id=collaboration_id))
+    collaboration_id = await platform_and_insurer(clients)
     await platform.cocreation.RegisterDataset(_orders_dataset(collaboration_id))
     await bank.cocreation.RegisterDataset(claims_dataset(collaboration_id))
     placed = orders()

@@ -147,7 +147,8 @@ async def test_a_query_reads_the_stored_rows_on_every_backend(
             Aggregate(Function.SUM, ColumnRef("claims", "claim_minor")),
         ),
     )
-    result = await co.query("demo-platform", collaboration_id, query)
+    result, cost = await co.query("demo-platform", collaboration_id, query)
+    assert cost is None  # no differential privacy: nothing spent
     expected = {
         category: (
             sum(1 for row in claims.to_pylist() if row["category"] == category),

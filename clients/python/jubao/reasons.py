@@ -158,6 +158,9 @@ class Reason(StrEnum):
     DATASET_WITHDRAWN = "DATASET_WITHDRAWN"
     # INVALID_ARGUMENT (cocreation): a query breaks a dataset's analysis rule (dataset, column, rule named)
     ANALYSIS_RULE_VIOLATED = "ANALYSIS_RULE_VIOLATED"
+    # RESOURCE_EXHAUSTED (cocreation): with differential privacy, the query costs more epsilon than the
+    # caller's privacy budget has left
+    PRIVACY_BUDGET_EXHAUSTED = "PRIVACY_BUDGET_EXHAUSTED"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,15 +21,18 @@ from jubao_server.cocreation.model import (
     Filter,
     Function,
     MemberState,
+    Privacy,
     Query,
     Role,
     Room,
     Rule,
     column_violations,
     id_violations,
+    privacy_violations,
     raise_if_any,
     rule_violations,
 )
+from jubao_server.cocreation.privacy import MECHANISM, Cost
 from jubao_server.cocreation.query import Result
 from jubao_server.platform.timestamps import time_ms, timestamp
 
@@ -98,8 +101,9 @@ def display_name(field: str, value: str, violations: list[FieldViolation]) -> st
 
 def create_command(
     request: pb.CreateCollaborationRequest, now_ms: int
-) -> tuple[str, tuple[Ability, ...], int]:
-    """The display name, the creator's abilities and the expiry of a new collaboration."""
+) -> tuple[str, tuple[Ability, ...], int, Privacy | None]:
+    """The display name, the creator's abilities, the expiry and the differential privacy of a new
+    collaboration."""
     violations: list[FieldViolation] = []
     name = display_name("display_name", request.display_name, violations)
     own = abilities("abilities", list(request.abilities), violations)
@@ -109,8 +113,13 @@ def create_command(
         and not now_ms < expire_ms <= now_ms + limits.cocreation_expire_ahead_s_max * 1000
     ):
         violations.append(FieldViolation("expire_time", "in the future, at most 366 days ahead"))
+    privacy = None
+    if request.HasField("differential_privacy"):
+        asked = request.differential_privacy
+        privacy = Privacy(asked.budget_epsilon_micro, asked.query_epsilon_micro)
+        violations += privacy_violations(privacy)
     raise_if_any(violations)
-    return name, own, expire_ms or 0
+    return name, own, expire_ms or 0, privacy
 
 
 def invite_command(request: pb.InviteMemberRequest, caller: str) -> tuple[str, tuple[Ability, ...]]:
@@ -174,11 +183,14 @@ def rule_of(rule: pb.AnalysisRule, violations: list[FieldViolation]) -> Rule:
         aggregates=tuple(aggregates),
         min_group_size=rule.min_group_size or limits.cocreation_min_group_size_default,
         analysts=tuple(rule.analyst_tenant_ids),
+        rows_per_join_key_max=rule.rows_per_join_key_max or 1,
+        measure_bounds=tuple((b.column, b.lower, b.upper) for b in rule.measure_bounds),
     )
 
 
 def collaboration_to_pb(room: Room, now_ms: int) -> pb.Collaboration:
     collaboration = room.collaboration
+    privacy = collaboration.privacy
     return pb.Collaboration(
         collaboration_id=collaboration.collaboration_id,
         display_name=collaboration.display_name,
@@ -194,6 +206,12 @@ def collaboration_to_pb(room: Room, now_ms: int) -> pb.Collaboration:
         ],
         create_time=timestamp(collaboration.create_time_ms),
         expire_time=timestamp(collaboration.expire_time_ms),
+        differential_privacy=pb.DifferentialPrivacy(
+            budget_epsilon_micro=privacy.budget_epsilon_micro,
+            query_epsilon_micro=privacy.query_epsilon_micro,
+        )
+        if privacy is not None
+        else None,
     )
 
 
@@ -216,6 +234,11 @@ def dataset_to_pb(dataset: Dataset) -> pb.Dataset:
             ],
             min_group_size=rule.min_group_size,
             analyst_tenant_ids=rule.analysts,
+            rows_per_join_key_max=rule.rows_per_join_key_max,
+            measure_bounds=[
+                pb.MeasureBounds(column=name, lower=low, upper=high)
+                for name, low, high in rule.measure_bounds
+            ],
         ),
         state=_DATASET_STATES[dataset.state],
         row_count=dataset.row_count,
@@ -278,6 +301,7 @@ def audit_to_pb(entry: AuditEntry) -> pb.AuditEntry:
         rows_scanned=entry.rows_scanned,
         groups_returned=entry.groups_returned,
         groups_suppressed=entry.groups_suppressed,
+        epsilon_micro=entry.epsilon_micro,
     )
 
 
@@ -307,6 +331,19 @@ def result_to_pb(result: Result) -> pb.QueryResult:
         groups_suppressed=result.groups_suppressed,
         min_group_size=result.min_group_size,
         rows_scanned=result.rows_scanned,
+        noise=pb.Noise(epsilon_micro=result.epsilon_micro, mechanism=MECHANISM)
+        if result.epsilon_micro
+        else None,
+    )
+
+
+def cost_to_pb(cost: Cost | None) -> pb.PrivacyCost | None:
+    if cost is None:
+        return None
+    return pb.PrivacyCost(
+        epsilon_micro=cost.epsilon_micro,
+        budget_epsilon_micro=cost.budget_epsilon_micro,
+        remaining_epsilon_micro=cost.remaining_epsilon_micro,
     )
 
 

@@ -69,12 +69,21 @@ class DatasetState(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+class Privacy(msgspec.Struct, frozen=True):
+    """A collaboration's differential privacy (`privacy.py`), epsilon in millionths: what each querying member
+    may spend over the collaboration's life, and what a query costs unless it names its own epsilon."""
+
+    budget_epsilon_micro: int
+    query_epsilon_micro: int
+
+
 class Collaboration(msgspec.Struct, frozen=True):
     collaboration_id: str
     display_name: str
     creator: str
     create_time_ms: int
     expire_time_ms: int
+    privacy: Privacy | None = None
 
 
 class Member(msgspec.Struct, frozen=True):
@@ -100,9 +109,16 @@ class Rule(msgspec.Struct, frozen=True):
     min_group_size: int
     # Who may analyse it; empty: every member with the analyze ability.
     analysts: tuple[str, ...]
+    # Differential privacy: the rows of one join key a query reads, and measure -> (lower, upper), the
+    # range a summed measure is clamped to.
+    rows_per_join_key_max: int = 1
+    measure_bounds: tuple[tuple[str, int, int], ...] = ()
 
     def functions(self, column: str) -> tuple[Function, ...]:
         return next((functions for name, functions in self.aggregates if name == column), ())
+
+    def bounds(self, column: str) -> tuple[int, int] | None:
+        return next(((low, high) for name, low, high in self.measure_bounds if name == column), None)
 
 
 class Dataset(msgspec.Struct, frozen=True):
@@ -175,9 +191,22 @@ class AuditEntry(msgspec.Struct, frozen=True):
     rows_scanned: int
     groups_returned: int
     groups_suppressed: int
+    # The epsilon the query spent (differential privacy), in millionths.
+    epsilon_micro: int = 0
 
     def readable_by(self, tenant_id: str) -> bool:
         return tenant_id == self.analyst or tenant_id in self.owners
+
+
+class Spend(msgspec.Struct, frozen=True):
+    """A query's spend from its analyst's privacy budget, kept with what it answered: a retry of the same
+    request id answers it again (the same noise) and spends nothing."""
+
+    request_id: str
+    epsilon_micro: int
+    audit: AuditEntry
+    # The noised result (`query.encode_result`).
+    answer: bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -434,6 +463,42 @@ def rule_violations(columns: tuple[Column, ...], rule: Rule) -> list[FieldViolat
         )
     for index, tenant_id in enumerate(rule.analysts):
         violations += id_violations(f"rule.analyst_tenant_ids[{index}]", tenant_id)
+    return violations + _privacy_rule_violations(roles, rule)
+
+
+def _privacy_rule_violations(roles: dict[str, Role], rule: Rule) -> list[FieldViolation]:
+    """Why a rule's differential privacy bounds do not fit: the rows of one join key out of range, bounds
+    of a column that is not a measure, or upside down."""
+    violations: list[FieldViolation] = []
+    if not 1 <= rule.rows_per_join_key_max <= limits.cocreation_rows_per_join_key_max:
+        violations.append(
+            FieldViolation(
+                "rule.rows_per_join_key_max", f"1 to {limits.cocreation_rows_per_join_key_max} (0: 1)"
+            )
+        )
+    bounded: set[str] = set()
+    for index, (name, low, high) in enumerate(rule.measure_bounds):
+        field = f"rule.measure_bounds[{index}]"
+        if roles.get(name) is not Role.MEASURE:
+            violations.append(FieldViolation(f"{field}.column", f"{name} is not a measure column"))
+        elif name in bounded:
+            violations.append(FieldViolation(f"{field}.column", f"{name} is bounded twice"))
+        bounded.add(name)
+        if low > high:
+            violations.append(FieldViolation(f"{field}.upper", "at least lower"))
+    return violations
+
+
+def privacy_violations(privacy: Privacy) -> list[FieldViolation]:
+    """Why a collaboration's differential privacy cannot be set: a budget or a query cost out of range."""
+    violations: list[FieldViolation] = []
+    low, high = limits.cocreation_query_epsilon_micro_min, limits.cocreation_budget_epsilon_micro_max
+    if not low <= privacy.budget_epsilon_micro <= high:
+        violations.append(FieldViolation("differential_privacy.budget_epsilon_micro", f"{low} to {high}"))
+    if not low <= privacy.query_epsilon_micro <= privacy.budget_epsilon_micro:
+        violations.append(
+            FieldViolation("differential_privacy.query_epsilon_micro", f"{low} to budget_epsilon_micro")
+        )
     return violations
 
 

@@ -7,7 +7,9 @@ rule allows for that use; the join key is used only to join, which the rules gua
 no join key). Then (`run`) the datasets' rows are read from their owners' scopes into Arrow tables, the
 SQL the plan compiles to (identifiers checked at registration and quoted, values bound as parameters)
 runs in an in-memory DuckDB on a worker thread, and every group whose distinct join keys number fewer
-than the largest `min_group_size` of the datasets is suppressed and counted."""
+than the largest `min_group_size` of the datasets is suppressed and counted. With differential privacy
+(`privacy.py`) each dataset is read at most `rows_per_join_key_max` rows per join key, sums are clamped to
+their measure's bounds, every count and sum is noised, and the threshold applies to the noised count."""
 
 from __future__ import annotations
 
@@ -17,12 +19,13 @@ from collections.abc import Sequence
 from typing import Final
 
 import duckdb
+import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 from jubao.reasons import FieldViolation, Reason
 
 from jubao_server import limits
-from jubao_server.bulk.arrow import from_ipc
+from jubao_server.bulk.arrow import from_ipc, to_ipc
 from jubao_server.cocreation.ingest import arrow_schema
 from jubao_server.cocreation.model import (
     Ability,
@@ -35,6 +38,7 @@ from jubao_server.cocreation.model import (
     Room,
     raise_if_any,
 )
+from jubao_server.cocreation.privacy import Noise, noise_of, noised
 from jubao_server.cocreation.store import CocreationStore
 from jubao_server.errors import ApiError, ErrorCode, failed_precondition
 
@@ -56,6 +60,8 @@ class Plan:
     query: Query
     datasets: tuple[Dataset, ...]
     min_group_size: int
+    # Differential privacy: how the result is noised (None: exact).
+    noise: Noise | None = None
 
     @property
     def rows(self) -> int:
@@ -63,6 +69,8 @@ class Plan:
 
 
 def audit_entry(audit_id: str, time_ms: int, analyst: str, checked: Plan, result: Result) -> AuditEntry:
+    """The audit log's record of a query that read rows (under differential privacy, the true count of
+    suppressed groups is kept from its analyst too)."""
     return AuditEntry(
         audit_id=audit_id,
         time_ms=time_ms,
@@ -73,6 +81,7 @@ def audit_entry(audit_id: str, time_ms: int, analyst: str, checked: Plan, result
         rows_scanned=result.rows_scanned,
         groups_returned=result.rows.num_rows,
         groups_suppressed=result.groups_suppressed,
+        epsilon_micro=result.epsilon_micro,
     )
 
 
@@ -83,10 +92,48 @@ class Result:
     groups_suppressed: int
     min_group_size: int
     rows_scanned: int
+    # The epsilon the noise of the result spent (0: exact).
+    epsilon_micro: int = 0
 
 
-def plan(room: Room, caller: str, query: Query) -> Plan:
-    """The query checked against the room and every dataset's rule, or the error that refuses it (nothing
+class _Stored(msgspec.Struct, frozen=True):
+    columns: tuple[str, ...]
+    rows: bytes  # Arrow IPC
+    groups_suppressed: int
+    min_group_size: int
+    rows_scanned: int
+    epsilon_micro: int
+
+
+def encode_result(result: Result) -> bytes:
+    """A result as a spend keeps it, to answer a retry again (`decode_result`)."""
+    stored = _Stored(
+        result.columns,
+        to_ipc(result.rows),
+        result.groups_suppressed,
+        result.min_group_size,
+        result.rows_scanned,
+        result.epsilon_micro,
+    )
+    return msgspec.json.encode(stored)
+
+
+def decode_result(data: bytes) -> Result:
+    stored = msgspec.json.decode(data, type=_Stored)
+    rows = pa.ipc.open_stream(pa.py_buffer(stored.rows)).read_all()
+    return Result(
+        stored.columns,
+        rows,
+        stored.groups_suppressed,
+        stored.min_group_size,
+        stored.rows_scanned,
+        stored.epsilon_micro,
+    )
+
+
+def plan(room: Room, caller: str, query: Query, epsilon_micro: int = 0) -> Plan:
+    """The query checked against the room and every dataset's rule (and, under differential privacy, its
+    noise: `epsilon_micro` 0 is the collaboration's default cost), or the error that refuses it (nothing
     has been read)."""
     room.active_member(caller, Ability.ANALYZE)
     room.active_member(caller, Ability.RECEIVE_RESULTS)
@@ -142,7 +189,9 @@ def plan(room: Room, caller: str, query: Query) -> Plan:
             metadata={"rule": first.field},
         )
     min_group_size = max(d.rule.min_group_size for d in datasets)
-    result = Plan(query, datasets, min_group_size)
+    privacy = room.collaboration.privacy
+    noise = noise_of(privacy, datasets, query, epsilon_micro) if privacy is not None else None
+    result = Plan(query, datasets, min_group_size, noise)
     if result.rows > limits.cocreation_query_rows_max:
         raise failed_precondition(
             Reason.LIMIT_EXCEEDED,
@@ -231,9 +280,14 @@ async def run(store: CocreationStore, checked: Plan, threads: int) -> Result:
             )
     sql, parameters = compile_sql(checked)
     grouped = await asyncio.to_thread(_execute, tables, sql, parameters, threads)
+    noise = checked.noise
+    if noise is not None:
+        grouped = _noised(grouped, len(checked.query.group_by), noise)
     kept = pc.greater_equal(grouped.column(_KEYS), checked.min_group_size)
     rows = grouped.filter(kept).drop_columns([_KEYS])
-    suppressed = grouped.num_rows - rows.num_rows
+    # Under differential privacy the groups below the threshold are not counted: how many groups had any
+    # row at all is not noised.
+    suppressed = grouped.num_rows - rows.num_rows if noise is None else 0
     if rows.num_rows > limits.cocreation_result_groups_max:
         raise failed_precondition(
             Reason.LIMIT_EXCEEDED,
@@ -242,7 +296,20 @@ async def run(store: CocreationStore, checked: Plan, threads: int) -> Result:
     labels = tuple(ref.label for ref in checked.query.group_by) + tuple(
         a.label for a in checked.query.aggregates
     )
-    return Result(labels, rows, suppressed, checked.min_group_size, sum(t.num_rows for t in tables))
+    scanned = sum(t.num_rows for t in tables)
+    spent = noise.epsilon_micro if noise is not None else 0
+    return Result(labels, rows, suppressed, checked.min_group_size, scanned, spent)
+
+
+def _noised(grouped: pa.Table, group_columns: int, noise: Noise) -> pa.Table:
+    """The grouped table with its statistics (the distinct keys, then the aggregates: the columns after
+    the group-by ones) noised, each spending its share of the query's epsilon."""
+    share = noise.share_epsilon_micro
+    columns = grouped.columns[:group_columns]
+    for offset, sensitivity in enumerate(noise.sensitivities):
+        exact = grouped.column(group_columns + offset).to_pylist()
+        columns.append(pa.array(noised(exact, sensitivity, share), pa.int64()))
+    return pa.table(columns, names=grouped.column_names)
 
 
 def _used(query: Query, dataset: Dataset) -> list[str]:
@@ -275,14 +342,22 @@ def compile_sql(checked: Plan) -> tuple[str, list[str | int]]:
 
     first = checked.datasets[0]
     key = f't0."{first.join_key}"'
-    source = "t0"
-    for dataset in checked.datasets[1:]:
+    noise = checked.noise
+    sources = [_source(d, i, noise) for i, d in enumerate(checked.datasets)]
+    source = sources[0]
+    for dataset, joined in zip(checked.datasets[1:], sources[1:], strict=True):
         name = alias[dataset.dataset_id]
-        source += f' JOIN {name} ON {name}."{joins[dataset.dataset_id]}" = {key}'
+        source += f' JOIN {joined} ON {name}."{joins[dataset.dataset_id]}" = {key}'
     selected = [f"{ref(column)} AS g{i}" for i, column in enumerate(query.group_by)]
     selected.append(f"COUNT(DISTINCT {key}) AS {_KEYS}")
+    by_id = {d.dataset_id: d for d in checked.datasets}
     for i, aggregate in enumerate(query.aggregates):
-        argument = ref(aggregate.column) if aggregate.column else "*"
+        measured = aggregate.column
+        argument = ref(measured) if measured else "*"
+        bounds = by_id[measured.dataset_id].rule.bounds(measured.column) if measured else None
+        if noise is not None and aggregate.function is Function.SUM and bounds is not None:
+            # Clamped to the owner's bounds (ints from its rule, never the caller's).
+            argument = f"LEAST(GREATEST({argument}, {bounds[0]}), {bounds[1]})"
         selected.append(f"{_SQL[aggregate.function].format(argument)} AS a{i}")
     parameters: list[str | int] = []
     conditions = []
@@ -296,6 +371,17 @@ def compile_sql(checked: Plan) -> tuple[str, list[str | int]]:
         groups = ", ".join(f"g{i}" for i in range(len(query.group_by)))
         sql += f" GROUP BY {groups} ORDER BY {groups}"
     return sql, parameters
+
+
+def _source(dataset: Dataset, index: int, noise: Noise | None) -> str:
+    """Dataset `index` as the query reads it: whole, or under differential privacy at most its rule's
+    rows of one join key (which rows is arbitrary: any of them bounds the person's contribution)."""
+    name = f"t{index}"
+    if noise is None:
+        return name
+    cap = noise.rows_per_join_key[index]
+    key = f'"{dataset.join_key}"'
+    return f"(SELECT * FROM {name} QUALIFY row_number() OVER (PARTITION BY {key}) <= {cap}) AS {name}"
 
 
 def _execute(tables: Sequence[pa.Table], sql: str, parameters: list[str | int], threads: int) -> pa.Table:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import structlog
 
+from jubao_server import limits
 from jubao_server.clock import Clock
 from jubao_server.cocreation.model import (
     Ability,
@@ -23,13 +24,26 @@ from jubao_server.cocreation.model import (
     DatasetState,
     Member,
     MemberState,
+    Privacy,
     Query,
     Room,
+    Spend,
     collaboration_not_found,
+    conflict,
 )
-from jubao_server.cocreation.query import Result, audit_entry, check_shape, plan, run
+from jubao_server.cocreation.privacy import Cost, cost_of
+from jubao_server.cocreation.query import (
+    Plan,
+    Result,
+    audit_entry,
+    check_shape,
+    decode_result,
+    encode_result,
+    plan,
+    run,
+)
 from jubao_server.cocreation.store import CocreationStore
-from jubao_server.errors import ApiError
+from jubao_server.errors import ApiError, invalid
 from jubao_server.invariants import ensure
 from jubao_server.storage.contract import StorageBackend, StorageError
 
@@ -96,12 +110,17 @@ class Cocreation:
         display_name: str,
         abilities: tuple[Ability, ...],
         expire_time_ms: int,
+        *,
+        privacy: Privacy | None = None,
     ) -> Room:
-        """A new collaboration whose only member is its creator. Its id derives from the tenant and the
-        request id, so a retry whose first attempt stored it (but not its answer) finds it."""
+        """A new collaboration whose only member is its creator (with differential privacy when `privacy`
+        is set). Its id derives from the tenant and the request id, so a retry whose first attempt stored
+        it (but not its answer) finds it."""
         now_ms = self.clock.wall_ms()
         collaboration_id = _collaboration_id(tenant_id, request_id)
-        collaboration = Collaboration(collaboration_id, display_name, tenant_id, now_ms, expire_time_ms)
+        collaboration = Collaboration(
+            collaboration_id, display_name, tenant_id, now_ms, expire_time_ms, privacy
+        )
         creator = Member(tenant_id, abilities, MemberState.ACTIVE, now_ms)
         room = Room(collaboration, {tenant_id: creator}, {}, 1)
         if await self.store.create(room):
@@ -169,16 +188,80 @@ class Cocreation:
         await self._delete_withdrawn((dataset,))
         return dataset
 
-    async def query(self, tenant_id: str, collaboration_id: str, query: Query) -> Result:
-        """Run an aggregate query for `tenant_id` (see `query.py`): checked, then read and computed, and
-        recorded in the audit log before it is answered."""
+    async def _checked(
+        self, tenant_id: str, collaboration_id: str, query: Query, epsilon_micro: int
+    ) -> tuple[Plan, Privacy | None]:
         room = await self.open_room(tenant_id, collaboration_id)
         check_shape(query, room)
-        checked = plan(room, tenant_id, query)
+        privacy = room.collaboration.privacy
+        if privacy is None and epsilon_micro:
+            raise invalid("epsilon_micro", "0: the collaboration has no differential privacy")
+        return plan(room, tenant_id, query, epsilon_micro), privacy
+
+    async def preview(
+        self, tenant_id: str, collaboration_id: str, query: Query, epsilon_micro: int = 0
+    ) -> Cost | None:
+        """What the query would cost `tenant_id` and what its budget would have left (None without
+        differential privacy), or the error the query would fail with; nothing is read or spent."""
+        checked, privacy = await self._checked(tenant_id, collaboration_id, query, epsilon_micro)
+        if privacy is None or checked.noise is None:
+            return None
+        return cost_of(privacy, checked.noise, await self.store.spent(collaboration_id, tenant_id))
+
+    async def query(
+        self,
+        tenant_id: str,
+        collaboration_id: str,
+        query: Query,
+        request_id: str = "",
+        epsilon_micro: int = 0,
+    ) -> tuple[Result, Cost | None]:
+        """Run an aggregate query for `tenant_id` (see `query.py`): checked, then read and computed, and
+        recorded in the audit log before it is answered. Under differential privacy it is paid from the
+        caller's budget first (`_spent`), once per `request_id`; with its cost and the budget left."""
+        checked, privacy = await self._checked(tenant_id, collaboration_id, query, epsilon_micro)
+        if privacy is not None:
+            if not request_id:
+                raise invalid("request_id", "required: the collaboration has differential privacy")
+            return await self._spent(tenant_id, collaboration_id, checked, privacy, request_id)
         result = await run(self.store, checked, self._query_threads)
         entry = audit_entry(uuid.uuid4().hex, self.clock.wall_ms(), tenant_id, checked, result)
         await self.store.audit(collaboration_id, entry)
-        return result
+        return result, None
+
+    async def _spent(
+        self, tenant_id: str, collaboration_id: str, checked: Plan, privacy: Privacy, request_id: str
+    ) -> tuple[Result, Cost]:
+        """Run a query under differential privacy and pay for it: the budget is checked before any row is
+        read, and the spend (with the noised answer) is written on the condition that the budget has
+        spent nothing meanwhile and the request nothing yet. A request that already spent answers what it
+        answered then; a budget another query emptied meanwhile refuses (the noised result is never
+        released). The audit entry is written after the spend, with the time and id the spend keeps, so
+        a retry after a crash between the two writes the same entry."""
+        noise = checked.noise
+        ensure(noise is not None, "a query under differential privacy is noised")
+        spent = await self.store.spent(collaboration_id, tenant_id)
+        earlier = await self.store.spend_of(collaboration_id, tenant_id, request_id)
+        if earlier is None and noise is not None:
+            cost_of(privacy, noise, spent)
+            result = await run(self.store, checked, self._query_threads)
+            audit_id = hashlib.sha256(f"{tenant_id}\n{request_id}".encode()).hexdigest()[:32]
+            entry = audit_entry(audit_id, self.clock.wall_ms(), tenant_id, checked, result)
+            spend = Spend(request_id, noise.epsilon_micro, entry, encode_result(result))
+            for _ in range(limits.cocreation_spend_attempts_max):
+                outcome = await self.store.spend(collaboration_id, tenant_id, spent, spend)
+                spent = outcome.spent_epsilon_micro
+                if outcome.applied or outcome.earlier is not None:
+                    earlier = outcome.earlier or spend
+                    break
+                cost_of(privacy, noise, spent)
+        if earlier is None:
+            raise conflict(collaboration_id)
+        await self.store.audit(collaboration_id, earlier.audit)
+        remaining = privacy.budget_epsilon_micro - spent
+        return decode_result(earlier.answer), Cost(
+            earlier.epsilon_micro, privacy.budget_epsilon_micro, remaining
+        )
 
     async def audit(
         self, tenant_id: str, collaboration_id: str, after: tuple[int, str] | None, size: int

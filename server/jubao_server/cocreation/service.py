@@ -19,6 +19,7 @@ from jubao_server.cocreation.convert import (
     audit_token,
     checked_ids,
     collaboration_to_pb,
+    cost_to_pb,
     create_command,
     dataset_of,
     dataset_to_pb,
@@ -67,11 +68,13 @@ class CocreationService(pb_grpc.CocreationServiceServicer):
     async def CreateCollaboration(
         self, request: pb.CreateCollaborationRequest, context: Context
     ) -> pb.CreateCollaborationResponse:
-        name, abilities, expire_ms = create_command(request, self._now_ms())
+        name, abilities, expire_ms, privacy = create_command(request, self._now_ms())
 
         async def apply() -> pb.CreateCollaborationResponse:
             tenant_id = _tenant_id()
-            room = await self._co.create(tenant_id, request.request_id, name, abilities, expire_ms)
+            room = await self._co.create(
+                tenant_id, request.request_id, name, abilities, expire_ms, privacy=privacy
+            )
             return pb.CreateCollaborationResponse(collaboration=collaboration_to_pb(room, self._now_ms()))
 
         return await self._once("CreateCollaboration", request, pb.CreateCollaborationResponse, apply)
@@ -189,5 +192,16 @@ class CocreationService(pb_grpc.CocreationServiceServicer):
 
     async def RunQuery(self, request: pb.RunQueryRequest, context: Context) -> pb.RunQueryResponse:
         query = query_of(request)
-        result = await self._co.query(_tenant_id(), request.collaboration_id, query)
-        return pb.RunQueryResponse(result=result_to_pb(result))
+        tenant_id = _tenant_id()
+        collaboration_id = request.collaboration_id
+        if request.validate_only:
+            cost = await self._co.preview(tenant_id, collaboration_id, query, request.epsilon_micro)
+            return pb.RunQueryResponse(privacy_cost=cost_to_pb(cost))
+
+        async def apply() -> pb.RunQueryResponse:
+            result, cost = await self._co.query(
+                tenant_id, collaboration_id, query, request.request_id, request.epsilon_micro
+            )
+            return pb.RunQueryResponse(result=result_to_pb(result), privacy_cost=cost_to_pb(cost))
+
+        return await self._once("RunQuery", request, pb.RunQueryResponse, apply)

@@ -1,6 +1,6 @@
 """The co-creation product's storage (tables in `tables.py`): rooms (a collaboration's partition, read
-whole and written back under its version), the tenants' membership index, and datasets' rows as Arrow IPC
-chunks in their owner's scope."""
+whole and written back under its version), the tenants' membership index, datasets' rows as Arrow IPC
+chunks in their owner's scope, and the members' privacy budgets."""
 
 from __future__ import annotations
 
@@ -13,9 +13,19 @@ import msgspec
 
 from jubao_server import limits
 from jubao_server.clock import Clock
-from jubao_server.cocreation.model import AuditEntry, Change, Collaboration, Dataset, Member, Room, conflict
+from jubao_server.cocreation.model import (
+    AuditEntry,
+    Change,
+    Collaboration,
+    Dataset,
+    Member,
+    Room,
+    Spend,
+    conflict,
+)
 from jubao_server.cocreation.tables import (
     AUDIT,
+    BUDGETS,
     COLLABORATION_ROW,
     COLLABORATIONS,
     DATASET_ROW,
@@ -48,6 +58,16 @@ _CHANGE_ATTEMPTS_MAX: Final = 8
 
 class ChecksumMismatch(Exception):
     """A stored chunk does not match its SHA-256."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SpendOutcome:
+    """A spend's write: applied, or not because the request already spent (`earlier`) or because another
+    query spent meanwhile (`spent_epsilon_micro` is what the budget has spent now)."""
+
+    applied: bool
+    earlier: Spend | None
+    spent_epsilon_micro: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +224,47 @@ class CocreationStore:
         entries = [msgspec.json.decode(_blob(row["record"]), type=AuditEntry) for row in page.rows]
         last = (entries[-1].time_ms, entries[-1].audit_id) if entries else None
         return entries, (last if page.next_after is not None else None)
+
+    # Privacy budgets
+
+    async def spent(self, collaboration_id: str, tenant_id: str) -> int:
+        """The epsilon (in millionths) `tenant_id` has spent in the collaboration."""
+        row = await self._backend.read_static(
+            BUDGETS.partition(SHARED_SCOPE, collaboration_id, tenant_id), Consistency.SERIAL
+        )
+        return _int(row["spent_epsilon_micro"]) if row is not None else 0
+
+    async def spend_of(self, collaboration_id: str, tenant_id: str, request_id: str) -> Spend | None:
+        """What request `request_id` of `tenant_id` spent, if it did."""
+        row = await self._backend.read_row(
+            BUDGETS.partition(SHARED_SCOPE, collaboration_id, tenant_id), (request_id,), Consistency.SERIAL
+        )
+        if row is None or row["record"] is None:
+            return None
+        return msgspec.json.decode(_blob(row["record"]), type=Spend)
+
+    async def spend(
+        self, collaboration_id: str, tenant_id: str, spent_epsilon_micro: int, spend: Spend
+    ) -> SpendOutcome:
+        """Record `spend` on the budget that has spent `spent_epsilon_micro`, if it still has and the
+        request has not spent yet (one conditional batch)."""
+        batch = Batch(
+            BUDGETS.partition(SHARED_SCOPE, collaboration_id, tenant_id),
+            (Put((spend.request_id,), {"record": msgspec.json.encode(spend)}),),
+            static_values={"spent_epsilon_micro": spent_epsilon_micro + spend.epsilon_micro},
+            conditions=(
+                StaticMatches({"spent_epsilon_micro": spent_epsilon_micro or None}),
+                RowAbsent((spend.request_id,)),
+            ),
+        )
+        outcome = await self._backend.write(batch)
+        if outcome.applied:
+            return SpendOutcome(True, None, spent_epsilon_micro + spend.epsilon_micro)
+        row = outcome.current_rows.get((spend.request_id,))
+        earlier = msgspec.json.decode(_blob(row["record"]), type=Spend) if row is not None else None
+        static = outcome.current_static
+        now = _int(static["spent_epsilon_micro"]) if static is not None else 0
+        return SpendOutcome(False, earlier, now)
 
     # Rows
 

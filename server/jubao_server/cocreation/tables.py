@@ -16,6 +16,11 @@
 * `cocreation_audit`: the audit log, one partition per collaboration in the shared scope: an entry per
   query that read rows (`model.AuditEntry`), by time and id, written before the query is answered, never
   changed and never expired.
+* `cocreation_budgets`: a querying member's privacy budget in a collaboration with differential privacy
+  (the shared scope, one partition per collaboration and member): the static `spent_epsilon_micro` and a
+  row per query that spent (`model.Spend`, by request id, with the noised answer). A spend is one batch
+  conditioned on `spent_epsilon_micro` being what the budget check read and on the request's row being
+  absent, so two queries never spend the same epsilon and one request never spends twice.
 * `cocreation_expiries`: every collaboration by its expiry (the shared scope, one partition), written
   before the collaboration itself: the sweep (`rooms.Cocreation.sweep`) finds the expired ones there,
   withdraws their datasets, deletes their rows and then the entry.
@@ -101,6 +106,20 @@ AUDIT: Final = Table(
     columns={"collaboration_id": T.TEXT, "time_ms": T.BIGINT, "audit_id": T.TEXT, "record": T.BLOB},
 )
 
+BUDGETS: Final = Table(
+    name="cocreation_budgets",
+    partition_key=("collaboration_id", "tenant_id"),
+    clustering_key=("request_id",),
+    columns={
+        "collaboration_id": T.TEXT,
+        "tenant_id": T.TEXT,
+        "request_id": T.TEXT,
+        "record": T.BLOB,
+        "spent_epsilon_micro": T.BIGINT,
+    },
+    static_columns=frozenset({"spent_epsilon_micro"}),
+)
+
 CLAIMS: Final = ClaimTable(REQUESTS, operation_column="operation", answer_column="answer")
 
-ALL: Final = (COLLABORATIONS, MEMBERSHIPS, ROWS, REQUESTS, EXPIRIES, AUDIT)
+ALL: Final = (COLLABORATIONS, MEMBERSHIPS, ROWS, REQUESTS, EXPIRIES, AUDIT, BUDGETS)

@@ -5,6 +5,7 @@ gRPC: they must not share a process, apache/arrow#13300); aggregate queries over
 from __future__ import annotations
 
 import datetime
+import decimal
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
@@ -48,6 +49,23 @@ AbilityOption = Annotated[
     list[str],
     typer.Option("--ability", help=f"Repeatable: {', '.join(ABILITIES)}."),
 ]
+# Epsilon is shown and typed as a decimal with at most six places, and sent in millionths.
+_MICRO: Final = decimal.Decimal(1_000_000)
+
+
+def _epsilon_micro(option: str, value: str) -> int:
+    """A decimal epsilon ("0.5") in millionths, exactly, or a usage error."""
+    try:
+        micro = decimal.Decimal(value) * _MICRO
+    except decimal.InvalidOperation:
+        raise typer.BadParameter(f"{value!r}: a decimal such as 0.5", param_hint=option) from None
+    if micro != micro.to_integral_value() or micro < 0:
+        raise typer.BadParameter(f"{value!r}: at most six decimal places, not negative", param_hint=option)
+    return int(micro)
+
+
+def _epsilon(micro: int) -> str:
+    return str(decimal.Decimal(micro) / _MICRO)
 
 
 def _choice(option: str, choices: Mapping[str, int], value: str) -> int:
@@ -64,15 +82,38 @@ def _abilities(values: list[str]) -> list[pb.Ability.ValueType]:
 @app.command()
 def create(
     ctx: typer.Context,
+    *,
     name: Annotated[str, typer.Argument(metavar="NAME", help="Its display name.")],
     abilities: AbilityOption,
     days: Annotated[int, typer.Option("--days", min=1, max=366, help="Days until it expires.")] = 30,
+    budget_epsilon: Annotated[
+        str,
+        typer.Option(
+            "--dp-budget-epsilon",
+            help="Differential privacy: the epsilon each member may spend on queries (e.g. 3); unset: none.",
+        ),
+    ] = "",
+    query_epsilon: Annotated[
+        str, typer.Option("--dp-query-epsilon", help="With --dp-budget-epsilon: a query's cost (e.g. 0.5).")
+    ] = "0.5",
     request_id: RequestIdOption = "",
 ) -> None:
-    """Create a collaboration whose only member is you, with the abilities you give yourself."""
+    """Create a collaboration whose only member is you, with the abilities you give yourself (and
+    differential privacy for every query when --dp-budget-epsilon is set)."""
     expire = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=days)
+    privacy = (
+        pb.DifferentialPrivacy(
+            budget_epsilon_micro=_epsilon_micro("--dp-budget-epsilon", budget_epsilon),
+            query_epsilon_micro=_epsilon_micro("--dp-query-epsilon", query_epsilon),
+        )
+        if budget_epsilon
+        else None
+    )
     request = pb.CreateCollaborationRequest(
-        request_id=request_id, display_name=name, abilities=_abilities(abilities)
+        request_id=request_id,
+        display_name=name,
+        abilities=_abilities(abilities),
+        differential_privacy=privacy,
     )
     request.expire_time.FromDatetime(expire)
     with connect(ctx) as client:
@@ -173,6 +214,22 @@ def register(
     analysts: Annotated[
         list[str] | None, typer.Option("--analyst", help="Only these tenants analyse it.")
     ] = None,
+    rows_per_key: Annotated[
+        int,
+        typer.Option(
+            "--rows-per-key",
+            min=0,
+            help="Differential privacy: the rows of one join key a query reads (0: 1).",
+        ),
+    ] = 0,
+    bounds: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bounds",
+            metavar="COLUMN:LOW:HIGH",
+            help="Differential privacy: the range a summed measure is clamped to.",
+        ),
+    ] = None,
     request_id: RequestIdOption = "",
 ) -> None:
     """Register one of your datasets with a role per column and its analysis rule; upload its rows next
@@ -189,6 +246,8 @@ def register(
             aggregates=[_allowed(spec) for spec in aggregates or []],
             min_group_size=min_group_size,
             analyst_tenant_ids=analysts or [],
+            rows_per_join_key_max=rows_per_key,
+            measure_bounds=[_bounds(spec) for spec in bounds or []],
         ),
     )
     with connect(ctx) as client:
@@ -280,9 +339,23 @@ def query(
         list[str] | None,
         typer.Option("--filter", metavar="DATASET.COLUMN=V1,V2", help="Keep rows with these values."),
     ] = None,
+    preview: Annotated[
+        bool,
+        typer.Option(
+            "--preview", help="Differential privacy: show the query's cost and the budget left only."
+        ),
+    ] = False,
+    epsilon: Annotated[
+        str,
+        typer.Option(
+            "--epsilon", help="Differential privacy: spend this epsilon (default: the collaboration's)."
+        ),
+    ] = "",
+    request_id: RequestIdOption = "",
 ) -> None:
     """Aggregate over the join of datasets on their join keys, within every owner's rule. Groups of too few
-    people are left out and counted."""
+    people are left out and counted. With differential privacy the answer is noised and paid for from your
+    budget (once per --request-id); --preview shows the cost first."""
     request = pb.RunQueryRequest(
         collaboration_id=collaboration_id,
         query=pb.Query(
@@ -291,10 +364,16 @@ def query(
             filters=[_filter(spec) for spec in filters or []],
             aggregates=[_aggregate(spec) for spec in aggregates],
         ),
+        request_id=request_id,
+        validate_only=preview,
+        epsilon_micro=_epsilon_micro("--epsilon", epsilon) if epsilon else 0,
     )
     with connect(ctx) as client:
         response = client.cocreation.RunQuery(request)
-    emit(ctx, response, lambda: _result_table(response.result))
+    if preview:
+        emit(ctx, response, lambda: text(_cost(response)))
+    else:
+        emit(ctx, response, lambda: _result_table(response))
 
 
 def _column(spec: str) -> pb.Column:
@@ -312,6 +391,25 @@ def _allowed(spec: str) -> pb.AllowedAggregate:
         pb.AggregateFunction.ValueType(_choice("--aggregate", FUNCTIONS, f)) for f in names.split(",")
     ]
     return pb.AllowedAggregate(column=column, functions=functions)
+
+
+def _bounds(spec: str) -> pb.MeasureBounds:
+    parts = spec.split(":")
+    if len(parts) != 3 or not all(p.lstrip("-").isdigit() for p in parts[1:]):
+        raise typer.BadParameter(f"{spec!r}: COLUMN:LOW:HIGH (integers)", param_hint="--bounds")
+    return pb.MeasureBounds(column=parts[0], lower=int(parts[1]), upper=int(parts[2]))
+
+
+def _cost(response: pb.RunQueryResponse, *, ran: bool = False) -> str:
+    """A query's cost and the budget left after it (`ran`: it did run)."""
+    if not response.HasField("privacy_cost"):
+        return "the query is valid; no differential privacy: it costs nothing"
+    cost = response.privacy_cost
+    left = "left" if ran else "would be left"
+    return (
+        f"costs epsilon {_epsilon(cost.epsilon_micro)}; {_epsilon(cost.remaining_epsilon_micro)} of"
+        f" {_epsilon(cost.budget_epsilon_micro)} {left}"
+    )
 
 
 def _ref(option: str, spec: str) -> pb.ColumnRef:
@@ -356,7 +454,18 @@ def _collaboration_record(collaboration: pb.Collaboration) -> Table:
             ("state", enum_label(pb.Collaboration.State.Name(collaboration.state), "STATE_")),
             ("members", _members(collaboration)),
             ("expires", time_label(collaboration.expire_time)),
+            ("differential privacy", _privacy(collaboration)),
         ]
+    )
+
+
+def _privacy(collaboration: pb.Collaboration) -> str:
+    if not collaboration.HasField("differential_privacy"):
+        return "off"
+    privacy = collaboration.differential_privacy
+    return (
+        f"budget epsilon {_epsilon(privacy.budget_epsilon_micro)} per member;"
+        f" a query costs {_epsilon(privacy.query_epsilon_micro)}"
     )
 
 
@@ -407,7 +516,8 @@ def _cell(cell: pb.Cell) -> str:
     return "" if kind is None else str(getattr(cell, kind))
 
 
-def _result_table(result: pb.QueryResult) -> Table:
+def _result_table(response: pb.RunQueryResponse) -> Table:
+    result = response.result
     table = list_table(
         [c.upper() for c in result.columns], [[_cell(c) for c in row.cells] for row in result.rows]
     )
@@ -415,4 +525,10 @@ def _result_table(result: pb.QueryResult) -> Table:
         f"{len(result.rows)} groups; {result.groups_suppressed} suppressed (fewer than"
         f" {result.min_group_size} people); {result.rows_scanned} rows scanned"
     )
+    if result.HasField("noise"):
+        table.caption = (
+            f"{len(result.rows)} groups (at least {result.min_group_size} people, noised count);"
+            f" noised: {result.noise.mechanism}, epsilon {_epsilon(result.noise.epsilon_micro)};"
+            f" {_cost(response, ran=True)}; {result.rows_scanned} rows scanned"
+        )
     return table

@@ -106,6 +106,7 @@ class Collaboration(_message.Message):
     MEMBERS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    DIFFERENTIAL_PRIVACY_FIELD_NUMBER: _builtins.int
     collaboration_id: _builtins.str
     display_name: _builtins.str
     creator_tenant_id: _builtins.str
@@ -117,6 +118,10 @@ class Collaboration(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def differential_privacy(self) -> Global___DifferentialPrivacy:
+        """Set at creation; unset: queries are exact (thresholds only)."""
+
     def __init__(
         self,
         *,
@@ -127,14 +132,46 @@ class Collaboration(_message.Message):
         members: _abc.Iterable[Global___Member] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        differential_privacy: Global___DifferentialPrivacy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "differential_privacy", b"differential_privacy", "expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration_id", b"collaboration_id", "create_time", b"create_time", "creator_tenant_id", b"creator_tenant_id", "display_name", b"display_name", "expire_time", b"expire_time", "members", b"members", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration_id", b"collaboration_id", "create_time", b"create_time", "creator_tenant_id", b"creator_tenant_id", "differential_privacy", b"differential_privacy", "display_name", b"display_name", "expire_time", b"expire_time", "members", b"members", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Collaboration: _TypeAlias = Collaboration  # noqa: Y015
+
+@_typing.final
+class DifferentialPrivacy(_message.Message):
+    """Differential privacy of a collaboration: every query's counts and sums are
+    noised (OpenDP's discrete Laplace mechanism) and cost epsilon from a budget
+    each querying member has. Epsilon is in millionths: 1000000 is epsilon 1.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUDGET_EPSILON_MICRO_FIELD_NUMBER: _builtins.int
+    QUERY_EPSILON_MICRO_FIELD_NUMBER: _builtins.int
+    budget_epsilon_micro: _builtins.int
+    """What each member may spend over the collaboration's life: 1 to 100000000."""
+    query_epsilon_micro: _builtins.int
+    """What a query costs unless it names its own epsilon_micro: 1000 to the
+    budget.
+    """
+    def __init__(
+        self,
+        *,
+        budget_epsilon_micro: _builtins.int = ...,
+        query_epsilon_micro: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_epsilon_micro", b"budget_epsilon_micro", "query_epsilon_micro", b"query_epsilon_micro"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DifferentialPrivacy: _TypeAlias = DifferentialPrivacy  # noqa: Y015
 
 @_typing.final
 class Member(_message.Message):
@@ -293,9 +330,16 @@ class AnalysisRule(_message.Message):
     AGGREGATES_FIELD_NUMBER: _builtins.int
     MIN_GROUP_SIZE_FIELD_NUMBER: _builtins.int
     ANALYST_TENANT_IDS_FIELD_NUMBER: _builtins.int
+    ROWS_PER_JOIN_KEY_MAX_FIELD_NUMBER: _builtins.int
+    MEASURE_BOUNDS_FIELD_NUMBER: _builtins.int
     min_group_size: _builtins.int
     """Output groups with fewer distinct join keys than this are suppressed. 0
     means 100; at least 2.
+    """
+    rows_per_join_key_max: _builtins.int
+    """With differential privacy: the most rows of one join key a query reads
+    (the rest are left out), which bounds one person's contribution. 0
+    means 1; at most 1000.
     """
     @_builtins.property
     def group_by_columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -317,6 +361,12 @@ class AnalysisRule(_message.Message):
         analyze ability.
         """
 
+    @_builtins.property
+    def measure_bounds(self) -> _containers.RepeatedCompositeFieldContainer[Global___MeasureBounds]:
+        """With differential privacy: the bounds each summed measure is clamped to.
+        A measure without bounds cannot be summed under differential privacy.
+        """
+
     def __init__(
         self,
         *,
@@ -325,14 +375,45 @@ class AnalysisRule(_message.Message):
         aggregates: _abc.Iterable[Global___AllowedAggregate] | None = ...,
         min_group_size: _builtins.int = ...,
         analyst_tenant_ids: _abc.Iterable[_builtins.str] | None = ...,
+        rows_per_join_key_max: _builtins.int = ...,
+        measure_bounds: _abc.Iterable[Global___MeasureBounds] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregates", b"aggregates", "analyst_tenant_ids", b"analyst_tenant_ids", "filter_columns", b"filter_columns", "group_by_columns", b"group_by_columns", "min_group_size", b"min_group_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregates", b"aggregates", "analyst_tenant_ids", b"analyst_tenant_ids", "filter_columns", b"filter_columns", "group_by_columns", b"group_by_columns", "measure_bounds", b"measure_bounds", "min_group_size", b"min_group_size", "rows_per_join_key_max", b"rows_per_join_key_max"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AnalysisRule: _TypeAlias = AnalysisRule  # noqa: Y015
+
+@_typing.final
+class MeasureBounds(_message.Message):
+    """The range a measure is clamped to before it is summed under differential
+    privacy (its sensitivity is the larger of |lower| and |upper|).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLUMN_FIELD_NUMBER: _builtins.int
+    LOWER_FIELD_NUMBER: _builtins.int
+    UPPER_FIELD_NUMBER: _builtins.int
+    column: _builtins.str
+    lower: _builtins.int
+    upper: _builtins.int
+    def __init__(
+        self,
+        *,
+        column: _builtins.str = ...,
+        lower: _builtins.int = ...,
+        upper: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "lower", b"lower", "upper", b"upper"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MeasureBounds: _TypeAlias = MeasureBounds  # noqa: Y015
 
 @_typing.final
 class Dataset(_message.Message):
@@ -632,6 +713,7 @@ class QueryResult(_message.Message):
     GROUPS_SUPPRESSED_FIELD_NUMBER: _builtins.int
     MIN_GROUP_SIZE_FIELD_NUMBER: _builtins.int
     ROWS_SCANNED_FIELD_NUMBER: _builtins.int
+    NOISE_FIELD_NUMBER: _builtins.int
     groups_suppressed: _builtins.int
     """Groups left out because they had fewer distinct join keys than
     min_group_size.
@@ -650,6 +732,12 @@ class QueryResult(_message.Message):
     def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___ResultRow]:
         """The groups kept, in group-by order."""
 
+    @_builtins.property
+    def noise(self) -> Global___Noise:
+        """Set when the result is noised (differential privacy): the epsilon it
+        spent. groups_suppressed is then 0 (the true count would leak).
+        """
+
     def __init__(
         self,
         *,
@@ -658,14 +746,41 @@ class QueryResult(_message.Message):
         groups_suppressed: _builtins.int = ...,
         min_group_size: _builtins.int = ...,
         rows_scanned: _builtins.int = ...,
+        noise: Global___Noise | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["noise", b"noise"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "groups_suppressed", b"groups_suppressed", "min_group_size", b"min_group_size", "rows", b"rows", "rows_scanned", b"rows_scanned"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "groups_suppressed", b"groups_suppressed", "min_group_size", b"min_group_size", "noise", b"noise", "rows", b"rows", "rows_scanned", b"rows_scanned"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QueryResult: _TypeAlias = QueryResult  # noqa: Y015
+
+@_typing.final
+class Noise(_message.Message):
+    """How a result was noised."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPSILON_MICRO_FIELD_NUMBER: _builtins.int
+    MECHANISM_FIELD_NUMBER: _builtins.int
+    epsilon_micro: _builtins.int
+    """The epsilon the query spent, in millionths."""
+    mechanism: _builtins.str
+    """The mechanism, e.g. "OpenDP discrete Laplace"."""
+    def __init__(
+        self,
+        *,
+        epsilon_micro: _builtins.int = ...,
+        mechanism: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epsilon_micro", b"epsilon_micro", "mechanism", b"mechanism"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Noise: _TypeAlias = Noise  # noqa: Y015
 
 @_typing.final
 class RunQueryRequest(_message.Message):
@@ -673,7 +788,18 @@ class RunQueryRequest(_message.Message):
 
     COLLABORATION_ID_FIELD_NUMBER: _builtins.int
     QUERY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    EPSILON_MICRO_FIELD_NUMBER: _builtins.int
     collaboration_id: _builtins.str
+    request_id: _builtins.str
+    """Required with differential privacy (the budget is spent once per id)."""
+    validate_only: _builtins.bool
+    """Check the query and answer its cost, reading and spending nothing."""
+    epsilon_micro: _builtins.int
+    """With differential privacy: the epsilon to spend on this query (0: the
+    collaboration's query_epsilon_micro); more epsilon, less noise.
+    """
     @_builtins.property
     def query(self) -> Global___Query: ...
     def __init__(
@@ -681,10 +807,13 @@ class RunQueryRequest(_message.Message):
         *,
         collaboration_id: _builtins.str = ...,
         query: Global___Query | None = ...,
+        request_id: _builtins.str = ...,
+        validate_only: _builtins.bool = ...,
+        epsilon_micro: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration_id", b"collaboration_id", "query", b"query"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration_id", b"collaboration_id", "epsilon_micro", b"epsilon_micro", "query", b"query", "request_id", b"request_id", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -695,20 +824,56 @@ class RunQueryResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULT_FIELD_NUMBER: _builtins.int
+    PRIVACY_COST_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def result(self) -> Global___QueryResult: ...
+    def result(self) -> Global___QueryResult:
+        """Unset for validate_only."""
+
+    @_builtins.property
+    def privacy_cost(self) -> Global___PrivacyCost:
+        """With differential privacy: what the query costs and the budget left."""
+
     def __init__(
         self,
         *,
         result: Global___QueryResult | None = ...,
+        privacy_cost: Global___PrivacyCost | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["privacy_cost", b"privacy_cost", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["privacy_cost", b"privacy_cost", "result", b"result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunQueryResponse: _TypeAlias = RunQueryResponse  # noqa: Y015
+
+@_typing.final
+class PrivacyCost(_message.Message):
+    """A query's epsilon and the caller's budget, in millionths."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPSILON_MICRO_FIELD_NUMBER: _builtins.int
+    BUDGET_EPSILON_MICRO_FIELD_NUMBER: _builtins.int
+    REMAINING_EPSILON_MICRO_FIELD_NUMBER: _builtins.int
+    epsilon_micro: _builtins.int
+    budget_epsilon_micro: _builtins.int
+    remaining_epsilon_micro: _builtins.int
+    """Left after the query (validate_only: left if it ran now)."""
+    def __init__(
+        self,
+        *,
+        epsilon_micro: _builtins.int = ...,
+        budget_epsilon_micro: _builtins.int = ...,
+        remaining_epsilon_micro: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_epsilon_micro", b"budget_epsilon_micro", "epsilon_micro", b"epsilon_micro", "remaining_epsilon_micro", b"remaining_epsilon_micro"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PrivacyCost: _TypeAlias = PrivacyCost  # noqa: Y015
 
 @_typing.final
 class AuditEntry(_message.Message):
@@ -725,12 +890,15 @@ class AuditEntry(_message.Message):
     ROWS_SCANNED_FIELD_NUMBER: _builtins.int
     GROUPS_RETURNED_FIELD_NUMBER: _builtins.int
     GROUPS_SUPPRESSED_FIELD_NUMBER: _builtins.int
+    EPSILON_MICRO_FIELD_NUMBER: _builtins.int
     audit_id: _builtins.str
     analyst_tenant_id: _builtins.str
     """The member that ran it."""
     rows_scanned: _builtins.int
     groups_returned: _builtins.int
     groups_suppressed: _builtins.int
+    epsilon_micro: _builtins.int
+    """The epsilon it spent (differential privacy), in millionths."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -753,10 +921,11 @@ class AuditEntry(_message.Message):
         rows_scanned: _builtins.int = ...,
         groups_returned: _builtins.int = ...,
         groups_suppressed: _builtins.int = ...,
+        epsilon_micro: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyst_tenant_id", b"analyst_tenant_id", "audit_id", b"audit_id", "dataset_ids", b"dataset_ids", "groups_returned", b"groups_returned", "groups_suppressed", b"groups_suppressed", "owner_tenant_ids", b"owner_tenant_ids", "query", b"query", "rows_scanned", b"rows_scanned", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyst_tenant_id", b"analyst_tenant_id", "audit_id", b"audit_id", "dataset_ids", b"dataset_ids", "epsilon_micro", b"epsilon_micro", "groups_returned", b"groups_returned", "groups_suppressed", b"groups_suppressed", "owner_tenant_ids", b"owner_tenant_ids", "query", b"query", "rows_scanned", b"rows_scanned", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -819,6 +988,7 @@ class CreateCollaborationRequest(_message.Message):
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     ABILITIES_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    DIFFERENTIAL_PRIVACY_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     display_name: _builtins.str
     @_builtins.property
@@ -829,6 +999,10 @@ class CreateCollaborationRequest(_message.Message):
     def expire_time(self) -> _timestamp_pb2.Timestamp:
         """In the future, at most a year ahead."""
 
+    @_builtins.property
+    def differential_privacy(self) -> Global___DifferentialPrivacy:
+        """Differential privacy for every query of the collaboration; unset: none."""
+
     def __init__(
         self,
         *,
@@ -836,10 +1010,11 @@ class CreateCollaborationRequest(_message.Message):
         display_name: _builtins.str = ...,
         abilities: _abc.Iterable[Global___Ability.ValueType] | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        differential_privacy: Global___DifferentialPrivacy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["differential_privacy", b"differential_privacy", "expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["abilities", b"abilities", "display_name", b"display_name", "expire_time", b"expire_time", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abilities", b"abilities", "differential_privacy", b"differential_privacy", "display_name", b"display_name", "expire_time", b"expire_time", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,6 +66,8 @@ class CocreationServiceStub:
     DATASET_NOT_READY (its rows are not all uploaded yet),
     DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
     of a collaboration)
+    RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
+    the query costs more epsilon than the caller has left)
     UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
     collaboration won: retry), DRAINING,
     STORAGE_UNAVAILABLE
@@ -184,6 +186,8 @@ class CocreationServiceServicer:
     DATASET_NOT_READY (its rows are not all uploaded yet),
     DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
     of a collaboration)
+    RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
+    the query costs more epsilon than the caller has left)
     UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
     collaboration won: retry), DRAINING,
     STORAGE_UNAVAILABLE
@@ -283,6 +287,14 @@ class CocreationServiceServicer:
         datasets is suppressed, and counted in groups_suppressed. The threshold
         alone does not stop two queries whose difference isolates one person
         (see ARCHITECTURE.md, "Data co-creation").
+
+        With differential privacy on (see DifferentialPrivacy), every count and
+        sum is noised, groups are kept by their noised count of distinct join
+        keys, and the query spends epsilon from the caller's budget. The request
+        then needs a request_id: the budget is spent once per request_id, and a
+        retry answers the same noised result. validate_only answers the cost and
+        the budget left without reading rows or spending (AIP-163). A query the
+        budget left cannot pay for is RESOURCE_EXHAUSTED PRIVACY_BUDGET_EXHAUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -410,6 +422,8 @@ class CocreationService:
     DATASET_NOT_READY (its rows are not all uploaded yet),
     DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
     of a collaboration)
+    RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
+    the query costs more epsilon than the caller has left)
     UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
     collaboration won: retry), DRAINING,
     STORAGE_UNAVAILABLE

@@ -67,6 +67,8 @@ class CocreationServiceStub:
                            DATASET_NOT_READY (its rows are not all uploaded yet),
                            DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
                            of a collaboration)
+      RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
+                           the query costs more epsilon than the caller has left)
       UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
                            collaboration won: retry), DRAINING,
                            STORAGE_UNAVAILABLE
@@ -128,6 +130,14 @@ class CocreationServiceStub:
     datasets is suppressed, and counted in groups_suppressed. The threshold
     alone does not stop two queries whose difference isolates one person
     (see ARCHITECTURE.md, "Data co-creation").
+
+    With differential privacy on (see DifferentialPrivacy), every count and
+    sum is noised, groups are kept by their noised count of distinct join
+    keys, and the query spends epsilon from the caller's budget. The request
+    then needs a request_id: the budget is spent once per request_id, and a
+    retry answers the same noised result. validate_only answers the cost and
+    the budget left without reading rows or spending (AIP-163). A query the
+    budget left cannot pay for is RESOURCE_EXHAUSTED PRIVACY_BUDGET_EXHAUSTED.
     """
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_cocreation_pb2.ListAuditEntriesRequest, _cocreation_pb2.ListAuditEntriesResponse]
     """ListAuditEntries lists the queries run in the collaboration that the
@@ -178,6 +188,8 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
                            DATASET_NOT_READY (its rows are not all uploaded yet),
                            DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
                            of a collaboration)
+      RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
+                           the query costs more epsilon than the caller has left)
       UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
                            collaboration won: retry), DRAINING,
                            STORAGE_UNAVAILABLE
@@ -236,6 +248,14 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
     datasets is suppressed, and counted in groups_suppressed. The threshold
     alone does not stop two queries whose difference isolates one person
     (see ARCHITECTURE.md, "Data co-creation").
+
+    With differential privacy on (see DifferentialPrivacy), every count and
+    sum is noised, groups are kept by their noised count of distinct join
+    keys, and the query spends epsilon from the caller's budget. The request
+    then needs a request_id: the budget is spent once per request_id, and a
+    retry answers the same noised result. validate_only answers the cost and
+    the budget left without reading rows or spending (AIP-163). A query the
+    budget left cannot pay for is RESOURCE_EXHAUSTED PRIVACY_BUDGET_EXHAUSTED.
     """
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_cocreation_pb2.ListAuditEntriesRequest, _cocreation_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """ListAuditEntries lists the queries run in the collaboration that the
@@ -285,6 +305,8 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
                            DATASET_NOT_READY (its rows are not all uploaded yet),
                            DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
                            of a collaboration)
+      RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
+                           the query costs more epsilon than the caller has left)
       UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
                            collaboration won: retry), DRAINING,
                            STORAGE_UNAVAILABLE
@@ -407,6 +429,14 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
         datasets is suppressed, and counted in groups_suppressed. The threshold
         alone does not stop two queries whose difference isolates one person
         (see ARCHITECTURE.md, "Data co-creation").
+
+        With differential privacy on (see DifferentialPrivacy), every count and
+        sum is noised, groups are kept by their noised count of distinct join
+        keys, and the query spends epsilon from the caller's budget. The request
+        then needs a request_id: the budget is spent once per request_id, and a
+        retry answers the same noised result. validate_only answers the cost and
+        the budget left without reading rows or spending (AIP-163). A query the
+        budget left cannot pay for is RESOURCE_EXHAUSTED PRIVACY_BUDGET_EXHAUSTED.
         """
 
     @_abc_1.abstractmethod
