@@ -35,6 +35,7 @@ from loadtest.cluster import (
     cluster_servers,
     fresh_keyspace,
     node_command,
+    nodes_up,
     wait_s,
 )
 from loadtest.engine import Engine, OpenLoop, Segment, Target
@@ -180,7 +181,7 @@ class Schedule:
         )
         self.act(fault, f"SIGKILL node {node}", lambda: node_command("down", node, kill=True))
         wait_s(self.start_s + fault.started_s + self.plan.node_down_s)
-        self.act(fault, f"start node {node}", lambda: node_command("up", node))
+        self.act(fault, f"start node {node}", lambda: nodes_up(node))
         fault.actions.append((round(self.now_s(), 2), f"node {node} answers"))
         return fault
 
@@ -222,7 +223,7 @@ class Schedule:
         wait_s(self.start_s + fault.started_s + plan.server_down_s)
         self.act(fault, "start server 1", lambda: self.servers.restart(1))
         wait_s(self.start_s + fault.started_s + plan.node_down_s)
-        self.act(fault, f"start node {node}", lambda: node_command("up", node))
+        self.act(fault, f"start node {node}", lambda: nodes_up(node))
         fault.actions.append((round(self.now_s(), 2), f"node {node} answers"))
         return fault
 

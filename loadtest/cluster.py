@@ -33,6 +33,7 @@ CLUSTER_CONFIG: Final = REPO / "scripts" / "cassandra" / "cluster.toml"
 CLUSTER_LOCK_PATH: Final = Path(tempfile.gettempdir()) / "jubao-cassandra-cluster.lock"
 # Starting a node waits until CQL answers: a JVM start on a busy machine takes a minute or more.
 node_command_timeout_s: Final = 300.0
+node_start_attempts_max: Final = 4
 migrate_timeout_s: Final = 600.0
 drop_timeout_s: Final = 120.0
 NODES: Final = (1, 2, 3)
@@ -64,6 +65,19 @@ def node_command(action: str, node: int | None = None, *, kill: bool = False) ->
     )
     if done.returncode != 0:
         raise ClusterError(f"{' '.join(command)}: exit {done.returncode}\n{done.stdout}{done.stderr}")
+
+
+def nodes_up(node: int | None = None) -> None:
+    """Start the node (every node when None) unless it runs, and wait until CQL answers. node.py gives a
+    start 115 s; on a busy machine a JVM takes longer (seen: three minutes at load average 50), so a
+    start that timed out is waited for again (`node.py up` on a running node waits for it) a few times."""
+    for _ in range(node_start_attempts_max - 1):
+        try:
+            node_command("up", node)
+            return
+        except ClusterError as error:
+            print(f"  .. waiting longer for the node to start: {str(error).splitlines()[0]}", flush=True)
+    node_command("up", node)
 
 
 @dataclasses.dataclass
@@ -124,7 +138,7 @@ def cluster_servers(keyspace: str, lease_ms: int, *, drop: bool) -> Iterator[Clu
     """Every node up, `keyspace` migrated (replication factor 3), two servers on it; at the end the servers
     stopped (killed when they do not stop), every node up again, and the keyspace dropped when `drop`.
     The caller holds the cluster's lock."""
-    node_command("up")
+    nodes_up()
     env = server_settings(keyspace, lease_ms)
     migrate = [sys.executable, "-m", "jubao_server", "migrate"]
     done = subprocess.run(
@@ -151,7 +165,7 @@ def cluster_servers(keyspace: str, lease_ms: int, *, drop: bool) -> Iterator[Clu
                 server.terminate()
             except subprocess.TimeoutExpired:
                 started.kill(index)
-        node_command("up")
+        nodes_up()
         if drop:
             drop_keyspace(keyspace)
 
