@@ -13,6 +13,7 @@ help:
 	@echo "make lint   ruff, mypy, buf lint      make proto   regenerate protobuf code"
 	@echo "make bench  write loadtest/results/latest.json (and the double11 find-peak plots)"
 	@echo "make double11 / find-peak   the Double 11 load scenario, checked; LOADTEST_ARGS='--endpoint ...'"
+	@echo "make chaos  nodes and servers killed under Double 11 load on the cluster; CHAOS_ARGS=--short"
 	@echo "make cassandra-up / cassandra-down / cassandra-status / cassandra-logs"
 	@echo "make cassandra-cluster-up / -down / -status / -logs   three nodes on 127.0.0.1-3:9142"
 	@echo "make grpcurl / ghz   install the pinned Go tools into var/tools/bin (needs Go)"

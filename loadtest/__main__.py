@@ -1,6 +1,8 @@
 """`python -m loadtest bench [--full]`: the benchmarks, into loadtest/results/latest.json.
 `python -m loadtest run --scenario double11`: a scenario's load, checked, reported under loadtest/results/.
 `python -m loadtest find-peak --scenario double11`: the highest rate sustained within the scenario's bounds.
+`python -m loadtest chaos [--short]`: the Double 11 mix on the three-node cluster under a fault schedule.
+`python -m loadtest noisy [--short]`: a tenant floods far above its quota beside another's steady load.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import os
 import sys
 from pathlib import Path
 
+from loadtest import noisy
 from loadtest.bench import RESULTS, run
-from loadtest.commands import Options, find_peak_command, run_command
+from loadtest.chaos import FULL, SHORT, run_chaos, table
+from loadtest.commands import EXIT_CHECK_FAILED, Options, find_peak_command, run_command
 from loadtest.harness import HarnessError
 from loadtest.scenario import ScenarioError, check_peak, load_scenario
 
@@ -33,10 +37,16 @@ def main() -> None:
     peak.add_argument("--error-rate-max", type=float, help="the error-rate bound, e.g. 0.001")
     peak.add_argument("--start-per-s", type=float, help="the first step's rate")
     peak.add_argument("--step-s", type=float, help="how long each step lasts")
+    _cluster_arguments(commands.add_parser("chaos", help="load the cluster's servers while faults run"))
+    _cluster_arguments(commands.add_parser("noisy", help="a tenant floods beside another's steady load"))
     args = parser.parse_args()
     if args.command == "bench":
         _bench(args.quick, args.output)
         return
+    if args.command == "chaos":
+        sys.exit(_chaos(args))
+    if args.command == "noisy":
+        sys.exit(_noisy(args))
     try:
         options = _options(args)
         command = run_command if args.command == "run" else find_peak_command
@@ -74,6 +84,34 @@ def _options(args: argparse.Namespace) -> Options:
 
 def _given(value: float | None, default: float) -> float:
     return default if value is None else value
+
+
+def _cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--short", action="store_true", help="short phases (the CI run)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="client processes")
+    parser.add_argument("--keyspace", help="a keyspace to use and keep (default: a fresh one, dropped)")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS)
+
+
+def _noisy(args: argparse.Namespace) -> int:
+    outcome = noisy.run_noisy(
+        noisy.SHORT if args.short else noisy.FULL, args.workers, args.output_dir, args.keyspace
+    )
+    print(noisy.summary(outcome.document))
+    print(f"report: {outcome.json_path}")
+    return 0 if outcome.passed else EXIT_CHECK_FAILED
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    plan = SHORT if args.short else FULL
+    outcome = run_chaos(plan, args.workers, args.output_dir, args.keyspace)
+    print(table(outcome.document))
+    print(f"report: {outcome.json_path}\nplot:   {outcome.png_path}")
+    if outcome.passed:
+        print(outcome.report.summary())
+        return 0
+    print(outcome.report.summary(), file=sys.stderr)
+    return EXIT_CHECK_FAILED
 
 
 def _bench(quick: bool, output: Path) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 
 from jubao.client import AsyncClient
 from jubao.payments.v1 import payments_pb2 as pb
 
 from loadtest import bounds
+from loadtest.outcomes import UNKNOWN_OUTCOMES, status_code, until_known
 from loadtest.scenario import Accounts
 from loadtest.tally import Leg, Movement, Tally
 
@@ -77,8 +79,9 @@ async def open_accounts(client: AsyncClient, names: AccountNames) -> Tally:
             kind=kind,
             policy=pb.AccountPolicy(allow_negative=account_id == names.bank),
         )
+        request = pb.OpenAccountRequest(request_id=f"{names.prefix}open-{account_id}", account=account)
         async with limit:
-            await client.payments.OpenAccount(pb.OpenAccountRequest(account=account))
+            await until_known(lambda: client.payments.OpenAccount(request))
 
     await asyncio.gather(*(open_one(account_id, kind) for account_id, kind in kinds.items()))
     movements = await _fund(client, names)
@@ -108,11 +111,35 @@ async def _fund(client: AsyncClient, names: AccountNames) -> tuple[Movement, ...
             )
             for leg in chunk
         ]
-        response = await client.payments.BatchCreateTransfers(
-            pb.BatchCreateTransfersRequest(requests=requests), timeout=bounds.deadline_max_ms / 1000
-        )
-        for request, leg, result in zip(requests, chunk, response.results, strict=True):
-            if result.WhichOneof("result") != "transfer":
-                raise RuntimeError(f"funding {leg.credit_account_id} failed: {result.error.message}")
-            movements.append(Movement(result.transfer.transfer_id, (leg,), request.request_id))
+        movements += await _fund_batch(client, requests, chunk)
     return tuple(movements)
+
+
+async def _send_batch(
+    client: AsyncClient, batch: pb.BatchCreateTransfersRequest
+) -> pb.BatchCreateTransfersResponse:
+    return await client.payments.BatchCreateTransfers(batch, timeout=bounds.deadline_max_ms / 1000)
+
+
+async def _fund_batch(
+    client: AsyncClient, requests: list[pb.CreateTransferRequest], legs: list[Leg]
+) -> list[Movement]:
+    """One batch of funding transfers; the items whose outcome is unknown are sent again (their request
+    ids make that a retry) until every one is known."""
+    movements: list[Movement] = []
+    pending = list(zip(requests, legs, strict=True))
+    for _ in range(bounds.resolve_attempts_max):
+        batch = pb.BatchCreateTransfersRequest(requests=[request for request, _ in pending])
+        response = await until_known(functools.partial(_send_batch, client, batch))
+        unknown = []
+        for (request, leg), result in zip(pending, response.results, strict=True):
+            if result.WhichOneof("result") == "transfer":
+                movements.append(Movement(result.transfer.transfer_id, (leg,), request.request_id))
+            elif status_code(result.error.code) in UNKNOWN_OUTCOMES:
+                unknown.append((request, leg))
+            else:
+                raise RuntimeError(f"funding {leg.credit_account_id} failed: {result.error.message}")
+        if not unknown:
+            return movements
+        pending = unknown
+    raise RuntimeError(f"funding {len(pending)} customers did not resolve")

@@ -53,6 +53,11 @@ class CheckReport:
     movements_checked: int
     accounts_checked: int
     postings_read: int
+    # Acknowledged movements not in the journal, journal transfers posted again, and the money misplaced:
+    # the sum over accounts of how far the ledger and held balances are from the tally's.
+    missing_total: int = 0
+    duplicated_total: int = 0
+    balances_off_minor: int = 0
 
     @property
     def passed(self) -> bool:
@@ -82,13 +87,17 @@ def check(tally: Tally, readback: Readback) -> CheckReport:
     problems += _check_unnamed(
         tally.movements, {tid: p for tid, p in by_transfer.items() if tid not in named}
     )
-    problems += _check_balances(tally, readback.balances)
+    balance_problems, off_minor = _check_balances(tally, readback.balances)
+    problems += balance_problems
     return CheckReport(
         problems=tuple(problems[: bounds.problems_listed_max]),
         problems_total=len(problems),
         movements_checked=len(tally.movements),
         accounts_checked=len(tally.accounts),
         postings_read=len(readback.postings),
+        missing_total=sum(problem.startswith(("missing:", "lost:")) for problem in problems),
+        duplicated_total=sum(problem.startswith("duplicated:") for problem in problems),
+        balances_off_minor=off_minor,
     )
 
 
@@ -162,7 +171,9 @@ def _check_unnamed(movements: Iterable[Movement], others: dict[str, list[Posting
     return problems
 
 
-def _check_balances(tally: Tally, balances: Iterable[Balance]) -> list[str]:
+def _check_balances(tally: Tally, balances: Iterable[Balance]) -> tuple[list[str], int]:
+    """The accounts whose balances are not the tally's, and by how much they are off in all (minor units,
+    absolute values summed; an account not listed counts with what the tally gives it)."""
     ledger: collections.Counter[str] = collections.Counter()
     for movement in tally.movements:
         for account_id, _, amount_minor in postings_of(movement):
@@ -172,11 +183,16 @@ def _check_balances(tally: Tally, balances: Iterable[Balance]) -> list[str]:
         held[hold.account_id] += hold.amount_minor
     found = {balance.account_id: balance for balance in balances}
     problems = []
+    off_minor = 0
     for account_id in tally.accounts:
         balance = found.get(account_id)
         if balance is None:
             problems.append(f"account {account_id} was opened but is not listed")
+            off_minor += abs(ledger[account_id]) + abs(held[account_id])
             continue
+        off_minor += abs(balance.ledger_minor - ledger[account_id]) + abs(
+            balance.held_minor - held[account_id]
+        )
         if balance.ledger_minor != ledger[account_id]:
             problems.append(
                 f"account {account_id}: ledger balance {balance.ledger_minor}, the tally adds up to "
@@ -187,4 +203,4 @@ def _check_balances(tally: Tally, balances: Iterable[Balance]) -> list[str]:
                 f"account {account_id}: held {balance.held_minor}, the tally's open holds add up to "
                 f"{held[account_id]}"
             )
-    return problems
+    return problems, off_minor

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing.synchronize import Barrier
+from multiprocessing.synchronize import Event as EventType
 from types import TracebackType
 from typing import Final, Self
 
@@ -31,7 +32,8 @@ from jubao.meta.v1 import meta_pb2
 
 from loadtest import bounds
 from loadtest.accounts import AccountNames
-from loadtest.operations import UNKNOWN_OUTCOMES, Op, Workload, send
+from loadtest.operations import Op, Workload, send
+from loadtest.outcomes import UNKNOWN_OUTCOMES
 from loadtest.scenario import Profile, Scenario
 from loadtest.schedule import worker_offsets_s
 from loadtest.stats import IN_FLIGHT_CAP, OK, SecondCounter, Series, Tick, Window, window_of
@@ -129,8 +131,12 @@ class Engine:
         self._progress = progress
         self._ticks: multiprocessing.Queue[Tick | Done] = context.Queue()
         self._barrier = context.Barrier(workers)
+        self._stop = context.Event()
         self._pool = ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init_worker, initargs=(self._ticks, self._barrier)
+            workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(self._ticks, self._barrier, self._stop),
         )
 
     def __enter__(self) -> Self:
@@ -141,9 +147,15 @@ class Engine:
     ) -> None:
         self._pool.shutdown(cancel_futures=True)
 
+    def stop(self) -> None:
+        """End the load under way early (from another thread): the workers send nothing more, wait for
+        what is in flight and resolve what is unknown, as at the drive's end."""
+        self._stop.set()
+
     def run(
         self, target: Target, scenario: Scenario, names: AccountNames, drive: Drive, run_id: str
     ) -> Segment:
+        self._stop.clear()
         segment_id = f"{run_id}{uuid.uuid4().hex[:6]}"  # request ids stay unique across loads of a run
         jobs = [Job(target, scenario, names, drive, segment_id, w, self.workers) for w in range(self.workers)]
         futures = [self._pool.submit(_work, job) for job in jobs]
@@ -191,13 +203,14 @@ def _kind_windows(results: list[WorkerResult], seconds: int) -> tuple[tuple[str,
 class _Pipe:
     ticks: multiprocessing.Queue[Tick | Done]
     barrier: Barrier
+    stop: EventType
 
 
 _pipes: list[_Pipe] = []
 
 
-def _init_worker(ticks: multiprocessing.Queue[Tick | Done], barrier: Barrier) -> None:
-    _pipes.append(_Pipe(ticks, barrier))
+def _init_worker(ticks: multiprocessing.Queue[Tick | Done], barrier: Barrier, stop: EventType) -> None:
+    _pipes.append(_Pipe(ticks, barrier, stop))
 
 
 def _work(job: Job) -> WorkerResult:
@@ -218,7 +231,7 @@ async def _work_async(job: Job, pipe: _Pipe) -> WorkerResult:
         runner = Runner(client, workload, recorder, job.scenario)
         ticker = asyncio.create_task(recorder.tick_every_second(job.drive.duration_s + RESOLVE_WINDOW_S))
         try:
-            await _drive(job, runner)
+            await _drive(job, runner, pipe.stop.is_set)
             await runner.drain()
         finally:
             ticker.cancel()
@@ -227,11 +240,10 @@ async def _work_async(job: Job, pipe: _Pipe) -> WorkerResult:
     return WorkerResult(workload.tally.build(), recorder.kind_ticks())
 
 
-async def _drive(job: Job, runner: Runner) -> None:
+async def _drive(job: Job, runner: Runner, stopped: Callable[[], bool]) -> None:
     if isinstance(job.drive, OpenLoop):
-        await open_loop(
-            runner, worker_offsets_s(job.drive.profile, job.worker, job.workers), job.drive.duration_s
-        )
+        offsets_s = worker_offsets_s(job.drive.profile, job.worker, job.workers)
+        await open_loop(runner, offsets_s, job.drive.duration_s, stopped)
     else:
         await closed_loop(runner, job.drive.callers, job.drive.duration_s)
 
@@ -254,7 +266,7 @@ class Recorder:
 
     def record(self, kind: str, status: str, latency_s: float | None, transfers: int = 0) -> None:
         self._roll()
-        self._counter.record(status, latency_s, transfers)
+        self._counter.record(status, latency_s, transfers, time.monotonic() - self.start_s)
         self._kinds.setdefault(kind, SecondCounter()).record(status, latency_s, transfers)
 
     async def tick_every_second(self, lifetime_s: float) -> None:
@@ -360,13 +372,18 @@ class Runner:
         tally.unresolved.append(op.source)
 
 
-async def open_loop(runner: Runner, offsets_s: Iterator[float], duration_s: float) -> None:
-    """Send each arrival at its due time and each follow-up when it falls due (before the end)."""
+async def open_loop(
+    runner: Runner, offsets_s: Iterator[float], duration_s: float, stopped: Callable[[], bool]
+) -> None:
+    """Send each arrival at its due time and each follow-up when it falls due (before the end, or until
+    `stopped()` says the load ends early)."""
     start_s = runner.recorder.start_s
     end_s = start_s + duration_s
     workload = runner.workload
     arrival = next(offsets_s, None)
     for _ in range(bounds.ops_per_worker_max):
+        if stopped():
+            return
         arrival_s = None if arrival is None else start_s + arrival
         follow_up_s = workload.next_follow_up_s()
         if follow_up_s is not None and follow_up_s >= end_s:

@@ -18,17 +18,13 @@ from jubao.client import AsyncClient
 from jubao.fundta.v1 import fundta_pb2
 from jubao.meta.v1 import meta_pb2
 from jubao.payments.v1 import payments_pb2 as pb
-from jubao.reasons import Code
 
 from loadtest import bounds
 from loadtest.accounts import AccountNames, as_pb
+from loadtest.outcomes import UNKNOWN_OUTCOMES, status_code
 from loadtest.scenario import Scenario
 from loadtest.tally import Leg, OpenEscrow, OpenHold, TallyBuilder
 
-# After these the request may or may not have been applied: it is sent again, with the same request id.
-UNKNOWN_OUTCOMES: Final = frozenset(
-    {Code.DEADLINE_EXCEEDED, Code.UNAVAILABLE, Code.CANCELLED, Code.INTERNAL, Code.UNKNOWN}
-)
 # Holds and escrows of a run never expire or release by themselves while it runs.
 OPEN_ITEM_LIFETIME_S: Final = 24 * 3600
 
@@ -289,10 +285,6 @@ class Workload:
                 Leg(escrow.escrow_account_id, escrow.fee_account_id, escrow.fee_minor),
             )
         self.tally.moved("", legs, op.source)
-
-
-def status_code(value: int) -> Code:
-    return Code(value) if value in Code._value2member_map_ else Code.UNKNOWN
 
 
 def _typed(request: Message, kind: type[RequestT]) -> RequestT:

@@ -25,12 +25,17 @@ PERCENTILE_STYLES = (
 # Latencies are drawn on a log scale, which needs a positive floor.
 LATENCY_FLOOR_MS = 0.01
 PASSED_COLOR, FAILED_COLOR, JUDGED_COLOR = "tab:green", "tab:red", "darkred"
+FAULT_COLOR = "tab:purple"
 LABEL_FONT_SIZE = 9
 NOTE_FONT_SIZE = 8.5
 BUCKETS_NOTE = (
     "Offered counts requests in the second they were sent (when due), achieved counts answers in the second "
     "they came back:\na second can achieve more than it was offered (answers to requests of the second "
     "before); over a whole load, offered = achieved + errors."
+)
+FAULTS_NOTE = (
+    "Faults (purple): shaded from the first action to the last (a node's start lasts until CQL answers), "
+    "a dashed line at each action (kill, start, SIGSTOP, SIGCONT)."
 )
 STEPS_NOTE = (
     "find-peak judges each step on its whole window after its first {settle_s:g} s (shaded): the step's p99 "
@@ -56,6 +61,9 @@ def draw(document: dict[str, Any]) -> Figure:
     _draw_latency(latency, seconds, rows)
     _draw_error_rate(errors, seconds, rows)
     notes = [BUCKETS_NOTE]
+    if "faults" in document:
+        _mark_faults(document["faults"], rates, latency, errors)
+        notes.append(FAULTS_NOTE)
     bounds = document.get("peak_bounds")
     if bounds is not None:
         _mark_steps(document, bounds, rates, latency, errors)
@@ -117,6 +125,21 @@ def _error_rate_pct(ok: int, failed: int) -> float:
     return 100 * failed / (ok + failed) if ok + failed else 0.0
 
 
+def _mark_faults(faults: list[dict[str, Any]], rates: Any, latency: Any, errors: Any) -> None:
+    """Shade each fault from its start to its last action, draw a line at each action, name it on top."""
+    for index, fault in enumerate(faults):
+        for axes in (rates, latency, errors):
+            axes.axvspan(fault["started_s"], fault["ended_s"], color=FAULT_COLOR, alpha=0.12, linewidth=0)
+            for action in fault["actions"]:
+                axes.axvline(action["at_s"], color=FAULT_COLOR, alpha=0.6, linewidth=1, linestyle="--")
+        _label(
+            rates,
+            f"{index + 1}. {fault['name']}",
+            (fault["started_s"], 0.97 - 0.1 * (index % 2)),
+            FAULT_COLOR,
+        )
+
+
 def _mark_steps(
     document: dict[str, Any], bounds: dict[str, Any], rates: Any, latency: Any, errors: Any
 ) -> None:
@@ -152,17 +175,23 @@ def _mark_steps(
             label="step error rate (judged)" if first else None,
         )
         verdict = "passed" if step["passed"] else "FAILED"
-        rates.annotate(
-            f"{step['rate_per_s']:g}/s\n{verdict}",
-            xy=((start + end) / 2, 0.97 - 0.13 * (index % 2)),
-            xycoords=("data", "axes fraction"),
-            ha="center",
-            va="top",
-            fontsize=LABEL_FONT_SIZE,
-            color=color,
-            bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": color, "alpha": 0.9},
-        )
+        label = f"{step['rate_per_s']:g}/s\n{verdict}"
+        _label(rates, label, ((start + end) / 2, 0.97 - 0.13 * (index % 2)), color, "center")
     errors.set_ylim(top=max([2 * error_bound_pct, *step_rates]) * 1.2)
+
+
+def _label(axes: Any, text: str, xy: tuple[float, float], color: str, ha: str = "left") -> None:
+    """A boxed label at `xy`: x in data (seconds), y as a fraction of the panel's height."""
+    axes.annotate(
+        text,
+        xy=xy,
+        xycoords=("data", "axes fraction"),
+        ha=ha,
+        va="top",
+        fontsize=LABEL_FONT_SIZE,
+        color=color,
+        bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": color, "alpha": 0.9},
+    )
 
 
 def headline(document: dict[str, Any]) -> str:

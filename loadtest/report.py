@@ -85,6 +85,9 @@ def check_json(report: CheckReport, tally: Tally) -> dict[str, Any]:
         "movements_checked": report.movements_checked,
         "accounts_checked": report.accounts_checked,
         "postings_read": report.postings_read,
+        "missing_movements": report.missing_total,
+        "duplicated_movements": report.duplicated_total,
+        "balances_off_minor": report.balances_off_minor,
         "refused": tally.refused,
         "unknown_outcomes_resolved": tally.resolved,
         "unresolved": len(tally.unresolved),
@@ -93,12 +96,18 @@ def check_json(report: CheckReport, tally: Tally) -> dict[str, Any]:
 
 def write_report(document: dict[str, Any], output_dir: Path, stem: str) -> tuple[Path, Path]:
     """`<stem>.json` and `<stem>.png` in `output_dir`."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    json_path = output_dir / f"{stem}.json"
+    json_path = write_json(document, output_dir, stem)
     png_path = output_dir / f"{stem}.png"
-    json_path.write_text(json.dumps(document, indent=2) + "\n")
     plot(document, png_path)
     return json_path, png_path
+
+
+def write_json(document: dict[str, Any], output_dir: Path, stem: str) -> Path:
+    """`<stem>.json` in `output_dir`."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    json_path = output_dir / f"{stem}.json"
+    json_path.write_text(json.dumps(document, indent=2) + "\n")
+    return json_path
 
 
 def summary(document: dict[str, Any]) -> str:

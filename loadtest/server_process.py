@@ -49,10 +49,10 @@ class ServerProcess:
         return f"127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, env: dict[str, str], log_path: Path) -> ServerProcess:
+    def start(cls, env: dict[str, str], log_path: Path, port: int | None = None) -> ServerProcess:
         """Start a server with `env` (JUBAO_* settings) added, logging to `log_path`, and wait until health
-        says SERVING."""
-        port = free_port()
+        says SERVING; on `port` (a restart where its clients expect it) or a free one."""
+        port = port or free_port()
         settings = {
             "JUBAO_SERVER__PORT": str(port),
             "JUBAO_BULK__PORT": "0",
@@ -163,17 +163,28 @@ def demo_key(tenant_id: str) -> str:
     return demo[tenant_id]
 
 
+# Far above what any load of the harness offers.
+BENCH_QUOTA: Final = admin_pb.Quota(
+    requests_per_s=100_000, burst_requests=100_000, concurrent_calls_max=10_000
+)
+
+
 def provision_bench_key(address: str) -> str:
     """Create (once) a tenant with quotas far above what the bench offers, and issue it a key."""
-    quota = admin_pb.Quota(requests_per_s=100_000, burst_requests=100_000, concurrent_calls_max=10_000)
+    return provision_key(address, BENCH_TENANT, BENCH_QUOTA, "bench-create")
+
+
+def provision_key(address: str, tenant_id: str, quota: admin_pb.Quota, request_id: str) -> str:
+    """Create (once: `request_id` makes the creation a retry) the tenant `tenant_id` with `quota` through
+    TenantAdmin, and issue it a key."""
     tenant = admin_pb.Tenant(
-        tenant_id=BENCH_TENANT,
-        display_name="Benchmark",
+        tenant_id=tenant_id,
+        display_name=tenant_id,
         kind=admin_pb.TENANT_KIND_PLATFORM,
         quota=quota,
         products=[admin_pb.PRODUCT_PAYMENTS, admin_pb.PRODUCT_FUND_TA, admin_pb.PRODUCT_COCREATION],
     )
     with Client(ClientConfig(endpoint=address, api_key=demo_key("demo-operator"))) as operator:
-        operator.admin.CreateTenant(admin_pb.CreateTenantRequest(request_id="bench-create", tenant=tenant))
-        issued = operator.admin.IssueApiKey(admin_pb.IssueApiKeyRequest(tenant_id=BENCH_TENANT))
+        operator.admin.CreateTenant(admin_pb.CreateTenantRequest(request_id=request_id, tenant=tenant))
+        issued = operator.admin.IssueApiKey(admin_pb.IssueApiKeyRequest(tenant_id=tenant_id))
     return issued.secret

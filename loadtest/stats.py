@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 from collections.abc import Iterable, Sequence
 
 from hdrh.histogram import HdrHistogram
@@ -46,6 +47,9 @@ class Tick:
     transfers: int
     errors: tuple[tuple[str, int], ...]
     histogram: bytes
+    # When the second's first and last successes came, in seconds since the worker's start (None: none).
+    ok_first_s: float | None = None
+    ok_last_s: float | None = None
 
 
 class SecondCounter:
@@ -57,11 +61,19 @@ class SecondCounter:
         self.transfers = 0
         self.errors: collections.Counter[str] = collections.Counter()
         self.histogram = new_histogram()
+        self.ok_first_s: float | None = None
+        self.ok_last_s: float | None = None
 
-    def record(self, status: str, latency_s: float | None, transfers: int = 0) -> None:
+    def record(
+        self, status: str, latency_s: float | None, transfers: int = 0, at_s: float | None = None
+    ) -> None:
+        """Count an answer; `at_s` (seconds since the worker's start) dates a success."""
         self.transfers += transfers
         if status == OK:
             self.ok += 1
+            if at_s is not None:
+                self.ok_first_s = at_s if self.ok_first_s is None else self.ok_first_s
+                self.ok_last_s = at_s
         else:
             self.errors[status] += 1
         if latency_s is not None:
@@ -69,7 +81,18 @@ class SecondCounter:
 
     def close(self, worker: int, second: int) -> Tick:
         errors = tuple(sorted(self.errors.items()))
-        return Tick(worker, second, self.offered, self.ok, self.transfers, errors, self.histogram.encode())
+        histogram = self.histogram.encode()
+        return Tick(
+            worker,
+            second,
+            self.offered,
+            self.ok,
+            self.transfers,
+            errors,
+            histogram,
+            self.ok_first_s,
+            self.ok_last_s,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,3 +171,17 @@ class Series:
         """Seconds `first` to `end - 1`."""
         ticks = [tick for second in range(first, end) for tick in self.ticks.get(second, [])]
         return window_of(ticks, max(0, end - first))
+
+    def longest_ok_gap_s(self, first_s: float, end_s: float) -> float:
+        """The longest time from `first_s` to `end_s` (seconds since the start) without a success: between
+        two successes, or from `first_s` to the first or from the last to `end_s`. The workers' starts are
+        aligned by a barrier, so their times are one clock to within milliseconds."""
+        times = sorted(
+            at_s
+            for second in range(max(0, int(first_s) - 1), int(end_s) + 1)
+            for tick in self.ticks.get(second, [])
+            for at_s in (tick.ok_first_s, tick.ok_last_s)
+            if at_s is not None and first_s <= at_s < end_s
+        )
+        edges = [first_s, *times, end_s]
+        return max(later - earlier for earlier, later in itertools.pairwise(edges))

@@ -4,15 +4,24 @@
 #   make find-peak                                  its highest rate within p99 50 ms and 0.1 % errors
 #   LOADTEST_SCENARIO=double11_short make double11  another scenario (a name in loadtest/scenarios, or a file)
 #   LOADTEST_ARGS='--endpoint HOST:PORT --api-key KEY --workers 4' make double11   against a running server
+#   make chaos                                      the double11 mix on two servers on the three-node cluster
+#                                                   under a fault schedule (CHAOS_ARGS=--short: ~3 minutes)
 # Reports (JSON and PNG) go to loadtest/results/; a lost or duplicated payment fails the target.
 
 LOADTEST_SCENARIO ?= double11
 LOADTEST_ARGS ?=
+CHAOS_ARGS ?=
 
-.PHONY: double11 find-peak
+.PHONY: double11 find-peak chaos noisy-neighbour
 
 double11: venv ## run the double11 scenario, check the ledger against the tally, report under loadtest/results/
 	$(PYTHON) -m loadtest run --scenario $(LOADTEST_SCENARIO) $(LOADTEST_ARGS)
 
 find-peak: venv ## step the double11 mix's rate up to the highest one within its p99 and error bounds
 	$(PYTHON) -m loadtest find-peak --scenario $(LOADTEST_SCENARIO) $(LOADTEST_ARGS)
+
+chaos: venv ## kill and pause Cassandra nodes and servers under the double11 mix; check nothing lost (cluster)
+	$(PYTHON) -m loadtest chaos $(CHAOS_ARGS)
+
+noisy-neighbour: venv ## one tenant floods far above its quota beside another's double11 load (cluster)
+	$(PYTHON) -m loadtest noisy $(CHAOS_ARGS)

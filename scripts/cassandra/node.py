@@ -580,7 +580,9 @@ def tail(path: Path, lines: int) -> str:
 
 def print_logs(node: Node, lines: int, stream: TextIO) -> None:
     for path in (node.system_log, node.stdout_log):
-        print(f"===== last {lines} lines of {path.relative_to(ROOT)} =====", file=stream)
+        # Relative to the checkout when the node is its own; in full when it is another's (a cluster dir).
+        shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        print(f"===== last {lines} lines of {shown} =====", file=stream)
         print(tail(path, lines), end="", file=stream)
 
 

@@ -57,6 +57,7 @@ def test_a_ledger_that_agrees_with_the_tally_passes() -> None:
     report = check(TALLY, ledger(TALLY.movements))
     assert report.passed, report.summary()
     assert (report.movements_checked, report.accounts_checked, report.postings_read) == (9, 6, 22)
+    assert (report.missing_total, report.duplicated_total, report.balances_off_minor) == (0, 0, 0)
     assert report.summary().startswith("check PASSED")
 
 
@@ -67,6 +68,8 @@ def test_a_missing_payment_fails_the_check() -> None:
     assert any(p.startswith("account alice: ledger balance") and "off by 1250" in p for p in report.problems)
     assert any(p.startswith("account shop: ledger balance") for p in report.problems)
     assert report.summary().startswith("check FAILED: 3 problems")
+    # Alice kept the 1,250 she paid, the shop lacks it: 2,500 misplaced in all.
+    assert (report.missing_total, report.duplicated_total, report.balances_off_minor) == (1, 0, 2_500)
 
 
 def test_a_missing_escrow_movement_fails_the_check() -> None:
@@ -82,6 +85,7 @@ def test_a_duplicated_payment_fails_the_check() -> None:
     assert not report.passed
     assert any(p.startswith("duplicated: transfer tr_pay_again posted") for p in report.problems)
     assert any(p.startswith("account alice:") and "off by -1250" in p for p in report.problems)
+    assert (report.missing_total, report.duplicated_total, report.balances_off_minor) == (0, 1, 2_500)
 
 
 def test_a_duplicated_escrow_settlement_fails_the_check() -> None:

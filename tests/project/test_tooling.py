@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,32 @@ def test_the_cassandra_marker_selects_exactly_the_cassandra_tests() -> None:
     cassandra, others = collected("cassandra"), collected("not cassandra")
     assert cassandra and all(test.endswith("[cassandra]") for test in cassandra)
     assert others and not any("cassandra" in test for test in others)
+
+
+def test_cluster_logs_show_a_cluster_of_another_checkout(tmp_path: Path) -> None:
+    """`node.py cluster logs` with JUBAO_CASSANDRA_CLUSTER_DIR outside this checkout (the cluster another
+    checkout started) prints the logs with their full paths (it failed on the path, and so did a node
+    start that timed out, which shows the logs)."""
+    logs = tmp_path / "node1" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "system.log").write_text("INFO  the node started\n")
+    (logs / "stdout.log").write_text("stdout line\n")
+    command = [
+        sys.executable,
+        str(REPO / "scripts" / "cassandra" / "node.py"),
+        "cluster",
+        "logs",
+        "--node",
+        "1",
+    ]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JUBAO_CASSANDRA_CLUSTER_DIR": str(tmp_path)},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"===== last 80 lines of {logs / 'system.log'} =====" in done.stdout
+    assert "INFO  the node started" in done.stdout and "stdout line" in done.stdout

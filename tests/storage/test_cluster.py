@@ -10,11 +10,9 @@ wait for (the cluster is shared the way the single node is)."""
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -31,13 +29,13 @@ from jubao_server.storage.cassandra.backend import CassandraBackend
 from jubao_server.storage.config import CassandraSettings
 from jubao_server.storage.contract import StorageError
 
+from loadtest.cluster import cluster_lock as held_cluster_lock
 from tests.ledger.support import balance, completed, ids_in_distinct_shards, open_account, pay, total
 
 REPO: Final = Path(__file__).resolve().parents[2]
 NODE_PY: Final = REPO / "scripts" / "cassandra" / "node.py"
 CLUSTER_CONFIG: Final = REPO / "scripts" / "cassandra" / "cluster.toml"
 KEYSPACE: Final = "jubao_cluster_test"
-LOCK_PATH: Final = Path(tempfile.gettempdir()) / "jubao-cassandra-cluster.lock"
 NODE_COMMAND_TIMEOUT_S: Final = 300.0
 # A payment that cannot reach a quorum must be refused within this (the driver's request timeout and
 # the ledger's bounded retries), not hang.
@@ -79,12 +77,8 @@ async def _delivered(ledger: Ledger, tenant: str, *transfers: Transfer) -> None:
 
 @pytest.fixture
 def cluster_lock() -> Iterator[None]:
-    with LOCK_PATH.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with held_cluster_lock():
+        yield
 
 
 def _cluster_settings() -> CassandraSettings:
