@@ -242,6 +242,8 @@ fundta_position_chunk_bytes_max = 240 * 1024
 fundta_yield_days = 7
 # A statement follows the rest of a redemption that large redemption days deferred this many times.
 fundta_statement_deferrals_max = 64
+# A statement of every fund covers at most this many funds (more: name the fund).
+fundta_statement_funds_max = 1000
 
 # Co-creation (cocreation/): members and datasets of a collaboration, columns and rule entries of a dataset,
 # rows of a dataset, how far ahead a collaboration may expire, the minimum group size's default and floor.

@@ -151,6 +151,29 @@ async def test_a_statement_replays_the_orders_incomes_and_fast_redemptions(
         if not token:
             break
     assert seen == _entries(whole)
+
+    # Every fund at once (no fund code): a second fund's holding joins, each line naming its fund.
+    second = f"{code}2"
+    await cast.manager.funds.CreateFund(pb.CreateFundRequest(fund=money_market(second)))
+    grant = pb.GrantFundRequest(fund_code=second, distributor_id=cast.ids["platform"])
+    await cast.manager.funds.GrantFund(grant)
+    await purchase(cast.platform, second, "alice", 200_00)  # waiting for its day-close
+    every = await _statement(cast.platform, "", account, "2026-12-04", "2026-12-08")
+    assert [
+        (h.fund_code, h.trading_account_id, h.closing_shares, h.currency_code) for h in every.holdings
+    ] == [
+        (code, "alice", "900.00", "CNY"),
+        (second, "alice", "0.00", "CNY"),
+    ]
+    assert (every.fund_code, every.currency_code) == ("", "")
+    assert {e.fund_code for e in every.entries} == {code} and len(every.entries) == 5
+    everything = await _statement(cast.manager, "", account, "2026-12-04", "2026-12-08")
+    assert [(h.fund_code, h.trading_account_id) for h in everything.holdings] == [
+        (code, "6222-01"),
+        (code, "alice"),
+        (second, "alice"),
+    ]
+    assert not (await _statement(cast.other_manager, "", account, "2026-12-04", "2026-12-08")).holdings
     await refused(
         _statement(
             cast.manager, code, account, "2026-12-04", "2026-12-09", page_size=3, page_token=token or "x"
@@ -232,3 +255,40 @@ async def test_statements_and_dividend_method_changes_refuse_bad_requests(
     )
     await refused(cast.platform.trading.CreateOrder(cash), Code.FAILED_PRECONDITION, "FUND_SUSPENDED")
     assert (await cast.manager.trading.ListOrders(orders)).orders == before
+
+
+async def test_a_statement_follows_the_rests_large_redemption_days_deferred(
+    cast: Cast, clock: SetClock
+) -> None:
+    """A PRO_RATA fund of 2,000.00 shares: alice redeems 500.00 on Monday, 10 % of the fund (200.00) is
+    confirmed and 300.00 deferred; on Tuesday 180.00 of those (10 % of 1,800.00), 120.00 deferred again."""
+    code = cast.code
+    fund = money_market(code, large_redemption_rule=pb.LARGE_REDEMPTION_RULE_PRO_RATA)
+    await cast.manager.funds.CreateFund(pb.CreateFundRequest(fund=fund))
+    await cast.manager.funds.GrantFund(
+        pb.GrantFundRequest(fund_code=code, distributor_id=cast.ids["platform"])
+    )
+    alice = await open_investor(cast.platform, "alice", ID_NUMBER)
+    await open_investor(cast.platform, "bob", "110105194912310038")
+    await purchase(cast.platform, code, "alice", 1000_00)
+    await purchase(cast.platform, code, "bob", 1000_00)
+    clock.set_local("2026-12-04 16:00:00")
+    await publish(cast.manager, code, "2026-12-04", 0)
+    await close_day(cast.manager, code, "2026-12-04")
+    clock.set_local("2026-12-07 10:00:00")
+    await cast.platform.trading.CreateOrder(_order(code, "alice", pb.ORDER_KIND_REDEMPTION, shares="500.00"))
+    clock.set_local("2026-12-07 16:00:00")
+    for day in ("2026-12-05", "2026-12-06", "2026-12-07"):
+        await publish(cast.manager, code, day, 0)
+    await close_day(cast.manager, code, "2026-12-07")
+    clock.set_local("2026-12-08 16:00:00")
+    await publish(cast.manager, code, "2026-12-08", 0)
+    await close_day(cast.manager, code, "2026-12-08")
+
+    found = await _statement(cast.platform, code, alice.fund_account_id, "2026-12-07", "2026-12-09")
+    assert _holdings(found) == [("alice", "1000.00", "620.00", pb.DIVIDEND_METHOD_REINVEST)]
+    assert [(e[0], e[3], e[4], e[5]) for e in _entries(found)] == [
+        ("2026-12-07", "-200.00", "800.00", 200_00),
+        ("2026-12-08", "-180.00", "620.00", 180_00),
+    ]
+    assert [e.status for e in found.entries] == [pb.ORDER_STATUS_PARTIALLY_CONFIRMED] * 2

@@ -332,6 +332,14 @@ class Agency:
             query = query.after(page.next_after)
         return funds, False
 
+    async def fund_codes(self, tenant: Tenant, limit: int) -> list[str]:
+        """The codes of the funds the tenant manages or was granted (at most `limit`, else
+        INVALID_ARGUMENT: too many to take at once)."""
+        funds, complete = await self._funds_from(tenant, "", "", limits.storage_page_rows_max)
+        if not complete or len(funds) > limit:
+            raise invalid("fund_code", f"required: you have more than {limit} funds")
+        return [code for code, _ in funds]
+
     async def _grants_of(
         self, tenant: Tenant, code: str, manager_id: str, after_distributor: str, limit: int
     ) -> list[Grant]:

@@ -515,7 +515,7 @@ _ENTRY_KINDS: Final = {
 
 
 def statement_query(request: pb.GetStatementRequest) -> None:
-    violations = code_violations("fund_code", request.fund_code)
+    violations = code_violations("fund_code", request.fund_code) if request.fund_code else []
     if not _FUND_ACCOUNT.match(request.fund_account_id):
         violations.append(FieldViolation("fund_account_id", "a TA fund account: F and 20 of [0-9A-F]"))
     start = _date("start_date", request.start_date, violations)
@@ -531,13 +531,15 @@ def statement_to_pb(
     request: pb.GetStatementRequest, statement: Statement, entries: Sequence[Entry], next_page_token: str
 ) -> pb.GetStatementResponse:
     return pb.GetStatementResponse(
-        fund_code=statement.fund.fund_code,
+        fund_code=request.fund_code,
         fund_account_id=request.fund_account_id,
-        currency_code=statement.fund.currency,
+        currency_code=statement.funds[0].currency if request.fund_code else "",
         start_date=request.start_date,
         end_date=request.end_date,
         holdings=[
             pb.StatementHolding(
+                fund_code=line.fund.fund_code,
+                currency_code=line.fund.currency,
                 distributor_id=line.distributor_id,
                 trading_account_id=line.trading_account_id,
                 opening_shares=shares_text(line.opening_shares),
@@ -554,6 +556,7 @@ def statement_to_pb(
 def _entry_to_pb(entry: Entry) -> pb.StatementEntry:
     message = pb.StatementEntry(
         date=entry.date,
+        fund_code=entry.fund_code,
         distributor_id=entry.distributor_id,
         trading_account_id=entry.trading_account_id,
         kind=_ENTRY_KINDS[entry.kind],

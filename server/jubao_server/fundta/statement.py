@@ -37,7 +37,6 @@ from jubao_server.fundta.model import (
     FundKind,
     Order,
     OrderKind,
-    OrderStatus,
     Price,
     decode,
     default_dividend_method,
@@ -60,6 +59,7 @@ class Entry:
     """One change of a holding: an order confirmed (`order`), or a date's income carried forward."""
 
     date: str
+    fund_code: str
     distributor_id: str
     trading_account_id: str
     kind: EntryKind
@@ -72,6 +72,7 @@ class Entry:
 
 @dataclasses.dataclass(frozen=True)
 class HoldingLine:
+    fund: Fund
     distributor_id: str
     trading_account_id: str
     opening_shares: int
@@ -81,7 +82,8 @@ class HoldingLine:
 
 @dataclasses.dataclass(frozen=True)
 class Statement:
-    fund: Fund
+    # The funds it covers.
+    funds: list[Fund]
     holdings: list[HoldingLine]
     # Every entry of the range, holding by holding (as `holdings`), in date order.
     entries: list[Entry]
@@ -113,12 +115,32 @@ class Statements:
         end: str,
         distributor_id: str,
     ) -> Statement:
-        """The statement of `fund_account_id` in fund `code` from `start` to `end` (inclusive): every
-        holding the caller sees (a distributor its own, the manager every distributor's or one)."""
-        fund, managed = await self._agency.visible_fund(tenant, code)
-        wanted = seen_distributor(fund, tenant.tenant_id, managed, distributor_id)
+        """The statement of `fund_account_id` from `start` to `end` (inclusive) in fund `code`, or ("") in
+        every fund the caller manages or was granted: every holding the caller sees (a distributor its
+        own, the manager every distributor's or, with `distributor_id`, one's; naming another distributor
+        than itself, a caller of every fund gets the funds it manages only)."""
+        if code:
+            funds = [await self._agency.visible_fund(tenant, code)]
+        else:
+            codes = await self._agency.fund_codes(tenant, limits.fundta_statement_funds_max)
+            funds = [await self._agency.visible_fund(tenant, c) for c in codes]
+        holdings: list[HoldingLine] = []
+        entries: list[Entry] = []
+        for fund, managed in funds:
+            if not code and not managed and distributor_id not in ("", tenant.tenant_id):
+                continue
+            wanted = seen_distributor(fund, tenant.tenant_id, managed, distributor_id)
+            found = await self._of_fund(fund, wanted, fund_account_id, start, end)
+            holdings += found.holdings
+            entries += found.entries
+        return Statement([fund for fund, _ in funds], holdings, entries)
+
+    async def _of_fund(
+        self, fund: Fund, wanted: str | None, fund_account_id: str, start: str, end: str
+    ) -> Statement:
+        """The part of the statement of one fund (`wanted`: one distributor's holdings, or every one)."""
         partition = HOLDERS.partition(
-            fund.manager_id, code, shard_of(fund_account_id, fund.holder_shard_count)
+            fund.manager_id, fund.fund_code, shard_of(fund_account_id, fund.holder_shard_count)
         )
         holders: dict[str, list[Order]] = {}
         async for key in self._index(partition, fund_account_id, wanted):
@@ -139,6 +161,7 @@ class Statements:
             distributor, _, account = holder.partition("/")
             lines.append(
                 HoldingLine(
+                    fund,
                     distributor,
                     account,
                     opening_shares=_balance(replayed, _day_before(start)),
@@ -147,7 +170,7 @@ class Statements:
                 )
             )
             entries += [e for e in replayed if start <= e.date <= end]
-        return Statement(fund, lines, entries)
+        return Statement([fund], lines, entries)
 
     async def _index(
         self, partition: PartitionRef, fund_account_id: str, distributor_id: str | None
@@ -223,14 +246,14 @@ class Statements:
 def replay(orders: Sequence[Order], incomes: dict[str, int], last_closed: str) -> list[Entry]:
     """A holding's entries from its first order on, each with its shares after it: per date, the income
     carried forward (from `incomes`, 万份收益 by date), then the orders confirmed of that trade date."""
+    if not orders:
+        return []
     confirmed: dict[str, list[Order]] = {}
     for order in orders:
         if order.confirmation is not None and (
             order.kind is OrderKind.FAST_REDEMPTION or order.trade_date <= last_closed
         ):
             confirmed.setdefault(order.trade_date, []).append(order)
-    if not orders:
-        return []
     holder = orders[0]
     first = min(o.trade_date for o in orders)
     balance = 0
@@ -242,6 +265,7 @@ def replay(orders: Sequence[Order], incomes: dict[str, int], last_closed: str) -
             entries.append(
                 Entry(
                     date,
+                    holder.fund_code,
                     holder.distributor_id,
                     holder.trading_account_id,
                     EntryKind.INCOME,
@@ -253,30 +277,31 @@ def replay(orders: Sequence[Order], incomes: dict[str, int], last_closed: str) -
                 )
             )
         for order in sorted(confirmed.get(date, []), key=lambda o: (_RANK[o.kind], o.order_id)):
-            done = order.confirmation
-            ensure(done is not None, "an entry of an order not confirmed")
-            shares = done.shares if done is not None and order.status is not OrderStatus.FAILED else 0
-            delta = -shares if order.kind in _OUT else shares
-            balance += delta
-            kind = (
-                EntryKind.FAST_REDEMPTION
-                if order.kind is OrderKind.FAST_REDEMPTION
-                else EntryKind.CONFIRMATION
-            )
-            entries.append(
-                Entry(
-                    date,
-                    order.distributor_id,
-                    order.trading_account_id,
-                    kind,
-                    order,
-                    done.amount_minor if done is not None else 0,
-                    done.fee_minor if done is not None else 0,
-                    delta,
-                    balance,
-                )
-            )
+            entry = _order_entry(order, balance)
+            balance = entry.balance_shares
+            entries.append(entry)
     return entries
+
+
+def _order_entry(order: Order, balance: int) -> Entry:
+    """The entry of a confirmed order (a refusal changes no shares) on a holding of `balance` shares."""
+    done = order.confirmation
+    if done is None:
+        unreachable(f"an entry of order {order.order_id}, not confirmed")
+    delta = -done.shares if order.kind in _OUT else done.shares
+    kind = EntryKind.FAST_REDEMPTION if order.kind is OrderKind.FAST_REDEMPTION else EntryKind.CONFIRMATION
+    return Entry(
+        order.trade_date,
+        order.fund_code,
+        order.distributor_id,
+        order.trading_account_id,
+        kind,
+        order,
+        done.amount_minor,
+        done.fee_minor,
+        delta,
+        balance + delta,
+    )
 
 
 def _balance(entries: Sequence[Entry], date: str) -> int:

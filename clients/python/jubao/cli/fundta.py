@@ -438,7 +438,9 @@ def holding(
 @app.command()
 def statement(
     ctx: typer.Context,
-    fund_code: FundArgument,
+    fund_code: Annotated[
+        str, typer.Argument(metavar="[FUND]", help="One fund; default every fund you manage or sell.")
+    ] = "",
     *,
     start: Annotated[str, typer.Option("--from", help="First date, YYYY-MM-DD.")],
     end: Annotated[str, typer.Option("--to", help="Last date, YYYY-MM-DD.")],
@@ -448,8 +450,8 @@ def statement(
     fund_account: Annotated[str, typer.Option("--fund-account", help="A TA fund account (F...).")] = "",
     distributor: DistributorOption = "",
 ) -> None:
-    """A fund account's statement of a fund: each holding's shares at the start and end, and every
-    confirmation, income carried forward and fast redemption in between."""
+    """A fund account's statement (of one fund or every one): each holding's shares at the start and
+    end, and every confirmation, income carried forward and fast redemption in between."""
     if bool(account) == bool(fund_account):
         raise typer.BadParameter("give exactly one of --account and --fund-account")
     with connect(ctx) as client:
@@ -499,6 +501,7 @@ def statement_tables(found: pb.GetStatementResponse) -> Group:
 
     holdings = [
         (
+            h.fund_code,
             h.distributor_id,
             h.trading_account_id,
             h.opening_shares,
@@ -510,6 +513,7 @@ def statement_tables(found: pb.GetStatementResponse) -> Group:
     entries = [
         (
             e.date,
+            e.fund_code,
             e.trading_account_id,
             enum_label(pb.StatementEntryKind.Name(e.kind), "STATEMENT_ENTRY_KIND_"),
             enum_label(pb.OrderKind.Name(e.order_kind), "ORDER_KIND_") if e.order_id else "",
@@ -521,17 +525,19 @@ def statement_tables(found: pb.GetStatementResponse) -> Group:
         )
         for e in found.entries
     ]
-    currency = found.currency_code
     return Group(
-        list_table(("distributor", "account", "opening shares", "closing shares", "dividends"), holdings),
+        list_table(
+            ("fund", "distributor", "account", "opening shares", "closing shares", "dividends"), holdings
+        ),
         list_table(
             (
                 "date",
+                "fund",
                 "account",
                 "entry",
                 "order",
                 "status",
-                f"amount ({currency} minor)",
+                "amount (minor)",
                 "fee",
                 "shares",
                 "balance",

@@ -1914,6 +1914,9 @@ class GetStatementRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     fund_code: _builtins.str
+    """Empty: every fund the caller manages or was granted (at most 1,000;
+    INVALID_ARGUMENT beyond: name the fund).
+    """
     fund_account_id: _builtins.str
     """The TA fund account (Investor.fund_account_id)."""
     start_date: _builtins.str
@@ -1921,7 +1924,8 @@ class GetStatementRequest(_message.Message):
     end_date: _builtins.str
     distributor_id: _builtins.str
     """The manager: one distributor's holdings only. A distributor: empty or
-    its own id.
+    its own id. Another distributor's id with an empty fund_code: the funds
+    the caller manages only.
     """
     page_size: _builtins.int
     page_token: _builtins.str
@@ -1958,12 +1962,16 @@ class StatementHolding(_message.Message):
     OPENING_SHARES_FIELD_NUMBER: _builtins.int
     CLOSING_SHARES_FIELD_NUMBER: _builtins.int
     DIVIDEND_METHOD_FIELD_NUMBER: _builtins.int
+    FUND_CODE_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
     distributor_id: _builtins.str
     trading_account_id: _builtins.str
     opening_shares: _builtins.str
     closing_shares: _builtins.str
     dividend_method: Global___DividendMethod.ValueType
     """Now (see Holding.dividend_method)."""
+    fund_code: _builtins.str
+    currency_code: _builtins.str
     def __init__(
         self,
         *,
@@ -1972,10 +1980,12 @@ class StatementHolding(_message.Message):
         opening_shares: _builtins.str = ...,
         closing_shares: _builtins.str = ...,
         dividend_method: Global___DividendMethod.ValueType = ...,
+        fund_code: _builtins.str = ...,
+        currency_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["closing_shares", b"closing_shares", "distributor_id", b"distributor_id", "dividend_method", b"dividend_method", "opening_shares", b"opening_shares", "trading_account_id", b"trading_account_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closing_shares", b"closing_shares", "currency_code", b"currency_code", "distributor_id", b"distributor_id", "dividend_method", b"dividend_method", "fund_code", b"fund_code", "opening_shares", b"opening_shares", "trading_account_id", b"trading_account_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2006,6 +2016,7 @@ class StatementEntry(_message.Message):
     BALANCE_SHARES_FIELD_NUMBER: _builtins.int
     NAV_FIELD_NUMBER: _builtins.int
     DIVIDEND_METHOD_FIELD_NUMBER: _builtins.int
+    FUND_CODE_FIELD_NUMBER: _builtins.int
     date: _builtins.str
     distributor_id: _builtins.str
     trading_account_id: _builtins.str
@@ -2029,6 +2040,7 @@ class StatementEntry(_message.Message):
     nav: _builtins.str
     dividend_method: Global___DividendMethod.ValueType
     """Dividend method changes: the method confirmed."""
+    fund_code: _builtins.str
     def __init__(
         self,
         *,
@@ -2047,10 +2059,11 @@ class StatementEntry(_message.Message):
         balance_shares: _builtins.str = ...,
         nav: _builtins.str = ...,
         dividend_method: Global___DividendMethod.ValueType = ...,
+        fund_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "balance_shares", b"balance_shares", "date", b"date", "distributor_id", b"distributor_id", "dividend_method", b"dividend_method", "fee_minor", b"fee_minor", "kind", b"kind", "nav", b"nav", "order_id", b"order_id", "order_kind", b"order_kind", "reason", b"reason", "return_code", b"return_code", "shares_delta", b"shares_delta", "status", b"status", "trading_account_id", b"trading_account_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "balance_shares", b"balance_shares", "date", b"date", "distributor_id", b"distributor_id", "dividend_method", b"dividend_method", "fee_minor", b"fee_minor", "fund_code", b"fund_code", "kind", b"kind", "nav", b"nav", "order_id", b"order_id", "order_kind", b"order_kind", "reason", b"reason", "return_code", b"return_code", "shares_delta", b"shares_delta", "status", b"status", "trading_account_id", b"trading_account_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2069,15 +2082,19 @@ class GetStatementResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     fund_code: _builtins.str
+    """As asked ("" for every fund)."""
     fund_account_id: _builtins.str
     currency_code: _builtins.str
+    """The fund's currency when one fund was asked for (each holding has its
+    own).
+    """
     start_date: _builtins.str
     end_date: _builtins.str
     next_page_token: _builtins.str
     @_builtins.property
     def holdings(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementHolding]:
-        """Every holding of the fund account the caller sees, by distributor and
-        trading account.
+        """Every holding of the fund account the caller sees, by fund, distributor
+        and trading account.
         """
 
     @_builtins.property

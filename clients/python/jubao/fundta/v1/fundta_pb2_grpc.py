@@ -998,8 +998,8 @@ class TradingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetStatement(self, request, context):
-        """GetStatement returns a fund account's statement (对账单) in one fund
-        over a range of dates: each holding's shares at the start and the end
+        """GetStatement returns a fund account's statement (对账单) in one fund, or
+        every fund the caller sees, over a range of dates: each holding's shares at the start and the end
         of the range, and every entry in between, paged (AIP-158: the entries
         page; every page repeats the holdings). A distributor sees only its own
         trading accounts' holdings, the manager every distributor's (or one,

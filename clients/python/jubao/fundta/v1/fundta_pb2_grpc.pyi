@@ -626,8 +626,8 @@ class TradingServiceStub:
     redemption may take now, its lots first in first out.
     """
     GetStatement: _grpc.UnaryUnaryMultiCallable[_fundta_pb2.GetStatementRequest, _fundta_pb2.GetStatementResponse]
-    """GetStatement returns a fund account's statement (对账单) in one fund
-    over a range of dates: each holding's shares at the start and the end
+    """GetStatement returns a fund account's statement (对账单) in one fund, or
+    every fund the caller sees, over a range of dates: each holding's shares at the start and the end
     of the range, and every entry in between, paged (AIP-158: the entries
     page; every page repeats the holdings). A distributor sees only its own
     trading accounts' holdings, the manager every distributor's (or one,
@@ -674,8 +674,8 @@ class TradingServiceAsyncStub(TradingServiceStub):
     redemption may take now, its lots first in first out.
     """
     GetStatement: _aio.UnaryUnaryMultiCallable[_fundta_pb2.GetStatementRequest, _fundta_pb2.GetStatementResponse]  # type: ignore[assignment]
-    """GetStatement returns a fund account's statement (对账单) in one fund
-    over a range of dates: each holding's shares at the start and the end
+    """GetStatement returns a fund account's statement (对账单) in one fund, or
+    every fund the caller sees, over a range of dates: each holding's shares at the start and the end
     of the range, and every entry in between, paged (AIP-158: the entries
     page; every page repeats the holdings). A distributor sees only its own
     trading accounts' holdings, the manager every distributor's (or one,
@@ -767,8 +767,8 @@ class TradingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _fundta_pb2.GetStatementRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_fundta_pb2.GetStatementResponse, _abc.Awaitable[_fundta_pb2.GetStatementResponse]]:
-        """GetStatement returns a fund account's statement (对账单) in one fund
-        over a range of dates: each holding's shares at the start and the end
+        """GetStatement returns a fund account's statement (对账单) in one fund, or
+        every fund the caller sees, over a range of dates: each holding's shares at the start and the end
         of the range, and every entry in between, paged (AIP-158: the entries
         page; every page repeats the holdings). A distributor sees only its own
         trading accounts' holdings, the manager every distributor's (or one,
