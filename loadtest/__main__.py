@@ -1,4 +1,5 @@
-"""`python -m loadtest bench [--full]`: the benchmarks, into loadtest/results/latest.json.
+"""`python -m loadtest bench [--full] [--only FIGURE] [--backend B] [--profile DIR]`: the benchmarks, into
+loadtest/results/latest.json (`--only`: some payments figures alone; `--profile`: py-spy profiles).
 `python -m loadtest run --scenario double11`: a scenario's load, checked, reported under loadtest/results/.
 `python -m loadtest find-peak --scenario double11`: the highest rate sustained within the scenario's bounds.
 `python -m loadtest chaos [--short]`: the Double 11 mix on the three-node cluster under a fault schedule.
@@ -14,10 +15,11 @@ import sys
 from pathlib import Path
 
 from loadtest import noisy
-from loadtest.bench import RESULTS, run
+from loadtest.bench import BACKENDS, RESULTS, SELECTABLE, Selection, run
 from loadtest.chaos import FULL, SHORT, run_chaos, table
 from loadtest.commands import EXIT_CHECK_FAILED, Options, find_peak_command, run_command
 from loadtest.harness import HarnessError
+from loadtest.profile import Profiles
 from loadtest.scenario import ScenarioError, check_peak, load_scenario
 
 EXIT_USAGE = 2
@@ -30,6 +32,13 @@ def main() -> None:
     bench.add_argument("--quick", action="store_true", default=True, help="the default: a few minutes")
     bench.add_argument("--full", dest="quick", action="store_false", help="longer runs, steadier figures")
     bench.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    bench.add_argument(
+        "--only", action="append", choices=sorted(SELECTABLE), help="measure only this figure (repeatable)"
+    )
+    bench.add_argument("--backend", action="append", choices=BACKENDS, help="only this backend (repeatable)")
+    bench.add_argument(
+        "--profile", type=Path, metavar="DIR", help="record a py-spy profile of the server per load into DIR"
+    )
     _load_arguments(commands.add_parser("run", help="run a scenario, check the ledger, write a report"))
     peak = commands.add_parser("find-peak", help="step the rate up to the highest one within the bounds")
     _load_arguments(peak)
@@ -41,7 +50,9 @@ def main() -> None:
     _cluster_arguments(commands.add_parser("noisy", help="a tenant floods beside another's steady load"))
     args = parser.parse_args()
     if args.command == "bench":
-        _bench(args.quick, args.output)
+        profiles = Profiles(args.profile) if args.profile else None
+        selection = Selection(tuple(args.only or ()), tuple(args.backend or BACKENDS), profiles)
+        _bench(args.quick, args.output, selection)
         return
     if args.command == "chaos":
         sys.exit(_chaos(args))
@@ -114,8 +125,8 @@ def _chaos(args: argparse.Namespace) -> int:
     return EXIT_CHECK_FAILED
 
 
-def _bench(quick: bool, output: Path) -> None:
-    report = run(quick, output)
+def _bench(quick: bool, output: Path, selection: Selection) -> None:
+    report = run(quick, output, selection)
     print(f"wrote {output}")
     for figure in report["figures"]:
         print(f"  {figure['name']:<36} {figure['value']:>12} {figure['unit']:<8} [{figure['backend']}]")

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,7 +35,15 @@ from loadtest.fundta_bench import run_fundta_bench
 from loadtest.fundta_orders import order_accept_figures
 from loadtest.ghz import GhzLoad, ghz_figure
 from loadtest.harness import Run, bare_echo, prepare, scratch_dir, serving, verify
-from loadtest.payments_bench import PaymentsPlan, measure, only, payments_figures, unary_figures
+from loadtest.payments_bench import (
+    PaymentsPlan,
+    batch_figures,
+    measure,
+    only,
+    payments_figures,
+    unary_figures,
+)
+from loadtest.profile import Profiles
 from loadtest.report import Figure, check_json, figure, machine, now_iso, write_report
 from loadtest.scenario import SCENARIOS, Scenario, load_scenario
 from loadtest.server_process import REPO, free_port
@@ -97,8 +106,9 @@ def rpc_figures(engine: Engine, run: Run, plan: BenchPlan) -> list[Figure]:
     drive = ClosedLoop(plan.rpc_concurrency, plan.rpc_warmup_s + plan.rpc_seconds)
     pings = only(run.scenario, "ping")
     with bare_echo(run.target.api_key) as bare_target:
-        bare = measure(engine, dataclasses.replace(run, target=bare_target), pings, drive, plan.rpc_warmup_s)
-    empty = measure(engine, run, pings, drive, plan.rpc_warmup_s)
+        bare_run = dataclasses.replace(run, target=bare_target)
+        bare = measure(engine, bare_run, pings, drive, plan.rpc_warmup_s, label="grpc_bare_echo")
+    empty = measure(engine, run, pings, drive, plan.rpc_warmup_s, label="grpc_empty_rpc")
     result = empty.window
     clients = f"{engine.workers} client processes x {plan.rpc_concurrency} in flight (closed loop)"
     notes = (
@@ -161,22 +171,48 @@ async def _open_or_none(settings: StorageSettings) -> StorageBackend | None:
         return None
 
 
-def run(quick: bool, output: Path) -> dict[str, Any]:
+# The figures `bench --only` measures alone, each through a server of its own with its ledger checked.
+SelectedFigures = Callable[[Engine, Run, PaymentsPlan, str], tuple[list[Figure], Tally]]
+SELECTABLE: Final[dict[str, SelectedFigures]] = {
+    "payments_transfer_batch_per_s": batch_figures,
+    "payments_transfer_unary_per_s": lambda engine, run, plan, backend: unary_figures(
+        engine, run, plan, backend, "payments_transfer_unary"
+    ),
+}
+BACKENDS: Final = ("sqlite", "cassandra")
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """What a bench run measures: everything, or only some figures (`--only`) on some backends
+    (`--backend`); with `profiles`, a py-spy profile of the server per load."""
+
+    only: tuple[str, ...] = ()
+    backends: tuple[str, ...] = BACKENDS
+    profiles: Profiles | None = None
+
+
+def run(quick: bool, output: Path, selection: Selection = Selection()) -> dict[str, Any]:
     plan = BenchPlan.of(quick)
     report: dict[str, Any] = {"machine": machine(), "started_at": now_iso(), "mode": plan.mode, "figures": []}
     scratch = scratch_dir("bench")
-    cassandra = cassandra_reachable()
+    cassandra = "cassandra" in selection.backends and cassandra_reachable()
     try:
         if cassandra:
             drop_bench_keyspace()
-        sqlite = StorageSettings(backend="sqlite", sqlite=SqliteSettings(path=scratch / "server.db"))
-        report["figures"] += server_figures(plan, sqlite, "sqlite", output.parent)
+        chosen = [StorageSettings(backend="sqlite", sqlite=SqliteSettings(path=scratch / "server.db"))]
+        chosen = chosen if "sqlite" in selection.backends else []
         if cassandra:
-            settings = StorageSettings(
-                backend="cassandra", cassandra=CassandraSettings(keyspace=BENCH_KEYSPACE)
+            chosen.append(
+                StorageSettings(backend="cassandra", cassandra=CassandraSettings(keyspace=BENCH_KEYSPACE))
             )
-            report["figures"] += server_figures(plan, settings, "cassandra", output.parent)
-        report["figures"] += asyncio.run(storage_figures(plan, scratch))
+        for storage in chosen:
+            if selection.only:
+                report["figures"] += selected_figures(plan, storage, selection)
+            else:
+                report["figures"] += server_figures(plan, storage, output.parent, selection.profiles)
+        if not selection.only:
+            report["figures"] += asyncio.run(storage_figures(plan, scratch))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -184,14 +220,35 @@ def run(quick: bool, output: Path) -> dict[str, Any]:
     return report
 
 
-def server_figures(plan: BenchPlan, storage: StorageSettings, backend: str, results: Path) -> list[Figure]:
-    """Figures measured through a server process on `backend` (the empty-RPC ceilings on the first), then
+def selected_figures(plan: BenchPlan, storage: StorageSettings, selection: Selection) -> list[Figure]:
+    """Only the figures `selection` names, through a server process on `storage`, its ledger checked."""
+    backend = storage.backend
+    with serving(None, None, _storage_env(storage)) as target, Engine(plan.workers) as engine:
+        run, setup = prepare(target, plan.scenario(), selection.profiles)
+        figures: list[Figure] = []
+        tallies = [setup]
+        for name in selection.only:
+            found, moved = SELECTABLE[name](engine, run, plan.payments, backend)
+            figures += found
+            tallies.append(moved)
+        check = verify(target, Tally.merge(tallies), run.names.every())
+    print(f"bench: {backend}: {check.summary()}")
+    if not check.passed:
+        raise BenchCheckFailed(check.summary())
+    return figures
+
+
+def server_figures(
+    plan: BenchPlan, storage: StorageSettings, results: Path, profiles: Profiles | None = None
+) -> list[Figure]:
+    """Figures measured through a server process on `storage` (the empty-RPC ceilings on SQLite), then
     the check of its ledger against every load's tally, then the bulk plane's figures."""
+    backend = storage.backend
     scenario = plan.scenario()
     bulk_port = free_port()
     settings = {**_storage_env(storage), "JUBAO_BULK__PORT": str(bulk_port)}
     with serving(None, None, settings) as target, Engine(plan.workers) as engine:
-        run, setup = prepare(target, scenario)
+        run, setup = prepare(target, scenario, profiles)
         figures = rpc_figures(engine, run, plan) if backend == "sqlite" else []
         payments, moved = payments_figures(engine, run, plan.payments, backend)
         print(f"bench: fund TA orders on {backend}")

@@ -24,6 +24,7 @@ from jubao.meta.v1 import meta_pb2, meta_pb2_grpc
 from loadtest.accounts import AccountNames, open_accounts
 from loadtest.check import CheckReport, check
 from loadtest.engine import Drive, Engine, Segment, Target
+from loadtest.profile import Profiles
 from loadtest.readback import read_back
 from loadtest.scenario import Scenario
 from loadtest.server_process import REPO, ServerProcess, free_port, provision_bench_key
@@ -45,6 +46,8 @@ class Run:
     scenario: Scenario
     names: AccountNames
     run_id: str
+    # Where each load's py-spy profile of the server goes (`bench --profile`), or nowhere.
+    profiles: Profiles | None = None
 
 
 def scratch_dir(name: str) -> Path:
@@ -129,12 +132,12 @@ def with_client(target: Target, use: Callable[[AsyncClient], Awaitable[T]]) -> T
     return asyncio.run(go())
 
 
-def prepare(target: Target, scenario: Scenario) -> tuple[Run, Tally]:
+def prepare(target: Target, scenario: Scenario, profiles: Profiles | None = None) -> tuple[Run, Tally]:
     """Open and fund the scenario's accounts under a fresh prefix; the funding starts the tally."""
     run_id = uuid.uuid4().hex[:8]
     names = AccountNames(f"lt{run_id}-", scenario.accounts)
     tally = with_client(target, lambda client: open_accounts(client, names))
-    return Run(target, scenario, names, run_id), tally
+    return Run(target, scenario, names, run_id, profiles), tally
 
 
 def load(engine: Engine, run: Run, drive: Drive, scenario: Scenario | None = None) -> Segment:

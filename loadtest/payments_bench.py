@@ -5,6 +5,7 @@ Every figure is read over its load's seconds after a warm-up."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from typing import Final
@@ -84,14 +85,20 @@ def measure(
     warmup_s: float,
     *,
     until_answered: bool = False,
+    label: str = "",
 ) -> Measured:
     """Run a load and read its figures after `warmup_s`, up to the end of the drive (or, `until_answered`,
     up to the last answer: a batch sent before the end may take many seconds). When the harness started
-    the server, its CPU time over the load is read too."""
+    the server, its CPU time over the load is read too, and profiled as `label` when the run keeps
+    profiles."""
     pids = run.target.server_pids
     cpu_before_s = sum(process_cpu_s(pid) for pid in pids)
     started_s = time.monotonic()
-    segment = load(engine, run, drive, scenario)
+    recording: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if run.profiles is not None and pids and label:
+        recording = run.profiles.recording(label, pids)
+    with recording:
+        segment = load(engine, run, drive, scenario)
     server_cpu = None
     if pids:
         whole = segment.series.window(0, segment.series.seconds)
@@ -112,7 +119,7 @@ def unary_figures(
     """`<name>_per_s` (unary transfers, closed loop, random payer and payee) and the server's CPU per
     transfer (`<name>_server_cpu_us_per_call`)."""
     closed = ClosedLoop(plan.concurrency, plan.warmup_s + plan.seconds)
-    unary = measure(engine, run, spread_transfers(run), closed, plan.warmup_s)
+    unary = measure(engine, run, spread_transfers(run), closed, plan.warmup_s, label=f"{name}-{backend}")
     return [
         figure(
             f"{name}_per_s",
@@ -148,14 +155,13 @@ def payments_figures(
     closed = ClosedLoop(plan.concurrency, total_s)
     unary_found, unary_tally = unary_figures(engine, run, plan, backend, "payments_transfer_unary")
     unary_rate = unary_found[0]["value"]
-    hot = measure(engine, run, only(run.scenario, "transfer", accounts=hot_accounts), closed, plan.warmup_s)
+    hot_load = only(run.scenario, "transfer", accounts=hot_accounts)
+    hot = measure(engine, run, hot_load, closed, plan.warmup_s, label=f"payments_transfer_hot-{backend}")
     half_rate = round(float(unary_rate) / 2, 1)
     paced_drive = OpenLoop(Profile.constant(half_rate, plan.warmup_s + plan.paced_s))
     with machine_stalls() as machine:
-        paced = measure(engine, run, spread, paced_drive, plan.warmup_s)
-    batches = only(run.scenario, "batch", batch_size=batch_size, deadline_ms=batch_deadline_ms)
-    callers = max(1, batch_callers // engine.workers)
-    batched = measure(engine, run, batches, ClosedLoop(callers, total_s), plan.warmup_s, until_answered=True)
+        paced = measure(engine, run, spread, paced_drive, plan.warmup_s, label=f"payments_paced-{backend}")
+    batch_found, batch_tally = batch_figures(engine, run, plan, backend)
     where = _where(run, engine)
     paced_note = (
         f"open loop at {half_rate:.0f}/s (half the unary peak) for {plan.paced_s:.0f} s after a warm-up, "
@@ -195,6 +201,20 @@ def payments_figures(
             "payments_transfer_stall_max_ms's load: what the machine itself (other processes on its cores, "
             "the disk) made every process wait",
         ),
+        *batch_found,
+    ]
+    return figures, Tally.merge([unary_tally, batch_tally, *(m.tally for m in (hot, paced))])
+
+
+def batch_figures(engine: Engine, run: Run, plan: PaymentsPlan, backend: str) -> tuple[list[Figure], Tally]:
+    """`payments_transfer_batch_per_s`: transfers committed through BatchCreateTransfers of `batch_size`
+    (closed loop), counted until the last batch answered."""
+    batches = only(run.scenario, "batch", batch_size=batch_size, deadline_ms=batch_deadline_ms)
+    callers = max(1, batch_callers // engine.workers)
+    drive = ClosedLoop(callers, plan.warmup_s + plan.seconds)
+    label = f"payments_transfer_batch-{backend}"
+    batched = measure(engine, run, batches, drive, plan.warmup_s, until_answered=True, label=label)
+    found = [
         figure(
             "payments_transfer_batch_per_s",
             round(batched.window.transfers_per_s),
@@ -205,4 +225,15 @@ def payments_figures(
             f"answered; {batched.errors_note()} (batches)",
         ),
     ]
-    return figures, Tally.merge([unary_tally, *(m.tally for m in (hot, paced, batched))])
+    cpu = batched.server_cpu
+    if cpu is not None:
+        found.append(
+            figure(
+                "payments_transfer_batch_server_cpu_us_per_transfer",
+                round(cpu.us_per_call / batch_size),
+                "us/transfer",
+                backend,
+                f"{cpu.note()}; every call a batch of {batch_size:,}",
+            )
+        )
+    return found, batched.tally

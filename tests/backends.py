@@ -6,14 +6,17 @@ Cassandra policy: when no node answers, a CI run (`CI=true`) or a `make test` th
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final, NoReturn
 
 import pytest
+from jubao_server.app import migrate
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.storage.config import SqliteSettings
-from jubao_server.storage.contract import Faults, StorageBackend
+from jubao_server.storage.contract import NO_FAULTS, Faults, StorageBackend
 from jubao_server.storage.memory import MemoryBackend
 from jubao_server.storage.sqlite import SqliteBackend
 
@@ -66,3 +69,15 @@ def process_settings(name: str, tmp_path: Path) -> dict[str, str]:
             "JUBAO_STORAGE__CASSANDRA__KEYSPACE": cassandra_node.TEST_KEYSPACE,
         }
     return {"JUBAO_STORAGE__SQLITE__PATH": str(tmp_path / "var" / "test.db")}
+
+
+@contextlib.asynccontextmanager
+async def shared_store(name: str, tmp_path: Path) -> AsyncIterator[tuple[StorageBackend, dict[str, str]]]:
+    """A migrated store that server processes share (SQLite or Cassandra), and the settings that point a
+    process at it."""
+    backend = await open_test_backend(name, tmp_path, NO_FAULTS)
+    try:
+        await migrate(backend)
+        yield backend, process_settings(name, tmp_path)
+    finally:
+        await backend.close()

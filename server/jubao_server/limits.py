@@ -139,7 +139,6 @@ transfer_memo_length_max = 200
 hold_expiry_max_ms = 30 * 24 * 3600 * 1000
 escrow_window_max_ms = 90 * 24 * 3600 * 1000
 batch_transfers_max = 1000
-batch_transfers_concurrency_max = 64
 
 # SQLite group commit (storage/sqlite/group.py): one transaction takes at most this many queued batches
 # and, past the first batch, at most this many rows.

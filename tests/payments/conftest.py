@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from jubao.client import AsyncClient, ClientConfig
 from jubao.payments.v1 import payments_pb2 as pb
-from jubao_server.app import migrate
-from jubao_server.storage.contract import NO_FAULTS, StorageBackend
+from jubao_server.storage.contract import StorageBackend
 
-from tests.backends import SHARED_BACKENDS, open_test_backend, process_settings
+from tests.backends import SHARED_BACKENDS, shared_store
 from tests.payments.support import FUNDS_MINOR, leg, open_account, pay
 from tests.platform.harness import Running, demo_keys, settings_for, start
 
@@ -69,13 +68,6 @@ async def store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[StorageBackend, dict[str, str]]]:
     """A migrated store and the settings that point a server process at it."""
-    backend = await open_test_backend(request.param, tmp_path, NO_FAULTS)
-    await migrate(backend)
-    env = process_settings(request.param, tmp_path)
-    try:
-        yield (
-            backend,
-            env | {"JUBAO_PAYMENTS__SHARD_LEASE_MS": "3000", "JUBAO_TELEMETRY__LOG_LEVEL": "warning"},
-        )
-    finally:
-        await backend.close()
+    async with shared_store(request.param, tmp_path) as (backend, env):
+        settings = {"JUBAO_PAYMENTS__SHARD_LEASE_MS": "3000", "JUBAO_TELEMETRY__LOG_LEVEL": "warning"}
+        yield backend, env | settings

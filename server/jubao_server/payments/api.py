@@ -9,9 +9,10 @@ first result, the same id with another body raises ALREADY_EXISTS (REQUEST_ID_RE
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from jubao_server.errors import ApiError, HeldElsewhere
 from jubao_server.payments.model import (
     AccountChange,
     AccountView,
@@ -103,6 +104,12 @@ class LedgerApi(Protocol):
     async def create_transfer(
         self, tenant_id: str, command: TransferCommand, key: Idempotency
     ) -> Transfer: ...
+
+    async def create_transfers(
+        self, tenant_id: str, items: Sequence[tuple[TransferCommand, Idempotency]]
+    ) -> list[Transfer | ApiError | HeldElsewhere]:
+        """Each item's transfer, refusal, or the server holding its payer's shard, in order."""
+        ...
 
     async def get_transfer(self, tenant_id: str, transfer_id: str) -> Transfer: ...
 

@@ -1,12 +1,11 @@
-"""The ledger's batch path, shared by `BatchCreateTransfers` and bulk uploads: every transfer of a batch
-runs through the ledger, at most `batch_transfers_concurrency_max` at once; each gets its own outcome."""
+"""The ledger's batch path, shared by `BatchCreateTransfers` and bulk uploads: the batch is the unit of
+work (`LedgerApi.create_transfers`: its request ids claimed in one round, one command per payer shard);
+each item gets its own outcome."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
-from jubao_server import limits
 from jubao_server.errors import ApiError, HeldElsewhere
 from jubao_server.payments.api import Idempotency, LedgerApi, TransferCommand
 from jubao_server.payments.model import Transfer
@@ -19,17 +18,4 @@ async def create_transfers(
     ledger: LedgerApi, tenant_id: str, items: Sequence[tuple[TransferCommand, Idempotency]]
 ) -> list[Outcome]:
     """The outcome of each item, in order. The items' request ids must differ (the caller checks)."""
-    outcomes: list[Outcome | None] = [None] * len(items)
-    queue = iter(enumerate(items))
-
-    async def worker() -> None:
-        for index, (command, key) in queue:
-            try:
-                outcomes[index] = await ledger.create_transfer(tenant_id, command, key)
-            except (ApiError, HeldElsewhere) as error:
-                outcomes[index] = error
-
-    async with asyncio.TaskGroup() as group:
-        for _ in range(min(limits.batch_transfers_concurrency_max, len(items))):
-            group.create_task(worker())
-    return [outcome for outcome in outcomes if outcome is not None]
+    return await ledger.create_transfers(tenant_id, items)

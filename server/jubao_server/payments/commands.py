@@ -591,6 +591,28 @@ class Reject(Command[Stage, Transfer]):
         raise self.error
 
 
+@dataclasses.dataclass(frozen=True)
+class Each(Command[Stage, tuple[Any, ...]]):
+    """A batch's transfers of one payer shard as one command (`Debit`s and `Reject`s): each applies or is
+    refused on its own, in order, exactly as if each were queued alone in one group, and its result is
+    the transfer or the refusal (kept like any other). The group takes it whole, so its rows stay under
+    `shard_batch_rows_max` (`Ledger.create_transfers` cuts a shard's items to fit)."""
+
+    commands: tuple[Debit | Reject, ...]
+
+    def rows_max(self) -> int:
+        return sum(command.rows_max() for command in self.commands)
+
+    def apply(self, stage: Stage) -> tuple[Transfer | ApiError, ...]:
+        results: list[Transfer | ApiError] = []
+        for command in self.commands:
+            try:
+                results.append(command.apply(stage))
+            except ApiError as error:
+                results.append(refused(stage, command, error))
+        return tuple(results)
+
+
 def replay(earlier: Transfer) -> Transfer:
     """The answer to a retry of a transfer this shard decided: the transfer, or its refusal again."""
     if earlier.failure is not None:

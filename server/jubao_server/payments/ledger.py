@@ -12,8 +12,9 @@ re-delivers its outbox, so every debited transfer completes.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
 import msgspec
@@ -22,7 +23,15 @@ from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.clock import SYSTEM_CLOCK, Clock
-from jubao_server.errors import ApiError, ErrorCode, failed_precondition, invalid, not_found, unavailable
+from jubao_server.errors import (
+    ApiError,
+    ErrorCode,
+    HeldElsewhere,
+    failed_precondition,
+    invalid,
+    not_found,
+    unavailable,
+)
 from jubao_server.invariants import ensure
 from jubao_server.payments import events, journal, statements
 from jubao_server.payments.api import (
@@ -40,6 +49,7 @@ from jubao_server.payments.commands import (
     CreateHold,
     Debit,
     DisputeEscrow,
+    Each,
     OpenAccount,
     RefundLeg,
     Reject,
@@ -81,12 +91,12 @@ from jubao_server.payments.records import ESCROWS, HOLDS, CreditMessage, OutboxE
 from jubao_server.payments.state import AccountState, ShardState, Stage, check_credit
 from jubao_server.payments.sweep import derived_id
 from jubao_server.payments.tables import REQUESTS, SHARDS
-from jubao_server.platform.idempotency import ClaimTable, RequestClaims
+from jubao_server.platform.idempotency import Claim, ClaimTable, RequestClaims
 from jubao_server.shards.actor import ShardActor, record_blob
 from jubao_server.shards.node import RANDOM_IDS, IdSource, Node, ShardElsewhere
 from jubao_server.shards.runtime import ShardRuntime
 from jubao_server.shards.stage import Command, shard_of
-from jubao_server.storage.contract import Bound, RowQuery, StorageBackend
+from jubao_server.storage.contract import Bound, RowQuery, StorageBackend, Value
 
 log = structlog.get_logger("jubao.payments")
 
@@ -218,6 +228,112 @@ class Ledger:
             return await self._completed(tenant_id, transfer_id)
         committed = await self._decide(shard, tenant_id, transfer, lambda plan: Debit(plan, key.body_sha256))
         return await self._completed(tenant_id, transfer_id, committed)
+
+    async def create_transfers(
+        self, tenant_id: str, items: Sequence[tuple[TransferCommand, Idempotency]]
+    ) -> list[Transfer | ApiError | HeldElsewhere]:
+        """The batch path (BatchCreateTransfers, bulk uploads): each item gets what `create_transfer`
+        would answer it (the transfer, its refusal, or the server holding its payer's shard), with the
+        work done per batch: every request id claimed in one round, then one command per payer shard
+        (`Each`, cut to fit a group commit) submitted to all shards at once, then one wait for the
+        credits of all. The items' request ids must differ (the caller checks)."""
+        count = await self._shard_count(tenant_id)
+        transfers = [
+            new_transfer(transfer_id_of(tenant_id, k.request_id), k.request_id, c.currency, c.legs, c.memo)
+            for c, k in items
+        ]
+        requests: list[tuple[str, str, dict[str, Value]]] = [
+            (key.request_id, key.body_sha256, {"target_id": t.transfer_id})
+            for (_, key), t in zip(items, transfers, strict=True)
+        ]
+        claims = await self._claims.claim_all(tenant_id, "transfer", requests)
+        outcomes: list[Transfer | ApiError | HeldElsewhere | None] = [None] * len(items)
+        by_shard: dict[int, list[int]] = {}
+        for index, claim in enumerate(claims):
+            if isinstance(claim, ApiError):
+                outcomes[index] = claim
+            else:
+                payer_id = transfers[index].legs[0].debit_account_id
+                by_shard.setdefault(shard_of(payer_id, count), []).append(index)
+
+        async def run_shard(shard_index: int, indexes: list[int]) -> None:
+            try:
+                shard = await self.shards.actor(tenant_id, shard_index)
+            except (ApiError, HeldElsewhere) as error:
+                for index in indexes:
+                    outcomes[index] = error
+                return
+            chunk: list[tuple[int, Debit | Reject]] = []
+            rows = 0
+            for index in indexes:
+                claim = claims[index]
+                transfer = transfers[index]
+                fresh = isinstance(claim, Claim) and claim.fresh
+                if not fresh and await journal.find_transfer(self._backend, tenant_id, transfer.transfer_id):
+                    outcomes[index] = await self._answer(tenant_id, transfer.transfer_id)
+                    continue
+                command = await self._debit_or_reject(tenant_id, transfer, items[index][1].body_sha256)
+                if isinstance(command, ApiError):
+                    outcomes[index] = command
+                    continue
+                if chunk and rows + command.rows_max() > limits.shard_batch_rows_max:
+                    await self._submit_each(shard, tenant_id, chunk, outcomes)
+                    chunk, rows = [], 0
+                chunk.append((index, command))
+                rows += command.rows_max()
+            if chunk:
+                await self._submit_each(shard, tenant_id, chunk, outcomes)
+
+        async with asyncio.TaskGroup() as group:
+            for shard_index, indexes in by_shard.items():
+                group.create_task(run_shard(shard_index, indexes))
+        ensure(all(o is not None for o in outcomes), "every item of a batch has its outcome")
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _debit_or_reject(
+        self, tenant_id: str, transfer: Transfer, body_sha256: str
+    ) -> Debit | Reject | ApiError:
+        """The command that decides a batch item in its payer's shard: the debit of its plan, or the
+        refusal its payee checks made (kept, like `_decide`'s); an error that is not final is the item's
+        answer."""
+        try:
+            return Debit(await self._plan(tenant_id, transfer, None), body_sha256)
+        except ApiError as error:
+            if error.code not in _FINAL_CODES:
+                return error
+            return Reject(transfer, error)
+
+    async def _submit_each(
+        self,
+        shard: Shard,
+        tenant_id: str,
+        chunk: list[tuple[int, Debit | Reject]],
+        outcomes: list[Transfer | ApiError | HeldElsewhere | None],
+    ) -> None:
+        """Submit one chunk of a batch's items as one command; each item's answer once its credits landed
+        (or a bounded wait passed, as `_completed`)."""
+        try:
+            results = await shard.submit(Each(tuple(command for _, command in chunk)))
+        except ApiError as error:
+            for index, _ in chunk:
+                outcomes[index] = error
+            return
+        answers = await asyncio.gather(
+            *(
+                self._answer(tenant_id, r.transfer_id, r) if isinstance(r, Transfer) else _refusal(r)
+                for r in results
+            )
+        )
+        for (index, _), answer in zip(chunk, answers, strict=True):
+            outcomes[index] = answer
+
+    async def _answer(
+        self, tenant_id: str, transfer_id: str, committed: Transfer | None = None
+    ) -> Transfer | ApiError:
+        try:
+            return await self._completed(tenant_id, transfer_id, committed)
+        except ApiError as error:
+            return error
 
     async def _owner(self, tenant_id: str, payer_id: str, transfer_id: str, fresh: bool) -> Shard | None:
         """The payer's shard to submit a request's transfer to, or None when the request is a retry whose
@@ -603,6 +719,10 @@ class Ledger:
         marker is stored with the change. What this owner applies it remembers (`Stage.requested`). The
         answer is the command's, from the shard, which has applied every commit it stored."""
         return await self._backend.read_row(shard.partition, ("request", request_id)) is not None
+
+
+async def _refusal(error: ApiError) -> ApiError:
+    return error
 
 
 def _funding_id(tenant_id: str, escrow_id: str) -> str:

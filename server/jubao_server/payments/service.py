@@ -129,8 +129,8 @@ class PaymentService(pb_grpc.PaymentServiceServicer):
     async def BatchCreateTransfers(
         self, request: pb.BatchCreateTransfersRequest, context: Context
     ) -> pb.BatchCreateTransfersResponse:
-        """Every valid request runs through the ledger, at most `batch_transfers_concurrency_max` at once;
-        each result is the transfer or the error of that request alone. The requests whose payer's shard
+        """The valid requests run through the ledger's batch path (one command per payer shard); each
+        result is the transfer or the error of that request alone. The requests whose payer's shard
         another server holds go to that server, in one batch per server."""
         items = batch_items(request)
         results = [

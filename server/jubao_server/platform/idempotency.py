@@ -16,10 +16,11 @@ they expire.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from google.protobuf.message import Message
@@ -27,7 +28,7 @@ from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.clock import Clock
-from jubao_server.errors import already_exists, invalid
+from jubao_server.errors import ApiError, already_exists, invalid
 from jubao_server.storage.contract import Batch, ColumnType, Put, Row, RowAbsent, StorageBackend, Table, Value
 
 REQUEST_LOG = Table(
@@ -115,6 +116,31 @@ class RequestClaims:
             )
         claimed_ms = earlier["create_time_ms"]
         return Claim(False, self._answer(earlier), claimed_ms if isinstance(claimed_ms, int) else 0)
+
+    async def claim_all(
+        self, scope: str, operation: str, requests: Sequence[tuple[str, str, dict[str, Value]]]
+    ) -> list[Claim | ApiError]:
+        """Claim the request ids of a batch of `operation`s (id, body hash, more columns), all in one
+        round (at most `storage_writes_in_flight_max` writes at once: one transaction on SQLite): each
+        item's claim, or its REQUEST_ID_REUSED. The ids must differ (the caller checks)."""
+        step = limits.storage_writes_in_flight_max
+        claims: list[Claim | ApiError] = []
+        for start in range(0, len(requests), step):
+            claims += await asyncio.gather(
+                *(
+                    self._claim_or_refusal(scope, request_id, operation, body, values)
+                    for request_id, body, values in requests[start : start + step]
+                )
+            )
+        return claims
+
+    async def _claim_or_refusal(
+        self, scope: str, request_id: str, operation: str, body_sha256: str, values: dict[str, Value]
+    ) -> Claim | ApiError:
+        try:
+            return await self.claim(scope, request_id, operation, body_sha256, **values)
+        except ApiError as error:
+            return error
 
     async def answer(self, scope: str, request_id: str, answer: bytes) -> None:
         """Keep the first answer of a claimed request, for its retries to replay."""
