@@ -398,3 +398,43 @@ async def test_one_persons_rows_are_capped_and_summed_measures_clamped(
         assert abs(summed[category] - clamped) < 3, (category, summed, clamped, raw)
         if category == "shoes":  # 8 orders of 2 returns: unclamped, the sum would be 8 more
             assert raw - clamped == 8
+
+
+async def test_the_creator_sets_differential_privacy_before_any_dataset_is_uploaded(
+    clients: dict[str, AsyncClient], flight: FlightProcess
+) -> None:
+    collaboration_id = await platform_and_insurer(clients)
+    platform, bank = clients["platform"].cocreation, clients["bank"].cocreation
+    orders_request, claims_request = _datasets(collaboration_id)
+    await platform.RegisterDataset(orders_request)
+    await bank.RegisterDataset(claims_request)
+    turn_on = pb.SetDifferentialPrivacyRequest(collaboration_id=collaboration_id, differential_privacy=DP)
+    await refused(bank.SetDifferentialPrivacy(turn_on), Reason.CREATOR_ONLY)
+    await refused(
+        clients["operator"].cocreation.SetDifferentialPrivacy(turn_on), Reason.COLLABORATION_NOT_FOUND
+    )
+    too_dear = pb.SetDifferentialPrivacyRequest(
+        collaboration_id=collaboration_id,
+        differential_privacy=pb.DifferentialPrivacy(budget_epsilon_micro=1_000, query_epsilon_micro=2_000),
+    )
+    await refused(platform.SetDifferentialPrivacy(too_dear), Reason.INVALID_ARGUMENT)
+    turned = await platform.SetDifferentialPrivacy(turn_on)
+    assert turned.collaboration.differential_privacy == DP
+    orders, claims = _people()
+    keys = demo_keys()
+    with flight.client(keys["demo-platform"]) as client:
+        upload_dataset(client, collaboration_id, "orders", tokenize(orders, ["buyer"], SECRET))
+    with flight.client(keys["demo-bank"]) as client:
+        upload_dataset(client, collaboration_id, "claims", tokenize(claims, ["buyer"], SECRET))
+    # Rows have been uploaded: the privacy can no longer change.
+    richer = pb.SetDifferentialPrivacyRequest(
+        collaboration_id=collaboration_id,
+        differential_privacy=pb.DifferentialPrivacy(
+            budget_epsilon_micro=10 * BUDGET_EPSILON_MICRO, query_epsilon_micro=QUERY_EPSILON_MICRO
+        ),
+    )
+    await refused(platform.SetDifferentialPrivacy(richer), Reason.INVALID_STATE)
+    answer = await platform.RunQuery(
+        _claims_of_shoe_buyers(collaboration_id, without_target=False, request_id="after")
+    )
+    assert answer.result.noise.epsilon_micro == QUERY_EPSILON_MICRO

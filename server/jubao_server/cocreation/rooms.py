@@ -172,6 +172,11 @@ class Cocreation:
         now_ms = self.clock.wall_ms()
         await self.change(tenant_id, collaboration_id, lambda room: room.leave(tenant_id, now_ms))
 
+    async def set_privacy(self, tenant_id: str, collaboration_id: str, privacy: Privacy) -> Room:
+        return await self.change(
+            tenant_id, collaboration_id, lambda room: room.set_privacy(tenant_id, privacy)
+        )
+
     async def register(self, tenant_id: str, dataset: Dataset) -> Dataset:
         room = await self.change(
             tenant_id, dataset.collaboration_id, lambda room: room.register(tenant_id, dataset)
