@@ -105,13 +105,18 @@ async def _collaboration(
     orders_request, claims_request = _datasets(collaboration_id)
     await platform.cocreation.RegisterDataset(orders_request)
     await bank.cocreation.RegisterDataset(claims_request)
+    _upload(flight, collaboration_id)
+    return collaboration_id
+
+
+def _upload(flight: FlightProcess, collaboration_id: str) -> None:
+    """Each member's dataset uploaded by its owner, tokenized."""
     orders, claims = _people()
     keys = demo_keys()
     with flight.client(keys["demo-platform"]) as client:
         upload_dataset(client, collaboration_id, "orders", tokenize(orders, ["buyer"], SECRET))
     with flight.client(keys["demo-bank"]) as client:
         upload_dataset(client, collaboration_id, "claims", tokenize(claims, ["buyer"], SECRET))
-    return collaboration_id
 
 
 def _ref(dataset_id: str, column: str) -> pb.ColumnRef:
@@ -420,12 +425,7 @@ async def test_the_creator_sets_differential_privacy_before_any_dataset_is_uploa
     await refused(platform.SetDifferentialPrivacy(too_dear), Reason.INVALID_ARGUMENT)
     turned = await platform.SetDifferentialPrivacy(turn_on)
     assert turned.collaboration.differential_privacy == DP
-    orders, claims = _people()
-    keys = demo_keys()
-    with flight.client(keys["demo-platform"]) as client:
-        upload_dataset(client, collaboration_id, "orders", tokenize(orders, ["buyer"], SECRET))
-    with flight.client(keys["demo-bank"]) as client:
-        upload_dataset(client, collaboration_id, "claims", tokenize(claims, ["buyer"], SECRET))
+    _upload(flight, collaboration_id)
     # Rows have been uploaded: the privacy can no longer change.
     richer = pb.SetDifferentialPrivacyRequest(
         collaboration_id=collaboration_id,

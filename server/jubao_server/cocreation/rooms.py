@@ -239,7 +239,7 @@ class Cocreation:
     ) -> tuple[Result, Cost]:
         """Run a query under differential privacy and pay for it: the budget is checked before any row is
         read, and the spend (with the noised answer) is written on the condition that the budget has
-        spent nothing meanwhile and the request nothing yet. A request that already spent answers what it
+        spent nothing more meanwhile and the request nothing yet. A request that already spent answers what it
         answered then; a budget another query emptied meanwhile refuses (the noised result is never
         released). The audit entry is written after the spend, with the time and id the spend keeps, so
         a retry after a crash between the two writes the same entry."""
