@@ -29,6 +29,7 @@ from jubao_server.storage.contract import StorageBackend, StorageError
 from jubao_server.storage.factory import open_backend
 
 from loadtest.bulk_bench import BulkPlan, BulkRun, bulk_figures
+from loadtest.cocreation_bench import bench_rows, cocreation_figures
 from loadtest.commands import find_peak, print_step
 from loadtest.engine import ClosedLoop, Engine
 from loadtest.fundta_bench import run_fundta_bench
@@ -262,6 +263,10 @@ def server_figures(
             f"grpc+tcp://127.0.0.1:{bulk_port}", target.api_key, f"bb{run.run_id}", plan.bulk, backend
         )
         bulk = bulk_figures(target.endpoint, storage, bulk_run)
+        print(f"bench: co-creation join on {backend}")
+        location = f"grpc+tcp://127.0.0.1:{bulk_port}"
+        rows = bench_rows(backend)
+        bulk += cocreation_figures(target.endpoint, location, target.api_key, rows, backend)
     document = {
         "command": "find-peak",
         "scenario": scenario.name,

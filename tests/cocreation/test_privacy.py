@@ -26,16 +26,19 @@ from jubao_server.cocreation.store import CocreationStore
 
 from tests.bulk.support import FlightProcess
 from tests.cocreation.support import (
+    BUYERS,
     DIMENSION,
     INT64,
     JOIN,
     MEASURE,
     SECRET,
     STRING,
+    orders,
     platform_and_insurer,
     refused,
     registration,
 )
+from tests.cocreation.support import THRESHOLD as SHOP_THRESHOLD
 from tests.platform.harness import Running, demo_keys
 
 SEED = 16_001
@@ -102,13 +105,18 @@ async def _collaboration(
     orders_request, claims_request = _datasets(collaboration_id)
     await platform.cocreation.RegisterDataset(orders_request)
     await bank.cocreation.RegisterDataset(claims_request)
+    _upload(flight, collaboration_id)
+    return collaboration_id
+
+
+def _upload(flight: FlightProcess, collaboration_id: str) -> None:
+    """Each member's dataset uploaded by its owner, tokenized."""
     orders, claims = _people()
     keys = demo_keys()
     with flight.client(keys["demo-platform"]) as client:
         upload_dataset(client, collaboration_id, "orders", tokenize(orders, ["buyer"], SECRET))
     with flight.client(keys["demo-bank"]) as client:
         upload_dataset(client, collaboration_id, "claims", tokenize(claims, ["buyer"], SECRET))
-    return collaboration_id
 
 
 def _ref(dataset_id: str, column: str) -> pb.ColumnRef:
@@ -333,3 +341,100 @@ async def test_nobody_without_the_abilities_spends_anyones_budget(
     await refused(clients["operator"].cocreation.RunQuery(preview), Reason.COLLABORATION_NOT_FOUND)
     for tenant_id in ("demo-operator", "demo-bank", "demo-platform"):
         assert await store.spent(collaboration_id, tenant_id) == 0
+
+
+async def test_one_persons_rows_are_capped_and_summed_measures_clamped(
+    clients: dict[str, AsyncClient], flight: FlightProcess
+) -> None:
+    """The contribution bounds the sensitivities rest on: at most `rows_per_join_key_max` rows of a buyer
+    are read, and a summed measure is clamped to its bounds. With epsilon 25 per statistic the noise is
+    under 3 in absolute value but with probability below e^-30, while the bounds move the answers by more."""
+    budget = pb.DifferentialPrivacy(budget_epsilon_micro=100_000_000, query_epsilon_micro=50_000_000)
+    collaboration_id = await platform_and_insurer(clients, budget)
+    platform = clients["platform"].cocreation
+    placed = orders()  # two orders per buyer; returns 0, 1 or 2
+    for dataset_id, rows_per_key in (("once", 0), ("twice", 2)):
+        await platform.RegisterDataset(
+            registration(
+                collaboration_id,
+                dataset_id,
+                dataset_id,
+                {"buyer": (STRING, JOIN), "category": (STRING, DIMENSION), "returns": (INT64, MEASURE)},
+                pb.AnalysisRule(
+                    group_by_columns=["category"],
+                    aggregates=[pb.AllowedAggregate(column="returns", functions=[pb.AGGREGATE_FUNCTION_SUM])],
+                    min_group_size=SHOP_THRESHOLD,
+                    rows_per_join_key_max=rows_per_key,
+                    measure_bounds=[pb.MeasureBounds(column="returns", lower=0, upper=1)],
+                ),
+            )
+        )
+        with flight.client(demo_keys()["demo-platform"]) as client:
+            upload_dataset(client, collaboration_id, dataset_id, tokenize(placed, ["buyer"], SECRET))
+
+    def ask(dataset_id: str, aggregate: pb.Aggregate) -> pb.RunQueryRequest:
+        query = pb.Query(
+            dataset_ids=[dataset_id], group_by=[_ref(dataset_id, "category")], aggregates=[aggregate]
+        )
+        return pb.RunQueryRequest(
+            collaboration_id=collaboration_id, query=query, request_id=f"{collaboration_id}.{dataset_id}"
+        )
+
+    def by_category(response: pb.RunQueryResponse) -> dict[str, int]:
+        return {row.cells[0].string_value: row.cells[1].int64_value for row in response.result.rows}
+
+    counted = by_category(
+        await platform.RunQuery(ask("once", pb.Aggregate(function=pb.AGGREGATE_FUNCTION_COUNT)))
+    )
+    summed = by_category(
+        await platform.RunQuery(
+            ask("twice", pb.Aggregate(function=pb.AGGREGATE_FUNCTION_SUM, column=_ref("twice", "returns")))
+        )
+    )
+    rows = placed.to_pylist()
+    for category, buyers in BUYERS.items():
+        if buyers < SHOP_THRESHOLD:
+            assert category not in counted and category not in summed
+            continue
+        # One row of each buyer, not both of its orders.
+        assert abs(counted[category] - buyers) < 3, (category, counted)
+        returns = [row["returns"] for row in rows if row["category"] == category]
+        clamped, raw = sum(min(r, 1) for r in returns), sum(returns)
+        assert abs(summed[category] - clamped) < 3, (category, summed, clamped, raw)
+        if category == "shoes":  # 8 orders of 2 returns: unclamped, the sum would be 8 more
+            assert raw - clamped == 8
+
+
+async def test_the_creator_sets_differential_privacy_before_any_dataset_is_uploaded(
+    clients: dict[str, AsyncClient], flight: FlightProcess
+) -> None:
+    collaboration_id = await platform_and_insurer(clients)
+    platform, bank = clients["platform"].cocreation, clients["bank"].cocreation
+    orders_request, claims_request = _datasets(collaboration_id)
+    await platform.RegisterDataset(orders_request)
+    await bank.RegisterDataset(claims_request)
+    turn_on = pb.SetDifferentialPrivacyRequest(collaboration_id=collaboration_id, differential_privacy=DP)
+    await refused(bank.SetDifferentialPrivacy(turn_on), Reason.CREATOR_ONLY)
+    await refused(
+        clients["operator"].cocreation.SetDifferentialPrivacy(turn_on), Reason.COLLABORATION_NOT_FOUND
+    )
+    too_dear = pb.SetDifferentialPrivacyRequest(
+        collaboration_id=collaboration_id,
+        differential_privacy=pb.DifferentialPrivacy(budget_epsilon_micro=1_000, query_epsilon_micro=2_000),
+    )
+    await refused(platform.SetDifferentialPrivacy(too_dear), Reason.INVALID_ARGUMENT)
+    turned = await platform.SetDifferentialPrivacy(turn_on)
+    assert turned.collaboration.differential_privacy == DP
+    _upload(flight, collaboration_id)
+    # Rows have been uploaded: the privacy can no longer change.
+    richer = pb.SetDifferentialPrivacyRequest(
+        collaboration_id=collaboration_id,
+        differential_privacy=pb.DifferentialPrivacy(
+            budget_epsilon_micro=10 * BUDGET_EPSILON_MICRO, query_epsilon_micro=QUERY_EPSILON_MICRO
+        ),
+    )
+    await refused(platform.SetDifferentialPrivacy(richer), Reason.INVALID_STATE)
+    answer = await platform.RunQuery(
+        _claims_of_shoe_buyers(collaboration_id, without_target=False, request_id="after")
+    )
+    assert answer.result.noise.epsilon_micro == QUERY_EPSILON_MICRO

@@ -113,13 +113,19 @@ def create_command(
         and not now_ms < expire_ms <= now_ms + limits.cocreation_expire_ahead_s_max * 1000
     ):
         violations.append(FieldViolation("expire_time", "in the future, at most 366 days ahead"))
-    privacy = None
-    if request.HasField("differential_privacy"):
-        asked = request.differential_privacy
-        privacy = Privacy(asked.budget_epsilon_micro, asked.query_epsilon_micro)
-        violations += privacy_violations(privacy)
+    privacy = (
+        privacy_of(request.differential_privacy, violations)
+        if request.HasField("differential_privacy")
+        else None
+    )
     raise_if_any(violations)
     return name, own, expire_ms or 0, privacy
+
+
+def privacy_of(asked: pb.DifferentialPrivacy, violations: list[FieldViolation]) -> Privacy:
+    privacy = Privacy(asked.budget_epsilon_micro, asked.query_epsilon_micro)
+    violations += privacy_violations(privacy)
+    return privacy
 
 
 def invite_command(request: pb.InviteMemberRequest, caller: str) -> tuple[str, tuple[Ability, ...]]:

@@ -357,6 +357,25 @@ class Room:
         ready = replaced(dataset, state=DatasetState.READY, row_count=row_count, update_time_ms=now_ms)
         return self._with_datasets([ready])
 
+    def set_privacy(self, caller: str, privacy: Privacy) -> Change:
+        """Differential privacy on (or its budget changed), by the creator, while no dataset is ready: no
+        query can have read rows without it. Budgets already spent stay spent."""
+        self.active_member(caller)
+        collaboration = self.collaboration
+        if caller != collaboration.creator:
+            raise permission_denied(Reason.CREATOR_ONLY, "only the collaboration's creator sets its privacy")
+        if collaboration.privacy == privacy:
+            return Change(self, (), ())
+        ready = [d.dataset_id for d in self.datasets.values() if d.state is not DatasetState.RECEIVING]
+        if ready:
+            raise failed_precondition(
+                Reason.INVALID_STATE,
+                f"dataset {ready[0]} has been uploaded: differential privacy is set before any dataset is",
+                dataset_id=ready[0],
+            )
+        changed = replaced(collaboration, privacy=privacy)
+        return Change(dataclasses.replace(self, collaboration=changed), (), (), changed)
+
     def _with_member(self, member: Member) -> Change:
         members = {**self.members, member.tenant_id: member}
         room = dataclasses.replace(self, members=members)
@@ -375,15 +394,16 @@ def _same_declaration(a: Dataset, b: Dataset) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Change:
-    """A room after a change, and the member and dataset records the change wrote."""
+    """A room after a change, and the member, dataset and collaboration records the change wrote."""
 
     room: Room
     members: tuple[Member, ...]
     datasets: tuple[Dataset, ...]
+    collaboration: Collaboration | None = None
 
     @property
     def empty(self) -> bool:
-        return not self.members and not self.datasets
+        return not self.members and not self.datasets and self.collaboration is None
 
 
 S = TypeVar("S", bound=msgspec.Struct)

@@ -172,6 +172,11 @@ class Cocreation:
         now_ms = self.clock.wall_ms()
         await self.change(tenant_id, collaboration_id, lambda room: room.leave(tenant_id, now_ms))
 
+    async def set_privacy(self, tenant_id: str, collaboration_id: str, privacy: Privacy) -> Room:
+        return await self.change(
+            tenant_id, collaboration_id, lambda room: room.set_privacy(tenant_id, privacy)
+        )
+
     async def register(self, tenant_id: str, dataset: Dataset) -> Dataset:
         room = await self.change(
             tenant_id, dataset.collaboration_id, lambda room: room.register(tenant_id, dataset)
@@ -234,7 +239,7 @@ class Cocreation:
     ) -> tuple[Result, Cost]:
         """Run a query under differential privacy and pay for it: the budget is checked before any row is
         read, and the spend (with the noised answer) is written on the condition that the budget has
-        spent nothing meanwhile and the request nothing yet. A request that already spent answers what it
+        spent nothing more meanwhile and the request nothing yet. A request that already spent answers what it
         answered then; a budget another query emptied meanwhile refuses (the noised result is never
         released). The audit entry is written after the spend, with the time and id the spend keeps, so
         a retry after a crash between the two writes the same entry."""

@@ -24,9 +24,11 @@ from jubao_server.cocreation.convert import (
     dataset_of,
     dataset_to_pb,
     invite_command,
+    privacy_of,
     query_of,
     result_to_pb,
 )
+from jubao_server.cocreation.model import id_violations, raise_if_any
 from jubao_server.cocreation.rooms import Cocreation
 from jubao_server.cocreation.tables import CLAIMS
 from jubao_server.platform.context import current_caller
@@ -189,6 +191,19 @@ class CocreationService(pb_grpc.CocreationServiceServicer):
         return pb.ListAuditEntriesResponse(
             entries=[audit_to_pb(entry) for entry in entries], next_page_token=query.next(audit_token(after))
         )
+
+    async def SetDifferentialPrivacy(
+        self, request: pb.SetDifferentialPrivacyRequest, context: Context
+    ) -> pb.SetDifferentialPrivacyResponse:
+        violations = id_violations("collaboration_id", request.collaboration_id)
+        privacy = privacy_of(request.differential_privacy, violations)
+        raise_if_any(violations)
+
+        async def apply() -> pb.SetDifferentialPrivacyResponse:
+            room = await self._co.set_privacy(_tenant_id(), request.collaboration_id, privacy)
+            return pb.SetDifferentialPrivacyResponse(collaboration=collaboration_to_pb(room, self._now_ms()))
+
+        return await self._once("SetDifferentialPrivacy", request, pb.SetDifferentialPrivacyResponse, apply)
 
     async def RunQuery(self, request: pb.RunQueryRequest, context: Context) -> pb.RunQueryResponse:
         query = query_of(request)

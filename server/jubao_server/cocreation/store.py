@@ -156,7 +156,7 @@ class CocreationStore:
                 return change
             batch = Batch(
                 COLLABORATIONS.partition(SHARED_SCOPE, collaboration_id),
-                tuple(_record_puts(change.members, change.datasets)),
+                tuple(_record_puts(change.members, change.datasets, change.collaboration)),
                 static_values={"version": room.version + 1},
                 conditions=(StaticMatches({"version": room.version}),),
             )
@@ -344,8 +344,15 @@ class CocreationStore:
         await write_all(self._backend, deletes)
 
 
-def _record_puts(members: Iterable[Member], datasets: Iterable[Dataset]) -> list[Put]:
-    puts = [Put((MEMBER_ROW, m.tenant_id), {"record": msgspec.json.encode(m)}) for m in members]
+def _record_puts(
+    members: Iterable[Member], datasets: Iterable[Dataset], collaboration: Collaboration | None = None
+) -> list[Put]:
+    puts = (
+        [Put((COLLABORATION_ROW, ""), {"record": msgspec.json.encode(collaboration)})]
+        if collaboration
+        else []
+    )
+    puts += [Put((MEMBER_ROW, m.tenant_id), {"record": msgspec.json.encode(m)}) for m in members]
     puts += [Put((DATASET_ROW, d.dataset_id), {"record": msgspec.json.encode(d)}) for d in datasets]
     return puts
 

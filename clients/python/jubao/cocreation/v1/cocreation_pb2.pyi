@@ -120,7 +120,9 @@ class Collaboration(_message.Message):
     def expire_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def differential_privacy(self) -> Global___DifferentialPrivacy:
-        """Set at creation; unset: queries are exact (thresholds only)."""
+        """Set at creation or by SetDifferentialPrivacy; unset: queries are exact
+        (thresholds only).
+        """
 
     def __init__(
         self,
@@ -154,7 +156,9 @@ class DifferentialPrivacy(_message.Message):
     BUDGET_EPSILON_MICRO_FIELD_NUMBER: _builtins.int
     QUERY_EPSILON_MICRO_FIELD_NUMBER: _builtins.int
     budget_epsilon_micro: _builtins.int
-    """What each member may spend over the collaboration's life: 1 to 100000000."""
+    """What each member may spend over the collaboration's life: 1000 to
+    100000000.
+    """
     query_epsilon_micro: _builtins.int
     """What a query costs unless it names its own epsilon_micro: 1000 to the
     budget.
@@ -1450,3 +1454,49 @@ class WithdrawDatasetResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WithdrawDatasetResponse: _TypeAlias = WithdrawDatasetResponse  # noqa: Y015
+
+@_typing.final
+class SetDifferentialPrivacyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    COLLABORATION_ID_FIELD_NUMBER: _builtins.int
+    DIFFERENTIAL_PRIVACY_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    collaboration_id: _builtins.str
+    @_builtins.property
+    def differential_privacy(self) -> Global___DifferentialPrivacy: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        collaboration_id: _builtins.str = ...,
+        differential_privacy: Global___DifferentialPrivacy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["differential_privacy", b"differential_privacy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration_id", b"collaboration_id", "differential_privacy", b"differential_privacy", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetDifferentialPrivacyRequest: _TypeAlias = SetDifferentialPrivacyRequest  # noqa: Y015
+
+@_typing.final
+class SetDifferentialPrivacyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLABORATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def collaboration(self) -> Global___Collaboration: ...
+    def __init__(
+        self,
+        *,
+        collaboration: Global___Collaboration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["collaboration", b"collaboration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration", b"collaboration"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetDifferentialPrivacyResponse: _TypeAlias = SetDifferentialPrivacyResponse  # noqa: Y015

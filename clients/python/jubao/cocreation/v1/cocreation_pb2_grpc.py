@@ -143,6 +143,11 @@ class CocreationServiceStub:
                 request_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListAuditEntriesRequest.SerializeToString,
                 response_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListAuditEntriesResponse.FromString,
                 _registered_method=True)
+        self.SetDifferentialPrivacy = channel.unary_unary(
+                '/jubao.cocreation.v1.CocreationService/SetDifferentialPrivacy',
+                request_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.SetDifferentialPrivacyRequest.SerializeToString,
+                response_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.SetDifferentialPrivacyResponse.FromString,
+                _registered_method=True)
 
 
 class CocreationServiceServicer:
@@ -310,6 +315,17 @@ class CocreationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetDifferentialPrivacy(self, request, context):
+        """SetDifferentialPrivacy turns differential privacy on, or changes its
+        budget, while no dataset of the collaboration has been uploaded (so no
+        query has read rows without it): creator only (else PERMISSION_DENIED
+        CREATOR_ONLY); once a dataset is ready, FAILED_PRECONDITION INVALID_STATE.
+        Epsilon already spent stays spent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CocreationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -372,6 +388,11 @@ def add_CocreationServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEntries,
                     request_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListAuditEntriesRequest.FromString,
                     response_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListAuditEntriesResponse.SerializeToString,
+            ),
+            'SetDifferentialPrivacy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDifferentialPrivacy,
+                    request_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.SetDifferentialPrivacyRequest.FromString,
+                    response_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.SetDifferentialPrivacyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -747,6 +768,33 @@ class CocreationService:
             '/jubao.cocreation.v1.CocreationService/ListAuditEntries',
             jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListAuditEntriesRequest.SerializeToString,
             jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListAuditEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDifferentialPrivacy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.cocreation.v1.CocreationService/SetDifferentialPrivacy',
+            jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.SetDifferentialPrivacyRequest.SerializeToString,
+            jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.SetDifferentialPrivacyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -145,6 +145,13 @@ class CocreationServiceStub:
     query that read rows is recorded before it is answered; entries are kept
     and never change.
     """
+    SetDifferentialPrivacy: _grpc.UnaryUnaryMultiCallable[_cocreation_pb2.SetDifferentialPrivacyRequest, _cocreation_pb2.SetDifferentialPrivacyResponse]
+    """SetDifferentialPrivacy turns differential privacy on, or changes its
+    budget, while no dataset of the collaboration has been uploaded (so no
+    query has read rows without it): creator only (else PERMISSION_DENIED
+    CREATOR_ONLY); once a dataset is ready, FAILED_PRECONDITION INVALID_STATE.
+    Epsilon already spent stays spent.
+    """
 
 @_typing.type_check_only
 class CocreationServiceAsyncStub(CocreationServiceStub):
@@ -262,6 +269,13 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
     caller ran or that read one of its datasets, oldest first (AIP-158). Every
     query that read rows is recorded before it is answered; entries are kept
     and never change.
+    """
+    SetDifferentialPrivacy: _aio.UnaryUnaryMultiCallable[_cocreation_pb2.SetDifferentialPrivacyRequest, _cocreation_pb2.SetDifferentialPrivacyResponse]  # type: ignore[assignment]
+    """SetDifferentialPrivacy turns differential privacy on, or changes its
+    budget, while no dataset of the collaboration has been uploaded (so no
+    query has read rows without it): creator only (else PERMISSION_DENIED
+    CREATOR_ONLY); once a dataset is ready, FAILED_PRECONDITION INVALID_STATE.
+    Epsilon already spent stays spent.
     """
 
 class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -449,6 +463,19 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
         caller ran or that read one of its datasets, oldest first (AIP-158). Every
         query that read rows is recorded before it is answered; entries are kept
         and never change.
+        """
+
+    @_abc_1.abstractmethod
+    def SetDifferentialPrivacy(
+        self,
+        request: _cocreation_pb2.SetDifferentialPrivacyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cocreation_pb2.SetDifferentialPrivacyResponse, _abc.Awaitable[_cocreation_pb2.SetDifferentialPrivacyResponse]]:
+        """SetDifferentialPrivacy turns differential privacy on, or changes its
+        budget, while no dataset of the collaboration has been uploaded (so no
+        query has read rows without it): creator only (else PERMISSION_DENIED
+        CREATOR_ONLY); once a dataset is ready, FAILED_PRECONDITION INVALID_STATE.
+        Epsilon already spent stays spent.
         """
 
 def add_CocreationServiceServicer_to_server(servicer: CocreationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
