@@ -6,7 +6,6 @@ them; whoever is not a member learns nothing."""
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -17,9 +16,7 @@ from jubao.cocreation.v1 import cocreation_pb2 as pb
 
 from tests.bulk.support import FlightProcess
 from tests.cocreation.support import (
-    ALL_ABILITIES,
     BUYERS,
-    DAY_S,
     DIMENSION,
     INT64,
     JOIN,
@@ -29,8 +26,8 @@ from tests.cocreation.support import (
     THRESHOLD,
     claims,
     claims_dataset,
-    expire_in,
     orders,
+    platform_with_bank,
     refused,
 )
 from tests.platform.harness import demo_keys
@@ -60,20 +57,7 @@ async def collaboration(clients: dict[str, AsyncClient], flight: FlightProcess) 
     """The platform (every ability) and the bank as the insurer (contributes and analyses, never receives
     results), each dataset uploaded by its owner, tokenized with the secret they agreed on."""
     platform, bank = clients["platform"], clients["bank"]
-    created = await platform.cocreation.CreateCollaboration(
-        pb.CreateCollaborationRequest(
-            display_name="运费险", abilities=ALL_ABILITIES, expire_time=expire_in(DAY_S, time.time())
-        )
-    )
-    collaboration_id = created.collaboration.collaboration_id
-    await platform.cocreation.InviteMember(
-        pb.InviteMemberRequest(
-            collaboration_id=collaboration_id,
-            tenant_id="demo-bank",
-            abilities=[pb.ABILITY_CONTRIBUTE, pb.ABILITY_ANALYZE],
-        )
-    )
-    await bank.cocreation.AcceptInvitation(pb.AcceptInvitationRequest(collaboration_id=collaboration_id))
+    collaboration_id = await platform_with_bank(platform, bank, [pb.ABILITY_CONTRIBUTE, pb.ABILITY_ANALYZE])
     await platform.cocreation.RegisterDataset(_orders_dataset(collaboration_id))
     await bank.cocreation.RegisterDataset(claims_dataset(collaboration_id))
     placed = orders()

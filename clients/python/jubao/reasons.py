@@ -156,6 +156,12 @@ class Reason(StrEnum):
     DATASET_WITHDRAWN = "DATASET_WITHDRAWN"
     # INVALID_ARGUMENT (cocreation): a query breaks a dataset's analysis rule (dataset, column, rule named)
     ANALYSIS_RULE_VIOLATED = "ANALYSIS_RULE_VIOLATED"
+    # NOT_FOUND (cocreation): no such model in the collaboration
+    MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    # FAILED_PRECONDITION (cocreation): a model's join or a scoring holds fewer join keys than the threshold;
+    # a model scored before it was trained
+    TOO_FEW_ROWS = "TOO_FEW_ROWS"
+    MODEL_NOT_TRAINED = "MODEL_NOT_TRAINED"
 
 
 @dataclasses.dataclass(frozen=True)

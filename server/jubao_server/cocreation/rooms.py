@@ -23,12 +23,15 @@ from jubao_server.cocreation.model import (
     DatasetState,
     Member,
     MemberState,
+    Model,
+    ModelSpec,
     Query,
     Room,
     collaboration_not_found,
 )
 from jubao_server.cocreation.query import Result, audit_entry, check_shape, plan, run
 from jubao_server.cocreation.store import CocreationStore
+from jubao_server.cocreation.training import Models
 from jubao_server.errors import ApiError
 from jubao_server.invariants import ensure
 from jubao_server.storage.contract import StorageBackend, StorageError
@@ -43,12 +46,14 @@ class Cocreation:
         self.store = CocreationStore(backend, clock)
         self._query_threads = query_threads
         self._sweeper: asyncio.Task[None] | None = None
+        self.models = Models(self.store, clock, query_threads)
 
     def start(self, sweep_s: float) -> None:
         """Sweep expired collaborations every `sweep_s`."""
         self._sweeper = asyncio.create_task(self._sweep_forever(sweep_s), name="cocreation-expiry")
 
     async def stop(self) -> None:
+        await self.models.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -179,6 +184,19 @@ class Cocreation:
         entry = audit_entry(uuid.uuid4().hex, self.clock.wall_ms(), tenant_id, checked, result)
         await self.store.audit(collaboration_id, entry)
         return result
+
+    async def train(self, tenant_id: str, collaboration_id: str, request_id: str, spec: ModelSpec) -> Model:
+        """Start training a model for `tenant_id` (see `training.py`), or answer the one a retry started."""
+        room = await self.open_room(tenant_id, collaboration_id)
+        return await self.models.start(room, tenant_id, request_id, spec)
+
+    async def model(self, tenant_id: str, collaboration_id: str, model_id: str) -> tuple[Model, bool]:
+        """A model of a collaboration `tenant_id` sees, and whether it may receive its fit (an active
+        member with the receive-results ability)."""
+        room = await self.room(tenant_id, collaboration_id)
+        member = room.members[tenant_id]
+        receives = member.state is MemberState.ACTIVE and Ability.RECEIVE_RESULTS in member.abilities
+        return await self.models.get(room, model_id), receives
 
     async def audit(
         self, tenant_id: str, collaboration_id: str, after: tuple[int, str] | None, size: int

@@ -23,8 +23,11 @@ from jubao_server.cocreation.convert import (
     dataset_of,
     dataset_to_pb,
     invite_command,
+    model_ids,
+    model_to_pb,
     query_of,
     result_to_pb,
+    spec_of,
 )
 from jubao_server.cocreation.rooms import Cocreation
 from jubao_server.cocreation.tables import CLAIMS
@@ -191,3 +194,16 @@ class CocreationService(pb_grpc.CocreationServiceServicer):
         query = query_of(request)
         result = await self._co.query(_tenant_id(), request.collaboration_id, query)
         return pb.RunQueryResponse(result=result_to_pb(result))
+
+    async def StartTraining(
+        self, request: pb.StartTrainingRequest, context: Context
+    ) -> pb.StartTrainingResponse:
+        spec = spec_of(request)
+        tenant_id = _tenant_id()
+        model = await self._co.train(tenant_id, request.collaboration_id, request.request_id, spec)
+        return pb.StartTrainingResponse(model=model_to_pb(model, receives=True))
+
+    async def GetModel(self, request: pb.GetModelRequest, context: Context) -> pb.GetModelResponse:
+        collaboration_id, model_id = model_ids(request.name)
+        model, receives = await self._co.model(_tenant_id(), collaboration_id, model_id)
+        return pb.GetModelResponse(model=model_to_pb(model, receives))

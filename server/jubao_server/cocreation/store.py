@@ -13,7 +13,16 @@ import msgspec
 
 from jubao_server import limits
 from jubao_server.clock import Clock
-from jubao_server.cocreation.model import AuditEntry, Change, Collaboration, Dataset, Member, Room, conflict
+from jubao_server.cocreation.model import (
+    AuditEntry,
+    Change,
+    Collaboration,
+    Dataset,
+    Member,
+    Model,
+    Room,
+    conflict,
+)
 from jubao_server.cocreation.tables import (
     AUDIT,
     COLLABORATION_ROW,
@@ -22,6 +31,7 @@ from jubao_server.cocreation.tables import (
     EXPIRIES,
     MEMBER_ROW,
     MEMBERSHIPS,
+    MODELS,
     ROWS,
     SHARED_SCOPE,
 )
@@ -204,6 +214,34 @@ class CocreationStore:
         entries = [msgspec.json.decode(_blob(row["record"]), type=AuditEntry) for row in page.rows]
         last = (entries[-1].time_ms, entries[-1].audit_id) if entries else None
         return entries, (last if page.next_after is not None else None)
+
+    # Models
+
+    async def create_model(self, model: Model) -> Model:
+        """Store a new model's record; the record stored first when its id is taken (a retry)."""
+        partition = MODELS.partition(SHARED_SCOPE, model.collaboration_id)
+        put = Put((model.model_id,), {"record": msgspec.json.encode(model)})
+        outcome = await self._backend.write(
+            Batch(partition, (put,), conditions=(RowAbsent((model.model_id,)),))
+        )
+        if outcome.applied:
+            return model
+        stored = await self.model(model.collaboration_id, model.model_id, serial=True)
+        ensure(stored is not None, "a model whose id is taken can be read")
+        return stored if stored is not None else model
+
+    async def save_model(self, model: Model) -> None:
+        """The model's record as its run advanced (only the task running it writes it)."""
+        put = Put((model.model_id,), {"record": msgspec.json.encode(model)})
+        await self._backend.write(Batch(MODELS.partition(SHARED_SCOPE, model.collaboration_id), (put,)))
+
+    async def model(self, collaboration_id: str, model_id: str, *, serial: bool = False) -> Model | None:
+        row = await self._backend.read_row(
+            MODELS.partition(SHARED_SCOPE, collaboration_id),
+            (model_id,),
+            Consistency.SERIAL if serial else Consistency.DEFAULT,
+        )
+        return None if row is None else msgspec.json.decode(_blob(row["record"]), type=Model)
 
     # Rows
 

@@ -16,6 +16,9 @@
 * `cocreation_audit`: the audit log, one partition per collaboration in the shared scope: an entry per
   query that read rows (`model.AuditEntry`), by time and id, written before the query is answered, never
   changed and never expired.
+* `cocreation_models`: the models trained in a collaboration, one partition per collaboration in the
+  shared scope: a row per model (`model.Model`: its spec, state and progress, and once trained its
+  coefficients and fit), written when the training starts and as it advances, by the one task that runs it.
 * `cocreation_expiries`: every collaboration by its expiry (the shared scope, one partition), written
   before the collaboration itself: the sweep (`rooms.Cocreation.sweep`) finds the expired ones there,
   withdraws their datasets, deletes their rows and then the entry.
@@ -101,6 +104,13 @@ AUDIT: Final = Table(
     columns={"collaboration_id": T.TEXT, "time_ms": T.BIGINT, "audit_id": T.TEXT, "record": T.BLOB},
 )
 
+MODELS: Final = Table(
+    name="cocreation_models",
+    partition_key=("collaboration_id",),
+    clustering_key=("model_id",),
+    columns={"collaboration_id": T.TEXT, "model_id": T.TEXT, "record": T.BLOB},
+)
+
 CLAIMS: Final = ClaimTable(REQUESTS, operation_column="operation", answer_column="answer")
 
-ALL: Final = (COLLABORATIONS, MEMBERSHIPS, ROWS, REQUESTS, EXPIRIES, AUDIT)
+ALL: Final = (COLLABORATIONS, MEMBERSHIPS, ROWS, REQUESTS, EXPIRIES, AUDIT, MODELS)
