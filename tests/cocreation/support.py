@@ -3,6 +3,7 @@ and a dataset of the shipping-return insurance case (运费险)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Sequence
@@ -69,6 +70,17 @@ async def platform_with_bank(
     )
     await bank.cocreation.AcceptInvitation(pb.AcceptInvitationRequest(collaboration_id=collaboration_id))
     return collaboration_id
+
+
+async def expired_collaboration(creator: AsyncClient) -> str:
+    """A collaboration of `creator` alone that has just expired (it lived 1.5 s); its id."""
+    created = await creator.cocreation.CreateCollaboration(
+        pb.CreateCollaborationRequest(
+            display_name="short", abilities=ALL_ABILITIES, expire_time=expire_in(1.5, time.time())
+        )
+    )
+    await asyncio.sleep(1.6)
+    return created.collaboration.collaboration_id
 
 
 def claims_dataset(

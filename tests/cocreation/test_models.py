@@ -21,6 +21,7 @@ from tests.bulk.support import FlightProcess
 from tests.cocreation.support import (
     ALL_ABILITIES,
     SECRET,
+    expired_collaboration,
     platform_with_bank,
     refused,
     shipping_orders_dataset,
@@ -237,3 +238,17 @@ async def test_the_insurer_scores_its_own_policies_and_nobody_else_can(
     (scoring,) = [e for e in entries if e.scoring]
     assert scoring.analyst_tenant_id == "demo-bank" and scoring.groups_returned == POLICIES
     assert list(scoring.dataset_ids) == ["policies", "orders"]
+
+
+async def test_an_expired_collaboration_trains_and_scores_nothing(
+    clients: dict[str, AsyncClient], flight: FlightProcess
+) -> None:
+    platform = clients["platform"]
+    collaboration_id = await expired_collaboration(platform)
+    await refused(
+        platform.cocreation.StartTraining(_training(collaboration_id)), Reason.COLLABORATION_EXPIRED
+    )
+    with flight.client(demo_keys()["demo-platform"]) as client:
+        with pytest.raises(JubaoError) as expired:
+            client.score_dataset(collaboration_id, "m-any", "orders").read_all()
+        assert expired.value.reason == Reason.COLLABORATION_EXPIRED

@@ -110,8 +110,8 @@ class CocreationStore:
         return Room(collaboration, members, datasets, version)
 
     async def create(self, room: Room) -> bool:
-        """Store a new room (False when its id is taken) and index it for its members; its expiry is
-        indexed first, so that no stored room escapes the sweep."""
+        """Store a new room, its members and datasets (False when its id is taken) and index it for its
+        members; its expiry is indexed first, so that no stored room escapes the sweep."""
         collaboration = room.collaboration
         expiry = Put(
             (collaboration.expire_time_ms, collaboration.collaboration_id), {"create_time_ms": self.now_ms()}
@@ -120,7 +120,7 @@ class CocreationStore:
         key = (COLLABORATION_ROW, "")
         puts = (
             Put(key, {"record": msgspec.json.encode(collaboration)}),
-            *_record_puts(room.members.values(), ()),
+            *_record_puts(room.members.values(), room.datasets.values()),
         )
         batch = Batch(
             COLLABORATIONS.partition(SHARED_SCOPE, collaboration.collaboration_id),
