@@ -22,7 +22,7 @@ from jubao_server.cocreation.model import (
     ModelState,
 )
 from jubao_server.cocreation.store import CocreationStore
-from jubao_server.cocreation.training import Models, plan
+from jubao_server.cocreation.training import Models, TrainingPlan, plan
 from jubao_server.invariants import ensure
 from jubao_server.storage.contract import StorageBackend
 
@@ -50,21 +50,33 @@ async def run_cocreation_train_bench(
         ColumnRef("policies", "claimed"),
         ModelFamily.LOGISTIC,
     )
+    models = Models(store, clock, threads=1)
+    checked = plan(room, INSURER, spec)
+    # Two trainings: the first of a process also loads scikit-learn and DuckDB; the second is the figure.
+    seconds = [await _timed(store, models, clock, checked, f"bench-model-{run}") for run in range(2)]
+    notes = (
+        f"{orders:,} orders joined with {policies:,} policies on their tokens, 3 features (a category of 6 "
+        f"levels, 2 numeric), read from storage, joined, fitted and stored in {seconds[1]:.2f} s (the "
+        f"process's first training, loading scikit-learn and DuckDB: {seconds[0]:.2f} s)"
+    )
+    return [
+        figure("cocreation_train_rows_per_s", round(policies / seconds[1], 1), "rows/s", backend.name, notes)
+    ]
+
+
+async def _timed(
+    store: CocreationStore, models: Models, clock: Clock, checked: TrainingPlan, model_id: str
+) -> float:
+    """The seconds one training takes, from its stored record to its stored model."""
     now_ms = clock.wall_ms()
     model = Model(
-        room.collaboration.collaboration_id, "bench-model", INSURER, spec, ModelState.RUNNING,
+        checked.datasets[0].collaboration_id, model_id, INSURER, checked.spec, ModelState.RUNNING,
         ModelPhase.READING, 0, now_ms, now_ms,
     )  # fmt: skip
     await store.create_model(model)
-    models = Models(store, clock, threads=1)
     started = time.perf_counter()
-    done = await models.run(model, plan(room, INSURER, spec))
+    done = await models.run(model, checked)
     seconds = time.perf_counter() - started
-    ensure(done.fit is not None and done.fit.rows == policies, f"the bench's model: {done.error_message}")
-    notes = (
-        f"{orders:,} orders joined with {policies:,} policies on their tokens, 3 features (a category of 6 "
-        f"levels, 2 numeric), read from storage, joined, fitted and stored in {seconds:.2f} s"
-    )
-    return [
-        figure("cocreation_train_rows_per_s", round(policies / seconds, 1), "rows/s", backend.name, notes)
-    ]
+    rows = checked.datasets[1].row_count
+    ensure(done.fit is not None and done.fit.rows == rows, f"the bench's model: {done.error_message}")
+    return seconds
