@@ -103,6 +103,8 @@ async def test_a_model_trained_on_the_join_recovers_the_true_relation(
     assert started.model.state == pb.Model.STATE_RUNNING and not started.model.done
     model = await trained(bank, _training(shipping, request_id="train-1"))
     assert model.model_id == started.model.model_id
+    other = _training(shipping, features=FEATURES[:1], request_id="train-1")
+    await refused(bank.cocreation.StartTraining(other), Reason.REQUEST_ID_REUSED)
     assert model.state == pb.Model.STATE_SUCCEEDED and model.phase == pb.Model.PHASE_DONE, model.error_message
     fit = model.fit
     assert fit.rows == POLICIES and 0 < fit.positives < POLICIES

@@ -330,7 +330,8 @@ class CocreationServiceServicer:
         no coefficient of its own (it is pooled with the most frequent level).
         The run is recorded in the audit log; members receive coefficients and
         fit metrics, never rows. Sent again with the same request_id, it answers
-        the same model.
+        the same model (and runs it again if a restart of the server cut it
+        short); with another body, REQUEST_ID_REUSED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -154,7 +154,8 @@ class CocreationServiceStub:
     no coefficient of its own (it is pooled with the most frequent level).
     The run is recorded in the audit log; members receive coefficients and
     fit metrics, never rows. Sent again with the same request_id, it answers
-    the same model.
+    the same model (and runs it again if a restart of the server cut it
+    short); with another body, REQUEST_ID_REUSED.
     """
     GetModel: _grpc.UnaryUnaryMultiCallable[_cocreation_pb2.GetModelRequest, _cocreation_pb2.GetModelResponse]
     """GetModel returns a model of the collaboration (MODEL_NOT_FOUND if none):
@@ -290,7 +291,8 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
     no coefficient of its own (it is pooled with the most frequent level).
     The run is recorded in the audit log; members receive coefficients and
     fit metrics, never rows. Sent again with the same request_id, it answers
-    the same model.
+    the same model (and runs it again if a restart of the server cut it
+    short); with another body, REQUEST_ID_REUSED.
     """
     GetModel: _aio.UnaryUnaryMultiCallable[_cocreation_pb2.GetModelRequest, _cocreation_pb2.GetModelResponse]  # type: ignore[assignment]
     """GetModel returns a model of the collaboration (MODEL_NOT_FOUND if none):
@@ -501,7 +503,8 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
         no coefficient of its own (it is pooled with the most frequent level).
         The run is recorded in the audit log; members receive coefficients and
         fit metrics, never rows. Sent again with the same request_id, it answers
-        the same model.
+        the same model (and runs it again if a restart of the server cut it
+        short); with another body, REQUEST_ID_REUSED.
         """
 
     @_abc_1.abstractmethod
