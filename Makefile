@@ -27,8 +27,10 @@ $(STAMP): $(INSTALL_INPUTS)
 	$(PYTHON) -m pip install --quiet -c requirements/constraints.txt -e clients/python -e '.[dev]'
 	touch $(STAMP)
 
+# The co-creation demo (运费险) is seeded with 100,000 orders to keep start-up quick; the full size is
+# `scripts/cocreation_demo.py` (1,000,000 orders, 200,000 policies).
 run: venv
-	$(VENV)/bin/jubao-server serve --banner tenants/demo-keys.txt
+	JUBAO_COCREATION__DEMO_ORDERS=$${JUBAO_COCREATION__DEMO_ORDERS:-100000} $(VENV)/bin/jubao-server serve --banner tenants/demo-keys.txt
 
 lint: venv
 	$(VENV)/bin/ruff check .

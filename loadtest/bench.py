@@ -30,6 +30,7 @@ from jubao_server.storage.factory import open_backend
 
 from loadtest.bulk_bench import BulkPlan, BulkRun, bulk_figures
 from loadtest.cocreation_bench import bench_rows, cocreation_figures
+from loadtest.cocreation_train_bench import run_cocreation_train_bench
 from loadtest.commands import find_peak, print_step
 from loadtest.engine import ClosedLoop, Engine
 from loadtest.fundta_bench import run_fundta_bench
@@ -79,6 +80,9 @@ class BenchPlan:
     # The fund TA's day-close: holders of the fund and orders of its trade date.
     fundta_holders: int = 20_000
     fundta_orders: int = 2_000
+    # Co-creation's joint model: the orders and policies of the 运费险 case it is trained on.
+    cocreation_orders: int = 100_000
+    cocreation_policies: int = 20_000
 
     @classmethod
     def of(cls, quick: bool) -> BenchPlan:
@@ -90,8 +94,9 @@ class BenchPlan:
         payments = PaymentsPlan(30.0, 5.0, 64, STALL_RUN_S)
         double11 = SCENARIOS / "double11.toml"
         return cls(
-            "full", 30.0, 5.0, 64, workers, 15.0, payments, double11, BulkPlan.of(quick), 1_000_000, 100_000
-        )
+            "full", 30.0, 5.0, 64, workers, 15.0, payments, double11, BulkPlan.of(quick), 1_000_000, 100_000,
+            1_000_000, 200_000,
+        )  # fmt: skip
 
     def scenario(self) -> Scenario:
         scenario = load_scenario(self.double11)
@@ -159,6 +164,10 @@ async def storage_figures(plan: BenchPlan, scratch: Path) -> list[Figure]:
             figures += await run_storage_bench(backend, plan.storage_seconds)
             print(f"bench: fund TA day-close on {choice.backend}")
             figures += await run_fundta_bench(backend, SYSTEM_CLOCK, plan.fundta_holders, plan.fundta_orders)
+            print(f"bench: co-creation training on {choice.backend}")
+            figures += await run_cocreation_train_bench(
+                backend, SYSTEM_CLOCK, plan.cocreation_orders, plan.cocreation_policies
+            )
         finally:
             await backend.close()
     return figures

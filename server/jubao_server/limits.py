@@ -268,6 +268,12 @@ cocreation_query_aggregates_max = 16
 cocreation_query_rows_max = 40_000_000
 cocreation_result_groups_max = 10_000
 cocreation_query_threads_max = 64
+# A model (cocreation/training.py): its features, the levels of a categorical feature, the solver's
+# iterations, the rows of a join it trains on or scores.
+cocreation_model_features_max = 16
+cocreation_model_levels_max = 64
+cocreation_model_iterations_max = 100
+cocreation_model_rows_max = 10_000_000
 # The expiry sweep: collaborations one pass handles, and the longest interval between passes.
 cocreation_expiries_per_sweep_max = 100
 cocreation_expiry_sweep_s_max = 3600

@@ -3,9 +3,10 @@ and a dataset of the shipping-return insurance case (运费险)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -73,7 +74,18 @@ async def platform_and_insurer(
 ) -> str:
     """A collaboration of the platform (every ability) and the bank as the insurer (contributes and
     analyses, never receives results); with differential privacy when `privacy` is set."""
-    platform, bank = clients["platform"], clients["bank"]
+    abilities = [pb.ABILITY_CONTRIBUTE, pb.ABILITY_ANALYZE]
+    return await platform_with_bank(clients["platform"], clients["bank"], abilities, privacy)
+
+
+async def platform_with_bank(
+    platform: AsyncClient,
+    bank: AsyncClient,
+    bank_abilities: Sequence[pb.Ability.ValueType],
+    privacy: pb.DifferentialPrivacy | None = None,
+) -> str:
+    """A 运费险 collaboration of the demo platform (every ability) and the demo bank as the insurer, with
+    the abilities it is given, accepted (with differential privacy when `privacy` is set); its id."""
     created = await platform.cocreation.CreateCollaboration(
         pb.CreateCollaborationRequest(
             display_name="运费险",
@@ -85,13 +97,22 @@ async def platform_and_insurer(
     collaboration_id: str = created.collaboration.collaboration_id
     await platform.cocreation.InviteMember(
         pb.InviteMemberRequest(
-            collaboration_id=collaboration_id,
-            tenant_id="demo-bank",
-            abilities=[pb.ABILITY_CONTRIBUTE, pb.ABILITY_ANALYZE],
+            collaboration_id=collaboration_id, tenant_id="demo-bank", abilities=bank_abilities
         )
     )
     await bank.cocreation.AcceptInvitation(pb.AcceptInvitationRequest(collaboration_id=collaboration_id))
     return collaboration_id
+
+
+async def expired_collaboration(creator: AsyncClient) -> str:
+    """A collaboration of `creator` alone that has just expired (it lived 1.5 s); its id."""
+    created = await creator.cocreation.CreateCollaboration(
+        pb.CreateCollaborationRequest(
+            display_name="short", abilities=ALL_ABILITIES, expire_time=expire_in(1.5, time.time())
+        )
+    )
+    await asyncio.sleep(1.6)
+    return created.collaboration.collaboration_id
 
 
 def claims_dataset(
@@ -166,3 +187,57 @@ def claims(orders: pa.Table) -> pa.Table:
             "note": ["kept private"] * len(buyers),
         }
     )
+
+
+def shipping_orders_dataset(collaboration_id: str, dataset_id: str = "orders") -> pb.RegisterDatasetRequest:
+    """The platform's orders of the synthetic 运费险 case (`jubao.bulk.shipping`): the category may be grouped
+    and filtered on, and it, the buyer's past return rate and the seller's rating may train a model."""
+    return pb.RegisterDatasetRequest(
+        collaboration_id=collaboration_id,
+        dataset_id=dataset_id,
+        display_name="Orders",
+        columns=[
+            pb.Column(name="order_id", type=STRING, role=JOIN),
+            pb.Column(name="category", type=STRING, role=DIMENSION),
+            pb.Column(name="buyer_return_rate_bp", type=INT64, role=MEASURE),
+            pb.Column(name="seller_rating", type=INT64, role=MEASURE),
+        ],
+        rule=pb.AnalysisRule(
+            group_by_columns=["category"],
+            filter_columns=["category"],
+            aggregates=[
+                pb.AllowedAggregate(column="buyer_return_rate_bp", functions=[pb.AGGREGATE_FUNCTION_AVG])
+            ],
+            min_group_size=SHIPPING_THRESHOLD,
+            training_columns=["category", "buyer_return_rate_bp", "seller_rating"],
+        ),
+    )
+
+
+def shipping_policies_dataset(
+    collaboration_id: str, dataset_id: str = "policies", min_group_size: int = 0
+) -> pb.RegisterDatasetRequest:
+    """The insurer's policies of the synthetic 运费险 case: whether a claim was filed may be averaged and be a
+    model's label; the premium may be summed but trains nothing."""
+    return pb.RegisterDatasetRequest(
+        collaboration_id=collaboration_id,
+        dataset_id=dataset_id,
+        display_name="Policies",
+        columns=[
+            pb.Column(name="order_id", type=STRING, role=JOIN),
+            pb.Column(name="premium_minor", type=INT64, role=MEASURE),
+            pb.Column(name="claimed", type=INT64, role=MEASURE),
+            pb.Column(name="claim_minor", type=INT64, role=MEASURE),
+        ],
+        rule=pb.AnalysisRule(
+            aggregates=[
+                pb.AllowedAggregate(column="claimed", functions=[pb.AGGREGATE_FUNCTION_AVG]),
+                pb.AllowedAggregate(column="premium_minor", functions=[pb.AGGREGATE_FUNCTION_SUM]),
+            ],
+            min_group_size=min_group_size or SHIPPING_THRESHOLD,
+            training_columns=["claimed"],
+        ),
+    )
+
+
+SHIPPING_THRESHOLD = 50

@@ -4,14 +4,20 @@ dataset's owner are refused. Only members see that a collaboration exists."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
 from jubao.client import AsyncClient, Reason
 from jubao.cocreation.v1 import cocreation_pb2 as pb
 
-from tests.cocreation.support import ALL_ABILITIES, DAY_S, claims_dataset, expire_in, refused
+from tests.cocreation.support import (
+    ALL_ABILITIES,
+    DAY_S,
+    claims_dataset,
+    expire_in,
+    expired_collaboration,
+    refused,
+)
 
 LIST_PAGES_MAX = 1000
 
@@ -228,13 +234,7 @@ async def test_an_expired_collaboration_is_shown_and_refuses_every_change(
     clients: dict[str, AsyncClient],
 ) -> None:
     platform = clients["platform"]
-    created = await platform.cocreation.CreateCollaboration(
-        pb.CreateCollaborationRequest(
-            display_name="short", abilities=ALL_ABILITIES, expire_time=expire_in(1.5, time.time())
-        )
-    )
-    collaboration_id = created.collaboration.collaboration_id
-    await asyncio.sleep(1.6)
+    collaboration_id = await expired_collaboration(platform)
     shown = await platform.cocreation.GetCollaboration(
         pb.GetCollaborationRequest(collaboration_id=collaboration_id)
     )

@@ -71,6 +71,7 @@ async def test_invalid_tenant_is_rejected_with_field_violations_and_writes_nothi
     assert sorted(t.tenant_id for t in listed.tenants) == [
         "demo-bank",
         "demo-fund",
+        "demo-insurer",
         "demo-operator",
         "demo-platform",
     ]
@@ -93,7 +94,7 @@ async def test_list_pages_through_every_tenant(running: Running, keys: dict[str,
         token = page.next_page_token
         if not token:
             break
-    assert seen == sorted(seen) and len(seen) == 11
+    assert seen == sorted(seen) and len(seen) == 12
     await expect_error(
         running.admin.ListTenants(pb.ListTenantsRequest(page_token="garbage"), metadata=operator),
         grpc.StatusCode.INVALID_ARGUMENT,

@@ -161,6 +161,12 @@ class Reason(StrEnum):
     # RESOURCE_EXHAUSTED (cocreation): with differential privacy, the query costs more epsilon than the
     # caller's privacy budget has left
     PRIVACY_BUDGET_EXHAUSTED = "PRIVACY_BUDGET_EXHAUSTED"
+    # NOT_FOUND (cocreation): no such model in the collaboration
+    MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    # FAILED_PRECONDITION (cocreation): a model's join or a scoring holds fewer join keys than the threshold;
+    # a model scored before it was trained
+    TOO_FEW_ROWS = "TOO_FEW_ROWS"
+    MODEL_NOT_TRAINED = "MODEL_NOT_TRAINED"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -80,9 +80,10 @@ class ExportDataset(Protocol):
         """The parsed command, checked, or INVALID_ARGUMENT."""
 
     def read(
-        self, backend: StorageBackend, tenant_id: str, command: Message
+        self, backend: StorageBackend, clock: Clock, tenant_id: str, command: Message
     ) -> AsyncIterator[pa.RecordBatch]:
-        """The export's rows, read from `backend`, as record batches of the dataset's schema."""
+        """The export's rows, read from `backend` (at `clock`'s time), as record batches of the dataset's
+        schema."""
 
 
 class Ingest(Protocol):

@@ -361,7 +361,7 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         else:
             export = self._export_dataset(caller, name)
             command = export.check(value)
-            read = self._io.iterate(export.read(self._backend, tenant_id, command))
+            read = self._io.iterate(export.read(self._backend, self._store.clock, tenant_id, command))
             # The first batch is read now, so that an export refused by what storage holds (a fund the
             # caller may not see) is the call's error, not a broken stream.
             first = next(read, None)

@@ -14,3 +14,6 @@ class CocreationSettings(BaseModel):
     query_threads: int = Field(2, gt=0, le=limits.cocreation_query_threads_max)
     # How often each server looks for expired collaborations (their datasets' rows are deleted then).
     expiry_sweep_s: int = Field(60, gt=0, le=limits.cocreation_expiry_sweep_s_max)
+    # `make run` seeds the 运费险 demo collaboration (`demo.py`) with this many orders and a fifth as many
+    # policies; 0: no demo.
+    demo_orders: int = Field(0, ge=0, le=limits.cocreation_dataset_rows_max)

@@ -19,8 +19,14 @@ from jubao_server.cocreation.model import (
     Dataset,
     DatasetState,
     Filter,
+    Fit,
     Function,
     MemberState,
+    Model,
+    ModelFamily,
+    ModelPhase,
+    ModelSpec,
+    ModelState,
     Privacy,
     Query,
     Role,
@@ -191,6 +197,7 @@ def rule_of(rule: pb.AnalysisRule, violations: list[FieldViolation]) -> Rule:
         analysts=tuple(rule.analyst_tenant_ids),
         rows_per_join_key_max=rule.rows_per_join_key_max or 1,
         measure_bounds=tuple((b.column, b.lower, b.upper) for b in rule.measure_bounds),
+        training=tuple(rule.training_columns),
     )
 
 
@@ -245,6 +252,7 @@ def dataset_to_pb(dataset: Dataset) -> pb.Dataset:
                 pb.MeasureBounds(column=name, lower=low, upper=high)
                 for name, low, high in rule.measure_bounds
             ],
+            training_columns=rule.training,
         ),
         state=_DATASET_STATES[dataset.state],
         row_count=dataset.row_count,
@@ -274,10 +282,12 @@ def query_of(request: pb.RunQueryRequest) -> Query:
     )
 
 
-def query_to_pb(query: Query) -> pb.Query:
-    def ref(column: ColumnRef) -> pb.ColumnRef:
-        return pb.ColumnRef(dataset_id=column.dataset_id, column=column.column)
+def _ref_pb(column: ColumnRef) -> pb.ColumnRef:
+    return pb.ColumnRef(dataset_id=column.dataset_id, column=column.column)
 
+
+def query_to_pb(query: Query) -> pb.Query:
+    ref = _ref_pb
     return pb.Query(
         dataset_ids=query.dataset_ids,
         filters=[
@@ -303,11 +313,109 @@ def audit_to_pb(entry: AuditEntry) -> pb.AuditEntry:
         analyst_tenant_id=entry.analyst,
         dataset_ids=entry.datasets,
         owner_tenant_ids=entry.owners,
-        query=query_to_pb(entry.query),
+        query=query_to_pb(entry.query) if entry.query is not None else None,
         rows_scanned=entry.rows_scanned,
         groups_returned=entry.groups_returned,
         groups_suppressed=entry.groups_suppressed,
         epsilon_micro=entry.epsilon_micro,
+        model_id=entry.model_id,
+        model_spec=spec_to_pb(entry.model_spec) if entry.model_spec is not None else None,
+        scoring=entry.scored,
+    )
+
+
+def spec_of(request: pb.StartTrainingRequest) -> ModelSpec:
+    """The model a request asks for (its shape is checked against the room: `training.spec_violations`)."""
+    violations = id_violations("collaboration_id", request.collaboration_id)
+    spec = request.spec
+    if spec.family != pb.MODEL_FAMILY_LOGISTIC:
+        violations.append(FieldViolation("spec.family", "MODEL_FAMILY_LOGISTIC"))
+    if not spec.HasField("label"):
+        violations.append(FieldViolation("spec.label", "required: the column the model predicts"))
+    raise_if_any(violations)
+    return ModelSpec(
+        dataset_ids=tuple(spec.dataset_ids),
+        features=tuple(_ref(ref) for ref in spec.features),
+        label=_ref(spec.label),
+        family=ModelFamily.LOGISTIC,
+    )
+
+
+def spec_to_pb(spec: ModelSpec) -> pb.ModelSpec:
+    return pb.ModelSpec(
+        dataset_ids=spec.dataset_ids,
+        features=[_ref_pb(ref) for ref in spec.features],
+        label=_ref_pb(spec.label),
+        family=pb.MODEL_FAMILY_LOGISTIC,
+    )
+
+
+def model_name(collaboration_id: str, model_id: str) -> str:
+    return f"collaborations/{collaboration_id}/models/{model_id}"
+
+
+def model_ids(name: str) -> tuple[str, str]:
+    """The collaboration and model ids of a model's name, else INVALID_ARGUMENT."""
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != "collaborations" or parts[2] != "models":
+        raise_if_any([FieldViolation("name", "collaborations/{collaboration_id}/models/{model_id}")])
+    checked_ids(collaboration_id=parts[1], model_id=parts[3])
+    return parts[1], parts[3]
+
+
+_MODEL_STATES: Final = {
+    ModelState.RUNNING: pb.Model.STATE_RUNNING,
+    ModelState.SUCCEEDED: pb.Model.STATE_SUCCEEDED,
+    ModelState.FAILED: pb.Model.STATE_FAILED,
+}
+_MODEL_PHASES: Final = {
+    ModelPhase.READING: pb.Model.PHASE_READING,
+    ModelPhase.FITTING: pb.Model.PHASE_FITTING,
+    ModelPhase.DONE: pb.Model.PHASE_DONE,
+}
+
+
+def model_to_pb(model: Model, receives: bool) -> pb.Model:
+    """A model as a member sees it: its fit only if it may receive results."""
+    found = model.fit if receives else None
+    return pb.Model(
+        name=model_name(model.collaboration_id, model.model_id),
+        collaboration_id=model.collaboration_id,
+        model_id=model.model_id,
+        trainer_tenant_id=model.trainer,
+        spec=spec_to_pb(model.spec),
+        state=_MODEL_STATES[model.state],
+        done=model.state is not ModelState.RUNNING,
+        phase=_MODEL_PHASES[model.phase],
+        rows_read=model.rows_read,
+        fit=_fit_to_pb(found) if found is not None else None,
+        error_reason=model.error_reason,
+        error_message=model.error_message,
+        create_time=timestamp(model.create_time_ms),
+        update_time=timestamp(model.update_time_ms),
+    )
+
+
+def _fit_to_pb(found: Fit) -> pb.ModelFit:
+    return pb.ModelFit(
+        rows=found.rows,
+        positives=found.positives,
+        coefficients=[
+            pb.Coefficient(
+                term=c.term,
+                feature=_ref_pb(c.feature) if c.feature is not None else None,
+                level=c.level or "",
+                estimate=c.estimate,
+            )
+            for c in found.coefficients
+        ],
+        auc=found.auc,
+        log_loss=found.log_loss,
+        deviance=found.deviance,
+        null_deviance=found.null_deviance,
+        levels_pooled=found.levels_pooled,
+        min_group_size=found.min_group_size,
+        reference_levels=[c.term for c in found.reference_levels],
     )
 
 

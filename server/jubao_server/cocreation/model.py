@@ -113,6 +113,8 @@ class Rule(msgspec.Struct, frozen=True):
     # range a summed measure is clamped to.
     rows_per_join_key_max: int = 1
     measure_bounds: tuple[tuple[str, int, int], ...] = ()
+    # Columns a model may use as a feature or its label, and read to score rows.
+    training: tuple[str, ...] = ()
 
     def functions(self, column: str) -> tuple[Function, ...]:
         return next((functions for name, functions in self.aggregates if name == column), ())
@@ -178,21 +180,103 @@ class Query:
     aggregates: tuple[Aggregate, ...]
 
 
+class ModelFamily(StrEnum):
+    LOGISTIC = "logistic"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What a model is trained on (`training.py` checks and runs it)."""
+
+    dataset_ids: tuple[str, ...]
+    features: tuple[ColumnRef, ...]
+    label: ColumnRef
+    family: ModelFamily
+
+
+class ModelState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class ModelPhase(StrEnum):
+    READING = "reading"
+    FITTING = "fitting"
+    DONE = "done"
+
+
+class Coefficient(msgspec.Struct, frozen=True):
+    """A coefficient: of a numeric feature (`level` None), of a categorical feature's level, or the
+    intercept (`feature` None); its estimate a decimal string of `MODEL_PLACES` places."""
+
+    feature: ColumnRef | None
+    level: str | None
+    estimate: str
+
+    @property
+    def term(self) -> str:
+        if self.feature is None:
+            return "intercept"
+        return self.feature.label if self.level is None else f"{self.feature.label}={self.level}"
+
+
+class Fit(msgspec.Struct, frozen=True):
+    """A trained model: its coefficients and how well it fits its rows (decimal strings)."""
+
+    rows: int
+    positives: int
+    coefficients: tuple[Coefficient, ...]
+    auc: str
+    log_loss: str
+    deviance: str
+    null_deviance: str
+    levels_pooled: int
+    min_group_size: int
+    reference_levels: tuple[Coefficient, ...]
+
+
+class Model(msgspec.Struct, frozen=True):
+    """A model and its training run (a long-running operation), as stored."""
+
+    collaboration_id: str
+    model_id: str
+    trainer: str
+    spec: ModelSpec
+    state: ModelState
+    phase: ModelPhase
+    rows_read: int
+    create_time_ms: int
+    update_time_ms: int
+    fit: Fit | None = None
+    error_reason: str = ""
+    error_message: str = ""
+
+
+# Places of the decimals a model's coefficients and metrics are given with.
+MODEL_PLACES: Final = 6
+
+
 class AuditEntry(msgspec.Struct, frozen=True):
-    """A query that read rows, as the audit log keeps it: readable by its analyst and by every owner of
-    a dataset it read."""
+    """A query, a training run or a scoring that read rows, as the audit log keeps it: readable by its
+    analyst and by every owner of a dataset it read. A training run has its `model_id` and `model_spec`, a
+    scoring (the model's scores over a dataset of the analyst's: `groups_returned` rows) its `model_id` and
+    `scored`; neither has a query."""
 
     audit_id: str
     time_ms: int
     analyst: str
     datasets: tuple[str, ...]
     owners: tuple[str, ...]
-    query: Query
+    query: Query | None
     rows_scanned: int
     groups_returned: int
     groups_suppressed: int
     # The epsilon the query spent (differential privacy), in millionths.
     epsilon_micro: int = 0
+    model_id: str = ""
+    model_spec: ModelSpec | None = None
+    scored: bool = False
 
     def readable_by(self, tenant_id: str) -> bool:
         return tenant_id == self.analyst or tenant_id in self.owners
@@ -265,6 +349,23 @@ class Room:
                 Reason.DATASET_NOT_FOUND,
                 f"no dataset {dataset_id} in this collaboration",
                 dataset_id=dataset_id,
+            )
+        return dataset
+
+    def readable(self, dataset_id: str) -> Dataset:
+        """A dataset an analysis may read: READY (else DATASET_WITHDRAWN or DATASET_NOT_READY)."""
+        dataset = self.dataset(dataset_id)
+        if dataset.state is DatasetState.WITHDRAWN:
+            raise failed_precondition(
+                Reason.DATASET_WITHDRAWN,
+                f"dataset {dataset.dataset_id} was withdrawn",
+                dataset_id=dataset.dataset_id,
+            )
+        if dataset.state is not DatasetState.READY:
+            raise failed_precondition(
+                Reason.DATASET_NOT_READY,
+                f"dataset {dataset.dataset_id} is still being uploaded",
+                dataset_id=dataset.dataset_id,
             )
         return dataset
 
@@ -456,8 +557,13 @@ def rule_violations(columns: tuple[Column, ...], rule: Rule) -> list[FieldViolat
     roles = {c.name: c.role for c in columns}
     violations: list[FieldViolation] = []
     entries = len(rule.group_by) + len(rule.filters) + len(rule.aggregates) + len(rule.analysts)
-    if entries > limits.cocreation_rule_entries_max:
+    if entries + len(rule.training) > limits.cocreation_rule_entries_max:
         violations.append(FieldViolation("rule", f"at most {limits.cocreation_rule_entries_max} entries"))
+    for index, name in enumerate(rule.training):
+        if roles.get(name) not in (Role.DIMENSION, Role.MEASURE):
+            violations.append(
+                FieldViolation(f"rule.training_columns[{index}]", f"{name} is not a dimension or measure")
+            )
     for kind, names in (("group_by_columns", rule.group_by), ("filter_columns", rule.filters)):
         for index, name in enumerate(names):
             if roles.get(name) is not Role.DIMENSION:

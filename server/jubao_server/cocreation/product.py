@@ -9,14 +9,18 @@ from jubao.cocreation.v1 import cocreation_pb2
 
 from jubao_server.cocreation import tables
 from jubao_server.cocreation.config import CocreationSettings
+from jubao_server.cocreation.demo import seed_demo
 from jubao_server.cocreation.ingest import DatasetRowsUpload
 from jubao_server.cocreation.rooms import Cocreation
+from jubao_server.cocreation.scoring import ScoresExport
 from jubao_server.products import GrpcService, ProductContext, ProductSpec, ServiceContext
 from jubao_server.tenancy.model import Product
 
 
 async def _start(context: ProductContext[CocreationSettings]) -> Cocreation:
     cocreation = Cocreation(context.backend, context.clock, context.settings.query_threads)
+    if context.settings.demo_orders:
+        await seed_demo(cocreation.store, context.clock, context.settings.demo_orders)
     cocreation.start(context.settings.expiry_sweep_s)
     return cocreation
 
@@ -38,5 +42,5 @@ PRODUCT: Final = ProductSpec(
     migrations=Path(__file__).resolve().parent / "migrations",
     start=_start,
     services=_services,
-    datasets=(DatasetRowsUpload(),),
+    datasets=(DatasetRowsUpload(), ScoresExport()),
 )

@@ -32,7 +32,6 @@ from jubao_server.cocreation.model import (
     AuditEntry,
     ColumnRef,
     Dataset,
-    DatasetState,
     Function,
     Query,
     Room,
@@ -137,34 +136,17 @@ def plan(room: Room, caller: str, query: Query, epsilon_micro: int = 0) -> Plan:
     has been read)."""
     room.active_member(caller, Ability.ANALYZE)
     room.active_member(caller, Ability.RECEIVE_RESULTS)
-    datasets = tuple(room.dataset(d) for d in query.dataset_ids)
-    for dataset in datasets:
-        if dataset.state is DatasetState.WITHDRAWN:
-            raise failed_precondition(
-                Reason.DATASET_WITHDRAWN,
-                f"dataset {dataset.dataset_id} was withdrawn",
-                dataset_id=dataset.dataset_id,
-            )
-        if dataset.state is not DatasetState.READY:
-            raise failed_precondition(
-                Reason.DATASET_NOT_READY,
-                f"dataset {dataset.dataset_id} is still being uploaded",
-                dataset_id=dataset.dataset_id,
-            )
+    datasets = tuple(room.readable(d) for d in query.dataset_ids)
     by_id = {d.dataset_id: d for d in datasets}
-    violations = [
-        _broken(dataset, "analyst_tenant_ids", "", f"{caller} is not among the analysts its owner allows")
-        for dataset in datasets
-        if dataset.rule.analysts and caller not in dataset.rule.analysts
-    ]
+    violations = analyst_violations(datasets, caller)
     for index, ref in enumerate(query.group_by):
         dataset = by_id[ref.dataset_id]
         if ref.column not in dataset.rule.group_by:
-            violations.append(_broken(dataset, "group_by_columns", ref.column, f"group_by[{index}]"))
+            violations.append(broken(dataset, "group_by_columns", ref.column, f"group_by[{index}]"))
     for index, where in enumerate(query.filters):
         dataset = by_id[where.column.dataset_id]
         if where.column.column not in dataset.rule.filters:
-            violations.append(_broken(dataset, "filter_columns", where.column.column, f"filters[{index}]"))
+            violations.append(broken(dataset, "filter_columns", where.column.column, f"filters[{index}]"))
     for index, aggregate in enumerate(query.aggregates):
         measured = aggregate.column
         if measured is None:
@@ -172,22 +154,14 @@ def plan(room: Room, caller: str, query: Query, epsilon_micro: int = 0) -> Plan:
         dataset = by_id[measured.dataset_id]
         if aggregate.function not in dataset.rule.functions(measured.column):
             violations.append(
-                _broken(
+                broken(
                     dataset,
                     "aggregates",
                     measured.column,
                     f"aggregates[{index}] ({aggregate.function.value})",
                 )
             )
-    if violations:
-        first = violations[0]
-        raise ApiError(
-            ErrorCode.INVALID_ARGUMENT,
-            Reason.ANALYSIS_RULE_VIOLATED,
-            "; ".join(v.description for v in violations[: limits.error_field_violations_max]),
-            field_violations=tuple(violations),
-            metadata={"rule": first.field},
-        )
+    raise_if_broken(violations)
     min_group_size = max(d.rule.min_group_size for d in datasets)
     privacy = room.collaboration.privacy
     noise = noise_of(privacy, datasets, query, epsilon_micro) if privacy is not None else None
@@ -200,7 +174,28 @@ def plan(room: Room, caller: str, query: Query, epsilon_micro: int = 0) -> Plan:
     return result
 
 
-def _broken(dataset: Dataset, rule: str, column: str, use: str) -> FieldViolation:
+def analyst_violations(datasets: Sequence[Dataset], caller: str) -> list[FieldViolation]:
+    """The datasets whose rule names analysts other than `caller`."""
+    return [
+        broken(dataset, "analyst_tenant_ids", "", f"{caller} is not among the analysts its owner allows")
+        for dataset in datasets
+        if dataset.rule.analysts and caller not in dataset.rule.analysts
+    ]
+
+
+def raise_if_broken(violations: list[FieldViolation]) -> None:
+    """INVALID_ARGUMENT ANALYSIS_RULE_VIOLATED naming the rules an analysis breaks, if it breaks any."""
+    if violations:
+        raise ApiError(
+            ErrorCode.INVALID_ARGUMENT,
+            Reason.ANALYSIS_RULE_VIOLATED,
+            "; ".join(v.description for v in violations[: limits.error_field_violations_max]),
+            field_violations=tuple(violations),
+            metadata={"rule": violations[0].field},
+        )
+
+
+def broken(dataset: Dataset, rule: str, column: str, use: str) -> FieldViolation:
     """A use the rule of `dataset` does not allow: the field names the dataset and the rule."""
     what = f"column {column}" if column else "the caller"
     owned = f"dataset {dataset.dataset_id} (owner {dataset.owner})"
@@ -269,17 +264,10 @@ def check_shape(query: Query, room: Room) -> None:
 
 async def run(store: CocreationStore, checked: Plan, threads: int) -> Result:
     """Read the datasets' rows, run the query, suppress the groups below the threshold."""
-    tables = [await _rows(store, dataset, _used(checked.query, dataset)) for dataset in checked.datasets]
-    for dataset in checked.datasets:
-        # A withdrawal marks the rows before it deletes them: a read it overlapped is not answered.
-        if (await store.rows_state(dataset.owner, dataset.collaboration_id, dataset.dataset_id)).withdrawn:
-            raise failed_precondition(
-                Reason.DATASET_WITHDRAWN,
-                f"dataset {dataset.dataset_id} was withdrawn while it was read",
-                dataset_id=dataset.dataset_id,
-            )
+    tables = [await read_rows(store, dataset, _used(checked.query, dataset)) for dataset in checked.datasets]
+    await check_unwithdrawn(store, checked.datasets)
     sql, parameters = compile_sql(checked)
-    grouped = await asyncio.to_thread(_execute, tables, sql, parameters, threads)
+    grouped = await asyncio.to_thread(execute, tables, sql, parameters, threads)
     noise = checked.noise
     if noise is not None:
         grouped = _noised(grouped, len(checked.query.group_by), noise)
@@ -322,7 +310,20 @@ def _used(query: Query, dataset: Dataset) -> list[str]:
     return list(dict.fromkeys([dataset.join_key, *named]))
 
 
-async def _rows(store: CocreationStore, dataset: Dataset, columns: list[str]) -> pa.Table:
+async def check_unwithdrawn(store: CocreationStore, datasets: Sequence[Dataset]) -> None:
+    """DATASET_WITHDRAWN if one of the datasets was withdrawn: a withdrawal marks the rows before it
+    deletes them, so a read it overlapped is not answered."""
+    for dataset in datasets:
+        if (await store.rows_state(dataset.owner, dataset.collaboration_id, dataset.dataset_id)).withdrawn:
+            raise failed_precondition(
+                Reason.DATASET_WITHDRAWN,
+                f"dataset {dataset.dataset_id} was withdrawn while it was read",
+                dataset_id=dataset.dataset_id,
+            )
+
+
+async def read_rows(store: CocreationStore, dataset: Dataset, columns: list[str]) -> pa.Table:
+    """The columns of a dataset's rows, in row order."""
     schema = arrow_schema(dataset)
     parts = [
         from_ipc(data, schema).select(columns)
@@ -384,7 +385,8 @@ def _source(dataset: Dataset, index: int, noise: Noise | None) -> str:
     return f"(SELECT * FROM {name} QUALIFY row_number() OVER (PARTITION BY {key}) <= {cap}) AS {name}"
 
 
-def _execute(tables: Sequence[pa.Table], sql: str, parameters: list[str | int], threads: int) -> pa.Table:
+def execute(tables: Sequence[pa.Table], sql: str, parameters: list[str | int], threads: int) -> pa.Table:
+    """The SQL's answer over the tables `t0`, `t1`, ... in an in-memory DuckDB."""
     connection = duckdb.connect(":memory:", config={"threads": threads})
     try:
         for index, table in enumerate(tables):

@@ -24,6 +24,8 @@ from jubao_server.cocreation.model import (
     DatasetState,
     Member,
     MemberState,
+    Model,
+    ModelSpec,
     Privacy,
     Query,
     Room,
@@ -43,6 +45,7 @@ from jubao_server.cocreation.query import (
     run,
 )
 from jubao_server.cocreation.store import CocreationStore
+from jubao_server.cocreation.training import Models
 from jubao_server.errors import ApiError, invalid
 from jubao_server.invariants import ensure
 from jubao_server.storage.contract import StorageBackend, StorageError
@@ -57,12 +60,14 @@ class Cocreation:
         self.store = CocreationStore(backend, clock)
         self._query_threads = query_threads
         self._sweeper: asyncio.Task[None] | None = None
+        self.models = Models(self.store, clock, query_threads)
 
     def start(self, sweep_s: float) -> None:
         """Sweep expired collaborations every `sweep_s`."""
         self._sweeper = asyncio.create_task(self._sweep_forever(sweep_s), name="cocreation-expiry")
 
     async def stop(self) -> None:
+        await self.models.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -267,6 +272,19 @@ class Cocreation:
         return decode_result(earlier.answer), Cost(
             earlier.epsilon_micro, privacy.budget_epsilon_micro, remaining
         )
+
+    async def train(self, tenant_id: str, collaboration_id: str, request_id: str, spec: ModelSpec) -> Model:
+        """Start training a model for `tenant_id` (see `training.py`), or answer the one a retry started."""
+        room = await self.open_room(tenant_id, collaboration_id)
+        return await self.models.start(room, tenant_id, request_id, spec)
+
+    async def model(self, tenant_id: str, collaboration_id: str, model_id: str) -> tuple[Model, bool]:
+        """A model of a collaboration `tenant_id` sees, and whether it may receive its fit (an active
+        member with the receive-results ability)."""
+        room = await self.room(tenant_id, collaboration_id)
+        member = room.members[tenant_id]
+        receives = member.state is MemberState.ACTIVE and Ability.RECEIVE_RESULTS in member.abilities
+        return await self.models.get(room, model_id), receives
 
     async def audit(
         self, tenant_id: str, collaboration_id: str, after: tuple[int, str] | None, size: int

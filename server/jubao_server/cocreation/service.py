@@ -24,9 +24,12 @@ from jubao_server.cocreation.convert import (
     dataset_of,
     dataset_to_pb,
     invite_command,
+    model_ids,
+    model_to_pb,
     privacy_of,
     query_of,
     result_to_pb,
+    spec_of,
 )
 from jubao_server.cocreation.model import id_violations, raise_if_any
 from jubao_server.cocreation.rooms import Cocreation
@@ -220,3 +223,16 @@ class CocreationService(pb_grpc.CocreationServiceServicer):
             return pb.RunQueryResponse(result=result_to_pb(result), privacy_cost=cost_to_pb(cost))
 
         return await self._once("RunQuery", request, pb.RunQueryResponse, apply)
+
+    async def StartTraining(
+        self, request: pb.StartTrainingRequest, context: Context
+    ) -> pb.StartTrainingResponse:
+        spec = spec_of(request)
+        tenant_id = _tenant_id()
+        model = await self._co.train(tenant_id, request.collaboration_id, request.request_id, spec)
+        return pb.StartTrainingResponse(model=model_to_pb(model, receives=True))
+
+    async def GetModel(self, request: pb.GetModelRequest, context: Context) -> pb.GetModelResponse:
+        collaboration_id, model_id = model_ids(request.name)
+        model, receives = await self._co.model(_tenant_id(), collaboration_id, model_id)
+        return pb.GetModelResponse(model=model_to_pb(model, receives))

@@ -19,6 +19,7 @@ from jubao_server.cocreation.model import (
     Collaboration,
     Dataset,
     Member,
+    Model,
     Room,
     Spend,
     conflict,
@@ -32,6 +33,7 @@ from jubao_server.cocreation.tables import (
     EXPIRIES,
     MEMBER_ROW,
     MEMBERSHIPS,
+    MODELS,
     ROWS,
     SHARED_SCOPE,
 )
@@ -120,8 +122,8 @@ class CocreationStore:
         return Room(collaboration, members, datasets, version)
 
     async def create(self, room: Room) -> bool:
-        """Store a new room (False when its id is taken) and index it for its members; its expiry is
-        indexed first, so that no stored room escapes the sweep."""
+        """Store a new room, its members and datasets (False when its id is taken) and index it for its
+        members; its expiry is indexed first, so that no stored room escapes the sweep."""
         collaboration = room.collaboration
         expiry = Put(
             (collaboration.expire_time_ms, collaboration.collaboration_id), {"create_time_ms": self.now_ms()}
@@ -130,7 +132,7 @@ class CocreationStore:
         key = (COLLABORATION_ROW, "")
         puts = (
             Put(key, {"record": msgspec.json.encode(collaboration)}),
-            *_record_puts(room.members.values(), ()),
+            *_record_puts(room.members.values(), room.datasets.values()),
         )
         batch = Batch(
             COLLABORATIONS.partition(SHARED_SCOPE, collaboration.collaboration_id),
@@ -265,6 +267,34 @@ class CocreationStore:
         static = outcome.current_static
         now = _int(static["spent_epsilon_micro"]) if static is not None else 0
         return SpendOutcome(False, earlier, now)
+
+    # Models
+
+    async def create_model(self, model: Model) -> Model:
+        """Store a new model's record; the record stored first when its id is taken (a retry)."""
+        partition = MODELS.partition(SHARED_SCOPE, model.collaboration_id)
+        put = Put((model.model_id,), {"record": msgspec.json.encode(model)})
+        outcome = await self._backend.write(
+            Batch(partition, (put,), conditions=(RowAbsent((model.model_id,)),))
+        )
+        if outcome.applied:
+            return model
+        stored = await self.model(model.collaboration_id, model.model_id, serial=True)
+        ensure(stored is not None, "a model whose id is taken can be read")
+        return stored if stored is not None else model
+
+    async def save_model(self, model: Model) -> None:
+        """The model's record as its run advanced (only the task running it writes it)."""
+        put = Put((model.model_id,), {"record": msgspec.json.encode(model)})
+        await self._backend.write(Batch(MODELS.partition(SHARED_SCOPE, model.collaboration_id), (put,)))
+
+    async def model(self, collaboration_id: str, model_id: str, *, serial: bool = False) -> Model | None:
+        row = await self._backend.read_row(
+            MODELS.partition(SHARED_SCOPE, collaboration_id),
+            (model_id,),
+            Consistency.SERIAL if serial else Consistency.DEFAULT,
+        )
+        return None if row is None else msgspec.json.decode(_blob(row["record"]), type=Model)
 
     # Rows
 

@@ -21,6 +21,9 @@
   row per query that spent (`model.Spend`, by request id, with the noised answer). A spend is one batch
   conditioned on `spent_epsilon_micro` being what the budget check read and on the request's row being
   absent, so two queries never spend the same epsilon and one request never spends twice.
+* `cocreation_models`: the models trained in a collaboration, one partition per collaboration in the
+  shared scope: a row per model (`model.Model`: its spec, state and progress, and once trained its
+  coefficients and fit), written when the training starts and as it advances, by the one task that runs it.
 * `cocreation_expiries`: every collaboration by its expiry (the shared scope, one partition), written
   before the collaboration itself: the sweep (`rooms.Cocreation.sweep`) finds the expired ones there,
   withdraws their datasets, deletes their rows and then the entry.
@@ -120,6 +123,13 @@ BUDGETS: Final = Table(
     static_columns=frozenset({"spent_epsilon_micro"}),
 )
 
+MODELS: Final = Table(
+    name="cocreation_models",
+    partition_key=("collaboration_id",),
+    clustering_key=("model_id",),
+    columns={"collaboration_id": T.TEXT, "model_id": T.TEXT, "record": T.BLOB},
+)
+
 CLAIMS: Final = ClaimTable(REQUESTS, operation_column="operation", answer_column="answer")
 
-ALL: Final = (COLLABORATIONS, MEMBERSHIPS, ROWS, REQUESTS, EXPIRIES, AUDIT, BUDGETS)
+ALL: Final = (COLLABORATIONS, MEMBERSHIPS, ROWS, REQUESTS, EXPIRIES, AUDIT, BUDGETS, MODELS)

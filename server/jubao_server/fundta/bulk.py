@@ -18,6 +18,7 @@ from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.bulk.datasets import parse
+from jubao_server.clock import Clock
 from jubao_server.errors import not_found
 from jubao_server.fundta import convert
 from jubao_server.fundta.agency import order_kind, seen_distributor, visible_fund
@@ -42,7 +43,7 @@ class ConfirmationsExport:
         return request
 
     async def read(
-        self, backend: StorageBackend, tenant_id: str, command: Message
+        self, backend: StorageBackend, clock: Clock, tenant_id: str, command: Message
     ) -> AsyncIterator[pa.RecordBatch]:
         request: pb.ExportConfirmations = command  # type: ignore[assignment]
         fund, managed = await visible_fund(backend, tenant_id, request.fund_code)

@@ -32,7 +32,6 @@ from typing import TypeVar
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
-import structlog
 from jubao.reasons import Reason
 
 from jubao_server import limits
@@ -74,6 +73,7 @@ from jubao_server.fundta.tables import FUNDS, HOLDERS
 from jubao_server.invariants import ensure, unreachable
 from jubao_server.payments.api import LedgerApi
 from jubao_server.payments.currencies import MINOR_UNIT_EXPONENTS
+from jubao_server.platform.operations import Operations
 from jubao_server.storage.contract import (
     Batch,
     Bound,
@@ -88,7 +88,6 @@ from jubao_server.storage.contract import (
 )
 from jubao_server.tenancy.model import Tenant
 
-log = structlog.get_logger("jubao.fundta")
 V = TypeVar("V")
 
 
@@ -118,13 +117,10 @@ class DayCloses:
         self._backend = backend
         self._clock = clock
         self._ledger = ledger
-        self._tasks: dict[tuple[str, str, str], asyncio.Task[None]] = {}
+        self._runs = Operations("day-close")
 
     async def stop(self) -> None:
-        for task in list(self._tasks.values()):
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        self._tasks.clear()
+        await self._runs.stop()
 
     async def start(self, tenant: Tenant, code: str, trade_date: datetime.date) -> DayClose:
         """Start the day-close of `trade_date`, or resume it (an earlier start was cut short), or answer it
@@ -204,21 +200,8 @@ class DayCloses:
         return [trade_date.isoformat()]
 
     def _launch(self, manager_id: str, code: str, day: str) -> None:
-        key = (manager_id, code, day)
-        if key in self._tasks:
-            return
-        task = asyncio.get_running_loop().create_task(self._run_logged(manager_id, code, day))
-        self._tasks[key] = task
-        task.add_done_callback(lambda _: self._tasks.pop(key, None))
-
-    async def _run_logged(self, manager_id: str, code: str, day: str) -> None:
-        try:
-            await self.run(manager_id, code, day)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # The record stays RUNNING where it was: StartDayClose again resumes it.
-            log.exception("day-close stopped; start it again to resume", fund_code=code, trade_date=day)
+        # The record stays RUNNING where a run stopped: StartDayClose again resumes it.
+        self._runs.launch((manager_id, code, day), lambda: self.run(manager_id, code, day))
 
     async def run(self, manager_id: str, code: str, day: str) -> DayClose:
         """Run a day-close from where its record says it is, to the end. Each phase's end is a write of

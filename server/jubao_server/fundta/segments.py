@@ -159,6 +159,11 @@ def decode_chunk(row: Row) -> pa.Table:
 # Income
 
 
+def income_of(shares: int, per_10k: int) -> int:
+    """One holder's income of a date, in minor units, truncated (what `income_column` gives each holder)."""
+    return shares * per_10k // PER_10K_DIVISOR
+
+
 def income_column(shares: pa.Array, per_10k: int) -> pa.Array:
     """Each holder's income of a date, in minor units, truncated: shares x per_10k / 10^8, exactly in int64
     as (shares div 10^8) x per_10k + (shares mod 10^8) x per_10k div 10^8."""

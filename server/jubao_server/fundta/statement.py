@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Final
 
 from jubao_server import limits
-from jubao_server.fundta import close, yields
+from jubao_server.fundta import close, segments, yields
 from jubao_server.fundta.agency import (
     CLOSE,
     PRICE,
@@ -259,7 +259,7 @@ def replay(orders: Sequence[Order], incomes: dict[str, int], last_closed: str) -
     balance = 0
     entries: list[Entry] = []
     for date in sorted({d for d in incomes if d >= first} | set(confirmed)):
-        income = close.income_of(balance, incomes[date]) if date in incomes else 0
+        income = segments.income_of(balance, incomes[date]) if date in incomes else 0
         if income:
             balance += income
             entries.append(

@@ -19,6 +19,7 @@ from jubao.reasons import FieldViolation, Reason
 from jubao_server import limits
 from jubao_server.bulk.arrow import ROW_COLUMN
 from jubao_server.bulk.datasets import Apply, RowProblem, check_batch_id, parse
+from jubao_server.clock import Clock
 from jubao_server.errors import ApiError, HeldElsewhere, truncated, unavailable
 from jubao_server.payments.api import Idempotency, LedgerApi
 from jubao_server.payments.batch import create_transfers
@@ -156,7 +157,7 @@ class EntriesExport:
         return request
 
     async def read(
-        self, backend: StorageBackend, tenant_id: str, command: Message
+        self, backend: StorageBackend, clock: Clock, tenant_id: str, command: Message
     ) -> AsyncIterator[pa.RecordBatch]:
         request: bulk_pb2.ExportEntries = command  # type: ignore[assignment]
         start_ms = time_ms(request, "start_time", [])

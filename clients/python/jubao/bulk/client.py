@@ -30,6 +30,7 @@ from pyarrow import flight
 from jubao.bulk import schemas
 from jubao.bulk.files import Source, batches_of
 from jubao.bulk.v1 import bulk_pb2
+from jubao.cocreation.v1 import cocreation_pb2
 from jubao.errors import JubaoError, error_from_status
 from jubao.fundta.v1 import fundta_pb2
 from jubao.reasons import Code, Reason
@@ -266,6 +267,14 @@ class BulkClient:
         batches."""
         command = fundta_pb2.ExportConfirmations(
             fund_code=fund_code, trade_date=trade_date, distributor_id=distributor_id
+        )
+        return self._get(command)
+
+    def score_dataset(self, collaboration_id: str, model_id: str, dataset_id: str) -> DownloadReader:
+        """A co-creation model's scores over the rows of one of the caller's datasets (`schemas.SCORES`:
+        each row's position, token and probability in millionths), as a stream of record batches."""
+        command = cocreation_pb2.ScoreDatasetRows(
+            collaboration_id=collaboration_id, model_id=model_id, dataset_id=dataset_id
         )
         return self._get(command)
 

@@ -13,6 +13,7 @@ from typing import Final
 import pyarrow as pa
 
 from jubao.bulk.v1 import bulk_pb2
+from jubao.cocreation.v1 import cocreation_pb2
 from jubao.fundta.v1 import fundta_pb2
 
 
@@ -85,6 +86,17 @@ CONFIRMATIONS: Final = pa.schema(
     ]
 )
 
+# ScoreDatasetRows (jubao.cocreation.v1): a model's scores over the rows of one of the caller's datasets:
+# each row's position in the uploaded dataset, its join key's token, and the predicted probability in
+# millionths (an integer: no float crosses the wire).
+SCORES: Final = pa.schema(
+    [
+        _required("row", pa.int64()),
+        _required("token", pa.string()),
+        _required("score_ppm", pa.int64()),
+    ]
+)
+
 # Row statuses of a results table.
 APPLIED: Final = "applied"
 REJECTED: Final = "rejected"
@@ -107,4 +119,5 @@ UPLOADS: Final[dict[str, UploadSchemas]] = {
 EXPORTS: Final[dict[str, pa.Schema]] = {
     bulk_pb2.ExportEntries.DESCRIPTOR.full_name: ENTRIES,
     fundta_pb2.ExportConfirmations.DESCRIPTOR.full_name: CONFIRMATIONS,
+    cocreation_pb2.ScoreDatasetRows.DESCRIPTOR.full_name: SCORES,
 }

@@ -93,7 +93,7 @@ def upload(
     """Upload transfers (request_id, payer, payee, amount_minor, currency, memo), resuming the batch if
     part of it is stored already, and wait for the ledger to apply them. Exits 4 when rows were refused
     (`jubao bulk results` says which and why)."""
-    with connect_bulk(ctx) as client, _progress() as progress:
+    with connect_bulk(ctx) as client, progress_bar() as progress:
         task = progress.add_task("upload", total=_row_count(path))
 
         def advance(rows: int, sent_bytes: int) -> None:
@@ -198,10 +198,10 @@ def export(
 
     start_time = parse_time("--start", start) if start else None
     end_time = parse_time("--end", end) if end else None
-    with connect_bulk(ctx) as client, _progress() as progress:
+    with connect_bulk(ctx) as client, progress_bar() as progress:
         task = progress.add_task("export", total=None)
         reader = client.export_entries(account_ids, start_time=start_time, end_time=end_time)
-        rows = write_batches(_counted(reader, progress, task), schemas.ENTRIES, out)
+        rows = write_batches(counted(reader, progress, task), schemas.ENTRIES, out)
     show(f"{rows} entries written to {out}")
 
 
@@ -217,14 +217,14 @@ def confirmations(
     from jubao.bulk import schemas
     from jubao.bulk.files import write_batches
 
-    with connect_bulk(ctx) as client, _progress() as progress:
+    with connect_bulk(ctx) as client, progress_bar() as progress:
         task = progress.add_task("confirmations", total=None)
         reader = client.export_confirmations(fund_code, trade_date, distributor)
-        rows = write_batches(_counted(reader, progress, task), schemas.CONFIRMATIONS, out)
+        rows = write_batches(counted(reader, progress, task), schemas.CONFIRMATIONS, out)
     show(f"{rows} confirmations written to {out}")
 
 
-def _counted(batches: Any, progress: Progress, task: Any) -> Iterator[Any]:
+def counted(batches: Any, progress: Progress, task: Any) -> Iterator[Any]:
     rows = moved = 0
     for batch in batches:
         rows += batch.num_rows
@@ -243,7 +243,7 @@ def _follow(client: BulkClient, progress: Progress, batch_id: str, rows: int) ->
 
 
 @contextmanager
-def _progress() -> Iterator[Progress]:
+def progress_bar() -> Iterator[Progress]:
     """A bar per phase: rows, and MB and MB/s while data moves (rows/s while the service applies)."""
     from rich.progress import (
         BarColumn,

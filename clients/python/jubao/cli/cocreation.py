@@ -1,11 +1,13 @@
 """`jubao cocreation ...`: data clean rooms. Collaborations, members and datasets over gRPC; a dataset's
 rows tokenized on this machine and uploaded over Arrow Flight (`upload`, which loads pyarrow and never
-gRPC: they must not share a process, apache/arrow#13300); aggregate queries over the join."""
+gRPC: they must not share a process, apache/arrow#13300); aggregate queries over the join; joint models
+(`train`, `model`) and their scores over your own rows, downloaded over Flight (`score`); the audit log."""
 
 from __future__ import annotations
 
 import datetime
 import decimal
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
@@ -29,6 +31,8 @@ from jubao.cocreation.v1 import cocreation_pb2 as pb
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from jubao.client import Client
+
 
 app = typer.Typer(
     help="Data co-creation: clean-room collaborations, datasets joined on keyed tokens, aggregate queries."
@@ -45,6 +49,9 @@ CollaborationArgument = Annotated[
     str, typer.Argument(metavar="COLLABORATION", help="The collaboration's id.")
 ]
 DatasetArgument = Annotated[str, typer.Argument(metavar="DATASET", help="The dataset's id.")]
+ModelArgument = Annotated[str, typer.Argument(metavar="MODEL", help="The model's id.")]
+MODEL_POLLS_MAX: Final = 2400
+MODEL_POLL_S: Final = 0.25
 AbilityOption = Annotated[
     list[str],
     typer.Option("--ability", help=f"Repeatable: {', '.join(ABILITIES)}."),
@@ -230,6 +237,10 @@ def register(
             help="Differential privacy: the range a summed measure is clamped to.",
         ),
     ] = None,
+    training: Annotated[
+        list[str] | None,
+        typer.Option("--train", help="A dimension or measure a model may use (feature or label)."),
+    ] = None,
     request_id: RequestIdOption = "",
 ) -> None:
     """Register one of your datasets with a role per column and its analysis rule; upload its rows next
@@ -248,6 +259,7 @@ def register(
             analyst_tenant_ids=analysts or [],
             rows_per_join_key_max=rows_per_key,
             measure_bounds=[_bounds(spec) for spec in bounds or []],
+            training_columns=training or [],
         ),
     )
     with connect(ctx) as client:
@@ -374,6 +386,142 @@ def query(
         emit(ctx, response, lambda: text(_cost(response)))
     else:
         emit(ctx, response, lambda: _result_table(response))
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    *,
+    collaboration_id: CollaborationArgument,
+    dataset_ids: Annotated[list[str], typer.Option("--dataset", help="A dataset to join, repeatable.")],
+    features: Annotated[
+        list[str], typer.Option("--feature", metavar="DATASET.COLUMN", help="A feature, repeatable.")
+    ],
+    label: Annotated[str, typer.Option("--label", metavar="DATASET.COLUMN", help="The 0/1 label.")],
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it is trained.")] = True,
+    request_id: RequestIdOption = "",
+) -> None:
+    """Train a logistic regression on the join of datasets inside jubao (a long-running operation): you
+    receive its coefficients and fit, never rows. Every column must be among its owner's training columns."""
+    request = pb.StartTrainingRequest(
+        request_id=request_id,
+        collaboration_id=collaboration_id,
+        spec=pb.ModelSpec(
+            dataset_ids=dataset_ids,
+            features=[_ref("--feature", spec) for spec in features],
+            label=_ref("--label", label),
+            family=pb.MODEL_FAMILY_LOGISTIC,
+        ),
+    )
+    with connect(ctx) as client:
+        model = client.cocreation.StartTraining(request).model
+        if wait and not model.done:
+            model = _follow(client, model)
+    emit(ctx, pb.GetModelResponse(model=model), lambda: _model_record(model))
+
+
+@app.command("model")
+def get_model(ctx: typer.Context, collaboration_id: CollaborationArgument, model_id: ModelArgument) -> None:
+    """Show a model: its state and, once trained, its coefficients and fit."""
+    name = f"collaborations/{collaboration_id}/models/{model_id}"
+    with connect(ctx) as client:
+        response = client.cocreation.GetModel(pb.GetModelRequest(name=name))
+    emit(ctx, response, lambda: _model_record(response.model))
+
+
+@app.command()
+def score(
+    ctx: typer.Context,
+    *,
+    collaboration_id: CollaborationArgument,
+    model_id: ModelArgument,
+    dataset_id: DatasetArgument,
+    out: Annotated[Path, typer.Option("--out", help="Parquet, CSV or Arrow IPC file to write.")],
+) -> None:
+    """Download a model's scores over the rows of one of your datasets over Arrow Flight (row, token,
+    probability in millionths): only you receive them."""
+    from jubao.bulk import schemas
+    from jubao.bulk.files import write_batches
+    from jubao.cli.bulk import connect_bulk, counted, progress_bar
+
+    with connect_bulk(ctx) as client, progress_bar() as progress:
+        task = progress.add_task("scores", total=None)
+        reader = client.score_dataset(collaboration_id, model_id, dataset_id)
+        rows = write_batches(counted(reader, progress, task), schemas.SCORES, out)
+    typer.echo(f"{rows} scores written to {out}")
+
+
+@app.command()
+def audit(ctx: typer.Context, collaboration_id: CollaborationArgument) -> None:
+    """List the audit log: the queries, trainings and scorings you ran or that read your datasets."""
+    with connect(ctx) as client:
+        found = list_all(
+            client.cocreation.ListAuditEntries,
+            pb.ListAuditEntriesRequest(collaboration_id=collaboration_id, page_size=PAGE_SIZE),
+            lambda r: r.entries,
+        )
+    emit(ctx, pb.ListAuditEntriesResponse(entries=found), lambda: _audit_table(found))
+
+
+def _audit_table(entries: list[pb.AuditEntry]) -> Table:
+    def what(entry: pb.AuditEntry) -> str:
+        if entry.scoring:
+            return f"scoring {entry.model_id}"
+        return f"training {entry.model_id}" if entry.model_id else "query"
+
+    headers = ("TIME", "ANALYST", "WHAT", "DATASETS", "ROWS SCANNED")
+    rows = [
+        [
+            time_label(e.time),
+            e.analyst_tenant_id,
+            what(e),
+            ", ".join(f"{d} ({o})" for d, o in zip(e.dataset_ids, e.owner_tenant_ids, strict=True)),
+            str(e.rows_scanned),
+        ]
+        for e in entries
+    ]
+    return list_table(headers, rows, wrap=(3,))
+
+
+def _follow(client: Client, model: pb.Model) -> pb.Model:
+    """Poll a model until it is done, with a progress bar of its phase and the rows read."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    # On stderr: stdout carries the answer (`--json` too).
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("training")
+        for _ in range(MODEL_POLLS_MAX):
+            phase = enum_label(pb.Model.Phase.Name(model.phase), "PHASE_")
+            progress.update(task, description=f"training: {phase}, {model.rows_read:,} rows read")
+            if model.done:
+                break
+            time.sleep(MODEL_POLL_S)
+            model = client.cocreation.GetModel(pb.GetModelRequest(name=model.name)).model
+    return model
+
+
+def _model_record(model: pb.Model) -> Table:
+    fit = model.fit
+    fields = [
+        ("model", model.model_id),
+        ("state", enum_label(pb.Model.State.Name(model.state), "STATE_")),
+        ("label", f"{model.spec.label.dataset_id}.{model.spec.label.column}"),
+    ]
+    if model.error_reason:
+        fields.append(("error", f"{model.error_reason}: {model.error_message}"))
+    if model.HasField("fit"):
+        fields += [(c.term, c.estimate) for c in fit.coefficients]
+        fields += [
+            ("reference levels", ", ".join(fit.reference_levels) or "-"),
+            ("rows", f"{fit.rows} ({fit.positives} positive)"),
+            ("auc", fit.auc),
+            ("log-loss", fit.log_loss),
+            ("deviance", f"{fit.deviance} (null {fit.null_deviance})"),
+            ("levels pooled", f"{fit.levels_pooled} (under {fit.min_group_size} keys)"),
+        ]
+    return record_table(fields)
 
 
 def _column(spec: str) -> pb.Column:

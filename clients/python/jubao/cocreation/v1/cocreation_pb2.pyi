@@ -74,6 +74,28 @@ AGGREGATE_FUNCTION_MIN: AggregateFunction.ValueType  # 5
 AGGREGATE_FUNCTION_MAX: AggregateFunction.ValueType  # 6
 Global___AggregateFunction: _TypeAlias = AggregateFunction  # noqa: Y015
 
+class _ModelFamily:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ModelFamilyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelFamily.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MODEL_FAMILY_UNSPECIFIED: _ModelFamily.ValueType  # 0
+    MODEL_FAMILY_LOGISTIC: _ModelFamily.ValueType  # 1
+    """Logistic regression of a 0/1 label (maximum likelihood, no penalty):
+    scikit-learn's LogisticRegression.
+    """
+
+class ModelFamily(_ModelFamily, metaclass=_ModelFamilyEnumTypeWrapper):
+    """The kind of model trained."""
+
+MODEL_FAMILY_UNSPECIFIED: ModelFamily.ValueType  # 0
+MODEL_FAMILY_LOGISTIC: ModelFamily.ValueType  # 1
+"""Logistic regression of a 0/1 label (maximum likelihood, no penalty):
+scikit-learn's LogisticRegression.
+"""
+Global___ModelFamily: _TypeAlias = ModelFamily  # noqa: Y015
+
 @_typing.final
 class Collaboration(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -336,6 +358,7 @@ class AnalysisRule(_message.Message):
     ANALYST_TENANT_IDS_FIELD_NUMBER: _builtins.int
     ROWS_PER_JOIN_KEY_MAX_FIELD_NUMBER: _builtins.int
     MEASURE_BOUNDS_FIELD_NUMBER: _builtins.int
+    TRAINING_COLUMNS_FIELD_NUMBER: _builtins.int
     min_group_size: _builtins.int
     """Output groups with fewer distinct join keys than this are suppressed. 0
     means 100; at least 2.
@@ -371,6 +394,13 @@ class AnalysisRule(_message.Message):
         A measure without bounds cannot be summed under differential privacy.
         """
 
+    @_builtins.property
+    def training_columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Dimension and measure columns a model may use as a feature or as its
+        label (StartTraining) and read to score rows (ScoreDatasetRows); empty:
+        none. A join key is never one.
+        """
+
     def __init__(
         self,
         *,
@@ -381,10 +411,11 @@ class AnalysisRule(_message.Message):
         analyst_tenant_ids: _abc.Iterable[_builtins.str] | None = ...,
         rows_per_join_key_max: _builtins.int = ...,
         measure_bounds: _abc.Iterable[Global___MeasureBounds] | None = ...,
+        training_columns: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregates", b"aggregates", "analyst_tenant_ids", b"analyst_tenant_ids", "filter_columns", b"filter_columns", "group_by_columns", b"group_by_columns", "measure_bounds", b"measure_bounds", "min_group_size", b"min_group_size", "rows_per_join_key_max", b"rows_per_join_key_max"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregates", b"aggregates", "analyst_tenant_ids", b"analyst_tenant_ids", "filter_columns", b"filter_columns", "group_by_columns", b"group_by_columns", "measure_bounds", b"measure_bounds", "min_group_size", b"min_group_size", "rows_per_join_key_max", b"rows_per_join_key_max", "training_columns", b"training_columns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -881,7 +912,7 @@ Global___PrivacyCost: _TypeAlias = PrivacyCost  # noqa: Y015
 
 @_typing.final
 class AuditEntry(_message.Message):
-    """A query run in a collaboration, as the audit log keeps it."""
+    """A query or a training run in a collaboration, as the audit log keeps it."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -895,6 +926,9 @@ class AuditEntry(_message.Message):
     GROUPS_RETURNED_FIELD_NUMBER: _builtins.int
     GROUPS_SUPPRESSED_FIELD_NUMBER: _builtins.int
     EPSILON_MICRO_FIELD_NUMBER: _builtins.int
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    MODEL_SPEC_FIELD_NUMBER: _builtins.int
+    SCORING_FIELD_NUMBER: _builtins.int
     audit_id: _builtins.str
     analyst_tenant_id: _builtins.str
     """The member that ran it."""
@@ -903,6 +937,13 @@ class AuditEntry(_message.Message):
     groups_suppressed: _builtins.int
     epsilon_micro: _builtins.int
     """The epsilon it spent (differential privacy), in millionths."""
+    model_id: _builtins.str
+    """Set for a training run instead of query: the model it trained."""
+    scoring: _builtins.bool
+    """A scoring (ScoreDatasetRows) instead of a query: the scores of model_id
+    over the analyst's dataset (the first of dataset_ids; the others gave
+    the features), groups_returned of them.
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -913,6 +954,8 @@ class AuditEntry(_message.Message):
     def owner_tenant_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def query(self) -> Global___Query: ...
+    @_builtins.property
+    def model_spec(self) -> Global___ModelSpec: ...
     def __init__(
         self,
         *,
@@ -926,10 +969,13 @@ class AuditEntry(_message.Message):
         groups_returned: _builtins.int = ...,
         groups_suppressed: _builtins.int = ...,
         epsilon_micro: _builtins.int = ...,
+        model_id: _builtins.str = ...,
+        model_spec: Global___ModelSpec | None = ...,
+        scoring: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model_spec", b"model_spec", "query", b"query", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyst_tenant_id", b"analyst_tenant_id", "audit_id", b"audit_id", "dataset_ids", b"dataset_ids", "epsilon_micro", b"epsilon_micro", "groups_returned", b"groups_returned", "groups_suppressed", b"groups_suppressed", "owner_tenant_ids", b"owner_tenant_ids", "query", b"query", "rows_scanned", b"rows_scanned", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyst_tenant_id", b"analyst_tenant_id", "audit_id", b"audit_id", "dataset_ids", b"dataset_ids", "epsilon_micro", b"epsilon_micro", "groups_returned", b"groups_returned", "groups_suppressed", b"groups_suppressed", "model_id", b"model_id", "model_spec", b"model_spec", "owner_tenant_ids", b"owner_tenant_ids", "query", b"query", "rows_scanned", b"rows_scanned", "scoring", b"scoring", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1500,3 +1546,385 @@ class SetDifferentialPrivacyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetDifferentialPrivacyResponse: _TypeAlias = SetDifferentialPrivacyResponse  # noqa: Y015
+
+@_typing.final
+class ModelSpec(_message.Message):
+    """What a model is trained on: the inner join of the datasets on their join
+    keys, features and a label of theirs.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_IDS_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
+    family: Global___ModelFamily.ValueType
+    @_builtins.property
+    def dataset_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """1 to 4 distinct datasets of the collaboration."""
+
+    @_builtins.property
+    def features(self) -> _containers.RepeatedCompositeFieldContainer[Global___ColumnRef]:
+        """1 to 16 distinct columns: an int64 column is a numeric feature, a
+        string one a categorical feature (at most 64 levels).
+        """
+
+    @_builtins.property
+    def label(self) -> Global___ColumnRef:
+        """An int64 column holding 0 or 1, not among the features."""
+
+    def __init__(
+        self,
+        *,
+        dataset_ids: _abc.Iterable[_builtins.str] | None = ...,
+        features: _abc.Iterable[Global___ColumnRef] | None = ...,
+        label: Global___ColumnRef | None = ...,
+        family: Global___ModelFamily.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["label", b"label"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_ids", b"dataset_ids", "family", b"family", "features", b"features", "label", b"label"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelSpec: _TypeAlias = ModelSpec  # noqa: Y015
+
+@_typing.final
+class Coefficient(_message.Message):
+    """One coefficient of a model: on the log-odds scale for a logistic model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERM_FIELD_NUMBER: _builtins.int
+    FEATURE_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    ESTIMATE_FIELD_NUMBER: _builtins.int
+    term: _builtins.str
+    """"intercept", "dataset.column" for a numeric feature (per unit of the
+    column), "dataset.column=level" for a level of a categorical one
+    (against the reference level, which has none).
+    """
+    level: _builtins.str
+    """The level of a categorical feature; empty otherwise."""
+    estimate: _builtins.str
+    """A decimal with 6 places, e.g. "-1.234567" (a string: the wire never
+    carries a float that rounds differently on each side).
+    """
+    @_builtins.property
+    def feature(self) -> Global___ColumnRef:
+        """Unset for the intercept."""
+
+    def __init__(
+        self,
+        *,
+        term: _builtins.str = ...,
+        feature: Global___ColumnRef | None = ...,
+        level: _builtins.str = ...,
+        estimate: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["feature", b"feature"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimate", b"estimate", "feature", b"feature", "level", b"level", "term", b"term"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Coefficient: _TypeAlias = Coefficient  # noqa: Y015
+
+@_typing.final
+class ModelFit(_message.Message):
+    """How well a trained model fits the rows it was trained on: decimals with 6
+    places, as strings.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    POSITIVES_FIELD_NUMBER: _builtins.int
+    COEFFICIENTS_FIELD_NUMBER: _builtins.int
+    AUC_FIELD_NUMBER: _builtins.int
+    LOG_LOSS_FIELD_NUMBER: _builtins.int
+    DEVIANCE_FIELD_NUMBER: _builtins.int
+    NULL_DEVIANCE_FIELD_NUMBER: _builtins.int
+    LEVELS_POOLED_FIELD_NUMBER: _builtins.int
+    MIN_GROUP_SIZE_FIELD_NUMBER: _builtins.int
+    REFERENCE_LEVELS_FIELD_NUMBER: _builtins.int
+    rows: _builtins.int
+    """Distinct join keys (rows) of the join it was trained on, and those whose
+    label is 1.
+    """
+    positives: _builtins.int
+    auc: _builtins.str
+    """Area under the ROC curve."""
+    log_loss: _builtins.str
+    """Mean log-loss per row."""
+    deviance: _builtins.str
+    """Residual deviance and that of the intercept-only model."""
+    null_deviance: _builtins.str
+    levels_pooled: _builtins.int
+    """Levels of categorical features held by fewer join keys than
+    min_group_size, pooled with their feature's reference level.
+    """
+    min_group_size: _builtins.int
+    """The threshold applied: the largest min_group_size of the datasets."""
+    @_builtins.property
+    def coefficients(self) -> _containers.RepeatedCompositeFieldContainer[Global___Coefficient]: ...
+    @_builtins.property
+    def reference_levels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The reference level of each categorical feature, "dataset.column=level"."""
+
+    def __init__(
+        self,
+        *,
+        rows: _builtins.int = ...,
+        positives: _builtins.int = ...,
+        coefficients: _abc.Iterable[Global___Coefficient] | None = ...,
+        auc: _builtins.str = ...,
+        log_loss: _builtins.str = ...,
+        deviance: _builtins.str = ...,
+        null_deviance: _builtins.str = ...,
+        levels_pooled: _builtins.int = ...,
+        min_group_size: _builtins.int = ...,
+        reference_levels: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auc", b"auc", "coefficients", b"coefficients", "deviance", b"deviance", "levels_pooled", b"levels_pooled", "log_loss", b"log_loss", "min_group_size", b"min_group_size", "null_deviance", b"null_deviance", "positives", b"positives", "reference_levels", b"reference_levels", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelFit: _TypeAlias = ModelFit  # noqa: Y015
+
+@_typing.final
+class Model(_message.Message):
+    """A model of a collaboration: a long-running operation (AIP-151) until done."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Model._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: Model._State.ValueType  # 0
+        STATE_RUNNING: Model._State.ValueType  # 1
+        STATE_SUCCEEDED: Model._State.ValueType  # 2
+        STATE_FAILED: Model._State.ValueType  # 3
+
+    class State(_State, metaclass=_StateEnumTypeWrapper): ...
+    STATE_UNSPECIFIED: Model.State.ValueType  # 0
+    STATE_RUNNING: Model.State.ValueType  # 1
+    STATE_SUCCEEDED: Model.State.ValueType  # 2
+    STATE_FAILED: Model.State.ValueType  # 3
+
+    class _Phase:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _PhaseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Model._Phase.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        PHASE_UNSPECIFIED: Model._Phase.ValueType  # 0
+        PHASE_READING: Model._Phase.ValueType  # 1
+        """Reading the datasets' rows and joining them."""
+        PHASE_FITTING: Model._Phase.ValueType  # 2
+        """Fitting the model to the joined rows."""
+        PHASE_DONE: Model._Phase.ValueType  # 3
+
+    class Phase(_Phase, metaclass=_PhaseEnumTypeWrapper): ...
+    PHASE_UNSPECIFIED: Model.Phase.ValueType  # 0
+    PHASE_READING: Model.Phase.ValueType  # 1
+    """Reading the datasets' rows and joining them."""
+    PHASE_FITTING: Model.Phase.ValueType  # 2
+    """Fitting the model to the joined rows."""
+    PHASE_DONE: Model.Phase.ValueType  # 3
+
+    NAME_FIELD_NUMBER: _builtins.int
+    COLLABORATION_ID_FIELD_NUMBER: _builtins.int
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    TRAINER_TENANT_ID_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    ROWS_READ_FIELD_NUMBER: _builtins.int
+    FIT_FIELD_NUMBER: _builtins.int
+    ERROR_REASON_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"collaborations/{collaboration_id}/models/{model_id}"."""
+    collaboration_id: _builtins.str
+    model_id: _builtins.str
+    trainer_tenant_id: _builtins.str
+    """The member that trained it."""
+    state: Global___Model.State.ValueType
+    done: _builtins.bool
+    """AIP-151: true once it succeeded or failed."""
+    phase: Global___Model.Phase.ValueType
+    rows_read: _builtins.int
+    """Rows of the datasets read so far."""
+    error_reason: _builtins.str
+    """Set once FAILED: the ErrorInfo reason and message it failed with."""
+    error_message: _builtins.str
+    @_builtins.property
+    def spec(self) -> Global___ModelSpec: ...
+    @_builtins.property
+    def fit(self) -> Global___ModelFit:
+        """Set once SUCCEEDED, for members with the receive-results ability."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        collaboration_id: _builtins.str = ...,
+        model_id: _builtins.str = ...,
+        trainer_tenant_id: _builtins.str = ...,
+        spec: Global___ModelSpec | None = ...,
+        state: Global___Model.State.ValueType = ...,
+        done: _builtins.bool = ...,
+        phase: Global___Model.Phase.ValueType = ...,
+        rows_read: _builtins.int = ...,
+        fit: Global___ModelFit | None = ...,
+        error_reason: _builtins.str = ...,
+        error_message: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "fit", b"fit", "spec", b"spec", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration_id", b"collaboration_id", "create_time", b"create_time", "done", b"done", "error_message", b"error_message", "error_reason", b"error_reason", "fit", b"fit", "model_id", b"model_id", "name", b"name", "phase", b"phase", "rows_read", b"rows_read", "spec", b"spec", "state", b"state", "trainer_tenant_id", b"trainer_tenant_id", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Model: _TypeAlias = Model  # noqa: Y015
+
+@_typing.final
+class StartTrainingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    COLLABORATION_ID_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    collaboration_id: _builtins.str
+    @_builtins.property
+    def spec(self) -> Global___ModelSpec: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        collaboration_id: _builtins.str = ...,
+        spec: Global___ModelSpec | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration_id", b"collaboration_id", "request_id", b"request_id", "spec", b"spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartTrainingRequest: _TypeAlias = StartTrainingRequest  # noqa: Y015
+
+@_typing.final
+class StartTrainingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def model(self) -> Global___Model: ...
+    def __init__(
+        self,
+        *,
+        model: Global___Model | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartTrainingResponse: _TypeAlias = StartTrainingResponse  # noqa: Y015
+
+@_typing.final
+class GetModelRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"collaborations/{collaboration_id}/models/{model_id}"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetModelRequest: _TypeAlias = GetModelRequest  # noqa: Y015
+
+@_typing.final
+class GetModelResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def model(self) -> Global___Model: ...
+    def __init__(
+        self,
+        *,
+        model: Global___Model | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetModelResponse: _TypeAlias = GetModelResponse  # noqa: Y015
+
+@_typing.final
+class ScoreDatasetRows(_message.Message):
+    """The Arrow Flight command (a google.protobuf.Any in a Ticket, as the bulk
+    plane's downloads are) whose DoGet answers a trained model's scores over
+    the rows of one of the caller's own datasets: each row's features are read
+    by its join key from the datasets the model was trained on, within their
+    owners' training_columns, and rows without them are left out. Only the
+    dataset's owner may score it, with the receive-results ability; the
+    scores go to it alone. Fewer scored rows than the threshold is
+    TOO_FEW_ROWS, a model still running or failed MODEL_NOT_TRAINED; nothing
+    is read before the checks pass. Arrow schema
+    (`jubao.bulk.schemas.SCORES`), no column nullable: row int64 (the row's
+    position in the uploaded dataset), token utf8 (its join key),
+    score_ppm int64 (the predicted probability in millionths).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLABORATION_ID_FIELD_NUMBER: _builtins.int
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    DATASET_ID_FIELD_NUMBER: _builtins.int
+    collaboration_id: _builtins.str
+    model_id: _builtins.str
+    dataset_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        collaboration_id: _builtins.str = ...,
+        model_id: _builtins.str = ...,
+        dataset_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration_id", b"collaboration_id", "dataset_id", b"dataset_id", "model_id", b"model_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScoreDatasetRows: _TypeAlias = ScoreDatasetRows  # noqa: Y015

@@ -57,7 +57,8 @@ class CocreationServiceStub:
     and the rule are named), INVALID_PAGE_TOKEN,
     MALFORMED_REQUEST
     NOT_FOUND            COLLABORATION_NOT_FOUND (also for a collaboration the
-    caller is not a member of), DATASET_NOT_FOUND
+    caller is not a member of), DATASET_NOT_FOUND,
+    MODEL_NOT_FOUND
     ALREADY_EXISTS       DATASET_EXISTS, REQUEST_ID_REUSED
     PERMISSION_DENIED    ABILITY_MISSING (the member lacks the ability the call
     needs), NOT_DATASET_OWNER, CREATOR_ONLY
@@ -65,7 +66,9 @@ class CocreationServiceStub:
     dataset is in a state that does not allow the call),
     DATASET_NOT_READY (its rows are not all uploaded yet),
     DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
-    of a collaboration)
+    of a collaboration), TOO_FEW_ROWS (a model's join
+    or a scoring holds fewer join keys than the
+    threshold), MODEL_NOT_TRAINED
     RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
     the query costs more epsilon than the caller has left)
     UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -148,6 +151,16 @@ class CocreationServiceStub:
                 request_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.SetDifferentialPrivacyRequest.SerializeToString,
                 response_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.SetDifferentialPrivacyResponse.FromString,
                 _registered_method=True)
+        self.StartTraining = channel.unary_unary(
+                '/jubao.cocreation.v1.CocreationService/StartTraining',
+                request_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.StartTrainingRequest.SerializeToString,
+                response_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.StartTrainingResponse.FromString,
+                _registered_method=True)
+        self.GetModel = channel.unary_unary(
+                '/jubao.cocreation.v1.CocreationService/GetModel',
+                request_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelRequest.SerializeToString,
+                response_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelResponse.FromString,
+                _registered_method=True)
 
 
 class CocreationServiceServicer:
@@ -182,7 +195,8 @@ class CocreationServiceServicer:
     and the rule are named), INVALID_PAGE_TOKEN,
     MALFORMED_REQUEST
     NOT_FOUND            COLLABORATION_NOT_FOUND (also for a collaboration the
-    caller is not a member of), DATASET_NOT_FOUND
+    caller is not a member of), DATASET_NOT_FOUND,
+    MODEL_NOT_FOUND
     ALREADY_EXISTS       DATASET_EXISTS, REQUEST_ID_REUSED
     PERMISSION_DENIED    ABILITY_MISSING (the member lacks the ability the call
     needs), NOT_DATASET_OWNER, CREATOR_ONLY
@@ -190,7 +204,9 @@ class CocreationServiceServicer:
     dataset is in a state that does not allow the call),
     DATASET_NOT_READY (its rows are not all uploaded yet),
     DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
-    of a collaboration)
+    of a collaboration), TOO_FEW_ROWS (a model's join
+    or a scoring holds fewer join keys than the
+    threshold), MODEL_NOT_TRAINED
     RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
     the query costs more epsilon than the caller has left)
     UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -326,6 +342,40 @@ class CocreationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartTraining(self, request, context):
+        """StartTraining trains a model on the inner join of datasets on their join
+        keys, inside jubao: features from some datasets' columns, a 0/1 label
+        from one (the 运费险 case: the platform's category, past return rate and
+        seller rating; the insurer's claim). A long-running operation (AIP-151):
+        it answers the Model at once, RUNNING, and GetModel follows it. The caller
+        needs the analyze and the receive-results abilities; before any row is
+        read every feature and the label must be among its dataset's
+        training_columns (else INVALID_ARGUMENT ANALYSIS_RULE_VIOLATED) and every
+        dataset READY. A join of fewer distinct join keys than the largest
+        min_group_size of the datasets fails (FAILED_PRECONDITION TOO_FEW_ROWS,
+        at once when the datasets' row counts already say so, else as the
+        model's error), and a level of a string feature held by fewer keys gets
+        no coefficient of its own (it is pooled with the most frequent level).
+        The run is recorded in the audit log; members receive coefficients and
+        fit metrics, never rows. Sent again with the same request_id, it answers
+        the same model (and runs it again if a restart of the server cut it
+        short); with another body, REQUEST_ID_REUSED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModel(self, request, context):
+        """GetModel returns a model of the collaboration (MODEL_NOT_FOUND if none):
+        its state and progress, its error if it failed, and, to members with the
+        receive-results ability, its coefficients and fit once trained. Its
+        scores over one of the caller's datasets are downloaded over Arrow Flight
+        (ScoreDatasetRows).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CocreationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -394,6 +444,16 @@ def add_CocreationServiceServicer_to_server(servicer, server):
                     request_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.SetDifferentialPrivacyRequest.FromString,
                     response_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.SetDifferentialPrivacyResponse.SerializeToString,
             ),
+            'StartTraining': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartTraining,
+                    request_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.StartTrainingRequest.FromString,
+                    response_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.StartTrainingResponse.SerializeToString,
+            ),
+            'GetModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModel,
+                    request_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelRequest.FromString,
+                    response_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'jubao.cocreation.v1.CocreationService', rpc_method_handlers)
@@ -434,7 +494,8 @@ class CocreationService:
     and the rule are named), INVALID_PAGE_TOKEN,
     MALFORMED_REQUEST
     NOT_FOUND            COLLABORATION_NOT_FOUND (also for a collaboration the
-    caller is not a member of), DATASET_NOT_FOUND
+    caller is not a member of), DATASET_NOT_FOUND,
+    MODEL_NOT_FOUND
     ALREADY_EXISTS       DATASET_EXISTS, REQUEST_ID_REUSED
     PERMISSION_DENIED    ABILITY_MISSING (the member lacks the ability the call
     needs), NOT_DATASET_OWNER, CREATOR_ONLY
@@ -442,7 +503,9 @@ class CocreationService:
     dataset is in a state that does not allow the call),
     DATASET_NOT_READY (its rows are not all uploaded yet),
     DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
-    of a collaboration)
+    of a collaboration), TOO_FEW_ROWS (a model's join
+    or a scoring holds fewer join keys than the
+    threshold), MODEL_NOT_TRAINED
     RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
     the query costs more epsilon than the caller has left)
     UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -795,6 +858,60 @@ class CocreationService:
             '/jubao.cocreation.v1.CocreationService/SetDifferentialPrivacy',
             jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.SetDifferentialPrivacyRequest.SerializeToString,
             jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.SetDifferentialPrivacyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartTraining(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.cocreation.v1.CocreationService/StartTraining',
+            jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.StartTrainingRequest.SerializeToString,
+            jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.StartTrainingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.cocreation.v1.CocreationService/GetModel',
+            jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelRequest.SerializeToString,
+            jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,7 +58,8 @@ class CocreationServiceStub:
                            and the rule are named), INVALID_PAGE_TOKEN,
                            MALFORMED_REQUEST
       NOT_FOUND            COLLABORATION_NOT_FOUND (also for a collaboration the
-                           caller is not a member of), DATASET_NOT_FOUND
+                           caller is not a member of), DATASET_NOT_FOUND,
+                           MODEL_NOT_FOUND
       ALREADY_EXISTS       DATASET_EXISTS, REQUEST_ID_REUSED
       PERMISSION_DENIED    ABILITY_MISSING (the member lacks the ability the call
                            needs), NOT_DATASET_OWNER, CREATOR_ONLY
@@ -66,7 +67,9 @@ class CocreationServiceStub:
                            dataset is in a state that does not allow the call),
                            DATASET_NOT_READY (its rows are not all uploaded yet),
                            DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
-                           of a collaboration)
+                           of a collaboration), TOO_FEW_ROWS (a model's join
+                           or a scoring holds fewer join keys than the
+                           threshold), MODEL_NOT_TRAINED
       RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
                            the query costs more epsilon than the caller has left)
       UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -152,6 +155,32 @@ class CocreationServiceStub:
     CREATOR_ONLY); once a dataset is ready, FAILED_PRECONDITION INVALID_STATE.
     Epsilon already spent stays spent.
     """
+    StartTraining: _grpc.UnaryUnaryMultiCallable[_cocreation_pb2.StartTrainingRequest, _cocreation_pb2.StartTrainingResponse]
+    """StartTraining trains a model on the inner join of datasets on their join
+    keys, inside jubao: features from some datasets' columns, a 0/1 label
+    from one (the 运费险 case: the platform's category, past return rate and
+    seller rating; the insurer's claim). A long-running operation (AIP-151):
+    it answers the Model at once, RUNNING, and GetModel follows it. The caller
+    needs the analyze and the receive-results abilities; before any row is
+    read every feature and the label must be among its dataset's
+    training_columns (else INVALID_ARGUMENT ANALYSIS_RULE_VIOLATED) and every
+    dataset READY. A join of fewer distinct join keys than the largest
+    min_group_size of the datasets fails (FAILED_PRECONDITION TOO_FEW_ROWS,
+    at once when the datasets' row counts already say so, else as the
+    model's error), and a level of a string feature held by fewer keys gets
+    no coefficient of its own (it is pooled with the most frequent level).
+    The run is recorded in the audit log; members receive coefficients and
+    fit metrics, never rows. Sent again with the same request_id, it answers
+    the same model (and runs it again if a restart of the server cut it
+    short); with another body, REQUEST_ID_REUSED.
+    """
+    GetModel: _grpc.UnaryUnaryMultiCallable[_cocreation_pb2.GetModelRequest, _cocreation_pb2.GetModelResponse]
+    """GetModel returns a model of the collaboration (MODEL_NOT_FOUND if none):
+    its state and progress, its error if it failed, and, to members with the
+    receive-results ability, its coefficients and fit once trained. Its
+    scores over one of the caller's datasets are downloaded over Arrow Flight
+    (ScoreDatasetRows).
+    """
 
 @_typing.type_check_only
 class CocreationServiceAsyncStub(CocreationServiceStub):
@@ -186,7 +215,8 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
                            and the rule are named), INVALID_PAGE_TOKEN,
                            MALFORMED_REQUEST
       NOT_FOUND            COLLABORATION_NOT_FOUND (also for a collaboration the
-                           caller is not a member of), DATASET_NOT_FOUND
+                           caller is not a member of), DATASET_NOT_FOUND,
+                           MODEL_NOT_FOUND
       ALREADY_EXISTS       DATASET_EXISTS, REQUEST_ID_REUSED
       PERMISSION_DENIED    ABILITY_MISSING (the member lacks the ability the call
                            needs), NOT_DATASET_OWNER, CREATOR_ONLY
@@ -194,7 +224,9 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
                            dataset is in a state that does not allow the call),
                            DATASET_NOT_READY (its rows are not all uploaded yet),
                            DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
-                           of a collaboration)
+                           of a collaboration), TOO_FEW_ROWS (a model's join
+                           or a scoring holds fewer join keys than the
+                           threshold), MODEL_NOT_TRAINED
       RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
                            the query costs more epsilon than the caller has left)
       UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -277,6 +309,32 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
     CREATOR_ONLY); once a dataset is ready, FAILED_PRECONDITION INVALID_STATE.
     Epsilon already spent stays spent.
     """
+    StartTraining: _aio.UnaryUnaryMultiCallable[_cocreation_pb2.StartTrainingRequest, _cocreation_pb2.StartTrainingResponse]  # type: ignore[assignment]
+    """StartTraining trains a model on the inner join of datasets on their join
+    keys, inside jubao: features from some datasets' columns, a 0/1 label
+    from one (the 运费险 case: the platform's category, past return rate and
+    seller rating; the insurer's claim). A long-running operation (AIP-151):
+    it answers the Model at once, RUNNING, and GetModel follows it. The caller
+    needs the analyze and the receive-results abilities; before any row is
+    read every feature and the label must be among its dataset's
+    training_columns (else INVALID_ARGUMENT ANALYSIS_RULE_VIOLATED) and every
+    dataset READY. A join of fewer distinct join keys than the largest
+    min_group_size of the datasets fails (FAILED_PRECONDITION TOO_FEW_ROWS,
+    at once when the datasets' row counts already say so, else as the
+    model's error), and a level of a string feature held by fewer keys gets
+    no coefficient of its own (it is pooled with the most frequent level).
+    The run is recorded in the audit log; members receive coefficients and
+    fit metrics, never rows. Sent again with the same request_id, it answers
+    the same model (and runs it again if a restart of the server cut it
+    short); with another body, REQUEST_ID_REUSED.
+    """
+    GetModel: _aio.UnaryUnaryMultiCallable[_cocreation_pb2.GetModelRequest, _cocreation_pb2.GetModelResponse]  # type: ignore[assignment]
+    """GetModel returns a model of the collaboration (MODEL_NOT_FOUND if none):
+    its state and progress, its error if it failed, and, to members with the
+    receive-results ability, its coefficients and fit once trained. Its
+    scores over one of the caller's datasets are downloaded over Arrow Flight
+    (ScoreDatasetRows).
+    """
 
 class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
     """CocreationService runs data clean rooms ("data co-creation"): tenants join
@@ -310,7 +368,8 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
                            and the rule are named), INVALID_PAGE_TOKEN,
                            MALFORMED_REQUEST
       NOT_FOUND            COLLABORATION_NOT_FOUND (also for a collaboration the
-                           caller is not a member of), DATASET_NOT_FOUND
+                           caller is not a member of), DATASET_NOT_FOUND,
+                           MODEL_NOT_FOUND
       ALREADY_EXISTS       DATASET_EXISTS, REQUEST_ID_REUSED
       PERMISSION_DENIED    ABILITY_MISSING (the member lacks the ability the call
                            needs), NOT_DATASET_OWNER, CREATOR_ONLY
@@ -318,7 +377,9 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
                            dataset is in a state that does not allow the call),
                            DATASET_NOT_READY (its rows are not all uploaded yet),
                            DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
-                           of a collaboration)
+                           of a collaboration), TOO_FEW_ROWS (a model's join
+                           or a scoring holds fewer join keys than the
+                           threshold), MODEL_NOT_TRAINED
       RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
                            the query costs more epsilon than the caller has left)
       UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -476,6 +537,44 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
         query has read rows without it): creator only (else PERMISSION_DENIED
         CREATOR_ONLY); once a dataset is ready, FAILED_PRECONDITION INVALID_STATE.
         Epsilon already spent stays spent.
+        """
+
+    @_abc_1.abstractmethod
+    def StartTraining(
+        self,
+        request: _cocreation_pb2.StartTrainingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cocreation_pb2.StartTrainingResponse, _abc.Awaitable[_cocreation_pb2.StartTrainingResponse]]:
+        """StartTraining trains a model on the inner join of datasets on their join
+        keys, inside jubao: features from some datasets' columns, a 0/1 label
+        from one (the 运费险 case: the platform's category, past return rate and
+        seller rating; the insurer's claim). A long-running operation (AIP-151):
+        it answers the Model at once, RUNNING, and GetModel follows it. The caller
+        needs the analyze and the receive-results abilities; before any row is
+        read every feature and the label must be among its dataset's
+        training_columns (else INVALID_ARGUMENT ANALYSIS_RULE_VIOLATED) and every
+        dataset READY. A join of fewer distinct join keys than the largest
+        min_group_size of the datasets fails (FAILED_PRECONDITION TOO_FEW_ROWS,
+        at once when the datasets' row counts already say so, else as the
+        model's error), and a level of a string feature held by fewer keys gets
+        no coefficient of its own (it is pooled with the most frequent level).
+        The run is recorded in the audit log; members receive coefficients and
+        fit metrics, never rows. Sent again with the same request_id, it answers
+        the same model (and runs it again if a restart of the server cut it
+        short); with another body, REQUEST_ID_REUSED.
+        """
+
+    @_abc_1.abstractmethod
+    def GetModel(
+        self,
+        request: _cocreation_pb2.GetModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cocreation_pb2.GetModelResponse, _abc.Awaitable[_cocreation_pb2.GetModelResponse]]:
+        """GetModel returns a model of the collaboration (MODEL_NOT_FOUND if none):
+        its state and progress, its error if it failed, and, to members with the
+        receive-results ability, its coefficients and fit once trained. Its
+        scores over one of the caller's datasets are downloaded over Arrow Flight
+        (ScoreDatasetRows).
         """
 
 def add_CocreationServiceServicer_to_server(servicer: CocreationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

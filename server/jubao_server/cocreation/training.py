@@ -1,0 +1,395 @@
+"""Joint models: a logistic regression trained on the join of members' datasets, inside jubao (the 运费险
+case: the platform's features, the insurer's claims), as a long-running operation.
+
+A training request (`ModelSpec`) is checked against the room before any row is read (`plan`): the caller
+is an active member with the analyze and receive-results abilities, every dataset is ready, every feature
+and the label are among their dataset's `training` columns (a rule can name no join key there, so a join key
+is never a feature), and the datasets' row counts leave room for at least the threshold of join keys (the
+largest `min_group_size`). The run (`Models.run`, a task of `platform.operations`) reads the columns it uses,
+joins them in DuckDB (`query.execute`), refuses a join of fewer distinct keys than the threshold, pools the
+levels of a string feature held by fewer keys with its most frequent level (no coefficient rests on fewer
+people than a group may), and fits scikit-learn's unpenalized LogisticRegression on a worker thread. The
+members receive coefficients and fit metrics as decimal strings, never rows; the run is in the audit log.
+
+`linear_predictor` applies a fit to rows: the scoring download (`scoring.py`) uses it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import uuid
+from collections.abc import Sequence
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+from jubao.reasons import FieldViolation, Reason
+
+from jubao_server import limits
+from jubao_server.clock import Clock
+from jubao_server.cocreation.model import (
+    MODEL_PLACES,
+    Ability,
+    AuditEntry,
+    Coefficient,
+    ColumnRef,
+    ColumnType,
+    Dataset,
+    Fit,
+    Model,
+    ModelPhase,
+    ModelSpec,
+    ModelState,
+    Room,
+    raise_if_any,
+    replaced,
+)
+from jubao_server.cocreation.query import (
+    analyst_violations,
+    broken,
+    check_unwithdrawn,
+    execute,
+    raise_if_broken,
+    read_rows,
+)
+from jubao_server.cocreation.store import CocreationStore
+from jubao_server.errors import (
+    ApiError,
+    ErrorCode,
+    already_exists,
+    failed_precondition,
+    invalid_fields,
+    not_found,
+)
+from jubao_server.platform.operations import Operations
+
+_KEY: Final = "__key"
+_LABEL: Final = "__label"
+Floats = npt.NDArray[np.float64]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingPlan:
+    """A training request checked against its room: the datasets it reads and the threshold."""
+
+    spec: ModelSpec
+    datasets: tuple[Dataset, ...]
+    min_group_size: int
+
+
+def spec_violations(spec: ModelSpec, room: Room) -> list[FieldViolation]:
+    """What is wrong with the request's shape: bounds, repeats, columns its datasets do not have, a label
+    that is no int64 or is also a feature."""
+    violations: list[FieldViolation] = []
+    if not 1 <= len(spec.dataset_ids) <= limits.cocreation_query_datasets_max:
+        violations.append(FieldViolation("spec.dataset_ids", f"1 to {limits.cocreation_query_datasets_max}"))
+    if len(set(spec.dataset_ids)) != len(spec.dataset_ids):
+        violations.append(FieldViolation("spec.dataset_ids", "a dataset is named twice"))
+    if not 1 <= len(spec.features) <= limits.cocreation_model_features_max:
+        violations.append(FieldViolation("spec.features", f"1 to {limits.cocreation_model_features_max}"))
+    if len(set(spec.features)) != len(spec.features):
+        violations.append(FieldViolation("spec.features", "a feature is named twice"))
+    if spec.label in spec.features:
+        violations.append(FieldViolation("spec.label", "the label is not also a feature"))
+    refs = [(f"spec.features[{i}]", ref) for i, ref in enumerate(spec.features)] + [
+        ("spec.label", spec.label)
+    ]
+    for field, ref in refs:
+        if ref.dataset_id not in spec.dataset_ids:
+            violations.append(
+                FieldViolation(f"{field}.dataset_id", f"{ref.dataset_id} is not in dataset_ids")
+            )
+            continue
+        dataset = room.datasets.get(ref.dataset_id)
+        column = dataset.column(ref.column) if dataset is not None else None
+        if dataset is not None and column is None:
+            violations.append(
+                FieldViolation(f"{field}.column", f"dataset {ref.dataset_id} has no {ref.column}")
+            )
+        elif column is not None and field == "spec.label" and column.type is not ColumnType.INT64:
+            violations.append(FieldViolation("spec.label", "an int64 column holding 0 or 1"))
+    return violations
+
+
+def plan(room: Room, caller: str, spec: ModelSpec) -> TrainingPlan:
+    """The request checked against the room and every dataset's rule, or the error that refuses it
+    (nothing has been read)."""
+    raise_if_any(spec_violations(spec, room))
+    room.active_member(caller, Ability.ANALYZE)
+    room.active_member(caller, Ability.RECEIVE_RESULTS)
+    datasets = tuple(room.readable(d) for d in spec.dataset_ids)
+    by_id = {d.dataset_id: d for d in datasets}
+    violations = analyst_violations(datasets, caller)
+    uses = [(f"features[{i}]", ref) for i, ref in enumerate(spec.features)] + [("label", spec.label)]
+    for use, ref in uses:
+        dataset = by_id[ref.dataset_id]
+        if ref.column not in dataset.rule.training:
+            violations.append(broken(dataset, "training_columns", ref.column, use))
+    raise_if_broken(violations)
+    min_group_size = max(d.rule.min_group_size for d in datasets)
+    fewest = min(d.row_count for d in datasets)
+    if fewest < min_group_size:
+        raise too_few_rows(fewest, min_group_size)
+    if sum(d.row_count for d in datasets) > limits.cocreation_model_rows_max:
+        raise failed_precondition(
+            Reason.LIMIT_EXCEEDED, f"a model reads at most {limits.cocreation_model_rows_max} rows"
+        )
+    return TrainingPlan(spec, datasets, min_group_size)
+
+
+def too_few_rows(keys: int, min_group_size: int) -> ApiError:
+    return failed_precondition(
+        Reason.TOO_FEW_ROWS,
+        f"{keys} join keys; at least {min_group_size} (the largest min_group_size of the datasets)",
+        min_group_size=str(min_group_size),
+    )
+
+
+def model_id_of(tenant_id: str, request_id: str) -> str:
+    """A model's id: from the tenant and the request id, so a retry finds the model its first attempt
+    stored."""
+    if not request_id:
+        return f"m-{uuid.uuid4().hex[:24]}"
+    digest = hashlib.sha256(f"{tenant_id}\n{request_id}".encode()).hexdigest()
+    return f"m-{digest[:24]}"
+
+
+def model_not_found(model_id: str) -> ApiError:
+    return not_found(Reason.MODEL_NOT_FOUND, f"no model {model_id} in this collaboration", model_id=model_id)
+
+
+class Models:
+    """Starts, runs and reads models; each training runs as a task of this process."""
+
+    def __init__(self, store: CocreationStore, clock: Clock, threads: int) -> None:
+        self._store = store
+        self._clock = clock
+        self._threads = threads
+        self._runs = Operations("training")
+
+    async def stop(self) -> None:
+        await self._runs.stop()
+
+    async def start(self, room: Room, caller: str, request_id: str, spec: ModelSpec) -> Model:
+        """Start training (checked first: `plan`), or answer the model a retry of the same request
+        started (launching its run again if it was cut short)."""
+        checked = plan(room, caller, spec)
+        now_ms = self._clock.wall_ms()
+        fresh = Model(
+            collaboration_id=room.collaboration.collaboration_id,
+            model_id=model_id_of(caller, request_id),
+            trainer=caller,
+            spec=spec,
+            state=ModelState.RUNNING,
+            phase=ModelPhase.READING,
+            rows_read=0,
+            create_time_ms=now_ms,
+            update_time_ms=now_ms,
+        )
+        model = await self._store.create_model(fresh)
+        if (model.trainer, model.spec) != (caller, spec):
+            raise already_exists(
+                Reason.REQUEST_ID_REUSED,
+                f"request id {request_id} started another model",
+                model_id=model.model_id,
+            )
+        if model.state is ModelState.RUNNING:
+            self._runs.launch((model.collaboration_id, model.model_id), lambda: self.run(model, checked))
+        return model
+
+    async def get(self, room: Room, model_id: str) -> Model:
+        model = await self._store.model(room.collaboration.collaboration_id, model_id)
+        if model is None:
+            raise model_not_found(model_id)
+        return model
+
+    async def run(self, model: Model, checked: TrainingPlan) -> Model:
+        """Read, join, fit; the model SUCCEEDED with its fit, or FAILED with the error that stopped it.
+        Either way, once rows were read, the run is in the audit log."""
+        tables: list[pa.Table] = []
+        try:
+            for dataset in checked.datasets:
+                tables.append(await read_rows(self._store, dataset, _used(checked.spec, dataset)))
+                model = await self._advance(model, rows_read=sum(t.num_rows for t in tables))
+            await check_unwithdrawn(self._store, checked.datasets)
+            model = await self._advance(model, phase=ModelPhase.FITTING)
+            sql = join_sql(checked)
+            joined = await asyncio.to_thread(execute, tables, sql, [], self._threads)
+            found = await asyncio.to_thread(fit, joined, checked.spec, checked.min_group_size)
+            done = replaced(model, state=ModelState.SUCCEEDED, phase=ModelPhase.DONE, fit=found)
+        except ApiError as error:
+            done = replaced(
+                model, state=ModelState.FAILED, error_reason=error.reason.value, error_message=error.message
+            )
+        done = replaced(done, update_time_ms=self._clock.wall_ms())
+        if tables:
+            await self._store.audit(done.collaboration_id, _audit_entry(done, checked, tables))
+        await self._store.save_model(done)
+        return done
+
+    async def _advance(self, model: Model, **changes: object) -> Model:
+        advanced = replaced(model, update_time_ms=self._clock.wall_ms(), **changes)
+        await self._store.save_model(advanced)
+        return advanced
+
+
+def _audit_entry(model: Model, checked: TrainingPlan, tables: Sequence[pa.Table]) -> AuditEntry:
+    return AuditEntry(
+        audit_id=uuid.uuid4().hex,
+        time_ms=model.update_time_ms,
+        analyst=model.trainer,
+        datasets=tuple(d.dataset_id for d in checked.datasets),
+        owners=tuple(d.owner for d in checked.datasets),
+        query=None,
+        rows_scanned=sum(t.num_rows for t in tables),
+        groups_returned=0,
+        groups_suppressed=model.fit.levels_pooled if model.fit is not None else 0,
+        model_id=model.model_id,
+        model_spec=model.spec,
+    )
+
+
+def _used(spec: ModelSpec, dataset: Dataset) -> list[str]:
+    """The columns of `dataset` a training reads: its join key, then its features and label."""
+    named = [ref.column for ref in (*spec.features, spec.label) if ref.dataset_id == dataset.dataset_id]
+    return list(dict.fromkeys([dataset.join_key, *named]))
+
+
+def join_sql(checked: TrainingPlan) -> str:
+    """The SQL of the joined rows over the tables `t0`, `t1`, ...: the key, the features `f0`, `f1`, ...
+    and the label."""
+    alias = {d.dataset_id: f"t{i}" for i, d in enumerate(checked.datasets)}
+    key = f't0."{checked.datasets[0].join_key}"'
+    source = "t0"
+    for dataset in checked.datasets[1:]:
+        name = alias[dataset.dataset_id]
+        source += f' JOIN {name} ON {name}."{dataset.join_key}" = {key}'
+
+    def ref(column: ColumnRef) -> str:
+        return f'{alias[column.dataset_id]}."{column.column}"'
+
+    selected = [f"{key} AS {_KEY}"]
+    selected += [f"{ref(feature)} AS f{i}" for i, feature in enumerate(checked.spec.features)]
+    selected.append(f"{ref(checked.spec.label)} AS {_LABEL}")
+    return f"SELECT {', '.join(selected)} FROM {source}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Design:
+    """The design matrix of a model's rows: a column per numeric feature and per kept level of a
+    categorical one, and the coefficients' places in it."""
+
+    matrix: Floats
+    terms: list[Coefficient]
+    references: list[Coefficient]
+    levels_pooled: int
+
+
+def fit(joined: pa.Table, spec: ModelSpec, min_group_size: int) -> Fit:
+    """The logistic regression of the label on the features over the joined rows (CPU-bound: a worker
+    thread runs it)."""
+    # scikit-learn is loaded by the first training, not with the server: start-up stays quick.
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+    from sklearn.metrics import log_loss, roc_auc_score  # noqa: PLC0415
+
+    keys = pc.count_distinct(joined.column(_KEY)).as_py() if joined.num_rows else 0
+    if keys < min_group_size:
+        raise too_few_rows(keys, min_group_size)
+    label = joined.column(_LABEL).to_numpy()
+    positives = int(np.count_nonzero(label == 1))
+    if positives + int(np.count_nonzero(label == 0)) != len(label):
+        raise invalid_fields((FieldViolation("spec.label", "a column holding 0 or 1 only"),))
+    if positives in (0, len(label)):
+        raise invalid_fields((FieldViolation("spec.label", "both 0 and 1 among the joined rows"),))
+    design = _design(joined, spec, min_group_size)
+    # C = inf: no penalty, the maximum-likelihood fit (the coefficients mean what the data says).
+    model = LogisticRegression(
+        C=np.inf, solver="newton-cholesky", max_iter=limits.cocreation_model_iterations_max
+    )
+    model.fit(design.matrix, label)
+    probability: Floats = model.predict_proba(design.matrix)[:, 1]
+    loss = float(log_loss(label, probability, labels=[0, 1]))
+    rate = positives / len(label)
+    null_loss = -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
+    intercept = Coefficient(None, None, decimal(float(model.intercept_[0])))
+    estimates = [
+        replaced(term, estimate=decimal(float(value)))
+        for term, value in zip(design.terms, model.coef_[0], strict=True)
+    ]
+    return Fit(
+        rows=len(label),
+        positives=positives,
+        coefficients=(intercept, *estimates),
+        auc=decimal(float(roc_auc_score(label, probability))),
+        log_loss=decimal(loss),
+        deviance=decimal(2 * len(label) * loss),
+        null_deviance=decimal(float(2 * len(label) * null_loss)),
+        levels_pooled=design.levels_pooled,
+        min_group_size=min_group_size,
+        reference_levels=tuple(design.references),
+    )
+
+
+def _design(joined: pa.Table, spec: ModelSpec, min_group_size: int) -> _Design:
+    columns: list[Floats] = []
+    terms: list[Coefficient] = []
+    references: list[Coefficient] = []
+    pooled = 0
+    for index, feature in enumerate(spec.features):
+        values = joined.column(f"f{index}")
+        if not pa.types.is_string(values.type):
+            columns.append(values.to_numpy().astype(np.float64))
+            terms.append(Coefficient(feature, None, ""))
+            continue
+        counts = (
+            pa.table({"level": values, "key": joined.column(_KEY)})
+            .group_by("level")
+            .aggregate([("key", "count_distinct")])
+            .sort_by([("key_count_distinct", "descending"), ("level", "ascending")])
+        )
+        levels = counts.column("level").to_pylist()
+        held = counts.column("key_count_distinct").to_pylist()
+        kept = [level for level, keys in zip(levels[1:], held[1:], strict=True) if keys >= min_group_size]
+        pooled += len(levels) - 1 - len(kept)
+        if len(kept) > limits.cocreation_model_levels_max:
+            raise invalid_fields(
+                (
+                    FieldViolation(
+                        f"spec.features[{index}]",
+                        f"{len(kept)} levels; at most {limits.cocreation_model_levels_max}",
+                    ),
+                )
+            )
+        references.append(Coefficient(feature, levels[0], ""))
+        for level in kept:
+            columns.append(pc.equal(values, level).to_numpy(zero_copy_only=False).astype(np.float64))
+            terms.append(Coefficient(feature, level, ""))
+    return _Design(np.column_stack(columns), terms, references, pooled)
+
+
+def linear_predictor(found: Fit, features: dict[ColumnRef, pa.ChunkedArray], rows: int) -> Floats:
+    """The log-odds of a fit over rows whose features are `features` (a level with no coefficient of its
+    own counts as its feature's reference)."""
+    total: Floats = np.full(rows, float(Decimal(found.coefficients[0].estimate)))
+    for term in found.coefficients[1:]:
+        if term.feature is None:
+            continue
+        values = features[term.feature]
+        estimate = float(Decimal(term.estimate))
+        if term.level is None:
+            total += estimate * values.to_numpy().astype(np.float64)
+        else:
+            total += estimate * pc.equal(values, term.level).to_numpy(zero_copy_only=False)
+    return total
+
+
+def decimal(value: float) -> str:
+    """A float as a decimal string of `MODEL_PLACES` places (half to even)."""
+    if not np.isfinite(value):
+        raise ApiError(ErrorCode.OUT_OF_RANGE, Reason.INVALID_ARGUMENT, "the model did not converge")
+    quantum = Decimal(1).scaleb(-MODEL_PLACES)
+    return str(Decimal(value).quantize(quantum, ROUND_HALF_EVEN) + 0)
