@@ -66,8 +66,8 @@ class BenchPlan:
     double11: Path
     bulk: BulkPlan
     # The fund TA's day-close: holders of the fund and orders of its trade date.
-    fundta_holders: int = 20_000
-    fundta_orders: int = 2_000
+    fundta_holders: int = 100_000
+    fundta_orders: int = 10_000
 
     @classmethod
     def of(cls, quick: bool) -> BenchPlan:
