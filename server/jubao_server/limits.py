@@ -235,7 +235,8 @@ fundta_close_shards_in_flight_max = 8
 fundta_shard_pages_max = 10_000
 # A holder shard's positions (fundta/segments.py): chunks of Arrow columns, all written in one batch, so
 # their bytes stay under batch_bytes_max; a query of one holder reads one chunk, at most this many bytes
-# (LZ4: about 3,000 holders of one lot each, so 64 holder shards hold about 3 million holders).
+# (LZ4: about 6,000 holders of one lot each, so 64 holder shards hold about 6 million holders). A holder's
+# chunk is a hash of its key modulo the count: changing the count means rewriting every shard.
 fundta_position_chunks = 16
 fundta_position_chunk_bytes_max = 240 * 1024
 # The previous natural dates a 七日年化 reads (the date itself is the seventh).

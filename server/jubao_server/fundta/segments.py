@@ -1,13 +1,13 @@
 """A holder shard's positions as Arrow columns (see ARCHITECTURE.md, "The holder segment").
 
 The positions of a holder shard are `fundta_position_chunks` rows of kind "positions" (keys "0000"...),
-each an Arrow IPC stream (LZ4) of the holders whose key (`<distributor>/<trading account>`) hashes into it
-(BLAKE2b), sorted by distributor and trading account, with the CRC-32 of its bytes in `checksum`. A
-day-close reads every chunk of a shard, computes on whole columns and writes every chunk back in one
-conditional batch; a query of one holder reads its one chunk. The chunk rows, once written, are the
-shard's positions; before the first day-close of this layout, the positions are the JSON rows of kind
-"position" (one per holder) that earlier versions wrote, read as they are and replaced by the chunks at
-that day-close.
+each an Arrow IPC stream (compressed whole, LZ4) of the holders whose key (`<distributor>/<trading
+account>`) hashes into it (BLAKE2b), sorted by distributor and trading account, with the CRC-32 of its
+bytes in `checksum`. A day-close reads every chunk of a shard, computes on whole columns and writes
+every chunk back in one conditional batch; a query of one holder reads its one chunk. The chunk rows,
+once written, are the shard's positions; before the first day-close of this layout, the positions are
+the JSON rows of kind "position" (one per holder) that earlier versions wrote, read as they are and
+replaced by the chunks at that day-close.
 
 Columns: the income carried forward is its own column (`income_lot_shares`, the lot dated "", the
 oldest), so the carry-forward is column arithmetic; the dated lots are two list columns (dates and shares,
@@ -16,6 +16,7 @@ first in first out)."""
 from __future__ import annotations
 
 import hashlib
+import struct
 import zlib
 from collections.abc import Sequence
 from typing import Final
@@ -63,7 +64,8 @@ SCHEMA: Final = pa.schema(
     ]
 )
 _SORT: Final = [("distributor_id", "ascending"), ("trading_account_id", "ascending")]
-_WRITE_OPTIONS: Final = pa.ipc.IpcWriteOptions(compression="lz4")
+_CODEC: Final = pa.Codec("lz4")
+_LENGTH: Final = struct.Struct("<Q")
 
 
 def chunk_of(holder: str) -> int:
@@ -134,11 +136,13 @@ def sorted_holders(table: pa.Table) -> pa.Table:
 
 
 def encode_chunk(table: pa.Table, chunk: int) -> Put:
-    """The row of a chunk: its IPC bytes and their CRC-32."""
+    """The row of a chunk: its IPC stream compressed whole (LZ4, after its length: one call, where the
+    IPC format's own compression pays a frame per column buffer) and the CRC-32 of those bytes."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, SCHEMA, options=_WRITE_OPTIONS) as writer:
+    with pa.ipc.new_stream(sink, SCHEMA) as writer:
         writer.write_table(table)
-    data = sink.getvalue().to_pybytes()
+    stream = sink.getvalue()
+    data = _LENGTH.pack(stream.size) + _CODEC.compress(stream, asbytes=True)
     ensure(
         len(data) <= limits.fundta_position_chunk_bytes_max,
         "a chunk of positions over fundta_position_chunk_bytes_max: the fund needs more holder shards",
@@ -152,7 +156,9 @@ def decode_chunk(row: Row) -> pa.Table:
     data = row["record"]
     if not isinstance(data, bytes) or zlib.crc32(data) != row["checksum"]:
         raise internal(f"a chunk of holder positions ({row.as_text('row_key')}) fails its checksum")
-    with pa.ipc.open_stream(data) as reader:
+    (size,) = _LENGTH.unpack_from(data)
+    stream = _CODEC.decompress(data[_LENGTH.size :], decompressed_size=size)
+    with pa.ipc.open_stream(stream) as reader:
         return reader.read_all()
 
 
