@@ -544,20 +544,27 @@ def _confirm_chunk(
             strict=True,
         )
     )
-    after: list[Position] = []
+    changed: list[Position] = []
+    new: list[Position] = []
     confirmed: list[Order] = []
     for holder in holders:
         mine = orders[holder]
         position = before.get(holder)
-        changed, done = close.confirm(fund, pricing, day, position or _first_position(mine), mine)
-        if position is not None or done:
-            after.append(changed)
+        after, done = close.confirm(fund, pricing, day, position or _first_position(mine), mine)
+        if position is not None:
+            changed.append(after)
+        elif done:
+            new.append(after)
         confirmed += done
-    kept = [True] * table.num_rows
-    for i in rows:
-        kept[i] = False
-    rest = table.filter(pa.array(kept, pa.bool_()))
-    return segments.sorted_holders(pa.concat_tables([rest, segments.table_of(after)])), confirmed
+    # The changed rows (in the order of `rows`) take the places of the rows they replace, so the chunk
+    # stays sorted; only new holders need a sort.
+    places = list(range(table.num_rows))
+    for j, i in enumerate(rows):
+        places[i] = table.num_rows + j
+    table = pa.concat_tables([table, segments.table_of(changed)]).take(pa.array(places, pa.int64()))
+    if new:
+        table = segments.sorted_holders(pa.concat_tables([table, segments.table_of(new)]))
+    return table, confirmed
 
 
 def _as_accepted(order: Order) -> Order:

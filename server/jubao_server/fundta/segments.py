@@ -140,7 +140,7 @@ def encode_chunk(table: pa.Table, chunk: int) -> Put:
     IPC format's own compression pays a frame per column buffer) and the CRC-32 of those bytes."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, SCHEMA) as writer:
-        writer.write_table(table)
+        writer.write_table(table.combine_chunks())
     stream = sink.getvalue()
     data = _LENGTH.pack(stream.size) + _CODEC.compress(stream, asbytes=True)
     ensure(
