@@ -226,8 +226,8 @@ fundta_id_number_length_max = 32
 fundta_write_attempts_max = 8
 # Storage pages one ListOrders call reads (across holder shards) before it answers a shorter page.
 fundta_list_reads_max = 64
-# A day-close: its phases (with a few lost races), the rows of one batch of a holder shard's commit (a
-# holder's rows are never split), and the storage pages of one holder shard.
+# A day-close: its phases (with a few lost races), the rows of one batch of a holder shard's confirmed
+# orders (its positions are one batch of their own), and the storage pages of one holder shard.
 fundta_close_steps_max = 16
 fundta_close_batch_rows_max = 200
 # Holder shards one phase of a day-close works on at once (each holds its shard's positions in memory).

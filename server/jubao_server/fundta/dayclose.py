@@ -9,11 +9,12 @@ day-close. Its steps (the record `("close", T)` of the fund's partition keeps wh
    them: each income date's 万份收益 over the shares of that point (`close.plan_incomes`), T's NAV; the
    plan is stored with the record (conditional on its version), so a restart after some shards committed
    uses the same plan;
-3. **committing**: shard after shard, each holder's income is carried forward and its orders of T
-   confirmed (`close.py`); its new position and confirmed orders go in batches of at most
-   `fundta_close_batch_holders_max` holders (a holder's rows always in one batch, its position marked
-   closed at T), then the shard's static `closed_date` becomes T. A shard or holder already closed at T
-   is skipped, so a day-close cut short and started again gives the same rows, bit for bit;
+3. **committing**: shard by shard (several at once), every holder's income is carried forward on the
+   shard's columns (`segments.py`) and its orders of T confirmed (`close.py`); the confirmed orders go
+   in batches of at most `fundta_close_batch_rows_max` rows, then every chunk of the shard's positions
+   and its static `closed_date` = T in one batch conditioned on the `closed_date` read. A shard already
+   closed at T is skipped, and one cut short before its chunks were written confirms its orders again
+   from the same positions, so a day-close cut short and started again gives the same rows, bit for bit;
 4. **done**: the result is read back from the shards (and checked: the holders' incomes are what the
    plan distributed, the shares registered are the shares before plus those confirmed), each
    distributor's totals are settled through the manager's payments ledger (`settlement.py`), the fund's
