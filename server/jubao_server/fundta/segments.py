@@ -15,13 +15,13 @@ first in first out)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import struct
 import zlib
 from collections.abc import Sequence
 from typing import Final
 
-import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -200,7 +200,8 @@ def carry_incomes(table: pa.Table, incomes: Sequence[IncomeDay]) -> pa.Table:
 # Storage
 
 
-class ShardPositions(msgspec.Struct):
+@dataclasses.dataclass(frozen=True)
+class ShardPositions:
     """The positions of a holder shard, by chunk, and the JSON rows of the layout before, to delete once
     the chunks are written."""
 
