@@ -78,8 +78,8 @@ class BenchPlan:
     double11: Path
     bulk: BulkPlan
     # The fund TA's day-close: holders of the fund and orders of its trade date.
-    fundta_holders: int = 20_000
-    fundta_orders: int = 2_000
+    fundta_holders: int = 100_000
+    fundta_orders: int = 10_000
     # Co-creation's joint model: the orders and policies of the 运费险 case it is trained on.
     cocreation_orders: int = 100_000
     cocreation_policies: int = 20_000

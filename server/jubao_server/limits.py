@@ -225,8 +225,8 @@ fundta_id_number_length_max = 32
 fundta_write_attempts_max = 8
 # Storage pages one ListOrders call reads (across holder shards) before it answers a shorter page.
 fundta_list_reads_max = 64
-# A day-close: its phases (with a few lost races), the rows of one batch of a holder shard's commit (a
-# holder's rows are never split), and the storage pages of one holder shard.
+# A day-close: its phases (with a few lost races), the rows of one batch of a holder shard's confirmed
+# orders (its positions are one batch of their own), and the storage pages of one holder shard.
 fundta_close_steps_max = 16
 fundta_close_batch_rows_max = 200
 # Holder shards one phase of a day-close works on at once (each holds its shard's positions in memory).
@@ -234,7 +234,8 @@ fundta_close_shards_in_flight_max = 8
 fundta_shard_pages_max = 10_000
 # A holder shard's positions (fundta/segments.py): chunks of Arrow columns, all written in one batch, so
 # their bytes stay under batch_bytes_max; a query of one holder reads one chunk, at most this many bytes
-# (LZ4: about 3,000 holders of one lot each, so 64 holder shards hold about 3 million holders).
+# (LZ4: about 6,000 holders of one lot each, so 64 holder shards hold about 6 million holders). A holder's
+# chunk is a hash of its key modulo the count: changing the count means rewriting every shard.
 fundta_position_chunks = 16
 fundta_position_chunk_bytes_max = 240 * 1024
 # The previous natural dates a 七日年化 reads (the date itself is the seventh).

@@ -8,9 +8,10 @@ caught by its checksum."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 import pytest
@@ -115,21 +116,10 @@ async def test_a_day_close_cut_short_resumes_to_the_same_result(
     backend: StorageBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = SetClock(shanghai_ms("2026-12-04 16:00:00"))
-    manager = Tenant(
-        f"m{uuid.uuid4().hex[:20]}",
-        "Manager",
-        TenantKind.FUND_HOUSE,
-        frozenset({Product.FUND_TA}),
-        Quota(100, 100, 10),
-    )
-    clock.set_local("2026-12-04 10:00:00")
-    agency = Agency(backend, clock, b"k" * 32, SHARDS)
-    ledger = Ledger(backend, PaymentsSettings(shard_count=SHARDS), clock=clock)
-    await ledger.start()
-    try:
-        await _close_twice(backend, agency, ledger, manager, clock=clock, monkeypatch=monkeypatch)
-    finally:
-        await ledger.stop()
+    async with _twins(backend, clock) as (manager, agency, _, ledger, whole, cut):
+        await _close_twice(
+            backend, agency, ledger, manager, whole=whole, cut=cut, clock=clock, monkeypatch=monkeypatch
+        )
 
 
 async def _close_twice(
@@ -138,12 +128,11 @@ async def _close_twice(
     ledger: Ledger,
     manager: Tenant,
     *,
+    whole: Fund,
+    cut: Fund,
     clock: SetClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    whole = await _fund_with_orders(agency, manager, clock)
-    cut = await _fund_with_orders(agency, manager, clock)
-    clock.set_local("2026-12-04 16:00:00")
     # Small commit batches, so a shard's commit takes several.
     monkeypatch.setattr(limits, "fundta_close_batch_rows_max", 4)
     closes = DayCloses(agency, backend, clock, ledger)
@@ -197,9 +186,12 @@ async def _close_twice(
     assert not report.discrepancies
 
 
+@contextlib.asynccontextmanager
 async def _twins(
     backend: StorageBackend, clock: SetClock
-) -> tuple[Tenant, Agency, DayCloses, Ledger, Fund, Fund]:
+) -> AsyncIterator[tuple[Tenant, Agency, DayCloses, Ledger, Fund, Fund]]:
+    """A fund house, its agency, day-closes and ledger (started, stopped at the end), and two funds
+    with the same investors and orders of Friday, at 16:00."""
     manager = Tenant(
         f"m{uuid.uuid4().hex[:20]}",
         "Manager",
@@ -211,10 +203,13 @@ async def _twins(
     agency = Agency(backend, clock, b"k" * 32, SHARDS)
     ledger = Ledger(backend, PaymentsSettings(shard_count=SHARDS), clock=clock)
     await ledger.start()
-    first = await _fund_with_orders(agency, manager, clock)
-    second = await _fund_with_orders(agency, manager, clock)
-    clock.set_local("2026-12-04 16:00:00")
-    return manager, agency, DayCloses(agency, backend, clock, ledger), ledger, first, second
+    try:
+        first = await _fund_with_orders(agency, manager, clock)
+        second = await _fund_with_orders(agency, manager, clock)
+        clock.set_local("2026-12-04 16:00:00")
+        yield manager, agency, DayCloses(agency, backend, clock, ledger), ledger, first, second
+    finally:
+        await ledger.stop()
 
 
 async def _close(closes: DayCloses, manager: Tenant, fund: Fund, day: datetime.date) -> DayClose:
@@ -227,8 +222,7 @@ async def test_a_runner_whose_shard_another_committed_first_goes_on_from_it(
     backend: StorageBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = SetClock(shanghai_ms("2026-12-04 16:00:00"))
-    manager, _, closes, ledger, alone, raced = await _twins(backend, clock)
-    try:
+    async with _twins(backend, clock) as (manager, _, closes, _, alone, raced):
         done = await _close(closes, manager, alone, FRIDAY)
         write = backend.write
         raced_shards: list[object] = []
@@ -253,14 +247,11 @@ async def test_a_runner_whose_shard_another_committed_first_goes_on_from_it(
         assert await _shards(backend, raced, FRIDAY.isoformat()) == await _shards(
             backend, alone, FRIDAY.isoformat()
         )
-    finally:
-        await ledger.stop()
 
 
 async def test_a_shard_in_the_json_layout_reads_and_closes_as_a_columnar_one(backend: StorageBackend) -> None:
     clock = SetClock(shanghai_ms("2026-12-04 16:00:00"))
-    manager, agency, closes, ledger, columnar, legacy = await _twins(backend, clock)
-    try:
+    async with _twins(backend, clock) as (manager, agency, closes, _, columnar, legacy):
         await _close(closes, manager, columnar, FRIDAY)
         await _close(closes, manager, legacy, FRIDAY)
         # What earlier versions left: one JSON row per holder, no chunks.
@@ -297,14 +288,11 @@ async def test_a_shard_in_the_json_layout_reads_and_closes_as_a_columnar_one(bac
             assert not (
                 await backend.read_page(RowQuery(partition, Bound(kind, True), Bound(kind, True)))
             ).rows
-    finally:
-        await ledger.stop()
 
 
 async def test_a_torn_chunk_is_caught_by_its_checksum(backend: StorageBackend) -> None:
     clock = SetClock(shanghai_ms("2026-12-04 16:00:00"))
-    manager, agency, closes, ledger, fund, _ = await _twins(backend, clock)
-    try:
+    async with _twins(backend, clock) as (manager, agency, closes, _, fund, _):
         await _close(closes, manager, fund, FRIDAY)
         investor = await agency.get_investor(manager, "inv-0")
         shard = shard_of(investor.fund_account_id, SHARDS)
@@ -320,5 +308,3 @@ async def test_a_torn_chunk_is_caught_by_its_checksum(backend: StorageBackend) -
         assert caught.value.code is ErrorCode.INTERNAL
         with pytest.raises(ApiError):
             await segments.read_shard(backend, partition)
-    finally:
-        await ledger.stop()

@@ -9,11 +9,12 @@ day-close. Its steps (the record `("close", T)` of the fund's partition keeps wh
    them: each income date's 万份收益 over the shares of that point (`close.plan_incomes`), T's NAV; the
    plan is stored with the record (conditional on its version), so a restart after some shards committed
    uses the same plan;
-3. **committing**: shard after shard, each holder's income is carried forward and its orders of T
-   confirmed (`close.py`); its new position and confirmed orders go in batches of at most
-   `fundta_close_batch_holders_max` holders (a holder's rows always in one batch, its position marked
-   closed at T), then the shard's static `closed_date` becomes T. A shard or holder already closed at T
-   is skipped, so a day-close cut short and started again gives the same rows, bit for bit;
+3. **committing**: shard by shard (several at once), every holder's income is carried forward on the
+   shard's columns (`segments.py`) and its orders of T confirmed (`close.py`); the confirmed orders go
+   in batches of at most `fundta_close_batch_rows_max` rows, then every chunk of the shard's positions
+   and its static `closed_date` = T in one batch conditioned on the `closed_date` read. A shard already
+   closed at T is skipped, and one cut short before its chunks were written confirms its orders again
+   from the same positions, so a day-close cut short and started again gives the same rows, bit for bit;
 4. **done**: the result is read back from the shards (and checked: the holders' incomes are what the
    plan distributed, the shares registered are the shares before plus those confirmed), each
    distributor's totals are settled through the manager's payments ledger (`settlement.py`), the fund's
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from decimal import Decimal
@@ -371,17 +373,23 @@ class DayCloses:
             Decimal(plan.redemption_ratio),
             plan.next_trade_date,
         )
+        # The income and the closing date on the whole shard at once (Arrow's cost is per call), then
+        # the chunks again as the same slices of it.
+        carried = segments.carry_incomes(pa.concat_tables(positions.chunks), plan.incomes)
+        closed_dates = pa.repeat(pa.scalar(day, pa.string()), carried.num_rows)
+        carried = carried.set_column(
+            segments.SCHEMA.get_field_index("closed_date"), "closed_date", closed_dates
+        )
+        lengths = [table.num_rows for table in positions.chunks]
+        starts = list(itertools.accumulate(lengths, initial=0))[:-1]
         chunks: list[pa.Table] = []
         confirmed: list[Order] = []
-        for stored, mine in zip(positions.chunks, orders, strict=True):
-            table = segments.carry_incomes(stored, plan.incomes)
+        for start, length, mine in zip(starts, lengths, orders, strict=True):
+            table = carried.slice(start, length)
             if mine:
                 table, done = _confirm_chunk(fund, pricing, day, table, mine)
                 confirmed += done
-            closed_dates = pa.repeat(pa.scalar(day, pa.string()), table.num_rows)
-            chunks.append(
-                table.set_column(segments.SCHEMA.get_field_index("closed_date"), "closed_date", closed_dates)
-            )
+            chunks.append(table)
         await self._write_confirmed(partition, day, confirmed)
         commit = Batch(
             partition,
@@ -521,20 +529,27 @@ def _confirm_chunk(
             strict=True,
         )
     )
-    after: list[Position] = []
+    changed: list[Position] = []
+    new: list[Position] = []
     confirmed: list[Order] = []
     for holder in holders:
         mine = orders[holder]
         position = before.get(holder)
-        changed, done = close.confirm(fund, pricing, day, position or _first_position(mine), mine)
-        if position is not None or done:
-            after.append(changed)
+        after, done = close.confirm(fund, pricing, day, position or _first_position(mine), mine)
+        if position is not None:
+            changed.append(after)
+        elif done:
+            new.append(after)
         confirmed += done
-    kept = [True] * table.num_rows
-    for i in rows:
-        kept[i] = False
-    rest = table.filter(pa.array(kept, pa.bool_()))
-    return segments.sorted_holders(pa.concat_tables([rest, segments.table_of(after)])), confirmed
+    # The changed rows (in the order of `rows`) take the places of the rows they replace, so the chunk
+    # stays sorted; only new holders need a sort.
+    places = list(range(table.num_rows))
+    for j, i in enumerate(rows):
+        places[i] = table.num_rows + j
+    table = pa.concat_tables([table, segments.table_of(changed)]).take(pa.array(places, pa.int64()))
+    if new:
+        table = segments.sorted_holders(pa.concat_tables([table, segments.table_of(new)]))
+    return table, confirmed
 
 
 def _as_accepted(order: Order) -> Order:

@@ -1,13 +1,13 @@
 """A holder shard's positions as Arrow columns (see ARCHITECTURE.md, "The holder segment").
 
 The positions of a holder shard are `fundta_position_chunks` rows of kind "positions" (keys "0000"...),
-each an Arrow IPC stream (LZ4) of the holders whose key (`<distributor>/<trading account>`) hashes into it
-(BLAKE2b), sorted by distributor and trading account, with the CRC-32 of its bytes in `checksum`. A
-day-close reads every chunk of a shard, computes on whole columns and writes every chunk back in one
-conditional batch; a query of one holder reads its one chunk. The chunk rows, once written, are the
-shard's positions; before the first day-close of this layout, the positions are the JSON rows of kind
-"position" (one per holder) that earlier versions wrote, read as they are and replaced by the chunks at
-that day-close.
+each an Arrow IPC stream (compressed whole, LZ4) of the holders whose key (`<distributor>/<trading
+account>`) hashes into it (BLAKE2b), sorted by distributor and trading account, with the CRC-32 of its
+bytes in `checksum`. A day-close reads every chunk of a shard, computes on whole columns and writes
+every chunk back in one conditional batch; a query of one holder reads its one chunk. The chunk rows,
+once written, are the shard's positions; before the first day-close of this layout, the positions are
+the JSON rows of kind "position" (one per holder) that earlier versions wrote, read as they are and
+replaced by the chunks at that day-close.
 
 Columns: the income carried forward is its own column (`income_lot_shares`, the lot dated "", the
 oldest), so the carry-forward is column arithmetic; the dated lots are two list columns (dates and shares,
@@ -15,18 +15,19 @@ first in first out)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import struct
 import zlib
 from collections.abc import Sequence
 from typing import Final
 
-import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from jubao_server import limits
 from jubao_server.errors import internal
-from jubao_server.fundta.model import IncomeDay, Lot, Position, decode
+from jubao_server.fundta.model import DividendMethod, IncomeDay, Lot, Position, decode
 from jubao_server.invariants import ensure
 from jubao_server.storage.contract import (
     Batch,
@@ -60,10 +61,13 @@ SCHEMA: Final = pa.schema(
         ("income_total_minor", pa.int64()),
         ("closed_date", pa.string()),
         ("fast_released_shares", pa.int64()),
+        # The method the last dividend method change confirmed; null: the fund's default.
+        ("dividend_method", pa.string()),
     ]
 )
 _SORT: Final = [("distributor_id", "ascending"), ("trading_account_id", "ascending")]
-_WRITE_OPTIONS: Final = pa.ipc.IpcWriteOptions(compression="lz4")
+_CODEC: Final = pa.Codec("lz4")
+_LENGTH: Final = struct.Struct("<Q")
 
 
 def chunk_of(holder: str) -> int:
@@ -96,6 +100,9 @@ def table_of(positions: Sequence[Position]) -> pa.Table:
         "income_total_minor": [p.income_total_minor for p in positions],
         "closed_date": [p.closed_date for p in positions],
         "fast_released_shares": [p.fast_released_shares for p in positions],
+        "dividend_method": [
+            None if p.dividend_method is None else p.dividend_method.value for p in positions
+        ],
     }
     return pa.Table.from_pydict(columns, schema=SCHEMA)
 
@@ -118,6 +125,7 @@ def positions_of(table: pa.Table) -> list[Position]:
                 row["income_total_minor"],
                 row["closed_date"],
                 row["fast_released_shares"],
+                None if row["dividend_method"] is None else DividendMethod(row["dividend_method"]),
             )
         )
     return positions
@@ -134,11 +142,13 @@ def sorted_holders(table: pa.Table) -> pa.Table:
 
 
 def encode_chunk(table: pa.Table, chunk: int) -> Put:
-    """The row of a chunk: its IPC bytes and their CRC-32."""
+    """The row of a chunk: its IPC stream compressed whole (LZ4, after its length: one call, where the
+    IPC format's own compression pays a frame per column buffer) and the CRC-32 of those bytes."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, SCHEMA, options=_WRITE_OPTIONS) as writer:
-        writer.write_table(table)
-    data = sink.getvalue().to_pybytes()
+    with pa.ipc.new_stream(sink, SCHEMA) as writer:
+        writer.write_table(table.combine_chunks())
+    stream = sink.getvalue()
+    data = _LENGTH.pack(stream.size) + _CODEC.compress(stream, asbytes=True)
     ensure(
         len(data) <= limits.fundta_position_chunk_bytes_max,
         "a chunk of positions over fundta_position_chunk_bytes_max: the fund needs more holder shards",
@@ -152,7 +162,9 @@ def decode_chunk(row: Row) -> pa.Table:
     data = row["record"]
     if not isinstance(data, bytes) or zlib.crc32(data) != row["checksum"]:
         raise internal(f"a chunk of holder positions ({row.as_text('row_key')}) fails its checksum")
-    with pa.ipc.open_stream(data) as reader:
+    (size,) = _LENGTH.unpack_from(data)
+    stream = _CODEC.decompress(data[_LENGTH.size :], decompressed_size=size)
+    with pa.ipc.open_stream(stream) as reader:
         return reader.read_all()
 
 
@@ -199,7 +211,8 @@ def carry_incomes(table: pa.Table, incomes: Sequence[IncomeDay]) -> pa.Table:
 # Storage
 
 
-class ShardPositions(msgspec.Struct):
+@dataclasses.dataclass(frozen=True)
+class ShardPositions:
     """The positions of a holder shard, by chunk, and the JSON rows of the layout before, to delete once
     the chunks are written."""
 
