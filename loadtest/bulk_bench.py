@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -262,11 +263,14 @@ def run_alone(quick: bool, keyspace: str | None) -> list[Figure]:
         storage = StorageSettings(backend="cassandra", cassandra=CassandraSettings(keyspace=keyspace))
         settings = {"JUBAO_STORAGE__BACKEND": "cassandra", "JUBAO_STORAGE__CASSANDRA__KEYSPACE": keyspace}
     bulk_port = free_port()
-    with serving(None, None, {**settings, "JUBAO_BULK__PORT": str(bulk_port)}) as target:
-        location = f"grpc+tcp://127.0.0.1:{bulk_port}"
-        prefix = f"bb{uuid.uuid4().hex[:8]}"
-        run = BulkRun(location, target.api_key, prefix, BulkPlan.of(quick), storage.backend)
-        return bulk_figures(target.endpoint, storage, run)
+    try:
+        with serving(None, None, {**settings, "JUBAO_BULK__PORT": str(bulk_port)}) as target:
+            location = f"grpc+tcp://127.0.0.1:{bulk_port}"
+            prefix = f"bb{uuid.uuid4().hex[:8]}"
+            run = BulkRun(location, target.api_key, prefix, BulkPlan.of(quick), storage.backend)
+            return bulk_figures(target.endpoint, storage, run)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:
