@@ -10,8 +10,9 @@ gRPC and its Arrow Flight process):
 
 The Flight client runs in a child process of its own (`python -m loadtest.bulk_bench measure ...`):
 the bench process has gRPC loaded, and the two must not share a process (apache/arrow#13300).
-`python -m loadtest.bulk_bench run [--full]` measures these figures alone, on SQLite, through a server
-started as the bench starts it, and prints them with the time each step took.
+`python -m loadtest.bulk_bench run [--full] [--cassandra-keyspace KS]` measures these figures alone, on
+SQLite (or Cassandra), through a server started as the bench starts it, and prints them with the time
+each step took.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from typing import Any, Final
 
-from jubao_server.storage.config import SqliteSettings, StorageSettings
+from jubao_server.storage.config import CassandraSettings, SqliteSettings, StorageSettings
 
 PAYEES: Final = 100
 EXPORT_ACCOUNTS: Final = 10
@@ -246,21 +249,28 @@ def measure(run: BulkRun) -> list[Figure]:
     return figures
 
 
-def run_alone(quick: bool) -> list[Figure]:
-    """The bulk figures alone, on a fresh SQLite file, through a server started as `make bench` starts it
-    (the supervisor, its gRPC and its Flight process)."""
+def run_alone(quick: bool, keyspace: str | None) -> list[Figure]:
+    """The bulk figures alone, on a fresh SQLite file (or in the Cassandra `keyspace` of the local node),
+    through a server started as `make bench` starts it (the supervisor, its gRPC and its Flight
+    process); the accounts and the upload are named afresh each run."""
     from loadtest.harness import scratch_dir, serving  # noqa: PLC0415 (gRPC: not in the child)
     from loadtest.server_process import free_port  # noqa: PLC0415
 
     scratch = scratch_dir("bulk-bench")
     storage = StorageSettings(backend="sqlite", sqlite=SqliteSettings(path=scratch / "server.db"))
+    settings = {"JUBAO_STORAGE__SQLITE__PATH": str(storage.sqlite.path)}
+    if keyspace is not None:
+        storage = StorageSettings(backend="cassandra", cassandra=CassandraSettings(keyspace=keyspace))
+        settings = {"JUBAO_STORAGE__BACKEND": "cassandra", "JUBAO_STORAGE__CASSANDRA__KEYSPACE": keyspace}
     bulk_port = free_port()
-    settings = {"JUBAO_STORAGE__SQLITE__PATH": str(storage.sqlite.path), "JUBAO_BULK__PORT": str(bulk_port)}
-    with serving(None, None, settings) as target:
-        location = f"grpc+tcp://127.0.0.1:{bulk_port}"
-        return bulk_figures(
-            target.endpoint, storage, BulkRun(location, target.api_key, "bb", BulkPlan.of(quick), "sqlite")
-        )
+    try:
+        with serving(None, None, {**settings, "JUBAO_BULK__PORT": str(bulk_port)}) as target:
+            location = f"grpc+tcp://127.0.0.1:{bulk_port}"
+            prefix = f"bb{uuid.uuid4().hex[:8]}"
+            run = BulkRun(location, target.api_key, prefix, BulkPlan.of(quick), storage.backend)
+            return bulk_figures(target.endpoint, storage, run)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -276,10 +286,11 @@ def main(argv: list[str] | None = None) -> None:
     child.add_argument("backend")
     alone = commands.add_parser("run", help="the bulk figures alone, on SQLite")
     alone.add_argument("--full", action="store_true", help="full size (1,000,000 entries, 100,000 rows)")
+    alone.add_argument("--cassandra-keyspace", help="on the local Cassandra node, in this keyspace")
     args = parser.parse_args(argv)
     if args.command == "run":
         started_s = time.perf_counter()
-        figures = run_alone(quick=not args.full)
+        figures = run_alone(not args.full, args.cassandra_keyspace)
         print(json.dumps(figures, indent=2))
         print(f"bench: bulk figures in {time.perf_counter() - started_s:.1f} s")
         return

@@ -4,6 +4,7 @@ a certificate only ever speaks for the TLS session it came with, and a call with
 from __future__ import annotations
 
 import base64
+import json
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,11 +12,13 @@ from pathlib import Path
 import pytest
 from jubao.bulk.client import CERTIFICATE_HEADER, GET_UPLOAD, BulkClient, error_from_flight
 from jubao.bulk.v1 import bulk_pb2
+from jubao.cli.main import app
 from jubao.errors import NotFound, Reason, Unauthenticated, Unavailable
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.storage.contract import StorageBackend
 from jubao_server.tenancy.store import TenantStore
 from pyarrow import flight
+from typer.testing import CliRunner
 
 from tests.bulk.support import FlightProcess, batch_id, transfers
 from tests.platform.pki import fingerprint, make_pki, needs_openssl
@@ -81,9 +84,21 @@ def test_the_client_certificate_names_the_tenant(
         with pytest.raises(NotFound) as refused:
             platform.get_upload(batch)
         assert refused.value.reason == Reason.UPLOAD_NOT_FOUND
-        assert all(batch not in info.descriptor.command for info in platform.list_results())
+        assert all(batch.encode() not in info.descriptor.command for info in platform.list_results())
     with _client(process, pki, "platform-b", keys["demo-bank"]) as keyed:
         assert keyed.get_upload(batch).rows_received == 3, "an API key names its tenant under mTLS too"
+    tls = [
+        "--tls-ca",
+        str(pki / "ca.crt"),
+        "--tls-cert",
+        str(pki / "bank-a.crt"),
+        "--tls-key",
+        str(pki / "bank-a.key"),
+    ]
+    options = ["--bulk-endpoint", f"127.0.0.1:{process.port}", *tls, "--json"]
+    shown = CliRunner().invoke(app, [*options, "bulk", "status", batch], env={"JUBAO_API_KEY": None})
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["batchId"] == batch
 
 
 def test_a_certificate_speaks_only_for_its_own_tls_session(mtls_flight: tuple[FlightProcess, Path]) -> None:
