@@ -36,6 +36,9 @@ CLUSTER_LOCK_PATH: Final = Path(tempfile.gettempdir()) / "jubao-cassandra-cluste
 # of a start that timed out only started it from scratch again).
 node_start_timeout_s: Final = 900.0
 node_command_timeout_s: Final = node_start_timeout_s + 120.0
+# A server is SERVING once its storage probe passes: on a cluster busy replaying a returned node's hints
+# that took longer than the harness's usual minute (seen at load average 48).
+server_start_timeout_s: Final = 600.0
 migrate_timeout_s: Final = 600.0
 drop_timeout_s: Final = 120.0
 NODES: Final = (1, 2, 3)
@@ -106,7 +109,8 @@ class ClusterServers:
         """Start server `index` again on its port (its clients dial the same addresses)."""
         self.restarts += 1
         log_path = self.scratch / f"server-{index}-restart-{self.restarts}.log"
-        self.servers[index] = ServerProcess.start(self.env, log_path, self.servers[index].port)
+        port = self.servers[index].port
+        self.servers[index] = ServerProcess.start(self.env, log_path, port, server_start_timeout_s)
 
     def pause(self, index: int) -> None:
         """SIGSTOP server `index`'s gRPC process: it holds its leases and connections but answers nothing."""
@@ -156,7 +160,8 @@ def cluster_servers(keyspace: str, lease_ms: int, *, drop: bool) -> Iterator[Clu
     started = ClusterServers([], env, scratch, keyspace)
     try:
         for index in range(SERVERS):
-            started.servers.append(ServerProcess.start(env, scratch / f"server-{index}.log"))
+            log_path = scratch / f"server-{index}.log"
+            started.servers.append(ServerProcess.start(env, log_path, timeout_s=server_start_timeout_s))
         yield started
     finally:
         for index, server in enumerate(started.servers):
