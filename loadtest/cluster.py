@@ -31,9 +31,14 @@ from loadtest.server_process import REPO, ServerProcess
 NODE_PY: Final = REPO / "scripts" / "cassandra" / "node.py"
 CLUSTER_CONFIG: Final = REPO / "scripts" / "cassandra" / "cluster.toml"
 CLUSTER_LOCK_PATH: Final = Path(tempfile.gettempdir()) / "jubao-cassandra-cluster.lock"
-# Starting a node waits until CQL answers: a JVM start on a busy machine takes a minute or more.
-node_command_timeout_s: Final = 300.0
-node_start_attempts_max: Final = 4
+# Starting a node waits until CQL answers. node.py gives a start 115 s and then stops the node; on a busy
+# machine a node's start takes longer (seen: over two minutes at load average 25 to 50, where the retries
+# of a start that timed out only started it from scratch again).
+node_start_timeout_s: Final = 900.0
+node_command_timeout_s: Final = node_start_timeout_s + 120.0
+# A server is SERVING once its storage probe passes: on a cluster busy replaying a returned node's hints
+# that took longer than the harness's usual minute (seen at load average 48).
+server_start_timeout_s: Final = 600.0
 migrate_timeout_s: Final = 600.0
 drop_timeout_s: Final = 120.0
 NODES: Final = (1, 2, 3)
@@ -61,22 +66,20 @@ def node_command(action: str, node: int | None = None, *, kill: bool = False) ->
     command += [] if node is None else ["--node", str(node)]
     command += ["--kill"] if kill else []
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=node_command_timeout_s, check=False, cwd=REPO
+        command,
+        capture_output=True,
+        text=True,
+        timeout=node_command_timeout_s,
+        check=False,
+        cwd=REPO,
+        env={**os.environ, "JUBAO_CASSANDRA_START_TIMEOUT_S": str(node_start_timeout_s)},
     )
     if done.returncode != 0:
         raise ClusterError(f"{' '.join(command)}: exit {done.returncode}\n{done.stdout}{done.stderr}")
 
 
 def nodes_up(node: int | None = None) -> None:
-    """Start the node (every node when None) unless it runs, and wait until CQL answers. node.py gives a
-    start 115 s; on a busy machine a JVM takes longer (seen: three minutes at load average 50), so a
-    start that timed out is waited for again (`node.py up` on a running node waits for it) a few times."""
-    for _ in range(node_start_attempts_max - 1):
-        try:
-            node_command("up", node)
-            return
-        except ClusterError as error:
-            print(f"  .. waiting longer for the node to start: {str(error).splitlines()[0]}", flush=True)
+    """Start the node (every node when None) unless it runs, and wait until CQL answers."""
     node_command("up", node)
 
 
@@ -106,7 +109,8 @@ class ClusterServers:
         """Start server `index` again on its port (its clients dial the same addresses)."""
         self.restarts += 1
         log_path = self.scratch / f"server-{index}-restart-{self.restarts}.log"
-        self.servers[index] = ServerProcess.start(self.env, log_path, self.servers[index].port)
+        port = self.servers[index].port
+        self.servers[index] = ServerProcess.start(self.env, log_path, port, server_start_timeout_s)
 
     def pause(self, index: int) -> None:
         """SIGSTOP server `index`'s gRPC process: it holds its leases and connections but answers nothing."""
@@ -156,7 +160,8 @@ def cluster_servers(keyspace: str, lease_ms: int, *, drop: bool) -> Iterator[Clu
     started = ClusterServers([], env, scratch, keyspace)
     try:
         for index in range(SERVERS):
-            started.servers.append(ServerProcess.start(env, scratch / f"server-{index}.log"))
+            log_path = scratch / f"server-{index}.log"
+            started.servers.append(ServerProcess.start(env, log_path, timeout_s=server_start_timeout_s))
         yield started
     finally:
         for index, server in enumerate(started.servers):

@@ -49,9 +49,12 @@ class ServerProcess:
         return f"127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, env: dict[str, str], log_path: Path, port: int | None = None) -> ServerProcess:
-        """Start a server with `env` (JUBAO_* settings) added, logging to `log_path`, and wait until health
-        says SERVING; on `port` (a restart where its clients expect it) or a free one."""
+    def start(
+        cls, env: dict[str, str], log_path: Path, port: int | None = None, timeout_s: float = start_timeout_s
+    ) -> ServerProcess:
+        """Start a server with `env` (JUBAO_* settings) added, logging to `log_path`, and wait (at most
+        `timeout_s`) until health says SERVING; on `port` (a restart where its clients expect it) or a
+        free one."""
         port = port or free_port()
         settings = {
             "JUBAO_SERVER__PORT": str(port),
@@ -61,11 +64,18 @@ class ServerProcess:
             **env,
         }
         command = [sys.executable, "-m", "jubao_server", "serve"]
-        return cls.spawn(command, settings, port, log_path, _health_serving)
+        return cls.spawn(command, settings, port, log_path, _health_serving, timeout_s=timeout_s)
 
     @classmethod
     def spawn(
-        cls, command: list[str], env: dict[str, str], port: int, log_path: Path, ready: Probe
+        cls,
+        command: list[str],
+        env: dict[str, str],
+        port: int,
+        log_path: Path,
+        ready: Probe,
+        *,
+        timeout_s: float = start_timeout_s,
     ) -> ServerProcess:
         """Run `command` (a server on `port`) with `env` added, logging to `log_path`, and wait until
         `ready` says it serves."""
@@ -74,13 +84,13 @@ class ServerProcess:
                 command, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
             )
         server = cls(process, port, log_path)
-        server.wait_serving(ready)
+        server.wait_serving(ready, timeout_s)
         for member in server.member_addresses():  # each gRPC process of the machine, on its own port
-            dataclasses.replace(server, port=int(member.rpartition(":")[2])).wait_serving(ready)
+            dataclasses.replace(server, port=int(member.rpartition(":")[2])).wait_serving(ready, timeout_s)
         return server
 
-    def wait_serving(self, ready: Probe) -> None:
-        deadline_s = time.monotonic() + start_timeout_s
+    def wait_serving(self, ready: Probe, timeout_s: float = start_timeout_s) -> None:
+        deadline_s = time.monotonic() + timeout_s
         with grpc.insecure_channel(self.address) as channel:
             while time.monotonic() < deadline_s:
                 if self.process.poll() is not None:

@@ -29,6 +29,8 @@ Environment:
     JUBAO_CASSANDRA_CLUSTER_DIR   the cluster's folder (default var/cassandra-cluster): another checkout's,
                                   to stop and start the nodes it started (`cluster where` prints it)
     JUBAO_CASSANDRA_JVM_OPTS      extra JVM flags, shell-split, appended last
+    JUBAO_CASSANDRA_START_TIMEOUT_S  how long `up` waits for CQL (default 115; a node that does not
+                                  answer by then is stopped)
     JAVA_HOME                     used when it is a JDK 17
 
 Dependency free on purpose: the readiness check speaks the CQL native protocol (v4) over a socket.
@@ -74,7 +76,7 @@ SUPPORTED_JAVA = (17, 11)  # in order of preference
 # Every wait below is bounded by one of these.
 FETCH_TIMEOUT_S = 1800.0
 JAVA_PROBE_TIMEOUT_S = 20.0
-START_TIMEOUT_S = 115.0
+START_TIMEOUT_S_DEFAULT = 115.0
 STOP_TIMEOUT_S = 45.0
 KILL_TIMEOUT_S = 15.0
 CQL_IO_TIMEOUT_S = 5.0
@@ -94,6 +96,17 @@ class NodeError(Exception):
 
 def env_str(name: str, default: str) -> str:
     return os.environ.get(name) or default
+
+
+def start_timeout_s() -> float:
+    raw = env_str("JUBAO_CASSANDRA_START_TIMEOUT_S", str(START_TIMEOUT_S_DEFAULT))
+    try:
+        timeout_s = float(raw)
+    except ValueError:
+        timeout_s = 0.0
+    if timeout_s <= 0:
+        raise NodeError(f"JUBAO_CASSANDRA_START_TIMEOUT_S={raw!r} is not a positive number of seconds")
+    return timeout_s
 
 
 def env_port(name: str, default: int) -> int:
@@ -590,8 +603,9 @@ def print_logs(node: Node, lines: int, stream: TextIO) -> None:
 
 
 def wait_ready(node: Node, alive: Callable[[], bool]) -> str:
-    """Poll CQL until it answers; NodeError if the process dies or START_TIMEOUT_S passes."""
-    deadline = time.monotonic() + START_TIMEOUT_S
+    """Poll CQL until it answers; NodeError if the process dies or the start timeout passes."""
+    timeout_s = start_timeout_s()
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not alive():
             raise NodeError(f"the {node.label} process exited during start-up")
@@ -599,7 +613,7 @@ def wait_ready(node: Node, alive: Callable[[], bool]) -> str:
         if release is not None:
             return release
         time.sleep(POLL_INTERVAL_S)
-    raise NodeError(f"CQL did not answer on {node.address} within {START_TIMEOUT_S:.0f}s")
+    raise NodeError(f"CQL did not answer on {node.address} within {timeout_s:.0f}s")
 
 
 def check_ports_free(node: Node) -> None:

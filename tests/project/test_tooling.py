@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TTL = "tests/storage/test_ttl.py"
@@ -87,3 +92,24 @@ def test_cluster_logs_show_a_cluster_of_another_checkout(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     assert f"===== last 80 lines of {logs / 'system.log'} =====" in done.stdout
     assert "INFO  the node started" in done.stdout and "stdout line" in done.stdout
+
+
+def test_a_node_start_waits_as_long_as_the_environment_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """JUBAO_CASSANDRA_START_TIMEOUT_S sets how long `up` waits for CQL: the chaos runs give a node start
+    15 minutes, since on a busy machine one took longer than the 115 s default, after which node.py stops
+    the node (and starting it again only starts from scratch)."""
+    spec = importlib.util.spec_from_file_location("node_py", REPO / "scripts" / "cassandra" / "node.py")
+    assert spec is not None and spec.loader is not None
+    node_py = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "node_py", node_py)  # its dataclasses look their module up
+    spec.loader.exec_module(node_py)
+    with socket.socket() as probe:  # a port nothing listens on: CQL never answers there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    node = dataclasses.replace(node_py.single_node(), native_port=port)
+    monkeypatch.setenv("JUBAO_CASSANDRA_START_TIMEOUT_S", "0.5")
+    with pytest.raises(node_py.NodeError, match=f"CQL did not answer on 127.0.0.1:{port} within 0s"):
+        node_py.wait_ready(node, lambda: True)
+    monkeypatch.setenv("JUBAO_CASSANDRA_START_TIMEOUT_S", "soon")
+    with pytest.raises(node_py.NodeError, match="is not a positive number of seconds"):
+        node_py.wait_ready(node, lambda: True)
