@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make --no-print-directory lint
-JUBAO_WITH_CLUSTER=1 bash scripts/with_cassandra.sh .venv/bin/pytest -q -p no:cacheprovider "$@"
+JUBAO_WITH_CLUSTER=1 bash scripts/with_cassandra.sh .venv/bin/pytest -q -p no:cacheprovider --durations=25 "$@"
