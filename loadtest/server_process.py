@@ -64,7 +64,13 @@ class ServerProcess:
             **env,
         }
         command = [sys.executable, "-m", "jubao_server", "serve"]
-        return cls.spawn(command, settings, port, log_path, _health_serving, timeout_s=timeout_s)
+        server = cls.spawn(command, settings, port, log_path, _health_serving, timeout_s=timeout_s)
+        bulk_port = int(settings["JUBAO_BULK__PORT"])
+        if bulk_port:
+            # gRPC can say SERVING before the Flight process beside it listens: a caller given the bulk
+            # port must find it there.
+            server.wait_listening(bulk_port, timeout_s)
+        return server
 
     @classmethod
     def spawn(
@@ -104,6 +110,22 @@ class ServerProcess:
                     time.sleep(poll_interval_s)
         self.kill()
         raise RuntimeError("server did not become SERVING in time")
+
+    def wait_listening(self, port: int, timeout_s: float = start_timeout_s) -> None:
+        """Wait (at most `timeout_s`) until something of this server accepts connections on `port`."""
+        deadline_s = time.monotonic() + timeout_s
+        for _ in range(int(timeout_s / poll_interval_s) + 1):
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"server exited {self.process.returncode}: {self.log_text()[-log_tail_max_chars:]}"
+                )
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), poll_interval_s):
+                return
+            if time.monotonic() >= deadline_s:
+                break
+            time.sleep(poll_interval_s)
+        self.kill()
+        raise RuntimeError(f"server did not listen on port {port} in time")
 
     def terminate(self) -> int:
         """SIGTERM, then wait for the graceful exit; returns the exit code."""
