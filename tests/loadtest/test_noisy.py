@@ -40,7 +40,7 @@ def test_a_flood_far_above_its_quota_leaves_the_other_tenant_within_its_bounds(
     answers = flooder["answers"]
     # The flood was over its quota (more refused than served) and the quota held: no more served than the
     # token buckets of the servers allow (rate x time + burst, each), whatever rate this machine's client
-    # could send at (462/s on a quiet machine, 120/s on a loaded one).
+    # could send at (462/s on a quiet machine, 47/s on a loaded one).
     assert answers.get("RESOURCE_EXHAUSTED", 0) > answers.get("OK", 0), summary
     quota = noisy.FLOOD_QUOTA
     served_max_per_s = SERVERS * (quota.requests_per_s + quota.burst_requests / noisy.SHORT.phase_s)
