@@ -167,6 +167,9 @@ class Reason(StrEnum):
     # a model scored before it was trained
     TOO_FEW_ROWS = "TOO_FEW_ROWS"
     MODEL_NOT_TRAINED = "MODEL_NOT_TRAINED"
+    # FAILED_PRECONDITION (cocreation): the fit of a model on the joined rows did not converge (a
+    # coefficient or metric is not finite)
+    MODEL_NOT_CONVERGED = "MODEL_NOT_CONVERGED"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -59,7 +59,6 @@ from jubao_server.cocreation.query import (
 from jubao_server.cocreation.store import CocreationStore
 from jubao_server.errors import (
     ApiError,
-    ErrorCode,
     already_exists,
     failed_precondition,
     invalid_fields,
@@ -390,6 +389,6 @@ def linear_predictor(found: Fit, features: dict[ColumnRef, pa.ChunkedArray], row
 def decimal(value: float) -> str:
     """A float as a decimal string of `MODEL_PLACES` places (half to even)."""
     if not np.isfinite(value):
-        raise ApiError(ErrorCode.OUT_OF_RANGE, Reason.INVALID_ARGUMENT, "the model did not converge")
+        raise failed_precondition(Reason.MODEL_NOT_CONVERGED, "the model did not converge")
     quantum = Decimal(1).scaleb(-MODEL_PLACES)
     return str(Decimal(value).quantize(quantum, ROUND_HALF_EVEN) + 0)

@@ -68,7 +68,9 @@ class CocreationServiceStub:
     DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
     of a collaboration), TOO_FEW_ROWS (a model's join
     or a scoring holds fewer join keys than the
-    threshold), MODEL_NOT_TRAINED
+    threshold), MODEL_NOT_TRAINED, MODEL_NOT_CONVERGED
+    (a model's fit gave a coefficient or metric that
+    is not finite: the model's error)
     RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
     the query costs more epsilon than the caller has left)
     UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -206,7 +208,9 @@ class CocreationServiceServicer:
     DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
     of a collaboration), TOO_FEW_ROWS (a model's join
     or a scoring holds fewer join keys than the
-    threshold), MODEL_NOT_TRAINED
+    threshold), MODEL_NOT_TRAINED, MODEL_NOT_CONVERGED
+    (a model's fit gave a coefficient or metric that
+    is not finite: the model's error)
     RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
     the query costs more epsilon than the caller has left)
     UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -505,7 +509,9 @@ class CocreationService:
     DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
     of a collaboration), TOO_FEW_ROWS (a model's join
     or a scoring holds fewer join keys than the
-    threshold), MODEL_NOT_TRAINED
+    threshold), MODEL_NOT_TRAINED, MODEL_NOT_CONVERGED
+    (a model's fit gave a coefficient or metric that
+    is not finite: the model's error)
     RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
     the query costs more epsilon than the caller has left)
     UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same

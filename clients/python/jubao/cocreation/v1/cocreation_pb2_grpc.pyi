@@ -69,7 +69,9 @@ class CocreationServiceStub:
                            DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
                            of a collaboration), TOO_FEW_ROWS (a model's join
                            or a scoring holds fewer join keys than the
-                           threshold), MODEL_NOT_TRAINED
+                           threshold), MODEL_NOT_TRAINED, MODEL_NOT_CONVERGED
+                           (a model's fit gave a coefficient or metric that
+                           is not finite: the model's error)
       RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
                            the query costs more epsilon than the caller has left)
       UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -226,7 +228,9 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
                            DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
                            of a collaboration), TOO_FEW_ROWS (a model's join
                            or a scoring holds fewer join keys than the
-                           threshold), MODEL_NOT_TRAINED
+                           threshold), MODEL_NOT_TRAINED, MODEL_NOT_CONVERGED
+                           (a model's fit gave a coefficient or metric that
+                           is not finite: the model's error)
       RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
                            the query costs more epsilon than the caller has left)
       UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -379,7 +383,9 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
                            DATASET_WITHDRAWN, LIMIT_EXCEEDED (members or datasets
                            of a collaboration), TOO_FEW_ROWS (a model's join
                            or a scoring holds fewer join keys than the
-                           threshold), MODEL_NOT_TRAINED
+                           threshold), MODEL_NOT_TRAINED, MODEL_NOT_CONVERGED
+                           (a model's fit gave a coefficient or metric that
+                           is not finite: the model's error)
       RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
                            the query costs more epsilon than the caller has left)
       UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
