@@ -5,10 +5,10 @@ than served and no more of it is served than the quota allows, the victim's ledg
 error rate stays about zero and its p99 within a bound.
 
 The p99 bound is generous on purpose: 5 times the victim's own p99 without the flood, but never under
-2.5 s, because the test shares two cores with whatever else runs, the flooder's own client among them: its
-callers spin on refusals that come back at once (614 calls a second in a CI run), and that CPU, not the
-servers, raised the victim's p99 to 1.7 to 1.9 s in three CI runs (a one-off stall is noise there, not a
-quota that failed). A quota that did not protect the victim would
+2.5 s, because the test shares two cores with whatever else runs, the flooder's own client among them
+(unpaced, its callers spun on refusals that come back at once, 600-700 calls a second, and that CPU, not
+the servers, raised the victim's p99 to 1.7-2.8 s in four CI runs; it is paced now), and a one-off stall
+is noise there, not a quota that failed. A quota that did not protect the victim would
 queue its calls behind hundreds of flooding ones and show as timeouts (its error rate) and p99s of
 seconds, which this bound catches."""
 
@@ -42,7 +42,7 @@ def test_a_flood_far_above_its_quota_leaves_the_other_tenant_within_its_bounds(
     answers = flooder["answers"]
     # The flood was over its quota (more refused than served) and the quota held: no more served than the
     # token buckets of the servers allow (rate x time + burst, each), whatever rate this machine's client
-    # could send at (462/s on a quiet machine, 47/s on a loaded one).
+    # could send at (its pace, or less on a loaded machine: 47/s in one CI run).
     assert answers.get("RESOURCE_EXHAUSTED", 0) > answers.get("OK", 0), summary
     quota = noisy.FLOOD_QUOTA
     served_max_per_s = SERVERS * (quota.requests_per_s + quota.burst_requests / noisy.SHORT.phase_s)
