@@ -42,6 +42,7 @@ from loadtest.payments_bench import (
     batch_figures,
     measure,
     only,
+    paced_figures,
     payments_figures,
     unary_figures,
 )
@@ -181,6 +182,14 @@ async def _open_or_none(settings: StorageSettings) -> StorageBackend | None:
         return None
 
 
+def latency_figures(engine: Engine, run: Run, plan: PaymentsPlan, backend: str) -> tuple[list[Figure], Tally]:
+    """The unary peak, then the latencies and stalls at half of it (`bench --full --only
+    payments_transfer_p99_ms`: the 5-minute stall run alone)."""
+    unary, unary_tally = unary_figures(engine, run, plan, backend, "payments_transfer_unary")
+    paced, paced_tally = paced_figures(engine, run, plan, backend, float(unary[0]["value"]))
+    return [*unary, *paced], Tally.merge([unary_tally, paced_tally])
+
+
 # The figures `bench --only` measures alone, each through a server of its own with its ledger checked.
 SelectedFigures = Callable[[Engine, Run, PaymentsPlan, str], tuple[list[Figure], Tally]]
 SELECTABLE: Final[dict[str, SelectedFigures]] = {
@@ -188,6 +197,7 @@ SELECTABLE: Final[dict[str, SelectedFigures]] = {
     "payments_transfer_unary_per_s": lambda engine, run, plan, backend: unary_figures(
         engine, run, plan, backend, "payments_transfer_unary"
     ),
+    "payments_transfer_p99_ms": latency_figures,
 }
 BACKENDS: Final = ("sqlite", "cassandra")
 

@@ -150,23 +150,14 @@ def payments_figures(
     engine: Engine, run: Run, plan: PaymentsPlan, backend: str
 ) -> tuple[list[Figure], Tally]:
     total_s = plan.warmup_s + plan.seconds
-    spread = spread_transfers(run)
     hot_accounts = dataclasses.replace(run.scenario.accounts, hot_merchants=1, hot_share=1.0)
     closed = ClosedLoop(plan.concurrency, total_s)
     unary_found, unary_tally = unary_figures(engine, run, plan, backend, "payments_transfer_unary")
     unary_rate = unary_found[0]["value"]
     hot_load = only(run.scenario, "transfer", accounts=hot_accounts)
     hot = measure(engine, run, hot_load, closed, plan.warmup_s, label=f"payments_transfer_hot-{backend}")
-    half_rate = round(float(unary_rate) / 2, 1)
-    paced_drive = OpenLoop(Profile.constant(half_rate, plan.warmup_s + plan.paced_s))
-    with machine_stalls() as machine:
-        paced = measure(engine, run, spread, paced_drive, plan.warmup_s, label=f"payments_paced-{backend}")
+    paced_found, paced_tally = paced_figures(engine, run, plan, backend, float(unary_rate))
     batch_found, batch_tally = batch_figures(engine, run, plan, backend)
-    where = _where(run, engine)
-    paced_note = (
-        f"open loop at {half_rate:.0f}/s (half the unary peak) for {plan.paced_s:.0f} s after a warm-up, "
-        "latency from the scheduled send"
-    )
     figures = [
         *unary_found,
         figure(
@@ -174,8 +165,31 @@ def payments_figures(
             round(hot.window.achieved_per_s),
             "transfers/s",
             backend,
-            f"{where} x {plan.concurrency} in flight, every payee one merchant account; {hot.errors_note()}",
+            f"{_where(run, engine)} x {plan.concurrency} in flight, every payee one merchant account; "
+            f"{hot.errors_note()}",
         ),
+        *paced_found,
+        *batch_found,
+    ]
+    return figures, Tally.merge([unary_tally, batch_tally, paced_tally, hot.tally])
+
+
+def paced_figures(
+    engine: Engine, run: Run, plan: PaymentsPlan, backend: str, unary_per_s: float
+) -> tuple[list[Figure], Tally]:
+    """Latency at half the unary peak (`unary_per_s`), open loop for `plan.paced_s` (300 s in the full
+    bench): p50, p99, the longest transfer, and the machine's own longest stall in those seconds."""
+    half_rate = round(unary_per_s / 2, 1)
+    paced_drive = OpenLoop(Profile.constant(half_rate, plan.warmup_s + plan.paced_s))
+    with machine_stalls() as machine:
+        paced = measure(
+            engine, run, spread_transfers(run), paced_drive, plan.warmup_s, label=f"payments_paced-{backend}"
+        )
+    paced_note = (
+        f"open loop at {half_rate:.0f}/s (half the unary peak) for {plan.paced_s:.0f} s after a warm-up, "
+        "latency from the scheduled send"
+    )
+    return [
         figure(
             "payments_transfer_p50_ms",
             round(paced.window.latency_ms[0], 2),
@@ -201,9 +215,7 @@ def payments_figures(
             "payments_transfer_stall_max_ms's load: what the machine itself (other processes on its cores, "
             "the disk) made every process wait",
         ),
-        *batch_found,
-    ]
-    return figures, Tally.merge([unary_tally, batch_tally, *(m.tally for m in (hot, paced))])
+    ], paced.tally
 
 
 def batch_figures(engine: Engine, run: Run, plan: PaymentsPlan, backend: str) -> tuple[list[Figure], Tally]:

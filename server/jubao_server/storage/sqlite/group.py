@@ -124,9 +124,7 @@ def _run_in_savepoint(connection: sqlite3.Connection, write: PendingWrite, now_m
     connection.execute("SAVEPOINT batch")
     try:
         with unavailable_as_storage_error():
-            outcome = rows.apply_in_transaction(connection, write.batch, now_ms)
-            for following in write.following if outcome.applied else ():
-                rows.apply_in_transaction(connection, following, now_ms)
+            outcome = rows.apply_in_transaction(connection, write.batch, now_ms, write.following)
     except Exception as error:
         if not connection.in_transaction:
             raise StorageError(f"sqlite rolled the transaction back: {error}") from error
