@@ -78,6 +78,11 @@ log_field_length_max = 2048
 # Cassandra backend
 cassandra_requests_in_flight_max = 1024
 cassandra_prepared_statements_max = 512
+# The statements and bytes of values in one UNLOGGED batch of the writes that follow a commit (the
+# journal): under Cassandra's batch_size_warn_threshold (5 KiB) and the node's
+# unlogged_batch_across_partitions_warn_threshold (scripts/cassandra/cassandra.yaml.in).
+cassandra_following_statements_max = 32
+cassandra_following_bytes_max = 4000
 migration_statements_per_file_max = 200
 
 # SQLite backend (storage/sqlite)

@@ -192,6 +192,34 @@ class CassandraBackend(StorageBackend):
             return BatchOutcome(applied=True)
         return await write_conditional(self, self._faults, batch, self._write_once)
 
+    async def write_following(self, following: Sequence[Batch]) -> None:
+        """The batches that follow an applied batch (a journal's entries and transfers, each batch on a
+        partition of its own) go as UNLOGGED batches of several partitions, at most
+        `cassandra_following_statements_max` statements and about `cassandra_following_bytes_max` bytes
+        of values each: one request to the coordinator where one per partition cost the driver about
+        as much again per statement. Not atomic across partitions, which following writes never were
+        (each is an idempotent rewrite, written again after a crash)."""
+        requests: list[list[Any]] = [[]]
+        size_bytes = 0
+        for batch in following:
+            ensure(not batch.conditional, "following batches are unconditional")
+            for text, params in cql.batch_statements(self.keyspace, batch):
+                statement = (await self._prepared.get(text)).bind(params)
+                params_bytes = sum(len(v) if isinstance(v, str | bytes) else 8 for v in params)
+                full = len(requests[-1]) >= limits.cassandra_following_statements_max
+                over = size_bytes + params_bytes > limits.cassandra_following_bytes_max
+                if requests[-1] and (full or over):
+                    requests.append([])
+                    size_bytes = 0
+                requests[-1].append(statement)
+                size_bytes += params_bytes
+        await asyncio.gather(*(self._send_unlogged(statements) for statements in requests if statements))
+
+    async def _send_unlogged(self, statements: list[Any]) -> None:
+        await self._faults.before_operation()
+        with _storage_errors("write following batches"):
+            await self._send(_unlogged(statements, idempotent=True))
+
     async def _write_once(self, batch: Batch) -> BatchOutcome:
         """One attempt of a conditional batch; UnknownOutcome when its answer was lost."""
         statement = await self._statement(batch)
@@ -225,14 +253,8 @@ class CassandraBackend(StorageBackend):
             (await self._prepared.get(text)).bind(params)
             for text, params in cql.batch_statements(self.keyspace, batch)
         ]
-        statement: Any = bound[0]
-        if len(bound) > 1:
-            statement = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for item in bound:
-                statement.add(item)
         # Conditional writes must never be re-sent blindly; plain ones rewrite the same cells.
-        statement.is_idempotent = not batch.conditional
-        return statement
+        return _unlogged(bound, idempotent=not batch.conditional)
 
     async def _send(self, statement: Any) -> ResultRows:
         ensure(not self._closed, "cassandra backend used after close")
@@ -329,6 +351,17 @@ class CassandraBackend(StorageBackend):
             return
         self._closed = True
         await asyncio.to_thread(self._cluster.shutdown)
+
+
+def _unlogged(statements: list[Any], idempotent: bool) -> Any:
+    """One statement, or an UNLOGGED batch of several."""
+    statement: Any = statements[0]
+    if len(statements) > 1:
+        statement = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for item in statements:
+            statement.add(item)
+    statement.is_idempotent = idempotent
+    return statement
 
 
 def _row(columns: tuple[str, ...], values: tuple[Any, ...]) -> Row:
