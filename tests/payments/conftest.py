@@ -47,9 +47,9 @@ async def platform(running: Running, keys: dict[str, str]) -> AsyncIterator[Asyn
 
 
 @pytest.fixture
-async def fund(running: Running, keys: dict[str, str]) -> AsyncIterator[AsyncClient]:
-    """demo-fund: no payments product."""
-    async with client_of(running, keys["demo-fund"]) as client:
+async def insurer(running: Running, keys: dict[str, str]) -> AsyncIterator[AsyncClient]:
+    """demo-insurer: no payments product."""
+    async with client_of(running, keys["demo-insurer"]) as client:
         yield client
 
 
