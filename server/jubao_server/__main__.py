@@ -130,9 +130,8 @@ async def migrate_storage(settings: Settings) -> None:
         applied = await migrate(backend)
     finally:
         await backend.close()
-    print(
-        f"{backend.name}: applied {len(applied)} schema file(s)" + "".join(f"\n  {name}" for name in applied)
-    )
+    listed = "".join(f"\n  {name}" for name in applied)
+    print(f"{backend.name}: applied {len(applied)} schema file(s) and data migration(s){listed}")
 
 
 def _as_member(settings: Settings, args: argparse.Namespace) -> Settings:

@@ -249,6 +249,9 @@ fundta_yield_days = 7
 fundta_statement_deferrals_max = 64
 # A statement of every fund covers at most this many funds (more: name the fund).
 fundta_statement_funds_max = 1000
+# The orders of one page, and the index rows of one batch, of the data migration that indexes the orders
+# placed before orders wrote their index (fundta/data_migrations.py).
+fundta_index_batch_rows_max = 200
 
 # Co-creation (cocreation/): members and datasets of a collaboration, columns and rule entries of a dataset,
 # rows of a dataset, how far ahead a collaboration may expire, the minimum group size's default and floor.

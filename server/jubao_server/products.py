@@ -11,7 +11,8 @@ composition root (`app/`) lists the enabled products and assembles them. A produ
   reflection, known before anything starts), and `services`, which builds their servicers from the
   running product and a `ServiceContext` (exactly those: the root checks);
 * `tables` and `migrations`: the tables it stores (declared `Table`s) and the folder of the schema files
-  that create them, one subfolder per backend (`sqlite/`, `cassandra/`, `memory/`);
+  that create them, one subfolder per backend (`sqlite/`, `cassandra/`, `memory/`); `data_migrations`:
+  what rewrites rows earlier versions stored (`platform/data_migrations.py`), run after the schema;
 * `start`: what it runs in this process, started with a `ProductContext` (the settings section, the
   storage backend, the clock, telemetry, this server's address); the running product's `stop` drains it;
 * `datasets`: its bulk datasets for the Arrow Flight plane (`bulk/datasets.py`: uploads, whose rows the
@@ -37,6 +38,7 @@ from jubao_server.bulk.datasets import Dataset
 from jubao_server.clock import Clock
 from jubao_server.config import Settings
 from jubao_server.invariants import ensure
+from jubao_server.platform.data_migrations import DataMigration
 from jubao_server.platform.paging import PageTokens
 from jubao_server.storage.contract import MigrationSet, StorageBackend, Table
 from jubao_server.telemetry import Telemetry
@@ -119,6 +121,8 @@ class ProductSpec(Generic[S, R]):
     # The set its schema files were recorded under before they were its own (storage/contract/migrations.py).
     migrations_formerly: str | None = None
     datasets: tuple[Dataset, ...] = ()
+    # Run once per storage after the schema files, in order (`platform/data_migrations.py`).
+    data_migrations: tuple[DataMigration, ...] = ()
 
     def __post_init__(self) -> None:
         ensure(_NAME.match(self.name) is not None, f"product name {self.name!r}: [a-z][a-z0-9_]{{1,31}}")

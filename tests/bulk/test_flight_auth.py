@@ -29,7 +29,7 @@ def test_a_call_without_a_valid_key_is_unauthenticated(
 def test_a_dataset_of_a_product_not_enabled_is_refused(
     flight_process: FlightProcess, keys: dict[str, str]
 ) -> None:
-    with flight_process.client(keys["demo-fund"]) as client:
+    with flight_process.client(keys["demo-insurer"]) as client:
         with pytest.raises(PermissionDenied) as refused:
             client.upload_transfers(batch_id(), transfers(3))
         assert (refused.value.reason, refused.value.metadata) == (

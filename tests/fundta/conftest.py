@@ -88,7 +88,7 @@ async def bank(running: Running, keys: dict[str, str]) -> AsyncIterator[AsyncCli
 class Cast:
     """Tenants of their own on a server of each shared backend (on Cassandra the keyspace is shared, so
     tenant ids and fund codes are fresh per test): a manager and its fund code, two distributors, another
-    manager."""
+    manager; and the server's storage."""
 
     manager: AsyncClient
     platform: AsyncClient
@@ -96,6 +96,7 @@ class Cast:
     other_manager: AsyncClient
     ids: dict[str, str]
     code: str
+    backend: StorageBackend
 
 
 @pytest.fixture(params=SHARED_BACKENDS)
@@ -119,5 +120,5 @@ async def cast(
         for role, kind in roles.items():
             key = await new_tenant(handle, keys["demo-operator"], ids[role], kind)
             clients[role] = await stack.enter_async_context(client_of(handle, key))
-        yield Cast(**clients, ids=ids, code=f"S{suffix.upper()}")
+        yield Cast(**clients, ids=ids, code=f"S{suffix.upper()}", backend=handle.server.backend)
     await handle.close()

@@ -1,6 +1,7 @@
 """The day-close end to end (SQLite server, the clock set by the test): a money-market fund's orders
 confirmed, its income carried forward day by day with the residual kept, the 7-day yield, a redemption
-paid out, the order of day-closes, orders after a seal, and who may run one."""
+paid out and the settlements the fund house reads in its payments ledger, the order of day-closes, orders
+after a seal, and who may run one."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from decimal import Decimal
 
 from jubao.client import AsyncClient
 from jubao.fundta.v1 import fundta_pb2 as pb
+from jubao.payments.v1 import payments_pb2 as payments_pb
 from jubao.reasons import Code
 from jubao_server.fundta import yields
 
@@ -119,6 +121,14 @@ async def test_a_money_market_fund_confirms_orders_and_carries_income_forward(
         "2026-12-08",
         "9502.97",
     )
+    # The fund house reads the settlements in its payments ledger: the platform paid custody Friday's
+    # purchases, custody paid the platform Monday's redemption; no fees.
+    accounts = (await manager.payments.ListAccounts(payments_pb.ListAccountsRequest())).accounts
+    assert {a.account_id: a.balance.ledger_minor for a in accounts} == {
+        "ta.000198.custody": 950_000,
+        "ta.000198.demo-platform": -950_000,
+        "ta.000198.fees": 0,
+    }
 
 
 async def test_day_closes_run_in_order_with_their_prices(

@@ -1,14 +1,33 @@
 """Investor statements and dividend method changes end to end, on a server of each shared backend: a week of a
 money-market fund held by one person through two distributors, with hand-computed figures; each
 distributor sees its own trading account's part, the manager every one; bad requests are refused with
-their reason and change nothing."""
+their reason and change nothing; orders stored before orders wrote their index row are indexed by the
+data migration, and their statements replay."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from jubao.client import AsyncClient
 from jubao.fundta.v1 import fundta_pb2 as pb
 from jubao.reasons import Code
+from jubao_server.app import migrate
+from jubao_server.fundta.agency import visible_fund
+from jubao_server.fundta.data_migrations import index_orders
+from jubao_server.fundta.tables import HOLDERS
+from jubao_server.platform.data_migrations import DATA_MIGRATIONS
+from jubao_server.storage.contract import (
+    PLATFORM_SCOPE,
+    Batch,
+    Bound,
+    Delete,
+    PartitionRef,
+    RowQuery,
+    StorageBackend,
+    read_all,
+)
 
 from tests.fundta.conftest import Cast
 from tests.fundta.support import SetClock, money_market, open_investor, purchase, refused
@@ -257,11 +276,10 @@ async def test_statements_and_dividend_method_changes_refuse_bad_requests(
     assert (await cast.manager.trading.ListOrders(orders)).orders == before
 
 
-async def test_a_statement_follows_the_rests_large_redemption_days_deferred(
-    cast: Cast, clock: SetClock
-) -> None:
+async def _deferrals(cast: Cast, clock: SetClock) -> str:
     """A PRO_RATA fund of 2,000.00 shares: alice redeems 500.00 on Monday, 10 % of the fund (200.00) is
-    confirmed and 300.00 deferred; on Tuesday 180.00 of those (10 % of 1,800.00), 120.00 deferred again."""
+    confirmed and 300.00 deferred; on Tuesday 180.00 of those (10 % of 1,800.00), 120.00 deferred again.
+    Alice's fund account."""
     code = cast.code
     fund = money_market(code, large_redemption_rule=pb.LARGE_REDEMPTION_RULE_PRO_RATA)
     await cast.manager.funds.CreateFund(pb.CreateFundRequest(fund=fund))
@@ -284,11 +302,66 @@ async def test_a_statement_follows_the_rests_large_redemption_days_deferred(
     clock.set_local("2026-12-08 16:00:00")
     await publish(cast.manager, code, "2026-12-08", 0)
     await close_day(cast.manager, code, "2026-12-08")
+    return alice.fund_account_id
 
-    found = await _statement(cast.platform, code, alice.fund_account_id, "2026-12-07", "2026-12-09")
+
+async def test_a_statement_follows_the_rests_large_redemption_days_deferred(
+    cast: Cast, clock: SetClock
+) -> None:
+    account = await _deferrals(cast, clock)
+    code = cast.code
+    found = await _statement(cast.platform, code, account, "2026-12-07", "2026-12-09")
     assert _holdings(found) == [("alice", "1000.00", "620.00", pb.DIVIDEND_METHOD_REINVEST)]
     assert [(e[0], e[3], e[4], e[5]) for e in _entries(found)] == [
         ("2026-12-07", "-200.00", "800.00", 200_00),
         ("2026-12-08", "-180.00", "620.00", 180_00),
     ]
     assert [e.status for e in found.entries] == [pb.ORDER_STATUS_PARTIALLY_CONFIRMED] * 2
+
+
+@pytest.mark.parametrize("scenario", [_week, _deferrals], ids=["week", "deferrals"])
+async def test_the_order_index_migration_indexes_the_orders_placed_before_the_index(
+    cast: Cast, clock: SetClock, scenario: Callable[[Cast, SetClock], Awaitable[str]]
+) -> None:
+    """The orders of the first trade date stored as orders were before they wrote their index row (the rows
+    gone; the later orders keep theirs): a statement cannot replay the positions and fails INTERNAL. The
+    data migration writes back exactly the rows the orders wrote (never one for the rest of a deferred
+    redemption, which a statement reaches through the order it continues), and the statements are what
+    they were; run again, it changes nothing."""
+    account = await scenario(cast, clock)
+    code, backend = cast.code, cast.backend
+    fund, _ = await visible_fund(backend, cast.ids["manager"], code)
+    shards = [HOLDERS.partition(fund.manager_id, code, shard) for shard in range(fund.holder_shard_count)]
+    clients = (cast.manager, cast.platform)
+    statements = [await _statement(client, code, account, "2026-12-04", "2026-12-09") for client in clients]
+    written = await _index_rows(backend, shards)
+    assert {key.split("/")[2] for _, _, key in written} >= {"2026-12-04", "2026-12-07"}
+    for partition in shards:
+        old = tuple(
+            Delete((kind, key)) for at, kind, key in written if at == partition and "/2026-12-04/" in key
+        )
+        if old:
+            await backend.write(Batch(partition, deletes=old))
+    whole = _statement(cast.manager, code, account, "2026-12-04", "2026-12-09")
+    await refused(whole, Code.INTERNAL, "INTERNAL")
+
+    await backend.write(Batch(DATA_MIGRATIONS.partition(PLATFORM_SCOPE), deletes=(Delete(("fund_ta", 1)),)))
+    assert "fund_ta/0001_fund_ta_order_index" in await migrate(backend)
+    assert await _index_rows(backend, shards) == written
+    assert "fund_ta/0001_fund_ta_order_index" not in await migrate(backend)
+    assert await index_orders(backend) >= len(written)
+    assert await _index_rows(backend, shards) == written
+    for client, before in zip(clients, statements, strict=True):
+        assert await _statement(client, code, account, "2026-12-04", "2026-12-09") == before
+
+
+async def _index_rows(
+    backend: StorageBackend, shards: list[PartitionRef]
+) -> list[tuple[PartitionRef, str, str]]:
+    """The order index rows of the fund's holder shards (row kinds "account:<fund account>")."""
+    found: list[tuple[PartitionRef, str, str]] = []
+    for partition in shards:
+        query = RowQuery(partition, Bound(("account:",), True), Bound(("account;",), False), limit=100)
+        async for row in read_all(backend, query, 100, lambda: AssertionError("too many index rows")):
+            found.append((partition, row.as_text("row_kind"), row.as_text("row_key")))
+    return found

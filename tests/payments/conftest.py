@@ -47,9 +47,9 @@ async def platform(running: Running, keys: dict[str, str]) -> AsyncIterator[Asyn
 
 
 @pytest.fixture
-async def fund(running: Running, keys: dict[str, str]) -> AsyncIterator[AsyncClient]:
-    """demo-fund: no payments product."""
-    async with client_of(running, keys["demo-fund"]) as client:
+async def insurer(running: Running, keys: dict[str, str]) -> AsyncIterator[AsyncClient]:
+    """demo-insurer: no payments product."""
+    async with client_of(running, keys["demo-insurer"]) as client:
         yield client
 
 
@@ -69,5 +69,7 @@ async def store(
 ) -> AsyncIterator[tuple[StorageBackend, dict[str, str]]]:
     """A migrated store and the settings that point a server process at it."""
     async with shared_store(request.param, tmp_path) as (backend, env):
+        # Short leases: a server restarted after a kill (test_batch_kill) waits the killed one's out.
+        # test_cluster, which waits none out, runs on its own.
         settings = {"JUBAO_PAYMENTS__SHARD_LEASE_MS": "3000", "JUBAO_TELEMETRY__LOG_LEVEL": "warning"}
         yield backend, env | settings

@@ -252,11 +252,11 @@ async def test_tenants_cannot_see_or_use_each_others_accounts(
     assert await ledgers_minor(bank, "alice") == [FUNDS_MINOR - 1]
 
 
-async def test_tenants_without_payments_are_refused(fund: AsyncClient) -> None:
+async def test_tenants_without_payments_are_refused(insurer: AsyncClient) -> None:
     await rejected(
-        fund.payments.ListAccounts(pb.ListAccountsRequest()), PermissionDenied, Reason.PRODUCT_NOT_ENABLED
+        insurer.payments.ListAccounts(pb.ListAccountsRequest()), PermissionDenied, Reason.PRODUCT_NOT_ENABLED
     )
-    await rejected(pay(fund, leg("a", "b", 1)), PermissionDenied, Reason.PRODUCT_NOT_ENABLED)
+    await rejected(pay(insurer, leg("a", "b", 1)), PermissionDenied, Reason.PRODUCT_NOT_ENABLED)
 
 
 async def test_cli_opens_accounts_transfers_and_lists_entries(running: Running, keys: dict[str, str]) -> None:

@@ -23,6 +23,7 @@ from jubao_server.storage.contract import (
     Table,
     Value,
 )
+from jubao_server.storage.contract import read_pages as contract_pages
 from jubao_server.storage.sqlite import SqliteBackend
 from jubao_server.storage.sqlite.sql import STATIC_SUFFIX
 
@@ -51,15 +52,9 @@ async def put_row(
 
 
 async def read_pages(backend: StorageBackend, query: RowQuery) -> list[Page]:
-    """Every page of the query, following `next_after`."""
-    pages = []
-    for _ in range(PAGES_MAX):
-        page = await backend.read_page(query)
-        pages.append(page)
-        if page.next_after is None:
-            return pages
-        query = query.after(page.next_after)
-    raise AssertionError(f"more than {PAGES_MAX} pages")
+    """Every page of the query, following `next_after` (the contract's `read_pages`)."""
+    pages = contract_pages(backend, query, PAGES_MAX, lambda: AssertionError(f"more than {PAGES_MAX} pages"))
+    return [page async for page in pages]
 
 
 async def read_all(backend: StorageBackend, query: RowQuery) -> list[Row]:

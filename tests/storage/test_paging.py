@@ -5,7 +5,9 @@ from __future__ import annotations
 import random
 from typing import Final
 
+import pytest
 from jubao_server import limits
+from jubao_server.storage import contract
 from jubao_server.storage.contract import (
     INT64_MAX,
     INT64_MIN,
@@ -71,6 +73,25 @@ async def test_paging_walks_a_large_partition_in_order(backend: StorageBackend, 
     whole = await backend.read_page(RowQuery(partition, limit=limits.storage_page_rows_max))
     assert len(whole.rows) == ROWS
     assert whole.next_after is None
+
+
+class _TooLong(Exception):
+    pass
+
+
+async def test_a_whole_range_read_stops_at_its_bound_with_the_callers_error(
+    backend: StorageBackend, scope: str
+) -> None:
+    partition = LEDGER.partition(scope, "big")
+    await _fill_ledger(backend, partition)
+    query = RowQuery(partition, limit=PAGE_ROWS)
+    pages_max = -(-ROWS // PAGE_ROWS)
+    assert [row["seq"] async for row in contract.read_all(backend, query, pages_max, _TooLong)] == SEQS
+    seen = []
+    with pytest.raises(_TooLong):
+        async for row in contract.read_all(backend, query, pages_max - 1, _TooLong):
+            seen.append(row["seq"])
+    assert seen == SEQS[: (pages_max - 1) * PAGE_ROWS]
 
 
 async def test_bounds_on_one_clustering_column(backend: StorageBackend, scope: str) -> None:

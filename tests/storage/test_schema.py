@@ -10,6 +10,7 @@ from typing import Final
 
 from jubao_server.app import PRODUCTS
 from jubao_server.bulk import tables as bulk_tables
+from jubao_server.platform.data_migrations import DATA_MIGRATIONS
 from jubao_server.platform.idempotency import REQUEST_LOG
 from jubao_server.platform.paging import SECRETS
 from jubao_server.storage.contract import ColumnType, StorageBackend, Table
@@ -25,6 +26,7 @@ TABLES: Final = (
     *(value for value in vars(bulk_tables).values() if isinstance(value, Table)),
     REQUEST_LOG,
     SECRETS,
+    DATA_MIGRATIONS,
     *CONFORMANCE_TABLES,
 )
 _SQLITE_TYPES: Final = {

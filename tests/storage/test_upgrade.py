@@ -86,7 +86,7 @@ def single_set(backend_name: str, tmp_path: Path, versions_max: int = 9999) -> M
 
 # Platform schema files written after the single-set layout: an upgraded store gets them too, and the sets
 # of the products added since (`newer_than_single_set`).
-NEWER_THAN_SINGLE_SET = ("platform/0006_bulk",)
+NEWER_THAN_SINGLE_SET = ("platform/0006_bulk", "platform/0007_data_migrations")
 
 
 def labels(backend_name: str, *names: str) -> list[str]:

@@ -21,6 +21,7 @@ from jubao_server.config import Settings
 from jubao_server.fundta.product import PRODUCT as FUND_TA
 from jubao_server.invariants import ensure
 from jubao_server.payments.product import PRODUCT as PAYMENTS
+from jubao_server.platform.data_migrations import apply_data_migrations
 from jubao_server.products import AnyProduct
 from jubao_server.storage.contract import MigrationSet, StorageBackend
 from jubao_server.storage.factory import platform_migrations
@@ -65,5 +66,8 @@ def migration_sets(backend_name: str) -> list[MigrationSet]:
 
 
 async def migrate(backend: StorageBackend) -> list[str]:
-    """Apply what is pending of the service's schema (`jubao-server migrate`); the files applied."""
-    return await backend.migrate(migration_sets(backend.name))
+    """Apply what is pending of the service's schema, then of its products' data migrations (`jubao-server
+    migrate`); the files and data migrations applied."""
+    applied = await backend.migrate(migration_sets(backend.name))
+    data = [(p.name, p.data_migrations) for p in PRODUCTS]
+    return applied + await apply_data_migrations(backend, data)

@@ -59,7 +59,7 @@ from jubao_server.fundta.model import (
     encode,
 )
 from jubao_server.fundta.tables import FUND_CODES, FUNDS, HOLDERS, INVESTORS, TENANT_FUNDS
-from jubao_server.invariants import unreachable
+from jubao_server.invariants import InvariantViolation
 from jubao_server.platform.idempotency import Claim
 from jubao_server.shards.stage import shard_of
 from jubao_server.storage.contract import (
@@ -74,6 +74,7 @@ from jubao_server.storage.contract import (
     RowQuery,
     StaticMatches,
     StorageBackend,
+    read_all,
 )
 from jubao_server.tenancy.model import Product, Tenant, TenantKind
 from jubao_server.tenancy.store import TenantStore
@@ -808,17 +809,13 @@ async def visible_fund(backend: StorageBackend, tenant_id: str, code: str) -> tu
     return fund, False
 
 
-async def scan(backend: StorageBackend, query: RowQuery, what: str) -> AsyncIterator[Row]:
+def scan(backend: StorageBackend, query: RowQuery, what: str) -> AsyncIterator[Row]:
     """Every row of a range read, page by page (at most `fundta_shard_pages_max` pages: `what` says whose
     range would pass it)."""
-    for _ in range(limits.fundta_shard_pages_max):
-        page = await backend.read_page(query)
-        for row in page.rows:
-            yield row
-        if page.next_after is None:
-            return
-        query = query.after(page.next_after)
-    unreachable(f"{what} of more than {limits.fundta_shard_pages_max} pages")
+    pages_max = limits.fundta_shard_pages_max
+    return read_all(
+        backend, query, pages_max, lambda: InvariantViolation(f"{what} of more than {pages_max} pages")
+    )
 
 
 def seen_distributor(fund: Fund, tenant_id: str, managed: bool, distributor_id: str) -> str | None:

@@ -11,6 +11,7 @@ from jubao_server.fundta import tables
 from jubao_server.fundta.agency import Agency
 from jubao_server.fundta.bulk import ConfirmationsExport
 from jubao_server.fundta.config import FundTaSettings
+from jubao_server.fundta.data_migrations import DATA_MIGRATIONS
 from jubao_server.fundta.dayclose import DayCloses
 from jubao_server.fundta.requests import Requests
 from jubao_server.fundta.statement import Statements
@@ -71,4 +72,5 @@ PRODUCT: Final = ProductSpec(
     start=_start,
     services=_services,
     datasets=(ConfirmationsExport(),),
+    data_migrations=DATA_MIGRATIONS,
 )

@@ -42,6 +42,7 @@ from jubao_server.storage.contract import (
     StorageBackend,
     StorageError,
     Value,
+    read_all,
 )
 
 _OPEN_ESCROW = frozenset({EscrowState.HELD, EscrowState.DISPUTED})
@@ -257,16 +258,15 @@ def _rows_of_kind(backend: StorageBackend, tenant_id: str, shard: int, kind: str
     return _scan(backend, query, limits.reconcile_shard_rows_max)
 
 
-async def _scan(backend: StorageBackend, query: RowQuery, rows_max: int) -> AsyncIterator[Row]:
+def _scan(backend: StorageBackend, query: RowQuery, rows_max: int) -> AsyncIterator[Row]:
     """Every row of a range read, page by page; StorageError past `rows_max` rows."""
-    for _ in range(-(-rows_max // query.limit)):
-        page = await backend.read_page(query)
-        for row in page.rows:
-            yield row
-        if page.next_after is None:
-            return
-        query = query.after(page.next_after)
-    raise StorageError(f"{query.partition.table.name}: more than {rows_max} rows to reconcile")
+    table = query.partition.table.name
+    return read_all(
+        backend,
+        query,
+        -(-rows_max // query.limit),
+        lambda: StorageError(f"{table}: more than {rows_max} rows to reconcile"),
+    )
 
 
 def _conservation(snapshot: _Snapshot) -> tuple[list[CurrencyTotal], list[Discrepancy]]:

@@ -167,10 +167,7 @@ def grant(
     ctx: typer.Context, fund_code: FundArgument, distributor_id: str, request_id: RequestIdOption = ""
 ) -> None:
     """Let a distributor (a tenant with fund_ta) sell the fund."""
-    request = pb.GrantFundRequest(fund_code=fund_code, distributor_id=distributor_id, request_id=request_id)
-    with connect(ctx) as client:
-        response = client.funds.GrantFund(request)
-    emit(ctx, response, lambda: grants_table([response.grant]))
+    _change_grant(ctx, fund_code, distributor_id, request_id, revoke=False)
 
 
 @funds_app.command("revoke")
@@ -178,9 +175,20 @@ def revoke_grant(
     ctx: typer.Context, fund_code: FundArgument, distributor_id: str, request_id: RequestIdOption = ""
 ) -> None:
     """End a distributor's grant: its new orders are refused; what it placed is still confirmed."""
-    request = pb.RevokeGrantRequest(fund_code=fund_code, distributor_id=distributor_id, request_id=request_id)
+    _change_grant(ctx, fund_code, distributor_id, request_id, revoke=True)
+
+
+def _change_grant(
+    ctx: typer.Context, fund_code: str, distributor_id: str, request_id: str, *, revoke: bool
+) -> None:
+    """GrantFund or RevokeGrant (the same fields asked, a grant answered), its grant shown."""
+    fields = {"fund_code": fund_code, "distributor_id": distributor_id, "request_id": request_id}
     with connect(ctx) as client:
-        response = client.funds.RevokeGrant(request)
+        response = (
+            client.funds.RevokeGrant(pb.RevokeGrantRequest(**fields))
+            if revoke
+            else client.funds.GrantFund(pb.GrantFundRequest(**fields))
+        )
     emit(ctx, response, lambda: grants_table([response.grant]))
 
 

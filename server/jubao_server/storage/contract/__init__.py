@@ -24,11 +24,11 @@ This package is the contract's front door: domain code imports its names from he
 its seams: `values` (cells and column types), `tables` (tables, partitions), `reads` (rows, range queries,
 pages), `writes` (puts, deletes, conditions), `batch` (the batch and its outcome), `checks` (the checks a
 batch passes when built), `errors`, `migrations` (migration sets and their schema files), `backend` (the
-base class), and, for backends, `conditions` (evaluating conditions), `unknown` (resolving lost answers)
-and `faults` (the fault-injection hooks).
+base class; reading a whole range page by page, writing many batches), and, for backends, `conditions`
+(evaluating conditions), `unknown` (resolving lost answers) and `faults` (the fault-injection hooks).
 """
 
-from jubao_server.storage.contract.backend import StorageBackend, write_all
+from jubao_server.storage.contract.backend import StorageBackend, read_all, read_pages, write_all
 from jubao_server.storage.contract.batch import Batch, BatchOutcome
 from jubao_server.storage.contract.errors import FollowingWriteError, MigrationError, StorageError
 from jubao_server.storage.contract.faults import NO_FAULTS, Faults, LostAnswer
@@ -78,5 +78,7 @@ __all__ = [
     "StorageError",
     "Table",
     "Value",
+    "read_all",
+    "read_pages",
     "write_all",
 ]

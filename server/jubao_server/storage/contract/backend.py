@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from jubao_server import limits
 from jubao_server.invariants import ensure
@@ -89,3 +89,26 @@ async def write_all(backend: StorageBackend, batches: Sequence[Batch]) -> None:
     step = limits.storage_writes_in_flight_max
     for start in range(0, len(batches), step):
         await asyncio.gather(*(backend.write(b) for b in batches[start : start + step]))
+
+
+async def read_pages(
+    backend: StorageBackend, query: RowQuery, pages_max: int, too_long: Callable[[], Exception]
+) -> AsyncIterator[Page]:
+    """Every page of a range read, in order, at most `pages_max` of them: a range that has more raises
+    what `too_long()` makes (the caller's bound, its error)."""
+    for _ in range(pages_max):
+        page = await backend.read_page(query)
+        yield page
+        if page.next_after is None:
+            return
+        query = query.after(page.next_after)
+    raise too_long()
+
+
+async def read_all(
+    backend: StorageBackend, query: RowQuery, pages_max: int, too_long: Callable[[], Exception]
+) -> AsyncIterator[Row]:
+    """Every row of a range read, page by page (`read_pages`)."""
+    async for page in read_pages(backend, query, pages_max, too_long):
+        for row in page.rows:
+            yield row
