@@ -279,12 +279,18 @@ class Cocreation:
         return await self.models.start(room, tenant_id, request_id, spec)
 
     async def model(self, tenant_id: str, collaboration_id: str, model_id: str) -> tuple[Model, bool]:
-        """A model of a collaboration `tenant_id` sees, and whether it may receive its fit (an active
-        member with the receive-results ability)."""
+        """A model of a collaboration `tenant_id` sees, and whether it may receive its fit."""
         room = await self.room(tenant_id, collaboration_id)
-        member = room.members[tenant_id]
-        receives = member.state is MemberState.ACTIVE and Ability.RECEIVE_RESULTS in member.abilities
-        return await self.models.get(room, model_id), receives
+        return await self.models.get(room, model_id), _receives(room, tenant_id)
+
+    async def models_page(
+        self, tenant_id: str, collaboration_id: str, after: str | None, size: int
+    ) -> tuple[list[Model], bool, str | None]:
+        """The models of a collaboration `tenant_id` sees, by id after `after`, whether it may receive
+        their fits, and where the next page starts (the same visibility as `model`)."""
+        room = await self.room(tenant_id, collaboration_id)
+        models, next_after = await self.store.models_page(collaboration_id, after, size)
+        return models, _receives(room, tenant_id), next_after
 
     async def audit(
         self, tenant_id: str, collaboration_id: str, after: tuple[int, str] | None, size: int
@@ -299,6 +305,12 @@ class Cocreation:
         for dataset in datasets:
             if dataset.state is DatasetState.WITHDRAWN:
                 await self.store.delete_rows(dataset.owner, dataset.collaboration_id, dataset.dataset_id)
+
+
+def _receives(room: Room, tenant_id: str) -> bool:
+    """Whether `tenant_id` may receive results in the room: an active member with the ability."""
+    member = room.members[tenant_id]
+    return member.state is MemberState.ACTIVE and Ability.RECEIVE_RESULTS in member.abilities
 
 
 def _collaboration_id(tenant_id: str, request_id: str) -> str:

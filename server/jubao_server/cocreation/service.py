@@ -236,3 +236,15 @@ class CocreationService(pb_grpc.CocreationServiceServicer):
         collaboration_id, model_id = model_ids(request.name)
         model, receives = await self._co.model(_tenant_id(), collaboration_id, model_id)
         return pb.GetModelResponse(model=model_to_pb(model, receives))
+
+    async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
+        checked_ids(collaboration_id=request.collaboration_id)
+        size = page_size(request.page_size)
+        tenant_id = _tenant_id()
+        query = self._pages.query(tenant_id, request)
+        models, receives, after = await self._co.models_page(
+            tenant_id, request.collaboration_id, query.start(), size
+        )
+        return pb.ListModelsResponse(
+            models=[model_to_pb(model, receives) for model in models], next_page_token=query.next(after)
+        )

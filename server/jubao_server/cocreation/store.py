@@ -288,6 +288,20 @@ class CocreationStore:
         put = Put((model.model_id,), {"record": msgspec.json.encode(model)})
         await self._backend.write(Batch(MODELS.partition(SHARED_SCOPE, model.collaboration_id), (put,)))
 
+    async def models_page(
+        self, collaboration_id: str, after: str | None, limit: int
+    ) -> tuple[list[Model], str | None]:
+        """The collaboration's models in id order after `after`, and where the next page starts (None: the
+        end)."""
+        query = RowQuery(
+            MODELS.partition(SHARED_SCOPE, collaboration_id),
+            lower=Bound((after,), inclusive=False) if after is not None else None,
+            limit=limit,
+        )
+        page = await self._backend.read_page(query)
+        models = [msgspec.json.decode(_blob(row["record"]), type=Model) for row in page.rows]
+        return models, (models[-1].model_id if models and page.next_after is not None else None)
+
     async def model(self, collaboration_id: str, model_id: str, *, serial: bool = False) -> Model | None:
         row = await self._backend.read_row(
             MODELS.partition(SHARED_SCOPE, collaboration_id),

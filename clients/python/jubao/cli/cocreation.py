@@ -71,6 +71,28 @@ def _epsilon_micro(option: str, value: str) -> int:
     return int(micro)
 
 
+BudgetEpsilonOption = Annotated[
+    str,
+    typer.Option(
+        "--dp-budget-epsilon",
+        help="Differential privacy: the epsilon each member may spend on queries and trainings (e.g. 3).",
+    ),
+]
+QueryEpsilonOption = Annotated[
+    str,
+    typer.Option(
+        "--dp-query-epsilon", help="With --dp-budget-epsilon: a query's or training's cost (e.g. 0.5)."
+    ),
+]
+
+
+def _differential_privacy(budget_epsilon: str, query_epsilon: str) -> pb.DifferentialPrivacy:
+    return pb.DifferentialPrivacy(
+        budget_epsilon_micro=_epsilon_micro("--dp-budget-epsilon", budget_epsilon),
+        query_epsilon_micro=_epsilon_micro("--dp-query-epsilon", query_epsilon),
+    )
+
+
 def _epsilon(micro: int) -> str:
     return str(decimal.Decimal(micro) / _MICRO)
 
@@ -93,29 +115,14 @@ def create(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Its display name.")],
     abilities: AbilityOption,
     days: Annotated[int, typer.Option("--days", min=1, max=366, help="Days until it expires.")] = 30,
-    budget_epsilon: Annotated[
-        str,
-        typer.Option(
-            "--dp-budget-epsilon",
-            help="Differential privacy: the epsilon each member may spend on queries (e.g. 3); unset: none.",
-        ),
-    ] = "",
-    query_epsilon: Annotated[
-        str, typer.Option("--dp-query-epsilon", help="With --dp-budget-epsilon: a query's cost (e.g. 0.5).")
-    ] = "0.5",
+    budget_epsilon: BudgetEpsilonOption = "",
+    query_epsilon: QueryEpsilonOption = "0.5",
     request_id: RequestIdOption = "",
 ) -> None:
     """Create a collaboration whose only member is you, with the abilities you give yourself (and
     differential privacy for every query when --dp-budget-epsilon is set)."""
     expire = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=days)
-    privacy = (
-        pb.DifferentialPrivacy(
-            budget_epsilon_micro=_epsilon_micro("--dp-budget-epsilon", budget_epsilon),
-            query_epsilon_micro=_epsilon_micro("--dp-query-epsilon", query_epsilon),
-        )
-        if budget_epsilon
-        else None
-    )
+    privacy = _differential_privacy(budget_epsilon, query_epsilon) if budget_epsilon else None
     request = pb.CreateCollaborationRequest(
         request_id=request_id,
         display_name=name,
@@ -148,6 +155,27 @@ def list_collaborations(ctx: typer.Context) -> None:
             lambda r: r.collaborations,
         )
     emit(ctx, pb.ListCollaborationsResponse(collaborations=found), lambda: _collaborations_table(found))
+
+
+@app.command("set-privacy")
+def set_privacy(
+    ctx: typer.Context,
+    collaboration_id: CollaborationArgument,
+    *,
+    budget_epsilon: BudgetEpsilonOption,
+    query_epsilon: QueryEpsilonOption = "0.5",
+    request_id: RequestIdOption = "",
+) -> None:
+    """Turn differential privacy on for a collaboration you created, or change its budgets, while none of
+    its datasets has been uploaded. Epsilon already spent stays spent."""
+    request = pb.SetDifferentialPrivacyRequest(
+        request_id=request_id,
+        collaboration_id=collaboration_id,
+        differential_privacy=_differential_privacy(budget_epsilon, query_epsilon),
+    )
+    with connect(ctx) as client:
+        response = client.cocreation.SetDifferentialPrivacy(request)
+    emit(ctx, response, lambda: _collaboration_record(response.collaboration))
 
 
 @app.command()
@@ -427,6 +455,34 @@ def get_model(ctx: typer.Context, collaboration_id: CollaborationArgument, model
     with connect(ctx) as client:
         response = client.cocreation.GetModel(pb.GetModelRequest(name=name))
     emit(ctx, response, lambda: _model_record(response.model))
+
+
+@app.command()
+def models(ctx: typer.Context, collaboration_id: CollaborationArgument) -> None:
+    """List the collaboration's models: trainer, state, label and, if you receive results, rows fitted."""
+    with connect(ctx) as client:
+        found = list_all(
+            client.cocreation.ListModels,
+            pb.ListModelsRequest(collaboration_id=collaboration_id, page_size=PAGE_SIZE),
+            lambda r: r.models,
+        )
+    emit(ctx, pb.ListModelsResponse(models=found), lambda: _models_table(found))
+
+
+def _models_table(found: list[pb.Model]) -> Table:
+    headers = ("MODEL", "TRAINER", "STATE", "LABEL", "ROWS", "UPDATED")
+    rows = [
+        [
+            m.model_id,
+            m.trainer_tenant_id,
+            enum_label(pb.Model.State.Name(m.state), "STATE_"),
+            f"{m.spec.label.dataset_id}.{m.spec.label.column}",
+            str(m.fit.rows) if m.HasField("fit") else "-",
+            time_label(m.update_time),
+        ]
+        for m in found
+    ]
+    return list_table(headers, rows)
 
 
 @app.command()

@@ -163,6 +163,11 @@ class CocreationServiceStub:
                 request_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelRequest.SerializeToString,
                 response_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelResponse.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/jubao.cocreation.v1.CocreationService/ListModels',
+                request_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
 
 
 class CocreationServiceServicer:
@@ -380,6 +385,15 @@ class CocreationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListModels(self, request, context):
+        """ListModels lists the collaboration's models by id (AIP-158) to every
+        member that sees the collaboration, each as GetModel shows it to the
+        caller (the fit only to members with the receive-results ability).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CocreationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -457,6 +471,11 @@ def add_CocreationServiceServicer_to_server(servicer, server):
                     servicer.GetModel,
                     request_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelRequest.FromString,
                     response_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListModelsRequest.FromString,
+                    response_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -918,6 +937,33 @@ class CocreationService:
             '/jubao.cocreation.v1.CocreationService/GetModel',
             jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelRequest.SerializeToString,
             jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.cocreation.v1.CocreationService/ListModels',
+            jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListModelsRequest.SerializeToString,
+            jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -183,6 +183,11 @@ class CocreationServiceStub:
     scores over one of the caller's datasets are downloaded over Arrow Flight
     (ScoreDatasetRows).
     """
+    ListModels: _grpc.UnaryUnaryMultiCallable[_cocreation_pb2.ListModelsRequest, _cocreation_pb2.ListModelsResponse]
+    """ListModels lists the collaboration's models by id (AIP-158) to every
+    member that sees the collaboration, each as GetModel shows it to the
+    caller (the fit only to members with the receive-results ability).
+    """
 
 @_typing.type_check_only
 class CocreationServiceAsyncStub(CocreationServiceStub):
@@ -338,6 +343,11 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
     receive-results ability, its coefficients and fit once trained. Its
     scores over one of the caller's datasets are downloaded over Arrow Flight
     (ScoreDatasetRows).
+    """
+    ListModels: _aio.UnaryUnaryMultiCallable[_cocreation_pb2.ListModelsRequest, _cocreation_pb2.ListModelsResponse]  # type: ignore[assignment]
+    """ListModels lists the collaboration's models by id (AIP-158) to every
+    member that sees the collaboration, each as GetModel shows it to the
+    caller (the fit only to members with the receive-results ability).
     """
 
 class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -581,6 +591,17 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
         receive-results ability, its coefficients and fit once trained. Its
         scores over one of the caller's datasets are downloaded over Arrow Flight
         (ScoreDatasetRows).
+        """
+
+    @_abc_1.abstractmethod
+    def ListModels(
+        self,
+        request: _cocreation_pb2.ListModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cocreation_pb2.ListModelsResponse, _abc.Awaitable[_cocreation_pb2.ListModelsResponse]]:
+        """ListModels lists the collaboration's models by id (AIP-158) to every
+        member that sees the collaboration, each as GetModel shows it to the
+        caller (the fit only to members with the receive-results ability).
         """
 
 def add_CocreationServiceServicer_to_server(servicer: CocreationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
