@@ -144,7 +144,7 @@ async def test_differential_privacy_through_the_command_line(
         "--column", "buyer:string:join_key", "--column", "category:string:dimension",
         "--column", "returns:int64:measure",
         "--group-by", "category", "--aggregate", "returns:sum", "--min-group-size", str(THRESHOLD),
-        "--rows-per-key", "2", "--bounds", "returns:0:2",
+        "--rows-per-key", "2", "--bounds", "returns:0:2", "--train", "category", "--train", "returns",
     )  # fmt: skip
     secret = tmp_path / "secret"
     secret.write_bytes(SECRET)
@@ -157,6 +157,12 @@ async def test_differential_privacy_through_the_command_line(
         "query", collaboration, "--dataset", "orders",
         "--group-by", "orders.category", "--aggregate", "count", "--aggregate", "sum:orders.returns",
     )  # fmt: skip
+    training = (
+        "train", collaboration, "--dataset", "orders", "--feature", "orders.category",
+        "--label", "orders.returns", "--preview",
+    )  # fmt: skip
+    priced = await platform.run(*training, as_json=False)
+    assert "costs epsilon 0.5; 1 of 1.5 would be left" in priced.stdout
     preview = await platform.run(*query, "--preview", as_json=False)
     assert "costs epsilon 0.5; 1 of 1.5 would be left" in preview.stdout
     answered = await platform.run(*query, as_json=False)

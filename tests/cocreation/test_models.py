@@ -7,6 +7,7 @@ Every request that breaks a rule is refused before a row is read."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from decimal import Decimal
 
 import pyarrow as pa
@@ -37,9 +38,22 @@ POLLS_MAX = 600
 async def shipping(clients: dict[str, AsyncClient], flight: FlightProcess) -> str:
     """The platform (every ability) and the bank as the insurer (every ability), the orders and the policies
     of the synthetic case uploaded by their owners."""
+    return await shipping_case(clients, flight)
+
+
+async def shipping_case(
+    clients: dict[str, AsyncClient],
+    flight: FlightProcess,
+    privacy: pb.DifferentialPrivacy | None = None,
+    bounds: Sequence[pb.MeasureBounds] = (),
+) -> str:
+    """The synthetic case's collaboration (with differential privacy when `privacy` is set, and the
+    orders' rule bounding the measures `bounds` names), its datasets uploaded; its id."""
     platform, bank = clients["platform"], clients["bank"]
-    collaboration_id = await platform_with_bank(platform, bank, ALL_ABILITIES)
-    await platform.cocreation.RegisterDataset(shipping_orders_dataset(collaboration_id))
+    collaboration_id = await platform_with_bank(platform, bank, ALL_ABILITIES, privacy)
+    orders = shipping_orders_dataset(collaboration_id)
+    orders.rule.measure_bounds.extend(bounds)
+    await platform.cocreation.RegisterDataset(orders)
     await bank.cocreation.RegisterDataset(shipping_policies_dataset(collaboration_id))
     case = generate(ORDERS, POLICIES, seed=7)
     keys = demo_keys()

@@ -229,7 +229,13 @@ class CocreationService(pb_grpc.CocreationServiceServicer):
     ) -> pb.StartTrainingResponse:
         spec = spec_of(request)
         tenant_id = _tenant_id()
-        model = await self._co.train(tenant_id, request.collaboration_id, request.request_id, spec)
+        collaboration_id = request.collaboration_id
+        if request.validate_only:
+            cost = await self._co.preview_training(tenant_id, collaboration_id, spec, request.epsilon_micro)
+            return pb.StartTrainingResponse(privacy_cost=cost_to_pb(cost))
+        model = await self._co.train(
+            tenant_id, collaboration_id, request.request_id, spec, request.epsilon_micro
+        )
         return pb.StartTrainingResponse(model=model_to_pb(model, receives=True))
 
     async def GetModel(self, request: pb.GetModelRequest, context: Context) -> pb.GetModelResponse:

@@ -369,6 +369,14 @@ class CocreationServiceServicer:
         fit metrics, never rows. Sent again with the same request_id, it answers
         the same model (and runs it again if a restart of the server cut it
         short); with another body, REQUEST_ID_REUSED.
+
+        With differential privacy on, the fit is noised (output perturbation of
+        an L2-regularised logistic regression, see ModelFit) and the training
+        spends epsilon from the caller's budget when it starts, once per
+        request_id (required). validate_only answers the cost and the budget left
+        without reading rows, spending or storing a model; a training the budget
+        left cannot pay for is RESOURCE_EXHAUSTED PRIVACY_BUDGET_EXHAUSTED, and
+        nothing is stored. Every numeric feature needs its owner's measure_bounds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

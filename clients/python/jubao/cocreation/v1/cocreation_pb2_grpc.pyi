@@ -175,6 +175,14 @@ class CocreationServiceStub:
     fit metrics, never rows. Sent again with the same request_id, it answers
     the same model (and runs it again if a restart of the server cut it
     short); with another body, REQUEST_ID_REUSED.
+
+    With differential privacy on, the fit is noised (output perturbation of
+    an L2-regularised logistic regression, see ModelFit) and the training
+    spends epsilon from the caller's budget when it starts, once per
+    request_id (required). validate_only answers the cost and the budget left
+    without reading rows, spending or storing a model; a training the budget
+    left cannot pay for is RESOURCE_EXHAUSTED PRIVACY_BUDGET_EXHAUSTED, and
+    nothing is stored. Every numeric feature needs its owner's measure_bounds.
     """
     GetModel: _grpc.UnaryUnaryMultiCallable[_cocreation_pb2.GetModelRequest, _cocreation_pb2.GetModelResponse]
     """GetModel returns a model of the collaboration (MODEL_NOT_FOUND if none):
@@ -336,6 +344,14 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
     fit metrics, never rows. Sent again with the same request_id, it answers
     the same model (and runs it again if a restart of the server cut it
     short); with another body, REQUEST_ID_REUSED.
+
+    With differential privacy on, the fit is noised (output perturbation of
+    an L2-regularised logistic regression, see ModelFit) and the training
+    spends epsilon from the caller's budget when it starts, once per
+    request_id (required). validate_only answers the cost and the budget left
+    without reading rows, spending or storing a model; a training the budget
+    left cannot pay for is RESOURCE_EXHAUSTED PRIVACY_BUDGET_EXHAUSTED, and
+    nothing is stored. Every numeric feature needs its owner's measure_bounds.
     """
     GetModel: _aio.UnaryUnaryMultiCallable[_cocreation_pb2.GetModelRequest, _cocreation_pb2.GetModelResponse]  # type: ignore[assignment]
     """GetModel returns a model of the collaboration (MODEL_NOT_FOUND if none):
@@ -578,6 +594,14 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
         fit metrics, never rows. Sent again with the same request_id, it answers
         the same model (and runs it again if a restart of the server cut it
         short); with another body, REQUEST_ID_REUSED.
+
+        With differential privacy on, the fit is noised (output perturbation of
+        an L2-regularised logistic regression, see ModelFit) and the training
+        spends epsilon from the caller's budget when it starts, once per
+        request_id (required). validate_only answers the cost and the budget left
+        without reading rows, spending or storing a model; a training the budget
+        left cannot pay for is RESOURCE_EXHAUSTED PRIVACY_BUDGET_EXHAUSTED, and
+        nothing is stored. Every numeric feature needs its owner's measure_bounds.
         """
 
     @_abc_1.abstractmethod
