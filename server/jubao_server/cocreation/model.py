@@ -253,6 +253,10 @@ class Model(msgspec.Struct, frozen=True):
     error_message: str = ""
     # Differential privacy: the epsilon its training spent (millionths; 0: an exact fit).
     epsilon_micro: int = 0
+    # While RUNNING: the run holding it renews its lease; past `lease_until_ms` another server may take it
+    # over (`training.Models`). `runs`: the runs started, the first one included.
+    lease_until_ms: int = 0
+    runs: int = 0
 
 
 # Places of the decimals a model's coefficients and metrics are given with.

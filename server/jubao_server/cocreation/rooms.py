@@ -56,13 +56,20 @@ log = structlog.get_logger("jubao.cocreation")
 
 
 class Cocreation:
-    def __init__(self, backend: StorageBackend, clock: Clock, query_threads: int = 1) -> None:
+    def __init__(
+        self,
+        backend: StorageBackend,
+        clock: Clock,
+        query_threads: int = 1,
+        *,
+        model_lease_ms: int = limits.cocreation_model_lease_ms_default,
+    ) -> None:
         self.backend = backend
         self.clock = clock
         self.store = CocreationStore(backend, clock)
         self._query_threads = query_threads
         self._sweeper: asyncio.Task[None] | None = None
-        self.models = Models(self.store, clock, query_threads)
+        self.models = Models(self.store, clock, query_threads, model_lease_ms)
 
     def start(self, sweep_s: float) -> None:
         """Sweep expired collaborations every `sweep_s`."""
@@ -346,7 +353,7 @@ class Cocreation:
         """The models of a collaboration `tenant_id` sees, by id after `after`, whether it may receive
         their fits, and where the next page starts (the same visibility as `model`)."""
         room = await self.room(tenant_id, collaboration_id)
-        models, next_after = await self.store.models_page(collaboration_id, after, size)
+        models, next_after = await self.models.page(room, after, size)
         return models, _receives(room, tenant_id), next_after
 
     async def audit(

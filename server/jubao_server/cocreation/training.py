@@ -18,6 +18,7 @@ Under differential privacy (`private_fit`) the fit is an L2-regularised one whos
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import uuid
@@ -29,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+import structlog
 from jubao.reasons import FieldViolation, Reason
 
 from jubao_server import limits
@@ -60,7 +62,7 @@ from jubao_server.cocreation.query import (
     raise_if_broken,
     read_rows,
 )
-from jubao_server.cocreation.store import CocreationStore
+from jubao_server.cocreation.store import CocreationStore, StoredModel
 from jubao_server.errors import (
     ApiError,
     already_exists,
@@ -69,6 +71,8 @@ from jubao_server.errors import (
     not_found,
 )
 from jubao_server.platform.operations import Operations
+
+log = structlog.get_logger("jubao.cocreation")
 
 _KEY: Final = "__key"
 _LABEL: Final = "__label"
@@ -182,13 +186,67 @@ def model_not_found(model_id: str) -> ApiError:
     return not_found(Reason.MODEL_NOT_FOUND, f"no model {model_id} in this collaboration", model_id=model_id)
 
 
-class Models:
-    """Starts, runs and reads models; each training runs as a task of this process."""
+class Superseded(Exception):
+    """Another server took the model over (this run's lease lapsed): the run stops and writes nothing."""
 
-    def __init__(self, store: CocreationStore, clock: Clock, threads: int) -> None:
+
+class _Lease:
+    """A run's hold on its model: the record it last wrote, on which each of its writes is conditioned,
+    and each write renews the lease."""
+
+    def __init__(self, store: CocreationStore, clock: Clock, lease_ms: int, stored: StoredModel) -> None:
+        self._store = store
+        self._clock = clock
+        self._lease_ms = lease_ms
+        self._stored = stored
+        self._writing = asyncio.Lock()
+
+    @property
+    def model(self) -> Model:
+        return self._stored.model
+
+    def changed(self, **changes: object) -> Model:
+        """The model with `changes`, its update time now and its lease renewed from now."""
+        now_ms = self._clock.wall_ms()
+        return replaced(self.model, update_time_ms=now_ms, lease_until_ms=now_ms + self._lease_ms, **changes)
+
+    async def write(self, model: Model) -> Model:
+        """Write `model` over the record this run last wrote, else Superseded."""
+        async with self._writing:
+            return await self._write(model)
+
+    async def _write(self, model: Model) -> Model:
+        written = await self._store.replace_model(self._stored, model)
+        if written is None:
+            raise Superseded(model.model_id)
+        self._stored = written
+        return model
+
+    async def renew_forever(self) -> None:
+        """Renew the lease a third of the way through it while the model runs; stop once it is done or
+        superseded."""
+        with contextlib.suppress(Superseded):
+            while True:
+                await self._clock.sleep(self._lease_ms / 3000)
+                async with self._writing:
+                    if self.model.state is not ModelState.RUNNING:
+                        return
+                    await self._write(self.changed())
+
+
+class Models:
+    """Starts, runs, reads and resumes models; each training runs as a task of this process, holding a
+    lease on its model (`_Lease`) that it renews. A model left RUNNING by a server that stopped (its
+    lease lapsed) is resumed by the next call that reads it, in whatever server: its run starts again
+    from its stored request, checked again against the room (else the model fails with the error), at
+    most `cocreation_model_runs_max` runs (then TRAINING_INTERRUPTED). Under differential privacy it was
+    paid for once, when it started, and a run that was cut short released nothing."""
+
+    def __init__(self, store: CocreationStore, clock: Clock, threads: int, lease_ms: int) -> None:
         self._store = store
         self._clock = clock
         self._threads = threads
+        self._lease_ms = lease_ms
         self._runs = Operations("training")
 
     async def stop(self) -> None:
@@ -196,7 +254,7 @@ class Models:
 
     async def start(self, room: Room, caller: str, model_id: str, checked: TrainingPlan) -> Model:
         """Start training the request checked by `plan` (paid for, under differential privacy), or answer
-        the model a retry of the same request started (launching its run again if it was cut short)."""
+        the model a retry of the same request started (resuming its run if it was cut short)."""
         now_ms = self._clock.wall_ms()
         spec = checked.spec
         fresh = Model(
@@ -210,32 +268,98 @@ class Models:
             create_time_ms=now_ms,
             update_time_ms=now_ms,
             epsilon_micro=checked.noise.epsilon_micro if checked.noise is not None else 0,
+            lease_until_ms=now_ms + self._lease_ms,
+            runs=1,
         )
-        model = await self._store.create_model(fresh)
+        stored, created = await self._store.create_model(fresh)
+        model = stored.model
         if (model.trainer, model.spec, model.epsilon_micro) != (caller, spec, fresh.epsilon_micro):
             raise already_exists(
                 Reason.REQUEST_ID_REUSED, "the request id started another model", model_id=model.model_id
             )
-        if model.state is ModelState.RUNNING:
-            self._runs.launch((model.collaboration_id, model.model_id), lambda: self.run(model, checked))
+        if not created:
+            return await self._resumed(room, stored)
+        self._launch(stored, checked)
         return model
 
     async def get(self, room: Room, model_id: str) -> Model:
-        model = await self._store.model(room.collaboration.collaboration_id, model_id)
-        if model is None:
+        """A model of the room (resumed first if its server stopped)."""
+        stored = await self._store.model_record(room.collaboration.collaboration_id, model_id)
+        if stored is None:
             raise model_not_found(model_id)
-        return model
+        return await self._resumed(room, stored)
 
-    async def run(self, model: Model, checked: TrainingPlan) -> Model:
+    async def page(self, room: Room, after: str | None, size: int) -> tuple[list[Model], str | None]:
+        """The room's models by id after `after` (each resumed first if its server stopped), and where the
+        next page starts."""
+        stored, next_after = await self._store.models_page(room.collaboration.collaboration_id, after, size)
+        return [await self._resumed(room, model) for model in stored], next_after
+
+    def _launch(self, stored: StoredModel, checked: TrainingPlan) -> None:
+        model = stored.model
+        self._runs.launch((model.collaboration_id, model.model_id), lambda: self.run(stored, checked))
+
+    async def _resumed(self, room: Room, stored: StoredModel) -> Model:
+        """The model; if it is RUNNING, its lease has lapsed and no run of this process holds it, taken
+        over first: run again from its request, or failed (the request no longer passes its checks, or
+        the model has had all its runs). Of servers taking it over at once, one wins the write."""
+        model = stored.model
+        now_ms = self._clock.wall_ms()
+        key = (model.collaboration_id, model.model_id)
+        if model.state is not ModelState.RUNNING or model.lease_until_ms > now_ms or self._runs.running(key):
+            return model
+        checked: TrainingPlan | None = None
+        try:
+            if model.runs >= limits.cocreation_model_runs_max:
+                raise failed_precondition(
+                    Reason.TRAINING_INTERRUPTED,
+                    f"its training was cut short {model.runs} times (the servers running it stopped)",
+                )
+            trainer = room.open_to(model.trainer, now_ms)
+            checked = plan(trainer, model.trainer, model.spec, model.epsilon_micro)
+            taken = replaced(
+                model,
+                phase=ModelPhase.READING,
+                rows_read=0,
+                update_time_ms=now_ms,
+                lease_until_ms=now_ms + self._lease_ms,
+                runs=model.runs + 1,
+            )
+        except ApiError as error:
+            taken = _failed(replaced(model, update_time_ms=now_ms), error)
+        written = await self._store.replace_model(stored, taken)
+        if written is None:
+            current = await self._store.model_record(model.collaboration_id, model.model_id, serial=True)
+            return current.model if current is not None else model
+        if checked is not None:
+            log.info("training resumed", model_id=model.model_id, run=taken.runs)
+            self._launch(written, checked)
+        return taken
+
+    async def run(self, stored: StoredModel, checked: TrainingPlan) -> Model | None:
         """Read, join, fit; the model SUCCEEDED with its fit, or FAILED with the error that stopped it.
-        Either way, once rows were read, the run is in the audit log."""
+        Either way, once rows were read, the run is in the audit log. None if another server took the
+        model over meanwhile (this run's lease lapsed): it writes nothing more."""
+        lease = _Lease(self._store, self._clock, self._lease_ms, stored)
+        renewal = asyncio.get_running_loop().create_task(lease.renew_forever())
+        try:
+            return await self._run(lease, checked)
+        except Superseded:
+            log.warning("training taken over by another server", model_id=stored.model.model_id)
+            return None
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+
+    async def _run(self, lease: _Lease, checked: TrainingPlan) -> Model:
         tables: list[pa.Table] = []
         try:
             for dataset in checked.datasets:
                 tables.append(await read_rows(self._store, dataset, _used(checked.spec, dataset)))
-                model = await self._advance(model, rows_read=sum(t.num_rows for t in tables))
+                await lease.write(lease.changed(rows_read=sum(t.num_rows for t in tables)))
             await check_unwithdrawn(self._store, checked.datasets)
-            model = await self._advance(model, phase=ModelPhase.FITTING)
+            await lease.write(lease.changed(phase=ModelPhase.FITTING))
             sql = join_sql(checked)
             joined = await asyncio.to_thread(execute, tables, sql, [], self._threads)
             if checked.noise is None:
@@ -244,21 +368,18 @@ class Models:
                 found = await asyncio.to_thread(
                     private_fit, joined, checked.spec, checked.min_group_size, checked.noise
                 )
-            done = replaced(model, state=ModelState.SUCCEEDED, phase=ModelPhase.DONE, fit=found)
+            done = lease.changed(state=ModelState.SUCCEEDED, phase=ModelPhase.DONE, fit=found)
         except ApiError as error:
-            done = replaced(
-                model, state=ModelState.FAILED, error_reason=error.reason.value, error_message=error.message
-            )
-        done = replaced(done, update_time_ms=self._clock.wall_ms())
+            done = _failed(lease.changed(), error)
         if tables:
             await self._store.audit(done.collaboration_id, _audit_entry(done, checked, tables))
-        await self._store.save_model(done)
-        return done
+        return await lease.write(done)
 
-    async def _advance(self, model: Model, **changes: object) -> Model:
-        advanced = replaced(model, update_time_ms=self._clock.wall_ms(), **changes)
-        await self._store.save_model(advanced)
-        return advanced
+
+def _failed(model: Model, error: ApiError) -> Model:
+    return replaced(
+        model, state=ModelState.FAILED, error_reason=error.reason.value, error_message=error.message
+    )
 
 
 def _audit_entry(model: Model, checked: TrainingPlan, tables: Sequence[pa.Table]) -> AuditEntry:

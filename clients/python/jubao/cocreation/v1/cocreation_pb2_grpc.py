@@ -70,7 +70,10 @@ class CocreationServiceStub:
     or a scoring holds fewer join keys than the
     threshold), MODEL_NOT_TRAINED, MODEL_NOT_CONVERGED
     (a model's fit gave a coefficient or metric that
-    is not finite: the model's error)
+    is not finite: the model's error),
+    TRAINING_INTERRUPTED (a model's training was cut
+    short by servers stopping 3 times: the model's
+    error)
     RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
     the query costs more epsilon than the caller has left)
     UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -215,7 +218,10 @@ class CocreationServiceServicer:
     or a scoring holds fewer join keys than the
     threshold), MODEL_NOT_TRAINED, MODEL_NOT_CONVERGED
     (a model's fit gave a coefficient or metric that
-    is not finite: the model's error)
+    is not finite: the model's error),
+    TRAINING_INTERRUPTED (a model's training was cut
+    short by servers stopping 3 times: the model's
+    error)
     RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
     the query costs more epsilon than the caller has left)
     UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -367,8 +373,10 @@ class CocreationServiceServicer:
         no coefficient of its own (it is pooled with the most frequent level).
         The run is recorded in the audit log; members receive coefficients and
         fit metrics, never rows. Sent again with the same request_id, it answers
-        the same model (and runs it again if a restart of the server cut it
-        short); with another body, REQUEST_ID_REUSED.
+        the same model; with another body, REQUEST_ID_REUSED. A training whose
+        server stopped is resumed (run again from its request, checked again
+        against the collaboration) by the next StartTraining, GetModel or
+        ListModels that reads it once its lease has lapsed, at most 3 runs.
 
         With differential privacy on, the fit is noised (output perturbation of
         an L2-regularised logistic regression, see ModelFit) and the training
@@ -538,7 +546,10 @@ class CocreationService:
     or a scoring holds fewer join keys than the
     threshold), MODEL_NOT_TRAINED, MODEL_NOT_CONVERGED
     (a model's fit gave a coefficient or metric that
-    is not finite: the model's error)
+    is not finite: the model's error),
+    TRAINING_INTERRUPTED (a model's training was cut
+    short by servers stopping 3 times: the model's
+    error)
     RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
     the query costs more epsilon than the caller has left)
     UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
