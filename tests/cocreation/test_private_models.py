@@ -11,17 +11,24 @@ from decimal import Decimal
 import numpy as np
 import pyarrow as pa
 import pytest
+from jubao.bulk.shipping import generate
 from jubao.client import AsyncClient, Reason
 from jubao.cocreation.v1 import cocreation_pb2 as pb
-from jubao_server.cocreation.model import ColumnRef, ModelFamily, ModelSpec
+from jubao_server.cocreation.model import ColumnRef, Fit, ModelFamily, ModelSpec
 from jubao_server.cocreation.privacy import TrainingNoise
-from jubao_server.cocreation.training import private_design, regularised_minimum
+from jubao_server.cocreation.training import (
+    in_units,
+    linear_predictor,
+    private_design,
+    regularised_minimum,
+)
 
 from tests.bulk.support import FlightProcess
 from tests.cocreation.support import (
     refused,
 )
-from tests.cocreation.test_models import POLICIES, shipping_case, trained
+from tests.cocreation.test_models import ORDERS, POLICIES, shipping_case, trained
+from tests.platform.harness import demo_keys
 
 EPSILON_MICRO = 1_000_000
 DP = pb.DifferentialPrivacy(budget_epsilon_micro=2 * EPSILON_MICRO, query_epsilon_micro=EPSILON_MICRO)
@@ -58,7 +65,7 @@ async def _models(client: AsyncClient, collaboration_id: str) -> list[pb.Model]:
 
 
 async def test_a_private_training_is_previewed_paid_once_and_noised(
-    clients: dict[str, AsyncClient], private_shipping: str
+    clients: dict[str, AsyncClient], private_shipping: str, flight: FlightProcess
 ) -> None:
     bank = clients["bank"]
     preview = _training(private_shipping, "")
@@ -86,6 +93,13 @@ async def test_a_private_training_is_previewed_paid_once_and_noised(
     assert {"intercept", "orders.buyer_return_rate_bp"} < estimates.keys()
     assert estimates["orders.buyer_return_rate_bp"] > 0, "the true relation's sign survives the noise"
 
+    # The insurer scores its policies with the private model (scoring spends nothing): they rank claims.
+    with flight.client(demo_keys()["demo-bank"]) as client:
+        scores = client.score_dataset(private_shipping, first.model_id, "policies").read_all()
+    ppm = scores.column("score_ppm").to_numpy()
+    claimed = generate(ORDERS, POLICIES, seed=7).policies.column("claimed").to_numpy()
+    assert scores.num_rows == POLICIES and ppm[claimed == 1].mean() > ppm[claimed == 0].mean()
+
     second = await trained(bank, _training(private_shipping, "dp-2"))
     assert second.fit.coefficients != fit.coefficients, "each training draws its own noise"
     exhausted = await refused(
@@ -100,7 +114,8 @@ async def test_a_private_training_is_previewed_paid_once_and_noised(
             pb.ListAuditEntriesRequest(collaboration_id=private_shipping)
         )
     ).entries
-    assert sorted(e.epsilon_micro for e in entries if e.model_id) == [EPSILON_MICRO, EPSILON_MICRO]
+    trainings = [e for e in entries if e.model_id and not e.scoring]
+    assert sorted(e.epsilon_micro for e in trainings) == [EPSILON_MICRO, EPSILON_MICRO]
 
 
 def _joined(rng: np.random.Generator, rows: int) -> pa.Table:
@@ -140,3 +155,23 @@ def test_one_person_moves_the_exact_private_minimum_by_at_most_its_sensitivity()
                 minima.append(regularised_minimum(matrix, table.column("__label").to_numpy(), penalty))
             moved.append(float(np.linalg.norm(minima[0] - minima[1])))
     assert 0 < max(moved) <= 2 / penalty
+
+
+def test_a_private_fit_in_the_features_units_predicts_what_its_design_does() -> None:
+    """The coefficients a private fit releases (in the features' own units, the numeric one centred by its
+    bounds) give rows within the bounds the log-odds of the design they were fitted on."""
+    rng = np.random.default_rng(16_003)
+    spec = ModelSpec(
+        ("d",), (ColumnRef("d", "f0"), ColumnRef("d", "f1")), ColumnRef("d", "__label"), ModelFamily.LOGISTIC
+    )
+    noise = TrainingNoise(EPSILON_MICRO, 1, ((-50, 400), None))
+    table = _joined(rng, 300)
+    matrix, columns = private_design(table, spec, noise, levels_kept=(("b", "a", "c"),))
+    weights = regularised_minimum(matrix, table.column("__label").to_numpy(), 0.05)
+    coefficients = in_units(spec, columns, weights.tolist())
+    assert [c.term for c in coefficients] == ["intercept", "d.f0", "d.f1=a", "d.f1=c"]
+    found = Fit(300, 0, coefficients, "", "", "", "", 0, 2, ())
+    features = {ColumnRef("d", "f0"): table.column("f0"), ColumnRef("d", "f1"): table.column("f1")}
+    predicted = linear_predictor(found, features, table.num_rows)
+    # Within the rounding of the 6 places each estimate keeps (half a millionth, times |f0| <= 400).
+    assert np.abs(predicted - matrix @ weights).max() <= 0.5e-6 * (1 + 400 + 1)

@@ -556,21 +556,10 @@ def private_fit(joined: pa.Table, spec: ModelSpec, min_group_size: int, noise: T
     exact = regularised_minimum(matrix, label, penalty)
     l1_sensitivity = float(np.sqrt(matrix.shape[1]) * 2 * people / penalty)
     released = noised_floats(exact.tolist(), l1_sensitivity, noise.coefficients_epsilon_micro)
-    # Back to the features' own units: a numeric column is (x - centre) / half-width.
-    per_unit = [
-        value * _row_scale(spec) / column.half_width for column, value in zip(terms, released, strict=True)
-    ]
-    intercept = per_unit[0] - sum(
-        slope * column.centre for column, slope in zip(terms[1:], per_unit[1:], strict=True)
-    )
-    estimates = [intercept, *per_unit[1:]]
-    coefficients = tuple(
-        replaced(column.term, estimate=decimal(value)) for column, value in zip(terms, estimates, strict=True)
-    )
     return Fit(
         rows=keys,
         positives=min(max(noised_positives, 0), keys),
-        coefficients=coefficients,
+        coefficients=in_units(spec, terms, released),
         auc="",
         log_loss="",
         deviance="",
@@ -621,6 +610,20 @@ def private_design(
             columns.append(pc.equal(values, level).to_numpy(zero_copy_only=False).astype(np.float64))
             terms.append(_Column(Coefficient(feature, level, "")))
     return _row_scale(spec) * np.column_stack(columns), terms
+
+
+def in_units(
+    spec: ModelSpec, columns: Sequence[_Column], weights: Sequence[float]
+) -> tuple[Coefficient, ...]:
+    """A private fit's weights (over `private_design`'s columns) as coefficients in the features' own
+    units, whose linear predictor (`linear_predictor`) is the design's: a numeric column is
+    (x - centre) / half-width, times the row scale."""
+    per_unit = [w * _row_scale(spec) / c.half_width for c, w in zip(columns, weights, strict=True)]
+    intercept = per_unit[0] - sum(
+        slope * c.centre for c, slope in zip(columns[1:], per_unit[1:], strict=True)
+    )
+    estimates = [intercept, *per_unit[1:]]
+    return tuple(replaced(c.term, estimate=decimal(e)) for c, e in zip(columns, estimates, strict=True))
 
 
 def regularised_minimum(matrix: Floats, label: npt.NDArray[np.int64], penalty: float) -> Floats:
