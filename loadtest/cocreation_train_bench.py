@@ -11,6 +11,7 @@ import time
 import uuid
 from typing import Final
 
+from jubao_server import limits
 from jubao_server.clock import Clock
 from jubao_server.cocreation.demo import seed_shipping
 from jubao_server.cocreation.model import (
@@ -50,7 +51,7 @@ async def run_cocreation_train_bench(
         ColumnRef("policies", "claimed"),
         ModelFamily.LOGISTIC,
     )
-    models = Models(store, clock, threads=1)
+    models = Models(store, clock, threads=1, lease_ms=limits.cocreation_model_lease_ms_default)
     checked = plan(room, INSURER, spec)
     # Two trainings: the first of a process also loads scikit-learn and DuckDB; the second is the figure.
     seconds = [await _timed(store, models, clock, checked, f"bench-model-{run}") for run in range(2)]
@@ -73,10 +74,10 @@ async def _timed(
         checked.datasets[0].collaboration_id, model_id, INSURER, checked.spec, ModelState.RUNNING,
         ModelPhase.READING, 0, now_ms, now_ms,
     )  # fmt: skip
-    await store.create_model(model)
+    stored, _ = await store.create_model(model)
     started = time.perf_counter()
-    done = await models.run(model, checked)
+    done = await models.run(stored, checked)
     seconds = time.perf_counter() - started
     rows = checked.datasets[1].row_count
-    ensure(done.fit is not None and done.fit.rows == rows, f"the bench's model: {done.error_message}")
+    ensure(done is not None and done.fit is not None and done.fit.rows == rows, f"the bench's model: {done}")
     return seconds

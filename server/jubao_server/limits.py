@@ -283,6 +283,14 @@ cocreation_model_features_max = 16
 cocreation_model_levels_max = 64
 cocreation_model_iterations_max = 100
 cocreation_model_rows_max = 10_000_000
+# A training's lease on its model (renewed a third of the way through: a server that stopped leaves a
+# RUNNING model whose lease lapses, and the next call that reads it resumes it) and the runs a model may
+# start before it fails as TRAINING_INTERRUPTED (a training that keeps stopping its server is not retried
+# forever).
+cocreation_model_lease_ms_default = 30_000
+cocreation_model_lease_ms_min = 100
+cocreation_model_lease_ms_max = 600_000
+cocreation_model_runs_max = 3
 # The expiry sweep: collaborations one pass handles, and the longest interval between passes.
 cocreation_expiries_per_sweep_max = 100
 cocreation_expiry_sweep_s_max = 3600

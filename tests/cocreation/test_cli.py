@@ -59,14 +59,14 @@ async def test_the_insurance_case_through_the_command_line(
         "--column", "buyer:string:join_key", "--column", "category:string:dimension",
         "--column", "returns:int64:measure",
         "--group-by", "category", "--filter", "category", "--aggregate", "returns:sum",
-        "--min-group-size", str(THRESHOLD),
+        "--min-group-size", str(THRESHOLD), "--train", "returns",
     )  # fmt: skip
     await insurer.json(
         "register", collaboration, "claims",
         "--column", "buyer:string:join_key", "--column", "category:string:never_output",
         "--column", "claimed:int64:measure", "--column", "claim_minor:int64:measure",
         "--column", "note:string:never_output",
-        "--aggregate", "claimed:sum,avg", "--min-group-size", str(THRESHOLD),
+        "--aggregate", "claimed:sum,avg", "--min-group-size", str(THRESHOLD), "--train", "claimed",
     )  # fmt: skip
 
     secret = tmp_path / "secret"
@@ -97,6 +97,19 @@ async def test_the_insurance_case_through_the_command_line(
     table = await platform.run(*query, as_json=False)
     assert "1 suppressed" in table.stdout
 
+    trained = await platform.json(
+        "train", collaboration, "--dataset", "orders", "--dataset", "claims",
+        "--feature", "orders.returns", "--label", "claims.claimed",
+    )  # fmt: skip
+    model = trained["model"]
+    assert model["state"] == "STATE_SUCCEEDED", model
+    # Every member sees the models; only those that receive results see their fit.
+    (mine,) = (await platform.json("models", collaboration))["models"]
+    assert mine["modelId"] == model["modelId"] and mine["fit"] == model["fit"]
+    (theirs,) = (await insurer.json("models", collaboration))["models"]
+    assert theirs["modelId"] == model["modelId"] and "fit" not in theirs
+    assert model["modelId"] in (await platform.run("models", collaboration, as_json=False)).stdout
+
     # The insurer may not receive results; the outsider does not learn the collaboration exists.
     refused = await insurer.run(*query, exit_code=EXIT_CALL_FAILED)
     assert "ABILITY_MISSING" in refused.stderr
@@ -121,12 +134,17 @@ async def test_differential_privacy_through_the_command_line(
     }
     shown = await platform.run("get", collaboration, as_json=False)
     assert "budget epsilon 1 per member; a query costs 0.5" in shown.stdout
+    # The creator changes the budget while no dataset is uploaded.
+    changed = await platform.json(
+        "set-privacy", collaboration, "--dp-budget-epsilon", "1.5", "--dp-query-epsilon", "0.5"
+    )
+    assert changed["collaboration"]["differentialPrivacy"]["budgetEpsilonMicro"] == "1500000"
     await platform.json(
         "register", collaboration, "orders",
         "--column", "buyer:string:join_key", "--column", "category:string:dimension",
         "--column", "returns:int64:measure",
         "--group-by", "category", "--aggregate", "returns:sum", "--min-group-size", str(THRESHOLD),
-        "--rows-per-key", "2", "--bounds", "returns:0:2",
+        "--rows-per-key", "2", "--bounds", "returns:0:2", "--train", "category", "--train", "returns",
     )  # fmt: skip
     secret = tmp_path / "secret"
     secret.write_bytes(SECRET)
@@ -139,11 +157,18 @@ async def test_differential_privacy_through_the_command_line(
         "query", collaboration, "--dataset", "orders",
         "--group-by", "orders.category", "--aggregate", "count", "--aggregate", "sum:orders.returns",
     )  # fmt: skip
+    training = (
+        "train", collaboration, "--dataset", "orders", "--feature", "orders.category",
+        "--label", "orders.returns", "--preview",
+    )  # fmt: skip
+    priced = await platform.run(*training, as_json=False)
+    assert "costs epsilon 0.5; 1 of 1.5 would be left" in priced.stdout
     preview = await platform.run(*query, "--preview", as_json=False)
-    assert "costs epsilon 0.5; 0.5 of 1 would be left" in preview.stdout
+    assert "costs epsilon 0.5; 1 of 1.5 would be left" in preview.stdout
     answered = await platform.run(*query, as_json=False)
     assert "noised: OpenDP" in answered.stdout
-    assert "costs epsilon 0.5; 0.5 of 1 left" in answered.stdout
+    assert "costs epsilon 0.5; 1 of 1.5 left" in answered.stdout
+    await platform.json(*query)
     await platform.json(*query)
     spent = await platform.run(*query, exit_code=EXIT_CALL_FAILED)
     assert "PRIVACY_BUDGET_EXHAUSTED" in spent.stderr

@@ -7,6 +7,7 @@ Every request that breaks a rule is refused before a row is read."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from decimal import Decimal
 
 import pyarrow as pa
@@ -37,9 +38,22 @@ POLLS_MAX = 600
 async def shipping(clients: dict[str, AsyncClient], flight: FlightProcess) -> str:
     """The platform (every ability) and the bank as the insurer (every ability), the orders and the policies
     of the synthetic case uploaded by their owners."""
+    return await shipping_case(clients, flight)
+
+
+async def shipping_case(
+    clients: dict[str, AsyncClient],
+    flight: FlightProcess,
+    privacy: pb.DifferentialPrivacy | None = None,
+    bounds: Sequence[pb.MeasureBounds] = (),
+) -> str:
+    """The synthetic case's collaboration (with differential privacy when `privacy` is set, and the
+    orders' rule bounding the measures `bounds` names), its datasets uploaded; its id."""
     platform, bank = clients["platform"], clients["bank"]
-    collaboration_id = await platform_with_bank(platform, bank, ALL_ABILITIES)
-    await platform.cocreation.RegisterDataset(shipping_orders_dataset(collaboration_id))
+    collaboration_id = await platform_with_bank(platform, bank, ALL_ABILITIES, privacy)
+    orders = shipping_orders_dataset(collaboration_id)
+    orders.rule.measure_bounds.extend(bounds)
+    await platform.cocreation.RegisterDataset(orders)
     await bank.cocreation.RegisterDataset(shipping_policies_dataset(collaboration_id))
     case = generate(ORDERS, POLICIES, seed=7)
     keys = demo_keys()
@@ -254,3 +268,30 @@ async def test_an_expired_collaboration_trains_and_scores_nothing(
         with pytest.raises(JubaoError) as expired:
             client.score_dataset(collaboration_id, "m-any", "orders").read_all()
         assert expired.value.reason == Reason.COLLABORATION_EXPIRED
+
+
+async def test_members_list_the_models_page_by_page(clients: dict[str, AsyncClient], shipping: str) -> None:
+    bank, platform = clients["bank"], clients["platform"]
+    first = await trained(bank, _training(shipping, request_id="list-1"))
+    second = await trained(platform, _training(shipping, features=FEATURES[1:], request_id="list-2"))
+    listed: list[pb.Model] = []
+    request = pb.ListModelsRequest(collaboration_id=shipping, page_size=1)
+    for _ in range(3):
+        page = await platform.cocreation.ListModels(request)
+        assert len(page.models) <= 1
+        listed += page.models
+        if not page.next_page_token:
+            break
+        request.page_token = page.next_page_token
+    assert sorted(m.model_id for m in listed) == sorted([first.model_id, second.model_id])
+    assert [m.model_id for m in listed] == sorted(m.model_id for m in listed)
+    # Each as GetModel shows it to the caller.
+    for model in listed:
+        got = (await platform.cocreation.GetModel(pb.GetModelRequest(name=model.name))).model
+        assert model == got and model.HasField("fit")
+    await refused(
+        clients["operator"].cocreation.ListModels(pb.ListModelsRequest(collaboration_id=shipping)),
+        Reason.COLLABORATION_NOT_FOUND,
+    )
+    other = pb.ListModelsRequest(collaboration_id="co-elsewhere", page_token=request.page_token)
+    await refused(platform.cocreation.ListModels(other), Reason.INVALID_PAGE_TOKEN)

@@ -170,6 +170,9 @@ class Reason(StrEnum):
     # FAILED_PRECONDITION (cocreation): the fit of a model on the joined rows did not converge (a
     # coefficient or metric is not finite)
     MODEL_NOT_CONVERGED = "MODEL_NOT_CONVERGED"
+    # FAILED_PRECONDITION (cocreation): a model's training was cut short (the servers running it stopped)
+    # as many times as a model may start one
+    TRAINING_INTERRUPTED = "TRAINING_INTERRUPTED"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -393,6 +393,7 @@ def model_to_pb(model: Model, receives: bool) -> pb.Model:
         error_message=model.error_message,
         create_time=timestamp(model.create_time_ms),
         update_time=timestamp(model.update_time_ms),
+        epsilon_micro=model.epsilon_micro,
     )
 
 

@@ -251,6 +251,12 @@ class Model(msgspec.Struct, frozen=True):
     fit: Fit | None = None
     error_reason: str = ""
     error_message: str = ""
+    # Differential privacy: the epsilon its training spent (millionths; 0: an exact fit).
+    epsilon_micro: int = 0
+    # While RUNNING: the run holding it renews its lease; past `lease_until_ms` another server may take it
+    # over (`training.Models`). `runs`: the runs started, the first one included.
+    lease_until_ms: int = 0
+    runs: int = 0
 
 
 # Places of the decimals a model's coefficients and metrics are given with.
@@ -283,14 +289,16 @@ class AuditEntry(msgspec.Struct, frozen=True):
 
 
 class Spend(msgspec.Struct, frozen=True):
-    """A query's spend from its analyst's privacy budget, kept with what it answered: a retry of the same
-    request id answers it again (the same noise) and spends nothing."""
+    """A query's or a training's spend from its analyst's privacy budget. A query's is kept with what it
+    answered: a retry of the same request id answers it again (the same noise) and spends nothing. A
+    training's names its model (whose record keeps the noised fit)."""
 
     request_id: str
     epsilon_micro: int
-    audit: AuditEntry
+    audit: AuditEntry | None = None
     # The noised result (`query.encode_result`).
-    answer: bytes
+    answer: bytes = b""
+    model_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,10 +18,13 @@ from jubao_server.tenancy.model import Product
 
 
 async def _start(context: ProductContext[CocreationSettings]) -> Cocreation:
-    cocreation = Cocreation(context.backend, context.clock, context.settings.query_threads)
-    if context.settings.demo_orders:
-        await seed_demo(cocreation.store, context.clock, context.settings.demo_orders)
-    cocreation.start(context.settings.expiry_sweep_s)
+    settings = context.settings
+    cocreation = Cocreation(
+        context.backend, context.clock, settings.query_threads, model_lease_ms=settings.model_lease_ms
+    )
+    if settings.demo_orders:
+        await seed_demo(cocreation.store, context.clock, settings.demo_orders)
+    cocreation.start(settings.expiry_sweep_s)
     return cocreation
 
 

@@ -344,7 +344,10 @@ def compile_sql(checked: Plan) -> tuple[str, list[str | int]]:
     first = checked.datasets[0]
     key = f't0."{first.join_key}"'
     noise = checked.noise
-    sources = [_source(d, i, noise) for i, d in enumerate(checked.datasets)]
+    caps = noise.rows_per_join_key if noise is not None else (None,) * len(checked.datasets)
+    sources = [
+        capped_source(d, i, cap) for i, (d, cap) in enumerate(zip(checked.datasets, caps, strict=True))
+    ]
     source = sources[0]
     for dataset, joined in zip(checked.datasets[1:], sources[1:], strict=True):
         name = alias[dataset.dataset_id]
@@ -374,13 +377,13 @@ def compile_sql(checked: Plan) -> tuple[str, list[str | int]]:
     return sql, parameters
 
 
-def _source(dataset: Dataset, index: int, noise: Noise | None) -> str:
-    """Dataset `index` as the query reads it: whole, or under differential privacy at most its rule's
-    rows of one join key (which rows is arbitrary: any of them bounds the person's contribution)."""
+def capped_source(dataset: Dataset, index: int, cap: int | None) -> str:
+    """Dataset `index` as an analysis reads it: whole (`cap` None), or under differential privacy at most
+    `cap` rows of one join key, its rule's (which rows is arbitrary: any of them bounds the person's
+    contribution)."""
     name = f"t{index}"
-    if noise is None:
+    if cap is None:
         return name
-    cap = noise.rows_per_join_key[index]
     key = f'"{dataset.join_key}"'
     return f"(SELECT * FROM {name} QUALIFY row_number() OVER (PARTITION BY {key}) <= {cap}) AS {name}"
 

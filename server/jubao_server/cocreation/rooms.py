@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 
 import structlog
+from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.clock import Clock
@@ -33,7 +34,7 @@ from jubao_server.cocreation.model import (
     collaboration_not_found,
     conflict,
 )
-from jubao_server.cocreation.privacy import Cost, cost_of
+from jubao_server.cocreation.privacy import Cost, Noise, TrainingNoise, cost_of
 from jubao_server.cocreation.query import (
     Plan,
     Result,
@@ -45,8 +46,9 @@ from jubao_server.cocreation.query import (
     run,
 )
 from jubao_server.cocreation.store import CocreationStore
-from jubao_server.cocreation.training import Models
-from jubao_server.errors import ApiError, invalid
+from jubao_server.cocreation.training import Models, model_id_of
+from jubao_server.cocreation.training import plan as training_plan
+from jubao_server.errors import ApiError, already_exists, invalid
 from jubao_server.invariants import ensure
 from jubao_server.storage.contract import StorageBackend, StorageError
 
@@ -54,13 +56,20 @@ log = structlog.get_logger("jubao.cocreation")
 
 
 class Cocreation:
-    def __init__(self, backend: StorageBackend, clock: Clock, query_threads: int = 1) -> None:
+    def __init__(
+        self,
+        backend: StorageBackend,
+        clock: Clock,
+        query_threads: int = 1,
+        *,
+        model_lease_ms: int = limits.cocreation_model_lease_ms_default,
+    ) -> None:
         self.backend = backend
         self.clock = clock
         self.store = CocreationStore(backend, clock)
         self._query_threads = query_threads
         self._sweeper: asyncio.Task[None] | None = None
-        self.models = Models(self.store, clock, query_threads)
+        self.models = Models(self.store, clock, query_threads, model_lease_ms)
 
     def start(self, sweep_s: float) -> None:
         """Sweep expired collaborations every `sweep_s`."""
@@ -258,33 +267,94 @@ class Cocreation:
             audit_id = hashlib.sha256(f"{tenant_id}\n{request_id}".encode()).hexdigest()[:32]
             entry = audit_entry(audit_id, self.clock.wall_ms(), tenant_id, checked, result)
             spend = Spend(request_id, noise.epsilon_micro, entry, encode_result(result))
-            for _ in range(limits.cocreation_spend_attempts_max):
-                outcome = await self.store.spend(collaboration_id, tenant_id, spent, spend)
-                spent = outcome.spent_epsilon_micro
-                if outcome.applied or outcome.earlier is not None:
-                    earlier = outcome.earlier or spend
-                    break
-                cost_of(privacy, noise, spent)
-        if earlier is None:
-            raise conflict(collaboration_id)
+            earlier, spent = await self._pay(
+                tenant_id, collaboration_id, privacy=privacy, noise=noise, spend=spend, spent=spent
+            )
+        if earlier is None or earlier.audit is None:
+            raise _reused(request_id)
         await self.store.audit(collaboration_id, earlier.audit)
         remaining = privacy.budget_epsilon_micro - spent
         return decode_result(earlier.answer), Cost(
             earlier.epsilon_micro, privacy.budget_epsilon_micro, remaining
         )
 
-    async def train(self, tenant_id: str, collaboration_id: str, request_id: str, spec: ModelSpec) -> Model:
-        """Start training a model for `tenant_id` (see `training.py`), or answer the one a retry started."""
+    async def _pay(
+        self,
+        tenant_id: str,
+        collaboration_id: str,
+        *,
+        privacy: Privacy,
+        noise: Noise | TrainingNoise,
+        spend: Spend,
+        spent: int,
+    ) -> tuple[Spend, int]:
+        """Write `spend` on the budget that had spent `spent` (one conditional batch), re-checked against
+        the new total while other spends win; the spend that holds the request id (`spend`, or the one a
+        first attempt wrote) and the total spent. PRIVACY_BUDGET_EXHAUSTED when another spend emptied the
+        budget meanwhile."""
+        for _ in range(limits.cocreation_spend_attempts_max):
+            outcome = await self.store.spend(collaboration_id, tenant_id, spent, spend)
+            spent = outcome.spent_epsilon_micro
+            if outcome.applied or outcome.earlier is not None:
+                return outcome.earlier or spend, spent
+            cost_of(privacy, noise, spent)
+        raise conflict(collaboration_id)
+
+    async def preview_training(
+        self, tenant_id: str, collaboration_id: str, spec: ModelSpec, epsilon_micro: int = 0
+    ) -> Cost | None:
+        """What training the model would cost `tenant_id` and what its budget would have left (None
+        without differential privacy), or the error it would fail with; nothing is read or spent."""
         room = await self.open_room(tenant_id, collaboration_id)
-        return await self.models.start(room, tenant_id, request_id, spec)
+        checked = training_plan(room, tenant_id, spec, epsilon_micro)
+        privacy = room.collaboration.privacy
+        if privacy is None or checked.noise is None:
+            return None
+        return cost_of(privacy, checked.noise, await self.store.spent(collaboration_id, tenant_id))
+
+    async def train(
+        self, tenant_id: str, collaboration_id: str, request_id: str, spec: ModelSpec, epsilon_micro: int = 0
+    ) -> Model:
+        """Start training a model for `tenant_id` (see `training.py`), or answer the one a retry started.
+        Under differential privacy the training is paid for before its model is stored, once per
+        `request_id` (a retry finds the spend naming its model and pays nothing)."""
+        room = await self.open_room(tenant_id, collaboration_id)
+        checked = training_plan(room, tenant_id, spec, epsilon_micro)
+        model_id = model_id_of(tenant_id, request_id)
+        privacy = room.collaboration.privacy
+        if privacy is not None and checked.noise is not None:
+            if not request_id:
+                raise invalid("request_id", "required: the collaboration has differential privacy")
+            spend = Spend(request_id, checked.noise.epsilon_micro, model_id=model_id)
+            earlier = await self.store.spend_of(collaboration_id, tenant_id, request_id)
+            if earlier is None:
+                spent = await self.store.spent(collaboration_id, tenant_id)
+                cost_of(privacy, checked.noise, spent)
+                earlier, _ = await self._pay(
+                    tenant_id,
+                    collaboration_id,
+                    privacy=privacy,
+                    noise=checked.noise,
+                    spend=spend,
+                    spent=spent,
+                )
+            if (earlier.model_id, earlier.epsilon_micro) != (model_id, spend.epsilon_micro):
+                raise _reused(request_id)
+        return await self.models.start(room, tenant_id, model_id, checked)
 
     async def model(self, tenant_id: str, collaboration_id: str, model_id: str) -> tuple[Model, bool]:
-        """A model of a collaboration `tenant_id` sees, and whether it may receive its fit (an active
-        member with the receive-results ability)."""
+        """A model of a collaboration `tenant_id` sees, and whether it may receive its fit."""
         room = await self.room(tenant_id, collaboration_id)
-        member = room.members[tenant_id]
-        receives = member.state is MemberState.ACTIVE and Ability.RECEIVE_RESULTS in member.abilities
-        return await self.models.get(room, model_id), receives
+        return await self.models.get(room, model_id), _receives(room, tenant_id)
+
+    async def models_page(
+        self, tenant_id: str, collaboration_id: str, after: str | None, size: int
+    ) -> tuple[list[Model], bool, str | None]:
+        """The models of a collaboration `tenant_id` sees, by id after `after`, whether it may receive
+        their fits, and where the next page starts (the same visibility as `model`)."""
+        room = await self.room(tenant_id, collaboration_id)
+        models, next_after = await self.models.page(room, after, size)
+        return models, _receives(room, tenant_id), next_after
 
     async def audit(
         self, tenant_id: str, collaboration_id: str, after: tuple[int, str] | None, size: int
@@ -299,6 +369,16 @@ class Cocreation:
         for dataset in datasets:
             if dataset.state is DatasetState.WITHDRAWN:
                 await self.store.delete_rows(dataset.owner, dataset.collaboration_id, dataset.dataset_id)
+
+
+def _reused(request_id: str) -> ApiError:
+    return already_exists(Reason.REQUEST_ID_REUSED, f"request id {request_id} spent on another analysis")
+
+
+def _receives(room: Room, tenant_id: str) -> bool:
+    """Whether `tenant_id` may receive results in the room: an active member with the ability."""
+    member = room.members[tenant_id]
+    return member.state is MemberState.ACTIVE and Ability.RECEIVE_RESULTS in member.abilities
 
 
 def _collaboration_id(tenant_id: str, request_id: str) -> str:

@@ -92,7 +92,8 @@ class ScoresExport:
         room = await store.load(request.collaboration_id)
         if room is None:
             raise collaboration_not_found(request.collaboration_id)
-        model = await store.model(request.collaboration_id, request.model_id)
+        stored = await store.model_record(request.collaboration_id, request.model_id)
+        model = stored.model if stored is not None else None
         checked = _checked(room.open_to(tenant_id, clock.wall_ms()), tenant_id, model, request)
         scores = await _scores(store, checked)
         await store.audit(room.collaboration.collaboration_id, _audit_entry(checked, clock, scores))

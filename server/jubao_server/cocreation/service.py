@@ -229,10 +229,28 @@ class CocreationService(pb_grpc.CocreationServiceServicer):
     ) -> pb.StartTrainingResponse:
         spec = spec_of(request)
         tenant_id = _tenant_id()
-        model = await self._co.train(tenant_id, request.collaboration_id, request.request_id, spec)
+        collaboration_id = request.collaboration_id
+        if request.validate_only:
+            cost = await self._co.preview_training(tenant_id, collaboration_id, spec, request.epsilon_micro)
+            return pb.StartTrainingResponse(privacy_cost=cost_to_pb(cost))
+        model = await self._co.train(
+            tenant_id, collaboration_id, request.request_id, spec, request.epsilon_micro
+        )
         return pb.StartTrainingResponse(model=model_to_pb(model, receives=True))
 
     async def GetModel(self, request: pb.GetModelRequest, context: Context) -> pb.GetModelResponse:
         collaboration_id, model_id = model_ids(request.name)
         model, receives = await self._co.model(_tenant_id(), collaboration_id, model_id)
         return pb.GetModelResponse(model=model_to_pb(model, receives))
+
+    async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
+        checked_ids(collaboration_id=request.collaboration_id)
+        size = page_size(request.page_size)
+        tenant_id = _tenant_id()
+        query = self._pages.query(tenant_id, request)
+        models, receives, after = await self._co.models_page(
+            tenant_id, request.collaboration_id, query.start(), size
+        )
+        return pb.ListModelsResponse(
+            models=[model_to_pb(model, receives) for model in models], next_page_token=query.next(after)
+        )

@@ -45,6 +45,7 @@ from jubao_server.storage.contract import (
     Delete,
     Put,
     RowAbsent,
+    RowMatches,
     RowQuery,
     StaticMatches,
     StorageBackend,
@@ -60,6 +61,14 @@ _CHANGE_ATTEMPTS_MAX: Final = 8
 
 class ChecksumMismatch(Exception):
     """A stored chunk does not match its SHA-256."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredModel:
+    """A model and its record (msgspec JSON) as stored: what a conditional write of it compares."""
+
+    model: Model
+    record: bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,31 +279,65 @@ class CocreationStore:
 
     # Models
 
-    async def create_model(self, model: Model) -> Model:
-        """Store a new model's record; the record stored first when its id is taken (a retry)."""
+    async def create_model(self, model: Model) -> tuple[StoredModel, bool]:
+        """Store a new model's record: it, and True; or, when its id is taken (a retry), the record stored
+        first, and False."""
         partition = MODELS.partition(SHARED_SCOPE, model.collaboration_id)
-        put = Put((model.model_id,), {"record": msgspec.json.encode(model)})
+        record = msgspec.json.encode(model)
         outcome = await self._backend.write(
-            Batch(partition, (put,), conditions=(RowAbsent((model.model_id,)),))
+            Batch(
+                partition,
+                (Put((model.model_id,), {"record": record}),),
+                conditions=(RowAbsent((model.model_id,)),),
+            )
         )
         if outcome.applied:
-            return model
-        stored = await self.model(model.collaboration_id, model.model_id, serial=True)
+            return StoredModel(model, record), True
+        stored = await self.model_record(model.collaboration_id, model.model_id, serial=True)
         ensure(stored is not None, "a model whose id is taken can be read")
-        return stored if stored is not None else model
+        return (stored if stored is not None else StoredModel(model, record)), False
 
-    async def save_model(self, model: Model) -> None:
-        """The model's record as its run advanced (only the task running it writes it)."""
-        put = Put((model.model_id,), {"record": msgspec.json.encode(model)})
-        await self._backend.write(Batch(MODELS.partition(SHARED_SCOPE, model.collaboration_id), (put,)))
+    async def replace_model(self, previous: StoredModel, model: Model) -> StoredModel | None:
+        """Write `model` over `previous` if its record is still the one stored (one conditional batch): the
+        run that holds a model's lease writes it, and a server takes over a lapsed one, so that of two
+        writers that read the same record one wins. None when another writer changed it first."""
+        record = msgspec.json.encode(model)
+        key = (model.model_id,)
+        batch = Batch(
+            MODELS.partition(SHARED_SCOPE, model.collaboration_id),
+            (Put(key, {"record": record}),),
+            conditions=(RowMatches(key, {"record": previous.record}),),
+        )
+        return StoredModel(model, record) if (await self._backend.write(batch)).applied else None
 
-    async def model(self, collaboration_id: str, model_id: str, *, serial: bool = False) -> Model | None:
+    async def model_record(
+        self, collaboration_id: str, model_id: str, *, serial: bool = False
+    ) -> StoredModel | None:
+        """A model and its record as stored (the condition of a `replace_model`)."""
         row = await self._backend.read_row(
             MODELS.partition(SHARED_SCOPE, collaboration_id),
             (model_id,),
             Consistency.SERIAL if serial else Consistency.DEFAULT,
         )
-        return None if row is None else msgspec.json.decode(_blob(row["record"]), type=Model)
+        if row is None:
+            return None
+        record = _blob(row["record"])
+        return StoredModel(msgspec.json.decode(record, type=Model), record)
+
+    async def models_page(
+        self, collaboration_id: str, after: str | None, limit: int
+    ) -> tuple[list[StoredModel], str | None]:
+        """The collaboration's models in id order after `after`, and where the next page starts (None: the
+        end)."""
+        query = RowQuery(
+            MODELS.partition(SHARED_SCOPE, collaboration_id),
+            lower=Bound((after,), inclusive=False) if after is not None else None,
+            limit=limit,
+        )
+        page = await self._backend.read_page(query)
+        records = [_blob(row["record"]) for row in page.rows]
+        models = [StoredModel(msgspec.json.decode(r, type=Model), r) for r in records]
+        return models, (models[-1].model.model_id if models and page.next_after is not None else None)
 
     # Rows
 

@@ -71,6 +71,39 @@ def _epsilon_micro(option: str, value: str) -> int:
     return int(micro)
 
 
+BudgetEpsilonOption = Annotated[
+    str,
+    typer.Option(
+        "--dp-budget-epsilon",
+        help="Differential privacy: the epsilon each member may spend on queries and trainings (e.g. 3).",
+    ),
+]
+QueryEpsilonOption = Annotated[
+    str,
+    typer.Option(
+        "--dp-query-epsilon", help="With --dp-budget-epsilon: a query's or training's cost (e.g. 0.5)."
+    ),
+]
+
+
+PreviewOption = Annotated[
+    bool, typer.Option("--preview", help="Differential privacy: show the cost and the budget left only.")
+]
+EpsilonOption = Annotated[
+    str,
+    typer.Option(
+        "--epsilon", help="Differential privacy: spend this epsilon (default: the collaboration's)."
+    ),
+]
+
+
+def _differential_privacy(budget_epsilon: str, query_epsilon: str) -> pb.DifferentialPrivacy:
+    return pb.DifferentialPrivacy(
+        budget_epsilon_micro=_epsilon_micro("--dp-budget-epsilon", budget_epsilon),
+        query_epsilon_micro=_epsilon_micro("--dp-query-epsilon", query_epsilon),
+    )
+
+
 def _epsilon(micro: int) -> str:
     return str(decimal.Decimal(micro) / _MICRO)
 
@@ -93,29 +126,14 @@ def create(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Its display name.")],
     abilities: AbilityOption,
     days: Annotated[int, typer.Option("--days", min=1, max=366, help="Days until it expires.")] = 30,
-    budget_epsilon: Annotated[
-        str,
-        typer.Option(
-            "--dp-budget-epsilon",
-            help="Differential privacy: the epsilon each member may spend on queries (e.g. 3); unset: none.",
-        ),
-    ] = "",
-    query_epsilon: Annotated[
-        str, typer.Option("--dp-query-epsilon", help="With --dp-budget-epsilon: a query's cost (e.g. 0.5).")
-    ] = "0.5",
+    budget_epsilon: BudgetEpsilonOption = "",
+    query_epsilon: QueryEpsilonOption = "0.5",
     request_id: RequestIdOption = "",
 ) -> None:
     """Create a collaboration whose only member is you, with the abilities you give yourself (and
     differential privacy for every query when --dp-budget-epsilon is set)."""
     expire = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=days)
-    privacy = (
-        pb.DifferentialPrivacy(
-            budget_epsilon_micro=_epsilon_micro("--dp-budget-epsilon", budget_epsilon),
-            query_epsilon_micro=_epsilon_micro("--dp-query-epsilon", query_epsilon),
-        )
-        if budget_epsilon
-        else None
-    )
+    privacy = _differential_privacy(budget_epsilon, query_epsilon) if budget_epsilon else None
     request = pb.CreateCollaborationRequest(
         request_id=request_id,
         display_name=name,
@@ -148,6 +166,27 @@ def list_collaborations(ctx: typer.Context) -> None:
             lambda r: r.collaborations,
         )
     emit(ctx, pb.ListCollaborationsResponse(collaborations=found), lambda: _collaborations_table(found))
+
+
+@app.command("set-privacy")
+def set_privacy(
+    ctx: typer.Context,
+    collaboration_id: CollaborationArgument,
+    *,
+    budget_epsilon: BudgetEpsilonOption,
+    query_epsilon: QueryEpsilonOption = "0.5",
+    request_id: RequestIdOption = "",
+) -> None:
+    """Turn differential privacy on for a collaboration you created, or change its budgets, while none of
+    its datasets has been uploaded. Epsilon already spent stays spent."""
+    request = pb.SetDifferentialPrivacyRequest(
+        request_id=request_id,
+        collaboration_id=collaboration_id,
+        differential_privacy=_differential_privacy(budget_epsilon, query_epsilon),
+    )
+    with connect(ctx) as client:
+        response = client.cocreation.SetDifferentialPrivacy(request)
+    emit(ctx, response, lambda: _collaboration_record(response.collaboration))
 
 
 @app.command()
@@ -351,18 +390,8 @@ def query(
         list[str] | None,
         typer.Option("--filter", metavar="DATASET.COLUMN=V1,V2", help="Keep rows with these values."),
     ] = None,
-    preview: Annotated[
-        bool,
-        typer.Option(
-            "--preview", help="Differential privacy: show the query's cost and the budget left only."
-        ),
-    ] = False,
-    epsilon: Annotated[
-        str,
-        typer.Option(
-            "--epsilon", help="Differential privacy: spend this epsilon (default: the collaboration's)."
-        ),
-    ] = "",
+    preview: PreviewOption = False,
+    epsilon: EpsilonOption = "",
     request_id: RequestIdOption = "",
 ) -> None:
     """Aggregate over the join of datasets on their join keys, within every owner's rule. Groups of too few
@@ -383,7 +412,7 @@ def query(
     with connect(ctx) as client:
         response = client.cocreation.RunQuery(request)
     if preview:
-        emit(ctx, response, lambda: text(_cost(response)))
+        emit(ctx, response, lambda: text(_cost(_privacy_cost(response))))
     else:
         emit(ctx, response, lambda: _result_table(response))
 
@@ -399,10 +428,14 @@ def train(
     ],
     label: Annotated[str, typer.Option("--label", metavar="DATASET.COLUMN", help="The 0/1 label.")],
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it is trained.")] = True,
+    preview: PreviewOption = False,
+    epsilon: EpsilonOption = "",
     request_id: RequestIdOption = "",
 ) -> None:
     """Train a logistic regression on the join of datasets inside jubao (a long-running operation): you
-    receive its coefficients and fit, never rows. Every column must be among its owner's training columns."""
+    receive its coefficients and fit, never rows. Every column must be among its owner's training columns.
+    With differential privacy the fit is noised and paid for from your budget (once per --request-id);
+    --preview shows the cost first."""
     request = pb.StartTrainingRequest(
         request_id=request_id,
         collaboration_id=collaboration_id,
@@ -412,9 +445,15 @@ def train(
             label=_ref("--label", label),
             family=pb.MODEL_FAMILY_LOGISTIC,
         ),
+        validate_only=preview,
+        epsilon_micro=_epsilon_micro("--epsilon", epsilon) if epsilon else 0,
     )
     with connect(ctx) as client:
-        model = client.cocreation.StartTraining(request).model
+        response = client.cocreation.StartTraining(request)
+        if preview:
+            emit(ctx, response, lambda: text(_cost(_privacy_cost(response))))
+            return
+        model = response.model
         if wait and not model.done:
             model = _follow(client, model)
     emit(ctx, pb.GetModelResponse(model=model), lambda: _model_record(model))
@@ -427,6 +466,34 @@ def get_model(ctx: typer.Context, collaboration_id: CollaborationArgument, model
     with connect(ctx) as client:
         response = client.cocreation.GetModel(pb.GetModelRequest(name=name))
     emit(ctx, response, lambda: _model_record(response.model))
+
+
+@app.command()
+def models(ctx: typer.Context, collaboration_id: CollaborationArgument) -> None:
+    """List the collaboration's models: trainer, state, label and, if you receive results, rows fitted."""
+    with connect(ctx) as client:
+        found = list_all(
+            client.cocreation.ListModels,
+            pb.ListModelsRequest(collaboration_id=collaboration_id, page_size=PAGE_SIZE),
+            lambda r: r.models,
+        )
+    emit(ctx, pb.ListModelsResponse(models=found), lambda: _models_table(found))
+
+
+def _models_table(found: list[pb.Model]) -> Table:
+    headers = ("MODEL", "TRAINER", "STATE", "LABEL", "ROWS", "UPDATED")
+    rows = [
+        [
+            m.model_id,
+            m.trainer_tenant_id,
+            enum_label(pb.Model.State.Name(m.state), "STATE_"),
+            f"{m.spec.label.dataset_id}.{m.spec.label.column}",
+            str(m.fit.rows) if m.HasField("fit") else "-",
+            time_label(m.update_time),
+        ]
+        for m in found
+    ]
+    return list_table(headers, rows)
 
 
 @app.command()
@@ -516,11 +583,16 @@ def _model_record(model: pb.Model) -> Table:
         fields += [
             ("reference levels", ", ".join(fit.reference_levels) or "-"),
             ("rows", f"{fit.rows} ({fit.positives} positive)"),
-            ("auc", fit.auc),
-            ("log-loss", fit.log_loss),
-            ("deviance", f"{fit.deviance} (null {fit.null_deviance})"),
-            ("levels pooled", f"{fit.levels_pooled} (under {fit.min_group_size} keys)"),
         ]
+        if not model.epsilon_micro:
+            fields += [
+                ("auc", fit.auc),
+                ("log-loss", fit.log_loss),
+                ("deviance", f"{fit.deviance} (null {fit.null_deviance})"),
+                ("levels pooled", f"{fit.levels_pooled} (under {fit.min_group_size} keys)"),
+            ]
+    if model.epsilon_micro:
+        fields.append(("differential privacy", f"noised; epsilon {_epsilon(model.epsilon_micro)} spent"))
     return record_table(fields)
 
 
@@ -548,16 +620,19 @@ def _bounds(spec: str) -> pb.MeasureBounds:
     return pb.MeasureBounds(column=parts[0], lower=int(parts[1]), upper=int(parts[2]))
 
 
-def _cost(response: pb.RunQueryResponse, *, ran: bool = False) -> str:
-    """A query's cost and the budget left after it (`ran`: it did run)."""
-    if not response.HasField("privacy_cost"):
-        return "the query is valid; no differential privacy: it costs nothing"
-    cost = response.privacy_cost
+def _cost(cost: pb.PrivacyCost | None, *, ran: bool = False) -> str:
+    """A query's or training's cost and the budget left after it (`ran`: it did run)."""
+    if cost is None:
+        return "it is valid; no differential privacy: it costs nothing"
     left = "left" if ran else "would be left"
     return (
         f"costs epsilon {_epsilon(cost.epsilon_micro)}; {_epsilon(cost.remaining_epsilon_micro)} of"
         f" {_epsilon(cost.budget_epsilon_micro)} {left}"
     )
+
+
+def _privacy_cost(response: pb.RunQueryResponse | pb.StartTrainingResponse) -> pb.PrivacyCost | None:
+    return response.privacy_cost if response.HasField("privacy_cost") else None
 
 
 def _ref(option: str, spec: str) -> pb.ColumnRef:
@@ -677,6 +752,6 @@ def _result_table(response: pb.RunQueryResponse) -> Table:
         table.caption = (
             f"{len(result.rows)} groups (at least {result.min_group_size} people, noised count);"
             f" noised: {result.noise.mechanism}, epsilon {_epsilon(result.noise.epsilon_micro)};"
-            f" {_cost(response, ran=True)}; {result.rows_scanned} rows scanned"
+            f" {_cost(_privacy_cost(response), ran=True)}; {result.rows_scanned} rows scanned"
         )
     return table

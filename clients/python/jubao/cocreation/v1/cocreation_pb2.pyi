@@ -1634,7 +1634,9 @@ Global___Coefficient: _TypeAlias = Coefficient  # noqa: Y015
 @_typing.final
 class ModelFit(_message.Message):
     """How well a trained model fits the rows it was trained on: decimals with 6
-    places, as strings.
+    places, as strings. Under differential privacy rows and positives are
+    noised counts, the coefficients are noised, levels_pooled is 0 and the fit
+    metrics (auc, log_loss, deviance, null_deviance) are empty: not released.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -1753,6 +1755,7 @@ class Model(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    EPSILON_MICRO_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"collaborations/{collaboration_id}/models/{model_id}"."""
     collaboration_id: _builtins.str
@@ -1768,6 +1771,8 @@ class Model(_message.Message):
     error_reason: _builtins.str
     """Set once FAILED: the ErrorInfo reason and message it failed with."""
     error_message: _builtins.str
+    epsilon_micro: _builtins.int
+    """With differential privacy: the epsilon its training spent, in millionths."""
     @_builtins.property
     def spec(self) -> Global___ModelSpec: ...
     @_builtins.property
@@ -1795,10 +1800,11 @@ class Model(_message.Message):
         error_message: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        epsilon_micro: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "fit", b"fit", "spec", b"spec", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration_id", b"collaboration_id", "create_time", b"create_time", "done", b"done", "error_message", b"error_message", "error_reason", b"error_reason", "fit", b"fit", "model_id", b"model_id", "name", b"name", "phase", b"phase", "rows_read", b"rows_read", "spec", b"spec", "state", b"state", "trainer_tenant_id", b"trainer_tenant_id", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration_id", b"collaboration_id", "create_time", b"create_time", "done", b"done", "epsilon_micro", b"epsilon_micro", "error_message", b"error_message", "error_reason", b"error_reason", "fit", b"fit", "model_id", b"model_id", "name", b"name", "phase", b"phase", "rows_read", b"rows_read", "spec", b"spec", "state", b"state", "trainer_tenant_id", b"trainer_tenant_id", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1811,8 +1817,19 @@ class StartTrainingRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     COLLABORATION_ID_FIELD_NUMBER: _builtins.int
     SPEC_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    EPSILON_MICRO_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """Required with differential privacy (the budget is spent once per id)."""
     collaboration_id: _builtins.str
+    validate_only: _builtins.bool
+    """Check the training and answer its cost, reading, spending and storing
+    nothing.
+    """
+    epsilon_micro: _builtins.int
+    """With differential privacy: the epsilon to spend (0: the collaboration's
+    query_epsilon_micro); more epsilon, less noise.
+    """
     @_builtins.property
     def spec(self) -> Global___ModelSpec: ...
     def __init__(
@@ -1821,10 +1838,12 @@ class StartTrainingRequest(_message.Message):
         request_id: _builtins.str = ...,
         collaboration_id: _builtins.str = ...,
         spec: Global___ModelSpec | None = ...,
+        validate_only: _builtins.bool = ...,
+        epsilon_micro: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration_id", b"collaboration_id", "request_id", b"request_id", "spec", b"spec"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration_id", b"collaboration_id", "epsilon_micro", b"epsilon_micro", "request_id", b"request_id", "spec", b"spec", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1835,16 +1854,24 @@ class StartTrainingResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MODEL_FIELD_NUMBER: _builtins.int
+    PRIVACY_COST_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def model(self) -> Global___Model: ...
+    def model(self) -> Global___Model:
+        """Unset for validate_only."""
+
+    @_builtins.property
+    def privacy_cost(self) -> Global___PrivacyCost:
+        """With differential privacy: what the training costs and the budget left."""
+
     def __init__(
         self,
         *,
         model: Global___Model | None = ...,
+        privacy_cost: Global___PrivacyCost | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "privacy_cost", b"privacy_cost"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "privacy_cost", b"privacy_cost"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1889,6 +1916,55 @@ class GetModelResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetModelResponse: _TypeAlias = GetModelResponse  # noqa: Y015
+
+@_typing.final
+class ListModelsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLABORATION_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    collaboration_id: _builtins.str
+    page_size: _builtins.int
+    """At most 500; 0 means 50."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        collaboration_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration_id", b"collaboration_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelsRequest: _TypeAlias = ListModelsRequest  # noqa: Y015
+
+@_typing.final
+class ListModelsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODELS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___Model]: ...
+    def __init__(
+        self,
+        *,
+        models: _abc.Iterable[Global___Model] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelsResponse: _TypeAlias = ListModelsResponse  # noqa: Y015
 
 @_typing.final
 class ScoreDatasetRows(_message.Message):

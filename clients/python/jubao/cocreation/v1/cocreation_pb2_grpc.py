@@ -70,7 +70,10 @@ class CocreationServiceStub:
     or a scoring holds fewer join keys than the
     threshold), MODEL_NOT_TRAINED, MODEL_NOT_CONVERGED
     (a model's fit gave a coefficient or metric that
-    is not finite: the model's error)
+    is not finite: the model's error),
+    TRAINING_INTERRUPTED (a model's training was cut
+    short by servers stopping 3 times: the model's
+    error)
     RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
     the query costs more epsilon than the caller has left)
     UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -163,6 +166,11 @@ class CocreationServiceStub:
                 request_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelRequest.SerializeToString,
                 response_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelResponse.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/jubao.cocreation.v1.CocreationService/ListModels',
+                request_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
 
 
 class CocreationServiceServicer:
@@ -210,7 +218,10 @@ class CocreationServiceServicer:
     or a scoring holds fewer join keys than the
     threshold), MODEL_NOT_TRAINED, MODEL_NOT_CONVERGED
     (a model's fit gave a coefficient or metric that
-    is not finite: the model's error)
+    is not finite: the model's error),
+    TRAINING_INTERRUPTED (a model's training was cut
+    short by servers stopping 3 times: the model's
+    error)
     RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
     the query costs more epsilon than the caller has left)
     UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -362,8 +373,18 @@ class CocreationServiceServicer:
         no coefficient of its own (it is pooled with the most frequent level).
         The run is recorded in the audit log; members receive coefficients and
         fit metrics, never rows. Sent again with the same request_id, it answers
-        the same model (and runs it again if a restart of the server cut it
-        short); with another body, REQUEST_ID_REUSED.
+        the same model; with another body, REQUEST_ID_REUSED. A training whose
+        server stopped is resumed (run again from its request, checked again
+        against the collaboration) by the next StartTraining, GetModel or
+        ListModels that reads it once its lease has lapsed, at most 3 runs.
+
+        With differential privacy on, the fit is noised (output perturbation of
+        an L2-regularised logistic regression, see ModelFit) and the training
+        spends epsilon from the caller's budget when it starts, once per
+        request_id (required). validate_only answers the cost and the budget left
+        without reading rows, spending or storing a model; a training the budget
+        left cannot pay for is RESOURCE_EXHAUSTED PRIVACY_BUDGET_EXHAUSTED, and
+        nothing is stored. Every numeric feature needs its owner's measure_bounds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -375,6 +396,15 @@ class CocreationServiceServicer:
         receive-results ability, its coefficients and fit once trained. Its
         scores over one of the caller's datasets are downloaded over Arrow Flight
         (ScoreDatasetRows).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """ListModels lists the collaboration's models by id (AIP-158) to every
+        member that sees the collaboration, each as GetModel shows it to the
+        caller (the fit only to members with the receive-results ability).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -458,6 +488,11 @@ def add_CocreationServiceServicer_to_server(servicer, server):
                     request_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelRequest.FromString,
                     response_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelResponse.SerializeToString,
             ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListModelsRequest.FromString,
+                    response_serializer=jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListModelsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'jubao.cocreation.v1.CocreationService', rpc_method_handlers)
@@ -511,7 +546,10 @@ class CocreationService:
     or a scoring holds fewer join keys than the
     threshold), MODEL_NOT_TRAINED, MODEL_NOT_CONVERGED
     (a model's fit gave a coefficient or metric that
-    is not finite: the model's error)
+    is not finite: the model's error),
+    TRAINING_INTERRUPTED (a model's training was cut
+    short by servers stopping 3 times: the model's
+    error)
     RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
     the query costs more epsilon than the caller has left)
     UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -918,6 +956,33 @@ class CocreationService:
             '/jubao.cocreation.v1.CocreationService/GetModel',
             jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelRequest.SerializeToString,
             jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.GetModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jubao.cocreation.v1.CocreationService/ListModels',
+            jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListModelsRequest.SerializeToString,
+            jubao_dot_cocreation_dot_v1_dot_cocreation__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

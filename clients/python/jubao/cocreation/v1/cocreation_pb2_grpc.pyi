@@ -71,7 +71,10 @@ class CocreationServiceStub:
                            or a scoring holds fewer join keys than the
                            threshold), MODEL_NOT_TRAINED, MODEL_NOT_CONVERGED
                            (a model's fit gave a coefficient or metric that
-                           is not finite: the model's error)
+                           is not finite: the model's error),
+                           TRAINING_INTERRUPTED (a model's training was cut
+                           short by servers stopping 3 times: the model's
+                           error)
       RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
                            the query costs more epsilon than the caller has left)
       UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -173,8 +176,18 @@ class CocreationServiceStub:
     no coefficient of its own (it is pooled with the most frequent level).
     The run is recorded in the audit log; members receive coefficients and
     fit metrics, never rows. Sent again with the same request_id, it answers
-    the same model (and runs it again if a restart of the server cut it
-    short); with another body, REQUEST_ID_REUSED.
+    the same model; with another body, REQUEST_ID_REUSED. A training whose
+    server stopped is resumed (run again from its request, checked again
+    against the collaboration) by the next StartTraining, GetModel or
+    ListModels that reads it once its lease has lapsed, at most 3 runs.
+
+    With differential privacy on, the fit is noised (output perturbation of
+    an L2-regularised logistic regression, see ModelFit) and the training
+    spends epsilon from the caller's budget when it starts, once per
+    request_id (required). validate_only answers the cost and the budget left
+    without reading rows, spending or storing a model; a training the budget
+    left cannot pay for is RESOURCE_EXHAUSTED PRIVACY_BUDGET_EXHAUSTED, and
+    nothing is stored. Every numeric feature needs its owner's measure_bounds.
     """
     GetModel: _grpc.UnaryUnaryMultiCallable[_cocreation_pb2.GetModelRequest, _cocreation_pb2.GetModelResponse]
     """GetModel returns a model of the collaboration (MODEL_NOT_FOUND if none):
@@ -182,6 +195,11 @@ class CocreationServiceStub:
     receive-results ability, its coefficients and fit once trained. Its
     scores over one of the caller's datasets are downloaded over Arrow Flight
     (ScoreDatasetRows).
+    """
+    ListModels: _grpc.UnaryUnaryMultiCallable[_cocreation_pb2.ListModelsRequest, _cocreation_pb2.ListModelsResponse]
+    """ListModels lists the collaboration's models by id (AIP-158) to every
+    member that sees the collaboration, each as GetModel shows it to the
+    caller (the fit only to members with the receive-results ability).
     """
 
 @_typing.type_check_only
@@ -230,7 +248,10 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
                            or a scoring holds fewer join keys than the
                            threshold), MODEL_NOT_TRAINED, MODEL_NOT_CONVERGED
                            (a model's fit gave a coefficient or metric that
-                           is not finite: the model's error)
+                           is not finite: the model's error),
+                           TRAINING_INTERRUPTED (a model's training was cut
+                           short by servers stopping 3 times: the model's
+                           error)
       RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
                            the query costs more epsilon than the caller has left)
       UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -329,8 +350,18 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
     no coefficient of its own (it is pooled with the most frequent level).
     The run is recorded in the audit log; members receive coefficients and
     fit metrics, never rows. Sent again with the same request_id, it answers
-    the same model (and runs it again if a restart of the server cut it
-    short); with another body, REQUEST_ID_REUSED.
+    the same model; with another body, REQUEST_ID_REUSED. A training whose
+    server stopped is resumed (run again from its request, checked again
+    against the collaboration) by the next StartTraining, GetModel or
+    ListModels that reads it once its lease has lapsed, at most 3 runs.
+
+    With differential privacy on, the fit is noised (output perturbation of
+    an L2-regularised logistic regression, see ModelFit) and the training
+    spends epsilon from the caller's budget when it starts, once per
+    request_id (required). validate_only answers the cost and the budget left
+    without reading rows, spending or storing a model; a training the budget
+    left cannot pay for is RESOURCE_EXHAUSTED PRIVACY_BUDGET_EXHAUSTED, and
+    nothing is stored. Every numeric feature needs its owner's measure_bounds.
     """
     GetModel: _aio.UnaryUnaryMultiCallable[_cocreation_pb2.GetModelRequest, _cocreation_pb2.GetModelResponse]  # type: ignore[assignment]
     """GetModel returns a model of the collaboration (MODEL_NOT_FOUND if none):
@@ -338,6 +369,11 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
     receive-results ability, its coefficients and fit once trained. Its
     scores over one of the caller's datasets are downloaded over Arrow Flight
     (ScoreDatasetRows).
+    """
+    ListModels: _aio.UnaryUnaryMultiCallable[_cocreation_pb2.ListModelsRequest, _cocreation_pb2.ListModelsResponse]  # type: ignore[assignment]
+    """ListModels lists the collaboration's models by id (AIP-158) to every
+    member that sees the collaboration, each as GetModel shows it to the
+    caller (the fit only to members with the receive-results ability).
     """
 
 class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -385,7 +421,10 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
                            or a scoring holds fewer join keys than the
                            threshold), MODEL_NOT_TRAINED, MODEL_NOT_CONVERGED
                            (a model's fit gave a coefficient or metric that
-                           is not finite: the model's error)
+                           is not finite: the model's error),
+                           TRAINING_INTERRUPTED (a model's training was cut
+                           short by servers stopping 3 times: the model's
+                           error)
       RESOURCE_EXHAUSTED   PRIVACY_BUDGET_EXHAUSTED (with differential privacy:
                            the query costs more epsilon than the caller has left)
       UNAVAILABLE          CONCURRENT_MODIFICATION (another change of the same
@@ -566,8 +605,18 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
         no coefficient of its own (it is pooled with the most frequent level).
         The run is recorded in the audit log; members receive coefficients and
         fit metrics, never rows. Sent again with the same request_id, it answers
-        the same model (and runs it again if a restart of the server cut it
-        short); with another body, REQUEST_ID_REUSED.
+        the same model; with another body, REQUEST_ID_REUSED. A training whose
+        server stopped is resumed (run again from its request, checked again
+        against the collaboration) by the next StartTraining, GetModel or
+        ListModels that reads it once its lease has lapsed, at most 3 runs.
+
+        With differential privacy on, the fit is noised (output perturbation of
+        an L2-regularised logistic regression, see ModelFit) and the training
+        spends epsilon from the caller's budget when it starts, once per
+        request_id (required). validate_only answers the cost and the budget left
+        without reading rows, spending or storing a model; a training the budget
+        left cannot pay for is RESOURCE_EXHAUSTED PRIVACY_BUDGET_EXHAUSTED, and
+        nothing is stored. Every numeric feature needs its owner's measure_bounds.
         """
 
     @_abc_1.abstractmethod
@@ -581,6 +630,17 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
         receive-results ability, its coefficients and fit once trained. Its
         scores over one of the caller's datasets are downloaded over Arrow Flight
         (ScoreDatasetRows).
+        """
+
+    @_abc_1.abstractmethod
+    def ListModels(
+        self,
+        request: _cocreation_pb2.ListModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cocreation_pb2.ListModelsResponse, _abc.Awaitable[_cocreation_pb2.ListModelsResponse]]:
+        """ListModels lists the collaboration's models by id (AIP-158) to every
+        member that sees the collaboration, each as GetModel shows it to the
+        caller (the fit only to members with the receive-results ability).
         """
 
 def add_CocreationServiceServicer_to_server(servicer: CocreationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
