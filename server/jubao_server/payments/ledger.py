@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import msgspec
@@ -311,29 +311,34 @@ class Ledger:
         outcomes: list[Transfer | ApiError | HeldElsewhere | None],
     ) -> None:
         """Submit one chunk of a batch's items as one command; each item's answer once its credits landed
-        (or a bounded wait passed, as `_completed`)."""
+        (or a bounded wait passed, as `_completed`): what the chunk owes other shards is one outbox
+        entry, waited for once."""
         try:
             results = await shard.submit(Each(tuple(command for _, command in chunk)))
         except ApiError as error:
             for index, _ in chunk:
                 outcomes[index] = error
             return
+        owing = [
+            r.transfer_id for r in results if isinstance(r, Transfer) and r.state is TransferState.DEBITED
+        ]
+        deliveries = self.shards.deliveries
+        settled = dict(
+            zip(owing, await deliveries.settled(owing, limits.ledger_completion_wait_s), strict=True)
+        )
         answers = await asyncio.gather(
             *(
-                self._answer(tenant_id, r.transfer_id, r) if isinstance(r, Transfer) else _refusal(r)
+                _caught(self._answer_settled(tenant_id, r.transfer_id, r, settled.get(r.transfer_id)))
+                if isinstance(r, Transfer)
+                else _refusal(r)
                 for r in results
             )
         )
         for (index, _), answer in zip(chunk, answers, strict=True):
             outcomes[index] = answer
 
-    async def _answer(
-        self, tenant_id: str, transfer_id: str, committed: Transfer | None = None
-    ) -> Transfer | ApiError:
-        try:
-            return await self._completed(tenant_id, transfer_id, committed)
-        except ApiError as error:
-            return error
+    async def _answer(self, tenant_id: str, transfer_id: str) -> Transfer | ApiError:
+        return await _caught(self._completed(tenant_id, transfer_id))
 
     async def _owner(self, tenant_id: str, payer_id: str, transfer_id: str, fresh: bool) -> Shard | None:
         """The payer's shard to submit a request's transfer to, or None when the request is a retry whose
@@ -372,9 +377,16 @@ class Ledger:
         """A committed transfer, once its cross-shard credits landed (or a bounded wait passed); the
         refusal again if the ledger refused it. `committed` is the payer shard's answer when this call
         committed the transfer: it is the answer once every credit landed, with no read."""
+        deliveries = self.shards.deliveries
+        (settled,) = await deliveries.settled([transfer_id], limits.ledger_completion_wait_s)
+        return await self._answer_settled(tenant_id, transfer_id, committed, settled)
+
+    async def _answer_settled(
+        self, tenant_id: str, transfer_id: str, committed: Transfer | None, settled: bool | None
+    ) -> Transfer:
+        """`_completed` once the wait for the transfer's outbox entry is over (`settled`)."""
         if committed is not None and committed.state is TransferState.COMPLETED:
             return committed
-        settled = await self.shards.deliveries.wait(transfer_id, limits.ledger_completion_wait_s)
         if committed is not None and settled:
             return dataclasses.replace(committed, state=TransferState.COMPLETED)
         transfer = await journal.find_transfer(self._backend, tenant_id, transfer_id)
@@ -723,6 +735,14 @@ class Ledger:
 
 async def _refusal(error: ApiError) -> ApiError:
     return error
+
+
+async def _caught(answer: Awaitable[Transfer]) -> Transfer | ApiError:
+    """A transfer's answer, or its refusal."""
+    try:
+        return await answer
+    except ApiError as error:
+        return error
 
 
 def _funding_id(tenant_id: str, escrow_id: str) -> str:
