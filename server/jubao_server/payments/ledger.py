@@ -326,16 +326,17 @@ class Ledger:
         settled = dict(
             zip(owing, await deliveries.settled(owing, limits.ledger_completion_wait_s), strict=True)
         )
-        answers = await asyncio.gather(
-            *(
-                _caught(self._answer_settled(tenant_id, r.transfer_id, r, settled.get(r.transfer_id)))
-                if isinstance(r, Transfer)
-                else _refusal(r)
-                for r in results
-            )
-        )
-        for (index, _), answer in zip(chunk, answers, strict=True):
-            outcomes[index] = answer
+        unsettled: list[tuple[int, str]] = []
+        for (index, _), result in zip(chunk, results, strict=True):
+            if isinstance(result, ApiError):
+                outcomes[index] = result
+            elif (answer := _answer_now(result, settled.get(result.transfer_id))) is not None:
+                outcomes[index] = answer
+            else:
+                unsettled.append((index, result.transfer_id))
+        stored = await asyncio.gather(*(_caught(self._stored(tenant_id, t)) for _, t in unsettled))
+        for (index, _), outcome in zip(unsettled, stored, strict=True):
+            outcomes[index] = outcome
 
     async def _answer(self, tenant_id: str, transfer_id: str) -> Transfer | ApiError:
         return await _caught(self._completed(tenant_id, transfer_id))
@@ -379,16 +380,11 @@ class Ledger:
         committed the transfer: it is the answer once every credit landed, with no read."""
         deliveries = self.shards.deliveries
         (settled,) = await deliveries.settled([transfer_id], limits.ledger_completion_wait_s)
-        return await self._answer_settled(tenant_id, transfer_id, committed, settled)
+        answer = _answer_now(committed, settled) if committed is not None else None
+        return answer if answer is not None else await self._stored(tenant_id, transfer_id)
 
-    async def _answer_settled(
-        self, tenant_id: str, transfer_id: str, committed: Transfer | None, settled: bool | None
-    ) -> Transfer:
-        """`_completed` once the wait for the transfer's outbox entry is over (`settled`)."""
-        if committed is not None and committed.state is TransferState.COMPLETED:
-            return committed
-        if committed is not None and settled:
-            return dataclasses.replace(committed, state=TransferState.COMPLETED)
+    async def _stored(self, tenant_id: str, transfer_id: str) -> Transfer:
+        """A committed transfer as its journal has it; the refusal again if the ledger refused it."""
         transfer = await journal.find_transfer(self._backend, tenant_id, transfer_id)
         ensure(transfer is not None, "a committed transfer is materialized before its caller returns")
         if transfer is not None and transfer.failure is not None:
@@ -733,8 +729,14 @@ class Ledger:
         return await self._backend.read_row(shard.partition, ("request", request_id)) is not None
 
 
-async def _refusal(error: ApiError) -> ApiError:
-    return error
+def _answer_now(committed: Transfer, settled: bool | None) -> Transfer | None:
+    """The answer to the call that committed a transfer, when no read is needed: it completed in its
+    payer's shard, or its outbox entry settled (`settled`: the wait for it)."""
+    if committed.state is TransferState.COMPLETED:
+        return committed
+    if settled:
+        return dataclasses.replace(committed, state=TransferState.COMPLETED)
+    return None
 
 
 async def _caught(answer: Awaitable[Transfer]) -> Transfer | ApiError:
