@@ -50,7 +50,7 @@ class Deliveries:
         self._entry_of: dict[str, str] = {}
         self._background: dict[asyncio.Task[None], None] = {}
 
-    def expect(self, key: str, items: Sequence[str]) -> None:
+    def _expect(self, key: str, items: Sequence[str]) -> None:
         """Callers may now wait for the entry `key` to settle, by its key or by one of its `items`."""
         if key in self._completions:
             return
@@ -81,7 +81,7 @@ class Deliveries:
         may wait for it to settle (a delivery restarted after a crash included)."""
         if key not in self._delivering:
             self._delivering[key] = None
-            self.expect(key, sender.machine.items(key, entry))
+            self._expect(key, sender.machine.items(key, entry))
             self._spawn(self._deliver(sender, key, entry))
 
     def owed(self, sender: AnyActor) -> None:
