@@ -8,21 +8,36 @@ the balances equal the tally of those outcomes, and reconciliation is clean. A f
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections import Counter
 from typing import Final
 
+from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.errors import ApiError, ErrorCode
 from jubao_server.payments.api import Idempotency, TransferCommand
 from jubao_server.payments.batch import Outcome, create_transfers
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.ledger import Ledger
-from jubao_server.payments.model import Leg, Transfer
+from jubao_server.payments.model import Leg, Transfer, TransferState
+from jubao_server.payments.reconcile import reconcile
+from jubao_server.payments.records import messages_of
 from jubao_server.payments.tables import SHARDS as SHARD_TABLE
-from jubao_server.storage.contract import StorageBackend
+from jubao_server.shards.stage import shard_of
+from jubao_server.storage.contract import Bound, RowQuery, StorageBackend
 
 from tests.ledger.conftest import SHARDS
-from tests.ledger.support import CURRENCY, CommitFailure, balance, fail_next_commit, open_account, pay
+from tests.ledger.support import (
+    CURRENCY,
+    CommitFailure,
+    balance,
+    completed,
+    fail_next_commit,
+    ids_in_distinct_shards,
+    key,
+    open_account,
+    pay,
+)
 
 CUSTOMERS: Final = 12
 FUNDING_MINOR: Final = 1_000
@@ -109,3 +124,77 @@ async def test_a_batch_whose_answers_were_lost_is_applied_once(
     report = await ledger.reconcile(tenant)
     assert report.clean, f"seed {seed}: {report}"
     await ledger.stop()
+
+
+def ids_in_shard(prefix: str, shard: int, count: int) -> list[str]:
+    """`count` account ids of one shard."""
+    ids = (f"{prefix}-{index}" for index in range(10_000))
+    return list(itertools.islice((a for a in ids if shard_of(a, SHARDS) == shard), count))
+
+
+async def test_a_batch_owes_each_other_shard_one_message(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> None:
+    """What a payer shard's batch owes other shards is one outbox entry, keyed by its first transfer,
+    whose credits for a shard travel as one message under one marker; an item whose payee refuses the
+    credit (checked before the debit) is refused alone and owes nothing. In flight, the reconciliation
+    counts them; a ledger that acquires the payer's shard afresh (as after a crash) delivers them:
+    every transfer completed, each credit landed once, and once more when the delivery runs again."""
+    payer, first, second = ids_in_distinct_shards("acct", SHARDS, 3)
+    payees = ids_in_shard("first", shard_of(first, SHARDS), 3) + ids_in_shard(
+        "second", shard_of(second, SHARDS), 3
+    )
+    stalled = Ledger(backend, settings)
+    await open_account(stalled, tenant, payer, allow_negative=True)
+    for payee in payees:
+        await open_account(stalled, tenant, payee)
+    frozen = ids_in_shard("frozen", shard_of(first, SHARDS), 1)[0]
+    await open_account(stalled, tenant, frozen, credits_frozen=True)
+    stalled.shards.deliveries.start = lambda sender, key, entry: None  # type: ignore[method-assign]
+    items = [
+        (TransferCommand(CURRENCY, (Leg(payer, payee, 10 + index),), "batch"), key(f"b-{index}"))
+        for index, payee in enumerate(payees * 2)
+    ]
+    refused = (TransferCommand(CURRENCY, (Leg(payer, frozen, 5),), "batch"), key("b-frozen"))
+    *outcomes, refusal = await create_transfers(stalled, tenant, [*items, refused])
+    assert summary(refusal) == ("FAILED_PRECONDITION", "ACCOUNT_FROZEN")
+    transfers = [outcome for outcome in outcomes if isinstance(outcome, Transfer)]
+    assert [t.state for t in transfers] == [TransferState.DEBITED] * len(items)
+    payer_shard = stalled.shards.actors[(tenant, shard_of(payer, SHARDS))]
+    ((entry_key, entry),) = payer_shard.outbox.items()
+    assert entry_key == transfers[0].transfer_id
+    assert sorted(len(message.parts()) for message in messages_of(entry_key, entry)) == [6, 6]
+    await stalled.stop()
+    owed_minor = sum(leg.amount_minor for command, _ in items for leg in command.legs)
+    assert (await reconcile(backend, tenant, SYSTEM_CLOCK)).in_flight_minor == owed_minor
+    delivering = Ledger(backend, settings)
+    await delivering.get_account(tenant, payer)
+    for transfer in transfers:
+        delivered = await completed(
+            delivering, tenant, transfer.transfer_id, polls_max=SETTLE_POLLS_MAX, poll_s=0.05
+        )
+        assert delivered.state is TransferState.COMPLETED
+    expected = Counter[str]()
+    for command, _ in items:
+        expected[command.legs[0].credit_account_id] += command.legs[0].amount_minor
+    assert {payee: await balance(delivering, tenant, payee) for payee in payees} == dict(expected)
+    markers = [await credit_markers(backend, tenant, shard_of(p, SHARDS)) for p in (first, second)]
+    assert markers == [[f"{entry_key}@{shard_of(p, SHARDS)}"] for p in (first, second)]
+    deliveries = delivering.shards.deliveries
+    deliveries.start(delivering.shards.actors[(tenant, shard_of(payer, SHARDS))], entry_key, entry)
+    assert await deliveries.settled([transfers[-1].transfer_id], 5.0) == [True]
+    assert {payee: await balance(delivering, tenant, payee) for payee in payees} == dict(expected)
+    report = await delivering.reconcile(tenant)
+    assert report.clean and report.in_flight_minor == 0, report
+    await delivering.stop()
+
+
+async def credit_markers(backend: StorageBackend, tenant: str, shard: int) -> list[str]:
+    """The keys of the apply-once markers a shard stored for the messages it applied."""
+    query = RowQuery(
+        SHARD_TABLE.partition(tenant, shard),
+        lower=Bound(("credit",), inclusive=True),
+        upper=Bound(("credit",), inclusive=True),
+        limit=100,
+    )
+    return [row.as_text("row_key") for row in (await backend.read_page(query)).rows]

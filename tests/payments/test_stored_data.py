@@ -2,7 +2,8 @@
 kind), outbox and inbox entries, holds, escrows, refund tallies, request markers and request claims, as
 stored by that code (`fixtures/store_before_typed_records.json`, dumped from a ledger with a credit in
 flight), are recovered, re-materialized and answered by today's ledger, and old request ids are still
-recognised. On SQLite and memory: a store of its own per test (the fixture's ids derive from its
+recognised. An outbox entry stored before credits travelled per receiving shard, partly delivered, is
+delivered once. On SQLite and memory: a store of its own per test (the fixture's ids derive from its
 tenant)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from jubao.errors import Reason
 from jubao_server.app import migrate
@@ -24,10 +26,13 @@ from jubao_server.payments.events import EventFilter, read_events
 from jubao_server.payments.ledger import Ledger, transfer_id_of
 from jubao_server.payments.model import AccountChange, Leg, TransferState
 from jubao_server.payments.reconcile import reconcile
+from jubao_server.payments.records import CreditMessage
 from jubao_server.payments.tables import REQUESTS, SHARDS, TENANT_CONFIG
-from jubao_server.storage.contract import NO_FAULTS, Batch, Put, StorageBackend, Value
+from jubao_server.shards.stage import shard_of
+from jubao_server.storage.contract import NO_FAULTS, Batch, Bound, Put, RowQuery, StorageBackend, Value
 
 from tests.backends import open_test_backend
+from tests.ledger.support import completed, ids_in_distinct_shards, open_account, pay
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store_before_typed_records.json"
 STORED: dict[str, Any] = json.loads(FIXTURE.read_text())
@@ -136,3 +141,50 @@ async def test_a_store_written_before_typed_records_reads_back(stored: StorageBa
     escrows = [await ledger.get_escrow(TENANT, key) for kind, key in items if kind == "escrow"]
     assert sorted((e.state.value, e.refunded_minor) for e in escrows) == [("disputed", 100), ("released", 0)]
     await ledger.stop()
+
+
+async def test_an_outbox_entry_of_one_credit_per_message_is_delivered_once(stored: StorageBackend) -> None:
+    """An outbox entry as stored before credits travelled per receiving shard (`transfer`, `credits`),
+    one of its two credits landed by then under its per-credit marker: the next owner of the payer's
+    shard delivers the other one alone, and the transfer completes with each credit applied once."""
+    tenant, shard_count = "old-outbox", 4
+    settings = PaymentsSettings(shard_count=shard_count, shard_lease_ms=1_000)
+    payer, payee_shard_account = ids_in_distinct_shards("acct", shard_count, 2)
+    payee_shard = shard_of(payee_shard_account, shard_count)
+    payees = [a for a in (f"payee-{i}" for i in range(100)) if shard_of(a, shard_count) == payee_shard][:2]
+    stalled = Ledger(stored, settings)
+    await open_account(stalled, tenant, payer, allow_negative=True)
+    for payee in payees:
+        await open_account(stalled, tenant, payee)
+    stalled.shards.deliveries.start = lambda sender, key, entry: None  # type: ignore[method-assign]
+    paid = await pay(stalled, tenant, payer, (payees[0], 30), (payees[1], 40))
+    payer_shard = stalled.shards.actors[(tenant, shard_of(payer, shard_count))]
+    (owed,) = payer_shard.outbox[paid.transfer_id].owed()
+    as_stored_then = {
+        "credits": msgspec.to_builtins(owed.credits),
+        "transfer": msgspec.to_builtins(owed.transfer),
+    }
+    row = Put(("outbox", paid.transfer_id), {"record": json.dumps(as_stored_then).encode()})
+    await stored.write(Batch(payer_shard.partition, (row,)))
+    landed = CreditMessage(transfer_id=paid.transfer_id, currency=paid.currency, credit=owed.credits[0])
+    await stalled.shards.actors[(tenant, payee_shard)].receive(landed)
+    await stalled.stop()
+    assert (await reconcile(stored, tenant, SYSTEM_CLOCK)).in_flight_minor == 40
+    delivering = Ledger(stored, settings)
+    await delivering.get_account(tenant, payer)
+    transfer = await completed(
+        delivering, tenant, paid.transfer_id, polls_max=settle_polls_max, poll_s=settle_poll_s
+    )
+    assert transfer.state is TransferState.COMPLETED
+    assert [(await delivering.get_account(tenant, p)).balance.ledger_minor for p in payees] == [30, 40]
+    query = RowQuery(
+        SHARDS.partition(tenant, payee_shard),
+        lower=Bound(("credit",), inclusive=True),
+        upper=Bound(("credit",), inclusive=True),
+        limit=10,
+    )
+    markers = [r.as_text("row_key") for r in (await stored.read_page(query)).rows]
+    assert markers == [f"{paid.transfer_id}:0", f"{paid.transfer_id}:1"]
+    report = await delivering.reconcile(tenant)
+    assert report.clean and report.in_flight_minor == 0, report
+    await delivering.stop()

@@ -4,12 +4,14 @@ stage, so a rejected command leaves no trace; it returns its typed result and re
 
 Money moves through `post_transfer`: the payer's legs are debited here, legs whose payee lives in this
 shard are credited here, and the others become an outbox entry whose credits the runtime delivers to
-their shards (`machine.PaymentsMachine.receive` applies each there once).
+their shards (`machine.PaymentsMachine.receive` applies a shard's credits there once, together). A
+command owes one entry: a unary transfer's, or every transfer of a batch's `Each`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from jubao.reasons import Reason
@@ -32,7 +34,9 @@ from jubao_server.payments.model import (
     TransferState,
 )
 from jubao_server.payments.records import (
+    Credit,
     OutboxEntry,
+    OwedTransfer,
     Posting,
     Record,
     RecordType,
@@ -122,7 +126,7 @@ def post_transfer(
     completed = dataclasses.replace(transfer, state=state, create_time_ms=stage.now_ms)
     stage.new_transfers[transfer.transfer_id] = completed
     if plan.remote:
-        stage.owe(transfer.transfer_id, OutboxEntry(TransferRecord.of(completed), plan.remote))
+        stage.owe_transfer(OwedTransfer(TransferRecord.of(completed), plan.remote))
     return completed, tuple(postings)
 
 
@@ -246,31 +250,41 @@ class Debit(Command[Stage, Transfer]):
         return completed
 
 
-def receive_credit(stage: Stage, transfer_id: str, currency: str, credit: RemoteCredit) -> None:
-    """A payee side delivered from another shard (the runtime applies it once per transfer leg)."""
-    payee = stage.require(credit.account_id)
-    ensure(payee.account.currency == currency, "credit currency was checked before the debit")
-    posting = stage.post(payee, credit.leg_index, credit.amount_minor)
-    if credit.escrow is not None:
-        stage.put_escrow(credit.escrow)
-    stage.record(
-        Record(
-            type=RecordType.CREDIT,
-            time_ms=stage.now_ms,
-            transfer_id=transfer_id,
-            postings=(posting,),
-            escrow=credit.escrow,
+def receive_credits(stage: Stage, credits: Sequence[Credit]) -> None:
+    """Payee sides delivered from another shard in one message (the runtime applies it once): every
+    payee is looked up before any is credited, so a message applies whole or not at all. One record
+    per credit, as when each came alone."""
+    payees = [stage.require(part.credit.account_id) for part in credits]
+    for payee, part in zip(payees, credits, strict=True):
+        ensure(payee.account.currency == part.currency, "credit currency was checked before the debit")
+    for payee, part in zip(payees, credits, strict=True):
+        credit = part.credit
+        posting = stage.post(payee, credit.leg_index, credit.amount_minor)
+        if credit.escrow is not None:
+            stage.put_escrow(credit.escrow)
+        stage.record(
+            Record(
+                type=RecordType.CREDIT,
+                time_ms=stage.now_ms,
+                transfer_id=part.transfer_id,
+                postings=(posting,),
+                escrow=credit.escrow,
+            )
         )
-    )
 
 
-def settle_transfer(stage: Stage, transfer_id: str, entry: OutboxEntry) -> None:
-    """Every credit of a transfer landed (the runtime drops its outbox entry)."""
-    stage.record(
-        Record(
-            type=RecordType.DELIVERED, time_ms=stage.now_ms, transfer_id=transfer_id, legs=entry.transfer.legs
+def settle_transfers(stage: Stage, entry: OutboxEntry) -> None:
+    """Every credit of an outbox entry landed (the runtime drops it): each of its transfers is delivered."""
+    for owed in entry.owed():
+        transfer = owed.transfer
+        stage.record(
+            Record(
+                type=RecordType.DELIVERED,
+                time_ms=stage.now_ms,
+                transfer_id=transfer.transfer_id,
+                legs=transfer.legs,
+            )
         )
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -595,8 +609,10 @@ class Reject(Command[Stage, Transfer]):
 class Each(Command[Stage, tuple[Any, ...]]):
     """A batch's transfers of one payer shard as one command (`Debit`s and `Reject`s): each applies or is
     refused on its own, in order, exactly as if each were queued alone in one group, and its result is
-    the transfer or the refusal (kept like any other). The group takes it whole, so its rows stay under
-    `shard_batch_rows_max` (`Ledger.create_transfers` cuts a shard's items to fit)."""
+    the transfer or the refusal (kept like any other). What its transfers owe other shards is one
+    outbox entry (`Stage.one_entry`): one message per receiving shard, one settling. The group takes
+    it whole, so its rows stay under `shard_batch_rows_max` (`Ledger.create_transfers` cuts a shard's
+    items to fit)."""
 
     commands: tuple[Debit | Reject, ...]
 
@@ -605,11 +621,12 @@ class Each(Command[Stage, tuple[Any, ...]]):
 
     def apply(self, stage: Stage) -> tuple[Transfer | ApiError, ...]:
         results: list[Transfer | ApiError] = []
-        for command in self.commands:
-            try:
-                results.append(command.apply(stage))
-            except ApiError as error:
-                results.append(refused(stage, command, error))
+        with stage.one_entry():
+            for command in self.commands:
+                try:
+                    results.append(command.apply(stage))
+                except ApiError as error:
+                    results.append(refused(stage, command, error))
         return tuple(results)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import msgspec
@@ -311,29 +311,35 @@ class Ledger:
         outcomes: list[Transfer | ApiError | HeldElsewhere | None],
     ) -> None:
         """Submit one chunk of a batch's items as one command; each item's answer once its credits landed
-        (or a bounded wait passed, as `_completed`)."""
+        (or a bounded wait passed, as `_completed`): what the chunk owes other shards is one outbox
+        entry, waited for once."""
         try:
             results = await shard.submit(Each(tuple(command for _, command in chunk)))
         except ApiError as error:
             for index, _ in chunk:
                 outcomes[index] = error
             return
-        answers = await asyncio.gather(
-            *(
-                self._answer(tenant_id, r.transfer_id, r) if isinstance(r, Transfer) else _refusal(r)
-                for r in results
-            )
+        owing = [
+            r.transfer_id for r in results if isinstance(r, Transfer) and r.state is TransferState.DEBITED
+        ]
+        deliveries = self.shards.deliveries
+        settled = dict(
+            zip(owing, await deliveries.settled(owing, limits.ledger_completion_wait_s), strict=True)
         )
-        for (index, _), answer in zip(chunk, answers, strict=True):
-            outcomes[index] = answer
+        unsettled: list[tuple[int, str]] = []
+        for (index, _), result in zip(chunk, results, strict=True):
+            if isinstance(result, ApiError):
+                outcomes[index] = result
+            elif (answer := _answer_now(result, settled.get(result.transfer_id))) is not None:
+                outcomes[index] = answer
+            else:
+                unsettled.append((index, result.transfer_id))
+        stored = await asyncio.gather(*(_caught(self._stored(tenant_id, t)) for _, t in unsettled))
+        for (index, _), outcome in zip(unsettled, stored, strict=True):
+            outcomes[index] = outcome
 
-    async def _answer(
-        self, tenant_id: str, transfer_id: str, committed: Transfer | None = None
-    ) -> Transfer | ApiError:
-        try:
-            return await self._completed(tenant_id, transfer_id, committed)
-        except ApiError as error:
-            return error
+    async def _answer(self, tenant_id: str, transfer_id: str) -> Transfer | ApiError:
+        return await _caught(self._completed(tenant_id, transfer_id))
 
     async def _owner(self, tenant_id: str, payer_id: str, transfer_id: str, fresh: bool) -> Shard | None:
         """The payer's shard to submit a request's transfer to, or None when the request is a retry whose
@@ -372,11 +378,13 @@ class Ledger:
         """A committed transfer, once its cross-shard credits landed (or a bounded wait passed); the
         refusal again if the ledger refused it. `committed` is the payer shard's answer when this call
         committed the transfer: it is the answer once every credit landed, with no read."""
-        if committed is not None and committed.state is TransferState.COMPLETED:
-            return committed
-        settled = await self.shards.deliveries.wait(transfer_id, limits.ledger_completion_wait_s)
-        if committed is not None and settled:
-            return dataclasses.replace(committed, state=TransferState.COMPLETED)
+        deliveries = self.shards.deliveries
+        (settled,) = await deliveries.settled([transfer_id], limits.ledger_completion_wait_s)
+        answer = _answer_now(committed, settled) if committed is not None else None
+        return answer if answer is not None else await self._stored(tenant_id, transfer_id)
+
+    async def _stored(self, tenant_id: str, transfer_id: str) -> Transfer:
+        """A committed transfer as its journal has it; the refusal again if the ledger refused it."""
         transfer = await journal.find_transfer(self._backend, tenant_id, transfer_id)
         ensure(transfer is not None, "a committed transfer is materialized before its caller returns")
         if transfer is not None and transfer.failure is not None:
@@ -721,8 +729,22 @@ class Ledger:
         return await self._backend.read_row(shard.partition, ("request", request_id)) is not None
 
 
-async def _refusal(error: ApiError) -> ApiError:
-    return error
+def _answer_now(committed: Transfer, settled: bool | None) -> Transfer | None:
+    """The answer to the call that committed a transfer, when no read is needed: it completed in its
+    payer's shard, or its outbox entry settled (`settled`: the wait for it)."""
+    if committed.state is TransferState.COMPLETED:
+        return committed
+    if settled:
+        return dataclasses.replace(committed, state=TransferState.COMPLETED)
+    return None
+
+
+async def _caught(answer: Awaitable[Transfer]) -> Transfer | ApiError:
+    """A transfer's answer, or its refusal."""
+    try:
+        return await answer
+    except ApiError as error:
+        return error
 
 
 def _funding_id(tenant_id: str, escrow_id: str) -> str:

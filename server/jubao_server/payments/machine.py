@@ -27,6 +27,7 @@ from jubao_server.payments.records import (
     CreditMessage,
     OutboxEntry,
     Record,
+    messages_of,
 )
 from jubao_server.payments.state import AccountState, Found, ShardState, Stage
 from jubao_server.payments.tables import SHARDS, TENANT_CONFIG
@@ -107,13 +108,16 @@ class PaymentsMachine:
         return commands.refused(stage, command, error)
 
     def receive(self, stage: Stage, message: CreditMessage) -> None:
-        commands.receive_credit(stage, message.transfer_id, message.currency, message.credit)
+        commands.receive_credits(stage, message.parts())
 
     def settled(self, stage: Stage, key: str, entry: OutboxEntry) -> None:
-        commands.settle_transfer(stage, key, entry)
+        commands.settle_transfers(stage, entry)
 
     def messages(self, key: str, entry: OutboxEntry) -> Sequence[CreditMessage]:
-        return [CreditMessage(key, entry.transfer.currency, credit) for credit in entry.credits]
+        return messages_of(key, entry)
+
+    def items(self, key: str, entry: OutboxEntry) -> Sequence[str]:
+        return [owed.transfer.transfer_id for owed in entry.owed()]
 
     def rows(self, stage: Stage) -> tuple[list[Put], list[Delete]]:
         closed_ttl_s, now_ms = self._closed_ttl_s, stage.now_ms

@@ -29,7 +29,7 @@ from jubao_server import limits
 from jubao_server.clock import Clock
 from jubao_server.payments.machine import ACCOUNT, ESCROW, HOLD, PaymentsMachine
 from jubao_server.payments.model import AccountKind, EscrowState, HoldState
-from jubao_server.payments.records import ESCROWS, HOLDS, OUTBOX, CreditMessage, OutboxEntry
+from jubao_server.payments.records import ESCROWS, HOLDS, OUTBOX, OutboxEntry, messages_of
 from jubao_server.payments.statements import stored_shard_count
 from jubao_server.payments.tables import ENTRIES, SHARDS
 from jubao_server.shards.actor import OUTBOX as OUTBOX_KIND
@@ -208,8 +208,7 @@ async def _read_shard(backend: StorageBackend, tenant_id: str, shard: int, snaps
             add(snapshot, row)
     async for row in _rows_of_kind(backend, tenant_id, shard, OUTBOX_KIND):
         owed = OUTBOX.decode(record_blob(row))
-        in_flight_minor = await _in_flight_minor(backend, tenant_id, row.as_text("row_key"), owed)
-        snapshot.in_flight_minor[owed.transfer.currency] += in_flight_minor
+        await _add_in_flight(backend, tenant_id, row.as_text("row_key"), owed, snapshot)
 
 
 def _add_account(snapshot: _Snapshot, row: Row) -> None:
@@ -235,17 +234,17 @@ _ADDERS: dict[str, Callable[[_Snapshot, Row], None]] = {
 }
 
 
-async def _in_flight_minor(
-    backend: StorageBackend, tenant_id: str, transfer_id: str, owed: OutboxEntry
-) -> int:
-    """The credits of an outbox entry that have not landed: a landed one left a credit marker at its
-    payee (`records.CreditMessage.marker_key`), and the outbox entry goes only when all of them landed."""
-    missing_minor = 0
-    for credit in owed.credits:
-        marker = (PaymentsMachine.marker_kind, CreditMessage(transfer_id, "", credit).marker_key)
-        landed = await backend.read_row(SHARDS.partition(tenant_id, credit.shard), marker)
-        missing_minor += 0 if landed is not None else credit.amount_minor
-    return missing_minor
+async def _add_in_flight(
+    backend: StorageBackend, tenant_id: str, key: str, owed: OutboxEntry, snapshot: _Snapshot
+) -> None:
+    """The credits of an outbox entry that have not landed: a landed message left a credit marker at
+    its shard (`records.CreditMessage.marker_key`), and the outbox entry goes only when all of them
+    landed."""
+    for message in messages_of(key, owed):
+        marker = (PaymentsMachine.marker_kind, message.marker_key)
+        if await backend.read_row(SHARDS.partition(tenant_id, message.shard), marker) is None:
+            for part in message.parts():
+                snapshot.in_flight_minor[part.currency] += part.credit.amount_minor
 
 
 def _rows_of_kind(backend: StorageBackend, tenant_id: str, shard: int, kind: str) -> AsyncIterator[Row]:

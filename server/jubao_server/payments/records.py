@@ -134,27 +134,87 @@ class RemoteCredit(msgspec.Struct, frozen=True):
     escrow: Escrow | None = None
 
 
-class OutboxEntry(msgspec.Struct, frozen=True):
-    """The credits a transfer owes other shards (the outbox row of its payer's shard)."""
+class OwedTransfer(msgspec.Struct, frozen=True):
+    """A debited transfer and the credits it owes other shards."""
 
     transfer: TransferRecord
     credits: tuple[RemoteCredit, ...]
 
 
-class CreditMessage(msgspec.Struct, frozen=True):
-    """One owed credit on its way to its shard (and in its inbox when another process holds it)."""
+class OutboxEntry(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What one command owes other shards (an outbox row of its payer's shard, keyed by the id of its
+    first transfer): the transfers it debited with their credits for other shards (`transfers`; one
+    for a unary transfer, a whole `Each` for the batch path). Entries written by earlier versions held
+    one transfer (`transfer`, `credits`), delivered one credit per message (`messages`)."""
+
+    transfers: tuple[OwedTransfer, ...] = ()
+    transfer: TransferRecord | None = None
+    credits: tuple[RemoteCredit, ...] = ()
+
+    def owed(self) -> tuple[OwedTransfer, ...]:
+        """The entry's transfers, whichever version stored it."""
+        if self.transfer is None:
+            return self.transfers
+        return (OwedTransfer(self.transfer, self.credits),)
+
+
+class Credit(msgspec.Struct, frozen=True):
+    """One owed credit: a leg of a transfer for an account of another shard."""
 
     transfer_id: str
     currency: str
     credit: RemoteCredit
 
+
+class CreditMessage(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The credits an outbox entry (`entry`, its key) owes one shard (`to_shard`), applied there in one
+    command under one apply-once marker `<entry>@<shard>` (and left in its inbox when another process
+    holds it). A message written by an earlier version (an inbox row, or the messages of an outbox
+    entry it stored) holds one credit (`transfer_id`, `currency`, `credit`) under the marker
+    `<transfer id>:<leg index>`, so what such a delivery landed before is found."""
+
+    entry: str = ""
+    to_shard: int = 0
+    credits: tuple[Credit, ...] = ()
+    transfer_id: str = ""
+    currency: str = ""
+    credit: RemoteCredit | None = None
+
+    def parts(self) -> tuple[Credit, ...]:
+        """The credits it carries, whichever version wrote it."""
+        if self.credit is None:
+            return self.credits
+        return (Credit(self.transfer_id, self.currency, self.credit),)
+
     @property
     def shard(self) -> int:
-        return self.credit.shard
+        return self.to_shard if self.credit is None else self.credit.shard
 
     @property
     def marker_key(self) -> str:
+        if self.credit is None:
+            return f"{self.entry}@{self.to_shard}"
         return f"{self.transfer_id}:{self.credit.leg_index}"
+
+    def rows_max(self) -> int:
+        """Per credit its account, its write-ahead record and an escrow it opens; the marker."""
+        return 3 * len(self.parts()) + 1
+
+
+def messages_of(key: str, entry: OutboxEntry) -> list[CreditMessage]:
+    """What an outbox entry owes, as messages: one per receiving shard with all its credits; an entry
+    stored by an earlier version, one per credit (its deliveries' markers were per credit)."""
+    if entry.transfer is not None:
+        currency = entry.transfer.currency
+        return [CreditMessage(transfer_id=key, currency=currency, credit=c) for c in entry.credits]
+    by_shard: dict[int, list[Credit]] = {}
+    for owed in entry.transfers:
+        transfer = owed.transfer
+        for credit in owed.credits:
+            by_shard.setdefault(credit.shard, []).append(
+                Credit(transfer.transfer_id, transfer.currency, credit)
+            )
+    return [CreditMessage(key, shard, tuple(credits)) for shard, credits in by_shard.items()]
 
 
 class RefundTally(msgspec.Struct, frozen=True):

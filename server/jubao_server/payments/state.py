@@ -6,7 +6,9 @@ the stage completely or raises `ApiError` having changed nothing (all checks run
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 
 from jubao.reasons import Reason
 
@@ -22,7 +24,7 @@ from jubao_server.payments.model import (
     Hold,
     Transfer,
 )
-from jubao_server.payments.records import OutboxEntry, Posting, Record, RefundTally
+from jubao_server.payments.records import OutboxEntry, OwedTransfer, Posting, Record, RefundTally
 from jubao_server.shards import stage as shards
 
 DAY_MS = 86_400_000
@@ -99,6 +101,27 @@ class Stage(shards.Stage[Record, OutboxEntry]):
         self.escrows: dict[str, Escrow] = {}
         self.tallies: dict[str, RefundTally] = {}
         self.new_requests: dict[str, None] = {}
+        # While a command bundles (`one_entry`): the transfers it debited that owe other shards.
+        self._bundle: list[OwedTransfer] | None = None
+
+    def owe_transfer(self, owed: OwedTransfer) -> None:
+        """A debited transfer owes other shards credits: an outbox entry of its own, keyed by its id,
+        or a place in the entry of the command bundling them (`one_entry`)."""
+        if self._bundle is None:
+            self.owe(owed.transfer.transfer_id, OutboxEntry(transfers=(owed,)))
+        else:
+            self._bundle.append(owed)
+
+    @contextlib.contextmanager
+    def one_entry(self) -> Iterator[None]:
+        """What the transfers debited inside owe other shards becomes one outbox entry, keyed by the
+        first one's id: one message per receiving shard, one settling (the batch is the unit of work)."""
+        ensure(self._bundle is None, "outbox entries are not nested")
+        self._bundle = []
+        yield
+        bundle, self._bundle = self._bundle, None
+        if bundle:
+            self.owe(bundle[0].transfer.transfer_id, OutboxEntry(transfers=tuple(bundle)))
 
     def requested(self, request_id: str) -> bool:
         """Whether this owner applied the (non-transfer) request `request_id`, earlier or in this group."""

@@ -76,17 +76,18 @@ class Receive(Generic[MessageT]):
     landed: bool = False
 
     def rows_max(self) -> int:
-        return 5
+        return self.message.rows_max() + 1
 
 
 @dataclasses.dataclass(frozen=True)
 class Settle:
-    """Every message of the outbox entry `key` landed: drop it."""
+    """Every message of the outbox entry `key` landed: drop it and settle its `items` (how many)."""
 
     key: str
+    items: int
 
     def rows_max(self) -> int:
-        return 2
+        return self.items + 1
 
 
 class CommitListener(typing.Protocol):
@@ -390,7 +391,9 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         await self._queued(Receive(message))
 
     async def settle(self, key: str) -> None:
-        await self._queued(Settle(key))
+        entry = self.outbox.get(key)
+        items = len(self.machine.items(key, entry)) if entry is not None else 0
+        await self._queued(Settle(key, items))
 
     async def _queued(self, command: object) -> typing.Any:
         if self.lost:

@@ -1,11 +1,13 @@
 """Cross-shard delivery: what a commit owes other shards reaches them exactly once.
 
-A commit stores its outbox entry in the sender's partition in the same batch as the change that owes
-it, so nothing owed is ever lost, only in flight. Each message of the entry is then applied by its
-shard's owner together with an apply-once marker (the marker kind of the machine), which makes a
-repeated delivery a no-op; a shard another process holds gets it in its `inbox` rows, and the delivery
-waits for the marker. Once every message landed, the sender settles the entry (drops it, the machine
-records it). Deliveries are retried with backoff; the sender's upkeep starts every delivery its outbox
+A command stores its outbox entry in the sender's partition in the same batch as the change that owes
+it, so nothing owed is ever lost, only in flight. An entry holds everything the command owes (a batch's
+transfers, say) as at most one message per receiving shard, delivered all at once. Each message is
+applied by its shard's owner in one command together with one apply-once marker (the marker kind of the
+machine), which makes a repeated delivery a no-op; a shard another process holds gets it in its `inbox`
+rows, and the delivery waits for the marker. Once every message landed, the sender settles the entry in
+one command (drops it, the machine records each of its items), and who waits for it, by its key or an
+item, wakes. Deliveries are retried with backoff; the sender's upkeep starts every delivery its outbox
 still owes again about once a second, and at once when it acquires the shard after a crash.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import typing
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 
 import structlog
 from jubao.reasons import Reason
@@ -43,22 +45,33 @@ class Deliveries:
         self._delivering: dict[str, None] = {}
         # Who waits for an entry to settle: True once it did, False when its delivery gave up.
         self._completions: dict[str, asyncio.Future[bool]] = {}
+        # While an entry is expected: its items (`StateMachine.items`), and the entry of each item.
+        self._items: dict[str, Sequence[str]] = {}
+        self._entry_of: dict[str, str] = {}
         self._background: dict[asyncio.Task[None], None] = {}
 
-    def expect(self, key: str) -> None:
-        """Callers may now wait for the entry `key` to settle."""
-        self._completions.setdefault(key, asyncio.get_running_loop().create_future())
+    def _expect(self, key: str, items: Sequence[str]) -> None:
+        """Callers may now wait for the entry `key` to settle, by its key or by one of its `items`."""
+        if key in self._completions:
+            return
+        self._completions[key] = asyncio.get_running_loop().create_future()
+        self._items[key] = items
+        for item in items:
+            self._entry_of[item] = key
 
-    async def wait(self, key: str, timeout_s: float) -> bool | None:
-        """Whether the entry `key` settled (None: nobody in this process delivers it, or not yet)."""
-        done = self._completions.get(key)
-        if done is None:
-            return None
-        await asyncio.wait([done], timeout=timeout_s)
-        return done.result() if done.done() else None
+    async def settled(self, names: Sequence[str], timeout_s: float) -> list[bool | None]:
+        """For each name (an entry's key, or one of its items): whether its entry settled (None: nobody
+        in this process delivers it, or not yet). The entries are waited for together, once."""
+        keys = [self._entry_of.get(name, name) for name in names]
+        waited = {key: done for key in keys if (done := self._completions.get(key)) is not None}
+        if waited:
+            await asyncio.wait(list(waited.values()), timeout=timeout_s)
+        return [_outcome(waited.get(key)) for key in keys]
 
     def stop_waiting(self, key: str, settled: bool) -> None:
         """Wake (and forget) the callers waiting for the entry; `settled` tells them whether it did."""
+        for item in self._items.pop(key, ()):
+            self._entry_of.pop(item, None)
         done = self._completions.pop(key, None)
         if done is not None and not done.done():
             done.set_result(settled)
@@ -68,7 +81,7 @@ class Deliveries:
         may wait for it to settle (a delivery restarted after a crash included)."""
         if key not in self._delivering:
             self._delivering[key] = None
-            self.expect(key)
+            self._expect(key, sender.machine.items(key, entry))
             self._spawn(self._deliver(sender, key, entry))
 
     def owed(self, sender: AnyActor) -> None:
@@ -92,6 +105,8 @@ class Deliveries:
                     await self._deliver_all(sender, key, entry)
                     owner = await self._owners.actor(scope, sender.id.shard)
                     await owner.settle(key)
+                    # Settled now, or before (a delivery that ran twice): who waits wakes either way.
+                    self.stop_waiting(key, settled=True)
                     return
                 except (ApiError, StorageError, ShardElsewhere) as error:
                     log.warning("delivery failed; retrying", key=key, attempt=attempt, error=str(error))
@@ -102,25 +117,36 @@ class Deliveries:
             self._delivering.pop(key, None)
 
     async def _deliver_all(self, sender: AnyActor, key: str, entry: object) -> None:
-        scope, machine, backend = sender.id.scope, sender.machine, sender.backend
-        left: list[typing.Any] = []
-        for message in machine.messages(key, entry):
-            try:
-                receiver = await self._owners.actor(scope, message.shard)
-            except ShardElsewhere:
-                await backend.write(
-                    sender.leave_inbox(message, machine.shard_table.partition(scope, message.shard))
-                )
-                left.append(message)
-                continue
-            if not await self._landed(sender, message):
-                await receiver.receive(message)
+        """Every message of the entry at once (one per receiving shard); those left in the inbox of a
+        shard another process holds are waited for, polling their markers."""
+        messages = sender.machine.messages(key, entry)
+        outcomes = await asyncio.gather(
+            *(self._deliver_one(sender, message) for message in messages), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        left = [message for message, applied in zip(messages, outcomes, strict=True) if not applied]
         for _ in range(limits.delivery_inbox_polls_max):
             if not left:
                 return
             await self._clock.sleep(self._inbox_poll_s)
             left = [message for message in left if not await self._landed(sender, message)]
         raise unavailable(Reason.DELIVERY_PENDING, f"messages of {key} wait in another shard's inbox")
+
+    async def _deliver_one(self, sender: AnyActor, message: typing.Any) -> bool:
+        """Apply a message in its shard, unless it landed already; False when it was left in the inbox
+        of a shard another process holds."""
+        scope, machine = sender.id.scope, sender.machine
+        try:
+            receiver = await self._owners.actor(scope, message.shard)
+        except ShardElsewhere:
+            partition = machine.shard_table.partition(scope, message.shard)
+            await sender.backend.write(sender.leave_inbox(message, partition))
+            return False
+        if not await self._landed(sender, message):
+            await receiver.receive(message)
+        return True
 
     async def _landed(self, sender: AnyActor, message: typing.Any) -> bool:
         machine = sender.machine
@@ -138,3 +164,7 @@ class Deliveries:
             log.error(
                 "delivery failed; the sender delivers again on its next acquire", exc_info=task.exception()
             )
+
+
+def _outcome(done: asyncio.Future[bool] | None) -> bool | None:
+    return done.result() if done is not None and done.done() else None

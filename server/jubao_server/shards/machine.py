@@ -13,8 +13,9 @@ leases or queues; the runtime knows nothing of the product):
 * how touched state becomes rows (`rows`) and how a committed stage is folded into the state
   (`absorb`); records (`Stage.records`, one write-ahead record per command that changed something) and
   how they materialize into the product's own tables (`journal`, idempotent);
-* follow-ups owed to other shards (`Stage.owe`: an outbox entry, its `messages`, each applied once by
-  its shard with `receive`, then `settled` at the sender);
+* follow-ups owed to other shards (`Stage.owe`: an outbox entry per command, its `messages`, one per
+  receiving shard, each applied once by its shard with `receive`, then every one of its `items`
+  `settled` at the sender in one command);
 * what falls due as time passes (`upkeep`).
 """
 
@@ -80,7 +81,13 @@ class StateMachine(typing.Protocol[StateT, StageT, RecordT, OutboxT, MessageT]):
     def settled(self, stage: StageT, key: str, entry: OutboxT) -> None:
         """Every message of an outbox entry landed (the runtime drops the entry)."""
 
-    def messages(self, key: str, entry: OutboxT) -> Sequence[MessageT]: ...
+    def messages(self, key: str, entry: OutboxT) -> Sequence[MessageT]:
+        """What an outbox entry owes: at most one message per receiving shard, so that a commit's
+        follow-ups cost each shard one command and one marker however many items they are about."""
+
+    def items(self, key: str, entry: OutboxT) -> Sequence[str]:
+        """What settling the entry completes (payments: its transfers' ids), each a name callers may
+        wait on (`Deliveries.settled`); settling records something for each."""
 
     def rows(self, stage: StageT) -> tuple[list[Put], list[Delete]]:
         """The touched state as rows of the shard partition."""

@@ -62,14 +62,17 @@ class Stage(Generic[RecordT, OutboxT]):
 
 
 class Message(typing.Protocol):
-    """A follow-up for another shard, applied there once: `marker_key` names it for the apply-once
-    marker the receiving shard stores with it."""
+    """A follow-up for another shard, applied there once (in one command, however much it carries):
+    `marker_key` names it for the apply-once marker the receiving shard stores with it; `rows_max`
+    bounds the rows its command adds to a batch."""
 
     @property
     def shard(self) -> int: ...
 
     @property
     def marker_key(self) -> str: ...
+
+    def rows_max(self) -> int: ...
 
 
 class Command(abc.ABC, Generic[StageT, T]):
