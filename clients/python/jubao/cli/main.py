@@ -83,6 +83,7 @@ def main(
     make_config = functools.partial(
         ClientConfig,
         endpoint=endpoint,
+        bulk_endpoint=bulk_endpoint,
         api_key=api_key or None,
         tls=tls,
         root_certificates_path=tls_ca,
