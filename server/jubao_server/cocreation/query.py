@@ -283,7 +283,8 @@ def check_shape(query: Query, room: Room) -> None:
 
 async def run(store: CocreationStore, checked: Plan, threads: int) -> Result:
     """Read the datasets' rows, run the query, suppress the groups below the threshold."""
-    tables = [await read_rows(store, dataset, _used(checked.query, dataset)) for dataset in checked.datasets]
+    reads = (read_rows(store, dataset, _used(checked.query, dataset)) for dataset in checked.datasets)
+    tables = await asyncio.gather(*reads)
     await check_unwithdrawn(store, checked.datasets)
     sql, parameters = compile_sql(checked)
     grouped = await asyncio.to_thread(execute, tables, sql, parameters, threads)

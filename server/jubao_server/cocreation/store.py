@@ -4,6 +4,7 @@ chunks in their owner's scope, the members' privacy budgets, and query results k
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -346,18 +347,25 @@ class CocreationStore:
         return self._chunks(RowQuery(partition, limit=limits.cocreation_chunks_per_read_max), dataset_id)
 
     async def _chunks(self, query: RowQuery, what: str) -> AsyncIterator[bytes]:
-        """The `data` of the rows `query` reads, page after page, each checked against its `sha256`."""
-        chunks_max = limits.cocreation_dataset_rows_max // limits.cocreation_chunks_per_read_max + 1
-        for _ in range(chunks_max):
-            page = await self._backend.read_page(query)
-            for row in page.rows:
-                data, digest = row["data"], row["sha256"]
-                if not isinstance(data, bytes) or hashlib.sha256(data).digest() != digest:
-                    raise ChecksumMismatch(f"chunk {row['seq']!r} of {what} is damaged")
-                yield data
-            if page.next_after is None:
-                return
-            query = query.after(page.next_after)
+        """The `data` of the rows `query` reads, page after page (the next one read while this one is
+        handed out), each checked against its `sha256`."""
+        pages_max = limits.cocreation_dataset_rows_max // limits.cocreation_chunks_per_read_max + 1
+        pending = asyncio.ensure_future(self._backend.read_page(query))
+        try:
+            for _ in range(pages_max):
+                page = await pending
+                if page.next_after is not None:
+                    query = query.after(page.next_after)
+                    pending = asyncio.ensure_future(self._backend.read_page(query))
+                for row in page.rows:
+                    data, digest = row["data"], row["sha256"]
+                    if not isinstance(data, bytes) or hashlib.sha256(data).digest() != digest:
+                        raise ChecksumMismatch(f"chunk {row['seq']!r} of {what} is damaged")
+                    yield data
+                if page.next_after is None:
+                    return
+        finally:
+            pending.cancel()
 
     # Query results kept for their analyst
 
