@@ -6,6 +6,7 @@ its response writes no claim. On SQLite and Cassandra, through the gRPC server a
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from google.protobuf import any_pb2
 from jubao.bulk.cocreation import tokenize, upload_dataset
 from jubao.bulk.results import download_result
-from jubao.client import AsyncClient, ClientConfig, JubaoError, Reason
+from jubao.client import AsyncClient, Client, ClientConfig, JubaoError, Reason
 from jubao.cocreation.v1 import cocreation_pb2 as pb
 from jubao_server import limits
 from jubao_server.cocreation.tables import REQUESTS, RESULTS
@@ -225,6 +226,12 @@ async def test_run_query_answers_an_arrow_table_whichever_way_the_groups_came(
         small_request.query.filters.append(few)
         small = await platform.cocreation.run_query(small_request)
         assert small.equals(_expected().slice(0, 2))
+
+    def blocking() -> pa.Table:
+        with Client(config) as client:
+            return client.cocreation.run_query(_by_shop(collaboration_id))
+
+    assert (await asyncio.to_thread(blocking)).equals(_expected())
     as_bank = ClientConfig(
         endpoint=config.endpoint, bulk_endpoint=config.bulk_endpoint, api_key=demo_keys()["demo-bank"]
     )
