@@ -1,8 +1,9 @@
 """Query results too large for their response: kept for the member that ran the query and downloaded by it
-over Arrow Flight (the ticket in `QueryResult.download`), by nobody else; the SDK's `run_query` answers an
-Arrow table either way. And a query claims its request id only when it has an effect to apply once: a kept
-result (its retry answers the same ticket) or a spend under differential privacy; one answered in full by
-its response writes no claim. On SQLite and Cassandra, through the gRPC server and its Flight process."""
+over Arrow Flight (the ticket in `QueryResult.download`), by nobody else, for a day; the SDK's `run_query`
+answers an Arrow table either way. And a query claims its request id only when it has an effect to apply
+once: a kept result (its retry answers the same ticket) or a spend under differential privacy; one answered
+in full by its response writes no claim. On SQLite and Cassandra, through the gRPC server and its Flight
+process."""
 
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ from jubao.bulk.results import download_result
 from jubao.client import AsyncClient, Client, ClientConfig, JubaoError, Reason
 from jubao.cocreation.v1 import cocreation_pb2 as pb
 from jubao_server import limits
+from jubao_server.app import migrate
+from jubao_server.cocreation.store import CocreationStore
 from jubao_server.cocreation.tables import REQUESTS, RESULTS
 from jubao_server.storage.contract import Batch as StoredBatch
 from jubao_server.storage.contract import Put, StorageBackend
+from jubao_server.storage.memory import MemoryBackend
 
 from tests.bulk.support import FlightProcess
 from tests.cocreation.support import (
@@ -39,6 +43,7 @@ from tests.cocreation.support import (
 )
 from tests.cocreation.test_cli import Cli
 from tests.platform.harness import Running, demo_keys
+from tests.sim.virtual_time import SimClock
 
 # More shops than a response carries, each bought from by BUYERS_PER_SHOP buyers (the threshold is 2).
 SHOPS = limits.cocreation_result_inline_groups_max + 200
@@ -317,3 +322,22 @@ async def test_the_command_line_writes_a_large_result_to_a_file(
     )  # fmt: skip
     assert "2 groups written" in few.stdout
     assert pa_csv.read_csv(tmp_path / "few.csv").column("count(*)").to_pylist() == [BUYERS_PER_SHOP] * 2
+
+
+async def test_a_kept_result_is_whole_until_it_expires() -> None:
+    clock = SimClock()
+    backend = MemoryBackend(clock)
+    await migrate(backend)
+    store = CocreationStore(backend, clock)
+    await store.keep_result("demo-platform", "co-kept", "r1", [b"first", b"second"], 2)
+
+    async def kept() -> list[bytes] | None:
+        chunks = await store.result_chunks("demo-platform", "co-kept", "r1")
+        return None if chunks is None else [chunk async for chunk in chunks]
+
+    assert await kept() == [b"first", b"second"]
+    assert await store.result_chunks("demo-bank", "co-kept", "r1") is None
+    clock.advance(limits.cocreation_result_ttl_s - 1)
+    assert await kept() == [b"first", b"second"]
+    clock.advance(2)
+    assert await kept() is None

@@ -59,8 +59,9 @@ from jubao_server.storage.contract import (
 
 _ROOM_ROWS_MAX: Final = 1 + limits.cocreation_members_max + limits.cocreation_datasets_max
 _RECORD_TYPES: Final = {COLLABORATION_ROW: Collaboration, MEMBER_ROW: Member, DATASET_ROW: Dataset}
-# The head row of a kept result: before its chunks (0, 1, ...).
+# The head row of a kept result: before its chunks (0, 1, ...), which expire an hour after it.
 _HEAD_SEQ: Final = -1
+_CHUNKS_OUTLIVE_HEAD_S: Final = 3600
 # Attempts of a change that lost the race for a room's version to another change.
 _CHANGE_ATTEMPTS_MAX: Final = 8
 
@@ -372,12 +373,13 @@ class CocreationStore:
     async def keep_result(
         self, analyst: str, collaboration_id: str, result_id: str, chunks: list[bytes], rows: int
     ) -> None:
-        """Store a result's chunks (Arrow IPC), then its head, every row expiring after
-        `cocreation_result_ttl_s`: a result is read only once its head is there."""
+        """Store a result's chunks (Arrow IPC), then its head, which expires after
+        `cocreation_result_ttl_s`: a result is read only while its head is there, and its chunks outlive
+        it (by `_CHUNKS_OUTLIVE_HEAD_S`), so it is whole whenever it is read."""
         partition = RESULTS.partition(analyst, collaboration_id, result_id)
         ttl_s = limits.cocreation_result_ttl_s
         data = [
-            Batch(partition, (Put((seq,), _chunk_values(chunk), ttl_s=ttl_s),))
+            Batch(partition, (Put((seq,), _chunk_values(chunk), ttl_s=ttl_s + _CHUNKS_OUTLIVE_HEAD_S),))
             for seq, chunk in enumerate(chunks)
         ]
         await write_all(self._backend, data)

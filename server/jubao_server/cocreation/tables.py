@@ -27,7 +27,7 @@
 * `cocreation_results`: a query result too large for its response, in its analyst's scope (one partition per
   result, its id random): `chunk` rows (seq from 0) of Arrow IPC with a SHA-256, then the `head` row (seq
   -1: the groups and chunks it holds), written last, so a result without it is incomplete and never read;
-  every row expires after `cocreation_result_ttl_s`.
+  the head expires after `cocreation_result_ttl_s`, the chunks an hour later (whole while readable).
 * `cocreation_expiries`: every collaboration by its expiry (the shared scope, one partition), written
   before the collaboration itself: the sweep (`rooms.Cocreation.sweep`) finds the expired ones there,
   withdraws their datasets, deletes their rows and then the entry.
