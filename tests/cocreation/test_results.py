@@ -251,20 +251,20 @@ async def test_only_a_query_with_an_effect_claims_its_request_id(
     collaboration_id = await _shops(clients, flight)
     platform, backend = clients["platform"], running.server.backend
     few = pb.Filter(column=pb.ColumnRef(dataset_id="orders", column="shop"), values=["shop-00007"])
-    small = _by_shop(collaboration_id, "small-query-1")
+    small = _by_shop(collaboration_id, f"small-{collaboration_id}")
     small.query.filters.append(few)
     first = await platform.cocreation.RunQuery(small)
     assert len(first.result.rows) == 1
-    assert not await _claimed(backend, "demo-platform", "small-query-1")
+    assert not await _claimed(backend, "demo-platform", f"small-{collaboration_id}")
     # Nothing was claimed: the same id with another query simply runs it.
-    other = await platform.cocreation.RunQuery(_by_shop(collaboration_id, "small-query-1"))
+    other = await platform.cocreation.RunQuery(_by_shop(collaboration_id, f"small-{collaboration_id}"))
     assert other.result.download.row_count == SHOPS
     # A kept result is applied once per request id: its retry answers the same ticket.
-    kept = await platform.cocreation.RunQuery(_by_shop(collaboration_id, "large-query-1"))
-    assert await _claimed(backend, "demo-platform", "large-query-1")
-    again = await platform.cocreation.RunQuery(_by_shop(collaboration_id, "large-query-1"))
+    kept = await platform.cocreation.RunQuery(_by_shop(collaboration_id, f"large-{collaboration_id}"))
+    assert await _claimed(backend, "demo-platform", f"large-{collaboration_id}")
+    again = await platform.cocreation.RunQuery(_by_shop(collaboration_id, f"large-{collaboration_id}"))
     assert again.result.download.ticket == kept.result.download.ticket
-    fresh = await platform.cocreation.RunQuery(_by_shop(collaboration_id, "large-query-2"))
+    fresh = await platform.cocreation.RunQuery(_by_shop(collaboration_id, f"large-2-{collaboration_id}"))
     assert fresh.result.download.ticket != kept.result.download.ticket
     await refused(
         platform.cocreation.RunQuery(_claimed_elsewhere(collaboration_id)), Reason.REQUEST_ID_REUSED
@@ -273,7 +273,7 @@ async def test_only_a_query_with_an_effect_claims_its_request_id(
 
 def _claimed_elsewhere(collaboration_id: str) -> pb.RunQueryRequest:
     """Another query under the kept result's request id."""
-    request = _by_shop(collaboration_id, "large-query-1")
+    request = _by_shop(collaboration_id, f"large-{collaboration_id}")
     request.query.aggregates.pop()
     return request
 
@@ -284,14 +284,14 @@ async def test_a_large_result_under_differential_privacy_is_kept_and_paid_for_on
     privacy = pb.DifferentialPrivacy(budget_epsilon_micro=50_000_000, query_epsilon_micro=20_000_000)
     collaboration_id = await _shops(clients, flight, privacy)
     platform = clients["platform"]
-    counted = _by_shop(collaboration_id, "private-large-1")
+    counted = _by_shop(collaboration_id, f"private-{collaboration_id}")
     counted.query.aggregates.pop()  # a sum would need its measure's bounds
     answer = await platform.cocreation.RunQuery(counted)
     assert (
         answer.result.HasField("noise")
         and answer.result.download.row_count > limits.cocreation_result_inline_groups_max
     )
-    assert await _claimed(running.server.backend, "demo-platform", "private-large-1")
+    assert await _claimed(running.server.backend, "demo-platform", f"private-{collaboration_id}")
     spent = answer.privacy_cost.remaining_epsilon_micro
     again = await platform.cocreation.RunQuery(counted)
     assert again.result.download.ticket == answer.result.download.ticket
