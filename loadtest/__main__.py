@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from loadtest import noisy
-from loadtest.bench import BACKENDS, RESULTS, SELECTABLE, Selection, run
+from loadtest.bench import BACKENDS, ONLY_CHOICES, RESULTS, Selection, run
 from loadtest.chaos import FULL, SHORT, run_chaos, table
 from loadtest.commands import EXIT_CHECK_FAILED, Options, find_peak_command, run_command
 from loadtest.harness import HarnessError
@@ -33,7 +33,7 @@ def main() -> None:
     bench.add_argument("--full", dest="quick", action="store_false", help="longer runs, steadier figures")
     bench.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     bench.add_argument(
-        "--only", action="append", choices=sorted(SELECTABLE), help="measure only this figure (repeatable)"
+        "--only", action="append", choices=sorted(ONLY_CHOICES), help="measure only this figure (repeatable)"
     )
     bench.add_argument("--backend", action="append", choices=BACKENDS, help="only this backend (repeatable)")
     bench.add_argument(

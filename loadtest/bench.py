@@ -29,7 +29,7 @@ from jubao_server.storage.contract import StorageBackend, StorageError
 from jubao_server.storage.factory import open_backend
 
 from loadtest.bulk_bench import BulkPlan, BulkRun, bulk_figures
-from loadtest.cocreation_bench import bench_rows, cocreation_figures
+from loadtest.cocreation_bench import BENCH_ROWS, cocreation_figures
 from loadtest.cocreation_train_bench import run_cocreation_train_bench
 from loadtest.commands import find_peak, print_step
 from loadtest.engine import ClosedLoop, Engine
@@ -199,6 +199,9 @@ SELECTABLE: Final[dict[str, SelectedFigures]] = {
     ),
     "payments_transfer_p99_ms": latency_figures,
 }
+# Measured alone through a server with its Flight process (`--only` too), its ledger checked the same way.
+COCREATION_JOIN: Final = "cocreation_join_aggregate_rows_per_s"
+ONLY_CHOICES: Final = (*SELECTABLE, COCREATION_JOIN)
 BACKENDS: Final = ("sqlite", "cassandra")
 
 
@@ -243,11 +246,17 @@ def run(quick: bool, output: Path, selection: Selection = Selection()) -> dict[s
 def selected_figures(plan: BenchPlan, storage: StorageSettings, selection: Selection) -> list[Figure]:
     """Only the figures `selection` names, through a server process on `storage`, its ledger checked."""
     backend = storage.backend
-    with serving(None, None, _storage_env(storage)) as target, Engine(plan.workers) as engine:
+    bulk_port = free_port()
+    settings = {**_storage_env(storage), "JUBAO_BULK__PORT": str(bulk_port)}
+    with serving(None, None, settings) as target, Engine(plan.workers) as engine:
         run, setup = prepare(target, plan.scenario(), selection.profiles)
         figures: list[Figure] = []
         tallies = [setup]
         for name in selection.only:
+            if name == COCREATION_JOIN:
+                location = f"grpc+tcp://127.0.0.1:{bulk_port}"
+                figures += cocreation_figures(target.endpoint, location, target.api_key, BENCH_ROWS, backend)
+                continue
             found, moved = SELECTABLE[name](engine, run, plan.payments, backend)
             figures += found
             tallies.append(moved)
@@ -284,8 +293,7 @@ def server_figures(
         bulk = bulk_figures(target.endpoint, storage, bulk_run)
         print(f"bench: co-creation join on {backend}")
         location = f"grpc+tcp://127.0.0.1:{bulk_port}"
-        rows = bench_rows(backend)
-        bulk += cocreation_figures(target.endpoint, location, target.api_key, rows, backend)
+        bulk += cocreation_figures(target.endpoint, location, target.api_key, BENCH_ROWS, backend)
     document = {
         "command": "find-peak",
         "scenario": scenario.name,

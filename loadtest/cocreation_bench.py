@@ -24,11 +24,9 @@ import time
 import uuid
 from typing import Any, Final
 
-# Rows of each dataset in make bench (quick and full alike: the whole run takes about half a minute on
-# SQLite). On Cassandra fewer: reading two 1,000,000-row datasets' chunks back ran past the server's
-# deadline_max_ms (60 s) on this machine (2 cores, load 16), which is the product's to fix, not the bench's.
+# Rows of each dataset in make bench, on either backend (quick and full alike: the whole run takes about
+# half a minute on SQLite).
 BENCH_ROWS: Final = 1_000_000
-CASSANDRA_ROWS: Final = 200_000
 SEED: Final = 20_161_111
 CATEGORIES: Final = 20
 THRESHOLD: Final = 100
@@ -36,10 +34,6 @@ QUERY_REPEATS: Final = 3
 SECRET: Final = b"bench secret agreed out of band, 32+ bytes"
 
 Figure = dict[str, Any]
-
-
-def bench_rows(backend: str) -> int:
-    return CASSANDRA_ROWS if backend == "cassandra" else BENCH_ROWS
 
 
 def cocreation_figures(endpoint: str, location: str, api_key: str, rows: int, backend: str) -> list[Figure]:
@@ -89,7 +83,7 @@ def cocreation_figures(endpoint: str, location: str, api_key: str, rows: int, ba
     scanned = result.rows_scanned
     notes = (
         f"RunQuery through the API: two datasets of {rows:,} rows each"
-        f"{_fewer(rows, backend)}"
+        f"{_fewer(rows)}"
         f" joined on HMAC-SHA256 tokens ({rows:,} joined rows), grouped by {CATEGORIES} categories with "
         f"count, avg, two sums and the minimum group size {THRESHOLD}, no differential privacy; "
         f"{scanned:,} rows read per query in {best_s:.2f} s (best of {QUERY_REPEATS}: "
@@ -101,15 +95,8 @@ def cocreation_figures(endpoint: str, location: str, api_key: str, rows: int, ba
     return [figure("cocreation_join_aggregate_rows_per_s", round(scanned / best_s), "rows/s", backend, notes)]
 
 
-def _fewer(rows: int, backend: str) -> str:
-    if rows >= BENCH_ROWS:
-        return ""
-    if backend == "cassandra" and rows == CASSANDRA_ROWS:
-        return (
-            f" (not {BENCH_ROWS:,}: on Cassandra a query of two datasets that large ran past the server's "
-            "60 s deadline on this machine; see loadtest/cocreation_bench.py)"
-        )
-    return f" (fewer than make bench runs: {BENCH_ROWS:,})"
+def _fewer(rows: int) -> str:
+    return "" if rows >= BENCH_ROWS else f" (fewer than make bench runs: {BENCH_ROWS:,})"
 
 
 def _collaboration(client: Any, pb: Any) -> str:

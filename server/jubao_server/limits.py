@@ -263,19 +263,25 @@ cocreation_dataset_rows_max = 10_000_000
 cocreation_expire_ahead_s_max = 366 * 24 * 3600
 cocreation_min_group_size_default = 100
 cocreation_min_group_size_min = 2
-# Chunks one read brings into memory when a dataset's rows are read or deleted.
-cocreation_chunks_per_read_max = 256
+# Chunks (of at most bulk_chunk_bytes_max) one read brings into memory when a dataset's rows are read: a
+# Cassandra node answers a read whole (the driver does not page), and on a 2-core machine one of 64 chunks
+# took 17.6 s where the same 90 chunks in reads of 16 took 1.4 s (reads of 256 ran past the 10 s timeout).
+cocreation_chunks_per_read_max = 16
 # Rows of one stored chunk of a dataset (and bulk_chunk_bytes_max of Arrow IPC).
 cocreation_chunk_rows_max = 65_536
 # A query: datasets joined, filters, values per filter, group-by columns, aggregates; rows it reads (all its
-# datasets' together) and groups it answers.
+# datasets' together) and groups it answers: at most `cocreation_result_inline_groups_max` in the RunQuery
+# response, more kept as Arrow IPC chunks of at most `cocreation_chunk_rows_max` rows for
+# `cocreation_result_ttl_s` and downloaded over Arrow Flight.
 cocreation_query_datasets_max = 4
 cocreation_query_filters_max = 16
 cocreation_filter_values_max = 100
 cocreation_query_group_by_max = 8
 cocreation_query_aggregates_max = 16
 cocreation_query_rows_max = 40_000_000
-cocreation_result_groups_max = 10_000
+cocreation_result_groups_max = 1_000_000
+cocreation_result_inline_groups_max = 1_000
+cocreation_result_ttl_s = 24 * 3600
 cocreation_query_threads_max = 64
 # A model (cocreation/training.py): its features, the levels of a categorical feature, the solver's
 # iterations, the rows of a join it trains on or scores.

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from jubao.client import Client, ClientConfig, ConfigError
 from jubao.client.channel import MESSAGE_BYTES_MAX, channel_options, service_config_json
+from jubao.client.config import child_environment
 
 
 def test_from_env_reads_every_variable() -> None:
@@ -27,6 +28,20 @@ def test_from_env_reads_every_variable() -> None:
     )
     assert (config.root_certificates_path, config.client_key_path) == ("/etc/ca.pem", "/etc/client.key")
     assert config.uses_tls
+
+
+def test_a_child_process_gets_the_config_it_was_given() -> None:
+    """A download over Arrow Flight runs in a process of its own (`child_environment`): it reads the same
+    bulk endpoint, key and TLS settings, from the JUBAO_* variables."""
+    config = ClientConfig(bulk_endpoint="bulk.example:443", api_key="jb_key", tls=True)
+    child = ClientConfig.from_env(child_environment(config))
+    assert (child.bulk_endpoint, child.api_key, child.tls, child.root_certificates_path) == (
+        "bulk.example:443",
+        "jb_key",
+        True,
+        None,
+    )
+    assert not ClientConfig.from_env(child_environment(ClientConfig())).uses_tls
 
 
 def test_from_env_defaults_to_local_plaintext() -> None:

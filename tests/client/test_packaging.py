@@ -42,9 +42,12 @@ def test_cli_parses_its_command_line_without_grpc_rich_or_arrow() -> None:
 
 
 def test_the_bulk_client_loads_no_grpc() -> None:
-    """Arrow Flight and grpcio must not share a process (apache/arrow#13300): the bulk client, its errors
-    and the bulk commands never load grpcio."""
-    probe = "import sys, jubao.bulk.client, jubao.cli.bulk, jubao.errors; print('grpc' in sys.modules)"
+    """Arrow Flight and grpcio must not share a process (apache/arrow#13300): the bulk client, its errors,
+    the bulk commands and the process that downloads a co-creation query's kept result never load grpcio."""
+    probe = (
+        "import sys, jubao.bulk.client, jubao.bulk.results, jubao.cli.bulk, jubao.errors;"
+        " print('grpc' in sys.modules)"
+    )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )

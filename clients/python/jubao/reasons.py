@@ -163,6 +163,8 @@ class Reason(StrEnum):
     PRIVACY_BUDGET_EXHAUSTED = "PRIVACY_BUDGET_EXHAUSTED"
     # NOT_FOUND (cocreation): no such model in the collaboration
     MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    # NOT_FOUND (cocreation): no kept query result of the caller's by that id (another tenant's, or expired)
+    QUERY_RESULT_NOT_FOUND = "QUERY_RESULT_NOT_FOUND"
     # FAILED_PRECONDITION (cocreation): a model's join or a scoring holds fewer join keys than the threshold;
     # a model scored before it was trained
     TOO_FEW_ROWS = "TOO_FEW_ROWS"

@@ -74,7 +74,9 @@ class ExportDataset(Protocol):
     def product(self) -> Product: ...
 
     @property
-    def schema(self) -> pa.Schema: ...
+    def schema(self) -> pa.Schema | None:
+        """The schema of its rows; None when each command's rows have their own (a query's result): the
+        stream then has the schema of its first batch, which there always is."""
 
     def check(self, command: bytes) -> Message:
         """The parsed command, checked, or INVALID_ARGUMENT."""

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Mapping
 from typing import Any, Final, TypeVar
 
 import pyarrow as pa
 import structlog
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from jubao.bulk.client import CERTIFICATE_HEADER
 from jubao.bulk.v1 import bulk_pb2
 from jubao.reasons import Reason
@@ -82,7 +81,7 @@ class LoopThread:
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
-    def iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
+    def iterate(self, items: AsyncIterator[T]) -> Generator[T, None, None]:
         """An async iterator consumed from a Flight thread; the next item is read on the loop while the
         caller handles this one (a download's next storage pages are read while Flight sends a batch)."""
         pending = asyncio.run_coroutine_threadsafe(_next(items), self.loop)
@@ -346,28 +345,40 @@ class BulkFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             rows = upload.rows_applied + upload.rows_failed
             return flight.FlightInfo(dataset.schemas.results, descriptor, [endpoint], rows, -1)
         export = self._export_dataset(caller, name)
-        export.check(value)
-        return flight.FlightInfo(
-            export.schema, descriptor, [flight.FlightEndpoint(descriptor.command, [])], -1, -1
-        )
+        command = export.check(value)
+        schema = export.schema
+        if schema is None:
+            schema, _, read = self._export(caller, export, command)
+            read.close()
+        return flight.FlightInfo(schema, descriptor, [flight.FlightEndpoint(descriptor.command, [])], -1, -1)
 
     def _download(self, caller: Caller, ticket: bytes) -> flight.FlightDataStream:
         name, value = unpack(ticket, "ticket")
         tenant_id = caller.tenant.tenant_id
+        batches: Iterator[pa.RecordBatch | pa.Table]
         if name == GET_UPLOAD_RESULTS:
             upload, dataset = self._io.run(self._owned_upload(caller, value))
             batches = self._results(tenant_id, upload, dataset)
             schema = dataset.schemas.results
         else:
             export = self._export_dataset(caller, name)
-            command = export.check(value)
-            read = self._io.iterate(export.read(self._backend, self._store.clock, tenant_id, command))
-            # The first batch is read now, so that an export refused by what storage holds (a fund the
-            # caller may not see) is the call's error, not a broken stream.
-            first = next(read, None)
-            batches = itertools.chain(() if first is None else (first,), read)
-            schema = export.schema
+            schema, first, read = self._export(caller, export, export.check(value))
+            batches = _prepended(first, read)
         return flight.GeneratorStream(schema, self._paced(tenant_id, batches))
+
+    def _export(
+        self, caller: Caller, export: ExportDataset, command: Message
+    ) -> tuple[pa.Schema, pa.RecordBatch | None, Generator[pa.RecordBatch, None, None]]:
+        """The export's schema, its first batch and the others. The first batch is read now, so that an
+        export refused by what storage holds (a fund the caller may not see) is the call's error, not a
+        broken stream, and an export whose schema is its command's has it."""
+        tenant_id = caller.tenant.tenant_id
+        read = self._io.iterate(export.read(self._backend, self._store.clock, tenant_id, command))
+        first = next(read, None)
+        schema = export.schema if export.schema is not None else first.schema if first is not None else None
+        if schema is None:
+            raise internal(f"the export {export.name} gave no schema")
+        return schema, first, read
 
     def _paced(
         self, tenant_id: str, batches: Iterator[pa.RecordBatch | pa.Table]
@@ -487,6 +498,13 @@ def _entitled(caller: Caller, datasets: Mapping[str, D], name: str, kind: str) -
         raise ApiError(ErrorCode.INVALID_ARGUMENT, Reason.INVALID_ARGUMENT, f"no {kind} dataset {name}")
     require_product(caller, dataset.product)
     return dataset
+
+
+def _prepended(first: T | None, rest: Iterator[T]) -> Iterator[T]:
+    """`first` (unless None), then `rest`."""
+    if first is not None:
+        yield first
+    yield from rest
 
 
 def _method_name(method: flight.FlightMethod) -> str:

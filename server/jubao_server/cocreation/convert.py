@@ -39,7 +39,8 @@ from jubao_server.cocreation.model import (
     rule_violations,
 )
 from jubao_server.cocreation.privacy import MECHANISM, Cost
-from jubao_server.cocreation.query import Result
+from jubao_server.cocreation.query import Download, Result
+from jubao_server.cocreation.results import ticket
 from jubao_server.platform.timestamps import time_ms, timestamp
 
 ABILITIES: Final = {
@@ -449,6 +450,15 @@ def result_to_pb(result: Result) -> pb.QueryResult:
         noise=pb.Noise(epsilon_micro=result.epsilon_micro, mechanism=MECHANISM)
         if result.epsilon_micro
         else None,
+        download=_download_to_pb(result.download) if result.download is not None else None,
+    )
+
+
+def _download_to_pb(download: Download) -> pb.QueryResultDownload:
+    return pb.QueryResultDownload(
+        ticket=ticket(download),
+        row_count=download.row_count,
+        expire_time=timestamp(download.expire_time_ms),
     )
 
 

@@ -11,6 +11,7 @@ from jubao_server.cocreation import tables
 from jubao_server.cocreation.config import CocreationSettings
 from jubao_server.cocreation.demo import seed_demo
 from jubao_server.cocreation.ingest import DatasetRowsUpload
+from jubao_server.cocreation.results import QueryResultsExport
 from jubao_server.cocreation.rooms import Cocreation
 from jubao_server.cocreation.scoring import ScoresExport
 from jubao_server.products import GrpcService, ProductContext, ProductSpec, ServiceContext
@@ -45,5 +46,5 @@ PRODUCT: Final = ProductSpec(
     migrations=Path(__file__).resolve().parent / "migrations",
     start=_start,
     services=_services,
-    datasets=(DatasetRowsUpload(), ScoresExport()),
+    datasets=(DatasetRowsUpload(), ScoresExport(), QueryResultsExport()),
 )

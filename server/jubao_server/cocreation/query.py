@@ -84,6 +84,15 @@ def audit_entry(audit_id: str, time_ms: int, analyst: str, checked: Plan, result
     )
 
 
+class Download(msgspec.Struct, frozen=True):
+    """Where a result too large for its response was kept (`results.py`), for its analyst to download."""
+
+    collaboration_id: str
+    result_id: str
+    row_count: int
+    expire_time_ms: int
+
+
 @dataclasses.dataclass(frozen=True)
 class Result:
     columns: tuple[str, ...]
@@ -93,6 +102,13 @@ class Result:
     rows_scanned: int
     # The epsilon the noise of the result spent (0: exact).
     epsilon_micro: int = 0
+    # Set once a result too large for its response is kept (its rows are then left out here).
+    download: Download | None = None
+
+    @property
+    def to_keep(self) -> bool:
+        """Whether the result has more groups than a response carries, and is not kept yet."""
+        return self.download is None and self.rows.num_rows > limits.cocreation_result_inline_groups_max
 
 
 class _Stored(msgspec.Struct, frozen=True):
@@ -102,6 +118,7 @@ class _Stored(msgspec.Struct, frozen=True):
     min_group_size: int
     rows_scanned: int
     epsilon_micro: int
+    download: Download | None = None
 
 
 def encode_result(result: Result) -> bytes:
@@ -113,6 +130,7 @@ def encode_result(result: Result) -> bytes:
         result.min_group_size,
         result.rows_scanned,
         result.epsilon_micro,
+        result.download,
     )
     return msgspec.json.encode(stored)
 
@@ -127,6 +145,7 @@ def decode_result(data: bytes) -> Result:
         stored.min_group_size,
         stored.rows_scanned,
         stored.epsilon_micro,
+        stored.download,
     )
 
 
@@ -264,7 +283,8 @@ def check_shape(query: Query, room: Room) -> None:
 
 async def run(store: CocreationStore, checked: Plan, threads: int) -> Result:
     """Read the datasets' rows, run the query, suppress the groups below the threshold."""
-    tables = [await read_rows(store, dataset, _used(checked.query, dataset)) for dataset in checked.datasets]
+    reads = (read_rows(store, dataset, _used(checked.query, dataset)) for dataset in checked.datasets)
+    tables = await asyncio.gather(*reads)
     await check_unwithdrawn(store, checked.datasets)
     sql, parameters = compile_sql(checked)
     grouped = await asyncio.to_thread(execute, tables, sql, parameters, threads)

@@ -16,6 +16,7 @@ from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.clock import Clock
+from jubao_server.cocreation import results
 from jubao_server.cocreation.model import (
     Ability,
     AuditEntry,
@@ -105,16 +106,17 @@ class Cocreation:
             await self.store.swept(expire_time_ms, collaboration_id)
         return len(due)
 
-    async def room(self, tenant_id: str, collaboration_id: str) -> Room:
-        """The room, if `tenant_id` may see it (else COLLABORATION_NOT_FOUND)."""
-        room = await self.store.load(collaboration_id)
+    async def room(self, tenant_id: str, collaboration_id: str, stored: Room | None = None) -> Room:
+        """The room (`stored` when the caller has read it), if `tenant_id` may see it (else
+        COLLABORATION_NOT_FOUND)."""
+        room = stored if stored is not None else await self.store.load(collaboration_id)
         if room is None:
             raise collaboration_not_found(collaboration_id)
         return room.visible(tenant_id)
 
-    async def open_room(self, tenant_id: str, collaboration_id: str) -> Room:
+    async def open_room(self, tenant_id: str, collaboration_id: str, stored: Room | None = None) -> Room:
         """The room for a call on its data: visible to `tenant_id` and not expired."""
-        room = await self.room(tenant_id, collaboration_id)
+        room = await self.room(tenant_id, collaboration_id, stored)
         return room.open_to(tenant_id, self.clock.wall_ms())
 
     async def create(
@@ -208,9 +210,14 @@ class Cocreation:
         return dataset
 
     async def _checked(
-        self, tenant_id: str, collaboration_id: str, query: Query, epsilon_micro: int
+        self,
+        tenant_id: str,
+        collaboration_id: str,
+        query: Query,
+        epsilon_micro: int,
+        stored: Room | None = None,
     ) -> tuple[Plan, Privacy | None]:
-        room = await self.open_room(tenant_id, collaboration_id)
+        room = await self.open_room(tenant_id, collaboration_id, stored)
         check_shape(query, room)
         privacy = room.collaboration.privacy
         if privacy is None and epsilon_micro:
@@ -234,11 +241,15 @@ class Cocreation:
         query: Query,
         request_id: str = "",
         epsilon_micro: int = 0,
+        *,
+        stored: Room | None = None,
     ) -> tuple[Result, Cost | None]:
-        """Run an aggregate query for `tenant_id` (see `query.py`): checked, then read and computed, and
-        recorded in the audit log before it is answered. Under differential privacy it is paid from the
-        caller's budget first (`_spent`), once per `request_id`; with its cost and the budget left."""
-        checked, privacy = await self._checked(tenant_id, collaboration_id, query, epsilon_micro)
+        """Run an aggregate query for `tenant_id` (see `query.py`) on the room (`stored`, when the caller
+        has read it): checked, then read and computed, and recorded in the audit log before it is
+        answered. Under differential privacy it is paid from the caller's budget first (`_spent`), once
+        per `request_id`, and kept (`keep`) before, if it is too large for a response; with its cost and
+        the budget left. Else a result too large for a response is the caller's to keep (`to_keep`)."""
+        checked, privacy = await self._checked(tenant_id, collaboration_id, query, epsilon_micro, stored)
         if privacy is not None:
             if not request_id:
                 raise invalid("request_id", "required: the collaboration has differential privacy")
@@ -266,6 +277,9 @@ class Cocreation:
             result = await run(self.store, checked, self._query_threads)
             audit_id = hashlib.sha256(f"{tenant_id}\n{request_id}".encode()).hexdigest()[:32]
             entry = audit_entry(audit_id, self.clock.wall_ms(), tenant_id, checked, result)
+            if result.to_keep:
+                # Kept under a random id before the spend: were the spend refused, nobody could find it.
+                result = await self.keep(tenant_id, collaboration_id, result)
             spend = Spend(request_id, noise.epsilon_micro, entry, encode_result(result))
             earlier, spent = await self._pay(
                 tenant_id, collaboration_id, privacy=privacy, noise=noise, spend=spend, spent=spent
@@ -277,6 +291,10 @@ class Cocreation:
         return decode_result(earlier.answer), Cost(
             earlier.epsilon_micro, privacy.budget_epsilon_micro, remaining
         )
+
+    async def keep(self, tenant_id: str, collaboration_id: str, result: Result) -> Result:
+        """Keep a result too large for a response for `tenant_id` to download (`results.py`)."""
+        return await results.keep(self.store, tenant_id, collaboration_id, result)
 
     async def _pay(
         self,

@@ -35,7 +35,6 @@ from jubao_server.cocreation.model import (
     Model,
     ModelState,
     Room,
-    collaboration_not_found,
     id_violations,
     raise_if_any,
 )
@@ -89,12 +88,10 @@ class ScoresExport:
     ) -> AsyncIterator[pa.RecordBatch]:
         request: pb.ScoreDatasetRows = command  # type: ignore[assignment]
         store = CocreationStore(backend, clock)
-        room = await store.load(request.collaboration_id)
-        if room is None:
-            raise collaboration_not_found(request.collaboration_id)
+        room = await store.open_room(request.collaboration_id, tenant_id)
         stored = await store.model_record(request.collaboration_id, request.model_id)
         model = stored.model if stored is not None else None
-        checked = _checked(room.open_to(tenant_id, clock.wall_ms()), tenant_id, model, request)
+        checked = _checked(room, tenant_id, model, request)
         scores = await _scores(store, checked)
         await store.audit(room.collaboration.collaboration_id, _audit_entry(checked, clock, scores))
         for batch in scores.to_batches(max_chunksize=limits.bulk_export_batch_rows_max):

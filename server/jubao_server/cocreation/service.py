@@ -1,6 +1,7 @@
 """jubao.cocreation.v1.CocreationService: collaborations, members and datasets of the caller's tenant. The
 pipeline has already checked that the tenant has the cocreation product; mutations are claimed by request
-id first (`RequestLog` on `cocreation_requests`) and their first answer is replayed to their retries."""
+id first (`RequestLog` on `cocreation_requests`) and their first answer is replayed to their retries (a
+query only when it has an effect: `RunQuery`)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from jubao_server.cocreation.model import id_violations, raise_if_any
 from jubao_server.cocreation.rooms import Cocreation
 from jubao_server.cocreation.tables import CLAIMS
 from jubao_server.platform.context import current_caller
-from jubao_server.platform.idempotency import Claim, RequestLog
+from jubao_server.platform.idempotency import Claim, RequestLog, check_request_id
 from jubao_server.platform.paging import PageTokens, page_size
 from jubao_server.products import GrpcService, ServiceContext
 
@@ -209,20 +210,38 @@ class CocreationService(pb_grpc.CocreationServiceServicer):
         return await self._once("SetDifferentialPrivacy", request, pb.SetDifferentialPrivacyResponse, apply)
 
     async def RunQuery(self, request: pb.RunQueryRequest, context: Context) -> pb.RunQueryResponse:
+        """A query's request id is claimed only when the query has an effect to apply once: under
+        differential privacy (the spend: claimed first, as every mutation is) and when its result is kept
+        (claimed once the result is known to be too large: its retry answers the first ticket). A query
+        answered in full by its response reads and writes nothing else: its retry runs it again."""
         query = query_of(request)
+        check_request_id(request.request_id)
         tenant_id = _tenant_id()
         collaboration_id = request.collaboration_id
         if request.validate_only:
             cost = await self._co.preview(tenant_id, collaboration_id, query, request.epsilon_micro)
             return pb.RunQueryResponse(privacy_cost=cost_to_pb(cost))
+        stored = await self._co.store.load(collaboration_id)
+        if stored is not None and stored.collaboration.privacy is not None:
 
-        async def apply() -> pb.RunQueryResponse:
-            result, cost = await self._co.query(
-                tenant_id, collaboration_id, query, request.request_id, request.epsilon_micro
-            )
+            async def spend() -> pb.RunQueryResponse:
+                result, cost = await self._co.query(
+                    tenant_id, collaboration_id, query, request.request_id, request.epsilon_micro
+                )
+                return pb.RunQueryResponse(result=result_to_pb(result), privacy_cost=cost_to_pb(cost))
+
+            return await self._once("RunQuery", request, pb.RunQueryResponse, spend)
+        result, cost = await self._co.query(
+            tenant_id, collaboration_id, query, request.request_id, request.epsilon_micro, stored=stored
+        )
+        if not result.to_keep:
             return pb.RunQueryResponse(result=result_to_pb(result), privacy_cost=cost_to_pb(cost))
 
-        return await self._once("RunQuery", request, pb.RunQueryResponse, apply)
+        async def keep() -> pb.RunQueryResponse:
+            kept = await self._co.keep(tenant_id, collaboration_id, result)
+            return pb.RunQueryResponse(result=result_to_pb(kept), privacy_cost=cost_to_pb(cost))
+
+        return await self._once("RunQuery", request, pb.RunQueryResponse, keep)
 
     async def StartTraining(
         self, request: pb.StartTrainingRequest, context: Context

@@ -1,9 +1,10 @@
 """The co-creation product's storage (tables in `tables.py`): rooms (a collaboration's partition, read
 whole and written back under its version), the tenants' membership index, datasets' rows as Arrow IPC
-chunks in their owner's scope, and the members' privacy budgets."""
+chunks in their owner's scope, the members' privacy budgets, and query results kept for their analyst."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -12,6 +13,7 @@ from typing import Final
 import msgspec
 
 from jubao_server import limits
+from jubao_server.bulk.store import ChecksumMismatch
 from jubao_server.clock import Clock
 from jubao_server.cocreation.model import (
     AuditEntry,
@@ -22,6 +24,7 @@ from jubao_server.cocreation.model import (
     Model,
     Room,
     Spend,
+    collaboration_not_found,
     conflict,
 )
 from jubao_server.cocreation.tables import (
@@ -34,6 +37,7 @@ from jubao_server.cocreation.tables import (
     MEMBER_ROW,
     MEMBERSHIPS,
     MODELS,
+    RESULTS,
     ROWS,
     SHARED_SCOPE,
 )
@@ -43,6 +47,7 @@ from jubao_server.storage.contract import (
     Bound,
     Consistency,
     Delete,
+    PartitionRef,
     Put,
     RowAbsent,
     RowMatches,
@@ -55,12 +60,11 @@ from jubao_server.storage.contract import (
 
 _ROOM_ROWS_MAX: Final = 1 + limits.cocreation_members_max + limits.cocreation_datasets_max
 _RECORD_TYPES: Final = {COLLABORATION_ROW: Collaboration, MEMBER_ROW: Member, DATASET_ROW: Dataset}
+# The head row of a kept result: before its chunks (0, 1, ...), which expire an hour after it.
+_HEAD_SEQ: Final = -1
+_CHUNKS_OUTLIVE_HEAD_S: Final = 3600
 # Attempts of a change that lost the race for a room's version to another change.
 _CHANGE_ATTEMPTS_MAX: Final = 8
-
-
-class ChecksumMismatch(Exception):
-    """A stored chunk does not match its SHA-256."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +133,14 @@ class CocreationStore:
         if collaboration is None:
             return None
         return Room(collaboration, members, datasets, version)
+
+    async def open_room(self, collaboration_id: str, tenant_id: str) -> Room:
+        """The room for a call of `tenant_id` on its data: visible to it and not expired (else
+        COLLABORATION_NOT_FOUND or COLLABORATION_EXPIRED)."""
+        room = await self.load(collaboration_id)
+        if room is None:
+            raise collaboration_not_found(collaboration_id)
+        return room.open_to(tenant_id, self.now_ms())
 
     async def create(self, room: Room) -> bool:
         """Store a new room, its members and datasets (False when its id is taken) and index it for its
@@ -362,8 +374,7 @@ class CocreationStore:
         values: dict[str, Value] = {
             "first_row": state.rows_received,
             "row_count": rows,
-            "data": data,
-            "sha256": hashlib.sha256(data).digest(),
+            **_chunk_values(data),
         }
         after = RowsState(state.rows_received + rows, state.chunk_count + 1, False)
         batch = Batch(
@@ -374,22 +385,73 @@ class CocreationStore:
         )
         return after if (await self._backend.write(batch)).applied else None
 
-    async def chunks(self, owner: str, collaboration_id: str, dataset_id: str) -> AsyncIterator[bytes]:
+    def chunks(self, owner: str, collaboration_id: str, dataset_id: str) -> AsyncIterator[bytes]:
         """The dataset's chunks in row order (each an Arrow IPC stream), checked against their digests."""
+        partition = ROWS.partition(owner, collaboration_id, dataset_id)
+        return self._chunks(RowQuery(partition, limit=limits.cocreation_chunks_per_read_max), dataset_id)
+
+    async def _chunks(self, query: RowQuery, what: str) -> AsyncIterator[bytes]:
+        """The `data` of the rows `query` reads, page after page (the next one read while this one is
+        handed out), each checked against its `sha256`."""
+        pages_max = limits.cocreation_dataset_rows_max // limits.cocreation_chunks_per_read_max + 1
+        pending = asyncio.ensure_future(self._backend.read_page(query))
+        try:
+            for _ in range(pages_max):
+                page = await pending
+                if page.next_after is not None:
+                    query = query.after(page.next_after)
+                    pending = asyncio.ensure_future(self._backend.read_page(query))
+                for row in page.rows:
+                    data, digest = row["data"], row["sha256"]
+                    if not isinstance(data, bytes) or hashlib.sha256(data).digest() != digest:
+                        raise ChecksumMismatch(f"chunk {row['seq']!r} of {what} is damaged")
+                    yield data
+                if page.next_after is None:
+                    return
+        finally:
+            pending.cancel()
+
+    # Query results kept for their analyst
+
+    async def keep_result(
+        self, analyst: str, collaboration_id: str, result_id: str, chunks: list[bytes], rows: int
+    ) -> None:
+        """Store a result's chunks (Arrow IPC), then its head, which expires after
+        `cocreation_result_ttl_s`: a result is read only while its head is there, and its chunks outlive
+        it (by `_CHUNKS_OUTLIVE_HEAD_S`), so it is whole whenever it is read."""
+        partition = RESULTS.partition(analyst, collaboration_id, result_id)
+        ttl_s = limits.cocreation_result_ttl_s
+        data = [
+            Batch(partition, (Put((seq,), _chunk_values(chunk), ttl_s=ttl_s + _CHUNKS_OUTLIVE_HEAD_S),))
+            for seq, chunk in enumerate(chunks)
+        ]
+        await write_all(self._backend, data)
+        head = Put((_HEAD_SEQ,), {"row_count": rows, "chunk_count": len(chunks)}, ttl_s=ttl_s)
+        await self._backend.write(Batch(partition, (head,)))
+
+    async def result_chunks(
+        self, analyst: str, collaboration_id: str, result_id: str
+    ) -> AsyncIterator[bytes] | None:
+        """The chunks of a result `analyst` kept, in row order, checked against their digests; None when
+        it has none of that id (or not whole)."""
+        partition = RESULTS.partition(analyst, collaboration_id, result_id)
+        head = await self._backend.read_row(partition, (_HEAD_SEQ,))
+        if head is None:
+            return None
+        return self._result_chunks(partition, _int(head["chunk_count"]), result_id)
+
+    async def _result_chunks(
+        self, partition: PartitionRef, count: int, result_id: str
+    ) -> AsyncIterator[bytes]:
         query = RowQuery(
-            ROWS.partition(owner, collaboration_id, dataset_id), limit=limits.cocreation_chunks_per_read_max
+            partition, lower=Bound((0,), inclusive=True), limit=limits.cocreation_chunks_per_read_max
         )
-        chunks_max = limits.cocreation_dataset_rows_max // limits.cocreation_chunks_per_read_max + 1
-        for _ in range(chunks_max):
-            page = await self._backend.read_page(query)
-            for row in page.rows:
-                data, digest = row["data"], row["sha256"]
-                if not isinstance(data, bytes) or hashlib.sha256(data).digest() != digest:
-                    raise ChecksumMismatch(f"chunk {row['seq']!r} of dataset {dataset_id} is damaged")
-                yield data
-            if page.next_after is None:
-                return
-            query = query.after(page.next_after)
+        read = 0
+        async for data in self._chunks(query, f"result {result_id}"):
+            read += 1
+            yield data
+        if read != count:
+            raise ChecksumMismatch(f"result {result_id} has {read} of its {count} chunks")
 
     async def delete_rows(self, owner: str, collaboration_id: str, dataset_id: str) -> None:
         """Mark the rows withdrawn (no chunk is stored after this), then delete every chunk."""
@@ -428,6 +490,10 @@ def _record_puts(
     puts += [Put((MEMBER_ROW, m.tenant_id), {"record": msgspec.json.encode(m)}) for m in members]
     puts += [Put((DATASET_ROW, d.dataset_id), {"record": msgspec.json.encode(d)}) for d in datasets]
     return puts
+
+
+def _chunk_values(data: bytes) -> dict[str, Value]:
+    return {"data": data, "sha256": hashlib.sha256(data).digest()}
 
 
 def _blob(value: object) -> bytes:

@@ -24,6 +24,10 @@
 * `cocreation_models`: the models trained in a collaboration, one partition per collaboration in the
   shared scope: a row per model (`model.Model`: its spec, state and progress, and once trained its
   coefficients and fit), written when the training starts and as it advances, by the one task that runs it.
+* `cocreation_results`: a query result too large for its response, in its analyst's scope (one partition per
+  result, its id random): `chunk` rows (seq from 0) of Arrow IPC with a SHA-256, then the `head` row (seq
+  -1: the groups and chunks it holds), written last, so a result without it is incomplete and never read;
+  the head expires after `cocreation_result_ttl_s`, the chunks an hour later (whole while readable).
 * `cocreation_expiries`: every collaboration by its expiry (the shared scope, one partition), written
   before the collaboration itself: the sweep (`rooms.Cocreation.sweep`) finds the expired ones there,
   withdraws their datasets, deletes their rows and then the entry.
@@ -123,6 +127,21 @@ BUDGETS: Final = Table(
     static_columns=frozenset({"spent_epsilon_micro"}),
 )
 
+RESULTS: Final = Table(
+    name="cocreation_results",
+    partition_key=("collaboration_id", "result_id"),
+    clustering_key=("seq",),
+    columns={
+        "collaboration_id": T.TEXT,
+        "result_id": T.TEXT,
+        "seq": T.BIGINT,
+        "row_count": T.BIGINT,
+        "chunk_count": T.BIGINT,
+        "data": T.BLOB,
+        "sha256": T.BLOB,
+    },
+)
+
 MODELS: Final = Table(
     name="cocreation_models",
     partition_key=("collaboration_id",),
@@ -132,4 +151,4 @@ MODELS: Final = Table(
 
 CLAIMS: Final = ClaimTable(REQUESTS, operation_column="operation", answer_column="answer")
 
-ALL: Final = (COLLABORATIONS, MEMBERSHIPS, ROWS, REQUESTS, EXPIRIES, AUDIT, BUDGETS, MODELS)
+ALL: Final = (COLLABORATIONS, MEMBERSHIPS, ROWS, REQUESTS, EXPIRIES, AUDIT, BUDGETS, MODELS, RESULTS)

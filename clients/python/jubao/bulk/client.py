@@ -30,6 +30,7 @@ from pyarrow import flight
 from jubao.bulk import schemas
 from jubao.bulk.files import Source, batches_of
 from jubao.bulk.v1 import bulk_pb2
+from jubao.client.config import ClientConfig, read_file
 from jubao.cocreation.v1 import cocreation_pb2
 from jubao.errors import JubaoError, error_from_status
 from jubao.fundta.v1 import fundta_pb2
@@ -129,6 +130,18 @@ class BulkClient:
         if cert_chain is not None:
             headers.append((CERTIFICATE_HEADER.encode(), certificate_header(cert_chain)))
         self._options = flight.FlightCallOptions(headers=headers, timeout=timeout_s)
+
+    @classmethod
+    def of(cls, config: ClientConfig) -> BulkClient:
+        """The client of the bulk server `config` names (`bulk_endpoint`), with its credentials and TLS."""
+        scheme = "grpc+tls" if config.uses_tls else "grpc+tcp"
+        return cls(
+            f"{scheme}://{config.bulk_endpoint}",
+            config.api_key,
+            tls_root_certs=read_file(config.root_certificates_path, "CA certificate"),
+            cert_chain=read_file(config.client_certificate_path, "client certificate"),
+            private_key=read_file(config.client_key_path, "client key"),
+        )
 
     def close(self) -> None:
         self._client.close()
@@ -278,6 +291,14 @@ class BulkClient:
         )
         return self._get(command)
 
+    def download(self, ticket: bytes) -> DownloadReader:
+        """The record batches of a ticket the service handed out (a co-creation query's kept result:
+        `QueryResult.download.ticket`)."""
+        try:
+            return DownloadReader(self._client.do_get(flight.Ticket(ticket), options=self._options))
+        except (flight.FlightError, pa.ArrowException) as error:
+            raise error_from_flight(error) from error
+
     def list_results(self) -> list[flight.FlightInfo]:
         """The downloadable results of the caller's uploads."""
         try:
@@ -286,10 +307,7 @@ class BulkClient:
             raise error_from_flight(error) from error
 
     def _get(self, command: Message) -> DownloadReader:
-        try:
-            return DownloadReader(self._client.do_get(flight.Ticket(pack(command)), options=self._options))
-        except (flight.FlightError, pa.ArrowException) as error:
-            raise error_from_flight(error) from error
+        return self.download(pack(command))
 
 
 class DownloadReader:

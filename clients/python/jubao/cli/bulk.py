@@ -32,7 +32,6 @@ from jubao.cli.common import (
     state,
     time_label,
 )
-from jubao.client.config import read_file
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -59,16 +58,8 @@ def connect_bulk(ctx: typer.Context) -> Iterator[BulkClient]:
     from jubao.errors import JubaoError
 
     cli = state(ctx)
-    config = cli.make_config()
-    scheme = "grpc+tls" if config.uses_tls else "grpc+tcp"
     try:
-        with BulkClient(
-            f"{scheme}://{cli.bulk_endpoint}",
-            config.api_key,
-            tls_root_certs=read_file(config.root_certificates_path, "CA certificate"),
-            cert_chain=read_file(config.client_certificate_path, "client certificate"),
-            private_key=read_file(config.client_key_path, "client key"),
-        ) as client:
+        with BulkClient.of(cli.make_config()) as client:
             yield client
     except JubaoError as error:
         print_error(error, as_json=cli.json_output)

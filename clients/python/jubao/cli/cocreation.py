@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
+from google.protobuf import any_pb2
 
 from jubao.cli.common import (
     PAGE_SIZE,
@@ -29,9 +32,10 @@ from jubao.cli.common import (
 from jubao.cocreation.v1 import cocreation_pb2 as pb
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
     from rich.table import Table
 
-    from jubao.client import Client
+    from jubao.client import Client, ClientConfig
 
 
 app = typer.Typer(
@@ -393,10 +397,19 @@ def query(
     preview: PreviewOption = False,
     epsilon: EpsilonOption = "",
     request_id: RequestIdOption = "",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            help="Write the groups to a Parquet, CSV or Arrow IPC file (by its suffix) instead of showing "
+            "them; a result too large for the response is downloaded over Arrow Flight.",
+        ),
+    ] = None,
 ) -> None:
     """Aggregate over the join of datasets on their join keys, within every owner's rule. Groups of too few
     people are left out and counted. With differential privacy the answer is noised and paid for from your
-    budget (once per --request-id); --preview shows the cost first."""
+    budget (once per --request-id); --preview shows the cost first. More groups than a response carries
+    (1,000) are kept for you for a day: --output downloads them (or `jubao cocreation result`)."""
     request = pb.RunQueryRequest(
         collaboration_id=collaboration_id,
         query=pb.Query(
@@ -411,10 +424,60 @@ def query(
     )
     with connect(ctx) as client:
         response = client.cocreation.RunQuery(request)
+        config = client.config
     if preview:
         emit(ctx, response, lambda: text(_cost(_privacy_cost(response))))
-    else:
+    elif output is None:
         emit(ctx, response, lambda: _result_table(response))
+    elif response.result.HasField("download"):
+        _download_result(config, response.result.download, output)
+    else:
+        from jubao.bulk.files import write_batches
+        from jubao.client.cocreation import result_table
+
+        groups = result_table(response.result, config)
+        typer.echo(f"{write_batches(groups.to_batches(), groups.schema, output)} groups written to {output}")
+
+
+def _download_result(config: ClientConfig, download: pb.QueryResultDownload, output: Path) -> None:
+    """Download a kept result to `output` with `jubao cocreation result` in a process of its own (Arrow
+    Flight must not share this one with gRPC, apache/arrow#13300), its progress bar on this terminal."""
+    from jubao.client.config import child_environment
+
+    collaboration_id, result_id = _kept(download.ticket)
+    command = [sys.executable, "-m", "jubao.cli", "cocreation", "result", collaboration_id, result_id]
+    done = subprocess.run([*command, "--output", str(output)], env=child_environment(config), check=False)
+    if done.returncode != 0:
+        raise typer.Exit(done.returncode)
+
+
+def _kept(ticket: bytes) -> tuple[str, str]:
+    """The collaboration and result a kept result's ticket names."""
+    packed = any_pb2.Any.FromString(ticket)
+    command = pb.GetQueryResult()
+    packed.Unpack(command)
+    return command.collaboration_id, command.result_id
+
+
+@app.command()
+def result(
+    ctx: typer.Context,
+    *,
+    collaboration_id: CollaborationArgument,
+    result_id: Annotated[str, typer.Argument(metavar="RESULT", help="The kept result's id.")],
+    output: Annotated[Path, typer.Option("--output", help="Parquet, CSV or Arrow IPC file to write.")],
+) -> None:
+    """Download a query result too large for its response over Arrow Flight (only you may, for a day)."""
+    from jubao.bulk.files import write_batches
+    from jubao.cli.bulk import connect_bulk, counted, progress_bar
+
+    ticket = any_pb2.Any()
+    ticket.Pack(pb.GetQueryResult(collaboration_id=collaboration_id, result_id=result_id))
+    with connect_bulk(ctx) as client, progress_bar() as progress:
+        reader = client.download(ticket.SerializeToString())
+        task = progress.add_task("result", total=None)
+        rows = write_batches(counted(reader, progress, task), reader.schema, output)
+    typer.echo(f"{rows} groups written to {output}")
 
 
 @app.command()
@@ -739,8 +802,18 @@ def _cell(cell: pb.Cell) -> str:
     return "" if kind is None else str(getattr(cell, kind))
 
 
-def _result_table(response: pb.RunQueryResponse) -> Table:
+def _result_table(response: pb.RunQueryResponse) -> RenderableType:
     result = response.result
+    if result.HasField("download"):
+        from rich.text import Text
+
+        collaboration_id, result_id = _kept(result.download.ticket)
+        kept = (
+            f"{result.download.row_count} groups, too many for a response, kept for you until"
+            f" {time_label(result.download.expire_time)}; download them with\n"
+            f"  jubao cocreation result {collaboration_id} {result_id} --output FILE"
+        )
+        return Text(kept, no_wrap=True)
     table = list_table(
         [c.upper() for c in result.columns], [[_cell(c) for c in row.cells] for row in result.rows]
     )

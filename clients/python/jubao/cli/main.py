@@ -19,6 +19,7 @@ from jubao.client.config import (
     ENV_BULK_ENDPOINT,
     ENV_ENDPOINT,
     ENV_TIMEOUT_MS,
+    ENV_TLS,
     ENV_TLS_CA,
     ENV_TLS_CERT,
     ENV_TLS_KEY,
@@ -55,7 +56,9 @@ BulkEndpointOption = Annotated[
 ApiKeyOption = Annotated[
     str | None, typer.Option(envvar=ENV_API_KEY, show_default=False, help="Bearer API key; never printed.")
 ]
-TlsOption = Annotated[bool, typer.Option("--tls", help="Use TLS verified by the system roots.")]
+TlsOption = Annotated[
+    bool, typer.Option("--tls", envvar=ENV_TLS, help="Use TLS verified by the system roots.")
+]
 CaOption = Annotated[Path | None, typer.Option(envvar=ENV_TLS_CA, help="CA certificate (PEM); implies TLS.")]
 CertOption = Annotated[Path | None, typer.Option(envvar=ENV_TLS_CERT, help="Client certificate (PEM), mTLS.")]
 KeyOption = Annotated[Path | None, typer.Option(envvar=ENV_TLS_KEY, help="Client private key (PEM), mTLS.")]
@@ -83,6 +86,7 @@ def main(
     make_config = functools.partial(
         ClientConfig,
         endpoint=endpoint,
+        bulk_endpoint=bulk_endpoint,
         api_key=api_key or None,
         tls=tls,
         root_certificates_path=tls_ca,

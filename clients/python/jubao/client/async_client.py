@@ -10,9 +10,9 @@ import grpc
 from jubao.admin.v1.tenant_admin_pb2_grpc import TenantAdminStub
 from jubao.bulk.v1.bulk_pb2_grpc import BulkServiceStub
 from jubao.client.channel import channel_credentials, channel_options
+from jubao.client.cocreation import AsyncCocreationClient
 from jubao.client.config import ClientConfig
 from jubao.client.interceptors import AsyncInterceptor, AsyncStreamInterceptor, CallPolicy
-from jubao.cocreation.v1.cocreation_pb2_grpc import CocreationServiceStub
 from jubao.fundta.v1.fundta_pb2_grpc import FundServiceStub, TradingServiceStub
 from jubao.meta.v1.meta_pb2_grpc import MetaServiceStub
 from jubao.payments.v1.payments_pb2_grpc import PaymentServiceStub
@@ -29,7 +29,8 @@ class AsyncClient:
         self._channel = _open_channel(self.config)
         self.admin: Final = TenantAdminStub(self._channel)
         self.bulk: Final = BulkServiceStub(self._channel)
-        self.cocreation: Final = CocreationServiceStub(self._channel)
+        # CocreationService, and `run_query`: a query's groups as an Arrow table.
+        self.cocreation: Final = AsyncCocreationClient(self._channel, self.config)
         self.meta: Final = MetaServiceStub(self._channel)
         self.payments: Final = PaymentServiceStub(self._channel)
         # The fund transfer agency: funds, grants and prices; investors, orders and holdings.

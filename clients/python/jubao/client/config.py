@@ -11,6 +11,7 @@ from typing import Final, TypeAlias
 ENV_ENDPOINT: Final = "JUBAO_ENDPOINT"
 ENV_BULK_ENDPOINT: Final = "JUBAO_BULK_ENDPOINT"
 ENV_API_KEY: Final = "JUBAO_API_KEY"
+ENV_TLS: Final = "JUBAO_TLS"
 ENV_TLS_CA: Final = "JUBAO_TLS_CA"
 ENV_TLS_CERT: Final = "JUBAO_TLS_CERT"
 ENV_TLS_KEY: Final = "JUBAO_TLS_KEY"
@@ -19,6 +20,8 @@ ENV_TIMEOUT_MS: Final = "JUBAO_TIMEOUT_MS"
 DEFAULT_ENDPOINT: Final = "127.0.0.1:50051"
 DEFAULT_BULK_ENDPOINT: Final = "127.0.0.1:50052"
 DEFAULT_TIMEOUT_MS: Final = 10_000
+# What JUBAO_TLS may say to turn TLS on (verified by the system roots without JUBAO_TLS_CA).
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
 
 PathLike: TypeAlias = str | os.PathLike[str]
 
@@ -37,6 +40,8 @@ class ClientConfig:
     """
 
     endpoint: str = DEFAULT_ENDPOINT
+    # host:port of the bulk (Arrow Flight) server: large co-creation query results come from there.
+    bulk_endpoint: str = DEFAULT_BULK_ENDPOINT
     api_key: str | None = dataclasses.field(default=None, repr=False)
     tls: bool = False
     root_certificates_path: PathLike | None = None
@@ -77,12 +82,34 @@ class ClientConfig:
         env = os.environ if environ is None else environ
         return cls(
             endpoint=env.get(ENV_ENDPOINT) or DEFAULT_ENDPOINT,
+            bulk_endpoint=env.get(ENV_BULK_ENDPOINT) or DEFAULT_BULK_ENDPOINT,
             api_key=env.get(ENV_API_KEY) or None,
+            tls=env.get(ENV_TLS, "").strip().lower() in _TRUE,
             root_certificates_path=env.get(ENV_TLS_CA) or None,
             client_certificate_path=env.get(ENV_TLS_CERT) or None,
             client_key_path=env.get(ENV_TLS_KEY) or None,
             default_timeout_ms=_positive_int(env, ENV_TIMEOUT_MS, DEFAULT_TIMEOUT_MS),
         )
+
+
+def child_environment(config: ClientConfig) -> dict[str, str]:
+    """This process's environment with the JUBAO_* variables that give a child process `config`'s bulk
+    endpoint and credentials (`from_env` reads them): a download over Arrow Flight runs in a process of
+    its own, apart from gRPC's."""
+    env = dict(os.environ)
+    settings = {
+        ENV_TLS: "1" if config.tls else None,
+        ENV_BULK_ENDPOINT: config.bulk_endpoint,
+        ENV_API_KEY: config.api_key,
+        ENV_TLS_CA: config.root_certificates_path,
+        ENV_TLS_CERT: config.client_certificate_path,
+        ENV_TLS_KEY: config.client_key_path,
+    }
+    for name, value in settings.items():
+        env.pop(name, None)
+        if value is not None:
+            env[name] = os.fspath(value)
+    return env
 
 
 def read_file(path: PathLike | None, what: str) -> bytes | None:

@@ -44,7 +44,8 @@ class BulkServiceStub:
     google.protobuf.Any wrapping a command message, serialized. The commands of
     the bulk plane itself and of payments are in this package (below); a
     product's own datasets are commands of its package:
-    jubao.fundta.v1.ExportConfirmations (a download) and
+    jubao.fundta.v1.ExportConfirmations, jubao.cocreation.v1.ScoreDatasetRows
+    and jubao.cocreation.v1.GetQueryResult (downloads) and
     jubao.cocreation.v1.UploadDatasetRows (an upload, stored as it arrives,
     without an apply step or per-row results). The Arrow schema of every
     dataset is defined once, in the SDK module `jubao.bulk.schemas`, which the
@@ -119,7 +120,8 @@ class BulkServiceServicer:
     google.protobuf.Any wrapping a command message, serialized. The commands of
     the bulk plane itself and of payments are in this package (below); a
     product's own datasets are commands of its package:
-    jubao.fundta.v1.ExportConfirmations (a download) and
+    jubao.fundta.v1.ExportConfirmations, jubao.cocreation.v1.ScoreDatasetRows
+    and jubao.cocreation.v1.GetQueryResult (downloads) and
     jubao.cocreation.v1.UploadDatasetRows (an upload, stored as it arrives,
     without an apply step or per-row results). The Arrow schema of every
     dataset is defined once, in the SDK module `jubao.bulk.schemas`, which the
@@ -213,7 +215,8 @@ class BulkService:
     google.protobuf.Any wrapping a command message, serialized. The commands of
     the bulk plane itself and of payments are in this package (below); a
     product's own datasets are commands of its package:
-    jubao.fundta.v1.ExportConfirmations (a download) and
+    jubao.fundta.v1.ExportConfirmations, jubao.cocreation.v1.ScoreDatasetRows
+    and jubao.cocreation.v1.GetQueryResult (downloads) and
     jubao.cocreation.v1.UploadDatasetRows (an upload, stored as it arrives,
     without an apply step or per-row results). The Arrow schema of every
     dataset is defined once, in the SDK module `jubao.bulk.schemas`, which the

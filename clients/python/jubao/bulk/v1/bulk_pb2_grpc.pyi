@@ -45,7 +45,8 @@ class BulkServiceStub:
     google.protobuf.Any wrapping a command message, serialized. The commands of
     the bulk plane itself and of payments are in this package (below); a
     product's own datasets are commands of its package:
-    jubao.fundta.v1.ExportConfirmations (a download) and
+    jubao.fundta.v1.ExportConfirmations, jubao.cocreation.v1.ScoreDatasetRows
+    and jubao.cocreation.v1.GetQueryResult (downloads) and
     jubao.cocreation.v1.UploadDatasetRows (an upload, stored as it arrives,
     without an apply step or per-row results). The Arrow schema of every
     dataset is defined once, in the SDK module `jubao.bulk.schemas`, which the
@@ -116,7 +117,8 @@ class BulkServiceAsyncStub(BulkServiceStub):
     google.protobuf.Any wrapping a command message, serialized. The commands of
     the bulk plane itself and of payments are in this package (below); a
     product's own datasets are commands of its package:
-    jubao.fundta.v1.ExportConfirmations (a download) and
+    jubao.fundta.v1.ExportConfirmations, jubao.cocreation.v1.ScoreDatasetRows
+    and jubao.cocreation.v1.GetQueryResult (downloads) and
     jubao.cocreation.v1.UploadDatasetRows (an upload, stored as it arrives,
     without an apply step or per-row results). The Arrow schema of every
     dataset is defined once, in the SDK module `jubao.bulk.schemas`, which the
@@ -183,7 +185,8 @@ class BulkServiceServicer(metaclass=_abc_1.ABCMeta):
     google.protobuf.Any wrapping a command message, serialized. The commands of
     the bulk plane itself and of payments are in this package (below); a
     product's own datasets are commands of its package:
-    jubao.fundta.v1.ExportConfirmations (a download) and
+    jubao.fundta.v1.ExportConfirmations, jubao.cocreation.v1.ScoreDatasetRows
+    and jubao.cocreation.v1.GetQueryResult (downloads) and
     jubao.cocreation.v1.UploadDatasetRows (an upload, stored as it arrives,
     without an apply step or per-row results). The Arrow schema of every
     dataset is defined once, in the SDK module `jubao.bulk.schemas`, which the

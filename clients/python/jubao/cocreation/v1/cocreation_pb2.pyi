@@ -749,6 +749,7 @@ class QueryResult(_message.Message):
     MIN_GROUP_SIZE_FIELD_NUMBER: _builtins.int
     ROWS_SCANNED_FIELD_NUMBER: _builtins.int
     NOISE_FIELD_NUMBER: _builtins.int
+    DOWNLOAD_FIELD_NUMBER: _builtins.int
     groups_suppressed: _builtins.int
     """Groups left out because they had fewer distinct join keys than
     min_group_size.
@@ -773,6 +774,12 @@ class QueryResult(_message.Message):
         spent. groups_suppressed is then 0 (the true count would leak).
         """
 
+    @_builtins.property
+    def download(self) -> Global___QueryResultDownload:
+        """Set when the query kept more groups than a response carries (1,000):
+        rows is then empty, and the groups are downloaded over Arrow Flight.
+        """
+
     def __init__(
         self,
         *,
@@ -782,14 +789,85 @@ class QueryResult(_message.Message):
         min_group_size: _builtins.int = ...,
         rows_scanned: _builtins.int = ...,
         noise: Global___Noise | None = ...,
+        download: Global___QueryResultDownload | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["noise", b"noise"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["download", b"download", "noise", b"noise"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "groups_suppressed", b"groups_suppressed", "min_group_size", b"min_group_size", "noise", b"noise", "rows", b"rows", "rows_scanned", b"rows_scanned"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "download", b"download", "groups_suppressed", b"groups_suppressed", "min_group_size", b"min_group_size", "noise", b"noise", "rows", b"rows", "rows_scanned", b"rows_scanned"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QueryResult: _TypeAlias = QueryResult  # noqa: Y015
+
+@_typing.final
+class QueryResultDownload(_message.Message):
+    """A query result too large for its response, kept for the member that ran it
+    to download over Arrow Flight.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    ROW_COUNT_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    ticket: _builtins.bytes
+    """The ticket to DoGet: a google.protobuf.Any holding a GetQueryResult,
+    serialized.
+    """
+    row_count: _builtins.int
+    """The groups it holds."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """It is kept until then, and then deleted."""
+
+    def __init__(
+        self,
+        *,
+        ticket: _builtins.bytes = ...,
+        row_count: _builtins.int = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "row_count", b"row_count", "ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryResultDownload: _TypeAlias = QueryResultDownload  # noqa: Y015
+
+@_typing.final
+class GetQueryResult(_message.Message):
+    """The Arrow Flight command (a google.protobuf.Any in a Ticket, as the bulk
+    plane's downloads are) whose DoGet answers the groups of a query result too
+    large for its RunQueryResponse (QueryResult.download holds the ticket).
+    Only the member that ran the query downloads it, while it is an active
+    member with the receive-results ability of an open collaboration; another
+    tenant's result, or one past its expire_time, is NOT_FOUND
+    QUERY_RESULT_NOT_FOUND. Arrow schema: the columns of QueryResult.columns,
+    named so, in order: a group-by column utf8 or int64 (its column's type), an
+    aggregate int64 (float64 for AVG). Stored chunks are checked against their
+    SHA-256 (DATA_LOSS CHECKSUM_MISMATCH).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLABORATION_ID_FIELD_NUMBER: _builtins.int
+    RESULT_ID_FIELD_NUMBER: _builtins.int
+    collaboration_id: _builtins.str
+    result_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        collaboration_id: _builtins.str = ...,
+        result_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collaboration_id", b"collaboration_id", "result_id", b"result_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQueryResult: _TypeAlias = GetQueryResult  # noqa: Y015
 
 @_typing.final
 class Noise(_message.Message):

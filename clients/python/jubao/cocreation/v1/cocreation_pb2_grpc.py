@@ -58,7 +58,9 @@ class CocreationServiceStub:
     MALFORMED_REQUEST
     NOT_FOUND            COLLABORATION_NOT_FOUND (also for a collaboration the
     caller is not a member of), DATASET_NOT_FOUND,
-    MODEL_NOT_FOUND
+    MODEL_NOT_FOUND, QUERY_RESULT_NOT_FOUND (no kept
+    result of the caller's by that id: another
+    tenant's, or expired)
     ALREADY_EXISTS       DATASET_EXISTS, REQUEST_ID_REUSED
     PERMISSION_DENIED    ABILITY_MISSING (the member lacks the ability the call
     needs), NOT_DATASET_OWNER, CREATOR_ONLY
@@ -206,7 +208,9 @@ class CocreationServiceServicer:
     MALFORMED_REQUEST
     NOT_FOUND            COLLABORATION_NOT_FOUND (also for a collaboration the
     caller is not a member of), DATASET_NOT_FOUND,
-    MODEL_NOT_FOUND
+    MODEL_NOT_FOUND, QUERY_RESULT_NOT_FOUND (no kept
+    result of the caller's by that id: another
+    tenant's, or expired)
     ALREADY_EXISTS       DATASET_EXISTS, REQUEST_ID_REUSED
     PERMISSION_DENIED    ABILITY_MISSING (the member lacks the ability the call
     needs), NOT_DATASET_OWNER, CREATOR_ONLY
@@ -331,6 +335,15 @@ class CocreationServiceServicer:
         retry answers the same noised result. validate_only answers the cost and
         the budget left without reading rows or spending (AIP-163). A query the
         budget left cannot pay for is RESOURCE_EXHAUSTED PRIVACY_BUDGET_EXHAUSTED.
+
+        At most 1,000 groups come in the response; a larger result (up to
+        1,000,000 groups) is kept for a day and the response carries, instead of
+        its rows, the Arrow Flight ticket that downloads them (see
+        GetQueryResult). A request_id makes the query's effects happen once: a
+        retry of a query under differential privacy or of one whose result was
+        kept answers what its first attempt answered (the same noise, the same
+        ticket); a query answered in full in the response has no effect, and is
+        simply run again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -534,7 +547,9 @@ class CocreationService:
     MALFORMED_REQUEST
     NOT_FOUND            COLLABORATION_NOT_FOUND (also for a collaboration the
     caller is not a member of), DATASET_NOT_FOUND,
-    MODEL_NOT_FOUND
+    MODEL_NOT_FOUND, QUERY_RESULT_NOT_FOUND (no kept
+    result of the caller's by that id: another
+    tenant's, or expired)
     ALREADY_EXISTS       DATASET_EXISTS, REQUEST_ID_REUSED
     PERMISSION_DENIED    ABILITY_MISSING (the member lacks the ability the call
     needs), NOT_DATASET_OWNER, CREATOR_ONLY

@@ -59,7 +59,9 @@ class CocreationServiceStub:
                            MALFORMED_REQUEST
       NOT_FOUND            COLLABORATION_NOT_FOUND (also for a collaboration the
                            caller is not a member of), DATASET_NOT_FOUND,
-                           MODEL_NOT_FOUND
+                           MODEL_NOT_FOUND, QUERY_RESULT_NOT_FOUND (no kept
+                           result of the caller's by that id: another
+                           tenant's, or expired)
       ALREADY_EXISTS       DATASET_EXISTS, REQUEST_ID_REUSED
       PERMISSION_DENIED    ABILITY_MISSING (the member lacks the ability the call
                            needs), NOT_DATASET_OWNER, CREATOR_ONLY
@@ -146,6 +148,15 @@ class CocreationServiceStub:
     retry answers the same noised result. validate_only answers the cost and
     the budget left without reading rows or spending (AIP-163). A query the
     budget left cannot pay for is RESOURCE_EXHAUSTED PRIVACY_BUDGET_EXHAUSTED.
+
+    At most 1,000 groups come in the response; a larger result (up to
+    1,000,000 groups) is kept for a day and the response carries, instead of
+    its rows, the Arrow Flight ticket that downloads them (see
+    GetQueryResult). A request_id makes the query's effects happen once: a
+    retry of a query under differential privacy or of one whose result was
+    kept answers what its first attempt answered (the same noise, the same
+    ticket); a query answered in full in the response has no effect, and is
+    simply run again.
     """
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_cocreation_pb2.ListAuditEntriesRequest, _cocreation_pb2.ListAuditEntriesResponse]
     """ListAuditEntries lists the queries run in the collaboration that the
@@ -236,7 +247,9 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
                            MALFORMED_REQUEST
       NOT_FOUND            COLLABORATION_NOT_FOUND (also for a collaboration the
                            caller is not a member of), DATASET_NOT_FOUND,
-                           MODEL_NOT_FOUND
+                           MODEL_NOT_FOUND, QUERY_RESULT_NOT_FOUND (no kept
+                           result of the caller's by that id: another
+                           tenant's, or expired)
       ALREADY_EXISTS       DATASET_EXISTS, REQUEST_ID_REUSED
       PERMISSION_DENIED    ABILITY_MISSING (the member lacks the ability the call
                            needs), NOT_DATASET_OWNER, CREATOR_ONLY
@@ -320,6 +333,15 @@ class CocreationServiceAsyncStub(CocreationServiceStub):
     retry answers the same noised result. validate_only answers the cost and
     the budget left without reading rows or spending (AIP-163). A query the
     budget left cannot pay for is RESOURCE_EXHAUSTED PRIVACY_BUDGET_EXHAUSTED.
+
+    At most 1,000 groups come in the response; a larger result (up to
+    1,000,000 groups) is kept for a day and the response carries, instead of
+    its rows, the Arrow Flight ticket that downloads them (see
+    GetQueryResult). A request_id makes the query's effects happen once: a
+    retry of a query under differential privacy or of one whose result was
+    kept answers what its first attempt answered (the same noise, the same
+    ticket); a query answered in full in the response has no effect, and is
+    simply run again.
     """
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_cocreation_pb2.ListAuditEntriesRequest, _cocreation_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """ListAuditEntries lists the queries run in the collaboration that the
@@ -409,7 +431,9 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
                            MALFORMED_REQUEST
       NOT_FOUND            COLLABORATION_NOT_FOUND (also for a collaboration the
                            caller is not a member of), DATASET_NOT_FOUND,
-                           MODEL_NOT_FOUND
+                           MODEL_NOT_FOUND, QUERY_RESULT_NOT_FOUND (no kept
+                           result of the caller's by that id: another
+                           tenant's, or expired)
       ALREADY_EXISTS       DATASET_EXISTS, REQUEST_ID_REUSED
       PERMISSION_DENIED    ABILITY_MISSING (the member lacks the ability the call
                            needs), NOT_DATASET_OWNER, CREATOR_ONLY
@@ -557,6 +581,15 @@ class CocreationServiceServicer(metaclass=_abc_1.ABCMeta):
         retry answers the same noised result. validate_only answers the cost and
         the budget left without reading rows or spending (AIP-163). A query the
         budget left cannot pay for is RESOURCE_EXHAUSTED PRIVACY_BUDGET_EXHAUSTED.
+
+        At most 1,000 groups come in the response; a larger result (up to
+        1,000,000 groups) is kept for a day and the response carries, instead of
+        its rows, the Arrow Flight ticket that downloads them (see
+        GetQueryResult). A request_id makes the query's effects happen once: a
+        retry of a query under differential privacy or of one whose result was
+        kept answers what its first attempt answered (the same noise, the same
+        ticket); a query answered in full in the response has no effect, and is
+        simply run again.
         """
 
     @_abc_1.abstractmethod
