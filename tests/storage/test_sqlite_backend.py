@@ -4,7 +4,6 @@ group commit of the writer thread."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import shutil
@@ -356,18 +355,19 @@ async def test_a_failed_commit_fails_the_whole_group(backend: SqliteBackend, sco
         _kv_put(scope, "b", "b", if_absent=True),
         Batch(LEDGER.partition(scope, "acct"), puts=(Put((1,), {"amount": 1}),)),
     ]
-    writes = [PendingWrite(batch, concurrent.futures.Future()) for batch in batches]
-    for write in writes:
-        assert write.future.set_running_or_notify_cancel()
-    connection = sqlite3.connect(backend.path, isolation_level=None, factory=_CommitFails)
+    loop = asyncio.get_running_loop()
+    writes = [PendingWrite(batch, loop, loop.create_future()) for batch in batches]
+    connection = sqlite3.connect(
+        backend.path, isolation_level=None, factory=_CommitFails, check_same_thread=False
+    )
     recorded: list[WriteStats] = []
     with contextlib.closing(connection):
-        run_group(connection, writes, recorded.append, SYSTEM_CLOCK.wall_ms())
+        await asyncio.to_thread(run_group, connection, writes, recorded.append, SYSTEM_CLOCK.wall_ms())
         assert not connection.in_transaction
     assert recorded == [WriteStats(groups=1, batches=3, failed=3, group_batches_max=3)]
     for write in writes:
         with pytest.raises(StorageError, match=r"not committed.*disk I/O error"):
-            write.future.result()
+            await write.future
     assert (_count(backend.path, "conf_kv"), _count(backend.path, "conf_ledger")) == (0, 0)
 
 

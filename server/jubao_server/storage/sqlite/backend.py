@@ -170,7 +170,7 @@ class SqliteBackend(StorageBackend):
         """Queue the batch for the next group commit of the writer thread and wait for its outcome."""
         async with self._write_slots:
             self._check_open()
-            return await asyncio.wrap_future(self._group_commit.submit(batch, following))
+            return await self._group_commit.submit(batch, following)
 
     async def sweep_expired(self) -> int:
         """Delete expired rows now (bounded per table); return how many went."""

@@ -21,8 +21,8 @@ before its group starts is dropped, as the thread pool drops a cancelled job it 
 
 from __future__ import annotations
 
+import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import dataclasses
 import sqlite3
@@ -63,10 +63,12 @@ class WriteStats:
 
 @dataclasses.dataclass(frozen=True)
 class PendingWrite:
-    """A batch and the batches written with it, in its savepoint, when it applies (`write_after`)."""
+    """A batch and the batches written with it, in its savepoint, when it applies (`write_after`); its
+    outcome goes to `future`, of the event loop `loop`."""
 
     batch: Batch
-    future: concurrent.futures.Future[BatchOutcome]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[BatchOutcome]
     following: tuple[Batch, ...] = ()
 
     @property
@@ -81,8 +83,8 @@ def run_group(
     now_ms: int,
 ) -> None:
     """Run `writes` in one transaction (writer thread) at wall time `now_ms` (TTL expiry), pass the
-    group's counters to `record`, then resolve every future, so that a caller who got its outcome also
-    sees it counted. Each future must be running already (`set_running_or_notify_cancel`)."""
+    group's counters to `record`, then hand every outcome to its event loop, so that a caller who got
+    its outcome also sees it counted."""
     size = len(writes)
     try:
         with unavailable_as_storage_error():
@@ -95,8 +97,7 @@ def run_group(
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
         record(WriteStats(groups=1, batches=size, failed=size, group_batches_max=size))
-        for write in writes:
-            write.future.set_exception(_group_failed(error))
+        _answer(writes, [_group_failed(error) for _ in writes])
         return
     outcomes = [result for result in results if isinstance(result, BatchOutcome)]
     applied = sum(outcome.applied for outcome in outcomes)
@@ -111,11 +112,30 @@ def run_group(
             group_batches_max=size,
         )
     )
+    _answer(writes, results)
+
+
+def _answer(writes: Sequence[PendingWrite], results: Sequence[BatchResult]) -> None:
+    """Resolve each write's future with its result: one callback per event loop for the whole group
+    (one wake-up of the loop, where a future per write woke it once per write)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[BatchOutcome], BatchResult]]] = {}
     for write, result in zip(writes, results, strict=True):
+        by_loop.setdefault(write.loop, []).append((write.future, result))
+    for loop, answers in by_loop.items():
+        # A closed loop means nobody awaits the outcomes any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve, answers)
+
+
+def _resolve(answers: list[tuple[asyncio.Future[BatchOutcome], BatchResult]]) -> None:
+    """In the event loop: settle each future not cancelled meanwhile."""
+    for future, result in answers:
+        if future.done():
+            continue
         if isinstance(result, BatchOutcome):
-            write.future.set_result(result)
+            future.set_result(result)
         else:
-            write.future.set_exception(result)
+            future.set_exception(result)
 
 
 def _run_in_savepoint(connection: sqlite3.Connection, write: PendingWrite, now_ms: int) -> BatchResult:
@@ -165,14 +185,13 @@ class GroupCommitter:
         with self._lock:
             return dataclasses.replace(self._stats)
 
-    def submit(
-        self, batch: Batch, following: tuple[Batch, ...] = ()
-    ) -> concurrent.futures.Future[BatchOutcome]:
-        """Queue the batch and the batches to write with it when it applies (any thread, while the writer
-        pool runs); the future resolves with its outcome once its group has committed."""
-        future: concurrent.futures.Future[BatchOutcome] = concurrent.futures.Future()
+    def submit(self, batch: Batch, following: tuple[Batch, ...] = ()) -> asyncio.Future[BatchOutcome]:
+        """Queue the batch and the batches to write with it when it applies (in an event loop, while the
+        writer pool runs); the future resolves with its outcome once its group has committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[BatchOutcome] = loop.create_future()
         with self._lock:
-            self._queue.append(PendingWrite(batch, future, following))
+            self._queue.append(PendingWrite(batch, loop, future, following))
             if self._drain_scheduled:
                 return future
             self._drain_scheduled = True
@@ -205,7 +224,9 @@ class GroupCommitter:
                 if group and group_rows + row_count > limits.sqlite_group_commit_rows_max:
                     break
                 write = self._queue.popleft()
-                if write.future.set_running_or_notify_cancel():
+                # A write cancelled since it was queued is dropped; one cancelled from now on is
+                # written, and its outcome goes unread (as a cancelled call's answer that was lost).
+                if not write.future.cancelled():
                     group.append(write)
                     group_rows += row_count
         return group
