@@ -30,6 +30,7 @@ from jubao_server.storage.contract import (
 )
 from jubao_server.storage.sqlite import SqliteBackend
 from jubao_server.storage.sqlite.group import PendingWrite, WriteStats, run_group
+from jubao_server.storage.sqlite.sql import EXPIRES, sweep
 
 from tests.sim.faults import FaultPlan
 
@@ -101,6 +102,36 @@ async def test_sweep_deletes_expired_rows_only(unswept_backend: SqliteBackend, s
     assert await backend.read_row(KV.partition(scope, "gone")) is None
     assert await backend.sweep_expired() == 2
     assert (_count(backend.path, "conf_kv"), _count(backend.path, "conf_ledger")) == (1, 0)
+
+
+async def test_the_sweep_reads_only_the_rows_that_have_an_expiry(backend: SqliteBackend) -> None:
+    """Every table with an expiry column has the partial index of its rows with one, and the sweep's
+    query searches it rather than scanning the table under the write lock."""
+    with _raw(backend.path) as connection:
+        tables = [
+            name
+            for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if any(
+                c == EXPIRES for (c,) in connection.execute("SELECT name FROM pragma_table_info(?)", (name,))
+            )
+        ]
+        indexes = {
+            name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+        assert {"conf_kv", "conf_ledger"} <= set(tables)
+        for table in tables:
+            assert f"{table}__expires" in indexes, table
+            keys = tuple(
+                c
+                for c, pk in connection.execute(
+                    "SELECT name, pk FROM pragma_table_info(?) ORDER BY pk", (table,)
+                )
+                if pk > 0
+            )
+            plan = connection.execute(
+                f"EXPLAIN QUERY PLAN {sweep(table, keys)}", {"now": 1, "rows": 10}
+            ).fetchall()
+            assert any(f"INDEX {table}__expires" in step[3] for step in plan), (table, plan)
 
 
 async def test_the_sweeper_runs_periodically(backend: SqliteBackend, scope: str) -> None:

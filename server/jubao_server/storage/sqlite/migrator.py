@@ -18,6 +18,7 @@ from jubao_server.storage.contract.migrations import (
     check_unchanged,
     schema_files,
 )
+from jubao_server.storage.sqlite import rows
 from jubao_server.storage.sqlite.connections import immediate_transaction, is_unavailable
 
 SUFFIX: Final = ".sql"
@@ -101,4 +102,7 @@ def apply_sets(connection: sqlite3.Connection, sets: Sequence[MigrationSet], now
         raise MigrationError("more than migration_sets_max migration sets")
     files = [f for s in sets for f in schema_files(s, SUFFIX)]
     connection.execute(_LEDGER)
-    return [f.label for f in files if _apply(connection, f, now_ms)]
+    applied = [f.label for f in files if _apply(connection, f, now_ms)]
+    with immediate_transaction(connection):
+        rows.index_expiries(connection)
+    return applied

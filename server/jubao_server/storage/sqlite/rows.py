@@ -203,9 +203,19 @@ def _expiring_tables(connection: sqlite3.Connection) -> list[tuple[str, tuple[st
     return found
 
 
+def index_expiries(connection: sqlite3.Connection) -> None:
+    """Give every table with an expiry column a partial index of the rows that have an expiry (writer
+    thread, after the migrations), so that a TTL sweep reads the expired rows, not the whole table
+    under the write lock: without it, the sweep of a ledger of a million transfers scanned 7 million
+    rows every minute while every write waited. Rows without a TTL (a journal's entries) are not in
+    the index and cost it nothing."""
+    for name, _ in _expiring_tables(connection):
+        connection.execute(sql.expiry_index(name))
+
+
 def sweep_expired(connection: sqlite3.Connection, now_ms: int) -> int:
-    """Delete up to `ttl_sweep_rows_max` rows per table expired at `now_ms` (writer thread); return the
-    count."""
+    """Delete up to `ttl_sweep_rows_max` rows per table expired at `now_ms` (writer thread; the
+    expiry index of `index_expiries` finds them); return the count."""
     deleted = 0
     for name, keys in _expiring_tables(connection):
         with immediate_transaction(connection):

@@ -119,6 +119,14 @@ def delete_row(table: Table) -> str:
     return f"DELETE FROM {q(table.name)} WHERE {' AND '.join(_match(key_columns(table)))}"
 
 
+def expiry_index(table_name: str) -> str:
+    """The partial index of a table's rows that have an expiry (what `sweep` reads)."""
+    return (
+        f"CREATE INDEX IF NOT EXISTS {q(table_name + '__expires')} ON {q(table_name)} ({EXPIRES}) "
+        f"WHERE {EXPIRES} IS NOT NULL"
+    )
+
+
 def sweep(table_name: str, keys: tuple[str, ...]) -> str:
     """Delete at most `:rows` expired rows of a table whose primary key is `keys`."""
     names = ", ".join(q(c) for c in keys)
