@@ -41,6 +41,7 @@ from jubao_server.storage.contract import (
     RowQuery,
     StorageBackend,
     StorageError,
+    value_bytes,
 )
 from jubao_server.storage.contract.conditions import failed_outcome
 from jubao_server.storage.contract.migrations import Recorded, SchemaFile, carried_over, check_unchanged
@@ -205,7 +206,7 @@ class CassandraBackend(StorageBackend):
             ensure(not batch.conditional, "following batches are unconditional")
             for text, params in cql.batch_statements(self.keyspace, batch):
                 statement = (await self._prepared.get(text)).bind(params)
-                params_bytes = sum(len(v) if isinstance(v, str | bytes) else 8 for v in params)
+                params_bytes = sum(value_bytes(v) for v in params)
                 full = len(requests[-1]) >= limits.cassandra_following_statements_max
                 over = size_bytes + params_bytes > limits.cassandra_following_bytes_max
                 if requests[-1] and (full or over):

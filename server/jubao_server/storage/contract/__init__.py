@@ -43,6 +43,7 @@ from jubao_server.storage.contract.values import (
     ColumnType,
     Key,
     Value,
+    value_bytes,
 )
 from jubao_server.storage.contract.writes import Condition, Delete, Put, RowAbsent, RowMatches, StaticMatches
 
@@ -80,5 +81,6 @@ __all__ = [
     "Value",
     "read_all",
     "read_pages",
+    "value_bytes",
     "write_all",
 ]

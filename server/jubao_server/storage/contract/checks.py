@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from jubao_server import limits
 from jubao_server.invariants import violated
 from jubao_server.storage.contract.tables import Table
-from jubao_server.storage.contract.values import Key, Value, check_key_value
+from jubao_server.storage.contract.values import Key, Value, check_key_value, value_bytes
 from jubao_server.storage.contract.writes import RowAbsent, StaticMatches
 
 if typing.TYPE_CHECKING:
@@ -73,7 +73,7 @@ def _values_bytes(table: Table, values: Mapping[str, Value]) -> int:
     for column, value in values.items():
         if not checks[column](value):
             violated(f"{table.name}: bad value for {column}")
-        size_bytes += len(value) if isinstance(value, str | bytes) else 8
+        size_bytes += value_bytes(value)
     return size_bytes
 
 

@@ -58,6 +58,11 @@ def check_value(column_type: ColumnType, value: Value) -> bool:
     return VALUE_CHECKS[column_type](value)
 
 
+def value_bytes(value: Value) -> int:
+    """What a value counts for in a batch's size: a text or blob its length, anything else 8."""
+    return len(value) if isinstance(value, str | bytes) else 8
+
+
 def check_key_value(value: Value) -> None:
     """A key component is never null, and its size is bounded."""
     ensure(value is not None, "a key value cannot be null")
