@@ -133,9 +133,7 @@ def _put(partition: PartitionRef, put: Put, now_ms: int) -> tuple[str, Params]:
     params |= {f"v_{c}": v for c, v in put.values.items()}
     params["expires"] = None if put.ttl_s is None else now_ms + put.ttl_s * 1000
     params["now"] = now_ms
-    names = tuple(put.values)
-    others = tuple(c for c in table.regular_columns if c not in put.values)
-    return sql.upsert(table.name, sql.key_columns(table), names, others), params
+    return sql.put_row(table, tuple(put.values)), params
 
 
 def _static(partition: PartitionRef, values: Mapping[str, Value]) -> tuple[str, Params]:

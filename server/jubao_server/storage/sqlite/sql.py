@@ -115,8 +115,24 @@ def upsert(
     )
 
 
+def put_row(table: Table, names: tuple[str, ...]) -> str:
+    """The upsert of a put writing `names` into a row of `table` (the other regular columns cleared
+    on an expired row)."""
+    return _put_row(table.name, key_columns(table), names, table.regular_columns)
+
+
+@functools.lru_cache(maxsize=_WRITE_TEXTS_MAX)
+def _put_row(table_name: str, keys: tuple[str, ...], names: tuple[str, ...], regular: tuple[str, ...]) -> str:
+    return upsert(table_name, keys, names, tuple(c for c in regular if c not in names))
+
+
 def delete_row(table: Table) -> str:
-    return f"DELETE FROM {q(table.name)} WHERE {' AND '.join(_match(key_columns(table)))}"
+    return _delete_row(table.name, key_columns(table))
+
+
+@functools.lru_cache(maxsize=_WRITE_TEXTS_MAX)
+def _delete_row(table_name: str, keys: tuple[str, ...]) -> str:
+    return f"DELETE FROM {q(table_name)} WHERE {' AND '.join(_match(keys))}"
 
 
 def expiry_index(table_name: str) -> str:
