@@ -150,7 +150,7 @@ async def test_a_batch_owes_each_other_shard_one_message(
         await open_account(stalled, tenant, payee)
     frozen = ids_in_shard("frozen", shard_of(first, SHARDS), 1)[0]
     await open_account(stalled, tenant, frozen, credits_frozen=True)
-    stalled.shards.deliveries.start = lambda sender, key, entry: None  # type: ignore[method-assign]
+    stalled.shards.deliveries.start = lambda sender, key, entry, fresh=False: None  # type: ignore[method-assign,misc]
     items = [
         (TransferCommand(CURRENCY, (Leg(payer, payee, 10 + index),), "batch"), key(f"b-{index}"))
         for index, payee in enumerate(payees * 2)

@@ -177,7 +177,7 @@ async def test_reconcile_finds_what_does_not_add_up(
     await ledger.create_hold(tenant, HoldCommand(buyer, seller, CURRENCY, 600, later_ms()), key())
     escrow = EscrowCommand(buyer, seller, pool, CURRENCY, 300, "", 0, later_ms())
     await ledger.create_escrow(tenant, escrow, key())
-    ledger.shards.deliveries.start = lambda sender, key, entry: None  # type: ignore[method-assign]
+    ledger.shards.deliveries.start = lambda sender, key, entry, fresh=False: None  # type: ignore[method-assign,misc]
     await pay(ledger, tenant, buyer, (seller, 50))
     await ledger.stop()
     report = await reconcile(backend, tenant, SYSTEM_CLOCK)

@@ -250,7 +250,7 @@ async def test_a_refund_of_a_transfer_still_crediting_its_payee_is_retried_not_r
         await open_account(stalled, tenant, account)
     await open_account(stalled, tenant, bank, allow_negative=True)
     await pay(stalled, tenant, bank, (buyer, 1_000))
-    stalled.shards.deliveries.start = lambda sender, key, entry: None  # type: ignore[method-assign]
+    stalled.shards.deliveries.start = lambda sender, key, entry, fresh=False: None  # type: ignore[method-assign,misc]
     paid = await pay(stalled, tenant, buyer, (merchant, 800))
     with pytest.raises(ApiError) as pending:
         await stalled.create_refund(tenant, paid.transfer_id, 0, 300, key("r1"))

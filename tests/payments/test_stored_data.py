@@ -156,7 +156,7 @@ async def test_an_outbox_entry_of_one_credit_per_message_is_delivered_once(store
     await open_account(stalled, tenant, payer, allow_negative=True)
     for payee in payees:
         await open_account(stalled, tenant, payee)
-    stalled.shards.deliveries.start = lambda sender, key, entry: None  # type: ignore[method-assign]
+    stalled.shards.deliveries.start = lambda sender, key, entry, fresh=False: None  # type: ignore[method-assign,misc]
     paid = await pay(stalled, tenant, payer, (payees[0], 30), (payees[1], 40))
     payer_shard = stalled.shards.actors[(tenant, shard_of(payer, shard_count))]
     (owed,) = payer_shard.outbox[paid.transfer_id].owed()

@@ -76,13 +76,14 @@ class Deliveries:
         if done is not None and not done.done():
             done.set_result(settled)
 
-    def start(self, sender: AnyActor, key: str, entry: object) -> None:
+    def start(self, sender: AnyActor, key: str, entry: object, *, fresh: bool = False) -> None:
         """Deliver an entry's messages, unless a task of this process is delivering them already; callers
-        may wait for it to settle (a delivery restarted after a crash included)."""
+        may wait for it to settle (a delivery restarted after a crash included). `fresh`: the sender
+        has just committed the entry (see `_deliver`)."""
         if key not in self._delivering:
             self._delivering[key] = None
             self._expect(key, sender.machine.items(key, entry))
-            self._spawn(self._deliver(sender, key, entry))
+            self._spawn(self._deliver(sender, key, entry, fresh))
 
     def owed(self, sender: AnyActor) -> None:
         """Deliver again everything the sender's outbox still owes."""
@@ -93,16 +94,21 @@ class Deliveries:
         if self._background:
             await asyncio.wait(list(self._background), timeout=limits.delivery_wait_s)
 
-    async def _deliver(self, sender: AnyActor, key: str, entry: object) -> None:
+    async def _deliver(self, sender: AnyActor, key: str, entry: object, fresh: bool) -> None:
         """Apply each message once, then settle the entry. A failed attempt (a shard that moved, storage
         trouble) is retried with backoff. The marker is read once the receiving shard is owned: a
         message an earlier owner applied is found there, one this owner applied it remembers, so a
-        delivery that runs twice (the sender acquired again meanwhile) applies once."""
+        delivery that runs twice (the sender acquired again meanwhile) applies once.
+
+        The first attempt of a `fresh` entry reads no marker while its sender still serves: the entry
+        did not exist before the sender's commit, and the commit extended the sender's lease, so no
+        other process can have acquired the sender and delivered it, and this process delivers it
+        once at a time (`_delivering`): nothing can have landed yet."""
         scope = sender.id.scope
         try:
             for attempt in range(limits.delivery_attempts_max):
                 try:
-                    await self._deliver_all(sender, key, entry)
+                    await self._deliver_all(sender, key, entry, fresh and attempt == 0)
                     owner = await self._owners.actor(scope, sender.id.shard)
                     await owner.settle(key)
                     # Settled now, or before (a delivery that ran twice): who waits wakes either way.
@@ -116,12 +122,13 @@ class Deliveries:
         finally:
             self._delivering.pop(key, None)
 
-    async def _deliver_all(self, sender: AnyActor, key: str, entry: object) -> None:
+    async def _deliver_all(self, sender: AnyActor, key: str, entry: object, unseen: bool) -> None:
         """Every message of the entry at once (one per receiving shard); those left in the inbox of a
-        shard another process holds are waited for, polling their markers."""
+        shard another process holds are waited for, polling their markers. `unseen`: none of them can
+        have landed (see `_deliver`)."""
         messages = sender.machine.messages(key, entry)
         outcomes = await asyncio.gather(
-            *(self._deliver_one(sender, message) for message in messages), return_exceptions=True
+            *(self._deliver_one(sender, message, unseen) for message in messages), return_exceptions=True
         )
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
@@ -134,9 +141,10 @@ class Deliveries:
             left = [message for message in left if not await self._landed(sender, message)]
         raise unavailable(Reason.DELIVERY_PENDING, f"messages of {key} wait in another shard's inbox")
 
-    async def _deliver_one(self, sender: AnyActor, message: typing.Any) -> bool:
-        """Apply a message in its shard, unless it landed already; False when it was left in the inbox
-        of a shard another process holds."""
+    async def _deliver_one(self, sender: AnyActor, message: typing.Any, unseen: bool) -> bool:
+        """Apply a message in its shard, unless it landed already (its marker is not read when it is
+        `unseen` and the sender still serves); False when it was left in the inbox of a shard another
+        process holds."""
         scope, machine = sender.id.scope, sender.machine
         try:
             receiver = await self._owners.actor(scope, message.shard)
@@ -144,7 +152,7 @@ class Deliveries:
             partition = machine.shard_table.partition(scope, message.shard)
             await sender.backend.write(sender.leave_inbox(message, partition))
             return False
-        if not await self._landed(sender, message):
+        if (unseen and sender.serving()) or not await self._landed(sender, message):
             await receiver.receive(message)
         return True
 

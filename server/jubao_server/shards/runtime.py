@@ -205,7 +205,7 @@ class ShardRuntime(typing.Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         for key in settled:
             self.deliveries.stop_waiting(key, settled=True)
         for key in owed:
-            self.deliveries.start(actor, key, actor.outbox[key])
+            self.deliveries.start(actor, key, actor.outbox[key], fresh=True)
 
     def stalled(self, actor: ShardActor[typing.Any, typing.Any, typing.Any, typing.Any, typing.Any]) -> None:
         self.deliveries.owed(actor)
