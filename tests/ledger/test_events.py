@@ -8,13 +8,20 @@ import asyncio
 import pytest
 from jubao.errors import Reason
 from jubao_server.errors import ApiError
+from jubao_server.payments.api import TransferCommand
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.events import EventKind, read_events
 from jubao_server.payments.ledger import Ledger
-from jubao_server.storage.contract import StorageBackend
+from jubao_server.payments.model import Leg, Transfer
+from jubao_server.payments.tables import SHARDS as SHARD_TABLE
+from jubao_server.shards.stage import shard_of
+from jubao_server.shards.wal import WAL
+from jubao_server.storage.contract import Bound, RowQuery, StorageBackend
 
 from tests.ledger.conftest import SHARDS
-from tests.ledger.support import ids_in_distinct_shards, open_account, pay
+from tests.ledger.support import ids_in_distinct_shards, key, open_account, pay
+
+GROUPED_TRANSFERS = 12
 
 
 async def test_events_name_each_commit_once_in_order(
@@ -35,6 +42,38 @@ async def test_events_name_each_commit_once_in_order(
     assert completed == [t.transfer_id for t in paid]
     assert await read_events(backend, tenant, seqs, 100) == []
     assert await read_events(backend, tenant, [0] * SHARDS, 100) == events
+    await ledger.stop()
+
+
+async def test_a_group_commit_is_one_row_and_its_events_page_from_inside_it(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str
+) -> None:
+    """A batch's transfers from one payer commit as one group: their records share one write-ahead row,
+    and events read a few at a time (cursors inside that row) are every event once, in order."""
+    ledger = Ledger(backend, settings)
+    bank, buyer = ids_in_distinct_shards("acct", SHARDS, 2)
+    await open_account(ledger, tenant, bank, allow_negative=True)
+    await open_account(ledger, tenant, buyer)
+    items = [
+        (TransferCommand("CNY", (Leg(bank, buyer, amount),), ""), key(f"grouped-{amount}"))
+        for amount in range(1, GROUPED_TRANSFERS + 1)
+    ]
+    outcomes = await ledger.create_transfers(tenant, items)
+    assert all(isinstance(outcome, Transfer) for outcome in outcomes)
+    payer_partition = SHARD_TABLE.partition(tenant, shard_of(bank, SHARDS))
+    query = RowQuery(payer_partition, Bound((WAL,), True), Bound((WAL,), True), limit=100)
+    payer_rows = (await backend.read_page(query)).rows
+    everything = await read_events(backend, tenant, [0] * SHARDS, 100)
+    payer_events = [e for e in everything if e.event_id.startswith(f"{shard_of(bank, SHARDS)}.")]
+    assert len(payer_rows) < len(payer_events) - GROUPED_TRANSFERS + 2
+    seqs, paged = [0] * SHARDS, []
+    for _ in range(len(everything)):
+        page = await read_events(backend, tenant, seqs, 3)
+        if not page:
+            break
+        paged += page
+    assert sorted(e.event_id for e in paged) == sorted(e.event_id for e in everything)
+    assert len(paged) == len(everything)
     await ledger.stop()
 
 

@@ -1,11 +1,12 @@
 """The tenant's money events, read from the shards' write-ahead records.
 
-Every committed command leaves one record per shard sequence number (`row_kind = "wal"`, kept
-`wal_ttl_s`). An event is such a record: its id `"<shard>.<seq>"` is stable, the order of one shard's
-events is its commit order, and an account lives in one shard, so the events of an account come in
-order. A cursor is the last sequence number read in every shard; a watcher resumes from it and may see
-an event again only if it resumes from an older cursor (at least once). A cursor older than what a shard
-still keeps is refused with `FAILED_PRECONDITION` (`CURSOR_EXPIRED`) rather than skipping events.
+Every committed command leaves one record per shard sequence number (`shards.wal`: a group commit's
+records share one row of kind `wal`, kept `wal_ttl_s`). An event is such a record: its id
+`"<shard>.<seq>"` is stable, the order of one shard's events is its commit order, and an account lives
+in one shard, so the events of an account come in order. A cursor is the last sequence number read in
+every shard; a watcher resumes from it and may see an event again only if it resumes from an older
+cursor (at least once). A cursor older than what a shard still keeps is refused with
+`FAILED_PRECONDITION` (`CURSOR_EXPIRED`) rather than skipping events.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from jubao_server import limits
 from jubao_server.clock import Clock
 from jubao_server.errors import failed_precondition, invalid
 from jubao_server.payments.model import Entry, Escrow, Hold, Transfer, TransferState
-from jubao_server.payments.records import RECORDS, Posting, Record, RecordType
+from jubao_server.payments.records import Posting, Record, RecordType
 from jubao_server.payments.tables import SHARDS
-from jubao_server.shards.actor import WAL, record_blob, wal_key
+from jubao_server.shards.wal import WAL, WalCodec, wal_key
 from jubao_server.storage.contract import Bound, Consistency, RowQuery, StorageBackend
 
 _CURSOR_KIND = "WatchEvents"
+_WAL = WalCodec(Record)
 _SEQ = re.compile(r"^[0-9]{1,18}$")
 
 
@@ -135,13 +137,13 @@ async def read_events(
             limit=per_shard_max,
         )
         rows = (await backend.read_page(query)).rows
-        if rows and after and int(rows[0].as_text("row_key")) != after + 1:
+        records = [record for row in rows for record in _WAL.records(row)]
+        if records and after and records[0][0] > after + 1:
             raise failed_precondition(
                 Reason.CURSOR_EXPIRED, f"events of shard {shard} after {after} are no longer kept"
             )
-        for row in rows:
-            seq = int(row.as_text("row_key"))
-            events.append(event_of(shard, seq, RECORDS.decode(record_blob(row))))
+        for seq, record in [(seq, record) for seq, record in records if seq > after][:per_shard_max]:
+            events.append(event_of(shard, seq, record))
             seqs[shard] = seq
     return events
 

@@ -92,10 +92,11 @@ from jubao_server.payments.state import AccountState, ShardState, Stage, check_c
 from jubao_server.payments.sweep import derived_id
 from jubao_server.payments.tables import REQUESTS, SHARDS
 from jubao_server.platform.idempotency import Claim, ClaimTable, RequestClaims
-from jubao_server.shards.actor import ShardActor, record_blob
+from jubao_server.shards.actor import ShardActor
 from jubao_server.shards.node import RANDOM_IDS, IdSource, Node, ShardElsewhere
 from jubao_server.shards.runtime import ShardRuntime
 from jubao_server.shards.stage import Command, shard_of
+from jubao_server.shards.wal import record_blob
 from jubao_server.storage.contract import Bound, RowQuery, StorageBackend, Value
 
 log = structlog.get_logger("jubao.payments")

@@ -31,9 +31,10 @@ from jubao_server.payments.records import (
 )
 from jubao_server.payments.state import AccountState, Found, ShardState, Stage
 from jubao_server.payments.tables import SHARDS, TENANT_CONFIG
-from jubao_server.shards.actor import keep_recent, record_blob
+from jubao_server.shards.actor import keep_recent
 from jubao_server.shards.machine import ShardSettings
 from jubao_server.shards.stage import Command, ShardId
+from jubao_server.shards.wal import record_blob
 from jubao_server.storage.contract import Batch, Delete, Key, Put, Row, Value
 
 ACCOUNT = "account"

@@ -33,7 +33,7 @@ from jubao_server.payments.records import ESCROWS, HOLDS, OUTBOX, OutboxEntry, m
 from jubao_server.payments.statements import stored_shard_count
 from jubao_server.payments.tables import ENTRIES, SHARDS
 from jubao_server.shards.actor import OUTBOX as OUTBOX_KIND
-from jubao_server.shards.actor import record_blob
+from jubao_server.shards.wal import record_blob
 from jubao_server.storage.contract import (
     Bound,
     Consistency,

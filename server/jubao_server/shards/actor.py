@@ -35,6 +35,7 @@ from jubao_server.errors import ApiError, internal, resource_exhausted, unavaila
 from jubao_server.shards.machine import ShardSettings, StateMachine, StateT
 from jubao_server.shards.node import Node, ShardElsewhere
 from jubao_server.shards.stage import Command, MessageT, OutboxT, RecordT, ShardId, StageT
+from jubao_server.shards.wal import EMPTY_RECORD, WAL, WalCodec, record_blob, wal_key
 from jubao_server.storage.contract import (
     Batch,
     Bound,
@@ -54,15 +55,9 @@ from jubao_server.storage.contract import (
 log = structlog.get_logger("jubao.shards")
 
 T = TypeVar("T")
-# Row kinds the runtime owns in every shard partition.
-WAL = "wal"
+# Row kinds the runtime owns in every shard partition (besides `wal`, the write-ahead log's).
 OUTBOX = "outbox"
 INBOX = "inbox"
-EMPTY_RECORD = b"{}"
-
-
-def wal_key(seq: int) -> str:
-    return f"{seq:019d}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +149,7 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         self._tick_s = min(settings.inbox_poll_ms, settings.shard_lease_ms // 4) / 1000
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(settings.shard_queue_max)
         self._listener = listener
-        self._records = msgspec.json.Decoder(machine.record_type)
+        self._wal = WalCodec(machine.record_type)
         self._outbox_entries = msgspec.json.Decoder(machine.outbox_type)
         self._messages = msgspec.json.Decoder(machine.message_type)
         self._encoder = msgspec.json.Encoder()
@@ -243,7 +238,7 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
             for r in await self._rows(OUTBOX)
         }
         wal = await self._rows(WAL, after=wal_key(self.materialized_seq))
-        records = [(int(r.as_text("row_key")), self._records.decode(record_blob(r))) for r in wal]
+        records = [record for row in wal for record in self._wal.records(row, self.materialized_seq)]
         self.state = machine.load(self.id, rows, [record for _, record in records])
         # One line per scope says it opened (the product's); a shard only when it had work to recover.
         recovering = bool(wal or self.outbox)
@@ -252,7 +247,7 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
             scope=self.id.scope,
             shard=self.id.shard,
             epoch=self.epoch,
-            unmaterialized=len(wal),
+            unmaterialized=len(records),
             outbox=len(self.outbox),
         )
         return records
@@ -524,7 +519,8 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         deletes: list[Delete],
     ) -> None:
         machine, encode, ttl_s = self.machine, self._encoder.encode, self._settings.wal_ttl_s
-        puts += [Put((WAL, wal_key(seq)), {"record": encode(r)}, ttl_s=ttl_s) for seq, r in records]
+        if records:
+            puts.append(self._wal.put(records, ttl_s))
         puts += [Put((OUTBOX, key), {"record": encode(entry)}) for key, entry in stage.owed.items()]
         puts += [Put((row.kind, row.key), {"record": row.record}, ttl_s=row.ttl_s) for row in stage.rows]
         puts += [
@@ -597,9 +593,3 @@ def _moved(shard: int) -> ApiError:
 def _int_or_zero(row: Row | None, column: str) -> int:
     value = row[column] if row is not None else None
     return value if isinstance(value, int) else 0
-
-
-def record_blob(row: Row) -> bytes:
-    """The `record` column of a shard row (a message, an outbox entry, a record)."""
-    value = row["record"]
-    return value if isinstance(value, bytes) else EMPTY_RECORD
