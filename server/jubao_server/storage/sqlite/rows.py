@@ -28,6 +28,7 @@ from jubao_server.storage.sqlite import sql
 from jubao_server.storage.sqlite.connections import immediate_transaction
 
 Params = dict[str, Value]
+Positional = tuple[Value, ...]
 
 
 def _key_params(partition: PartitionRef, clustering: Key = ()) -> Params:
@@ -126,25 +127,24 @@ def _current_state(
     return rows, fetch_static(connection, batch.partition, now_ms)
 
 
-def _put(partition: PartitionRef, put: Put, now_ms: int) -> tuple[str, Params]:
+def _put(partition: PartitionRef, put: Put, now_ms: int) -> tuple[str, Positional]:
     """The statement and parameters of a put."""
-    table = partition.table
-    params = _key_params(partition, put.clustering)
-    params |= {f"v_{c}": v for c, v in put.values.items()}
-    params["expires"] = None if put.ttl_s is None else now_ms + put.ttl_s * 1000
-    params["now"] = now_ms
-    return sql.put_row(table, tuple(put.values)), params
+    expires = None if put.ttl_s is None else now_ms + put.ttl_s * 1000
+    values = put.values
+    text, takes_now = sql.put_row(partition.table, tuple(values))
+    params = (partition.scope, *partition.key, *put.clustering, *values.values(), expires)
+    return text, (*params, now_ms) if takes_now else params
 
 
-def _static(partition: PartitionRef, values: Mapping[str, Value]) -> tuple[str, Params]:
+def _static(partition: PartitionRef, values: Mapping[str, Value]) -> tuple[str, Positional]:
     """The statement and parameters of a static write. Static rows never expire: a batch gives static
     values no TTL."""
     table = partition.table
-    params = {**_key_params(partition), "expires": None, **{f"v_{c}": v for c, v in values.items()}}
+    params = (partition.scope, *partition.key, *values.values(), None)
     return sql.upsert(sql.static_table(table), sql.partition_columns(table), tuple(values)), params
 
 
-def _statements(batches: Sequence[Batch], now_ms: int) -> Iterator[tuple[str, Params]]:
+def _statements(batches: Sequence[Batch], now_ms: int) -> Iterator[tuple[str, Params | Positional]]:
     """Every write of `batches` in order: puts, deletes, then static values of each batch."""
     for batch in batches:
         partition = batch.partition
@@ -160,7 +160,7 @@ def _write_rows(connection: sqlite3.Connection, batches: Sequence[Batch], now_ms
     """Run the writes of `batches` in order; consecutive writes of one statement (a shard's records,
     a journal's entries) go to SQLite in one `executemany`, which saves the per-call cost of each."""
     text = ""
-    run: list[Params] = []
+    run: list[Params | Positional] = []
     for statement, params in _statements(batches, now_ms):
         if statement != text and run:
             connection.executemany(text, run)

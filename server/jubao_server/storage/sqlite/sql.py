@@ -1,6 +1,6 @@
 """SQL text for the table conventions of the package doc. Parameters are named: `:k_<column>` for key
-columns (scope included), `:v_<column>` for written values, `:lo_<i>`/`:hi_<i>` for bounds, `:now` and
-`:expires` for the TTL, `:limit` and `:rows` for row counts."""
+columns (scope included), `:lo_<i>`/`:hi_<i>` for bounds, `:now` for the TTL, `:limit` and `:rows` for row
+counts; except in the upserts of the write path, whose parameters are positional (`upsert`)."""
 
 from __future__ import annotations
 
@@ -102,10 +102,13 @@ def upsert(
 ) -> str:
     """Insert a row or overwrite the listed columns and the expiry of an existing one. The `others`
     (the columns not written) of an existing row that expired are cleared, so that the upsert does not
-    revive them: a put on an expired row writes a new row."""
+    revive them: a put on an expired row writes a new row. Its parameters are positional (`?NNN`, a
+    tuple binds faster than a mapping): the key values, the written values, the expiry, and the time
+    when there are `others`."""
     columns = ", ".join(q(c) for c in (*keys, *names, EXPIRES))
-    values = ", ".join([*(f":k_{c}" for c in keys), *(f":v_{c}" for c in names), ":expires"])
-    expired = f"{EXPIRES} IS NOT NULL AND {EXPIRES} <= :now"
+    values = ", ".join(f"?{i}" for i in range(1, len(keys) + len(names) + 2))
+    now = f"?{len(keys) + len(names) + 2}"
+    expired = f"{EXPIRES} IS NOT NULL AND {EXPIRES} <= {now}"
     updates = [f"{q(c)} = CASE WHEN {expired} THEN NULL ELSE {q(c)} END" for c in others]
     updates += [f"{q(c)} = excluded.{q(c)}" for c in (*names, EXPIRES)]
     conflict = ", ".join(q(c) for c in keys)
@@ -115,15 +118,18 @@ def upsert(
     )
 
 
-def put_row(table: Table, names: tuple[str, ...]) -> str:
+def put_row(table: Table, names: tuple[str, ...]) -> tuple[str, bool]:
     """The upsert of a put writing `names` into a row of `table` (the other regular columns cleared
-    on an expired row)."""
+    on an expired row), and whether it takes the time (when there are other columns)."""
     return _put_row(table.name, key_columns(table), names, table.regular_columns)
 
 
 @functools.lru_cache(maxsize=_WRITE_TEXTS_MAX)
-def _put_row(table_name: str, keys: tuple[str, ...], names: tuple[str, ...], regular: tuple[str, ...]) -> str:
-    return upsert(table_name, keys, names, tuple(c for c in regular if c not in names))
+def _put_row(
+    table_name: str, keys: tuple[str, ...], names: tuple[str, ...], regular: tuple[str, ...]
+) -> tuple[str, bool]:
+    others = tuple(c for c in regular if c not in names)
+    return upsert(table_name, keys, names, others), bool(others)
 
 
 def delete_row(table: Table) -> str:
