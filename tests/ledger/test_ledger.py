@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Awaitable
 
@@ -12,7 +13,17 @@ from jubao_server.errors import ApiError, ErrorCode
 from jubao_server.payments.api import EntryQuery, HoldCommand
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.ledger import Ledger
-from jubao_server.payments.model import AccountChange, AccountPolicy, EntryKind, TransferState
+from jubao_server.payments.model import (
+    Account,
+    AccountChange,
+    AccountKind,
+    AccountPolicy,
+    EntryKind,
+    Leg,
+    Transfer,
+    TransferState,
+)
+from jubao_server.payments.state import AccountState
 from jubao_server.shards.stage import shard_of
 from jubao_server.storage.contract import (
     INT64_MAX,
@@ -278,3 +289,17 @@ async def test_balances_never_leave_int64(ledger: Ledger, tenant: str) -> None:
     ]
     assert (await ledger.get_account(tenant, spare)).balance.held_minor == INT64_MAX
     assert await total(ledger, tenant) == 0
+
+
+def test_the_hand_written_copies_keep_every_field() -> None:
+    """`AccountState.copy` and `Transfer.with_state` spell their fields out (for speed): a field added to
+    either must be added there too, which this catches."""
+    account = Account("acct", "CNY", AccountKind.CUSTOMER, AccountPolicy(), "name", 1, 2, 3)
+    numbers = {f.name: 10 + i for i, f in enumerate(dataclasses.fields(AccountState)) if f.type == "int"}
+    state = AccountState(account, open_request_id="request", **numbers)
+    assert len(numbers) + 2 == len(dataclasses.fields(AccountState))
+    assert state.copy() == dataclasses.replace(state)
+    assert state.copy() is not state
+    transfer = Transfer("t", "r", "CNY", (Leg("a", "b", 1),), "memo", TransferState.DEBITED, 5, None)
+    settled = transfer.with_state(TransferState.COMPLETED, 9)
+    assert settled == dataclasses.replace(transfer, state=TransferState.COMPLETED, create_time_ms=9)

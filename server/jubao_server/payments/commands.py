@@ -114,7 +114,10 @@ def post_transfer(
     """Debit the payer (after releasing `released_minor` it held), credit local payees, owe the rest."""
     transfer = plan.transfer
     payer = stage.require(transfer.legs[0].debit_account_id)
-    trial = dataclasses.replace(payer, held_minor=payer.held_minor - released_minor)
+    trial = payer
+    if released_minor:
+        trial = payer.copy()
+        trial.held_minor -= released_minor
     check_debit(trial, sum(leg.amount_minor for leg in transfer.legs), transfer.currency, stage.now_ms)
     payees = {i: stage.require(transfer.legs[i].credit_account_id) for i in plan.local_credits}
     for index, payee in payees.items():
@@ -123,7 +126,7 @@ def post_transfer(
     postings = [stage.post(payer, i, -leg.amount_minor) for i, leg in enumerate(transfer.legs)]
     postings += [stage.post(payees[i], i, transfer.legs[i].amount_minor) for i in sorted(payees)]
     state = TransferState.DEBITED if plan.remote else TransferState.COMPLETED
-    completed = dataclasses.replace(transfer, state=state, create_time_ms=stage.now_ms)
+    completed = transfer.with_state(state, stage.now_ms)
     stage.new_transfers[transfer.transfer_id] = completed
     if plan.remote:
         stage.owe_transfer(OwedTransfer(TransferRecord.of(completed), plan.remote))

@@ -44,6 +44,18 @@ class AccountState:
     def balance(self) -> Balance:
         return Balance(self.ledger_minor, self.held_minor)
 
+    def copy(self) -> AccountState:
+        """A copy to change (what `dataclasses.replace` makes, at a fraction of its cost per transfer)."""
+        return AccountState(
+            self.account,
+            self.ledger_minor,
+            self.held_minor,
+            self.entry_seq,
+            self.outflow_day,
+            self.outflow_minor,
+            self.open_request_id,
+        )
+
 
 @dataclasses.dataclass
 class ShardState:
@@ -163,7 +175,7 @@ class Stage(shards.Stage[Record, OutboxEntry]):
             current = self._state.accounts.get(account_id)
             if current is None:
                 return None
-            staged = self._copies[account_id] = dataclasses.replace(current)
+            staged = self._copies[account_id] = current.copy()
         return staged
 
     def stored(self, account_id: str) -> AccountState | None:
@@ -187,7 +199,8 @@ class Stage(shards.Stage[Record, OutboxEntry]):
         ensure(INT64_MIN <= new_balance <= INT64_MAX, "balance outside int64 after checks")
         state.ledger_minor = new_balance
         state.entry_seq += 1
-        state.account = dataclasses.replace(state.account, update_time_ms=time_ms)
+        if time_ms != state.account.update_time_ms:
+            state.account = dataclasses.replace(state.account, update_time_ms=time_ms)
         if amount_minor < 0:
             day = time_ms // DAY_MS
             spent_minor = (state.outflow_minor if state.outflow_day == day else 0) - amount_minor
