@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 import msgspec
@@ -162,14 +162,47 @@ class Ledger:
         """The committed state of an account: from its shard's owner when that is this process, else as
         stored (every owner stores a commit before it answers)."""
         shard = shard_of(account_id, await self._shard_count(tenant_id))
-        try:
-            state = (await self._current(tenant_id, shard)).accounts.get(account_id)
-        except ShardElsewhere:
-            row = await self._backend.read_row(SHARDS.partition(tenant_id, shard), (ACCOUNT, account_id))
-            state = account_of_row(row) if row is not None else None
+        state = (await self._accounts_of_shard(tenant_id, shard, (account_id,)))[account_id]
         if state is None:
-            raise not_found(Reason.ACCOUNT_NOT_FOUND, f"no account {account_id}", account_id=account_id)
+            raise _no_account(account_id)
         return state
+
+    async def _accounts_of_shard(
+        self, tenant_id: str, shard: int, account_ids: Iterable[str]
+    ) -> dict[str, AccountState | None]:
+        """The committed state of accounts of one shard (None: no such account), as `_account_state`."""
+        try:
+            accounts = (await self._current(tenant_id, shard)).accounts
+            return {account_id: accounts.get(account_id) for account_id in account_ids}
+        except ShardElsewhere:
+            partition = SHARDS.partition(tenant_id, shard)
+            found: dict[str, AccountState | None] = {}
+            for account_id in account_ids:
+                row = await self._backend.read_row(partition, (ACCOUNT, account_id))
+                found[account_id] = account_of_row(row) if row is not None else None
+            return found
+
+    async def _payees(
+        self, tenant_id: str, plans: Iterable[TransferPlan]
+    ) -> dict[str, AccountState | ApiError | None]:
+        """The payees of the plans' credits to other shards, read once per shard and all shards at once
+        (a shard that cannot be read leaves its error for each of its payees)."""
+        by_shard: dict[int, set[str]] = {}
+        for plan in plans:
+            for credit in plan.remote:
+                by_shard.setdefault(credit.shard, set()).add(credit.account_id)
+        payees: dict[str, AccountState | ApiError | None] = {}
+
+        async def read(shard: int, account_ids: set[str]) -> None:
+            try:
+                payees.update(await self._accounts_of_shard(tenant_id, shard, account_ids))
+            except ApiError as error:
+                payees.update(dict.fromkeys(account_ids, error))
+
+        async with asyncio.TaskGroup() as group:
+            for shard, account_ids in by_shard.items():
+                group.create_task(read(shard, account_ids))
+        return payees
 
     async def list_accounts(
         self, tenant_id: str, after: str | None, limit: int
@@ -250,12 +283,15 @@ class Ledger:
         claims = await self._claims.claim_all(tenant_id, "transfer", requests)
         outcomes: list[Transfer | ApiError | HeldElsewhere | None] = [None] * len(items)
         by_shard: dict[int, list[int]] = {}
+        plans: dict[int, TransferPlan] = {}
         for index, claim in enumerate(claims):
             if isinstance(claim, ApiError):
                 outcomes[index] = claim
             else:
                 payer_id = transfers[index].legs[0].debit_account_id
                 by_shard.setdefault(shard_of(payer_id, count), []).append(index)
+                plans[index] = TransferPlan.of(transfers[index], count)
+        payees = await self._payees(tenant_id, plans.values())
 
         async def run_shard(shard_index: int, indexes: list[int]) -> None:
             try:
@@ -273,7 +309,7 @@ class Ledger:
                 if not fresh and await journal.find_transfer(self._backend, tenant_id, transfer.transfer_id):
                     outcomes[index] = await self._answer(tenant_id, transfer.transfer_id)
                     continue
-                command = await self._debit_or_reject(tenant_id, transfer, items[index][1].body_sha256)
+                command = _debit_or_reject(plans[index], payees, items[index][1].body_sha256)
                 if isinstance(command, ApiError):
                     outcomes[index] = command
                     continue
@@ -290,19 +326,6 @@ class Ledger:
                 group.create_task(run_shard(shard_index, indexes))
         ensure(all(o is not None for o in outcomes), "every item of a batch has its outcome")
         return [outcome for outcome in outcomes if outcome is not None]
-
-    async def _debit_or_reject(
-        self, tenant_id: str, transfer: Transfer, body_sha256: str
-    ) -> Debit | Reject | ApiError:
-        """The command that decides a batch item in its payer's shard: the debit of its plan, or the
-        refusal its payee checks made (kept, like `_decide`'s); an error that is not final is the item's
-        answer."""
-        try:
-            return Debit(await self._plan(tenant_id, transfer, None), body_sha256)
-        except ApiError as error:
-            if error.code not in _FINAL_CODES:
-                return error
-            return Reject(transfer, error)
 
     async def _submit_each(
         self,
@@ -728,6 +751,31 @@ class Ledger:
         marker is stored with the change. What this owner applies it remembers (`Stage.requested`). The
         answer is the command's, from the shard, which has applied every commit it stored."""
         return await self._backend.read_row(shard.partition, ("request", request_id)) is not None
+
+
+def _debit_or_reject(
+    plan: TransferPlan, payees: Mapping[str, AccountState | ApiError | None], body_sha256: str
+) -> Debit | Reject | ApiError:
+    """The command that decides a batch item in its payer's shard: the debit of its plan, or the refusal
+    its payee checks made (kept, like `Ledger._decide`'s); an error that is not final is the item's
+    answer. The checks are `Ledger._plan`'s, on the payees read for the whole batch (`Ledger._payees`)."""
+    try:
+        for credit in plan.remote:
+            payee = payees[credit.account_id]
+            if isinstance(payee, ApiError):
+                raise payee
+            if payee is None:
+                raise _no_account(credit.account_id)
+            check_credit(payee, credit.amount_minor, plan.transfer.currency)
+    except ApiError as error:
+        if error.code not in _FINAL_CODES:
+            return error
+        return Reject(plan.transfer, error)
+    return Debit(plan, body_sha256)
+
+
+def _no_account(account_id: str) -> ApiError:
+    return not_found(Reason.ACCOUNT_NOT_FOUND, f"no account {account_id}", account_id=account_id)
 
 
 def _answer_now(committed: Transfer, settled: bool | None) -> Transfer | None:
