@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from jubao_server import limits
 from jubao_server.invariants import violated
 from jubao_server.storage.contract.tables import Table
-from jubao_server.storage.contract.values import Key, Value, check_key_value, value_bytes
+from jubao_server.storage.contract.values import Key, Value
 from jubao_server.storage.contract.writes import RowAbsent, StaticMatches
 
 if typing.TYPE_CHECKING:
@@ -68,23 +68,18 @@ def _written_rows(batch: Batch) -> set[Key]:
 
 def _values_bytes(table: Table, values: Mapping[str, Value]) -> int:
     """The size the values count for in a batch; each is checked against its column's type."""
-    checks = table.value_checks
+    sizes = table.value_bytes
     size_bytes = 0
     for column, value in values.items():
-        if not checks[column](value):
+        value_size = sizes[column](value)
+        if value_size < 0:
             violated(f"{table.name}: bad value for {column}")
-        size_bytes += value_bytes(value)
+        size_bytes += value_size
     return size_bytes
 
 
 def _check_clustering(table: Table, clustering: Key) -> None:
-    if len(clustering) != len(table.clustering_key):
-        violated(f"{table.name}: wrong clustering arity")
-    checks = table.value_checks
-    for column, value in zip(table.clustering_key, clustering, strict=True):
-        check_key_value(value)
-        if not checks[column](value):
-            violated(f"{table.name}: bad value for {column}")
+    table.check_key(table.clustering_key, clustering)
 
 
 def _check_conditions(batch: Batch, written: set[Key]) -> None:

@@ -9,11 +9,14 @@ from collections.abc import Mapping
 
 from jubao_server.invariants import ensure, violated
 from jubao_server.storage.contract.values import (
+    PLAIN_KEYS,
     SCOPE_COLUMN,
+    VALUE_BYTES,
     VALUE_CHECKS,
     ColumnType,
     Key,
     Value,
+    ValueBytes,
     ValueCheck,
     check_key_value,
 )
@@ -71,6 +74,28 @@ class Table:
         return {column: VALUE_CHECKS[column_type] for column, column_type in self.columns.items()}
 
     @functools.cached_property
+    def value_bytes(self) -> Mapping[str, ValueBytes]:
+        """Each column's check and size of a value in one call (`values.VALUE_BYTES`)."""
+        return {column: VALUE_BYTES[column_type] for column, column_type in self.columns.items()}
+
+    @functools.cached_property
+    def plain_keys(self) -> Mapping[str, ValueCheck]:
+        """Each column's quick test of a key value (`values.PLAIN_KEYS`)."""
+        return {column: PLAIN_KEYS[column_type] for column, column_type in self.columns.items()}
+
+    def check_key(self, columns: tuple[str, ...], values: Key) -> None:
+        """Raise InvariantViolation unless `values` are good key values of `columns` (as many)."""
+        if len(values) != len(columns):
+            violated(f"{self.name}: wrong key arity")
+        plain, checks = self.plain_keys, self.value_checks
+        for column, value in zip(columns, values, strict=True):
+            if plain[column](value):
+                continue
+            check_key_value(value)
+            if not checks[column](value):
+                violated(f"{self.name}: bad value for {column}")
+
+    @functools.cached_property
     def static_column_order(self) -> tuple[str, ...]:
         """The static columns in declaration order."""
         return tuple(c for c in self.columns if c in self.static_columns)
@@ -91,8 +116,4 @@ class PartitionRef:
         if len(self.key) != len(table.partition_key):
             violated(f"{table.name}: partition key needs {len(table.partition_key)} values")
         ensure(isinstance(self.scope, str), "scope must be text")
-        checks = table.value_checks
-        for column, value in zip(table.partition_key, self.key, strict=True):
-            check_key_value(value)
-            if not checks[column](value):
-                violated(f"{table.name}: bad value for {column}")
+        table.check_key(table.partition_key, self.key)

@@ -53,6 +53,61 @@ VALUE_CHECKS: Final[Mapping[ColumnType, ValueCheck]] = {
 }
 
 
+def _text_bytes(value: Value) -> int:
+    if type(value) is str:
+        return len(value)
+    return value_bytes(value) if _text(value) else -1
+
+
+def _bigint_bytes(value: Value) -> int:
+    if type(value) is int:
+        return 8 if INT64_MIN <= value <= INT64_MAX else -1
+    return 8 if _bigint(value) else -1
+
+
+def _blob_bytes(value: Value) -> int:
+    if type(value) is bytes:
+        return len(value)
+    return value_bytes(value) if _blob(value) else -1
+
+
+def _boolean_bytes(value: Value) -> int:
+    return 8 if _boolean(value) else -1
+
+
+ValueBytes = Callable[[Value], int]
+# A column type's check and size of a value in one call (what a batch checks for every value it
+# writes): `value_bytes` when `check_value` holds, else -1.
+VALUE_BYTES: Final[Mapping[ColumnType, ValueBytes]] = {
+    ColumnType.TEXT: _text_bytes,
+    ColumnType.BIGINT: _bigint_bytes,
+    ColumnType.BLOB: _blob_bytes,
+    ColumnType.BOOLEAN: _boolean_bytes,
+}
+
+
+def _plain_text_key(value: Value) -> bool:
+    return type(value) is str and len(value) * 4 <= limits.key_component_length_max_bytes
+
+
+def _plain_bigint_key(value: Value) -> bool:
+    return type(value) is int and INT64_MIN <= value <= INT64_MAX
+
+
+def _never(value: Value) -> bool:
+    return False
+
+
+# For each column type, a quick test that a key value passes both `check_key_value` and the type's
+# check (a short text, an int64): True proves it, False leaves it to those two.
+PLAIN_KEYS: Final[Mapping[ColumnType, ValueCheck]] = {
+    ColumnType.TEXT: _plain_text_key,
+    ColumnType.BIGINT: _plain_bigint_key,
+    ColumnType.BLOB: _never,
+    ColumnType.BOOLEAN: _never,
+}
+
+
 def check_value(column_type: ColumnType, value: Value) -> bool:
     """Whether `value` fits `column_type` (None fits every type)."""
     return VALUE_CHECKS[column_type](value)

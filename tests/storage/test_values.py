@@ -1,0 +1,61 @@
+"""The quick checks of values and key values a batch runs (`values.VALUE_BYTES`, `values.PLAIN_KEYS`)
+agree with the full ones on any value, of every column type."""
+
+from __future__ import annotations
+
+import enum
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from jubao_server import limits
+from jubao_server.invariants import InvariantViolation
+from jubao_server.storage.contract.values import (
+    INT64_MAX,
+    INT64_MIN,
+    PLAIN_KEYS,
+    VALUE_BYTES,
+    ColumnType,
+    Value,
+    check_key_value,
+    check_value,
+    value_bytes,
+)
+
+
+class _Number(enum.IntEnum):
+    ONE = 1
+
+
+_KEY_CHARACTERS_MAX = limits.key_component_length_max_bytes // 4
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=INT64_MIN - 2, max_value=INT64_MAX + 2),
+    st.sampled_from([INT64_MIN, INT64_MAX, INT64_MIN - 1, INT64_MAX + 1, _Number.ONE]),
+    st.text(max_size=_KEY_CHARACTERS_MAX + 3),
+    st.text(min_size=_KEY_CHARACTERS_MAX - 2, max_size=_KEY_CHARACTERS_MAX + 2),
+    st.binary(max_size=64),
+)
+
+
+@given(st.sampled_from(list(ColumnType)), VALUES)
+def test_a_value_is_sized_when_it_fits_its_column(column_type: ColumnType, value: Value) -> None:
+    expected = value_bytes(value) if check_value(column_type, value) else -1
+    assert VALUE_BYTES[column_type](value) == expected
+
+
+@given(st.sampled_from(list(ColumnType)), VALUES)
+def test_a_plain_key_passes_the_full_key_checks(column_type: ColumnType, value: Value) -> None:
+    if PLAIN_KEYS[column_type](value):
+        check_key_value(value)
+        assert check_value(column_type, value)
+
+
+def test_the_quick_key_test_takes_the_common_keys() -> None:
+    assert PLAIN_KEYS[ColumnType.TEXT]("acct-000001")
+    assert PLAIN_KEYS[ColumnType.BIGINT](7)
+    assert not PLAIN_KEYS[ColumnType.BIGINT](True)
+    assert not PLAIN_KEYS[ColumnType.TEXT](None)
+    with pytest.raises(InvariantViolation):
+        check_key_value(None)
