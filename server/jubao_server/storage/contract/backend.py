@@ -14,7 +14,6 @@ from jubao_server.storage.contract.migrations import MigrationSet
 from jubao_server.storage.contract.reads import ColumnPage, Consistency, Page, Row, RowQuery
 from jubao_server.storage.contract.tables import PartitionRef
 from jubao_server.storage.contract.values import Key
-from jubao_server.storage.slots import Slots
 
 
 class StorageBackend(abc.ABC):
@@ -73,17 +72,19 @@ class StorageBackend(abc.ABC):
         for index, batch in enumerate(batches):
             partition = batch.partition
             lanes.setdefault((partition.table.name, partition.scope, partition.key), []).append(index)
-        slots = Slots(limits.storage_writes_in_flight_max)
+        waiting = iter(lanes.values())
 
-        async def write_lane(indexes: list[int]) -> None:
-            async with slots:
+        async def write_lanes() -> None:
+            """One of the writers in flight: takes the next partition's batches until none is left."""
+            for indexes in waiting:
                 for index in indexes:
                     try:
                         results[index] = await self.write(batches[index])
                     except StorageError as error:
                         results[index] = error
 
-        await asyncio.gather(*(write_lane(indexes) for indexes in lanes.values()))
+        writers = min(limits.storage_writes_in_flight_max, len(lanes))
+        await asyncio.gather(*(write_lanes() for _ in range(writers)))
         return every_result(results)
 
     async def write_after(self, batch: Batch, following: Sequence[Batch]) -> BatchOutcome:
