@@ -62,7 +62,8 @@ class StorageBackend(abc.ABC):
         another partition before an earlier one. Any other exception is a bug and fails the whole call.
 
         Each batch is an operation of its own for the fault hooks, and a conditional one whose answer was
-        lost is resolved on its own (`unknown.py`). This default writes the batches of each partition in
+        lost is resolved on its own (`unknown.py`; on SQLite once the others were written, so it comes out
+        as if written after them). This default writes the batches of each partition in
         order and the partitions concurrently, `storage_writes_in_flight_max` at once (Cassandra: a
         lightweight transaction each, which batches of several partitions cannot share); SQLite sends the
         whole list to its writer in one go."""
