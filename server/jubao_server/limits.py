@@ -68,6 +68,8 @@ storage_timeout_ms_max = 120_000
 storage_pool_connections_max = 64
 # Unconditional batches one `write_all` has in flight at once.
 storage_writes_in_flight_max = 64
+# Batches one `write_each` takes (a BatchCreateTransfers' request-id claims); callers cut longer lists.
+storage_write_each_batches_max = 1000
 migration_files_max = 1000
 # Reads and re-sends that resolve a conditional write whose answer was lost (storage/contract/unknown.py).
 cas_unknown_retries_max = 3

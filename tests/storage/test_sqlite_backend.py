@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 import shutil
 import sqlite3
 import threading
@@ -196,7 +197,7 @@ async def _writer_held(backend: SqliteBackend) -> AsyncIterator[None]:
         await asyncio.wrap_future(held)
 
 
-async def _one_group(backend: SqliteBackend, writes: Sequence[Awaitable[BatchOutcome]]) -> list[Any]:
+async def _one_group(backend: SqliteBackend, writes: Sequence[Awaitable[object]]) -> list[Any]:
     """The results (outcomes or errors) of writes that queue up while the writer is held."""
     async with _writer_held(backend):
         tasks = [asyncio.ensure_future(write) for write in writes]
@@ -337,6 +338,72 @@ async def test_a_batch_failing_midway_is_undone_alone(backend: SqliteBackend, sc
     assert await _kv_value(backend, scope, "k") == "v"
 
 
+async def test_a_write_each_is_one_write_of_a_group(backend: SqliteBackend, scope: str) -> None:
+    await put_row(backend, KV.partition(scope, "taken"), (), {"v": "old"})
+    before = backend.stats
+    results = await _one_group(
+        backend,
+        [
+            backend.write(_kv_put(scope, "a", "a")),
+            backend.write_each(
+                [_kv_put(scope, "b", "b", if_absent=True), _kv_put(scope, "taken", "new", if_absent=True)]
+            ),
+            backend.write(_kv_put(scope, "c", "c")),
+        ],
+    )
+    assert [o.applied for o in results[1]] == [True, False]
+    assert _delta(before, backend.stats) == WriteStats(
+        groups=1, transactions=1, batches=4, applied=3, not_applied=1, group_batches_max=4
+    )
+
+
+async def test_a_write_each_longer_than_a_group_is_a_group_of_its_own(
+    backend: SqliteBackend, scope: str
+) -> None:
+    count = limits.sqlite_group_commit_batches_max + 10
+    before = backend.stats
+    results = await _one_group(
+        backend,
+        [
+            backend.write(_kv_put(scope, "a", "a")),
+            backend.write_each([_kv_put(scope, f"k{i}", "v", if_absent=True) for i in range(count)]),
+            backend.write(_kv_put(scope, "b", "b")),
+        ],
+    )
+    assert all(o.applied for o in results[1])
+    stats = _delta(before, backend.stats)
+    assert (stats.groups, stats.batches, stats.group_batches_max) == (3, count + 2, count)
+
+
+async def test_a_batch_of_a_write_each_failing_midway_is_undone_alone(
+    backend: SqliteBackend, scope: str
+) -> None:
+    """A trigger fails a batch after its first row was written: it is rolled back, the others commit; an
+    error that is not a StorageError (a bug) fails the call."""
+    with _raw(backend.path) as connection:
+        connection.execute(
+            "CREATE TRIGGER conf_boom BEFORE INSERT ON conf_ledger WHEN NEW.note = 'boom' "
+            "BEGIN SELECT RAISE(ABORT, 'boom'); END"
+        )
+    partition = LEDGER.partition(scope, "acct")
+    failing = Batch(partition, puts=(Put((2,), {"amount": 2}), Put((3,), {"note": "boom"})))
+    before = backend.stats
+    with pytest.raises(sqlite3.IntegrityError):
+        await backend.write_each(
+            [
+                Batch(partition, puts=(Put((1,), {"amount": 1}),)),
+                failing,
+                _kv_put(scope, "k", "v", if_absent=True),
+            ]
+        )
+    assert _delta(before, backend.stats) == WriteStats(
+        groups=1, transactions=1, batches=3, applied=2, failed=1, group_batches_max=3
+    )
+    rows = (await backend.read_page(RowQuery(partition))).rows
+    assert [r["seq"] for r in rows] == [1]
+    assert await _kv_value(backend, scope, "k") == "v"
+
+
 @pytest.mark.parametrize("applied_before_timeout", [True, False])
 async def test_a_lost_answer_in_a_group_is_resolved_alone(
     backend: SqliteBackend, faults: FaultPlan, scope: str, applied_before_timeout: bool
@@ -387,7 +454,7 @@ async def test_a_failed_commit_fails_the_whole_group(backend: SqliteBackend, sco
         Batch(LEDGER.partition(scope, "acct"), puts=(Put((1,), {"amount": 1}),)),
     ]
     loop = asyncio.get_running_loop()
-    writes = [PendingWrite(batch, loop, loop.create_future()) for batch in batches]
+    writes = [PendingWrite((batch,), loop, loop.create_future()) for batch in batches]
     connection = sqlite3.connect(
         backend.path, isolation_level=None, factory=_CommitFails, check_same_thread=False
     )
@@ -397,8 +464,9 @@ async def test_a_failed_commit_fails_the_whole_group(backend: SqliteBackend, sco
         assert not connection.in_transaction
     assert recorded == [WriteStats(groups=1, batches=3, failed=3, group_batches_max=3)]
     for write in writes:
-        with pytest.raises(StorageError, match=r"not committed.*disk I/O error"):
-            await write.future
+        (result,) = await write.future
+        assert isinstance(result, StorageError)
+        assert re.search(r"not committed.*disk I/O error", str(result))
     assert (_count(backend.path, "conf_kv"), _count(backend.path, "conf_ledger")) == (0, 0)
 
 

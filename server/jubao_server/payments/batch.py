@@ -1,5 +1,5 @@
 """The ledger's batch path, shared by `BatchCreateTransfers` and bulk uploads: the batch is the unit of
-work (`LedgerApi.create_transfers`: its request ids claimed in one round, one command per payer shard);
+work (`LedgerApi.create_transfers`: its request ids claimed in one storage call, one command per payer shard);
 each item gets its own outcome."""
 
 from __future__ import annotations

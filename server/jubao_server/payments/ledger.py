@@ -268,7 +268,7 @@ class Ledger:
     ) -> list[Transfer | ApiError | HeldElsewhere]:
         """The batch path (BatchCreateTransfers, bulk uploads): each item gets what `create_transfer`
         would answer it (the transfer, its refusal, or the server holding its payer's shard), with the
-        work done per batch: every request id claimed in one round, then one command per payer shard
+        work done per batch: every request id claimed in one storage call, then one command per payer shard
         (`Each`, cut to fit a group commit) submitted to all shards at once, then one wait for the
         credits of all. The items' request ids must differ (the caller checks)."""
         count = await self._shard_count(tenant_id)

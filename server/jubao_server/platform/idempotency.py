@@ -16,7 +16,6 @@ they expire.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import re
@@ -29,7 +28,18 @@ from jubao.reasons import Reason
 from jubao_server import limits
 from jubao_server.clock import Clock
 from jubao_server.errors import ApiError, already_exists, invalid
-from jubao_server.storage.contract import Batch, ColumnType, Put, Row, RowAbsent, StorageBackend, Table, Value
+from jubao_server.storage.contract import (
+    Batch,
+    BatchOutcome,
+    ColumnType,
+    Put,
+    Row,
+    RowAbsent,
+    StorageBackend,
+    StorageError,
+    Table,
+    Value,
+)
 
 REQUEST_LOG = Table(
     name="request_log",
@@ -98,6 +108,50 @@ class RequestClaims:
         now_ms = self._clock.wall_ms()
         if not request_id:
             return Claim(fresh=True, claimed_ms=now_ms)
+        batch = self._claim_batch(scope, request_id, operation, body_sha256, values, now_ms=now_ms)
+        claim = self._settle(request_id, operation, body_sha256, now_ms, await self._backend.write(batch))
+        if isinstance(claim, ApiError):
+            raise claim
+        return claim
+
+    async def claim_all(
+        self, scope: str, operation: str, requests: Sequence[tuple[str, str, dict[str, Value]]]
+    ) -> list[Claim | ApiError]:
+        """Claim the request ids of a batch of `operation`s (id, body hash, more columns), as `claim`
+        would one by one, in one storage call (`write_each`, per `storage_write_each_batches_max`; one
+        write of the group commit on SQLite): each item's claim, or its REQUEST_ID_REUSED. A storage
+        error of any claim raises, as `claim` would, once its call has ended: the ids are then claimed or
+        not, and a retry of the batch recognises the ones that were. The ids must differ (the caller
+        checks)."""
+        now_ms = self._clock.wall_ms()
+        claims: list[Claim | ApiError] = [Claim(fresh=True, claimed_ms=now_ms)] * len(requests)
+        claimed = [index for index, (request_id, _, _) in enumerate(requests) if request_id]
+        step = limits.storage_write_each_batches_max
+        for start in range(0, len(claimed), step):
+            indexes = claimed[start : start + step]
+            batches = [
+                self._claim_batch(scope, request_id, operation, body, values, now_ms=now_ms)
+                for request_id, body, values in (requests[index] for index in indexes)
+            ]
+            results = await self._backend.write_each(batches)
+            for index, result in zip(indexes, results, strict=True):
+                if isinstance(result, StorageError):
+                    raise result
+                request_id, body, _ = requests[index]
+                claims[index] = self._settle(request_id, operation, body, now_ms, result)
+        return claims
+
+    def _claim_batch(
+        self,
+        scope: str,
+        request_id: str,
+        operation: str,
+        body_sha256: str,
+        values: dict[str, Value],
+        *,
+        now_ms: int,
+    ) -> Batch:
+        """The conditional write of a claim: the request's operation and body hash, if the id is free."""
         claimed: dict[str, Value] = {
             self._where.operation_column: operation,
             "body_sha256": body_sha256,
@@ -106,41 +160,21 @@ class RequestClaims:
         }
         put = Put((), claimed, ttl_s=self._ttl_s)
         partition = self._where.table.partition(scope, request_id)
-        outcome = await self._backend.write(Batch(partition, (put,), conditions=(RowAbsent(()),)))
+        return Batch(partition, (put,), conditions=(RowAbsent(()),))
+
+    def _settle(
+        self, request_id: str, operation: str, body_sha256: str, now_ms: int, outcome: BatchOutcome
+    ) -> Claim | ApiError:
+        """What a claim's write tells: claimed now, claimed before by this same request, or reused."""
         if outcome.applied:
             return Claim(fresh=True, claimed_ms=now_ms)
         earlier = outcome.current_rows.get(())
         if earlier is None or not self._same(earlier, operation, body_sha256):
-            raise already_exists(
+            return already_exists(
                 Reason.REQUEST_ID_REUSED, f"request_id {request_id} was used for another request"
             )
         claimed_ms = earlier["create_time_ms"]
         return Claim(False, self._answer(earlier), claimed_ms if isinstance(claimed_ms, int) else 0)
-
-    async def claim_all(
-        self, scope: str, operation: str, requests: Sequence[tuple[str, str, dict[str, Value]]]
-    ) -> list[Claim | ApiError]:
-        """Claim the request ids of a batch of `operation`s (id, body hash, more columns), all in one
-        round (at most `storage_writes_in_flight_max` writes at once: one transaction on SQLite): each
-        item's claim, or its REQUEST_ID_REUSED. The ids must differ (the caller checks)."""
-        step = limits.storage_writes_in_flight_max
-        claims: list[Claim | ApiError] = []
-        for start in range(0, len(requests), step):
-            claims += await asyncio.gather(
-                *(
-                    self._claim_or_refusal(scope, request_id, operation, body, values)
-                    for request_id, body, values in requests[start : start + step]
-                )
-            )
-        return claims
-
-    async def _claim_or_refusal(
-        self, scope: str, request_id: str, operation: str, body_sha256: str, values: dict[str, Value]
-    ) -> Claim | ApiError:
-        try:
-            return await self.claim(scope, request_id, operation, body_sha256, **values)
-        except ApiError as error:
-            return error
 
     async def answer(self, scope: str, request_id: str, answer: bytes) -> None:
         """Keep the first answer of a claimed request, for its retries to replay."""

@@ -52,6 +52,42 @@ class StorageBackend(abc.ABC):
     async def write(self, batch: Batch) -> BatchOutcome:
         """Apply the batch atomically. An unconditional batch always applies (or raises StorageError)."""
 
+    async def write_each(self, batches: Sequence[Batch]) -> list[BatchOutcome | StorageError]:
+        """Write independent batches (at most `storage_write_each_batches_max`; each on one partition, each
+        conditional or not), as if by `write` one after the other in order: each is applied, or not, by
+        its own conditions as they stand after the batches before it (a later batch of the same partition
+        sees what an earlier one wrote). Returns each batch's result in order: its outcome, or the
+        StorageError that failed it alone (it may then have applied, as any write whose answer was lost);
+        the others go on. Not atomic across batches, and not isolated: a reader may see a later batch of
+        another partition before an earlier one. Any other exception is a bug and fails the whole call.
+
+        Each batch is an operation of its own for the fault hooks, and a conditional one whose answer was
+        lost is resolved on its own (`unknown.py`; on SQLite once the others were written, so it comes out
+        as if written after them). This default writes the batches of each partition in
+        order and the partitions concurrently, `storage_writes_in_flight_max` at once (Cassandra: a
+        lightweight transaction each, which batches of several partitions cannot share); SQLite sends the
+        whole list to its writer in one go."""
+        ensure(len(batches) <= limits.storage_write_each_batches_max, "write_each takes a bounded list")
+        results: list[BatchOutcome | StorageError | None] = [None] * len(batches)
+        lanes: dict[tuple[str, str, Key], list[int]] = {}
+        for index, batch in enumerate(batches):
+            partition = batch.partition
+            lanes.setdefault((partition.table.name, partition.scope, partition.key), []).append(index)
+        waiting = iter(lanes.values())
+
+        async def write_lanes() -> None:
+            """One of the writers in flight: takes the next partition's batches until none is left."""
+            for indexes in waiting:
+                for index in indexes:
+                    try:
+                        results[index] = await self.write(batches[index])
+                    except StorageError as error:
+                        results[index] = error
+
+        writers = min(limits.storage_writes_in_flight_max, len(lanes))
+        await asyncio.gather(*(write_lanes() for _ in range(writers)))
+        return every_result(results)
+
     async def write_after(self, batch: Batch, following: Sequence[Batch]) -> BatchOutcome:
         """Apply `batch`; when it applies, also apply `following`, unconditional batches of other
         partitions derived from it (a journal materialized from the records `batch` commits). Writing a
@@ -82,6 +118,13 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release connections. Idempotent."""
+
+
+def every_result(results: Sequence[BatchOutcome | StorageError | None]) -> list[BatchOutcome | StorageError]:
+    """The results of a `write_each`, once every batch has one."""
+    written = [result for result in results if result is not None]
+    ensure(len(written) == len(results), "every batch of a write_each has its result")
+    return written
 
 
 async def write_all(backend: StorageBackend, batches: Sequence[Batch]) -> None:

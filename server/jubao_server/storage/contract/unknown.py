@@ -14,9 +14,10 @@ import asyncio
 import dataclasses
 import functools
 import typing
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from jubao_server import limits
+from jubao_server.storage.contract.backend import every_result
 from jubao_server.storage.contract.batch import Batch, BatchOutcome
 from jubao_server.storage.contract.conditions import conditions_hold, failed_outcome, touched_rows
 from jubao_server.storage.contract.errors import StorageError
@@ -26,6 +27,9 @@ from jubao_server.storage.contract.values import Key
 
 if typing.TYPE_CHECKING:
     from jubao_server.storage.contract.backend import StorageBackend
+
+# Sends batches in one go; each batch's outcome or the StorageError that failed it, in order.
+SendEach = Callable[[Sequence[Batch]], Awaitable[list[BatchOutcome | StorageError]]]
 
 
 class UnknownOutcome(Exception):
@@ -103,3 +107,39 @@ async def send_faulty(faults: Faults, batch: Batch, send: WriteAttempt) -> Batch
         case LostAnswer.APPLIED:
             await send(batch)
     raise UnknownOutcome(f"{batch.partition.table.name}: injected lost answer of a conditional write")
+
+
+async def write_each_conditional(
+    backend: StorageBackend, faults: Faults, batches: Sequence[Batch], send_each: SendEach, send: WriteAttempt
+) -> list[BatchOutcome | StorageError]:
+    """`StorageBackend.write_each` for a backend that sends the batches in one go (`send_each`), with the
+    faults hitting each batch as they would hit its own `write`: a batch failed by `before_operation` is
+    not sent; a conditional one whose answer is lost is resolved alone (`send`: one attempt) once the
+    others have been written, so it comes out as if written after them."""
+    results: list[BatchOutcome | StorageError | None] = [None] * len(batches)
+    sending: list[int] = []
+    lost: list[int] = []
+    for index, batch in enumerate(batches):
+        try:
+            await faults.before_operation()
+        except StorageError as error:
+            results[index] = error
+            continue
+        answer = faults.lost_answer() if batch.conditional else LostAnswer.NONE
+        if answer is not LostAnswer.NOT_APPLIED:
+            sending.append(index)
+        if answer is not LostAnswer.NONE:
+            lost.append(index)
+    sent = await send_each([batches[index] for index in sending])
+    for index, result in zip(sending, sent, strict=True):
+        results[index] = result
+    attempt = functools.partial(send_faulty, faults, send=send)
+    for index in lost:
+        # A batch sent whose sending failed keeps its error, as `write_conditional` would raise it.
+        if isinstance(results[index], StorageError):
+            continue
+        try:
+            results[index] = await resolve_unknown_outcome(backend, batches[index], attempt)
+        except StorageError as error:
+            results[index] = error
+    return every_result(results)

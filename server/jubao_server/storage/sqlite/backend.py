@@ -36,7 +36,7 @@ from jubao_server.storage.contract import (
     StorageBackend,
     StorageError,
 )
-from jubao_server.storage.contract.unknown import write_conditional
+from jubao_server.storage.contract.unknown import write_conditional, write_each_conditional
 from jubao_server.storage.slots import Slots
 from jubao_server.storage.sqlite import rows
 from jubao_server.storage.sqlite.checkpoint import Checkpointer, CheckpointStats
@@ -45,7 +45,7 @@ from jubao_server.storage.sqlite.connections import (
     connect_writer,
     unavailable_as_storage_error,
 )
-from jubao_server.storage.sqlite.group import GroupCommitter, WriteStats
+from jubao_server.storage.sqlite.group import BatchResult, GroupCommitter, WriteStats
 from jubao_server.storage.sqlite.migrator import apply_sets
 
 T = TypeVar("T")
@@ -166,11 +166,37 @@ class SqliteBackend(StorageBackend):
             return await attempt(batch)
         return await write_conditional(self, self._faults, batch, attempt)
 
+    async def write_each(self, batches: Sequence[Batch]) -> list[BatchOutcome | StorageError]:
+        """The batches go to the writer as one write (one queue slot, one future, one wake-up of the
+        event loop), each batch in its own savepoint of one group commit (`group.py`)."""
+        ensure(len(batches) <= limits.storage_write_each_batches_max, "write_each takes a bounded list")
+        single = functools.partial(self._write_once, following=())
+        return await write_each_conditional(self, self._faults, batches, self._write_all_once, single)
+
     async def _write_once(self, batch: Batch, following: tuple[Batch, ...]) -> BatchOutcome:
         """Queue the batch for the next group commit of the writer thread and wait for its outcome."""
+        (result,) = await self._submit((batch,), following)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def _write_all_once(self, batches: Sequence[Batch]) -> list[BatchOutcome | StorageError]:
+        """Queue the batches as one write; each one's outcome or StorageError. Any other error of a batch
+        (a bug) is raised once every batch has its result."""
+        if not batches:
+            return []
+        results = await self._submit(tuple(batches))
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, StorageError):
+                raise result
+        return [result for result in results if isinstance(result, BatchOutcome | StorageError)]
+
+    async def _submit(
+        self, batches: tuple[Batch, ...], following: tuple[Batch, ...] = ()
+    ) -> list[BatchResult]:
         async with self._write_slots:
             self._check_open()
-            return await self._group_commit.submit(batch, following)
+            return await self._group_commit.submit(batches, following)
 
     async def sweep_expired(self) -> int:
         """Delete expired rows now (bounded per table); return how many went."""

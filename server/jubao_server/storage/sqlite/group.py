@@ -1,20 +1,21 @@
 """Group commit: the writer thread applies every batch queued at that moment in one transaction.
 
 A commit costs one fsync of the WAL (`synchronous=FULL`): committing each batch on its own held the
-writer to about 3,000 batches a second. So `write` queues its batch, and the writer thread takes
-every queued batch (in queue order, at most `sqlite_group_commit_batches_max` batches and, past the
-first, `sqlite_group_commit_rows_max` rows), runs each inside its own savepoint of one `BEGIN IMMEDIATE`
-transaction and commits once. Each batch keeps the contract's semantics, as if the batches of a group ran
-one by one in queue order:
+writer to about 3,000 batches a second. So a write queues its batches (one for `write`, many for
+`write_each`), and the writer thread takes every queued write (in queue order; past the first write, at
+most `sqlite_group_commit_batches_max` batches and `sqlite_group_commit_rows_max` rows), runs each batch
+inside its own savepoint of one `BEGIN IMMEDIATE` transaction and commits once. Each batch keeps the
+contract's semantics, as if the batches of a group ran one by one in queue order:
 
 * A batch whose conditions fail writes nothing; its outcome shows the rows as the batches before it in
   the group left them.
-* A batch that raises is rolled back to its savepoint and gets its own error; the others go on.
+* A batch that raises is rolled back to its savepoint and gets its own error; the others go on (the
+  other batches of its write too).
 * If the transaction itself fails (BEGIN or COMMIT fails, or SQLite rolls it back whole after an I/O
   error or a full disk), nothing of the group is written and every batch fails with StorageError.
 * A group that wrote nothing (every batch failed its conditions or raised) rolls back: no fsync.
 
-There is no timer: a lone batch is committed at once, and batches queue up only while the writer thread
+There is no timer: a lone write is committed at once, and writes queue up only while the writer thread
 is busy (mostly with the fsync of the group before), so groups grow with the load. A write cancelled
 before its group starts is dropped, as the thread pool drops a cancelled job it has not started.
 """
@@ -32,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from jubao_server import limits
 from jubao_server.clock import Clock
+from jubao_server.invariants import ensure
 from jubao_server.storage.contract import Batch, BatchOutcome, StorageError
 from jubao_server.storage.sqlite import rows
 from jubao_server.storage.sqlite.connections import unavailable_as_storage_error
@@ -45,11 +47,11 @@ class WriteStats:
 
     groups: int = 0  # transactions begun for queued batches
     transactions: int = 0  # of those, the committed ones (a group that wrote nothing rolls back)
-    batches: int = 0  # batches run in a group
+    batches: int = 0  # batches run in a group (a write_each counts each of its batches)
     applied: int = 0
     not_applied: int = 0  # their conditions did not hold
     failed: int = 0  # raised, alone or with their whole group
-    group_batches_max: int = 0  # the largest group
+    group_batches_max: int = 0  # the largest group, in batches
 
     def add(self, group: WriteStats) -> None:
         self.groups += group.groups
@@ -63,17 +65,18 @@ class WriteStats:
 
 @dataclasses.dataclass(frozen=True)
 class PendingWrite:
-    """A batch and the batches written with it, in its savepoint, when it applies (`write_after`); its
-    outcome goes to `future`, of the event loop `loop`."""
+    """Batches queued together, each run in its own savepoint (one for `write`, many for `write_each`),
+    and for a lone batch the batches written with it, in its savepoint, when it applies (`write_after`).
+    Each batch's result (its outcome or its error) goes to `future`, of the event loop `loop`, in order."""
 
-    batch: Batch
+    batches: tuple[Batch, ...]
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[BatchOutcome]
+    future: asyncio.Future[list[BatchResult]]
     following: tuple[Batch, ...] = ()
 
     @property
     def row_count(self) -> int:
-        return self.batch.row_count + sum(b.row_count for b in self.following)
+        return sum(b.row_count for b in self.batches) + sum(b.row_count for b in self.following)
 
 
 def run_group(
@@ -85,21 +88,24 @@ def run_group(
     """Run `writes` in one transaction (writer thread) at wall time `now_ms` (TTL expiry), pass the
     group's counters to `record`, then hand every outcome to its event loop, so that a caller who got
     its outcome also sees it counted."""
-    size = len(writes)
+    size = sum(len(write.batches) for write in writes)
     try:
         with unavailable_as_storage_error():
             connection.execute("BEGIN IMMEDIATE")
-        results = [_run_in_savepoint(connection, write, now_ms) for write in writes]
-        wrote = any(isinstance(result, BatchOutcome) and result.applied for result in results)
+        results = [
+            [_run_in_savepoint(connection, batch, write.following, now_ms) for batch in write.batches]
+            for write in writes
+        ]
+        wrote = any(isinstance(r, BatchOutcome) and r.applied for answer in results for r in answer)
         connection.execute("COMMIT" if wrote else "ROLLBACK")
     except Exception as error:
         if connection.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
         record(WriteStats(groups=1, batches=size, failed=size, group_batches_max=size))
-        _answer(writes, [_group_failed(error) for _ in writes])
+        _answer(writes, [[_group_failed(error) for _ in write.batches] for write in writes])
         return
-    outcomes = [result for result in results if isinstance(result, BatchOutcome)]
+    outcomes = [r for answer in results for r in answer if isinstance(r, BatchOutcome)]
     applied = sum(outcome.applied for outcome in outcomes)
     record(
         WriteStats(
@@ -115,10 +121,13 @@ def run_group(
     _answer(writes, results)
 
 
-def _answer(writes: Sequence[PendingWrite], results: Sequence[BatchResult]) -> None:
-    """Resolve each write's future with its result: one callback per event loop for the whole group
-    (one wake-up of the loop, where a future per write woke it once per write)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[BatchOutcome], BatchResult]]] = {}
+Answer = tuple[asyncio.Future[list[BatchResult]], list[BatchResult]]
+
+
+def _answer(writes: Sequence[PendingWrite], results: Sequence[list[BatchResult]]) -> None:
+    """Resolve each write's future with its batches' results: one callback per event loop for the whole
+    group (one wake-up of the loop, where a future per write woke it once per write)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Answer]] = {}
     for write, result in zip(writes, results, strict=True):
         by_loop.setdefault(write.loop, []).append((write.future, result))
     for loop, answers in by_loop.items():
@@ -127,24 +136,22 @@ def _answer(writes: Sequence[PendingWrite], results: Sequence[BatchResult]) -> N
             loop.call_soon_threadsafe(_resolve, answers)
 
 
-def _resolve(answers: list[tuple[asyncio.Future[BatchOutcome], BatchResult]]) -> None:
+def _resolve(answers: list[Answer]) -> None:
     """In the event loop: settle each future not cancelled meanwhile."""
-    for future, result in answers:
-        if future.done():
-            continue
-        if isinstance(result, BatchOutcome):
-            future.set_result(result)
-        else:
-            future.set_exception(result)
+    for future, results in answers:
+        if not future.done():
+            future.set_result(results)
 
 
-def _run_in_savepoint(connection: sqlite3.Connection, write: PendingWrite, now_ms: int) -> BatchResult:
+def _run_in_savepoint(
+    connection: sqlite3.Connection, batch: Batch, following: tuple[Batch, ...], now_ms: int
+) -> BatchResult:
     """The batch's outcome (its following batches written too when it applied), or its error once
     what it wrote is undone. Raises when the transaction cannot go on, which fails the whole group."""
     connection.execute("SAVEPOINT batch")
     try:
         with unavailable_as_storage_error():
-            outcome = rows.apply_in_transaction(connection, write.batch, now_ms, write.following)
+            outcome = rows.apply_in_transaction(connection, batch, now_ms, following)
     except Exception as error:
         if not connection.in_transaction:
             raise StorageError(f"sqlite rolled the transaction back: {error}") from error
@@ -163,7 +170,7 @@ def _group_failed(error: Exception) -> StorageError:
 
 
 class GroupCommitter:
-    """The queue of batches waiting for the writer thread, and the writer job that drains it.
+    """The queue of writes waiting for the writer thread, and the writer job that drains it.
 
     At most one drain job is queued or running (`_drain_scheduled`), and while batches wait there is
     one. A drain job runs one group, then queues itself again if batches still wait, so that the other
@@ -185,13 +192,18 @@ class GroupCommitter:
         with self._lock:
             return dataclasses.replace(self._stats)
 
-    def submit(self, batch: Batch, following: tuple[Batch, ...] = ()) -> asyncio.Future[BatchOutcome]:
-        """Queue the batch and the batches to write with it when it applies (in an event loop, while the
-        writer pool runs); the future resolves with its outcome once its group has committed."""
+    def submit(
+        self, batches: tuple[Batch, ...], following: tuple[Batch, ...] = ()
+    ) -> asyncio.Future[list[BatchResult]]:
+        """Queue the batches, and for a lone batch the batches to write with it when it applies (in an
+        event loop, while the writer pool runs); the future resolves with each batch's result once its
+        group has committed (or failed)."""
+        ensure(bool(batches), "a write has batches")
+        ensure(len(batches) == 1 or not following, "only a lone batch has following batches")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[BatchOutcome] = loop.create_future()
+        future: asyncio.Future[list[BatchResult]] = loop.create_future()
         with self._lock:
-            self._queue.append(PendingWrite(batch, loop, future, following))
+            self._queue.append(PendingWrite(batches, loop, future, following))
             if self._drain_scheduled:
                 return future
             self._drain_scheduled = True
@@ -199,7 +211,7 @@ class GroupCommitter:
         return future
 
     def drain_all(self) -> None:
-        """Run every queued batch now (writer thread; the backend calls it before closing the
+        """Run every queued write now (writer thread; the backend calls it before closing the
         connection, once nothing more can be queued)."""
         while group := self._take():
             run_group(self._connection, group, self._record, self._clock.wall_ms())
@@ -215,19 +227,24 @@ class GroupCommitter:
             self._writer_pool.submit(self._drain_one_group)
 
     def _take(self) -> list[PendingWrite]:
-        """The next group: queued batches in order, within the bounds, skipping cancelled writes."""
+        """The next group: queued writes in order, within the bounds past the first, skipping cancelled
+        writes."""
         group: list[PendingWrite] = []
+        group_batches = 0
         group_rows = 0
         with self._lock:
-            while self._queue and len(group) < limits.sqlite_group_commit_batches_max:
+            while self._queue:
+                batch_count = len(self._queue[0].batches)
                 row_count = self._queue[0].row_count
-                if group and group_rows + row_count > limits.sqlite_group_commit_rows_max:
+                over_batches = group_batches + batch_count > limits.sqlite_group_commit_batches_max
+                if group and (over_batches or group_rows + row_count > limits.sqlite_group_commit_rows_max):
                     break
                 write = self._queue.popleft()
                 # A write cancelled since it was queued is dropped; one cancelled from now on is
                 # written, and its outcome goes unread (as a cancelled call's answer that was lost).
                 if not write.future.cancelled():
                     group.append(write)
+                    group_batches += batch_count
                     group_rows += row_count
         return group
 
