@@ -1,5 +1,5 @@
-"""The quick checks of values and key values a batch runs (`values.VALUE_BYTES`, `values.PLAIN_KEYS`)
-agree with the full ones on any value, of every column type."""
+"""The quick checks of values and key values a batch runs (`TypeRules.value_bytes`, `.plain_key`) agree
+with the full ones on any value, of every column type."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from jubao_server.invariants import InvariantViolation
 from jubao_server.storage.contract.values import (
     INT64_MAX,
     INT64_MIN,
-    PLAIN_KEYS,
-    VALUE_BYTES,
+    TYPE_RULES,
     ColumnType,
     Value,
     check_key_value,
@@ -42,20 +41,20 @@ VALUES = st.one_of(
 @given(st.sampled_from(list(ColumnType)), VALUES)
 def test_a_value_is_sized_when_it_fits_its_column(column_type: ColumnType, value: Value) -> None:
     expected = value_bytes(value) if check_value(column_type, value) else -1
-    assert VALUE_BYTES[column_type](value) == expected
+    assert TYPE_RULES[column_type].value_bytes(value) == expected
 
 
 @given(st.sampled_from(list(ColumnType)), VALUES)
 def test_a_plain_key_passes_the_full_key_checks(column_type: ColumnType, value: Value) -> None:
-    if PLAIN_KEYS[column_type](value):
+    if TYPE_RULES[column_type].plain_key(value):
         check_key_value(value)
         assert check_value(column_type, value)
 
 
 def test_the_quick_key_test_takes_the_common_keys() -> None:
-    assert PLAIN_KEYS[ColumnType.TEXT]("acct-000001")
-    assert PLAIN_KEYS[ColumnType.BIGINT](7)
-    assert not PLAIN_KEYS[ColumnType.BIGINT](True)
-    assert not PLAIN_KEYS[ColumnType.TEXT](None)
+    assert TYPE_RULES[ColumnType.TEXT].plain_key("acct-000001")
+    assert TYPE_RULES[ColumnType.BIGINT].plain_key(7)
+    assert not TYPE_RULES[ColumnType.BIGINT].plain_key(True)
+    assert not TYPE_RULES[ColumnType.TEXT].plain_key(None)
     with pytest.raises(InvariantViolation):
         check_key_value(None)

@@ -9,10 +9,8 @@ from collections.abc import Mapping
 
 from jubao_server.invariants import ensure, violated
 from jubao_server.storage.contract.values import (
-    PLAIN_KEYS,
     SCOPE_COLUMN,
-    VALUE_BYTES,
-    VALUE_CHECKS,
+    TYPE_RULES,
     ColumnType,
     Key,
     Value,
@@ -71,17 +69,17 @@ class Table:
     @functools.cached_property
     def value_checks(self) -> Mapping[str, ValueCheck]:
         """The check of each column's values (`check_value` with its type)."""
-        return {column: VALUE_CHECKS[column_type] for column, column_type in self.columns.items()}
+        return {column: TYPE_RULES[column_type].check for column, column_type in self.columns.items()}
 
     @functools.cached_property
     def value_bytes(self) -> Mapping[str, ValueBytes]:
-        """Each column's check and size of a value in one call (`values.VALUE_BYTES`)."""
-        return {column: VALUE_BYTES[column_type] for column, column_type in self.columns.items()}
+        """Each column's check and size of a value in one call (`TypeRules.value_bytes`)."""
+        return {column: TYPE_RULES[column_type].value_bytes for column, column_type in self.columns.items()}
 
     @functools.cached_property
     def plain_keys(self) -> Mapping[str, ValueCheck]:
-        """Each column's quick test of a key value (`values.PLAIN_KEYS`)."""
-        return {column: PLAIN_KEYS[column_type] for column, column_type in self.columns.items()}
+        """Each column's quick test of a key value (`TypeRules.plain_key`)."""
+        return {column: TYPE_RULES[column_type].plain_key for column, column_type in self.columns.items()}
 
     def check_key(self, columns: tuple[str, ...], values: Key) -> None:
         """Raise InvariantViolation unless `values` are good key values of `columns` (as many)."""

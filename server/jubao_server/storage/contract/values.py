@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Final
@@ -43,16 +44,6 @@ def _boolean(value: Value) -> bool:
     return value is None or isinstance(value, bool)
 
 
-ValueCheck = Callable[[Value], bool]
-# What a cell of each type may hold (None fits every type).
-VALUE_CHECKS: Final[Mapping[ColumnType, ValueCheck]] = {
-    ColumnType.TEXT: _text,
-    ColumnType.BIGINT: _bigint,
-    ColumnType.BLOB: _blob,
-    ColumnType.BOOLEAN: _boolean,
-}
-
-
 def _text_bytes(value: Value) -> int:
     if type(value) is str:
         return len(value)
@@ -75,17 +66,6 @@ def _boolean_bytes(value: Value) -> int:
     return 8 if _boolean(value) else -1
 
 
-ValueBytes = Callable[[Value], int]
-# A column type's check and size of a value in one call (what a batch checks for every value it
-# writes): `value_bytes` when `check_value` holds, else -1.
-VALUE_BYTES: Final[Mapping[ColumnType, ValueBytes]] = {
-    ColumnType.TEXT: _text_bytes,
-    ColumnType.BIGINT: _bigint_bytes,
-    ColumnType.BLOB: _blob_bytes,
-    ColumnType.BOOLEAN: _boolean_bytes,
-}
-
-
 def _plain_text_key(value: Value) -> bool:
     return type(value) is str and len(value) * 4 <= limits.key_component_length_max_bytes
 
@@ -98,19 +78,33 @@ def _never(value: Value) -> bool:
     return False
 
 
-# For each column type, a quick test that a key value passes both `check_key_value` and the type's
-# check (a short text, an int64): True proves it, False leaves it to those two.
-PLAIN_KEYS: Final[Mapping[ColumnType, ValueCheck]] = {
-    ColumnType.TEXT: _plain_text_key,
-    ColumnType.BIGINT: _plain_bigint_key,
-    ColumnType.BLOB: _never,
-    ColumnType.BOOLEAN: _never,
+ValueCheck = Callable[[Value], bool]
+ValueBytes = Callable[[Value], int]
+
+
+@dataclasses.dataclass(frozen=True)
+class TypeRules:
+    """What a column type admits: `check`, what a cell may hold (None fits every type); `value_bytes`,
+    the check and the size of a value in one call (what a batch runs for every value it writes:
+    `value_bytes` when `check` holds, else -1); `plain_key`, a quick test that a key value passes both
+    `check_key_value` and `check` (True proves it, False leaves it to those two)."""
+
+    check: ValueCheck
+    value_bytes: ValueBytes
+    plain_key: ValueCheck
+
+
+TYPE_RULES: Final[Mapping[ColumnType, TypeRules]] = {
+    ColumnType.TEXT: TypeRules(_text, _text_bytes, _plain_text_key),
+    ColumnType.BIGINT: TypeRules(_bigint, _bigint_bytes, _plain_bigint_key),
+    ColumnType.BLOB: TypeRules(_blob, _blob_bytes, _never),
+    ColumnType.BOOLEAN: TypeRules(_boolean, _boolean_bytes, _never),
 }
 
 
 def check_value(column_type: ColumnType, value: Value) -> bool:
     """Whether `value` fits `column_type` (None fits every type)."""
-    return VALUE_CHECKS[column_type](value)
+    return TYPE_RULES[column_type].check(value)
 
 
 def value_bytes(value: Value) -> int:
