@@ -199,6 +199,9 @@ class Ledger:
             except ApiError as error:
                 payees.update(dict.fromkeys(account_ids, error))
 
+        if len(by_shard) == 1:
+            await read(*next(iter(by_shard.items())))
+            return payees
         async with asyncio.TaskGroup() as group:
             for shard, account_ids in by_shard.items():
                 group.create_task(read(shard, account_ids))
@@ -421,8 +424,7 @@ class Ledger:
         if escrow is not None:
             await self._check_escrow_accounts(tenant_id, escrow)
         plan = TransferPlan.of(transfer, await self._shard_count(tenant_id), escrow)
-        for credit in plan.remote:
-            await self._check_payee(tenant_id, credit.account_id, credit.amount_minor, transfer.currency)
+        _check_payees(plan, await self._payees(tenant_id, (plan,)))
         return plan
 
     # Holds
@@ -753,6 +755,18 @@ class Ledger:
         return await self._backend.read_row(shard.partition, ("request", request_id)) is not None
 
 
+def _check_payees(plan: TransferPlan, payees: Mapping[str, AccountState | ApiError | None]) -> None:
+    """Raise the first refusal of the plan's credits to other shards, checked on their payees as read
+    (`Ledger._payees`): the payee's shard could not be read, the payee does not exist, or it refuses."""
+    for credit in plan.remote:
+        payee = payees[credit.account_id]
+        if isinstance(payee, ApiError):
+            raise payee
+        if payee is None:
+            raise _no_account(credit.account_id)
+        check_credit(payee, credit.amount_minor, plan.transfer.currency)
+
+
 def _debit_or_reject(
     plan: TransferPlan, payees: Mapping[str, AccountState | ApiError | None], body_sha256: str
 ) -> Debit | Reject | ApiError:
@@ -760,13 +774,7 @@ def _debit_or_reject(
     its payee checks made (kept, like `Ledger._decide`'s); an error that is not final is the item's
     answer. The checks are `Ledger._plan`'s, on the payees read for the whole batch (`Ledger._payees`)."""
     try:
-        for credit in plan.remote:
-            payee = payees[credit.account_id]
-            if isinstance(payee, ApiError):
-                raise payee
-            if payee is None:
-                raise _no_account(credit.account_id)
-            check_credit(payee, credit.amount_minor, plan.transfer.currency)
+        _check_payees(plan, payees)
     except ApiError as error:
         if error.code not in _FINAL_CODES:
             return error
