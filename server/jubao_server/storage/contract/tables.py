@@ -84,7 +84,7 @@ class Table:
     def check_key(self, columns: tuple[str, ...], values: Key) -> None:
         """Raise InvariantViolation unless `values` are good key values of `columns` (as many)."""
         if len(values) != len(columns):
-            violated(f"{self.name}: wrong key arity")
+            violated(f"{self.name}: the key {columns} needs {len(columns)} values")
         plain, checks = self.plain_keys, self.value_checks
         for column, value in zip(columns, values, strict=True):
             if plain[column](value):
@@ -111,7 +111,5 @@ class PartitionRef:
     def __post_init__(self) -> None:
         table = self.table
         ensure(bool(self.scope), "empty scope")
-        if len(self.key) != len(table.partition_key):
-            violated(f"{table.name}: partition key needs {len(table.partition_key)} values")
         ensure(isinstance(self.scope, str), "scope must be text")
         table.check_key(table.partition_key, self.key)
