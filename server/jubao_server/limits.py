@@ -57,11 +57,20 @@ page_token_length_max = 1024
 # Idempotency (AIP-155)
 request_id_length_max = 64
 request_log_ttl_s = 7 * 24 * 3600
+# Claims of one partition (a bucket of a bucketed claim table) in one conditional batch.
+claim_batch_rows_max = 200
+# Rounds of one `claim_all`: a bucket's batch that failed on some of its ids (claimed before) goes again
+# without them; only claims racing in between need a third.
+claim_rounds_max = 8
+# Reads of an earlier claim table one `claim_all` has in flight at once.
+claim_earlier_reads_max = 64
 
 # Storage contract
 batch_rows_max = 1000
 batch_bytes_max = 4 * 1024 * 1024
 storage_page_rows_max = 5000
+# Pages of every tenant's row (`tenants_max` of them) one scan reads (data migrations).
+tenant_pages_max = tenants_max // storage_page_rows_max + 1
 row_ttl_s_max = 20 * 365 * 24 * 3600
 key_component_length_max_bytes = 1024
 storage_timeout_ms_max = 120_000

@@ -22,6 +22,7 @@ from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.errors import ApiError, ErrorCode
 from jubao_server.payments.api import EntryQuery, Idempotency, TransferCommand
 from jubao_server.payments.config import PaymentsSettings
+from jubao_server.payments.data_migrations import mark_claims_moved
 from jubao_server.payments.events import EventFilter, read_events
 from jubao_server.payments.ledger import Ledger, transfer_id_of
 from jubao_server.payments.model import AccountChange, Leg, TransferState
@@ -30,6 +31,8 @@ from jubao_server.payments.records import CreditMessage
 from jubao_server.payments.tables import REQUESTS, SHARDS, TENANT_CONFIG
 from jubao_server.shards.stage import shard_of
 from jubao_server.storage.contract import NO_FAULTS, Batch, Bound, Put, RowQuery, StorageBackend, Value
+from jubao_server.tenancy.model import Product, Quota, Tenant, TenantKind
+from jubao_server.tenancy.store import TenantStore
 
 from tests.backends import open_test_backend
 from tests.ledger.support import completed, ids_in_distinct_shards, open_account, pay
@@ -74,6 +77,10 @@ async def stored(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             await backend.write(Batch(REQUESTS.partition(TENANT, claim["request_id"]), (Put((), values),)))
         config = Put((), STORED["tenant_config"])
         await backend.write(Batch(TENANT_CONFIG.partition(TENANT), (config,)))
+        quota = Quota(requests_per_s=10, burst_requests=10, concurrent_calls_max=2)
+        tenant = Tenant(TENANT, "Stored", TenantKind.BANK, frozenset({Product.PAYMENTS}), quota)
+        assert await TenantStore(backend, SYSTEM_CLOCK).create_tenant(tenant) is not None
+        assert await mark_claims_moved(backend) == 1, "the upgrade's data migration finds the old claims"
         yield backend
     finally:
         await backend.close()

@@ -21,8 +21,11 @@ from jubao_server.cocreation.product import PRODUCT as COCREATION
 from jubao_server.errors import ApiError
 from jubao_server.fundta.product import PRODUCT as FUND_TA
 from jubao_server.payments.config import PaymentsSettings
-from jubao_server.payments.ledger import Ledger
+from jubao_server.payments.ledger import EARLIER_CLAIMS, Ledger
 from jubao_server.payments.model import TransferState
+from jubao_server.payments.product import PRODUCT as PAYMENTS
+from jubao_server.platform.data_migrations import apply_data_migrations
+from jubao_server.platform.idempotency import RequestClaims
 from jubao_server.platform.paging import load_page_secret
 from jubao_server.storage.cassandra.backend import CassandraBackend
 from jubao_server.storage.contract import NO_FAULTS, MigrationError, MigrationSet, StorageBackend
@@ -74,6 +77,13 @@ async def reopen(backend: StorageBackend, open_store: Open) -> StorageBackend:
     return await open_store()
 
 
+def claiming_as_before(ledger: Ledger, backend: StorageBackend) -> Ledger:
+    """The ledger claiming its request ids as versions before `payments_claims` did: in
+    `payments_requests`, one partition per id."""
+    ledger._claims = RequestClaims(backend, EARLIER_CLAIMS, SYSTEM_CLOCK, PaymentsSettings().request_ttl_s)
+    return ledger
+
+
 def single_set(backend_name: str, tmp_path: Path, versions_max: int = 9999) -> MigrationSet:
     """The single-set layout's files of the backend, up to `versions_max`."""
     folder = tmp_path / "single_set"
@@ -86,7 +96,11 @@ def single_set(backend_name: str, tmp_path: Path, versions_max: int = 9999) -> M
 
 # Platform schema files written after the single-set layout: an upgraded store gets them too, and the sets
 # of the products added since (`newer_than_single_set`).
-NEWER_THAN_SINGLE_SET = ("platform/0006_bulk", "platform/0007_data_migrations")
+NEWER_THAN_SINGLE_SET = (
+    "platform/0006_bulk",
+    "platform/0007_data_migrations",
+    "payments/0005_payments_claims",
+)
 
 
 def labels(backend_name: str, *names: str) -> list[str]:
@@ -114,11 +128,11 @@ async def test_a_store_of_the_single_set_opens_with_the_product_sets(store: Open
     assert await TenantStore(backend, SYSTEM_CLOCK).create_tenant(tenant) is not None
     secret = await load_page_secret(backend, SYSTEM_CLOCK)
     settlement, alice, bob = ids_in_distinct_shards("acct", SHARDS, 3)
-    ledger = Ledger(backend, PaymentsSettings(shard_count=SHARDS))
+    ledger = claiming_as_before(Ledger(backend, PaymentsSettings(shard_count=SHARDS)), backend)
     await open_account(ledger, TENANT, settlement, allow_negative=True)
     for account in (alice, bob):
         await open_account(ledger, TENANT, account)
-    paid = await pay(ledger, TENANT, settlement, (alice, 1_000))
+    paid = await pay(ledger, TENANT, settlement, (alice, 1_000), request_id="paid")
     with pytest.raises(ApiError) as refused:
         await pay(ledger, TENANT, alice, (bob, 5_000), request_id="overdraft")
     assert refused.value.reason == Reason.INSUFFICIENT_FUNDS
@@ -128,6 +142,8 @@ async def test_a_store_of_the_single_set_opens_with_the_product_sets(store: Open
     assert await backend.migrate(migration_sets(backend.name)) == newer_than_single_set(backend.name)
     assert await backend.migrate(migration_sets(backend.name)) == []
     assert await backend.migrate([before]) == [], "a server of the single-set layout finds its files applied"
+    payments = [(PAYMENTS.name, PAYMENTS.data_migrations)]
+    assert await apply_data_migrations(backend, payments) == ["payments/0001_payments_claim_buckets"]
 
     stored = await TenantStore(backend, SYSTEM_CLOCK).get_tenant(TENANT)
     assert stored is not None and stored.display_name == "Upgraded"
@@ -137,6 +153,10 @@ async def test_a_store_of_the_single_set_opens_with_the_product_sets(store: Open
     with pytest.raises(ApiError) as again:
         await pay(ledger, TENANT, alice, (bob, 5_000), request_id="overdraft")
     assert again.value.reason == Reason.INSUFFICIENT_FUNDS, "the refusal kept before is read back"
+    assert await pay(ledger, TENANT, settlement, (alice, 1_000), request_id="paid") == paid, "not paid twice"
+    with pytest.raises(ApiError) as reused:
+        await pay(ledger, TENANT, settlement, (bob, 1), request_id="paid")
+    assert reused.value.reason == Reason.REQUEST_ID_REUSED, "the claim kept before is found"
     await pay(ledger, TENANT, alice, (bob, 400))
     assert [await balance(ledger, TENANT, a) for a in (settlement, alice, bob)] == [-1_000, 600, 400]
     await ledger.stop()

@@ -1,7 +1,7 @@
 """The ledger: payments' orchestration on the shard runtime. Implements `payments.api.LedgerApi`.
 
 A request flows service → here → runtime → state machine → storage. A transfer: (1) the request id is
-claimed (`platform.idempotency.RequestClaims` on `payments_requests`), so a reuse with another body is
+claimed (`platform.idempotency.RequestClaims` on `payments_claims`), so a reuse with another body is
 refused even when it names another payer; (2) the payee checks that need other shards run here, then the
 payer's shard (`shards.ShardActor`) applies the command (`commands.py`) in one group commit: it debits
 every leg and credits the legs whose payee lives in the same shard, recording the credits owed elsewhere
@@ -90,8 +90,8 @@ from jubao_server.payments.reconcile import ReconcileReport, reconcile
 from jubao_server.payments.records import ESCROWS, HOLDS, CreditMessage, OutboxEntry, Record
 from jubao_server.payments.state import AccountState, ShardState, Stage, check_credit
 from jubao_server.payments.sweep import derived_id
-from jubao_server.payments.tables import REQUESTS, SHARDS
-from jubao_server.platform.idempotency import Claim, ClaimTable, RequestClaims
+from jubao_server.payments.tables import CLAIM_BUCKETS_PER_SHARD, CLAIMS, CLAIMS_MOVED, REQUESTS, SHARDS
+from jubao_server.platform.idempotency import Claim, ClaimTable, EarlierClaims, RequestClaims
 from jubao_server.shards.actor import ShardActor
 from jubao_server.shards.node import RANDOM_IDS, IdSource, Node, ShardElsewhere
 from jubao_server.shards.runtime import ShardRuntime
@@ -103,7 +103,9 @@ log = structlog.get_logger("jubao.payments")
 
 # Refusals a request keeps: a retry gets them again. Others (UNAVAILABLE, ...) leave the outcome open.
 _FINAL_CODES = (ErrorCode.NOT_FOUND, ErrorCode.FAILED_PRECONDITION)
-PAYMENTS_CLAIMS = ClaimTable(REQUESTS, operation_column="operation")
+PAYMENTS_CLAIMS = ClaimTable(CLAIMS, operation_column="operation", bucketed=True)
+# Where the ledger kept its claims before `payments_claims`.
+EARLIER_CLAIMS = ClaimTable(REQUESTS, operation_column="operation")
 
 T = TypeVar("T")
 Shards = ShardRuntime[ShardState, Stage, Record, OutboxEntry, CreditMessage]
@@ -127,8 +129,17 @@ class Ledger:
         self.shards: Shards = ShardRuntime(
             backend, PaymentsMachine(settings), shard_settings(settings), clock, node or Node.local(ids=ids)
         )
-        self._claims = RequestClaims(backend, PAYMENTS_CLAIMS, clock, settings.request_ttl_s)
+        self._claims = RequestClaims(
+            backend,
+            PAYMENTS_CLAIMS,
+            clock,
+            settings.request_ttl_s,
+            buckets=self._claim_buckets,
+            earlier=EarlierClaims(EARLIER_CLAIMS, self._earlier_claims_until_ms),
+        )
         self._opened: set[str] = set()
+        # Per tenant: until when its claims of `payments_requests` may live (0: it never had any).
+        self._earlier_until_ms: dict[str, int] = {}
 
     @property
     def node(self) -> Node:
@@ -717,6 +728,20 @@ class Ledger:
             self._opened.add(tenant_id)
             log.info("ledger opened", tenant_id=tenant_id, shard_count=count)
         return count
+
+    async def _claim_buckets(self, tenant_id: str) -> int:
+        return CLAIM_BUCKETS_PER_SHARD * await self._shard_count(tenant_id)
+
+    async def _earlier_claims_until_ms(self, tenant_id: str) -> int:
+        """Until when the tenant's claims kept in `payments_requests` may live: `request_ttl_s` after
+        they moved (`CLAIMS_MOVED`); 0 for a tenant that never kept any there. Read once per tenant:
+        only the data migration, before any server serves, writes it."""
+        until_ms = self._earlier_until_ms.get(tenant_id)
+        if until_ms is None:
+            row = await self._backend.read_row(CLAIMS_MOVED.partition(tenant_id))
+            until_ms = row.as_int("since_ms") + self._settings.request_ttl_s * 1000 if row is not None else 0
+            self._earlier_until_ms[tenant_id] = until_ms
+        return until_ms
 
     async def _current(self, tenant_id: str, shard: int) -> ShardState:
         """A shard's state for a reader, when this process owns it (ShardElsewhere when another does:

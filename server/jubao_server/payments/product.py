@@ -10,6 +10,7 @@ from jubao.payments.v1 import payments_pb2
 from jubao_server.payments import tables
 from jubao_server.payments.bulk import EntriesExport, TransfersUpload
 from jubao_server.payments.config import PaymentsSettings
+from jubao_server.payments.data_migrations import DATA_MIGRATIONS
 from jubao_server.payments.ledger import Ledger
 from jubao_server.products import GrpcService, ProductContext, ProductSpec, ServiceContext
 from jubao_server.shards.node import Node
@@ -43,9 +44,18 @@ PRODUCT: Final = ProductSpec(
     entitlement=Product.PAYMENTS,
     settings=PaymentsSettings,
     apis=(payments_pb2.DESCRIPTOR.services_by_name["PaymentService"],),
-    tables=(tables.SHARDS, tables.ENTRIES, tables.TRANSFERS, tables.REQUESTS, tables.TENANT_CONFIG),
+    tables=(
+        tables.SHARDS,
+        tables.ENTRIES,
+        tables.TRANSFERS,
+        tables.REQUESTS,
+        tables.CLAIMS,
+        tables.CLAIMS_MOVED,
+        tables.TENANT_CONFIG,
+    ),
     migrations=Path(__file__).resolve().parent / "migrations",
     migrations_formerly=SHARED_SET_BEFORE_PRODUCTS,
+    data_migrations=DATA_MIGRATIONS,
     start=_start,
     services=_services,
     datasets=(TransfersUpload(), EntriesExport()),

@@ -90,6 +90,8 @@ TRANSFERS = Table(
     },
 )
 
+# The ledger's request claims before `payments_claims`: read, never written, while a tenant's claims of
+# then may live (`CLAIMS_MOVED`).
 REQUESTS = Table(
     name="payments_requests",
     partition_key=("request_id",),
@@ -100,6 +102,36 @@ REQUESTS = Table(
         "target_id": T.TEXT,
         "create_time_ms": T.BIGINT,
     },
+)
+
+# The ledger's request claims (`platform.idempotency`, `Ledger._claims`), bucketed: a tenant's claims
+# spread over `CLAIM_BUCKETS_PER_SHARD` partitions per shard of the tenant, by the request id's hash, so a
+# batch's claims of one bucket are one conditional batch (one Paxos round on Cassandra) rather than one
+# each. A bucket holds a 1/(4 x shards) share of the tenant's claims of `request_ttl_s`. The count is part
+# of the layout: changing it would look for claims in the wrong partitions.
+CLAIM_BUCKETS_PER_SHARD = 4
+CLAIMS = Table(
+    name="payments_claims",
+    partition_key=("bucket",),
+    clustering_key=("request_id",),
+    columns={
+        "bucket": T.BIGINT,
+        "request_id": T.TEXT,
+        "operation": T.TEXT,
+        "body_sha256": T.TEXT,
+        "target_id": T.TEXT,
+        "create_time_ms": T.BIGINT,
+    },
+)
+
+# When a tenant's claims moved from `payments_requests` (one partition per request id, as versions before
+# `payments_claims` kept them) to `payments_claims`: written by the data migration
+# `0001_payments_claim_buckets` for the tenants that had a ledger then, absent for later ones. Until that
+# time plus `request_ttl_s`, a claim looks for an earlier claim of its request id there first.
+CLAIMS_MOVED = Table(
+    name="payments_claims_moved",
+    partition_key=(),
+    columns={"since_ms": T.BIGINT},
 )
 
 TENANT_CONFIG = Table(

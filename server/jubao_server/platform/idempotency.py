@@ -10,15 +10,28 @@ answer yet (the first attempt crashed, or still runs) runs the mutation again, w
 idempotent for that request (TenantAdmin: `tenancy/service.py`; payments: ARCHITECTURE.md).
 
 Each product keeps its claims in its own table (`ClaimTable`): TenantAdmin's `request_log`, the
-ledger's `payments_requests`, so claims written before this mechanism are still recognised until
+ledger's `payments_claims`, so claims written before this mechanism are still recognised until
 they expire.
+
+**Claims are made in batches.** `claim_all` claims a batch's ids in one storage call (`write_each`),
+with the claims of one partition as one conditional batch. A table of one partition per request id gets
+one batch per id. A bucketed table (the ledger's) spreads a scope's claims over a few partitions by the
+id's hash, so a batch of a thousand ids is a few dozen conditional batches, one Paxos round each on
+Cassandra. A bucket's batch fails whole when one of its ids was claimed before: the outcome names the
+rows there, which settle those ids, and the rest go again in the next round (`limits.claim_rounds_max`).
+
+**Claims kept before a table moved** (`EarlierClaims`): while claims of the product's earlier table may
+live, an id is looked for there first, and one found there is settled by it (a retry, or a reuse) and
+not claimed again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import re
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -28,10 +41,13 @@ from jubao.reasons import Reason
 from jubao_server import limits
 from jubao_server.clock import Clock
 from jubao_server.errors import ApiError, already_exists, invalid
+from jubao_server.invariants import ensure
 from jubao_server.storage.contract import (
     Batch,
     BatchOutcome,
     ColumnType,
+    Key,
+    PartitionRef,
     Put,
     Row,
     RowAbsent,
@@ -58,13 +74,40 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 @dataclasses.dataclass(frozen=True)
 class ClaimTable:
-    """Where a product keeps its claims: a table partitioned by (scope, request_id) with `body_sha256`
-    and `create_time_ms` columns, the column naming the operation, and the column holding the first
-    answer ("" when the product stores none)."""
+    """Where a product keeps its claims: a table with `body_sha256` and `create_time_ms` columns, the
+    column naming the operation, and the column holding the first answer ("" when the product stores
+    none). The table is partitioned by (scope, request_id), or, `bucketed`, by (scope, bucket) and
+    clustered by request_id."""
 
     table: Table
     operation_column: str
     answer_column: str = ""
+    bucketed: bool = False
+
+    def __post_init__(self) -> None:
+        table = self.table
+        shape = (("bucket",), ("request_id",)) if self.bucketed else (("request_id",), ())
+        ensure((table.partition_key, table.clustering_key) == shape, f"{table.name}: not a claim table")
+
+    def place(self, scope: str, request_id: str, buckets: int) -> tuple[PartitionRef, Key]:
+        """The partition and row of a request id's claim (`buckets`: the scope's, when bucketed)."""
+        if self.bucketed:
+            bucket = zlib.crc32(request_id.encode()) % buckets
+            return self.table.partition(scope, bucket), (request_id,)
+        return self.table.partition(scope, request_id), ()
+
+
+# A scope's bucket count in a bucketed claim table.
+Buckets = Callable[[str], Awaitable[int]]
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlierClaims:
+    """Where a product kept its claims before `RequestClaims`' table (one partition per request id), and
+    until when (epoch ms, per scope; 0: never) claims kept there may still live."""
+
+    where: ClaimTable
+    until_ms: Callable[[str], Awaitable[int]]
 
 
 PLATFORM_CLAIMS = ClaimTable(REQUEST_LOG, operation_column="method", answer_column="response")
@@ -94,22 +137,31 @@ def body_sha256(request: Message) -> str:
 
 
 class RequestClaims:
-    def __init__(self, backend: StorageBackend, where: ClaimTable, clock: Clock, ttl_s: int) -> None:
+    def __init__(
+        self,
+        backend: StorageBackend,
+        where: ClaimTable,
+        clock: Clock,
+        ttl_s: int,
+        *,
+        buckets: Buckets | None = None,
+        earlier: EarlierClaims | None = None,
+    ) -> None:
+        ensure(where.bucketed == (buckets is not None), f"{where.table.name}: buckets iff bucketed")
+        ensure(earlier is None or not earlier.where.bucketed, "earlier claims are one partition per id")
         self._backend = backend
         self._where = where
         self._clock = clock
         self._ttl_s = ttl_s
+        self._buckets = buckets
+        self._earlier = earlier
 
     async def claim(
         self, scope: str, request_id: str, operation: str, body_sha256: str, **values: Value
     ) -> Claim:
         """Claim `request_id` for this request (`values`: more columns to keep with the claim). A request
         without an id is never a retry."""
-        now_ms = self._clock.wall_ms()
-        if not request_id:
-            return Claim(fresh=True, claimed_ms=now_ms)
-        batch = self._claim_batch(scope, request_id, operation, body_sha256, values, now_ms=now_ms)
-        claim = self._settle(request_id, operation, body_sha256, now_ms, await self._backend.write(batch))
+        (claim,) = await self.claim_all(scope, operation, [(request_id, body_sha256, values)])
         if isinstance(claim, ApiError):
             raise claim
         return claim
@@ -118,76 +170,126 @@ class RequestClaims:
         self, scope: str, operation: str, requests: Sequence[tuple[str, str, dict[str, Value]]]
     ) -> list[Claim | ApiError]:
         """Claim the request ids of a batch of `operation`s (id, body hash, more columns), as `claim`
-        would one by one, in one storage call (`write_each`, per `storage_write_each_batches_max`; one
-        write of the group commit on SQLite): each item's claim, or its REQUEST_ID_REUSED. A storage
-        error of any claim raises, as `claim` would, once its call has ended: the ids are then claimed or
-        not, and a retry of the batch recognises the ones that were. The ids must differ (the caller
-        checks)."""
+        would one by one, in one storage call per round (see the module): each item's claim, or its
+        REQUEST_ID_REUSED. A storage error of any claim raises, as `claim` would, once its call has
+        ended, and so do ids still contended after the last round: the ids are then claimed or not, and
+        a retry of the batch recognises the ones that were. The ids must differ (the caller checks)."""
         now_ms = self._clock.wall_ms()
-        claims: list[Claim | ApiError] = [Claim(fresh=True, claimed_ms=now_ms)] * len(requests)
-        claimed = [index for index, (request_id, _, _) in enumerate(requests) if request_id]
-        step = limits.storage_write_each_batches_max
-        for start in range(0, len(claimed), step):
-            indexes = claimed[start : start + step]
-            batches = [
-                self._claim_batch(scope, request_id, operation, body, values, now_ms=now_ms)
-                for request_id, body, values in (requests[index] for index in indexes)
-            ]
-            results = await self._backend.write_each(batches)
-            for index, result in zip(indexes, results, strict=True):
-                if isinstance(result, StorageError):
-                    raise result
-                request_id, body, _ = requests[index]
-                claims[index] = self._settle(request_id, operation, body, now_ms, result)
-        return claims
+        call = _ClaimCall(
+            scope, operation, requests, [Claim(fresh=True, claimed_ms=now_ms)] * len(requests), now_ms
+        )
+        pending = [index for index, (request_id, _, _) in enumerate(requests) if request_id]
+        if pending and self._earlier is not None and now_ms < await self._earlier.until_ms(scope):
+            pending = await self._claimed_earlier(call, self._earlier.where, pending)
+        buckets = await self._buckets(scope) if self._buckets is not None and pending else 0
+        for _ in range(limits.claim_rounds_max):
+            if not pending:
+                return call.claims
+            pending = await self._claim_round(call, pending, buckets)
+        if pending:
+            raise StorageError(f"{len(pending)} request ids of {scope} stayed contended; retry the request")
+        return call.claims
 
-    def _claim_batch(
-        self,
-        scope: str,
-        request_id: str,
-        operation: str,
-        body_sha256: str,
-        values: dict[str, Value],
-        *,
-        now_ms: int,
-    ) -> Batch:
-        """The conditional write of a claim: the request's operation and body hash, if the id is free."""
+    async def _claim_round(self, call: _ClaimCall, pending: list[int], buckets: int) -> list[int]:
+        """Claim the `pending` items, a conditional batch per partition (of at most
+        `claim_batch_rows_max`): settle those a batch's outcome settles; the items left for the next
+        round (of a batch that failed on other items)."""
+        requests = call.requests
+        places = [self._where.place(call.scope, requests[index][0], buckets) for index in pending]
+        by_partition: dict[Key, tuple[PartitionRef, list[int]]] = {}
+        for position, (partition, _) in enumerate(places):
+            by_partition.setdefault(partition.key, (partition, []))[1].append(position)
+        batches: list[Batch] = []
+        members: list[list[int]] = []
+        step = limits.claim_batch_rows_max
+        for partition, positions in by_partition.values():
+            for start in range(0, len(positions), step):
+                chunk = positions[start : start + step]
+                puts = tuple(self._claim_put(call, places[p][1], requests[pending[p]]) for p in chunk)
+                conditions = tuple(RowAbsent(places[p][1]) for p in chunk)
+                batches.append(Batch(partition, puts, conditions=conditions))
+                members.append(chunk)
+        results: list[BatchOutcome | StorageError] = []
+        write_step = limits.storage_write_each_batches_max
+        for start in range(0, len(batches), write_step):
+            results += await self._backend.write_each(batches[start : start + write_step])
+        left: list[int] = []
+        for chunk, result in zip(members, results, strict=True):
+            if isinstance(result, StorageError):
+                raise result
+            for position in chunk:
+                index = pending[position]
+                if result.applied:
+                    call.claims[index] = Claim(fresh=True, claimed_ms=call.now_ms)
+                elif (earlier := result.current_rows.get(places[position][1])) is None:
+                    left.append(index)
+                else:
+                    call.settle(self._where, index, earlier)
+        return left
+
+    def _claim_put(self, call: _ClaimCall, key: Key, request: tuple[str, str, dict[str, Value]]) -> Put:
+        """A claim's row: the request's operation and body hash (and its more columns)."""
+        _, body_sha256, values = request
         claimed: dict[str, Value] = {
-            self._where.operation_column: operation,
+            self._where.operation_column: call.operation,
             "body_sha256": body_sha256,
-            "create_time_ms": now_ms,
+            "create_time_ms": call.now_ms,
             **values,
         }
-        put = Put((), claimed, ttl_s=self._ttl_s)
-        partition = self._where.table.partition(scope, request_id)
-        return Batch(partition, (put,), conditions=(RowAbsent(()),))
+        return Put(key, claimed, ttl_s=self._ttl_s)
 
-    def _settle(
-        self, request_id: str, operation: str, body_sha256: str, now_ms: int, outcome: BatchOutcome
-    ) -> Claim | ApiError:
-        """What a claim's write tells: claimed now, claimed before by this same request, or reused."""
-        if outcome.applied:
-            return Claim(fresh=True, claimed_ms=now_ms)
-        earlier = outcome.current_rows.get(())
-        if earlier is None or not self._same(earlier, operation, body_sha256):
-            return already_exists(
-                Reason.REQUEST_ID_REUSED, f"request_id {request_id} was used for another request"
+    async def _claimed_earlier(self, call: _ClaimCall, where: ClaimTable, pending: list[int]) -> list[int]:
+        """Settle the `pending` items whose ids were claimed in the earlier table; the others."""
+        rows: list[Row | None] = []
+        step = limits.claim_earlier_reads_max
+        for start in range(0, len(pending), step):
+            reads = (
+                self._backend.read_row(where.place(call.scope, call.requests[index][0], 0)[0])
+                for index in pending[start : start + step]
             )
-        claimed_ms = earlier["create_time_ms"]
-        return Claim(False, self._answer(earlier), claimed_ms if isinstance(claimed_ms, int) else 0)
+            rows += await asyncio.gather(*reads)
+        left: list[int] = []
+        for index, row in zip(pending, rows, strict=True):
+            if row is None:
+                left.append(index)
+            else:
+                call.settle(where, index, row)
+        return left
 
     async def answer(self, scope: str, request_id: str, answer: bytes) -> None:
         """Keep the first answer of a claimed request, for its retries to replay."""
         if request_id and self._where.answer_column:
-            put = Put((), {self._where.answer_column: answer}, ttl_s=self._ttl_s)
-            await self._backend.write(Batch(self._where.table.partition(scope, request_id), (put,)))
+            ensure(not self._where.bucketed, "a bucketed claim table keeps no answers")
+            partition, key = self._where.place(scope, request_id, 0)
+            put = Put(key, {self._where.answer_column: answer}, ttl_s=self._ttl_s)
+            await self._backend.write(Batch(partition, (put,)))
 
-    def _same(self, earlier: Row, operation: str, body_sha256: str) -> bool:
-        return earlier[self._where.operation_column] == operation and earlier["body_sha256"] == body_sha256
 
-    def _answer(self, earlier: Row) -> bytes | None:
-        answer = earlier[self._where.answer_column] if self._where.answer_column else None
-        return answer if isinstance(answer, bytes) else None
+@dataclasses.dataclass(frozen=True)
+class _ClaimCall:
+    """One `claim_all`: its requests (id, body hash, more columns) and their claims as they settle."""
+
+    scope: str
+    operation: str
+    requests: Sequence[tuple[str, str, dict[str, Value]]]
+    claims: list[Claim | ApiError]
+    now_ms: int
+
+    def settle(self, where: ClaimTable, index: int, earlier: Row) -> None:
+        """What an earlier claim of an item's id tells: claimed before by this same request, or reused."""
+        request_id, body_sha256, _ = self.requests[index]
+        if earlier[where.operation_column] != self.operation or earlier["body_sha256"] != body_sha256:
+            self.claims[index] = already_exists(
+                Reason.REQUEST_ID_REUSED, f"request_id {request_id} was used for another request"
+            )
+            return
+        answer = earlier[where.answer_column] if where.answer_column else None
+        claimed_ms = earlier["create_time_ms"]
+        self.claims[index] = Claim(
+            False,
+            answer if isinstance(answer, bytes) else None,
+            claimed_ms if isinstance(claimed_ms, int) else 0,
+        )
 
 
 R = TypeVar("R", bound=Message)
