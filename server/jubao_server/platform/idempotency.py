@@ -181,7 +181,7 @@ class RequestClaims:
         pending = [index for index, (request_id, _, _) in enumerate(requests) if request_id]
         if pending and self._earlier is not None and now_ms < await self._earlier.until_ms(scope):
             pending = await self._claimed_earlier(call, self._earlier.where, pending)
-        buckets = await self._buckets(scope) if self._buckets is not None and pending else 0
+        buckets = await self._bucket_count(scope) if pending else 0
         for _ in range(limits.claim_rounds_max):
             if not pending:
                 return call.claims
@@ -189,6 +189,9 @@ class RequestClaims:
         if pending:
             raise StorageError(f"{len(pending)} request ids of {scope} stayed contended; retry the request")
         return call.claims
+
+    async def _bucket_count(self, scope: str) -> int:
+        return await self._buckets(scope) if self._buckets is not None else 0
 
     async def _claim_round(self, call: _ClaimCall, pending: list[int], buckets: int) -> list[int]:
         """Claim the `pending` items, a conditional batch per partition (of at most
@@ -259,8 +262,7 @@ class RequestClaims:
     async def answer(self, scope: str, request_id: str, answer: bytes) -> None:
         """Keep the first answer of a claimed request, for its retries to replay."""
         if request_id and self._where.answer_column:
-            ensure(not self._where.bucketed, "a bucketed claim table keeps no answers")
-            partition, key = self._where.place(scope, request_id, 0)
+            partition, key = self._where.place(scope, request_id, await self._bucket_count(scope))
             put = Put(key, {self._where.answer_column: answer}, ttl_s=self._ttl_s)
             await self._backend.write(Batch(partition, (put,)))
 
