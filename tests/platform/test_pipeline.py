@@ -47,6 +47,8 @@ HELD: Final = b"held:"
 PING: Final = "jubao.meta.v1.MetaService/Ping"
 TRACE_ID: Final = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN_ID: Final = "00f067aa0ba902b7"
+SPAN_POLLS_MAX: Final = 100
+SPAN_POLL_S: Final = 0.01
 
 
 class SlowMeta(MetaService):
@@ -81,6 +83,16 @@ class Guarded:
 
     def finished_spans(self) -> list[ReadableSpan]:
         return [span for span in self.spans.get_finished_spans() if span.name == PING]
+
+    async def failed_span(self) -> ReadableSpan:
+        """The one span of a call that failed. gRPC sends a refusal's status from inside `abort`, before
+        the pipeline ends the call's span, so the client may see the error first: wait for the span."""
+        for _ in range(SPAN_POLLS_MAX):
+            if spans := self.finished_spans():
+                (span,) = spans
+                return span
+            await asyncio.sleep(SPAN_POLL_S)
+        raise AssertionError("the failed call's span never ended")
 
     def calls(self, code: str) -> int:
         data = self.metrics.get_metrics_data()
@@ -216,7 +228,7 @@ async def test_an_untraced_call_that_fails_on_the_server_side_is_traced_in_its_c
     untraced.pipeline.draining = True
     call = untraced.stub.Ping(meta_pb2.PingRequest(), metadata=with_parent(sampled=False))
     await expect_error(call, grpc.StatusCode.UNAVAILABLE, Reason.DRAINING)
-    (span,) = untraced.finished_spans()
+    span = await untraced.failed_span()
     assert format(span.context.trace_id, "032x") == TRACE_ID
     assert span.parent is not None and format(span.parent.span_id, "016x") == CALLER_SPAN_ID
     assert span.attributes is not None and span.attributes["rpc.grpc.status_code"] == 14
