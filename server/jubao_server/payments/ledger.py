@@ -97,7 +97,7 @@ from jubao_server.shards.node import RANDOM_IDS, IdSource, Node, ShardElsewhere
 from jubao_server.shards.runtime import ShardRuntime
 from jubao_server.shards.stage import Command, shard_of
 from jubao_server.shards.wal import record_blob
-from jubao_server.storage.contract import Bound, RowQuery, StorageBackend, Value
+from jubao_server.storage.contract import Bound, RowQuery, StorageBackend, StorageError, Value
 
 log = structlog.get_logger("jubao.payments")
 
@@ -207,8 +207,8 @@ class Ledger:
         async def read(shard: int, account_ids: set[str]) -> None:
             try:
                 payees.update(await self._accounts_of_shard(tenant_id, shard, account_ids))
-            except ApiError as error:
-                payees.update(dict.fromkeys(account_ids, error))
+            except (ApiError, StorageError) as error:
+                payees.update(dict.fromkeys(account_ids, _api_error(error)))
 
         if len(by_shard) == 1:
             await read(*next(iter(by_shard.items())))
@@ -308,6 +308,17 @@ class Ledger:
         payees = await self._payees(tenant_id, plans.values())
 
         async def run_shard(shard_index: int, indexes: list[int]) -> None:
+            """Decide the shard's items; storage trouble leaves each item not decided yet UNAVAILABLE
+            (retried with its request id), as `create_transfer` would answer it."""
+            try:
+                await decide_shard(shard_index, indexes)
+            except StorageError as error:
+                failed = _api_error(error)
+                for index in indexes:
+                    if outcomes[index] is None:
+                        outcomes[index] = failed
+
+        async def decide_shard(shard_index: int, indexes: list[int]) -> None:
             try:
                 shard = await self.shards.actor(tenant_id, shard_index)
             except (ApiError, HeldElsewhere) as error:
@@ -805,6 +816,15 @@ def _debit_or_reject(
             return error
         return Reject(plan.transfer, error)
     return Debit(plan, body_sha256)
+
+
+def _api_error(error: ApiError | StorageError) -> ApiError:
+    """A refusal as it is, storage trouble as the UNAVAILABLE the service would answer for it."""
+    if isinstance(error, ApiError):
+        return error
+    return unavailable(
+        Reason.STORAGE_UNAVAILABLE, f"storage is unavailable ({error}); retry with the same request_id"
+    )
 
 
 def _no_account(account_id: str) -> ApiError:
