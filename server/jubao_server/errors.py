@@ -156,5 +156,11 @@ def unavailable(reason: Reason, message: str) -> ApiError:
     return ApiError(ErrorCode.UNAVAILABLE, reason, message)
 
 
+def refusal_of(error: Exception) -> ApiError:
+    """A refusal as it is; storage trouble (a `StorageError`, the only other error callers pass) as
+    UNAVAILABLE (STORAGE_UNAVAILABLE), which the caller retries with the same request id."""
+    return error if isinstance(error, ApiError) else unavailable(Reason.STORAGE_UNAVAILABLE, str(error))
+
+
 def internal(message: str) -> ApiError:
     return ApiError(ErrorCode.INTERNAL, Reason.INTERNAL, message)

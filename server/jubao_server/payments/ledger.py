@@ -30,6 +30,7 @@ from jubao_server.errors import (
     failed_precondition,
     invalid,
     not_found,
+    refusal_of,
     unavailable,
 )
 from jubao_server.invariants import ensure
@@ -208,7 +209,7 @@ class Ledger:
             try:
                 payees.update(await self._accounts_of_shard(tenant_id, shard, account_ids))
             except (ApiError, StorageError) as error:
-                payees.update(dict.fromkeys(account_ids, _api_error(error)))
+                payees.update(dict.fromkeys(account_ids, refusal_of(error)))
 
         if len(by_shard) == 1:
             await read(*next(iter(by_shard.items())))
@@ -313,7 +314,7 @@ class Ledger:
             try:
                 await decide_shard(shard_index, indexes)
             except StorageError as error:
-                failed = _api_error(error)
+                failed = refusal_of(error)
                 for index in indexes:
                     if outcomes[index] is None:
                         outcomes[index] = failed
@@ -816,15 +817,6 @@ def _debit_or_reject(
             return error
         return Reject(plan.transfer, error)
     return Debit(plan, body_sha256)
-
-
-def _api_error(error: ApiError | StorageError) -> ApiError:
-    """A refusal as it is, storage trouble as the UNAVAILABLE the service would answer for it."""
-    if isinstance(error, ApiError):
-        return error
-    return unavailable(
-        Reason.STORAGE_UNAVAILABLE, f"storage is unavailable ({error}); retry with the same request_id"
-    )
 
 
 def _no_account(account_id: str) -> ApiError:

@@ -31,7 +31,7 @@ from jubao.reasons import Reason
 
 from jubao_server import limits
 from jubao_server.clock import Clock
-from jubao_server.errors import ApiError, internal, resource_exhausted, unavailable
+from jubao_server.errors import ApiError, internal, refusal_of, resource_exhausted, unavailable
 from jubao_server.shards.machine import ShardSettings, StateMachine, StateT
 from jubao_server.shards.node import Node, ShardElsewhere
 from jubao_server.shards.stage import Command, MessageT, OutboxT, RecordT, ShardId, StageT
@@ -439,7 +439,7 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
             fetched = await self._fetch(group)
         except StorageError as error:
             for pending in group:
-                _settle(pending.future, unavailable(Reason.STORAGE_UNAVAILABLE, str(error)))
+                _settle(pending.future, refusal_of(error))
             return
         stage = self.machine.stage(self.loaded, self._clock.wall_ms(), fetched)
         done = _Group()
@@ -455,9 +455,7 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
                 await self._store(stage, records, done, puts, deletes)
         except (StorageError, ApiError) as error:
             self.lost = True
-            failure = (
-                error if isinstance(error, ApiError) else unavailable(Reason.STORAGE_UNAVAILABLE, str(error))
-            )
+            failure = refusal_of(error)
             for pending, _ in outcomes:
                 _settle(pending.future, failure)
             return
