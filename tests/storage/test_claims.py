@@ -133,5 +133,8 @@ async def test_claims_kept_in_the_earlier_table_are_found_while_they_may_live(
     assert reused(other)
     assert fresh(new)
     assert (await within.claim_all(scope, "transfer", batch[:1])) == [same], "found there again"
+    for request_id in ("old-same", "old-other"):
+        partition, key = PAYMENTS_CLAIMS.place(scope, request_id, BUCKETS)
+        assert await backend.read_row(partition, key) is None, "an id found there is not claimed again"
     past = claims_of(backend, earlier_until_ms=SYSTEM_CLOCK.wall_ms() - 1)
     assert fresh((await past.claim_all(scope, "transfer", batch[:1]))[0]), "not looked for once expired"
