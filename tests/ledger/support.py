@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
+from typing import Any, Final
 
 from jubao_server.payments.api import Idempotency, TransferCommand
 from jubao_server.payments.ledger import Ledger
@@ -17,6 +18,7 @@ from jubao_server.payments.model import (
     Transfer,
     TransferState,
 )
+from jubao_server.payments.tables import SHARDS as SHARD_TABLE
 from jubao_server.shards.stage import shard_of
 from jubao_server.storage.contract import (
     Batch,
@@ -40,14 +42,18 @@ async def open_account(ledger: Ledger, tenant: str, account_id: str, **policy: o
     await ledger.open_account(tenant, command, key())
 
 
+def transfer_item(
+    payer: str, *credits: tuple[str, int], request_id: str = ""
+) -> tuple[TransferCommand, Idempotency]:
+    """A transfer from `payer` and its request id (a new one when not given), as the ledger takes them."""
+    legs = tuple(Leg(payer, payee, amount) for payee, amount in credits)
+    return TransferCommand(CURRENCY, legs, "test"), key(request_id or None, repr(legs))
+
+
 async def pay(
     ledger: Ledger, tenant: str, payer: str, *credits: tuple[str, int], request_id: str = ""
 ) -> Transfer:
-    legs = tuple(Leg(payer, payee, amount) for payee, amount in credits)
-    body = repr(legs)
-    return await ledger.create_transfer(
-        tenant, TransferCommand(CURRENCY, legs, "test"), key(request_id or None, body)
-    )
+    return await ledger.create_transfer(tenant, *transfer_item(payer, *credits, request_id=request_id))
 
 
 async def balance(ledger: Ledger, tenant: str, account_id: str) -> int:
@@ -111,3 +117,41 @@ def fail_next_commit(backend: StorageBackend, partition: PartitionRef, where: Co
         raise FollowingWriteError("injected: the commit's journal failed")
 
     backend.write_after = failing  # type: ignore[method-assign]
+
+
+# Where each of a backend's reads and writes names its partition: its first argument, or that one's.
+_PARTITION_OF: Final[dict[str, Callable[[Any], PartitionRef]]] = {
+    "read_row": lambda partition: partition,
+    "read_static": lambda partition: partition,
+    "read_page": lambda query: query.partition,
+    "read_columns": lambda query: query.partition,
+    "write": lambda batch: batch.partition,
+    "write_after": lambda batch: batch.partition,
+}
+
+
+def cut_off_shard(backend: StorageBackend, tenant: str, shard: int) -> Callable[[], None]:
+    """Every read and write of the tenant's shard `shard` (its lease, accounts and log, one partition)
+    fails with a storage error, as a replica set that cannot answer would, until the returned function
+    puts the backend back."""
+    cut = SHARD_TABLE.partition(tenant, shard)
+    originals = {name: getattr(backend, name) for name in _PARTITION_OF}
+
+    def guarded(name: str) -> Callable[..., Awaitable[Any]]:
+        original, partition_of = originals[name], _PARTITION_OF[name]
+
+        async def operation(first: Any, *args: Any, **kwargs: Any) -> Any:
+            if partition_of(first) == cut:
+                raise StorageError(f"injected: shard {shard} is cut off")
+            return await original(first, *args, **kwargs)
+
+        return operation
+
+    for name in _PARTITION_OF:
+        setattr(backend, name, guarded(name))
+
+    def restore() -> None:
+        for name, original in originals.items():
+            setattr(backend, name, original)
+
+    return restore
