@@ -201,7 +201,9 @@ SELECTABLE: Final[dict[str, SelectedFigures]] = {
 }
 # Measured alone through a server with its Flight process (`--only` too), its ledger checked the same way.
 COCREATION_JOIN: Final = "cocreation_join_aggregate_rows_per_s"
-ONLY_CHOICES: Final = (*SELECTABLE, COCREATION_JOIN)
+# The empty-RPC ceiling beside the bare one (`--only` too: the pipeline's share of Python gRPC alone).
+EMPTY_RPC: Final = "grpc_empty_rpc_per_s"
+ONLY_CHOICES: Final = (*SELECTABLE, COCREATION_JOIN, EMPTY_RPC)
 BACKENDS: Final = ("sqlite", "cassandra")
 
 
@@ -256,6 +258,9 @@ def selected_figures(plan: BenchPlan, storage: StorageSettings, selection: Selec
             if name == COCREATION_JOIN:
                 location = f"grpc+tcp://127.0.0.1:{bulk_port}"
                 figures += cocreation_figures(target.endpoint, location, target.api_key, BENCH_ROWS, backend)
+                continue
+            if name == EMPTY_RPC:
+                figures += rpc_figures(engine, run, plan)
                 continue
             found, moved = SELECTABLE[name](engine, run, plan.payments, backend)
             figures += found
