@@ -10,11 +10,13 @@ from collections.abc import Sequence
 
 import pytest
 from jubao.errors import Reason
-from jubao_server.clock import SYSTEM_CLOCK
+from jubao_server.clock import SYSTEM_CLOCK, Clock
 from jubao_server.errors import ApiError
 from jubao_server.payments.ledger import EARLIER_CLAIMS, PAYMENTS_CLAIMS
 from jubao_server.platform.idempotency import Claim, EarlierClaims, RequestClaims
 from jubao_server.storage.contract import Batch, BatchOutcome, Put, StorageBackend, StorageError, Value
+
+from tests.sim.faults import FaultPlan
 
 BUCKETS = 3
 TTL_S = 3600
@@ -35,7 +37,25 @@ class Counting:
         return await self._write_each(batches)
 
 
-def claims_of(backend: StorageBackend, earlier_until_ms: int = 0) -> RequestClaims:
+class StoppedClock:
+    """The machine's clock with its wall time stopped: every claim is made in the same millisecond."""
+
+    def __init__(self) -> None:
+        self._now_ms = SYSTEM_CLOCK.wall_ms()
+
+    def wall_ms(self) -> int:
+        return self._now_ms
+
+    def monotonic_s(self) -> float:
+        return SYSTEM_CLOCK.monotonic_s()
+
+    async def sleep(self, delay_s: float) -> None:
+        await SYSTEM_CLOCK.sleep(delay_s)
+
+
+def claims_of(
+    backend: StorageBackend, earlier_until_ms: int = 0, clock: Clock = SYSTEM_CLOCK
+) -> RequestClaims:
     async def buckets(scope: str) -> int:
         return BUCKETS
 
@@ -43,7 +63,7 @@ def claims_of(backend: StorageBackend, earlier_until_ms: int = 0) -> RequestClai
         return earlier_until_ms
 
     earlier = EarlierClaims(EARLIER_CLAIMS, until_ms)
-    return RequestClaims(backend, PAYMENTS_CLAIMS, SYSTEM_CLOCK, TTL_S, buckets=buckets, earlier=earlier)
+    return RequestClaims(backend, PAYMENTS_CLAIMS, clock, TTL_S, buckets=buckets, earlier=earlier)
 
 
 def requests_of(prefix: str, count: int, body: str = "body") -> Requests:
@@ -113,6 +133,32 @@ async def test_claims_racing_on_the_same_ids_have_one_winner_each(
             assert isinstance(claim, Claim), claim
             winners[request_id] = winners.get(request_id, 0) + claim.fresh
     assert winners == {request_id: 1 for request_id, _, _ in ids}
+
+
+async def test_two_attempts_in_one_millisecond_have_one_winner_when_an_answer_is_lost(
+    backend: StorageBackend, scope: str, faults: FaultPlan
+) -> None:
+    """A request's first attempt sends its claim, which is lost with its answer; before that attempt reads
+    its row back, a second attempt of the same request claims the id, in the same millisecond. Their rows
+    differ only in the attempt number, so the first finds the second's claim, not its own: it is told
+    claimed before, and exactly one attempt runs the request."""
+    claims = claims_of(backend, clock=StoppedClock())
+    request = requests_of("twice", 1)
+    second: list[Claim | ApiError] = []
+    started: list[bool] = []
+    before_operation = faults.before_operation
+
+    async def second_attempt_before_the_read_back() -> None:
+        if faults.conditional_timeouts == 0 and not started:
+            started.append(True)
+            second.extend(await claims.claim_all(scope, "transfer", request))
+        await before_operation()
+
+    faults.before_operation = second_attempt_before_the_read_back  # type: ignore[method-assign]
+    faults.conditional_timeouts, faults.applied_before_timeout = 1, False
+    (first,) = await claims.claim_all(scope, "transfer", request)
+    assert len(second) == 1, "the second attempt ran between the lost answer and the read-back"
+    assert (fresh(first), fresh(second[0])) == (False, True)
 
 
 async def test_claims_kept_in_the_earlier_table_are_found_while_they_may_live(

@@ -94,12 +94,15 @@ def single_set(backend_name: str, tmp_path: Path, versions_max: int = 9999) -> M
     return MigrationSet(SHARED_SET_BEFORE_PRODUCTS, folder)
 
 
-# Platform schema files written after the single-set layout: an upgraded store gets them too, and the sets
-# of the products added since (`newer_than_single_set`).
+# Platform and payments schema files written after the single-set layout: an upgraded store gets them too
+# (those its backend has: memory has no files that only add columns), and the sets of the products added
+# since (`newer_than_single_set`).
 NEWER_THAN_SINGLE_SET = (
     "platform/0006_bulk",
     "platform/0007_data_migrations",
+    "platform/0008_request_attempts",
     "payments/0005_payments_claims",
+    "payments/0006_payments_claim_attempts",
 )
 
 
@@ -110,12 +113,21 @@ def labels(backend_name: str, *names: str) -> list[str]:
 def newer_than_single_set(backend_name: str, *before: str) -> list[str]:
     """The files an upgraded store gets: `before`, the platform's written since, and those of the products
     added since, in the composition root's order."""
+    folders = {s.name: s.directory for s in migration_sets(backend_name)}
+    suffix = SUFFIXES[backend_name]
+    written = [name for name in NEWER_THAN_SINGLE_SET if file_of(folders, name, suffix).exists()]
     added = [
         f"{product.name}/{path.stem}"
         for product in (FUND_TA, COCREATION)
         for path in sorted(product.migration_set(backend_name).directory.iterdir())
     ]
-    return labels(backend_name, *before, *NEWER_THAN_SINGLE_SET, *added)
+    return labels(backend_name, *before, *written, *added)
+
+
+def file_of(folders: dict[str, Path], name: str, suffix: str) -> Path:
+    """The file of `name` ("set/NNNN_description") in its set's folder."""
+    set_name, stem = name.split("/")
+    return folders[set_name] / f"{stem}{suffix}"
 
 
 async def test_a_store_of_the_single_set_opens_with_the_product_sets(store: Open, tmp_path: Path) -> None:

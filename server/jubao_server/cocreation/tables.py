@@ -96,6 +96,7 @@ REQUESTS: Final = Table(
         "body_sha256": T.TEXT,
         "answer": T.BLOB,
         "create_time_ms": T.BIGINT,
+        "attempt": T.BIGINT,
     },
 )
 

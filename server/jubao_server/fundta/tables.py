@@ -86,6 +86,7 @@ REQUESTS = Table(
         "body_sha256": T.TEXT,
         "response": T.BLOB,
         "create_time_ms": T.BIGINT,
+        "attempt": T.BIGINT,
     },
 )
 

@@ -105,8 +105,8 @@ log = structlog.get_logger("jubao.payments")
 # Refusals a request keeps: a retry gets them again. Others (UNAVAILABLE, ...) leave the outcome open.
 _FINAL_CODES = (ErrorCode.NOT_FOUND, ErrorCode.FAILED_PRECONDITION)
 PAYMENTS_CLAIMS = ClaimTable(CLAIMS, operation_column="operation", bucketed=True)
-# Where the ledger kept its claims before `payments_claims`.
-EARLIER_CLAIMS = ClaimTable(REQUESTS, operation_column="operation")
+# Where the ledger kept its claims before `payments_claims` (without attempts, only read now).
+EARLIER_CLAIMS = ClaimTable(REQUESTS, operation_column="operation", attempts=False)
 
 T = TypeVar("T")
 Shards = ShardRuntime[ShardState, Stage, Record, OutboxEntry, CreditMessage]

@@ -121,6 +121,7 @@ CLAIMS = Table(
         "body_sha256": T.TEXT,
         "target_id": T.TEXT,
         "create_time_ms": T.BIGINT,
+        "attempt": T.BIGINT,
     },
 )
 

@@ -20,6 +20,12 @@ id's hash, so a batch of a thousand ids is a few dozen conditional batches, one 
 Cassandra. A bucket's batch fails whole when one of its ids was claimed before: the outcome names the
 rows there, which settle those ids, and the rest go again in the next round (`limits.claim_rounds_max`).
 
+**Each call's claims carry its own attempt number** (`attempt`, 63 random bits). Two attempts of one
+request in the same millisecond would otherwise write identical rows, and a claim whose answer was lost
+is resolved by reading its row back (`storage/contract/unknown.py`): the attempt whose write did not land
+would take the other's row for its own and be told fresh too, and run the mutation a second time. With
+the attempt number, it sees another attempt's claim and settles as a retry.
+
 **Claims kept before a table moved** (`EarlierClaims`): while claims of the product's earlier table may
 live, an id is looked for there first, and one found there is settled by it (a retry, or a reuse) and
 not claimed again.
@@ -31,6 +37,7 @@ import asyncio
 import dataclasses
 import hashlib
 import re
+import secrets
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -66,28 +73,35 @@ REQUEST_LOG = Table(
         "body_sha256": ColumnType.TEXT,
         "response": ColumnType.BLOB,
         "create_time_ms": ColumnType.BIGINT,
+        "attempt": ColumnType.BIGINT,
     },
 )
+# The column of a claim's attempt number, one per `claim_all` call (see the module).
+ATTEMPT = "attempt"
+ATTEMPT_BITS = 63
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 @dataclasses.dataclass(frozen=True)
 class ClaimTable:
-    """Where a product keeps its claims: a table with `body_sha256` and `create_time_ms` columns, the
-    column naming the operation, and the column holding the first answer ("" when the product stores
-    none). The table is partitioned by (scope, request_id), or, `bucketed`, by (scope, bucket) and
-    clustered by request_id."""
+    """Where a product keeps its claims: a table with `body_sha256`, `create_time_ms` and `attempt`
+    columns, the column naming the operation, and the column holding the first answer ("" when the
+    product stores none). The table is partitioned by (scope, request_id), or, `bucketed`, by (scope,
+    bucket) and clustered by request_id. A table of claims as versions before `attempt` wrote them (only
+    read now: `EarlierClaims`) has `attempts` False."""
 
     table: Table
     operation_column: str
     answer_column: str = ""
     bucketed: bool = False
+    attempts: bool = True
 
     def __post_init__(self) -> None:
         table = self.table
         shape = (("bucket",), ("request_id",)) if self.bucketed else (("request_id",), ())
         ensure((table.partition_key, table.clustering_key) == shape, f"{table.name}: not a claim table")
+        ensure(not self.attempts or ATTEMPT in table.columns, f"{table.name}: claims keep their attempt")
 
     def place(self, scope: str, request_id: str, buckets: int) -> tuple[PartitionRef, Key]:
         """The partition and row of a request id's claim (`buckets`: the scope's, when bucketed)."""
@@ -175,9 +189,8 @@ class RequestClaims:
         ended, and so do ids still contended after the last round: the ids are then claimed or not, and
         a retry of the batch recognises the ones that were. The ids must differ (the caller checks)."""
         now_ms = self._clock.wall_ms()
-        call = _ClaimCall(
-            scope, operation, requests, [Claim(fresh=True, claimed_ms=now_ms)] * len(requests), now_ms
-        )
+        claims: list[Claim | ApiError] = [Claim(fresh=True, claimed_ms=now_ms)] * len(requests)
+        call = _ClaimCall(scope, operation, requests, claims, now_ms, secrets.randbits(ATTEMPT_BITS))
         pending = [index for index, (request_id, _, _) in enumerate(requests) if request_id]
         if pending and self._earlier is not None and now_ms < await self._earlier.until_ms(scope):
             pending = await self._claimed_earlier(call, self._earlier.where, pending)
@@ -239,6 +252,8 @@ class RequestClaims:
             "create_time_ms": call.now_ms,
             **values,
         }
+        if self._where.attempts:
+            claimed[ATTEMPT] = call.attempt
         return Put(key, claimed, ttl_s=self._ttl_s)
 
     async def _claimed_earlier(self, call: _ClaimCall, where: ClaimTable, pending: list[int]) -> list[int]:
@@ -269,13 +284,15 @@ class RequestClaims:
 
 @dataclasses.dataclass(frozen=True)
 class _ClaimCall:
-    """One `claim_all`: its requests (id, body hash, more columns) and their claims as they settle."""
+    """One `claim_all`: its requests (id, body hash, more columns), their claims as they settle, and the
+    attempt number its claims carry."""
 
     scope: str
     operation: str
     requests: Sequence[tuple[str, str, dict[str, Value]]]
     claims: list[Claim | ApiError]
     now_ms: int
+    attempt: int
 
     def settle(self, where: ClaimTable, index: int, earlier: Row) -> None:
         """What an earlier claim of an item's id tells: claimed before by this same request, or reused."""
