@@ -119,14 +119,15 @@ def fail_next_commit(backend: StorageBackend, partition: PartitionRef, where: Co
     backend.write_after = failing  # type: ignore[method-assign]
 
 
-# Where each of a backend's reads and writes names its partition: its first argument, or that one's.
-_PARTITION_OF: Final[dict[str, Callable[[Any], PartitionRef]]] = {
-    "read_row": lambda partition: partition,
-    "read_static": lambda partition: partition,
-    "read_page": lambda query: query.partition,
-    "read_columns": lambda query: query.partition,
-    "write": lambda batch: batch.partition,
-    "write_after": lambda batch: batch.partition,
+# The partitions each of a backend's reads and writes touches, from its first argument.
+_PARTITIONS_OF: Final[dict[str, Callable[[Any], list[PartitionRef]]]] = {
+    "read_row": lambda partition: [partition],
+    "read_static": lambda partition: [partition],
+    "read_page": lambda query: [query.partition],
+    "read_columns": lambda query: [query.partition],
+    "write": lambda batch: [batch.partition],
+    "write_after": lambda batch: [batch.partition],
+    "write_each": lambda batches: [batch.partition for batch in batches],
 }
 
 
@@ -135,19 +136,19 @@ def cut_off_shard(backend: StorageBackend, tenant: str, shard: int) -> Callable[
     fails with a storage error, as a replica set that cannot answer would, until the returned function
     puts the backend back."""
     cut = SHARD_TABLE.partition(tenant, shard)
-    originals = {name: getattr(backend, name) for name in _PARTITION_OF}
+    originals = {name: getattr(backend, name) for name in _PARTITIONS_OF}
 
     def guarded(name: str) -> Callable[..., Awaitable[Any]]:
-        original, partition_of = originals[name], _PARTITION_OF[name]
+        original, partitions_of = originals[name], _PARTITIONS_OF[name]
 
         async def operation(first: Any, *args: Any, **kwargs: Any) -> Any:
-            if partition_of(first) == cut:
+            if cut in partitions_of(first):
                 raise StorageError(f"injected: shard {shard} is cut off")
             return await original(first, *args, **kwargs)
 
         return operation
 
-    for name in _PARTITION_OF:
+    for name in _PARTITIONS_OF:
         setattr(backend, name, guarded(name))
 
     def restore() -> None:

@@ -17,6 +17,7 @@ from jubao_server.platform.idempotency import Claim, EarlierClaims, RequestClaim
 from jubao_server.storage.contract import Batch, BatchOutcome, Put, StorageBackend, StorageError, Value
 
 from tests.sim.faults import FaultPlan
+from tests.sim.virtual_time import SimClock
 
 BUCKETS = 3
 TTL_S = 3600
@@ -35,22 +36,6 @@ class Counting:
     async def _count(self, batches: Sequence[Batch]) -> list[BatchOutcome | StorageError]:
         self.calls.append(len(batches))
         return await self._write_each(batches)
-
-
-class StoppedClock:
-    """The machine's clock with its wall time stopped: every claim is made in the same millisecond."""
-
-    def __init__(self) -> None:
-        self._now_ms = SYSTEM_CLOCK.wall_ms()
-
-    def wall_ms(self) -> int:
-        return self._now_ms
-
-    def monotonic_s(self) -> float:
-        return SYSTEM_CLOCK.monotonic_s()
-
-    async def sleep(self, delay_s: float) -> None:
-        await SYSTEM_CLOCK.sleep(delay_s)
 
 
 def claims_of(
@@ -142,7 +127,7 @@ async def test_two_attempts_in_one_millisecond_have_one_winner_when_an_answer_is
     its row back, a second attempt of the same request claims the id, in the same millisecond. Their rows
     differ only in the attempt number, so the first finds the second's claim, not its own: it is told
     claimed before, and exactly one attempt runs the request."""
-    claims = claims_of(backend, clock=StoppedClock())
+    claims = claims_of(backend, clock=SimClock(SYSTEM_CLOCK.wall_ms()))  # stopped: one millisecond
     request = requests_of("twice", 1)
     second: list[Claim | ApiError] = []
     started: list[bool] = []
