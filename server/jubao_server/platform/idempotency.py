@@ -64,6 +64,10 @@ from jubao_server.storage.contract import (
     Value,
 )
 
+# The column of a claim's attempt number, one per `claim_all` call (see the module).
+ATTEMPT = "attempt"
+ATTEMPT_BITS = 63
+
 REQUEST_LOG = Table(
     name="request_log",
     partition_key=("request_id",),
@@ -73,13 +77,9 @@ REQUEST_LOG = Table(
         "body_sha256": ColumnType.TEXT,
         "response": ColumnType.BLOB,
         "create_time_ms": ColumnType.BIGINT,
-        "attempt": ColumnType.BIGINT,
+        ATTEMPT: ColumnType.BIGINT,
     },
 )
-# The column of a claim's attempt number, one per `claim_all` call (see the module).
-ATTEMPT = "attempt"
-ATTEMPT_BITS = 63
-
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
