@@ -7,18 +7,21 @@ the key of the prepared-statement cache, and the parameters travel next to it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Final
 
 from jubao_server.invariants import ensure
 from jubao_server.storage.contract import (
     SCOPE_COLUMN,
     Batch,
-    Bound,
+    BoundShape,
     Condition,
     Delete,
     Key,
     PartitionRef,
     Put,
+    QueryShape,
     RowAbsent,
     RowMatches,
     RowQuery,
@@ -32,6 +35,8 @@ Statement = tuple[str, Params]
 
 _LOWER_OPERATORS = (">=", ">")
 _UPPER_OPERATORS = ("<=", "<")
+# Read texts and column lists are built once per keyspace and table (and page shape), then looked up.
+_READ_TEXTS_MAX: Final = 1024
 
 
 def quoted(name: str) -> str:
@@ -72,6 +77,7 @@ def _if(expected: Sequence[str] | None) -> str:
     return " IF " + _assignments(expected, " AND ")
 
 
+@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
 def partition_columns(table: Table) -> tuple[str, ...]:
     return (SCOPE_COLUMN, *table.partition_key)
 
@@ -80,21 +86,24 @@ def partition_values(partition: PartitionRef) -> Params:
     return (partition.scope, *partition.key)
 
 
+@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
 def row_columns(table: Table) -> tuple[str, ...]:
     """The columns a read returns: clustering, regular and static columns."""
     return tuple(c for c in table.columns if c not in table.partition_key)
 
 
 def static_columns(table: Table) -> tuple[str, ...]:
-    return tuple(c for c in table.columns if c in table.static_columns)
+    return table.static_column_order
 
 
+@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
 def select_row(keyspace: str, table: Table) -> str:
     keys = partition_columns(table) + table.clustering_key
     where = _assignments(keys, " AND ")
     return f"SELECT {_names(row_columns(table))} FROM {qualified(keyspace, table)} WHERE {where}"
 
 
+@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
 def select_static(keyspace: str, table: Table) -> str:
     columns = static_columns(table)
     where = _assignments(partition_columns(table), " AND ")
@@ -103,26 +112,33 @@ def select_static(keyspace: str, table: Table) -> str:
 
 def select_page(keyspace: str, query: RowQuery) -> Statement:
     """A clustering slice with multi-column bounds, one row over the limit to tell whether more follow."""
-    table = query.partition.table
-    where = [_assignments(partition_columns(table), " AND ")]
     params = partition_values(query.partition)
-    for bound, operators in ((query.lower, _LOWER_OPERATORS), (query.upper, _UPPER_OPERATORS)):
+    for bound in (query.lower, query.upper):
+        if bound is not None:
+            params += bound.values
+    return _select_page(keyspace, query.partition.table, query.shape), (*params, query.limit + 1)
+
+
+@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
+def _select_page(keyspace: str, table: Table, shape: QueryShape) -> str:
+    lower, upper, reverse = shape
+    where = [_assignments(partition_columns(table), " AND ")]
+    for bound, operators in ((lower, _LOWER_OPERATORS), (upper, _UPPER_OPERATORS)):
         if bound is not None:
             where.append(_slice(table, bound, operators))
-            params += bound.values
     order = ""
-    if query.reverse:
+    if reverse:
         order = " ORDER BY " + ", ".join(f"{quoted(c)} DESC" for c in table.clustering_key)
-    text = (
+    return (
         f"SELECT {_names(row_columns(table))} FROM {qualified(keyspace, table)}"
         f" WHERE {' AND '.join(where)}{order} LIMIT ?"
     )
-    return text, (*params, query.limit + 1)
 
 
-def _slice(table: Table, bound: Bound, operators: tuple[str, str]) -> str:
-    columns = table.clustering_key[: len(bound.values)]
-    operator = operators[0] if bound.inclusive else operators[1]
+def _slice(table: Table, bound: BoundShape, operators: tuple[str, str]) -> str:
+    arity, inclusive = bound
+    columns = table.clustering_key[:arity]
+    operator = operators[0] if inclusive else operators[1]
     markers = ", ".join("?" for _ in columns)
     return f"({_names(columns)}) {operator} ({markers})"
 

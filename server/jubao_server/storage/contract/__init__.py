@@ -33,7 +33,16 @@ from jubao_server.storage.contract.batch import Batch, BatchOutcome
 from jubao_server.storage.contract.errors import FollowingWriteError, MigrationError, StorageError
 from jubao_server.storage.contract.faults import NO_FAULTS, Faults, LostAnswer
 from jubao_server.storage.contract.migrations import MigrationSet
-from jubao_server.storage.contract.reads import Bound, ColumnPage, Consistency, Page, Row, RowQuery
+from jubao_server.storage.contract.reads import (
+    Bound,
+    BoundShape,
+    ColumnPage,
+    Consistency,
+    Page,
+    QueryShape,
+    Row,
+    RowQuery,
+)
 from jubao_server.storage.contract.tables import PartitionRef, Table
 from jubao_server.storage.contract.values import (
     INT64_MAX,
@@ -56,6 +65,7 @@ __all__ = [
     "Batch",
     "BatchOutcome",
     "Bound",
+    "BoundShape",
     "ColumnPage",
     "ColumnType",
     "Condition",
@@ -70,6 +80,7 @@ __all__ = [
     "Page",
     "PartitionRef",
     "Put",
+    "QueryShape",
     "Row",
     "RowAbsent",
     "RowMatches",

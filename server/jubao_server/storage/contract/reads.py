@@ -50,6 +50,16 @@ class Bound:
     values: Key
     inclusive: bool
 
+    @property
+    def shape(self) -> BoundShape:
+        return len(self.values), self.inclusive
+
+
+# What the statement of a range read depends on beyond its table (its values are parameters): each
+# bound's length and inclusiveness (None when there is no bound), and whether the order is reversed.
+BoundShape = tuple[int, bool]
+QueryShape = tuple[BoundShape | None, BoundShape | None, bool]
+
 
 @dataclasses.dataclass(frozen=True)
 class RowQuery:
@@ -61,6 +71,12 @@ class RowQuery:
     reverse: bool = False
     limit: int = limits.page_size_default
     consistency: Consistency = Consistency.DEFAULT
+
+    @property
+    def shape(self) -> QueryShape:
+        lower = None if self.lower is None else self.lower.shape
+        upper = None if self.upper is None else self.upper.shape
+        return lower, upper, self.reverse
 
     def __post_init__(self) -> None:
         table = self.partition.table

@@ -27,12 +27,15 @@ def is_identifier(name: str) -> bool:
     return bool(_IDENTIFIER.match(name))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Table:
     """A table's shape, declared by the domain package that owns it.
 
     `columns` names every column but `scope`, keys included. The backend schema files (SQL, CQL) must
     create exactly this shape; the conformance suite checks that they do.
+
+    A table is its declaration: equal only to itself, and hashable, so that a backend builds what it
+    derives from a table (statement texts, column lists) once and looks it up by the table after that.
     """
 
     name: str

@@ -34,7 +34,7 @@ Positional = tuple[Value, ...]
 def _key_params(partition: PartitionRef, clustering: Key = ()) -> Params:
     table = partition.table
     values = (partition.scope, *partition.key, *clustering)
-    return {f"k_{c}": v for c, v in zip(sql.key_columns(table)[: len(values)], values, strict=True)}
+    return dict(zip(sql.key_params(table)[: len(values)], values, strict=True))
 
 
 def _bound_params(side: str, bound: Bound | None) -> Params:
@@ -116,7 +116,7 @@ def _page_records(connection: sqlite3.Connection, query: RowQuery, now_ms: int) 
         "now": now_ms,
         "limit": query.limit + 1,
     }
-    text = sql.select_page(table, query.lower, query.upper, query.reverse)
+    text = sql.select_page(table, query.shape)
     return connection.execute(text, params).fetchall()
 
 

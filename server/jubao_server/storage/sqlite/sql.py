@@ -8,13 +8,16 @@ import functools
 from collections.abc import Iterable
 from typing import Final
 
-from jubao_server.storage.contract import SCOPE_COLUMN, Bound, Table
+from jubao_server.storage.contract import SCOPE_COLUMN, BoundShape, QueryShape, Table
 
 EXPIRES: Final = "_expires_at_ms"
 STATIC_SUFFIX: Final = "__static"
 # Write statements are built once per shape (table, written columns): building the text costs about as
 # much as running a single-row upsert on the writer thread.
 _WRITE_TEXTS_MAX: Final = 1024
+# Read statements and column lists are built once per table (and page shape): building a row read's text
+# took 23 µs, against about 8 µs to run it.
+_READ_TEXTS_MAX: Final = 1024
 
 
 def q(name: str) -> str:
@@ -26,19 +29,28 @@ def static_table(table: Table) -> str:
     return table.name + STATIC_SUFFIX
 
 
+@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
 def partition_columns(table: Table) -> tuple[str, ...]:
     return (SCOPE_COLUMN, *table.partition_key)
 
 
+@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
 def key_columns(table: Table) -> tuple[str, ...]:
     return (*partition_columns(table), *table.clustering_key)
 
 
+@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
+def key_params(table: Table) -> tuple[str, ...]:
+    """The names of the key parameters (`k_<column>`), in `key_columns` order."""
+    return tuple(f"k_{c}" for c in key_columns(table))
+
+
 def static_columns(table: Table) -> tuple[str, ...]:
     """Static columns in declaration order."""
-    return tuple(c for c in table.columns if c in table.static_columns)
+    return table.static_column_order
 
 
+@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
 def row_columns(table: Table) -> tuple[str, ...]:
     """The columns of a `Row` as read: clustering, regular, then static columns."""
     return (*table.clustering_key, *table.regular_columns, *static_columns(table))
@@ -66,20 +78,23 @@ def _select(table: Table, extra: list[str]) -> str:
     return f"{text} WHERE {' AND '.join(where)}"
 
 
+@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
 def select_row(table: Table) -> str:
     return _select(table, _match(table.clustering_key, "m"))
 
 
-def _bound(table: Table, bound: Bound, side: str, operator: str) -> str:
-    columns = table.clustering_key[: len(bound.values)]
-    names = ", ".join(f"m.{q(c)}" for c in columns)
-    params = ", ".join(f":{side}_{i}" for i in range(len(columns)))
-    return f"({names}) {operator}{'=' if bound.inclusive else ''} ({params})"
+def _bound(table: Table, shape: BoundShape, side: str, operator: str) -> str:
+    arity, inclusive = shape
+    names = ", ".join(f"m.{q(c)}" for c in table.clustering_key[:arity])
+    params = ", ".join(f":{side}_{i}" for i in range(arity))
+    return f"({names}) {operator}{'=' if inclusive else ''} ({params})"
 
 
-def select_page(table: Table, lower: Bound | None, upper: Bound | None, reverse: bool) -> str:
+@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
+def select_page(table: Table, shape: QueryShape) -> str:
     """Rows within the bounds in clustering order, at most `:limit`. A bound on a prefix compares the
     prefix only, so `(ts) <= (4)` keeps every row whose `ts` is 4."""
+    lower, upper, reverse = shape
     extra = []
     if lower is not None:
         extra.append(_bound(table, lower, "lo", ">"))
@@ -90,6 +105,7 @@ def select_page(table: Table, lower: Bound | None, upper: Bound | None, reverse:
     return f"{_select(table, extra)} ORDER BY {order} LIMIT :limit"
 
 
+@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
 def select_static(table: Table) -> str:
     names = ", ".join(q(c) for c in static_columns(table))
     where = " AND ".join([*_match(partition_columns(table)), _live(q(static_table(table)))])
