@@ -148,7 +148,7 @@ class CassandraBackend(StorageBackend):
         rows = await self._read(text, cql.partition_values(partition), consistency)
         if not rows or all(value is None for value in rows[0]):
             return None
-        return _row(cql.static_columns(table), rows[0])
+        return _row(table.static_column_order, rows[0])
 
     async def read_page(self, query: RowQuery) -> Page:
         columns, records, more = await self._page_records(query)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Final
 
+from jubao_server import limits
 from jubao_server.invariants import ensure
 from jubao_server.storage.contract import (
     SCOPE_COLUMN,
@@ -35,8 +35,6 @@ Statement = tuple[str, Params]
 
 _LOWER_OPERATORS = (">=", ">")
 _UPPER_OPERATORS = ("<=", "<")
-# Read texts and column lists are built once per keyspace and table (and page shape), then looked up.
-_READ_TEXTS_MAX: Final = 1024
 
 
 def quoted(name: str) -> str:
@@ -77,7 +75,7 @@ def _if(expected: Sequence[str] | None) -> str:
     return " IF " + _assignments(expected, " AND ")
 
 
-@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
 def partition_columns(table: Table) -> tuple[str, ...]:
     return (SCOPE_COLUMN, *table.partition_key)
 
@@ -86,26 +84,22 @@ def partition_values(partition: PartitionRef) -> Params:
     return (partition.scope, *partition.key)
 
 
-@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
 def row_columns(table: Table) -> tuple[str, ...]:
     """The columns a read returns: clustering, regular and static columns."""
     return tuple(c for c in table.columns if c not in table.partition_key)
 
 
-def static_columns(table: Table) -> tuple[str, ...]:
-    return table.static_column_order
-
-
-@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
 def select_row(keyspace: str, table: Table) -> str:
     keys = partition_columns(table) + table.clustering_key
     where = _assignments(keys, " AND ")
     return f"SELECT {_names(row_columns(table))} FROM {qualified(keyspace, table)} WHERE {where}"
 
 
-@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
 def select_static(keyspace: str, table: Table) -> str:
-    columns = static_columns(table)
+    columns = table.static_column_order
     where = _assignments(partition_columns(table), " AND ")
     return f"SELECT {_names(columns)} FROM {qualified(keyspace, table)} WHERE {where} LIMIT 1"
 
@@ -119,7 +113,7 @@ def select_page(keyspace: str, query: RowQuery) -> Statement:
     return _select_page(keyspace, query.partition.table, query.shape), (*params, query.limit + 1)
 
 
-@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
 def _select_page(keyspace: str, table: Table, shape: QueryShape) -> str:
     lower, upper, reverse = shape
     where = [_assignments(partition_columns(table), " AND ")]

@@ -71,7 +71,7 @@ def fetch_static(connection: sqlite3.Connection, partition: PartitionRef, now_ms
         return None
     params = {**_key_params(partition), "now": now_ms}
     record = connection.execute(sql.select_static(table), params).fetchone()
-    return None if record is None else _decode(table, sql.static_columns(table), record)
+    return None if record is None else _decode(table, table.static_column_order, record)
 
 
 def fetch_page(connection: sqlite3.Connection, query: RowQuery, now_ms: int) -> Page:

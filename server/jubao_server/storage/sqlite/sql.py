@@ -8,6 +8,7 @@ import functools
 from collections.abc import Iterable
 from typing import Final
 
+from jubao_server import limits
 from jubao_server.storage.contract import SCOPE_COLUMN, BoundShape, QueryShape, Table
 
 EXPIRES: Final = "_expires_at_ms"
@@ -15,9 +16,6 @@ STATIC_SUFFIX: Final = "__static"
 # Write statements are built once per shape (table, written columns): building the text costs about as
 # much as running a single-row upsert on the writer thread.
 _WRITE_TEXTS_MAX: Final = 1024
-# Read statements and column lists are built once per table (and page shape): building a row read's text
-# took 23 µs, against about 8 µs to run it.
-_READ_TEXTS_MAX: Final = 1024
 
 
 def q(name: str) -> str:
@@ -29,31 +27,26 @@ def static_table(table: Table) -> str:
     return table.name + STATIC_SUFFIX
 
 
-@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
 def partition_columns(table: Table) -> tuple[str, ...]:
     return (SCOPE_COLUMN, *table.partition_key)
 
 
-@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
 def key_columns(table: Table) -> tuple[str, ...]:
     return (*partition_columns(table), *table.clustering_key)
 
 
-@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
 def key_params(table: Table) -> tuple[str, ...]:
     """The names of the key parameters (`k_<column>`), in `key_columns` order."""
     return tuple(f"k_{c}" for c in key_columns(table))
 
 
-def static_columns(table: Table) -> tuple[str, ...]:
-    """Static columns in declaration order."""
-    return table.static_column_order
-
-
-@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
 def row_columns(table: Table) -> tuple[str, ...]:
     """The columns of a `Row` as read: clustering, regular, then static columns."""
-    return (*table.clustering_key, *table.regular_columns, *static_columns(table))
+    return (*table.clustering_key, *table.regular_columns, *table.static_column_order)
 
 
 def _match(columns: Iterable[str], owner: str = "") -> list[str]:
@@ -68,7 +61,7 @@ def _live(owner: str) -> str:
 def _select(table: Table, extra: list[str]) -> str:
     """Live rows of one partition joined to its live static row. The scope leads every result row so
     that a table of key columns only still selects something."""
-    statics = static_columns(table)
+    statics = table.static_column_order
     names = [f"m.{q(c)}" for c in (SCOPE_COLUMN, *table.clustering_key, *table.regular_columns)]
     text = f"SELECT {', '.join(names + [f's.{q(c)}' for c in statics])} FROM {q(table.name)} AS m"
     if statics:
@@ -78,7 +71,7 @@ def _select(table: Table, extra: list[str]) -> str:
     return f"{text} WHERE {' AND '.join(where)}"
 
 
-@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
 def select_row(table: Table) -> str:
     return _select(table, _match(table.clustering_key, "m"))
 
@@ -90,7 +83,7 @@ def _bound(table: Table, shape: BoundShape, side: str, operator: str) -> str:
     return f"({names}) {operator}{'=' if inclusive else ''} ({params})"
 
 
-@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
 def select_page(table: Table, shape: QueryShape) -> str:
     """Rows within the bounds in clustering order, at most `:limit`. A bound on a prefix compares the
     prefix only, so `(ts) <= (4)` keeps every row whose `ts` is 4."""
@@ -105,9 +98,9 @@ def select_page(table: Table, shape: QueryShape) -> str:
     return f"{_select(table, extra)} ORDER BY {order} LIMIT :limit"
 
 
-@functools.lru_cache(maxsize=_READ_TEXTS_MAX)
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
 def select_static(table: Table) -> str:
-    names = ", ".join(q(c) for c in static_columns(table))
+    names = ", ".join(q(c) for c in table.static_column_order)
     where = " AND ".join([*_match(partition_columns(table)), _live(q(static_table(table)))])
     return f"SELECT {names} FROM {q(static_table(table))} WHERE {where}"
 
