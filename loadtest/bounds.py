@@ -30,8 +30,12 @@ worker_start_timeout_s: Final = 120.0
 # An open loop wakes at least this often, so a follow-up that falls due between two arrivals is sent on time.
 schedule_tick_s: Final = 0.02
 
-# Unknown outcomes (a timeout, UNAVAILABLE): the same request is sent again until it resolves.
-resolve_attempts_max: Final = 30
+# Unknown outcomes (a timeout, UNAVAILABLE): the same request is sent again, with its request id, until its
+# answer is known, for `resolve_for_max_s` at most: a bank's client keeps asking through an outage, and a
+# chaos run's outage lasts minutes on a busy machine (a node's start took 10 minutes once, seen in CI).
+# `resolve_attempts_max` bounds the loop; at the backoff's maximum the time runs out long before it.
+resolve_for_max_s: Final = 1_200.0
+resolve_attempts_max: Final = 1_000
 resolve_backoff_initial_s: Final = 0.2
 resolve_backoff_max_s: Final = 5.0
 unresolved_per_worker_max: Final = 100_000

@@ -10,11 +10,17 @@ The faults, one after another, each followed by a time to recover:
    fenced by the higher epoch, must write nothing when it wakes);
 4. node and server kill: both at once.
 
+After each fault's recovery time the next fault (or the end of the load) waits until throughput is back
+to `recovered_share_min` of the rate before the first fault, for `back_wait_max_s` at most: on a slow
+machine a node's start and its hints take minutes, and a fault on top of a half-recovered cluster is two
+faults at once, which RF 3 at QUORUM does not promise to survive.
+
 Per fault the report gives the requests that failed from its start to the next fault's (by status), the
 tenant's longest time without a successful call, the time until throughput was back to
 `recovered_share_min` of the rate before the first fault, and the money lost or duplicated (the check of
 the whole run: 0, or the run fails). JSON and a PNG (faults marked on the time axis) go to
-loadtest/results/, the table to stdout."""
+loadtest/results/, the table to stdout; when the check fails, the table ends with a digest of what the
+servers and the nodes logged during the run (`loadtest.logs`)."""
 
 from __future__ import annotations
 
@@ -26,11 +32,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from loadtest import bounds
+from loadtest import bounds, logs
 from loadtest.check import CheckReport
 from loadtest.cluster import (
+    NODES,
     ClusterError,
     ClusterServers,
+    cluster_dir,
     cluster_lock,
     cluster_servers,
     fresh_keyspace,
@@ -61,6 +69,8 @@ ACCOUNTS: Final = Accounts(customers=200, merchants=20, hot_merchants=3, hot_sha
 DEADLINE_MS: Final = 10_000
 recovered_share_min: Final = 0.8
 recovery_window_s: Final = 3
+back_wait_max_s: Final = 600.0
+back_poll_s: Final = 1.0
 # The first seconds of the load (connections, caches) do not count towards the rate before the faults.
 warm_up_s: Final = 2
 load_start_timeout_s: Final = bounds.worker_start_timeout_s + 30.0
@@ -140,13 +150,40 @@ class ChaosOutcome:
         return self.report.passed and self.document["money"]["lost_or_duplicated_minor"] == 0
 
 
+class LoadWatch:
+    """The load's successes per second as the progress lines report them (from the engine's thread), for
+    the schedule to see whether throughput is back before its next step."""
+
+    def __init__(self, baseline_s: float) -> None:
+        self._baseline_end = int(baseline_s)
+        self._ok: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def record(self, second: int, window: Window) -> None:
+        with self._lock:
+            self._ok[second] = window.ok
+
+    def back(self) -> bool:
+        """Whether the last `recovery_window_s` whole seconds averaged `recovered_share_min` of the
+        baseline (the seconds from `warm_up_s` to the first fault)."""
+        with self._lock:
+            ok = dict(self._ok)
+        baseline = [ok.get(second, 0) for second in range(warm_up_s, self._baseline_end)]
+        last = max(ok, default=-1)
+        recent = [ok.get(second, 0) for second in range(last - recovery_window_s, last)]
+        if not baseline or last < self._baseline_end + recovery_window_s:
+            return True
+        return sum(recent) / len(recent) >= recovered_share_min * sum(baseline) / len(baseline)
+
+
 class Schedule:
     """Runs the faults on the servers and nodes, timing every action from the load's start."""
 
-    def __init__(self, servers: ClusterServers, plan: ChaosPlan, start_s: float) -> None:
+    def __init__(self, servers: ClusterServers, plan: ChaosPlan, start_s: float, watch: LoadWatch) -> None:
         self.servers = servers
         self.plan = plan
         self.start_s = start_s
+        self.watch = watch
         self.faults: list[Fault] = []
 
     def now_s(self) -> float:
@@ -159,17 +196,25 @@ class Schedule:
         fault.actions.append((round(at_s, 2), what))
 
     def run(self, stop: Callable[[], None]) -> None:
-        """Every fault in turn, then the last recovery, then `stop()`."""
-        plan = self.plan
-        next_s = plan.baseline_s
+        """Every fault in turn, each followed by its recovery, then `stop()`."""
+        wait_s(self.start_s + self.plan.baseline_s)
         for fault in (self.node_kill, self.server_kill, self.server_pause, self.node_and_server_kill):
-            wait_s(self.start_s + next_s)
             done = fault()
             done.ended_s = round(self.now_s(), 2)
             self.faults.append(done)
-            next_s = done.ended_s + plan.recover_s
-        wait_s(self.start_s + next_s)
+            wait_s(self.start_s + done.ended_s + self.plan.recover_s)
+            self.wait_back()
         stop()
+
+    def wait_back(self) -> None:
+        """Wait until the load is back (`LoadWatch.back`), `back_wait_max_s` at most."""
+        waited_s = 0.0
+        while not self.watch.back() and waited_s < back_wait_max_s:
+            time.sleep(back_poll_s)
+            waited_s += back_poll_s
+        back = "back" if self.watch.back() else f"not back after {back_wait_max_s:g} s; going on"
+        if waited_s:
+            print(f"  >> {self.now_s():7.1f}s  load {back}", flush=True)
 
     def begin(self, name: str, description: str) -> Fault:
         return Fault(name, description, round(self.now_s(), 2))
@@ -235,6 +280,9 @@ def run_chaos(plan: ChaosPlan, workers: int, output_dir: Path, keyspace: str | N
     scenario = chaos_scenario()
     chosen = keyspace or fresh_keyspace("jubao_chaos")
     with cluster_lock(), cluster_servers(chosen, plan.lease_ms, drop=keyspace is None) as servers:
+        nodes_dir = cluster_dir()
+        node_logs = {} if nodes_dir is None else logs.node_logs(nodes_dir, NODES)
+        marks = logs.mark(node_logs.values())
         tenant_id = f"chaos-{uuid.uuid4().hex[:12]}"
         api_key = provision_key(servers.addresses[0], tenant_id, BENCH_QUOTA, f"create-{tenant_id}")
         target = Target(servers.addresses[0], api_key, members=servers.addresses)
@@ -248,7 +296,13 @@ def run_chaos(plan: ChaosPlan, workers: int, output_dir: Path, keyspace: str | N
         segment, faults = _load_under_faults(run, servers, plan, workers)
         tally = Tally.merge([setup, segment.tally])
         report = verify(target, tally, run.names.every())
+        digests = [
+            logs.digest_server(path.stem, path) for path in sorted(servers.scratch.glob("server-*.log"))
+        ]
+        digests += [logs.digest_node(name, path, marks[path]) for name, path in node_logs.items()]
+    diagnosis = [] if report.passed else [line for digest in digests for line in digest.lines()]
     document = chaos_document(plan, scenario, segment, faults, (report, tally)) | {
+        "diagnosis": diagnosis,
         "workers": workers,
         "started_at": started_at,
         "machine": machine(),
@@ -271,11 +325,13 @@ def _load_under_faults(
     started = threading.Event()
     start_s = [0.0]
     profile = Profile.constant(plan.rate_per_s, plan.load_max_s)
+    watch = LoadWatch(plan.baseline_s)
 
     def progress(second: int, window: Window) -> None:
         if not started.is_set():
             start_s[0] = time.monotonic() - (second + 1)
             started.set()
+        watch.record(second, window)
         print(progress_line(second, window, plan.rate_per_s), flush=True)
 
     outcome: list[Segment] = []
@@ -295,7 +351,7 @@ def _load_under_faults(
         try:
             if not started.wait(load_start_timeout_s) or failure:
                 raise ClusterError(f"the load did not start: {failure}")
-            schedule = Schedule(servers, plan, start_s[0])
+            schedule = Schedule(servers, plan, start_s[0], watch)
             schedule.run(engine.stop)
         finally:
             engine.stop()
@@ -409,4 +465,7 @@ def table(document: dict[str, Any]) -> str:
         f"  money lost or duplicated: {money['lost_or_duplicated_minor']} minor units "
         f"({money['missing_movements']} movements missing, {money['duplicated_movements']} duplicated)"
     )
+    if document.get("diagnosis"):
+        lines.append("  what the servers and the nodes logged during the run (warnings and errors):")
+        lines += document["diagnosis"]
     return "\n".join(lines)

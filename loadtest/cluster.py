@@ -78,6 +78,19 @@ def node_command(action: str, node: int | None = None, *, kill: bool = False) ->
         raise ClusterError(f"{' '.join(command)}: exit {done.returncode}\n{done.stdout}{done.stderr}")
 
 
+def cluster_dir() -> Path | None:
+    """The folder of the running cluster's nodes (`node.py cluster where`), None when none runs."""
+    done = subprocess.run(
+        [sys.executable, str(NODE_PY), "cluster", "where"],
+        capture_output=True,
+        text=True,
+        timeout=node_command_timeout_s,
+        check=False,
+        cwd=REPO,
+    )
+    return Path(done.stdout.strip()) if done.returncode == 0 else None
+
+
 def nodes_up(node: int | None = None) -> None:
     """Start the node (every node when None) unless it runs, and wait until CQL answers."""
     node_command("up", node)

@@ -40,10 +40,8 @@ from loadtest.stats import IN_FLIGHT_CAP, OK, SecondCounter, Series, Tick, Windo
 from loadtest.tally import Tally
 
 POLL_S: Final = 0.5
-# How long resolving an unknown outcome may take at most: every attempt's deadline plus the backoffs.
-RESOLVE_WINDOW_S: Final = bounds.resolve_attempts_max * (
-    bounds.resolve_backoff_max_s + bounds.deadline_max_ms / 1000
-)
+# How long resolving an unknown outcome may take at most: its time, then the last attempt's deadline.
+RESOLVE_WINDOW_S: Final = bounds.resolve_for_max_s + bounds.deadline_max_ms / 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -350,11 +348,14 @@ class Runner:
         task.add_done_callback(self._resolving.discard)
 
     async def _resolve(self, op: Op) -> None:
-        """Send `op` again (the same request id) until the answer is known."""
+        """Send `op` again (the same request id) until the answer is known, for `resolve_for_max_s`."""
         tally = self.workload.tally
+        give_up_s = time.monotonic() + bounds.resolve_for_max_s
         backoff_s = bounds.resolve_backoff_initial_s
         for _ in range(bounds.resolve_attempts_max):
             await asyncio.sleep(backoff_s)
+            if time.monotonic() > give_up_s:
+                break
             backoff_s = min(2 * backoff_s, bounds.resolve_backoff_max_s)
             try:
                 response = await send(self.client, op, self._timeout_s)

@@ -4,6 +4,7 @@ sending such a request again, with its request id, until the answer is known."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
@@ -20,8 +21,9 @@ UNKNOWN_OUTCOMES: Final = frozenset(
 
 
 async def until_known(call: Callable[[], Awaitable[T]]) -> T:
-    """`call()`, again with backoff while its outcome is unknown (at most `resolve_attempts_max` times);
-    each call must send the same request id, so that a retry is one. Other errors are raised."""
+    """`call()`, again with backoff while its outcome is unknown (for `resolve_for_max_s`, then once
+    more); each call must send the same request id, so that a retry is one. Other errors are raised."""
+    give_up_s = time.monotonic() + bounds.resolve_for_max_s
     backoff_s = bounds.resolve_backoff_initial_s
     for _ in range(bounds.resolve_attempts_max - 1):
         try:
@@ -29,6 +31,8 @@ async def until_known(call: Callable[[], Awaitable[T]]) -> T:
         except JubaoError as error:
             if error.code not in UNKNOWN_OUTCOMES:
                 raise
+        if time.monotonic() + backoff_s > give_up_s:
+            break
         await asyncio.sleep(backoff_s)
         backoff_s = min(2 * backoff_s, bounds.resolve_backoff_max_s)
     return await call()
