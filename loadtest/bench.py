@@ -37,6 +37,7 @@ from loadtest.fundta_bench import run_fundta_bench
 from loadtest.fundta_orders import order_accept_figures
 from loadtest.ghz import GhzLoad, ghz_figure
 from loadtest.harness import Run, bare_echo, prepare, scratch_dir, serving, verify
+from loadtest.ledger_bench import LedgerPlan, run_ledger_bench
 from loadtest.payments_bench import (
     PaymentsPlan,
     batch_figures,
@@ -84,6 +85,8 @@ class BenchPlan:
     # Co-creation's joint model: the orders and policies of the 运费险 case it is trained on.
     cocreation_orders: int = 100_000
     cocreation_policies: int = 20_000
+    # The ledger in this process, without gRPC: the ceiling of the payments figures.
+    ledger: LedgerPlan = dataclasses.field(default_factory=LedgerPlan)
 
     @classmethod
     def of(cls, quick: bool) -> BenchPlan:
@@ -96,7 +99,7 @@ class BenchPlan:
         double11 = SCENARIOS / "double11.toml"
         return cls(
             "full", 30.0, 5.0, 64, workers, 15.0, payments, double11, BulkPlan.of(quick), 1_000_000, 100_000,
-            1_000_000, 200_000,
+            1_000_000, 200_000, LedgerPlan(batches=50, unary_transfers=10_000),
         )  # fmt: skip
 
     def scenario(self) -> Scenario:
@@ -163,6 +166,8 @@ async def storage_figures(plan: BenchPlan, scratch: Path) -> list[Figure]:
         try:
             await migrate(backend)
             figures += await run_storage_bench(backend, plan.storage_seconds)
+            print(f"bench: the ledger in process on {choice.backend}")
+            figures += await run_ledger_bench(backend, SYSTEM_CLOCK, plan.ledger)
             print(f"bench: fund TA day-close on {choice.backend}")
             figures += await run_fundta_bench(backend, SYSTEM_CLOCK, plan.fundta_holders, plan.fundta_orders)
             print(f"bench: co-creation training on {choice.backend}")

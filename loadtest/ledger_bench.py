@@ -1,0 +1,218 @@
+"""The ledger's own ceiling, in this process: `Ledger.create_transfers` in batches and
+`Ledger.create_transfer` one at a time, on a migrated backend, with no gRPC, no call pipeline and no
+clients on the same cores.
+
+Beside `payments_transfer_batch_per_s` and `payments_transfer_unary_per_s` (through a server, from the
+harness's client processes) these say how much of a payment's cost is the ledger and its storage and how
+much the RPC layer and the clients: the profiles of issue 14 were taken this way, and this makes them part
+of every bench run. CPU per transfer is this process's (`getrusage`: the event loop and the storage
+engine's threads; on Cassandra, not the nodes'), with the garbage collector as a server process has it
+(`HeapFreezer`) while the figures are measured. Every account may go negative, so no transfer is refused;
+at the end every transfer must have been answered COMPLETED and the balances must still add up to zero."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import random
+import resource
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final
+
+from jubao_server.clock import Clock
+from jubao_server.invariants import ensure
+from jubao_server.payments.api import Idempotency, TransferCommand
+from jubao_server.payments.config import PaymentsSettings
+from jubao_server.payments.ledger import Ledger
+from jubao_server.payments.model import (
+    AccountKind,
+    AccountPolicy,
+    Leg,
+    OpenAccountCommand,
+    Transfer,
+    TransferState,
+)
+from jubao_server.platform.collector import HeapFreezer
+from jubao_server.storage.contract import StorageBackend
+
+from loadtest.report import Figure, figure
+
+CURRENCY: Final = "CNY"
+SEED: Final = 20_261_203
+# Accounts opened at once while setting up; the balances are read back this many at a time.
+OPEN_CONCURRENCY: Final = 250
+LIST_PAGE_MAX: Final = 1_000
+Item = tuple[TransferCommand, Idempotency]
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerPlan:
+    """What the in-process figures run: `batches` batches of `batch_size` (`batches_in_flight` at once),
+    then `unary_transfers` single transfers (`unary_in_flight` at once), among `accounts` accounts."""
+
+    accounts: int = 10_000
+    shard_count: int = 16
+    batch_size: int = 1_000
+    batches: int = 10
+    batches_in_flight: int = 2
+    unary_transfers: int = 2_000
+    unary_in_flight: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    transfers: int
+    seconds: float
+    cpu_s: float
+
+    @property
+    def per_s(self) -> float:
+        return self.transfers / self.seconds
+
+    @property
+    def cpu_us_per_transfer(self) -> float:
+        return self.cpu_s / self.transfers * 1e6
+
+
+async def run_ledger_bench(backend: StorageBackend, clock: Clock, plan: LedgerPlan) -> list[Figure]:
+    tenant = f"bench-ledger-{uuid.uuid4().hex[:10]}"
+    ledger = Ledger(backend, PaymentsSettings(shard_count=plan.shard_count), clock=clock)
+    freezer = HeapFreezer()  # the collector as in a server process, for the measured part
+    await ledger.start()
+    try:
+        accounts = [f"acct-{index:06d}" for index in range(plan.accounts)]
+        for start in range(0, len(accounts), OPEN_CONCURRENCY):
+            await asyncio.gather(
+                *(_open(ledger, tenant, account) for account in accounts[start : start + OPEN_CONCURRENCY])
+            )
+        rng = random.Random(SEED)
+        await ledger.create_transfers(tenant, _items(rng, accounts, plan.batch_size))  # shards loaded
+        freezer.install()
+        load = os.getloadavg()[0]
+        batches = [_items(rng, accounts, plan.batch_size) for _ in range(plan.batches)]
+        batch = await _measure(
+            plan.batches * plan.batch_size,
+            (_batch_send(ledger, tenant, items) for items in batches),
+            plan.batches_in_flight,
+        )
+        singles = _items(rng, accounts, plan.unary_transfers)
+        unary = await _measure(
+            plan.unary_transfers,
+            (_unary_send(ledger, tenant, item) for item in singles),
+            plan.unary_in_flight,
+        )
+        await _check_conserved(ledger, tenant, plan.accounts)
+    finally:
+        freezer.uninstall()
+        await ledger.stop()
+    where = (
+        f"in process, {plan.accounts:,} accounts in {plan.shard_count} shards, random payer and payee; "
+        f"load average {load:.1f} at the start"
+    )
+    name = backend.name
+    return [
+        figure(
+            "payments_ledger_batch_per_s",
+            round(batch.per_s),
+            "transfers/s",
+            name,
+            f"Ledger.create_transfers, {plan.batches} batches of {plan.batch_size:,}, "
+            f"{plan.batches_in_flight} in flight, {where}; no gRPC: the ceiling of "
+            "payments_transfer_batch_per_s",
+        ),
+        figure(
+            "payments_ledger_batch_cpu_us_per_transfer",
+            round(batch.cpu_us_per_transfer),
+            "us",
+            name,
+            "this process's CPU (event loop and storage threads) over the batches, per transfer",
+        ),
+        figure(
+            "payments_ledger_unary_per_s",
+            round(unary.per_s),
+            "transfers/s",
+            name,
+            f"Ledger.create_transfer, {plan.unary_transfers:,} transfers, {plan.unary_in_flight} in flight, "
+            f"{where}; no gRPC: the ceiling of payments_transfer_unary_per_s",
+        ),
+        figure(
+            "payments_ledger_unary_cpu_us_per_transfer",
+            round(unary.cpu_us_per_transfer),
+            "us",
+            name,
+            "this process's CPU over the single transfers, per transfer",
+        ),
+    ]
+
+
+def _batch_send(ledger: Ledger, tenant: str, items: list[Item]) -> Callable[[], Awaitable[int]]:
+    async def send() -> int:
+        results = await ledger.create_transfers(tenant, items)
+        for result in results:
+            ensure(
+                isinstance(result, Transfer) and result.state == TransferState.COMPLETED,
+                f"a bench transfer was not completed: {result!r}",
+            )
+        return len(results)
+
+    return send
+
+
+def _unary_send(ledger: Ledger, tenant: str, item: Item) -> Callable[[], Awaitable[int]]:
+    async def send() -> int:
+        result = await ledger.create_transfer(tenant, *item)
+        ensure(result.state == TransferState.COMPLETED, f"a bench transfer was not completed: {result!r}")
+        return 1
+
+    return send
+
+
+async def _measure(transfers: int, sends: Iterable[Callable[[], Awaitable[int]]], in_flight: int) -> Measured:
+    """Run `sends`, `in_flight` at a time, timed and with this process's CPU counted."""
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one(send: Callable[[], Awaitable[int]]) -> int:
+        async with gate:
+            return await send()
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    done = sum(await asyncio.gather(*(one(send) for send in sends)))
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    ensure(done == transfers, f"{done} transfers answered of {transfers}")
+    cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return Measured(transfers, seconds, cpu_s)
+
+
+def _items(rng: random.Random, accounts: list[str], count: int) -> list[Item]:
+    items = []
+    for _ in range(count):
+        payer, payee = rng.sample(accounts, 2)
+        legs = (Leg(payer, payee, rng.randint(1, 10_000)),)
+        items.append((TransferCommand(CURRENCY, legs, "bench"), Idempotency(uuid.uuid4().hex, repr(legs))))
+    return items
+
+
+async def _open(ledger: Ledger, tenant: str, account: str) -> None:
+    policy = AccountPolicy(allow_negative=True)
+    command = OpenAccountCommand(account, CURRENCY, AccountKind.SETTLEMENT, policy, account)
+    await ledger.open_account(tenant, command, Idempotency(f"open-{account}", account))
+
+
+async def _check_conserved(ledger: Ledger, tenant: str, accounts: int) -> None:
+    """Every account listed and its balances adding up to zero: nothing was created or lost."""
+    total_minor = 0
+    listed = 0
+    token: str | None = None
+    for _ in range(accounts // LIST_PAGE_MAX + 2):
+        views, token = await ledger.list_accounts(tenant, token, LIST_PAGE_MAX)
+        listed += len(views)
+        total_minor += sum(view.balance.ledger_minor for view in views)
+        if token is None:
+            break
+    ensure(listed == accounts, f"{listed} accounts listed of {accounts}")
+    ensure(total_minor == 0, f"the bench's balances add up to {total_minor}, not 0")
