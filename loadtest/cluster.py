@@ -21,6 +21,7 @@ import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Final
 
 from cassandra.cluster import Cluster
@@ -60,34 +61,34 @@ def cluster_lock() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def node_command(action: str, node: int | None = None, *, kill: bool = False) -> None:
-    """`node.py cluster ACTION [--node N] [--kill]`; raises ClusterError with its output when it fails."""
-    command = [sys.executable, str(NODE_PY), "cluster", action]
-    command += [] if node is None else ["--node", str(node)]
-    command += ["--kill"] if kill else []
-    done = subprocess.run(
-        command,
+def node_py(args: list[str], timeout_s: float, env: dict[str, str] | None = None) -> CompletedProcess[str]:
+    """`node.py ARGS` run from the checkout, its output captured (`env`: the whole environment, or this
+    process's)."""
+    return subprocess.run(
+        [sys.executable, str(NODE_PY), *args],
         capture_output=True,
         text=True,
-        timeout=node_command_timeout_s,
+        timeout=timeout_s,
         check=False,
         cwd=REPO,
-        env={**os.environ, "JUBAO_CASSANDRA_START_TIMEOUT_S": str(node_start_timeout_s)},
+        env=env,
     )
+
+
+def node_command(action: str, node: int | None = None, *, kill: bool = False) -> None:
+    """`node.py cluster ACTION [--node N] [--kill]`; raises ClusterError with its output when it fails."""
+    args = ["cluster", action]
+    args += [] if node is None else ["--node", str(node)]
+    args += ["--kill"] if kill else []
+    env = {**os.environ, "JUBAO_CASSANDRA_START_TIMEOUT_S": str(node_start_timeout_s)}
+    done = node_py(args, node_command_timeout_s, env)
     if done.returncode != 0:
-        raise ClusterError(f"{' '.join(command)}: exit {done.returncode}\n{done.stdout}{done.stderr}")
+        raise ClusterError(f"node.py {' '.join(args)}: exit {done.returncode}\n{done.stdout}{done.stderr}")
 
 
 def cluster_dir() -> Path | None:
     """The folder of the running cluster's nodes (`node.py cluster where`), None when none runs."""
-    done = subprocess.run(
-        [sys.executable, str(NODE_PY), "cluster", "where"],
-        capture_output=True,
-        text=True,
-        timeout=node_command_timeout_s,
-        check=False,
-        cwd=REPO,
-    )
+    done = node_py(["cluster", "where"], node_command_timeout_s)
     return Path(done.stdout.strip()) if done.returncode == 0 else None
 
 

@@ -4,13 +4,11 @@ and noisy-neighbour tests use the three-node cluster (`cluster`)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
-from loadtest.cluster import NODE_PY, cluster_lock, nodes_up
+from loadtest.cluster import cluster_lock, node_py, nodes_up
 from tests.platform.conftest import keys, running
 
 __all__ = ["cluster", "keys", "running"]
@@ -22,13 +20,7 @@ STATUS_TIMEOUT_S = 60.0
 def cluster() -> Iterator[None]:
     """The three-node cluster runs (`make cassandra-cluster-up`; `make test` starts it): skipped when it
     does not, except in CI. Every node is up again afterwards, also when the test failed half-way."""
-    status = subprocess.run(
-        [sys.executable, str(NODE_PY), "cluster", "status"],
-        capture_output=True,
-        text=True,
-        timeout=STATUS_TIMEOUT_S,
-        check=False,
-    )
+    status = node_py(["cluster", "status"], STATUS_TIMEOUT_S)
     if status.returncode == 3:
         message = "the Cassandra cluster is not running: run `make cassandra-cluster-up`"
         if os.environ.get("CI") == "true" or os.environ.get("JUBAO_TEST_CLUSTER") == "required":

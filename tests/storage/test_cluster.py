@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -30,13 +28,12 @@ from jubao_server.storage.config import CassandraSettings
 from jubao_server.storage.contract import StorageError
 
 from loadtest.cluster import cluster_lock as held_cluster_lock
+from loadtest.cluster import node_command
 from tests.ledger.support import balance, completed, ids_in_distinct_shards, open_account, pay, total
 
 REPO: Final = Path(__file__).resolve().parents[2]
-NODE_PY: Final = REPO / "scripts" / "cassandra" / "node.py"
 CLUSTER_CONFIG: Final = REPO / "scripts" / "cassandra" / "cluster.toml"
 KEYSPACE: Final = "jubao_cluster_test"
-NODE_COMMAND_TIMEOUT_S: Final = 300.0
 # A payment that cannot reach a quorum must be refused within this (the driver's request timeout and
 # the ledger's bounded retries), not hang.
 REFUSAL_WITHIN_S: Final = 120.0
@@ -52,15 +49,7 @@ pytestmark = pytest.mark.cassandra
 def _nodes(action: str, *indexes: int, kill: bool = False) -> None:
     """`node.py cluster ACTION --node N` for each node given (all of them when none is)."""
     for index in indexes or (None,):
-        command = [sys.executable, str(NODE_PY), "cluster", action]
-        command += [] if index is None else ["--node", str(index)]
-        command += ["--kill"] if kill else []
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=NODE_COMMAND_TIMEOUT_S, check=False
-        )
-        assert done.returncode == 0, (
-            f"{' '.join(command)}: exit {done.returncode}\n{done.stdout}{done.stderr}"
-        )
+        node_command(action, index, kill=kill)
 
 
 async def _delivered(ledger: Ledger, tenant: str, *transfers: Transfer) -> None:
