@@ -21,11 +21,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from jubao.admin.v1 import tenant_admin_pb2 as admin_pb
 from jubao.client import Client, ClientConfig
+from jubao_server.platform import supervisor
 
 REPO: Final = Path(__file__).resolve().parent.parent
 BENCH_TENANT: Final = "bench-tenant"
 start_timeout_s: Final = 60.0
-stop_timeout_s: Final = 30.0
+# Past the supervisor's own wait for its children, after which it kills them and exits.
+stop_timeout_s: Final = supervisor.stop_timeout_s + 15.0
 poll_interval_s: Final = 0.2
 log_tail_max_chars: Final = 4000
 # Answers whether the server at the channel serves yet (raising grpc.RpcError while it cannot answer).

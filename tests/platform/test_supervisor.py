@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
+
+from jubao_server.platform.supervisor import ChildSpec, Supervisor
 
 from loadtest.server_process import ServerProcess
 
@@ -80,6 +84,31 @@ def test_a_crashed_child_is_started_again(tmp_path: Path) -> None:
         assert not any(_alive(pid) for pid in _children_or_none(server.process.pid))
     finally:
         server.kill()
+
+
+def test_a_stop_during_the_start_stops_the_child_starting_and_starts_no_more(tmp_path: Path) -> None:
+    """SIGTERM while a child starts (the Flight server can take many seconds on a loaded machine): the
+    supervisor does not wait for it to serve, nor start the next."""
+    pid_file = tmp_path / "slow.pid"
+    slow = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
+    supervisor = Supervisor(
+        [
+            ChildSpec("slow", [sys.executable, "-c", slow, str(pid_file)]),
+            ChildSpec("next", [sys.executable, "-c", f"open({str(tmp_path / 'next')!r}, 'w')"]),
+        ]
+    )
+    starting = threading.Thread(target=supervisor.start)
+    starting.start()
+    _wait(pid_file.exists, "the slow child runs")
+    _wait(lambda: bool(pid_file.read_text()), "the slow child wrote its pid")
+    began_s = time.monotonic()
+    supervisor.request_stop()
+    starting.join(WAIT_S)
+    assert not starting.is_alive()
+    assert time.monotonic() - began_s < 5, "the start ended when the stop came, not when the child served"
+    assert not _alive(int(pid_file.read_text()))
+    assert supervisor.ports == {}
+    assert not (tmp_path / "next").exists()
 
 
 def _children_or_none(pid: int) -> list[int]:
