@@ -32,7 +32,7 @@ schedule_tick_s: Final = 0.02
 
 # Unknown outcomes (a timeout, UNAVAILABLE): the same request is sent again, with its request id, until its
 # answer is known, for `resolve_for_max_s` at most: a bank's client keeps asking through an outage, and a
-# chaos run's outage lasts minutes on a busy machine (a node's start took 10 minutes once, seen in CI).
+# chaos run's outage lasts minutes on a busy machine (CI once went 6 minutes without a successful call).
 # `resolve_attempts_max` bounds the loop; at the backoff's maximum the time runs out long before it.
 resolve_for_max_s: Final = 1_200.0
 resolve_attempts_max: Final = 1_000

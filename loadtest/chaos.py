@@ -164,16 +164,17 @@ class LoadWatch:
             self._ok[second] = window.ok
 
     def back(self) -> bool:
-        """Whether the last `recovery_window_s` whole seconds averaged `recovered_share_min` of the
-        baseline (the seconds from `warm_up_s` to the first fault)."""
+        """Whether the last `recovery_window_s` whole seconds are back by `recovered_after_s`'s measure
+        against the baseline (the seconds from `warm_up_s` to the first fault); the second under way
+        is not whole yet."""
         with self._lock:
-            ok = dict(self._ok)
-        baseline = [ok.get(second, 0) for second in range(warm_up_s, self._baseline_end)]
-        last = max(ok, default=-1)
-        recent = [ok.get(second, 0) for second in range(last - recovery_window_s, last)]
+            last = max(self._ok, default=-1)
+            ok_per_s = [self._ok.get(second, 0) for second in range(last)]
+        baseline = ok_per_s[warm_up_s : self._baseline_end]
         if not baseline or last < self._baseline_end + recovery_window_s:
             return True
-        return sum(recent) / len(recent) >= recovered_share_min * sum(baseline) / len(baseline)
+        baseline_per_s = sum(baseline) / len(baseline)
+        return recovered_after_s(ok_per_s, last - recovery_window_s, last, baseline_per_s) is not None
 
 
 class Schedule:
@@ -208,13 +209,14 @@ class Schedule:
 
     def wait_back(self) -> None:
         """Wait until the load is back (`LoadWatch.back`), `back_wait_max_s` at most."""
-        waited_s = 0.0
-        while not self.watch.back() and waited_s < back_wait_max_s:
+        if self.watch.back():
+            return
+        for _ in range(int(back_wait_max_s / back_poll_s)):
             time.sleep(back_poll_s)
-            waited_s += back_poll_s
-        back = "back" if self.watch.back() else f"not back after {back_wait_max_s:g} s; going on"
-        if waited_s:
-            print(f"  >> {self.now_s():7.1f}s  load {back}", flush=True)
+            if self.watch.back():
+                print(f"  >> {self.now_s():7.1f}s  load back", flush=True)
+                return
+        print(f"  >> {self.now_s():7.1f}s  load not back after {back_wait_max_s:g} s; going on", flush=True)
 
     def begin(self, name: str, description: str) -> Fault:
         return Fault(name, description, round(self.now_s(), 2))
@@ -296,11 +298,7 @@ def run_chaos(plan: ChaosPlan, workers: int, output_dir: Path, keyspace: str | N
         segment, faults = _load_under_faults(run, servers, plan, workers)
         tally = Tally.merge([setup, segment.tally])
         report = verify(target, tally, run.names.every())
-        digests = [
-            logs.digest_server(path.stem, path) for path in sorted(servers.scratch.glob("server-*.log"))
-        ]
-        digests += [logs.digest_node(name, path, marks[path]) for name, path in node_logs.items()]
-    diagnosis = [] if report.passed else [line for digest in digests for line in digest.lines()]
+        diagnosis = [] if report.passed else _diagnosis(servers.scratch, node_logs, marks)
     document = chaos_document(plan, scenario, segment, faults, (report, tally)) | {
         "diagnosis": diagnosis,
         "workers": workers,
@@ -311,6 +309,13 @@ def run_chaos(plan: ChaosPlan, workers: int, output_dir: Path, keyspace: str | N
     }
     json_path, png_path = write_report(document, output_dir, plan.name)
     return ChaosOutcome(document, report, json_path, png_path)
+
+
+def _diagnosis(scratch: Path, node_logs: dict[str, Path], marks: dict[Path, int]) -> list[str]:
+    """What the servers (their logs in `scratch`) and the nodes (since `marks`) logged, as table lines."""
+    digests = [logs.digest_server(path.stem, path) for path in sorted(scratch.glob("server-*.log"))]
+    digests += [logs.digest_node(name, path, marks[path]) for name, path in node_logs.items()]
+    return [line for digest in digests for line in digest.lines()]
 
 
 def chaos_scenario() -> Scenario:

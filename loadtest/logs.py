@@ -2,9 +2,9 @@
 its warnings and errors counted by kind (the servers' `event`, the nodes' message), the most frequent first,
 and the last errors. A chaos run that fails in CI leaves nothing else behind: its logs go with the machine.
 
-A server's kinds carry the start of
-their error (storage timeouts and unavailability say which consistency level and how many replicas
-answered). A node's `system.log` outlives the run, so only what was appended after `mark()` is read."""
+A server's kinds carry the start of their error (storage timeouts and unavailability say which consistency
+level and how many replicas answered). A node's `system.log` outlives the run, so only what was appended
+after `mark()` is read."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from typing import Final
 kinds_listed_max: Final = 6
 errors_listed_max: Final = 3
 line_chars_max: Final = 240
-error_chars_max: Final = 100  # a server record's error, in its kind
+# How much of a server record's error, or of a node's message, names its kind.
+kind_chars_max: Final = 100
 log_read_bytes_max: Final = 64 * 1024 * 1024
-NODE_LEVELS: Final = ("WARN", "ERROR")
 SERVER_LEVELS: Final = frozenset({"warning", "error", "critical"})
 # A node's log line: "LEVEL [thread] date time Source.java:line - message".
 NODE_LINE: Final = re.compile(r"^(WARN|ERROR)\s+\[[^\]]*\]\s+\S+\s+\S+\s+\S+\s+-\s+(.*)$")
@@ -67,7 +67,7 @@ def digest_server(name: str, path: Path) -> Digest:
         if level not in SERVER_LEVELS:
             continue
         error = record.get("error")
-        cause = "" if error is None else f" ({NUMBERS.sub('#', _short(str(error), error_chars_max))})"
+        cause = "" if error is None else f" ({NUMBERS.sub('#', _short(str(error), kind_chars_max))})"
         counts[f"{level}: {record.get('event', '?')}{cause}"] += 1
         if level != "warning":
             errors.append(_short(line))
@@ -83,7 +83,7 @@ def digest_node(name: str, path: Path, start: int) -> Digest:
         if found is None:
             continue
         level, message = found.groups()
-        counts[f"{level} {NUMBERS.sub('#', _short(message, 100))}"] += 1
+        counts[f"{level} {NUMBERS.sub('#', _short(message, kind_chars_max))}"] += 1
         if level == "ERROR":
             errors.append(_short(line))
     return Digest(name, tuple(counts.most_common()), tuple(errors))

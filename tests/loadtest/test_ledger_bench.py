@@ -1,5 +1,5 @@
 """The in-process ledger figures (`loadtest.ledger_bench`) on a small plan, on every backend: the four figures
-with positive values, and the bench's own check (every transfer completed, balances adding up to zero)."""
+with positive values, and the bench's own check (every transfer completed, Reconcile clean)."""
 
 from __future__ import annotations
 
