@@ -1,11 +1,13 @@
 """The in-process ledger figures (`loadtest.ledger_bench`) on a small plan, on every backend: the four figures
-with positive values, and the bench's own check (every transfer completed, Reconcile clean)."""
+with positive values, and the bench's own check (every transfer committed, Reconcile clean)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from jubao_server import limits
 from jubao_server.app import migrate
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.storage.contract import NO_FAULTS
@@ -35,3 +37,25 @@ async def test_the_ledger_figures_are_measured_and_the_money_adds_up(
         "payments_ledger_unary_cpu_us_per_transfer",
     ]
     assert all(f["backend"] == backend.name and int(f["value"]) > 0 for f in figures)
+
+
+async def test_transfers_answered_before_their_credits_landed_are_counted_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a loaded machine a call's bounded wait for its credits can end first: the transfer is answered
+    DEBITED (committed, its credit in flight). The bench counts those in its notes, waits for their
+    credits, and Reconcile finds the ledger clean. Here no call waits at all."""
+    monkeypatch.setattr(limits, "ledger_completion_wait_s", 0.0)
+    backend = await open_test_backend("sqlite", tmp_path, NO_FAULTS)
+    try:
+        await migrate(backend)
+        figures = await run_ledger_bench(backend, SYSTEM_CLOCK, SMALL)
+    finally:
+        await backend.close()
+    notes = next(f["notes"] for f in figures if f["name"] == "payments_ledger_batch_per_s")
+    debited = re.search(
+        r"answered DEBITED \(credit still in flight\): ([\d,]+) batched, ([\d,]+) single", notes
+    )
+    assert debited is not None, notes
+    batched, single = (int(count.replace(",", "")) for count in debited.groups())
+    assert batched > 0 and single > 0, notes
