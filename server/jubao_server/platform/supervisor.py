@@ -77,7 +77,7 @@ class Supervisor:
         requested meanwhile ends the start: the child starting is stopped and the rest are not started."""
         for spec in self._specs:
             try:
-                started = _spawn(spec, self._stop_requested)
+                started = None if self._stopping else _spawn(spec, self._stop_requested)
             except ChildFailed:
                 self.stop()
                 raise
