@@ -5,9 +5,10 @@ Format: `{"machine": {...}, "started_at": "...", "mode": "quick|full", "figures"
 "backend", "notes"}]}`. Every run measures the empty-RPC ceiling (`grpc_empty_rpc_per_s`: authenticated
 Ping calls through the same server, pipeline and SDK) so that other figures read as fractions of it, the
 bare ceiling of Python gRPC beside it (`grpc_bare_echo_per_s`: the same clients against a minimal server,
-`bare_echo.py`), the server's CPU per call of each and of a unary transfer (`*_server_cpu_us_per_call`),
-and ghz's ceiling on the same call as a check of the harness. Every backend's loads are checked against its
-ledger at the end: a lost or duplicated payment fails the bench.
+`bare_echo.py`, in windows alternating with the empty RPC's), the server's CPU per call of each and of a
+unary transfer (`*_server_cpu_us_per_call`), and ghz's ceiling on the same call as a check of the harness.
+Every backend's loads are checked against its ledger at the end: a lost or duplicated payment fails the
+bench.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,6 +40,7 @@ from loadtest.ghz import GhzLoad, ghz_figure
 from loadtest.harness import Run, bare_echo, prepare, scratch_dir, serving, verify
 from loadtest.ledger_bench import LedgerPlan, run_ledger_bench
 from loadtest.payments_bench import (
+    Measured,
     PaymentsPlan,
     batch_figures,
     measure,
@@ -51,6 +53,7 @@ from loadtest.profile import Profiles
 from loadtest.report import Figure, check_json, figure, machine, now_iso, write_report
 from loadtest.scenario import SCENARIOS, Scenario, load_scenario
 from loadtest.server_process import REPO, free_port
+from loadtest.stats import PairedRounds
 from loadtest.storage_bench import run_storage_bench
 from loadtest.tally import Tally
 
@@ -62,6 +65,10 @@ DOUBLE11_P99_MAX_MS: Final = 50.0
 DOUBLE11_ERROR_RATE_MAX: Final = 0.001
 # make bench-full reads payments_transfer_stall_max_ms over 5 minutes at half the unary peak.
 STALL_RUN_S: Final = 300.0
+# grpc_empty_rpc_of_bare_echo: the bare echo and the pipeline take turns, this many windows each, so that
+# each round's two windows see about the same host speed; a shared 2-core host drifts between windows
+# minutes apart (one after the other, the same code read 0.418, then 0.918 twenty minutes later).
+RPC_ROUNDS: Final = 4
 
 
 class BenchCheckFailed(RuntimeError):
@@ -102,6 +109,11 @@ class BenchPlan:
             1_000_000, 200_000, LedgerPlan(batches=50, unary_transfers=10_000),
         )  # fmt: skip
 
+    @property
+    def rpc_window_s(self) -> float:
+        """Each ceiling's window of a round (`rpc_figures`), in whole seconds as a load's are read."""
+        return float(self.rpc_seconds // RPC_ROUNDS)
+
     def scenario(self) -> Scenario:
         scenario = load_scenario(self.double11)
         peak = dataclasses.replace(
@@ -111,45 +123,76 @@ class BenchPlan:
 
 
 def rpc_figures(engine: Engine, run: Run, plan: BenchPlan) -> list[Figure]:
-    """The empty-RPC ceiling through the whole pipeline and, just before it with the same clients and load,
-    the bare ceiling of Python gRPC (a minimal server of its own), with the server's CPU per call of each."""
-    drive = ClosedLoop(plan.rpc_concurrency, plan.rpc_warmup_s + plan.rpc_seconds)
+    """The empty-RPC ceiling through the whole pipeline and, with the same clients and load, the bare
+    ceiling of Python gRPC (a minimal server of its own) in windows alternating with it (`alternating`),
+    with the server's CPU per call of each."""
     pings = only(run.scenario, "ping")
     with bare_echo(run.target.api_key) as bare_target:
-        bare_run = dataclasses.replace(run, target=bare_target)
-        bare = measure(engine, bare_run, pings, drive, plan.rpc_warmup_s, label="grpc_bare_echo")
-    empty = measure(engine, run, pings, drive, plan.rpc_warmup_s, label="grpc_empty_rpc")
-    result = empty.window
+        runs = (("grpc_bare_echo", dataclasses.replace(run, target=bare_target)), ("grpc_empty_rpc", run))
+        bare_loads, empty_loads = alternating(engine, runs, pings, plan)
+    # Each target's first load is its warm-up: its CPU counts, it has no window.
+    rounds = PairedRounds(_per_s(bare_loads[1:]), _per_s(empty_loads[1:]))
+    bare, empty = Measured.combined(bare_loads), Measured.combined(empty_loads)
+    bare_per_s, empty_per_s = rounds.reference_median_per_s, rounds.measured_median_per_s
     clients = f"{engine.workers} client processes x {plan.rpc_concurrency} in flight (closed loop)"
+    windows = (
+        f"the median of {RPC_ROUNDS} windows of {plan.rpc_window_s:g} s alternating with "
+        f"the other ceiling's, after a {plan.rpc_warmup_s:g} s warm-up of each"
+    )
     notes = (
-        f"MetaService.Ping with API key auth, quota and telemetry; {clients}; {result.ok} calls, "
-        f"{result.error_count} errors in {result.seconds} s"
+        f"MetaService.Ping with API key auth, quota and telemetry; {clients}; {windows} "
+        f"({_rates(rounds.measured_per_s)}); {empty.errors_note()}"
     )
     bare_notes = (
         f"MetaService.Ping on a bare grpc.aio server in a process of its own (no pipeline, no auth, no "
-        f"telemetry), measured just before grpc_empty_rpc_per_s with the same clients: {clients}; "
-        f"{bare.window.ok} calls, {bare.window.error_count} errors in {bare.window.seconds} s"
+        f"telemetry), the same clients as grpc_empty_rpc_per_s: {clients}; {windows} "
+        f"({_rates(rounds.reference_per_s)}); {bare.errors_note()}"
     )
-    share = result.achieved_per_s / bare.window.achieved_per_s if bare.window.achieved_per_s else 0.0
+    ratios = ", ".join(f"{ratio:.3f}" for ratio in rounds.ratios)
+    latency = f"at the ceiling load, over its {RPC_ROUNDS} windows"
     figures = [
-        figure("grpc_bare_echo_per_s", round(bare.window.achieved_per_s), "calls/s", "none", bare_notes),
+        figure("grpc_bare_echo_per_s", round(bare_per_s), "calls/s", "none", bare_notes),
         *bare.cpu_figure("grpc_bare_echo_server_cpu_us_per_call", "none"),
-        figure("grpc_empty_rpc_per_s", round(result.achieved_per_s), "calls/s", "none", notes),
+        figure("grpc_empty_rpc_per_s", round(empty_per_s), "calls/s", "none", notes),
         figure(
             "grpc_empty_rpc_of_bare_echo",
-            round(share, 3),
+            round(rounds.ratio_median, 3),
             "ratio",
             "none",
-            "grpc_empty_rpc_per_s / grpc_bare_echo_per_s: what the call pipeline leaves of Python gRPC's "
-            "ceiling (target: at least 0.75)",
+            "what the call pipeline leaves of Python gRPC's ceiling (target: at least 0.75): the median over "
+            f"{RPC_ROUNDS} rounds of a round's grpc_empty_rpc window over the same round's grpc_bare_echo "
+            f"window, so the host's drift between rounds divides out (per round: {ratios})",
         ),
         *empty.cpu_figure("grpc_empty_rpc_server_cpu_us_per_call", "none"),
-        figure("grpc_empty_rpc_p50_ms", round(result.latency_ms[0], 3), "ms", "none", "at the ceiling load"),
-        figure("grpc_empty_rpc_p99_ms", round(result.p99_ms, 3), "ms", "none", "at the ceiling load"),
+        figure("grpc_empty_rpc_p50_ms", round(empty.window.latency_ms[0], 3), "ms", "none", latency),
+        figure("grpc_empty_rpc_p99_ms", round(empty.window.p99_ms, 3), "ms", "none", latency),
     ]
     load = GhzLoad(plan.rpc_seconds, plan.rpc_concurrency * engine.workers, engine.workers)
-    ghz = ghz_figure(run.target, load, result.achieved_per_s)
+    ghz = ghz_figure(run.target, load, empty_per_s)
     return figures if ghz is None else [*figures, ghz]
+
+
+def alternating(
+    engine: Engine, runs: Sequence[tuple[str, Run]], scenario: Scenario, plan: BenchPlan
+) -> list[list[Measured]]:
+    """Loads of `scenario` on each of `runs` in turn: a warm-up of each (`rpc_warmup_s`, no window), then
+    `RPC_ROUNDS` rounds of a window of each (`rpc_window_s`, profiled as `<label>-<round>`).
+    Per run, its warm-up's load and then its windows' loads."""
+    warmup = ClosedLoop(plan.rpc_concurrency, plan.rpc_warmup_s)
+    window = ClosedLoop(plan.rpc_concurrency, plan.rpc_window_s)
+    loads = [[measure(engine, each, scenario, warmup, plan.rpc_warmup_s)] for _, each in runs]
+    for round_number in range(1, RPC_ROUNDS + 1):
+        for (label, each), measured in zip(runs, loads, strict=True):
+            measured.append(measure(engine, each, scenario, window, 0.0, label=f"{label}-{round_number}"))
+    return loads
+
+
+def _per_s(loads: Sequence[Measured]) -> tuple[float, ...]:
+    return tuple(load.window.achieved_per_s for load in loads)
+
+
+def _rates(rates_per_s: Sequence[float]) -> str:
+    return "per window " + ", ".join(f"{rate_per_s:.0f}" for rate_per_s in rates_per_s) + " calls/s"
 
 
 async def storage_figures(plan: BenchPlan, scratch: Path) -> list[Figure]:

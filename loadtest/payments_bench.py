@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from collections.abc import Sequence
 from typing import Final
 
 from loadtest.engine import ClosedLoop, Drive, Engine, OpenLoop
@@ -15,7 +16,7 @@ from loadtest.harness import Run, load, machine_stalls
 from loadtest.report import Figure, figure
 from loadtest.scenario import Profile, Scenario
 from loadtest.server_process import process_cpu_s
-from loadtest.stats import Window
+from loadtest.stats import Tick, Window, window_of
 from loadtest.tally import Tally
 
 batch_size: Final = 1_000
@@ -42,6 +43,11 @@ class ServerCpu:
     wall_s: float
     calls: int
 
+    @classmethod
+    def total(cls, parts: Sequence[ServerCpu]) -> ServerCpu:
+        """Several loads' CPU time, wall time and calls summed."""
+        return cls(sum(p.cpu_s for p in parts), sum(p.wall_s for p in parts), sum(p.calls for p in parts))
+
     @property
     def us_per_call(self) -> float:
         return self.cpu_s * 1e6 / self.calls if self.calls else 0.0
@@ -64,6 +70,18 @@ class Measured:
     window: Window
     tally: Tally
     server_cpu: ServerCpu | None = None
+    # The window's ticks, so that several loads' windows read as one (`combined`).
+    ticks: tuple[Tick, ...] = ()
+
+    @classmethod
+    def combined(cls, parts: Sequence[Measured]) -> Measured:
+        """Several loads read as one: their windows' seconds and ticks together (the latency histograms
+        merged), their tallies merged, and their servers' CPU summed."""
+        ticks = tuple(tick for part in parts for tick in part.ticks)
+        window = window_of(ticks, sum(part.window.seconds for part in parts))
+        cpus = [part.server_cpu for part in parts if part.server_cpu is not None]
+        server_cpu = ServerCpu.total(cpus) if cpus else None
+        return cls(window, Tally.merge(part.tally for part in parts), server_cpu, ticks)
 
     def errors_note(self) -> str:
         window = self.window
@@ -104,8 +122,9 @@ def measure(
         whole = segment.series.window(0, segment.series.seconds)
         cpu_s = sum(process_cpu_s(pid) for pid in pids) - cpu_before_s
         server_cpu = ServerCpu(cpu_s, time.monotonic() - started_s, whole.ok + whole.error_count)
-    end = segment.series.seconds if until_answered else int(drive.duration_s)
-    return Measured(segment.series.window(int(warmup_s), end), segment.tally, server_cpu)
+    first, end = int(warmup_s), segment.series.seconds if until_answered else int(drive.duration_s)
+    ticks = tuple(segment.series.ticks_in(first, end))
+    return Measured(segment.series.window(first, end), segment.tally, server_cpu, ticks)
 
 
 def only(scenario: Scenario, kind: str, **changes: object) -> Scenario:

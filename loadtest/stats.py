@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
+import statistics
 from collections.abc import Iterable, Sequence
 
 from hdrh.histogram import HdrHistogram
@@ -169,8 +170,11 @@ class Series:
 
     def window(self, first: int, end: int) -> Window:
         """Seconds `first` to `end - 1`."""
-        ticks = [tick for second in range(first, end) for tick in self.ticks.get(second, [])]
-        return window_of(ticks, max(0, end - first))
+        return window_of(self.ticks_in(first, end), max(0, end - first))
+
+    def ticks_in(self, first: int, end: int) -> list[Tick]:
+        """Every worker's ticks of seconds `first` to `end - 1`."""
+        return [tick for second in range(first, end) for tick in self.ticks.get(second, [])]
 
     def longest_ok_gap_s(self, first_s: float, end_s: float) -> float:
         """The longest time from `first_s` to `end_s` (seconds since the start) without a success: between
@@ -185,3 +189,38 @@ class Series:
         )
         edges = [first_s, *times, end_s]
         return max(later - earlier for earlier, later in itertools.pairwise(edges))
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedRounds:
+    """Two loads measured in alternating windows, a window of each per round: the rate of each per round,
+    and each round's ratio of the measured load's rate to the reference's. A shared machine's speed drifts
+    between windows minutes apart (by 2x on a 2-core host); the two windows of a round see about the same
+    speed, so each round's ratio divides it out, and the median of the rounds' ratios leaves out a round
+    that a stall of the machine hit in one of its windows."""
+
+    reference_per_s: tuple[float, ...]
+    measured_per_s: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.reference_per_s or len(self.reference_per_s) != len(self.measured_per_s):
+            rounds = f"{len(self.reference_per_s)} and {len(self.measured_per_s)}"
+            raise ValueError(f"a rate of each load per round, got {rounds}")
+
+    @property
+    def reference_median_per_s(self) -> float:
+        return statistics.median(self.reference_per_s)
+
+    @property
+    def measured_median_per_s(self) -> float:
+        return statistics.median(self.measured_per_s)
+
+    @property
+    def ratios(self) -> tuple[float, ...]:
+        """Each round's measured rate over the same round's reference rate (0.0 when it answered nothing)."""
+        pairs = zip(self.reference_per_s, self.measured_per_s, strict=True)
+        return tuple(measured / reference if reference else 0.0 for reference, measured in pairs)
+
+    @property
+    def ratio_median(self) -> float:
+        return statistics.median(self.ratios)

@@ -1,5 +1,6 @@
 """Per-second figures: workers' histograms travel encoded and merge into the same percentiles as one
-histogram of every latency; windows add counts and errors up."""
+histogram of every latency; windows add counts and errors up; two loads in alternating windows compare
+round by round."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ import random
 
 import pytest
 
-from loadtest.stats import IN_FLIGHT_CAP, OK, SecondCounter, Series, new_histogram, record_latency
+from loadtest.stats import (
+    IN_FLIGHT_CAP,
+    OK,
+    PairedRounds,
+    SecondCounter,
+    Series,
+    new_histogram,
+    record_latency,
+)
 
 
 def _tick(
@@ -62,3 +71,29 @@ def test_a_window_adds_up_counts_and_errors_by_status() -> None:
     assert window.latency_ms[2] == pytest.approx(5, rel=0.01)
     assert series.seconds == 4
     assert series.window(9, 12).ok == 0
+
+
+def test_alternating_windows_compare_round_by_round_and_take_the_median() -> None:
+    """The host's speed halves from one round to the next, and a stall of the machine hits the measured
+    window of round 2; otherwise the measured load does 0.8 of the reference's calls in the same round.
+    The ratio is 0.8: the ratio of the totals is 0.64, and two loads one after the other (the reference
+    in rounds 1 and 2's time, the measured in rounds 3 and 4's) would read 0.2."""
+    speeds = (1.0, 0.5, 0.25, 0.125)
+    reference_per_s = tuple(4_000 * speed for speed in speeds)
+    measured_per_s = tuple(
+        rate * share for rate, share in zip(reference_per_s, (0.8, 0.2, 0.8, 0.8), strict=True)
+    )
+    rounds = PairedRounds(reference_per_s, measured_per_s)
+    assert rounds.ratios == pytest.approx((0.8, 0.2, 0.8, 0.8))
+    assert rounds.ratio_median == pytest.approx(0.8)
+    assert sum(measured_per_s) / sum(reference_per_s) == pytest.approx(0.64)
+    assert rounds.reference_median_per_s == pytest.approx(1_500)
+    assert rounds.measured_median_per_s == pytest.approx(600)
+
+
+def test_paired_rounds_need_a_rate_of_each_load_per_round() -> None:
+    assert PairedRounds((0.0, 100.0, 200.0), (50.0, 90.0, 150.0)).ratios == (0.0, 0.9, 0.75)
+    with pytest.raises(ValueError, match="per round"):
+        PairedRounds((100.0, 200.0), (90.0,))
+    with pytest.raises(ValueError, match="per round"):
+        PairedRounds((), ())
