@@ -24,9 +24,14 @@ from jubao_server.payments.model import (
     TransferState,
 )
 from jubao_server.payments.state import AccountState
+from jubao_server.payments.tables import SHARDS as SHARD_TABLE
+from jubao_server.payments.tables import TRANSFERS
+from jubao_server.shards.actor import OUTBOX
 from jubao_server.shards.stage import shard_of
 from jubao_server.storage.contract import (
     INT64_MAX,
+    Batch,
+    Put,
     StorageBackend,
 )
 
@@ -79,6 +84,27 @@ async def test_cross_shard_split_payment_conserves_money(ledger: Ledger, tenant:
     ]
     merchant_entries, _ = await ledger.list_entries(tenant, EntryQuery(merchant, None, None, None, 10))
     assert [e.balance_after_minor for e in merchant_entries] == [9_700]
+    await ledger.stop()
+
+
+async def test_a_transfer_row_is_written_once_and_read_completed_once_its_credits_landed(
+    ledger: Ledger, backend: StorageBackend, tenant: str
+) -> None:
+    """A cross-shard transfer's row is written when its payer's shard commits it, debited and naming the
+    outbox entry owing its credits; settling the entry writes no row: a read sees the entry gone."""
+    bank, buyer = ids_in_distinct_shards("acct", SHARDS, 2)
+    await open_account(ledger, tenant, bank, allow_negative=True)
+    await open_account(ledger, tenant, buyer)
+    paid = await pay(ledger, tenant, bank, (buyer, 500))
+    assert paid.state is TransferState.COMPLETED
+    row = await backend.read_row(TRANSFERS.partition(tenant, paid.transfer_id))
+    assert row is not None and row["state"] == TransferState.DEBITED.value
+    payer_shard = shard_of(bank, SHARDS)
+    assert (row["owed_shard"], row["owed_entry"]) == (payer_shard, paid.transfer_id)
+    assert (await ledger.get_transfer(tenant, paid.transfer_id)).state is TransferState.COMPLETED
+    still_owed = Put((OUTBOX, paid.transfer_id), {"record": b"{}"})
+    await backend.write(Batch(SHARD_TABLE.partition(tenant, payer_shard), (still_owed,)))
+    assert (await ledger.get_transfer(tenant, paid.transfer_id)).state is TransferState.DEBITED
     await ledger.stop()
 
 

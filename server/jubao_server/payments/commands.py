@@ -110,8 +110,10 @@ def new_transfer(
 
 def post_transfer(
     stage: Stage, plan: TransferPlan, released_minor: int = 0
-) -> tuple[Transfer, tuple[Posting, ...]]:
-    """Debit the payer (after releasing `released_minor` it held), credit local payees, owe the rest."""
+) -> tuple[Transfer, tuple[Posting, ...], str]:
+    """Debit the payer (after releasing `released_minor` it held), credit local payees, owe the rest:
+    the transfer, its postings and the outbox entry owing the rest ("" when nothing is owed), which its
+    record names (`Record.owed_entry`)."""
     transfer = plan.transfer
     payer = stage.require(transfer.legs[0].debit_account_id)
     trial = payer
@@ -128,9 +130,10 @@ def post_transfer(
     state = TransferState.DEBITED if plan.remote else TransferState.COMPLETED
     completed = transfer.with_state(state, stage.now_ms)
     stage.new_transfers[transfer.transfer_id] = completed
+    owed_entry = ""
     if plan.remote:
-        stage.owe_transfer(OwedTransfer(TransferRecord.of(completed), plan.remote))
-    return completed, tuple(postings)
+        owed_entry = stage.owe_transfer(OwedTransfer(TransferRecord.of(completed), plan.remote))
+    return completed, tuple(postings), owed_entry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,7 +240,7 @@ class Debit(Command[Stage, Transfer]):
             return replay(earlier)
         if self.ahead is not None:
             self.ahead.check(stage.now_ms)
-        completed, postings = post_transfer(stage, self.plan)
+        completed, postings, owed_entry = post_transfer(stage, self.plan)
         opened = self.escrow if 0 in self.plan.local_credits else None
         if opened is not None:
             stage.put_escrow(opened)
@@ -247,6 +250,7 @@ class Debit(Command[Stage, Transfer]):
             body_sha256=self.body_sha256,
             transfer=TransferRecord.of(completed),
             postings=postings,
+            owed_entry=owed_entry,
             escrow=opened,
         )
         stage.record(record)
@@ -276,8 +280,10 @@ def receive_credits(stage: Stage, credits: Sequence[Credit]) -> None:
         )
 
 
-def settle_transfers(stage: Stage, entry: OutboxEntry) -> None:
-    """Every credit of an outbox entry landed (the runtime drops it): each of its transfers is delivered."""
+def settle_transfers(stage: Stage, key: str, entry: OutboxEntry) -> None:
+    """Every credit of the outbox entry `key` landed (the runtime drops it): each of its transfers is
+    delivered. Their rows name the entry when it says so (`named`): then its records name it too."""
+    owed_entry = key if entry.named else ""
     for owed in entry.owed():
         transfer = owed.transfer
         stage.record(
@@ -286,6 +292,7 @@ def settle_transfers(stage: Stage, entry: OutboxEntry) -> None:
                 time_ms=stage.now_ms,
                 transfer_id=transfer.transfer_id,
                 legs=transfer.legs,
+                owed_entry=owed_entry,
             )
         )
 
@@ -346,7 +353,7 @@ class CaptureHold(Command[Stage, Hold]):
                 Reason.AMOUNT_EXCEEDS_HOLD,
                 f"hold {hold.hold_id} reserves {hold.amount_minor}, not {amount_minor}",
             )
-        completed, postings = post_transfer(stage, self.plan, released_minor=hold.amount_minor)
+        completed, postings, owed_entry = post_transfer(stage, self.plan, released_minor=hold.amount_minor)
         captured = dataclasses.replace(
             hold,
             state=HoldState.CAPTURED,
@@ -360,6 +367,7 @@ class CaptureHold(Command[Stage, Hold]):
                 time_ms=stage.now_ms,
                 hold=captured,
                 transfer=TransferRecord.of(completed),
+                owed_entry=owed_entry,
                 postings=postings,
             )
         )
@@ -444,7 +452,7 @@ class SettleEscrow(Command[Stage, Escrow]):
                 f"escrow {escrow.escrow_id} holds {remaining_minor}, not {amount_minor}",
             )
         plan = TransferPlan.of(self._transfer(escrow, amount_minor), self.shard_count)
-        completed, postings = post_transfer(stage, plan)
+        completed, postings, owed_entry = post_transfer(stage, plan)
         settled = self._settled(escrow, amount_minor)
         stage.put_escrow(settled)
         kind = RecordType.ESCROW_RELEASED if self.release else RecordType.ESCROW_REFUNDED
@@ -454,6 +462,7 @@ class SettleEscrow(Command[Stage, Escrow]):
                 time_ms=stage.now_ms,
                 escrow=settled,
                 transfer=TransferRecord.of(completed),
+                owed_entry=owed_entry,
                 postings=postings,
             )
         )
@@ -572,7 +581,7 @@ class RefundLeg(Command[Stage, Transfer]):
                 f"leg {self.leg_index} of {self.transfer_id} was {self.leg_amount_minor}, "
                 f"{tally.refunded_minor} is refunded already",
             )
-        completed, postings = post_transfer(stage, self.plan)
+        completed, postings, owed_entry = post_transfer(stage, self.plan)
         stage.tallies[key] = RefundTally(tally.refunded_minor + amount_minor, self.window_end_ms)
         stage.record(
             Record(
@@ -581,6 +590,7 @@ class RefundLeg(Command[Stage, Transfer]):
                 body_sha256=self.body_sha256,
                 refund=RefundRecord(self.transfer_id, self.leg_index, amount_minor),
                 transfer=TransferRecord.of(completed),
+                owed_entry=owed_entry,
                 postings=postings,
             )
         )

@@ -4,10 +4,18 @@ One immutable row per entry in `payments_entries` (account partition, `entry_seq
 balance), the transfer in `payments_transfers`. The writes are idempotent (same key, same values): the
 runtime writes them with the commit (`write_after`) and again, after a crash, for every record after the
 shard's `materialized_seq`.
+
+A transfer's row is written once, when its payer's shard commits it. One that owes credits to other
+shards is written debited and names the outbox entry owing them (`owed_shard`, `owed_entry`): the entry
+is stored in the same commit, before the row, and dropped only once every credit landed, so a read that
+finds the row debited and the entry gone answers it completed (`find_transfer`), and settling the entry
+writes nothing here. Rows written by earlier versions name no entry: their transfers are written completed
+when their entries settle, as then.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import msgspec
@@ -15,17 +23,21 @@ import msgspec
 from jubao_server import limits
 from jubao_server.payments.model import Entry, EntryKind, Failure, Transfer, TransferState
 from jubao_server.payments.records import ENCODER, LegRecord, Posting, Record, RecordType, legs_of
-from jubao_server.payments.tables import ENTRIES, TRANSFERS
+from jubao_server.payments.tables import ENTRIES, SHARDS, TRANSFERS
+from jubao_server.shards.actor import OUTBOX
+from jubao_server.shards.stage import ShardId
 from jubao_server.storage.contract import Batch, Put, Row, StorageBackend, Value
 
 _LEGS = msgspec.json.Decoder(tuple[LegRecord, ...])
 _FAILURE = msgspec.json.Decoder(Failure)
 
 
-def materialize(tenant_id: str, records: Sequence[tuple[int, Record]]) -> list[Batch]:
-    """The idempotent journal writes of records: an account's entries in one batch (of at most
-    `batch_rows_max` rows), each transfer's row in its own. A transfer settled in the same records is
-    written completed, so the writes of one set never race on a transfer's state."""
+def materialize(shard: ShardId, records: Sequence[tuple[int, Record]]) -> list[Batch]:
+    """The idempotent journal writes of the records of `shard`: an account's entries in one batch (of at
+    most `batch_rows_max` rows), each transfer's row in its own. A transfer settled in the same records is
+    written completed, so the writes of one set never race on a transfer's state; a settled entry its
+    rows name is written nothing for (see the module)."""
+    tenant_id = shard.scope
     delivered = {r.transfer_id for _, r in records if r.type is RecordType.DELIVERED}
     entries: dict[str, list[Put]] = {}
     transfers: list[Batch] = []
@@ -35,9 +47,10 @@ def materialize(tenant_id: str, records: Sequence[tuple[int, Record]]) -> list[B
             entries.setdefault(posting.account_id, []).append(_entry(posting, transfer_id))
         if record.transfer is not None:
             state = TransferState.COMPLETED if transfer_id in delivered else record.transfer.state
+            owed = (shard.shard, record.owed_entry) if record.owed_entry else None
             transfer = record.transfer.transfer()
-            transfers.append(_transfer_batch(tenant_id, transfer, record.body_sha256, state))
-        elif record.type is RecordType.DELIVERED:
+            transfers.append(_transfer_batch(tenant_id, transfer, record.body_sha256, state, owed))
+        elif record.type is RecordType.DELIVERED and not record.owed_entry:
             put = Put((), {"state": TransferState.COMPLETED.value})
             transfers.append(Batch(TRANSFERS.partition(tenant_id, transfer_id), (put,)))
     step = limits.batch_rows_max
@@ -60,7 +73,14 @@ def _entry(posting: Posting, transfer_id: str) -> Put:
     return Put((posting.entry_seq,), values)
 
 
-def _transfer_batch(tenant_id: str, transfer: Transfer, body_sha256: str, state: TransferState) -> Batch:
+def _transfer_batch(
+    tenant_id: str,
+    transfer: Transfer,
+    body_sha256: str,
+    state: TransferState,
+    owed: tuple[int, str] | None,
+) -> Batch:
+    """A transfer's row; `owed`: the shard and key of the outbox entry owing its credits."""
     legs = [(leg.debit_account_id, leg.credit_account_id, leg.amount_minor) for leg in transfer.legs]
     values: dict[str, Value] = {
         "request_id": transfer.request_id,
@@ -72,12 +92,24 @@ def _transfer_batch(tenant_id: str, transfer: Transfer, body_sha256: str, state:
         "create_time_ms": transfer.create_time_ms,
         "failure": ENCODER.encode(transfer.failure).decode() if transfer.failure else None,
     }
+    if owed is not None:
+        values["owed_shard"], values["owed_entry"] = owed
     return Batch(TRANSFERS.partition(tenant_id, transfer.transfer_id), (Put((), values),))
 
 
 async def find_transfer(backend: StorageBackend, tenant_id: str, transfer_id: str) -> Transfer | None:
+    """A transfer as stored; completed once the outbox entry its row names is gone (see the module)."""
     row = await backend.read_row(TRANSFERS.partition(tenant_id, transfer_id))
-    return transfer_of_row(transfer_id, row) if row is not None else None
+    if row is None:
+        return None
+    transfer = transfer_of_row(transfer_id, row)
+    owed_entry = row["owed_entry"]
+    if transfer.state is not TransferState.DEBITED or not isinstance(owed_entry, str):
+        return transfer
+    outbox = SHARDS.partition(tenant_id, row.as_int("owed_shard"))
+    if await backend.read_row(outbox, (OUTBOX, owed_entry)) is not None:
+        return transfer
+    return dataclasses.replace(transfer, state=TransferState.COMPLETED)
 
 
 def transfer_of_row(transfer_id: str, row: Row) -> Transfer:

@@ -112,7 +112,7 @@ class PaymentsMachine:
         commands.receive_credits(stage, message.parts())
 
     def settled(self, stage: Stage, key: str, entry: OutboxEntry) -> None:
-        commands.settle_transfers(stage, entry)
+        commands.settle_transfers(stage, key, entry)
 
     def messages(self, key: str, entry: OutboxEntry) -> Sequence[CreditMessage]:
         return messages_of(key, entry)
@@ -149,8 +149,8 @@ class PaymentsMachine:
         keep_recent(state.transfers, stage.new_transfers, limits.ledger_recent_transfers_max)
         keep_recent(state.requests, stage.new_requests, limits.ledger_recent_transfers_max)
 
-    def journal(self, scope: str, records: Sequence[tuple[int, Record]]) -> list[Batch]:
-        return journal.materialize(scope, records)
+    def journal(self, shard: ShardId, records: Sequence[tuple[int, Record]]) -> list[Batch]:
+        return journal.materialize(shard, records)
 
     def upkeep(self, state: ShardState, shard: ShardId, now_ms: int) -> Sequence[Command[Stage, Any]]:
         sweep.forget_expired_tallies(state, now_ms)

@@ -117,6 +117,11 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # The legs of a settled (delivered) transfer.
     legs: tuple[LegRecord, ...] = ()
     refund: RefundRecord | None = None
+    # The outbox entry of the payer's shard that owes a committed transfer's credits to other shards (on
+    # its TRANSFER record), or that settled (on a DELIVERED record): its transfer row names the entry,
+    # and reads of the row see the transfer completed once the entry is gone (`journal.find_transfer`),
+    # so settling writes no row. Empty on the records of earlier versions, whose rows name no entry.
+    owed_entry: str = ""
 
     @property
     def about_transfer_id(self) -> str:
@@ -150,6 +155,9 @@ class OutboxEntry(msgspec.Struct, frozen=True, omit_defaults=True):
     transfers: tuple[OwedTransfer, ...] = ()
     transfer: TransferRecord | None = None
     credits: tuple[RemoteCredit, ...] = ()
+    # Its transfers' rows name it (`Record.owed_entry`); False in entries stored by earlier versions,
+    # whose transfers' rows are written completed when it settles.
+    named: bool = False
 
     def owed(self) -> tuple[OwedTransfer, ...]:
         """The entry's transfers, whichever version stored it."""

@@ -116,13 +116,14 @@ class Stage(shards.Stage[Record, OutboxEntry]):
         # While a command bundles (`one_entry`): the transfers it debited that owe other shards.
         self._bundle: list[OwedTransfer] | None = None
 
-    def owe_transfer(self, owed: OwedTransfer) -> None:
+    def owe_transfer(self, owed: OwedTransfer) -> str:
         """A debited transfer owes other shards credits: an outbox entry of its own, keyed by its id,
-        or a place in the entry of the command bundling them (`one_entry`)."""
+        or a place in the entry of the command bundling them (`one_entry`). Returns the entry's key."""
         if self._bundle is None:
-            self.owe(owed.transfer.transfer_id, OutboxEntry(transfers=(owed,)))
-        else:
-            self._bundle.append(owed)
+            self.owe(owed.transfer.transfer_id, OutboxEntry(transfers=(owed,), named=True))
+            return owed.transfer.transfer_id
+        self._bundle.append(owed)
+        return self._bundle[0].transfer.transfer_id
 
     @contextlib.contextmanager
     def one_entry(self) -> Iterator[None]:
@@ -133,7 +134,7 @@ class Stage(shards.Stage[Record, OutboxEntry]):
         yield
         bundle, self._bundle = self._bundle, None
         if bundle:
-            self.owe(bundle[0].transfer.transfer_id, OutboxEntry(transfers=tuple(bundle)))
+            self.owe(bundle[0].transfer.transfer_id, OutboxEntry(transfers=tuple(bundle), named=True))
 
     def requested(self, request_id: str) -> bool:
         """Whether this owner applied the (non-transfer) request `request_id`, earlier or in this group."""

@@ -87,6 +87,9 @@ TRANSFERS = Table(
         "state": T.TEXT,
         "create_time_ms": T.BIGINT,
         "failure": T.TEXT,
+        # The outbox entry owing a debited transfer's credits: its shard and key (`journal.py`).
+        "owed_shard": T.BIGINT,
+        "owed_entry": T.TEXT,
     },
 )
 

@@ -540,7 +540,7 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
             },
             conditions=(StaticMatches({"epoch": self.epoch, "last_seq": self.last_seq}),),
         )
-        journal = machine.journal(self.id.scope, records)
+        journal = machine.journal(self.id, records)
         try:
             outcome = await self.backend.write_after(batch, journal)
         except FollowingWriteError:

@@ -95,8 +95,9 @@ class StateMachine(typing.Protocol[StateT, StageT, RecordT, OutboxT, MessageT]):
     def absorb(self, state: StateT, stage: StageT) -> None:
         """Fold a committed stage into the state."""
 
-    def journal(self, scope: str, records: Sequence[tuple[int, RecordT]]) -> list[Batch]:
-        """The product's own tables derived from records (idempotent), written with the commit."""
+    def journal(self, shard: ShardId, records: Sequence[tuple[int, RecordT]]) -> list[Batch]:
+        """The product's own tables derived from the records of `shard` (idempotent), written with the
+        commit."""
 
     def upkeep(self, state: StateT, shard: ShardId, now_ms: int) -> Sequence[Command[StageT, typing.Any]]:
         """Commands due by now (expiries, automatic releases), at most `sweep_commands_max`."""

@@ -185,7 +185,7 @@ class ShardRuntime(typing.Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         else:
             raise unavailable(Reason.SHARD_MOVED, f"shard {shard} is held by another process; retry")
         self._elsewhere.pop((scope, shard), None)
-        await write_all(self.backend, self.machine.journal(scope, recovered))
+        await write_all(self.backend, self.machine.journal(shard_id, recovered))
         self._actors[(scope, shard)] = actor
         actor.start()
         self.stalled(actor)
