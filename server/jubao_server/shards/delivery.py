@@ -68,6 +68,12 @@ class Deliveries:
             await asyncio.wait(list(waited.values()), timeout=timeout_s)
         return [_outcome(waited.get(key)) for key in keys]
 
+    def in_flight(self, name: str) -> bool:
+        """Whether a delivery of this process still delivers the entry of `name` (its key or one of its
+        items): its messages are on their way, and it has neither settled nor given up."""
+        done = self._completions.get(self._entry_of.get(name, name))
+        return done is not None and not done.done()
+
     def stop_waiting(self, key: str, settled: bool) -> None:
         """Wake (and forget) the callers waiting for the entry; `settled` tells them whether it did."""
         for item in self._items.pop(key, ()):
