@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # `make test`: lint, then every test, with the Cassandra node and the three-node cluster up
-# (scripts/with_cassandra.sh).
+# (scripts/with_cassandra.sh), on JUBAO_TEST_WORKERS pytest-xdist workers (2: this machine's cores). The
+# tests that kill the cluster's nodes share one worker (`xdist_group("cluster")`, `--dist loadgroup`), and
+# each worker has a Cassandra keyspace of its own (tests/cassandra_node.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make --no-print-directory lint
-JUBAO_WITH_CLUSTER=1 bash scripts/with_cassandra.sh .venv/bin/pytest -q -p no:cacheprovider --durations=25 "$@"
+workers="${JUBAO_TEST_WORKERS:-2}"
+JUBAO_WITH_CLUSTER=1 bash scripts/with_cassandra.sh .venv/bin/pytest -q -p no:cacheprovider --durations=25 \
+    -n "$workers" --dist loadgroup "$@"

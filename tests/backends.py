@@ -25,22 +25,31 @@ from tests import cassandra_node
 # Fixture params: the Cassandra ones carry the `cassandra` marker (`pytest -m "not cassandra"` skips them).
 CASSANDRA: Final = pytest.param("cassandra", marks=pytest.mark.cassandra)
 BACKENDS: Final = ("sqlite", CASSANDRA, "memory")
+# The tests that kill and start the three-node cluster's nodes (their modules' marks): `make test` runs them
+# on one worker, one after the other (`--dist loadgroup` in scripts/test.sh), and the rest beside them.
+ON_THE_CLUSTER: Final = [pytest.mark.cassandra, pytest.mark.xdist_group("cluster")]
 # The backends several processes can share: a memory store lives and dies inside one process.
 SHARED_BACKENDS: Final = ("sqlite", CASSANDRA)
 
-skip_reasons: set[str] = set()
+_NODE_UNAVAILABLE: Final = "Cassandra node not running"
 
 
 def report_skips(terminalreporter: pytest.TerminalReporter) -> None:
-    for reason in sorted(skip_reasons):
+    """Each reason Cassandra tests were skipped for, once, after the summary; read from the reports, so that
+    the skips of pytest-xdist workers are named too."""
+    reasons: set[str] = set()
+    for report in terminalreporter.stats.get("skipped", ()):
+        longrepr = report.longrepr
+        if isinstance(longrepr, tuple) and _NODE_UNAVAILABLE in longrepr[2]:
+            reasons.add(longrepr[2].removeprefix("Skipped: "))
+    for reason in sorted(reasons):
         terminalreporter.write_line(f"CASSANDRA TESTS NOT RUN: {reason}", yellow=True, bold=True)
 
 
 def _node_unavailable(error: Exception) -> NoReturn:
-    message = f"Cassandra node not running: run `make cassandra-up` ({error})"
+    message = f"{_NODE_UNAVAILABLE}: run `make cassandra-up` ({error})"
     if os.environ.get("CI") == "true" or os.environ.get("JUBAO_TEST_CASSANDRA") == "required":
         pytest.fail(message)
-    skip_reasons.add(message)
     pytest.skip(message)
 
 

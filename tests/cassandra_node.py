@@ -12,12 +12,18 @@ from jubao_server.storage.contract import Faults, StorageError
 
 TEST_HOST = "127.0.0.1"
 # The shared test keyspace; a checkout running its suite beside another (a second worktree on the same node)
-# names its own with JUBAO_TEST_KEYSPACE so the two never share rows or shard leases.
-TEST_KEYSPACE = os.environ.get("JUBAO_TEST_KEYSPACE", "jubao_test")
+# names its own with JUBAO_TEST_KEYSPACE so the two never share rows or shard leases. Each pytest-xdist worker
+# of one run takes its own keyspace the same way (`jubao_test_gw0`, ...).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+TEST_KEYSPACE = os.environ.get("JUBAO_TEST_KEYSPACE", "jubao_test") + (f"_{_WORKER}" if _WORKER else "")
+# The keyspace of the tests on the three-node cluster (chaos, noisy neighbour, a node down), kept between
+# them: migrating a fresh keyspace there takes a minute on an idle machine (a schema agreement per table).
+CLUSTER_KEYSPACE = f"{TEST_KEYSPACE}_cluster"
 # The same knob as scripts/cassandra/node.py, so a node on another port is found too.
 PORT_VARIABLE = "JUBAO_CASSANDRA_PORT"
 DEFAULT_PORT = 9042
-CONNECT_TIMEOUT_MS = 3_000
+# A loaded test machine (two test workers beside four Cassandra nodes) can take seconds to accept.
+CONNECT_TIMEOUT_MS = 10_000
 REQUEST_TIMEOUT_MS = 15_000
 _DROP_KEYSPACE = "DROP KEYSPACE IF EXISTS {}"
 _COLUMNS = "SELECT column_name, type FROM system_schema.columns WHERE keyspace_name = %s AND table_name = %s"

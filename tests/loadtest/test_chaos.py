@@ -8,18 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from loadtest import chaos
-from tests.cassandra_node import TEST_KEYSPACE
+from tests.backends import ON_THE_CLUSTER
+from tests.cassandra_node import CLUSTER_KEYSPACE
 
-pytestmark = pytest.mark.cassandra
+pytestmark = ON_THE_CLUSTER
 
 FAULTS = ["node kill", "server kill", "server pause", "node + server kill"]
 
 
 def test_the_short_chaos_run_loses_and_duplicates_nothing(cluster: None, tmp_path: Path) -> None:
-    outcome = chaos.run_chaos(chaos.SHORT, workers=2, output_dir=tmp_path, keyspace=f"{TEST_KEYSPACE}_chaos")
+    outcome = chaos.run_chaos(chaos.SHORT, workers=2, output_dir=tmp_path, keyspace=CLUSTER_KEYSPACE)
     document = outcome.document
     table = chaos.table(document)
     assert outcome.report.passed, f"{outcome.report.summary()}\n{table}"

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from loadtest import noisy
 from loadtest.cluster import SERVERS
-from tests.cassandra_node import TEST_KEYSPACE
+from tests.backends import ON_THE_CLUSTER
+from tests.cassandra_node import CLUSTER_KEYSPACE
 
-pytestmark = pytest.mark.cassandra
+pytestmark = ON_THE_CLUSTER
 
 P99_FACTOR_MAX = 5.0
 P99_FLOOR_MS = 2_500.0
@@ -34,7 +33,7 @@ VICTIM_ERROR_RATE_MAX = 0.01  # one call in a hundred: the flooded phase sends a
 def test_a_flood_far_above_its_quota_leaves_the_other_tenant_within_its_bounds(
     cluster: None, tmp_path: Path
 ) -> None:
-    outcome = noisy.run_noisy(noisy.SHORT, workers=2, output_dir=tmp_path, keyspace=f"{TEST_KEYSPACE}_chaos")
+    outcome = noisy.run_noisy(noisy.SHORT, workers=2, output_dir=tmp_path, keyspace=CLUSTER_KEYSPACE)
     document = outcome.document
     summary = noisy.summary(document)
     assert outcome.passed, f"{document['check']}\n{summary}"

@@ -29,11 +29,12 @@ from jubao_server.storage.contract import StorageError
 
 from loadtest.cluster import cluster_lock as held_cluster_lock
 from loadtest.cluster import node_command
+from tests.backends import ON_THE_CLUSTER
+from tests.cassandra_node import CLUSTER_KEYSPACE
 from tests.ledger.support import balance, completed, ids_in_distinct_shards, open_account, pay, total
 
 REPO: Final = Path(__file__).resolve().parents[2]
 CLUSTER_CONFIG: Final = REPO / "scripts" / "cassandra" / "cluster.toml"
-KEYSPACE: Final = "jubao_cluster_test"
 # A payment that cannot reach a quorum must be refused within this (the driver's request timeout and
 # the ledger's bounded retries), not hang.
 REFUSAL_WITHIN_S: Final = 120.0
@@ -43,7 +44,7 @@ SHARDS: Final = 4
 DELIVERY_WITHIN_S: Final = 60.0
 DELIVERY_POLL_S: Final = 0.2
 
-pytestmark = pytest.mark.cassandra
+pytestmark = ON_THE_CLUSTER
 
 
 def _nodes(action: str, *indexes: int, kill: bool = False) -> None:
@@ -72,7 +73,7 @@ def cluster_lock() -> Iterator[None]:
 
 def _cluster_settings() -> CassandraSettings:
     configured = load_settings(CLUSTER_CONFIG).storage.cassandra
-    return configured.model_copy(update={"keyspace": KEYSPACE})
+    return configured.model_copy(update={"keyspace": CLUSTER_KEYSPACE})
 
 
 @pytest.fixture

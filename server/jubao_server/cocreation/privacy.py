@@ -23,15 +23,18 @@ import math
 from collections.abc import Sequence
 from typing import Final
 
-import opendp.prelude as dp
 from jubao.reasons import FieldViolation, Reason
+from opendp.domains import atom_domain, vector_domain
+from opendp.measurements import make_laplace
+from opendp.metrics import l1_distance
+from opendp.mod import Measurement, enable_features
 
 from jubao_server import limits
 from jubao_server.cocreation.model import Dataset, Function, ModelSpec, Privacy, Query
 from jubao_server.errors import ApiError, ErrorCode, invalid_fields, resource_exhausted
 from jubao_server.invariants import ensure
 
-dp.enable_features("contrib")
+enable_features("contrib")
 
 MECHANISM: Final = "OpenDP discrete Laplace (make_laplace), noised threshold"
 _MICRO: Final = 1_000_000
@@ -211,10 +214,10 @@ def noised(values: Sequence[int], sensitivity: int, share_epsilon_micro: int) ->
 
 
 @functools.lru_cache(maxsize=_MECHANISMS_CACHED_MAX)
-def _mechanism(sensitivity: int, share_epsilon_micro: int) -> dp.Measurement:
+def _mechanism(sensitivity: int, share_epsilon_micro: int) -> Measurement:
     epsilon = share_epsilon_micro / _MICRO
-    space = dp.vector_domain(dp.atom_domain(T="i64")), dp.l1_distance(T="i64")
-    mechanism = dp.m.make_laplace(*space, scale=sensitivity / epsilon)
+    space = vector_domain(atom_domain(T="i64")), l1_distance(T="i64")
+    mechanism = make_laplace(*space, scale=sensitivity / epsilon)
     spent: float = mechanism.map(sensitivity)  # type: ignore[no-untyped-call]
     ensure(spent <= epsilon * (1 + 1e-9), f"the mechanism spends {spent}, more than its share {epsilon}")
     return mechanism
@@ -224,8 +227,8 @@ def noised_floats(values: Sequence[float], l1_sensitivity: float, epsilon_micro:
     """`values` (one vector release whose L1 sensitivity is `l1_sensitivity`) with Laplace noise that
     spends `epsilon_micro`: OpenDP's `make_laplace` on float64 vectors, its privacy map checked."""
     epsilon = epsilon_micro / _MICRO
-    space = dp.vector_domain(dp.atom_domain(T="f64", nan=False)), dp.l1_distance(T="f64")
-    mechanism = dp.m.make_laplace(*space, scale=l1_sensitivity / epsilon)
+    space = vector_domain(atom_domain(T="f64", nan=False)), l1_distance(T="f64")
+    mechanism = make_laplace(*space, scale=l1_sensitivity / epsilon)
     spent: float = mechanism.map(l1_sensitivity)  # type: ignore[no-untyped-call]
     ensure(spent <= epsilon * (1 + 1e-9), f"the mechanism spends {spent}, more than its share {epsilon}")
     release: list[float] = mechanism(list(values))
