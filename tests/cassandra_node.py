@@ -14,11 +14,13 @@ TEST_HOST = "127.0.0.1"
 # The shared test keyspace; a checkout running its suite beside another (a second worktree on the same node)
 # names its own with JUBAO_TEST_KEYSPACE so the two never share rows or shard leases. Each pytest-xdist worker
 # of one run takes its own keyspace the same way (`jubao_test_gw0`, ...).
+_CHECKOUT_KEYSPACE = os.environ.get("JUBAO_TEST_KEYSPACE", "jubao_test")
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
-TEST_KEYSPACE = os.environ.get("JUBAO_TEST_KEYSPACE", "jubao_test") + (f"_{_WORKER}" if _WORKER else "")
+TEST_KEYSPACE = _CHECKOUT_KEYSPACE + (f"_{_WORKER}" if _WORKER else "")
 # The keyspace of the tests on the three-node cluster (chaos, noisy neighbour, a node down), kept between
 # them: migrating a fresh keyspace there takes a minute on an idle machine (a schema agreement per table).
-CLUSTER_KEYSPACE = f"{TEST_KEYSPACE}_cluster"
+# One for all workers: the cluster's tests run one after the other (`backends.ON_THE_CLUSTER`).
+CLUSTER_KEYSPACE = f"{_CHECKOUT_KEYSPACE}_cluster"
 # The same knob as scripts/cassandra/node.py, so a node on another port is found too.
 PORT_VARIABLE = "JUBAO_CASSANDRA_PORT"
 DEFAULT_PORT = 9042

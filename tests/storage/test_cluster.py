@@ -13,28 +13,24 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Final
 
 import pytest
-from jubao_server.app import load_settings, migrate
+from jubao_server.app import migrate
 from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.errors import ApiError, ErrorCode
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.ledger import Ledger
 from jubao_server.payments.model import Transfer, TransferState
 from jubao_server.storage.cassandra.backend import CassandraBackend
-from jubao_server.storage.config import CassandraSettings
 from jubao_server.storage.contract import StorageError
 
 from loadtest.cluster import cluster_lock as held_cluster_lock
 from loadtest.cluster import node_command
 from tests.backends import ON_THE_CLUSTER
-from tests.cassandra_node import CLUSTER_KEYSPACE
+from tests.cluster_keyspace import cluster_settings
 from tests.ledger.support import balance, completed, ids_in_distinct_shards, open_account, pay, total
 
-REPO: Final = Path(__file__).resolve().parents[2]
-CLUSTER_CONFIG: Final = REPO / "scripts" / "cassandra" / "cluster.toml"
 # A payment that cannot reach a quorum must be refused within this (the driver's request timeout and
 # the ledger's bounded retries), not hang.
 REFUSAL_WITHIN_S: Final = 120.0
@@ -71,15 +67,10 @@ def cluster_lock() -> Iterator[None]:
         yield
 
 
-def _cluster_settings() -> CassandraSettings:
-    configured = load_settings(CLUSTER_CONFIG).storage.cassandra
-    return configured.model_copy(update={"keyspace": CLUSTER_KEYSPACE})
-
-
 @pytest.fixture
 async def cluster(cluster_lock: None) -> AsyncIterator[CassandraBackend]:
     """The cluster's backend, migrated, with every node up before and after the test."""
-    settings = _cluster_settings()
+    settings = cluster_settings()
     try:
         backend = await CassandraBackend.connect(settings, SYSTEM_CLOCK)
     except StorageError as error:
@@ -97,7 +88,7 @@ async def cluster(cluster_lock: None) -> AsyncIterator[CassandraBackend]:
 
 
 def test_the_cluster_settings_replicate_three_times_at_quorum() -> None:
-    settings = _cluster_settings()
+    settings = cluster_settings()
     assert settings.replication.replication_factor == 3
     assert (settings.consistency, settings.serial_consistency) == ("QUORUM", "SERIAL")
     assert sorted(settings.contact_points) == ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
