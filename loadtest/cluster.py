@@ -158,18 +158,7 @@ def cluster_servers(keyspace: str, lease_ms: int, *, drop: bool) -> Iterator[Clu
     The caller holds the cluster's lock."""
     nodes_up()
     env = server_settings(keyspace, lease_ms)
-    migrate = [sys.executable, "-m", "jubao_server", "migrate"]
-    done = subprocess.run(
-        migrate,
-        cwd=REPO,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=migrate_timeout_s,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise ClusterError(f"migrating {keyspace} failed: {done.stdout}{done.stderr}")
+    migrate_keyspace(keyspace)
     scratch = scratch_dir("cluster")
     started = ClusterServers([], env, scratch, keyspace)
     try:
@@ -187,6 +176,18 @@ def cluster_servers(keyspace: str, lease_ms: int, *, drop: bool) -> Iterator[Clu
         nodes_up()
         if drop:
             drop_keyspace(keyspace)
+
+
+def migrate_keyspace(keyspace: str) -> str:
+    """`jubao-server migrate` on the cluster's `keyspace` (replication factor 3); what it printed."""
+    env = {**os.environ, "JUBAO_CONFIG": str(CLUSTER_CONFIG), "JUBAO_STORAGE__CASSANDRA__KEYSPACE": keyspace}
+    migrate = [sys.executable, "-m", "jubao_server", "migrate"]
+    done = subprocess.run(
+        migrate, cwd=REPO, env=env, capture_output=True, text=True, timeout=migrate_timeout_s, check=False
+    )
+    if done.returncode != 0:
+        raise ClusterError(f"migrating {keyspace} failed: {done.stdout}{done.stderr}")
+    return done.stdout
 
 
 def drop_keyspace(keyspace: str) -> None:

@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make --no-print-directory lint
-workers="${JUBAO_TEST_WORKERS:-2}"
+export JUBAO_TEST_WORKERS="${JUBAO_TEST_WORKERS:-2}"
 # With the cluster up, its tests' keyspace is migrated first, on an idle machine (tests/cluster_keyspace.py).
 JUBAO_WITH_CLUSTER=1 bash scripts/with_cassandra.sh bash -c '
     if [[ "${JUBAO_TEST_CLUSTER:-}" == required ]]; then .venv/bin/python -m tests.cluster_keyspace; fi
-    exec .venv/bin/pytest -q -p no:cacheprovider --durations=25 -n "$0" --dist loadgroup "$@"' "$workers" "$@"
+    exec .venv/bin/pytest -q -p no:cacheprovider --durations=25 -n "$JUBAO_TEST_WORKERS" --dist loadgroup "$@"
+' _ "$@"
