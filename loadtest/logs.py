@@ -26,6 +26,8 @@ SERVER_LEVELS: Final = frozenset({"warning", "error", "critical"})
 # A node's log line: "LEVEL [thread] date time Source.java:line - message".
 NODE_LINE: Final = re.compile(r"^(WARN|ERROR)\s+\[[^\]]*\]\s+\S+\s+\S+\s+\S+\s+-\s+(.*)$")
 NUMBERS: Final = re.compile(r"\d+")
+# The first line of a stack trace: the exception's class (a dotted name) and its message.
+JAVA_EXCEPTION: Final = re.compile(r"^[a-z][\w$]*(\.[\w$]+)+(:|$)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,18 +77,31 @@ def digest_server(name: str, path: Path) -> Digest:
 
 
 def digest_node(name: str, path: Path, start: int) -> Digest:
-    """A node's WARN and ERROR lines since `start` (a byte offset), counted by message (digits as #)."""
+    """A node's WARN and ERROR lines since `start` (a byte offset), counted by message (digits as #); an
+    error's kind and line end with the exception its stack trace starts with, which says what went wrong
+    ("Exception in thread Thread[MutationStage-7]" alone does not)."""
     counts: collections.Counter[str] = collections.Counter()
     errors: collections.deque[str] = collections.deque(maxlen=errors_listed_max)
-    for line in _lines(path, start):
+    lines = list(_lines(path, start))
+    for index, line in enumerate(lines):
         found = NODE_LINE.match(line)
         if found is None:
             continue
         level, message = found.groups()
-        counts[f"{level} {NUMBERS.sub('#', _short(message, kind_chars_max))}"] += 1
+        kind = NUMBERS.sub("#", _short(message, kind_chars_max))
         if level == "ERROR":
-            errors.append(_short(line))
+            thrown = _thrown(lines, index + 1)
+            kind += "" if thrown is None else f" <- {NUMBERS.sub('#', _short(thrown, kind_chars_max))}"
+            errors.append(_short(line if thrown is None else f"{line} <- {thrown}"))
+        counts[f"{level} {kind}"] += 1
     return Digest(name, tuple(counts.most_common()), tuple(errors))
+
+
+def _thrown(lines: list[str], index: int) -> str | None:
+    """The exception of the stack trace at `index` (the line after an ERROR), if one is there."""
+    if index >= len(lines) or not JAVA_EXCEPTION.match(lines[index]):
+        return None
+    return lines[index].strip()
 
 
 def _lines(path: Path, start: int) -> Iterator[str]:

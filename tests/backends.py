@@ -26,8 +26,8 @@ from tests import cassandra_node
 CASSANDRA: Final = pytest.param("cassandra", marks=pytest.mark.cassandra)
 BACKENDS: Final = ("sqlite", CASSANDRA, "memory")
 # The tests that kill and start the three-node cluster's nodes (their modules' marks): `make test` runs them
-# on one worker, one after the other (`--dist loadgroup` in scripts/test.sh), and the rest beside them.
-ON_THE_CLUSTER: Final = [pytest.mark.cassandra, pytest.mark.xdist_group("cluster")]
+# alone, one after the other, before the rest (`-m cluster` in scripts/test.sh).
+ON_THE_CLUSTER: Final = [pytest.mark.cassandra, pytest.mark.cluster]
 # The backends several processes can share: a memory store lives and dies inside one process.
 SHARED_BACKENDS: Final = ("sqlite", CASSANDRA)
 

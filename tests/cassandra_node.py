@@ -19,7 +19,7 @@ _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 TEST_KEYSPACE = _CHECKOUT_KEYSPACE + (f"_{_WORKER}" if _WORKER else "")
 # The keyspace of the tests on the three-node cluster (chaos, noisy neighbour, a node down), kept between
 # them: migrating a fresh keyspace there takes a minute on an idle machine (a schema agreement per table).
-# One for all workers: the cluster's tests run one after the other (`backends.ON_THE_CLUSTER`).
+# One for all of them: they run one after the other (`backends.ON_THE_CLUSTER`).
 CLUSTER_KEYSPACE = f"{_CHECKOUT_KEYSPACE}_cluster"
 # The same knob as scripts/cassandra/node.py, so a node on another port is found too.
 PORT_VARIABLE = "JUBAO_CASSANDRA_PORT"

@@ -47,16 +47,24 @@ def test_a_node_digest_reads_only_what_came_after_the_mark_and_groups_numbers(tm
         "WARN  [ReadStage-3] 2026-12-03 06:04:15,690 R.java:158 - read for token 31 not owned",
         "INFO  [main] 2026-12-03 06:04:15,700 S.java:1 - Node started",
         "ERROR [MutationStage-4] 2026-12-03 06:04:15,719 J.java:70 - Exception in Thread[MutationStage-4]",
-        "java.lang.RuntimeException: java.lang.AssertionError",
+        "java.lang.RuntimeException: java.lang.AssertionError: at 1",
+        "\tat org.apache.cassandra.db.Mutation.apply(Mutation.java:1)",
+        "ERROR [ReadStage-2] 2026-12-03 06:04:16,000 J.java:70 - no stack trace",
+        "INFO  [main] 2026-12-03 06:04:16,100 S.java:1 - Node stopped",
     ]
     with path.open("a") as handle:
         handle.write("\n".join(run) + "\n")
     digest = logs.digest_node("node 3", path, marks[path])
     assert digest.counts == (
         ("WARN read for token # not owned", 2),
-        ("ERROR Exception in Thread[MutationStage-#]", 1),
+        (
+            "ERROR Exception in Thread[MutationStage-#] <- "
+            "java.lang.RuntimeException: java.lang.AssertionError: at #",
+            1,
+        ),
+        ("ERROR no stack trace", 1),
     )
-    assert digest.last_errors == (run[3],)
+    assert digest.last_errors == (f"{run[3]} <- {run[4]}", run[6])
 
 
 def test_a_node_log_that_started_again_since_the_mark_is_read_from_its_start(tmp_path: Path) -> None:
