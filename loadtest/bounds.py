@@ -52,6 +52,8 @@ readback_account_pages_max: Final = 10_000
 settle_polls_max: Final = 120
 settle_poll_s: Final = 0.5
 problems_listed_max: Final = 20
+# The seconds of a paced load listed with its longest stall (the slowest first), to find what stalled.
+slowest_seconds_listed_max: Final = 5
 
 # Latency histograms: 1 us to 2 minutes, 3 significant digits.
 latency_min_us: Final = 1

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import time
 from collections.abc import Sequence
 from typing import Final
 
+from loadtest import bounds
 from loadtest.engine import ClosedLoop, Drive, Engine, OpenLoop
 from loadtest.harness import Run, load, machine_stalls
 from loadtest.report import Figure, figure
 from loadtest.scenario import Profile, Scenario
 from loadtest.server_process import process_cpu_s
-from loadtest.stats import Tick, Window, window_of
+from loadtest.stats import Tick, Window, slowest_seconds, window_of
 from loadtest.tally import Tally
 
 batch_size: Final = 1_000
@@ -72,6 +74,8 @@ class Measured:
     server_cpu: ServerCpu | None = None
     # The window's ticks, so that several loads' windows read as one (`combined`).
     ticks: tuple[Tick, ...] = ()
+    # When the load began (Unix time): its seconds in wall time, to set beside the server's logs.
+    started_unix_s: float = 0.0
 
     @classmethod
     def combined(cls, parts: Sequence[Measured]) -> Measured:
@@ -111,7 +115,7 @@ def measure(
     profiles."""
     pids = run.target.server_pids
     cpu_before_s = sum(process_cpu_s(pid) for pid in pids)
-    started_s = time.monotonic()
+    started_s, started_unix_s = time.monotonic(), time.time()
     recording: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if run.profiles is not None and pids and label:
         recording = run.profiles.recording(label, pids)
@@ -124,7 +128,7 @@ def measure(
         server_cpu = ServerCpu(cpu_s, time.monotonic() - started_s, whole.ok + whole.error_count)
     first, end = int(warmup_s), segment.series.seconds if until_answered else int(drive.duration_s)
     ticks = tuple(segment.series.ticks_in(first, end))
-    return Measured(segment.series.window(first, end), segment.tally, server_cpu, ticks)
+    return Measured(segment.series.window(first, end), segment.tally, server_cpu, ticks, started_unix_s)
 
 
 def only(scenario: Scenario, kind: str, **changes: object) -> Scenario:
@@ -217,14 +221,18 @@ def paced_figures(
             f"{paced_note}; {paced.errors_note()}",
         ),
         figure("payments_transfer_p99_ms", round(paced.window.p99_ms, 2), "ms", backend, paced_note),
-        figure(
-            "payments_transfer_stall_max_ms",
-            round(paced.window.latency_ms[3], 1),
-            "ms",
-            backend,
-            "the longest a transfer took in the same load (target: under 100 ms over 300 s, make "
-            "bench-full); machine_stall_max_ms is the machine's own longest stall in those seconds",
-        ),
+        {
+            **figure(
+                "payments_transfer_stall_max_ms",
+                round(paced.window.latency_ms[3], 1),
+                "ms",
+                backend,
+                "the longest a transfer took in the same load (target: under 100 ms over 300 s, make "
+                "bench-full); machine_stall_max_ms is the machine's own longest stall in those seconds; "
+                "slowest_seconds: where in the load the longest ones were",
+            ),
+            "slowest_seconds": slowest_seconds_json(paced),
+        },
         figure(
             "machine_stall_max_ms",
             round(machine.max_ms, 1),
@@ -235,6 +243,22 @@ def paced_figures(
             "the disk) made every process wait",
         ),
     ], paced.tally
+
+
+def slowest_seconds_json(measured: Measured) -> list[dict[str, object]]:
+    """The load's seconds with the longest transfers, the slowest first, each with its wall time."""
+    return [
+        {
+            "second": second,
+            "at": datetime.datetime.fromtimestamp(measured.started_unix_s + second, datetime.UTC).isoformat(
+                timespec="seconds"
+            ),
+            "max_ms": round(window.latency_ms[3], 1),
+            "p99_ms": round(window.p99_ms, 1),
+            "ok": window.ok,
+        }
+        for second, window in slowest_seconds(measured.ticks, bounds.slowest_seconds_listed_max)
+    ]
 
 
 def batch_figures(engine: Engine, run: Run, plan: PaymentsPlan, backend: str) -> tuple[list[Figure], Tally]:

@@ -191,6 +191,15 @@ class Series:
         return max(later - earlier for earlier, later in itertools.pairwise(edges))
 
 
+def slowest_seconds(ticks: Iterable[Tick], count: int) -> list[tuple[int, Window]]:
+    """The `count` seconds whose slowest answer took longest, slowest first: where a load's stalls were."""
+    by_second: dict[int, list[Tick]] = collections.defaultdict(list)
+    for tick in ticks:
+        by_second[tick.second].append(tick)
+    windows = [(second, window_of(group, 1)) for second, group in by_second.items()]
+    return sorted(windows, key=lambda item: item[1].latency_ms[3], reverse=True)[:count]
+
+
 @dataclasses.dataclass(frozen=True)
 class PairedRounds:
     """Two loads measured in alternating windows, a window of each per round: the rate of each per round,

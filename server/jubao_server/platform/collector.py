@@ -29,7 +29,8 @@ _FULL: Final = 2
 
 
 class HeapFreezer:
-    """Installed once per server process, after its start (`install`), never in a test's process."""
+    """Installed once per server process, after its start (`install`), and in a load's worker for the
+    load (loadtest/engine.py), never in a test's process."""
 
     def __init__(self, interval_s: float = limits.gc_frozen_collect_interval_s) -> None:
         self._interval_s = interval_s
