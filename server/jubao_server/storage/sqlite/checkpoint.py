@@ -7,10 +7,19 @@ bench's shape): a checkpoint every 0.4 s, 11.5 ms on average and up to 76 ms add
 
 So the writer connection turns automatic checkpoints off, and a thread of its own, with a connection of
 its own, runs a PASSIVE checkpoint (it copies the frames no reader still needs, and neither waits for
-nor blocks the writer or the readers) every `checkpoint_interval_ms` after a commit. The writer starts
-the WAL again from its beginning once a checkpoint copied all of it and no reader uses it, so the WAL
-stays about one interval's worth of pages. Several processes on one file each run one; a checkpoint
-that finds another in progress skips its turn.
+nor blocks the writer or the readers) every `checkpoint_interval_ms` after a commit. Several processes on
+one file each run one; a checkpoint that finds another in progress skips its turn.
+
+The writer starts the WAL again from its beginning only when a checkpoint has copied all of it and no
+reader still reads an older snapshot. Under a steady load that never happens by itself: the writer
+appends while a PASSIVE checkpoint copies, so the copy always ends behind the last commit, and the WAL
+grew without end (9.8 GB after six minutes of the bench's paced load, 27 MB/s, with commits slowing as the
+machine wrote it back). So once a checkpoint leaves more than `sqlite_wal_frames_max` frames in the WAL,
+the checkpointer runs a RESTART checkpoint: it holds new commits back, copies the frames left (the
+PASSIVE ones copied the rest) and waits for the readers of older snapshots, for
+`sqlite_wal_restart_wait_ms_max` at most (a restart that could not finish in that time is tried after the
+next interval); the next commit then writes the WAL from its start, and the writer's
+`journal_size_limit` cuts the file back to the bound.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 
+from jubao_server import limits
 from jubao_server.clock import Clock
 from jubao_server.storage.config import SqliteSettings
 from jubao_server.storage.sqlite.connections import connect_checkpointer, is_unavailable
@@ -36,6 +46,8 @@ class CheckpointStats:
     checkpoints: int = 0  # PASSIVE checkpoints run
     busy: int = 0  # skipped: another connection was checkpointing
     frames_left: int = 0  # WAL frames the last checkpoint could not copy (a reader still needed them)
+    restarts: int = 0  # RESTART checkpoints that finished: the WAL starts again from its beginning
+    restarts_busy: int = 0  # RESTART checkpoints that could not finish in time (tried again later)
 
 
 class Checkpointer:
@@ -88,6 +100,21 @@ class Checkpointer:
         self.stats.checkpoints += 1
         self.stats.busy += int(busy)
         self.stats.frames_left = max(0, frames - copied)
+        if frames > limits.sqlite_wal_frames_max:
+            self._restart(self._connection)
+
+    def _restart(self, connection: sqlite3.Connection) -> None:
+        """Start the WAL again from its beginning (see the module's doc)."""
+        try:
+            busy = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+        except sqlite3.OperationalError as error:
+            if not is_unavailable(error):
+                raise
+            busy = 1
+        if busy:
+            self.stats.restarts_busy += 1
+        else:
+            self.stats.restarts += 1
 
     def _close_connection(self) -> None:
         if self._connection is not None:

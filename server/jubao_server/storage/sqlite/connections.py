@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Final
 
+from jubao_server import limits
 from jubao_server.invariants import ensure
 from jubao_server.storage.config import SqliteSettings
 from jubao_server.storage.contract import StorageError
@@ -54,13 +55,20 @@ def connect_writer(settings: SqliteSettings) -> sqlite3.Connection:
         connection = _connect(settings, shared=False)
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         connection.execute("PRAGMA wal_autocheckpoint = 0")
+        # When the writer starts the WAL again, it cuts the file back to the WAL's bound.
+        page_bytes = connection.execute("PRAGMA page_size").fetchone()[0]
+        connection.execute(f"PRAGMA journal_size_limit = {limits.sqlite_wal_frames_max * page_bytes}")
     ensure(mode == "wal", f"sqlite journal_mode is {mode}, not wal")
     return connection
 
 
 def connect_checkpointer(settings: SqliteSettings) -> sqlite3.Connection:
-    """The connection that checkpoints the WAL; call it on the checkpointer's thread, which alone uses it."""
-    return _connect(settings, shared=False)
+    """The connection that checkpoints the WAL; call it on the checkpointer's thread, which alone uses it.
+    Only its RESTART checkpoints wait (its PASSIVE ones never do), and for
+    `sqlite_wal_restart_wait_ms_max` at most, since new commits wait with them."""
+    connection = _connect(settings, shared=False)
+    connection.execute(f"PRAGMA busy_timeout = {limits.sqlite_wal_restart_wait_ms_max}")
+    return connection
 
 
 def connect_reader(settings: SqliteSettings) -> sqlite3.Connection:
