@@ -167,9 +167,9 @@ sqlite_group_commit_rows_max = 10_000
 sweep_commands_max = 1000
 # The WAL is checkpointed at least this often while commits come (storage/sqlite/checkpoint.py).
 sqlite_checkpoint_interval_ms_max = 60_000
-# Past this many frames (pages, 4 KiB each by default) the checkpointer starts the WAL again from its
-# beginning, holding new commits back for at most sqlite_wal_restart_wait_ms_max while readers of older
-# snapshots finish; the WAL file is cut back to this size when it starts again (storage/sqlite/checkpoint.py).
+# Past this many frames (pages, 4 KiB each by default) the writer starts the WAL again from its beginning,
+# between two groups, waiting at most sqlite_wal_restart_wait_ms_max for readers of older snapshots; the WAL
+# file is cut back to this size when it starts again (storage/sqlite/checkpoint.py).
 sqlite_wal_frames_max = 16_384
 sqlite_wal_restart_wait_ms_max = 100
 

@@ -39,7 +39,7 @@ from jubao_server.storage.contract import (
 from jubao_server.storage.contract.unknown import write_conditional, write_each_conditional
 from jubao_server.storage.slots import Slots
 from jubao_server.storage.sqlite import rows
-from jubao_server.storage.sqlite.checkpoint import Checkpointer, CheckpointStats
+from jubao_server.storage.sqlite.checkpoint import Checkpointer, CheckpointStats, restart_wal
 from jubao_server.storage.sqlite.connections import (
     connect_reader,
     connect_writer,
@@ -94,7 +94,12 @@ class SqliteBackend(StorageBackend):
         self._read_slots = Slots(limits.sqlite_queued_reads_max)
         self._closed = False
         self._sweeper = asyncio.create_task(self._sweep_periodically())
-        self._checkpointer = Checkpointer(settings, clock, lambda: self._group_commit.stats.transactions)
+        self._checkpointer = Checkpointer(
+            settings,
+            clock,
+            lambda: self._group_commit.stats.transactions,
+            lambda: self._on_writer(functools.partial(restart_wal, busy_timeout_ms=settings.busy_timeout_ms)),
+        )
 
     @classmethod
     async def open(

@@ -13,13 +13,14 @@ one file each run one; a checkpoint that finds another in progress skips its tur
 The writer starts the WAL again from its beginning only when a checkpoint has copied all of it and no
 reader still reads an older snapshot. Under a steady load that never happens by itself: the writer
 appends while a PASSIVE checkpoint copies, so the copy always ends behind the last commit, and the WAL
-grew without end (9.8 GB after six minutes of the bench's paced load, 27 MB/s, with commits slowing as the
-machine wrote it back). So once a checkpoint leaves more than `sqlite_wal_frames_max` frames in the WAL,
-the checkpointer runs a RESTART checkpoint: it holds new commits back, copies the frames left (the
-PASSIVE ones copied the rest) and waits for the readers of older snapshots, for
-`sqlite_wal_restart_wait_ms_max` at most (a restart that could not finish in that time is tried after the
-next interval); the next commit then writes the WAL from its start, and the writer's
-`journal_size_limit` cuts the file back to the bound.
+grew without end (9.8 GB after six minutes of the bench's paced load, 27 MB/s). So once a checkpoint
+leaves more than `sqlite_wal_frames_max` frames in the WAL, the writer thread runs a RESTART checkpoint
+between two groups (`restart_wal`): it copies the frames committed since the PASSIVE one and waits for the
+readers of older snapshots, for `sqlite_wal_restart_wait_ms_max` at most (a restart that could not finish
+in that time is tried after the next interval); its next commit writes the WAL from its start, and its
+`journal_size_limit` cuts the file back to the bound. Run from the checkpointer's connection instead, the
+RESTART and the writer took turns through their busy handlers' sleeps: 35 ms for a restart (up to 150)
+and 60 ms for the group behind it, the paced load's slowest seconds.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import asyncio
 import contextlib
 import dataclasses
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import structlog
@@ -36,6 +37,7 @@ import structlog
 from jubao_server import limits
 from jubao_server.clock import Clock
 from jubao_server.storage.config import SqliteSettings
+from jubao_server.storage.contract import StorageError
 from jubao_server.storage.sqlite.connections import connect_checkpointer, is_unavailable
 
 _log = structlog.get_logger(__name__)
@@ -53,10 +55,18 @@ class CheckpointStats:
 class Checkpointer:
     """A task that checkpoints the WAL on its own thread after commits (`commits` counts them)."""
 
-    def __init__(self, settings: SqliteSettings, clock: Clock, commits: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        settings: SqliteSettings,
+        clock: Clock,
+        commits: Callable[[], int],
+        restart: Callable[[], Awaitable[bool]],
+    ) -> None:
+        """`restart` runs `restart_wal` on the writer's thread, between groups."""
         self._settings = settings
         self._clock = clock
         self._commits = commits
+        self._restart = restart
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="jubao-sqlite-checkpoint")
         self._connection: sqlite3.Connection | None = None
         self.stats = CheckpointStats()
@@ -70,8 +80,13 @@ class Checkpointer:
         self._pool.shutdown(wait=True)
 
     async def checkpoint(self) -> None:
-        """Run one PASSIVE checkpoint now."""
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._checkpoint)
+        """Run one PASSIVE checkpoint now, then a restart of the WAL if it is past its bound."""
+        frames = await asyncio.get_running_loop().run_in_executor(self._pool, self._checkpoint)
+        if frames > limits.sqlite_wal_frames_max:
+            if await self._restart():
+                self.stats.restarts += 1
+            else:
+                self.stats.restarts_busy += 1
 
     async def _run(self) -> None:
         interval_s = self._settings.checkpoint_interval_ms / 1000
@@ -84,10 +99,11 @@ class Checkpointer:
             seen = commits
             try:
                 await self.checkpoint()
-            except sqlite3.Error as error:
+            except (sqlite3.Error, StorageError) as error:
                 _log.warning("sqlite_checkpoint_failed", error=str(error))
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self) -> int:
+        """A PASSIVE checkpoint; the frames in the WAL (0 when another connection was checkpointing)."""
         if self._connection is None:
             self._connection = connect_checkpointer(self._settings)
         try:
@@ -96,27 +112,29 @@ class Checkpointer:
             if not is_unavailable(error):
                 raise
             self.stats.busy += 1
-            return
+            return 0
         self.stats.checkpoints += 1
         self.stats.busy += int(busy)
         self.stats.frames_left = max(0, frames - copied)
-        if frames > limits.sqlite_wal_frames_max:
-            self._restart(self._connection)
-
-    def _restart(self, connection: sqlite3.Connection) -> None:
-        """Start the WAL again from its beginning (see the module's doc)."""
-        try:
-            busy = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
-        except sqlite3.OperationalError as error:
-            if not is_unavailable(error):
-                raise
-            busy = 1
-        if busy:
-            self.stats.restarts_busy += 1
-        else:
-            self.stats.restarts += 1
+        return int(frames)
 
     def _close_connection(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def restart_wal(writer: sqlite3.Connection, busy_timeout_ms: int) -> bool:
+    """On the writer's thread, between groups: a RESTART checkpoint (see the module's doc), waiting for
+    readers of older snapshots for `sqlite_wal_restart_wait_ms_max` at most, then the writer's own
+    `busy_timeout_ms` again. True when the WAL starts again from its beginning."""
+    writer.execute(f"PRAGMA busy_timeout = {limits.sqlite_wal_restart_wait_ms_max}")
+    try:
+        busy = writer.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+    except sqlite3.OperationalError as error:
+        if not is_unavailable(error):
+            raise
+        busy = 1
+    finally:
+        writer.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    return not busy

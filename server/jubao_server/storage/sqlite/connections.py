@@ -63,12 +63,8 @@ def connect_writer(settings: SqliteSettings) -> sqlite3.Connection:
 
 
 def connect_checkpointer(settings: SqliteSettings) -> sqlite3.Connection:
-    """The connection that checkpoints the WAL; call it on the checkpointer's thread, which alone uses it.
-    Only its RESTART checkpoints wait (its PASSIVE ones never do), and for
-    `sqlite_wal_restart_wait_ms_max` at most, since new commits wait with them."""
-    connection = _connect(settings, shared=False)
-    connection.execute(f"PRAGMA busy_timeout = {limits.sqlite_wal_restart_wait_ms_max}")
-    return connection
+    """The connection that checkpoints the WAL; call it on the checkpointer's thread, which alone uses it."""
+    return _connect(settings, shared=False)
 
 
 def connect_reader(settings: SqliteSettings) -> sqlite3.Connection:
