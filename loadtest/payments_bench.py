@@ -18,7 +18,7 @@ from loadtest.harness import Run, load, machine_stalls
 from loadtest.report import Figure, figure
 from loadtest.scenario import Profile, Scenario
 from loadtest.server_process import process_cpu_s
-from loadtest.stats import Tick, Window, slowest_seconds, window_of
+from loadtest.stats import Tick, Window, window_of
 from loadtest.tally import Tally
 
 batch_size: Final = 1_000
@@ -74,8 +74,10 @@ class Measured:
     server_cpu: ServerCpu | None = None
     # The window's ticks, so that several loads' windows read as one (`combined`).
     ticks: tuple[Tick, ...] = ()
-    # When the load began (Unix time): its seconds in wall time, to set beside the server's logs.
+    # When the load began (Unix time), and its slowest seconds (`Series.slowest_seconds`): where its
+    # stalls were, in wall time, to set beside the server's logs.
     started_unix_s: float = 0.0
+    slowest: tuple[tuple[int, Window], ...] = ()
 
     @classmethod
     def combined(cls, parts: Sequence[Measured]) -> Measured:
@@ -128,7 +130,10 @@ def measure(
         server_cpu = ServerCpu(cpu_s, time.monotonic() - started_s, whole.ok + whole.error_count)
     first, end = int(warmup_s), segment.series.seconds if until_answered else int(drive.duration_s)
     ticks = tuple(segment.series.ticks_in(first, end))
-    return Measured(segment.series.window(first, end), segment.tally, server_cpu, ticks, started_unix_s)
+    slowest = segment.series.slowest_seconds(first, end, bounds.slowest_seconds_listed_max)
+    return Measured(
+        segment.series.window(first, end), segment.tally, server_cpu, ticks, started_unix_s, slowest
+    )
 
 
 def only(scenario: Scenario, kind: str, **changes: object) -> Scenario:
@@ -257,7 +262,7 @@ def slowest_seconds_json(measured: Measured) -> list[dict[str, object]]:
             "p99_ms": round(window.p99_ms, 1),
             "ok": window.ok,
         }
-        for second, window in slowest_seconds(measured.ticks, bounds.slowest_seconds_listed_max)
+        for second, window in measured.slowest
     ]
 
 

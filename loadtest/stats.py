@@ -172,6 +172,12 @@ class Series:
         """Seconds `first` to `end - 1`."""
         return window_of(self.ticks_in(first, end), max(0, end - first))
 
+    def slowest_seconds(self, first: int, end: int, count: int) -> tuple[tuple[int, Window], ...]:
+        """Of seconds `first` to `end - 1`, the `count` whose slowest answer took longest, slowest first:
+        where a load's stalls were."""
+        windows = ((second, self.second(second)) for second in range(first, end))
+        return tuple(sorted(windows, key=lambda item: item[1].latency_ms[3], reverse=True)[:count])
+
     def ticks_in(self, first: int, end: int) -> list[Tick]:
         """Every worker's ticks of seconds `first` to `end - 1`."""
         return [tick for second in range(first, end) for tick in self.ticks.get(second, [])]
@@ -189,15 +195,6 @@ class Series:
         )
         edges = [first_s, *times, end_s]
         return max(later - earlier for earlier, later in itertools.pairwise(edges))
-
-
-def slowest_seconds(ticks: Iterable[Tick], count: int) -> list[tuple[int, Window]]:
-    """The `count` seconds whose slowest answer took longest, slowest first: where a load's stalls were."""
-    by_second: dict[int, list[Tick]] = collections.defaultdict(list)
-    for tick in ticks:
-        by_second[tick.second].append(tick)
-    windows = [(second, window_of(group, 1)) for second, group in by_second.items()]
-    return sorted(windows, key=lambda item: item[1].latency_ms[3], reverse=True)[:count]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,6 @@ from loadtest.stats import (
     Series,
     new_histogram,
     record_latency,
-    slowest_seconds,
 )
 
 
@@ -102,12 +101,13 @@ def test_paired_rounds_need_a_rate_of_each_load_per_round() -> None:
 
 def test_the_slowest_seconds_are_those_with_the_longest_answers_across_workers() -> None:
     longest_s = {0: 0.010, 1: 0.250, 2: 0.030, 3: 0.120}
-    ticks = []
+    series = Series(workers=2)
     for second, slowest_s in longest_s.items():
         # The second's slowest answer is one worker's; the other worker's answers are all quick.
-        ticks.append(_tick(0, second, [0.002, slowest_s])[1])
-        ticks.append(_tick(1, second, [0.002, 0.003])[1])
-    found = slowest_seconds(ticks, 2)  # type: ignore[arg-type]
+        series.add(_tick(0, second, [0.002, slowest_s])[1])  # type: ignore[arg-type]
+        series.add(_tick(1, second, [0.002, 0.003])[1])  # type: ignore[arg-type]
+    assert [second for second, _ in series.slowest_seconds(0, 3, 2)] == [1, 2]  # second 3 is past the end
+    found = series.slowest_seconds(0, 4, 2)
     assert [second for second, _ in found] == [1, 3]
     assert [window.ok for _, window in found] == [4, 4]
     assert found[0][1].latency_ms[3] == pytest.approx(250, rel=0.01)
