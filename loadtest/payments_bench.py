@@ -17,7 +17,7 @@ from loadtest.engine import ClosedLoop, Drive, Engine, OpenLoop
 from loadtest.harness import Run, load, machine_stalls
 from loadtest.report import Figure, figure
 from loadtest.scenario import Profile, Scenario
-from loadtest.server_process import process_cpu_s
+from loadtest.server_process import process_cpu_s, process_written_bytes
 from loadtest.stats import Tick, Window, window_of
 from loadtest.tally import Tally
 
@@ -37,22 +37,33 @@ class PaymentsPlan:
 
 
 @dataclasses.dataclass(frozen=True)
-class ServerCpu:
-    """The CPU time the processes serving the calls (every thread; of `jubao-server serve`, its gRPC
-    children) used over a whole load, warm-up included, and the calls they answered in that time."""
+class ServerUse:
+    """What the processes serving the calls (every thread; of `jubao-server serve`, its gRPC children)
+    used over a whole load, warm-up included: CPU time, bytes written to storage, and the calls they
+    answered in that time."""
 
     cpu_s: float
+    written_bytes: int
     wall_s: float
     calls: int
 
     @classmethod
-    def total(cls, parts: Sequence[ServerCpu]) -> ServerCpu:
-        """Several loads' CPU time, wall time and calls summed."""
-        return cls(sum(p.cpu_s for p in parts), sum(p.wall_s for p in parts), sum(p.calls for p in parts))
+    def total(cls, parts: Sequence[ServerUse]) -> ServerUse:
+        """Several loads' use, wall time and calls summed."""
+        return cls(
+            sum(p.cpu_s for p in parts),
+            sum(p.written_bytes for p in parts),
+            sum(p.wall_s for p in parts),
+            sum(p.calls for p in parts),
+        )
 
     @property
     def us_per_call(self) -> float:
         return self.cpu_s * 1e6 / self.calls if self.calls else 0.0
+
+    @property
+    def bytes_per_call(self) -> float:
+        return self.written_bytes / self.calls if self.calls else 0.0
 
     @property
     def cores(self) -> float:
@@ -66,12 +77,21 @@ class ServerCpu:
             f"({self.cores:.2f} of a core busy)"
         )
 
+    def written_note(self) -> str:
+        mb_per_s = self.written_bytes / 1e6 / self.wall_s if self.wall_s else 0.0
+        return (
+            "bytes the processes serving gRPC had written to storage (/proc/<pid>/io write_bytes: the "
+            "database file, its WAL and the checkpoints' copies, logs) over the whole load, warm-up "
+            f"included: {self.written_bytes / 1e6:,.1f} MB for {self.calls} calls answered in "
+            f"{self.wall_s:.1f} s ({mb_per_s:,.1f} MB/s)"
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class Measured:
     window: Window
     tally: Tally
-    server_cpu: ServerCpu | None = None
+    server: ServerUse | None = None
     # The window's ticks, so that several loads' windows read as one (`combined`).
     ticks: tuple[Tick, ...] = ()
     # When the load began (Unix time), and its slowest seconds (`Series.slowest_seconds`): where its
@@ -82,12 +102,12 @@ class Measured:
     @classmethod
     def combined(cls, parts: Sequence[Measured]) -> Measured:
         """Several loads read as one: their windows' seconds and ticks together (the latency histograms
-        merged), their tallies merged, and their servers' CPU summed."""
+        merged), their tallies merged, and their servers' use summed."""
         ticks = tuple(tick for part in parts for tick in part.ticks)
         window = window_of(ticks, sum(part.window.seconds for part in parts))
-        cpus = [part.server_cpu for part in parts if part.server_cpu is not None]
-        server_cpu = ServerCpu.total(cpus) if cpus else None
-        return cls(window, Tally.merge(part.tally for part in parts), server_cpu, ticks)
+        uses = [part.server for part in parts if part.server is not None]
+        server = ServerUse.total(uses) if uses else None
+        return cls(window, Tally.merge(part.tally for part in parts), server, ticks)
 
     def errors_note(self) -> str:
         window = self.window
@@ -95,10 +115,21 @@ class Measured:
 
     def cpu_figure(self, name: str, backend: str) -> list[Figure]:
         """`name` (server CPU per call in µs), when the harness started the server and could read it."""
-        cpu = self.server_cpu
-        if cpu is None:
+        server = self.server
+        if server is None:
             return []
-        return [figure(name, round(cpu.us_per_call), "us/call", backend, cpu.note())]
+        return [figure(name, round(server.us_per_call), "us/call", backend, server.note())]
+
+    def written_figure(self, name: str, backend: str, per: int = 1) -> list[Figure]:
+        """`name` (bytes the server had written to storage per call, or per item of calls of `per`
+        items), when the harness started the server and the backend is SQLite: on Cassandra the nodes
+        write the data, outside the processes measured."""
+        server = self.server
+        if server is None or backend != "sqlite":
+            return []
+        unit = "bytes/call" if per == 1 else "bytes/transfer"
+        note = server.written_note() + (f"; every call a batch of {per:,}" if per > 1 else "")
+        return [figure(name, round(server.bytes_per_call / per), unit, backend, note)]
 
 
 def measure(
@@ -117,23 +148,23 @@ def measure(
     profiles."""
     pids = run.target.server_pids
     cpu_before_s = sum(process_cpu_s(pid) for pid in pids)
+    written_before = sum(process_written_bytes(pid) for pid in pids)
     started_s, started_unix_s = time.monotonic(), time.time()
     recording: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if run.profiles is not None and pids and label:
         recording = run.profiles.recording(label, pids)
     with recording:
         segment = load(engine, run, drive, scenario)
-    server_cpu = None
+    server = None
     if pids:
         whole = segment.series.window(0, segment.series.seconds)
         cpu_s = sum(process_cpu_s(pid) for pid in pids) - cpu_before_s
-        server_cpu = ServerCpu(cpu_s, time.monotonic() - started_s, whole.ok + whole.error_count)
+        written = sum(process_written_bytes(pid) for pid in pids) - written_before
+        server = ServerUse(cpu_s, written, time.monotonic() - started_s, whole.ok + whole.error_count)
     first, end = int(warmup_s), segment.series.seconds if until_answered else int(drive.duration_s)
     ticks = tuple(segment.series.ticks_in(first, end))
     slowest = segment.series.slowest_seconds(first, end, bounds.slowest_seconds_listed_max)
-    return Measured(
-        segment.series.window(first, end), segment.tally, server_cpu, ticks, started_unix_s, slowest
-    )
+    return Measured(segment.series.window(first, end), segment.tally, server, ticks, started_unix_s, slowest)
 
 
 def only(scenario: Scenario, kind: str, **changes: object) -> Scenario:
@@ -144,8 +175,9 @@ def only(scenario: Scenario, kind: str, **changes: object) -> Scenario:
 def unary_figures(
     engine: Engine, run: Run, plan: PaymentsPlan, backend: str, name: str
 ) -> tuple[list[Figure], Tally]:
-    """`<name>_per_s` (unary transfers, closed loop, random payer and payee) and the server's CPU per
-    transfer (`<name>_server_cpu_us_per_call`)."""
+    """`<name>_per_s` (unary transfers, closed loop, random payer and payee), the server's CPU per
+    transfer (`<name>_server_cpu_us_per_call`) and, on SQLite, the bytes it wrote per transfer
+    (`<name>_server_written_bytes_per_call`)."""
     closed = ClosedLoop(plan.concurrency, plan.warmup_s + plan.seconds)
     unary = measure(engine, run, spread_transfers(run), closed, plan.warmup_s, label=f"{name}-{backend}")
     return [
@@ -158,6 +190,7 @@ def unary_figures(
             f"{unary.errors_note()}",
         ),
         *unary.cpu_figure(f"{name}_server_cpu_us_per_call", backend),
+        *unary.written_figure(f"{name}_server_written_bytes_per_call", backend),
     ], unary.tally
 
 
@@ -285,15 +318,17 @@ def batch_figures(engine: Engine, run: Run, plan: PaymentsPlan, backend: str) ->
             f"answered; {batched.errors_note()} (batches)",
         ),
     ]
-    cpu = batched.server_cpu
-    if cpu is not None:
+    server = batched.server
+    if server is not None:
         found.append(
             figure(
                 "payments_transfer_batch_server_cpu_us_per_transfer",
-                round(cpu.us_per_call / batch_size),
+                round(server.us_per_call / batch_size),
                 "us/transfer",
                 backend,
-                f"{cpu.note()}; every call a batch of {batch_size:,}",
+                f"{server.note()}; every call a batch of {batch_size:,}",
             )
         )
+    written = "payments_transfer_batch_server_written_bytes_per_transfer"
+    found += batched.written_figure(written, backend, batch_size)
     return found, batched.tally

@@ -187,6 +187,16 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_written_bytes(pid: int) -> int:
+    """What a process (every thread) had storage write for it so far (`write_bytes` of /proc/<pid>/io):
+    its files' pages as the kernel writes them back or syncs them, whoever ends up writing them."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == "write_bytes":
+            return int(value)
+    raise OSError(f"/proc/{pid}/io has no write_bytes")
+
+
 def demo_key(tenant_id: str) -> str:
     """The API key of a demo tenant (`tenants/demo-keys.txt`)."""
     demo = dict(

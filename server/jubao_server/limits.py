@@ -172,6 +172,8 @@ sqlite_checkpoint_interval_ms_max = 60_000
 # file is cut back to this size when it starts again (storage/sqlite/checkpoint.py).
 sqlite_wal_frames_max = 16_384
 sqlite_wal_restart_wait_ms_max = 100
+# The writer connection's page cache (`SqliteSettings.writer_cache_mib`, storage/sqlite/connections.py).
+sqlite_writer_cache_mib_max = 16_384
 
 # Ledger reconciliation (payments/reconcile.py): an audit reads a tenant's shards and journals page by
 # page; a pass only counts when no shard committed while it ran.

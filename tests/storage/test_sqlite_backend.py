@@ -31,6 +31,7 @@ from jubao_server.storage.contract import (
     StorageError,
 )
 from jubao_server.storage.sqlite import SqliteBackend
+from jubao_server.storage.sqlite.connections import connect_reader, connect_writer
 from jubao_server.storage.sqlite.group import PendingWrite, WriteStats, run_group
 from jubao_server.storage.sqlite.sql import EXPIRES, sweep
 
@@ -43,6 +44,7 @@ SWEEP_INTERVAL_MS: Final = 20
 SWEEP_POLLS: Final = 250
 CONCURRENT_WRITES: Final = 200
 HOLD_TIMEOUT_S: Final = 30
+DEFAULT_CACHE_SIZE: Final = -2000  # SQLite's default page cache: 2,000 KiB
 
 
 @pytest.fixture
@@ -92,6 +94,16 @@ async def test_the_file_is_created_in_wal_mode(backend: SqliteBackend) -> None:
     assert backend.path.is_file()
     with _raw(backend.path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_writer_has_a_page_cache_of_its_own(settings: SqliteSettings) -> None:
+    """The writer's cache is the setting's size (SQLite's default is 2 MiB: an upsert at a key spread
+    over a larger table read its page back from the file first); the readers keep the default."""
+    sized = settings.model_copy(update={"writer_cache_mib": 48})
+    with contextlib.closing(connect_writer(sized)) as writer:
+        assert writer.execute("PRAGMA cache_size").fetchone()[0] == -48 * 1024
+    with contextlib.closing(connect_reader(sized)) as reader:
+        assert reader.execute("PRAGMA cache_size").fetchone()[0] == DEFAULT_CACHE_SIZE
 
 
 async def test_sweep_deletes_expired_rows_only(unswept_backend: SqliteBackend, scope: str) -> None:

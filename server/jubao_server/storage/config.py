@@ -21,6 +21,8 @@ class SqliteSettings(_Strict):
     ttl_sweep_interval_ms: int = Field(60_000, gt=0)
     # How often the WAL is checkpointed (on a thread of its own) while commits come (sqlite/checkpoint.py).
     checkpoint_interval_ms: int = Field(250, gt=0, le=limits.sqlite_checkpoint_interval_ms_max)
+    # The writer connection's page cache (sqlite/connections.py), filled as the writer reads pages.
+    writer_cache_mib: int = Field(256, gt=0, le=limits.sqlite_writer_cache_mib_max)
 
 
 class ReplicationSettings(_Strict):

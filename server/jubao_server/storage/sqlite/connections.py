@@ -20,6 +20,7 @@ from jubao_server.storage.contract import StorageError
 # FULL under the same bench (32 concurrent writers).
 SYNCHRONOUS: Final = "FULL"
 _STATEMENT_CACHE_SIZE: Final = 256
+_KIB_PER_MIB: Final = 1024
 
 # Primary result codes of an OperationalError that mean the database is busy or the disk failed.
 _UNAVAILABLE_CODES: Final = frozenset(
@@ -49,12 +50,20 @@ def _connect(settings: SqliteSettings, *, shared: bool) -> sqlite3.Connection:
 
 def connect_writer(settings: SqliteSettings) -> sqlite3.Connection:
     """The one writer connection; call it on the writer thread, which alone uses it. It never checkpoints
-    the WAL: the checkpointer's connection does (`checkpoint.py`)."""
+    the WAL: the checkpointer's connection does (`checkpoint.py`).
+
+    Its page cache is `writer_cache_mib` (SQLite's default is 2 MiB). Journal rows land at keys spread
+    over the tables (an account's entries, a transfer's id), so past a few MiB of data nearly every row
+    an upsert writes missed the default cache and was read back from the file first: 50,000 transfers
+    into 10,000 accounts took 6.9 µs a journal entry and 11.1 µs a transfer row on the writer with the
+    default cache, 3.8 and 5.6 µs with 256 MiB. The cache holds what the writer has read or written
+    since it opened, up to the bound, and is not shared with the readers."""
     settings.path.parent.mkdir(parents=True, exist_ok=True)
     with unavailable_as_storage_error():
         connection = _connect(settings, shared=False)
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         connection.execute("PRAGMA wal_autocheckpoint = 0")
+        connection.execute(f"PRAGMA cache_size = {-settings.writer_cache_mib * _KIB_PER_MIB}")
         # When the writer starts the WAL again, it cuts the file back to the WAL's bound.
         page_bytes = connection.execute("PRAGMA page_size").fetchone()[0]
         connection.execute(f"PRAGMA journal_size_limit = {limits.sqlite_wal_frames_max * page_bytes}")
