@@ -226,7 +226,7 @@ async def _check_reconciled(ledger: Ledger, tenant: str, accounts: int, debited:
     over every account the bench opened, once the credits of the transfers answered DEBITED landed
     (`SETTLE_WAIT_S` at most: Reconcile counts credits in flight, but a ledger still moving through all
     its passes is not reported clean)."""
-    await ledger.shards.deliveries.settled(debited, SETTLE_WAIT_S)
+    await ledger.shards.deliveries.landed(debited, SETTLE_WAIT_S)
     report = await ledger.reconcile(tenant)
     ensure(report.accounts_checked == accounts, f"Reconcile checked {report.accounts_checked} of {accounts}")
     ensure(report.clean, f"Reconcile after the bench: {report.discrepancies[:3]}")

@@ -137,6 +137,9 @@ shard_recovery_rows_max = 10_000_000
 shard_actors_max = 100_000
 shard_recent_markers_max = 100_000
 shard_inbox_rows_max = 500
+# Settles of landed outbox entries a shard keeps waiting to ride its next group commit (past this, each
+# is queued as a command of its own).
+shard_settles_waiting_max = 10_000
 # Acquiring: conditional writes of a contended epoch; leases held elsewhere waited out.
 shard_acquire_attempts_max = 8
 # With several server processes on a machine (`jubao-server serve`, one per core), each takes its home shards

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
@@ -63,6 +64,12 @@ async def balance(ledger: Ledger, tenant: str, account_id: str) -> int:
 async def total(ledger: Ledger, tenant: str) -> int:
     views, _ = await ledger.list_accounts(tenant, None, 10_000)
     return sum(view.balance.ledger_minor for view in views)
+
+
+def ids_in_shard(prefix: str, shard: int, count: int, shard_count: int) -> list[str]:
+    """`count` account ids of one shard."""
+    ids = (f"{prefix}-{index}" for index in range(10_000))
+    return list(itertools.islice((a for a in ids if shard_of(a, shard_count) == shard), count))
 
 
 def ids_in_distinct_shards(prefix: str, shard_count: int, count: int) -> list[str]:

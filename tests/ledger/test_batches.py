@@ -8,7 +8,6 @@ the balances equal the tally of those outcomes, and reconciliation is clean. A f
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 from collections import Counter
 from typing import Final
@@ -45,6 +44,7 @@ from tests.ledger.support import (
     completed,
     fail_next_commit,
     ids_in_distinct_shards,
+    ids_in_shard,
     key,
     open_account,
     pay,
@@ -137,12 +137,6 @@ async def test_a_batch_whose_answers_were_lost_is_applied_once(
     await ledger.stop()
 
 
-def ids_in_shard(prefix: str, shard: int, count: int) -> list[str]:
-    """`count` account ids of one shard."""
-    ids = (f"{prefix}-{index}" for index in range(10_000))
-    return list(itertools.islice((a for a in ids if shard_of(a, SHARDS) == shard), count))
-
-
 async def test_a_batch_owes_each_other_shard_one_message(
     backend: StorageBackend, settings: PaymentsSettings, tenant: str
 ) -> None:
@@ -152,14 +146,14 @@ async def test_a_batch_owes_each_other_shard_one_message(
     counts them; a ledger that acquires the payer's shard afresh (as after a crash) delivers them:
     every transfer completed, each credit landed once, and once more when the delivery runs again."""
     payer, first, second = ids_in_distinct_shards("acct", SHARDS, 3)
-    payees = ids_in_shard("first", shard_of(first, SHARDS), 3) + ids_in_shard(
-        "second", shard_of(second, SHARDS), 3
+    payees = ids_in_shard("first", shard_of(first, SHARDS), 3, SHARDS) + ids_in_shard(
+        "second", shard_of(second, SHARDS), 3, SHARDS
     )
     stalled = Ledger(backend, settings)
     await open_account(stalled, tenant, payer, allow_negative=True)
     for payee in payees:
         await open_account(stalled, tenant, payee)
-    frozen = ids_in_shard("frozen", shard_of(first, SHARDS), 1)[0]
+    frozen = ids_in_shard("frozen", shard_of(first, SHARDS), 1, SHARDS)[0]
     await open_account(stalled, tenant, frozen, credits_frozen=True)
     stalled.shards.deliveries.start = lambda sender, key, entry, fresh=False: None  # type: ignore[method-assign,misc]
     items = [
@@ -191,9 +185,15 @@ async def test_a_batch_owes_each_other_shard_one_message(
     assert {payee: await balance(delivering, tenant, payee) for payee in payees} == dict(expected)
     markers = [await credit_markers(backend, tenant, shard_of(p, SHARDS)) for p in (first, second)]
     assert markers == [[f"{entry_key}@{shard_of(p, SHARDS)}"] for p in (first, second)]
+    sender = delivering.shards.actors[(tenant, shard_of(payer, SHARDS))]
+    for _ in range(SETTLE_POLLS_MAX):  # the entry settles at the sender's next commit or upkeep tick
+        if entry_key not in sender.outbox:
+            break
+        await asyncio.sleep(0.05)
+    assert entry_key not in sender.outbox
     deliveries = delivering.shards.deliveries
-    deliveries.start(delivering.shards.actors[(tenant, shard_of(payer, SHARDS))], entry_key, entry)
-    assert await deliveries.settled([transfers[-1].transfer_id], 5.0) == [True]
+    deliveries.start(sender, entry_key, entry)
+    assert await deliveries.landed([transfers[-1].transfer_id], 5.0) == [True]
     assert {payee: await balance(delivering, tenant, payee) for payee in payees} == dict(expected)
     report = await delivering.reconcile(tenant)
     assert report.clean and report.in_flight_minor == 0, report
@@ -219,7 +219,7 @@ async def test_items_whose_credits_are_still_in_flight_are_answered_without_a_re
     transfer: a read each cost such a batch a thousand. Their credits land afterwards."""
     monkeypatch.setattr(limits, "ledger_completion_wait_s", 0)
     payer, payee_shard = ids_in_distinct_shards("acct", SHARDS, 2)
-    payees = ids_in_shard("payee", shard_of(payee_shard, SHARDS), 4)
+    payees = ids_in_shard("payee", shard_of(payee_shard, SHARDS), 4, SHARDS)
     ledger = Ledger(backend, settings)
     await open_account(ledger, tenant, payer, allow_negative=True)
     for payee in payees:

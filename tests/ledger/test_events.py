@@ -10,7 +10,7 @@ from jubao.errors import Reason
 from jubao_server.errors import ApiError
 from jubao_server.payments.api import TransferCommand
 from jubao_server.payments.config import PaymentsSettings
-from jubao_server.payments.events import EventKind, read_events
+from jubao_server.payments.events import Event, EventKind, read_events
 from jubao_server.payments.ledger import Ledger
 from jubao_server.payments.model import Leg, Transfer
 from jubao_server.payments.tables import SHARDS as SHARD_TABLE
@@ -22,6 +22,21 @@ from tests.ledger.conftest import SHARDS
 from tests.ledger.support import ids_in_distinct_shards, key, open_account, pay
 
 GROUPED_TRANSFERS = 12
+SETTLE_POLLS_MAX = 100
+SETTLE_POLL_S = 0.05
+
+
+async def settled_events(backend: StorageBackend, tenant: str, transfer_ids: list[str]) -> list[Event]:
+    """Every event, once those of the transfers' completion are written: a transfer's is written when its
+    payer's shard settles its outbox entry, with the shard's next commit or at its next upkeep tick,
+    after the call that paid was answered."""
+    events: list[Event] = []
+    for _ in range(SETTLE_POLLS_MAX):
+        events = await read_events(backend, tenant, [0] * SHARDS, 100)
+        if [e.transfer_id for e in events if e.kind is EventKind.TRANSFER_COMPLETED] == transfer_ids:
+            break
+        await asyncio.sleep(SETTLE_POLL_S)
+    return events
 
 
 async def test_events_name_each_commit_once_in_order(
@@ -32,8 +47,9 @@ async def test_events_name_each_commit_once_in_order(
     await open_account(ledger, tenant, bank, allow_negative=True)
     await open_account(ledger, tenant, buyer)
     paid = [await pay(ledger, tenant, bank, (buyer, amount)) for amount in (5, 7)]
+    events = await settled_events(backend, tenant, [t.transfer_id for t in paid])
     seqs = [0] * SHARDS
-    events = await read_events(backend, tenant, seqs, 100)
+    assert await read_events(backend, tenant, seqs, 100) == events
     assert len({e.event_id for e in events}) == len(events)
     assert [e.kind for e in events].count(EventKind.ACCOUNT_OPENED) == 2
     credits = [entry for e in events for entry in e.entries if entry.account_id == buyer]
@@ -62,8 +78,9 @@ async def test_a_group_commit_is_one_row_and_its_events_page_from_inside_it(
     assert all(isinstance(outcome, Transfer) for outcome in outcomes)
     payer_partition = SHARD_TABLE.partition(tenant, shard_of(bank, SHARDS))
     query = RowQuery(payer_partition, Bound((WAL,), True), Bound((WAL,), True), limit=100)
+    transfer_ids = [outcome.transfer_id for outcome in outcomes if isinstance(outcome, Transfer)]
+    everything = await settled_events(backend, tenant, transfer_ids)
     payer_rows = (await backend.read_page(query)).rows
-    everything = await read_events(backend, tenant, [0] * SHARDS, 100)
     payer_events = [e for e in everything if e.event_id.startswith(f"{shard_of(bank, SHARDS)}.")]
     assert len(payer_rows) < len(payer_events) - GROUPED_TRANSFERS + 2
     seqs, paged = [0] * SHARDS, []

@@ -23,14 +23,16 @@ from jubao_server.payments.model import (
     Transfer,
     TransferState,
 )
+from jubao_server.payments.records import ENCODER, OutboxEntry, OwedTransfer, RemoteCredit, TransferRecord
 from jubao_server.payments.state import AccountState
+from jubao_server.payments.tables import CREDIT_MARKERS, TRANSFERS
 from jubao_server.payments.tables import SHARDS as SHARD_TABLE
-from jubao_server.payments.tables import TRANSFERS
 from jubao_server.shards.actor import OUTBOX
 from jubao_server.shards.stage import shard_of
 from jubao_server.storage.contract import (
     INT64_MAX,
     Batch,
+    Delete,
     Put,
     StorageBackend,
 )
@@ -44,6 +46,7 @@ from tests.ledger.support import (
     cut_off_shard,
     fail_next_commit,
     ids_in_distinct_shards,
+    ids_in_shard,
     key,
     open_account,
     pay,
@@ -91,7 +94,9 @@ async def test_a_transfer_row_is_written_once_and_read_completed_once_its_credit
     ledger: Ledger, backend: StorageBackend, tenant: str
 ) -> None:
     """A cross-shard transfer's row is written when its payer's shard commits it, debited and naming the
-    outbox entry owing its credits; settling the entry writes no row: a read sees the entry gone."""
+    outbox entry owing its credits; settling the entry writes no row. A read sees the transfer completed
+    once every message of the entry left its marker in its shard (the caller is answered then, before
+    the entry settles), or once the entry is gone."""
     bank, buyer = ids_in_distinct_shards("acct", SHARDS, 2)
     await open_account(ledger, tenant, bank, allow_negative=True)
     await open_account(ledger, tenant, buyer)
@@ -99,13 +104,63 @@ async def test_a_transfer_row_is_written_once_and_read_completed_once_its_credit
     assert paid.state is TransferState.COMPLETED
     row = await backend.read_row(TRANSFERS.partition(tenant, paid.transfer_id))
     assert row is not None and row["state"] == TransferState.DEBITED.value
-    payer_shard = shard_of(bank, SHARDS)
+    payer_shard, buyer_shard = shard_of(bank, SHARDS), shard_of(buyer, SHARDS)
     assert (row["owed_shard"], row["owed_entry"]) == (payer_shard, paid.transfer_id)
     assert (await ledger.get_transfer(tenant, paid.transfer_id)).state is TransferState.COMPLETED
-    still_owed = Put((OUTBOX, paid.transfer_id), {"record": b"{}"})
-    await backend.write(Batch(SHARD_TABLE.partition(tenant, payer_shard), (still_owed,)))
+    debited = TransferRecord.of(dataclasses.replace(paid, state=TransferState.DEBITED))
+    credit = RemoteCredit(leg_index=0, account_id=buyer, amount_minor=500, shard=buyer_shard)
+    entry = OutboxEntry(transfers=(OwedTransfer(debited, (credit,)),), named=True)
+    not_settled = Put((OUTBOX, paid.transfer_id), {"record": ENCODER.encode(entry)})
+    await backend.write(Batch(SHARD_TABLE.partition(tenant, payer_shard), (not_settled,)))
+    assert (await ledger.get_transfer(tenant, paid.transfer_id)).state is TransferState.COMPLETED
+    not_landed = Delete((CREDIT_MARKERS, f"{paid.transfer_id}@{buyer_shard}"))
+    await backend.write(Batch(SHARD_TABLE.partition(tenant, buyer_shard), deletes=(not_landed,)))
     assert (await ledger.get_transfer(tenant, paid.transfer_id)).state is TransferState.DEBITED
     await ledger.stop()
+
+
+async def test_a_settle_rides_the_payer_shards_next_commit(backend: StorageBackend, tenant: str) -> None:
+    """A cross-shard transfer's caller is answered once its credit landed; the payer's shard settles the
+    outbox entry with the next command it commits, in the same group, not in a commit of its own (its
+    upkeep tick, here 10 s away, does it when no command comes)."""
+    quiet = PaymentsSettings(shard_count=SHARDS, shard_lease_ms=60_000, inbox_poll_ms=10_000)
+    ledger = Ledger(backend, quiet)
+    bank, buyer = ids_in_distinct_shards("acct", SHARDS, 2)
+    await open_account(ledger, tenant, bank, allow_negative=True)
+    await open_account(ledger, tenant, buyer)
+    paid = await pay(ledger, tenant, bank, (buyer, 500))
+    assert paid.state is TransferState.COMPLETED
+    payer = ledger.shards.actors[(tenant, shard_of(bank, SHARDS))]
+    assert paid.transfer_id in payer.outbox
+    assert (await ledger.get_transfer(tenant, paid.transfer_id)).state is TransferState.COMPLETED
+    before = payer.last_seq
+    (neighbour,) = ids_in_shard("neighbour", shard_of(bank, SHARDS), 1, SHARDS)
+    await open_account(ledger, tenant, neighbour)
+    assert paid.transfer_id not in payer.outbox
+    assert payer.last_seq == before + 2, "the account's record and the settle's, in one group"
+    await ledger.stop()
+
+
+async def test_a_settle_waits_for_an_upkeep_tick_at_most_and_for_no_stop(
+    ledger: Ledger, backend: StorageBackend, tenant: str
+) -> None:
+    """With no command coming, the payer's shard settles at its next upkeep tick (200 ms here); an owner
+    that stops commits the settles still waiting first, so the outbox it leaves in storage is empty."""
+    bank, buyer = ids_in_distinct_shards("acct", SHARDS, 2)
+    await open_account(ledger, tenant, bank, allow_negative=True)
+    await open_account(ledger, tenant, buyer)
+    payer = ledger.shards.actors[(tenant, shard_of(bank, SHARDS))]
+    ticked = await pay(ledger, tenant, bank, (buyer, 500))
+    for _ in range(wait_steps_max):
+        if ticked.transfer_id not in payer.outbox:
+            break
+        await asyncio.sleep(0.05)
+    assert ticked.transfer_id not in payer.outbox
+    stopped = await pay(ledger, tenant, bank, (buyer, 700))
+    assert stopped.transfer_id in payer.outbox
+    await ledger.stop()
+    outbox = SHARD_TABLE.partition(tenant, shard_of(bank, SHARDS))
+    assert await backend.read_row(outbox, (OUTBOX, stopped.transfer_id)) is None
 
 
 async def test_a_request_id_is_applied_once(ledger: Ledger, tenant: str) -> None:

@@ -8,9 +8,11 @@ shard's `materialized_seq`.
 A transfer's row is written once, when its payer's shard commits it. One that owes credits to other
 shards is written debited and names the outbox entry owing them (`owed_shard`, `owed_entry`): the entry
 is stored in the same commit, before the row, and dropped only once every credit landed, so a read that
-finds the row debited and the entry gone answers it completed (`find_transfer`), and settling the entry
-writes nothing here. Rows written by earlier versions name no entry: their transfers are written completed
-when their entries settle, as then.
+finds the row debited answers it completed when the entry is gone or when every message of the entry
+left its marker in its shard (`find_transfer`: the callers waiting for the credits are answered as soon
+as they landed, before the entry is dropped), and settling the entry writes nothing here. Rows written
+by earlier versions name no entry: their transfers are written completed when their entries settle, as
+then.
 """
 
 from __future__ import annotations
@@ -22,10 +24,21 @@ import msgspec
 
 from jubao_server import limits
 from jubao_server.payments.model import Entry, EntryKind, Failure, Transfer, TransferState
-from jubao_server.payments.records import ENCODER, LegRecord, Posting, Record, RecordType, legs_of
-from jubao_server.payments.tables import ENTRIES, SHARDS, TRANSFERS
-from jubao_server.shards.actor import OUTBOX
+from jubao_server.payments.records import (
+    ENCODER,
+    OUTBOX,
+    CreditMessage,
+    LegRecord,
+    Posting,
+    Record,
+    RecordType,
+    legs_of,
+    messages_of,
+)
+from jubao_server.payments.tables import CREDIT_MARKERS, ENTRIES, SHARDS, TRANSFERS
+from jubao_server.shards.actor import OUTBOX as OUTBOX_KIND
 from jubao_server.shards.stage import ShardId
+from jubao_server.shards.wal import record_blob
 from jubao_server.storage.contract import Batch, Put, Row, StorageBackend, Value
 
 _LEGS = msgspec.json.Decoder(tuple[LegRecord, ...])
@@ -98,7 +111,8 @@ def _transfer_batch(
 
 
 async def find_transfer(backend: StorageBackend, tenant_id: str, transfer_id: str) -> Transfer | None:
-    """A transfer as stored; completed once the outbox entry its row names is gone (see the module)."""
+    """A transfer as stored; completed once every credit of the outbox entry its row names landed: the
+    entry is gone, or each of its messages left its marker (see the module)."""
     row = await backend.read_row(TRANSFERS.partition(tenant_id, transfer_id))
     if row is None:
         return None
@@ -107,9 +121,19 @@ async def find_transfer(backend: StorageBackend, tenant_id: str, transfer_id: st
     if transfer.state is not TransferState.DEBITED or not isinstance(owed_entry, str):
         return transfer
     outbox = SHARDS.partition(tenant_id, row.as_int("owed_shard"))
-    if await backend.read_row(outbox, (OUTBOX, owed_entry)) is not None:
-        return transfer
+    entry = await backend.read_row(outbox, (OUTBOX_KIND, owed_entry))
+    if entry is not None:
+        for message in messages_of(owed_entry, OUTBOX.decode(record_blob(entry))):
+            if not await landed(backend, tenant_id, message):
+                return transfer
     return dataclasses.replace(transfer, state=TransferState.COMPLETED)
+
+
+async def landed(backend: StorageBackend, tenant_id: str, message: CreditMessage) -> bool:
+    """Whether a credit message landed: its shard holds its apply-once marker, written in the commit that
+    applied it (`CreditMessage.marker_key`)."""
+    marker = (CREDIT_MARKERS, message.marker_key)
+    return await backend.read_row(SHARDS.partition(tenant_id, message.shard), marker) is not None
 
 
 def transfer_of_row(transfer_id: str, row: Row) -> Transfer:

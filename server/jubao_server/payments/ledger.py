@@ -5,9 +5,9 @@ claimed (`platform.idempotency.RequestClaims` on `payments_claims`), so a reuse 
 refused even when it names another payer; (2) the payee checks that need other shards run here, then the
 payer's shard (`shards.ShardActor`) applies the command (`commands.py`) in one group commit: it debits
 every leg and credits the legs whose payee lives in the same shard, recording the credits owed elsewhere
-in its outbox; (3) the runtime delivers each owed credit once to its shard (`shards.delivery`), then the
-outbox entry is settled. After a crash, a shard that is acquired again re-materializes its records and
-re-delivers its outbox, so every debited transfer completes.
+in its outbox; (3) the runtime delivers each owed credit once to its shard (`shards.delivery`), the call
+is answered, then the outbox entry is settled. After a crash, a shard that is acquired again
+re-materializes its records and re-delivers its outbox, so every debited transfer completes.
 """
 
 from __future__ import annotations
@@ -373,14 +373,13 @@ class Ledger:
             r.transfer_id for r in results if isinstance(r, Transfer) and r.state is TransferState.DEBITED
         ]
         deliveries = self.shards.deliveries
-        settled = dict(
-            zip(owing, await deliveries.settled(owing, limits.ledger_completion_wait_s), strict=True)
-        )
+        waited = await deliveries.landed(owing, limits.ledger_completion_wait_s)
+        landed = dict(zip(owing, waited, strict=True))
         unsettled: list[tuple[int, str]] = []
         for (index, _), result in zip(chunk, results, strict=True):
             if isinstance(result, ApiError):
                 outcomes[index] = result
-            elif (answer := self._answer_now(result, settled.get(result.transfer_id))) is not None:
+            elif (answer := self._answer_now(result, landed.get(result.transfer_id))) is not None:
                 outcomes[index] = answer
             else:
                 unsettled.append((index, result.transfer_id))
@@ -429,18 +428,19 @@ class Ledger:
         refusal again if the ledger refused it. `committed` is the payer shard's answer when this call
         committed the transfer: it is the answer once every credit landed, with no read."""
         deliveries = self.shards.deliveries
-        (settled,) = await deliveries.settled([transfer_id], limits.ledger_completion_wait_s)
-        answer = self._answer_now(committed, settled) if committed is not None else None
+        (landed,) = await deliveries.landed([transfer_id], limits.ledger_completion_wait_s)
+        answer = self._answer_now(committed, landed) if committed is not None else None
         return answer if answer is not None else await self._stored(tenant_id, transfer_id)
 
-    def _answer_now(self, committed: Transfer, settled: bool | None) -> Transfer | None:
+    def _answer_now(self, committed: Transfer, landed: bool | None) -> Transfer | None:
         """The answer to the call that committed a transfer, when no read is needed: it completed in its
-        payer's shard, or its outbox entry settled (`settled`: the wait for it), or this process still
-        delivers its credits (the wait ended first): it is debited, its credits in flight, as committed.
-        Under load the wait ends first for whole batches; a read each then cost a batch a thousand."""
+        payer's shard, or every credit of its outbox entry landed (`landed`: the wait for them; reads
+        find it completed from then on, `journal.find_transfer`), or this process still delivers its
+        credits (the wait ended first): it is debited, its credits in flight, as committed. Under load
+        the wait ends first for whole batches; a read each then cost a batch a thousand."""
         if committed.state is TransferState.COMPLETED:
             return committed
-        if settled:
+        if landed:
             return dataclasses.replace(committed, state=TransferState.COMPLETED)
         if self.shards.deliveries.in_flight(committed.transfer_id):
             return committed

@@ -30,7 +30,7 @@ from jubao_server.payments.records import (
     messages_of,
 )
 from jubao_server.payments.state import AccountState, Found, ShardState, Stage
-from jubao_server.payments.tables import SHARDS, TENANT_CONFIG
+from jubao_server.payments.tables import CREDIT_MARKERS, SHARDS, TENANT_CONFIG
 from jubao_server.shards.actor import keep_recent
 from jubao_server.shards.machine import ShardSettings
 from jubao_server.shards.stage import Command, ShardId
@@ -63,7 +63,7 @@ class PaymentsMachine:
     config_table = TENANT_CONFIG
     state_kinds: tuple[str, ...] = (ACCOUNT, HOLD, ESCROW)
     # A credit delivered from another shard leaves this marker: delivered twice, it lands once.
-    marker_kind = "credit"
+    marker_kind = CREDIT_MARKERS
     record_type = Record
     outbox_type = OutboxEntry
     message_type = CreditMessage

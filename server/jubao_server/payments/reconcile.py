@@ -27,7 +27,8 @@ from enum import StrEnum
 
 from jubao_server import limits
 from jubao_server.clock import Clock
-from jubao_server.payments.machine import ACCOUNT, ESCROW, HOLD, PaymentsMachine
+from jubao_server.payments import journal
+from jubao_server.payments.machine import ACCOUNT, ESCROW, HOLD
 from jubao_server.payments.model import AccountKind, EscrowState, HoldState
 from jubao_server.payments.records import ESCROWS, HOLDS, OUTBOX, OutboxEntry, messages_of
 from jubao_server.payments.statements import stored_shard_count
@@ -241,8 +242,7 @@ async def _add_in_flight(
     its shard (`records.CreditMessage.marker_key`), and the outbox entry goes only when all of them
     landed."""
     for message in messages_of(key, owed):
-        marker = (PaymentsMachine.marker_kind, message.marker_key)
-        if await backend.read_row(SHARDS.partition(tenant_id, message.shard), marker) is None:
+        if not await journal.landed(backend, tenant_id, message):
             for part in message.parts():
                 snapshot.in_flight_minor[part.currency] += part.credit.amount_minor
 

@@ -19,6 +19,9 @@ from jubao_server.storage.contract import ColumnType, Table
 
 T = ColumnType
 
+# The kind of a shard's apply-once markers of the credit messages it applied (`records.CreditMessage`).
+CREDIT_MARKERS = "credit"
+
 ACCOUNT_COLUMNS = {
     "currency": T.TEXT,
     "account_kind": T.TEXT,

@@ -20,6 +20,7 @@ shard arrive as `inbox` rows of its partition; the owner polls them.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import typing
 from collections.abc import Sequence
@@ -148,6 +149,8 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         self._settings = settings
         self._tick_s = min(settings.inbox_poll_ms, settings.shard_lease_ms // 4) / 1000
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(settings.shard_queue_max)
+        # Settles of outbox entries whose messages all landed, waiting to ride the next group commit.
+        self._settling: collections.deque[_Pending] = collections.deque()
         self._listener = listener
         self._wal = WalCodec(machine.record_type)
         self._outbox_entries = msgspec.json.Decoder(machine.outbox_type)
@@ -286,8 +289,14 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
 
     async def stop(self, release: bool = False) -> None:
         """Stop the actor's tasks; callers still waiting, and any that submit later, get UNAVAILABLE.
-        With `release`, give the lease up so that another process need not wait for it to run out."""
+        The settles waiting for a commit are committed first (for `shard_stop_timeout_s` at most), so
+        that the next owner need not deliver their entries again to find them landed. With `release`,
+        give the lease up so that another process need not wait for it to run out."""
         held = not self.lost
+        if held and self._settling:
+            waiting = [pending.future for pending in self._settling]
+            self._settle_waiting()
+            await asyncio.wait(waiting, timeout=limits.shard_stop_timeout_s)
         self.lost = True
         tasks = [t for t in (self._task, self._upkeep) if t is not None]
         for task in tasks:
@@ -330,6 +339,7 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         inbox_busy = False
         while not self.lost:
             await self._clock.sleep(self._tick_s)
+            self._settle_waiting()
             try:
                 if self.lease_until_ms - self._clock.wall_ms() < lease_ms * 2 // 3:
                     await self.renew()
@@ -386,9 +396,25 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         await self._queued(Receive(message))
 
     async def settle(self, key: str) -> None:
+        """Drop the outbox entry `key`, every message of which landed (who waited for them was woken
+        then): in the shard's next group commit, with the commands queued then, or, when none come,
+        in a commit of its own at the next upkeep tick. Settling is bookkeeping (reads find the entry's
+        items done from its messages' markers), so it need not cost a commit of its own under load."""
+        if self.lost:
+            raise _moved(self.id.shard)
         entry = self.outbox.get(key)
         items = len(self.machine.items(key, entry)) if entry is not None else 0
-        await self._queued(Settle(key, items))
+        if len(self._settling) >= limits.shard_settles_waiting_max:
+            await self._queued(Settle(key, items))
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._settling.append(_Pending(Settle(key, items), future))
+        await future
+
+    def _settle_waiting(self) -> None:
+        """Queue the settles still waiting for a commit to ride (upkeep: no command came meanwhile)."""
+        while self._settling and not self._queue.full():
+            self._queue.put_nowait(self._settling.popleft())
 
     async def _queued(self, command: object) -> typing.Any:
         if self.lost:
@@ -422,17 +448,24 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
                 _settle(pending.future, _moved(self.id.shard))
             while not self._queue.empty():
                 _settle(self._queue.get_nowait().future, _moved(self.id.shard))
+            while self._settling:
+                _settle(self._settling.popleft().future, _moved(self.id.shard))
 
     def _next_group(self, first: _Pending) -> list[_Pending]:
+        """`first` and the commands queued behind it, then the settles waiting, within the group's
+        bounds."""
         group = [first]
         rows = first.command.rows_max()
-        while len(group) < self._settings.group_commit_max and not self._queue.empty():
-            following = self._queue.get_nowait()
-            group.append(following)
-            rows += following.command.rows_max()
-            if rows >= limits.shard_batch_rows_max:
-                break
+        while self._has_room(group, rows) and not self._queue.empty():
+            group.append(self._queue.get_nowait())
+            rows += group[-1].command.rows_max()
+        while self._has_room(group, rows) and self._settling:
+            group.append(self._settling.popleft())
+            rows += group[-1].command.rows_max()
         return group
+
+    def _has_room(self, group: list[_Pending], rows: int) -> bool:
+        return len(group) < self._settings.group_commit_max and rows < limits.shard_batch_rows_max
 
     async def _commit(self, group: list[_Pending]) -> None:
         try:

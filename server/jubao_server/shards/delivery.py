@@ -5,10 +5,11 @@ it, so nothing owed is ever lost, only in flight. An entry holds everything the 
 transfers, say) as at most one message per receiving shard, delivered all at once. Each message is
 applied by its shard's owner in one command together with one apply-once marker (the marker kind of the
 machine), which makes a repeated delivery a no-op; a shard another process holds gets it in its `inbox`
-rows, and the delivery waits for the marker. Once every message landed, the sender settles the entry in
-one command (drops it, the machine records each of its items), and who waits for it, by its key or an
-item, wakes. Deliveries are retried with backoff; the sender's upkeep starts every delivery its outbox
-still owes again about once a second, and at once when it acquires the shard after a crash.
+rows, and the delivery waits for the marker. Once every message landed, who waits for the entry, by its
+key or an item, wakes (the markers are stored: reads find its items done, `payments.journal`), and the
+sender settles the entry in one command (drops it, the machine records each of its items). Deliveries
+are retried with backoff; the sender's upkeep starts every delivery its outbox still owes again about
+once a second, and at once when it acquires the shard after a crash.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Deliveries:
         self._inbox_poll_s = inbox_poll_ms / 1000
         # Outbox entries a task of this process is delivering now.
         self._delivering: dict[str, None] = {}
-        # Who waits for an entry to settle: True once it did, False when its delivery gave up.
+        # Who waits for an entry's messages to land: True once they did, False when its delivery gave up.
         self._completions: dict[str, asyncio.Future[bool]] = {}
         # While an entry is expected: its items (`StateMachine.items`), and the entry of each item.
         self._items: dict[str, Sequence[str]] = {}
@@ -51,7 +52,7 @@ class Deliveries:
         self._background: dict[asyncio.Task[None], None] = {}
 
     def _expect(self, key: str, items: Sequence[str]) -> None:
-        """Callers may now wait for the entry `key` to settle, by its key or by one of its `items`."""
+        """Callers may now wait for the entry `key` to land, by its key or by one of its `items`."""
         if key in self._completions:
             return
         self._completions[key] = asyncio.get_running_loop().create_future()
@@ -59,9 +60,10 @@ class Deliveries:
         for item in items:
             self._entry_of[item] = key
 
-    async def settled(self, names: Sequence[str], timeout_s: float) -> list[bool | None]:
-        """For each name (an entry's key, or one of its items): whether its entry settled (None: nobody
-        in this process delivers it, or not yet). The entries are waited for together, once."""
+    async def landed(self, names: Sequence[str], timeout_s: float) -> list[bool | None]:
+        """For each name (an entry's key, or one of its items): whether every message of its entry
+        landed (None: nobody in this process delivers it, or not yet). The entries are waited for
+        together, once."""
         keys = [self._entry_of.get(name, name) for name in names]
         waited = {key: done for key in keys if (done := self._completions.get(key)) is not None}
         if waited:
@@ -70,25 +72,27 @@ class Deliveries:
 
     def in_flight(self, name: str) -> bool:
         """Whether a delivery of this process still delivers the entry of `name` (its key or one of its
-        items): its messages are on their way, and it has neither settled nor given up."""
+        items): its messages are on their way, and they have neither all landed nor has it given up."""
         done = self._completions.get(self._entry_of.get(name, name))
         return done is not None and not done.done()
 
-    def stop_waiting(self, key: str, settled: bool) -> None:
-        """Wake (and forget) the callers waiting for the entry; `settled` tells them whether it did."""
+    def stop_waiting(self, key: str, landed: bool) -> None:
+        """Wake (and forget) the callers waiting for the entry; `landed` tells them whether its messages
+        did."""
         for item in self._items.pop(key, ()):
             self._entry_of.pop(item, None)
         done = self._completions.pop(key, None)
         if done is not None and not done.done():
-            done.set_result(settled)
+            done.set_result(landed)
 
     def start(self, sender: AnyActor, key: str, entry: object, *, fresh: bool = False) -> None:
         """Deliver an entry's messages, unless a task of this process is delivering them already; callers
-        may wait for it to settle (a delivery restarted after a crash included). `fresh`: the sender
-        has just committed the entry (see `_deliver`)."""
+        may wait for them to land (a delivery restarted after a crash included; one whose messages
+        landed and whose entry waits to settle wakes them when it settles). `fresh`: the sender has
+        just committed the entry (see `_deliver`)."""
+        self._expect(key, sender.machine.items(key, entry))
         if key not in self._delivering:
             self._delivering[key] = None
-            self._expect(key, sender.machine.items(key, entry))
             self._spawn(self._deliver(sender, key, entry, fresh))
 
     def owed(self, sender: AnyActor) -> None:
@@ -101,10 +105,10 @@ class Deliveries:
             await asyncio.wait(list(self._background), timeout=limits.delivery_wait_s)
 
     async def _deliver(self, sender: AnyActor, key: str, entry: object, fresh: bool) -> None:
-        """Apply each message once, then settle the entry. A failed attempt (a shard that moved, storage
-        trouble) is retried with backoff. The marker is read once the receiving shard is owned: a
-        message an earlier owner applied is found there, one this owner applied it remembers, so a
-        delivery that runs twice (the sender acquired again meanwhile) applies once.
+        """Apply each message once, wake who waits, then settle the entry. A failed attempt (a shard that
+        moved, storage trouble) is retried with backoff. The marker is read once the receiving shard is
+        owned: a message an earlier owner applied is found there, one this owner applied it remembers,
+        so a delivery that runs twice (the sender acquired again meanwhile) applies once.
 
         The first attempt of a `fresh` entry reads no marker while its sender still serves: the entry
         did not exist before the sender's commit, and the commit extended the sender's lease, so no
@@ -115,16 +119,17 @@ class Deliveries:
             for attempt in range(limits.delivery_attempts_max):
                 try:
                     await self._deliver_all(sender, key, entry, fresh and attempt == 0)
+                    # Landed now, or before (a delivery that ran twice): who waits wakes either way, and
+                    # does not wait for the settling commit too.
+                    self.stop_waiting(key, landed=True)
                     owner = await self._owners.actor(scope, sender.id.shard)
                     await owner.settle(key)
-                    # Settled now, or before (a delivery that ran twice): who waits wakes either way.
-                    self.stop_waiting(key, settled=True)
                     return
                 except (ApiError, StorageError, ShardElsewhere) as error:
                     log.warning("delivery failed; retrying", key=key, attempt=attempt, error=str(error))
                     await self._clock.sleep(limits.delivery_backoff_s * 2**attempt)
             log.error("delivery gave up; the sender delivers again", key=key)
-            self.stop_waiting(key, settled=False)
+            self.stop_waiting(key, landed=False)
         finally:
             self._delivering.pop(key, None)
 

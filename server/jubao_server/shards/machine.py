@@ -86,8 +86,8 @@ class StateMachine(typing.Protocol[StateT, StageT, RecordT, OutboxT, MessageT]):
         follow-ups cost each shard one command and one marker however many items they are about."""
 
     def items(self, key: str, entry: OutboxT) -> Sequence[str]:
-        """What settling the entry completes (payments: its transfers' ids), each a name callers may
-        wait on (`Deliveries.settled`); settling records something for each."""
+        """What the entry's messages complete once they all landed (payments: its transfers' ids), each a
+        name callers may wait on (`Deliveries.landed`); settling records something for each."""
 
     def rows(self, stage: StageT) -> tuple[list[Put], list[Delete]]:
         """The touched state as rows of the shard partition."""

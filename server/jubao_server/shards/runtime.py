@@ -202,8 +202,8 @@ class ShardRuntime(typing.Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         signal = self._commit_signals.pop(actor.id.scope, None)
         if signal is not None:
             signal.set()
-        for key in settled:
-            self.deliveries.stop_waiting(key, settled=True)
+        for key in settled:  # a settled entry's messages all landed
+            self.deliveries.stop_waiting(key, landed=True)
         for key in owed:
             self.deliveries.start(actor, key, actor.outbox[key], fresh=True)
 

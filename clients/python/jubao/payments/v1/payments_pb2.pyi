@@ -240,6 +240,9 @@ class _EventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventKind.V
     EVENT_KIND_TRANSFER_CREDITED: _EventKind.ValueType  # 4
     """A payee in another shard than the payer's was credited (one leg)."""
     EVENT_KIND_TRANSFER_COMPLETED: _EventKind.ValueType  # 5
+    """Every credit landed and the payer's shard settled the transfer: with that
+    shard's next commit, or at most 200 ms after the call that paid answered.
+    """
     EVENT_KIND_TRANSFER_REJECTED: _EventKind.ValueType  # 6
     EVENT_KIND_HOLD_CREATED: _EventKind.ValueType  # 7
     EVENT_KIND_HOLD_CAPTURED: _EventKind.ValueType  # 8
@@ -262,6 +265,9 @@ EVENT_KIND_TRANSFER_DEBITED: EventKind.ValueType  # 3
 EVENT_KIND_TRANSFER_CREDITED: EventKind.ValueType  # 4
 """A payee in another shard than the payer's was credited (one leg)."""
 EVENT_KIND_TRANSFER_COMPLETED: EventKind.ValueType  # 5
+"""Every credit landed and the payer's shard settled the transfer: with that
+shard's next commit, or at most 200 ms after the call that paid answered.
+"""
 EVENT_KIND_TRANSFER_REJECTED: EventKind.ValueType  # 6
 EVENT_KIND_HOLD_CREATED: EventKind.ValueType  # 7
 EVENT_KIND_HOLD_CAPTURED: EventKind.ValueType  # 8
