@@ -122,7 +122,8 @@ async def test_a_transfer_row_is_written_once_and_read_completed_once_its_credit
 async def test_a_settle_rides_the_payer_shards_next_commit(backend: StorageBackend, tenant: str) -> None:
     """A cross-shard transfer's caller is answered once its credit landed; the payer's shard settles the
     outbox entry with the next command it commits, in the same group, not in a commit of its own (its
-    upkeep tick, here 10 s away, does it when no command comes)."""
+    upkeep tick, here 10 s away, does it when no command comes). A delivery of the entry started again
+    meanwhile applies nothing, and who waits for it wakes when the entry settles."""
     quiet = PaymentsSettings(shard_count=SHARDS, shard_lease_ms=60_000, inbox_poll_ms=10_000)
     ledger = Ledger(backend, quiet)
     bank, buyer = ids_in_distinct_shards("acct", SHARDS, 2)
@@ -133,11 +134,16 @@ async def test_a_settle_rides_the_payer_shards_next_commit(backend: StorageBacke
     payer = ledger.shards.actors[(tenant, shard_of(bank, SHARDS))]
     assert paid.transfer_id in payer.outbox
     assert (await ledger.get_transfer(tenant, paid.transfer_id)).state is TransferState.COMPLETED
+    deliveries = ledger.shards.deliveries
+    deliveries.start(payer, paid.transfer_id, payer.outbox[paid.transfer_id])
+    again = asyncio.create_task(deliveries.landed([paid.transfer_id], 5.0))
     before = payer.last_seq
     (neighbour,) = ids_in_shard("neighbour", shard_of(bank, SHARDS), 1, SHARDS)
     await open_account(ledger, tenant, neighbour)
     assert paid.transfer_id not in payer.outbox
     assert payer.last_seq == before + 2, "the account's record and the settle's, in one group"
+    assert await again == [True], "who waits for a delivery started again wakes when the entry settles"
+    assert await balance(ledger, tenant, buyer) == 500
     await ledger.stop()
 
 

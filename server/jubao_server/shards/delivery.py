@@ -7,9 +7,9 @@ applied by its shard's owner in one command together with one apply-once marker 
 machine), which makes a repeated delivery a no-op; a shard another process holds gets it in its `inbox`
 rows, and the delivery waits for the marker. Once every message landed, who waits for the entry, by its
 key or an item, wakes (the markers are stored: reads find its items done, `payments.journal`), and the
-sender settles the entry in one command (drops it, the machine records each of its items). Deliveries
-are retried with backoff; the sender's upkeep starts every delivery its outbox still owes again about
-once a second, and at once when it acquires the shard after a crash.
+sender settles the entry (drops it, the machine records each of its items) with its next group commit
+(`ShardActor.settle`). Deliveries are retried with backoff; the sender's upkeep starts every delivery its
+outbox still owes again about once a second, and at once when it acquires the shard after a crash.
 """
 
 from __future__ import annotations
@@ -124,6 +124,8 @@ class Deliveries:
                     self.stop_waiting(key, landed=True)
                     owner = await self._owners.actor(scope, sender.id.shard)
                     await owner.settle(key)
+                    # And who came to wait while the entry waited to settle (`start` meanwhile).
+                    self.stop_waiting(key, landed=True)
                     return
                 except (ApiError, StorageError, ShardElsewhere) as error:
                     log.warning("delivery failed; retrying", key=key, attempt=attempt, error=str(error))
