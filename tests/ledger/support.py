@@ -20,6 +20,7 @@ from jubao_server.payments.model import (
     TransferState,
 )
 from jubao_server.payments.tables import SHARDS as SHARD_TABLE
+from jubao_server.shards.actor import ShardActor
 from jubao_server.shards.stage import shard_of
 from jubao_server.storage.contract import (
     Batch,
@@ -31,6 +32,7 @@ from jubao_server.storage.contract import (
 )
 
 CURRENCY = "CNY"
+SETTLE_POLL_S: Final = 0.05
 
 
 def key(request_id: str | None = None, body: str = "body") -> Idempotency:
@@ -94,6 +96,16 @@ async def completed(
         await asyncio.sleep(poll_s)
         transfer = await ledger.get_transfer(tenant, transfer_id)
     return transfer
+
+
+async def settled(sender: ShardActor[Any, Any, Any, Any, Any], entry_key: str, *, polls_max: int) -> bool:
+    """Whether the sender's shard settled its outbox entry `entry_key` within `polls_max` polls
+    `SETTLE_POLL_S` apart (it settles with the shard's next commit or at its next upkeep tick)."""
+    for _ in range(polls_max):
+        if entry_key not in sender.outbox:
+            return True
+        await asyncio.sleep(SETTLE_POLL_S)
+    return entry_key not in sender.outbox
 
 
 class CommitFailure(StrEnum):

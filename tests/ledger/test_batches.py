@@ -48,6 +48,7 @@ from tests.ledger.support import (
     key,
     open_account,
     pay,
+    settled,
 )
 
 CUSTOMERS: Final = 12
@@ -186,11 +187,7 @@ async def test_a_batch_owes_each_other_shard_one_message(
     markers = [await credit_markers(backend, tenant, shard_of(p, SHARDS)) for p in (first, second)]
     assert markers == [[f"{entry_key}@{shard_of(p, SHARDS)}"] for p in (first, second)]
     sender = delivering.shards.actors[(tenant, shard_of(payer, SHARDS))]
-    for _ in range(SETTLE_POLLS_MAX):  # the entry settles at the sender's next commit or upkeep tick
-        if entry_key not in sender.outbox:
-            break
-        await asyncio.sleep(0.05)
-    assert entry_key not in sender.outbox
+    assert await settled(sender, entry_key, polls_max=SETTLE_POLLS_MAX)
     deliveries = delivering.shards.deliveries
     deliveries.start(sender, entry_key, entry)
     assert await deliveries.landed([transfers[-1].transfer_id], 5.0) == [True]

@@ -37,6 +37,7 @@ from jubao_server.payments.records import (
 )
 from jubao_server.payments.tables import CREDIT_MARKERS, ENTRIES, SHARDS, TRANSFERS
 from jubao_server.shards.actor import OUTBOX as OUTBOX_KIND
+from jubao_server.shards.delivery import landed
 from jubao_server.shards.stage import ShardId
 from jubao_server.shards.wal import record_blob
 from jubao_server.storage.contract import Batch, Put, Row, StorageBackend, Value
@@ -124,16 +125,14 @@ async def find_transfer(backend: StorageBackend, tenant_id: str, transfer_id: st
     entry = await backend.read_row(outbox, (OUTBOX_KIND, owed_entry))
     if entry is not None:
         for message in messages_of(owed_entry, OUTBOX.decode(record_blob(entry))):
-            if not await landed(backend, tenant_id, message):
+            if not await credit_landed(backend, tenant_id, message):
                 return transfer
     return dataclasses.replace(transfer, state=TransferState.COMPLETED)
 
 
-async def landed(backend: StorageBackend, tenant_id: str, message: CreditMessage) -> bool:
-    """Whether a credit message landed: its shard holds its apply-once marker, written in the commit that
-    applied it (`CreditMessage.marker_key`)."""
-    marker = (CREDIT_MARKERS, message.marker_key)
-    return await backend.read_row(SHARDS.partition(tenant_id, message.shard), marker) is not None
+async def credit_landed(backend: StorageBackend, tenant_id: str, message: CreditMessage) -> bool:
+    """Whether a credit message landed in its shard (its credit marker is there)."""
+    return await landed(backend, SHARDS, CREDIT_MARKERS, tenant_id, message)
 
 
 def transfer_of_row(transfer_id: str, row: Row) -> Transfer:

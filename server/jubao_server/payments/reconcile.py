@@ -242,7 +242,7 @@ async def _add_in_flight(
     its shard (`records.CreditMessage.marker_key`), and the outbox entry goes only when all of them
     landed."""
     for message in messages_of(key, owed):
-        if not await journal.landed(backend, tenant_id, message):
+        if not await journal.credit_landed(backend, tenant_id, message):
             for part in message.parts():
                 snapshot.in_flight_minor[part.currency] += part.credit.amount_minor
 

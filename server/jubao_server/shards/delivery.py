@@ -26,7 +26,8 @@ from jubao_server.clock import Clock
 from jubao_server.errors import ApiError, unavailable
 from jubao_server.shards.actor import ShardActor
 from jubao_server.shards.node import ShardElsewhere
-from jubao_server.storage.contract import StorageError
+from jubao_server.shards.stage import Message
+from jubao_server.storage.contract import StorageBackend, StorageError, Table
 
 log = structlog.get_logger("jubao.shards")
 
@@ -169,10 +170,9 @@ class Deliveries:
             await receiver.receive(message)
         return True
 
-    async def _landed(self, sender: AnyActor, message: typing.Any) -> bool:
-        machine = sender.machine
-        partition = machine.shard_table.partition(sender.id.scope, message.shard)
-        return await sender.backend.read_row(partition, (machine.marker_kind, message.marker_key)) is not None
+    async def _landed(self, sender: AnyActor, message: Message) -> bool:
+        table, kind = sender.machine.shard_table, sender.machine.marker_kind
+        return await landed(sender.backend, table, kind, sender.id.scope, message)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -185,6 +185,15 @@ class Deliveries:
             log.error(
                 "delivery failed; the sender delivers again on its next acquire", exc_info=task.exception()
             )
+
+
+async def landed(
+    backend: StorageBackend, shard_table: Table, marker_kind: str, scope: str, message: Message
+) -> bool:
+    """Whether a message landed: its shard (a partition of `shard_table`) holds its apply-once marker
+    (`marker_kind`), written in the commit that applied it."""
+    partition = shard_table.partition(scope, message.shard)
+    return await backend.read_row(partition, (marker_kind, message.marker_key)) is not None
 
 
 def _outcome(done: asyncio.Future[bool] | None) -> bool | None:

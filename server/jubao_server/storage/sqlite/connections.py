@@ -50,7 +50,8 @@ def _connect(settings: SqliteSettings, *, shared: bool) -> sqlite3.Connection:
 
 def connect_writer(settings: SqliteSettings) -> sqlite3.Connection:
     """The one writer connection; call it on the writer thread, which alone uses it. It never checkpoints
-    the WAL: the checkpointer's connection does (`checkpoint.py`).
+    the WAL by itself: the checkpointer's connection does, and asks the writer thread for a RESTART
+    checkpoint between groups once the WAL is past its bound (`checkpoint.py`).
 
     Its page cache is `writer_cache_mib` (SQLite's default is 2 MiB). Journal rows land at keys spread
     over the tables (an account's entries, a transfer's id), so past a few MiB of data nearly every row
