@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Final
 
 from jubao_server.clock import Clock
-from jubao_server.invariants import ensure
+from jubao_server.invariants import ensure, violated
 from jubao_server.payments.api import Idempotency, TransferCommand
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.ledger import Ledger
@@ -164,10 +164,8 @@ def _batch_send(ledger: Ledger, tenant: str, items: list[Item]) -> Callable[[], 
     async def send() -> Answered:
         results = await ledger.create_transfers(tenant, items)
         for result in results:
-            ensure(
-                isinstance(result, Transfer) and result.state in ANSWERED,
-                f"a bench transfer was not committed: {result!r}",
-            )
+            if not (isinstance(result, Transfer) and result.state in ANSWERED):
+                violated(f"a bench transfer was not committed: {result!r}")
         debited = [
             r.transfer_id for r in results if isinstance(r, Transfer) and r.state is TransferState.DEBITED
         ]
@@ -179,7 +177,8 @@ def _batch_send(ledger: Ledger, tenant: str, items: list[Item]) -> Callable[[], 
 def _unary_send(ledger: Ledger, tenant: str, item: Item) -> Callable[[], Awaitable[Answered]]:
     async def send() -> Answered:
         result = await ledger.create_transfer(tenant, *item)
-        ensure(result.state in ANSWERED, f"a bench transfer was not committed: {result!r}")
+        if result.state not in ANSWERED:
+            violated(f"a bench transfer was not committed: {result!r}")
         return 1, [result.transfer_id] if result.state is TransferState.DEBITED else []
 
     return send

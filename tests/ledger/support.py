@@ -124,13 +124,13 @@ def fail_next_commit(backend: StorageBackend, partition: PartitionRef, where: Co
     write_after = backend.write_after
     pending = [where]
 
-    async def failing(batch: Batch, following: Sequence[Batch]) -> BatchOutcome:
+    async def failing(batch: Batch, following: Sequence[Batch], guards: Sequence[Batch] = ()) -> BatchOutcome:
         if not pending or batch.partition != partition or not following:
-            return await write_after(batch, following)
+            return await write_after(batch, following, guards)
         failure = pending.pop()
         if failure is CommitFailure.BEFORE:
             raise StorageError("injected: the commit failed")
-        await backend.write(batch)
+        await write_after(batch, (), guards)  # stored with its guards (a request's claim), as one
         if failure is CommitFailure.ANSWER_LOST:
             raise StorageError("injected: the commit's answer was lost")
         raise FollowingWriteError("injected: the commit's journal failed")

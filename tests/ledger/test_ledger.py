@@ -182,6 +182,68 @@ async def test_a_request_id_is_applied_once(ledger: Ledger, tenant: str) -> None
     await ledger.stop()
 
 
+async def test_a_request_id_reused_for_another_payer_is_refused_even_at_once(
+    ledger: Ledger, tenant: str
+) -> None:
+    """Two requests with one id naming different payers, sent together: one is applied, the other is
+    REQUEST_ID_REUSED (on SQLite each claim rides its payer shard's commit, and the second finds the
+    first's), and a request sent with them under its own id is applied as usual."""
+    bank, other, buyer = ids_in_distinct_shards("acct", SHARDS, 3)
+    for account in (bank, other):
+        await open_account(ledger, tenant, account, allow_negative=True)
+    await open_account(ledger, tenant, buyer)
+    answers = await asyncio.gather(
+        pay(ledger, tenant, bank, (buyer, 100), request_id="shared"),
+        pay(ledger, tenant, other, (buyer, 200), request_id="shared"),
+        pay(ledger, tenant, bank, (buyer, 400), request_id="own"),
+        return_exceptions=True,
+    )
+    applied = [a for a in answers[:2] if isinstance(a, Transfer)]
+    refused = [a for a in answers[:2] if isinstance(a, ApiError)]
+    assert len(applied) == len(refused) == 1, answers
+    assert refused[0].reason == Reason.REQUEST_ID_REUSED
+    assert isinstance(answers[2], Transfer) and answers[2].state is TransferState.COMPLETED
+    moved = applied[0].legs[0].amount_minor
+    with pytest.raises(ApiError) as again:
+        await pay(ledger, tenant, other if moved == 100 else bank, (buyer, 300), request_id="shared")
+    assert again.value.reason == Reason.REQUEST_ID_REUSED
+    assert await balance(ledger, tenant, buyer) == moved + 400
+    await ledger.stop()
+
+
+@pytest.mark.parametrize("settled_before", [True, False])
+async def test_a_retry_to_a_new_owner_is_answered_from_the_journal(
+    backend: StorageBackend, settings: PaymentsSettings, tenant: str, settled_before: bool
+) -> None:
+    """A request committed by an earlier owner of its payer's shard, retried at a new owner (which does
+    not remember it), is answered with its transfer and moves nothing again; also when the earlier owner
+    left its outbox entry unsettled, so that the new owner settles it in the retry's group."""
+    bank, buyer = ids_in_distinct_shards("acct", SHARDS, 2)
+    first = Ledger(backend, settings)
+    await open_account(first, tenant, bank, allow_negative=True)
+    await open_account(first, tenant, buyer)
+    paid = await pay(first, tenant, bank, (buyer, 500), request_id="pay-1")
+    await first.stop()
+    if not settled_before:
+        debited = TransferRecord.of(dataclasses.replace(paid, state=TransferState.DEBITED))
+        credit = RemoteCredit(0, buyer, 500, shard_of(buyer, SHARDS))
+        entry = OutboxEntry(transfers=(OwedTransfer(debited, (credit,)),), named=True)
+        not_settled = Put((OUTBOX, paid.transfer_id), {"record": ENCODER.encode(entry)})
+        await backend.write(Batch(SHARD_TABLE.partition(tenant, shard_of(bank, SHARDS)), (not_settled,)))
+    second = Ledger(backend, settings)
+    payer = await second.shards.actor(tenant, shard_of(bank, SHARDS))
+    if not settled_before:
+        # The new owner delivers the entry again; its settle then waits to ride the next group: the retry's.
+        assert await second.shards.deliveries.landed([paid.transfer_id], 5.0) == [True]
+        await asyncio.sleep(0)
+        assert paid.transfer_id in payer.outbox
+    retried = await pay(second, tenant, bank, (buyer, 500), request_id="pay-1")
+    assert (retried.transfer_id, retried.state) == (paid.transfer_id, TransferState.COMPLETED)
+    assert await balance(second, tenant, buyer) == 500
+    assert await balance(second, tenant, bank) == -500
+    await second.stop()
+
+
 async def test_rejections_change_nothing(ledger: Ledger, tenant: str) -> None:
     bank, payer, payee = ids_in_distinct_shards("acct", SHARDS, 3)
     await open_account(ledger, tenant, bank, allow_negative=True)

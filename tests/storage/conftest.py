@@ -17,7 +17,7 @@ from jubao_server.storage.contract import StorageBackend
 from tests.backends import BACKENDS, open_test_backend, report_skips
 from tests.sim.faults import FaultPlan
 
-from .support import migration_sets
+from .support import migrated
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -40,9 +40,5 @@ def scope() -> str:
 async def backend(
     request: pytest.FixtureRequest, tmp_path: Path, faults: FaultPlan
 ) -> AsyncIterator[StorageBackend]:
-    opened = await open_test_backend(request.param, tmp_path, faults)
-    try:
-        await opened.migrate(migration_sets(opened.name))
+    async with migrated(await open_test_backend(request.param, tmp_path, faults)) as opened:
         yield opened
-    finally:
-        await opened.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -37,6 +37,16 @@ def migration_sets(backend_name: str) -> list[MigrationSet]:
     """The service's schema (the platform's and every product's) and the conformance tables of one
     backend."""
     return [*service_migration_sets(backend_name), MigrationSet("conformance", _MIGRATIONS / backend_name)]
+
+
+@contextlib.asynccontextmanager
+async def migrated(opened: StorageBackend) -> AsyncIterator[StorageBackend]:
+    """`opened` with the service's schema and the conformance tables; closed after."""
+    try:
+        await opened.migrate(migration_sets(opened.name))
+        yield opened
+    finally:
+        await opened.close()
 
 
 async def put_row(

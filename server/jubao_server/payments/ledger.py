@@ -2,17 +2,19 @@
 
 A request flows service → here → runtime → state machine → storage. A transfer: (1) the request id is
 claimed (`platform.idempotency.RequestClaims` on `payments_claims`), so a reuse with another body is
-refused even when it names another payer; (2) the payee checks that need other shards run here, then the
-payer's shard (`shards.ShardActor`) applies the command (`commands.py`) in one group commit: it debits
-every leg and credits the legs whose payee lives in the same shard, recording the credits owed elsewhere
-in its outbox; (3) the runtime delivers each owed credit once to its shard (`shards.delivery`), the call
-is answered, then the outbox entry is settled. After a crash, a shard that is acquired again
-re-materializes its records and re-delivers its outbox, so every debited transfer completes.
+refused even when it names another payer (on SQLite a single transfer's claim rides the payer shard's
+commit as its guard, and the claim comes first only when the guard fails); (2) the payee checks that need
+other shards run here, then the payer's shard (`shards.ShardActor`) applies the command (`commands.py`) in
+one group commit: it debits every leg and credits the legs whose payee lives in the same shard, recording
+the credits owed elsewhere in its outbox; (3) the runtime delivers each owed credit once to its shard
+(`shards.delivery`), the call is answered, then the outbox entry is settled. After a crash, a shard that is
+acquired again re-materializes its records and re-delivers its outbox, so every debited transfer completes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
@@ -93,12 +95,12 @@ from jubao_server.payments.state import AccountState, ShardState, Stage, check_c
 from jubao_server.payments.sweep import derived_id
 from jubao_server.payments.tables import CLAIM_BUCKETS_PER_SHARD, CLAIMS, CLAIMS_MOVED, REQUESTS, SHARDS
 from jubao_server.platform.idempotency import Claim, ClaimTable, EarlierClaims, RequestClaims
-from jubao_server.shards.actor import ShardActor
+from jubao_server.shards.actor import GuardFailed, ShardActor
 from jubao_server.shards.node import RANDOM_IDS, IdSource, Node, ShardElsewhere
 from jubao_server.shards.runtime import ShardRuntime
 from jubao_server.shards.stage import Command, shard_of
 from jubao_server.shards.wal import record_blob
-from jubao_server.storage.contract import Bound, RowQuery, StorageBackend, StorageError, Value
+from jubao_server.storage.contract import Batch, Bound, RowQuery, StorageBackend, StorageError, Value
 
 log = structlog.get_logger("jubao.payments")
 
@@ -270,9 +272,22 @@ class Ledger:
     async def create_transfer(self, tenant_id: str, command: TransferCommand, key: Idempotency) -> Transfer:
         ensure(bool(key.request_id), "transfers need a request id (checked by the service)")
         transfer_id = transfer_id_of(tenant_id, key.request_id)
-        fresh = await self._claim(tenant_id, "transfer", key, transfer_id)
         transfer = new_transfer(transfer_id, key.request_id, command.currency, command.legs, command.memo)
-        shard = await self._owner(tenant_id, command.legs[0].debit_account_id, transfer_id, fresh)
+        payer_id = command.legs[0].debit_account_id
+        guard = await self._claims.guard(
+            tenant_id, key.request_id, "transfer", key.body_sha256, target_id=transfer_id
+        )
+        if guard is not None:
+            # The claim rides the payer shard's commit; claimed before, the request is a retry or a
+            # reuse, told apart below as if its claim came first.
+            payer = await self._shard(tenant_id, payer_id)
+            with contextlib.suppress(GuardFailed):
+                debit = await self._decide(
+                    payer, tenant_id, transfer, lambda plan: Debit(plan, key.body_sha256), guard=guard
+                )
+                return await self._completed(tenant_id, transfer_id, debit)
+        fresh = await self._claim(tenant_id, "transfer", key, transfer_id)
+        shard = await self._owner(tenant_id, payer_id, transfer_id, fresh)
         if shard is None:
             return await self._completed(tenant_id, transfer_id)
         committed = await self._decide(shard, tenant_id, transfer, lambda plan: Debit(plan, key.body_sha256))
@@ -409,17 +424,19 @@ class Ledger:
         *,
         escrow: Escrow | None = None,
         ahead: Ahead | None = None,
+        guard: Batch | None = None,
     ) -> T | Transfer:
         """Plan a transfer and submit it to the payer's shard; the shard's answer. A refusal of the plan's
         checks is kept by that shard too (`Reject`), so every retry of the request gets one answer; the
-        request's time (`ahead`) is checked first, by the shard."""
+        request's time (`ahead`) is checked first, by the shard. `guard`: the request's claim, stored
+        with the commit (`ShardActor.submit`)."""
         try:
             plan = await self._plan(tenant_id, transfer, escrow)
         except ApiError as error:
             if error.code not in _FINAL_CODES:
                 raise
-            return await shard.submit(Reject(transfer, error, ahead))
-        return await shard.submit(command_of(plan))
+            return await shard.submit(Reject(transfer, error, ahead), guard=guard)
+        return await shard.submit(command_of(plan), guard=guard)
 
     async def _completed(
         self, tenant_id: str, transfer_id: str, committed: Transfer | None = None

@@ -26,6 +26,11 @@ is resolved by reading its row back (`storage/contract/unknown.py`): the attempt
 would take the other's row for its own and be told fresh too, and run the mutation a second time. With
 the attempt number, it sees another attempt's claim and settles as a retry.
 
+**A claim can ride the commit it guards** (`guard`): where the backend writes guards (SQLite, whose one
+database makes the claim and the request's change one transaction), the claim's row is stored by the
+write that commits the request, under the same condition; a guard that fails means what a claim that
+is not fresh means, and `claim` then tells a retry from a reuse.
+
 **Claims kept before a table moved** (`EarlierClaims`): while claims of the product's earlier table may
 live, an id is looked for there first, and one found there is settled by it (a retry, or a reuse) and
 not claimed again.
@@ -202,6 +207,24 @@ class RequestClaims:
         if pending:
             raise StorageError(f"{len(pending)} request ids of {scope} stayed contended; retry the request")
         return call.claims
+
+    async def guard(
+        self, scope: str, request_id: str, operation: str, body_sha256: str, **values: Value
+    ) -> Batch | None:
+        """The claim of `request_id` as a guard to store with the request's own commit (`write_after`),
+        where the backend writes guards (SQLite: the claim and the change are one transaction, one write
+        instead of two) and no earlier table may hold the id: the same row `claim` writes, under the
+        same condition. None where the request must be claimed first (`claim`). A guard that fails
+        means what a claim that is not fresh means: `claim` then tells a retry from a reuse."""
+        if not (request_id and self._backend.guarded_writes):
+            return None
+        now_ms = self._clock.wall_ms()
+        if self._earlier is not None and now_ms < await self._earlier.until_ms(scope):
+            return None
+        request = (request_id, body_sha256, values)
+        call = _ClaimCall(scope, operation, (request,), [], now_ms, secrets.randbits(ATTEMPT_BITS))
+        partition, key = self._where.place(scope, request_id, await self._bucket_count(scope))
+        return Batch(partition, (self._claim_put(call, key, request),), conditions=(RowAbsent(key),))
 
     async def _bucket_count(self, scope: str) -> int:
         return await self._buckets(scope) if self._buckets is not None else 0

@@ -33,6 +33,7 @@ from jubao.reasons import Reason
 from jubao_server import limits
 from jubao_server.clock import Clock
 from jubao_server.errors import ApiError, internal, refusal_of, resource_exhausted, unavailable
+from jubao_server.invariants import ensure, unreachable
 from jubao_server.shards.machine import ShardSettings, StateMachine, StateT
 from jubao_server.shards.node import Node, ShardElsewhere
 from jubao_server.shards.stage import Command, MessageT, OutboxT, RecordT, ShardId, StageT
@@ -103,6 +104,8 @@ class CommitListener(typing.Protocol):
 class _Pending:
     command: typing.Any
     future: asyncio.Future[typing.Any]
+    # A conditional write of another partition that must hold for the command to commit (`submit`).
+    guard: Batch | None = None
 
 
 @dataclasses.dataclass
@@ -387,9 +390,14 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
 
     # Commands
 
-    async def submit(self, command: Command[StageT, T]) -> T:
-        """Queue a command and wait for its committed result (or its refusal)."""
-        answer: T = await self._queued(command)
+    async def submit(self, command: Command[StageT, T], *, guard: Batch | None = None) -> T:
+        """Queue a command and wait for its committed result (or its refusal). `guard` (only where the
+        backend has `guarded_writes`): a conditional batch of another partition (a request id's claim)
+        stored in the transaction of the group that commits the command; when its conditions do not
+        hold, the command is left out of the group, which commits without it, and GuardFailed is
+        raised here."""
+        ensure(guard is None or self.backend.guarded_writes, "guards need a backend that writes them")
+        answer: T = await self._queued(command, guard)
         return answer
 
     async def receive(self, message: MessageT) -> None:
@@ -416,12 +424,12 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         while self._settling and not self._queue.full():
             self._queue.put_nowait(self._settling.popleft())
 
-    async def _queued(self, command: object) -> typing.Any:
+    async def _queued(self, command: object, guard: Batch | None = None) -> typing.Any:
         if self.lost:
             raise _moved(self.id.shard)
         future: asyncio.Future[typing.Any] = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Pending(command, future))
+            self._queue.put_nowait(_Pending(command, future, guard))
         except asyncio.QueueFull:
             raise resource_exhausted(
                 Reason.CONCURRENCY_LIMITED, f"shard {self.id.shard} is saturated", 50
@@ -468,37 +476,60 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         return len(group) < self._settings.group_commit_max and rows < limits.shard_batch_rows_max
 
     async def _commit(self, group: list[_Pending]) -> None:
+        """Commit a group; a command whose guard failed is answered GuardFailed and the group is applied
+        again without it (each round leaves one out at least, so at most as many rounds as commands)."""
+        for _ in range(len(group)):
+            group = await self._commit_round(group)
+            if not group:
+                return
+        unreachable("a group commit left out no command whose guard failed")
+
+    async def _commit_round(self, group: list[_Pending]) -> list[_Pending]:
+        """Apply the group and store it; the commands to apply again without those whose guards failed
+        (none when it committed, or failed)."""
         try:
             fetched = await self._fetch(group)
         except StorageError as error:
             for pending in group:
                 _settle(pending.future, refusal_of(error))
-            return
+            return []
         stage = self.machine.stage(self.loaded, self._clock.wall_ms(), fetched)
         done = _Group()
         outcomes: list[tuple[_Pending, object]] = []
         for pending in group:
             outcomes.append((pending, self._apply(stage, pending.command, done)))
+        guarded = [pending for pending in group if pending.guard is not None]
+        if guarded and any(key in self.outbox for key in stage.owed):
+            # A command owed an entry this owner holds already: it repeated a change an earlier owner
+            # committed (a retry, whose guard would fail), which this owner does not remember. The
+            # guarded commands go the claim-first way; the group runs again without them.
+            return _left_out(group, guarded)
         records = [(self.last_seq + i + 1, r) for i, r in enumerate(stage.records)]
         puts, deletes = self.machine.rows(stage)
         changed = records or stage.owed or stage.rows or done.markers or done.inbox_done or done.settled
         self._idle.clear()
         try:
-            if changed or puts or deletes:
-                await self._store(stage, records, done, puts, deletes)
+            failed: tuple[int, ...] = ()
+            # A guard is checked even when the commands changed nothing (a retry answered from memory).
+            if changed or puts or deletes or guarded:
+                guards = [pending.guard for pending in guarded if pending.guard is not None]
+                failed = await self._store(stage, records, done, puts, deletes, guards=guards)
         except (StorageError, ApiError) as error:
             self.lost = True
             failure = refusal_of(error)
             for pending, _ in outcomes:
                 _settle(pending.future, failure)
-            return
+            return []
         finally:
             self._idle.set()
+        if failed:
+            return _left_out(group, [guarded[index] for index in failed])
         if records:
             self.materialized_seq = records[-1][0]
         self._listener.committed(self, list(stage.owed), done.settled)
         for pending, outcome in outcomes:
             _settle(pending.future, outcome)
+        return []
 
     async def _fetch(self, group: list[_Pending]) -> dict[Key, Row]:
         """The rows the group's commands need that the state keeps in storage only (`fetches`)."""
@@ -548,7 +579,11 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         done: _Group,
         puts: list[Put],
         deletes: list[Delete],
-    ) -> None:
+        *,
+        guards: list[Batch],
+    ) -> tuple[int, ...]:
+        """Store the group (`guards` in its transaction); the indexes of the guards that failed, when
+        nothing was stored because of them."""
         machine, encode, ttl_s = self.machine, self._encoder.encode, self._settings.wal_ttl_s
         if records:
             puts.append(self._wal.put(records, ttl_s))
@@ -575,17 +610,20 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         )
         journal = machine.journal(self.id, records)
         try:
-            outcome = await self.backend.write_after(batch, journal)
+            outcome = await self.backend.write_after(batch, journal, guards)
         except FollowingWriteError:
             # The commit is stored, its journal is not (all of it): the state takes the commit, and the
             # records are materialized when the shard is taken back; the callers retry meanwhile.
             self._stored(stage, done, new_last, lease_until_ms)
             self.unmaterialized = records
             raise
+        if outcome.failed_guards:
+            return outcome.failed_guards
         if not outcome.applied:
             log.warning("shard fenced", scope=self.id.scope, shard=self.id.shard, epoch=self.epoch)
             raise _moved(self.id.shard)
         self._stored(stage, done, new_last, lease_until_ms)
+        return ()
 
     def _stored(self, stage: StageT, done: _Group, new_last: int, lease_until_ms: int) -> None:
         """Fold a stored commit into the state."""
@@ -603,6 +641,19 @@ def keep_recent(recent: dict[str, T], new: dict[str, T], entries_max: int) -> No
     recent.update(new)
     while len(recent) > entries_max:
         del recent[next(iter(recent))]
+
+
+class GuardFailed(Exception):
+    """`ShardActor.submit`: the command's guard did not hold (its request id was claimed before), so it
+    was not applied; the caller decides it as it would a claim that was not fresh."""
+
+
+def _left_out(group: list[_Pending], refused: list[_Pending]) -> list[_Pending]:
+    """Answer the `refused` commands GuardFailed; the rest of the group, to apply again."""
+    for pending in refused:
+        _settle(pending.future, GuardFailed())
+    left = {id(pending) for pending in refused}
+    return [pending for pending in group if id(pending) not in left]
 
 
 def _settle(future: asyncio.Future[typing.Any], outcome: object) -> None:

@@ -10,6 +10,9 @@ Cassandra lacks:
   (compare-and-set, like a Cassandra lightweight transaction): either every condition holds and every
   write is applied, or nothing is written and the outcome shows the current values of the rows the
   conditions named.
+* A backend that can (SQLite: one database) writes *guards* with a batch (`StorageBackend.write_after`,
+  `guarded_writes`): conditional batches of other partitions in the same transaction, all or nothing.
+  Code that uses them keeps a way that does without (Cassandra has none).
 * Reads are point reads (`read_row`, `read_static`) and paged range reads inside one partition
   (`read_page`), ordered by the clustering columns. There are no joins, no cross-partition transactions
   and no secondary-index scans.

@@ -20,6 +20,10 @@ class StorageBackend(abc.ABC):
     """One storage backend. All methods are coroutines; backends bound their own concurrency."""
 
     name: str
+    # Whether `write_after` takes guards: conditional batches of other partitions written in the same
+    # transaction as the batch (SQLite: one database; Cassandra cannot, its conditional batches are
+    # single-partition).
+    guarded_writes: bool = False
 
     @abc.abstractmethod
     async def migrate(self, sets: Sequence[MigrationSet]) -> list[str]:
@@ -88,14 +92,24 @@ class StorageBackend(abc.ABC):
         await asyncio.gather(*(write_lanes() for _ in range(writers)))
         return every_result(results)
 
-    async def write_after(self, batch: Batch, following: Sequence[Batch]) -> BatchOutcome:
+    async def write_after(
+        self, batch: Batch, following: Sequence[Batch], guards: Sequence[Batch] = ()
+    ) -> BatchOutcome:
         """Apply `batch`; when it applies, also apply `following`, unconditional batches of other
         partitions derived from it (a journal materialized from the records `batch` commits). Writing a
         following batch twice must be harmless. A backend may write them in the same transaction
         (SQLite does: all or nothing, one commit) or after `batch` (Cassandra: a crash in between leaves
         them unwritten, so the caller must be able to write them again from what `batch` stored). Raises
         FollowingWriteError when `batch` applied and a following batch failed, StorageError when `batch`
-        itself failed (it may then have applied, as any write whose answer was lost)."""
+        itself failed (it may then have applied, as any write whose answer was lost).
+
+        `guards` (only where `guarded_writes`; `batch` then conditional): conditional batches of other
+        partitions, applied with `batch` in one transaction, each after the guards before it (so two
+        guards of one row: the second sees the first's write). When `batch`'s conditions hold and a
+        guard's do not, nothing is written and the outcome names the failed guards (`failed_guards`;
+        those after a failed guard are checked too, so that one answer names every guard that fails).
+        A lost answer is resolved on `batch` alone: its guards applied exactly when it did."""
+        ensure(not guards, "this backend writes no guards (guarded_writes)")
         ensure(not any(b.conditional for b in following), "following batches are unconditional")
         outcome = await self.write(batch)
         if outcome.applied:

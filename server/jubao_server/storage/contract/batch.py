@@ -40,9 +40,12 @@ class BatchOutcome:
     """`applied` tells whether the batch was written. When it was not, `current_rows` maps the clustering
     key of each row named by a condition to its current value (None when absent), and `current_static`
     holds the partition's static columns (None when there are none). `resolved_unknown` is True when the
-    answer came from resolving a timed-out conditional write."""
+    answer came from resolving a timed-out conditional write. `failed_guards` (of a `write_after` with
+    guards) lists the guards whose conditions did not hold, by their index: then nothing was written, and
+    `current_rows` and `current_static` are empty, the batch's own conditions having held."""
 
     applied: bool
     current_rows: Mapping[Key, Row | None] = dataclasses.field(default_factory=dict)
     current_static: Row | None = None
     resolved_unknown: bool = False
+    failed_guards: tuple[int, ...] = ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import heapq
 from collections.abc import Sequence
 
@@ -52,9 +53,12 @@ class _TableData:
 class MemoryBackend(StorageBackend):
     name = "memory"
 
-    def __init__(self, clock: Clock, *, faults: Faults = NO_FAULTS) -> None:
+    def __init__(self, clock: Clock, *, faults: Faults = NO_FAULTS, guarded_writes: bool = False) -> None:
+        """`guarded_writes`: whether `write_after` takes guards, as SQLite's does (applied with the batch
+        in one step); without, its following batches are written after the batch, as on Cassandra."""
         self._clock = clock
         self._faults = faults
+        self.guarded_writes = guarded_writes
         self._tables: dict[str, _TableData] = {}
         self._applied: dict[tuple[str, int], Recorded] = {}  # by (set, version)
         self._expiries: list[_Expiry] = []  # a heap
@@ -122,6 +126,58 @@ class MemoryBackend(StorageBackend):
         if not batch.conditional:
             return await self._write_once(batch)
         return await write_conditional(self, self._faults, batch, self._write_once)
+
+    async def write_after(
+        self, batch: Batch, following: Sequence[Batch], guards: Sequence[Batch] = ()
+    ) -> BatchOutcome:
+        """With guards (`guarded_writes`), the batch, its guards and what follows it are one step."""
+        if not guards:
+            return await super().write_after(batch, following)
+        ensure(self.guarded_writes, "this backend writes no guards (guarded_writes)")
+        ensure(batch.conditional, "a guarded batch is conditional")
+        ensure(not any(b.conditional for b in following), "following batches are unconditional")
+        await self._faults.before_operation()
+        attempt = functools.partial(self._write_guarded, following=tuple(following), guards=tuple(guards))
+        return await write_conditional(self, self._faults, batch, attempt)
+
+    async def _write_guarded(
+        self, batch: Batch, following: tuple[Batch, ...], guards: tuple[Batch, ...]
+    ) -> BatchOutcome:
+        """Yield once, then check the batch's conditions and its guards' (each seeing the rows the guards
+        before it write) and apply them all, with what follows, in one step, or none."""
+        await self._yield()
+        now_ms = self._clock.wall_ms()
+        partition = batch.partition
+        rows = {key: self._current_row(partition, key, now_ms) for key in conditioned_rows(batch)}
+        static = self._current_static(partition)
+        if not conditions_hold(batch, rows, static):
+            return failed_outcome(batch, rows, static)
+        written: dict[tuple[str, str, Key, Key], Row | None] = {}
+
+        def seen(ref: PartitionRef, key: Key) -> Row | None:
+            """A row as the guards checked so far leave it."""
+            place = (ref.table.name, ref.scope, ref.key, key)
+            return written[place] if place in written else self._current_row(ref, key, now_ms)
+
+        failed: list[int] = []
+        for index, guard in enumerate(guards):
+            ref = guard.partition
+            ensure(not guard.static_values, "a guard writes no static columns")
+            current = {key: seen(ref, key) for key in conditioned_rows(guard)}
+            if not conditions_hold(guard, current, self._current_static(ref)):
+                failed.append(index)
+                continue
+            for put in guard.puts:
+                before = seen(ref, put.clustering)
+                merged = {**(before.values if before is not None else {}), **put.values}
+                written[(ref.table.name, ref.scope, ref.key, put.clustering)] = Row(merged)
+            for delete in guard.deletes:
+                written[(ref.table.name, ref.scope, ref.key, delete.clustering)] = None
+        if failed:
+            return BatchOutcome(applied=False, failed_guards=tuple(failed))
+        for applied in (batch, *guards, *following):
+            self._apply(applied, now_ms)
+        return BatchOutcome(applied=True)
 
     async def write_following(self, following: Sequence[Batch]) -> None:
         """As on Cassandra, the following batches after the batch (`write_after`); one after the other,

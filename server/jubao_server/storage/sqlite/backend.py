@@ -68,6 +68,7 @@ class SqliteBackend(StorageBackend):
     decided by the injected clock's wall time, read when a group commits and when a read starts."""
 
     name = "sqlite"
+    guarded_writes = True
 
     def __init__(
         self,
@@ -162,11 +163,14 @@ class SqliteBackend(StorageBackend):
     async def write(self, batch: Batch) -> BatchOutcome:
         return await self.write_after(batch, ())
 
-    async def write_after(self, batch: Batch, following: Sequence[Batch]) -> BatchOutcome:
-        """`following` goes in the batch's savepoint: both are written, or neither."""
+    async def write_after(
+        self, batch: Batch, following: Sequence[Batch], guards: Sequence[Batch] = ()
+    ) -> BatchOutcome:
+        """`following` and `guards` go in the batch's savepoint: all are written, or none."""
         await self._faults.before_operation()
         ensure(not any(b.conditional for b in following), "following batches are unconditional")
-        attempt = functools.partial(self._write_once, following=tuple(following))
+        ensure(not guards or batch.conditional, "a guarded batch is conditional")
+        attempt = functools.partial(self._write_once, following=tuple(following), guards=tuple(guards))
         if not batch.conditional:
             return await attempt(batch)
         return await write_conditional(self, self._faults, batch, attempt)
@@ -178,9 +182,11 @@ class SqliteBackend(StorageBackend):
         single = functools.partial(self._write_once, following=())
         return await write_each_conditional(self, self._faults, batches, self._write_all_once, single)
 
-    async def _write_once(self, batch: Batch, following: tuple[Batch, ...]) -> BatchOutcome:
+    async def _write_once(
+        self, batch: Batch, following: tuple[Batch, ...], guards: tuple[Batch, ...] = ()
+    ) -> BatchOutcome:
         """Queue the batch for the next group commit of the writer thread and wait for its outcome."""
-        (result,) = await self._submit((batch,), following)
+        (result,) = await self._submit((batch,), following, guards)
         if isinstance(result, Exception):
             raise result
         return result
@@ -197,11 +203,11 @@ class SqliteBackend(StorageBackend):
         return [result for result in results if isinstance(result, BatchOutcome | StorageError)]
 
     async def _submit(
-        self, batches: tuple[Batch, ...], following: tuple[Batch, ...] = ()
+        self, batches: tuple[Batch, ...], following: tuple[Batch, ...] = (), guards: tuple[Batch, ...] = ()
     ) -> list[BatchResult]:
         async with self._write_slots:
             self._check_open()
-            return await self._group_commit.submit(batches, following)
+            return await self._group_commit.submit(batches, following, guards)
 
     async def sweep_expired(self) -> int:
         """Delete expired rows now (bounded per table); return how many went."""

@@ -66,17 +66,19 @@ class WriteStats:
 @dataclasses.dataclass(frozen=True)
 class PendingWrite:
     """Batches queued together, each run in its own savepoint (one for `write`, many for `write_each`),
-    and for a lone batch the batches written with it, in its savepoint, when it applies (`write_after`).
+    and for a lone batch the batches written with it, in its savepoint, when it applies, and its guards
+    (`write_after`).
     Each batch's result (its outcome or its error) goes to `future`, of the event loop `loop`, in order."""
 
     batches: tuple[Batch, ...]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[list[BatchResult]]
     following: tuple[Batch, ...] = ()
+    guards: tuple[Batch, ...] = ()
 
     @property
     def row_count(self) -> int:
-        return sum(b.row_count for b in self.batches) + sum(b.row_count for b in self.following)
+        return sum(b.row_count for b in (*self.batches, *self.following, *self.guards))
 
 
 def run_group(
@@ -93,7 +95,7 @@ def run_group(
         with unavailable_as_storage_error():
             connection.execute("BEGIN IMMEDIATE")
         results = [
-            [_run_in_savepoint(connection, batch, write.following, now_ms) for batch in write.batches]
+            [_run_in_savepoint(connection, batch, write, now_ms) for batch in write.batches]
             for write in writes
         ]
         wrote = any(isinstance(r, BatchOutcome) and r.applied for answer in results for r in answer)
@@ -144,20 +146,21 @@ def _resolve(answers: list[Answer]) -> None:
 
 
 def _run_in_savepoint(
-    connection: sqlite3.Connection, batch: Batch, following: tuple[Batch, ...], now_ms: int
+    connection: sqlite3.Connection, batch: Batch, write: PendingWrite, now_ms: int
 ) -> BatchResult:
-    """The batch's outcome (its following batches written too when it applied), or its error once
-    what it wrote is undone. Raises when the transaction cannot go on, which fails the whole group."""
+    """The batch's outcome (its write's following batches and guards written too when it applied), or
+    its error, once what it wrote is undone (also when a guard failed). Raises when the transaction
+    cannot go on, which fails the whole group."""
     connection.execute("SAVEPOINT batch")
     try:
         with unavailable_as_storage_error():
-            outcome = rows.apply_in_transaction(connection, batch, now_ms, following)
+            outcome = rows.apply_in_transaction(connection, batch, now_ms, write.following, write.guards)
     except Exception as error:
         if not connection.in_transaction:
             raise StorageError(f"sqlite rolled the transaction back: {error}") from error
         connection.execute("ROLLBACK TO batch")
         connection.execute("RELEASE batch")
-        return error
+        return error.outcome if isinstance(error, rows.GuardsFailed) else error
     connection.execute("RELEASE batch")
     return outcome
 
@@ -193,17 +196,17 @@ class GroupCommitter:
             return dataclasses.replace(self._stats)
 
     def submit(
-        self, batches: tuple[Batch, ...], following: tuple[Batch, ...] = ()
+        self, batches: tuple[Batch, ...], following: tuple[Batch, ...] = (), guards: tuple[Batch, ...] = ()
     ) -> asyncio.Future[list[BatchResult]]:
-        """Queue the batches, and for a lone batch the batches to write with it when it applies (in an
-        event loop, while the writer pool runs); the future resolves with each batch's result once its
-        group has committed (or failed)."""
+        """Queue the batches, and for a lone batch the batches to write with it when it applies and its
+        guards (in an event loop, while the writer pool runs); the future resolves with each batch's
+        result once its group has committed (or failed)."""
         ensure(bool(batches), "a write has batches")
-        ensure(len(batches) == 1 or not following, "only a lone batch has following batches")
+        ensure(len(batches) == 1 or not (following or guards), "only a lone batch has following batches")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[BatchResult]] = loop.create_future()
         with self._lock:
-            self._queue.append(PendingWrite(batches, loop, future, following))
+            self._queue.append(PendingWrite(batches, loop, future, following, guards))
             if self._drain_scheduled:
                 return future
             self._drain_scheduled = True

@@ -171,18 +171,41 @@ def _write_rows(connection: sqlite3.Connection, batches: Sequence[Batch], now_ms
         connection.executemany(text, run)
 
 
+class GuardsFailed(Exception):
+    """Raised inside a batch's savepoint when a guard's conditions did not hold: the caller rolls back
+    what the guards before it wrote and answers `outcome`."""
+
+    def __init__(self, outcome: BatchOutcome) -> None:
+        super().__init__(f"guards {outcome.failed_guards} did not hold")
+        self.outcome = outcome
+
+
 def apply_in_transaction(
-    connection: sqlite3.Connection, batch: Batch, now_ms: int, following: Sequence[Batch] = ()
+    connection: sqlite3.Connection,
+    batch: Batch,
+    now_ms: int,
+    following: Sequence[Batch] = (),
+    guards: Sequence[Batch] = (),
 ) -> BatchOutcome:
     """Check the conditions and apply every write inside the caller's transaction (writer thread; the
     group commit of `group.py` wraps each batch in a savepoint), at wall time `now_ms`; when the batch
     applies, the unconditional `following` batches are written after it. Conditions see everything
     written earlier in the transaction. A put writes the listed columns and sets the expiry of the
-    whole row (see the package doc)."""
+    whole row (see the package doc). `guards` (`StorageBackend.write_after`) are checked and written
+    one after the other once the batch's conditions hold; GuardsFailed when one did not hold."""
     if batch.conditional:
         rows, static = _current_state(connection, batch, now_ms)
         if not conditions_hold(batch, rows, static):
             return failed_outcome(batch, rows, static)
+    failed: list[int] = []
+    for index, guard in enumerate(guards):
+        rows, static = _current_state(connection, guard, now_ms)
+        if conditions_hold(guard, rows, static):
+            _write_rows(connection, (guard,), now_ms)
+        else:
+            failed.append(index)
+    if failed:
+        raise GuardsFailed(BatchOutcome(applied=False, failed_guards=tuple(failed)))
     _write_rows(connection, (batch, *following), now_ms)
     return BatchOutcome(applied=True)
 
