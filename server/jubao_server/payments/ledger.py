@@ -274,16 +274,15 @@ class Ledger:
         transfer_id = transfer_id_of(tenant_id, key.request_id)
         transfer = new_transfer(transfer_id, key.request_id, command.currency, command.legs, command.memo)
         payer_id = command.legs[0].debit_account_id
-        guard = await self._claims.guard(
-            tenant_id, key.request_id, "transfer", key.body_sha256, target_id=transfer_id
-        )
-        if guard is not None:
+        if await self._claims.guarding(tenant_id):
             # The claim rides the payer shard's commit; claimed before, the request is a retry or a
             # reuse, told apart below as if its claim came first.
+            request: Request = (key.request_id, key.body_sha256, {"target_id": transfer_id})
+            guards = await self._claims.guards(tenant_id, "transfer", [request])
             payer = await self._shard(tenant_id, payer_id)
             with contextlib.suppress(GuardFailed):
                 debit = await self._decide(
-                    payer, tenant_id, transfer, lambda plan: Debit(plan, key.body_sha256), guard=guard
+                    payer, tenant_id, transfer, lambda plan: Debit(plan, key.body_sha256), guards=guards
                 )
                 return await self._completed(tenant_id, transfer_id, debit)
         fresh = await self._claim(tenant_id, "transfer", key, transfer_id)
@@ -424,19 +423,19 @@ class Ledger:
         *,
         escrow: Escrow | None = None,
         ahead: Ahead | None = None,
-        guard: Batch | None = None,
+        guards: Sequence[Batch] = (),
     ) -> T | Transfer:
         """Plan a transfer and submit it to the payer's shard; the shard's answer. A refusal of the plan's
         checks is kept by that shard too (`Reject`), so every retry of the request gets one answer; the
-        request's time (`ahead`) is checked first, by the shard. `guard`: the request's claim, stored
+        request's time (`ahead`) is checked first, by the shard. `guards`: the request's claim, stored
         with the commit (`ShardActor.submit`)."""
         try:
             plan = await self._plan(tenant_id, transfer, escrow)
         except ApiError as error:
             if error.code not in _FINAL_CODES:
                 raise
-            return await shard.submit(Reject(transfer, error, ahead), guard=guard)
-        return await shard.submit(command_of(plan), guard=guard)
+            return await shard.submit(Reject(transfer, error, ahead), guards=guards)
+        return await shard.submit(command_of(plan), guards=guards)
 
     async def _completed(
         self, tenant_id: str, transfer_id: str, committed: Transfer | None = None
@@ -820,6 +819,10 @@ class Ledger:
         marker is stored with the change. What this owner applies it remembers (`Stage.requested`). The
         answer is the command's, from the shard, which has applied every commit it stored."""
         return await self._backend.read_row(shard.partition, ("request", request_id)) is not None
+
+
+# A request as claimed: its id, its body's hash and the columns kept with the claim.
+Request = tuple[str, str, dict[str, Value]]
 
 
 def _check_payees(plan: TransferPlan, payees: Mapping[str, AccountState | ApiError | None]) -> None:

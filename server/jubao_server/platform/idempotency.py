@@ -26,10 +26,10 @@ is resolved by reading its row back (`storage/contract/unknown.py`): the attempt
 would take the other's row for its own and be told fresh too, and run the mutation a second time. With
 the attempt number, it sees another attempt's claim and settles as a retry.
 
-**A claim can ride the commit it guards** (`guard`): where the backend writes guards (SQLite, whose one
-database makes the claim and the request's change one transaction), the claim's row is stored by the
-write that commits the request, under the same condition; a guard that fails means what a claim that
-is not fresh means, and `claim` then tells a retry from a reuse.
+**Claims can ride the commit they guard** (`guarding`, `guards`): where the backend writes guards
+(SQLite, whose one database makes the claims and the requests' changes one transaction), the claims' rows
+are stored by the write that commits the requests, under the same conditions; a guard that fails means
+what a claim that is not fresh means, and `claim_all` then tells each retry from a reuse.
 
 **Claims kept before a table moved** (`EarlierClaims`): while claims of the product's earlier table may
 live, an id is looked for there first, and one found there is settled by it (a retry, or a reuse) and
@@ -208,23 +208,27 @@ class RequestClaims:
             raise StorageError(f"{len(pending)} request ids of {scope} stayed contended; retry the request")
         return call.claims
 
-    async def guard(
-        self, scope: str, request_id: str, operation: str, body_sha256: str, **values: Value
-    ) -> Batch | None:
-        """The claim of `request_id` as a guard to store with the request's own commit (`write_after`),
-        where the backend writes guards (SQLite: the claim and the change are one transaction, one write
-        instead of two) and no earlier table may hold the id: the same row `claim` writes, under the
-        same condition. None where the request must be claimed first (`claim`). A guard that fails
-        means what a claim that is not fresh means: `claim` then tells a retry from a reuse."""
-        if not (request_id and self._backend.guarded_writes):
-            return None
-        now_ms = self._clock.wall_ms()
-        if self._earlier is not None and now_ms < await self._earlier.until_ms(scope):
-            return None
-        request = (request_id, body_sha256, values)
-        call = _ClaimCall(scope, operation, (request,), [], now_ms, secrets.randbits(ATTEMPT_BITS))
-        partition, key = self._where.place(scope, request_id, await self._bucket_count(scope))
-        return Batch(partition, (self._claim_put(call, key, request),), conditions=(RowAbsent(key),))
+    async def guarding(self, scope: str) -> bool:
+        """Whether claims of `scope` may ride the writes that commit their requests (`guards`): where the
+        backend writes guards (SQLite, whose one database makes a claim and its request's change one
+        transaction: one write instead of two) and no earlier table may hold an id."""
+        if not self._backend.guarded_writes:
+            return False
+        return self._earlier is None or self._clock.wall_ms() >= await self._earlier.until_ms(scope)
+
+    async def guards(
+        self, scope: str, operation: str, requests: Sequence[tuple[str, str, dict[str, Value]]]
+    ) -> list[Batch]:
+        """The claims of `requests` (id, body hash, more columns; ids that differ) as guards to store with
+        the write that commits them (`StorageBackend.write_after`), where `guarding` says so: the rows
+        `claim_all` writes, under the same conditions, one batch per partition. A guard that fails means
+        what a claim that is not fresh means: `claim_all` then tells each retry from a reuse."""
+        ensure(all(request_id for request_id, _, _ in requests), "a guard claims a request id")
+        call = _ClaimCall(
+            scope, operation, requests, [], self._clock.wall_ms(), secrets.randbits(ATTEMPT_BITS)
+        )
+        batches, _ = self._claim_batches(call, range(len(requests)), await self._bucket_count(scope))
+        return batches
 
     async def _bucket_count(self, scope: str) -> int:
         return await self._buckets(scope) if self._buckets is not None else 0
@@ -233,21 +237,7 @@ class RequestClaims:
         """Claim the `pending` items, a conditional batch per partition (of at most
         `claim_batch_rows_max`): settle those a batch's outcome settles; the items left for the next
         round (of a batch that failed on other items)."""
-        requests = call.requests
-        places = [self._where.place(call.scope, requests[index][0], buckets) for index in pending]
-        by_partition: dict[Key, tuple[PartitionRef, list[int]]] = {}
-        for position, (partition, _) in enumerate(places):
-            by_partition.setdefault(partition.key, (partition, []))[1].append(position)
-        batches: list[Batch] = []
-        members: list[list[int]] = []
-        step = limits.claim_batch_rows_max
-        for partition, positions in by_partition.values():
-            for start in range(0, len(positions), step):
-                chunk = positions[start : start + step]
-                puts = tuple(self._claim_put(call, places[p][1], requests[pending[p]]) for p in chunk)
-                conditions = tuple(RowAbsent(places[p][1]) for p in chunk)
-                batches.append(Batch(partition, puts, conditions=conditions))
-                members.append(chunk)
+        batches, members = self._claim_batches(call, pending, buckets)
         results: list[BatchOutcome | StorageError] = []
         write_step = limits.storage_write_each_batches_max
         for start in range(0, len(batches), write_step):
@@ -256,15 +246,35 @@ class RequestClaims:
         for chunk, result in zip(members, results, strict=True):
             if isinstance(result, StorageError):
                 raise result
-            for position in chunk:
-                index = pending[position]
+            for index, key in chunk:
                 if result.applied:
                     call.claims[index] = Claim(fresh=True, claimed_ms=call.now_ms)
-                elif (earlier := result.current_rows.get(places[position][1])) is None:
+                elif (earlier := result.current_rows.get(key)) is None:
                     left.append(index)
                 else:
                     call.settle(self._where, index, earlier)
         return left
+
+    def _claim_batches(
+        self, call: _ClaimCall, pending: Sequence[int], buckets: int
+    ) -> tuple[list[Batch], list[list[tuple[int, Key]]]]:
+        """The conditional batches claiming the `pending` items, one per partition (of at most
+        `claim_batch_rows_max`), and each batch's items with their rows."""
+        by_partition: dict[Key, tuple[PartitionRef, list[tuple[int, Key]]]] = {}
+        for index in pending:
+            partition, key = self._where.place(call.scope, call.requests[index][0], buckets)
+            by_partition.setdefault(partition.key, (partition, []))[1].append((index, key))
+        batches: list[Batch] = []
+        members: list[list[tuple[int, Key]]] = []
+        step = limits.claim_batch_rows_max
+        for partition, places in by_partition.values():
+            for start in range(0, len(places), step):
+                chunk = places[start : start + step]
+                puts = tuple(self._claim_put(call, key, call.requests[index]) for index, key in chunk)
+                conditions = tuple(RowAbsent(key) for _, key in chunk)
+                batches.append(Batch(partition, puts, conditions=conditions))
+                members.append(chunk)
+        return batches, members
 
     def _claim_put(self, call: _ClaimCall, key: Key, request: tuple[str, str, dict[str, Value]]) -> Put:
         """A claim's row: the request's operation and body hash (and its more columns)."""

@@ -104,8 +104,8 @@ class CommitListener(typing.Protocol):
 class _Pending:
     command: typing.Any
     future: asyncio.Future[typing.Any]
-    # A conditional write of another partition that must hold for the command to commit (`submit`).
-    guard: Batch | None = None
+    # Conditional writes of other partitions that must hold for the command to commit (`submit`).
+    guards: tuple[Batch, ...] = ()
 
 
 @dataclasses.dataclass
@@ -390,14 +390,14 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
 
     # Commands
 
-    async def submit(self, command: Command[StageT, T], *, guard: Batch | None = None) -> T:
-        """Queue a command and wait for its committed result (or its refusal). `guard` (only where the
-        backend has `guarded_writes`): a conditional batch of another partition (a request id's claim)
-        stored in the transaction of the group that commits the command; when its conditions do not
-        hold, the command is left out of the group, which commits without it, and GuardFailed is
+    async def submit(self, command: Command[StageT, T], *, guards: Sequence[Batch] = ()) -> T:
+        """Queue a command and wait for its committed result (or its refusal). `guards` (only where the
+        backend has `guarded_writes`): conditional batches of other partitions (request ids' claims)
+        stored in the transaction of the group that commits the command; when the conditions of one do
+        not hold, the command is left out of the group, which commits without it, and GuardFailed is
         raised here."""
-        ensure(guard is None or self.backend.guarded_writes, "guards need a backend that writes them")
-        answer: T = await self._queued(command, guard)
+        ensure(not guards or self.backend.guarded_writes, "guards need a backend that writes them")
+        answer: T = await self._queued(command, tuple(guards))
         return answer
 
     async def receive(self, message: MessageT) -> None:
@@ -424,12 +424,12 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         while self._settling and not self._queue.full():
             self._queue.put_nowait(self._settling.popleft())
 
-    async def _queued(self, command: object, guard: Batch | None = None) -> typing.Any:
+    async def _queued(self, command: object, guards: tuple[Batch, ...] = ()) -> typing.Any:
         if self.lost:
             raise _moved(self.id.shard)
         future: asyncio.Future[typing.Any] = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Pending(command, future, guard))
+            self._queue.put_nowait(_Pending(command, future, guards))
         except asyncio.QueueFull:
             raise resource_exhausted(
                 Reason.CONCURRENCY_LIMITED, f"shard {self.id.shard} is saturated", 50
@@ -498,7 +498,7 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         outcomes: list[tuple[_Pending, object]] = []
         for pending in group:
             outcomes.append((pending, self._apply(stage, pending.command, done)))
-        guarded = [pending for pending in group if pending.guard is not None]
+        guarded = [pending for pending in group if pending.guards]
         if guarded and any(key in self.outbox for key in stage.owed):
             # A command owed an entry this owner holds already: it repeated a change an earlier owner
             # committed (a retry, whose guard would fail), which this owner does not remember. The
@@ -512,7 +512,7 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
             failed: tuple[int, ...] = ()
             # A guard is checked even when the commands changed nothing (a retry answered from memory).
             if changed or puts or deletes or guarded:
-                guards = [pending.guard for pending in guarded if pending.guard is not None]
+                guards = [guard for pending in guarded for guard in pending.guards]
                 failed = await self._store(stage, records, done, puts, deletes, guards=guards)
         except (StorageError, ApiError) as error:
             self.lost = True
@@ -523,7 +523,8 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         finally:
             self._idle.set()
         if failed:
-            return _left_out(group, [guarded[index] for index in failed])
+            of_guard = [pending for pending in guarded for _ in pending.guards]
+            return _left_out(group, [of_guard[index] for index in failed])
         if records:
             self.materialized_seq = records[-1][0]
         self._listener.committed(self, list(stage.owed), done.settled)
@@ -651,7 +652,7 @@ class GuardFailed(Exception):
 def _left_out(group: list[_Pending], refused: list[_Pending]) -> list[_Pending]:
     """Answer the `refused` commands GuardFailed; the rest of the group, to apply again."""
     for pending in refused:
-        _settle(pending.future, GuardFailed())
+        _settle(pending.future, GuardFailed())  # once: a settled future is left as it is
     left = {id(pending) for pending in refused}
     return [pending for pending in group if id(pending) not in left]
 
