@@ -94,13 +94,19 @@ from jubao_server.payments.records import ESCROWS, HOLDS, CreditMessage, OutboxE
 from jubao_server.payments.state import AccountState, ShardState, Stage, check_credit
 from jubao_server.payments.sweep import derived_id
 from jubao_server.payments.tables import CLAIM_BUCKETS_PER_SHARD, CLAIMS, CLAIMS_MOVED, REQUESTS, SHARDS
-from jubao_server.platform.idempotency import Claim, ClaimTable, EarlierClaims, RequestClaims
+from jubao_server.platform.idempotency import (
+    Claim,
+    ClaimRequest,
+    ClaimTable,
+    EarlierClaims,
+    RequestClaims,
+)
 from jubao_server.shards.actor import GuardFailed, ShardActor
 from jubao_server.shards.node import RANDOM_IDS, IdSource, Node, ShardElsewhere
 from jubao_server.shards.runtime import ShardRuntime
 from jubao_server.shards.stage import Command, shard_of
 from jubao_server.shards.wal import record_blob
-from jubao_server.storage.contract import Batch, Bound, RowQuery, StorageBackend, StorageError, Value
+from jubao_server.storage.contract import Batch, Bound, RowQuery, StorageBackend, StorageError
 
 log = structlog.get_logger("jubao.payments")
 
@@ -277,7 +283,7 @@ class Ledger:
         if await self._claims.guarding(tenant_id):
             # The claim rides the payer shard's commit; claimed before, the request is a retry or a
             # reuse, told apart below as if its claim came first.
-            request: Request = (key.request_id, key.body_sha256, {"target_id": transfer_id})
+            request: ClaimRequest = (key.request_id, key.body_sha256, {"target_id": transfer_id})
             guards = await self._claims.guards(tenant_id, "transfer", [request])
             payer = await self._shard(tenant_id, payer_id)
             with contextlib.suppress(GuardFailed):
@@ -305,7 +311,7 @@ class Ledger:
             new_transfer(transfer_id_of(tenant_id, k.request_id), k.request_id, c.currency, c.legs, c.memo)
             for c, k in items
         ]
-        requests: list[tuple[str, str, dict[str, Value]]] = [
+        requests: list[ClaimRequest] = [
             (key.request_id, key.body_sha256, {"target_id": t.transfer_id})
             for (_, key), t in zip(items, transfers, strict=True)
         ]
@@ -819,10 +825,6 @@ class Ledger:
         marker is stored with the change. What this owner applies it remembers (`Stage.requested`). The
         answer is the command's, from the shard, which has applied every commit it stored."""
         return await self._backend.read_row(shard.partition, ("request", request_id)) is not None
-
-
-# A request as claimed: its id, its body's hash and the columns kept with the claim.
-Request = tuple[str, str, dict[str, Value]]
 
 
 def _check_payees(plan: TransferPlan, payees: Mapping[str, AccountState | ApiError | None]) -> None:

@@ -118,6 +118,8 @@ class ClaimTable:
 
 # A scope's bucket count in a bucketed claim table.
 Buckets = Callable[[str], Awaitable[int]]
+# A request to claim: its id, the SHA-256 of its body, and more columns to keep with the claim.
+ClaimRequest = tuple[str, str, dict[str, Value]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +188,7 @@ class RequestClaims:
         return claim
 
     async def claim_all(
-        self, scope: str, operation: str, requests: Sequence[tuple[str, str, dict[str, Value]]]
+        self, scope: str, operation: str, requests: Sequence[ClaimRequest]
     ) -> list[Claim | ApiError]:
         """Claim the request ids of a batch of `operation`s (id, body hash, more columns), as `claim`
         would one by one, in one storage call per round (see the module): each item's claim, or its
@@ -216,9 +218,7 @@ class RequestClaims:
             return False
         return self._earlier is None or self._clock.wall_ms() >= await self._earlier.until_ms(scope)
 
-    async def guards(
-        self, scope: str, operation: str, requests: Sequence[tuple[str, str, dict[str, Value]]]
-    ) -> list[Batch]:
+    async def guards(self, scope: str, operation: str, requests: Sequence[ClaimRequest]) -> list[Batch]:
         """The claims of `requests` (id, body hash, more columns; ids that differ) as guards to store with
         the write that commits them (`StorageBackend.write_after`), where `guarding` says so: the rows
         `claim_all` writes, under the same conditions, one batch per partition. A guard that fails means
@@ -276,7 +276,7 @@ class RequestClaims:
                 members.append(chunk)
         return batches, members
 
-    def _claim_put(self, call: _ClaimCall, key: Key, request: tuple[str, str, dict[str, Value]]) -> Put:
+    def _claim_put(self, call: _ClaimCall, key: Key, request: ClaimRequest) -> Put:
         """A claim's row: the request's operation and body hash (and its more columns)."""
         _, body_sha256, values = request
         claimed: dict[str, Value] = {
@@ -322,7 +322,7 @@ class _ClaimCall:
 
     scope: str
     operation: str
-    requests: Sequence[tuple[str, str, dict[str, Value]]]
+    requests: Sequence[ClaimRequest]
     claims: list[Claim | ApiError]
     now_ms: int
     attempt: int

@@ -137,25 +137,41 @@ class MemoryBackend(StorageBackend):
         ensure(batch.conditional, "a guarded batch is conditional")
         ensure(not any(b.conditional for b in following), "following batches are unconditional")
         await self._faults.before_operation()
-        attempt = functools.partial(self._write_guarded, following=tuple(following), guards=tuple(guards))
+        attempt = functools.partial(self._write_once, following=tuple(following), guards=tuple(guards))
         return await write_conditional(self, self._faults, batch, attempt)
 
-    async def _write_guarded(
-        self, batch: Batch, following: tuple[Batch, ...], guards: tuple[Batch, ...]
+    async def write_following(self, following: Sequence[Batch]) -> None:
+        """As on Cassandra, the following batches after the batch (`write_after`); one after the other,
+        each its own operation (its fault hook, its yield), with no task started for each."""
+        for derived in following:
+            await self.write(derived)
+
+    async def _write_once(
+        self, batch: Batch, following: tuple[Batch, ...] = (), guards: tuple[Batch, ...] = ()
     ) -> BatchOutcome:
-        """Yield once, then check the batch's conditions and its guards' (each seeing the rows the guards
-        before it write) and apply them all, with what follows, in one step, or none."""
+        """Yield once, then check the conditions (the batch's, then its guards') and apply the batch, its
+        guards and `following` in one step, or nothing."""
         await self._yield()
         now_ms = self._clock.wall_ms()
-        partition = batch.partition
-        rows = {key: self._current_row(partition, key, now_ms) for key in conditioned_rows(batch)}
-        static = self._current_static(partition)
-        if not conditions_hold(batch, rows, static):
-            return failed_outcome(batch, rows, static)
+        if batch.conditional:
+            partition = batch.partition
+            rows = {key: self._current_row(partition, key, now_ms) for key in conditioned_rows(batch)}
+            static = self._current_static(partition)
+            if not conditions_hold(batch, rows, static):
+                return failed_outcome(batch, rows, static)
+        failed = self._failed_guards(guards, now_ms) if guards else ()
+        if failed:
+            return BatchOutcome(applied=False, failed_guards=failed)
+        for applied in (batch, *guards, *following):
+            self._apply(applied, now_ms)
+        return BatchOutcome(applied=True)
+
+    def _failed_guards(self, guards: tuple[Batch, ...], now_ms: int) -> tuple[int, ...]:
+        """The guards whose conditions do not hold, each checked on the rows as the guards before it
+        would leave them (nothing is written here)."""
         written: dict[tuple[str, str, Key, Key], Row | None] = {}
 
         def seen(ref: PartitionRef, key: Key) -> Row | None:
-            """A row as the guards checked so far leave it."""
             place = (ref.table.name, ref.scope, ref.key, key)
             return written[place] if place in written else self._current_row(ref, key, now_ms)
 
@@ -173,30 +189,7 @@ class MemoryBackend(StorageBackend):
                 written[(ref.table.name, ref.scope, ref.key, put.clustering)] = Row(merged)
             for delete in guard.deletes:
                 written[(ref.table.name, ref.scope, ref.key, delete.clustering)] = None
-        if failed:
-            return BatchOutcome(applied=False, failed_guards=tuple(failed))
-        for applied in (batch, *guards, *following):
-            self._apply(applied, now_ms)
-        return BatchOutcome(applied=True)
-
-    async def write_following(self, following: Sequence[Batch]) -> None:
-        """As on Cassandra, the following batches after the batch (`write_after`); one after the other,
-        each its own operation (its fault hook, its yield), with no task started for each."""
-        for derived in following:
-            await self.write(derived)
-
-    async def _write_once(self, batch: Batch) -> BatchOutcome:
-        """Yield once, then check the conditions and apply the batch in one step."""
-        await self._yield()
-        now_ms = self._clock.wall_ms()
-        if batch.conditional:
-            partition = batch.partition
-            rows = {key: self._current_row(partition, key, now_ms) for key in conditioned_rows(batch)}
-            static = self._current_static(partition)
-            if not conditions_hold(batch, rows, static):
-                return failed_outcome(batch, rows, static)
-        self._apply(batch, now_ms)
-        return BatchOutcome(applied=True)
+        return tuple(failed)
 
     async def ready(self) -> bool:
         try:
