@@ -167,6 +167,9 @@ batch_transfers_max = 1000
 # and, past the first batch, at most this many rows.
 sqlite_group_commit_batches_max = 256
 sqlite_group_commit_rows_max = 10_000
+# Rows in one statement of the SQLite writer, an upsert or a read of the rows a batch's conditions name
+# (storage/sqlite/rows.py): a power of two.
+sqlite_statement_rows_max = 64
 sweep_commands_max = 1000
 # The WAL is checkpointed at least this often while commits come (storage/sqlite/checkpoint.py).
 sqlite_checkpoint_interval_ms_max = 60_000

@@ -19,10 +19,12 @@ from jubao_server.storage.contract import (
     RowQuery,
     StaticMatches,
     StorageBackend,
+    Table,
 )
+from jubao_server.storage.contract.values import Key
 
 from .support import put_row, read_all
-from .tables import KV, LEDGER
+from .tables import EVENTS, KV, LEDGER
 
 RACERS: Final = 32
 CAS_WORKERS: Final = 16
@@ -178,3 +180,43 @@ def test_a_conditional_batch_must_write_a_value(scope: str) -> None:
         Batch(partition, deletes=(Delete(()),), conditions=(RowMatches((), {}),))
     with pytest.raises(InvariantViolation, match="bad value for n"):
         Batch(partition, puts=(Put((), {"n": "not a number"}),))
+
+
+# More rows than one statement reads on SQLite (`limits.sqlite_statement_rows_max`), and not a power of two.
+MANY_ROWS: Final = 77
+
+
+@pytest.mark.parametrize("table", [LEDGER, EVENTS], ids=["one_clustering_column", "two_clustering_columns"])
+async def test_conditions_on_many_rows_see_each_row(
+    backend: StorageBackend, scope: str, table: Table
+) -> None:
+    """A batch conditioned on many rows, half of them there: with one condition wrong nothing is written
+    and the outcome names every row as it is; with all of them right, every row is written."""
+    partition = table.partition(scope, "many")
+
+    def key(index: int) -> Key:
+        return (index,) if table is LEDGER else (index // 3, f"id-{index}")
+
+    column = "note" if table is LEDGER else "body"
+    keys = [key(index) for index in range(MANY_ROWS)]
+    await backend.write(Batch(partition, puts=tuple(Put(k, {column: f"was-{k}"}) for k in keys[::2])))
+    puts = tuple(Put(k, {column: "new"}) for k in keys)
+
+    def conditions(wrong: Key | None) -> tuple[Condition, ...]:
+        return tuple(
+            (
+                RowMatches(k, {column: "not-this" if k == wrong else f"was-{k}"})
+                if i % 2 == 0
+                else RowAbsent(k)
+            )
+            for i, k in enumerate(keys)
+        )
+
+    refused = await backend.write(Batch(partition, puts=puts, conditions=conditions(keys[40])))
+    assert not refused.applied
+    current = {k: (row[column] if row is not None else None) for k, row in refused.current_rows.items()}
+    assert current == {k: (f"was-{k}" if i % 2 == 0 else None) for i, k in enumerate(keys)}
+    assert len(await read_all(backend, RowQuery(partition))) == len(keys[::2])
+    assert (await backend.write(Batch(partition, puts=puts, conditions=conditions(None)))).applied
+    rows = await read_all(backend, RowQuery(partition))
+    assert [row[column] for row in rows] == ["new"] * MANY_ROWS

@@ -117,3 +117,35 @@ async def test_scopes_never_meet(backend: StorageBackend, scope: str) -> None:
     assert (await backend.read_page(RowQuery(LEDGER.partition(other, "acct")))).rows == ()
     assert await backend.read_row(KV.partition(other, "k")) is None
     assert len((await backend.read_page(RowQuery(LEDGER.partition(scope, "acct")))).rows) == 1
+
+
+# More rows than one statement takes on SQLite (`limits.sqlite_statement_rows_max`), and not a power of two.
+MANY_ROWS = 77
+
+
+async def test_many_rows_of_changing_columns_are_written(backend: StorageBackend, scope: str) -> None:
+    """Runs of puts of one shape with puts of another between them, some with a TTL, a static write, then
+    a `write_after` whose following batches write some of those rows again, delete others and write the
+    static columns: each row as its writes left it."""
+    partition = LEDGER.partition(scope, "many")
+    puts = tuple(
+        Put(
+            (seq,),
+            {"amount": seq} if seq % 5 else {"amount": seq, "note": f"n{seq}"},
+            ttl_s=3600 if seq % 7 else None,
+        )
+        for seq in range(MANY_ROWS)
+    )
+    await backend.write(Batch(partition, puts=puts, static_values={"balance": 1}))
+    again = Batch(partition, puts=(Put((3,), {"note": "again"}), Put((4,), {"amount": -4})))
+    gone = Batch(partition, deletes=(Delete((5,)), Delete((6,))), static_values={"balance": 2, "epoch": 3})
+    first = Batch(LEDGER.partition(scope, "first"), puts=(Put((1,), {"amount": 1}),))
+    assert (await backend.write_after(first, [again, gone])).applied
+    rows = {row["seq"]: row for row in await read_all(backend, RowQuery(partition))}
+    expected: dict[int, tuple[Value, Value]] = {
+        seq: (seq, f"n{seq}" if seq % 5 == 0 else None) for seq in range(MANY_ROWS) if seq not in (5, 6)
+    }
+    expected[3] = (3, "again")
+    expected[4] = (-4, None)
+    assert {seq: (row["amount"], row["note"]) for seq, row in rows.items()} == expected
+    assert {(row["balance"], row["epoch"]) for row in rows.values()} == {(2, 3)}

@@ -351,6 +351,21 @@ async def test_a_batch_failing_midway_is_undone_alone(backend: SqliteBackend, sc
     assert await _kv_value(backend, scope, "k") == "v"
 
 
+async def test_writes_of_one_row_in_one_statement_apply_in_order(backend: SqliteBackend, scope: str) -> None:
+    """Consecutive puts of one shape go to SQLite as one statement of many rows: a row written twice in
+    it is left as the later put wrote it, and a static row likewise."""
+    partition = LEDGER.partition(scope, "acct")
+    following = [
+        Batch(partition, puts=tuple(Put((seq,), {"amount": seq}) for seq in (1, 2, 3))),
+        Batch(partition, puts=(Put((1,), {"amount": 10}),)),  # the fourth row of one statement
+        Batch(partition, static_values={"balance": 1}),
+        Batch(partition, static_values={"balance": 10}),  # the second row of one statement
+    ]
+    assert (await backend.write_after(_kv_put(scope, "k", "v"), following)).applied
+    rows = (await backend.read_page(RowQuery(partition))).rows
+    assert [(r["seq"], r["amount"], r["balance"]) for r in rows] == [(1, 10, 10), (2, 2, 10), (3, 3, 10)]
+
+
 async def test_a_write_each_is_one_write_of_a_group(backend: SqliteBackend, scope: str) -> None:
     await put_row(backend, KV.partition(scope, "taken"), (), {"v": "old"})
     before = backend.stats

@@ -23,7 +23,6 @@ from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.cocreation.product import PRODUCT as COCREATION
 from jubao_server.errors import ApiError
 from jubao_server.fundta.product import PRODUCT as FUND_TA
-from jubao_server.payments import journal as payments_journal
 from jubao_server.payments.config import PaymentsSettings
 from jubao_server.payments.journal import materialize
 from jubao_server.payments.ledger import EARLIER_CLAIMS, Ledger
@@ -36,7 +35,7 @@ from jubao_server.platform.idempotency import RequestClaims
 from jubao_server.platform.paging import load_page_secret
 from jubao_server.shards.stage import ShardId
 from jubao_server.storage.cassandra.backend import CassandraBackend
-from jubao_server.storage.contract import NO_FAULTS, Batch, MigrationError, MigrationSet, StorageBackend
+from jubao_server.storage.contract import NO_FAULTS, Batch, MigrationError, MigrationSet, Put, StorageBackend
 from jubao_server.storage.contract.migrations import SHARED_SET_BEFORE_PRODUCTS
 from jubao_server.storage.memory import MemoryBackend
 from jubao_server.tenancy.model import Product, Quota, Tenant, TenantKind
@@ -97,15 +96,25 @@ def journaling_as_before(ledger: Ledger, backend: StorageBackend) -> Iterator[Le
     """The ledger keeping its journal as versions before `payments_transfers.owed_entry` did (while in
     the block): a transfer's row has no columns naming an outbox entry (the memory backend has no columns
     to lack, and one shape per table), and is written completed when the entry settles."""
-    columns = {c: t for c, t in TRANSFERS.columns.items() if c not in ("owed_shard", "owed_entry")}
-    earlier = dataclasses.replace(TRANSFERS, columns=columns)
+    owing = ("owed_shard", "owed_entry")
+    earlier = dataclasses.replace(
+        TRANSFERS, columns={c: t for c, t in TRANSFERS.columns.items() if c not in owing}
+    )
+
+    def as_before(batch: Batch) -> Batch:
+        if batch.partition.table is not TRANSFERS or backend.name == "memory":
+            return batch
+        puts = tuple(
+            Put(p.clustering, {c: v for c, v in p.values.items() if c not in owing}, ttl_s=p.ttl_s)
+            for p in batch.puts
+        )
+        return Batch(earlier.partition(batch.partition.scope, *batch.partition.key), puts=puts)
 
     def journal(shard: ShardId, records: Sequence[tuple[int, Record]]) -> list[Batch]:
-        return materialize(shard, [(seq, msgspec.structs.replace(r, owed_entry="")) for seq, r in records])
+        plain = [(seq, msgspec.structs.replace(r, owed_entry="")) for seq, r in records]
+        return [as_before(batch) for batch in materialize(shard, plain)]
 
     with pytest.MonkeyPatch.context() as patch:
-        if backend.name != "memory":
-            patch.setattr(payments_journal, "TRANSFERS", earlier)
         patch.setattr(ledger.shards.machine, "journal", journal)
         yield ledger
 

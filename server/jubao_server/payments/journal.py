@@ -105,9 +105,11 @@ def _transfer_batch(
         "state": state.value,
         "create_time_ms": transfer.create_time_ms,
         "failure": ENCODER.encode(transfer.failure).decode() if transfer.failure else None,
+        # Named also when nothing is owed, so that every transfer row has the same columns and a
+        # group's rows go to storage together.
+        "owed_shard": owed[0] if owed is not None else None,
+        "owed_entry": owed[1] if owed is not None else None,
     }
-    if owed is not None:
-        values["owed_shard"], values["owed_entry"] = owed
     return Batch(TRANSFERS.partition(tenant_id, transfer.transfer_id), (Put((), values),))
 
 

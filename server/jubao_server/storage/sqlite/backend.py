@@ -62,7 +62,7 @@ def _connect_all(settings: SqliteSettings) -> tuple[sqlite3.Connection, list[sql
 class SqliteBackend(StorageBackend):
     """Every write runs on one thread that owns the only writer connection, so batches never contend for
     the lock inside this process (other processes wait up to busy_timeout); it commits the batches queued
-    meanwhile in one transaction, one savepoint each (`group.py`). Reads run on `readers_max`
+    meanwhile in one transaction, as if one after another (`group.py`). Reads run on `readers_max`
     threads with their own connections; WAL lets them read while a write commits. Both SERIAL and
     DEFAULT reads see every committed batch, as there is a single writer and no replica. TTL expiry is
     decided by the injected clock's wall time, read when a group commits and when a read starts."""
@@ -166,7 +166,8 @@ class SqliteBackend(StorageBackend):
     async def write_after(
         self, batch: Batch, following: Sequence[Batch], guards: Sequence[Batch] = ()
     ) -> BatchOutcome:
-        """`following` and `guards` go in the batch's savepoint: all are written, or none."""
+        """`following` and `guards` are written with the batch (in its savepoint, when it has one): all
+        are written, or none."""
         await self._faults.before_operation()
         ensure(not any(b.conditional for b in following), "following batches are unconditional")
         ensure(not guards or batch.conditional, "a guarded batch is conditional")
@@ -177,7 +178,7 @@ class SqliteBackend(StorageBackend):
 
     async def write_each(self, batches: Sequence[Batch]) -> list[BatchOutcome | StorageError]:
         """The batches go to the writer as one write (one queue slot, one future, one wake-up of the
-        event loop), each batch in its own savepoint of one group commit (`group.py`)."""
+        event loop), each batch applied or not on its own in one group commit (`group.py`)."""
         ensure(len(batches) <= limits.storage_write_each_batches_max, "write_each takes a bounded list")
         single = functools.partial(self._write_once, following=())
         return await write_each_conditional(self, self._faults, batches, self._write_all_once, single)

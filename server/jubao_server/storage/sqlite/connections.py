@@ -19,7 +19,7 @@ from jubao_server.storage.contract import StorageError
 # `group.py` shares that fsync among the batches queued meanwhile: about 9,500 single-row batches/s with
 # FULL under the same bench (32 concurrent writers).
 SYNCHRONOUS: Final = "FULL"
-_STATEMENT_CACHE_SIZE: Final = 256
+_STATEMENT_CACHE_SIZE: Final = 1024
 _KIB_PER_MIB: Final = 1024
 
 # Primary result codes of an OperationalError that mean the database is busy or the disk failed.

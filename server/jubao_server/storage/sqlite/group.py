@@ -3,14 +3,15 @@
 A commit costs one fsync of the WAL (`synchronous=FULL`): committing each batch on its own held the
 writer to about 3,000 batches a second. So a write queues its batches (one for `write`, many for
 `write_each`), and the writer thread takes every queued write (in queue order; past the first write, at
-most `sqlite_group_commit_batches_max` batches and `sqlite_group_commit_rows_max` rows), runs each batch
-inside its own savepoint of one `BEGIN IMMEDIATE` transaction and commits once. Each batch keeps the
-contract's semantics, as if the batches of a group ran one by one in queue order:
+most `sqlite_group_commit_batches_max` batches and `sqlite_group_commit_rows_max` rows), runs every batch
+in one `BEGIN IMMEDIATE` transaction and commits once. Each batch keeps the contract's semantics, as if
+the batches of a group ran one by one in queue order:
 
 * A batch whose conditions fail writes nothing; its outcome shows the rows as the batches before it in
   the group left them.
 * A batch that raises is rolled back to its savepoint and gets its own error; the others go on (the
-  other batches of its write too).
+  other batches of its write too). Batches run without a savepoint first (`_run_batches`); when one
+  raises, the group is rolled back and runs again with a savepoint per batch.
 * If the transaction itself fails (BEGIN or COMMIT fails, or SQLite rolls it back whole after an I/O
   error or a full disk), nothing of the group is written and every batch fails with StorageError.
 * A group that wrote nothing (every batch failed its conditions or raised) rolls back: no fsync.
@@ -94,10 +95,14 @@ def run_group(
     try:
         with unavailable_as_storage_error():
             connection.execute("BEGIN IMMEDIATE")
-        results = [
-            [_run_in_savepoint(connection, batch, write, now_ms) for batch in write.batches]
-            for write in writes
-        ]
+        try:
+            results = _run_batches(connection, writes, now_ms, savepoints=False)
+        except _BatchRaised:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            with unavailable_as_storage_error():
+                connection.execute("BEGIN IMMEDIATE")
+            results = _run_batches(connection, writes, now_ms, savepoints=True)
         wrote = any(isinstance(r, BatchOutcome) and r.applied for answer in results for r in answer)
         connection.execute("COMMIT" if wrote else "ROLLBACK")
     except Exception as error:
@@ -143,6 +148,38 @@ def _resolve(answers: list[Answer]) -> None:
     for future, results in answers:
         if not future.done():
             future.set_result(results)
+
+
+class _BatchRaised(Exception):
+    """A batch raised in a group run without savepoints: the group is rolled back and runs again with
+    them."""
+
+
+def _run_batches(
+    connection: sqlite3.Connection, writes: Sequence[PendingWrite], now_ms: int, *, savepoints: bool
+) -> list[list[BatchResult]]:
+    """Each batch's result, in queue order. A batch goes in a savepoint of its own when it has guards
+    (a failed guard undoes the guards before it) or when `savepoints` is set; the others run without
+    one, and the first of them to raise raises _BatchRaised, so that the group runs again, each batch
+    in its savepoint, and gets its own error. A savepoint and its release are two statements, and each
+    statement the writer steps costs it a wait for the GIL: for most batches they undid nothing."""
+    return [
+        [
+            _run_in_savepoint(connection, batch, write, now_ms)
+            if savepoints or write.guards
+            else _run_plain(connection, batch, write, now_ms)
+            for batch in write.batches
+        ]
+        for write in writes
+    ]
+
+
+def _run_plain(connection: sqlite3.Connection, batch: Batch, write: PendingWrite, now_ms: int) -> BatchResult:
+    try:
+        with unavailable_as_storage_error():
+            return rows.apply_in_transaction(connection, batch, now_ms, write.following)
+    except Exception as error:
+        raise _BatchRaised(str(error)) from error
 
 
 def _run_in_savepoint(

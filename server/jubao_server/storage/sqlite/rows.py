@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
 
 from jubao_server import limits
 from jubao_server.invariants import ensure
@@ -17,7 +18,6 @@ from jubao_server.storage.contract import (
     Key,
     Page,
     PartitionRef,
-    Put,
     Row,
     RowQuery,
     Table,
@@ -120,55 +120,100 @@ def _page_records(connection: sqlite3.Connection, query: RowQuery, now_ms: int) 
     return connection.execute(text, params).fetchall()
 
 
+def fetch_rows(
+    connection: sqlite3.Connection, partition: PartitionRef, keys: Sequence[Key], now_ms: int
+) -> dict[Key, Row | None]:
+    """The live rows of `keys` in one partition (None where there is none), read a run of keys at a
+    time (`sql.select_rows`): SQLite lets go of the GIL for each statement it steps, and a read per
+    key made the writer thread win it back from the event loop once per key."""
+    table = partition.table
+    width = len(table.clustering_key)
+    found: dict[Key, Row | None] = dict.fromkeys(keys)
+    if width == 0:
+        return {key: fetch_row(connection, partition, key, now_ms) for key in found}
+    wanted = list(found)
+    start = 0
+    for size in sql.statement_sizes(len(wanted), width):
+        values = itertools.chain.from_iterable(wanted[start : start + size])
+        start += size
+        params = {**_key_params(partition), "now": now_ms}
+        params.update(zip(sql.in_params(table, size), values, strict=True))
+        for record in connection.execute(sql.select_rows(table, size), params).fetchall():
+            found[tuple(record[1 : 1 + width])] = _decode_row(table, record)
+    return found
+
+
 def _current_state(
     connection: sqlite3.Connection, batch: Batch, now_ms: int
 ) -> tuple[dict[Key, Row | None], Row | None]:
-    rows = {key: fetch_row(connection, batch.partition, key, now_ms) for key in conditioned_rows(batch)}
+    rows = fetch_rows(connection, batch.partition, conditioned_rows(batch), now_ms)
     return rows, fetch_static(connection, batch.partition, now_ms)
 
 
-def _put(partition: PartitionRef, put: Put, now_ms: int) -> tuple[str, Positional]:
-    """The statement and parameters of a put."""
-    expires = None if put.ttl_s is None else now_ms + put.ttl_s * 1000
-    values = put.values
-    text, takes_now = sql.put_row(partition.table, tuple(values))
-    params = (partition.scope, *partition.key, *put.clustering, *values.values(), expires)
-    return text, (*params, now_ms) if takes_now else params
+# A write's statement: its kind (a put, a static write or a delete), its table and the columns it
+# writes. Consecutive writes of one shape go to SQLite together (`_write_rows`).
+Shape = tuple[str, Table, tuple[str, ...]]
+_PUT: Final = "put"
+_STATIC: Final = "static"
+_DELETE: Final = "delete"
 
 
-def _static(partition: PartitionRef, values: Mapping[str, Value]) -> tuple[str, Positional]:
-    """The statement and parameters of a static write. Static rows never expire: a batch gives static
-    values no TTL."""
-    table = partition.table
-    params = (partition.scope, *partition.key, *values.values(), None)
-    return sql.upsert(sql.static_table(table), sql.partition_columns(table), tuple(values)), params
-
-
-def _statements(batches: Sequence[Batch], now_ms: int) -> Iterator[tuple[str, Params | Positional]]:
-    """Every write of `batches` in order: puts, deletes, then static values of each batch."""
+def _writes(batches: Sequence[Batch], now_ms: int) -> Iterator[tuple[Shape, Positional]]:
+    """Every write of `batches` in order (puts, deletes, then static values of each batch), with its
+    shape and its positional parameters: a put's key, its values and its expiry (`sql.upsert`), a
+    static write's partition key, values and no expiry (static rows never expire: a batch gives static
+    values no TTL), a delete's key."""
     for batch in batches:
         partition = batch.partition
+        table = partition.table
+        key = (partition.scope, *partition.key)
         for put in batch.puts:
-            yield _put(partition, put, now_ms)
+            values = put.values
+            expires = None if put.ttl_s is None else now_ms + put.ttl_s * 1000
+            yield (_PUT, table, tuple(values)), (*key, *put.clustering, *values.values(), expires)
         for delete in batch.deletes:
-            yield sql.delete_row(partition.table), _key_params(partition, delete.clustering)
+            yield (_DELETE, table, ()), (*key, *delete.clustering)
         if batch.static_values:
-            yield _static(partition, batch.static_values)
+            static = batch.static_values
+            yield (_STATIC, table, tuple(static)), (*key, *static.values(), None)
 
 
 def _write_rows(connection: sqlite3.Connection, batches: Sequence[Batch], now_ms: int) -> None:
-    """Run the writes of `batches` in order; consecutive writes of one statement (a shard's records,
-    a journal's entries) go to SQLite in one `executemany`, which saves the per-call cost of each."""
-    text = ""
-    run: list[Params | Positional] = []
-    for statement, params in _statements(batches, now_ms):
-        if statement != text and run:
-            connection.executemany(text, run)
+    """Run the writes of `batches` in order; consecutive writes of one shape (a shard's records, a
+    journal's entries) go to SQLite together (`_write_run`)."""
+    shape: Shape | None = None
+    run: list[Positional] = []
+    for next_shape, params in _writes(batches, now_ms):
+        if next_shape != shape and shape is not None:
+            _write_run(connection, shape, run, now_ms)
             run = []
-        text = statement
+        shape = next_shape
         run.append(params)
-    if run:
-        connection.executemany(text, run)
+    if shape is not None:
+        _write_run(connection, shape, run, now_ms)
+
+
+def _write_run(connection: sqlite3.Connection, shape: Shape, run: list[Positional], now_ms: int) -> None:
+    """Writes of one shape, in order: deletes in one `executemany`, upserts as multi-row statements
+    (`sql.statement_sizes`). SQLite lets go of the GIL for each statement it steps, and the writer thread
+    must win it back before the next: one statement per row made the writer wait on the event loop's
+    Python once per row, where one per run of rows waits a few times a group."""
+    kind, table, names = shape
+    if kind == _DELETE:
+        connection.executemany(sql.delete_row(table), run)
+        return
+    start = 0
+    for size in sql.statement_sizes(len(run), len(run[0])):
+        rows = run[start : start + size]
+        start += size
+        params = list(itertools.chain.from_iterable(rows))
+        if kind == _STATIC:
+            connection.execute(sql.static_rows(table, names, size), params)
+            continue
+        text, takes_now = sql.put_rows(table, names, size)
+        if takes_now:
+            params.append(now_ms)
+        connection.execute(text, params)
 
 
 class GuardsFailed(Exception):

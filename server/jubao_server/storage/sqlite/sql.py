@@ -5,10 +5,11 @@ counts; except in the upserts of the write path, whose parameters are positional
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 from jubao_server import limits
+from jubao_server.invariants import ensure
 from jubao_server.storage.contract import SCOPE_COLUMN, BoundShape, QueryShape, Table
 
 EXPIRES: Final = "_expires_at_ms"
@@ -16,6 +17,10 @@ STATIC_SUFFIX: Final = "__static"
 # Write statements are built once per shape (table, written columns): building the text costs about as
 # much as running a single-row upsert on the writer thread.
 _WRITE_TEXTS_MAX: Final = 1024
+# SQLite's bound on a statement's parameters (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
+_VARIABLES_MAX: Final = 32_766
+# The parameters of a many-row statement that are not its rows' (the time, a partition's key).
+_OTHER_VARIABLES_MAX: Final = 64
 
 
 def q(name: str) -> str:
@@ -76,6 +81,27 @@ def select_row(table: Table) -> str:
     return _select(table, _match(table.clustering_key, "m"))
 
 
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
+def select_rows(table: Table, rows: int) -> str:
+    """Live rows of one partition among `rows` clustering keys, in any order; the keys are named
+    parameters `:in_<row>_<column>` (`in_params`)."""
+    names = in_params(table, rows)
+    width = len(table.clustering_key)
+    keys = [names[row * width : (row + 1) * width] for row in range(rows)]
+    if width == 1:
+        listed = ", ".join(f":{key[0]}" for key in keys)
+        return _select(table, [f"m.{q(table.clustering_key[0])} IN ({listed})"])
+    columns = ", ".join(f"m.{q(c)}" for c in table.clustering_key)
+    listed = ", ".join("(" + ", ".join(f":{name}" for name in key) + ")" for key in keys)
+    return _select(table, [f"({columns}) IN (VALUES {listed})"])
+
+
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
+def in_params(table: Table, rows: int) -> tuple[str, ...]:
+    """The names of the clustering key parameters of `select_rows`, row by row."""
+    return tuple(f"in_{row}_{column}" for row in range(rows) for column in range(len(table.clustering_key)))
+
+
 def _bound(table: Table, shape: BoundShape, side: str, operator: str) -> str:
     arity, inclusive = shape
     names = ", ".join(f"m.{q(c)}" for c in table.clustering_key[:arity])
@@ -107,38 +133,71 @@ def select_static(table: Table) -> str:
 
 @functools.lru_cache(maxsize=_WRITE_TEXTS_MAX)
 def upsert(
-    table_name: str, keys: tuple[str, ...], names: tuple[str, ...], others: tuple[str, ...] = ()
+    table_name: str,
+    keys: tuple[str, ...],
+    names: tuple[str, ...],
+    others: tuple[str, ...] = (),
+    rows: int = 1,
 ) -> str:
-    """Insert a row or overwrite the listed columns and the expiry of an existing one. The `others`
-    (the columns not written) of an existing row that expired are cleared, so that the upsert does not
-    revive them: a put on an expired row writes a new row. Its parameters are positional (`?NNN`, a
-    tuple binds faster than a mapping): the key values, the written values, the expiry, and the time
-    when there are `others`."""
+    """Insert `rows` rows, each overwriting the listed columns and the expiry of an existing row. The
+    `others` (the columns not written) of an existing row that expired are cleared, so that the upsert
+    does not revive them: a put on an expired row writes a new row. Its parameters are positional
+    (`?NNN`, a tuple binds faster than a mapping): for each row its key values, its written values and
+    its expiry (`upsert_width`), then the time once when there are `others`. Rows are applied in order,
+    so a later row of the same key overwrites an earlier one, as separate statements would."""
+    width = upsert_width(keys, names)
     columns = ", ".join(q(c) for c in (*keys, *names, EXPIRES))
-    values = ", ".join(f"?{i}" for i in range(1, len(keys) + len(names) + 2))
-    now = f"?{len(keys) + len(names) + 2}"
+    values = ", ".join(
+        "(" + ", ".join(f"?{row * width + i}" for i in range(1, width + 1)) + ")" for row in range(rows)
+    )
+    now = f"?{rows * width + 1}"
     expired = f"{EXPIRES} IS NOT NULL AND {EXPIRES} <= {now}"
     updates = [f"{q(c)} = CASE WHEN {expired} THEN NULL ELSE {q(c)} END" for c in others]
     updates += [f"{q(c)} = excluded.{q(c)}" for c in (*names, EXPIRES)]
     conflict = ", ".join(q(c) for c in keys)
     return (
-        f"INSERT INTO {q(table_name)} ({columns}) VALUES ({values}) "
+        f"INSERT INTO {q(table_name)} ({columns}) VALUES {values} "
         f"ON CONFLICT ({conflict}) DO UPDATE SET {', '.join(updates)}"
     )
 
 
-def put_row(table: Table, names: tuple[str, ...]) -> tuple[str, bool]:
-    """The upsert of a put writing `names` into a row of `table` (the other regular columns cleared
-    on an expired row), and whether it takes the time (when there are other columns)."""
-    return _put_row(table.name, key_columns(table), names, table.regular_columns)
+def upsert_width(keys: tuple[str, ...], names: tuple[str, ...]) -> int:
+    """The parameters of one row of an upsert: its keys, its written values and its expiry."""
+    return len(keys) + len(names) + 1
+
+
+def statement_sizes(count: int, width: int) -> Iterator[int]:
+    """The statements that write or read `count` rows of `width` parameters each: as many rows each as
+    fit in `sqlite_statement_rows_max` and in SQLite's parameter limit (with a few more parameters for
+    the statement), a power of two, so that a shape has a few texts to prepare and keep (one per power
+    of two), not one per row count."""
+    ensure(width + _OTHER_VARIABLES_MAX <= _VARIABLES_MAX, "a row fits in SQLite's parameter limit")
+    rows_max = limits.sqlite_statement_rows_max
+    while rows_max * width + _OTHER_VARIABLES_MAX > _VARIABLES_MAX:
+        rows_max //= 2
+    while count:  # bounded: each statement takes at least one row
+        size = min(rows_max, 1 << (count.bit_length() - 1))
+        yield size
+        count -= size
+
+
+def put_rows(table: Table, names: tuple[str, ...], rows: int) -> tuple[str, bool]:
+    """The upsert of `rows` puts writing `names` into rows of `table` (the other regular columns
+    cleared on an expired row), and whether it takes the time (when there are other columns)."""
+    return _put_rows(table.name, key_columns(table), names, table.regular_columns, rows)
 
 
 @functools.lru_cache(maxsize=_WRITE_TEXTS_MAX)
-def _put_row(
-    table_name: str, keys: tuple[str, ...], names: tuple[str, ...], regular: tuple[str, ...]
+def _put_rows(
+    table_name: str, keys: tuple[str, ...], names: tuple[str, ...], regular: tuple[str, ...], rows: int
 ) -> tuple[str, bool]:
     others = tuple(c for c in regular if c not in names)
-    return upsert(table_name, keys, names, others), bool(others)
+    return upsert(table_name, keys, names, others, rows), bool(others)
+
+
+def static_rows(table: Table, names: tuple[str, ...], rows: int) -> str:
+    """The upsert of `rows` static writes of `names` (static rows never expire and clear nothing)."""
+    return upsert(static_table(table), partition_columns(table), names, (), rows)
 
 
 def delete_row(table: Table) -> str:
@@ -147,7 +206,9 @@ def delete_row(table: Table) -> str:
 
 @functools.lru_cache(maxsize=_WRITE_TEXTS_MAX)
 def _delete_row(table_name: str, keys: tuple[str, ...]) -> str:
-    return f"DELETE FROM {q(table_name)} WHERE {' AND '.join(_match(keys))}"
+    """Positional parameters: the key values."""
+    match = " AND ".join(f"{q(c)} = ?{i}" for i, c in enumerate(keys, start=1))
+    return f"DELETE FROM {q(table_name)} WHERE {match}"
 
 
 def expiry_index(table_name: str) -> str:
