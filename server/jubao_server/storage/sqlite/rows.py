@@ -129,7 +129,7 @@ def fetch_rows(
     table = partition.table
     width = len(table.clustering_key)
     found: dict[Key, Row | None] = dict.fromkeys(keys)
-    if width == 0:
+    if width == 0 or len(found) <= 1:
         return {key: fetch_row(connection, partition, key, now_ms) for key in found}
     wanted = list(found)
     start = 0
@@ -198,22 +198,27 @@ def _write_run(connection: sqlite3.Connection, shape: Shape, run: list[Positiona
     (`sql.statement_sizes`). SQLite lets go of the GIL for each statement it steps, and the writer thread
     must win it back before the next: one statement per row made the writer wait on the event loop's
     Python once per row, where one per run of rows waits a few times a group."""
-    kind, table, names = shape
+    kind, table, _ = shape
     if kind == _DELETE:
         connection.executemany(sql.delete_row(table), run)
+    elif len(run) == 1:
+        _upsert(connection, shape, 1, run[0], now_ms)
+    else:
+        start = 0
+        for size in sql.statement_sizes(len(run), len(run[0])):
+            rows = run[start : start + size]
+            start += size
+            _upsert(connection, shape, size, tuple(itertools.chain.from_iterable(rows)), now_ms)
+
+
+def _upsert(connection: sqlite3.Connection, shape: Shape, rows: int, params: Positional, now_ms: int) -> None:
+    """One upsert statement of `rows` rows of `shape` (`params`: theirs, one row after another)."""
+    kind, table, names = shape
+    if kind == _STATIC:
+        connection.execute(sql.static_rows(table, names, rows), params)
         return
-    start = 0
-    for size in sql.statement_sizes(len(run), len(run[0])):
-        rows = run[start : start + size]
-        start += size
-        params = list(itertools.chain.from_iterable(rows))
-        if kind == _STATIC:
-            connection.execute(sql.static_rows(table, names, size), params)
-            continue
-        text, takes_now = sql.put_rows(table, names, size)
-        if takes_now:
-            params.append(now_ms)
-        connection.execute(text, params)
+    text, takes_now = sql.put_rows(table, names, rows)
+    connection.execute(text, (*params, now_ms) if takes_now else params)
 
 
 class GuardsFailed(Exception):
