@@ -131,14 +131,10 @@ def fetch_rows(
     found: dict[Key, Row | None] = dict.fromkeys(keys)
     if width == 0 or len(found) <= 1:
         return {key: fetch_row(connection, partition, key, now_ms) for key in found}
-    wanted = list(found)
-    start = 0
-    for size in sql.statement_sizes(len(wanted), width):
-        values = itertools.chain.from_iterable(wanted[start : start + size])
-        start += size
+    for run in sql.statement_runs(list(found), width):
         params = {**_key_params(partition), "now": now_ms}
-        params.update(zip(sql.in_params(table, size), values, strict=True))
-        for record in connection.execute(sql.select_rows(table, size), params).fetchall():
+        params.update(zip(sql.in_params(table, len(run)), itertools.chain.from_iterable(run), strict=True))
+        for record in connection.execute(sql.select_rows(table, len(run)), params).fetchall():
             found[tuple(record[1 : 1 + width])] = _decode_row(table, record)
     return found
 
@@ -195,7 +191,7 @@ def _write_rows(connection: sqlite3.Connection, batches: Sequence[Batch], now_ms
 
 def _write_run(connection: sqlite3.Connection, shape: Shape, run: list[Positional], now_ms: int) -> None:
     """Writes of one shape, in order: deletes in one `executemany`, upserts as multi-row statements
-    (`sql.statement_sizes`). SQLite lets go of the GIL for each statement it steps, and the writer thread
+    (`sql.statement_runs`). SQLite lets go of the GIL for each statement it steps, and the writer thread
     must win it back before the next: one statement per row made the writer wait on the event loop's
     Python once per row, where one per run of rows waits a few times a group."""
     kind, table, _ = shape
@@ -204,11 +200,8 @@ def _write_run(connection: sqlite3.Connection, shape: Shape, run: list[Positiona
     elif len(run) == 1:
         _upsert(connection, shape, 1, run[0], now_ms)
     else:
-        start = 0
-        for size in sql.statement_sizes(len(run), len(run[0])):
-            rows = run[start : start + size]
-            start += size
-            _upsert(connection, shape, size, tuple(itertools.chain.from_iterable(rows)), now_ms)
+        for rows in sql.statement_runs(run, len(run[0])):
+            _upsert(connection, shape, len(rows), tuple(itertools.chain.from_iterable(rows)), now_ms)
 
 
 def _upsert(connection: sqlite3.Connection, shape: Shape, rows: int, params: Positional, now_ms: int) -> None:

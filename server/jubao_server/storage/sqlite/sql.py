@@ -5,12 +5,15 @@ counts; except in the upserts of the write path, whose parameters are positional
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
-from typing import Final
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Final, TypeVar
 
 from jubao_server import limits
 from jubao_server.invariants import ensure
 from jubao_server.storage.contract import SCOPE_COLUMN, BoundShape, QueryShape, Table
+
+T = TypeVar("T")
 
 EXPIRES: Final = "_expires_at_ms"
 STATIC_SUFFIX: Final = "__static"
@@ -166,19 +169,21 @@ def upsert_width(keys: tuple[str, ...], names: tuple[str, ...]) -> int:
     return len(keys) + len(names) + 1
 
 
-def statement_sizes(count: int, width: int) -> Iterator[int]:
-    """The statements that write or read `count` rows of `width` parameters each: as many rows each as
-    fit in `sqlite_statement_rows_max` and in SQLite's parameter limit (with a few more parameters for
-    the statement), a power of two, so that a shape has a few texts to prepare and keep (one per power
-    of two), not one per row count."""
+def statement_runs(items: Sequence[T], width: int) -> Iterator[Sequence[T]]:
+    """`items` (rows of `width` parameters each, to write or to read) cut into the runs of one statement
+    each, in order: as many as fit in `sqlite_statement_rows_max` and in SQLite's parameter limit (with a
+    few more parameters for the statement), and a power of two, so that a shape has a few texts to
+    prepare and keep (one per power of two), not one per row count. A shorter last run is padded with
+    copies of its last item: reading a key twice, or upserting a row twice with the same values, leaves
+    what once would, and one statement costs the writer less than one per power of two."""
     ensure(width + _OTHER_VARIABLES_MAX <= _VARIABLES_MAX, "a row fits in SQLite's parameter limit")
     rows_max = limits.sqlite_statement_rows_max
     while rows_max * width + _OTHER_VARIABLES_MAX > _VARIABLES_MAX:
         rows_max //= 2
-    while count:  # bounded: each statement takes at least one row
-        size = min(rows_max, 1 << (count.bit_length() - 1))
-        yield size
-        count -= size
+    for start in range(0, len(items), rows_max):
+        run = items[start : start + rows_max]
+        size = 1 << (len(run) - 1).bit_length()
+        yield run if size == len(run) else [*run, *itertools.repeat(run[-1], size - len(run))]
 
 
 def put_rows(table: Table, names: tuple[str, ...], rows: int) -> tuple[str, bool]:
