@@ -485,14 +485,15 @@ async def test_balances_never_leave_int64(ledger: Ledger, tenant: str) -> None:
 
 
 def test_the_hand_written_copies_keep_every_field() -> None:
-    """`AccountState.copy` and `Transfer.with_state` spell their fields out (for speed): a field added to
-    either must be added there too, which this catches."""
+    """`AccountState.copy`, `Account.updated_at` and `Transfer.with_state` spell their fields out (for
+    speed): a field added to one of them must be added there too, which this catches."""
     account = Account("acct", "CNY", AccountKind.CUSTOMER, AccountPolicy(), "name", 1, 2, 3)
     numbers = {f.name: 10 + i for i, f in enumerate(dataclasses.fields(AccountState)) if f.type == "int"}
     state = AccountState(account, open_request_id="request", **numbers)
     assert len(numbers) + 2 == len(dataclasses.fields(AccountState))
     assert state.copy() == dataclasses.replace(state)
     assert state.copy() is not state
+    assert account.updated_at(7) == dataclasses.replace(account, update_time_ms=7)
     transfer = Transfer("t", "r", "CNY", (Leg("a", "b", 1),), "memo", TransferState.DEBITED, 5, None)
     settled = transfer.with_state(TransferState.COMPLETED, 9)
     assert settled == dataclasses.replace(transfer, state=TransferState.COMPLETED, create_time_ms=9)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
@@ -463,7 +462,7 @@ class Ledger:
         if committed.state is TransferState.COMPLETED:
             return committed
         if landed:
-            return dataclasses.replace(committed, state=TransferState.COMPLETED)
+            return committed.with_state(TransferState.COMPLETED, committed.create_time_ms)
         if self.shards.deliveries.in_flight(committed.transfer_id):
             return committed
         return None

@@ -201,7 +201,7 @@ class Stage(shards.Stage[Record, OutboxEntry]):
         state.ledger_minor = new_balance
         state.entry_seq += 1
         if time_ms != state.account.update_time_ms:
-            state.account = dataclasses.replace(state.account, update_time_ms=time_ms)
+            state.account = state.account.updated_at(time_ms)
         if amount_minor < 0:
             day = time_ms // DAY_MS
             spent_minor = (state.outflow_minor if state.outflow_day == day else 0) - amount_minor
