@@ -19,6 +19,8 @@ from jubao_server.storage.contract import StorageError
 # `group.py` shares that fsync among the batches queued meanwhile: about 9,500 single-row batches/s with
 # FULL under the same bench (32 concurrent writers).
 SYNCHRONOUS: Final = "FULL"
+# Prepared statements kept per connection: the writer's multi-row upserts and reads take up to seven
+# texts per shape (`sql.statement_runs`).
 _STATEMENT_CACHE_SIZE: Final = 1024
 _KIB_PER_MIB: Final = 1024
 

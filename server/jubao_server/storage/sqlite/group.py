@@ -66,9 +66,8 @@ class WriteStats:
 
 @dataclasses.dataclass(frozen=True)
 class PendingWrite:
-    """Batches queued together, each run in its own savepoint (one for `write`, many for `write_each`),
-    and for a lone batch the batches written with it, in its savepoint, when it applies, and its guards
-    (`write_after`).
+    """Batches queued together, each applied or not on its own (one for `write`, many for `write_each`),
+    and for a lone batch the batches written with it when it applies, and its guards (`write_after`).
     Each batch's result (its outcome or its error) goes to `future`, of the event loop `loop`, in order."""
 
     batches: tuple[Batch, ...]
@@ -158,26 +157,25 @@ class _BatchRaised(Exception):
 def _run_batches(
     connection: sqlite3.Connection, writes: Sequence[PendingWrite], now_ms: int, *, savepoints: bool
 ) -> list[list[BatchResult]]:
-    """Each batch's result, in queue order. A batch goes in a savepoint of its own when it has guards
-    (a failed guard undoes the guards before it) or when `savepoints` is set; the others run without
-    one, and the first of them to raise raises _BatchRaised, so that the group runs again, each batch
-    in its savepoint, and gets its own error. A savepoint and its release are two statements, and each
-    statement the writer steps costs it a wait for the GIL: for most batches they undid nothing."""
+    """Each batch's result, in queue order (`_run_batch`)."""
     return [
-        [
-            _run_in_savepoint(connection, batch, write, now_ms)
-            if savepoints or write.guards
-            else _run_plain(connection, batch, write, now_ms)
-            for batch in write.batches
-        ]
+        [_run_batch(connection, batch, write, now_ms, savepoints) for batch in write.batches]
         for write in writes
     ]
 
 
-def _run_plain(connection: sqlite3.Connection, batch: Batch, write: PendingWrite, now_ms: int) -> BatchResult:
+def _run_batch(
+    connection: sqlite3.Connection, batch: Batch, write: PendingWrite, now_ms: int, savepoints: bool
+) -> BatchResult:
+    """A batch goes in a savepoint of its own when it has guards (a failed guard undoes the guards before
+    it) or when `savepoints` is set; otherwise it runs without one and, if it raises, raises _BatchRaised,
+    so that the group runs again, each batch in its savepoint, and gets its own error. A savepoint and its
+    release are two statements, and each statement the writer steps costs it a wait for the GIL: for most
+    batches they undid nothing."""
+    if savepoints or write.guards:
+        return _run_in_savepoint(connection, batch, write, now_ms)
     try:
-        with unavailable_as_storage_error():
-            return rows.apply_in_transaction(connection, batch, now_ms, write.following)
+        return rows.apply_in_transaction(connection, batch, now_ms, write.following)
     except Exception as error:
         raise _BatchRaised(str(error)) from error
 

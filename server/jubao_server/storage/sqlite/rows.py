@@ -194,24 +194,17 @@ def _write_run(connection: sqlite3.Connection, shape: Shape, run: list[Positiona
     (`sql.statement_runs`). SQLite lets go of the GIL for each statement it steps, and the writer thread
     must win it back before the next: one statement per row made the writer wait on the event loop's
     Python once per row, where one per run of rows waits a few times a group."""
-    kind, table, _ = shape
+    kind, table, names = shape
     if kind == _DELETE:
         connection.executemany(sql.delete_row(table), run)
-    elif len(run) == 1:
-        _upsert(connection, shape, 1, run[0], now_ms)
-    else:
-        for rows in sql.statement_runs(run, len(run[0])):
-            _upsert(connection, shape, len(rows), tuple(itertools.chain.from_iterable(rows)), now_ms)
-
-
-def _upsert(connection: sqlite3.Connection, shape: Shape, rows: int, params: Positional, now_ms: int) -> None:
-    """One upsert statement of `rows` rows of `shape` (`params`: theirs, one row after another)."""
-    kind, table, names = shape
-    if kind == _STATIC:
-        connection.execute(sql.static_rows(table, names, rows), params)
         return
-    text, takes_now = sql.put_rows(table, names, rows)
-    connection.execute(text, (*params, now_ms) if takes_now else params)
+    for rows in sql.statement_runs(run, len(run[0])):
+        params = rows[0] if len(rows) == 1 else tuple(itertools.chain.from_iterable(rows))
+        if kind == _STATIC:
+            connection.execute(sql.static_rows(table, names, len(rows)), params)
+            continue
+        text, takes_now = sql.put_rows(table, names, len(rows))
+        connection.execute(text, (*params, now_ms) if takes_now else params)
 
 
 class GuardsFailed(Exception):
@@ -231,7 +224,8 @@ def apply_in_transaction(
     guards: Sequence[Batch] = (),
 ) -> BatchOutcome:
     """Check the conditions and apply every write inside the caller's transaction (writer thread; the
-    group commit of `group.py` wraps each batch in a savepoint), at wall time `now_ms`; when the batch
+    group commit of `group.py` wraps a batch in a savepoint when it must undo it alone), at wall time
+    `now_ms`; when the batch
     applies, the unconditional `following` batches are written after it. Conditions see everything
     written earlier in the transaction. A put writes the listed columns and sets the expiry of the
     whole row (see the package doc). `guards` (`StorageBackend.write_after`) are checked and written

@@ -146,9 +146,9 @@ def upsert(
     `others` (the columns not written) of an existing row that expired are cleared, so that the upsert
     does not revive them: a put on an expired row writes a new row. Its parameters are positional
     (`?NNN`, a tuple binds faster than a mapping): for each row its key values, its written values and
-    its expiry (`upsert_width`), then the time once when there are `others`. Rows are applied in order,
+    its expiry, then the time once when there are `others`. Rows are applied in order,
     so a later row of the same key overwrites an earlier one, as separate statements would."""
-    width = upsert_width(keys, names)
+    width = len(keys) + len(names) + 1  # a row's parameters: its keys, its values and its expiry
     columns = ", ".join(q(c) for c in (*keys, *names, EXPIRES))
     values = ", ".join(
         "(" + ", ".join(f"?{row * width + i}" for i in range(1, width + 1)) + ")" for row in range(rows)
@@ -164,26 +164,29 @@ def upsert(
     )
 
 
-def upsert_width(keys: tuple[str, ...], names: tuple[str, ...]) -> int:
-    """The parameters of one row of an upsert: its keys, its written values and its expiry."""
-    return len(keys) + len(names) + 1
-
-
 def statement_runs(items: Sequence[T], width: int) -> Iterator[Sequence[T]]:
     """`items` (rows of `width` parameters each, to write or to read) cut into the runs of one statement
-    each, in order: as many as fit in `sqlite_statement_rows_max` and in SQLite's parameter limit (with a
-    few more parameters for the statement), and a power of two, so that a shape has a few texts to
+    each, in order: at most `_rows_max(width)`, and a power of two, so that a shape has a few texts to
     prepare and keep (one per power of two), not one per row count. A shorter last run is padded with
     copies of its last item: reading a key twice, or upserting a row twice with the same values, leaves
     what once would, and one statement costs the writer less than one per power of two."""
-    ensure(width + _OTHER_VARIABLES_MAX <= _VARIABLES_MAX, "a row fits in SQLite's parameter limit")
-    rows_max = limits.sqlite_statement_rows_max
-    while rows_max * width + _OTHER_VARIABLES_MAX > _VARIABLES_MAX:
-        rows_max //= 2
+    rows_max = _rows_max(width)
     for start in range(0, len(items), rows_max):
         run = items[start : start + rows_max]
         size = 1 << (len(run) - 1).bit_length()
         yield run if size == len(run) else [*run, *itertools.repeat(run[-1], size - len(run))]
+
+
+@functools.lru_cache(maxsize=_WRITE_TEXTS_MAX)
+def _rows_max(width: int) -> int:
+    """The rows of `width` parameters one statement takes: `sqlite_statement_rows_max`, halved until
+    they fit in SQLite's parameter limit with the statement's own parameters."""
+    rows_max = limits.sqlite_statement_rows_max
+    ensure(rows_max & (rows_max - 1) == 0, "sqlite_statement_rows_max is a power of two")
+    ensure(width + _OTHER_VARIABLES_MAX <= _VARIABLES_MAX, "a row fits in SQLite's parameter limit")
+    while rows_max * width + _OTHER_VARIABLES_MAX > _VARIABLES_MAX:
+        rows_max //= 2
+    return rows_max
 
 
 def put_rows(table: Table, names: tuple[str, ...], rows: int) -> tuple[str, bool]:
