@@ -6,7 +6,17 @@ from __future__ import annotations
 import dataclasses
 
 from jubao_server.storage.cassandra import cql
-from jubao_server.storage.contract import Bound, RowQuery, Table
+from jubao_server.storage.contract import (
+    Batch,
+    Bound,
+    Condition,
+    Put,
+    RowAbsent,
+    RowMatches,
+    RowQuery,
+    Table,
+    Value,
+)
 from jubao_server.storage.sqlite import sql
 
 from tests.storage.tables import LEDGER
@@ -63,3 +73,31 @@ def test_a_page_text_follows_the_shape_of_its_bounds_not_their_values() -> None:
     assert "> (:lo_0)" in sql.select_page(LEDGER, after_one.shape)
     assert cql.select_page(KEYSPACE, from_one)[1] == ("scope", "account-1", 1, 11)
     assert cql.select_page(KEYSPACE, from_two)[1] == ("scope", "account-1", 2, 11)
+
+
+def _cql_puts(*puts: Put, conditions: tuple[Condition, ...] = ()) -> list[tuple[str, tuple[Value, ...]]]:
+    return cql.batch_statements(
+        KEYSPACE, Batch(LEDGER.partition("scope", "account-1"), puts, conditions=conditions)
+    )
+
+
+def test_a_put_text_follows_its_shape_not_its_values_nor_the_order_of_its_columns() -> None:
+    one, other = _cql_puts(
+        Put((1,), {"amount": 5, "note": "a"}), Put((2,), {"note": "b", "amount": 6}, ttl_s=None)
+    )
+    assert one[0] is other[0]
+    assert one[1] == ("scope", "account-1", 1, 5, "a")
+    assert other[1] == ("scope", "account-1", 2, 6, "b")
+    [timed] = _cql_puts(Put((1,), {"amount": 5, "note": "a"}, ttl_s=60))
+    assert timed[0].endswith(" USING TTL ?") and timed[1][-1] == 60
+    [absent] = _cql_puts(Put((2,), {"amount": 5, "note": "a"}), conditions=(RowAbsent((2,)),))
+    marker, update = _cql_puts(
+        Put((3,), {"amount": 5}, ttl_s=60), conditions=(RowMatches((3,), {"amount": 4}),)
+    )
+    assert len({one[0], timed[0], absent[0], marker[0], update[0]}) == 5
+    assert absent[0].endswith(" IF NOT EXISTS")
+    assert marker == (
+        'INSERT INTO "jubao_texts"."conf_ledger" ("scope", "account", "seq") VALUES (?, ?, ?) USING TTL ?',
+        ("scope", "account-1", 3, 60),
+    )
+    assert update[0].endswith(' IF "amount" = ?') and update[1] == (60, 5, "scope", "account-1", 3, 4)

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from cassandra.query import BatchStatement, BatchType, PreparedStatement, SimpleStatement
+from cassandra.query import BatchStatement, BatchType, SimpleStatement
 
 from jubao_server import limits
 from jubao_server.clock import Clock
@@ -18,6 +18,7 @@ from jubao_server.storage.cassandra.driver import (
     DRIVER_ERRORS,
     NOT_SENT,
     REJECTED_STATEMENT,
+    Prepared,
     ResultRows,
     build_cluster,
     consistency_level,
@@ -68,10 +69,10 @@ class _PreparedCache:
 
     def __init__(self, session: Any) -> None:
         self._session = session
-        self._entries: collections.OrderedDict[str, PreparedStatement] = collections.OrderedDict()
+        self._entries: collections.OrderedDict[str, Prepared] = collections.OrderedDict()
         self._preparing = asyncio.Lock()
 
-    async def get(self, text: str) -> PreparedStatement:
+    async def get(self, text: str) -> Prepared:
         found = self._entries.get(text)
         if found is None:
             async with self._preparing:
@@ -79,9 +80,9 @@ class _PreparedCache:
         self._entries.move_to_end(text)
         return found
 
-    async def _prepare(self, text: str) -> PreparedStatement:
+    async def _prepare(self, text: str) -> Prepared:
         with _storage_errors("prepare"):
-            prepared: PreparedStatement = await asyncio.to_thread(self._session.prepare, text)
+            prepared = Prepared(await asyncio.to_thread(self._session.prepare, text))
         self._entries[text] = prepared
         if len(self._entries) > limits.cassandra_prepared_statements_max:
             self._entries.popitem(last=False)

@@ -55,7 +55,12 @@ def _assignments(columns: Iterable[str], separator: str) -> str:
 
 def _ordered(table: Table, values: Mapping[str, Value]) -> tuple[str, ...]:
     """The columns of `values` in declaration order, so equal shapes give equal statement text."""
-    return tuple(c for c in table.columns if c in values)
+    return _declared_order(table, tuple(values))
+
+
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
+def _declared_order(table: Table, columns: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(c for c in table.columns if c in columns)
 
 
 def _expectation(table: Table, expected: Mapping[str, Value] | None) -> tuple[tuple[str, ...] | None, Params]:
@@ -155,26 +160,46 @@ def _put(keyspace: str, partition: PartitionRef, put: Put, condition: Condition 
     """INSERT [IF NOT EXISTS]; under RowMatches an UPDATE ... IF, preceded by an INSERT of the keys alone
     so the row marker gets the put's TTL exactly as an unconditional put would give it."""
     table = partition.table
-    name = qualified(keyspace, table)
-    keys = partition_columns(table) + table.clustering_key
     key_values = partition_values(partition) + put.clustering
     columns = _ordered(table, put.values)
     values = tuple(put.values[c] for c in columns)
     ttl: Params = () if put.ttl_s is None else (put.ttl_s,)
-    using = "" if put.ttl_s is None else " USING TTL ?"
+    timed = put.ttl_s is not None
     if not isinstance(condition, RowMatches):
-        exists = " IF NOT EXISTS" if isinstance(condition, RowAbsent) else ""
-        markers = ", ".join("?" for _ in keys + columns)
-        text = f"INSERT INTO {name} ({_names(keys + columns)}) VALUES ({markers}){exists}{using}"
+        text = _insert(keyspace, table, columns, timed, isinstance(condition, RowAbsent))
         return [(text, key_values + values + ttl)]
     ensure(bool(columns), f"{table.name}: Cassandra cannot compare-and-set a row with no regular columns")
     expected, expected_values = _expectation(table, condition.expected)
+    marker, update = _update(keyspace, table, columns, timed, expected)
+    return [(marker, key_values + ttl), (update, ttl + values + key_values + expected_values)]
+
+
+# A put's texts depend on its shape alone (table, columns, TTL or not, condition), which is what the
+# prepared statements are keyed by too: built once per shape rather than once per row written.
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
+def _insert(keyspace: str, table: Table, columns: tuple[str, ...], timed: bool, absent: bool) -> str:
+    keys = partition_columns(table) + table.clustering_key
+    markers = ", ".join("?" for _ in keys + columns)
+    exists = " IF NOT EXISTS" if absent else ""
+    using = " USING TTL ?" if timed else ""
+    name = qualified(keyspace, table)
+    return f"INSERT INTO {name} ({_names(keys + columns)}) VALUES ({markers}){exists}{using}"
+
+
+@functools.lru_cache(maxsize=limits.storage_read_texts_max)
+def _update(
+    keyspace: str, table: Table, columns: tuple[str, ...], timed: bool, expected: tuple[str, ...] | None
+) -> tuple[str, str]:
+    """The INSERT of the keys alone and the UPDATE ... IF of a RowMatches put."""
+    name = qualified(keyspace, table)
+    keys = partition_columns(table) + table.clustering_key
+    using = " USING TTL ?" if timed else ""
     marker = f"INSERT INTO {name} ({_names(keys)}) VALUES ({', '.join('?' for _ in keys)}){using}"
     update = (
         f"UPDATE {name}{using} SET {_assignments(columns, ', ')}"
         f" WHERE {_assignments(keys, ' AND ')}{_if(expected)}"
     )
-    return [(marker, key_values + ttl), (update, ttl + values + key_values + expected_values)]
+    return marker, update
 
 
 def _delete(keyspace: str, partition: PartitionRef, delete: Delete, condition: Condition | None) -> Statement:

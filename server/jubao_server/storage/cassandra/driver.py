@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
+from collections.abc import Sequence
 from typing import Any
 
 from cassandra import ConsistencyLevel, DriverException, ProtocolVersion, RequestValidationException
@@ -14,8 +16,9 @@ from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, RetryPolicy, TokenAwarePolicy
 from cassandra.protocol import ErrorMessage, IsBootstrappingErrorMessage, OverloadedErrorMessage
 from cassandra.protocol import RequestValidationException as RequestRejected
-from cassandra.query import tuple_factory
+from cassandra.query import BoundStatement, PreparedStatement, tuple_factory
 
+from jubao_server.invariants import ensure
 from jubao_server.storage.config import CassandraSettings
 
 ResultRows = list[tuple[Any, ...]]
@@ -42,6 +45,36 @@ NOT_SENT: tuple[type[BaseException], ...] = (
 _FIRST_ATTEMPT = 0
 # Native protocol v5 (Cassandra 4.0 and later): pinned, so the driver does not probe DSE versions first.
 PROTOCOL_VERSION = ProtocolVersion.V5
+
+
+class Prepared:
+    """A prepared statement and its columns' serializers, looked up once. `bind` serializes each value
+    with its column's type, as the driver's `BoundStatement.bind` does, without what that does besides
+    for every value: build a column descriptor and ask the column-encryption policy (there is none here)
+    about it. 1.7 µs where the driver's took 4.6 for a row of seven values; on Cassandra's batch path the
+    bindings were a sixth of the event loop's time."""
+
+    def __init__(self, statement: PreparedStatement) -> None:
+        ensure(statement.column_encryption_policy is None, "columns are never encrypted by the driver here")
+        self.statement = statement
+        self._serializers = tuple(column.type.serialize for column in statement.column_metadata)
+        self._protocol_version = statement.protocol_version
+
+    def bind(self, params: Sequence[Any]) -> BoundStatement:
+        serializers, version = self._serializers, self._protocol_version
+        if len(params) != len(serializers):
+            # The driver's own rules (its error for too many values, unset values for missing ones).
+            return self.statement.bind(params)
+        bound = BoundStatement(self.statement)
+        try:
+            bound.values = [
+                None if v is None else s(v, version) for s, v in zip(serializers, params, strict=True)
+            ]
+        except (TypeError, struct.error):
+            # The driver's error, which names the column and the type it expected.
+            return self.statement.bind(params)
+        bound.raw_values = params
+        return bound
 
 
 class SafeRetryPolicy(RetryPolicy):  # type: ignore[misc]
