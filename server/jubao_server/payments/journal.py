@@ -32,6 +32,7 @@ from jubao_server.payments.records import (
     Posting,
     Record,
     RecordType,
+    TransferRecord,
     legs_of,
     messages_of,
 )
@@ -62,8 +63,7 @@ def materialize(shard: ShardId, records: Sequence[tuple[int, Record]]) -> list[B
         if record.transfer is not None:
             state = TransferState.COMPLETED if transfer_id in delivered else record.transfer.state
             owed = (shard.shard, record.owed_entry) if record.owed_entry else None
-            transfer = record.transfer.transfer()
-            transfers.append(_transfer_batch(tenant_id, transfer, record.body_sha256, state, owed))
+            transfers.append(_transfer_batch(tenant_id, record.transfer, record.body_sha256, state, owed))
         elif record.type is RecordType.DELIVERED and not record.owed_entry:
             put = Put((), {"state": TransferState.COMPLETED.value})
             transfers.append(Batch(TRANSFERS.partition(tenant_id, transfer_id), (put,)))
@@ -89,18 +89,18 @@ def _entry(posting: Posting, transfer_id: str) -> Put:
 
 def _transfer_batch(
     tenant_id: str,
-    transfer: Transfer,
+    transfer: TransferRecord,
     body_sha256: str,
     state: TransferState,
     owed: tuple[int, str] | None,
 ) -> Batch:
-    """A transfer's row; `owed`: the shard and key of the outbox entry owing its credits."""
-    legs = [(leg.debit_account_id, leg.credit_account_id, leg.amount_minor) for leg in transfer.legs]
+    """A transfer's row, from its record (its legs as the record has them: debit, credit, amount);
+    `owed`: the shard and key of the outbox entry owing its credits."""
     values: dict[str, Value] = {
         "request_id": transfer.request_id,
         "body_sha256": body_sha256,
         "currency": transfer.currency,
-        "legs": ENCODER.encode(legs).decode(),
+        "legs": ENCODER.encode(transfer.legs).decode(),
         "memo": transfer.memo,
         "state": state.value,
         "create_time_ms": transfer.create_time_ms,
