@@ -190,16 +190,14 @@ def _insert(keyspace: str, table: Table, columns: tuple[str, ...], timed: bool, 
 def _update(
     keyspace: str, table: Table, columns: tuple[str, ...], timed: bool, expected: tuple[str, ...] | None
 ) -> tuple[str, str]:
-    """The INSERT of the keys alone and the UPDATE ... IF of a RowMatches put."""
-    name = qualified(keyspace, table)
+    """The INSERT of the keys alone (a put of no columns) and the UPDATE ... IF of a RowMatches put."""
     keys = partition_columns(table) + table.clustering_key
     using = " USING TTL ?" if timed else ""
-    marker = f"INSERT INTO {name} ({_names(keys)}) VALUES ({', '.join('?' for _ in keys)}){using}"
     update = (
-        f"UPDATE {name}{using} SET {_assignments(columns, ', ')}"
+        f"UPDATE {qualified(keyspace, table)}{using} SET {_assignments(columns, ', ')}"
         f" WHERE {_assignments(keys, ' AND ')}{_if(expected)}"
     )
-    return marker, update
+    return _insert(keyspace, table, (), timed, absent=False), update
 
 
 def _delete(keyspace: str, partition: PartitionRef, delete: Delete, condition: Condition | None) -> Statement:

@@ -131,9 +131,10 @@ def fetch_rows(
     found: dict[Key, Row | None] = dict.fromkeys(keys)
     if width == 0 or len(found) <= 1:
         return {key: fetch_row(connection, partition, key, now_ms) for key in found}
+    partition_params = {**_key_params(partition), "now": now_ms}
     for run in sql.statement_runs(list(found), width):
-        params = {**_key_params(partition), "now": now_ms}
-        params.update(zip(sql.in_params(table, len(run)), itertools.chain.from_iterable(run), strict=True))
+        names = sql.in_params(table, len(run))
+        params = partition_params | dict(zip(names, itertools.chain.from_iterable(run), strict=True))
         for record in connection.execute(sql.select_rows(table, len(run)), params).fetchall():
             found[tuple(record[1 : 1 + width])] = _decode_row(table, record)
     return found
