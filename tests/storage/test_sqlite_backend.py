@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
+import os
 import re
 import shutil
 import sqlite3
@@ -31,6 +32,7 @@ from jubao_server.storage.contract import (
     StorageError,
 )
 from jubao_server.storage.sqlite import SqliteBackend
+from jubao_server.storage.sqlite.checkpoint import Checkpointer
 from jubao_server.storage.sqlite.connections import connect_reader, connect_writer
 from jubao_server.storage.sqlite.group import PendingWrite, WriteStats, run_group
 from jubao_server.storage.sqlite.sql import EXPIRES, sweep
@@ -555,6 +557,54 @@ async def test_the_checkpointer_copies_the_wal_after_commits(
         assert _main_file_rows(opened.path, tmp_path / "c.db") == 10
         assert opened.checkpoint_stats.frames_left == 0
     finally:
+        await opened.close()
+
+
+async def test_the_checkpointer_syncs_the_database_file_after_a_passive_checkpoint_copied_frames(
+    settings: SqliteSettings, faults: FaultPlan, scope: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PASSIVE checkpoint that copied frames, whether it left some of the WAL (a reader still needs it)
+    or none, is followed by an fsync of the database file on the checkpointer's thread, so that the
+    RESTART on the writer's path finds little to write; one that copied nothing new is not."""
+    synced_inodes: list[int] = []
+    fsync = os.fsync
+
+    def recorded(fd: int) -> None:
+        synced_inodes.append(os.fstat(fd).st_ino)
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recorded)
+    quiet = settings.model_copy(update={"checkpoint_interval_ms": limits.sqlite_checkpoint_interval_ms_max})
+    opened = await SqliteBackend.open(quiet, SYSTEM_CLOCK, faults=faults)
+    restarts: list[None] = []
+
+    async def restart() -> bool:
+        restarts.append(None)
+        return True
+
+    checkpointer = Checkpointer(quiet, SYSTEM_CLOCK, lambda: 0, restart)
+    database_inode = opened.path.stat().st_ino
+    try:
+        await opened.migrate(migration_sets("sqlite"))
+        await opened.write(_kv_put(scope, "before", "v"))
+        with _raw(opened.path) as reader:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM conf_kv").fetchone()  # a snapshot of the WAL as it is
+            await opened.write(_kv_put(scope, "after", "v"))
+            await checkpointer.checkpoint()
+            assert checkpointer.stats.frames_left > 0
+            assert (checkpointer.stats.synced, synced_inodes) == (1, [database_inode])
+            await checkpointer.checkpoint()  # nothing more could be copied: nothing to sync
+            assert (checkpointer.stats.synced, synced_inodes) == (1, [database_inode])
+            reader.execute("COMMIT")
+        await checkpointer.checkpoint()  # the rest of the WAL copied
+        assert checkpointer.stats.frames_left == 0
+        assert (checkpointer.stats.synced, synced_inodes) == (2, [database_inode] * 2)
+        await checkpointer.checkpoint()
+        assert checkpointer.stats.synced == 2
+        assert not restarts
+    finally:
+        await checkpointer.close()
         await opened.close()
 
 
