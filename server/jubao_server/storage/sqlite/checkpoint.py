@@ -27,7 +27,7 @@ SQLite): restarts every 2 s, 30 ms at the median and up to 68 ms, and the load's
 over 100 ms) were those of the longest restarts. The PASSIVE checkpoints before it sync the file only
 with `fdatasync`, and only when they copied all of the WAL. So the checkpointer's thread fsyncs the
 database file itself after every PASSIVE checkpoint that copied frames (`synced`; 11 ms at the median
-there, off the writer's path), and a restart finds little left to write: 3.7 ms at the median and 29 ms
+there, off the writer's path), and a restart finds little left to write: 3.0 ms at the median and 33 ms
 at most in the same load, 3.3 ms against 12 ms on the ledger alone (loadtest/ledger_bench.py, unary, in
 process).
 """
@@ -131,10 +131,10 @@ class Checkpointer:
         self.stats.checkpoints += 1
         self.stats.busy += int(busy)
         self.stats.frames_left = max(0, frames - copied)
-        self._sync(frames, copied)
+        self._sync(copied)
         return int(frames)
 
-    def _sync(self, frames: int, copied: int) -> None:
+    def _sync(self, copied: int) -> None:
         """Fsync the database file when this checkpoint copied frames (SQLite's count of the frames copied
         changed), so that a RESTART on the writer's path need not (the module)."""
         if copied == self._synced_frames:
