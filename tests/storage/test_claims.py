@@ -6,6 +6,7 @@ same ids have one winner each; claims kept in the earlier table are found there 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 
 import pytest
@@ -13,7 +14,7 @@ from jubao.errors import Reason
 from jubao_server.clock import SYSTEM_CLOCK, Clock
 from jubao_server.errors import ApiError
 from jubao_server.payments.ledger import EARLIER_CLAIMS, PAYMENTS_CLAIMS
-from jubao_server.platform.idempotency import Claim, EarlierClaims, RequestClaims
+from jubao_server.platform.idempotency import ATTEMPT_BITS, Claim, EarlierClaims, RequestClaims, new_attempt
 from jubao_server.storage.contract import Batch, BatchOutcome, Put, StorageBackend, StorageError, Value
 
 from tests.sim.faults import FaultPlan
@@ -169,3 +170,23 @@ async def test_claims_kept_in_the_earlier_table_are_found_while_they_may_live(
         assert await backend.read_row(partition, key) is None, "an id found there is not claimed again"
     past = claims_of(backend, earlier_until_ms=SYSTEM_CLOCK.wall_ms() - 1)
     assert fresh((await past.claim_all(scope, "transfer", batch[:1]))[0]), "not looked for once expired"
+
+
+def test_a_forked_process_draws_attempt_numbers_of_its_own() -> None:
+    """Attempt numbers come from a generator seeded once per process: a forked child starts with the
+    parent's memory, so without a new seed it would draw the numbers the parent draws next, and two
+    attempts of one request in the two processes could carry the same number."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        os.write(write_fd, str(new_attempt()).encode())
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        child = int(pipe.read())
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    parent = new_attempt()
+    assert child != parent
+    assert 0 <= child < 2**ATTEMPT_BITS and 0 <= parent < 2**ATTEMPT_BITS

@@ -41,8 +41,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import os
+import random
 import re
-import secrets
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -72,6 +73,18 @@ from jubao_server.storage.contract import (
 # The column of a claim's attempt number, one per `claim_all` call (see the module).
 ATTEMPT = "attempt"
 ATTEMPT_BITS = 63
+# Attempt numbers come from a generator seeded from the OS once per process, and again in a forked child
+# (so that two processes never share a sequence). Unlike `secrets`, a number costs no system call,
+# which on the event loop also let go of the GIL once per claim call. They need only differ between
+# attempts; nothing is kept secret by them.
+_ATTEMPTS = random.Random()
+os.register_at_fork(after_in_child=_ATTEMPTS.seed)
+
+
+def new_attempt() -> int:
+    """A claim call's attempt number: 63 random bits."""
+    return _ATTEMPTS.getrandbits(ATTEMPT_BITS)
+
 
 REQUEST_LOG = Table(
     name="request_log",
@@ -197,7 +210,7 @@ class RequestClaims:
         a retry of the batch recognises the ones that were. The ids must differ (the caller checks)."""
         now_ms = self._clock.wall_ms()
         claims: list[Claim | ApiError] = [Claim(fresh=True, claimed_ms=now_ms)] * len(requests)
-        call = _ClaimCall(scope, operation, requests, claims, now_ms, secrets.randbits(ATTEMPT_BITS))
+        call = _ClaimCall(scope, operation, requests, claims, now_ms, new_attempt())
         pending = [index for index, (request_id, _, _) in enumerate(requests) if request_id]
         if pending and self._earlier is not None and now_ms < await self._earlier.until_ms(scope):
             pending = await self._claimed_earlier(call, self._earlier.where, pending)
@@ -224,9 +237,7 @@ class RequestClaims:
         `claim_all` writes, under the same conditions, one batch per partition. A guard that fails means
         what a claim that is not fresh means: `claim_all` then tells each retry from a reuse."""
         ensure(all(request_id for request_id, _, _ in requests), "a guard claims a request id")
-        call = _ClaimCall(
-            scope, operation, requests, [], self._clock.wall_ms(), secrets.randbits(ATTEMPT_BITS)
-        )
+        call = _ClaimCall(scope, operation, requests, [], self._clock.wall_ms(), new_attempt())
         batches, _ = self._claim_batches(call, range(len(requests)), await self._bucket_count(scope))
         return batches
 
