@@ -141,9 +141,16 @@ class Deliveries:
         shard another process holds are waited for, polling their markers. `unseen`: none of them can
         have landed (see `_deliver`)."""
         messages = sender.machine.messages(key, entry)
-        outcomes = await asyncio.gather(
-            *(self._deliver_one(sender, message, unseen) for message in messages), return_exceptions=True
-        )
+        outcomes: list[bool | BaseException]
+        if len(messages) == 1:
+            # Most entries owe one shard: awaited here, its message costs no task of its own (with a task
+            # per message, the ledger bench's unary transfers took 8% more CPU, and their credits came a
+            # turn of the event loop later).
+            outcomes = [await self._deliver_one(sender, messages[0], unseen)]
+        else:
+            outcomes = await asyncio.gather(
+                *(self._deliver_one(sender, message, unseen) for message in messages), return_exceptions=True
+            )
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
