@@ -68,6 +68,9 @@ claim_earlier_reads_max = 64
 # Storage contract
 batch_rows_max = 1000
 batch_bytes_max = 4 * 1024 * 1024
+# A bulk put (derived rows of many partitions, `storage/contract/bulk.py`): rows and bytes of values.
+storage_bulk_put_rows_max = 4096
+storage_bulk_put_bytes_max = 4 * 1024 * 1024
 storage_page_rows_max = 5000
 # Pages of every tenant's row (`tenants_max` of them) one scan reads (data migrations).
 tenant_pages_max = tenants_max // storage_page_rows_max + 1

@@ -25,6 +25,7 @@ from jubao_server.shards.stage import shard_of
 from jubao_server.storage.contract import (
     Batch,
     BatchOutcome,
+    Following,
     FollowingWriteError,
     PartitionRef,
     StorageBackend,
@@ -124,7 +125,9 @@ def fail_next_commit(backend: StorageBackend, partition: PartitionRef, where: Co
     write_after = backend.write_after
     pending = [where]
 
-    async def failing(batch: Batch, following: Sequence[Batch], guards: Sequence[Batch] = ()) -> BatchOutcome:
+    async def failing(
+        batch: Batch, following: Sequence[Following], guards: Sequence[Batch] = ()
+    ) -> BatchOutcome:
         if not pending or batch.partition != partition or not following:
             return await write_after(batch, following, guards)
         failure = pending.pop()

@@ -35,7 +35,14 @@ from jubao_server.platform.idempotency import RequestClaims
 from jubao_server.platform.paging import load_page_secret
 from jubao_server.shards.stage import ShardId
 from jubao_server.storage.cassandra.backend import CassandraBackend
-from jubao_server.storage.contract import NO_FAULTS, Batch, MigrationError, MigrationSet, Put, StorageBackend
+from jubao_server.storage.contract import (
+    NO_FAULTS,
+    BulkPut,
+    Following,
+    MigrationError,
+    MigrationSet,
+    StorageBackend,
+)
 from jubao_server.storage.contract.migrations import SHARED_SET_BEFORE_PRODUCTS
 from jubao_server.storage.memory import MemoryBackend
 from jubao_server.tenancy.model import Product, Quota, Tenant, TenantKind
@@ -101,16 +108,16 @@ def journaling_as_before(ledger: Ledger, backend: StorageBackend) -> Iterator[Le
         TRANSFERS, columns={c: t for c, t in TRANSFERS.columns.items() if c not in owing}
     )
 
-    def as_before(batch: Batch) -> Batch:
-        if batch.partition.table is not TRANSFERS or backend.name == "memory":
-            return batch
-        puts = tuple(
-            Put(p.clustering, {c: v for c, v in p.values.items() if c not in owing}, ttl_s=p.ttl_s)
-            for p in batch.puts
+    def as_before(write: Following) -> Following:
+        if not isinstance(write, BulkPut) or write.table is not TRANSFERS or backend.name == "memory":
+            return write
+        kept = [i for i, c in enumerate(write.columns) if c not in owing]
+        rows = tuple(
+            (key, clustering, tuple(values[i] for i in kept)) for key, clustering, values in write.rows
         )
-        return Batch(earlier.partition(batch.partition.scope, *batch.partition.key), puts=puts)
+        return BulkPut(earlier, write.scope, tuple(write.columns[i] for i in kept), rows)
 
-    def journal(shard: ShardId, records: Sequence[tuple[int, Record]]) -> list[Batch]:
+    def journal(shard: ShardId, records: Sequence[tuple[int, Record]]) -> list[Following]:
         plain = [(seq, msgspec.structs.replace(r, owed_entry="")) for seq, r in records]
         return [as_before(batch) for batch in materialize(shard, plain)]
 

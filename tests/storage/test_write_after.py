@@ -12,6 +12,8 @@ from jubao_server.clock import SYSTEM_CLOCK
 from jubao_server.invariants import InvariantViolation
 from jubao_server.storage.contract import (
     Batch,
+    BulkPut,
+    Following,
     FollowingWriteError,
     Put,
     RowAbsent,
@@ -19,7 +21,6 @@ from jubao_server.storage.contract import (
     StaticMatches,
     StorageBackend,
     StorageError,
-    write_all,
 )
 from jubao_server.storage.memory import MemoryBackend
 
@@ -39,15 +40,20 @@ def _post(scope: str, epoch: int, seq: int) -> Batch:
     )
 
 
-def _journal(scope: str, seq: int) -> list[Batch]:
+def _journal(scope: str, seq: int) -> list[Following]:
+    """What a journal writes after its commit: a batch, and a bulk put over two partitions."""
+    events = ((("acct",), (seq, f"e{seq}"), ("posted",)), (("audit",), (seq, f"a{seq}"), ("posted",)))
     return [
         Batch(KV.partition(scope, f"entry-{seq}"), puts=(Put((), {"v": "posted", "n": seq}),)),
-        Batch(EVENTS.partition(scope, "acct"), puts=(Put((seq, f"e{seq}"), {"body": "posted"}),)),
+        BulkPut(EVENTS, scope, ("body",), events),
     ]
 
 
 async def _journal_rows(backend: StorageBackend, scope: str) -> list[object]:
+    """The journal's sequence numbers, as its bulk put wrote them in both its partitions."""
     events = await read_all(backend, RowQuery(EVENTS.partition(scope, "acct")))
+    audit = await read_all(backend, RowQuery(EVENTS.partition(scope, "audit")))
+    assert [r["ts"] for r in audit] == [r["ts"] for r in events]
     return [r["ts"] for r in events]
 
 
@@ -97,7 +103,7 @@ async def test_a_following_batch_that_fails_once_the_batch_applied_says_so(
     FollowingWriteError: the batch applied, and the caller writes them again (they are idempotent).
     SQLite writes them in the batch's own transaction."""
 
-    async def failing(following: Sequence[Batch]) -> None:
+    async def failing(following: Sequence[Following]) -> None:
         raise StorageError("injected: the journal's node went away")
 
     monkeypatch.setattr(backend, "write_following", failing)
@@ -106,7 +112,7 @@ async def test_a_following_batch_that_fails_once_the_batch_applied_says_so(
     except FollowingWriteError:
         monkeypatch.undo()
         assert await _journal_rows(backend, scope) == []
-        await write_all(backend, _journal(scope, 1))
+        await backend.write_following(_journal(scope, 1))
     else:
         assert outcome.applied and backend.name == "sqlite"
     assert await backend.read_row(LEDGER.partition(scope, "acct"), (1,)) is not None

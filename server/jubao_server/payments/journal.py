@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Final
 
 import msgspec
 
@@ -29,7 +30,6 @@ from jubao_server.payments.records import (
     OUTBOX,
     CreditMessage,
     LegRecord,
-    Posting,
     Record,
     RecordType,
     TransferRecord,
@@ -41,76 +41,94 @@ from jubao_server.shards.actor import OUTBOX as OUTBOX_KIND
 from jubao_server.shards.delivery import landed
 from jubao_server.shards.stage import ShardId
 from jubao_server.shards.wal import record_blob
-from jubao_server.storage.contract import Batch, Put, Row, StorageBackend, Value
+from jubao_server.storage.contract import BulkPut, BulkRow, Following, Row, StorageBackend, Table
 
 _LEGS = msgspec.json.Decoder(tuple[LegRecord, ...])
 _FAILURE = msgspec.json.Decoder(Failure)
 
 
-def materialize(shard: ShardId, records: Sequence[tuple[int, Record]]) -> list[Batch]:
-    """The idempotent journal writes of the records of `shard`: an account's entries in one batch (of at
-    most `batch_rows_max` rows), each transfer's row in its own. A transfer settled in the same records is
+# The columns of the journal's rows, in the order their values are given.
+_ENTRY_COLUMNS: Final = (
+    "transfer_id",
+    "leg_index",
+    "entry_kind",
+    "amount_minor",
+    "balance_after_minor",
+    "time_ms",
+)
+_TRANSFER_COLUMNS: Final = (
+    "request_id",
+    "body_sha256",
+    "currency",
+    "legs",
+    "memo",
+    "state",
+    "create_time_ms",
+    "failure",
+    "owed_shard",
+    "owed_entry",
+)
+_STATE_COLUMNS: Final = ("state",)
+
+
+def materialize(shard: ShardId, records: Sequence[tuple[int, Record]]) -> list[Following]:
+    """The idempotent journal writes of the records of `shard`, in bulk (`BulkPut`: checked once, no
+    batch per row): every entry, then every transfer's row. A transfer settled in the same records is
     written completed, so the writes of one set never race on a transfer's state; a settled entry its
     rows name is written nothing for (see the module)."""
     tenant_id = shard.scope
     delivered = {r.transfer_id for _, r in records if r.type is RecordType.DELIVERED}
-    entries: dict[str, list[Put]] = {}
-    transfers: list[Batch] = []
+    entries: list[BulkRow] = []
+    transfers: dict[str, BulkRow] = {}
+    completed: dict[str, BulkRow] = {}
     for _, record in records:
         transfer_id = record.about_transfer_id
-        for posting in record.postings:
-            entries.setdefault(posting.account_id, []).append(_entry(posting, transfer_id))
+        entries += [
+            (
+                (p.account_id,),
+                (p.entry_seq,),
+                (transfer_id, p.leg_index, p.kind.value, p.amount_minor, p.balance_after_minor, p.time_ms),
+            )
+            for p in record.postings
+        ]
         if record.transfer is not None:
             state = TransferState.COMPLETED if transfer_id in delivered else record.transfer.state
             owed = (shard.shard, record.owed_entry) if record.owed_entry else None
-            transfers.append(_transfer_batch(tenant_id, record.transfer, record.body_sha256, state, owed))
+            transfers[transfer_id] = _transfer_row(record.transfer, record.body_sha256, state, owed)
         elif record.type is RecordType.DELIVERED and not record.owed_entry:
-            put = Put((), {"state": TransferState.COMPLETED.value})
-            transfers.append(Batch(TRANSFERS.partition(tenant_id, transfer_id), (put,)))
-    step = limits.batch_rows_max
-    batches: list[Batch] = []
-    for account_id, puts in entries.items():
-        partition = ENTRIES.partition(tenant_id, account_id)
-        batches += [Batch(partition, tuple(puts[i : i + step])) for i in range(0, len(puts), step)]
-    return batches + transfers
+            completed[transfer_id] = ((transfer_id,), (), (TransferState.COMPLETED.value,))
+    return [
+        *_bulk(ENTRIES, tenant_id, _ENTRY_COLUMNS, entries),
+        *_bulk(TRANSFERS, tenant_id, _TRANSFER_COLUMNS, list(transfers.values())),
+        *_bulk(TRANSFERS, tenant_id, _STATE_COLUMNS, list(completed.values())),
+    ]
 
 
-def _entry(posting: Posting, transfer_id: str) -> Put:
-    values: dict[str, Value] = {
-        "transfer_id": transfer_id,
-        "leg_index": posting.leg_index,
-        "entry_kind": posting.kind.value,
-        "amount_minor": posting.amount_minor,
-        "balance_after_minor": posting.balance_after_minor,
-        "time_ms": posting.time_ms,
-    }
-    return Put((posting.entry_seq,), values)
+def _bulk(table: Table, scope: str, columns: tuple[str, ...], rows: list[BulkRow]) -> list[Following]:
+    """`rows` as bulk puts of at most `storage_bulk_put_rows_max` rows."""
+    step = limits.storage_bulk_put_rows_max
+    return [BulkPut(table, scope, columns, tuple(rows[i : i + step])) for i in range(0, len(rows), step)]
 
 
-def _transfer_batch(
-    tenant_id: str,
-    transfer: TransferRecord,
-    body_sha256: str,
-    state: TransferState,
-    owed: tuple[int, str] | None,
-) -> Batch:
+def _transfer_row(
+    transfer: TransferRecord, body_sha256: str, state: TransferState, owed: tuple[int, str] | None
+) -> BulkRow:
     """A transfer's row, from its record (its legs as the record has them: debit, credit, amount);
-    `owed`: the shard and key of the outbox entry owing its credits."""
-    values: dict[str, Value] = {
-        "request_id": transfer.request_id,
-        "body_sha256": body_sha256,
-        "currency": transfer.currency,
-        "legs": ENCODER.encode(transfer.legs).decode(),
-        "memo": transfer.memo,
-        "state": state.value,
-        "create_time_ms": transfer.create_time_ms,
-        "failure": ENCODER.encode(transfer.failure).decode() if transfer.failure else None,
-        # Named also when nothing is owed, so that every transfer row has the same columns and a
-        # group's rows go to storage together.
-        "owed_shard": owed[0] if owed is not None else None,
-        "owed_entry": owed[1] if owed is not None else None,
-    }
-    return Batch(TRANSFERS.partition(tenant_id, transfer.transfer_id), (Put((), values),))
+    `owed`: the shard and key of the outbox entry owing its credits. `owed_shard` and `owed_entry` are
+    written also when nothing is owed, so that every transfer row has the same columns."""
+    values = (
+        transfer.request_id,
+        body_sha256,
+        transfer.currency,
+        ENCODER.encode(transfer.legs).decode(),
+        transfer.memo,
+        state.value,
+        transfer.create_time_ms,
+        ENCODER.encode(transfer.failure).decode() if transfer.failure else None,
+        owed[0] if owed is not None else None,
+        owed[1] if owed is not None else None,
+    )
+    return (transfer.transfer_id,), (), values
 
 
 async def find_transfer(backend: StorageBackend, tenant_id: str, transfer_id: str) -> Transfer | None:

@@ -35,7 +35,7 @@ from jubao_server.shards.actor import keep_recent
 from jubao_server.shards.machine import ShardSettings
 from jubao_server.shards.stage import Command, ShardId
 from jubao_server.shards.wal import record_blob
-from jubao_server.storage.contract import Batch, Delete, Key, Put, Row, Value
+from jubao_server.storage.contract import Delete, Following, Key, Put, Row, Value
 
 ACCOUNT = "account"
 HOLD = "hold"
@@ -149,7 +149,7 @@ class PaymentsMachine:
         keep_recent(state.transfers, stage.new_transfers, limits.ledger_recent_transfers_max)
         keep_recent(state.requests, stage.new_requests, limits.ledger_recent_transfers_max)
 
-    def journal(self, shard: ShardId, records: Sequence[tuple[int, Record]]) -> list[Batch]:
+    def journal(self, shard: ShardId, records: Sequence[tuple[int, Record]]) -> list[Following]:
         return journal.materialize(shard, records)
 
     def upkeep(self, state: ShardState, shard: ShardId, now_ms: int) -> Sequence[Command[Stage, Any]]:

@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from jubao_server.errors import ApiError
 from jubao_server.shards.stage import Command, MessageT, OutboxT, RecordT, ShardId, StageT
-from jubao_server.storage.contract import Batch, Delete, Key, Put, Row, Table
+from jubao_server.storage.contract import Delete, Following, Key, Put, Row, Table
 
 StateT = TypeVar("StateT")
 
@@ -95,9 +95,9 @@ class StateMachine(typing.Protocol[StateT, StageT, RecordT, OutboxT, MessageT]):
     def absorb(self, state: StateT, stage: StageT) -> None:
         """Fold a committed stage into the state."""
 
-    def journal(self, shard: ShardId, records: Sequence[tuple[int, RecordT]]) -> list[Batch]:
+    def journal(self, shard: ShardId, records: Sequence[tuple[int, RecordT]]) -> list[Following]:
         """The product's own tables derived from the records of `shard` (idempotent), written with the
-        commit."""
+        commit: bulk puts (or batches)."""
 
     def upkeep(self, state: StateT, shard: ShardId, now_ms: int) -> Sequence[Command[StageT, typing.Any]]:
         """Commands due by now (expiries, automatic releases), at most `sweep_commands_max`."""

@@ -20,7 +20,7 @@ from jubao_server.shards.delivery import Deliveries
 from jubao_server.shards.machine import ShardSettings, StateMachine, StateT
 from jubao_server.shards.node import Node, ShardElsewhere
 from jubao_server.shards.stage import MessageT, OutboxT, RecordT, ShardId, StageT, shard_of
-from jubao_server.storage.contract import Batch, Put, RowAbsent, StorageBackend, StorageError, write_all
+from jubao_server.storage.contract import Batch, Put, RowAbsent, StorageBackend, StorageError
 
 log = structlog.get_logger("jubao.shards")
 
@@ -185,7 +185,7 @@ class ShardRuntime(typing.Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         else:
             raise unavailable(Reason.SHARD_MOVED, f"shard {shard} is held by another process; retry")
         self._elsewhere.pop((scope, shard), None)
-        await write_all(self.backend, self.machine.journal(shard_id, recovered))
+        await self.backend.write_following(self.machine.journal(shard_id, recovered))
         self._actors[(scope, shard)] = actor
         actor.start()
         self.stalled(actor)

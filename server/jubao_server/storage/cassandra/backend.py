@@ -30,9 +30,11 @@ from jubao_server.storage.contract import (
     NO_FAULTS,
     Batch,
     BatchOutcome,
+    BulkPut,
     ColumnPage,
     Consistency,
     Faults,
+    Following,
     Key,
     MigrationError,
     MigrationSet,
@@ -194,19 +196,19 @@ class CassandraBackend(StorageBackend):
             return BatchOutcome(applied=True)
         return await write_conditional(self, self._faults, batch, self._write_once)
 
-    async def write_following(self, following: Sequence[Batch]) -> None:
-        """The batches that follow an applied batch (a journal's entries and transfers, each batch on a
-        partition of its own) go as UNLOGGED batches of several partitions, at most
+    async def write_following(self, following: Sequence[Following]) -> None:
+        """The writes that follow an applied batch (a journal's entries and transfers: bulk puts, or
+        batches each on a partition of its own) go as UNLOGGED batches of several partitions, at most
         `cassandra_following_statements_max` statements and about `cassandra_following_bytes_max` bytes
         of values each: one request to the coordinator where one per partition cost the driver about
         as much again per statement. Not atomic across partitions, which following writes never were
         (each is an idempotent rewrite, written again after a crash)."""
         requests: list[list[Any]] = [[]]
         size_bytes = 0
-        for batch in following:
-            ensure(not batch.conditional, "following batches are unconditional")
-            for text, params in cql.batch_statements(self.keyspace, batch):
-                statement = (await self._prepared.get(text)).bind(params)
+        for write in following:
+            ensure(not write.conditional, "following batches are unconditional")
+            for prepared, params in await self._following_statements(write):
+                statement = prepared.bind(params)
                 params_bytes = sum(value_bytes(v) for v in params)
                 full = len(requests[-1]) >= limits.cassandra_following_statements_max
                 over = size_bytes + params_bytes > limits.cassandra_following_bytes_max
@@ -216,6 +218,17 @@ class CassandraBackend(StorageBackend):
                 requests[-1].append(statement)
                 size_bytes += params_bytes
         await asyncio.gather(*(self._send_unlogged(statements) for statements in requests if statements))
+
+    async def _following_statements(self, write: Following) -> list[tuple[Prepared, cql.Params]]:
+        """A following write's statements, prepared: a bulk put's one INSERT for every row."""
+        if isinstance(write, BulkPut):
+            text, rows = cql.bulk_statements(self.keyspace, write)
+            prepared = await self._prepared.get(text)
+            return [(prepared, params) for params in rows]
+        return [
+            (await self._prepared.get(text), params)
+            for text, params in cql.batch_statements(self.keyspace, write)
+        ]
 
     async def _send_unlogged(self, statements: list[Any]) -> None:
         await self._faults.before_operation()

@@ -16,6 +16,7 @@ from jubao_server.storage.contract import (
     SCOPE_COLUMN,
     Batch,
     BoundShape,
+    BulkPut,
     Condition,
     Delete,
     Key,
@@ -154,6 +155,14 @@ def batch_statements(keyspace: str, batch: Batch) -> list[Statement]:
         static = next((c for c in batch.conditions if isinstance(c, StaticMatches)), None)
         statements.append(_static(keyspace, batch.partition, batch.static_values, static))
     return statements
+
+
+def bulk_statements(keyspace: str, bulk: BulkPut) -> tuple[str, list[Params]]:
+    """A bulk put's INSERT, one text for every row, and each row's parameters: its keys, then the
+    values of the bulk's columns."""
+    scope = bulk.scope
+    rows = [(scope, *partition, *clustering, *values) for partition, clustering, values in bulk.rows]
+    return _insert(keyspace, bulk.table, bulk.columns, timed=False, absent=False), rows
 
 
 def _put(keyspace: str, partition: PartitionRef, put: Put, condition: Condition | None) -> list[Statement]:

@@ -10,6 +10,8 @@ Cassandra lacks:
   (compare-and-set, like a Cassandra lightweight transaction): either every condition holds and every
   write is applied, or nothing is written and the outcome shows the current values of the rows the
   conditions named.
+* Rows derived from a commit (a journal) may go as a `BulkPut`: unconditional puts of one table in many
+  partitions, checked once, not atomic; `StorageBackend.write_after` writes them after its batch.
 * A backend that can (SQLite: one database) writes *guards* with a batch (`StorageBackend.write_after`,
   `guarded_writes`): conditional batches of other partitions in the same transaction, all or nothing.
   Code that uses them keeps a way that does without (Cassandra has none).
@@ -25,14 +27,16 @@ Cassandra lacks:
 
 This package is the contract's front door: domain code imports its names from here. The modules follow
 its seams: `values` (cells and column types), `tables` (tables, partitions), `reads` (rows, range queries,
-pages), `writes` (puts, deletes, conditions), `batch` (the batch and its outcome), `checks` (the checks a
-batch passes when built), `errors`, `migrations` (migration sets and their schema files), `backend` (the
-base class; reading a whole range page by page, writing many batches), and, for backends, `conditions`
-(evaluating conditions), `unknown` (resolving lost answers) and `faults` (the fault-injection hooks).
+pages), `writes` (puts, deletes, conditions), `batch` (the batch and its outcome), `bulk` (the bulk put),
+`checks` (the checks a batch or a bulk put passes when built), `errors`, `migrations` (migration sets and
+their schema files), `backend` (the base class; reading a whole range page by page, writing many
+batches), and, for backends, `conditions` (evaluating conditions), `unknown` (resolving lost answers)
+and `faults` (the fault-injection hooks).
 """
 
 from jubao_server.storage.contract.backend import StorageBackend, read_all, read_pages, write_all
 from jubao_server.storage.contract.batch import Batch, BatchOutcome
+from jubao_server.storage.contract.bulk import BulkPut, BulkRow, Following
 from jubao_server.storage.contract.errors import FollowingWriteError, MigrationError, StorageError
 from jubao_server.storage.contract.faults import NO_FAULTS, Faults, LostAnswer
 from jubao_server.storage.contract.migrations import MigrationSet
@@ -69,12 +73,15 @@ __all__ = [
     "BatchOutcome",
     "Bound",
     "BoundShape",
+    "BulkPut",
+    "BulkRow",
     "ColumnPage",
     "ColumnType",
     "Condition",
     "Consistency",
     "Delete",
     "Faults",
+    "Following",
     "FollowingWriteError",
     "Key",
     "LostAnswer",

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from jubao_server import limits
 from jubao_server.invariants import ensure
 from jubao_server.storage.contract.batch import Batch, BatchOutcome
+from jubao_server.storage.contract.bulk import BulkPut, Following
 from jubao_server.storage.contract.errors import FollowingWriteError, StorageError
 from jubao_server.storage.contract.migrations import MigrationSet
 from jubao_server.storage.contract.reads import ColumnPage, Consistency, Page, Row, RowQuery
@@ -93,15 +94,16 @@ class StorageBackend(abc.ABC):
         return every_result(results)
 
     async def write_after(
-        self, batch: Batch, following: Sequence[Batch], guards: Sequence[Batch] = ()
+        self, batch: Batch, following: Sequence[Following], guards: Sequence[Batch] = ()
     ) -> BatchOutcome:
         """Apply `batch`; when it applies, also apply `following`, unconditional batches of other
-        partitions derived from it (a journal materialized from the records `batch` commits). Writing a
-        following batch twice must be harmless. A backend may write them in the same transaction
-        (SQLite does: all or nothing, one commit) or after `batch` (Cassandra: a crash in between leaves
-        them unwritten, so the caller must be able to write them again from what `batch` stored). Raises
-        FollowingWriteError when `batch` applied and a following batch failed, StorageError when `batch`
-        itself failed (it may then have applied, as any write whose answer was lost).
+        partitions or bulk puts (`BulkPut`), derived from it (a journal materialized from the records
+        `batch` commits). Writing a following write twice must be harmless. A backend may write them in
+        the same transaction (SQLite does: all or nothing, one commit) or after `batch` (Cassandra: a
+        crash in between leaves them unwritten, so the caller must be able to write them again from what
+        `batch` stored). Raises FollowingWriteError when `batch` applied and a following write failed,
+        StorageError when `batch` itself failed (it may then have applied, as any write whose answer was
+        lost).
 
         `guards` (only where `guarded_writes`; `batch` then conditional): conditional batches of other
         partitions, applied with `batch` in one transaction, each after the guards before it (so two
@@ -121,9 +123,14 @@ class StorageBackend(abc.ABC):
                 ) from error
         return outcome
 
-    async def write_following(self, following: Sequence[Batch]) -> None:
-        """How `write_after` writes the batches that follow an applied batch (several in flight)."""
-        await write_all(self, following)
+    async def write_following(self, following: Sequence[Following]) -> None:
+        """Write unconditional derived writes alone: how `write_after` writes those that follow an
+        applied batch, and how a shard writes its journal again after a crash. Not atomic. This default
+        writes a bulk put as batches of one partition each (`BulkPut.batches`), several in flight."""
+        batches: list[Batch] = []
+        for write in following:
+            batches += write.batches() if isinstance(write, BulkPut) else (write,)
+        await write_all(self, batches)
 
     @abc.abstractmethod
     async def ready(self) -> bool:

@@ -1,4 +1,5 @@
-"""The checks every `Batch` passes when it is built: shapes, types, sizes and the rules of conditions.
+"""The checks every `Batch` and `BulkPut` passes when it is built: shapes, types, sizes and the rules of
+conditions.
 
 Every batch of every write passes them, so they stay cheap: each column's check comes from its table
 (`Table.value_checks`), and a message is built only for a check that fails."""
@@ -16,6 +17,7 @@ from jubao_server.storage.contract.writes import RowAbsent, StaticMatches
 
 if typing.TYPE_CHECKING:
     from jubao_server.storage.contract.batch import Batch
+    from jubao_server.storage.contract.bulk import BulkRow
 
 
 def check_batch(batch: Batch) -> None:
@@ -42,6 +44,38 @@ def check_batch(batch: Batch) -> None:
         _check_conditions(batch, written)
         if not (puts or static_values):
             violated(f"{table.name}: a conditional batch must write a value (see unknown outcomes)")
+
+
+def check_bulk_put(table: Table, scope: str, columns: tuple[str, ...], rows: tuple[BulkRow, ...]) -> None:
+    """Raise InvariantViolation unless a bulk put of `rows` writing `columns` is well formed: its shape
+    once (scope, columns, size), then each row's keys, its values against their columns' types, and no
+    row twice."""
+    if not isinstance(scope, str) or not scope:
+        violated(f"{table.name}: a bulk put needs a scope")
+    if not rows or len(rows) > limits.storage_bulk_put_rows_max:
+        violated(f"{table.name}: a bulk put of {len(rows)} rows")
+    if not table.regular_column_set.issuperset(columns) or len(set(columns)) != len(columns):
+        violated(f"{table.name}: a bulk put writes a column that is not regular, or one twice")
+    if not columns and table.regular_columns:
+        violated(f"{table.name}: put writes nothing")
+    sizes = [table.value_bytes[column] for column in columns]
+    width = len(columns)
+    partition_key, clustering_key, check_key = table.partition_key, table.clustering_key, table.check_key
+    size_bytes = 0
+    for partition, clustering, values in rows:
+        check_key(partition_key, partition)
+        check_key(clustering_key, clustering)
+        if len(values) != width:
+            violated(f"{table.name}: a bulk row has {len(values)} values for {width} columns")
+        for size, value in zip(sizes, values, strict=True):
+            value_size = size(value)
+            if value_size < 0:
+                violated(f"{table.name}: bad value in a bulk put")
+            size_bytes += value_size
+    if size_bytes > limits.storage_bulk_put_bytes_max:
+        violated(f"{table.name}: bulk put over storage_bulk_put_bytes_max")
+    if len({(partition, clustering) for partition, clustering, _ in rows}) != len(rows):
+        violated(f"{table.name}: a row is written twice in one bulk put")
 
 
 def _written_rows(batch: Batch) -> set[Key]:

@@ -15,8 +15,10 @@ from jubao_server.storage.contract import (
     NO_FAULTS,
     Batch,
     BatchOutcome,
+    BulkPut,
     Consistency,
     Faults,
+    Following,
     Key,
     MigrationSet,
     Page,
@@ -128,7 +130,7 @@ class MemoryBackend(StorageBackend):
         return await write_conditional(self, self._faults, batch, self._write_once)
 
     async def write_after(
-        self, batch: Batch, following: Sequence[Batch], guards: Sequence[Batch] = ()
+        self, batch: Batch, following: Sequence[Following], guards: Sequence[Batch] = ()
     ) -> BatchOutcome:
         """With guards (`guarded_writes`), the batch, its guards and what follows it are one step."""
         if not guards:
@@ -140,14 +142,19 @@ class MemoryBackend(StorageBackend):
         attempt = functools.partial(self._write_once, following=tuple(following), guards=tuple(guards))
         return await write_conditional(self, self._faults, batch, attempt)
 
-    async def write_following(self, following: Sequence[Batch]) -> None:
-        """As on Cassandra, the following batches after the batch (`write_after`); one after the other,
-        each its own operation (its fault hook, its yield), with no task started for each."""
+    async def write_following(self, following: Sequence[Following]) -> None:
+        """As on Cassandra, the following writes after the batch (`write_after`); one after the other,
+        each batch and each bulk put its own operation (its fault hook, its yield), with no task started
+        for each."""
         for derived in following:
-            await self.write(derived)
+            if isinstance(derived, Batch):
+                await self.write(derived)
+                continue
+            await self._operation()
+            self._apply(derived, self._clock.wall_ms())
 
     async def _write_once(
-        self, batch: Batch, following: tuple[Batch, ...] = (), guards: tuple[Batch, ...] = ()
+        self, batch: Batch, following: tuple[Following, ...] = (), guards: tuple[Batch, ...] = ()
     ) -> BatchOutcome:
         """Yield once, then check the conditions (the batch's, then its guards') and apply the batch, its
         guards and `following` in one step, or nothing."""
@@ -239,7 +246,10 @@ class MemoryBackend(StorageBackend):
         stored = self._partition(ref)
         return None if stored is None else stored.read_static()
 
-    def _apply(self, batch: Batch, now_ms: int) -> None:
+    def _apply(self, batch: Following, now_ms: int) -> None:
+        if isinstance(batch, BulkPut):
+            self._apply_bulk(batch, now_ms)
+            return
         ref = batch.partition
         data, shape = self._data(ref.table)
         partitions = data.partitions
@@ -277,3 +287,14 @@ class MemoryBackend(StorageBackend):
             stored.delete(clustering)
             if stored.empty:
                 del partitions[partition_id]
+
+    def _apply_bulk(self, bulk: BulkPut, now_ms: int) -> None:
+        """A bulk put's rows, each in its partition (none expires)."""
+        data, shape = self._data(bulk.table)
+        partitions, scope, columns = data.partitions, bulk.scope, bulk.columns
+        for partition_key, clustering, values in bulk.rows:
+            partition_id = (scope, *partition_key)
+            stored = partitions.get(partition_id)
+            if stored is None:
+                stored = partitions[partition_id] = Partition(shape)
+            stored.put(clustering, dict(zip(columns, values, strict=True)), None, now_ms)

@@ -27,6 +27,7 @@ from jubao_server.storage.contract import (
     ColumnPage,
     Consistency,
     Faults,
+    Following,
     Key,
     MigrationSet,
     Page,
@@ -164,7 +165,7 @@ class SqliteBackend(StorageBackend):
         return await self.write_after(batch, ())
 
     async def write_after(
-        self, batch: Batch, following: Sequence[Batch], guards: Sequence[Batch] = ()
+        self, batch: Batch, following: Sequence[Following], guards: Sequence[Batch] = ()
     ) -> BatchOutcome:
         """`following` and `guards` are written with the batch (in its savepoint, when it has one): all
         are written, or none."""
@@ -184,7 +185,7 @@ class SqliteBackend(StorageBackend):
         return await write_each_conditional(self, self._faults, batches, self._write_all_once, single)
 
     async def _write_once(
-        self, batch: Batch, following: tuple[Batch, ...], guards: tuple[Batch, ...] = ()
+        self, batch: Batch, following: tuple[Following, ...], guards: tuple[Batch, ...] = ()
     ) -> BatchOutcome:
         """Queue the batch for the next group commit of the writer thread and wait for its outcome."""
         (result,) = await self._submit((batch,), following, guards)
@@ -204,7 +205,10 @@ class SqliteBackend(StorageBackend):
         return [result for result in results if isinstance(result, BatchOutcome | StorageError)]
 
     async def _submit(
-        self, batches: tuple[Batch, ...], following: tuple[Batch, ...] = (), guards: tuple[Batch, ...] = ()
+        self,
+        batches: tuple[Batch, ...],
+        following: tuple[Following, ...] = (),
+        guards: tuple[Batch, ...] = (),
     ) -> list[BatchResult]:
         async with self._write_slots:
             self._check_open()

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from jubao_server import limits
 from jubao_server.clock import Clock
 from jubao_server.invariants import ensure
-from jubao_server.storage.contract import Batch, BatchOutcome, StorageError
+from jubao_server.storage.contract import Batch, BatchOutcome, Following, StorageError
 from jubao_server.storage.sqlite import rows
 from jubao_server.storage.sqlite.connections import unavailable_as_storage_error
 
@@ -73,7 +73,7 @@ class PendingWrite:
     batches: tuple[Batch, ...]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[list[BatchResult]]
-    following: tuple[Batch, ...] = ()
+    following: tuple[Following, ...] = ()
     guards: tuple[Batch, ...] = ()
 
     @property
@@ -231,7 +231,10 @@ class GroupCommitter:
             return dataclasses.replace(self._stats)
 
     def submit(
-        self, batches: tuple[Batch, ...], following: tuple[Batch, ...] = (), guards: tuple[Batch, ...] = ()
+        self,
+        batches: tuple[Batch, ...],
+        following: tuple[Following, ...] = (),
+        guards: tuple[Batch, ...] = (),
     ) -> asyncio.Future[list[BatchResult]]:
         """Queue the batches, and for a lone batch the batches to write with it when it applies and its
         guards (in an event loop, while the writer pool runs); the future resolves with each batch's

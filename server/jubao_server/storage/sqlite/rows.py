@@ -13,8 +13,10 @@ from jubao_server.storage.contract import (
     Batch,
     BatchOutcome,
     Bound,
+    BulkPut,
     ColumnPage,
     ColumnType,
+    Following,
     Key,
     Page,
     PartitionRef,
@@ -155,12 +157,18 @@ _STATIC: Final = "static"
 _DELETE: Final = "delete"
 
 
-def _writes(batches: Sequence[Batch], now_ms: int) -> Iterator[tuple[Shape, Positional]]:
-    """Every write of `batches` in order (puts, deletes, then static values of each batch), with its
-    shape and its positional parameters: a put's key, its values and its expiry (`sql.upsert`), a
-    static write's partition key, values and no expiry (static rows never expire: a batch gives static
-    values no TTL), a delete's key."""
+def _writes(batches: Sequence[Following], now_ms: int) -> Iterator[tuple[Shape, Positional]]:
+    """Every write of `batches` in order (puts, deletes, then static values of each batch; a bulk put's
+    rows), with its shape and its positional parameters: a put's key, its values and its expiry
+    (`sql.upsert`), a static write's partition key, values and no expiry (static rows never expire: a
+    batch gives static values no TTL), a delete's key."""
     for batch in batches:
+        if isinstance(batch, BulkPut):
+            shape: Shape = (_PUT, batch.table, batch.columns)
+            scope = batch.scope
+            for partition_key, clustering, row_values in batch.rows:
+                yield shape, (scope, *partition_key, *clustering, *row_values, None)
+            continue
         partition = batch.partition
         table = partition.table
         key = (partition.scope, *partition.key)
@@ -175,7 +183,7 @@ def _writes(batches: Sequence[Batch], now_ms: int) -> Iterator[tuple[Shape, Posi
             yield (_STATIC, table, tuple(static)), (*key, *static.values(), None)
 
 
-def _write_rows(connection: sqlite3.Connection, batches: Sequence[Batch], now_ms: int) -> None:
+def _write_rows(connection: sqlite3.Connection, batches: Sequence[Following], now_ms: int) -> None:
     """Run the writes of `batches` in order; consecutive writes of one shape (a shard's records, a
     journal's entries) go to SQLite together (`_write_run`)."""
     shape: Shape | None = None
@@ -221,16 +229,16 @@ def apply_in_transaction(
     connection: sqlite3.Connection,
     batch: Batch,
     now_ms: int,
-    following: Sequence[Batch] = (),
+    following: Sequence[Following] = (),
     guards: Sequence[Batch] = (),
 ) -> BatchOutcome:
     """Check the conditions and apply every write inside the caller's transaction (writer thread; the
     group commit of `group.py` wraps a batch in a savepoint when it must undo it alone), at wall time
-    `now_ms`; when the batch
-    applies, the unconditional `following` batches are written after it. Conditions see everything
-    written earlier in the transaction. A put writes the listed columns and sets the expiry of the
-    whole row (see the package doc). `guards` (`StorageBackend.write_after`) are checked and written
-    one after the other once the batch's conditions hold; GuardsFailed when one did not hold."""
+    `now_ms`; when the batch applies, the unconditional `following` batches and bulk puts are written
+    after it. Conditions see everything written earlier in the transaction. A put writes the listed
+    columns and sets the expiry of the whole row (see the package doc). `guards`
+    (`StorageBackend.write_after`) are checked and written one after the other once the batch's
+    conditions hold; GuardsFailed when one did not hold."""
     if batch.conditional:
         rows, static = _current_state(connection, batch, now_ms)
         if not conditions_hold(batch, rows, static):
