@@ -58,3 +58,26 @@ def test_the_quick_key_test_takes_the_common_keys() -> None:
     assert not TYPE_RULES[ColumnType.TEXT].plain_key(None)
     with pytest.raises(InvariantViolation):
         check_key_value(None)
+
+
+# Columns of values as a bulk put checks them: mostly of one type (the quick paths), or of any.
+COLUMNS = st.one_of(
+    st.lists(VALUES, min_size=1, max_size=8),
+    st.lists(st.one_of(st.none(), st.integers(min_value=INT64_MIN - 2, max_value=INT64_MAX + 2)), min_size=1),
+    st.lists(st.one_of(st.none(), st.text(max_size=_KEY_CHARACTERS_MAX + 3)), min_size=1),
+    st.lists(st.text(min_size=_KEY_CHARACTERS_MAX - 2, max_size=_KEY_CHARACTERS_MAX + 2), min_size=1),
+)
+
+
+@given(st.sampled_from(list(ColumnType)), COLUMNS)
+def test_a_column_is_sized_as_its_values_are(column_type: ColumnType, values: list[Value]) -> None:
+    """`column_bytes` is the sum of the values' `value_bytes`, or -1 when one of them does not fit."""
+    rules = TYPE_RULES[column_type]
+    sizes = [rules.value_bytes(value) for value in values]
+    assert rules.column_bytes(values) == (-1 if min(sizes) < 0 else sum(sizes))
+
+
+@given(st.sampled_from(list(ColumnType)), COLUMNS)
+def test_a_column_of_plain_keys_is_plain_value_by_value(column_type: ColumnType, values: list[Value]) -> None:
+    rules = TYPE_RULES[column_type]
+    assert rules.plain_keys(values) == all(rules.plain_key(value) for value in values)

@@ -48,8 +48,8 @@ def check_batch(batch: Batch) -> None:
 
 def check_bulk_put(table: Table, scope: str, columns: tuple[str, ...], rows: tuple[BulkRow, ...]) -> None:
     """Raise InvariantViolation unless a bulk put of `rows` writing `columns` is well formed: its shape
-    once (scope, columns, size), then each row's keys, its values against their columns' types, and no
-    row twice."""
+    once (scope, columns, size), then its keys and values column by column (`TypeRules.column_bytes`,
+    `plain_keys`: C loops over a column where its types allow), and no row twice."""
     if not isinstance(scope, str) or not scope:
         violated(f"{table.name}: a bulk put needs a scope")
     if not rows or len(rows) > limits.storage_bulk_put_rows_max:
@@ -58,24 +58,35 @@ def check_bulk_put(table: Table, scope: str, columns: tuple[str, ...], rows: tup
         violated(f"{table.name}: a bulk put writes a column that is not regular, or one twice")
     if not columns and table.regular_columns:
         violated(f"{table.name}: put writes nothing")
-    sizes = [table.value_bytes[column] for column in columns]
-    width = len(columns)
-    partition_key, clustering_key, check_key = table.partition_key, table.clustering_key, table.check_key
+    partitions, clusterings, values = zip(*rows, strict=True)
+    _check_key_columns(table, table.partition_key, partitions)
+    _check_key_columns(table, table.clustering_key, clusterings)
+    widths = set(map(len, values))
+    if widths != {len(columns)}:
+        violated(f"{table.name}: a bulk row has {max(widths)} values for {len(columns)} columns")
     size_bytes = 0
-    for partition, clustering, values in rows:
-        check_key(partition_key, partition)
-        check_key(clustering_key, clustering)
-        if len(values) != width:
-            violated(f"{table.name}: a bulk row has {len(values)} values for {width} columns")
-        for size, value in zip(sizes, values, strict=True):
-            value_size = size(value)
-            if value_size < 0:
-                violated(f"{table.name}: bad value in a bulk put")
-            size_bytes += value_size
+    rules = table.rules
+    for column, column_values in zip(columns, zip(*values, strict=True), strict=True):
+        values_bytes = rules[column].column_bytes(column_values)
+        if values_bytes < 0:
+            violated(f"{table.name}: bad value for {column} in a bulk put")
+        size_bytes += values_bytes
     if size_bytes > limits.storage_bulk_put_bytes_max:
         violated(f"{table.name}: bulk put over storage_bulk_put_bytes_max")
-    if len({(partition, clustering) for partition, clustering, _ in rows}) != len(rows):
+    if len(set(zip(partitions, clusterings, strict=True))) != len(rows):
         violated(f"{table.name}: a row is written twice in one bulk put")
+
+
+def _check_key_columns(table: Table, key_columns: tuple[str, ...], keys: tuple[Key, ...]) -> None:
+    """Each of `keys` has a value for each of `key_columns`, and each value is a good key value of its
+    column: a column of plain values at once, any other value by value (`Table.check_key`)."""
+    if set(map(len, keys)) != {len(key_columns)}:
+        violated(f"{table.name}: the key {key_columns} needs {len(key_columns)} values")
+    rules = table.rules
+    for column, column_values in zip(key_columns, zip(*keys, strict=True), strict=True):
+        if not rules[column].plain_keys(column_values):
+            for value in column_values:
+                table.check_key((column,), (value,))
 
 
 def _written_rows(batch: Batch) -> set[Key]:

@@ -13,6 +13,7 @@ from jubao_server.storage.contract.values import (
     TYPE_RULES,
     ColumnType,
     Key,
+    TypeRules,
     Value,
     ValueBytes,
     ValueCheck,
@@ -78,6 +79,11 @@ class Table:
     def value_bytes(self) -> Mapping[str, ValueBytes]:
         """Each column's check and size of a value in one call (`TypeRules.value_bytes`)."""
         return {column: TYPE_RULES[column_type].value_bytes for column, column_type in self.columns.items()}
+
+    @functools.cached_property
+    def rules(self) -> Mapping[str, TypeRules]:
+        """Each column's type rules (what a bulk put checks a column of values with)."""
+        return {column: TYPE_RULES[column_type] for column, column_type in self.columns.items()}
 
     @functools.cached_property
     def plain_keys(self) -> Mapping[str, ValueCheck]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
-from typing import Final
+from typing import Final, TypeVar
 
 from jubao_server import limits
 from jubao_server.invariants import ensure
@@ -17,6 +18,8 @@ SCOPE_COLUMN: Final = "scope"
 PLATFORM_SCOPE: Final = "~platform"
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
+
+T = TypeVar("T")
 
 
 class ColumnType(StrEnum):
@@ -78,8 +81,67 @@ def _never(value: Value) -> bool:
     return False
 
 
+# A column of values, as a bulk put holds them (`bulk.py`): checked column by column, in C loops
+# (`map`, `min`, `max`, `sum`) where the types allow, each value's function call only otherwise.
+_NULL: Final = type(None)
+_TEXT_TYPES: Final = frozenset({str, _NULL})
+_BIGINT_TYPES: Final = frozenset({int, _NULL})
+_NULL_BYTES: Final = 8
+
+
+def _text_column_bytes(values: Sequence[Value]) -> int:
+    types = set(map(type, values))
+    if types <= _TEXT_TYPES:
+        texts = _without_nulls(values, types, str)
+        return sum(map(len, texts)) + _NULL_BYTES * (len(values) - len(texts))
+    return _each_bytes(_text_bytes, values)
+
+
+def _bigint_column_bytes(values: Sequence[Value]) -> int:
+    types = set(map(type, values))
+    if types <= _BIGINT_TYPES:
+        numbers = _without_nulls(values, types, int)
+        return 8 * len(values) if _in_int64(numbers) else -1
+    return _each_bytes(_bigint_bytes, values)
+
+
+def _without_nulls(values: Sequence[Value], types: set[type], kind: type[T]) -> Sequence[T]:
+    """`values`, all of `kind` or None (`types`, their types, say so), without the nulls."""
+    if _NULL in types:
+        return [v for v in values if isinstance(v, kind)]
+    return typing.cast("Sequence[T]", values)
+
+
+def _in_int64(numbers: Sequence[int]) -> bool:
+    return not numbers or INT64_MIN <= min(numbers) <= max(numbers) <= INT64_MAX
+
+
+def _each_bytes(value_bytes: ValueBytes, values: Sequence[Value]) -> int:
+    sizes = list(map(value_bytes, values))
+    return -1 if sizes and min(sizes) < 0 else sum(sizes)
+
+
+def _plain_text_keys(values: Sequence[Value]) -> bool:
+    types = set(map(type, values))
+    if types - {str}:
+        return False
+    texts = _without_nulls(values, types, str)
+    return not texts or max(map(len, texts)) * 4 <= limits.key_component_length_max_bytes
+
+
+def _plain_bigint_keys(values: Sequence[Value]) -> bool:
+    types = set(map(type, values))
+    return not types - {int} and _in_int64(_without_nulls(values, types, int))
+
+
+def _never_plain(values: Sequence[Value]) -> bool:
+    return False
+
+
 ValueCheck = Callable[[Value], bool]
 ValueBytes = Callable[[Value], int]
+ColumnBytes = Callable[[Sequence[Value]], int]
+ColumnCheck = Callable[[Sequence[Value]], bool]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,18 +149,30 @@ class TypeRules:
     """What a column type admits: `check`, what a cell may hold (None fits every type); `value_bytes`,
     the check and the size of a value in one call (what a batch runs for every value it writes:
     `value_bytes` when `check` holds, else -1); `plain_key`, a quick test that a key value passes both
-    `check_key_value` and `check` (True proves it, False leaves it to those two)."""
+    `check_key_value` and `check` (True proves it, False leaves it to those two). `column_bytes` and
+    `plain_keys` are `value_bytes` (summed, or -1 when a value fails) and `plain_key` (all of them) over
+    a column of values at once."""
 
     check: ValueCheck
     value_bytes: ValueBytes
     plain_key: ValueCheck
+    column_bytes: ColumnBytes
+    plain_keys: ColumnCheck
+
+
+def _column_bytes_of(value_bytes: ValueBytes) -> ColumnBytes:
+    return lambda values: _each_bytes(value_bytes, values)
 
 
 TYPE_RULES: Final[Mapping[ColumnType, TypeRules]] = {
-    ColumnType.TEXT: TypeRules(_text, _text_bytes, _plain_text_key),
-    ColumnType.BIGINT: TypeRules(_bigint, _bigint_bytes, _plain_bigint_key),
-    ColumnType.BLOB: TypeRules(_blob, _blob_bytes, _never),
-    ColumnType.BOOLEAN: TypeRules(_boolean, _boolean_bytes, _never),
+    ColumnType.TEXT: TypeRules(_text, _text_bytes, _plain_text_key, _text_column_bytes, _plain_text_keys),
+    ColumnType.BIGINT: TypeRules(
+        _bigint, _bigint_bytes, _plain_bigint_key, _bigint_column_bytes, _plain_bigint_keys
+    ),
+    ColumnType.BLOB: TypeRules(_blob, _blob_bytes, _never, _column_bytes_of(_blob_bytes), _never_plain),
+    ColumnType.BOOLEAN: TypeRules(
+        _boolean, _boolean_bytes, _never, _column_bytes_of(_boolean_bytes), _never_plain
+    ),
 }
 
 
