@@ -104,7 +104,7 @@ def materialize(shard: ShardId, records: Sequence[tuple[int, Record]]) -> list[F
     ]
 
 
-def _bulk(table: Table, scope: str, columns: tuple[str, ...], rows: list[BulkRow]) -> list[Following]:
+def _bulk(table: Table, scope: str, columns: tuple[str, ...], rows: list[BulkRow]) -> list[BulkPut]:
     """`rows` as bulk puts of at most `storage_bulk_put_rows_max` rows."""
     step = limits.storage_bulk_put_rows_max
     return [BulkPut(table, scope, columns, tuple(rows[i : i + step])) for i in range(0, len(rows), step)]

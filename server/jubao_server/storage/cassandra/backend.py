@@ -201,8 +201,9 @@ class CassandraBackend(StorageBackend):
         batches each on a partition of its own) go as UNLOGGED batches of several partitions, at most
         `cassandra_following_statements_max` statements and about `cassandra_following_bytes_max` bytes
         of values each: one request to the coordinator where one per partition cost the driver about
-        as much again per statement. Not atomic across partitions, which following writes never were
-        (each is an idempotent rewrite, written again after a crash)."""
+        as much again per statement; `storage_writes_in_flight_max` requests at once (a recovered shard's
+        journal may be long). Not atomic across partitions, which following writes never were (each is
+        an idempotent rewrite, written again after a crash)."""
         requests: list[list[Any]] = [[]]
         size_bytes = 0
         for write in following:
@@ -217,7 +218,10 @@ class CassandraBackend(StorageBackend):
                     size_bytes = 0
                 requests[-1].append(statement)
                 size_bytes += params_bytes
-        await asyncio.gather(*(self._send_unlogged(statements) for statements in requests if statements))
+        step = limits.storage_writes_in_flight_max
+        for start in range(0, len(requests), step):
+            chunk = requests[start : start + step]
+            await asyncio.gather(*(self._send_unlogged(statements) for statements in chunk if statements))
 
     async def _following_statements(self, write: Following) -> list[tuple[Prepared, cql.Params]]:
         """A following write's statements, prepared: a bulk put's one INSERT for every row."""

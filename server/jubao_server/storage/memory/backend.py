@@ -246,17 +246,19 @@ class MemoryBackend(StorageBackend):
         stored = self._partition(ref)
         return None if stored is None else stored.read_static()
 
-    def _apply(self, batch: Following, now_ms: int) -> None:
-        if isinstance(batch, BulkPut):
-            self._apply_bulk(batch, now_ms)
-            return
+    def _apply(self, write: Following, now_ms: int) -> None:
+        if isinstance(write, BulkPut):
+            self._apply_bulk(write, now_ms)
+        else:
+            self._apply_batch(write, now_ms)
+        self._purge(now_ms)
+
+    def _apply_batch(self, batch: Batch, now_ms: int) -> None:
         ref = batch.partition
         data, shape = self._data(ref.table)
         partitions = data.partitions
         partition_id = (ref.scope, *ref.key)
-        stored = partitions.get(partition_id)
-        if stored is None:
-            stored = partitions[partition_id] = Partition(shape)
+        stored = _written_partition(partitions, partition_id, shape)
         for put in batch.puts:
             expires_ms = None if put.ttl_s is None else now_ms + put.ttl_s * 1000
             stored.put(put.clustering, put.values, expires_ms, now_ms)
@@ -270,7 +272,6 @@ class MemoryBackend(StorageBackend):
             stored.write_static(batch.static_values)
         if stored.empty:
             del partitions[partition_id]
-        self._purge(now_ms)
 
     def _purge(self, now_ms: int) -> None:
         """Drop up to `ttl_sweep_rows_max` rows expired at `now_ms`, the earliest first. An entry whose
@@ -293,8 +294,15 @@ class MemoryBackend(StorageBackend):
         data, shape = self._data(bulk.table)
         partitions, scope, columns = data.partitions, bulk.scope, bulk.columns
         for partition_key, clustering, values in bulk.rows:
-            partition_id = (scope, *partition_key)
-            stored = partitions.get(partition_id)
-            if stored is None:
-                stored = partitions[partition_id] = Partition(shape)
+            stored = _written_partition(partitions, (scope, *partition_key), shape)
             stored.put(clustering, dict(zip(columns, values, strict=True)), None, now_ms)
+
+
+def _written_partition(
+    partitions: dict[PartitionId, Partition], partition_id: PartitionId, shape: Shape
+) -> Partition:
+    """The stored partition a write goes to, new and empty when there is none yet."""
+    stored = partitions.get(partition_id)
+    if stored is None:
+        stored = partitions[partition_id] = Partition(shape)
+    return stored
