@@ -182,7 +182,8 @@ async def test_an_expired_collaborations_rows_are_deleted_by_the_sweep(
     backend = store[0]
     await grant_cocreation(backend)
     co = Cocreation(backend, SYSTEM_CLOCK)
-    expire_ms = SYSTEM_CLOCK.wall_ms() + 1500
+    # The collaboration must outlive the setup and the first sweep, also on a slow machine.
+    expire_ms = SYSTEM_CLOCK.wall_ms() + 3000
     room = await co.create("demo-platform", "", "short", (Ability.CONTRIBUTE,), expire_ms)
     collaboration_id = room.collaboration.collaboration_id
     dataset = await co.register(
@@ -195,7 +196,7 @@ async def test_an_expired_collaborations_rows_are_deleted_by_the_sweep(
     assert (await co.room("demo-platform", collaboration_id)).dataset(
         "claims"
     ).state is DatasetState.RECEIVING
-    await asyncio.sleep(1.6)
+    await asyncio.sleep((expire_ms - SYSTEM_CLOCK.wall_ms()) / 1000 + 0.1)
     assert await co.sweep() >= 1
     swept = await co.room("demo-platform", collaboration_id)
     assert swept.dataset("claims").state is DatasetState.WITHDRAWN
