@@ -44,6 +44,7 @@ from jubao_server.storage.contract import (
     RowQuery,
     StorageBackend,
     StorageError,
+    send_in_steps,
     value_bytes,
 )
 from jubao_server.storage.contract.conditions import failed_outcome
@@ -218,10 +219,7 @@ class CassandraBackend(StorageBackend):
                     size_bytes = 0
                 requests[-1].append(statement)
                 size_bytes += params_bytes
-        step = limits.storage_writes_in_flight_max
-        for start in range(0, len(requests), step):
-            chunk = requests[start : start + step]
-            await asyncio.gather(*(self._send_unlogged(statements) for statements in chunk if statements))
+        await send_in_steps([statements for statements in requests if statements], self._send_unlogged)
 
     async def _following_statements(self, write: Following) -> list[tuple[Prepared, cql.Params]]:
         """A following write's statements, prepared: a bulk put's one INSERT for every row."""

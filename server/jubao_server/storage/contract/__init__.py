@@ -34,7 +34,13 @@ batches), and, for backends, `conditions` (evaluating conditions), `unknown` (re
 and `faults` (the fault-injection hooks).
 """
 
-from jubao_server.storage.contract.backend import StorageBackend, read_all, read_pages, write_all
+from jubao_server.storage.contract.backend import (
+    StorageBackend,
+    read_all,
+    read_pages,
+    send_in_steps,
+    write_all,
+)
 from jubao_server.storage.contract.batch import Batch, BatchOutcome
 from jubao_server.storage.contract.bulk import BulkPut, BulkRow, Following
 from jubao_server.storage.contract.errors import FollowingWriteError, MigrationError, StorageError
@@ -102,6 +108,7 @@ __all__ = [
     "Value",
     "read_all",
     "read_pages",
+    "send_in_steps",
     "value_bytes",
     "write_all",
 ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from jubao_server import limits
 from jubao_server.invariants import ensure
@@ -15,6 +16,8 @@ from jubao_server.storage.contract.migrations import MigrationSet
 from jubao_server.storage.contract.reads import ColumnPage, Consistency, Page, Row, RowQuery
 from jubao_server.storage.contract.tables import PartitionRef
 from jubao_server.storage.contract.values import Key
+
+T = TypeVar("T")
 
 
 class StorageBackend(abc.ABC):
@@ -150,9 +153,15 @@ def every_result(results: Sequence[BatchOutcome | StorageError | None]) -> list[
 
 async def write_all(backend: StorageBackend, batches: Sequence[Batch]) -> None:
     """Write unconditional batches, at most `storage_writes_in_flight_max` at once."""
+    await send_in_steps(batches, backend.write)
+
+
+async def send_in_steps(items: Sequence[T], send: Callable[[T], Awaitable[object]]) -> None:
+    """`send` every item, `storage_writes_in_flight_max` at once: each step's sends together, then the
+    next step's."""
     step = limits.storage_writes_in_flight_max
-    for start in range(0, len(batches), step):
-        await asyncio.gather(*(backend.write(b) for b in batches[start : start + step]))
+    for start in range(0, len(items), step):
+        await asyncio.gather(*(send(item) for item in items[start : start + step]))
 
 
 async def read_pages(

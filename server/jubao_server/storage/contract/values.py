@@ -86,14 +86,13 @@ def _never(value: Value) -> bool:
 _NULL: Final = type(None)
 _TEXT_TYPES: Final = frozenset({str, _NULL})
 _BIGINT_TYPES: Final = frozenset({int, _NULL})
-_NULL_BYTES: Final = 8
 
 
 def _text_column_bytes(values: Sequence[Value]) -> int:
     types = set(map(type, values))
     if types <= _TEXT_TYPES:
         texts = _without_nulls(values, types, str)
-        return sum(map(len, texts)) + _NULL_BYTES * (len(values) - len(texts))
+        return sum(map(len, texts)) + value_bytes(None) * (len(values) - len(texts))
     return _each_bytes(_text_bytes, values)
 
 
@@ -122,16 +121,14 @@ def _each_bytes(value_bytes: ValueBytes, values: Sequence[Value]) -> int:
 
 
 def _plain_text_keys(values: Sequence[Value]) -> bool:
-    types = set(map(type, values))
-    if types - {str}:
+    if set(map(type, values)) - {str}:
         return False
-    texts = _without_nulls(values, types, str)
+    texts = typing.cast("Sequence[str]", values)
     return not texts or max(map(len, texts)) * 4 <= limits.key_component_length_max_bytes
 
 
 def _plain_bigint_keys(values: Sequence[Value]) -> bool:
-    types = set(map(type, values))
-    return not types - {int} and _in_int64(_without_nulls(values, types, int))
+    return not set(map(type, values)) - {int} and _in_int64(typing.cast("Sequence[int]", values))
 
 
 def _never_plain(values: Sequence[Value]) -> bool:
