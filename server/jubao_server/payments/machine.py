@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from jubao_server import limits
+from jubao_server.bounded import keep_recent
 from jubao_server.errors import ApiError
 from jubao_server.payments import commands, journal, sweep
 from jubao_server.payments.config import PaymentsSettings
@@ -31,7 +32,6 @@ from jubao_server.payments.records import (
 )
 from jubao_server.payments.state import AccountState, Found, ShardState, Stage
 from jubao_server.payments.tables import CREDIT_MARKERS, SHARDS, TENANT_CONFIG
-from jubao_server.shards.actor import keep_recent
 from jubao_server.shards.machine import ShardSettings
 from jubao_server.shards.stage import Command, ShardId
 from jubao_server.shards.wal import record_blob

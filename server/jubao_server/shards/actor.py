@@ -31,6 +31,7 @@ import structlog
 from jubao.reasons import Reason
 
 from jubao_server import limits
+from jubao_server.bounded import keep_recent
 from jubao_server.clock import Clock
 from jubao_server.errors import ApiError, internal, refusal_of, resource_exhausted, unavailable
 from jubao_server.invariants import ensure, unreachable
@@ -635,13 +636,6 @@ class ShardActor(Generic[StateT, StageT, RecordT, OutboxT, MessageT]):
         for key in done.settled:
             self.outbox.pop(key, None)
         keep_recent(self.markers, done.markers, limits.shard_recent_markers_max)
-
-
-def keep_recent(recent: dict[str, T], new: dict[str, T], entries_max: int) -> None:
-    """Add `new` to `recent`, forgetting the oldest beyond `entries_max`."""
-    recent.update(new)
-    while len(recent) > entries_max:
-        del recent[next(iter(recent))]
 
 
 class GuardFailed(Exception):

@@ -16,6 +16,7 @@ from typing import Literal
 from jubao.reasons import Reason
 
 from jubao_server import limits
+from jubao_server.bounded import keep_recent
 from jubao_server.clock import Clock
 from jubao_server.errors import ApiError, permission_denied, unauthenticated
 from jubao_server.tenancy.keys import hashes_match, parse_key
@@ -112,9 +113,7 @@ class Authenticator:
     def _remember(self, cache_key: str, entry: _Entry) -> None:
         if self._ttl_s <= 0:
             return
-        if len(self._cache) >= limits.auth_cache_entries_max:
-            del self._cache[next(iter(self._cache))]
-        self._cache[cache_key] = entry
+        keep_recent(self._cache, {cache_key: entry}, limits.auth_cache_entries_max)
 
     async def _by_api_key(self, header: str) -> Caller:
         if not header[: len(BEARER_PREFIX)].lower() == BEARER_PREFIX:
