@@ -132,9 +132,9 @@ class _GenericHandlersOnly:
     `grpc.aio` keeps one task waiting for the next call of each registered method, and its serving loop
     waits for all of them with `asyncio.wait` before each call it takes: that is a set, a check and a
     callback added and removed per registered method, on every call. With every method of jubao's
-    services registered (74), it was about 90 µs of the event loop per call, a quarter of an empty
-    call's CPU. Generic handlers find a method by the dictionary of its service instead. Health and
-    reflection join the same way, so the loop waits for one task only."""
+    services registered (74), it was about 50 µs of CPU per call, a seventh of an empty call's.
+    Generic handlers find a method by the dictionary of its service instead. Health and reflection
+    join the same way, so the loop waits for one task only."""
 
     def __init__(self, server: grpc.aio.Server) -> None:
         self._server = server
