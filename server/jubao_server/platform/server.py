@@ -138,14 +138,19 @@ class _GenericHandlersOnly:
 
     def __init__(self, server: grpc.aio.Server) -> None:
         self._server = server
+        # The services whose generic handler was added: only theirs may have their registration left out.
+        self._served: set[str] = set()
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._served.update(h.service_name() for h in handlers if isinstance(h, grpc.ServiceRpcHandler))
         self._server.add_generic_rpc_handlers(handlers)
 
     def add_registered_method_handlers(
         self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler[typing.Any, typing.Any]]
     ) -> None:
-        """Left out: the generic handlers added with them serve the same methods."""
+        """Left out: the generic handler added before it serves the same methods (the generated code
+        adds both, the generic one first); a registration without one would leave its methods unserved."""
+        ensure(service in self._served, f"{service}: registered without a generic handler to serve it")
 
 
 def _generic_only(server: grpc.aio.Server) -> grpc.aio.Server:

@@ -1,6 +1,7 @@
-"""`keep_recent`, the bound on what a shard's owner remembers of what it applied (transfers, requests,
-tallies, markers, closed holds and escrows): never more than its bound, the newest kept, the oldest
-forgotten first, and no more than an eighth of the bound forgotten beyond it."""
+"""`keep_recent`, the bound on what a process remembers of what it saw lately (a shard owner's transfers,
+requests, tallies, markers, closed holds and escrows; the credentials it resolved): never more than its
+bound, the newest kept, the oldest forgotten first, and no more than an eighth of the bound forgotten
+beyond it."""
 
 from __future__ import annotations
 
